@@ -1,0 +1,68 @@
+# hull — project tasks. Run as root on Debian 12 (bookworm).
+#
+#   make setup     install the Debian packages the project needs (idempotent)
+#   make build     cargo build --release
+#   make fixtures  build the busybox test rootfs into target/fixtures/rootfs
+#   make test      setup + fixtures, then cargo test --release
+#   make bench     hull vs runc vs crun benchmark (BENCH_ITERS=100 by default)
+#   make demo      run examples/demo.sh with target/release/hull
+#   make clean     cargo clean + remove generated fixtures
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := build
+
+CARGO ?= cargo
+FIXTURES_DIR := $(CURDIR)/target/fixtures
+ROOTFS := $(FIXTURES_DIR)/rootfs
+HULL := $(CURDIR)/target/release/hull
+
+# Debian packages needed to build, test, benchmark and demo hull.
+# (gcc and pkg-config: linker and library lookup for cargo builds.)
+DEB_PACKAGES := busybox-static runc crun jq libseccomp-dev protobuf-compiler \
+	iproute2 util-linux python3 gcc pkg-config
+
+export HULL_TEST_ROOTFS := $(ROOTFS)
+
+.PHONY: all setup build fixtures test bench demo clean
+
+all: build
+
+setup:
+	@missing=""; \
+	for p in $(DEB_PACKAGES); do \
+		status=$$(dpkg -s "$$p" 2>/dev/null | sed -n 's/^Status: //p' || true); \
+		if [ "$$status" != "install ok installed" ]; then \
+			missing="$$missing $$p"; \
+		fi; \
+	done; \
+	if [ -z "$$missing" ]; then \
+		echo "setup: all Debian packages present"; \
+	else \
+		echo "setup: installing:$$missing"; \
+		if [ "$$(id -u)" -ne 0 ]; then echo "setup: must run as root" >&2; exit 1; fi; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -q < /dev/null; \
+		apt-get install -y -q --no-install-recommends $$missing < /dev/null; \
+	fi; \
+	command -v $(CARGO) >/dev/null 2>&1 || \
+		echo "setup: warning: '$(CARGO)' not on PATH (install Rust with rustup)" >&2
+
+build:
+	$(CARGO) build --release
+
+fixtures: setup
+	rootfs-fixtures/build-rootfs.sh $(ROOTFS)
+
+test: setup fixtures
+	HULL_TEST_ROOTFS=$(ROOTFS) $(CARGO) test --release -- --test-threads=4
+
+bench: setup fixtures build
+	tests/bench/bench.sh
+
+demo: setup fixtures build
+	HULL=$(HULL) HULL_TEST_ROOTFS=$(ROOTFS) examples/demo.sh
+
+clean:
+	$(CARGO) clean || true
+	rm -rf $(FIXTURES_DIR) target/bench

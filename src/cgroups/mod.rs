@@ -1,0 +1,279 @@
+//! Placing a container in its cgroup(s), and removing them.
+//!
+//! A thin layer of our own rather than cgroups-rs: cgroups-rs 0.5 pins an old
+//! nix, and what the runtime needs here is small — find the hierarchies,
+//! create the directories, move pids, list/freeze/kill, remove. Each
+//! hierarchy type has its own file: [`v1`] (one directory per controller
+//! hierarchy, this machine) and [`v2`] (the unified hierarchy).
+//!
+//! Resource limits beyond the device list are not implemented yet: a config
+//! that sets them is refused by [`check_supported`], naming the field.
+pub mod devices;
+pub mod mountinfo;
+pub mod v1;
+pub mod v2;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use oci_spec::runtime::LinuxResources;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Which cgroup layout the host has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Layout {
+    /// v1 controllers, possibly with an empty cgroup2 mount beside them (hybrid).
+    V1,
+    /// The unified cgroup2 hierarchy with the controllers.
+    V2,
+}
+
+/// Refuse resource settings hull does not apply yet, naming the field.
+pub fn check_supported(resources: &LinuxResources) -> Result<()> {
+    let set = [
+        ("linux.resources.memory", resources.memory().is_some()),
+        ("linux.resources.cpu", resources.cpu().is_some()),
+        ("linux.resources.pids", resources.pids().is_some()),
+        ("linux.resources.blockIO", resources.block_io().is_some()),
+        (
+            "linux.resources.hugepageLimits",
+            resources.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()),
+        ),
+        ("linux.resources.network", resources.network().is_some()),
+        ("linux.resources.rdma", resources.rdma().as_ref().is_some_and(|r| !r.is_empty())),
+        (
+            "linux.resources.unified",
+            resources.unified().as_ref().is_some_and(|u| !u.is_empty()),
+        ),
+    ];
+    for (field, present) in set {
+        if present {
+            return Err(Error::unsupported(field, "cgroup resource limits are not implemented yet"));
+        }
+    }
+    if detect_layout() == Layout::V2 && resources.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        return Err(Error::unsupported(
+            "linux.resources.devices",
+            "the cgroup v2 eBPF device filter is not implemented yet",
+        ));
+    }
+    Ok(())
+}
+
+/// The host's layout: v2 when /sys/fs/cgroup itself is cgroup2.
+pub fn detect_layout() -> Layout {
+    match nix::sys::statfs::statfs("/sys/fs/cgroup") {
+        Ok(st) if st.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC => Layout::V2,
+        _ => Layout::V1,
+    }
+}
+
+/// A container's cgroup: one directory per hierarchy (v1), or one (v2).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Cgroup {
+    pub layout: Layout,
+    /// Hierarchy name (v1 controller list such as "cpu,cpuacct" or
+    /// "name=systemd"; "" for v2) → the container's directory in it.
+    pub dirs: BTreeMap<String, PathBuf>,
+    /// Directories hull created (deepest last), removed again on delete.
+    pub created: Vec<PathBuf>,
+}
+
+/// Where the container's cgroup goes, relative to each hierarchy's root:
+/// absolute cgroupsPath as given, a relative one under hull's own cgroup,
+/// none → "/<id>" (runc's default).
+pub fn relative_path(cgroups_path: Option<&Path>, id: &str, own: Option<&str>) -> Result<PathBuf> {
+    let p = match cgroups_path {
+        None => PathBuf::from("/").join(id),
+        Some(p) if p.is_absolute() => p.to_path_buf(),
+        Some(p) => PathBuf::from(own.unwrap_or("/")).join(p),
+    };
+    // Normalise and refuse ".." so the path cannot climb out of the hierarchy.
+    let mut clean = PathBuf::from("/");
+    for c in p.components() {
+        match c {
+            std::path::Component::Normal(n) => clean.push(n),
+            std::path::Component::RootDir | std::path::Component::CurDir => {}
+            _ => {
+                return Err(Error::Config(format!(
+                    "linux.cgroupsPath: {} must not contain \"..\"",
+                    p.display()
+                )))
+            }
+        }
+    }
+    if clean == Path::new("/") {
+        return Err(Error::Config("linux.cgroupsPath: must not be the root cgroup".into()));
+    }
+    Ok(clean)
+}
+
+impl Cgroup {
+    /// Create the container's cgroup directories. On error, whatever was
+    /// created is removed again.
+    pub fn create(cgroups_path: Option<&Path>, id: &str) -> Result<Cgroup> {
+        let layout = detect_layout();
+        let mut cg = Cgroup {
+            layout,
+            dirs: BTreeMap::new(),
+            created: Vec::new(),
+        };
+        let result = match layout {
+            Layout::V1 => v1::create(&mut cg, cgroups_path, id),
+            Layout::V2 => v2::create(&mut cg, cgroups_path, id),
+        };
+        if let Err(e) = result {
+            let _ = cg.remove();
+            return Err(e);
+        }
+        Ok(cg)
+    }
+
+    /// Move a process into every hierarchy of this cgroup.
+    pub fn add_pid(&self, pid: i32) -> Result<()> {
+        for dir in self.dirs.values() {
+            std::fs::write(dir.join("cgroup.procs"), pid.to_string()).map_err(|e| {
+                Error::Cgroup(format!("add pid {pid} to {}: {e}", dir.display()))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Apply the device rules (v1 devices controller).
+    pub fn apply_devices(&self, resources: Option<&LinuxResources>, extra: &[devices::Rule]) -> Result<()> {
+        let mut rules: Vec<devices::Rule> = resources
+            .and_then(|r| r.devices().as_ref())
+            .map(|d| d.iter().map(devices::Rule::from_spec).collect())
+            .unwrap_or_default();
+        if rules.is_empty() {
+            return Ok(());
+        }
+        rules.extend(devices::default_allowed());
+        rules.extend_from_slice(extra);
+        match self.layout {
+            Layout::V1 => v1::apply_devices(self, &rules),
+            Layout::V2 => Ok(()), // refused earlier by check_supported
+        }
+    }
+
+    /// The pids in the container's cgroup.
+    pub fn pids(&self) -> Result<Vec<i32>> {
+        let dir = self.procs_dir()?;
+        let text = std::fs::read_to_string(dir.join("cgroup.procs"))
+            .map_err(|e| Error::Cgroup(format!("read {}/cgroup.procs: {e}", dir.display())))?;
+        Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+    }
+
+    fn procs_dir(&self) -> Result<&Path> {
+        ["pids", "freezer", "memory", "devices", ""]
+            .iter()
+            .find_map(|k| self.dirs.get(*k))
+            .or_else(|| self.dirs.values().next())
+            .map(|p| p.as_path())
+            .ok_or_else(|| Error::Cgroup("container has no cgroup".into()))
+    }
+
+    /// Freeze or thaw every process in the cgroup.
+    pub fn set_frozen(&self, frozen: bool) -> Result<()> {
+        match self.layout {
+            Layout::V1 => v1::set_frozen(self, frozen),
+            Layout::V2 => v2::set_frozen(self, frozen),
+        }
+    }
+
+    pub fn is_frozen(&self) -> bool {
+        match self.layout {
+            Layout::V1 => v1::is_frozen(self),
+            Layout::V2 => v2::is_frozen(self),
+        }
+    }
+
+    /// Signal every process in the cgroup. Frozen first so that a forking
+    /// process cannot escape the loop, then thawed so the signal is handled.
+    pub fn signal_all(&self, signal: nix::sys::signal::Signal) -> Result<()> {
+        let froze = self.set_frozen(true).is_ok();
+        let result = self.pids().map(|pids| {
+            for pid in pids {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+            }
+        });
+        if froze {
+            self.set_frozen(false)?;
+        }
+        result
+    }
+
+    /// Remove the directories hull created. Processes must be gone; a cgroup
+    /// still busy for a moment (exiting tasks) is retried for up to 2 s.
+    pub fn remove(&self) -> Result<()> {
+        let mut first_error = None;
+        for dir in self.created.iter().rev() {
+            if let Err(e) = rmdir_retrying(dir, Duration::from_secs(2)) {
+                first_error.get_or_insert(Error::Cgroup(format!("remove {}: {e}", dir.display())));
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+fn rmdir_retrying(dir: &Path, limit: Duration) -> std::io::Result<()> {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && start.elapsed() < limit => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// mkdir -p that records which directories it made (outermost first).
+fn mkdir_recording(dir: &Path, created: &mut Vec<PathBuf>) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut cur = dir;
+    while !cur.exists() {
+        missing.push(cur.to_path_buf());
+        match cur.parent() {
+            Some(p) => cur = p,
+            None => break,
+        }
+    }
+    for d in missing.into_iter().rev() {
+        match std::fs::create_dir(&d) {
+            Ok(()) => created.push(d),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::Cgroup(format!("create {}: {e}", d.display()))),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_path_is_slash_id() {
+        assert_eq!(relative_path(None, "abc", None).unwrap(), PathBuf::from("/abc"));
+    }
+
+    #[test]
+    fn relative_path_goes_under_own_cgroup() {
+        let p = relative_path(Some(Path::new("a/b")), "x", Some("/user.slice")).unwrap();
+        assert_eq!(p, PathBuf::from("/user.slice/a/b"));
+    }
+
+    #[test]
+    fn dotdot_is_refused() {
+        assert!(relative_path(Some(Path::new("/a/../../etc")), "x", None).is_err());
+        assert!(relative_path(Some(Path::new("/")), "x", None).is_err());
+    }
+}

@@ -1,0 +1,96 @@
+//! cgroup v1: one directory per mounted hierarchy.
+use std::path::{Path, PathBuf};
+
+use super::{devices::Rule, mkdir_recording, mountinfo, relative_path, Cgroup};
+use crate::error::{Error, Result};
+
+pub(super) fn create(cg: &mut Cgroup, cgroups_path: Option<&Path>, id: &str) -> Result<()> {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::Cgroup(format!("read mountinfo: {e}")))?;
+    let own = mountinfo::own_cgroups(&std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default());
+    for h in mountinfo::v1_hierarchies(&mi) {
+        let rel = relative_path(cgroups_path, id, own.get(&h.name).map(String::as_str))?;
+        let dir = dir_in_hierarchy(&h, &rel);
+        mkdir_recording(&dir, &mut cg.created)?;
+        if h.name.split(',').any(|c| c == "cpuset") {
+            init_cpuset(&dir)?;
+        }
+        cg.dirs.insert(h.name, dir);
+    }
+    if cg.dirs.is_empty() {
+        return Err(Error::Cgroup("no cgroup v1 hierarchy is mounted".into()));
+    }
+    Ok(())
+}
+
+/// The directory for a hierarchy path, accounting for a mount that shows
+/// only a subtree of the hierarchy (as inside another container).
+fn dir_in_hierarchy(h: &mountinfo::Hierarchy, rel: &Path) -> PathBuf {
+    let inside = rel.strip_prefix(&h.mount_root).unwrap_or(rel);
+    let inside = inside.strip_prefix("/").unwrap_or(inside);
+    h.mount_point.join(inside)
+}
+
+/// A new v1 cpuset cgroup starts with empty cpus/mems, and a task cannot
+/// join it until they are set: copy them down from the nearest parent that
+/// has them, for every level hull created.
+fn init_cpuset(dir: &Path) -> Result<()> {
+    for file in ["cpuset.cpus", "cpuset.mems"] {
+        let mut chain = vec![dir.to_path_buf()];
+        let mut cur = dir.parent();
+        let value = loop {
+            let Some(p) = cur else { break String::new() };
+            let v = std::fs::read_to_string(p.join(file)).unwrap_or_default();
+            if !v.trim().is_empty() {
+                break v;
+            }
+            chain.push(p.to_path_buf());
+            cur = p.parent();
+        };
+        for d in chain.iter().rev() {
+            let current = std::fs::read_to_string(d.join(file)).unwrap_or_default();
+            if current.trim().is_empty() {
+                std::fs::write(d.join(file), value.trim())
+                    .map_err(|e| Error::Cgroup(format!("init {}/{file}: {e}", d.display())))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn apply_devices(cg: &Cgroup, rules: &[Rule]) -> Result<()> {
+    let Some(dir) = cg.dirs.get("devices") else {
+        return Err(Error::Cgroup("the devices controller is not mounted".into()));
+    };
+    for rule in rules {
+        let file = if rule.allow { "devices.allow" } else { "devices.deny" };
+        std::fs::write(dir.join(file), rule.v1_line())
+            .map_err(|e| Error::Cgroup(format!("write {file} {:?}: {e}", rule.v1_line())))?;
+    }
+    Ok(())
+}
+
+pub(super) fn set_frozen(cg: &Cgroup, frozen: bool) -> Result<()> {
+    let Some(dir) = cg.dirs.get("freezer") else {
+        return Err(Error::Cgroup("the freezer controller is not mounted".into()));
+    };
+    let want = if frozen { "FROZEN" } else { "THAWED" };
+    let path = dir.join("freezer.state");
+    // Freezing can take a few rounds while tasks are in uninterruptible sleep.
+    for _ in 0..1000 {
+        std::fs::write(&path, want).map_err(|e| Error::Cgroup(format!("write {}: {e}", path.display())))?;
+        let state = std::fs::read_to_string(&path).unwrap_or_default();
+        if state.trim() == want {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    Err(Error::Cgroup(format!("{} did not reach {want}", path.display())))
+}
+
+pub(super) fn is_frozen(cg: &Cgroup) -> bool {
+    cg.dirs
+        .get("freezer")
+        .and_then(|d| std::fs::read_to_string(d.join("freezer.state")).ok())
+        .is_some_and(|s| s.trim() == "FROZEN")
+}

@@ -1,0 +1,17 @@
+//! hull: an OCI container runtime.
+//!
+//! Layout (data flows downwards):
+//! - [`cli`]: the runc-compatible command line; thin, calls into the rooms below.
+//! - [`oci`]: config loading and validation, container state, the lifecycle
+//!   operations (create, start, kill, delete, exec...) and hooks.
+//! - [`linux`]: what happens inside the new container: namespaces, rootfs and
+//!   mounts, devices, process attributes, the init handshake, the console.
+//! - [`cgroups`]: placing containers in cgroups (v1 and v2) and removing them.
+pub mod cgroups;
+pub mod cli;
+pub mod error;
+pub mod linux;
+pub mod logging;
+pub mod oci;
+
+pub use error::{Error, Result};

@@ -1,0 +1,115 @@
+//! The typed handshake between hull and the processes it forks (the
+//! bootstrap child and the container init), over a SOCK_SEQPACKET
+//! socketpair: one JSON message per packet, so message boundaries are kept
+//! and a dead peer shows up as end-of-file.
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result, SysContext};
+
+/// Messages from the forked side to hull.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ChildMessage {
+    /// The bootstrap child unshared a user namespace: hull must write its
+    /// uid/gid maps now (a process cannot map itself to arbitrary host ids).
+    WriteIdMaps { pid: i32 },
+    /// The bootstrap child forked the container init (host pid).
+    InitForked { pid: i32 },
+    /// The rootfs is mounted but not yet pivoted into: run the
+    /// prestart/createRuntime hooks in the runtime namespace now.
+    RunCreateRuntimeHooks,
+    /// Init finished setting up and now blocks until `start`.
+    InitReady,
+    /// An exec'd process is about to run the user program.
+    ExecReady,
+    /// Setup failed; the message says what and why.
+    Failed { message: String },
+}
+
+/// Messages from hull to the forked side.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ParentMessage {
+    /// The child was placed in its cgroup and may go on.
+    Proceed,
+    IdMapsWritten,
+    /// To the init (or exec'd process): your pid on the host; begin setup.
+    Start { host_pid: i32 },
+    CreateRuntimeHooksDone,
+}
+
+/// One end of the handshake socket.
+pub struct Channel {
+    fd: OwnedFd,
+}
+
+/// Largest message we ever send; error texts are truncated to fit.
+const MAX_MESSAGE: usize = 64 * 1024;
+
+impl Channel {
+    /// A connected pair: (hull's end, the child's end). Both are
+    /// close-on-exec so neither leaks into the container program.
+    pub fn pair() -> Result<(Channel, Channel)> {
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .sys_context(|| "socketpair for init handshake".into())?;
+        Ok((Channel { fd: a }, Channel { fd: b }))
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    pub fn send<M: Serialize>(&self, msg: &M) -> Result<()> {
+        let mut bytes = serde_json::to_vec(msg).map_err(|e| Error::Init(e.to_string()))?;
+        bytes.truncate(MAX_MESSAGE);
+        send(self.fd.as_raw_fd(), &bytes, MsgFlags::MSG_NOSIGNAL)
+            .sys_context(|| "send on init handshake socket".into())?;
+        Ok(())
+    }
+
+    /// Next message, or `None` when the peer closed its end (exited or exec'd).
+    pub fn recv<M: for<'de> Deserialize<'de>>(&self) -> Result<Option<M>> {
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        let n = loop {
+            match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                other => break other.sys_context(|| "receive on init handshake socket".into())?,
+            }
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        serde_json::from_slice(&buf[..n])
+            .map(Some)
+            .map_err(|e| Error::Init(format!("bad handshake message: {e}")))
+    }
+
+    /// Receive, treating end-of-file as an error that says what was awaited.
+    pub fn expect<M: for<'de> Deserialize<'de>>(&self, awaited: &str) -> Result<M> {
+        self.recv()?
+            .ok_or_else(|| Error::Init(format!("peer exited while hull waited for {awaited}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_cross_the_pair_and_eof_is_none() {
+        let (a, b) = Channel::pair().unwrap();
+        b.send(&ChildMessage::InitForked { pid: 42 }).unwrap();
+        match a.recv::<ChildMessage>().unwrap() {
+            Some(ChildMessage::InitForked { pid }) => assert_eq!(pid, 42),
+            other => panic!("unexpected {other:?}"),
+        }
+        drop(b);
+        assert!(a.recv::<ChildMessage>().unwrap().is_none());
+    }
+}

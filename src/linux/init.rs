@@ -1,0 +1,188 @@
+//! The container's init: the process that becomes the user's program.
+//! It runs in the new namespaces, builds the rootfs, reports readiness, waits
+//! for `start` on the exec fifo, drops privileges and execs.
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+use oci_spec::runtime::Spec;
+
+use super::channel::{Channel, ChildMessage, ParentMessage};
+use super::{console, process, rootfs, syscall, sysctl};
+use crate::cgroups::Cgroup;
+use crate::error::{Error, Result, SysContext};
+use crate::oci::hooks::{self, HookKind};
+use crate::oci::state::{SpecState, Status, OCI_VERSION};
+
+/// What the init needs from hull (a copy made by fork).
+pub struct InitContext<'a> {
+    pub id: &'a str,
+    pub bundle: &'a Path,
+    pub rootfs: &'a Path,
+    pub spec: &'a Spec,
+    pub cgroup: Option<&'a Cgroup>,
+    pub channel: &'a Channel,
+    pub exec_fifo: &'a Path,
+    pub console_socket: Option<&'a OwnedFd>,
+    pub no_pivot: bool,
+    pub preserve_fds: i32,
+    pub new_session_keyring: bool,
+    pub new_user_ns: bool,
+    pub new_cgroup_ns: bool,
+}
+
+/// What is left to do once `start` releases the init.
+struct Prepared {
+    program: PathBuf,
+    env: Vec<String>,
+    fifo: OwnedFd,
+    proc_fd_dir: OwnedFd,
+    host_pid: i32,
+}
+
+/// Run the init. Never returns: it execs the program or exits non-zero.
+pub fn run(ctx: &InitContext) -> ! {
+    let prepared = match prepare(ctx) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = ctx.channel.send(&ChildMessage::Failed { message: e.to_string() });
+            std::process::exit(1);
+        }
+    };
+    // From here on hull's create has returned: errors go to the container's
+    // stderr, as runc's do.
+    let err = start_program(ctx, prepared);
+    eprintln!("hull: container init: {err}");
+    std::process::exit(127);
+}
+
+fn prepare(ctx: &InitContext) -> Result<Prepared> {
+    let host_pid = match ctx.channel.expect::<ParentMessage>("start of init")? {
+        ParentMessage::Start { host_pid } => host_pid,
+        other => return Err(Error::Init(format!("unexpected message {other:?}"))),
+    };
+    nix::unistd::setsid().sys_context(|| "setsid".into())?;
+    // Other processes in the container must not ptrace us or open our /proc
+    // files (and with them hull's fds) before the exec.
+    nix::sys::prctl::set_dumpable(false).sys_context(|| "PR_SET_DUMPABLE".into())?;
+    let process = ctx.spec.process().as_ref().expect("validated");
+    if ctx.new_session_keyring {
+        syscall::join_session_keyring(&format!("_ses.{}", ctx.id))?;
+    }
+
+    rootfs::prepare(&rootfs::RootfsContext {
+        spec: ctx.spec,
+        rootfs: ctx.rootfs,
+        bundle: ctx.bundle,
+        cgroup: ctx.cgroup,
+        in_user_ns: ctx.new_user_ns,
+        new_cgroup_ns: ctx.new_cgroup_ns,
+    })?;
+    ctx.channel.send(&ChildMessage::RunCreateRuntimeHooks)?;
+    match ctx.channel.expect::<ParentMessage>("createRuntime hooks")? {
+        ParentMessage::CreateRuntimeHooksDone => {}
+        other => return Err(Error::Init(format!("unexpected message {other:?}"))),
+    }
+    // runtime-spec: createContainer hooks run in the container's namespaces,
+    // before pivot_root, with the state "creating".
+    let hooks = ctx.spec.hooks().as_ref();
+    hooks::run_all(
+        HookKind::CreateContainer,
+        hooks.and_then(|h| h.create_container().as_ref()),
+        &hook_state(ctx, Status::Creating, host_pid),
+    )?;
+
+    // The fifo lives in hull's state dir, outside the rootfs: hold it (and
+    // a handle on our fd table in the host's /proc) across the pivot.
+    let fifo = nix::fcntl::open(ctx.exec_fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .sys_context(|| "open exec fifo".into())?;
+    let proc_fd_dir = nix::fcntl::open("/proc/self/fd", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .sys_context(|| "open /proc/self/fd".into())?;
+
+    rootfs::enter_root(ctx.rootfs, ctx.no_pivot)?;
+    rootfs::finish(ctx.spec)?;
+    if let Some(h) = ctx.spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        nix::unistd::sethostname(h).sys_context(|| format!("sethostname {h:?}"))?;
+    }
+    if let Some(d) = ctx.spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+        syscall::setdomainname(d)?;
+    }
+    sysctl::apply(ctx.spec)?;
+    if process.terminal().unwrap_or(false) {
+        let socket = ctx.console_socket.ok_or_else(|| Error::Init("terminal requested without a console socket".into()))?;
+        let size = process.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16));
+        console::setup(socket, size)?;
+    }
+    if let Some(adj) = process.oom_score_adj() {
+        process::set_oom_score_adj(adj)?;
+    }
+    process::apply_rlimits(process)?;
+    let cwd = process.cwd();
+    if !cwd.exists() {
+        std::fs::create_dir_all(cwd).sys_context(|| format!("create cwd {}", cwd.display()))?;
+    }
+    let env = process::environment(process);
+    let args = process.args().as_ref().expect("validated");
+    let program = process::find_executable(&args[0], &env)?;
+    ctx.channel.send(&ChildMessage::InitReady)?;
+    Ok(Prepared { program, env, fifo, proc_fd_dir, host_pid })
+}
+
+fn hook_state<'a>(ctx: &'a InitContext, status: Status, pid: i32) -> SpecState<'a> {
+    SpecState {
+        oci_version: OCI_VERSION,
+        id: ctx.id,
+        status,
+        pid: Some(pid),
+        bundle: ctx.bundle,
+        annotations: ctx.spec.annotations().as_ref().filter(|a| !a.is_empty()),
+    }
+}
+
+fn start_program(ctx: &InitContext, p: Prepared) -> Error {
+    match release_and_finalize(ctx, &p) {
+        Ok(()) => {}
+        Err(e) => return e,
+    }
+    let args = ctx.spec.process().as_ref().and_then(|p| p.args().clone()).unwrap_or_default();
+    process::exec(&p.program, &args, &p.env)
+}
+
+fn release_and_finalize(ctx: &InitContext, p: &Prepared) -> Result<()> {
+    // Opening the fifo for writing blocks until `hull start` opens it for
+    // reading. The path is gone after the pivot: reopen through our fd.
+    let name = p.fifo.as_raw_fd().to_string();
+    let fifo = nix::fcntl::openat(p.proc_fd_dir.as_fd(), name.as_str(), OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
+        .sys_context(|| "open exec fifo for writing".into())?;
+    nix::unistd::write(&fifo, b"0").sys_context(|| "write exec fifo".into())?;
+    drop(fifo);
+    let process = ctx.spec.process().as_ref().expect("validated");
+    // runtime-spec: startContainer hooks run in the container after `start`
+    // and before the program, with the state "created".
+    let hooks = ctx.spec.hooks().as_ref();
+    hooks::run_all(
+        HookKind::StartContainer,
+        hooks.and_then(|h| h.start_container().as_ref()),
+        &hook_state(ctx, Status::Created, p.host_pid),
+    )?;
+    finalize_process(process, ctx.preserve_fds)
+}
+
+/// The last steps before exec, shared by init and exec'd processes.
+pub fn finalize_process(process: &oci_spec::runtime::Process, preserve_fds: i32) -> Result<()> {
+    process::switch_user(process, false)?;
+    let umask = process.user().umask().unwrap_or(0o022);
+    nix::sys::stat::umask(Mode::from_bits_truncate(umask as libc::mode_t));
+    nix::unistd::chdir(process.cwd()).sys_context(|| format!("chdir to cwd {}", process.cwd().display()))?;
+    // CVE-2024-21626: a cwd reached through a leaked host fd would be
+    // outside our root; getcwd then fails or reports "(unreachable)".
+    match nix::unistd::getcwd() {
+        Ok(p) if p.starts_with("/") => {}
+        _ => return Err(Error::Init(format!("cwd {} is outside the container root", process.cwd().display()))),
+    }
+    if process.no_new_privileges().unwrap_or(false) {
+        nix::sys::prctl::set_no_new_privs().sys_context(|| "PR_SET_NO_NEW_PRIVS".into())?;
+    }
+    syscall::cloexec_from(3 + preserve_fds)
+}

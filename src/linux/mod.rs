@@ -1,0 +1,11 @@
+//! What happens inside and around the new container process.
+pub mod channel;
+pub mod console;
+pub mod init;
+pub mod mount_options;
+pub mod namespaces;
+pub mod process;
+pub mod rootfs;
+pub mod safe_path;
+pub mod syscall;
+pub mod sysctl;

@@ -1,0 +1,142 @@
+//! mount(8)-style option strings from config.json, turned into mount flags,
+//! propagation flags and the filesystem data string.
+use nix::mount::MsFlags;
+
+/// The parsed options of one mount entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountOptions {
+    /// Flags for the mount(2) call itself.
+    pub flags: MsFlags,
+    /// Flags that only a bind-remount can apply (ro, nosuid... on a bind).
+    pub clear: MsFlags,
+    /// Propagation changes, applied with separate mount(2) calls.
+    pub propagation: Vec<MsFlags>,
+    /// Everything else, passed as the filesystem's data string.
+    pub data: Vec<String>,
+}
+
+impl Default for MountOptions {
+    fn default() -> Self {
+        MountOptions {
+            flags: MsFlags::empty(),
+            clear: MsFlags::empty(),
+            propagation: Vec::new(),
+            data: Vec::new(),
+        }
+    }
+}
+
+impl MountOptions {
+    pub fn is_bind(&self) -> bool {
+        self.flags.contains(MsFlags::MS_BIND)
+    }
+
+    pub fn data_string(&self) -> Option<String> {
+        (!self.data.is_empty()).then(|| self.data.join(","))
+    }
+}
+
+/// The propagation flag for a rootfsPropagation or option name.
+pub fn propagation_flag(name: &str) -> Option<MsFlags> {
+    Some(match name {
+        "private" => MsFlags::MS_PRIVATE,
+        "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        "shared" => MsFlags::MS_SHARED,
+        "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
+        "slave" => MsFlags::MS_SLAVE,
+        "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
+        "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+        _ => return None,
+    })
+}
+
+/// Parse one entry's options. Unknown words are filesystem data (size=,
+/// mode=, newinstance...), as with mount(8); only options that look like
+/// runtime flags but that hull cannot honour are refused.
+pub fn parse(options: &[String]) -> Result<MountOptions, String> {
+    let mut out = MountOptions::default();
+    for opt in options {
+        let (set, clear) = match opt.as_str() {
+            "defaults" => (MsFlags::empty(), MsFlags::empty()),
+            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
+            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
+            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
+            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
+            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
+            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
+            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
+            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
+            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
+            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
+            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
+            "remount" => (MsFlags::MS_REMOUNT, MsFlags::empty()),
+            "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty()),
+            "nomand" => (MsFlags::empty(), MsFlags::MS_MANDLOCK),
+            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
+            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
+            "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME),
+            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
+            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
+            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
+            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
+            "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
+            "lazytime" => (MsFlags::MS_LAZYTIME, MsFlags::empty()),
+            "nolazytime" => (MsFlags::empty(), MsFlags::MS_LAZYTIME),
+            "silent" => (MsFlags::MS_SILENT, MsFlags::empty()),
+            "loud" => (MsFlags::empty(), MsFlags::MS_SILENT),
+            "bind" => (MsFlags::MS_BIND, MsFlags::empty()),
+            "rbind" => (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty()),
+            "tmpcopyup" | "idmap" | "ridmap" => {
+                return Err(format!("option {opt:?} is not supported"));
+            }
+            other if other.starts_with("rro") || other.starts_with("rrw") || other == "rnosuid" || other == "rnodev" || other == "rnoexec" => {
+                return Err(format!("recursive option {opt:?} is not supported"));
+            }
+            other => {
+                if let Some(p) = propagation_flag(other) {
+                    out.propagation.push(p);
+                } else {
+                    out.data.push(other.to_string());
+                }
+                continue;
+            }
+        };
+        out.flags.insert(set);
+        out.flags.remove(clear);
+        out.clear.insert(clear);
+        out.clear.remove(set);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(v: &[&str]) -> MountOptions {
+        parse(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn flags_data_and_propagation_are_split() {
+        let o = opts(&["nosuid", "noexec", "mode=755", "size=65536k", "rslave", "ro"]);
+        assert!(o.flags.contains(MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY));
+        assert_eq!(o.data_string().as_deref(), Some("mode=755,size=65536k"));
+        assert_eq!(o.propagation, vec![MsFlags::MS_SLAVE | MsFlags::MS_REC]);
+    }
+
+    #[test]
+    fn later_option_wins() {
+        let o = opts(&["ro", "rw"]);
+        assert!(!o.flags.contains(MsFlags::MS_RDONLY));
+        let o = opts(&["rbind"]);
+        assert!(o.is_bind() && o.flags.contains(MsFlags::MS_REC));
+    }
+
+    #[test]
+    fn unsupported_options_are_named() {
+        let err = parse(&["tmpcopyup".to_string()]).unwrap_err();
+        assert!(err.contains("tmpcopyup"));
+    }
+}

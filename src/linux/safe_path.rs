@@ -1,0 +1,141 @@
+//! Resolving untrusted paths (mount destinations, device paths) inside the
+//! container's rootfs with openat2(RESOLVE_IN_ROOT): symlinks and ".." are
+//! resolved as if the rootfs were "/", so nothing can point outside it.
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::Mode;
+
+use crate::error::{Error, Result};
+
+/// What to create at a missing destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Create {
+    Nothing,
+    Dir,
+    File,
+}
+
+fn how(flags: OFlag) -> OpenHow {
+    OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS)
+}
+
+/// Open `path` (absolute or relative, interpreted inside `root`) as an
+/// O_PATH fd, creating missing directories (and the last component as `create`
+/// says). Returns ENOENT as `None` when `create` is Nothing.
+pub fn open_in_root(root: &OwnedFd, path: &Path, create: Create) -> Result<Option<OwnedFd>> {
+    let rel = relative(path);
+    match openat2(root.as_fd(), &rel, how(OFlag::O_PATH)) {
+        Ok(fd) => return Ok(Some(fd)),
+        Err(Errno::ENOENT) if create != Create::Nothing => {}
+        Err(Errno::ENOENT) => return Ok(None),
+        Err(e) => return Err(Error::sys(format!("resolve {} in rootfs", path.display()), e)),
+    }
+    // Walk down, creating what is missing. Each parent is itself resolved in
+    // the root, and each name created with *at() relative to it, so a
+    // symlink planted on the way can only lead somewhere inside the root.
+    let comps: Vec<&std::ffi::OsStr> = rel.iter().collect();
+    let mut parent = nix::unistd::dup(root).map_err(|e| Error::sys("dup rootfs fd", e))?;
+    let mut sofar = PathBuf::new();
+    for (i, name) in comps.iter().enumerate() {
+        sofar.push(name);
+        let last = i + 1 == comps.len();
+        let want_file = last && create == Create::File;
+        match openat2(root.as_fd(), &sofar, how(OFlag::O_PATH)) {
+            Ok(fd) => {
+                parent = fd;
+                continue;
+            }
+            Err(Errno::ENOENT) => {}
+            Err(e) => return Err(Error::sys(format!("resolve {} in rootfs", sofar.display()), e)),
+        }
+        let made = if want_file {
+            nix::fcntl::openat(
+                parent.as_fd(),
+                *name,
+                OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+                Mode::from_bits_truncate(0o644),
+            )
+            .map(drop)
+        } else {
+            nix::sys::stat::mkdirat(parent.as_fd(), *name, Mode::from_bits_truncate(0o755))
+        };
+        match made {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(Error::sys(format!("create {} in rootfs", sofar.display()), e)),
+        }
+        parent = openat2(root.as_fd(), &sofar, how(OFlag::O_PATH))
+            .map_err(|e| Error::sys(format!("resolve {} in rootfs", sofar.display()), e))?;
+    }
+    Ok(Some(parent))
+}
+
+/// The path of an fd for calls that take paths (mount targets): the
+/// kernel follows this magic link to exactly the inode we resolved.
+pub fn fd_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// Split a path into (parent, file name) for creating a node.
+pub fn parent_and_name(path: &Path) -> Result<(PathBuf, std::ffi::OsString)> {
+    let rel = relative(path);
+    let name = rel
+        .file_name()
+        .ok_or_else(|| Error::Config(format!("{} has no file name", path.display())))?
+        .to_os_string();
+    Ok((rel.parent().map(Path::to_path_buf).unwrap_or_default(), name))
+}
+
+/// Drop the leading "/" and "." components; keep ".." for the kernel to clamp.
+fn relative(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            other => out.push(other.as_os_str()),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root_fd(p: &Path) -> OwnedFd {
+        nix::fcntl::open(p, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).unwrap()
+    }
+
+    #[test]
+    fn symlink_escape_stays_inside_root() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let outside = t.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("evil")).unwrap();
+        std::os::unix::fs::symlink("../../..", root.join("up")).unwrap();
+        let fd = root_fd(&root);
+        // "evil" points at a host path: inside the root it dangles, and
+        // hull refuses rather than following it out.
+        let err = open_in_root(&fd, Path::new("/evil/made"), Create::Dir).unwrap_err();
+        assert!(err.to_string().contains("evil"), "{err}");
+        assert!(!outside.join("made").exists(), "created outside the root");
+        open_in_root(&fd, Path::new("/up/x/file"), Create::File).unwrap().unwrap();
+        assert!(root.join("x/file").is_file());
+    }
+
+    #[test]
+    fn missing_without_create_is_none() {
+        let t = tempfile::tempdir().unwrap();
+        let fd = root_fd(t.path());
+        assert!(open_in_root(&fd, Path::new("/nope"), Create::Nothing).unwrap().is_none());
+    }
+}

@@ -1,0 +1,198 @@
+//! The few places where hull needs `unsafe` or raw syscalls that nix does not
+//! wrap. Every block says why it is sound.
+use std::ffi::CString;
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use crate::error::{Result, SysContext};
+
+/// What `fork` returned, in the process that sees it.
+pub enum Forked {
+    Parent(nix::unistd::Pid),
+    Child,
+}
+
+/// fork(2). hull never starts threads before the container processes are
+/// forked (no async runtime on this path), so the child is a faithful copy
+/// and may run arbitrary Rust code.
+pub fn fork() -> Result<Forked> {
+    // SAFETY: the process is single-threaded at every call site (the CLI
+    // commands that create or exec into containers start no threads), so no
+    // lock can be held by a thread that does not exist in the child.
+    match unsafe { nix::unistd::fork() }.sys_context(|| "fork".into())? {
+        nix::unistd::ForkResult::Parent { child } => Ok(Forked::Parent(child)),
+        nix::unistd::ForkResult::Child => Ok(Forked::Child),
+    }
+}
+
+/// Mark every fd >= `first` close-on-exec, so nothing of the host leaks into
+/// the container's program (CVE-2024-21626 was a leaked cgroup dir fd).
+pub fn cloexec_from(first: RawFd) -> Result<()> {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on fds;
+    // it touches no memory.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    // Kernels before 5.11: walk /proc/self/fd instead.
+    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+        .sys_context(|| "read /proc/self/fd".into())?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd >= first)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_SETFD on a possibly-closed fd fails harmlessly with EBADF.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    Ok(())
+}
+
+/// Clear close-on-exec on an fd that must survive exec (`--preserve-fds`,
+/// the console slave duplicated onto stdio).
+pub fn clear_cloexec(fd: RawFd) -> Result<()> {
+    // SAFETY: fcntl flag change, no memory involved.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } < 0 {
+        return Err(std::io::Error::last_os_error()).sys_context(|| format!("clear FD_CLOEXEC on fd {fd}"));
+    }
+    Ok(())
+}
+
+/// dup2 that takes raw fd numbers (used to wire stdio just before exec).
+pub fn dup2_raw(from: RawFd, to: RawFd) -> Result<()> {
+    // SAFETY: dup2 only manipulates the fd table.
+    if unsafe { libc::dup2(from, to) } < 0 {
+        return Err(std::io::Error::last_os_error()).sys_context(|| format!("dup2 {from} -> {to}"));
+    }
+    Ok(())
+}
+
+pub fn setdomainname(name: &str) -> Result<()> {
+    // SAFETY: the pointer and length describe `name`'s bytes, alive for the call.
+    let rc = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error()).sys_context(|| format!("setdomainname {name:?}"));
+    }
+    Ok(())
+}
+
+pub fn setrlimit(resource: libc::c_int, soft: u64, hard: u64) -> std::io::Result<()> {
+    let lim = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: `lim` is a valid rlimit struct on the stack. The cast of the
+    // resource number matches glibc's __rlimit_resource_t (an int-sized enum).
+    if unsafe { libc::setrlimit(resource as _, &lim) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Give the container a session keyring of its own, so it cannot read the
+/// keys of the session hull was started from.
+pub fn join_session_keyring(name: &str) -> Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    let cname = CString::new(name).unwrap_or_default();
+    // SAFETY: keyctl(JOIN_SESSION_KEYRING) reads the NUL-terminated name.
+    let rc = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, cname.as_ptr()) };
+    if rc < 0 {
+        let e = std::io::Error::last_os_error();
+        // Kernels without keyring support, or a keyring quota we cannot raise.
+        if matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EDQUOT)) {
+            log::warn!("session keyring {name}: {e}; the container shares hull's");
+            return Ok(());
+        }
+        return Err(e).sys_context(|| format!("join session keyring {name}"));
+    }
+    Ok(())
+}
+
+/// Make the pty slave our controlling terminal (after setsid).
+pub fn set_controlling_terminal(fd: RawFd) -> Result<()> {
+    // SAFETY: TIOCSCTTY takes an int argument, no pointers.
+    if unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) } < 0 {
+        return Err(std::io::Error::last_os_error()).sys_context(|| "TIOCSCTTY".into());
+    }
+    Ok(())
+}
+
+pub fn set_window_size(fd: RawFd, rows: u16, cols: u16) -> Result<()> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a winsize struct that lives on our stack.
+    if unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) } < 0 {
+        return Err(std::io::Error::last_os_error()).sys_context(|| "TIOCSWINSZ".into());
+    }
+    Ok(())
+}
+
+/// Take ownership of an fd number that was inherited or passed to us.
+///
+/// # Safety
+/// `fd` must be open and owned by nobody else in this process.
+pub unsafe fn owned_fd(fd: RawFd) -> OwnedFd {
+    OwnedFd::from_raw_fd(fd)
+}
+
+// --- CVE-2019-5736: never let the container see the hull binary itself ---
+//
+// A container process that execs `/proc/self/exe` of a hull process that
+// joined it (exec, or init before its execve) would be running the host's
+// hull binary and could later reopen it for writing. hull therefore runs
+// the container-facing commands from a sealed, read-only memfd copy of
+// itself: what the container can reach is that copy, which cannot be
+// written (F_SEAL_WRITE) and disappears with the process.
+
+const SEALED_MARKER_SEALS: libc::c_int =
+    libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+
+/// True when this process's executable is a sealed memfd.
+pub fn running_from_sealed_copy() -> bool {
+    let Ok(exe) = File::open("/proc/self/exe") else {
+        return false;
+    };
+    // SAFETY: F_GET_SEALS on a valid fd; fails with EINVAL on non-memfds.
+    let seals = unsafe { libc::fcntl(exe.as_raw_fd(), libc::F_GET_SEALS) };
+    seals >= 0 && seals & SEALED_MARKER_SEALS == SEALED_MARKER_SEALS
+}
+
+/// Re-execute the current command from a sealed memfd copy of the binary.
+/// Returns only on failure.
+pub fn reexec_from_sealed_copy() -> Result<std::convert::Infallible> {
+    let mut exe = File::open("/proc/self/exe").sys_context(|| "open /proc/self/exe".into())?;
+    let memfd = nix::sys::memfd::memfd_create(
+        c"hull",
+        nix::sys::memfd::MFdFlags::MFD_CLOEXEC | nix::sys::memfd::MFdFlags::MFD_ALLOW_SEALING,
+    )
+    .sys_context(|| "memfd_create".into())?;
+    let mut copy = File::from(memfd);
+    std::io::copy(&mut exe, &mut copy).sys_context(|| "copy hull binary into memfd".into())?;
+    // SAFETY: F_ADD_SEALS with an int argument on our own memfd.
+    if unsafe { libc::fcntl(copy.as_raw_fd(), libc::F_ADD_SEALS, SEALED_MARKER_SEALS) } < 0 {
+        return Err(std::io::Error::last_os_error()).sys_context(|| "seal memfd".into());
+    }
+    let args: Vec<CString> = std::env::args_os()
+        .map(|a| CString::new(std::os::unix::ffi::OsStrExt::as_bytes(a.as_os_str())).unwrap_or_default())
+        .collect();
+    let env: Vec<CString> = std::env::vars_os()
+        .map(|(k, v)| {
+            let mut kv = std::os::unix::ffi::OsStrExt::as_bytes(k.as_os_str()).to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str()));
+            CString::new(kv).unwrap_or_default()
+        })
+        .collect();
+    let err = nix::unistd::fexecve(&copy, &args, &env).unwrap_err();
+    Err(std::io::Error::from(err)).sys_context(|| "re-exec hull from sealed memfd".into())
+}

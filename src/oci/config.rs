@@ -1,0 +1,342 @@
+//! Loading config.json and refusing what hull cannot honour, before anything
+//! is created (so a bad config leaves nothing behind).
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::error::{Error, Result};
+
+/// A loaded bundle: the parsed spec plus absolute paths.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    pub dir: PathBuf,
+    pub rootfs: PathBuf,
+    pub spec: Spec,
+}
+
+/// Read and parse `<bundle>/config.json`; parse errors name the JSON path of
+/// the offending field.
+pub fn load_spec(path: &Path) -> Result<Spec> {
+    let text = std::fs::read(path)
+        .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+    parse_spec(&text)
+}
+
+pub fn parse_spec(text: &[u8]) -> Result<Spec> {
+    let de = &mut serde_json::Deserializer::from_slice(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            Error::Config(inner.to_string())
+        } else {
+            Error::Config(format!("field {path}: {inner}"))
+        }
+    })
+}
+
+impl Bundle {
+    /// Load and validate the bundle in `dir`.
+    pub fn load(dir: &Path) -> Result<Bundle> {
+        let dir = std::path::absolute(dir)
+            .map_err(|e| Error::InvalidArgument(format!("bundle {}: {e}", dir.display())))?;
+        if !dir.is_dir() {
+            return Err(Error::InvalidArgument(format!(
+                "bundle {} is not a directory",
+                dir.display()
+            )));
+        }
+        let spec = load_spec(&dir.join("config.json"))?;
+        let root = spec
+            .root()
+            .as_ref()
+            .ok_or_else(|| Error::Config("root: missing (the container needs a rootfs)".into()))?;
+        let rootfs = if root.path().is_absolute() {
+            root.path().clone()
+        } else {
+            dir.join(root.path())
+        };
+        if !rootfs.is_dir() {
+            return Err(Error::Config(format!(
+                "root.path: {} is not a directory",
+                rootfs.display()
+            )));
+        }
+        validate(&spec)?;
+        Ok(Bundle { dir, rootfs, spec })
+    }
+}
+
+/// Namespace types a config may ask for, and whether each is new or joined.
+pub fn namespace_types(spec: &Spec) -> HashSet<LinuxNamespaceType> {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .map(|ns| ns.iter().map(|n| n.typ()).collect())
+        .unwrap_or_default()
+}
+
+/// Everything hull checks before it creates anything.
+pub fn validate(spec: &Spec) -> Result<()> {
+    if spec.version().is_empty() {
+        return Err(Error::Config("ociVersion: missing".into()));
+    }
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::Config("process: missing".into()))?;
+    validate_process(process)?;
+    if let Some(mounts) = spec.mounts() {
+        for (i, m) in mounts.iter().enumerate() {
+            if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
+                return Err(Error::unsupported(
+                    format!("mounts[{i}].uidMappings/gidMappings"),
+                    "idmapped mounts are not implemented",
+                ));
+            }
+            crate::linux::mount_options::parse(m.options().as_deref().unwrap_or(&[]))
+                .map_err(|e| Error::Config(format!("mounts[{i}].options: {e}")))?;
+        }
+    }
+    if let Some(hooks) = spec.hooks() {
+        let all = [
+            ("prestart", hooks.prestart()),
+            ("createRuntime", hooks.create_runtime()),
+            ("createContainer", hooks.create_container()),
+            ("startContainer", hooks.start_container()),
+            ("poststart", hooks.poststart()),
+            ("poststop", hooks.poststop()),
+        ];
+        for (kind, list) in all {
+            for (i, h) in list.iter().flatten().enumerate() {
+                if !h.path().is_absolute() {
+                    return Err(Error::Config(format!(
+                        "hooks.{kind}[{i}].path: {} is not absolute",
+                        h.path().display()
+                    )));
+                }
+                if h.timeout().is_some_and(|t| t <= 0) {
+                    return Err(Error::Config(format!(
+                        "hooks.{kind}[{i}].timeout: must be greater than zero"
+                    )));
+                }
+            }
+        }
+    }
+    let types = namespace_types(spec);
+    if spec.hostname().as_deref().is_some_and(|h| !h.is_empty())
+        && !new_namespace(spec, LinuxNamespaceType::Uts)
+    {
+        return Err(Error::Config(
+            "hostname: cannot set a hostname without a private UTS namespace".into(),
+        ));
+    }
+    if spec.domainname().as_deref().is_some_and(|h| !h.is_empty())
+        && !new_namespace(spec, LinuxNamespaceType::Uts)
+    {
+        return Err(Error::Config(
+            "domainname: cannot set a domainname without a private UTS namespace".into(),
+        ));
+    }
+    if !types.contains(&LinuxNamespaceType::Mount) {
+        return Err(Error::Config(
+            "linux.namespaces: a mount namespace is required (hull sets up the rootfs in one)".into(),
+        ));
+    }
+    if let Some(linux) = spec.linux() {
+        validate_linux(spec, linux)?;
+    }
+    Ok(())
+}
+
+/// True when the config asks for a new (not joined) namespace of this type.
+pub fn new_namespace(spec: &Spec, typ: LinuxNamespaceType) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == typ && n.path().is_none()))
+}
+
+fn validate_process(process: &oci_spec::runtime::Process) -> Result<()> {
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(Error::Config("process.args: must not be empty".into()));
+    }
+    if process.command_line().is_some() {
+        return Err(Error::unsupported("process.commandLine", "it is for Windows"));
+    }
+    if !process.cwd().is_absolute() {
+        return Err(Error::Config(format!(
+            "process.cwd: {} is not an absolute path",
+            process.cwd().display()
+        )));
+    }
+    for (i, e) in process.env().iter().flatten().enumerate() {
+        if !e.contains('=') {
+            return Err(Error::Config(format!(
+                "process.env[{i}]: {e:?} is not of the form KEY=VALUE"
+            )));
+        }
+    }
+    if process.apparmor_profile().as_deref().is_some_and(|p| !p.is_empty()) {
+        return Err(Error::unsupported(
+            "process.apparmorProfile",
+            "AppArmor profiles are not implemented yet",
+        ));
+    }
+    if process.selinux_label().as_deref().is_some_and(|p| !p.is_empty()) {
+        return Err(Error::unsupported(
+            "process.selinuxLabel",
+            "SELinux labels are not implemented yet",
+        ));
+    }
+    if process.io_priority().is_some() {
+        return Err(Error::unsupported("process.ioPriority", "not implemented yet"));
+    }
+    if process.scheduler().is_some() {
+        return Err(Error::unsupported("process.scheduler", "not implemented yet"));
+    }
+    if process.exec_cpu_affinity().is_some() {
+        return Err(Error::unsupported("process.execCPUAffinity", "not implemented yet"));
+    }
+    Ok(())
+}
+
+fn validate_linux(spec: &Spec, linux: &oci_spec::runtime::Linux) -> Result<()> {
+    let mut seen = HashSet::new();
+    for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
+        if !seen.insert(ns.typ()) {
+            return Err(Error::Config(format!(
+                "linux.namespaces[{i}]: namespace type {} appears twice",
+                ns.typ()
+            )));
+        }
+        if let Some(p) = ns.path() {
+            if !p.exists() {
+                return Err(Error::Config(format!(
+                    "linux.namespaces[{i}].path: {} does not exist",
+                    p.display()
+                )));
+            }
+        }
+    }
+    let user_ns = seen.contains(&LinuxNamespaceType::User);
+    let has_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+        || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+    if has_maps && !user_ns {
+        return Err(Error::Config(
+            "linux.uidMappings: id mappings need a user namespace".into(),
+        ));
+    }
+    if new_namespace(spec, LinuxNamespaceType::User) && !has_maps {
+        return Err(Error::Config(
+            "linux.uidMappings: a new user namespace needs uid and gid mappings".into(),
+        ));
+    }
+    if let Some(sysctl) = linux.sysctl() {
+        for key in sysctl.keys() {
+            crate::linux::sysctl::check_namespaced(key, spec)
+                .map_err(|why| Error::Config(format!("linux.sysctl: {key:?}: {why}")))?;
+        }
+    }
+    if let Some(prop) = linux.rootfs_propagation() {
+        crate::linux::mount_options::propagation_flag(prop).ok_or_else(|| {
+            Error::Config(format!("linux.rootfsPropagation: unknown value {prop:?}"))
+        })?;
+    }
+    let unsupported = [
+        ("linux.seccomp", linux.seccomp().is_some()),
+        ("linux.intelRdt", linux.intel_rdt().is_some()),
+        ("linux.personality", linux.personality().is_some()),
+        ("linux.timeOffsets", linux.time_offsets().is_some()),
+        ("linux.memoryPolicy", linux.memory_policy().is_some()),
+        ("linux.netDevices", linux.net_devices().is_some()),
+        (
+            "linux.mountLabel",
+            linux.mount_label().as_deref().is_some_and(|l| !l.is_empty()),
+        ),
+    ];
+    for (field, set) in unsupported {
+        if set {
+            return Err(Error::unsupported(field, "not implemented yet"));
+        }
+    }
+    if let Some(resources) = linux.resources() {
+        crate::cgroups::check_supported(resources)?;
+    }
+    for (i, d) in linux.devices().iter().flatten().enumerate() {
+        if !d.path().is_absolute() || !d.path().starts_with("/dev") {
+            return Err(Error::Config(format!(
+                "linux.devices[{i}].path: {} must be an absolute path under /dev",
+                d.path().display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal() -> serde_json::Value {
+        serde_json::json!({
+            "ociVersion": "1.2.0",
+            "process": {"user": {"uid": 0, "gid": 0}, "args": ["sh"], "cwd": "/"},
+            "root": {"path": "rootfs"},
+            "linux": {"namespaces": [{"type": "mount"}]}
+        })
+    }
+
+    fn check(v: serde_json::Value) -> Result<()> {
+        validate(&parse_spec(v.to_string().as_bytes())?)
+    }
+
+    #[test]
+    fn minimal_config_is_valid() {
+        check(minimal()).unwrap();
+    }
+
+    #[test]
+    fn parse_error_names_the_field() {
+        let mut v = minimal();
+        v["linux"]["namespaces"][0]["type"] = "bogus".into();
+        let err = check(v).unwrap_err().to_string();
+        assert!(err.contains("linux.namespaces[0].type"), "{err}");
+    }
+
+    #[test]
+    fn empty_args_are_refused() {
+        let mut v = minimal();
+        v["process"]["args"] = serde_json::json!([]);
+        assert!(check(v).unwrap_err().to_string().contains("process.args"));
+    }
+
+    #[test]
+    fn hostname_needs_uts_namespace() {
+        let mut v = minimal();
+        v["hostname"] = "x".into();
+        assert!(check(v).unwrap_err().to_string().contains("hostname"));
+    }
+
+    #[test]
+    fn duplicate_namespace_is_refused() {
+        let mut v = minimal();
+        v["linux"]["namespaces"] = serde_json::json!([{"type": "pid"}, {"type": "pid"}, {"type": "mount"}]);
+        assert!(check(v).unwrap_err().to_string().contains("appears twice"));
+    }
+
+    #[test]
+    fn seccomp_is_reported_unsupported_by_name() {
+        let mut v = minimal();
+        v["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW"});
+        assert!(check(v).unwrap_err().to_string().contains("linux.seccomp"));
+    }
+
+    #[test]
+    fn user_namespace_needs_mappings() {
+        let mut v = minimal();
+        v["linux"]["namespaces"] = serde_json::json!([{"type": "user"}, {"type": "mount"}]);
+        assert!(check(v).unwrap_err().to_string().contains("uidMappings"));
+    }
+}

@@ -1,0 +1,245 @@
+//! `create`: from a bundle to a container whose init waits for `start`.
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use nix::sys::stat::Mode;
+use nix::unistd::Pid;
+
+use super::config::{new_namespace, Bundle};
+use super::hooks::{self, HookKind};
+use super::state::{process_start_time, ContainerRecord, StateRoot, Status, EXEC_FIFO};
+use crate::cgroups::{devices, Cgroup};
+use crate::error::{Error, Result, SysContext};
+use crate::linux::channel::{Channel, ChildMessage, ParentMessage};
+use crate::linux::init::{self, InitContext};
+use crate::linux::namespaces::NamespacePlan;
+use crate::linux::syscall::{fork, Forked};
+use oci_spec::runtime::LinuxNamespaceType;
+
+#[derive(Debug, Default, Clone)]
+pub struct CreateOptions {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: i32,
+}
+
+/// Undoes a half-made container when create fails: kills what was forked,
+/// removes the cgroup and the state directory.
+struct Rollback {
+    dir: PathBuf,
+    cgroup: Option<Cgroup>,
+    pids: Vec<Pid>,
+    armed: bool,
+}
+
+impl Drop for Rollback {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        for pid in &self.pids {
+            let _ = nix::sys::signal::kill(*pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        for pid in &self.pids {
+            super::wait::wait_gone(pid.as_raw(), std::time::Duration::from_secs(5));
+        }
+        if let Some(cg) = &self.cgroup {
+            if let Err(e) = cg.remove() {
+                log::warn!("rollback: {e}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Create the container. `console` is an already connected console socket
+/// (from --console-socket, or `run`'s own for a foreground terminal).
+pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) -> Result<ContainerRecord> {
+    let bundle = Bundle::load(&opts.bundle)?;
+    let spec = &bundle.spec;
+    let process = spec.process().as_ref().expect("validated");
+    let terminal = process.terminal().unwrap_or(false);
+    if terminal && console.is_none() && opts.console_socket.is_none() {
+        return Err(Error::InvalidArgument(
+            "process.terminal is true: a --console-socket is needed to receive the pty".into(),
+        ));
+    }
+    if !terminal && opts.console_socket.is_some() {
+        return Err(Error::InvalidArgument(
+            "--console-socket given but process.terminal is false".into(),
+        ));
+    }
+    let plan = NamespacePlan::from_spec(spec)?;
+    let console = match (console, &opts.console_socket) {
+        (Some(c), _) => Some(c),
+        (None, Some(path)) => Some(crate::linux::console::connect(path)?),
+        (None, None) => None,
+    };
+    let dir = root.claim(&opts.id)?;
+    let mut rollback = Rollback { dir: dir.clone(), cgroup: None, pids: Vec::new(), armed: true };
+
+    let linux = spec.linux().as_ref();
+    let cgroup = Cgroup::create(linux.and_then(|l| l.cgroups_path().as_deref()), &opts.id)?;
+    rollback.cgroup = Some(cgroup.clone());
+    let device_rules: Vec<devices::Rule> = linux
+        .and_then(|l| l.devices().as_ref())
+        .into_iter()
+        .flatten()
+        .map(|d| devices::allow_device(d.typ().as_str().chars().next().unwrap_or('c'), d.major(), d.minor()))
+        .collect();
+    cgroup.apply_devices(linux.and_then(|l| l.resources().as_ref()), &device_rules)?;
+
+    let fifo = dir.join(EXEC_FIFO);
+    nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622)).sys_context(|| "create exec fifo".into())?;
+
+    let (ours, theirs) = Channel::pair()?;
+    let ctx = InitContext {
+        id: &opts.id,
+        bundle: &bundle.dir,
+        rootfs: &bundle.rootfs,
+        spec,
+        cgroup: Some(&cgroup),
+        channel: &theirs,
+        exec_fifo: &fifo,
+        console_socket: console.as_ref(),
+        no_pivot: opts.no_pivot,
+        preserve_fds: opts.preserve_fds,
+        new_session_keyring: !opts.no_new_keyring,
+        new_user_ns: plan.new_user,
+        new_cgroup_ns: new_namespace(spec, LinuxNamespaceType::Cgroup),
+    };
+    let bootstrap = match fork()? {
+        Forked::Child => {
+            drop(ours);
+            bootstrap(&ctx, &plan)
+        }
+        Forked::Parent(pid) => pid,
+    };
+    drop(theirs);
+    drop(console);
+    rollback.pids.push(bootstrap);
+    cgroup.add_pid(bootstrap.as_raw())?;
+    ours.send(&ParentMessage::Proceed)?;
+
+    let mut record = ContainerRecord {
+        id: opts.id.clone(),
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        pid: 0,
+        pid_start_time: 0,
+        created: humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
+        owner: String::new(),
+        cgroup: Some(cgroup.clone()),
+        config: spec.clone(),
+    };
+    loop {
+        let msg = ours.recv::<ChildMessage>()?.ok_or_else(|| {
+            Error::Init("container init exited during setup".into())
+        })?;
+        match msg {
+            ChildMessage::WriteIdMaps { pid } => {
+                write_id_maps(pid, spec)?;
+                ours.send(&ParentMessage::IdMapsWritten)?;
+            }
+            ChildMessage::InitForked { pid } => {
+                rollback.pids.push(Pid::from_raw(pid));
+                let _ = nix::sys::wait::waitpid(bootstrap, None);
+                record.pid = pid;
+                record.pid_start_time = process_start_time(pid)
+                    .ok_or_else(|| Error::Init("container init died at birth".into()))?;
+                ours.send(&ParentMessage::Start { host_pid: pid })?;
+            }
+            ChildMessage::RunCreateRuntimeHooks => {
+                // runtime-spec: prestart (deprecated) and createRuntime hooks
+                // run in the runtime's namespaces after the environment is
+                // made and before pivot_root; the state says "creating"
+                // (runc reports "created" here; we follow the spec).
+                let state = record.spec_state(Status::Creating);
+                let h = spec.hooks().as_ref();
+                hooks::run_all(HookKind::Prestart, h.and_then(|h| h.prestart().as_ref()), &state)?;
+                hooks::run_all(HookKind::CreateRuntime, h.and_then(|h| h.create_runtime().as_ref()), &state)?;
+                ours.send(&ParentMessage::CreateRuntimeHooksDone)?;
+            }
+            ChildMessage::InitReady => break,
+            ChildMessage::Failed { message } => {
+                return Err(Error::Init(format!("container init failed: {message}")))
+            }
+            ChildMessage::ExecReady => return Err(Error::Init("unexpected exec message".into())),
+        }
+    }
+    root.save(&record)?;
+    if let Some(p) = &opts.pid_file {
+        write_pid_file(p, record.pid)?;
+    }
+    rollback.armed = false;
+    Ok(record)
+}
+
+/// The bootstrap child: enters/creates the namespaces, forks the init
+/// (which is then pid 1 of a new pid namespace) and exits.
+fn bootstrap(ctx: &InitContext, plan: &NamespacePlan) -> ! {
+    let result = (|| -> Result<()> {
+        match ctx.channel.expect::<ParentMessage>("cgroup placement")? {
+            ParentMessage::Proceed => {}
+            other => return Err(Error::Init(format!("unexpected message {other:?}"))),
+        }
+        plan.join_all(true)?;
+        if plan.new_user {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER).sys_context(|| "unshare user namespace".into())?;
+            ctx.channel.send(&ChildMessage::WriteIdMaps { pid: std::process::id() as i32 })?;
+            match ctx.channel.expect::<ParentMessage>("id maps")? {
+                ParentMessage::IdMapsWritten => {}
+                other => return Err(Error::Init(format!("unexpected message {other:?}"))),
+            }
+        }
+        if plan.new_user || plan.joins_user() {
+            let root_uid = nix::unistd::Uid::from_raw(0);
+            let root_gid = nix::unistd::Gid::from_raw(0);
+            nix::unistd::setresgid(root_gid, root_gid, root_gid).sys_context(|| "become root in user namespace".into())?;
+            nix::unistd::setresuid(root_uid, root_uid, root_uid).sys_context(|| "become root in user namespace".into())?;
+        }
+        plan.join_all(false)?;
+        nix::sched::unshare(plan.unshare).sys_context(|| format!("unshare {:?}", plan.unshare))?;
+        match fork()? {
+            Forked::Child => init::run(ctx),
+            Forked::Parent(pid) => ctx.channel.send(&ChildMessage::InitForked { pid: pid.as_raw() }),
+        }
+    })();
+    match result {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            let _ = ctx.channel.send(&ChildMessage::Failed { message: e.to_string() });
+            std::process::exit(1)
+        }
+    }
+}
+
+fn write_id_maps(pid: i32, spec: &oci_spec::runtime::Spec) -> Result<()> {
+    let linux = spec.linux().as_ref().expect("validated");
+    let fmt = |maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        maps.into_iter()
+            .flatten()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect::<String>()
+    };
+    let uid = fmt(linux.uid_mappings().as_ref());
+    let gid = fmt(linux.gid_mappings().as_ref());
+    std::fs::write(format!("/proc/{pid}/uid_map"), uid).sys_context(|| "write uid_map".into())?;
+    std::fs::write(format!("/proc/{pid}/gid_map"), gid).sys_context(|| "write gid_map".into())?;
+    Ok(())
+}
+
+/// Write the pid file atomically, as runc does (containerd reads it).
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let path = std::path::absolute(path).sys_context(|| format!("pid file {}", path.display()))?;
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("pid")
+    ));
+    std::fs::write(&tmp, pid.to_string()).sys_context(|| format!("write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).sys_context(|| format!("rename to {}", path.display()))
+}

@@ -1,0 +1,156 @@
+//! `exec`: run another process in a running container's namespaces and cgroup.
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+use oci_spec::runtime::Process;
+
+use super::state::{StateRoot, Status};
+use crate::error::{Error, Result, SysContext};
+use crate::linux::channel::{Channel, ChildMessage, ParentMessage};
+use crate::linux::namespaces::NamespacePlan;
+use crate::linux::syscall::{fork, Forked};
+use crate::linux::{console, init, process};
+
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    pub id: String,
+    pub process: Process,
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub preserve_fds: i32,
+}
+
+/// Start the process; returns its host pid.
+pub fn spawn(root: &StateRoot, opts: &ExecOptions) -> Result<i32> {
+    let rec = root.load(&opts.id)?;
+    match rec.status(root) {
+        Status::Running | Status::Created => {}
+        s => return Err(Error::InvalidState(format!("cannot exec in a {s} container"))),
+    }
+    let terminal = opts.process.terminal().unwrap_or(false);
+    if terminal && opts.console_socket.is_none() {
+        return Err(Error::InvalidArgument(
+            "--tty needs --console-socket (a terminal proxy in the foreground is not implemented yet)".into(),
+        ));
+    }
+    if opts.process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(Error::InvalidArgument("exec needs a command (args or --process)".into()));
+    }
+    let plan = NamespacePlan::of_process(rec.pid)?;
+    let console = opts.console_socket.as_deref().map(console::connect).transpose()?;
+    let (ours, theirs) = Channel::pair()?;
+    let stage1 = match fork()? {
+        Forked::Child => {
+            drop(ours);
+            bootstrap(&theirs, &plan, &opts.process, console.as_ref(), opts.preserve_fds)
+        }
+        Forked::Parent(pid) => pid,
+    };
+    drop(theirs);
+    drop(console);
+    let result = (|| -> Result<i32> {
+        if let Some(cg) = &rec.cgroup {
+            cg.add_pid(stage1.as_raw())?;
+        }
+        ours.send(&ParentMessage::Proceed)?;
+        let mut pid = 0;
+        loop {
+            match ours.expect::<ChildMessage>("exec setup")? {
+                ChildMessage::InitForked { pid: p } => {
+                    pid = p;
+                    let _ = nix::sys::wait::waitpid(stage1, None);
+                    ours.send(&ParentMessage::Start { host_pid: p })?;
+                }
+                ChildMessage::ExecReady => return Ok(pid),
+                ChildMessage::Failed { message } => return Err(Error::Init(format!("exec failed: {message}"))),
+                other => return Err(Error::Init(format!("unexpected message {other:?}"))),
+            }
+        }
+    })();
+    match result {
+        Ok(pid) => {
+            if let Some(p) = &opts.pid_file {
+                super::create::write_pid_file(p, pid)?;
+            }
+            Ok(pid)
+        }
+        Err(e) => {
+            let _ = nix::sys::signal::kill(stage1, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(stage1, None);
+            Err(e)
+        }
+    }
+}
+
+fn bootstrap(ch: &Channel, plan: &NamespacePlan, process: &Process, console: Option<&OwnedFd>, preserve_fds: i32) -> ! {
+    let result = (|| -> Result<()> {
+        match ch.expect::<ParentMessage>("cgroup placement")? {
+            ParentMessage::Proceed => {}
+            other => return Err(Error::Init(format!("unexpected message {other:?}"))),
+        }
+        plan.join_all(true)?;
+        plan.join_all(false)?;
+        match fork()? {
+            Forked::Child => exec_child(ch, process, console, preserve_fds),
+            Forked::Parent(pid) => ch.send(&ChildMessage::InitForked { pid: pid.as_raw() }),
+        }
+    })();
+    match result {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            let _ = ch.send(&ChildMessage::Failed { message: e.to_string() });
+            std::process::exit(1)
+        }
+    }
+}
+
+/// The exec'd process, now in the container's pid namespace.
+fn exec_child(ch: &Channel, process: &Process, console: Option<&OwnedFd>, preserve_fds: i32) -> ! {
+    let result = (|| -> Result<(PathBuf, Vec<String>)> {
+        match ch.expect::<ParentMessage>("start")? {
+            ParentMessage::Start { .. } => {}
+            other => return Err(Error::Init(format!("unexpected message {other:?}"))),
+        }
+        // Until the exec, container processes must not reach into us.
+        nix::sys::prctl::set_dumpable(false).sys_context(|| "PR_SET_DUMPABLE".into())?;
+        if let Some(socket) = console {
+            nix::unistd::setsid().sys_context(|| "setsid".into())?;
+            let size = process.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16));
+            console::setup(socket, size)?;
+        }
+        process::apply_rlimits(process)?;
+        let env = process::environment(process);
+        let args = process.args().as_ref().expect("checked");
+        let program = process::find_executable(&args[0], &env)?;
+        init::finalize_process(process, preserve_fds)?;
+        Ok((program, env))
+    })();
+    match result {
+        Ok((program, env)) => {
+            let _ = ch.send(&ChildMessage::ExecReady);
+            let args = process.args().clone().unwrap_or_default();
+            let err = process::exec(&program, &args, &env);
+            eprintln!("hull: exec: {err}");
+            std::process::exit(127)
+        }
+        Err(e) => {
+            let _ = ch.send(&ChildMessage::Failed { message: e.to_string() });
+            std::process::exit(1)
+        }
+    }
+}
+
+/// Run and, unless detached, wait for the process; returns its exit code.
+pub fn exec(root: &StateRoot, opts: &ExecOptions) -> Result<i32> {
+    if !opts.detach {
+        nix::sys::prctl::set_child_subreaper(true).sys_context(|| "PR_SET_CHILD_SUBREAPER".into())?;
+    }
+    let pid = spawn(root, opts)?;
+    if opts.detach {
+        return Ok(0);
+    }
+    let set = super::wait::block_signals();
+    Ok(super::wait::wait_forwarding(pid, &set))
+}
+

@@ -1,0 +1,40 @@
+//! `hull features`: what this build supports, in the runtime-spec's
+//! features.json shape (the same keys runc prints). Only what hull really
+//! implements is listed.
+use serde_json::{json, Value};
+
+pub fn features() -> Value {
+    let mount_options = [
+        "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "lazytime", "loud",
+        "mand", "noatime", "nodev", "nodiratime", "noexec", "nolazytime", "nomand", "norelatime",
+        "nostrictatime", "nosuid", "private", "rbind", "relatime", "remount", "ro", "rprivate", "rshared",
+        "rslave", "runbindable", "rw", "shared", "silent", "slave", "strictatime", "suid", "sync",
+        "unbindable",
+    ];
+    let caps: Vec<String> = caps::all().into_iter().map(|c| c.to_string()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": super::state::OCI_VERSION,
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
+        "mountOptions": mount_options.to_vec(),
+        "linux": {
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
+            "capabilities": caps,
+            "cgroup": {
+                "v1": true,
+                "v2": true,
+                "systemd": false,
+                "systemdUser": false,
+                "rdma": false
+            },
+            "seccomp": {"enabled": false},
+            "apparmor": {"enabled": false},
+            "selinux": {"enabled": false},
+            "intelRdt": {"enabled": false},
+            "mountExtensions": {"idmap": {"enabled": false}}
+        },
+        "annotations": {
+            "org.opencontainers.runtime-spec.features": "hull"
+        }
+    })
+}

@@ -1,0 +1,272 @@
+//! Container records on disk (`<root>/<id>/state.json`) and the status
+//! derived from them and from the live process.
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Spec;
+use serde::{Deserialize, Serialize};
+
+use crate::cgroups::Cgroup;
+use crate::error::{Error, Result, SysContext};
+
+/// The runtime-spec version hull implements.
+pub const OCI_VERSION: &str = "1.2.1";
+
+/// File whose presence means "created, not started": init blocks opening it.
+pub const EXEC_FIFO: &str = "exec.fifo";
+const STATE_FILE: &str = "state.json";
+
+/// Lifecycle status, as the runtime-spec names it (plus runc's "paused").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        })
+    }
+}
+
+/// What hull remembers about a container between commands.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    /// Host pid of the container's init.
+    pub pid: i32,
+    /// Its start time (field 22 of /proc/pid/stat), to tell a recycled pid.
+    pub pid_start_time: u64,
+    /// RFC 3339 creation time.
+    pub created: String,
+    pub owner: String,
+    pub cgroup: Option<Cgroup>,
+    pub config: Spec,
+}
+
+/// The spec's state object, given to hooks on stdin.
+#[derive(Debug, Clone, Serialize)]
+pub struct SpecState<'a> {
+    #[serde(rename = "ociVersion")]
+    pub oci_version: &'a str,
+    pub id: &'a str,
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    pub bundle: &'a Path,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<&'a HashMap<String, String>>,
+}
+
+/// `hull state` / `hull list --format json` output, as runc prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StateOutput {
+    #[serde(rename = "ociVersion")]
+    pub oci_version: String,
+    pub id: String,
+    pub pid: i32,
+    pub status: Status,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    pub owner: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<HashMap<String, String>>,
+}
+
+/// The directory that holds every container's record.
+#[derive(Debug, Clone)]
+pub struct StateRoot {
+    pub path: PathBuf,
+}
+
+impl StateRoot {
+    pub fn new(path: impl Into<PathBuf>) -> StateRoot {
+        StateRoot { path: path.into() }
+    }
+
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.path.join(id)
+    }
+
+    /// Make `<root>/<id>`, failing if the id is taken (the mkdir is the lock).
+    pub fn claim(&self, id: &str) -> Result<PathBuf> {
+        validate_id(id)?;
+        std::fs::create_dir_all(&self.path)
+            .sys_context(|| format!("create state root {}", self.path.display()))?;
+        let dir = self.container_dir(id);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(Error::AlreadyExists(id.to_string()))
+            }
+            Err(e) => Err(Error::sys(format!("create {}", dir.display()), e)),
+        }
+    }
+
+    pub fn load(&self, id: &str) -> Result<ContainerRecord> {
+        validate_id(id)?;
+        let path = self.container_dir(id).join(STATE_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotFound(id.to_string()))
+            }
+            Err(e) => return Err(Error::sys(format!("read {}", path.display()), e)),
+        };
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::InvalidState(format!("corrupt state {}: {e}", path.display())))
+    }
+
+    /// Write the record atomically (temp file + rename).
+    pub fn save(&self, rec: &ContainerRecord) -> Result<()> {
+        let dir = self.container_dir(&rec.id);
+        let tmp = dir.join(".state.json.tmp");
+        let bytes = serde_json::to_vec(rec).map_err(|e| Error::InvalidState(e.to_string()))?;
+        let mut f = std::fs::File::create(&tmp).sys_context(|| format!("create {}", tmp.display()))?;
+        f.write_all(&bytes).sys_context(|| format!("write {}", tmp.display()))?;
+        std::fs::rename(&tmp, dir.join(STATE_FILE)).sys_context(|| "rename state file".into())?;
+        Ok(())
+    }
+
+    /// Ids of all containers with a record, sorted.
+    pub fn ids(&self) -> Result<Vec<String>> {
+        let mut ids = Vec::new();
+        let entries = match std::fs::read_dir(&self.path) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ids),
+            Err(e) => return Err(Error::sys(format!("read {}", self.path.display()), e)),
+        };
+        for e in entries.flatten() {
+            if e.path().join(STATE_FILE).exists() {
+                if let Some(name) = e.file_name().to_str() {
+                    ids.push(name.to_string());
+                }
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+}
+
+/// Ids become directory names: refuse anything that could leave the root.
+pub fn validate_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 1024
+        && id != "."
+        && id != ".."
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "invalid container id {id:?}: use letters, digits, '_', '-', '.', '+'"
+        )))
+    }
+}
+
+/// Start time of a process (clock ticks since boot), or None if it is gone.
+pub fn process_start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: skip to the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // fields[0] is the state (field 3); start time is field 22.
+    if fields.first() == Some(&"Z") || fields.first() == Some(&"X") {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
+
+impl ContainerRecord {
+    /// True while the recorded init process is alive (not a zombie, not recycled).
+    pub fn init_alive(&self) -> bool {
+        self.pid > 0 && process_start_time(self.pid) == Some(self.pid_start_time)
+    }
+
+    pub fn status(&self, root: &StateRoot) -> Status {
+        if !self.init_alive() {
+            return Status::Stopped;
+        }
+        if root.container_dir(&self.id).join(EXEC_FIFO).exists() {
+            return Status::Created;
+        }
+        if self.cgroup.as_ref().is_some_and(|c| c.is_frozen()) {
+            return Status::Paused;
+        }
+        Status::Running
+    }
+
+    pub fn annotations(&self) -> Option<&HashMap<String, String>> {
+        self.config.annotations().as_ref().filter(|a| !a.is_empty())
+    }
+
+    pub fn spec_state(&self, status: Status) -> SpecState<'_> {
+        SpecState {
+            oci_version: OCI_VERSION,
+            id: &self.id,
+            status,
+            pid: (status != Status::Stopped && self.pid > 0).then_some(self.pid),
+            bundle: &self.bundle,
+            annotations: self.annotations(),
+        }
+    }
+
+    pub fn output(&self, root: &StateRoot) -> StateOutput {
+        let status = self.status(root);
+        StateOutput {
+            oci_version: OCI_VERSION.into(),
+            id: self.id.clone(),
+            pid: if status == Status::Stopped { 0 } else { self.pid },
+            status,
+            bundle: self.bundle.clone(),
+            rootfs: self.rootfs.clone(),
+            created: self.created.clone(),
+            owner: self.owner.clone(),
+            annotations: self.annotations().cloned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_that_could_escape_are_refused() {
+        for bad in ["", ".", "..", "a/b", "../x", "a b"] {
+            assert!(validate_id(bad).is_err(), "{bad:?}");
+        }
+        validate_id("abc-1_2.3").unwrap();
+    }
+
+    #[test]
+    fn own_start_time_is_readable() {
+        assert!(process_start_time(std::process::id() as i32).is_some());
+        assert!(process_start_time(i32::MAX).is_none());
+    }
+
+    #[test]
+    fn claim_is_exclusive() {
+        let t = tempfile::tempdir().unwrap();
+        let root = StateRoot::new(t.path());
+        root.claim("a").unwrap();
+        assert!(matches!(root.claim("a"), Err(Error::AlreadyExists(_))));
+        assert!(matches!(root.load("a"), Err(Error::NotFound(_))));
+    }
+}

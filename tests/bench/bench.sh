@@ -1,0 +1,129 @@
+#!/bin/bash
+# Container start-up benchmark: hull vs runc vs crun, in one run.
+#
+#   tests/bench/bench.sh            (or: make bench, which builds hull first)
+#
+# Environment:
+#   BENCH_ITERS=100        timed iterations per workload and runtime
+#   BENCH_WARMUP=3         untimed warm-up iterations
+#   BENCH_TIMEOUT=30       seconds allowed per runtime invocation / container wait
+#   BENCH_BUDGET=          seconds per runtime (default 60 + 4 * BENCH_ITERS)
+#   BENCH_RUNTIMES="hull runc crun"
+#   BENCH_UNHYBRID=crun    runtimes run in a private mount namespace with
+#                          /sys/fs/cgroup/unified unmounted (Debian's crun 1.8
+#                          refuses the cgroup v1/v2 "hybrid" layout)
+#   BENCH_OUT=target/bench where results.json and the per-runtime JSON go
+#   HULL, RUNC, CRUN       runtime binaries (default target/release/hull,
+#                          runc and crun from PATH)
+#   HULL_TEST_ROOTFS       rootfs (default target/fixtures/rootfs; built if absent)
+# Must run as root. Every step is bounded in time.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+REPO=$PWD
+
+ITERS=${BENCH_ITERS:-100}
+WARMUP=${BENCH_WARMUP:-3}
+TIMEOUT=${BENCH_TIMEOUT:-30}
+BUDGET=${BENCH_BUDGET:-$((60 + 4 * ITERS))}
+RUNTIMES=${BENCH_RUNTIMES:-hull runc crun}
+UNHYBRID=${BENCH_UNHYBRID:-crun}
+OUT=${BENCH_OUT:-$REPO/target/bench}
+ROOTFS=${HULL_TEST_ROOTFS:-$REPO/target/fixtures/rootfs}
+if [ -z "${PYTHON:-}" ]; then
+    if [ -x /usr/bin/python3 ]; then PYTHON=/usr/bin/python3; else PYTHON=python3; fi
+fi
+BENCH_PY=$REPO/tests/bench/bench.py
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "bench: must run as root" >&2
+    exit 1
+fi
+
+if [ ! -f "$ROOTFS/.complete" ]; then
+    timeout 300 "$REPO/rootfs-fixtures/build-rootfs.sh" "$ROOTFS"
+fi
+ROOTFS=$(readlink -f "$ROOTFS")
+
+binary_for() {
+    local b
+    case "$1" in
+        hull) echo "${HULL:-$REPO/target/release/hull}"; return ;;
+        runc) b=${RUNC:-runc} ;;
+        crun) b=${CRUN:-crun} ;;
+        *)    b=$1 ;;
+    esac
+    command -v "$b" 2>/dev/null || echo "$b"
+}
+
+# cgroup "hybrid" layout: v1 controllers plus a controller-less cgroup2 mount.
+is_hybrid() {
+    [ "$(stat -f -c %T /sys/fs/cgroup 2>/dev/null)" != cgroup2fs ] &&
+        mountpoint -q /sys/fs/cgroup/unified 2>/dev/null
+}
+
+WORK=$(mktemp -d /tmp/hull-bench.XXXXXX)
+cleanup() {
+    local rt bin id
+    for rt in $RUNTIMES; do
+        [ -d "$WORK/state-$rt" ] || continue
+        bin=$(binary_for "$rt")
+        [ -x "$bin" ] || continue
+        for id in $(timeout 10 "$bin" --root "$WORK/state-$rt" list -q 2>/dev/null || true); do
+            timeout 10 "$bin" --root "$WORK/state-$rt" delete --force "$id" >/dev/null 2>&1 || true
+        done
+    done
+    # Empty cgroups left behind by a runtime that failed half-way.
+    find /sys/fs/cgroup -mindepth 1 -maxdepth 3 -type d -name 'hullbench-*' \
+        -exec rmdir {} + 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mkdir -p "$OUT" "$WORK/bundle"
+rm -f "$OUT"/*.json "$OUT"/*.log
+
+# Bundle: `runc spec` (or crun/hull spec if runc is missing), edited by bench.py.
+SPEC_FROM=""
+for rt in runc crun hull; do
+    b=$(binary_for "$rt")
+    if [ -x "$b" ] && (cd "$WORK/bundle" && timeout 30 "$b" spec </dev/null >/dev/null 2>&1); then
+        SPEC_FROM=$b
+        break
+    fi
+done
+if [ -z "$SPEC_FROM" ]; then
+    echo "bench: no runtime could generate a spec (need runc, crun or hull)" >&2
+    exit 1
+fi
+timeout 60 "$PYTHON" "$BENCH_PY" prepare --rootfs "$ROOTFS" --bundle "$WORK/bundle" \
+    --spec-from "$SPEC_FROM"
+
+echo "bench: $ITERS iterations (+$WARMUP warm-up), runtimes: $RUNTIMES"
+echo "bench: kernel $(uname -r), cgroups: $(is_hybrid && echo 'v1 hybrid' || stat -f -c %T /sys/fs/cgroup)"
+
+results=()
+for rt in $RUNTIMES; do
+    bin=$(binary_for "$rt")
+    json="$OUT/$rt.json"
+    results+=("$json")
+    args=(run --runtime "$rt" --binary "$bin" --bundle "$WORK/bundle"
+          --state "$WORK/state-$rt" --out "$json"
+          --iters "$ITERS" --warmup "$WARMUP" --timeout "$TIMEOUT" --budget "$BUDGET")
+    echo "bench: $rt ($bin)"
+    wrap=()
+    if [[ " $UNHYBRID " == *" $rt "* ]] && is_hybrid; then
+        # Private mount namespace (unshare -m defaults to private propagation),
+        # so the umount does not affect the host.
+        wrap=(unshare -m sh -c 'umount /sys/fs/cgroup/unified && exec "$@"' sh)
+        echo "bench:   (in a private mount namespace without /sys/fs/cgroup/unified)"
+    fi
+    rc=0
+    timeout --kill-after=20 $((BUDGET + 60)) \
+        "${wrap[@]}" "$PYTHON" "$BENCH_PY" "${args[@]}" </dev/null || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        echo "bench: $rt: benchmark process failed (exit $rc)" >&2
+    fi
+done
+
+"$PYTHON" "$BENCH_PY" report --json-out "$OUT/results.json" "${results[@]}"
