@@ -3,7 +3,7 @@
 #   make setup     install the Debian packages the project needs (idempotent)
 #   make build     cargo build --release
 #   make fixtures  build the busybox test rootfs into target/fixtures/rootfs
-#   make test      setup + fixtures, then cargo test --release
+#   make test      setup + fixtures, then cargo test
 #   make bench     hull vs runc vs crun benchmark (BENCH_ITERS=100 by default)
 #   make demo      run examples/demo.sh with target/release/hull
 #   make clean     cargo clean + remove generated fixtures
@@ -55,7 +55,7 @@ fixtures: setup
 	rootfs-fixtures/build-rootfs.sh $(ROOTFS)
 
 test: setup fixtures
-	HULL_TEST_ROOTFS=$(ROOTFS) $(CARGO) test --release -- --test-threads=4
+	HULL_TEST_ROOTFS=$(ROOTFS) $(CARGO) test -- --test-threads=4
 
 bench: setup fixtures build
 	tests/bench/bench.sh

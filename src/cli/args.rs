@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(
     name = "hull",
-    version,
+    version = concat!("version ", env!("CARGO_PKG_VERSION"), "\nspec: 1.2.1"),
     about = "hull: an OCI container runtime (runc-compatible command line)",
     long_about = "hull runs OCI bundles with the same commands, flags and JSON as runc,\nso containerd, podman or docker can use it in runc's place."
 )]

@@ -28,10 +28,21 @@ pub fn setup(socket: &OwnedFd, size: Option<(u16, u16)>) -> Result<()> {
     }
     send_fd(socket, master.as_raw_fd(), name.as_bytes())?;
     drop(master);
+    bind_dev_console(&name)?;
     for fd in 0..3 {
         syscall::dup2_raw(slave.as_raw_fd(), fd)?;
     }
     syscall::set_controlling_terminal(0)
+}
+
+/// Programs expect /dev/console to be the terminal: bind the pty slave there.
+fn bind_dev_console(slave: &str) -> Result<()> {
+    let console = Path::new("/dev/console");
+    if !console.exists() {
+        std::fs::File::create(console).sys_context(|| "create /dev/console".into())?;
+    }
+    nix::mount::mount(Some(slave), console, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
+        .sys_context(|| format!("bind {slave} to /dev/console"))
 }
 
 /// Send one fd with a name as payload over a unix socket.

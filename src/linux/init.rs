@@ -101,19 +101,20 @@ fn prepare(ctx: &InitContext) -> Result<Prepared> {
         .sys_context(|| "open /proc/self/fd".into())?;
 
     rootfs::enter_root(ctx.rootfs, ctx.no_pivot)?;
-    rootfs::finish(ctx.spec)?;
+    // Before readonlyPaths make /proc/sys read-only.
+    sysctl::apply(ctx.spec)?;
     if let Some(h) = ctx.spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         nix::unistd::sethostname(h).sys_context(|| format!("sethostname {h:?}"))?;
     }
     if let Some(d) = ctx.spec.domainname().as_deref().filter(|d| !d.is_empty()) {
         syscall::setdomainname(d)?;
     }
-    sysctl::apply(ctx.spec)?;
     if process.terminal().unwrap_or(false) {
         let socket = ctx.console_socket.ok_or_else(|| Error::Init("terminal requested without a console socket".into()))?;
         let size = process.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16));
         console::setup(socket, size)?;
     }
+    rootfs::finish(ctx.spec)?;
     if let Some(adj) = process.oom_score_adj() {
         process::set_oom_score_adj(adj)?;
     }

@@ -98,7 +98,26 @@ fn mount_entry(ctx: &RootfsContext, root: &OwnedFd, m: &Mount) -> Result<()> {
             .sys_context(|| format!("bind {}", source.as_deref().expect("checked").display()))?;
     } else {
         let data = opts.data_string();
-        let result = mount(source.as_deref(), &target, Some(typ), opts.flags, data.as_deref());
+        // runc keeps the mode of the directory a tmpfs is mounted on (the
+        // mode= option notwithstanding); containers rely on it for /tmp.
+        let keep_mode = (typ == "tmpfs").then(|| nix::sys::stat::fstat(&target_fd).ok()).flatten();
+        // A read-only tmpfs is mounted writable, chmod'ed, then remounted.
+        let first_flags = if keep_mode.is_some() { opts.flags - MsFlags::MS_RDONLY } else { opts.flags };
+        let result = mount(source.as_deref(), &target, Some(typ), first_flags, data.as_deref());
+        if let (Ok(()), Some(st)) = (&result, keep_mode) {
+            let mounted = reopen(root, m.destination())?;
+            nix::sys::stat::fchmodat(
+                nix::fcntl::AT_FDCWD,
+                &fd_path(&mounted),
+                Mode::from_bits_truncate(st.st_mode & 0o7777),
+                nix::sys::stat::FchmodatFlags::FollowSymlink,
+            )
+            .sys_context(|| format!("chmod tmpfs {}", m.destination().display()))?;
+            if opts.flags.contains(MsFlags::MS_RDONLY) {
+                mount(source.as_deref(), &fd_path(&mounted), Some(typ), opts.flags | MsFlags::MS_REMOUNT, data.as_deref())
+                    .sys_context(|| format!("remount tmpfs {} read-only", m.destination().display()))?;
+            }
+        }
         match result {
             // Inside a user namespace without its own network namespace the
             // kernel refuses a new sysfs: fall back to binding the host's.

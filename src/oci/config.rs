@@ -24,8 +24,9 @@ pub fn load_spec(path: &Path) -> Result<Spec> {
 }
 
 pub fn parse_spec(text: &[u8]) -> Result<Spec> {
-    let de = &mut serde_json::Deserializer::from_slice(text);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut value: serde_json::Value = serde_json::from_slice(text).map_err(|e| Error::Config(e.to_string()))?;
+    drop_unknown_capabilities(&mut value);
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if path == "." {
@@ -34,6 +35,27 @@ pub fn parse_spec(text: &[u8]) -> Result<Spec> {
             Error::Config(format!("field {path}: {inner}"))
         }
     })
+}
+
+/// Capabilities this build does not know are skipped with a warning, as
+/// runc does, so a config written for a newer kernel still runs.
+fn drop_unknown_capabilities(value: &mut serde_json::Value) {
+    let Some(caps) = value.pointer_mut("/process/capabilities").and_then(|c| c.as_object_mut()) else { return };
+    let mut unknown = std::collections::BTreeSet::new();
+    for set in caps.values_mut() {
+        if let Some(list) = set.as_array_mut() {
+            list.retain(|c| {
+                let known = serde_json::from_value::<oci_spec::runtime::Capability>(c.clone()).is_ok();
+                if !known {
+                    unknown.insert(c.to_string());
+                }
+                known
+            });
+        }
+    }
+    if !unknown.is_empty() {
+        log::warn!("ignoring unknown or unavailable capabilities: {}", unknown.into_iter().collect::<Vec<_>>().join(", "));
+    }
 }
 
 impl Bundle {
@@ -207,7 +229,7 @@ fn validate_linux(spec: &Spec, linux: &oci_spec::runtime::Linux) -> Result<()> {
     for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
         if !seen.insert(ns.typ()) {
             return Err(Error::Config(format!(
-                "linux.namespaces[{i}]: namespace type {} appears twice",
+                "linux.namespaces[{i}]: duplicate namespace type {}",
                 ns.typ()
             )));
         }
@@ -323,7 +345,7 @@ mod tests {
     fn duplicate_namespace_is_refused() {
         let mut v = minimal();
         v["linux"]["namespaces"] = serde_json::json!([{"type": "pid"}, {"type": "pid"}, {"type": "mount"}]);
-        assert!(check(v).unwrap_err().to_string().contains("appears twice"));
+        assert!(check(v).unwrap_err().to_string().contains("duplicate"));
     }
 
     #[test]

@@ -95,6 +95,13 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
 
     let fifo = dir.join(EXEC_FIFO);
     nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622)).sys_context(|| "create exec fifo".into())?;
+    if plan.new_user {
+        // The init opens the fifo as the container's root, which is some
+        // other uid on the host.
+        let (uid, gid) = root_ids_on_host(spec);
+        nix::unistd::chown(&fifo, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)))
+            .sys_context(|| "chown exec fifo".into())?;
+    }
 
     let (ours, theirs) = Channel::pair()?;
     let ctx = InitContext {
@@ -216,6 +223,21 @@ fn bootstrap(ctx: &InitContext, plan: &NamespacePlan) -> ! {
             std::process::exit(1)
         }
     }
+}
+
+/// The host uid and gid that the container's root maps to.
+fn root_ids_on_host(spec: &oci_spec::runtime::Spec) -> (u32, u32) {
+    let find = |maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        maps.into_iter()
+            .flatten()
+            .find(|m| m.container_id() == 0)
+            .map_or(0, |m| m.host_id())
+    };
+    let linux = spec.linux().as_ref();
+    (
+        find(linux.and_then(|l| l.uid_mappings().as_ref())),
+        find(linux.and_then(|l| l.gid_mappings().as_ref())),
+    )
 }
 
 fn write_id_maps(pid: i32, spec: &oci_spec::runtime::Spec) -> Result<()> {

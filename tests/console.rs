@@ -1,0 +1,208 @@
+//! process.terminal = true with --console-socket: the runtime sends the pty
+//! master over the unix socket (SCM_RIGHTS); the container's stdio is the
+//! pty slave.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::io::{IoSliceMut, Read};
+use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
+use std::time::{Duration, Instant};
+
+/// Accept one connection on `listener` (bounded wait) and receive one fd.
+fn receive_master(listener: &UnixListener) -> OwnedFd {
+    listener.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + WAIT_TIMEOUT;
+    let conn = loop {
+        match listener.accept() {
+            Ok((c, _)) => break c,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(Instant::now() < deadline, "runtime never connected to the console socket");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("accept: {}", e),
+        }
+    };
+    conn.set_nonblocking(false).unwrap();
+    conn.set_read_timeout(Some(WAIT_TIMEOUT)).unwrap();
+    let mut buf = [0u8; 1024];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([RawFd; 2]);
+    let msg = nix::sys::socket::recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        nix::sys::socket::MsgFlags::empty(),
+    )
+    .expect("recvmsg on console socket");
+    for c in msg.cmsgs().expect("cmsgs") {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+            assert_eq!(fds.len(), 1, "exactly one fd expected");
+            return unsafe { OwnedFd::from_raw_fd(fds[0]) };
+        }
+    }
+    panic!("no SCM_RIGHTS fd received on the console socket");
+}
+
+/// Read the pty master until `until` appears in the output, EOF/EIO (slave
+/// closed) or timeout.
+fn read_master(master: OwnedFd, until: &str) -> String {
+    let mut f = std::fs::File::from(master);
+    let fd = f.as_raw_fd();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + WAIT_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        let r = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(500) as i32) };
+        if r == 0 {
+            continue;
+        }
+        let mut buf = [0u8; 4096];
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                out.extend_from_slice(&buf[..n]);
+                if String::from_utf8_lossy(&out).contains(until) {
+                    break;
+                }
+            }
+            Err(_) => break, // EIO once the slave side is closed
+        }
+    }
+    String::from_utf8_lossy(&out).replace('\r', "")
+}
+
+fn console_listener(env: &TestEnv) -> (UnixListener, std::path::PathBuf) {
+    let path = env.bundle_path().join("console.sock");
+    (UnixListener::bind(&path).expect("bind console socket"), path)
+}
+
+#[test]
+fn terminal_with_console_socket() {
+    if !require_root() {
+        return;
+    }
+    let mut env = TestEnv::new("console");
+    env.config["process"]["terminal"] = json!(true);
+    env.sh(
+        "tty; [ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo isatty; \
+         test -c /dev/console && echo has-console; echo the-end; sleep 2",
+    );
+    env.write_config();
+    let (listener, sock) = console_listener(&env);
+    let b = env.bundle_path();
+    let o = env.run_keep_io(&[
+        "create", "--console-socket", sock.to_str().unwrap(), "--bundle", b.to_str().unwrap(), &env.id,
+    ]);
+    assert_ok(&o);
+    let master = receive_master(&listener);
+    // the master really is a terminal
+    assert_eq!(unsafe { libc::isatty(master.as_raw_fd()) }, 1);
+    env.start_ok();
+    let out = read_master(master, "the-end");
+    let mut lines = out.lines();
+    let tty = lines.next().unwrap_or("");
+    assert!(tty.starts_with("/dev/pts/"), "tty printed {:?}; all output:\n{}", tty, out);
+    assert!(out.contains("isatty\n"), "{}", out);
+    assert!(out.contains("has-console\n"), "{}", out);
+}
+
+#[test]
+fn terminal_console_size() {
+    if !require_root() {
+        return;
+    }
+    let mut env = TestEnv::new("console-size");
+    env.config["process"]["terminal"] = json!(true);
+    env.config["process"]["consoleSize"] = json!({"height": 33, "width": 101});
+    env.sh("stty size; echo the-end; sleep 2");
+    env.write_config();
+    let (listener, sock) = console_listener(&env);
+    let b = env.bundle_path();
+    let o = env.run_keep_io(&[
+        "run", "--detach", "--console-socket", sock.to_str().unwrap(), "--bundle", b.to_str().unwrap(), &env.id,
+    ]);
+    assert_ok(&o);
+    let master = receive_master(&listener);
+    let out = read_master(master, "the-end");
+    assert!(out.starts_with("33 101\n"), "{}", out);
+}
+
+#[test]
+fn terminal_input_reaches_process() {
+    if !require_root() {
+        return;
+    }
+    let mut env = TestEnv::new("console-input");
+    env.config["process"]["terminal"] = json!(true);
+    env.sh("read line; echo got:$line; sleep 1");
+    env.write_config();
+    let (listener, sock) = console_listener(&env);
+    let b = env.bundle_path();
+    let o = env.run_keep_io(&[
+        "run", "--detach", "--console-socket", sock.to_str().unwrap(), "--bundle", b.to_str().unwrap(), &env.id,
+    ]);
+    assert_ok(&o);
+    let master = receive_master(&listener);
+    let n = unsafe { libc::write(master.as_raw_fd(), b"hello-pty\n".as_ptr() as *const _, 10) };
+    assert_eq!(n, 10);
+    let out = read_master(master, "got:hello-pty");
+    assert!(out.contains("got:hello-pty"), "{}", out);
+}
+
+#[test]
+fn exec_with_tty() {
+    if !require_root() {
+        return;
+    }
+    let mut env = TestEnv::new("console-exec");
+    env.args(&["sleep", "1000"]);
+    env.start_running();
+    let (listener, sock) = console_listener(&env);
+    let o = env.run_keep_io(&[
+        "exec", "--tty", "--detach", "--console-socket", sock.to_str().unwrap(), &env.id,
+        "sh", "-c", "tty; [ -t 1 ] && echo isatty; echo the-end; sleep 1",
+    ]);
+    assert_ok(&o);
+    let master = receive_master(&listener);
+    let out = read_master(master, "the-end");
+    assert!(out.lines().next().unwrap_or("").starts_with("/dev/pts/"), "{}", out);
+    assert!(out.contains("isatty\n"), "{}", out);
+}
+
+#[test]
+fn terminal_without_console_socket_fails_on_create() {
+    if !require_root() {
+        return;
+    }
+    let mut env = TestEnv::new("console-missing");
+    env.config["process"]["terminal"] = json!(true);
+    env.args(&["true"]);
+    let o = env.create();
+    // runc: "cannot allocate tty if runc will detach without setting console socket"
+    assert_fails_mentioning(&o, &["console"]);
+    assert_no_leftovers(&env);
+}
+
+#[test]
+fn console_socket_without_terminal_fails() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("console-unneeded");
+    env.write_config();
+    let (_listener, sock) = console_listener(&env);
+    let b = env.bundle_path();
+    let o = env.run_keep_io(&[
+        "create", "--console-socket", sock.to_str().unwrap(), "--bundle", b.to_str().unwrap(), &env.id,
+    ]);
+    // runc: "cannot use console socket if runc will not detach or allocate tty"
+    assert_fails_mentioning(&o, &["console"]);
+    assert_no_leftovers(&env);
+}
