@@ -23,9 +23,9 @@ pub fn main() -> i32 {
         eprintln!("hull: cannot open log file: {e}");
         return 1;
     }
-    if cli.command.runs_container_processes() && !crate::linux::syscall::running_from_sealed_copy() {
+    if cli.command.runs_container_processes() && !crate::linux::syscall::running_from_protected_binary() {
         // Only returns on failure; see linux::syscall for why.
-        let Err(e) = crate::linux::syscall::reexec_from_sealed_copy();
+        let Err(e) = crate::linux::syscall::reexec_protected();
         return report(&cli, &e);
     }
     match dispatch(&cli) {
