@@ -175,6 +175,19 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         rest: Vec<String>,
     },
+    /// Internal: the per-container monitor (started by the pod layer)
+    #[command(hide = true)]
+    Monitor {
+        id: String,
+        #[arg(long)]
+        bundle: PathBuf,
+        #[arg(long = "log-path")]
+        log_path: PathBuf,
+        #[arg(long = "exit-file")]
+        exit_file: PathBuf,
+        #[arg(long = "ready-fd")]
+        ready_fd: i32,
+    },
     /// Print container events and stats (not implemented yet)
     Events {
         id: String,
@@ -186,6 +199,6 @@ pub enum Command {
 impl Command {
     /// Commands that fork processes which end up inside a container.
     pub fn runs_container_processes(&self) -> bool {
-        matches!(self, Command::Create(_) | Command::Run(_) | Command::Exec(_))
+        matches!(self, Command::Create(_) | Command::Run(_) | Command::Exec(_) | Command::Monitor { .. })
     }
 }

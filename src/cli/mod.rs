@@ -100,6 +100,17 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             print_json(&oci::features::features(), true)?;
             Ok(0)
         }
+        Command::Monitor { id, bundle, log_path, exit_file, ready_fd } => {
+            let ready = crate::monitor::ready_fd(*ready_fd)?;
+            let spec = crate::monitor::MonitorSpec {
+                state_root: cli.root.clone(),
+                id: id.clone(),
+                bundle: bundle.clone(),
+                log_path: log_path.clone(),
+                exit_file: exit_file.clone(),
+            };
+            Ok(crate::monitor::run(&root, &spec, ready))
+        }
         Command::Update { .. } => Err(Error::InvalidArgument(
             "update: changing resource limits is not implemented yet".into(),
         )),
