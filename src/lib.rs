@@ -6,6 +6,7 @@
 //!   operations (create, start, kill, delete, exec...) and hooks.
 //! - [`linux`]: what happens inside the new container: namespaces, rootfs and
 //!   mounts, devices, process attributes, the init handshake, the console.
+//! - [`pod`]: Kubernetes Pods without a kubelet (sandbox, volumes, supervisor).
 //! - [`monitor`]: the per-container supervisor process (CRI logs, exit records).
 //! - [`cgroups`]: placing containers in cgroups (v1 and v2) and removing them.
 pub mod cgroups;
@@ -15,5 +16,6 @@ pub mod linux;
 pub mod logging;
 pub mod monitor;
 pub mod oci;
+pub mod pod;
 
 pub use error::{Error, Result};

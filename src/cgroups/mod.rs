@@ -211,8 +211,15 @@ impl Cgroup {
     pub fn remove(&self) -> Result<()> {
         let mut first_error = None;
         for dir in self.created.iter().rev() {
-            if let Err(e) = rmdir_retrying(dir, Duration::from_secs(2)) {
-                first_error.get_or_insert(Error::Cgroup(format!("remove {}: {e}", dir.display())));
+            let leaf = self.dirs.values().any(|d| d == dir);
+            if leaf {
+                if let Err(e) = rmdir_retrying(dir, Duration::from_secs(2)) {
+                    first_error.get_or_insert(Error::Cgroup(format!("remove {}: {e}", dir.display())));
+                }
+            } else {
+                // A parent hull made may be shared by later containers (a
+                // pod's cgroup): remove it only if it is empty now.
+                let _ = std::fs::remove_dir(dir);
             }
         }
         first_error.map_or(Ok(()), Err)

@@ -175,6 +175,9 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         rest: Vec<String>,
     },
+    /// Run Kubernetes Pod manifests without a kubelet
+    #[command(subcommand)]
+    Pod(PodCmd),
     /// Internal: the per-container monitor (started by the pod layer)
     #[command(hide = true)]
     Monitor {
@@ -196,9 +199,56 @@ pub enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum PodCmd {
+    /// Run a Pod manifest (YAML or JSON file, or - for stdin); `image:` is a
+    /// local rootfs directory given by absolute path
+    Run {
+        file: String,
+        /// Base of the restart back-off (kubelet: 10000 ms, doubling to 5 min)
+        #[arg(long = "backoff-base-ms", default_value_t = 10_000)]
+        backoff_base_ms: u64,
+        /// How long to wait for the containers to start (seconds)
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
+    },
+    /// List pods
+    Ls,
+    /// Show a pod's containers: state, restarts, exit codes, reasons
+    Ps { name: String },
+    /// Print a container's log
+    Logs {
+        name: String,
+        #[arg(short, long)]
+        container: Option<String>,
+        /// Keep printing new lines until the container ends
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Run a command in a container of the pod
+    Exec {
+        name: String,
+        #[arg(short, long)]
+        container: Option<String>,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Stop the pod's containers (SIGTERM, grace period, SIGKILL)
+    Stop { name: String },
+    /// Stop and remove the pod and everything it made
+    Rm { name: String },
+    /// Internal: the per-pod supervisor
+    #[command(hide = true)]
+    Supervise {
+        name: String,
+        #[arg(long = "backoff-base-ms", default_value_t = 10_000)]
+        backoff_base_ms: u64,
+    },
+}
+
 impl Command {
     /// Commands that fork processes which end up inside a container.
     pub fn runs_container_processes(&self) -> bool {
-        matches!(self, Command::Create(_) | Command::Run(_) | Command::Exec(_) | Command::Monitor { .. })
+        matches!(self, Command::Create(_) | Command::Run(_) | Command::Exec(_) | Command::Monitor { .. } | Command::Pod(_))
     }
 }

@@ -3,6 +3,7 @@
 //! containerd, podman or docker can use hull in its place.
 mod args;
 mod exec_process;
+mod pod;
 
 use std::io::Write;
 use std::path::Path;
@@ -100,6 +101,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             print_json(&oci::features::features(), true)?;
             Ok(0)
         }
+        Command::Pod(p) => pod::dispatch(&root, p),
         Command::Monitor { id, bundle, log_path, exit_file, ready_fd } => {
             let ready = crate::monitor::ready_fd(*ready_fd)?;
             let spec = crate::monitor::MonitorSpec {
