@@ -75,7 +75,7 @@ fn remove_cgroup_parent(parent: &str) {
         crate::cgroups::Layout::V1 => std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten().map(|e| e.path()).collect(),
     };
     for base in bases {
-        // Deepest first: pod<uid>, then the shared "hull-pods" if empty.
+        // Deepest first, up to the hierarchy root.
         let mut p = base.join(rel);
         while p != base {
             if std::fs::remove_dir(&p).is_err() && p.exists() {
@@ -112,7 +112,7 @@ pub fn run(root: &StateRoot, opts: &RunOptions) -> Result<PodRecord> {
         ips: Vec::new(),
         network: None,
         host_mounts: Vec::new(),
-        cgroup_parent: format!("/hull-pods/pod{uid}"),
+        cgroup_parent: format!("/hull-pod-{uid}"),
         containers: supervisor::initial_statuses(&pod),
     };
     match set_up(root, &store, &dir, &mut rec, opts) {
