@@ -23,7 +23,9 @@ pub struct Cli {
     /// Log debug messages
     #[arg(long, global = true)]
     pub debug: bool,
-    /// Use the systemd cgroup driver (not supported yet: refused with an error)
+    /// Take linux.cgroupsPath as systemd's slice:prefix:name; hull maps it onto
+    /// cgroupfs (/<slice path>/<prefix>-<name>.scope) and creates the
+    /// directories itself, without talking to systemd
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
     #[command(subcommand)]

@@ -53,22 +53,17 @@ fn report(cli: &Cli, e: &Error) -> i32 {
 }
 
 fn dispatch(cli: &Cli) -> Result<i32> {
-    if cli.systemd_cgroup {
-        return Err(Error::InvalidArgument(
-            "--systemd-cgroup: the systemd cgroup driver is not supported yet; use cgroupfs paths".into(),
-        ));
-    }
     let root = StateRoot::new(&cli.root);
     match &cli.command {
         Command::Create(c) => {
-            oci::create::create(&root, &create_options(&c.id, &c.common), None)?;
+            oci::create::create(&root, &create_options(cli, &c.id, &c.common), None)?;
             Ok(0)
         }
         Command::Run(c) => {
             if c.keep {
                 return Err(Error::InvalidArgument("--keep is not supported yet".into()));
             }
-            oci::run(&root, &create_options(&c.id, &c.common), c.detach)
+            oci::run(&root, &create_options(cli, &c.id, &c.common), c.detach)
         }
         Command::Start { id } => lifecycle::start(&root, id).map(|_| 0),
         Command::State { id } => {
@@ -109,7 +104,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
     }
 }
 
-fn create_options(id: &str, c: &args::CreateArgs) -> CreateOptions {
+fn create_options(cli: &Cli, id: &str, c: &args::CreateArgs) -> CreateOptions {
     CreateOptions {
         id: id.to_string(),
         bundle: c.bundle.clone(),
@@ -118,6 +113,7 @@ fn create_options(id: &str, c: &args::CreateArgs) -> CreateOptions {
         no_pivot: c.no_pivot,
         no_new_keyring: c.no_new_keyring,
         preserve_fds: c.preserve_fds,
+        systemd_cgroup: cli.systemd_cgroup,
     }
 }
 

@@ -1,0 +1,85 @@
+//! OOM notifications: v1 through an eventfd registered on
+//! memory.oom_control with cgroup.event_control; v2 by watching
+//! memory.events with inotify and reading its oom_kill counter.
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+
+use super::{Cgroup, Layout};
+use crate::error::{Error, Result, SysContext};
+
+pub enum OomWatcher {
+    V1 {
+        efd: EventFd,
+        // Kept open: the kernel's registration lives as long as both fds.
+        _control: File,
+    },
+    V2 {
+        inotify: Inotify,
+        dir: PathBuf,
+        last: u64,
+    },
+}
+
+impl OomWatcher {
+    pub fn new(cg: &Cgroup) -> Result<OomWatcher> {
+        let dir = cg
+            .memory_dir()
+            .ok_or_else(|| Error::Cgroup("the memory controller is not available".into()))?;
+        match cg.layout {
+            Layout::V1 => Self::v1(dir),
+            Layout::V2 => Self::v2(dir),
+        }
+    }
+
+    fn v1(dir: &Path) -> Result<OomWatcher> {
+        let efd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK).sys_context(|| "eventfd".into())?;
+        let control = File::open(dir.join("memory.oom_control")).sys_context(|| format!("open {}/memory.oom_control", dir.display()))?;
+        // "<event fd> <fd of the file to watch>": the kernel then signals
+        // the eventfd on every OOM in this cgroup (and when it is removed).
+        let line = format!("{} {}", efd.as_fd().as_raw_fd(), control.as_raw_fd());
+        std::fs::write(dir.join("cgroup.event_control"), line).sys_context(|| format!("register OOM eventfd in {}", dir.display()))?;
+        Ok(OomWatcher::V1 { efd, _control: control })
+    }
+
+    fn v2(dir: &Path) -> Result<OomWatcher> {
+        let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).sys_context(|| "inotify_init".into())?;
+        inotify
+            .add_watch(&dir.join("memory.events"), AddWatchFlags::IN_MODIFY)
+            .sys_context(|| format!("watch {}/memory.events", dir.display()))?;
+        let last = super::v2::memory::oom_kill_count(dir).unwrap_or(0);
+        Ok(OomWatcher::V2 { inotify, dir: dir.to_path_buf(), last })
+    }
+
+    /// Wait up to `timeout` for OOM events; returns how many happened.
+    pub fn wait(&mut self, timeout: Duration) -> Result<u64> {
+        let fd = match &*self {
+            OomWatcher::V1 { efd, .. } => efd.as_fd(),
+            OomWatcher::V2 { inotify, .. } => inotify.as_fd(),
+        };
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        let ready = poll(&mut fds, PollTimeout::from(ms));
+        drop(fds);
+        match ready {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => return Ok(0),
+            Ok(_) => {}
+            Err(e) => return Err(Error::sys("poll OOM notifier", e)),
+        }
+        match self {
+            OomWatcher::V1 { efd, .. } => Ok(efd.read().unwrap_or(0)),
+            OomWatcher::V2 { inotify, dir, last } => {
+                let _ = inotify.read_events();
+                let now = super::v2::memory::oom_kill_count(dir).unwrap_or(*last);
+                let n = now.saturating_sub(*last);
+                *last = now;
+                Ok(n)
+            }
+        }
+    }
+}
