@@ -151,6 +151,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
         owner: String::new(),
         cgroup: Some(cgroup.clone()),
         config: spec.clone(),
+        oom_killed: None,
     };
     loop {
         let msg = ours.recv::<ChildMessage>()?.ok_or_else(|| {
