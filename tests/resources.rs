@@ -42,6 +42,25 @@ fn cpu_usage_ns(env: &TestEnv) -> u64 {
     cg_read(env, "cpuacct", "cpuacct.usage").parse().unwrap()
 }
 
+/// The CPU measurements must not compete with each other (the machine has
+/// two CPUs): they take this lock.
+static CPU_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Measure over 2-second windows until `ok` accepts one (at most 3): other
+/// load on the machine can starve a window, but a limit that does not hold
+/// shows in every window. Returns the last value.
+fn measure(mut sample: impl FnMut() -> f64, ok: impl Fn(f64) -> bool) -> f64 {
+    let mut v = 0.0;
+    for _ in 0..3 {
+        v = sample();
+        if ok(v) {
+            break;
+        }
+        eprintln!("measurement {v:.3} out of range, measuring again (machine load?)");
+    }
+    v
+}
+
 fn set_resources(env: &mut TestEnv, resources: Value) {
     for (k, v) in resources.as_object().unwrap() {
         env.config["linux"]["resources"][k] = v.clone();
@@ -94,11 +113,14 @@ fn oom_kill_gives_an_event_and_the_state_flag() {
         }
         if Instant::now() > deadline {
             let _ = events.kill();
-            panic!("events did not exit after the container stopped");
+            let _ = events.wait();
+            // runc 1.1's events keeps running; hull's must end.
+            assert!(is_runc(), "events did not exit after the container stopped");
+            break events.wait().unwrap();
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert!(status.success(), "events: {status:?}");
+    assert!(status.success() || is_runc(), "events: {status:?}");
     let text = fs::read_to_string(&events_out).unwrap();
     let lines: Vec<Value> = text
         .lines()
@@ -136,15 +158,21 @@ fn cpu_quota_limits_a_busy_loop_to_half_a_cpu() {
     if !require_root() || !v1_host("cpu_quota_limits_a_busy_loop_to_half_a_cpu") {
         return;
     }
+    let _serial = CPU_TESTS.lock().unwrap_or_else(|e| e.into_inner());
     let mut env = TestEnv::new("cpu-quota");
     set_resources(&mut env, json!({"cpu": {"quota": 50000, "period": 100000}}));
     env.sh(BUSY_LOOP);
     assert_ok(&env.run_detached());
     std::thread::sleep(Duration::from_millis(300));
-    let (t0, u0) = (Instant::now(), cpu_usage_ns(&env));
-    std::thread::sleep(Duration::from_secs(2));
-    let (t1, u1) = (Instant::now(), cpu_usage_ns(&env));
-    let cpus = (u1 - u0) as f64 / (t1 - t0).as_nanos() as f64;
+    let sample = || {
+        let (t0, u0) = (Instant::now(), cpu_usage_ns(&env));
+        std::thread::sleep(Duration::from_secs(2));
+        let (t1, u1) = (Instant::now(), cpu_usage_ns(&env));
+        let cpus = (u1 - u0) as f64 / (t1 - t0).as_nanos() as f64;
+        assert!(cpus <= 0.6, "a busy loop with quota 0.5 CPU used {cpus:.3} CPU");
+        cpus
+    };
+    let cpus = measure(sample, |c| (0.4..=0.6).contains(&c));
     assert!((0.4..=0.6).contains(&cpus), "a busy loop with quota 0.5 CPU used {cpus:.3} CPU");
     assert_ok(&env.run(&["delete", "--force", &env.id]));
     assert_no_leftovers(&env);
@@ -161,16 +189,20 @@ fn cpu_shares_split_a_shared_cpu_proportionally() {
         env.sh(BUSY_LOOP);
         env
     };
+    let _serial = CPU_TESTS.lock().unwrap_or_else(|e| e.into_inner());
     let big = mk("shares-big", 1024);
     let small = mk("shares-small", 512);
     assert_ok(&big.run_detached());
     assert_ok(&small.run_detached());
     assert_eq!(cg_read(&big, "cpuset", "cpuset.cpus"), "0");
     std::thread::sleep(Duration::from_millis(300));
-    let (b0, s0) = (cpu_usage_ns(&big), cpu_usage_ns(&small));
-    std::thread::sleep(Duration::from_secs(2));
-    let (b1, s1) = (cpu_usage_ns(&big), cpu_usage_ns(&small));
-    let ratio = (b1 - b0) as f64 / (s1 - s0).max(1) as f64;
+    let sample = || {
+        let (b0, s0) = (cpu_usage_ns(&big), cpu_usage_ns(&small));
+        std::thread::sleep(Duration::from_secs(2));
+        let (b1, s1) = (cpu_usage_ns(&big), cpu_usage_ns(&small));
+        (b1 - b0) as f64 / (s1 - s0).max(1) as f64
+    };
+    let ratio = measure(sample, |r| (1.5..=2.7).contains(&r));
     assert!((1.5..=2.7).contains(&ratio), "shares 1024:512 on one CPU gave a usage ratio of {ratio:.2}");
     for env in [&big, &small] {
         assert_ok(&env.run(&["delete", "--force", &env.id]));
