@@ -11,7 +11,7 @@ use common::*;
 use serde_json::{json, Value};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const MIB: i64 = 1 << 20;
@@ -406,4 +406,51 @@ fn v2_limits_apply_on_a_v2_host() {
     let out = env.output_ok();
     assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["67108864", "39", "50000", "100000", "10"]);
     assert_no_leftovers(&env);
+}
+
+/// The v2 eBPF device filter, on the hybrid host's controller-less cgroup2
+/// mount (device programs need no controller): a process in the cgroup may
+/// open /dev/null (allowed) but not /dev/zero (not in the list).
+#[test]
+fn v2_device_filter_denies_unlisted_devices() {
+    if !require_root() {
+        return;
+    }
+    let mount = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| {
+            nix::sys::statfs::statfs(*p)
+                .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+                .unwrap_or(false)
+        });
+    let Some(mount) = mount else {
+        eprintln!("skipped v2_device_filter_denies_unlisted_devices: no cgroup2 mount");
+        return;
+    };
+    let dir = mount.join(unique_id("bpf-devices"));
+    fs::create_dir(&dir).unwrap();
+    let rules = [
+        hull::cgroups::devices::Rule { allow: false, kind: 'a', major: None, minor: None, access: "rwm".into() },
+        hull::cgroups::devices::Rule { allow: true, kind: 'c', major: Some(1), minor: Some(3), access: "rwm".into() },
+    ];
+    let applied = hull::cgroups::v2::devices::apply(&dir, &rules);
+    let out = applied.as_ref().ok().map(|_| {
+        let script = format!(
+            "echo $$ > {}/cgroup.procs || exit 99; head -c1 /dev/null && echo null-ok; head -c1 /dev/zero >/dev/null && echo zero-ok; exit 0",
+            dir.display()
+        );
+        run_cmd(Command::new("/bin/sh").args(["-c", &script]), CMD_TIMEOUT)
+    });
+    wait_for("the cgroup to empty", WAIT_TIMEOUT, || {
+        fs::read_to_string(dir.join("cgroup.procs")).map(|p| p.trim().is_empty()).unwrap_or(true)
+    });
+    fs::remove_dir(&dir).unwrap();
+    applied.unwrap();
+    let out = out.unwrap();
+    assert_ok(&out);
+    let stdout = s(&out.stdout);
+    assert!(stdout.contains("null-ok"), "/dev/null should be allowed:\n{}", show(&out));
+    assert!(!stdout.contains("zero-ok"), "/dev/zero should be denied:\n{}", show(&out));
+    assert!(s(&out.stderr).contains("Operation not permitted"), "{}", show(&out));
 }

@@ -86,12 +86,6 @@ pub fn check_resources(r: &LinuxResources, layout: Layout) -> Result<()> {
             v2::unified::check_key(k)?;
         }
     }
-    if layout == Layout::V2 && r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
-        return Err(Error::unsupported(
-            "linux.resources.devices",
-            "the cgroup v2 eBPF device filter is not implemented yet",
-        ));
-    }
     Ok(())
 }
 
@@ -208,7 +202,7 @@ impl Cgroup {
         }
     }
 
-    /// Apply the device rules (v1 devices controller).
+    /// Apply the device rules (v1 devices controller, v2 eBPF filter).
     pub fn apply_devices(&self, resources: Option<&LinuxResources>, extra: &[devices::Rule]) -> Result<()> {
         let mut rules: Vec<devices::Rule> = resources
             .and_then(|r| r.devices().as_ref())
@@ -221,7 +215,10 @@ impl Cgroup {
         rules.extend_from_slice(extra);
         match self.layout {
             Layout::V1 => v1::apply_devices(self, &rules),
-            Layout::V2 => Ok(()), // refused earlier by check_supported
+            Layout::V2 => {
+                let dir = self.dirs.get("").ok_or_else(|| Error::Cgroup("no v2 cgroup".into()))?;
+                v2::devices::apply(dir, &rules)
+            }
         }
     }
 

@@ -2,6 +2,7 @@
 //! controller in `v2/`. cpuset and pids have the same files and formats as
 //! in v1 and use the v1 code.
 pub mod cpu;
+pub mod devices;
 pub mod hugetlb;
 pub mod io;
 pub mod memory;
