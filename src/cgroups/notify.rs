@@ -62,10 +62,8 @@ impl OomWatcher {
             OomWatcher::V1 { efd, .. } => efd.as_fd(),
             OomWatcher::V2 { inotify, .. } => inotify.as_fd(),
         };
-        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
         let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
-        let ready = poll(&mut fds, PollTimeout::from(ms));
-        drop(fds);
+        let ready = poll(&mut [PollFd::new(fd, PollFlags::POLLIN)], PollTimeout::from(ms));
         match ready {
             Ok(0) | Err(nix::errno::Errno::EINTR) => return Ok(0),
             Ok(_) => {}
