@@ -160,7 +160,9 @@ fn cpu_quota_limits_a_busy_loop_to_half_a_cpu() {
     }
     let _serial = CPU_TESTS.lock().unwrap_or_else(|e| e.into_inner());
     let mut env = TestEnv::new("cpu-quota");
-    set_resources(&mut env, json!({"cpu": {"quota": 50000, "period": 100000}}));
+    // Maximum shares: other load on the machine cannot starve the loop
+    // below its quota, so what holds it at 0.5 CPU is the quota.
+    set_resources(&mut env, json!({"cpu": {"quota": 50000, "period": 100000, "shares": 262144}}));
     env.sh(BUSY_LOOP);
     assert_ok(&env.run_detached());
     std::thread::sleep(Duration::from_millis(300));
@@ -259,6 +261,14 @@ fn update_raises_the_memory_limit_seen_inside() {
     // The memory limit set before is still there.
     assert_eq!(cg_read(&env, "memory", "memory.limit_in_bytes"), (128 * MIB).to_string());
 
+    if !is_runc() {
+        // The new values are kept in the container's record.
+        let rec: Value = serde_json::from_str(&fs::read_to_string(env.state_dir().join("state.json")).unwrap()).unwrap();
+        let r = &rec["config"]["linux"]["resources"];
+        assert_eq!(r["memory"]["limit"], json!(128 * MIB), "{r}");
+        assert_eq!(r["pids"]["limit"], 60, "{r}");
+        assert_eq!(r["cpu"]["quota"], 20000, "{r}");
+    }
     let o = env.run(&["update", "--memory", "lots", &env.id]);
     assert_fails_mentioning(&o, &["--memory"]);
     assert_ok(&env.run(&["delete", "--force", &env.id]));
@@ -312,6 +322,39 @@ fn events_stats_prints_json_with_memory_usage() {
     assert_eq!(v["data"]["pids"]["current"], 1, "{v}");
     assert_eq!(v["data"]["pids"]["limit"], 20, "{v}");
     assert_ok(&env.run(&["delete", "--force", &env.id]));
+    assert_no_leftovers(&env);
+}
+
+#[test]
+fn events_ends_without_oom_when_the_container_is_deleted() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let mut env = memory_env("events-delete", 64 * MIB);
+    env.args(&["sleep", "1000"]);
+    assert_ok(&env.run_detached());
+    let events_out = env.bundle.path().join("events.out");
+    let mut events = env
+        .cmd(&["events", "--interval", "100ms", &env.id])
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&events_out).unwrap())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    assert_ok(&env.run(&["delete", "--force", &env.id]));
+    let deadline = Instant::now() + WAIT_TIMEOUT;
+    while events.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = events.kill();
+            let _ = events.wait();
+            panic!("events did not exit after delete");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let text = fs::read_to_string(&events_out).unwrap();
+    assert!(text.lines().any(|l| l.contains("\"type\":\"stats\"")), "no stats lines:\n{text}");
+    assert!(!text.contains("\"oom\""), "an oom event without OOM:\n{text}");
     assert_no_leftovers(&env);
 }
 

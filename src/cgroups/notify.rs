@@ -16,6 +16,7 @@ use crate::error::{Error, Result, SysContext};
 pub enum OomWatcher {
     V1 {
         efd: EventFd,
+        dir: PathBuf,
         // Kept open: the kernel's registration lives as long as both fds.
         _control: File,
     },
@@ -44,7 +45,7 @@ impl OomWatcher {
         // the eventfd on every OOM in this cgroup (and when it is removed).
         let line = format!("{} {}", efd.as_fd().as_raw_fd(), control.as_raw_fd());
         std::fs::write(dir.join("cgroup.event_control"), line).sys_context(|| format!("register OOM eventfd in {}", dir.display()))?;
-        Ok(OomWatcher::V1 { efd, _control: control })
+        Ok(OomWatcher::V1 { efd, dir: dir.to_path_buf(), _control: control })
     }
 
     fn v2(dir: &Path) -> Result<OomWatcher> {
@@ -70,7 +71,12 @@ impl OomWatcher {
             Err(e) => return Err(Error::sys("poll OOM notifier", e)),
         }
         match self {
-            OomWatcher::V1 { efd, .. } => Ok(efd.read().unwrap_or(0)),
+            OomWatcher::V1 { efd, dir, .. } => {
+                let n = efd.read().unwrap_or(0);
+                // The kernel also signals the eventfd when the cgroup is
+                // removed: that is no OOM.
+                Ok(if dir.join("memory.oom_control").exists() { n } else { 0 })
+            }
             OomWatcher::V2 { inotify, dir, last } => {
                 let _ = inotify.read_events();
                 let now = super::v2::memory::oom_kill_count(dir).unwrap_or(*last);
