@@ -253,6 +253,12 @@ fn update_raises_the_memory_limit_seen_inside() {
     assert_eq!(inside("/sys/fs/cgroup/memory/memory.limit_in_bytes"), (128 * MIB).to_string());
     assert_eq!(inside("/sys/fs/cgroup/pids/pids.max"), "60");
 
+    // Lowering both works too (the limit must go down before memory+swap).
+    assert_ok(&env.run(&["update", "--memory", "96m", "--memory-swap", "96m", &env.id]));
+    assert_eq!(cg_read(&env, "memory", "memory.limit_in_bytes"), (96 * MIB).to_string());
+    assert_eq!(cg_read(&env, "memory", "memory.memsw.limit_in_bytes"), (96 * MIB).to_string());
+    assert_ok(&env.run(&["update", "--memory", "128m", "--memory-swap", "128m", &env.id]));
+
     // --resources JSON, from a file.
     let r = env.bundle.path().join("resources.json");
     fs::write(&r, json!({"cpu": {"quota": 20000, "period": 100000}}).to_string()).unwrap();

@@ -94,3 +94,66 @@ impl Controller for Memory {
 pub fn oom_kill_count(dir: &Path) -> Option<u64> {
     keyed(dir, "memory.oom_control", "oom_kill")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::{LinuxMemoryBuilder, LinuxResourcesBuilder};
+
+    fn dir_with_files() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        for f in [LIMIT, MEMSW, "memory.soft_limit_in_bytes", "memory.swappiness", "memory.oom_control"] {
+            std::fs::write(t.path().join(f), "9223372036854771712").unwrap();
+        }
+        t
+    }
+
+    #[test]
+    fn writes_limits() {
+        let t = dir_with_files();
+        let r = LinuxResourcesBuilder::default()
+            .memory(
+                LinuxMemoryBuilder::default()
+                    .limit(1i64 << 26)
+                    .swap(1i64 << 27)
+                    .reservation(1i64 << 25)
+                    .swappiness(10u64)
+                    .disable_oom_killer(true)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        Memory::apply(t.path(), &r).unwrap();
+        let r = |f: &str| std::fs::read_to_string(t.path().join(f)).unwrap();
+        assert_eq!(r(LIMIT), "67108864");
+        assert_eq!(r(MEMSW), "134217728");
+        assert_eq!(r("memory.soft_limit_in_bytes"), "33554432");
+        assert_eq!(r("memory.swappiness"), "10");
+        assert_eq!(r("memory.oom_control"), "1");
+    }
+
+    #[test]
+    fn unlimited_memory_lifts_swap_too() {
+        let t = dir_with_files();
+        let r = LinuxResourcesBuilder::default()
+            .memory(LinuxMemoryBuilder::default().limit(-1i64).build().unwrap())
+            .build()
+            .unwrap();
+        Memory::apply(t.path(), &r).unwrap();
+        assert_eq!(std::fs::read_to_string(t.path().join(MEMSW)).unwrap(), "-1");
+        assert_eq!(std::fs::read_to_string(t.path().join(LIMIT)).unwrap(), "-1");
+    }
+
+    #[test]
+    fn swap_without_accounting_names_the_field() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join(LIMIT), "0").unwrap();
+        let r = LinuxResourcesBuilder::default()
+            .memory(LinuxMemoryBuilder::default().limit(100i64).swap(200i64).build().unwrap())
+            .build()
+            .unwrap();
+        let err = Memory::apply(t.path(), &r).unwrap_err().to_string();
+        assert!(err.contains("linux.resources.memory.swap"), "{err}");
+    }
+}
