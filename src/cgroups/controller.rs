@@ -27,11 +27,30 @@ pub trait Controller {
     fn stats(_dir: &Path, _stats: &mut Stats) {}
 }
 
-/// Write one control file; a failure names the config field.
+/// Write one control file; a failure names the config field. The file is
+/// never created: a missing file is a missing controller (or a kernel
+/// without that feature) and an error.
 pub fn write(dir: &Path, file: &str, value: impl Display, field: &str) -> Result<()> {
+    use std::io::Write;
     let value = value.to_string();
-    std::fs::write(dir.join(file), &value)
-        .map_err(|e| Error::resource(field, format!("write {value:?} to {}: {e}", dir.join(file).display())))
+    let path = dir.join(file);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(value.as_bytes()))
+        .map_err(|e| Error::resource(field, format!("write {value:?} to {}: {e}", path.display())))
+}
+
+/// A stand-in cgroup directory for unit tests: a temp dir with these
+/// (empty) control files.
+#[cfg(test)]
+pub fn fake_cgroup(files: &[&str]) -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    for f in files {
+        std::fs::write(t.path().join(f), "").unwrap();
+    }
+    t
 }
 
 /// The trimmed contents of a control file, None if it cannot be read.
@@ -76,6 +95,15 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let err = write(&t.path().join("missing"), "x", 1, "linux.resources.pids.limit").unwrap_err();
         assert!(err.to_string().starts_with("linux.resources.pids.limit: "), "{err}");
+    }
+
+    #[test]
+    fn write_does_not_create_files() {
+        let t = fake_cgroup(&["pids.max"]);
+        write(t.path(), "pids.max", 5, "f").unwrap();
+        assert_eq!(std::fs::read_to_string(t.path().join("pids.max")).unwrap(), "5");
+        assert!(write(t.path(), "nope.max", 5, "f").is_err());
+        assert!(!t.path().join("nope.max").exists());
     }
 
     #[test]

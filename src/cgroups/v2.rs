@@ -138,7 +138,7 @@ mod tests {
 
     #[test]
     fn applies_every_controller_file() {
-        let t = tempfile::tempdir().unwrap();
+        let t = crate::cgroups::controller::fake_cgroup(&["cpu.weight", "cpu.max", "cpuset.cpus", "memory.max", "memory.swap.max", "pids.max"]);
         let r = LinuxResourcesBuilder::default()
             .cpu(LinuxCpuBuilder::default().shares(512u64).quota(20000i64).cpus("0").build().unwrap())
             .memory(LinuxMemoryBuilder::default().limit(1i64 << 26).build().unwrap())
@@ -152,6 +152,18 @@ mod tests {
         assert_eq!(r("cpuset.cpus"), "0");
         assert_eq!(r("memory.max"), "67108864");
         assert_eq!(r("pids.max"), "10");
+        assert_eq!(r("memory.swap.max"), "", "swap is not set");
+    }
+
+    #[test]
+    fn a_missing_controller_file_names_the_field() {
+        let t = crate::cgroups::controller::fake_cgroup(&["memory.max"]);
+        let r = LinuxResourcesBuilder::default()
+            .pids(LinuxPidsBuilder::default().limit(10i64).build().unwrap())
+            .build()
+            .unwrap();
+        let err = apply_dir(t.path(), &r).unwrap_err().to_string();
+        assert!(err.contains("linux.resources.pids.limit"), "{err}");
     }
 
     #[test]

@@ -78,6 +78,7 @@ impl Controller for Cpu {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cgroups::controller::fake_cgroup;
     use oci_spec::runtime::{LinuxCpuBuilder, LinuxResourcesBuilder};
 
     #[test]
@@ -100,7 +101,7 @@ mod tests {
 
     #[test]
     fn writes_weight_and_max() {
-        let t = tempfile::tempdir().unwrap();
+        let t = fake_cgroup(&["cpu.weight", "cpu.max", "cpu.idle"]);
         let r = LinuxResourcesBuilder::default()
             .cpu(LinuxCpuBuilder::default().shares(1024u64).quota(50000i64).period(100000u64).build().unwrap())
             .build()
@@ -108,7 +109,7 @@ mod tests {
         Cpu::apply(t.path(), &r).unwrap();
         assert_eq!(std::fs::read_to_string(t.path().join("cpu.weight")).unwrap(), "39");
         assert_eq!(std::fs::read_to_string(t.path().join("cpu.max")).unwrap(), "50000 100000");
-        assert!(!t.path().join("cpu.idle").exists());
+        assert_eq!(std::fs::read_to_string(t.path().join("cpu.idle")).unwrap(), "", "idle is not set");
     }
 
     #[test]

@@ -49,7 +49,7 @@ mod tests {
 
     #[test]
     fn writes_max_and_checks_size() {
-        let t = tempfile::tempdir().unwrap();
+        let t = crate::cgroups::controller::fake_cgroup(&["hugetlb.2MB.max"]);
         let lim = |s: &str| {
             LinuxResourcesBuilder::default()
                 .hugepage_limits(vec![LinuxHugepageLimitBuilder::default().page_size(s).limit(1i64 << 21).build().unwrap()])

@@ -105,7 +105,7 @@ mod tests {
 
     #[test]
     fn writes_weight_and_io_max() {
-        let t = tempfile::tempdir().unwrap();
+        let t = crate::cgroups::controller::fake_cgroup(&["io.weight", "io.max"]);
         let dev = LinuxThrottleDeviceBuilder::default().major(8i64).minor(0i64).rate(1048576u64).build().unwrap();
         let r = LinuxResourcesBuilder::default()
             .block_io(LinuxBlockIoBuilder::default().weight(500u16).throttle_read_bps_device(vec![dev]).build().unwrap())

@@ -71,9 +71,10 @@ impl Controller for Memory {
         // swap.max first: it is independent of memory.max, and a failure
         // then leaves memory.max untouched (as runc orders it).
         if let Some(v) = value(swap) {
-            if dir.join("memory.swap.max").exists() || !dir.join("memory.max").exists() {
+            if dir.join("memory.swap.max").exists() {
                 write(dir, "memory.swap.max", v, "linux.resources.memory.swap")?;
             } else if swap != -1 {
+                // Without swap accounting "unlimited" holds anyway.
                 return Err(Error::resource("linux.resources.memory.swap", "the kernel has no swap accounting (memory.swap.max is missing)"));
             }
         }
@@ -129,10 +130,7 @@ mod tests {
 
     #[test]
     fn writes_max_swap_low() {
-        let t = tempfile::tempdir().unwrap();
-        for f in ["memory.max", "memory.swap.max", "memory.low"] {
-            std::fs::write(t.path().join(f), "max").unwrap();
-        }
+        let t = crate::cgroups::controller::fake_cgroup(&["memory.max", "memory.swap.max", "memory.low"]);
         Memory::apply(t.path(), &mem(64 << 20, 128 << 20, 32 << 20)).unwrap();
         let r = |f: &str| std::fs::read_to_string(t.path().join(f)).unwrap();
         assert_eq!(r("memory.max"), (64u64 << 20).to_string());

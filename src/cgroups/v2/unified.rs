@@ -66,7 +66,7 @@ mod tests {
 
     #[test]
     fn writes_pairs_or_nothing() {
-        let t = tempfile::tempdir().unwrap();
+        let t = crate::cgroups::controller::fake_cgroup(&["memory.high"]);
         let mut u = std::collections::HashMap::new();
         u.insert("memory.high".to_string(), "1000000".to_string());
         let r = LinuxResourcesBuilder::default().unified(u.clone()).build().unwrap();
