@@ -381,6 +381,7 @@ fn bad_resource_values_name_the_field_and_leave_nothing() {
     let cases = [
         // Refused by the kernel, after the cgroup was made: rolled back.
         (json!({"cpu": {"cpus": "99"}}), "linux.resources.cpu.cpus"),
+        (json!({"cpu": {"shares": 1}}), "linux.resources.cpu.shares"),
         (json!({"memory": {"limit": 128 * MIB, "swap": 64 * MIB}}), "linux.resources.memory"),
         // Refused before anything is made.
         (json!({"memory": {"swappiness": 200}}), "linux.resources.memory.swappiness"),

@@ -1,4 +1,4 @@
-//! v1 `cpu`: shares, CFS quota/period, realtime runtime/period, idle; the
+//! v1 `cpu`: shares, CFS quota/period/burst, realtime runtime/period, idle; the
 //! throttling numbers of cpu.stat.
 use std::path::Path;
 
@@ -22,6 +22,7 @@ impl Controller for Cpu {
             (c.realtime_runtime().is_some(), "linux.resources.cpu.realtimeRuntime"),
             (c.realtime_period().is_some(), "linux.resources.cpu.realtimePeriod"),
             (c.idle().is_some(), "linux.resources.cpu.idle"),
+            (c.burst().is_some(), "linux.resources.cpu.burst"),
         ]
         .into_iter()
         .find_map(|(set, f)| set.then_some(f))
@@ -55,6 +56,9 @@ impl Controller for Cpu {
         if let Some(q) = quota {
             write(dir, "cpu.cfs_quota_us", q, "linux.resources.cpu.quota")?;
         }
+        if let Some(b) = c.burst() {
+            write(dir, "cpu.cfs_burst_us", b, "linux.resources.cpu.burst")?;
+        }
         // Period before runtime: the runtime must fit in the period.
         if let Some(p) = c.realtime_period().filter(|p| *p != 0) {
             write(dir, "cpu.rt_period_us", p, "linux.resources.cpu.realtimePeriod")?;
@@ -73,5 +77,35 @@ impl Controller for Cpu {
         t.periods = keyed(dir, "cpu.stat", "nr_periods").unwrap_or(0);
         t.throttled_periods = keyed(dir, "cpu.stat", "nr_throttled").unwrap_or(0);
         t.throttled_time = keyed(dir, "cpu.stat", "throttled_time").unwrap_or(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cgroups::controller::fake_cgroup;
+    use oci_spec::runtime::{LinuxCpuBuilder, LinuxResourcesBuilder};
+
+    #[test]
+    fn writes_cfs_and_rt_files() {
+        let files = ["cpu.shares", "cpu.cfs_period_us", "cpu.cfs_quota_us", "cpu.cfs_burst_us", "cpu.rt_period_us", "cpu.rt_runtime_us"];
+        let t = fake_cgroup(&files);
+        let r = LinuxResourcesBuilder::default()
+            .cpu(
+                LinuxCpuBuilder::default()
+                    .shares(512u64)
+                    .quota(25000i64)
+                    .period(50000u64)
+                    .burst(1000u64)
+                    .realtime_period(1000000u64)
+                    .realtime_runtime(950000i64)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        Cpu::apply(t.path(), &r).unwrap();
+        let got: Vec<String> = files.iter().map(|f| std::fs::read_to_string(t.path().join(f)).unwrap()).collect();
+        assert_eq!(got, ["512", "50000", "25000", "1000", "1000000", "950000"]);
     }
 }
