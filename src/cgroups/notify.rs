@@ -87,3 +87,21 @@ impl OomWatcher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v2_watcher_counts_new_oom_kills() {
+        let t = tempfile::tempdir().unwrap();
+        let events = t.path().join("memory.events");
+        std::fs::write(&events, "low 0\nhigh 0\nmax 0\noom 1\noom_kill 2\n").unwrap();
+        let mut w = OomWatcher::v2(t.path()).unwrap();
+        assert_eq!(w.wait(Duration::from_millis(10)).unwrap(), 0, "earlier kills are not reported");
+        std::fs::write(&events, "low 0\nhigh 0\nmax 3\noom 2\noom_kill 3\n").unwrap();
+        assert_eq!(w.wait(Duration::from_secs(5)).unwrap(), 1);
+        std::fs::write(&events, "low 0\nhigh 0\nmax 4\noom 2\noom_kill 3\n").unwrap();
+        assert_eq!(w.wait(Duration::from_secs(5)).unwrap(), 0, "a change without a kill");
+    }
+}
