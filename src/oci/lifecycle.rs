@@ -85,7 +85,7 @@ pub fn kill(root: &StateRoot, id: &str, signal: Signal, all: bool) -> Result<()>
 /// Delete a container: stopped ones always; created ones too (their init
 /// is killed, as runc does); running or paused ones only with `force`.
 pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
-    let rec = match root.load(id) {
+    let mut rec = match root.load(id) {
         Ok(r) => r,
         // A state dir without a record is a create that died halfway: with
         // --force, clean it up; otherwise say it does not exist.
@@ -98,7 +98,7 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
     let status = rec.status(root);
     match status {
         Status::Stopped => {
-            let mut rec = rec.clone();
+            // The last chance to read the OOM counter: the cgroup goes next.
             if rec.observe_oom(root) == Some(true) {
                 log::info!("container {id} was OOM-killed");
             }
