@@ -6,12 +6,14 @@
 //!   operations (create, start, kill, delete, exec...) and hooks.
 //! - [`linux`]: what happens inside the new container: namespaces, rootfs and
 //!   mounts, devices, process attributes, the init handshake, the console.
+//! - [`monitor`]: the per-container supervisor process (CRI logs, exit records).
 //! - [`cgroups`]: placing containers in cgroups (v1 and v2) and removing them.
 pub mod cgroups;
 pub mod cli;
 pub mod error;
 pub mod linux;
 pub mod logging;
+pub mod monitor;
 pub mod oci;
 
 pub use error::{Error, Result};

@@ -206,3 +206,37 @@ fn console_socket_without_terminal_fails() {
     assert_fails_mentioning(&o, &["console"]);
     assert_no_leftovers(&env);
 }
+
+/// `run` in the foreground with terminal: true and no --console-socket:
+/// the runtime holds the pty itself and copies it to its own stdout.
+#[test]
+fn foreground_run_with_terminal_proxies_the_pty() {
+    if !require_root() {
+        return;
+    }
+    let mut env = TestEnv::new("tty-fg");
+    env.sh("tty; test -t 0 && echo stdin-is-tty; exit 4");
+    env.config["process"]["terminal"] = json!(true);
+    env.write_config();
+    let o = env.run_fg();
+    assert_eq!(o.status.code(), Some(4), "{}", show(&o));
+    let out = s(&o.stdout);
+    assert!(out.contains("/dev/pts/"), "{}", out);
+    assert!(out.contains("stdin-is-tty"), "{}", out);
+    assert_no_leftovers(&env);
+}
+
+/// `exec -t` in the foreground without --console-socket proxies too.
+#[test]
+fn foreground_exec_with_tty_proxies_the_pty() {
+    if !require_root() {
+        return;
+    }
+    let mut env = TestEnv::new("tty-exec");
+    env.sh("sleep 30");
+    env.write_config();
+    env.start_running();
+    let o = env.exec(&["-t", "sh", "-c", "tty; exit 6"]);
+    assert_eq!(o.status.code(), Some(6), "{}", show(&o));
+    assert!(s(&o.stdout).contains("/dev/pts/"), "{}", show(&o));
+}

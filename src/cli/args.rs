@@ -173,6 +173,19 @@ pub enum Command {
     Features,
     /// Change a running container's resource limits
     Update(UpdateCmd),
+    /// Internal: the per-container monitor (started by the pod layer)
+    #[command(hide = true)]
+    Monitor {
+        id: String,
+        #[arg(long)]
+        bundle: PathBuf,
+        #[arg(long = "log-path")]
+        log_path: PathBuf,
+        #[arg(long = "exit-file")]
+        exit_file: PathBuf,
+        #[arg(long = "ready-fd")]
+        ready_fd: i32,
+    },
     /// Print a container's stats every interval and its OOM events, as JSON lines
     Events {
         id: String,
@@ -188,7 +201,7 @@ pub enum Command {
 impl Command {
     /// Commands that fork processes which end up inside a container.
     pub fn runs_container_processes(&self) -> bool {
-        matches!(self, Command::Create(_) | Command::Run(_) | Command::Exec(_))
+        matches!(self, Command::Create(_) | Command::Run(_) | Command::Exec(_) | Command::Monitor { .. })
     }
 }
 

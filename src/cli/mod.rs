@@ -23,9 +23,9 @@ pub fn main() -> i32 {
         eprintln!("hull: cannot open log file: {e}");
         return 1;
     }
-    if cli.command.runs_container_processes() && !crate::linux::syscall::running_from_sealed_copy() {
+    if cli.command.runs_container_processes() && !crate::linux::syscall::running_from_protected_binary() {
         // Only returns on failure; see linux::syscall for why.
-        let Err(e) = crate::linux::syscall::reexec_from_sealed_copy();
+        let Err(e) = crate::linux::syscall::reexec_protected();
         return report(&cli, &e);
     }
     match dispatch(&cli) {
@@ -94,6 +94,17 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Features => {
             print_json(&oci::features::features(), true)?;
             Ok(0)
+        }
+        Command::Monitor { id, bundle, log_path, exit_file, ready_fd } => {
+            let ready = crate::monitor::ready_fd(*ready_fd)?;
+            let spec = crate::monitor::MonitorSpec {
+                state_root: cli.root.clone(),
+                id: id.clone(),
+                bundle: bundle.clone(),
+                log_path: log_path.clone(),
+                exit_file: exit_file.clone(),
+            };
+            Ok(crate::monitor::run(&root, &spec, ready))
         }
         Command::Update(u) => {
             oci::update::update(&root, &u.id, &update_resources(u)?)?;

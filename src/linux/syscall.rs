@@ -145,31 +145,114 @@ pub unsafe fn owned_fd(fd: RawFd) -> OwnedFd {
     OwnedFd::from_raw_fd(fd)
 }
 
-// --- CVE-2019-5736: never let the container see the hull binary itself ---
+// --- CVE-2019-5736: never let the container reach a writable hull binary ---
 //
 // A container process that execs `/proc/self/exe` of a hull process that
 // joined it (exec, or init before its execve) would be running the host's
-// hull binary and could later reopen it for writing. hull therefore runs
-// the container-facing commands from a sealed, read-only memfd copy of
-// itself: what the container can reach is that copy, which cannot be
-// written (F_SEAL_WRITE) and disappears with the process.
+// hull binary and could later reopen it for writing. hull therefore runs the
+// container-facing commands from a copy that cannot be written:
+//
+// 1. preferred: a *detached, read-only bind mount* of the binary
+//    (open_tree(OPEN_TREE_CLONE) + mount_setattr(MOUNT_ATTR_RDONLY)), exec'd
+//    through its fd. No copy, no mount namespace change; the mount belongs to
+//    no namespace, so nothing in a container can remount it, and writes
+//    through /proc/PID/exe fail with EROFS.
+// 2. fallback (kernels before 5.12, or no CAP_SYS_ADMIN): a sealed memfd copy.
 
 const SEALED_MARKER_SEALS: libc::c_int =
     libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
 
-/// True when this process's executable is a sealed memfd.
-pub fn running_from_sealed_copy() -> bool {
+/// True when this process's executable cannot be written: a sealed memfd,
+/// or a file on a read-only mount (our detached bind, or a read-only /usr).
+pub fn running_from_protected_binary() -> bool {
     let Ok(exe) = File::open("/proc/self/exe") else {
         return false;
     };
+    if let Ok(st) = nix::sys::statvfs::fstatvfs(&exe) {
+        if st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY) {
+            return true;
+        }
+    }
     // SAFETY: F_GET_SEALS on a valid fd; fails with EINVAL on non-memfds.
     let seals = unsafe { libc::fcntl(exe.as_raw_fd(), libc::F_GET_SEALS) };
     seals >= 0 && seals & SEALED_MARKER_SEALS == SEALED_MARKER_SEALS
 }
 
-/// Re-execute the current command from a sealed memfd copy of the binary.
-/// Returns only on failure.
-pub fn reexec_from_sealed_copy() -> Result<std::convert::Infallible> {
+/// Re-execute the current command from a copy of hull that cannot be
+/// written. Returns only on failure.
+pub fn reexec_protected() -> Result<std::convert::Infallible> {
+    let exe = match readonly_detached_binary() {
+        Ok(fd) => fd,
+        Err(e) => {
+            log::debug!("read-only bind of hull unavailable ({e}); using a sealed memfd copy");
+            sealed_memfd_copy()?
+        }
+    };
+    let args: Vec<CString> = std::env::args_os()
+        .map(|a| CString::new(std::os::unix::ffi::OsStrExt::as_bytes(a.as_os_str())).unwrap_or_default())
+        .collect();
+    let env: Vec<CString> = std::env::vars_os()
+        .map(|(k, v)| {
+            let mut kv = std::os::unix::ffi::OsStrExt::as_bytes(k.as_os_str()).to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str()));
+            CString::new(kv).unwrap_or_default()
+        })
+        .collect();
+    let err = nix::unistd::fexecve(&exe, &args, &env).unwrap_err();
+    Err(std::io::Error::from(err)).sys_context(|| "re-exec hull from its protected copy".into())
+}
+
+/// Layout of `struct mount_attr` for mount_setattr(2).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+fn readonly_detached_binary() -> std::io::Result<OwnedFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    // SAFETY: open_tree reads a NUL-terminated path; returns a new fd or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            c"/proc/self/exe".as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a fresh fd that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr reads `attr` (size given) and the empty path.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+fn sealed_memfd_copy() -> Result<OwnedFd> {
     let mut exe = File::open("/proc/self/exe").sys_context(|| "open /proc/self/exe".into())?;
     let memfd = nix::sys::memfd::memfd_create(
         c"hull",
@@ -182,17 +265,5 @@ pub fn reexec_from_sealed_copy() -> Result<std::convert::Infallible> {
     if unsafe { libc::fcntl(copy.as_raw_fd(), libc::F_ADD_SEALS, SEALED_MARKER_SEALS) } < 0 {
         return Err(std::io::Error::last_os_error()).sys_context(|| "seal memfd".into());
     }
-    let args: Vec<CString> = std::env::args_os()
-        .map(|a| CString::new(std::os::unix::ffi::OsStrExt::as_bytes(a.as_os_str())).unwrap_or_default())
-        .collect();
-    let env: Vec<CString> = std::env::vars_os()
-        .map(|(k, v)| {
-            let mut kv = std::os::unix::ffi::OsStrExt::as_bytes(k.as_os_str()).to_vec();
-            kv.push(b'=');
-            kv.extend_from_slice(std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str()));
-            CString::new(kv).unwrap_or_default()
-        })
-        .collect();
-    let err = nix::unistd::fexecve(&copy, &args, &env).unwrap_err();
-    Err(std::io::Error::from(err)).sys_context(|| "re-exec hull from sealed memfd".into())
+    Ok(OwnedFd::from(copy))
 }

@@ -22,23 +22,24 @@ pub struct ExecOptions {
 }
 
 /// Start the process; returns its host pid.
-pub fn spawn(root: &StateRoot, opts: &ExecOptions) -> Result<i32> {
+pub fn spawn(root: &StateRoot, opts: &ExecOptions, console: Option<OwnedFd>) -> Result<i32> {
     let rec = root.load(&opts.id)?;
     match rec.status(root) {
         Status::Running | Status::Created => {}
         s => return Err(Error::InvalidState(format!("cannot exec in a {s} container"))),
     }
     let terminal = opts.process.terminal().unwrap_or(false);
-    if terminal && opts.console_socket.is_none() {
-        return Err(Error::InvalidArgument(
-            "--tty needs --console-socket (a terminal proxy in the foreground is not implemented yet)".into(),
-        ));
+    if terminal && opts.console_socket.is_none() && console.is_none() {
+        return Err(Error::InvalidArgument("--tty with --detach needs --console-socket".into()));
     }
     if opts.process.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(Error::InvalidArgument("exec needs a command (args or --process)".into()));
     }
     let plan = NamespacePlan::of_process(rec.pid)?;
-    let console = opts.console_socket.as_deref().map(console::connect).transpose()?;
+    let console = match console {
+        Some(c) => Some(c),
+        None => opts.console_socket.as_deref().map(console::connect).transpose()?,
+    };
     let (ours, theirs) = Channel::pair()?;
     let stage1 = match fork()? {
         Forked::Child => {
@@ -146,11 +147,24 @@ pub fn exec(root: &StateRoot, opts: &ExecOptions) -> Result<i32> {
     if !opts.detach {
         nix::sys::prctl::set_child_subreaper(true).sys_context(|| "PR_SET_CHILD_SUBREAPER".into())?;
     }
-    let pid = spawn(root, opts)?;
+    let proxy_console = !opts.detach && opts.console_socket.is_none() && opts.process.terminal().unwrap_or(false);
+    let (receiver, console) = match proxy_console {
+        true => {
+            let (r, c) = super::tty_proxy::console_pair()?;
+            (Some(r), Some(c))
+        }
+        false => (None, None),
+    };
+    let pid = spawn(root, opts, console)?;
     if opts.detach {
         return Ok(0);
     }
     let set = super::wait::block_signals();
-    Ok(super::wait::wait_forwarding(pid, &set))
+    let proxy = receiver.map(|r| r.receive_master().and_then(super::tty_proxy::Proxy::start)).transpose()?;
+    let code = super::wait::wait_forwarding(pid, &set);
+    if let Some(p) = proxy {
+        p.finish(std::time::Duration::from_secs(1));
+    }
+    Ok(code)
 }
 

@@ -8,10 +8,20 @@ pub mod hooks;
 pub mod lifecycle;
 pub mod spec_template;
 pub mod state;
+pub mod tty_proxy;
 pub mod update;
 pub mod wait;
 
 use crate::error::{Result, SysContext};
+
+/// Whether the bundle's process asks for a terminal (read before create so
+/// `run` can prepare the proxy; create validates the config fully).
+fn wants_terminal(bundle: &std::path::Path) -> bool {
+    config::load_spec(&bundle.join("config.json"))
+        .ok()
+        .and_then(|s| s.process().as_ref().and_then(|p| p.terminal()))
+        .unwrap_or(false)
+}
 use create::CreateOptions;
 use state::StateRoot;
 
@@ -23,14 +33,36 @@ pub fn run(root: &StateRoot, opts: &CreateOptions, detach: bool) -> Result<i32> 
         // bootstrap child exits, and can wait for it.
         nix::sys::prctl::set_child_subreaper(true).sys_context(|| "PR_SET_CHILD_SUBREAPER".into())?;
     }
-    let rec = create::create(root, opts, None)?;
+    // A terminal in the foreground without a console socket: hull holds
+    // the pty master and proxies its own stdio (runc does the same).
+    let proxy_console = !detach && opts.console_socket.is_none() && wants_terminal(&opts.bundle);
+    let (receiver, console) = match proxy_console {
+        true => {
+            let (r, c) = tty_proxy::console_pair()?;
+            (Some(r), Some(c))
+        }
+        false => (None, None),
+    };
+    let rec = create::create(root, opts, console)?;
+    // Signals are blocked before the proxy threads exist, so that they
+    // inherit the mask and every signal waits for wait_forwarding.
     let set = (!detach).then(wait::block_signals);
+    let proxy = match receiver.map(|r| r.receive_master().and_then(tty_proxy::Proxy::start)).transpose() {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = lifecycle::delete(root, &opts.id, true);
+            return Err(e);
+        }
+    };
     if let Err(e) = lifecycle::start(root, &opts.id) {
         let _ = lifecycle::delete(root, &opts.id, true);
         return Err(e);
     }
     let Some(set) = set else { return Ok(0) };
     let code = wait::wait_forwarding(rec.pid, &set);
+    if let Some(p) = proxy {
+        p.finish(std::time::Duration::from_secs(1));
+    }
     // Read the OOM counter before delete removes the cgroup; an OOM-killed
     // init died of SIGKILL, so the exit code is already 137.
     if let Ok(mut rec) = root.load(&opts.id) {
