@@ -23,7 +23,9 @@ pub struct Cli {
     /// Log debug messages
     #[arg(long, global = true)]
     pub debug: bool,
-    /// Use the systemd cgroup driver (not supported yet: refused with an error)
+    /// Take linux.cgroupsPath as systemd's slice:prefix:name; hull maps it onto
+    /// cgroupfs (/<slice path>/<prefix>-<name>.scope) and creates the
+    /// directories itself, without talking to systemd
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
     #[command(subcommand)]
@@ -169,12 +171,8 @@ pub enum Command {
     },
     /// Print the features this build supports, as JSON
     Features,
-    /// Change a container's resource limits (not implemented yet)
-    Update {
-        id: String,
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        rest: Vec<String>,
-    },
+    /// Change a running container's resource limits
+    Update(UpdateCmd),
     /// Run Kubernetes Pod manifests without a kubelet
     #[command(subcommand)]
     Pod(PodCmd),
@@ -191,11 +189,15 @@ pub enum Command {
         #[arg(long = "ready-fd")]
         ready_fd: i32,
     },
-    /// Print container events and stats (not implemented yet)
+    /// Print a container's stats every interval and its OOM events, as JSON lines
     Events {
         id: String,
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        rest: Vec<String>,
+        /// Print the stats once and exit
+        #[arg(long)]
+        stats: bool,
+        /// Time between stats (Go duration: 5s, 500ms, 1m)
+        #[arg(long, default_value = "5s")]
+        interval: String,
     },
 }
 
@@ -251,4 +253,48 @@ impl Command {
     pub fn runs_container_processes(&self) -> bool {
         matches!(self, Command::Create(_) | Command::Run(_) | Command::Exec(_) | Command::Monitor { .. } | Command::Pod(_))
     }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct UpdateCmd {
+    pub id: String,
+    /// A JSON file of linux.resources to apply ("-" for stdin); the other flags are then ignored
+    #[arg(short, long)]
+    pub resources: Option<String>,
+    /// Memory limit in bytes (k, m, g suffixes; -1 for none)
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory: Option<String>,
+    /// Memory plus swap limit in bytes (-1 for none)
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Memory soft limit in bytes
+    #[arg(long = "memory-reservation", allow_hyphen_values = true)]
+    pub memory_reservation: Option<String>,
+    /// CPU shares (relative weight)
+    #[arg(long = "cpu-shares")]
+    pub cpu_shares: Option<u64>,
+    /// CPU CFS quota in microseconds per period (-1 for none)
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    /// CPU CFS period in microseconds
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<u64>,
+    /// CPU realtime period in microseconds
+    #[arg(long = "cpu-rt-period")]
+    pub cpu_rt_period: Option<u64>,
+    /// CPU realtime runtime in microseconds
+    #[arg(long = "cpu-rt-runtime", allow_hyphen_values = true)]
+    pub cpu_rt_runtime: Option<i64>,
+    /// CPUs the container may use (0-3, 0,1)
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes the container may use
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+    /// Maximum number of pids (-1 for none)
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Block IO weight (10-1000)
+    #[arg(long = "blkio-weight")]
+    pub blkio_weight: Option<u16>,
 }

@@ -23,6 +23,8 @@ pub fn features() -> Value {
             "cgroup": {
                 "v1": true,
                 "v2": true,
+                // --systemd-cgroup only maps slice:prefix:name onto
+                // cgroupfs; there is no systemd driver (see the annotation).
                 "systemd": false,
                 "systemdUser": false,
                 "rdma": false
@@ -34,7 +36,10 @@ pub fn features() -> Value {
             "mountExtensions": {"idmap": {"enabled": false}}
         },
         "annotations": {
-            "org.opencontainers.runtime-spec.features": "hull"
+            "org.opencontainers.runtime-spec.features": "hull",
+            "io.github.hull.cgroup.resources": "cpu, cpuset, memory, pids, blkio/io, hugetlb, net_cls/net_prio (v1), unified (v2), devices (v1 files, v2 eBPF); rdma and kernel memory refused",
+            "io.github.hull.cgroup.systemd-path": "--systemd-cgroup maps slice:prefix:name onto cgroupfs; no systemd units",
+            "io.github.hull.state.oomKilled": "state of a stopped container has oomKilled"
         }
     })
 }

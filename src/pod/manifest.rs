@@ -129,6 +129,7 @@ const POD: &[(&str, Field)] = &[
 ];
 
 /// A parsed manifest and the warnings its check produced.
+#[derive(Debug)]
 pub struct Manifest {
     pub pod: Pod,
     pub warnings: Vec<String>,
