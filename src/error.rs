@@ -39,6 +39,10 @@ pub enum Error {
     },
     #[error("cgroup: {0}")]
     Cgroup(String),
+    /// A seccomp profile that is invalid or unsupported, or that the kernel
+    /// refused.
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
 }
 
 impl Error {

@@ -7,11 +7,14 @@
 //! - [`linux`]: what happens inside the new container: namespaces, rootfs and
 //!   mounts, devices, process attributes, the init handshake, the console.
 //! - [`cgroups`]: placing containers in cgroups (v1 and v2) and removing them.
+//! - [`seccomp`]: seccomp profiles compiled with libseccomp, and the built-in
+//!   default profile.
 pub mod cgroups;
 pub mod cli;
 pub mod error;
 pub mod linux;
 pub mod logging;
 pub mod oci;
+pub mod seccomp;
 
 pub use error::{Error, Result};
