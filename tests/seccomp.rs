@@ -289,6 +289,22 @@ fn exec_processes_get_the_containers_filter() {
 }
 
 #[test]
+fn exec_works_when_the_profile_blocks_the_runtimes_own_messages() {
+    if !require_root() {
+        return;
+    }
+    // After the filter is loaded the exec'd process cannot report on its
+    // handshake socket; exec must still run it and pass its exit code.
+    let mut env = with_profile("sc-exec-nosend", block(&["send", "sendto", "sendmsg"], "SCMP_ACT_ERRNO", None));
+    env.args(&["sleep", "1000"]);
+    env.start_running();
+    env.wait_status("running");
+    let o = env.exec(&["sh", "-c", "echo hello; exit 3"]);
+    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
+    assert_eq!(s(&o.stdout), "hello\n", "{}", show(&o));
+}
+
+#[test]
 fn without_no_new_privs_the_filter_is_loaded_before_dropping_privileges() {
     if !require_root() {
         return;
