@@ -305,6 +305,22 @@ fn exec_works_when_the_profile_blocks_the_runtimes_own_messages() {
 }
 
 #[test]
+fn with_no_new_privs_the_filter_is_loaded_after_the_user_switch() {
+    if !require_root() {
+        return;
+    }
+    // The runtime itself calls these between start and execve; with
+    // no_new_privs the filter comes after them, so a profile may deny them.
+    let denied = ["capset", "setresuid", "setresgid", "setgroups", "chdir", "umask"];
+    let mut env = with_profile("sc-nnp-last", block(&denied, "SCMP_ACT_ERRNO", None));
+    env.config["process"]["noNewPrivileges"] = json!(true);
+    env.config["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    env.config["process"]["cwd"] = json!("/tmp");
+    env.args(&["id", "-u"]);
+    assert_eq!(env.output_ok(), "1000\n");
+}
+
+#[test]
 fn without_no_new_privs_the_filter_is_loaded_before_dropping_privileges() {
     if !require_root() {
         return;
