@@ -43,6 +43,10 @@ pub enum Error {
     /// `field` is its JSON path (e.g. "linux.resources.memory.limit").
     #[error("{field}: {message}")]
     Resource { field: String, message: String },
+    /// A seccomp profile that is invalid or unsupported, or that the kernel
+    /// refused.
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
 }
 
 impl Error {

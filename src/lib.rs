@@ -9,6 +9,8 @@
 //! - [`pod`]: Kubernetes Pods without a kubelet (sandbox, volumes, supervisor).
 //! - [`monitor`]: the per-container supervisor process (CRI logs, exit records).
 //! - [`cgroups`]: placing containers in cgroups (v1 and v2) and removing them.
+//! - [`seccomp`]: seccomp profiles compiled with libseccomp, and the built-in
+//!   default profile.
 pub mod cgroups;
 pub mod cli;
 pub mod error;
@@ -17,5 +19,6 @@ pub mod logging;
 pub mod monitor;
 pub mod oci;
 pub mod pod;
+pub mod seccomp;
 
 pub use error::{Error, Result};

@@ -110,6 +110,12 @@ pub struct ExecCmd {
     /// Set no_new_privs for the process
     #[arg(long = "no-new-privs")]
     pub no_new_privs: bool,
+    /// AppArmor profile for the process
+    #[arg(long)]
+    pub apparmor: Option<String>,
+    /// SELinux label for the process
+    #[arg(long = "process-label")]
+    pub process_label: Option<String>,
     #[arg(long = "preserve-fds", default_value_t = 0)]
     pub preserve_fds: i32,
 }
@@ -168,6 +174,10 @@ pub enum Command {
         /// A config for running without root (user namespace)
         #[arg(long)]
         rootless: bool,
+        /// Add hull's built-in default seccomp profile (containerd's
+        /// RuntimeDefault in effect) for the config's capabilities
+        #[arg(long = "seccomp-default")]
+        seccomp_default: bool,
     },
     /// Print the features this build supports, as JSON
     Features,

@@ -91,7 +91,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         }
         Command::Pause { id } => lifecycle::pause(&root, id).map(|_| 0),
         Command::Resume { id } => lifecycle::resume(&root, id).map(|_| 0),
-        Command::Spec { bundle, rootless } => spec(bundle.as_deref(), *rootless),
+        Command::Spec { bundle, rootless, seccomp_default } => spec(bundle.as_deref(), *rootless, *seccomp_default),
         Command::Features => {
             print_json(&oci::features::features(), true)?;
             Ok(0)
@@ -296,13 +296,17 @@ fn ps(root: &StateRoot, id: &str, format: &str, ps_args: &[String]) -> Result<i3
     Ok(0)
 }
 
-fn spec(bundle: Option<&Path>, rootless: bool) -> Result<i32> {
+fn spec(bundle: Option<&Path>, rootless: bool, seccomp_default: bool) -> Result<i32> {
     let dir = bundle.unwrap_or(Path::new("."));
     let path = dir.join("config.json");
     if path.exists() {
         return Err(Error::InvalidArgument(format!("{} already exists; remove it first", path.display())));
     }
-    let text = serde_json::to_string_pretty(&oci::spec_template::default_spec(rootless))
+    let mut config = oci::spec_template::default_spec(rootless);
+    if seccomp_default {
+        oci::spec_template::add_default_seccomp(&mut config);
+    }
+    let text = serde_json::to_string_pretty(&config)
         .map_err(|e| Error::InvalidState(e.to_string()))?;
     std::fs::write(&path, text + "\n").map_err(|e| Error::sys(format!("write {}", path.display()), e))?;
     Ok(0)

@@ -1,6 +1,7 @@
 //! `hull features`: what this build supports, in the runtime-spec's
 //! features.json shape (the same keys runc prints). Only what hull really
-//! implements is listed.
+//! implements is listed; AppArmor and SELinux show as enabled when this
+//! host has them (hull applies them then).
 use serde_json::{json, Value};
 
 pub fn features() -> Value {
@@ -29,9 +30,9 @@ pub fn features() -> Value {
                 "systemdUser": false,
                 "rdma": false
             },
-            "seccomp": {"enabled": false},
-            "apparmor": {"enabled": false},
-            "selinux": {"enabled": false},
+            "seccomp": crate::seccomp::features(),
+            "apparmor": {"enabled": crate::linux::lsm::apparmor_enabled()},
+            "selinux": {"enabled": crate::linux::lsm::selinux_enabled()},
             "intelRdt": {"enabled": false},
             "mountExtensions": {"idmap": {"enabled": false}}
         },
