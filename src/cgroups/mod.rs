@@ -341,6 +341,53 @@ mod tests {
         assert_eq!(p, PathBuf::from("/user.slice/a/b"));
     }
 
+    /// The v2 dispatch of a Cgroup, against a fake unified directory.
+    #[test]
+    fn v2_cgroup_applies_reports_and_counts_ooms() {
+        let t = controller::fake_cgroup(&["memory.max", "memory.swap.max", "pids.max", "cpu.weight", "cpu.max"]);
+        std::fs::write(t.path().join("memory.current"), "8192").unwrap();
+        std::fs::write(t.path().join("memory.events"), "oom 1\noom_kill 1\n").unwrap();
+        std::fs::write(t.path().join("pids.current"), "3").unwrap();
+        let cg = Cgroup {
+            layout: Layout::V2,
+            dirs: BTreeMap::from([(String::new(), t.path().to_path_buf())]),
+            created: Vec::new(),
+        };
+        let r: LinuxResources = serde_json::from_str(
+            r#"{"memory": {"limit": 1048576, "swap": 2097152}, "pids": {"limit": 5}, "cpu": {"shares": 2048}}"#,
+        )
+        .unwrap();
+        check_resources(&r, Layout::V2).unwrap();
+        cg.apply_resources(&r).unwrap();
+        let read = |f: &str| std::fs::read_to_string(t.path().join(f)).unwrap();
+        assert_eq!(read("memory.max"), "1048576");
+        assert_eq!(read("memory.swap.max"), "1048576");
+        assert_eq!(read("pids.max"), "5");
+        assert_eq!(read("cpu.weight"), "79");
+        let stats = cg.stats();
+        assert_eq!(stats.memory.usage.usage, 8192);
+        assert_eq!(stats.memory.usage.limit, 1048576);
+        assert_eq!(stats.pids.current, 3);
+        assert_eq!(stats.pids.limit, 5);
+        assert_eq!(cg.oom_kill_count(), Some(1));
+    }
+
+    #[test]
+    fn checks_name_the_field() {
+        let bad = |json: &str, layout: Layout| {
+            let r: LinuxResources = serde_json::from_str(json).unwrap();
+            check_resources(&r, layout).unwrap_err().to_string()
+        };
+        assert!(bad(r#"{"memory": {"kernel": 1}}"#, Layout::V1).contains("linux.resources.memory.kernel"));
+        assert!(bad(r#"{"memory": {"swappiness": 101}}"#, Layout::V1).contains("swappiness"));
+        assert!(bad(r#"{"memory": {"limit": -2}}"#, Layout::V1).contains("linux.resources.memory.limit"));
+        assert!(bad(r#"{"unified": {"memory.high": "1"}}"#, Layout::V1).contains("linux.resources.unified"));
+        assert!(bad(r#"{"unified": {"../x.y": "1"}}"#, Layout::V2).contains("linux.resources.unified"));
+        assert!(bad(r#"{"rdma": {"mlx": {"hcaHandles": 1}}}"#, Layout::V2).contains("linux.resources.rdma"));
+        let ok: LinuxResources = serde_json::from_str(r#"{"devices": [{"allow": false, "access": "rwm"}]}"#).unwrap();
+        check_resources(&ok, Layout::V2).unwrap();
+    }
+
     #[test]
     fn dotdot_is_refused() {
         assert!(relative_path(Some(Path::new("/a/../../etc")), "x", None).is_err());
