@@ -7,11 +7,13 @@
 //! - [`linux`]: what happens inside the new container: namespaces, rootfs and
 //!   mounts, devices, process attributes, the init handshake, the console.
 //! - [`cgroups`]: placing containers in cgroups (v1 and v2) and removing them.
+//! - [`pod`]: the pod layer: container probes and the restart back-off.
 pub mod cgroups;
 pub mod cli;
 pub mod error;
 pub mod linux;
 pub mod logging;
 pub mod oci;
+pub mod pod;
 
 pub use error::{Error, Result};

@@ -1,0 +1,1 @@
+//! Container probes (filled in next).
