@@ -9,10 +9,37 @@
 //!   due and report the transitions (ready, not ready, started, failed);
 //! - [`run`] performs one check (exec, tcpSocket, httpGet) against a running
 //!   container, bounded by `timeoutSeconds` (see `probe/action.rs`).
+//!
+//! A supervisor's loop, single-threaded (each check forks):
+//!
+//! ```no_run
+//! use std::time::Instant;
+//! use hull::pod::probe::{self, ContainerProbes, ProbeTarget, Transition};
+//! # fn demo(container: &k8s_openapi::api::core::v1::Container, target: &ProbeTarget) -> Result<(), probe::ProbeError> {
+//! let specs = probe::specs_of(container)?; // when the manifest is read
+//! let mut probes = ContainerProbes::new(&specs, Instant::now()); // when the container starts
+//! while let Some(due) = probes.next_due() {
+//!     // ...sleep until `due`, or until the container exits...
+//! #   let _ = due;
+//!     for kind in probes.due(Instant::now()) {
+//!         let spec = specs.iter().find(|s| s.kind == kind).unwrap();
+//!         let outcome = match probe::run(&spec.action, spec.timing.timeout, target) {
+//!             Ok(o) => o,
+//!             Err(e) => { log::warn!("{} not checked: {e}", kind.field()); continue }, // not counted
+//!         };
+//!         match probes.record(kind, Instant::now(), &outcome) {
+//!             Some(Transition::Failed { message }) => { /* stop the container; restart per policy */ let _ = message; }
+//!             Some(Transition::Ready | Transition::NotReady { .. } | Transition::Started) => { /* update status */ }
+//!             None => {}
+//!         }
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ContainerPort, Probe};
+use k8s_openapi::api::core::v1::{Container, ContainerPort, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 mod action;
@@ -231,6 +258,20 @@ impl ProbeSpec {
         };
         Ok(ProbeSpec { kind, action, timing, termination_grace_period })
     }
+}
+
+/// The checked probes of a container of a manifest (startup, liveness,
+/// readiness, those it has), named ports resolved against its `ports`.
+pub fn specs_of(container: &Container) -> Result<Vec<ProbeSpec>, ProbeError> {
+    let ports = container.ports.as_deref().unwrap_or_default();
+    [
+        (ProbeKind::Startup, &container.startup_probe),
+        (ProbeKind::Liveness, &container.liveness_probe),
+        (ProbeKind::Readiness, &container.readiness_probe),
+    ]
+    .into_iter()
+    .filter_map(|(kind, p)| p.as_ref().map(|p| ProbeSpec::from_k8s(kind, p, ports)))
+    .collect()
 }
 
 /// An IP address, or nothing (the pod's IP, as kubelet). Host names are

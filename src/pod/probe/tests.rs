@@ -228,3 +228,24 @@ fn without_probes_a_container_is_ready_and_nothing_is_due() {
     assert!(c.ready());
     assert_eq!(c.next_due(), Some(t0 + S(3)));
 }
+
+#[test]
+fn specs_of_a_manifest_container() {
+    let c: k8s_openapi::api::core::v1::Container = serde_json::from_value(json!({
+        "name": "web",
+        "ports": [{"name": "http", "containerPort": 8080}],
+        "livenessProbe": {"httpGet": {"port": "http", "path": "/live"}},
+        "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 2},
+    }))
+    .unwrap();
+    let specs = specs_of(&c).unwrap();
+    assert_eq!(specs.len(), 2);
+    assert_eq!(specs[0].kind, ProbeKind::Liveness);
+    assert!(matches!(specs[0].action, ProbeAction::HttpGet { port: 8080, .. }));
+    assert_eq!(specs[1].kind, ProbeKind::Readiness);
+    assert_eq!(specs[1].timing.period, S(2));
+    let c: k8s_openapi::api::core::v1::Container =
+        serde_json::from_value(json!({"name": "x", "startupProbe": {"grpc": {"port": 1}}})).unwrap();
+    assert!(specs_of(&c).unwrap_err().to_string().starts_with("startupProbe.grpc is not supported"));
+    assert!(specs_of(&k8s_openapi::api::core::v1::Container::default()).unwrap().is_empty());
+}
