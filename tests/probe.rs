@@ -105,6 +105,15 @@ fn exec_probe_success_failure_and_output() {
     assert!(m.contains("exited with code 3") && m.contains("to-stdout") && m.contains("to-stderr"), "{m}");
     // the command runs in the container (its hostname, its filesystem)
     assert_eq!(c.outcome(&exec(&["sh", "-c", "test -x /bin/busybox && test \"$(hostname)\" = \"$(cat /proc/sys/kernel/hostname)\""])), Outcome::Success);
+    // the command gets a sane signal state: SIGPIPE at its default action
+    // (Rust, cargo and the hull binary ignore it) and nothing blocked
+    let m = failure(c.outcome(&exec(&["sh", "-c", "grep -E '^Sig(Ign|Blk)' /proc/self/status; exit 1"])));
+    let mask = |field: &str| {
+        let line = m.lines().find_map(|l| l.split_once(&format!("{field}:"))).unwrap_or_else(|| panic!("no {field} in {m}")).1;
+        u64::from_str_radix(line.trim(), 16).unwrap()
+    };
+    assert_eq!(mask("SigIgn") & (1 << (libc::SIGPIPE - 1)), 0, "SIGPIPE ignored: {m}");
+    assert_eq!(mask("SigBlk"), 0, "{m}");
     // output beyond the limit is read and dropped, not blocking the command
     let m = failure(c.outcome(&exec(&["sh", "-c", "yes probe-output | head -c 200000; exit 1"])));
     assert!(m.len() < probe::OUTPUT_LIMIT + 200, "message of {} bytes", m.len());

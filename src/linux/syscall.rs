@@ -277,14 +277,17 @@ pub fn exit_now(code: i32) -> ! {
 }
 
 /// Give the processes a forked child will start the signal state a program
-/// expects: nothing blocked, SIGPIPE at its default action. Rust's runtime
-/// ignores SIGPIPE and a supervisor may block signals; both are inherited
-/// across fork and exec.
+/// expects: nothing blocked, SIGPIPE and SIGCHLD at their default actions.
+/// Rust's runtime ignores SIGPIPE, and a supervisor may block signals or
+/// ignore SIGCHLD (which would make waitpid fail with ECHILD); ignored
+/// signals and the mask are inherited across fork and exec.
 pub fn default_signals() -> Result<()> {
     use nix::sys::signal::{sigaction, sigprocmask, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).sys_context(|| "unblock signals".into())?;
     let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    // SAFETY: installing SIG_DFL runs no code of ours in signal context.
-    unsafe { sigaction(Signal::SIGPIPE, &dfl) }.sys_context(|| "reset SIGPIPE".into())?;
+    for sig in [Signal::SIGPIPE, Signal::SIGCHLD] {
+        // SAFETY: installing SIG_DFL runs no code of ours in signal context.
+        unsafe { sigaction(sig, &dfl) }.sys_context(|| format!("reset {sig}"))?;
+    }
     Ok(())
 }
