@@ -156,6 +156,11 @@ fn exec_probe_in_a_missing_container_is_an_error_not_a_failure() {
     let e = probe::run(&exec(&["true"]), Duration::from_secs(1), &target).expect_err("no container");
     assert!(matches!(e, ProbeError::Container { .. }), "{e}");
     assert!(e.to_string().contains("no-such-container"), "{e}");
+    // a stopped container: no verdict either (the supervisor sees the exit)
+    assert_ok(&c.env.kill("KILL"));
+    c.env.wait_status("stopped");
+    let e = c.check(&exec(&["true"]), Duration::from_secs(1)).expect_err("stopped");
+    assert!(matches!(&e, ProbeError::Container { source, .. } if matches!(**source, hull::Error::InvalidState(_))), "{e:?}");
 }
 
 #[test]

@@ -103,7 +103,7 @@ fn exec_check(command: &[String], timeout: Duration, target: &ProbeTarget) -> Re
     let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| ProbeError::sys("pipe", e))?;
     let (st_r, st_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| ProbeError::sys("pipe", e))?;
     let devnull = std::fs::File::open("/dev/null").map_err(|e| ProbeError::sys("open /dev/null", e))?;
-    let helper = match fork().map_err(|e| ProbeError::sys("fork exec probe helper", std::io::Error::other(e.to_string())))? {
+    let helper = match fork().map_err(|e| fork_error("fork exec probe helper", e))? {
         Forked::Child => {
             drop((out_r, st_r));
             child_main(&st_w, || exec_helper(target.root, &opts, timeout, out_w.as_raw_fd(), devnull.as_raw_fd()))
@@ -138,7 +138,10 @@ fn exec_check(command: &[String], timeout: Duration, target: &ProbeTarget) -> Re
             timed_out()
         }
         "fail" => Outcome::Failure(with_output(format!("command {command:?} could not start: {rest}"))),
-        _ => return Err(ProbeError::Container { id: id.into(), source: Box::new(crate::Error::Init(rest.to_string())) }),
+        // The helper's errors keep their kind across the fork.
+        "notfound" => return Err(ProbeError::Container { id: id.into(), source: Box::new(crate::Error::NotFound(id.into())) }),
+        "state" => return Err(ProbeError::Container { id: id.into(), source: Box::new(crate::Error::InvalidState(rest.into())) }),
+        _ => return Err(ProbeError::sys(format!("exec probe helper: {rest}"), std::io::Error::other("no verdict"))),
     })
 }
 
@@ -165,6 +168,8 @@ fn exec_helper(root: &StateRoot, opts: &ExecOptions, timeout: Duration, out: i32
         // Init errors come from inside the container (no such command, bad
         // cwd...): the probe fails. Others (not running...) are ours.
         Err(crate::Error::Init(m)) => return format!("fail {m}"),
+        Err(crate::Error::NotFound(_)) => return "notfound".into(),
+        Err(crate::Error::InvalidState(m)) => return format!("state {m}"),
         Err(e) => return format!("error {e}"),
     };
     let mut nap = Duration::from_millis(1);
@@ -196,7 +201,7 @@ fn exec_helper(root: &StateRoot, opts: &ExecOptions, timeout: Duration, out: i32
 fn net_check(netns: &Path, timeout: Duration, check: impl FnOnce(Instant) -> Outcome) -> Result<Outcome, ProbeError> {
     let ns = std::fs::File::open(netns).map_err(|e| ProbeError::sys(format!("open network namespace {}", netns.display()), e))?;
     let (st_r, st_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| ProbeError::sys("pipe", e))?;
-    let child = match fork().map_err(|e| ProbeError::sys("fork network probe", std::io::Error::other(e.to_string())))? {
+    let child = match fork().map_err(|e| fork_error("fork network probe", e))? {
         Forked::Child => {
             drop(st_r);
             child_main(&st_w, || {
@@ -316,6 +321,13 @@ fn parse_response(raw: &[u8]) -> Option<(u16, String)> {
 }
 
 // --- the fork plumbing ---------------------------------------------------
+
+fn fork_error(what: &str, e: crate::Error) -> ProbeError {
+    match e {
+        crate::Error::Sys { source, .. } => ProbeError::sys(what, source),
+        other => ProbeError::sys(what, std::io::Error::other(other.to_string())),
+    }
+}
 
 /// Body of a forked child: run `f`, write its status line to `status`, and
 /// `_exit` without returning into the caller's code (a panic must not unwind
