@@ -114,17 +114,19 @@ fn exec_check(command: &[String], timeout: Duration, target: &ProbeTarget) -> Re
     // Also here, so that the kill below finds the group even if the helper
     // has not got to its own setpgid yet (the shell's classic race).
     let _ = setpgid(helper, helper);
-    let got = collect(helper, &st_r, Some(&out_r), timeout + GRACE)?;
+    // A timed-out command is dead, but what it started is not; a helper that
+    // did not answer in time (a frozen container, say) has its whole chain
+    // still running. All of it is in the helper's process group.
+    let got = collect(helper, &st_r, Some(&out_r), timeout + GRACE, |status| {
+        if status.is_none_or(|s| s == "timeout") {
+            let _ = killpg(helper, Signal::SIGKILL);
+        }
+    })?;
     let output = String::from_utf8_lossy(&got.output).trim_end().to_string();
     let with_output = |head: String| if output.is_empty() { head } else { format!("{head}: {output}") };
     let timed_out = || Outcome::Failure(with_output(format!("command {command:?} timed out after {}s", timeout.as_secs_f64())));
     let status = match got.status {
-        None => {
-            // The helper did not answer in time (a frozen container, say):
-            // everything it started is in its process group.
-            let _ = killpg(helper, Signal::SIGKILL);
-            return Ok(timed_out());
-        }
+        None => return Ok(timed_out()),
         Some(s) => s,
     };
     let (word, rest) = status.split_once(' ').unwrap_or((status.as_str(), ""));
@@ -132,11 +134,7 @@ fn exec_check(command: &[String], timeout: Duration, target: &ProbeTarget) -> Re
         "exit" if rest == "0" => Outcome::Success,
         "exit" => Outcome::Failure(with_output(format!("command {command:?} exited with code {rest}"))),
         "signal" => Outcome::Failure(with_output(format!("command {command:?} was killed by signal {rest}"))),
-        "timeout" => {
-            // The command is dead; what it left running in its group is not.
-            let _ = killpg(helper, Signal::SIGKILL);
-            timed_out()
-        }
+        "timeout" => timed_out(),
         "fail" => Outcome::Failure(with_output(format!("command {command:?} could not start: {rest}"))),
         // The helper's errors keep their kind across the fork.
         "notfound" => return Err(ProbeError::Container { id: id.into(), source: Box::new(crate::Error::NotFound(id.into())) }),
@@ -220,7 +218,7 @@ fn net_check(netns: &Path, timeout: Duration, check: impl FnOnce(Instant) -> Out
         Forked::Parent(pid) => pid,
     };
     drop((st_w, ns));
-    let got = collect(child, &st_r, None, timeout + GRACE)?;
+    let got = collect(child, &st_r, None, timeout + GRACE, |_| {})?;
     let Some(status) = got.status else {
         return Ok(Outcome::Failure(format!("timed out after {}s", timeout.as_secs_f64())));
     };
@@ -352,7 +350,17 @@ struct Collected {
 /// Read the status line (and the output, up to [`OUTPUT_LIMIT`]) of the child
 /// `pid` until the status line is complete or `limit` passes, then reap the
 /// child, killing it if it is still there.
-fn collect(pid: Pid, status_r: &OwnedFd, output_r: Option<&OwnedFd>, limit: Duration) -> Result<Collected, ProbeError> {
+///
+/// `before_reap` runs while the child is still unreaped (so its pid, and the
+/// process group named after it, cannot have been reused), with the status
+/// line, unless the child died without one and was reaped on the way.
+fn collect(
+    pid: Pid,
+    status_r: &OwnedFd,
+    output_r: Option<&OwnedFd>,
+    limit: Duration,
+    before_reap: impl FnOnce(Option<&str>),
+) -> Result<Collected, ProbeError> {
     for fd in std::iter::once(status_r).chain(output_r) {
         fcntl(fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(|e| ProbeError::sys("O_NONBLOCK", e))?;
     }
@@ -392,6 +400,7 @@ fn collect(pid: Pid, status_r: &OwnedFd, output_r: Option<&OwnedFd>, limit: Dura
     }
     let status = done(&status).then(|| String::from_utf8_lossy(&status).lines().next().unwrap_or("").to_string());
     if !exited {
+        before_reap(status.as_deref());
         reap(pid, status.is_none());
     }
     Ok(Collected { status, output })
