@@ -39,6 +39,8 @@ pub enum Error {
     },
     #[error("cgroup: {0}")]
     Cgroup(String),
+    #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
 }
 
 impl Error {

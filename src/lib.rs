@@ -7,11 +7,13 @@
 //! - [`linux`]: what happens inside the new container: namespaces, rootfs and
 //!   mounts, devices, process attributes, the init handshake, the console.
 //! - [`cgroups`]: placing containers in cgroups (v1 and v2) and removing them.
+//! - [`network`]: pod networking with CNI plugins, pinned network namespaces.
 pub mod cgroups;
 pub mod cli;
 pub mod error;
 pub mod linux;
 pub mod logging;
+pub mod network;
 pub mod oci;
 
 pub use error::{Error, Result};
