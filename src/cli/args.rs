@@ -175,6 +175,8 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         rest: Vec<String>,
     },
+    /// Pod networking by hand: CNI add/del/check, pinned network namespaces
+    Network(super::network::NetworkCmd),
     /// Print container events and stats (not implemented yet)
     Events {
         id: String,

@@ -3,6 +3,7 @@
 //! containerd, podman or docker can use hull in its place.
 mod args;
 mod exec_process;
+mod network;
 
 use std::io::Write;
 use std::path::Path;
@@ -103,6 +104,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Update { .. } => Err(Error::InvalidArgument(
             "update: changing resource limits is not implemented yet".into(),
         )),
+        Command::Network(n) => network::run(&cli.root, n),
         Command::Events { .. } => Err(Error::InvalidArgument(
             "events: container events and stats are not implemented yet".into(),
         )),
