@@ -266,6 +266,15 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_default_config_parses() {
+        let l = parse_config(include_bytes!("../../examples/cni/10-hull.conflist"), Path::new("10-hull.conflist")).unwrap();
+        assert_eq!((l.name.as_str(), l.cni_version.as_str()), ("hull", "1.0.0"));
+        let types: Vec<&str> = l.plugins.iter().map(|p| p.plugin_type.as_str()).collect();
+        assert_eq!(types, ["bridge", "portmap"]);
+        assert_eq!(l.plugins[0].rest["bridge"], "hull0");
+    }
+
+    #[test]
     fn default_options() {
         let o = CniOptions::default();
         assert_eq!(o.conf_dir, Path::new("/etc/cni/net.d"));
