@@ -101,7 +101,7 @@ pub fn run(root: &Path, cmd: &NetworkCmd) -> Result<i32> {
         NetworkOp::NetnsCreate { name, dir, plugin_dirs } => {
             let dir = dir.clone().unwrap_or_else(|| root.join("netns"));
             let path = network::create_netns(&dir, name)?;
-            let opts = options(&network::config::DEFAULT_CONF_DIR.into(), plugin_dirs, 30);
+            let opts = options(Path::new(network::config::DEFAULT_CONF_DIR), plugin_dirs, 30);
             if let Err(e) = network::loopback_up(&path, name, &opts) {
                 let _ = network::remove_netns(&path);
                 return Err(e.into());
@@ -113,8 +113,8 @@ pub fn run(root: &Path, cmd: &NetworkCmd) -> Result<i32> {
     Ok(0)
 }
 
-fn options(conf_dir: &PathBuf, plugin_dirs: &[PathBuf], timeout: u64) -> CniOptions {
-    let mut opts = CniOptions { conf_dir: conf_dir.clone(), timeout: Duration::from_secs(timeout), ..Default::default() };
+fn options(conf_dir: &Path, plugin_dirs: &[PathBuf], timeout: u64) -> CniOptions {
+    let mut opts = CniOptions { conf_dir: conf_dir.to_path_buf(), timeout: Duration::from_secs(timeout), ..Default::default() };
     if !plugin_dirs.is_empty() {
         opts.plugin_dirs = plugin_dirs.to_vec();
     }

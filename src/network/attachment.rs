@@ -323,7 +323,7 @@ mod tests {
         for bad in ["80", "0:80", "8080:80/icmp", "x:1:2", "70000:80", ""] {
             assert!(bad.parse::<PortMapping>().is_err(), "{bad}");
         }
-        let v = serde_json::to_value(&"8080:80".parse::<PortMapping>().unwrap()).unwrap();
+        let v = serde_json::to_value("8080:80".parse::<PortMapping>().unwrap()).unwrap();
         assert_eq!(v, serde_json::json!({"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}));
     }
 
