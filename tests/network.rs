@@ -268,6 +268,11 @@ fn add_gives_a_reachable_ip_and_del_frees_it() {
     assert!(ping(None, ips[0]), "host cannot ping the pod at {ip}");
     assert!(ping(Some(&ns), net.gateway()), "the pod cannot reach the bridge address {}", net.gateway());
     att.check().expect("CHECK");
+    // The leftover check sees a live attachment (so its silence later means something).
+    let live = net.leftovers();
+    for kind in ["netns file", "a mount", "bridge", "veth", "iptables-save", "IP reservation"] {
+        assert!(live.iter().any(|l| l.starts_with(kind)), "leftover check misses {kind}: {live:#?}");
+    }
 
     // After a "crash": DEL from the stored record alone; twice.
     let stored: Attachment = serde_json::from_str(&serde_json::to_string(&att).unwrap()).unwrap();
@@ -445,6 +450,16 @@ fn netns_create_and_remove_leave_nothing() {
     std::fs::write(dir.path().join("file"), "").unwrap();
     assert!(network::create_netns(&dir.path().join("file"), "p2").is_err());
 
+    // create_pod_netns: lo up; when the loopback plugin cannot run, nothing is left.
+    let pod_ns = network::create_pod_netns(&nsdir, "p3", &CniOptions::default()).expect("create_pod_netns");
+    let _guard3 = Guard(pod_ns.clone());
+    assert!(lo_is_up(&pod_ns));
+    network::remove_netns(&pod_ns).unwrap();
+    let no_plugins = CniOptions { plugin_dirs: vec![dir.path().join("no-plugins")], ..Default::default() };
+    let e = network::create_pod_netns(&nsdir, "p4", &no_plugins).expect_err("no loopback plugin");
+    assert!(e.to_string().contains("loopback"), "{e}");
+    assert!(!nsdir.join("p4").exists(), "netns file left by a failed create_pod_netns");
+
     network::remove_netns(&ns).expect("remove");
     assert!(!ns.exists() && !network::is_netns(&ns));
     network::remove_netns(&ns).expect("remove twice");
@@ -508,5 +523,70 @@ fn cli_network_add_check_del() {
     let out = hull(&["network", "netns-remove", ns_s]);
     assert!(out.status.success(), "{}", show(&out));
     net.netns = None;
+    net.finish();
+}
+
+#[test]
+fn dual_stack_gives_v4_and_v6_addresses() {
+    let Some(mut net) = TestNet::new(5) else { return };
+    let v6_subnet = format!("fd68:756c:6c00:{:x}::/64", net.octet());
+    let routes6 = s(&run_cmd(Command::new("ip").args(["-6", "-o", "route", "show", "table", "all"]), CMD).stdout);
+    if routes6.contains(&format!("fd68:756c:6c00:{:x}:", net.octet())) {
+        eprintln!("skipped: {v6_subnet} in use");
+        return;
+    }
+    let ns = net.create_netns();
+    let mut bridge = net.bridge_plugin();
+    bridge["ipam"]["ranges"] = json!([[{"subnet": net.subnet()}], [{"subnet": v6_subnet}]]);
+    net.write_conflist(vec![bridge, json!({"type": "portmap", "capabilities": {"portMappings": true}})]);
+    let mut att = CniConfig::discover(&net.opts()).unwrap().attachment(&net.id, &ns, "eth0");
+    att.port_mappings = vec![PortMapping { host_port: free_host_port(std::process::id() + 77), container_port: 80, protocol: "tcp".into(), host_ip: String::new() }];
+    net.track(&att);
+    let result = match att.add() {
+        Ok(r) => r,
+        Err(e) if e.to_string().contains("ip6tables") => {
+            eprintln!("skipped: no ip6tables nat on this host: {e}");
+            return;
+        }
+        Err(e) => panic!("dual-stack ADD: {e}"),
+    };
+    net.track(&att);
+    let ips = result.pod_ips();
+    assert_eq!(ips.len(), 2, "{result:?}");
+    assert!(ips[0].is_ipv4() && ips[1].is_ipv6(), "v4 first: {ips:?}");
+    assert!(ips[1].to_string().starts_with(&format!("fd68:756c:6c00:{:x}:", net.octet())), "{ips:?}");
+    assert!(ping(None, ips[0]), "host cannot ping {}", ips[0]);
+    assert!(ping(None, ips[1]), "host cannot ping {}", ips[1]);
+    let rules6 = s(&run_cmd(Command::new("ip6tables-save").args(["-t", "nat"]), CMD).stdout);
+    assert!(rules6.contains(&net.id), "no ip6tables rules for the v6 address:\n{rules6}");
+    att.del().expect("DEL");
+    att.del().expect("second DEL");
+    net.finish();
+}
+
+#[test]
+fn del_after_the_netns_is_gone_frees_the_ip() {
+    // After a reboot the netns, veth and iptables rules are gone but
+    // host-local's reservations (on disk) are not: DEL from the stored
+    // record, with the netns missing, must still succeed and free the IP.
+    let Some(mut net) = TestNet::new(6) else { return };
+    let ns = net.create_netns();
+    let mut bridge = net.bridge_plugin();
+    bridge["ipMasq"] = json!(false);
+    net.write_conflist(vec![bridge, json!({"type": "portmap", "capabilities": {"portMappings": true}})]);
+    let mut att = CniConfig::discover(&net.opts()).unwrap().attachment(&net.id, &ns, "eth0");
+    net.track(&att);
+    att.add().expect("ADD");
+    net.track(&att);
+    assert_eq!(reserved_ips(&net.ipam_dir().join(&net.net_name)).len(), 1);
+    network::remove_netns(&ns).unwrap();
+    assert!(!network::is_netns(&ns));
+    att.del().expect("DEL without the netns");
+    assert!(reserved_ips(&net.ipam_dir().join(&net.net_name)).is_empty(), "IP not freed");
+    att.del().expect("second DEL");
+    // An empty (unmounted) file where the netns was counts as gone too.
+    std::fs::write(&ns, "").unwrap();
+    att.del().expect("DEL with a stale netns file");
+    std::fs::remove_file(&ns).unwrap();
     net.finish();
 }

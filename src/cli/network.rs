@@ -100,12 +100,8 @@ pub fn run(root: &Path, cmd: &NetworkCmd) -> Result<i32> {
         }
         NetworkOp::NetnsCreate { name, dir, plugin_dirs } => {
             let dir = dir.clone().unwrap_or_else(|| root.join("netns"));
-            let path = network::create_netns(&dir, name)?;
             let opts = options(Path::new(network::config::DEFAULT_CONF_DIR), plugin_dirs, 30);
-            if let Err(e) = network::loopback_up(&path, name, &opts) {
-                let _ = network::remove_netns(&path);
-                return Err(e.into());
-            }
+            let path = network::create_pod_netns(&dir, name, &opts)?;
             println!("{}", path.display());
         }
         NetworkOp::NetnsRemove { path } => network::remove_netns(path)?,

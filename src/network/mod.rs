@@ -15,8 +15,8 @@
 //! # fn main() -> Result<(), hull::network::NetworkError> {
 //! use hull::network::{self, CniConfig, CniOptions};
 //! let opts = CniOptions::default();
-//! let ns = network::create_netns("/run/hull/netns".as_ref(), "pod1")?;
-//! network::loopback_up(&ns, "pod1", &opts)?;
+//! // a new pinned netns with lo up (create_netns + loopback_up)
+//! let ns = network::create_pod_netns("/run/hull/netns".as_ref(), "pod1", &opts)?;
 //! let mut att = CniConfig::discover(&opts)?.attachment("pod1", &ns, "eth0");
 //! att.port_mappings.push("8080:80/tcp".parse()?);
 //! // store `att` (serde) now, so DEL can run after a crash
@@ -37,5 +37,5 @@ pub mod result;
 pub use attachment::{Attachment, PortMapping};
 pub use config::{CniConfig, CniOptions, NetworkConfigList, PluginConfig};
 pub use error::NetworkError;
-pub use netns::{create_netns, is_netns, loopback_up, remove_netns};
+pub use netns::{create_netns, create_pod_netns, is_netns, loopback_up, remove_netns};
 pub use result::{CniResult, Dns, Interface, IpConfig, Route};

@@ -31,7 +31,21 @@ pub fn create_netns(dir: &Path, name: &str) -> Result<PathBuf> {
         .open(&path)
         .map_err(|e| NetworkError::sys(format!("create netns file {}", path.display()), e))?;
     if let Err(e) = pin_new_netns(&path) {
-        let _ = std::fs::remove_file(&path);
+        // The child may have mounted before failing to report (killed):
+        // unmount as well as unlink.
+        let _ = remove_netns(&path);
+        return Err(e);
+    }
+    Ok(path)
+}
+
+/// A pod's netns: [`create_netns`] then [`loopback_up`], removed again if
+/// bringing lo up fails. The loopback attachment needs no DEL: it goes away
+/// with the namespace.
+pub fn create_pod_netns(dir: &Path, name: &str, opts: &CniOptions) -> Result<PathBuf> {
+    let path = create_netns(dir, name)?;
+    if let Err(e) = loopback_up(&path, name, opts) {
+        let _ = remove_netns(&path);
         return Err(e);
     }
     Ok(path)
