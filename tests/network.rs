@@ -23,6 +23,32 @@ use serde_json::{json, Value};
 
 const CMD: Duration = Duration::from_secs(15);
 
+/// The bridge plugin with `isGateway` turns on IP forwarding host-wide
+/// (v4, and v6 for v6 ranges). The tests need none (their traffic is
+/// host <-> pod on the test's own bridge), so the values found before the
+/// first test are put back when the last live [`TestNet`] goes.
+const FORWARDING: [&str; 3] =
+    ["/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding", "/proc/sys/net/ipv6/conf/default/forwarding"];
+static LIVE_NETS: std::sync::Mutex<(usize, Vec<(&str, String)>)> = std::sync::Mutex::new((0, Vec::new()));
+
+fn forwarding_hold() {
+    let mut live = LIVE_NETS.lock().unwrap_or_else(|e| e.into_inner());
+    if live.0 == 0 {
+        live.1 = FORWARDING.iter().filter_map(|p| Some((*p, std::fs::read_to_string(p).ok()?))).collect();
+    }
+    live.0 += 1;
+}
+
+fn forwarding_release() {
+    let mut live = LIVE_NETS.lock().unwrap_or_else(|e| e.into_inner());
+    live.0 -= 1;
+    if live.0 == 0 {
+        for (path, value) in live.1.drain(..) {
+            let _ = std::fs::write(path, value);
+        }
+    }
+}
+
 /// One test's private network and the guard that removes it.
 struct TestNet {
     index: u8,
@@ -51,6 +77,7 @@ impl TestNet {
             }
         }
         let pid = std::process::id() % 100_000;
+        forwarding_hold();
         let net = TestNet {
             index,
             bridge: format!("hnt{index}-{pid}"),
@@ -204,6 +231,7 @@ impl TestNet {
 impl Drop for TestNet {
     fn drop(&mut self) {
         self.cleanup();
+        forwarding_release();
     }
 }
 
