@@ -61,6 +61,8 @@ struct TestNet {
     records: Vec<Attachment>,
     /// Host veth names seen in results, checked at the end.
     veths: Vec<String>,
+    /// Ports found on the bridge at cleanup (leaks), for the leftover check.
+    stray_ports: Vec<String>,
     children: Vec<Child>,
 }
 
@@ -87,6 +89,7 @@ impl TestNet {
             netns: None,
             records: Vec::new(),
             veths: Vec::new(),
+            stray_ports: Vec::new(),
             children: Vec::new(),
         };
         let prefix = format!("172.31.{}.", net.octet());
@@ -185,7 +188,17 @@ impl TestNet {
             }
         }
         if link_exists(&self.bridge) {
-            let _ = run_cmd(Command::new("ip").args(["link", "del", &self.bridge]), CMD);
+            // Ports still on the bridge after every DEL are leaks: note
+            // them for the leftover check, then remove them too.
+            let ports = quiet_output(Command::new("ip").args(["-o", "link", "show", "master", &self.bridge]));
+            for line in ports.lines() {
+                let Some(name) = line.split(':').nth(1).map(|n| n.trim().split('@').next().unwrap_or("").to_string()) else { continue };
+                if !name.is_empty() {
+                    quiet_output(Command::new("ip").args(["link", "del", &name]));
+                    self.stray_ports.push(name);
+                }
+            }
+            quiet_output(Command::new("ip").args(["link", "del", &self.bridge]));
         }
     }
 
@@ -208,6 +221,9 @@ impl TestNet {
             if link_exists(v) {
                 found.push(format!("veth {v}"));
             }
+        }
+        for v in &self.stray_ports {
+            found.push(format!("veth {v} (still on the bridge after DEL; removed by the guard)"));
         }
         for tool in ["iptables-save", "ip6tables-save"] {
             let out = s(&run_cmd(Command::new(tool).args(["-t", "nat"]), CMD).stdout)
@@ -236,7 +252,42 @@ impl Drop for TestNet {
 }
 
 fn link_exists(name: &str) -> bool {
-    run_cmd(Command::new("ip").args(["link", "show", "dev", name]), CMD).status.success()
+    let mut cmd = Command::new("ip");
+    cmd.args(["link", "show", "dev", name]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    quiet_status(&mut cmd)
+}
+
+/// Run a command without panicking (used from Drop): bounded in time,
+/// killed when late; true if it succeeded.
+fn quiet_status(cmd: &mut Command) -> bool {
+    let Ok(mut child) = cmd.spawn() else { return false };
+    let deadline = Instant::now() + CMD;
+    loop {
+        match child.try_wait() {
+            Ok(Some(st)) => return st.success(),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+        }
+    }
+}
+
+/// Like [`quiet_status`], returning stdout ("" on any failure).
+fn quiet_output(cmd: &mut Command) -> String {
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(_) => return String::new(),
+    };
+    let path = dir.path().join("out");
+    let Ok(file) = std::fs::File::create(&path) else { return String::new() };
+    cmd.stdin(Stdio::null()).stdout(file).stderr(Stdio::null());
+    if !quiet_status(cmd) {
+        return String::new();
+    }
+    std::fs::read_to_string(&path).unwrap_or_default()
 }
 
 /// IPs host-local still holds (one file per reserved address).
