@@ -117,29 +117,50 @@ fn pin_new_netns(target: &Path) -> Result<()> {
         return Err(NetworkError::sys("fork to create a netns", std::io::Error::last_os_error()));
     }
     drop(wr);
-    let child = nix::unistd::Pid::from_raw(pid);
+    // The read ends when the child exits (its copy of the write end closes),
+    // with 8 bytes if a step failed.
+    let mut bytes = [0u8; 8];
+    let mut reader = std::fs::File::from(rd);
+    let got = read_full(&mut reader, &mut bytes);
+    // Reap it. ECHILD is possible if the caller reaps every child (a
+    // subreaper loop) or ignores SIGCHLD; the result then comes from the
+    // pipe and the mount itself, not the exit status.
     let status = loop {
-        match nix::sys::wait::waitpid(child, None) {
+        match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None) {
             Err(nix::errno::Errno::EINTR) => continue,
             other => break other,
         }
     };
-    let mut bytes = [0u8; 8];
-    let mut reader = std::fs::File::from(rd);
-    let got = reader.read(&mut bytes).unwrap_or(0);
-    match status {
-        Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) if got == 0 => Ok(()),
-        _ if got == 8 => {
-            let step = i32::from_ne_bytes(bytes[0..4].try_into().unwrap_or_default());
-            let errno = i32::from_ne_bytes(bytes[4..8].try_into().unwrap_or_default());
-            let what = if step == 1 { "unshare(CLONE_NEWNET)".to_string() } else { format!("bind-mount the new netns onto {}", target.display()) };
-            Err(NetworkError::sys(what, std::io::Error::from_raw_os_error(errno)))
-        }
-        other => Err(NetworkError::sys(
-            "create a netns",
-            std::io::Error::other(format!("helper child ended with {other:?}")),
-        )),
+    if got == bytes.len() {
+        let step = i32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        let errno = i32::from_ne_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+        let what = if step == 1 {
+            "unshare(CLONE_NEWNET)".to_string()
+        } else {
+            format!("bind-mount the new netns onto {}", target.display())
+        };
+        return Err(NetworkError::sys(what, std::io::Error::from_raw_os_error(errno)));
     }
+    if is_netns(target) {
+        return Ok(());
+    }
+    Err(NetworkError::sys(
+        format!("create a netns at {}", target.display()),
+        std::io::Error::other(format!("helper child ended with {status:?}")),
+    ))
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> usize {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    got
 }
 
 #[cfg(test)]
