@@ -119,6 +119,7 @@ impl Attachment {
     /// the first error (with the plugin's message) is returned.
     pub fn add(&mut self) -> Result<CniResult> {
         self.validate()?;
+        self.netns_exists()?;
         let mut prev: Option<Value> = None;
         for plugin in &self.config.plugins {
             let step = self
@@ -156,6 +157,7 @@ impl Attachment {
     /// a config with `disableCheck` passes without running anything.
     pub fn check(&self) -> Result<()> {
         self.validate()?;
+        self.netns_exists()?;
         if !supports_check(&self.config.cni_version) {
             return Err(NetworkError::InvalidRequest(format!(
                 "CHECK needs cniVersion 0.4.0 or later; network {:?} is {}",
@@ -262,6 +264,16 @@ impl Attachment {
             obj.insert("runtimeConfig".into(), Value::Object(runtime));
         }
         serde_json::to_vec(&Value::Object(obj)).map_err(|e| bad_request(e.to_string()))
+    }
+
+    /// ADD and CHECK need the namespace; say so plainly rather than let
+    /// each plugin fail its own way.
+    fn netns_exists(&self) -> Result<()> {
+        if self.netns.exists() {
+            Ok(())
+        } else {
+            Err(bad_request(format!("network namespace {} does not exist", self.netns.display())))
+        }
     }
 
     /// The spec's rules for the identifiers, checked before any plugin runs.
@@ -374,7 +386,9 @@ mod tests {
         let log = dir.path().join("log");
         fake(dir.path(), "first", &log, false);
         fake(dir.path(), "second", &log, false);
-        let mut a = config(dir.path()).attachment("c-1", Path::new("/nonexistent/ns"), "eth0");
+        let ns = dir.path().join("ns");
+        std::fs::write(&ns, "").unwrap();
+        let mut a = config(dir.path()).attachment("c-1", &ns, "eth0");
         a.port_mappings = vec!["8080:80".parse().unwrap()];
         a.capability_args.insert("bandwidth".into(), serde_json::json!({"ingressRate": 1}));
         let r = a.add().unwrap();
@@ -408,7 +422,9 @@ mod tests {
         let log = dir.path().join("log");
         fake(dir.path(), "first", &log, false);
         fake(dir.path(), "second", &log, true);
-        let mut a = config(dir.path()).attachment("c-2", Path::new("/nonexistent/ns"), "eth0");
+        let ns = dir.path().join("ns");
+        std::fs::write(&ns, "").unwrap();
+        let mut a = config(dir.path()).attachment("c-2", &ns, "eth0");
         let e = a.add().unwrap_err();
         assert!(e.to_string().contains("bad things"), "{e}");
         assert!(a.result.is_none());
@@ -425,5 +441,9 @@ mod tests {
             let mut a = c.attachment(id, Path::new(ns), ifname);
             assert!(matches!(a.add(), Err(NetworkError::InvalidRequest(_))), "{id} {ns} {ifname}");
         }
+        let mut a = c.attachment("c", Path::new("/nonexistent/ns"), "eth0");
+        let e = a.add().unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/ns") && e.contains("does not exist"), "{e}");
+        assert!(matches!(a.check(), Err(NetworkError::InvalidRequest(_))));
     }
 }
