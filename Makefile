@@ -6,7 +6,7 @@
 #   make fixtures  build the busybox test rootfs into target/fixtures/rootfs
 #   make test      setup + fixtures, then cargo test
 #   make bench     hull vs runc vs crun benchmark (BENCH_ITERS=100 by default)
-#   make demo      run examples/demo.sh with target/release/hull
+#   make demo      run the example pod (examples/pod.yaml) with target/release/hull
 #   make clean     cargo clean + remove generated fixtures
 
 SHELL := /bin/bash

@@ -39,6 +39,14 @@ pub enum Error {
     },
     #[error("cgroup: {0}")]
     Cgroup(String),
+    /// A linux.resources value that is invalid or that the kernel refused;
+    /// `field` is its JSON path (e.g. "linux.resources.memory.limit").
+    #[error("{field}: {message}")]
+    Resource { field: String, message: String },
+    /// A seccomp profile that is invalid or unsupported, or that the kernel
+    /// refused.
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
     #[error(transparent)]
     Network(#[from] crate::network::NetworkError),
 }
@@ -49,6 +57,13 @@ impl Error {
         Error::Sys {
             what: what.into(),
             source: source.into(),
+        }
+    }
+
+    pub fn resource(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Resource {
+            field: field.into(),
+            message: message.into(),
         }
     }
 

@@ -6,14 +6,21 @@
 //!   operations (create, start, kill, delete, exec...) and hooks.
 //! - [`linux`]: what happens inside the new container: namespaces, rootfs and
 //!   mounts, devices, process attributes, the init handshake, the console.
+//! - [`pod`]: Kubernetes Pods without a kubelet (sandbox, volumes, supervisor).
+//! - [`monitor`]: the per-container supervisor process (CRI logs, exit records).
 //! - [`cgroups`]: placing containers in cgroups (v1 and v2) and removing them.
 //! - [`network`]: pod networking with CNI plugins, pinned network namespaces.
+//! - [`seccomp`]: seccomp profiles compiled with libseccomp, and the built-in
+//!   default profile.
 pub mod cgroups;
 pub mod cli;
 pub mod error;
 pub mod linux;
 pub mod logging;
+pub mod monitor;
 pub mod network;
 pub mod oci;
+pub mod pod;
+pub mod seccomp;
 
 pub use error::{Error, Result};

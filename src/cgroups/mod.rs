@@ -6,10 +6,16 @@
 //! hierarchy type has its own file: [`v1`] (one directory per controller
 //! hierarchy, this machine) and [`v2`] (the unified hierarchy).
 //!
-//! Resource limits beyond the device list are not implemented yet: a config
-//! that sets them is refused by [`check_supported`], naming the field.
+//! Resource limits (`linux.resources`) are applied by one file per
+//! controller behind [`controller::Controller`]: `v1/` and `v2/` side by
+//! side. What hull does not implement is refused by [`check_supported`],
+//! naming the field, before anything is created.
+pub mod controller;
 pub mod devices;
 pub mod mountinfo;
+pub mod notify;
+pub mod stats;
+pub mod systemd;
 pub mod v1;
 pub mod v2;
 
@@ -31,34 +37,54 @@ pub enum Layout {
     V2,
 }
 
-/// Refuse resource settings hull does not apply yet, naming the field.
+/// Refuse resource settings hull does not apply, and values that are
+/// invalid whatever the kernel says, naming the field. Runs before anything
+/// is created.
 pub fn check_supported(resources: &LinuxResources) -> Result<()> {
-    let set = [
-        ("linux.resources.memory", resources.memory().is_some()),
-        ("linux.resources.cpu", resources.cpu().is_some()),
-        ("linux.resources.pids", resources.pids().is_some()),
-        ("linux.resources.blockIO", resources.block_io().is_some()),
-        (
-            "linux.resources.hugepageLimits",
-            resources.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()),
-        ),
-        ("linux.resources.network", resources.network().is_some()),
-        ("linux.resources.rdma", resources.rdma().as_ref().is_some_and(|r| !r.is_empty())),
-        (
-            "linux.resources.unified",
-            resources.unified().as_ref().is_some_and(|u| !u.is_empty()),
-        ),
-    ];
-    for (field, present) in set {
-        if present {
-            return Err(Error::unsupported(field, "cgroup resource limits are not implemented yet"));
+    check_resources(resources, detect_layout())
+}
+
+pub fn check_resources(r: &LinuxResources, layout: Layout) -> Result<()> {
+    if r.rdma().as_ref().is_some_and(|r| !r.is_empty()) {
+        return Err(Error::unsupported("linux.resources.rdma", "the rdma controller is not implemented"));
+    }
+    if let Some(m) = r.memory() {
+        #[allow(deprecated)]
+        if m.kernel().is_some() {
+            return Err(Error::unsupported("linux.resources.memory.kernel", "kernel memory limits are obsolete (kernel 5.4)"));
+        }
+        if m.kernel_tcp().is_some() {
+            return Err(Error::unsupported("linux.resources.memory.kernelTCP", "kernel memory limits are not implemented"));
+        }
+        if m.check_before_update().is_some() {
+            return Err(Error::unsupported("linux.resources.memory.checkBeforeUpdate", "not implemented"));
+        }
+        for (field, v) in [("limit", m.limit()), ("swap", m.swap()), ("reservation", m.reservation())] {
+            if v.is_some_and(|v| v < -1) {
+                return Err(Error::resource(format!("linux.resources.memory.{field}"), format!("{} is not a byte count or -1", v.unwrap_or(0))));
+            }
+        }
+        if m.swappiness().is_some_and(|s| s > 100) {
+            return Err(Error::resource("linux.resources.memory.swappiness", format!("{} is not in 0-100", m.swappiness().unwrap_or(0))));
         }
     }
-    if detect_layout() == Layout::V2 && resources.devices().as_ref().is_some_and(|d| !d.is_empty()) {
-        return Err(Error::unsupported(
-            "linux.resources.devices",
-            "the cgroup v2 eBPF device filter is not implemented yet",
-        ));
+    if let Some(b) = r.block_io() {
+        for (field, w) in [("weight", b.weight()), ("leafWeight", b.leaf_weight())] {
+            if w.is_some_and(|w| w != 0 && !(10..=1000).contains(&w)) {
+                return Err(Error::resource(format!("linux.resources.blockIO.{field}"), format!("{} is not in 10-1000", w.unwrap_or(0))));
+            }
+        }
+    }
+    for h in r.hugepage_limits().iter().flatten() {
+        v1::hugetlb::check_page_size(h.page_size())?;
+    }
+    if let Some(u) = r.unified().as_ref().filter(|u| !u.is_empty()) {
+        if layout == Layout::V1 {
+            return Err(Error::unsupported("linux.resources.unified", "it needs cgroup v2 and this host uses cgroup v1"));
+        }
+        for k in u.keys() {
+            v2::unified::check_key(k)?;
+        }
     }
     Ok(())
 }
@@ -142,7 +168,41 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Apply the device rules (v1 devices controller).
+    /// Apply `linux.resources` other than the device list.
+    pub fn apply_resources(&self, resources: &LinuxResources) -> Result<()> {
+        match self.layout {
+            Layout::V1 => v1::apply(self, resources),
+            Layout::V2 => v2::apply(self, resources),
+        }
+    }
+
+    /// The container's current resource usage.
+    pub fn stats(&self) -> stats::Stats {
+        match self.layout {
+            Layout::V1 => v1::stats(self),
+            Layout::V2 => v2::stats(self),
+        }
+    }
+
+    /// The memory cgroup directory (v1) or the unified one (v2).
+    pub fn memory_dir(&self) -> Option<&Path> {
+        match self.layout {
+            Layout::V1 => v1::dir_of(self, "memory"),
+            Layout::V2 => self.dirs.get("").map(PathBuf::as_path),
+        }
+    }
+
+    /// How many processes the OOM killer killed in this cgroup (None when
+    /// the memory controller or its counter is missing, or the cgroup is gone).
+    pub fn oom_kill_count(&self) -> Option<u64> {
+        let dir = self.memory_dir()?;
+        match self.layout {
+            Layout::V1 => v1::memory::oom_kill_count(dir),
+            Layout::V2 => v2::memory::oom_kill_count(dir),
+        }
+    }
+
+    /// Apply the device rules (v1 devices controller, v2 eBPF filter).
     pub fn apply_devices(&self, resources: Option<&LinuxResources>, extra: &[devices::Rule]) -> Result<()> {
         let mut rules: Vec<devices::Rule> = resources
             .and_then(|r| r.devices().as_ref())
@@ -155,7 +215,10 @@ impl Cgroup {
         rules.extend_from_slice(extra);
         match self.layout {
             Layout::V1 => v1::apply_devices(self, &rules),
-            Layout::V2 => Ok(()), // refused earlier by check_supported
+            Layout::V2 => {
+                let dir = self.dirs.get("").ok_or_else(|| Error::Cgroup("no v2 cgroup".into()))?;
+                v2::devices::apply(dir, &rules)
+            }
         }
     }
 
@@ -211,8 +274,15 @@ impl Cgroup {
     pub fn remove(&self) -> Result<()> {
         let mut first_error = None;
         for dir in self.created.iter().rev() {
-            if let Err(e) = rmdir_retrying(dir, Duration::from_secs(2)) {
-                first_error.get_or_insert(Error::Cgroup(format!("remove {}: {e}", dir.display())));
+            let leaf = self.dirs.values().any(|d| d == dir);
+            if leaf {
+                if let Err(e) = rmdir_retrying(dir, Duration::from_secs(2)) {
+                    first_error.get_or_insert(Error::Cgroup(format!("remove {}: {e}", dir.display())));
+                }
+            } else {
+                // A parent hull made may be shared by later containers (a
+                // pod's cgroup): remove it only if it is empty now.
+                let _ = std::fs::remove_dir(dir);
             }
         }
         first_error.map_or(Ok(()), Err)
@@ -269,6 +339,53 @@ mod tests {
     fn relative_path_goes_under_own_cgroup() {
         let p = relative_path(Some(Path::new("a/b")), "x", Some("/user.slice")).unwrap();
         assert_eq!(p, PathBuf::from("/user.slice/a/b"));
+    }
+
+    /// The v2 dispatch of a Cgroup, against a fake unified directory.
+    #[test]
+    fn v2_cgroup_applies_reports_and_counts_ooms() {
+        let t = controller::fake_cgroup(&["memory.max", "memory.swap.max", "pids.max", "cpu.weight", "cpu.max"]);
+        std::fs::write(t.path().join("memory.current"), "8192").unwrap();
+        std::fs::write(t.path().join("memory.events"), "oom 1\noom_kill 1\n").unwrap();
+        std::fs::write(t.path().join("pids.current"), "3").unwrap();
+        let cg = Cgroup {
+            layout: Layout::V2,
+            dirs: BTreeMap::from([(String::new(), t.path().to_path_buf())]),
+            created: Vec::new(),
+        };
+        let r: LinuxResources = serde_json::from_str(
+            r#"{"memory": {"limit": 1048576, "swap": 2097152}, "pids": {"limit": 5}, "cpu": {"shares": 2048}}"#,
+        )
+        .unwrap();
+        check_resources(&r, Layout::V2).unwrap();
+        cg.apply_resources(&r).unwrap();
+        let read = |f: &str| std::fs::read_to_string(t.path().join(f)).unwrap();
+        assert_eq!(read("memory.max"), "1048576");
+        assert_eq!(read("memory.swap.max"), "1048576");
+        assert_eq!(read("pids.max"), "5");
+        assert_eq!(read("cpu.weight"), "79");
+        let stats = cg.stats();
+        assert_eq!(stats.memory.usage.usage, 8192);
+        assert_eq!(stats.memory.usage.limit, 1048576);
+        assert_eq!(stats.pids.current, 3);
+        assert_eq!(stats.pids.limit, 5);
+        assert_eq!(cg.oom_kill_count(), Some(1));
+    }
+
+    #[test]
+    fn checks_name_the_field() {
+        let bad = |json: &str, layout: Layout| {
+            let r: LinuxResources = serde_json::from_str(json).unwrap();
+            check_resources(&r, layout).unwrap_err().to_string()
+        };
+        assert!(bad(r#"{"memory": {"kernel": 1}}"#, Layout::V1).contains("linux.resources.memory.kernel"));
+        assert!(bad(r#"{"memory": {"swappiness": 101}}"#, Layout::V1).contains("swappiness"));
+        assert!(bad(r#"{"memory": {"limit": -2}}"#, Layout::V1).contains("linux.resources.memory.limit"));
+        assert!(bad(r#"{"unified": {"memory.high": "1"}}"#, Layout::V1).contains("linux.resources.unified"));
+        assert!(bad(r#"{"unified": {"../x.y": "1"}}"#, Layout::V2).contains("linux.resources.unified"));
+        assert!(bad(r#"{"rdma": {"mlx": {"hcaHandles": 1}}}"#, Layout::V2).contains("linux.resources.rdma"));
+        let ok: LinuxResources = serde_json::from_str(r#"{"devices": [{"allow": false, "access": "rwm"}]}"#).unwrap();
+        check_resources(&ok, Layout::V2).unwrap();
     }
 
     #[test]

@@ -1,8 +1,71 @@
-//! cgroup v1: one directory per mounted hierarchy.
+//! cgroup v1: one directory per mounted hierarchy, one file per controller
+//! in `v1/`.
+pub mod blkio;
+pub mod cpu;
+pub mod cpuacct;
+pub mod cpuset;
+pub mod hugetlb;
+pub mod memory;
+pub mod net;
+pub mod pids;
+
 use std::path::{Path, PathBuf};
 
+use oci_spec::runtime::LinuxResources;
+
+use super::controller::Controller;
+use super::stats::Stats;
 use super::{devices::Rule, mkdir_recording, mountinfo, relative_path, Cgroup};
 use crate::error::{Error, Result};
+
+/// The container's directory in the hierarchy that has controller `name`.
+pub(super) fn dir_of<'a>(cg: &'a Cgroup, name: &str) -> Option<&'a Path> {
+    cg.dirs
+        .iter()
+        .find(|(k, _)| k.split(',').any(|c| c == name))
+        .map(|(_, d)| d.as_path())
+}
+
+fn apply_one<C: Controller>(cg: &Cgroup, r: &LinuxResources) -> Result<()> {
+    let Some(field) = C::wanted(r) else { return Ok(()) };
+    let dir = dir_of(cg, C::NAME)
+        .ok_or_else(|| Error::resource(field, format!("the cgroup v1 {} controller is not mounted", C::NAME)))?;
+    C::apply(dir, r)
+}
+
+/// Apply `linux.resources` (all but devices) to every hierarchy. cpuset
+/// first (memory placement), memory before cpu as runc orders them.
+pub(super) fn apply(cg: &Cgroup, r: &LinuxResources) -> Result<()> {
+    if r.unified().as_ref().is_some_and(|u| !u.is_empty()) {
+        return Err(Error::unsupported("linux.resources.unified", "it needs cgroup v2 and this host uses cgroup v1"));
+    }
+    apply_one::<cpuset::CpuSet>(cg, r)?;
+    apply_one::<memory::Memory>(cg, r)?;
+    apply_one::<cpu::Cpu>(cg, r)?;
+    apply_one::<pids::Pids>(cg, r)?;
+    apply_one::<blkio::Blkio>(cg, r)?;
+    apply_one::<hugetlb::Hugetlb>(cg, r)?;
+    apply_one::<net::NetCls>(cg, r)?;
+    apply_one::<net::NetPrio>(cg, r)?;
+    Ok(())
+}
+
+fn stats_one<C: Controller>(cg: &Cgroup, s: &mut Stats) {
+    if let Some(dir) = dir_of(cg, C::NAME) {
+        C::stats(dir, s);
+    }
+}
+
+pub(super) fn stats(cg: &Cgroup) -> Stats {
+    let mut s = Stats::default();
+    stats_one::<cpu::Cpu>(cg, &mut s);
+    stats_one::<cpuacct::CpuAcct>(cg, &mut s);
+    stats_one::<memory::Memory>(cg, &mut s);
+    stats_one::<pids::Pids>(cg, &mut s);
+    stats_one::<blkio::Blkio>(cg, &mut s);
+    stats_one::<hugetlb::Hugetlb>(cg, &mut s);
+    s
+}
 
 pub(super) fn create(cg: &mut Cgroup, cgroups_path: Option<&Path>, id: &str) -> Result<()> {
     let mi = std::fs::read_to_string("/proc/self/mountinfo")

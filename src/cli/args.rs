@@ -23,7 +23,9 @@ pub struct Cli {
     /// Log debug messages
     #[arg(long, global = true)]
     pub debug: bool,
-    /// Use the systemd cgroup driver (not supported yet: refused with an error)
+    /// Take linux.cgroupsPath as systemd's slice:prefix:name; hull maps it onto
+    /// cgroupfs (/<slice path>/<prefix>-<name>.scope) and creates the
+    /// directories itself, without talking to systemd
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
     #[command(subcommand)]
@@ -108,6 +110,12 @@ pub struct ExecCmd {
     /// Set no_new_privs for the process
     #[arg(long = "no-new-privs")]
     pub no_new_privs: bool,
+    /// AppArmor profile for the process
+    #[arg(long)]
+    pub apparmor: Option<String>,
+    /// SELinux label for the process
+    #[arg(long = "process-label")]
+    pub process_label: Option<String>,
     #[arg(long = "preserve-fds", default_value_t = 0)]
     pub preserve_fds: i32,
 }
@@ -166,28 +174,139 @@ pub enum Command {
         /// A config for running without root (user namespace)
         #[arg(long)]
         rootless: bool,
+        /// Add hull's built-in default seccomp profile (containerd's
+        /// RuntimeDefault in effect) for the config's capabilities
+        #[arg(long = "seccomp-default")]
+        seccomp_default: bool,
     },
     /// Print the features this build supports, as JSON
     Features,
-    /// Change a container's resource limits (not implemented yet)
-    Update {
+    /// Change a running container's resource limits
+    Update(UpdateCmd),
+    /// Run Kubernetes Pod manifests without a kubelet
+    #[command(subcommand)]
+    Pod(PodCmd),
+    /// Internal: the per-container monitor (started by the pod layer)
+    #[command(hide = true)]
+    Monitor {
         id: String,
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        rest: Vec<String>,
+        #[arg(long)]
+        bundle: PathBuf,
+        #[arg(long = "log-path")]
+        log_path: PathBuf,
+        #[arg(long = "exit-file")]
+        exit_file: PathBuf,
+        #[arg(long = "ready-fd")]
+        ready_fd: i32,
     },
     /// Pod networking by hand: CNI add/del/check, pinned network namespaces
     Network(super::network::NetworkCmd),
-    /// Print container events and stats (not implemented yet)
+    /// Print a container's stats every interval and its OOM events, as JSON lines
     Events {
         id: String,
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        rest: Vec<String>,
+        /// Print the stats once and exit
+        #[arg(long)]
+        stats: bool,
+        /// Time between stats (Go duration: 5s, 500ms, 1m)
+        #[arg(long, default_value = "5s")]
+        interval: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PodCmd {
+    /// Run a Pod manifest (YAML or JSON file, or - for stdin); `image:` is a
+    /// local rootfs directory given by absolute path
+    Run {
+        file: String,
+        /// Base of the restart back-off (kubelet: 10000 ms, doubling to 5 min)
+        #[arg(long = "backoff-base-ms", default_value_t = 10_000)]
+        backoff_base_ms: u64,
+        /// How long to wait for the containers to start (seconds)
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
+    },
+    /// List pods
+    Ls,
+    /// Show a pod's containers: state, restarts, exit codes, reasons
+    Ps { name: String },
+    /// Print a container's log
+    Logs {
+        name: String,
+        #[arg(short, long)]
+        container: Option<String>,
+        /// Keep printing new lines until the container ends
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Run a command in a container of the pod
+    Exec {
+        name: String,
+        #[arg(short, long)]
+        container: Option<String>,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Stop the pod's containers (SIGTERM, grace period, SIGKILL)
+    Stop { name: String },
+    /// Stop and remove the pod and everything it made
+    Rm { name: String },
+    /// Internal: the per-pod supervisor
+    #[command(hide = true)]
+    Supervise {
+        name: String,
+        #[arg(long = "backoff-base-ms", default_value_t = 10_000)]
+        backoff_base_ms: u64,
     },
 }
 
 impl Command {
     /// Commands that fork processes which end up inside a container.
     pub fn runs_container_processes(&self) -> bool {
-        matches!(self, Command::Create(_) | Command::Run(_) | Command::Exec(_))
+        matches!(self, Command::Create(_) | Command::Run(_) | Command::Exec(_) | Command::Monitor { .. } | Command::Pod(_))
     }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct UpdateCmd {
+    pub id: String,
+    /// A JSON file of linux.resources to apply ("-" for stdin); the other flags are then ignored
+    #[arg(short, long)]
+    pub resources: Option<String>,
+    /// Memory limit in bytes (k, m, g suffixes; -1 for none)
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory: Option<String>,
+    /// Memory plus swap limit in bytes (-1 for none)
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Memory soft limit in bytes
+    #[arg(long = "memory-reservation", allow_hyphen_values = true)]
+    pub memory_reservation: Option<String>,
+    /// CPU shares (relative weight)
+    #[arg(long = "cpu-shares")]
+    pub cpu_shares: Option<u64>,
+    /// CPU CFS quota in microseconds per period (-1 for none)
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    /// CPU CFS period in microseconds
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<u64>,
+    /// CPU realtime period in microseconds
+    #[arg(long = "cpu-rt-period")]
+    pub cpu_rt_period: Option<u64>,
+    /// CPU realtime runtime in microseconds
+    #[arg(long = "cpu-rt-runtime", allow_hyphen_values = true)]
+    pub cpu_rt_runtime: Option<i64>,
+    /// CPUs the container may use (0-3, 0,1)
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes the container may use
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+    /// Maximum number of pids (-1 for none)
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Block IO weight (10-1000)
+    #[arg(long = "blkio-weight")]
+    pub blkio_weight: Option<u16>,
 }

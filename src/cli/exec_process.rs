@@ -73,5 +73,11 @@ pub fn build(root: &StateRoot, e: &ExecCmd) -> Result<Process> {
     if e.no_new_privs {
         p.set_no_new_privileges(Some(true));
     }
+    if let Some(profile) = &e.apparmor {
+        p.set_apparmor_profile(Some(profile.clone()));
+    }
+    if let Some(label) = &e.process_label {
+        p.set_selinux_label(Some(label.clone()));
+    }
     Ok(p)
 }

@@ -3,6 +3,7 @@
 //! containerd, podman or docker can use hull in its place.
 mod args;
 mod exec_process;
+mod pod;
 mod network;
 
 use std::io::Write;
@@ -54,22 +55,17 @@ fn report(cli: &Cli, e: &Error) -> i32 {
 }
 
 fn dispatch(cli: &Cli) -> Result<i32> {
-    if cli.systemd_cgroup {
-        return Err(Error::InvalidArgument(
-            "--systemd-cgroup: the systemd cgroup driver is not supported yet; use cgroupfs paths".into(),
-        ));
-    }
     let root = StateRoot::new(&cli.root);
     match &cli.command {
         Command::Create(c) => {
-            oci::create::create(&root, &create_options(&c.id, &c.common), None)?;
+            oci::create::create(&root, &create_options(cli, &c.id, &c.common), None)?;
             Ok(0)
         }
         Command::Run(c) => {
             if c.keep {
                 return Err(Error::InvalidArgument("--keep is not supported yet".into()));
             }
-            oci::run(&root, &create_options(&c.id, &c.common), c.detach)
+            oci::run(&root, &create_options(cli, &c.id, &c.common), c.detach)
         }
         Command::Start { id } => lifecycle::start(&root, id).map(|_| 0),
         Command::State { id } => {
@@ -96,22 +92,38 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         }
         Command::Pause { id } => lifecycle::pause(&root, id).map(|_| 0),
         Command::Resume { id } => lifecycle::resume(&root, id).map(|_| 0),
-        Command::Spec { bundle, rootless } => spec(bundle.as_deref(), *rootless),
+        Command::Spec { bundle, rootless, seccomp_default } => spec(bundle.as_deref(), *rootless, *seccomp_default),
         Command::Features => {
             print_json(&oci::features::features(), true)?;
             Ok(0)
         }
-        Command::Update { .. } => Err(Error::InvalidArgument(
-            "update: changing resource limits is not implemented yet".into(),
-        )),
         Command::Network(n) => network::run(&cli.root, n),
-        Command::Events { .. } => Err(Error::InvalidArgument(
-            "events: container events and stats are not implemented yet".into(),
-        )),
+        Command::Pod(p) => pod::dispatch(&root, p),
+        Command::Monitor { id, bundle, log_path, exit_file, ready_fd } => {
+            let ready = crate::monitor::ready_fd(*ready_fd)?;
+            let spec = crate::monitor::MonitorSpec {
+                state_root: cli.root.clone(),
+                id: id.clone(),
+                bundle: bundle.clone(),
+                log_path: log_path.clone(),
+                exit_file: exit_file.clone(),
+            };
+            Ok(crate::monitor::run(&root, &spec, ready))
+        }
+        Command::Update(u) => {
+            oci::update::update(&root, &u.id, &update_resources(u)?)?;
+            Ok(0)
+        }
+        Command::Events { id, stats, interval } => {
+            let interval = oci::events::parse_interval(interval)
+                .map_err(|e| Error::InvalidArgument(format!("--interval: {e}")))?;
+            oci::events::events(&root, id, *stats, interval, &mut std::io::stdout().lock())?;
+            Ok(0)
+        }
     }
 }
 
-fn create_options(id: &str, c: &args::CreateArgs) -> CreateOptions {
+fn create_options(cli: &Cli, id: &str, c: &args::CreateArgs) -> CreateOptions {
     CreateOptions {
         id: id.to_string(),
         bundle: c.bundle.clone(),
@@ -120,7 +132,70 @@ fn create_options(id: &str, c: &args::CreateArgs) -> CreateOptions {
         no_pivot: c.no_pivot,
         no_new_keyring: c.no_new_keyring,
         preserve_fds: c.preserve_fds,
+        systemd_cgroup: cli.systemd_cgroup,
     }
+}
+
+/// The resources `update` applies: the --resources JSON (as runc, the other
+/// flags are then ignored), else the flags.
+fn update_resources(u: &args::UpdateCmd) -> Result<oci_spec::runtime::LinuxResources> {
+    use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
+    if let Some(path) = &u.resources {
+        let text = if path == "-" {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|e| Error::sys("read stdin", e))?;
+            s
+        } else {
+            std::fs::read_to_string(path).map_err(|e| Error::sys(format!("read {path}"), e))?
+        };
+        let mut de = serde_json::Deserializer::from_str(&text);
+        return serde_path_to_error::deserialize(&mut de)
+            .map_err(|e| Error::InvalidArgument(format!("--resources: field {}: {}", e.path(), e.inner())));
+    }
+    let bytes = |flag: &str, v: &Option<String>| -> Result<Option<i64>> {
+        v.as_deref()
+            .map(|s| oci::update::parse_bytes(s).map_err(|e| Error::InvalidArgument(format!("--{flag}: {e}"))))
+            .transpose()
+    };
+    let mut r = LinuxResources::default();
+    let (limit, swap, reservation) =
+        (bytes("memory", &u.memory)?, bytes("memory-swap", &u.memory_swap)?, bytes("memory-reservation", &u.memory_reservation)?);
+    if limit.is_some() || swap.is_some() || reservation.is_some() {
+        let mut m = LinuxMemory::default();
+        m.set_limit(limit);
+        m.set_swap(swap);
+        m.set_reservation(reservation);
+        r.set_memory(Some(m));
+    }
+    let cpu_set = u.cpu_shares.is_some()
+        || u.cpu_quota.is_some()
+        || u.cpu_period.is_some()
+        || u.cpu_rt_period.is_some()
+        || u.cpu_rt_runtime.is_some()
+        || u.cpuset_cpus.is_some()
+        || u.cpuset_mems.is_some();
+    if cpu_set {
+        let mut c = LinuxCpu::default();
+        c.set_shares(u.cpu_shares);
+        c.set_quota(u.cpu_quota);
+        c.set_period(u.cpu_period);
+        c.set_realtime_period(u.cpu_rt_period);
+        c.set_realtime_runtime(u.cpu_rt_runtime);
+        c.set_cpus(u.cpuset_cpus.clone());
+        c.set_mems(u.cpuset_mems.clone());
+        r.set_cpu(Some(c));
+    }
+    if let Some(l) = u.pids_limit {
+        let mut p = LinuxPids::default();
+        p.set_limit(l);
+        r.set_pids(Some(p));
+    }
+    if let Some(w) = u.blkio_weight {
+        let mut b = LinuxBlockIo::default();
+        b.set_weight(Some(w));
+        r.set_block_io(Some(b));
+    }
+    Ok(r)
 }
 
 fn print_json<T: serde::Serialize>(v: &T, pretty: bool) -> Result<()> {
@@ -223,13 +298,17 @@ fn ps(root: &StateRoot, id: &str, format: &str, ps_args: &[String]) -> Result<i3
     Ok(0)
 }
 
-fn spec(bundle: Option<&Path>, rootless: bool) -> Result<i32> {
+fn spec(bundle: Option<&Path>, rootless: bool, seccomp_default: bool) -> Result<i32> {
     let dir = bundle.unwrap_or(Path::new("."));
     let path = dir.join("config.json");
     if path.exists() {
         return Err(Error::InvalidArgument(format!("{} already exists; remove it first", path.display())));
     }
-    let text = serde_json::to_string_pretty(&oci::spec_template::default_spec(rootless))
+    let mut config = oci::spec_template::default_spec(rootless);
+    if seccomp_default {
+        oci::spec_template::add_default_seccomp(&mut config);
+    }
+    let text = serde_json::to_string_pretty(&config)
         .map_err(|e| Error::InvalidState(e.to_string()))?;
     std::fs::write(&path, text + "\n").map_err(|e| Error::sys(format!("write {}", path.display()), e))?;
     Ok(0)

@@ -9,8 +9,9 @@ use nix::sys::stat::Mode;
 use oci_spec::runtime::Spec;
 
 use super::channel::{Channel, ChildMessage, ParentMessage};
-use super::{console, process, rootfs, syscall, sysctl};
+use super::{console, lsm, process, rootfs, syscall, sysctl};
 use crate::cgroups::Cgroup;
+use crate::seccomp::{self, Filter};
 use crate::error::{Error, Result, SysContext};
 use crate::oci::hooks::{self, HookKind};
 use crate::oci::state::{SpecState, Status, OCI_VERSION};
@@ -39,6 +40,7 @@ struct Prepared {
     fifo: OwnedFd,
     proc_fd_dir: OwnedFd,
     host_pid: i32,
+    seccomp: Option<Filter>,
 }
 
 /// Run the init. Never returns: it execs the program or exits non-zero.
@@ -67,6 +69,9 @@ fn prepare(ctx: &InitContext) -> Result<Prepared> {
     // files (and with them hull's fds) before the exec.
     nix::sys::prctl::set_dumpable(false).sys_context(|| "PR_SET_DUMPABLE".into())?;
     let process = ctx.spec.process().as_ref().expect("validated");
+    // Compiled here, loaded last (finalize_process); a profile that does not
+    // compile fails create now.
+    let seccomp = ctx.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()).map(seccomp::compile).transpose()?;
     if ctx.new_session_keyring {
         syscall::join_session_keyring(&format!("_ses.{}", ctx.id))?;
     }
@@ -127,7 +132,7 @@ fn prepare(ctx: &InitContext) -> Result<Prepared> {
     let args = process.args().as_ref().expect("validated");
     let program = process::find_executable(&args[0], &env)?;
     ctx.channel.send(&ChildMessage::InitReady)?;
-    Ok(Prepared { program, env, fifo, proc_fd_dir, host_pid })
+    Ok(Prepared { program, env, fifo, proc_fd_dir, host_pid, seccomp })
 }
 
 fn hook_state<'a>(ctx: &'a InitContext, status: Status, pid: i32) -> SpecState<'a> {
@@ -167,11 +172,25 @@ fn release_and_finalize(ctx: &InitContext, p: &Prepared) -> Result<()> {
         hooks.and_then(|h| h.start_container().as_ref()),
         &hook_state(ctx, Status::Created, p.host_pid),
     )?;
-    finalize_process(process, ctx.preserve_fds)
+    finalize_process(process, ctx.preserve_fds, p.seccomp.as_ref())
 }
 
-/// The last steps before exec, shared by init and exec'd processes.
-pub fn finalize_process(process: &oci_spec::runtime::Process, preserve_fds: i32) -> Result<()> {
+/// The last steps before exec, shared by init and exec'd processes. The
+/// order follows runc's:
+/// - LSM exec labels while still root and before no_new_privs (see
+///   [`lsm::apply_exec_labels`]);
+/// - without no_new_privs, loading a seccomp filter needs CAP_SYS_ADMIN, so
+///   the filter goes in before the user and capabilities change, and must
+///   allow what follows (setresuid, capset, chdir...), as with runc;
+/// - with no_new_privs, the filter goes in last, so that as few syscalls as
+///   possible run under it: after it only the handshake message of `exec`
+///   and execve itself. Nothing forks after the filter is loaded.
+pub fn finalize_process(process: &oci_spec::runtime::Process, preserve_fds: i32, seccomp: Option<&Filter>) -> Result<()> {
+    lsm::apply_exec_labels(process)?;
+    let no_new_privs = process.no_new_privileges().unwrap_or(false);
+    if let (Some(filter), false) = (seccomp, no_new_privs) {
+        filter.load()?;
+    }
     process::switch_user(process, false)?;
     let umask = process.user().umask().unwrap_or(0o022);
     nix::sys::stat::umask(Mode::from_bits_truncate(umask as libc::mode_t));
@@ -182,8 +201,12 @@ pub fn finalize_process(process: &oci_spec::runtime::Process, preserve_fds: i32)
         Ok(p) if p.starts_with("/") => {}
         _ => return Err(Error::Init(format!("cwd {} is outside the container root", process.cwd().display()))),
     }
-    if process.no_new_privileges().unwrap_or(false) {
+    if no_new_privs {
         nix::sys::prctl::set_no_new_privs().sys_context(|| "PR_SET_NO_NEW_PRIVS".into())?;
     }
-    syscall::cloexec_from(3 + preserve_fds)
+    syscall::cloexec_from(3 + preserve_fds)?;
+    if let (Some(filter), true) = (seccomp, no_new_privs) {
+        filter.load()?;
+    }
+    Ok(())
 }

@@ -2,6 +2,7 @@
 pub mod channel;
 pub mod console;
 pub mod init;
+pub mod lsm;
 pub mod mount_options;
 pub mod namespaces;
 pub mod process;

@@ -97,7 +97,8 @@ fn mount_entry(ctx: &RootfsContext, root: &OwnedFd, m: &Mount) -> Result<()> {
         mount(source.as_deref(), &target, NONE, MsFlags::MS_BIND | rec, NONE)
             .sys_context(|| format!("bind {}", source.as_deref().expect("checked").display()))?;
     } else {
-        let data = opts.data_string();
+        let mount_label = ctx.spec.linux().as_ref().and_then(|l| l.mount_label().as_deref());
+        let data = super::lsm::mount_data(typ, false, opts.data_string(), mount_label);
         // runc keeps the mode of the directory a tmpfs is mounted on (the
         // mode= option notwithstanding); containers rely on it for /tmp.
         let keep_mode = (typ == "tmpfs").then(|| nix::sys::stat::fstat(&target_fd).ok()).flatten();

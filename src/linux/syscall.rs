@@ -114,6 +114,32 @@ pub fn join_session_keyring(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Bring up `lo` in the current network namespace.
+pub fn set_loopback_up() -> Result<()> {
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .sys_context(|| "socket for loopback".into())?;
+    // SAFETY: ifreq is plain data; the ioctls read/write it on our stack.
+    unsafe {
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo".iter().enumerate() {
+            req.ifr_name[i] = *b as libc::c_char;
+        }
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return Err(std::io::Error::last_os_error()).sys_context(|| "SIOCGIFFLAGS lo".into());
+        }
+        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
+            return Err(std::io::Error::last_os_error()).sys_context(|| "bring lo up".into());
+        }
+    }
+    Ok(())
+}
+
 /// Make the pty slave our controlling terminal (after setsid).
 pub fn set_controlling_terminal(fd: RawFd) -> Result<()> {
     // SAFETY: TIOCSCTTY takes an int argument, no pointers.

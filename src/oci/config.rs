@@ -109,6 +109,8 @@ pub fn validate(spec: &Spec) -> Result<()> {
         .as_ref()
         .ok_or_else(|| Error::Config("process: missing".into()))?;
     validate_process(process)?;
+    // AppArmor/SELinux labels the host cannot apply are refused here.
+    crate::linux::lsm::check_spec(spec, process)?;
     if let Some(mounts) = spec.mounts() {
         for (i, m) in mounts.iter().enumerate() {
             if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
@@ -200,18 +202,6 @@ fn validate_process(process: &oci_spec::runtime::Process) -> Result<()> {
             )));
         }
     }
-    if process.apparmor_profile().as_deref().is_some_and(|p| !p.is_empty()) {
-        return Err(Error::unsupported(
-            "process.apparmorProfile",
-            "AppArmor profiles are not implemented yet",
-        ));
-    }
-    if process.selinux_label().as_deref().is_some_and(|p| !p.is_empty()) {
-        return Err(Error::unsupported(
-            "process.selinuxLabel",
-            "SELinux labels are not implemented yet",
-        ));
-    }
     if process.io_priority().is_some() {
         return Err(Error::unsupported("process.ioPriority", "not implemented yet"));
     }
@@ -267,21 +257,21 @@ fn validate_linux(spec: &Spec, linux: &oci_spec::runtime::Linux) -> Result<()> {
         })?;
     }
     let unsupported = [
-        ("linux.seccomp", linux.seccomp().is_some()),
         ("linux.intelRdt", linux.intel_rdt().is_some()),
         ("linux.personality", linux.personality().is_some()),
         ("linux.timeOffsets", linux.time_offsets().is_some()),
         ("linux.memoryPolicy", linux.memory_policy().is_some()),
         ("linux.netDevices", linux.net_devices().is_some()),
-        (
-            "linux.mountLabel",
-            linux.mount_label().as_deref().is_some_and(|l| !l.is_empty()),
-        ),
     ];
     for (field, set) in unsupported {
         if set {
             return Err(Error::unsupported(field, "not implemented yet"));
         }
+    }
+    if let Some(profile) = linux.seccomp() {
+        // Compiled (not loaded) now, so a bad profile fails before anything
+        // is created; the init compiles it again where it is loaded.
+        crate::seccomp::compile(profile)?;
     }
     if let Some(resources) = linux.resources() {
         crate::cgroups::check_supported(resources)?;
@@ -349,10 +339,21 @@ mod tests {
     }
 
     #[test]
-    fn seccomp_is_reported_unsupported_by_name() {
+    fn seccomp_profiles_are_compiled_and_errors_name_the_field() {
         let mut v = minimal();
-        v["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW"});
-        assert!(check(v).unwrap_err().to_string().contains("linux.seccomp"));
+        v["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "not_a_syscall"], "action": "SCMP_ACT_ERRNO"}]});
+        check(v.clone()).unwrap();
+        v["linux"]["seccomp"]["syscalls"][0]["action"] = "SCMP_ACT_BOGUS".into();
+        let err = check(v.clone()).unwrap_err().to_string();
+        assert!(err.contains("linux.seccomp.syscalls[0].action"), "{err}");
+        v["linux"]["seccomp"]["syscalls"][0]["action"] = "SCMP_ACT_ERRNO".into();
+        v["linux"]["seccomp"]["syscalls"][0]["args"] = serde_json::json!([{"index": 9, "value": 1, "op": "SCMP_CMP_EQ"}]);
+        let err = check(v.clone()).unwrap_err().to_string();
+        assert!(err.contains("linux.seccomp.syscalls[0].args[0].index"), "{err}");
+        v["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_VAX"]});
+        let err = check(v).unwrap_err().to_string();
+        assert!(err.contains("linux.seccomp.architectures[0]"), "{err}");
     }
 
     #[test]

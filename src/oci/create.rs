@@ -25,6 +25,9 @@ pub struct CreateOptions {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: i32,
+    /// `--systemd-cgroup`: linux.cgroupsPath is `slice:prefix:name`,
+    /// mapped onto cgroupfs (see [`crate::cgroups::systemd`]).
+    pub systemd_cgroup: bool,
 }
 
 /// Undoes a half-made container when create fails: kills what was forked,
@@ -83,8 +86,14 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
     let mut rollback = Rollback { dir: dir.clone(), cgroup: None, pids: Vec::new(), armed: true };
 
     let linux = spec.linux().as_ref();
-    let cgroup = Cgroup::create(linux.and_then(|l| l.cgroups_path().as_deref()), &opts.id)?;
+    let cgroups_path = cgroups_path(linux.and_then(|l| l.cgroups_path().as_deref()), &opts.id, opts.systemd_cgroup)?;
+    let cgroup = Cgroup::create(cgroups_path.as_deref(), &opts.id)?;
     rollback.cgroup = Some(cgroup.clone());
+    // Limits hold before any process of the container exists: the
+    // bootstrap child is forked (and moved into the cgroup) after this.
+    if let Some(resources) = linux.and_then(|l| l.resources().as_ref()) {
+        cgroup.apply_resources(resources)?;
+    }
     let device_rules: Vec<devices::Rule> = linux
         .and_then(|l| l.devices().as_ref())
         .into_iter()
@@ -142,6 +151,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
         owner: String::new(),
         cgroup: Some(cgroup.clone()),
         config: spec.clone(),
+        oom_killed: None,
     };
     loop {
         let msg = ours.recv::<ChildMessage>()?.ok_or_else(|| {
@@ -184,6 +194,22 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
     }
     rollback.armed = false;
     Ok(record)
+}
+
+/// The cgroup path to create: the config's, or with `--systemd-cgroup` its
+/// `slice:prefix:name` mapped onto cgroupfs.
+fn cgroups_path(path: Option<&Path>, id: &str, systemd: bool) -> Result<Option<PathBuf>> {
+    if !systemd {
+        return Ok(path.map(Path::to_path_buf));
+    }
+    let text = match path {
+        Some(p) => p
+            .to_str()
+            .ok_or_else(|| Error::Config("linux.cgroupsPath: not valid UTF-8".into()))?
+            .to_string(),
+        None => crate::cgroups::systemd::default_path(id),
+    };
+    crate::cgroups::systemd::to_cgroupfs(&text).map(Some)
 }
 
 /// The bootstrap child: enters/creates the namespaces, forks the init

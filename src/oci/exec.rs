@@ -10,6 +10,7 @@ use crate::linux::channel::{Channel, ChildMessage, ParentMessage};
 use crate::linux::namespaces::NamespacePlan;
 use crate::linux::syscall::{fork, Forked};
 use crate::linux::{console, init, process};
+use crate::seccomp::Filter;
 
 #[derive(Debug, Clone)]
 pub struct ExecOptions {
@@ -35,6 +36,16 @@ pub fn spawn(root: &StateRoot, opts: &ExecOptions, console: Option<OwnedFd>) -> 
     if opts.process.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(Error::InvalidArgument("exec needs a command (args or --process)".into()));
     }
+    // The container's seccomp profile applies to every process in it; the
+    // labels are the exec'd process's own. Both are checked before forking.
+    crate::linux::lsm::check_spec(&rec.config, &opts.process)?;
+    let seccomp = rec
+        .config
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .map(crate::seccomp::compile)
+        .transpose()?;
     let plan = NamespacePlan::of_process(rec.pid)?;
     let console = match console {
         Some(c) => Some(c),
@@ -44,7 +55,7 @@ pub fn spawn(root: &StateRoot, opts: &ExecOptions, console: Option<OwnedFd>) -> 
     let stage1 = match fork()? {
         Forked::Child => {
             drop(ours);
-            bootstrap(&theirs, &plan, &opts.process, console.as_ref(), opts.preserve_fds)
+            bootstrap(&theirs, &plan, &opts.process, seccomp.as_ref(), console.as_ref(), opts.preserve_fds)
         }
         Forked::Parent(pid) => pid,
     };
@@ -57,7 +68,19 @@ pub fn spawn(root: &StateRoot, opts: &ExecOptions, console: Option<OwnedFd>) -> 
         ours.send(&ParentMessage::Proceed)?;
         let mut pid = 0;
         loop {
-            match ours.expect::<ChildMessage>("exec setup")? {
+            let msg = match ours.recv::<ChildMessage>()? {
+                Some(m) => m,
+                // After the seccomp filter is loaded the process may be
+                // unable to report ExecReady (a profile that blocks
+                // sendto); its channel end then just closes at execve.
+                // Whatever happened, waiting on it tells the outcome.
+                None if pid != 0 => {
+                    log::debug!("exec: process {pid} closed the handshake without reporting");
+                    return Ok(pid);
+                }
+                None => return Err(Error::Init("peer exited while hull waited for exec setup".into())),
+            };
+            match msg {
                 ChildMessage::InitForked { pid: p } => {
                     pid = p;
                     let _ = nix::sys::wait::waitpid(stage1, None);
@@ -84,7 +107,14 @@ pub fn spawn(root: &StateRoot, opts: &ExecOptions, console: Option<OwnedFd>) -> 
     }
 }
 
-fn bootstrap(ch: &Channel, plan: &NamespacePlan, process: &Process, console: Option<&OwnedFd>, preserve_fds: i32) -> ! {
+fn bootstrap(
+    ch: &Channel,
+    plan: &NamespacePlan,
+    process: &Process,
+    seccomp: Option<&Filter>,
+    console: Option<&OwnedFd>,
+    preserve_fds: i32,
+) -> ! {
     let result = (|| -> Result<()> {
         match ch.expect::<ParentMessage>("cgroup placement")? {
             ParentMessage::Proceed => {}
@@ -93,7 +123,7 @@ fn bootstrap(ch: &Channel, plan: &NamespacePlan, process: &Process, console: Opt
         plan.join_all(true)?;
         plan.join_all(false)?;
         match fork()? {
-            Forked::Child => exec_child(ch, process, console, preserve_fds),
+            Forked::Child => exec_child(ch, process, seccomp, console, preserve_fds),
             Forked::Parent(pid) => ch.send(&ChildMessage::InitForked { pid: pid.as_raw() }),
         }
     })();
@@ -107,7 +137,7 @@ fn bootstrap(ch: &Channel, plan: &NamespacePlan, process: &Process, console: Opt
 }
 
 /// The exec'd process, now in the container's pid namespace.
-fn exec_child(ch: &Channel, process: &Process, console: Option<&OwnedFd>, preserve_fds: i32) -> ! {
+fn exec_child(ch: &Channel, process: &Process, seccomp: Option<&Filter>, console: Option<&OwnedFd>, preserve_fds: i32) -> ! {
     let result = (|| -> Result<(PathBuf, Vec<String>)> {
         match ch.expect::<ParentMessage>("start")? {
             ParentMessage::Start { .. } => {}
@@ -124,7 +154,7 @@ fn exec_child(ch: &Channel, process: &Process, console: Option<&OwnedFd>, preser
         let env = process::environment(process);
         let args = process.args().as_ref().expect("checked");
         let program = process::find_executable(&args[0], &env)?;
-        init::finalize_process(process, preserve_fds)?;
+        init::finalize_process(process, preserve_fds, seccomp)?;
         Ok((program, env))
     })();
     match result {

@@ -85,7 +85,7 @@ pub fn kill(root: &StateRoot, id: &str, signal: Signal, all: bool) -> Result<()>
 /// Delete a container: stopped ones always; created ones too (their init
 /// is killed, as runc does); running or paused ones only with `force`.
 pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
-    let rec = match root.load(id) {
+    let mut rec = match root.load(id) {
         Ok(r) => r,
         // A state dir without a record is a create that died halfway: with
         // --force, clean it up; otherwise say it does not exist.
@@ -97,7 +97,12 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
     };
     let status = rec.status(root);
     match status {
-        Status::Stopped => {}
+        Status::Stopped => {
+            // The last chance to read the OOM counter: the cgroup goes next.
+            if rec.observe_oom(root) == Some(true) {
+                log::info!("container {id} was OOM-killed");
+            }
+        }
         Status::Created => kill_and_wait(&rec)?,
         Status::Running | Status::Paused | Status::Creating if force => kill_and_wait(&rec)?,
         s => {
@@ -154,14 +159,19 @@ fn destroy(root: &StateRoot, rec: &ContainerRecord) -> Result<()> {
 }
 
 pub fn state(root: &StateRoot, id: &str) -> Result<StateOutput> {
-    Ok(root.load(id)?.output(root))
+    let mut rec = root.load(id)?;
+    rec.observe_oom(root);
+    Ok(rec.output(root))
 }
 
 pub fn list(root: &StateRoot) -> Result<Vec<StateOutput>> {
     let mut out = Vec::new();
     for id in root.ids()? {
         match root.load(&id) {
-            Ok(rec) => out.push(rec.output(root)),
+            Ok(mut rec) => {
+                rec.observe_oom(root);
+                out.push(rec.output(root))
+            }
             Err(e) => log::warn!("skipping {id}: {e}"),
         }
     }

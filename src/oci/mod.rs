@@ -1,6 +1,7 @@
 //! The OCI runtime: config, state, lifecycle operations and hooks.
 pub mod config;
 pub mod create;
+pub mod events;
 pub mod exec;
 pub mod features;
 pub mod hooks;
@@ -8,6 +9,7 @@ pub mod lifecycle;
 pub mod spec_template;
 pub mod state;
 pub mod tty_proxy;
+pub mod update;
 pub mod wait;
 
 use crate::error::{Result, SysContext};
@@ -60,6 +62,13 @@ pub fn run(root: &StateRoot, opts: &CreateOptions, detach: bool) -> Result<i32> 
     let code = wait::wait_forwarding(rec.pid, &set);
     if let Some(p) = proxy {
         p.finish(std::time::Duration::from_secs(1));
+    }
+    // Read the OOM counter before delete removes the cgroup; an OOM-killed
+    // init died of SIGKILL, so the exit code is already 137.
+    if let Ok(mut rec) = root.load(&opts.id) {
+        if rec.observe_oom(root) == Some(true) {
+            log::warn!("container {} was OOM-killed (exit code {code})", opts.id);
+        }
     }
     lifecycle::delete(root, &opts.id, true)?;
     Ok(code)

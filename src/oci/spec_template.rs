@@ -67,6 +67,17 @@ pub fn default_spec(rootless: bool) -> Value {
     spec
 }
 
+/// Set `linux.seccomp` to hull's default profile for the config's bounding
+/// capabilities (`hull spec --seccomp-default`).
+pub fn add_default_seccomp(spec: &mut Value) {
+    let caps: oci_spec::runtime::Capabilities = spec
+        .pointer("/process/capabilities/bounding")
+        .and_then(|b| serde_json::from_value(b.clone()).ok())
+        .unwrap_or_default();
+    let profile = crate::seccomp::runtime_default(&caps);
+    spec["linux"]["seccomp"] = serde_json::to_value(profile).expect("a profile serializes");
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -76,5 +87,15 @@ mod tests {
             let spec = crate::oci::config::parse_spec(v.to_string().as_bytes()).unwrap();
             crate::oci::config::validate(&spec).unwrap();
         }
+    }
+
+    #[test]
+    fn default_seccomp_is_added_on_request_only() {
+        assert!(super::default_spec(false)["linux"].get("seccomp").is_none());
+        let mut v = super::default_spec(false);
+        super::add_default_seccomp(&mut v);
+        assert_eq!(v["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+        let spec = crate::oci::config::parse_spec(v.to_string().as_bytes()).unwrap();
+        crate::oci::config::validate(&spec).unwrap();
     }
 }

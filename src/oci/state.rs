@@ -55,6 +55,11 @@ pub struct ContainerRecord {
     pub owner: String,
     pub cgroup: Option<Cgroup>,
     pub config: Spec,
+    /// Whether the OOM killer killed a process of the container, recorded
+    /// once it has stopped by whoever sees it first (`run`'s wait, `state`,
+    /// `delete`) from the memory cgroup's oom_kill counter. None: not known yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_killed: Option<bool>,
 }
 
 /// The spec's state object, given to hooks on stdin.
@@ -85,6 +90,10 @@ pub struct StateOutput {
     pub owner: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub annotations: Option<HashMap<String, String>>,
+    /// hull's extra field (runc has none): for a stopped container, whether
+    /// the OOM killer killed one of its processes.
+    #[serde(rename = "oomKilled", skip_serializing_if = "Option::is_none")]
+    pub oom_killed: Option<bool>,
 }
 
 /// The directory that holds every container's record.
@@ -239,7 +248,24 @@ impl ContainerRecord {
             created: self.created.clone(),
             owner: self.owner.clone(),
             annotations: self.annotations().cloned(),
+            oom_killed: if status == Status::Stopped { self.oom_killed } else { None },
         }
+    }
+
+    /// Once the container has stopped, read and keep whether it was
+    /// OOM-killed (the counter lives in its memory cgroup, which goes away
+    /// on delete). Returns the value known now.
+    pub fn observe_oom(&mut self, root: &StateRoot) -> Option<bool> {
+        if self.oom_killed.is_none() && self.status(root) == Status::Stopped {
+            let count = self.cgroup.as_ref().and_then(|c| c.oom_kill_count());
+            if let Some(n) = count {
+                self.oom_killed = Some(n > 0);
+                if let Err(e) = root.save(self) {
+                    log::warn!("cannot record the OOM state of {}: {e}", self.id);
+                }
+            }
+        }
+        self.oom_killed
     }
 }
 

@@ -5,7 +5,8 @@ Normally driven by tests/bench/bench.sh. Subcommands:
 
   bench.py prepare --rootfs DIR --bundle DIR [--spec-from BIN]
       Write BUNDLE/config.json (from `runc spec`): args ["/bin/true"],
-      terminal false, root.path = absolute rootfs, root.readonly true.
+      terminal false, root.path = absolute rootfs, root.readonly true; and
+      BUNDLE-limits/config.json, the same with cgroup limits (LIMITS).
 
   bench.py run --runtime NAME --binary PATH --bundle DIR --state DIR
                --out FILE.json [--iters N] [--warmup N] [--timeout S]
@@ -15,6 +16,9 @@ Normally driven by tests/bench/bench.sh. Subcommands:
         (b) lifecycle: RT --root STATE create --bundle B --pid-file P ID ;
                        RT --root STATE start ID ; wait for the container init
                        to exit ; RT --root STATE delete ID
+        (c) limits:    (b) with the BUNDLE-limits bundle: memory, cpu and
+                       pids limits applied by the runtime (if that bundle
+                       exists)
       This process is a child subreaper, so the container init (orphaned when
       `create` exits) is reparented to it and its exit is waited for exactly.
       Timed iterations spawn the runtime directly (posix_spawn + wait4 on a
@@ -268,6 +272,13 @@ class Runner:
 # --------------------------------------------------------------------------
 # prepare
 
+# Resource limits of workload (c): what a typical pod sets.
+LIMITS = {
+    "memory": {"limit": 64 << 20, "swap": 64 << 20},
+    "cpu": {"shares": 512, "quota": 50000, "period": 100000},
+    "pids": {"limit": 64},
+}
+
 
 def cmd_prepare(a):
     rootfs = os.path.abspath(a.rootfs)
@@ -288,6 +299,12 @@ def cmd_prepare(a):
         json.dump(cfg, f, indent=2)
     os.rename(cfg_path + ".tmp", cfg_path)
     print("bundle: %s (rootfs %s)" % (a.bundle, rootfs))
+    limits = a.bundle.rstrip("/") + "-limits"
+    os.makedirs(limits, exist_ok=True)
+    cfg.setdefault("linux", {}).setdefault("resources", {}).update(LIMITS)
+    with open(os.path.join(limits, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+    print("bundle with limits: %s" % limits)
 
 
 # --------------------------------------------------------------------------
@@ -327,8 +344,9 @@ def bench_run(r, ids, iters, warmup, deadline, res):
     res["delete_nonzero"] = delete_nonzero
 
 
-def bench_lifecycle(r, ids, iters, warmup, deadline, res, pidfile_dir):
-    """(b) create + start + wait + delete."""
+def bench_lifecycle(r, ids, iters, warmup, deadline, res, pidfile_dir, bundle=None):
+    """(b) create + start + wait + delete (and (c): the same, another bundle)."""
+    bundle = bundle or r.bundle
     samples = []
     ph = {"create": [], "start": [], "wait": [], "delete": []}
     bad_exit = not_child = 0
@@ -341,7 +359,7 @@ def bench_lifecycle(r, ids, iters, warmup, deadline, res, pidfile_dir):
         cpid = None
         t0 = time.perf_counter_ns()
         try:
-            d_create, _ = r.call("create", "--bundle", r.bundle,
+            d_create, _ = r.call("create", "--bundle", bundle,
                                  "--pid-file", pidfile, cid)
             try:
                 with open(pidfile) as f:
@@ -432,6 +450,7 @@ def cmd_run(a):
         "error": None,
         "run": {"ok": False, "error": "not run"},
         "lifecycle": {"ok": False, "error": "not run"},
+        "limits": {"ok": False, "error": "not run"},
         "maxrss_kib": None,
     }
 
@@ -472,8 +491,16 @@ def cmd_run(a):
         return "%s%s%d" % (prefix, kind, i)
 
     pidfile_dir = os.path.dirname(os.path.abspath(a.state))
-    for name, fn, extra in (("run", bench_run, ()),
-                            ("lifecycle", bench_lifecycle, (pidfile_dir,))):
+    limits_bundle = r.bundle.rstrip("/") + "-limits"
+    workloads = [("run", bench_run, ()),
+                 ("lifecycle", bench_lifecycle, (pidfile_dir,))]
+    if os.path.isfile(os.path.join(limits_bundle, "config.json")):
+        workloads.append(("limits", lambda r_, ids_, *rest: bench_lifecycle(
+            r_, lambda kind, i: ids_("c" + kind, i), *rest, bundle=limits_bundle),
+            (pidfile_dir,)))
+    else:
+        res["limits"]["error"] = "no bundle %s" % limits_bundle
+    for name, fn, extra in workloads:
         sub = {"ok": False, "error": None}
         res[name] = sub
         if terminated:
@@ -549,7 +576,8 @@ def cmd_report(a):
             results.append({"runtime": name, "ok": False,
                             "error": "no results (%s)" % (
                                 "benchmark process died or was killed" if isinstance(e, FileNotFoundError) else e),
-                            "run": {"ok": False}, "lifecycle": {"ok": False}})
+                            "run": {"ok": False}, "lifecycle": {"ok": False},
+                            "limits": {"ok": False}})
     by = {r["runtime"]: r for r in results}
 
     def med(r, k):
@@ -561,12 +589,13 @@ def cmd_report(a):
     print("Container start-up benchmark (%d iterations, /bin/true, busybox rootfs)" % iters)
     print("  (a) run     = `RT run --bundle B ID` + `RT delete ID`")
     print("  (b) lifecyc = `RT create --pid-file P` + `RT start` + wait(init) + `RT delete`")
+    print("  (c) limits  = (b) with memory 64 MiB, cpu shares/quota and pids 64 set")
     print()
-    hdr = "%-6s %13s %13s %14s  %s" % ("", "(a) run", "(b) lifecyc", "peak RSS", "")
-    hdr2 = "%-6s %13s %13s %14s  %s" % ("rt", "median ms", "median ms", "runtime MiB", "status / version")
+    hdr = "%-6s %13s %13s %13s %14s  %s" % ("", "(a) run", "(b) lifecyc", "(c) limits", "peak RSS", "")
+    hdr2 = "%-6s %13s %13s %13s %14s  %s" % ("rt", "median ms", "median ms", "median ms", "runtime MiB", "status / version")
     print(hdr)
     print(hdr2)
-    print("-" * 78)
+    print("-" * 92)
     for r in results:
         rss = r.get("maxrss_kib")
         rss_s = "%.1f" % (rss / 1024.0) if rss else "-"
@@ -574,9 +603,12 @@ def cmd_report(a):
             status = "ok  " + (r.get("version") or "")
         else:
             status = "FAILED: " + (r.get("error") or "?")
-        print("%-6s %13s %13s %14s  %s" % (r["runtime"], fmt_ms(med(r, "run")),
-                                            fmt_ms(med(r, "lifecycle")), rss_s,
-                                            status.replace("\n", " | ")[:400]))
+        if r.get("ok") and not (r.get("limits") or {}).get("ok"):
+            status += "  (c) failed: " + str((r.get("limits") or {}).get("error"))
+        print("%-6s %13s %13s %13s %14s  %s" % (r["runtime"], fmt_ms(med(r, "run")),
+                                                 fmt_ms(med(r, "lifecycle")),
+                                                 fmt_ms(med(r, "limits")), rss_s,
+                                                 status.replace("\n", " | ")[:400]))
     print()
 
     hull = by.get("hull")
@@ -584,7 +616,7 @@ def cmd_report(a):
     for other in ("crun", "runc"):
         o = by.get(other)
         parts = []
-        for k, label in (("run", "(a)"), ("lifecycle", "(b)")):
+        for k, label in (("run", "(a)"), ("lifecycle", "(b)"), ("limits", "(c)")):
             h = med(hull, k) if hull else None
             x = med(o, k) if o else None
             parts.append("%s %s" % (label, "%.2f" % (h / x) if h and x else "n/a"))
@@ -595,6 +627,7 @@ def cmd_report(a):
     for r in results:
         pr = (r.get("run") or {}).get("phases_ms") or {}
         pl = (r.get("lifecycle") or {}).get("phases_ms") or {}
+        pc = (r.get("limits") or {}).get("phases_ms") or {}
         if not pr and not pl:
             continue
         s = "  %-5s" % r["runtime"]
@@ -603,6 +636,8 @@ def cmd_report(a):
         if pl:
             s += "  | create %s start %s wait %s delete %s" % tuple(
                 fmt_ms(pl.get(k)) for k in ("create", "start", "wait", "delete"))
+        if pc:
+            s += "  | limits: create %s delete %s" % (fmt_ms(pc.get("create")), fmt_ms(pc.get("delete")))
         print(s)
         notes = []
         dn = (r.get("run") or {}).get("delete_nonzero")

@@ -1,0 +1,136 @@
+//! v2 `cpu`: cpu.weight (from OCI shares), cpu.max (quota and period),
+//! cpu.max.burst, cpu.idle; usage and throttling from cpu.stat.
+use std::path::Path;
+
+use oci_spec::runtime::LinuxResources;
+
+use crate::cgroups::controller::{keyed, write, Controller};
+use crate::cgroups::stats::Stats;
+use crate::error::{Error, Result};
+
+pub struct Cpu;
+
+/// OCI (v1) cpu shares [2, 262144] → cgroup v2 cpu.weight [1, 10000],
+/// exactly as runc converts (0 means unset).
+pub fn shares_to_weight(shares: u64) -> u64 {
+    if shares == 0 {
+        return 0;
+    }
+    let shares = shares.clamp(2, 262144);
+    1 + ((shares - 2) * 9999) / 262142
+}
+
+/// The cpu.max line for a quota and period (runc's conversion); None when
+/// neither is set.
+pub fn cpu_max(quota: i64, period: u64) -> Option<String> {
+    if quota <= 0 && period == 0 {
+        return None;
+    }
+    let period = if period == 0 { 100_000 } else { period };
+    Some(if quota <= 0 { format!("max {period}") } else { format!("{quota} {period}") })
+}
+
+impl Controller for Cpu {
+    const NAME: &'static str = "cpu";
+
+    fn wanted(r: &LinuxResources) -> Option<&'static str> {
+        let c = r.cpu().as_ref()?;
+        let any = c.shares().is_some() || c.quota().is_some() || c.period().is_some() || c.idle().is_some() || c.burst().is_some();
+        any.then_some("linux.resources.cpu")
+    }
+
+    fn apply(dir: &Path, r: &LinuxResources) -> Result<()> {
+        let Some(c) = r.cpu() else { return Ok(()) };
+        if c.realtime_runtime().is_some_and(|v| v != 0) {
+            return Err(Error::unsupported("linux.resources.cpu.realtimeRuntime", "cgroup v2 has no realtime cpu controller"));
+        }
+        if c.realtime_period().is_some_and(|v| v != 0) {
+            return Err(Error::unsupported("linux.resources.cpu.realtimePeriod", "cgroup v2 has no realtime cpu controller"));
+        }
+        let weight = shares_to_weight(c.shares().unwrap_or(0));
+        if weight != 0 {
+            write(dir, "cpu.weight", weight, "linux.resources.cpu.shares")?;
+        }
+        if let Some(max) = cpu_max(c.quota().unwrap_or(0), c.period().unwrap_or(0)) {
+            write(dir, "cpu.max", max, "linux.resources.cpu.quota")?;
+        }
+        if let Some(b) = c.burst() {
+            write(dir, "cpu.max.burst", b, "linux.resources.cpu.burst")?;
+        }
+        if let Some(idle) = c.idle() {
+            write(dir, "cpu.idle", idle, "linux.resources.cpu.idle")?;
+        }
+        Ok(())
+    }
+
+    fn stats(dir: &Path, stats: &mut Stats) {
+        let k = |key| keyed(dir, "cpu.stat", key).unwrap_or(0);
+        // cpu.stat is in microseconds; runc reports nanoseconds.
+        stats.cpu.usage.total = k("usage_usec") * 1000;
+        stats.cpu.usage.user = k("user_usec") * 1000;
+        stats.cpu.usage.kernel = k("system_usec") * 1000;
+        stats.cpu.throttling.periods = k("nr_periods");
+        stats.cpu.throttling.throttled_periods = k("nr_throttled");
+        stats.cpu.throttling.throttled_time = k("throttled_usec") * 1000;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cgroups::controller::fake_cgroup;
+    use oci_spec::runtime::{LinuxCpuBuilder, LinuxResourcesBuilder};
+
+    #[test]
+    fn shares_convert_as_runc() {
+        assert_eq!(shares_to_weight(0), 0);
+        assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(shares_to_weight(1024), 39);
+        assert_eq!(shares_to_weight(512), 20);
+        assert_eq!(shares_to_weight(262144), 10000);
+    }
+
+    #[test]
+    fn cpu_max_lines() {
+        assert_eq!(cpu_max(0, 0), None);
+        assert_eq!(cpu_max(50000, 0).as_deref(), Some("50000 100000"));
+        assert_eq!(cpu_max(-1, 0), None);
+        assert_eq!(cpu_max(-1, 20000).as_deref(), Some("max 20000"));
+        assert_eq!(cpu_max(25000, 50000).as_deref(), Some("25000 50000"));
+    }
+
+    #[test]
+    fn writes_weight_and_max() {
+        let t = fake_cgroup(&["cpu.weight", "cpu.max", "cpu.idle"]);
+        let r = LinuxResourcesBuilder::default()
+            .cpu(LinuxCpuBuilder::default().shares(1024u64).quota(50000i64).period(100000u64).build().unwrap())
+            .build()
+            .unwrap();
+        Cpu::apply(t.path(), &r).unwrap();
+        assert_eq!(std::fs::read_to_string(t.path().join("cpu.weight")).unwrap(), "39");
+        assert_eq!(std::fs::read_to_string(t.path().join("cpu.max")).unwrap(), "50000 100000");
+        assert_eq!(std::fs::read_to_string(t.path().join("cpu.idle")).unwrap(), "", "idle is not set");
+    }
+
+    #[test]
+    fn realtime_is_refused_by_name() {
+        let t = tempfile::tempdir().unwrap();
+        let r = LinuxResourcesBuilder::default()
+            .cpu(LinuxCpuBuilder::default().realtime_runtime(1000i64).build().unwrap())
+            .build()
+            .unwrap();
+        let err = Cpu::apply(t.path(), &r).unwrap_err().to_string();
+        assert!(err.contains("linux.resources.cpu.realtimeRuntime"), "{err}");
+    }
+
+    #[test]
+    fn stats_in_nanoseconds() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("cpu.stat"), "usage_usec 10\nuser_usec 6\nsystem_usec 4\nnr_periods 3\nnr_throttled 1\nthrottled_usec 2\n").unwrap();
+        let mut s = Stats::default();
+        Cpu::stats(t.path(), &mut s);
+        assert_eq!(s.cpu.usage.total, 10_000);
+        assert_eq!(s.cpu.usage.kernel, 4_000);
+        assert_eq!(s.cpu.throttling.throttled_time, 2_000);
+    }
+}

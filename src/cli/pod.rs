@@ -1,0 +1,120 @@
+//! `hull pod ...`: the pod runner's commands.
+use std::io::Write;
+use std::time::Duration;
+
+use super::args::PodCmd;
+use crate::error::{Error, Result};
+use crate::oci::state::StateRoot;
+use crate::pod::{self, store::{ContainerState, PodRecord}};
+
+pub fn dispatch(root: &StateRoot, cmd: &PodCmd) -> Result<i32> {
+    match cmd {
+        PodCmd::Run { file, backoff_base_ms, wait } => {
+            let rec = pod::run(root, &pod::RunOptions {
+                manifest: file.clone(),
+                backoff_base: Duration::from_millis(*backoff_base_ms),
+                wait: Duration::from_secs(*wait),
+            })?;
+            println!("pod/{} {} (uid {})", rec.name, rec.phase, rec.uid);
+            print_containers(&rec);
+            let failed = rec.containers.iter().any(|c| c.reason == "StartError");
+            Ok(if failed { 1 } else { 0 })
+        }
+        PodCmd::Ls => {
+            let pods = pod::list(root);
+            println!("{:<24} {:<10} {:<7} {:<9} {}", "NAME", "PHASE", "READY", "RESTARTS", "CREATED");
+            for p in pods {
+                let app: Vec<_> = p.containers.iter().filter(|c| !c.init).collect();
+                let ready = app.iter().filter(|c| c.state == ContainerState::Running).count();
+                let restarts: u32 = p.containers.iter().map(|c| c.restart_count).sum();
+                println!("{:<24} {:<10} {:<7} {:<9} {}", p.name, p.phase, format!("{ready}/{}", app.len()), restarts, p.created);
+            }
+            Ok(0)
+        }
+        PodCmd::Ps { name } => {
+            let rec = pod::status(root, name)?;
+            println!("pod/{} {}{}", rec.name, rec.phase, if pod::supervisor_alive(&rec) || is_final(&rec) { "" } else { " (supervisor not running)" });
+            print_containers(&rec);
+            Ok(0)
+        }
+        PodCmd::Logs { name, container, follow } => logs(root, name, container.as_deref(), *follow),
+        PodCmd::Exec { name, container, command } => {
+            let id = pod::running_container(root, name, container.as_deref())?;
+            let rec = root.load(&id)?;
+            let mut process = rec.config.process().clone().unwrap_or_default();
+            process.set_args(Some(command.clone()));
+            process.set_terminal(Some(false));
+            crate::oci::exec::exec(root, &crate::oci::exec::ExecOptions {
+                id,
+                process,
+                detach: false,
+                pid_file: None,
+                console_socket: None,
+                preserve_fds: 0,
+            })
+        }
+        PodCmd::Stop { name } => pod::stop(root, name).map(|_| 0),
+        PodCmd::Rm { name } => pod::remove(root, name).map(|_| 0),
+        PodCmd::Supervise { name, backoff_base_ms } => {
+            pod::supervise(root, name, Duration::from_millis(*backoff_base_ms)).map(|_| 0)
+        }
+    }
+}
+
+fn is_final(rec: &PodRecord) -> bool {
+    matches!(rec.phase.as_str(), "Succeeded" | "Failed" | "Stopped")
+}
+
+fn print_containers(rec: &PodRecord) {
+    println!("{:<16} {:<11} {:<17} {:<9} {:<5} {:<6} {}", "CONTAINER", "STATE", "REASON", "RESTARTS", "EXIT", "READY", "ID");
+    for c in &rec.containers {
+        let state = match c.state {
+            ContainerState::Waiting => "waiting",
+            ContainerState::Running => "running",
+            ContainerState::Terminated => "terminated",
+        };
+        let exit = c.last_exit.as_ref().map_or("-".to_string(), |e| e.exit_code.to_string());
+        let name = if c.init { format!("{} (init)", c.name) } else { c.name.clone() };
+        println!(
+            "{:<16} {:<11} {:<17} {:<9} {:<5} {:<6} {}",
+            name,
+            state,
+            if c.reason.is_empty() { "-" } else { &c.reason },
+            c.restart_count,
+            exit,
+            c.ready,
+            c.container_id.as_deref().unwrap_or("-")
+        );
+    }
+}
+
+fn logs(root: &StateRoot, name: &str, container: Option<&str>, follow: bool) -> Result<i32> {
+    let mut path = pod::log_path(root, name, container)?;
+    let mut offset = 0u64;
+    let mut out = std::io::stdout();
+    loop {
+        offset = pod::print_log(&path, offset, &mut out);
+        let _ = out.flush();
+        if !follow {
+            return Ok(0);
+        }
+        let rec = pod::status(root, name)?;
+        let current = pod::log_path(root, name, container)?;
+        if current != path {
+            // A restart began a new log: finish the old one, go on with it.
+            pod::print_log(&path, offset, &mut out);
+            path = current;
+            offset = 0;
+            continue;
+        }
+        let c = rec.containers.iter().find(|c| match container {
+            Some(n) => c.name == n,
+            None => !c.init,
+        }).ok_or_else(|| Error::NotFound(format!("container in pod {name}")))?;
+        if c.state == ContainerState::Terminated && (is_final(&rec) || !pod::supervisor_alive(&rec)) {
+            pod::print_log(&path, offset, &mut out);
+            return Ok(0);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

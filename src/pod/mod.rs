@@ -1,0 +1,337 @@
+//! Pods without a kubelet: `hull pod run pod.yaml` and friends.
+//!
+//! A pod is a sandbox (a holder process owning the shared namespaces, see
+//! [`sandbox`]), volumes ([`volumes`]), and containers made from the
+//! manifest ([`bundle`]), each run by a monitor process, all driven by a
+//! per-pod supervisor process ([`supervisor`]) that outlives the command.
+pub mod bundle;
+pub mod manifest;
+pub mod sandbox;
+pub mod store;
+pub mod supervisor;
+pub mod volumes;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result, SysContext};
+use crate::monitor::exit::ExitRecord;
+use crate::oci::state::StateRoot;
+use store::{ContainerState, PodDir, PodRecord, PodStore};
+
+/// Options of `hull pod run`.
+pub struct RunOptions {
+    pub manifest: String,
+    /// Kubelet's restart back-off base (10 s); smaller for tests.
+    pub backoff_base: Duration,
+    /// How long to wait for the containers to be running.
+    pub wait: Duration,
+}
+
+/// Read a manifest from a file, or stdin for "-".
+pub fn read_manifest(path: &str) -> Result<String> {
+    let mut text = String::new();
+    if path == "-" {
+        std::io::stdin().read_to_string(&mut text).sys_context(|| "read manifest from stdin".into())?;
+    } else {
+        text = std::fs::read_to_string(path).map_err(|e| Error::InvalidArgument(format!("{path}: {e}")))?;
+    }
+    Ok(text)
+}
+
+fn new_uid() -> String {
+    let mut b = [0u8; 16];
+    let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+/// Undo a pod's host-side resources; used by `rm` and by a failed `run`.
+fn teardown(root: &StateRoot, store: &PodStore, rec: &PodRecord) {
+    for id in root.ids().unwrap_or_default() {
+        if id.starts_with(&format!("{}_", rec.name)) {
+            let _ = crate::oci::lifecycle::delete(root, &id, true);
+        }
+    }
+    volumes::unmount_all(&rec.host_mounts);
+    if let Some(h) = &rec.holder {
+        sandbox::stop_holder(h);
+    }
+    remove_cgroup_parent(&rec.cgroup_parent);
+    let _ = std::fs::remove_dir_all(&store.dir(&rec.name).path);
+}
+
+/// The pod's cgroup parent directories, in every hierarchy.
+fn remove_cgroup_parent(parent: &str) {
+    let rel = parent.trim_start_matches('/');
+    if rel.is_empty() {
+        return;
+    }
+    let bases: Vec<PathBuf> = match crate::cgroups::detect_layout() {
+        crate::cgroups::Layout::V2 => vec![PathBuf::from("/sys/fs/cgroup")],
+        crate::cgroups::Layout::V1 => std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten().map(|e| e.path()).collect(),
+    };
+    for base in bases {
+        // Deepest first, up to the hierarchy root.
+        let mut p = base.join(rel);
+        while p != base {
+            if std::fs::remove_dir(&p).is_err() && p.exists() {
+                break;
+            }
+            match p.parent() {
+                Some(q) => p = q.to_path_buf(),
+                None => break,
+            }
+        }
+    }
+}
+
+pub fn run(root: &StateRoot, opts: &RunOptions) -> Result<PodRecord> {
+    let text = read_manifest(&opts.manifest)?;
+    let m = manifest::parse(&text)?;
+    for w in &m.warnings {
+        eprintln!("hull: warning: {w}");
+    }
+    supervisor::check_names(&m.pod)?;
+    let pod = m.pod;
+    let name = pod.metadata.name.clone().expect("validated");
+    let store = PodStore::new(&root.path);
+    let dir = store.claim(&name)?;
+    let uid = pod.metadata.uid.clone().unwrap_or_else(new_uid);
+    let mut rec = PodRecord {
+        name: name.clone(),
+        uid: uid.clone(),
+        created: humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
+        phase: "Pending".into(),
+        manifest: pod.clone(),
+        holder: None,
+        supervisor_pid: 0,
+        ips: Vec::new(),
+        network: None,
+        host_mounts: Vec::new(),
+        cgroup_parent: format!("/hull-pod-{uid}"),
+        containers: supervisor::initial_statuses(&pod),
+    };
+    match set_up(root, &store, &dir, &mut rec, opts) {
+        Ok(()) => {}
+        Err(e) => {
+            teardown(root, &store, &rec);
+            return Err(e);
+        }
+    }
+    wait_started(&store, &name, opts.wait)
+}
+
+fn set_up(root: &StateRoot, store: &PodStore, dir: &PodDir, rec: &mut PodRecord, opts: &RunOptions) -> Result<()> {
+    let spec = rec.manifest.spec.clone().expect("validated");
+    let host_net = spec.host_network.unwrap_or(false);
+    rec.holder = Some(sandbox::start_holder(&sandbox::SandboxSpec {
+        hostname: bundle::pod_hostname(&rec.manifest),
+        network: !host_net,
+        uts: !host_net,
+        ipc: !spec.host_ipc.unwrap_or(false),
+        pid: spec.share_process_namespace.unwrap_or(false),
+    })?);
+    bundle::write_etc_files(&rec.manifest, dir, &rec.ips)?;
+    let vols = volumes::prepare(dir, spec.volumes.as_deref().unwrap_or(&[]), &mut rec.host_mounts)?;
+    // Build and validate every container's config now, so that a bad
+    // manifest fails here rather than in the supervisor.
+    let ctx = bundle::BundleContext { pod: &rec.manifest, dir, holder: rec.holder.as_ref(), volumes: &vols, cgroup_parent: &rec.cgroup_parent };
+    for (kind, list) in [("initContainers", spec.init_containers.clone().unwrap_or_default()), ("containers", spec.containers.clone())] {
+        for (i, c) in list.iter().enumerate() {
+            let field = format!("spec.{kind}[{i}]");
+            let image = bundle::image_dir(c.image.as_deref().unwrap_or(""), &field)?;
+            let config = bundle::config(&ctx, c, &field, &image, true)?;
+            let spec = crate::oci::config::parse_spec(config.to_string().as_bytes())
+                .map_err(|e| Error::InvalidArgument(format!("{field}: {e}")))?;
+            crate::oci::config::validate(&spec).map_err(|e| Error::InvalidArgument(format!("{field}: {e}")))?;
+        }
+    }
+    store.save(rec)?;
+    spawn_supervisor(root, dir, &rec.name, opts.backoff_base)?;
+    Ok(())
+}
+
+fn spawn_supervisor(root: &StateRoot, dir: &PodDir, name: &str, backoff: Duration) -> Result<()> {
+    let log = std::fs::File::create(dir.path.join("supervisor.log")).sys_context(|| "create supervisor log".into())?;
+    let mut cmd = std::process::Command::new("/proc/self/exe");
+    cmd.arg("--root")
+        .arg(&root.path)
+        .arg("--log")
+        .arg(dir.path.join("supervisor.log"))
+        .args(["pod", "supervise", "--backoff-base-ms"])
+        .arg(backoff.as_millis().to_string())
+        .arg(name)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().sys_context(|| "dup log".into())?)
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    cmd.spawn().sys_context(|| "start pod supervisor".into())?;
+    Ok(())
+}
+
+/// Wait (bounded) until every app container runs, or the pod ended.
+fn wait_started(store: &PodStore, name: &str, limit: Duration) -> Result<PodRecord> {
+    let start = Instant::now();
+    loop {
+        let rec = store.load(name)?;
+        let app = rec.containers.iter().filter(|c| !c.init);
+        let all_running = app.clone().all(|c| c.state == ContainerState::Running);
+        let failed_start = rec.containers.iter().any(|c| c.reason == "StartError");
+        if all_running || failed_start || matches!(rec.phase.as_str(), "Succeeded" | "Failed" | "Stopped") || start.elapsed() > limit {
+            return Ok(rec);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Entry point of the detached supervisor process.
+pub fn supervise(root: &StateRoot, name: &str, backoff_base: Duration) -> Result<()> {
+    nix::sys::prctl::set_child_subreaper(false).ok();
+    let store = PodStore::new(&root.path);
+    let mut rec = store.load(name)?;
+    rec.supervisor_pid = std::process::id() as i32;
+    let dir = store.dir(name);
+    let spec = rec.manifest.spec.clone().expect("validated");
+    // Volumes were made by `run`; re-derive their host paths (no new mounts).
+    let vols: Vec<volumes::HostVolume> = spec.volumes.iter().flatten().map(|v| volumes::HostVolume {
+        name: v.name.clone(),
+        path: match &v.host_path {
+            Some(hp) => PathBuf::from(&hp.path),
+            None => dir.volume(&v.name),
+        },
+        mounted: false,
+    }).collect();
+    let mut sup = supervisor::Supervisor {
+        root,
+        store: &store,
+        dir,
+        rec,
+        volumes: vols,
+        backoff_base,
+        hull: PathBuf::from("/proc/self/exe"),
+    };
+    sup.run()
+}
+
+/// The current state of a pod's containers, with exits read from the
+/// monitors' records (they are right even if the supervisor died).
+pub fn status(root: &StateRoot, name: &str) -> Result<PodRecord> {
+    let store = PodStore::new(&root.path);
+    let mut rec = store.load(name)?;
+    let dir = store.dir(name);
+    for c in &mut rec.containers {
+        if c.state == ContainerState::Running {
+            if let Some(exit) = ExitRecord::load(&dir.attempt(&c.name, c.attempt).join("exit.json")) {
+                c.state = ContainerState::Terminated;
+                c.reason = exit.reason.clone();
+                c.ready = false;
+                c.last_exit = Some(exit);
+            }
+        }
+    }
+    Ok(rec)
+}
+
+pub fn supervisor_alive(rec: &PodRecord) -> bool {
+    rec.supervisor_pid > 0 && crate::oci::state::process_start_time(rec.supervisor_pid).is_some()
+}
+
+/// Ask the supervisor to stop the pod's containers; wait (bounded).
+pub fn stop(root: &StateRoot, name: &str) -> Result<()> {
+    let store = PodStore::new(&root.path);
+    let rec = store.load(name)?;
+    let dir = store.dir(name);
+    std::fs::write(dir.stop_request(), b"").sys_context(|| "request stop".into())?;
+    let grace = rec.manifest.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30).max(0) as u64;
+    let deadline = Instant::now() + Duration::from_secs(grace + 15);
+    while supervisor_alive(&store.load(name)?) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // No supervisor (it died, or the pod had ended): stop containers directly.
+    let rec = store.load(name)?;
+    for c in &rec.containers {
+        if let Some(id) = &c.container_id {
+            if let Ok(crec) = root.load(id) {
+                if crec.init_alive() {
+                    let _ = crate::oci::lifecycle::kill(root, id, nix::sys::signal::Signal::SIGKILL, true);
+                    crate::oci::wait::wait_gone(crec.pid, Duration::from_secs(10));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Stop (if needed) and remove everything of the pod.
+pub fn remove(root: &StateRoot, name: &str) -> Result<()> {
+    let store = PodStore::new(&root.path);
+    let rec = store.load(name)?;
+    stop(root, name)?;
+    let rec = store.load(name).unwrap_or(rec);
+    if supervisor_alive(&rec) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.supervisor_pid), nix::sys::signal::Signal::SIGKILL);
+        crate::oci::wait::wait_gone(rec.supervisor_pid, Duration::from_secs(5));
+    }
+    teardown(root, &store, &rec);
+    Ok(())
+}
+
+pub fn list(root: &StateRoot) -> Vec<PodRecord> {
+    let store = PodStore::new(&root.path);
+    store.names().iter().filter_map(|n| status(root, n).ok()).collect()
+}
+
+/// The log file of a container's current attempt.
+pub fn log_path(root: &StateRoot, name: &str, container: Option<&str>) -> Result<PathBuf> {
+    let rec = status(root, name)?;
+    let c = match container {
+        Some(cn) => rec.containers.iter().find(|c| c.name == cn),
+        None => rec.containers.iter().find(|c| !c.init),
+    }
+    .ok_or_else(|| Error::NotFound(format!("container {:?} in pod {name}", container.unwrap_or(""))))?;
+    Ok(PodStore::new(&root.path).dir(name).log(&c.name, c.attempt))
+}
+
+/// The OCI id of a container's current attempt, if it is running.
+pub fn running_container(root: &StateRoot, name: &str, container: Option<&str>) -> Result<String> {
+    let rec = status(root, name)?;
+    let c = match container {
+        Some(cn) => rec.containers.iter().find(|c| c.name == cn),
+        None => rec.containers.iter().find(|c| !c.init),
+    }
+    .ok_or_else(|| Error::NotFound(format!("container {:?} in pod {name}", container.unwrap_or(""))))?;
+    if c.state != ContainerState::Running {
+        return Err(Error::InvalidState(format!("container {} of pod {name} is not running", c.name)));
+    }
+    c.container_id.clone().ok_or_else(|| Error::InvalidState("no container id".into()))
+}
+
+/// Print the log's content lines (CRI format → plain text).
+pub fn print_log(path: &Path, from: u64, out: &mut impl std::io::Write) -> u64 {
+    let Ok(bytes) = std::fs::read(path) else { return from };
+    if (bytes.len() as u64) < from {
+        return from;
+    }
+    let new = &bytes[from as usize..];
+    let Some(last_nl) = new.iter().rposition(|b| *b == b'\n') else { return from };
+    let text = String::from_utf8_lossy(&new[..=last_nl]);
+    for line in text.lines() {
+        if let Some((_, partial, content)) = crate::monitor::crilog::parse_line(line) {
+            let _ = out.write_all(content.as_bytes());
+            if !partial {
+                let _ = out.write_all(b"\n");
+            }
+        }
+    }
+    from + last_nl as u64 + 1
+}

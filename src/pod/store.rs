@@ -1,0 +1,158 @@
+//! Where a pod lives on disk (`<root>/pods/<name>/`) and the record its
+//! supervisor keeps up to date there.
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::Pod;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result, SysContext};
+use crate::monitor::exit::ExitRecord;
+
+/// A pod's directory and the files in it.
+#[derive(Debug, Clone)]
+pub struct PodDir {
+    pub path: PathBuf,
+}
+
+impl PodDir {
+    pub fn record(&self) -> PathBuf {
+        self.path.join("pod.json")
+    }
+    pub fn volume(&self, name: &str) -> PathBuf {
+        self.path.join("volumes").join(name)
+    }
+    pub fn etc(&self) -> PathBuf {
+        self.path.join("etc")
+    }
+    /// One attempt (run) of a container.
+    pub fn attempt(&self, container: &str, attempt: u32) -> PathBuf {
+        self.path.join("containers").join(format!("{container}-{attempt}"))
+    }
+    /// Kubelet's log layout: `<container>/<restart count>.log`.
+    pub fn log(&self, container: &str, attempt: u32) -> PathBuf {
+        self.path.join("logs").join(container).join(format!("{attempt}.log"))
+    }
+    pub fn stop_request(&self) -> PathBuf {
+        self.path.join("stop")
+    }
+}
+
+/// The namespaces holder of a pod (see `sandbox`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Holder {
+    pub pid: i32,
+    pub start_time: u64,
+}
+
+impl Holder {
+    pub fn alive(&self) -> bool {
+        crate::oci::state::process_start_time(self.pid) == Some(self.start_time)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum ContainerState {
+    Waiting,
+    Running,
+    Terminated,
+}
+
+/// What `hull pod ps` shows for one container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerStatus {
+    pub name: String,
+    pub init: bool,
+    pub state: ContainerState,
+    /// Why it is waiting or terminated (CrashLoopBackOff, Completed, Error, OOMKilled...).
+    pub reason: String,
+    pub restart_count: u32,
+    /// The current (or last) attempt's OCI container id.
+    pub container_id: Option<String>,
+    pub attempt: u32,
+    pub ready: bool,
+    pub started_at: Option<String>,
+    pub last_exit: Option<ExitRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodRecord {
+    pub name: String,
+    pub uid: String,
+    pub created: String,
+    /// Pending, Running, Succeeded, Failed (Kubernetes phases), or Stopped.
+    pub phase: String,
+    pub manifest: Pod,
+    pub holder: Option<Holder>,
+    pub supervisor_pid: i32,
+    pub ips: Vec<String>,
+    /// CNI attachment to undo on removal (opaque to everything but network).
+    #[serde(default)]
+    pub network: Option<serde_json::Value>,
+    /// Mounts on the host that removal must undo (overlays, tmpfs volumes).
+    pub host_mounts: Vec<PathBuf>,
+    pub cgroup_parent: String,
+    pub containers: Vec<ContainerStatus>,
+}
+
+/// All pods under one hull root.
+#[derive(Debug, Clone)]
+pub struct PodStore {
+    pub path: PathBuf,
+}
+
+impl PodStore {
+    pub fn new(root: &Path) -> PodStore {
+        PodStore { path: root.join("pods") }
+    }
+
+    pub fn dir(&self, name: &str) -> PodDir {
+        PodDir { path: self.path.join(name) }
+    }
+
+    /// Make the pod's directory; the mkdir is the lock against a second pod
+    /// of the same name.
+    pub fn claim(&self, name: &str) -> Result<PodDir> {
+        crate::oci::state::validate_id(name)?;
+        std::fs::create_dir_all(&self.path).sys_context(|| format!("create {}", self.path.display()))?;
+        let dir = self.dir(name);
+        match std::fs::create_dir(&dir.path) {
+            Ok(()) => Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(Error::AlreadyExists(format!("pod {name}")))
+            }
+            Err(e) => Err(Error::sys(format!("create {}", dir.path.display()), e)),
+        }
+    }
+
+    pub fn load(&self, name: &str) -> Result<PodRecord> {
+        crate::oci::state::validate_id(name)?;
+        let path = self.dir(name).record();
+        let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound(format!("pod {name}")),
+            _ => Error::sys(format!("read {}", path.display()), e),
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::InvalidState(format!("corrupt {}: {e}", path.display())))
+    }
+
+    pub fn save(&self, rec: &PodRecord) -> Result<()> {
+        let path = self.dir(&rec.name).record();
+        let tmp = path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec_pretty(rec).map_err(|e| Error::InvalidState(e.to_string()))?;
+        std::fs::write(&tmp, bytes).sys_context(|| format!("write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).sys_context(|| format!("rename {}", path.display()))
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.path)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().join("pod.json").exists())
+            .filter_map(|e| e.file_name().to_str().map(String::from))
+            .collect();
+        names.sort();
+        names
+    }
+}

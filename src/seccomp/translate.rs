@@ -1,0 +1,271 @@
+//! From the runtime-spec's `LinuxSeccomp` to a libseccomp filter, following
+//! runc's reading of the spec where the spec is silent.
+use libseccomp::{ScmpAction, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
+use oci_spec::runtime::{
+    LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag, LinuxSeccompOperator, LinuxSyscall,
+};
+
+use super::{spec_name, SeccompError, ARCHES};
+
+/// The kernel passes six syscall arguments.
+const MAX_ARGS: usize = 6;
+
+/// A compiled filter, ready to be loaded into the calling process.
+pub struct Filter {
+    ctx: ScmpFilterContext,
+}
+
+impl std::fmt::Debug for Filter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Filter")
+    }
+}
+
+impl Filter {
+    /// Install the filter on this process (and, with TSYNC, its threads).
+    /// Without no_new_privs this needs CAP_SYS_ADMIN in the current user
+    /// namespace. After it, every syscall of this process is filtered, so
+    /// the caller does as little as possible between this and execve.
+    pub fn load(&self) -> Result<(), SeccompError> {
+        self.ctx.load().map_err(SeccompError::lib("load the filter"))
+    }
+
+    /// The filter as the BPF program the kernel would get.
+    #[cfg(test)]
+    fn bpf(&self) -> Result<Vec<u8>, SeccompError> {
+        use std::io::{Read, Seek};
+        let mut f = tempfile::tempfile().expect("temp file");
+        self.ctx.export_bpf(&f).map_err(SeccompError::lib("export BPF"))?;
+        let mut out = Vec::new();
+        f.rewind().and_then(|_| f.read_to_end(&mut out)).expect("read back BPF");
+        Ok(out)
+    }
+}
+
+/// Compile a profile. Errors name the offending field by its JSON path
+/// (`linux.seccomp.syscalls[3].args[0].index`); syscall names libseccomp
+/// does not know are skipped with a debug log, as runc does, so one profile
+/// serves kernels of different ages.
+pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, SeccompError> {
+    const ROOT: &str = "linux.seccomp";
+    if profile.listener_path().is_some() {
+        return Err(SeccompError::unsupported(
+            format!("{ROOT}.listenerPath"),
+            "seccomp user notification (a seccomp agent) is not implemented",
+        ));
+    }
+    let default = action(
+        &format!("{ROOT}.defaultAction"),
+        &format!("{ROOT}.defaultErrnoRet"),
+        profile.default_action(),
+        profile.default_errno_ret(),
+    )?;
+    let mut ctx = ScmpFilterContext::new(default).map_err(SeccompError::lib("create a filter"))?;
+    // hull sets no_new_privs itself, from process.noNewPrivileges; libseccomp
+    // would otherwise set it on every load.
+    ctx.set_ctl_nnp(false).map_err(SeccompError::lib("clear the no_new_privs attribute"))?;
+
+    for (i, arch) in profile.architectures().iter().flatten().enumerate() {
+        let field = format!("{ROOT}.architectures[{i}]");
+        let token = ARCHES
+            .iter()
+            .find(|(a, _)| a == arch)
+            .map(|(_, t)| *t)
+            .ok_or_else(|| SeccompError::invalid(&field, format!("unknown architecture {}", spec_name(arch))))?;
+        // The native architecture is in every new filter already.
+        if ctx.is_arch_present(token).unwrap_or(false) {
+            continue;
+        }
+        ctx.add_arch(token).map_err(|e| {
+            SeccompError::invalid(&field, format!("{} is not supported by this libseccomp: {e}", spec_name(arch)))
+        })?;
+    }
+
+    for (i, flag) in profile.flags().iter().flatten().enumerate() {
+        let field = format!("{ROOT}.flags[{i}]");
+        let set = match flag {
+            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => ctx.set_ctl_tsync(true).map(|_| ()),
+            LinuxSeccompFilterFlag::SeccompFilterFlagLog => ctx.set_ctl_log(true).map(|_| ()),
+            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => ctx.set_ctl_ssb(true).map(|_| ()),
+            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
+                return Err(SeccompError::unsupported(
+                    field,
+                    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV only matters with seccomp user notification, which is not implemented",
+                ))
+            }
+        };
+        set.map_err(|e| SeccompError::invalid(&field, format!("{} is not supported here: {e}", spec_name(flag))))?;
+    }
+
+    for (i, rule) in profile.syscalls().iter().flatten().enumerate() {
+        add_rule(&mut ctx, &format!("{ROOT}.syscalls[{i}]"), rule, default)?;
+    }
+    Ok(Filter { ctx })
+}
+
+fn add_rule(ctx: &mut ScmpFilterContext, field: &str, rule: &LinuxSyscall, default: ScmpAction) -> Result<(), SeccompError> {
+    if rule.names().is_empty() {
+        return Err(SeccompError::invalid(format!("{field}.names"), "must name at least one syscall"));
+    }
+    let act = action(&format!("{field}.action"), &format!("{field}.errnoRet"), rule.action(), rule.errno_ret())?;
+    let args = rule.args().as_deref().unwrap_or(&[]);
+    let mut per_index = [0usize; MAX_ARGS];
+    let mut conditions = Vec::with_capacity(args.len());
+    for (j, arg) in args.iter().enumerate() {
+        let c = condition(&format!("{field}.args[{j}]"), arg)?;
+        per_index[arg.index()] += 1;
+        conditions.push(c);
+    }
+    // libseccomp ANDs the conditions of one rule and allows one condition
+    // per argument. Several conditions on the same argument cannot all hold
+    // for `==`, so (as runc does) each becomes a rule of its own: an OR.
+    let rules: Vec<Vec<ScmpArgCompare>> = if per_index.iter().any(|n| *n > 1) {
+        conditions.into_iter().map(|c| vec![c]).collect()
+    } else {
+        vec![conditions]
+    };
+    for (k, name) in rule.names().iter().enumerate() {
+        let Ok(nr) = ScmpSyscall::from_name(name) else {
+            log::debug!("seccomp: {field}.names[{k}]: unknown syscall {name:?} skipped");
+            continue;
+        };
+        if act == default {
+            // libseccomp refuses a rule that repeats the default action.
+            log::debug!("seccomp: {field}: {name} has the default action; no rule needed");
+            continue;
+        }
+        for conds in &rules {
+            ctx.add_rule_conditional(act, nr, conds)
+                .map_err(|e| SeccompError::invalid(format!("{field}.names[{k}]"), format!("cannot add a rule for {name}: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// The libseccomp action for a spec action; ERRNO and TRACE carry
+/// errnoRet, EPERM when it is absent (as runc).
+fn action(field: &str, errno_field: &str, a: LinuxSeccompAction, errno_ret: Option<u32>) -> Result<ScmpAction, SeccompError> {
+    let code = || -> Result<u16, SeccompError> {
+        match errno_ret {
+            None => Ok(libc::EPERM as u16),
+            Some(n) => u16::try_from(n)
+                .map_err(|_| SeccompError::invalid(errno_field, format!("{n} does not fit the 16 bits the kernel returns"))),
+        }
+    };
+    Ok(match a {
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => ScmpAction::KillThread,
+        LinuxSeccompAction::ScmpActKillProcess => ScmpAction::KillProcess,
+        LinuxSeccompAction::ScmpActTrap => ScmpAction::Trap,
+        LinuxSeccompAction::ScmpActErrno => ScmpAction::Errno(code()? as i32),
+        LinuxSeccompAction::ScmpActTrace => ScmpAction::Trace(code()?),
+        LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
+        LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
+        LinuxSeccompAction::ScmpActNotify => {
+            return Err(SeccompError::unsupported(
+                field,
+                "SCMP_ACT_NOTIFY needs a seccomp agent (listenerPath), which is not implemented",
+            ))
+        }
+    })
+}
+
+/// One argument comparison. For SCMP_CMP_MASKED_EQ, `value` is the mask and
+/// `valueTwo` what the masked argument must equal (the spec's and runc's
+/// reading); the other operators compare with `value`.
+fn condition(field: &str, arg: &LinuxSeccompArg) -> Result<ScmpArgCompare, SeccompError> {
+    if arg.index() >= MAX_ARGS {
+        return Err(SeccompError::invalid(
+            format!("{field}.index"),
+            format!("{} is out of range: syscalls have arguments 0 to {}", arg.index(), MAX_ARGS - 1),
+        ));
+    }
+    let (op, datum) = match arg.op() {
+        LinuxSeccompOperator::ScmpCmpNe => (ScmpCompareOp::NotEqual, arg.value()),
+        LinuxSeccompOperator::ScmpCmpLt => (ScmpCompareOp::Less, arg.value()),
+        LinuxSeccompOperator::ScmpCmpLe => (ScmpCompareOp::LessOrEqual, arg.value()),
+        LinuxSeccompOperator::ScmpCmpEq => (ScmpCompareOp::Equal, arg.value()),
+        LinuxSeccompOperator::ScmpCmpGe => (ScmpCompareOp::GreaterEqual, arg.value()),
+        LinuxSeccompOperator::ScmpCmpGt => (ScmpCompareOp::Greater, arg.value()),
+        LinuxSeccompOperator::ScmpCmpMaskedEq => (ScmpCompareOp::MaskedEqual(arg.value()), arg.value_two().unwrap_or(0)),
+    };
+    Ok(ScmpArgCompare::new(arg.index() as u32, op, datum))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(v: serde_json::Value) -> LinuxSeccomp {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn err(v: serde_json::Value) -> String {
+        compile(&profile(v)).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errno_defaults_to_eperm_and_takes_errno_ret() {
+        let a = action("f", "e", LinuxSeccompAction::ScmpActErrno, None).unwrap();
+        assert_eq!(a, ScmpAction::Errno(libc::EPERM));
+        let a = action("f", "e", LinuxSeccompAction::ScmpActErrno, Some(38)).unwrap();
+        assert_eq!(a, ScmpAction::Errno(38));
+        assert_eq!(action("f", "e", LinuxSeccompAction::ScmpActKill, None).unwrap(), ScmpAction::KillThread);
+        let e = action("f", "x.errnoRet", LinuxSeccompAction::ScmpActErrno, Some(70000)).unwrap_err().to_string();
+        assert!(e.contains("x.errnoRet"), "{e}");
+    }
+
+    #[test]
+    fn masked_eq_uses_value_as_mask() {
+        let arg: LinuxSeccompArg =
+            serde_json::from_value(serde_json::json!({"index": 0, "value": 0x7E020000u64, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}))
+                .unwrap();
+        let c = condition("f", &arg).unwrap();
+        assert_eq!(c, ScmpArgCompare::new(0, ScmpCompareOp::MaskedEqual(0x7E020000), 0));
+        let arg: LinuxSeccompArg =
+            serde_json::from_value(serde_json::json!({"index": 1, "value": 5, "op": "SCMP_CMP_NE"})).unwrap();
+        assert_eq!(condition("f", &arg).unwrap(), ScmpArgCompare::new(1, ScmpCompareOp::NotEqual, 5));
+    }
+
+    #[test]
+    fn a_full_profile_compiles_and_skips_unknown_names() {
+        let f = compile(&profile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "defaultErrnoRet": 1,
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32", "SCMP_ARCH_AARCH64"],
+            "flags": ["SECCOMP_FILTER_FLAG_LOG"],
+            "syscalls": [
+                {"names": ["read", "write", "no_such_syscall_xyz"], "action": "SCMP_ACT_ALLOW"},
+                {"names": ["kill"], "action": "SCMP_ACT_ALLOW",
+                 "args": [{"index": 1, "value": 0, "op": "SCMP_CMP_EQ"}, {"index": 1, "value": 15, "op": "SCMP_CMP_EQ"}]},
+                {"names": ["socket"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 0, "value": 40, "op": "SCMP_CMP_NE"}]},
+                {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
+                {"names": ["ptrace"], "action": "SCMP_ACT_ERRNO"}
+            ]
+        })))
+        .unwrap();
+        assert!(!f.bpf().unwrap().is_empty());
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let e = err(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["kill"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 6, "value": 0, "op": "SCMP_CMP_EQ"}]}]}));
+        assert!(e.contains("linux.seccomp.syscalls[0].args[0].index"), "{e}");
+        let e = err(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock"}));
+        assert!(e.contains("linux.seccomp.listenerPath"), "{e}");
+        let e = err(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["kill"], "action": "SCMP_ACT_NOTIFY"}]}));
+        assert!(e.contains("linux.seccomp.syscalls[0].action"), "{e}");
+        let e = err(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": [], "action": "SCMP_ACT_ERRNO"}]}));
+        assert!(e.contains("linux.seccomp.syscalls[0].names"), "{e}");
+        let e = err(serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 100000}));
+        assert!(e.contains("linux.seccomp.defaultErrnoRet"), "{e}");
+    }
+
+    #[test]
+    fn rule_with_the_default_action_is_skipped() {
+        compile(&profile(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]})))
+        .unwrap();
+    }
+}
