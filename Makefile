@@ -1,6 +1,7 @@
 # hull — project tasks. Run as root on Debian 12 (bookworm).
 #
-#   make setup     install the Debian packages the project needs (idempotent)
+#   make setup     install the Debian packages the project needs, and a default
+#                  CNI config if /etc/cni/net.d has none (idempotent)
 #   make build     cargo build --release
 #   make fixtures  build the busybox test rootfs into target/fixtures/rootfs
 #   make test      setup + fixtures, then cargo test
@@ -20,7 +21,13 @@ HULL := $(CURDIR)/target/release/hull
 # Debian packages needed to build, test, benchmark and demo hull.
 # (gcc and pkg-config: linker and library lookup for cargo builds.)
 DEB_PACKAGES := busybox-static runc crun jq libseccomp-dev protobuf-compiler \
-	iproute2 util-linux python3 gcc pkg-config
+	iproute2 util-linux python3 gcc pkg-config containernetworking-plugins iptables
+
+# Pod networking: if the CNI config dir holds no network config, setup
+# installs hull's default (bridge hull0 + host-local 10.88.0.0/16 + portmap;
+# hull brings lo up itself with the loopback plugin).
+CNI_CONF_DIR ?= /etc/cni/net.d
+CNI_DEFAULT_CONFLIST := examples/cni/10-hull.conflist
 
 export HULL_TEST_ROOTFS := $(ROOTFS)
 
@@ -46,7 +53,16 @@ setup:
 		apt-get install -y -q --no-install-recommends $$missing < /dev/null; \
 	fi; \
 	command -v $(CARGO) >/dev/null 2>&1 || \
-		echo "setup: warning: '$(CARGO)' not on PATH (install Rust with rustup)" >&2
+		echo "setup: warning: '$(CARGO)' not on PATH (install Rust with rustup)" >&2; \
+	if compgen -G '$(CNI_CONF_DIR)/*.conflist' >/dev/null || compgen -G '$(CNI_CONF_DIR)/*.conf' >/dev/null \
+		|| compgen -G '$(CNI_CONF_DIR)/*.json' >/dev/null; then \
+		echo "setup: CNI network config present in $(CNI_CONF_DIR)"; \
+	elif [ "$$(id -u)" -ne 0 ]; then \
+		echo "setup: warning: no CNI config in $(CNI_CONF_DIR); run as root to install $(CNI_DEFAULT_CONFLIST)" >&2; \
+	else \
+		install -D -m 0644 $(CNI_DEFAULT_CONFLIST) $(CNI_CONF_DIR)/10-hull.conflist; \
+		echo "setup: wrote $(CNI_CONF_DIR)/10-hull.conflist"; \
+	fi
 
 build:
 	$(CARGO) build --release

@@ -47,6 +47,8 @@ pub enum Error {
     /// refused.
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),
+    #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
 }
 
 impl Error {

@@ -9,6 +9,7 @@
 //! - [`pod`]: Kubernetes Pods without a kubelet (sandbox, volumes, supervisor).
 //! - [`monitor`]: the per-container supervisor process (CRI logs, exit records).
 //! - [`cgroups`]: placing containers in cgroups (v1 and v2) and removing them.
+//! - [`network`]: pod networking with CNI plugins, pinned network namespaces.
 //! - [`seccomp`]: seccomp profiles compiled with libseccomp, and the built-in
 //!   default profile.
 pub mod cgroups;
@@ -17,6 +18,7 @@ pub mod error;
 pub mod linux;
 pub mod logging;
 pub mod monitor;
+pub mod network;
 pub mod oci;
 pub mod pod;
 pub mod seccomp;

@@ -199,6 +199,8 @@ pub enum Command {
         #[arg(long = "ready-fd")]
         ready_fd: i32,
     },
+    /// Pod networking by hand: CNI add/del/check, pinned network namespaces
+    Network(super::network::NetworkCmd),
     /// Print a container's stats every interval and its OOM events, as JSON lines
     Events {
         id: String,

@@ -4,6 +4,7 @@
 mod args;
 mod exec_process;
 mod pod;
+mod network;
 
 use std::io::Write;
 use std::path::Path;
@@ -96,6 +97,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             print_json(&oci::features::features(), true)?;
             Ok(0)
         }
+        Command::Network(n) => network::run(&cli.root, n),
         Command::Pod(p) => pod::dispatch(&root, p),
         Command::Monitor { id, bundle, log_path, exit_file, ready_fd } => {
             let ready = crate::monitor::ready_fd(*ready_fd)?;
