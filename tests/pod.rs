@@ -25,12 +25,19 @@ impl PodEnv {
         run_cmd(&mut cmd, Duration::from_secs(60))
     }
 
-    /// Write the manifest (ROOTFS and NAME substituted) and `pod run` it.
+    /// Write the manifest (ROOTFS and NAME substituted) and `pod run` it,
+    /// with no CNI network (loopback only) unless `cni_dir` says otherwise.
     fn run(&self, manifest: &str) -> Output {
+        let empty = self.root.path().join("no-cni");
+        std::fs::create_dir_all(&empty).unwrap();
+        self.run_with_cni(manifest, &empty)
+    }
+
+    fn run_with_cni(&self, manifest: &str, cni_dir: &Path) -> Output {
         let text = manifest.replace("ROOTFS", rootfs().to_str().unwrap()).replace("NAME", &self.name);
         let path = self.root.path().join("pod.yaml");
         std::fs::write(&path, text).unwrap();
-        self.hull(&["pod", "run", "--backoff-base-ms", "100", path.to_str().unwrap()])
+        self.hull(&["pod", "run", "--backoff-base-ms", "100", "--cni-conf-dir", cni_dir.to_str().unwrap(), path.to_str().unwrap()])
     }
 
     fn record(&self) -> serde_json::Value {
@@ -388,4 +395,86 @@ spec:
 "#);
     assert_fails_mentioning(&o, &["livenessProbe", "port"]);
     assert!(!env.root.path().join("pods").join(&env.name).exists());
+}
+
+/// The pod on a CNI bridge of the test's own (own bridge name, subnet and
+/// IPAM dir): the host reaches the pod's IP, a hostPort mapping works, and
+/// after `pod rm` no veth or portmap rule is left. Traffic goes only to the
+/// pod's own address and the test bridge's.
+#[test]
+fn cni_bridge_gives_the_pod_an_ip_and_host_ports_work() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    if !Path::new("/usr/lib/cni/bridge").exists() {
+        eprintln!("skipped: containernetworking-plugins not installed");
+        return;
+    }
+    let pid = std::process::id();
+    let bridge = format!("hpod{}", pid % 100000);
+    let subnet_octet = 100 + pid % 50;
+    let forward_before = read_all(Path::new("/proc/sys/net/ipv4/ip_forward"));
+    let env = PodEnv::new("cni");
+    let cni = env.root.path().join("cni");
+    std::fs::create_dir_all(&cni).unwrap();
+    let net_name = format!("hullpodtest{pid}");
+    let conf = serde_json::json!({
+        "cniVersion": "1.0.0", "name": net_name,
+        "plugins": [
+            {"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": false,
+             "ipam": {"type": "host-local", "dataDir": env.root.path().join("ipam"),
+                      "ranges": [[{"subnet": format!("172.31.{subnet_octet}.0/24")}]]}},
+            {"type": "portmap", "capabilities": {"portMappings": true}}
+        ]
+    });
+    std::fs::write(cni.join("10-test.conflist"), conf.to_string()).unwrap();
+    let host_port = 31000 + (pid % 2000) as u16;
+    let o = env.run_with_cni(&format!(r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: NAME}}
+spec:
+  containers:
+  - name: srv
+    image: ROOTFS
+    command: [sh, -c, 'while true; do echo pong | nc -l -p 8080; done']
+    ports: [{{containerPort: 8080, hostPort: {host_port}}}]
+"#), &cni);
+    let cleanup = || {
+        let _ = std::process::Command::new("ip").args(["link", "del", &bridge]).status();
+        let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", &forward_before);
+    };
+    if !o.status.success() {
+        cleanup();
+        panic!("{}", show(&o));
+    }
+    let ip: std::net::IpAddr = env.record()["ips"][0].as_str().expect("pod IP").parse().unwrap();
+    assert!(ip.to_string().starts_with(&format!("172.31.{subnet_octet}.")), "{ip}");
+    let fetch = |addr: std::net::SocketAddr| -> String {
+        for _ in 0..50 {
+            if let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut buf = String::new();
+                let _ = std::io::Read::read_to_string(&mut s, &mut buf);
+                if !buf.is_empty() {
+                    return buf;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        String::new()
+    };
+    let direct = fetch(std::net::SocketAddr::new(ip, 8080));
+    let gateway: std::net::IpAddr = format!("172.31.{subnet_octet}.1").parse().unwrap();
+    let mapped = fetch(std::net::SocketAddr::new(gateway, host_port));
+    let hosts = read_all(&env.root.path().join("pods").join(&env.name).join("etc/hosts"));
+    env.remove_and_check();
+    let veths = s(&std::process::Command::new("ip").args(["-o", "link", "show", "master", &bridge]).output().unwrap().stdout);
+    let rules = s(&std::process::Command::new("iptables-save").output().map(|o| o.stdout).unwrap_or_default());
+    cleanup();
+    assert_eq!(direct.trim(), "pong", "pod IP {ip}:8080");
+    assert_eq!(mapped.trim(), "pong", "hostPort {host_port} via {gateway}");
+    assert!(hosts.contains(&ip.to_string()), "{hosts}");
+    assert!(veths.trim().is_empty(), "veth left on {bridge}: {veths}");
+    assert!(!rules.contains(&format!("--dport {host_port} ")) && !rules.contains(&format!("--dports {host_port}")), "portmap rule left");
 }

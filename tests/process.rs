@@ -393,3 +393,18 @@ fn runs_as_pid_1_in_new_pid_namespace() {
     let procs: Vec<&str> = lines.map(|l| l.trim()).collect();
     assert_eq!(procs, vec!["1 ps"], "{}", out);
 }
+
+/// The container's program starts with default signal dispositions and an
+/// empty mask (hull itself, a Rust program, ignores SIGPIPE).
+#[test]
+fn signals_start_at_their_defaults() {
+    if !require_root() {
+        return;
+    }
+    let mut env = TestEnv::new("sigdfl");
+    // The program itself (a shell would set its own dispositions).
+    env.args(&["grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status"]);
+    let out = env.output_ok();
+    assert!(out.contains("SigBlk:\t0000000000000000"), "{out}");
+    assert!(out.contains("SigIgn:\t0000000000000000"), "{out}");
+}

@@ -225,6 +225,12 @@ pub enum PodCmd {
         /// How long to wait for the containers to start (seconds)
         #[arg(long, default_value_t = 60)]
         wait: u64,
+        /// CNI network config directory (the first config in it is used)
+        #[arg(long = "cni-conf-dir", default_value = "/etc/cni/net.d")]
+        cni_conf_dir: PathBuf,
+        /// CNI plugin directories
+        #[arg(long = "cni-bin-dir", default_values = ["/usr/lib/cni", "/opt/cni/bin"])]
+        cni_bin_dirs: Vec<PathBuf>,
     },
     /// List pods
     Ls,

@@ -9,13 +9,19 @@ use crate::pod::{self, store::{ContainerState, PodRecord}};
 
 pub fn dispatch(root: &StateRoot, cmd: &PodCmd) -> Result<i32> {
     match cmd {
-        PodCmd::Run { file, backoff_base_ms, wait } => {
+        PodCmd::Run { file, backoff_base_ms, wait, cni_conf_dir, cni_bin_dirs } => {
             let rec = pod::run(root, &pod::RunOptions {
                 manifest: file.clone(),
                 backoff_base: Duration::from_millis(*backoff_base_ms),
                 wait: Duration::from_secs(*wait),
+                cni: crate::network::CniOptions {
+                    conf_dir: cni_conf_dir.clone(),
+                    plugin_dirs: cni_bin_dirs.clone(),
+                    ..Default::default()
+                },
             })?;
-            println!("pod/{} {} (uid {})", rec.name, rec.phase, rec.uid);
+            let ips = if rec.ips.is_empty() { "no IP".to_string() } else { rec.ips.join(", ") };
+            println!("pod/{} {} (uid {}, {ips})", rec.name, rec.phase, rec.uid);
             print_containers(&rec);
             let failed = rec.containers.iter().any(|c| c.reason == "StartError");
             Ok(if failed { 1 } else { 0 })

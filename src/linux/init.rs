@@ -190,6 +190,9 @@ fn release_and_finalize(ctx: &InitContext, p: &Prepared) -> Result<OwnedFd> {
 ///   possible run under it: after it only the handshake message of `exec`
 ///   and execve itself. Nothing forks after the filter is loaded.
 pub fn finalize_process(process: &oci_spec::runtime::Process, preserve_fds: i32, seccomp: Option<&Filter>) -> Result<()> {
+    // The program starts with default signal handling and nothing blocked,
+    // whatever hull's runtime (which ignores SIGPIPE) or caller had.
+    syscall::all_signals_default()?;
     lsm::apply_exec_labels(process)?;
     let no_new_privs = process.no_new_privileges().unwrap_or(false);
     if let (Some(filter), false) = (seccomp, no_new_privs) {

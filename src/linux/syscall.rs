@@ -317,3 +317,30 @@ pub fn default_signals() -> Result<()> {
     }
     Ok(())
 }
+
+/// Every catchable signal, real-time ones included, back to SIG_DFL and
+/// nothing blocked: what a container's program should start with, whatever
+/// hull's caller had ignored.
+pub fn all_signals_default() -> Result<()> {
+    default_signals()?;
+    /// The kernel's `struct sigaction` for rt_sigaction(2) (x86_64 layout;
+    /// glibc's wrapper refuses the two signals it reserves for itself).
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: libc::c_ulong,
+        restorer: usize,
+        mask: u64,
+    }
+    let dfl = KernelSigaction { handler: libc::SIG_DFL, flags: 0, restorer: 0, mask: 0 };
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: installs SIG_DFL (no handler code); reads `dfl` only.
+        unsafe {
+            libc::syscall(libc::SYS_rt_sigaction, sig, &dfl as *const KernelSigaction, std::ptr::null_mut::<KernelSigaction>(), 8usize)
+        };
+    }
+    Ok(())
+}

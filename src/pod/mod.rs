@@ -29,6 +29,8 @@ pub struct RunOptions {
     pub backoff_base: Duration,
     /// How long to wait for the containers to be running.
     pub wait: Duration,
+    /// Where the CNI network config and plugins are.
+    pub cni: crate::network::CniOptions,
 }
 
 /// Read a manifest from a file, or stdin for "-".
@@ -59,6 +61,11 @@ fn teardown(root: &StateRoot, store: &PodStore, rec: &PodRecord) {
         }
     }
     volumes::unmount_all(&rec.host_mounts);
+    if let Some(att) = rec.network.clone().and_then(|v| serde_json::from_value::<crate::network::Attachment>(v).ok()) {
+        if let Err(e) = att.del() {
+            log::warn!("pod {}: CNI DEL: {e}", rec.name);
+        }
+    }
     if let Some(h) = &rec.holder {
         sandbox::stop_holder(h);
     }
@@ -137,6 +144,9 @@ fn set_up(root: &StateRoot, store: &PodStore, dir: &PodDir, rec: &mut PodRecord,
         ipc: !spec.host_ipc.unwrap_or(false),
         pid: spec.share_process_namespace.unwrap_or(false),
     })?);
+    if !host_net {
+        attach_network(store, rec, &opts.cni)?;
+    }
     bundle::write_etc_files(&rec.manifest, dir, &rec.ips)?;
     let vols = volumes::prepare(dir, spec.volumes.as_deref().unwrap_or(&[]), &mut rec.host_mounts)?;
     // Build and validate every container's config now, so that a bad
@@ -155,6 +165,58 @@ fn set_up(root: &StateRoot, store: &PodStore, dir: &PodDir, rec: &mut PodRecord,
     }
     store.save(rec)?;
     spawn_supervisor(root, dir, &rec.name, opts.backoff_base)?;
+    Ok(())
+}
+
+/// Container ports with a hostPort, as CNI port mappings.
+fn host_ports(pod: &k8s_openapi::api::core::v1::Pod) -> impl Iterator<Item = crate::network::PortMapping> + '_ {
+    let spec = pod.spec.as_ref().expect("validated");
+    spec.containers.iter().flat_map(|c| c.ports.iter().flatten()).filter_map(|p| {
+        let host_port = u16::try_from(p.host_port?).ok()?;
+        Some(crate::network::PortMapping {
+            host_port,
+            container_port: u16::try_from(p.container_port).unwrap_or(0),
+            protocol: p.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase(),
+            host_ip: p.host_ip.clone().unwrap_or_default(),
+        })
+    })
+}
+
+/// CNI ADD for the pod's network namespace (the holder's). Without any CNI
+/// config the pod keeps only its loopback, which is said on stderr, and a
+/// hostPort (which needs the portmap plugin) is an error.
+fn attach_network(store: &PodStore, rec: &mut PodRecord, cni: &crate::network::CniOptions) -> Result<()> {
+    let config = match crate::network::CniConfig::discover(cni) {
+        Ok(c) => c,
+        Err(crate::network::NetworkError::NoConfig { dir }) => {
+            if let Some(p) = host_ports(&rec.manifest).next() {
+                return Err(Error::InvalidArgument(format!(
+                    "hostPort {}: needs a CNI network with the portmap plugin, and {} has no network config",
+                    p.host_port,
+                    dir.display()
+                )));
+            }
+            eprintln!("hull: warning: no CNI network config in {}: the pod has only its loopback", dir.display());
+            return Ok(());
+        }
+        Err(e) => return Err(Error::InvalidArgument(format!("pod network: {e}"))),
+    };
+    let holder = rec.holder.expect("started before the network");
+    let netns = PathBuf::from(sandbox::ns_path(&holder, "net"));
+    let mut att = config.attachment(&rec.uid, &netns, "eth0");
+    att.port_mappings = host_ports(&rec.manifest).collect();
+    att.args = vec![
+        ("K8S_POD_NAMESPACE".into(), rec.manifest.metadata.namespace.clone().unwrap_or_else(|| "default".into())),
+        ("K8S_POD_NAME".into(), rec.name.clone()),
+        ("K8S_POD_INFRA_CONTAINER_ID".into(), rec.uid.clone()),
+        ("K8S_POD_UID".into(), rec.uid.clone()),
+    ];
+    // Recorded before ADD: a crash in between still leaves enough for DEL.
+    rec.network = serde_json::to_value(&att).ok();
+    store.save(rec)?;
+    let result = att.add().map_err(|e| Error::InvalidArgument(format!("pod network (CNI {}): {e}", att.config.name)))?;
+    rec.ips = result.pod_ips().iter().map(|ip| ip.to_string()).collect();
+    rec.network = serde_json::to_value(&att).ok();
     Ok(())
 }
 
