@@ -39,6 +39,8 @@ pub enum Error {
     },
     #[error("cgroup: {0}")]
     Cgroup(String),
+    #[error("image: {0}")]
+    Image(#[from] crate::image::ImageError),
 }
 
 impl Error {

@@ -7,9 +7,11 @@
 //! - [`linux`]: what happens inside the new container: namespaces, rootfs and
 //!   mounts, devices, process attributes, the init handshake, the console.
 //! - [`cgroups`]: placing containers in cgroups (v1 and v2) and removing them.
+//! - [`image`]: image references, store, layer unpacking, registry pulls.
 pub mod cgroups;
 pub mod cli;
 pub mod error;
+pub mod image;
 pub mod linux;
 pub mod logging;
 pub mod oci;

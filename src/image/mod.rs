@@ -1,0 +1,19 @@
+//! Images: references, a content-addressed store, layer unpacking into
+//! snapshots, the registry client, and rootfs assembly from snapshots.
+//!
+//! - [`reference`]: `busybox` → `docker.io/library/busybox:latest`.
+//! - [`digest`]: `sha256:` content addresses, hashing while streaming.
+//! - [`manifest`]: manifests, indexes, image configs (OCI and Docker schema2).
+//! - [`store`]: blobs, image records, snapshots, prune, disk usage.
+//! - [`unpack`]: layers into snapshots, safely (hostile layers refused).
+pub mod digest;
+pub mod error;
+pub mod manifest;
+pub mod reference;
+pub mod store;
+pub mod unpack;
+
+pub use digest::Digest;
+pub use error::ImageError;
+pub use reference::Reference;
+pub use store::Store;
