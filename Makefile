@@ -3,6 +3,7 @@
 #   make setup     install the Debian packages the project needs (idempotent)
 #   make build     cargo build --release
 #   make fixtures  build the busybox test rootfs into target/fixtures/rootfs
+#                  and an OCI image layout from it (target/fixtures/image-layout)
 #   make test      setup + fixtures, then cargo test
 #   make bench     hull vs runc vs crun benchmark (BENCH_ITERS=100 by default)
 #   make demo      run examples/demo.sh with target/release/hull
@@ -15,12 +16,16 @@ SHELL := /bin/bash
 CARGO ?= cargo
 FIXTURES_DIR := $(CURDIR)/target/fixtures
 ROOTFS := $(FIXTURES_DIR)/rootfs
+IMAGE_LAYOUT := $(FIXTURES_DIR)/image-layout
 HULL := $(CURDIR)/target/release/hull
 
 # Debian packages needed to build, test, benchmark and demo hull.
 # (gcc and pkg-config: linker and library lookup for cargo builds.)
+# (docker-registry, skopeo, umoci, zstd: the image tests' local registry,
+#  pushes and fixture image; containerd: `ctr image pull` in the bench.)
 DEB_PACKAGES := busybox-static runc crun jq libseccomp-dev protobuf-compiler \
-	iproute2 util-linux python3 gcc pkg-config
+	iproute2 util-linux python3 gcc pkg-config \
+	docker-registry skopeo umoci zstd containerd
 
 export HULL_TEST_ROOTFS := $(ROOTFS)
 
@@ -53,6 +58,7 @@ build:
 
 fixtures: setup
 	rootfs-fixtures/build-rootfs.sh $(ROOTFS)
+	rootfs-fixtures/build-image.sh $(ROOTFS) $(IMAGE_LAYOUT)
 
 test: setup fixtures
 	HULL_TEST_ROOTFS=$(ROOTFS) $(CARGO) test -- --test-threads=4

@@ -26,6 +26,9 @@ pub struct Cli {
     /// Use the systemd cgroup driver (not supported yet: refused with an error)
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
+    /// Directory of the image store (`hull image`)
+    #[arg(long = "image-root", global = true, env = "HULL_IMAGE_ROOT", default_value = crate::image::store::DEFAULT_ROOT)]
+    pub image_root: PathBuf,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -175,6 +178,8 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         rest: Vec<String>,
     },
+    /// Images: pull, import, export, ls, inspect, rm, prune, df, mount, bundle
+    Image(crate::image::cli::ImageCmd),
     /// Print container events and stats (not implemented yet)
     Events {
         id: String,

@@ -106,6 +106,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Events { .. } => Err(Error::InvalidArgument(
             "events: container events and stats are not implemented yet".into(),
         )),
+        Command::Image(c) => Ok(crate::image::cli::run(&cli.image_root, c)?),
     }
 }
 

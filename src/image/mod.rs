@@ -6,8 +6,14 @@
 //! - [`manifest`]: manifests, indexes, image configs (OCI and Docker schema2).
 //! - [`store`]: blobs, image records, snapshots, prune, disk usage.
 //! - [`unpack`]: layers into snapshots, safely (hostile layers refused).
+//! - [`ingest`]: fetch what is missing, unpack, record (shared by pull and import).
+//! - [`layout`]: import/export of OCI layouts and docker-archives.
+//! - [`cli`]: `hull image <sub>`.
+pub mod cli;
 pub mod digest;
 pub mod error;
+pub mod ingest;
+pub mod layout;
 pub mod manifest;
 pub mod reference;
 pub mod store;
