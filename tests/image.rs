@@ -3,60 +3,14 @@
 //! (`--image-root` in a temp dir). The fixture image is built once by
 //! rootfs-fixtures/build-image.sh from the busybox rootfs.
 mod common;
+mod image_common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::process::Command;
 
 use common::*;
+use image_common::*;
 use serde_json::Value;
-
-/// The OCI layout of the fixture image (built on first use).
-pub fn image_layout() -> PathBuf {
-    static LAYOUT: OnceLock<PathBuf> = OnceLock::new();
-    LAYOUT
-        .get_or_init(|| {
-            let rootfs = rootfs();
-            let out = rootfs.parent().unwrap().join("image-layout");
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("rootfs-fixtures/build-image.sh");
-            let o = run_cmd(Command::new(script).arg(&rootfs).arg(&out), std::time::Duration::from_secs(120));
-            assert_ok(&o);
-            out
-        })
-        .clone()
-}
-
-pub fn fixture_digests() -> Value {
-    serde_json::from_slice(&std::fs::read(image_layout().join("fixture.json")).unwrap()).unwrap()
-}
-
-pub struct Images {
-    pub dir: tempfile::TempDir,
-}
-
-impl Images {
-    pub fn new() -> Images {
-        Images { dir: tempfile::Builder::new().prefix("hull-images-").tempdir().unwrap() }
-    }
-    pub fn root(&self) -> PathBuf {
-        self.dir.path().join("store")
-    }
-    pub fn hull(&self, args: &[&str]) -> Output {
-        run_cmd(Command::new(runtime()).arg("--image-root").arg(self.root()).arg("image").args(args), CMD_TIMEOUT)
-    }
-    #[track_caller]
-    pub fn ok(&self, args: &[&str]) -> String {
-        let o = self.hull(args);
-        assert_ok(&o);
-        s(&o.stdout)
-    }
-    pub fn inspect(&self, name: &str) -> Value {
-        serde_json::from_str(&self.ok(&["inspect", name])).unwrap()
-    }
-    fn count(&self, sub: &str) -> usize {
-        std::fs::read_dir(self.root().join(sub)).map(|d| d.count()).unwrap_or(0)
-    }
-}
 
 #[test]
 fn import_layout_ls_inspect() {

@@ -19,6 +19,22 @@ pub struct ImageCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum ImageSub {
+    /// Pull an image from a registry (the manifest for this host's platform)
+    Pull {
+        reference: String,
+        /// USER:PASSWORD for Basic auth or the registry's token server
+        #[arg(long, env = "HULL_REGISTRY_AUTH", hide_env_values = true)]
+        user: Option<String>,
+        /// Registries (host[:port]) to reach over plain HTTP; loopback ones always are
+        #[arg(long = "insecure-registry", env = "HULL_INSECURE_REGISTRIES", value_delimiter = ',')]
+        insecure: Vec<String>,
+        /// Platform to pull from a multi-platform image: os/arch[/variant]
+        #[arg(long)]
+        platform: Option<String>,
+        /// No progress bars
+        #[arg(short, long)]
+        quiet: bool,
+    },
     /// Import an OCI image layout (directory or tarball) or a docker-archive tarball
     Import {
         path: PathBuf,
@@ -60,6 +76,33 @@ pub enum ImageSub {
 pub fn run(root: &Path, cmd: &ImageCmd) -> Result<i32> {
     let store = Store::open(root)?;
     match &cmd.command {
+        ImageSub::Pull { reference, user, insecure, platform, quiet } => {
+            let r = super::Reference::parse(reference)?;
+            let credentials = match user {
+                Some(u) => {
+                    let (name, pass) = u.split_once(':').ok_or_else(|| ImageError::InvalidArgument("--user: expected USER:PASSWORD".into()))?;
+                    Some((name.to_string(), pass.to_string()))
+                }
+                None => None,
+            };
+            let platform = platform.as_deref().map(parse_platform).transpose()?;
+            let opts = super::registry::PullOptions { insecure: insecure.clone(), credentials, platform };
+            let started = std::time::Instant::now();
+            let bars = super::progress::Bars::new(*quiet);
+            let (rec, rep) = super::registry::pull(&store, &r, &opts, &bars)?;
+            bars.clear();
+            println!(
+                "pulled {} ({}): {} blobs fetched ({}), {} already present; {} layers unpacked, {} reused; {:.1}s",
+                rec.name,
+                rec.manifest,
+                rep.fetched_blobs,
+                human_bytes(rep.fetched_bytes),
+                rep.reused_blobs,
+                rep.unpacked_layers,
+                rep.reused_snapshots,
+                started.elapsed().as_secs_f64()
+            );
+        }
         ImageSub::Import { path, name } => {
             for rec in layout::import(&store, path, name.as_deref())? {
                 println!("imported {} ({})", rec.name, rec.config.short());
@@ -99,6 +142,18 @@ pub fn run(root: &Path, cmd: &ImageCmd) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+fn parse_platform(s: &str) -> Result<super::manifest::Platform> {
+    let parts: Vec<&str> = s.split('/').collect();
+    match parts.as_slice() {
+        [os, arch] | [os, arch, _] if !os.is_empty() && !arch.is_empty() => Ok(super::manifest::Platform {
+            os: os.to_string(),
+            architecture: arch.to_string(),
+            variant: parts.get(2).map(|v| v.to_string()),
+        }),
+        _ => Err(ImageError::InvalidArgument(format!("--platform {s:?}: expected os/arch[/variant]"))),
+    }
 }
 
 /// The one image `key` (name or id) names.

@@ -7,6 +7,7 @@
 //! - [`store`]: blobs, image records, snapshots, prune, disk usage.
 //! - [`unpack`]: layers into snapshots, safely (hostile layers refused).
 //! - [`ingest`]: fetch what is missing, unpack, record (shared by pull and import).
+//! - [`registry`]: pulls (OCI distribution / Docker v2 API), [`progress`] bars.
 //! - [`layout`]: import/export of OCI layouts and docker-archives.
 //! - [`cli`]: `hull image <sub>`.
 pub mod cli;
@@ -15,7 +16,9 @@ pub mod error;
 pub mod ingest;
 pub mod layout;
 pub mod manifest;
+pub mod progress;
 pub mod reference;
+pub mod registry;
 pub mod store;
 pub mod unpack;
 

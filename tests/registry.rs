@@ -1,0 +1,229 @@
+//! `hull image pull` against a real registry on 127.0.0.1 (Debian's
+//! docker-registry, images pushed with skopeo from the fixture layout), and
+//! against a small in-test registry for the Bearer-token and Basic flows.
+mod common;
+mod image_common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use image_common::*;
+
+#[test]
+fn pull_multi_layer_and_multi_platform() {
+    if !require_root() || !skopeo_present() {
+        return;
+    }
+    let Some(reg) = Registry::start() else { return };
+    reg.push("hull-test:latest", "test/busybox:latest", false);
+    reg.push("hull-test:multi", "test/multi:v1", true);
+    let im = Images::new();
+    let out = im.ok(&["pull", "--quiet", &format!("{}/test/busybox", reg.host())]);
+    assert!(out.contains("3 layers unpacked"), "{out}");
+    let fx = fixture_digests();
+    let name = format!("{}/test/busybox:latest", reg.host());
+    let info = im.inspect(&name);
+    assert_eq!(info["manifest_digest"], fx["manifest"]);
+    let snaps: Vec<PathBuf> = info["snapshots"].as_array().unwrap().iter().map(|s| PathBuf::from(s["path"].as_str().unwrap())).collect();
+    assert!(snaps[0].join("bin/busybox").is_file());
+    assert_eq!(std::fs::read_to_string(snaps[2].join("etc/hull-release")).unwrap(), "layer3\n");
+    assert_eq!(std::fs::read_to_string(snaps[2].join("opt/data/c")).unwrap(), "c\n");
+
+    // The index gives the host's manifest; nothing is fetched or unpacked twice.
+    let out = im.ok(&["pull", "--quiet", &format!("{}/test/multi:v1", reg.host())]);
+    assert!(out.contains("0 layers unpacked, 3 reused"), "{out}");
+    let multi = im.inspect(&format!("{}/test/multi:v1", reg.host()));
+    assert_eq!(multi["manifest_digest"], fx["manifest"]);
+    assert_eq!(multi["index_digest"], fx["index"]);
+
+    // By digest.
+    let by_digest = format!("{}/test/multi@{}", reg.host(), fx["other_manifest"].as_str().unwrap());
+    let o = im.hull(&["pull", "--quiet", &by_digest]);
+    assert_ok(&o);
+
+    // Errors name the reference and what failed.
+    let o = im.hull(&["pull", "--quiet", &format!("{}/test/nope:v1", reg.host())]);
+    assert_fails_mentioning(&o, &["test/nope:v1: manifest v1: not found"]);
+    let o = im.hull(&["pull", "--quiet", "--platform", "linux/s390x", &format!("{}/test/multi:v1", reg.host())]);
+    assert_fails_mentioning(&o, &["no manifest for platform linux/s390x"]);
+    // Nothing listening.
+    let o = im.hull(&["pull", "--quiet", &format!("127.0.0.1:{}/x/y", free_port())]);
+    assert_fails_mentioning(&o, &["x/y:latest"]);
+}
+
+#[test]
+fn blob_with_wrong_digest_is_refused() {
+    if !require_root() || !skopeo_present() {
+        return;
+    }
+    let Some(reg) = Registry::start() else { return };
+    reg.push("hull-test:latest", "test/bad:latest", false);
+    let fx = fixture_digests();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(image_layout().join("blobs/sha256").join(&fx["manifest"].as_str().unwrap()[7..])).unwrap(),
+    )
+    .unwrap();
+    // Corrupt layer 2 in the registry's storage (same size, other bytes).
+    let layer = manifest["layers"][1]["digest"].as_str().unwrap().to_string();
+    let data = reg.blob_data(&layer);
+    let mut bytes = std::fs::read(&data).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&data, bytes).unwrap();
+    let im = Images::new();
+    let o = im.hull(&["pull", "--quiet", &format!("{}/test/bad", reg.host())]);
+    assert_fails_mentioning(&o, &["digest mismatch"]);
+    assert!(s(&o.stderr).contains("test/bad:latest") && s(&o.stderr).contains(&layer), "{}", show(&o));
+    let store = im.root();
+    assert!(!store.join("blobs/sha256").join(&layer[7..]).exists(), "corrupt blob stored");
+    assert_eq!(std::fs::read_dir(store.join("ingest")).unwrap().count(), 0, "temp files left");
+    assert_eq!(im.ok(&["ls", "-q"]).trim(), "", "image recorded");
+}
+
+/// A minimal registry serving the fixture layout as `test/img`, behind a
+/// Bearer token (from its /token, for alice:secret) or Basic auth.
+struct FakeRegistry {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn respond(mut s: &TcpStream, status: &str, headers: &[(&str, String)], body: &[u8]) {
+    let mut head = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let _ = s.write_all(head.as_bytes());
+    let _ = s.write_all(body);
+}
+
+impl FakeRegistry {
+    fn start(basic: bool) -> FakeRegistry {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let layout = image_layout();
+        let fx = fixture_digests();
+        let thread = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !stop2.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let (conn, _) = match listener.accept() {
+                    Ok(c) => c,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
+                };
+                conn.set_nonblocking(false).unwrap();
+                conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut r = BufReader::new(&conn);
+                let mut line = String::new();
+                if r.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                let mut auth = String::new();
+                for _ in 0..100 {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).is_err() || h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.split_once(':') {
+                        if k.eq_ignore_ascii_case("authorization") {
+                            auth = v.trim().to_string();
+                        }
+                    }
+                }
+                let alice = format!("Basic {}", b64("alice:secret"));
+                if path.starts_with("/token") {
+                    if auth == alice && path.contains("scope=repository%3Atest%2Fimg%3Apull") {
+                        respond(&conn, "200 OK", &[], br#"{"token":"good-token"}"#);
+                    } else {
+                        respond(&conn, "401 Unauthorized", &[], b"{}");
+                    }
+                    continue;
+                }
+                let ok = if basic { auth == alice } else { auth == "Bearer good-token" };
+                if !ok {
+                    let challenge = if basic {
+                        r#"Basic realm="fake""#.to_string()
+                    } else {
+                        format!(r#"Bearer realm="http://127.0.0.1:{port}/token",service="fake",scope="repository:test/img:pull""#)
+                    };
+                    respond(&conn, "401 Unauthorized", &[("WWW-Authenticate", challenge)], b"{}");
+                    continue;
+                }
+                let digest = if path == "/v2/test/img/manifests/latest" {
+                    fx["manifest"].as_str().unwrap().to_string()
+                } else if let Some(d) = path.strip_prefix("/v2/test/img/blobs/").or(path.strip_prefix("/v2/test/img/manifests/")) {
+                    d.to_string()
+                } else {
+                    String::new()
+                };
+                match std::fs::read(layout.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))) {
+                    Ok(body) if digest.starts_with("sha256:") => {
+                        let ct = if path.contains("/manifests/") { "application/vnd.oci.image.manifest.v1+json" } else { "application/octet-stream" };
+                        respond(&conn, "200 OK", &[("Content-Type", ct.to_string()), ("Docker-Content-Digest", digest.clone())], &body)
+                    }
+                    _ => respond(&conn, "404 Not Found", &[], b"{}"),
+                }
+                let mut rest = Vec::new();
+                let _ = r.read_to_end(&mut rest);
+            }
+        });
+        FakeRegistry { port, stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for FakeRegistry {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn b64(s: &str) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = s.as_bytes();
+    let mut out = String::new();
+    for c in b.chunks(3) {
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn bearer_token_and_basic_auth() {
+    if !require_root() {
+        return;
+    }
+    for basic in [false, true] {
+        let reg = FakeRegistry::start(basic);
+        let name = format!("127.0.0.1:{}/test/img", reg.port);
+        let im = Images::new();
+        let o = im.hull(&["pull", "--quiet", &name]);
+        assert_fails_mentioning(&o, &["unauthorized"]);
+        assert!(s(&o.stderr).contains("test/img:latest"), "{}", show(&o));
+        let o = im.hull(&["pull", "--quiet", "--user", "alice:wrong", &name]);
+        assert_fails_mentioning(&o, &["unauthorized"]);
+        let out = im.ok(&["pull", "--quiet", "--user", "alice:secret", &name]);
+        assert!(out.contains("3 layers unpacked"), "basic={basic}: {out}");
+    }
+}
