@@ -142,3 +142,56 @@ fn rm_untags_then_deletes_and_prune_collects() {
     assert!(out.contains("1 temp"), "{out}");
     assert_eq!(im.count("ingest"), 0);
 }
+
+#[test]
+fn run_a_container_from_an_image_bundle() {
+    if !require_root() {
+        return;
+    }
+    let im = Images::new();
+    im.ok(&["import", image_layout().to_str().unwrap()]);
+    let bundle = im.dir.path().join("bundle");
+    let b = bundle.to_str().unwrap();
+    // Kubernetes-style args replace Cmd and keep the Entrypoint (/bin/sh -c).
+    im.ok(&[
+        "bundle",
+        "hull-test",
+        b,
+        "--env",
+        "EXTRA=1",
+        "--",
+        "ls /opt /opt/data; cat /etc/hull-release; echo env=$HULL_IMAGE,$EXTRA; pwd; id -u; echo hi > /new; cat /opt/hardlink",
+    ]);
+    let state = im.dir.path().join("state");
+    let id = unique_id("image-run");
+    let run = |args: &[&str]| {
+        run_cmd(Command::new(runtime()).arg("--root").arg(&state).args(args), CMD_TIMEOUT)
+    };
+    let o = run(&["run", "-b", b, &id]);
+    assert_ok(&o);
+    let out = s(&o.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    // Whiteout: no /opt/remove-me; opaque dir: only c in /opt/data.
+    assert_eq!(
+        lines,
+        ["/opt:", "data", "hardlink", "", "/opt/data:", "c", "layer3", "env=test,1", "/opt", "0", "a"],
+        "{}",
+        show(&o)
+    );
+    // Writes went to the bundle's own upper layer, not to the snapshots.
+    assert_eq!(std::fs::read_to_string(bundle.join(".hull-image/upper/new")).unwrap(), "hi\n");
+    let snaps = im.inspect("hull-test")["snapshots"].clone();
+    for sn in snaps.as_array().unwrap() {
+        assert!(!Path::new(sn["path"].as_str().unwrap()).join("new").exists());
+    }
+    // Removing the image while a rootfs uses it keeps its snapshots (lease).
+    im.ok(&["rm", "--force", &im.inspect("hull-test")["id"].as_str().unwrap()[7..19]]);
+    assert_eq!(im.count("snapshots"), 3);
+    assert!(bundle.join("rootfs/bin/busybox").exists());
+    im.ok(&["unbundle", b]);
+    assert!(!bundle.join("rootfs").exists() && !bundle.join(".hull-image").exists());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(b), "overlay left mounted");
+    im.ok(&["prune"]);
+    assert_eq!(im.count("snapshots"), 0);
+}

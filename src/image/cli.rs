@@ -65,6 +65,23 @@ pub enum ImageSub {
     },
     /// Remove blobs, snapshots and temp files no image refers to
     Prune,
+    /// Make BUNDLE an OCI bundle of IMAGE: config.json from the image config,
+    /// rootfs an overlay of its layers with a writable layer in the bundle
+    Bundle {
+        image: String,
+        bundle: PathBuf,
+        /// Replace the image's Entrypoint and Cmd (Kubernetes `command`; repeat for each word)
+        #[arg(long)]
+        command: Vec<String>,
+        /// Environment to add or replace (KEY=VALUE)
+        #[arg(short, long)]
+        env: Vec<String>,
+        /// Replace the image's Cmd (Kubernetes `args`)
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Undo `bundle`: unmount the rootfs, remove it, its writable layer and config.json
+    Unbundle { bundle: PathBuf },
     /// Disk use of the image store (bytes, inodes)
     Df {
         #[arg(short, long, default_value = "table", value_parser = ["table", "json"])]
@@ -120,6 +137,13 @@ pub fn run(root: &Path, cmd: &ImageCmd) -> Result<i32> {
                 rm(&store, image, *force)?;
             }
         }
+        ImageSub::Bundle { image, bundle, command, env, args } => {
+            let rec = one(&store, image)?;
+            let opts = super::bundle::BundleOptions { command: command.clone(), args: args.clone(), env: env.clone() };
+            super::bundle::create(&store, &rec, bundle, &opts)?;
+            println!("bundle {} of {}", bundle.display(), rec.name);
+        }
+        ImageSub::Unbundle { bundle } => super::bundle::remove(&store, bundle)?,
         ImageSub::Prune => {
             let r = store.prune()?;
             println!(

@@ -9,7 +9,9 @@
 //! - [`ingest`]: fetch what is missing, unpack, record (shared by pull and import).
 //! - [`registry`]: pulls (OCI distribution / Docker v2 API), [`progress`] bars.
 //! - [`layout`]: import/export of OCI layouts and docker-archives.
+//! - [`rootfs`]: overlay of an image's snapshots; [`bundle`]: OCI bundles from images.
 //! - [`cli`]: `hull image <sub>`.
+pub mod bundle;
 pub mod cli;
 pub mod digest;
 pub mod error;
@@ -19,6 +21,7 @@ pub mod manifest;
 pub mod progress;
 pub mod reference;
 pub mod registry;
+pub mod rootfs;
 pub mod store;
 pub mod unpack;
 
