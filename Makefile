@@ -5,7 +5,8 @@
 #   make fixtures  build the busybox test rootfs into target/fixtures/rootfs
 #                  and an OCI image layout from it (target/fixtures/image-layout)
 #   make test      setup + fixtures, then cargo test
-#   make bench     hull vs runc vs crun benchmark (BENCH_ITERS=100 by default)
+#   make bench     hull vs runc vs crun benchmark (BENCH_ITERS=100 by default),
+#                  then image pull + unpack: hull vs containerd's ctr
 #   make demo      run examples/demo.sh with target/release/hull
 #   make clean     cargo clean + remove generated fixtures
 
@@ -65,6 +66,7 @@ test: setup fixtures
 
 bench: setup fixtures build
 	tests/bench/bench.sh
+	HULL=$(HULL) tests/bench/image_bench.sh
 
 demo: setup fixtures build
 	HULL=$(HULL) HULL_TEST_ROOTFS=$(ROOTFS) examples/demo.sh
