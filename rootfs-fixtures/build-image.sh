@@ -12,6 +12,9 @@
 #          dir) with /opt/data/c, and /etc/hull-release replaced (tar+zstd)
 #     so a correct unpack shows /opt/data/c only, no /opt/remove-me, and
 #     /etc/hull-release = "layer3";
+#   - ref "hull-test:gzip": the same image with layer 3 gzip-compressed
+#     (same config and diff ids), and "hull-test:multi-gzip" its index, which
+#     tools that write Docker schema2 (no zstd) can convert;
 #   - ref "hull-test:multi": an image index with that manifest for this host's
 #     platform and a second manifest for another architecture (its config
 #     says so; it shares the layers), to test platform selection.
@@ -83,6 +86,8 @@ echo layer3 > "$STAGE/l3/etc/hull-release"
 : > "$STAGE/l3/opt/data/.wh..wh..opq"
 echo c > "$STAGE/l3/opt/data/c"
 L3=$(layer "$STAGE/l3" "zstd -q -c" application/vnd.oci.image.layer.v1.tar+zstd)
+# The same layer gzip-compressed (same diff id): for the all-gzip variant.
+L3G=$(layer "$STAGE/l3" "gzip -n" application/vnd.oci.image.layer.v1.tar+gzip)
 
 case "$(uname -m)" in
     x86_64) ARCH=amd64; OTHER=arm64 ;;
@@ -113,10 +118,10 @@ desc() { # "diffid digest size mediatype" -> descriptor json
     jq -n -c --arg d "sha256:$2" --argjson s "$3" --arg mt "$4" '{mediaType: $mt, digest: $d, size: $s}'
 }
 
-# manifest CONFIG_DIGEST CONFIG_SIZE: prints "digest size"
+# manifest CONFIG_DIGEST CONFIG_SIZE [LAYER3]: prints "digest size"
 manifest() {
     jq -n -c --arg cd "sha256:$1" --argjson cs "$2" \
-        --argjson l1 "$(desc "$L1")" --argjson l2 "$(desc "$L2")" --argjson l3 "$(desc "$L3")" '{
+        --argjson l1 "$(desc "$L1")" --argjson l2 "$(desc "$L2")" --argjson l3 "$(desc "${3:-$L3}")" '{
         schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json",
         config: {mediaType: "application/vnd.oci.image.config.v1+json", digest: $cd, size: $cs},
         layers: [$l1, $l2, $l3]
@@ -130,26 +135,39 @@ read -r HOSTCFG HOSTCFGSIZE <<< "$(config "$ARCH")"
 read -r HOSTMAN HOSTMANSIZE <<< "$(manifest "$HOSTCFG" "$HOSTCFGSIZE")"
 read -r OTHERCFG OTHERCFGSIZE <<< "$(config "$OTHER")"
 read -r OTHERMAN OTHERMANSIZE <<< "$(manifest "$OTHERCFG" "$OTHERCFGSIZE")"
+read -r GZMAN GZMANSIZE <<< "$(manifest "$HOSTCFG" "$HOSTCFGSIZE" "$L3G")"
+read -r OTHERGZMAN OTHERGZMANSIZE <<< "$(manifest "$OTHERCFG" "$OTHERCFGSIZE" "$L3G")"
 
-jq -n -c --arg h "sha256:$HOSTMAN" --argjson hs "$HOSTMANSIZE" --arg arch "$ARCH" \
-    --arg o "sha256:$OTHERMAN" --argjson os "$OTHERMANSIZE" --arg other "$OTHER" '{
-    schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json",
-    manifests: [
-        {mediaType: "application/vnd.oci.image.manifest.v1+json", digest: $o, size: $os, platform: {os: "linux", architecture: $other}},
-        {mediaType: "application/vnd.oci.image.manifest.v1+json", digest: $h, size: $hs, platform: {os: "linux", architecture: $arch}}
-    ]
-}' > "$STAGE/index.json"
-INDEXSIZE=$(stat -c %s "$STAGE/index.json")
-INDEX=$(blob "$STAGE/index.json")
+# index HOST_MANIFEST HOST_SIZE OTHER_MANIFEST OTHER_SIZE: prints "digest size"
+index() {
+    jq -n -c --arg h "sha256:$1" --argjson hs "$2" --arg arch "$ARCH" \
+        --arg o "sha256:$3" --argjson os "$4" --arg other "$OTHER" '{
+        schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json",
+        manifests: [
+            {mediaType: "application/vnd.oci.image.manifest.v1+json", digest: $o, size: $os, platform: {os: "linux", architecture: $other}},
+            {mediaType: "application/vnd.oci.image.manifest.v1+json", digest: $h, size: $hs, platform: {os: "linux", architecture: $arch}}
+        ]
+    }' > "$STAGE/index.json"
+    local s
+    s=$(stat -c %s "$STAGE/index.json")
+    echo "$(blob "$STAGE/index.json") $s"
+}
+read -r INDEX INDEXSIZE <<< "$(index "$HOSTMAN" "$HOSTMANSIZE" "$OTHERMAN" "$OTHERMANSIZE")"
+read -r GZINDEX GZINDEXSIZE <<< "$(index "$GZMAN" "$GZMANSIZE" "$OTHERGZMAN" "$OTHERGZMANSIZE")"
 
 echo '{"imageLayoutVersion":"1.0.0"}' > "$TMP/oci-layout"
-jq -n --arg m "sha256:$HOSTMAN" --argjson ms "$HOSTMANSIZE" --arg i "sha256:$INDEX" --argjson is "$INDEXSIZE" '{
+jq -n --arg m "sha256:$HOSTMAN" --argjson ms "$HOSTMANSIZE" --arg i "sha256:$INDEX" --argjson is "$INDEXSIZE" \
+    --arg g "sha256:$GZMAN" --argjson gs "$GZMANSIZE" --arg gi "sha256:$GZINDEX" --argjson gis "$GZINDEXSIZE" '{
     schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json",
     manifests: [
         {mediaType: "application/vnd.oci.image.manifest.v1+json", digest: $m, size: $ms,
          annotations: {"org.opencontainers.image.ref.name": "hull-test:latest"}},
         {mediaType: "application/vnd.oci.image.index.v1+json", digest: $i, size: $is,
-         annotations: {"org.opencontainers.image.ref.name": "hull-test:multi"}}
+         annotations: {"org.opencontainers.image.ref.name": "hull-test:multi"}},
+        {mediaType: "application/vnd.oci.image.manifest.v1+json", digest: $g, size: $gs,
+         annotations: {"org.opencontainers.image.ref.name": "hull-test:gzip"}},
+        {mediaType: "application/vnd.oci.image.index.v1+json", digest: $gi, size: $gis,
+         annotations: {"org.opencontainers.image.ref.name": "hull-test:multi-gzip"}}
     ]
 }' > "$TMP/index.json"
 # For tests: the digests they expect.
@@ -158,4 +176,4 @@ jq -n --arg m "sha256:$HOSTMAN" --arg c "sha256:$HOSTCFG" --arg o "sha256:$OTHER
 touch "$TMP/.complete"
 rm -rf "$OUT"
 mv "$TMP" "$OUT"
-echo "image layout $OUT: hull-test:latest (3 layers), hull-test:multi (index)"
+echo "image layout $OUT: hull-test:latest (3 layers), :multi (index), :gzip, :multi-gzip"

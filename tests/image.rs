@@ -20,7 +20,9 @@ fn import_layout_ls_inspect() {
     let im = Images::new();
     let layout = image_layout();
     let out = im.ok(&["import", layout.to_str().unwrap()]);
-    assert!(out.contains("docker.io/library/hull-test:latest") && out.contains("hull-test:multi"), "{out}");
+    for name in ["latest", "multi", "gzip", "multi-gzip"] {
+        assert!(out.contains(&format!("imported docker.io/library/hull-test:{name} ")), "{out}");
+    }
     let ls = im.ok(&["ls"]);
     assert!(ls.contains("docker.io/library/hull-test:latest"), "{ls}");
     let fx = fixture_digests();
@@ -45,7 +47,7 @@ fn import_layout_ls_inspect() {
         std::fs::metadata(l2.join("opt/data/a")).unwrap().ino()
     );
     let df: Value = serde_json::from_str(&im.ok(&["df", "--format", "json"])).unwrap();
-    assert_eq!(df["images"], 2);
+    assert_eq!(df["images"], 4);
     assert!(df["bytes"].as_u64().unwrap() > 1_000_000 && df["inodes"].as_u64().unwrap() > 10, "{df}");
     let o = im.hull(&["inspect", "nope:latest"]);
     assert_fails_mentioning(&o, &["not found"]);
@@ -128,9 +130,12 @@ fn rm_untags_then_deletes_and_prune_collects() {
     let out = im.ok(&["rm", "hull-test:multi"]);
     assert!(out.contains("Untagged: docker.io/library/hull-test:multi") && !out.contains("Deleted"), "{out}");
     assert_eq!(im.count("snapshots"), 3);
-    // Last name: the image is deleted, blobs and snapshots collected.
-    let out = im.ok(&["rm", &id]);
+    let o = im.hull(&["rm", &id]);
+    assert_fails_mentioning(&o, &["several names"]);
+    // --force: every name goes, the image is deleted, blobs and snapshots collected.
+    let out = im.ok(&["rm", "--force", &id]);
     assert!(out.contains("Untagged: docker.io/library/hull-test:latest") && out.contains("Deleted: sha256:"), "{out}");
+    assert!(out.contains("Untagged: docker.io/library/hull-test:gzip"), "{out}");
     assert_eq!(im.ok(&["ls", "-q"]).trim(), "");
     assert_eq!(im.count("blobs/sha256"), 0);
     assert_eq!(im.count("snapshots"), 0);

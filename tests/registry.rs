@@ -227,3 +227,35 @@ fn bearer_token_and_basic_auth() {
         assert!(out.contains("3 layers unpacked"), "basic={basic}: {out}");
     }
 }
+
+#[test]
+fn docker_schema2_manifest_and_list() {
+    if !require_root() || !skopeo_present() {
+        return;
+    }
+    let Some(reg) = Registry::start() else { return };
+    // skopeo converts the all-gzip variant to Docker schema2 (same config
+    // and diff ids, hence the same image id and snapshots).
+    let push = |src: &str, dest: &str, all: bool| {
+        let mut cmd = std::process::Command::new("skopeo");
+        cmd.args(["copy", "--quiet", "--dest-tls-verify=false", "--format", "v2s2"]);
+        if all {
+            cmd.arg("--all");
+        }
+        cmd.arg(format!("oci:{}:{src}", image_layout().display())).arg(format!("docker://{}/{dest}", reg.host()));
+        let o = run_cmd(&mut cmd, Duration::from_secs(120));
+        assert_ok(&o);
+    };
+    push("hull-test:gzip", "docker/img:v1", false);
+    push("hull-test:multi-gzip", "docker/list:v1", true);
+    let im = Images::new();
+    im.ok(&["pull", "--quiet", &format!("{}/docker/img:v1", reg.host())]);
+    let info = im.inspect(&format!("{}/docker/img:v1", reg.host()));
+    assert_eq!(info["manifest"]["mediaType"], "application/vnd.docker.distribution.manifest.v2+json");
+    assert_eq!(info["id"], fixture_digests()["config"], "same config");
+    let out = im.ok(&["pull", "--quiet", &format!("{}/docker/list:v1", reg.host())]);
+    assert!(out.contains("3 reused"), "{out}");
+    let list = im.inspect(&format!("{}/docker/list:v1", reg.host()));
+    assert!(list["index_digest"].is_string());
+    assert_eq!(list["id"], fixture_digests()["config"]);
+}
