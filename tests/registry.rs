@@ -259,3 +259,28 @@ fn docker_schema2_manifest_and_list() {
     assert!(list["index_digest"].is_string());
     assert_eq!(list["id"], fixture_digests()["config"]);
 }
+
+#[test]
+fn concurrent_pulls_of_one_image() {
+    if !require_root() || !skopeo_present() {
+        return;
+    }
+    let Some(reg) = Registry::start() else { return };
+    reg.push("hull-test:latest", "test/conc:latest", false);
+    let im = Images::new();
+    let name = format!("{}/test/conc:latest", reg.host());
+    let outs: Vec<std::process::Output> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..3).map(|_| sc.spawn(|| im.hull(&["pull", "--quiet", &name]))).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut unpacked = 0;
+    for o in &outs {
+        assert_ok(o);
+        let out = s(&o.stdout);
+        let n: usize = out.split(" layers unpacked").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap();
+        unpacked += n;
+    }
+    assert_eq!(unpacked, 3, "each layer unpacked once across the pulls");
+    assert_eq!(im.count("snapshots"), 3);
+    assert_eq!(im.count("ingest"), 0, "temp or lock files left");
+}

@@ -142,11 +142,19 @@ pub fn unpack_image(store: &Store, m: &Manifest, config: &ImageConfig, name: &st
             reused += 1;
             continue;
         }
+        // A concurrent pull of the same layer: wait for it, then reuse.
+        let _busy = store.work_lock(&format!("{}.snapshot", chain_id.hex()))?;
+        if dir.join("fs").is_dir() {
+            reused += 1;
+            continue;
+        }
         let id = format!("unpack {}", layer.digest.short());
         progress.begin(&id, 0);
         let tmp = store.ingest_dir().join(temp_name("snapshot-"));
         let fs_dir = tmp.join("fs");
         std::fs::create_dir_all(&fs_dir).ctx(|| format!("create {}", fs_dir.display()))?;
+        // Locked while unpacked, so prune leaves it alone.
+        let _unpacking = super::store::try_lock(&tmp);
         let lowers: Vec<PathBuf> = chain[..i].iter().rev().map(|c| store.snapshot_dir(c).join("fs")).collect();
         let what = format!("{name}: layer {} ({})", i + 1, layer.digest);
         let result = store

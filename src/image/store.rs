@@ -124,6 +124,12 @@ impl Store {
     /// Without `expect`, the blob is named by what was written. `progress`
     /// is called with the bytes written so far.
     pub fn write_blob(&self, src: impl Read, expect: Option<Expect<'_>>, what: &str, mut progress: impl FnMut(u64)) -> Result<(Digest, u64)> {
+        // Two pulls of the same blob: the second waits for the first and
+        // then finds the blob there.
+        let _busy = match &expect {
+            Some(e) => Some(self.work_lock(&format!("{}.blob", e.digest.hex()))?),
+            None => None,
+        };
         if let Some(e) = &expect {
             if self.has_blob(e.digest) {
                 let size = fs::metadata(self.blob_path(e.digest)).ctx(|| format!("stat blob {}", e.digest))?.len();
@@ -140,7 +146,9 @@ impl Store {
     }
 
     fn write_blob_to(&self, tmp: &Path, src: impl Read, expect: Option<&Expect<'_>>, what: &str, progress: &mut dyn FnMut(u64)) -> Result<(Digest, u64)> {
-        let mut file = File::create(tmp).ctx(|| format!("create {}", tmp.display()))?;
+        let file = File::create(tmp).ctx(|| format!("create {}", tmp.display()))?;
+        // Locked while written, so prune leaves it alone.
+        let mut file = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| ImageError::io(format!("lock {}", tmp.display()), e))?;
         // Never read more than the descriptor allows: a registry cannot
         // make us fill the disk with an endless blob.
         let limit = expect.and_then(|e| e.size).map_or(u64::MAX, |s| s.saturating_add(1));
@@ -207,6 +215,20 @@ impl Store {
 
     pub fn config(&self, d: &Digest) -> Result<ImageConfig> {
         manifest::parse(&format!("config {d}"), &self.read_blob(d)?)
+    }
+
+    /// Serialise work on one key (a blob or snapshot being made) across
+    /// processes: an flock on `ingest/<key>.lock`, held by the guard.
+    pub fn work_lock(&self, key: &str) -> Result<WorkLock> {
+        let path = self.ingest_dir().join(format!("{key}.lock"));
+        let f = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .ctx(|| format!("open {}", path.display()))?;
+        let lock = Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| ImageError::io(format!("lock {}", path.display()), e))?;
+        Ok(WorkLock { path, _lock: lock })
     }
 
     /// Hold the store lock for the life of the returned guard.
@@ -320,6 +342,8 @@ impl Store {
         }
         for name in read_dir_names(&self.ingest_dir())? {
             let p = self.ingest_dir().join(&name);
+            // In use (a write, an unpack, or a lock held by one): skip.
+            let Some(_held) = try_lock(&p) else { continue };
             report.bytes += usage_of(&p).bytes;
             let r = if p.is_dir() { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
             r.ctx(|| format!("remove {}", p.display()))?;
@@ -331,6 +355,28 @@ impl Store {
     pub fn usage(&self) -> Usage {
         usage_of(&self.root)
     }
+}
+
+/// A held work lock. The lock file is removed before the lock is released:
+/// whoever waited on it (or comes later and makes a new one) then re-checks
+/// for the finished blob or snapshot; at worst, after a failure, two
+/// writers redo the same work, which the atomic renames make harmless.
+pub struct WorkLock {
+    path: PathBuf,
+    _lock: Flock<File>,
+}
+
+impl Drop for WorkLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Lock `p` (a file or directory) without waiting; None if someone holds it
+/// (or it vanished).
+pub fn try_lock(p: &Path) -> Option<Flock<File>> {
+    let f = File::open(p).ok()?;
+    Flock::lock(f, FlockArg::LockExclusiveNonblock).ok()
 }
 
 fn read_dir_names(dir: &Path) -> Result<Vec<String>> {
@@ -406,6 +452,43 @@ mod tests {
         let err = s.write_blob(Failing(10), None, "layer z", |_| {}).unwrap_err();
         assert!(err.to_string().contains("layer z"), "{err}");
         assert_eq!(fs::read_dir(t.path().join("blobs/sha256")).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(s.ingest_dir()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn concurrent_writes_of_one_blob_share_the_work() {
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::open(t.path()).unwrap();
+        let data = vec![7u8; 1 << 20];
+        let d = Digest::of(&data);
+        struct Slow<'a>(&'a [u8]);
+        impl Read for Slow<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+                let n = buf.len().min(self.0.len()).min(64 * 1024);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let reads = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|sc| {
+            for _ in 0..3 {
+                sc.spawn(|| {
+                    let r = Slow(&data);
+                    s.write_blob(r, Some(Expect { digest: &d, size: Some(data.len() as u64) }), "blob", |n| {
+                        reads.fetch_max(n, Ordering::Relaxed);
+                    })
+                    .unwrap();
+                });
+            }
+            // A prune meanwhile must not remove a blob being written.
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            s.prune().unwrap();
+        });
+        assert!(s.has_blob(&d));
+        assert_eq!(s.read_blob(&d).unwrap().len(), data.len());
+        assert_eq!(fs::read_dir(t.path().join("blobs/sha256")).unwrap().count(), 1);
         assert_eq!(fs::read_dir(s.ingest_dir()).unwrap().count(), 0);
     }
 
