@@ -41,6 +41,7 @@ impl BlobSource for LayoutSource {
 /// docker-archive tarball. `name` names the image when the archive has
 /// no name for it (or replaces the repository when it has only a tag).
 pub fn import(store: &Store, path: &Path, name: Option<&str>) -> Result<Vec<ImageRecord>> {
+    let _gc = store.gc_guard(false)?;
     let md = fs::metadata(path).ctx(|| format!("import {}", path.display()))?;
     if md.is_dir() {
         return import_layout(store, path, name);

@@ -254,6 +254,7 @@ impl BlobSource for Client {
 /// config and layers (verified), snapshots, and the image record.
 pub fn pull(store: &Store, reference: &Reference, opts: &PullOptions, progress: &dyn Progress) -> Result<(ImageRecord, IngestReport)> {
     let name = reference.to_string();
+    let _gc = store.gc_guard(false)?;
     let client = Client::new(reference, opts);
     let (data, media_type, digest) = client.manifest(&reference.object())?;
     ingest::check_manifest_type(&name, &media_type)?;

@@ -46,6 +46,7 @@ fn lease_name(target: &Path) -> String {
 /// Mount the image's rootfs at `target` with `rw_dir/upper` and
 /// `rw_dir/work` (created) as its writable layer.
 pub fn mount_rootfs(store: &Store, rec: &ImageRecord, target: &Path, rw_dir: &Path) -> Result<()> {
+    let _gc = store.gc_guard(false)?;
     let lowers = ingest::lower_dirs(store, rec)?;
     let upper = rw_dir.join("upper");
     let work = rw_dir.join("work");

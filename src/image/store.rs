@@ -231,6 +231,21 @@ impl Store {
         Ok(WorkLock { path, _lock: lock })
     }
 
+    /// Held (shared) by pulls, imports and mounts for their whole run, and
+    /// (exclusive) by prune: blobs and snapshots written but not yet
+    /// recorded are never collected under a pull's feet.
+    pub fn gc_guard(&self, exclusive: bool) -> Result<Flock<File>> {
+        let path = self.root.join("gc.lock");
+        let f = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .ctx(|| format!("open {}", path.display()))?;
+        let arg = if exclusive { FlockArg::LockExclusive } else { FlockArg::LockShared };
+        Flock::lock(f, arg).map_err(|(_, e)| ImageError::io(format!("lock {}", path.display()), e))
+    }
+
     /// Hold the store lock for the life of the returned guard.
     pub fn lock(&self) -> Result<Flock<File>> {
         let path = self.root.join("lock");
@@ -301,6 +316,7 @@ impl Store {
     /// Remove blobs, snapshots and temp files no image record or lease
     /// refers to.
     pub fn prune(&self) -> Result<PruneReport> {
+        let _gc = self.gc_guard(true)?;
         let _lock = self.lock()?;
         let recs = self.records()?;
         let mut keep_blobs = BTreeSet::new();
