@@ -284,3 +284,97 @@ fn concurrent_pulls_of_one_image() {
     assert_eq!(im.count("snapshots"), 3);
     assert_eq!(im.count("ingest"), 0, "temp or lock files left");
 }
+
+/// An OCI layout holding one image whose single layer is `layer` (a tar).
+fn layout_with_layer(dir: &std::path::Path, layer: &[u8]) {
+    use sha2::Digest as _;
+    let hex = |b: &[u8]| format!("{:x}", sha2::Sha256::digest(b));
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    std::fs::write(blobs.join(hex(layer)), layer).unwrap();
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let config = serde_json::json!({"architecture": arch, "os": "linux", "config": {"Cmd": ["sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", hex(layer))]}})
+    .to_string();
+    std::fs::write(blobs.join(hex(config.as_bytes())), &config).unwrap();
+    let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{}", hex(config.as_bytes())), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": format!("sha256:{}", hex(layer)), "size": layer.len()}]})
+    .to_string();
+    std::fs::write(blobs.join(hex(manifest.as_bytes())), &manifest).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": format!("sha256:{}", hex(manifest.as_bytes())), "size": manifest.len(),
+        "annotations": {"org.opencontainers.image.ref.name": "evil:latest"}}]});
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+}
+
+/// A tar entry with a raw name (the tar crate's builder refuses `..`).
+fn raw_entry(b: &mut tar::Builder<Vec<u8>>, name: &str, kind: tar::EntryType, link: Option<&str>, data: &[u8]) {
+    let mut h = tar::Header::new_gnu();
+    h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+    if let Some(l) = link {
+        h.as_old_mut().linkname[..l.len()].copy_from_slice(l.as_bytes());
+    }
+    h.set_entry_type(kind);
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_cksum();
+    b.append(&h, data).unwrap();
+}
+
+#[test]
+fn hostile_layers_are_refused_and_the_host_untouched() {
+    if !require_root() || !skopeo_present() {
+        return;
+    }
+    let Some(reg) = Registry::start() else { return };
+    let host = tempfile::Builder::new().prefix("hull-host-").tempdir().unwrap();
+    std::fs::write(host.path().join("secret"), "host data").unwrap();
+    let hp = host.path().display().to_string();
+    let cases: Vec<(&str, Box<dyn Fn(&mut tar::Builder<Vec<u8>>)>)> = vec![
+        ("dotdot", Box::new(|b| raw_entry(b, &format!("../../../../../../..{hp}/pwned"), tar::EntryType::Regular, None, b"x"))),
+        ("absolute", Box::new(|b| raw_entry(b, &format!("{hp}/pwned"), tar::EntryType::Regular, None, b"x"))),
+        (
+            "symlink",
+            Box::new(|b| {
+                raw_entry(b, "escape", tar::EntryType::Symlink, Some(&hp), b"");
+                raw_entry(b, "escape/pwned", tar::EntryType::Regular, None, b"x");
+            }),
+        ),
+        ("hardlink", Box::new(|b| raw_entry(b, "stolen", tar::EntryType::Link, Some(&format!("../../../../../..{hp}/secret")), b""))),
+    ];
+    for (name, build) in cases {
+        let mut b = tar::Builder::new(Vec::new());
+        build(&mut b);
+        let layer = b.into_inner().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        layout_with_layer(dir.path(), &layer);
+        let o = run_cmd(
+            std::process::Command::new("skopeo")
+                .args(["copy", "--quiet", "--dest-tls-verify=false"])
+                .arg(format!("oci:{}:evil:latest", dir.path().display()))
+                .arg(format!("docker://{}/evil/{name}:latest", reg.host())),
+            Duration::from_secs(60),
+        );
+        assert_ok(&o);
+        let im = Images::new();
+        let o = im.hull(&["pull", "--quiet", &format!("{}/evil/{name}", reg.host())]);
+        assert_fails_mentioning(&o, &["refused entry"]);
+        assert!(s(&o.stderr).contains(&format!("evil/{name}:latest")), "{name}: {}", show(&o));
+        let left: Vec<_> = std::fs::read_dir(host.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("secret")], "{name}: host dir changed");
+        assert_eq!(std::fs::read_to_string(host.path().join("secret")).unwrap(), "host data");
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(std::fs::metadata(host.path().join("secret")).unwrap().nlink(), 1, "{name}");
+        assert_eq!(im.count("snapshots"), 0, "{name}: a snapshot was kept");
+        assert_eq!(im.ok(&["ls", "-q"]).trim(), "", "{name}: image recorded");
+    }
+}
