@@ -90,8 +90,21 @@ pub struct Usage {
 impl Store {
     /// Open (creating if needed) the store at `root`.
     pub fn open(root: &Path) -> Result<Store> {
+        use std::os::unix::fs::PermissionsExt;
         for d in ["blobs/sha256", "ingest", "snapshots", "leases"] {
             fs::create_dir_all(root.join(d)).ctx(|| format!("create {}", root.join(d).display()))?;
+        }
+        // Snapshots hold images' files as they are, set-uid binaries and
+        // device nodes included: only root may reach them on the host (the
+        // overlay reads lower dirs with the mounter's credentials, so
+        // containers are not affected), as containerd does.
+        let modes = [("", 0o711), ("blobs", 0o700), ("ingest", 0o700), ("snapshots", 0o700), ("leases", 0o700)];
+        for (d, mode) in modes {
+            let p = root.join(d);
+            let current = fs::metadata(&p).ctx(|| format!("stat {}", p.display()))?.permissions().mode() & 0o7777;
+            if current != mode {
+                fs::set_permissions(&p, fs::Permissions::from_mode(mode)).ctx(|| format!("chmod {}", p.display()))?;
+            }
         }
         Ok(Store { root: root.to_path_buf() })
     }
@@ -448,6 +461,18 @@ mod tests {
         // Nothing half-written is left behind.
         assert_eq!(fs::read_dir(s.ingest_dir()).unwrap().count(), 0);
         assert_eq!(fs::read_dir(t.path().join("blobs/sha256")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn store_dirs_are_root_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("images");
+        Store::open(&root).unwrap();
+        let mode = |p: &str| fs::metadata(root.join(p)).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(""), 0o711);
+        assert_eq!(mode("snapshots"), 0o700);
+        assert_eq!(mode("blobs"), 0o700);
     }
 
     #[test]
