@@ -150,6 +150,15 @@ fn rm_untags_then_deletes_and_prune_collects() {
 
 #[test]
 fn run_a_container_from_an_image_bundle() {
+    run_from_bundle(false);
+}
+
+#[test]
+fn run_a_container_from_a_copied_rootfs() {
+    run_from_bundle(true);
+}
+
+fn run_from_bundle(copy: bool) {
     if !require_root() {
         return;
     }
@@ -158,15 +167,13 @@ fn run_a_container_from_an_image_bundle() {
     let bundle = im.dir.path().join("bundle");
     let b = bundle.to_str().unwrap();
     // Kubernetes-style args replace Cmd and keep the Entrypoint (/bin/sh -c).
-    im.ok(&[
-        "bundle",
-        "hull-test",
-        b,
-        "--env",
-        "EXTRA=1",
-        "--",
-        "ls /opt /opt/data; cat /etc/hull-release; echo env=$HULL_IMAGE,$EXTRA; pwd; id -u; echo hi > /new; cat /opt/hardlink",
-    ]);
+    let script = "ls /opt /opt/data; cat /etc/hull-release; echo env=$HULL_IMAGE,$EXTRA; pwd; id -u; echo hi > /new; cat /opt/hardlink";
+    let mut args = vec!["bundle", "hull-test", b, "--env", "EXTRA=1"];
+    if copy {
+        args.push("--copy");
+    }
+    args.extend(["--", script]);
+    im.ok(&args);
     let state = im.dir.path().join("state");
     let id = unique_id("image-run");
     let run = |args: &[&str]| {
@@ -183,15 +190,17 @@ fn run_a_container_from_an_image_bundle() {
         "{}",
         show(&o)
     );
-    // Writes went to the bundle's own upper layer, not to the snapshots.
-    assert_eq!(std::fs::read_to_string(bundle.join(".hull-image/upper/new")).unwrap(), "hi\n");
+    // Writes went to the bundle's own upper layer (or copy), not to the snapshots.
+    let written = if copy { bundle.join("rootfs/new") } else { bundle.join(".hull-image/upper/new") };
+    assert_eq!(std::fs::read_to_string(written).unwrap(), "hi\n");
     let snaps = im.inspect("hull-test")["snapshots"].clone();
     for sn in snaps.as_array().unwrap() {
         assert!(!Path::new(sn["path"].as_str().unwrap()).join("new").exists());
     }
-    // Removing the image while a rootfs uses it keeps its snapshots (lease).
+    // Removing the image while a rootfs uses it keeps its snapshots (lease);
+    // a copy needs none.
     im.ok(&["rm", "--force", &im.inspect("hull-test")["id"].as_str().unwrap()[7..19]]);
-    assert_eq!(im.count("snapshots"), 3);
+    assert_eq!(im.count("snapshots"), if copy { 0 } else { 3 });
     assert!(bundle.join("rootfs/bin/busybox").exists());
     im.ok(&["unbundle", b]);
     assert!(!bundle.join("rootfs").exists() && !bundle.join(".hull-image").exists());
@@ -199,4 +208,5 @@ fn run_a_container_from_an_image_bundle() {
     assert!(!mounts.contains(b), "overlay left mounted");
     im.ok(&["prune"]);
     assert_eq!(im.count("snapshots"), 0);
+    assert!(bundle.exists() && !bundle.join("config.json").exists());
 }

@@ -1,6 +1,7 @@
 //! `hull image bundle`: an OCI bundle from an image — config.json from the
 //! image config and the runtime's default spec, rootfs an overlay of the
-//! image's snapshots with a writable layer inside the bundle.
+//! image's snapshots with a writable layer inside the bundle (or, with
+//! `--copy` or without overlayfs, a copy of the merged layers).
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
@@ -111,6 +112,9 @@ pub struct BundleOptions {
     pub command: Vec<String>,
     pub args: Vec<String>,
     pub env: Vec<String>,
+    /// Copy the layers into the rootfs instead of mounting an overlay
+    /// (also the fallback when the kernel has no overlayfs).
+    pub copy: bool,
 }
 
 /// Make `bundle` (created if needed) an OCI bundle of image `rec`.
@@ -126,7 +130,21 @@ pub fn create(store: &Store, rec: &ImageRecord, bundle: &Path, opts: &BundleOpti
     let rootfs = bundle_abs.join("rootfs");
     let state = bundle_abs.join(STATE_DIR);
     let result = (|| {
-        rootfs::mount_rootfs(store, rec, &rootfs, &state)?;
+        let mut copied = opts.copy;
+        if !copied {
+            match rootfs::mount_rootfs(store, rec, &rootfs, &state) {
+                Ok(()) => {}
+                Err(ImageError::Io { source, .. }) if source.raw_os_error() == Some(libc::ENODEV) => {
+                    log::warn!("overlayfs is not available: copying the layers of {} into {}", rec.name, rootfs.display());
+                    copied = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if copied {
+            let _gc = store.gc_guard(false)?;
+            super::copy::copy_rootfs(&super::ingest::lower_dirs(store, rec)?, &rootfs)?;
+        }
         let c = &image.config;
         let (uid, gid, extra) = resolve_user(c.user.as_deref().unwrap_or(""), &rootfs)?;
         let cwd = c.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into());
@@ -158,7 +176,7 @@ pub fn create(store: &Store, rec: &ImageRecord, bundle: &Path, opts: &BundleOpti
         spec["annotations"] = Value::Object(ann);
         let data = serde_json::to_vec_pretty(&spec).map_err(|e| ImageError::json("encode config.json", e))?;
         std::fs::write(bundle_abs.join("config.json"), data).ctx(|| format!("write {}/config.json", bundle.display()))?;
-        let record = json!({"image": rec.name, "id": rec.config, "store": store.root()});
+        let record = json!({"image": rec.name, "id": rec.config, "store": store.root(), "rootfs": if copied { "copy" } else { "overlay" }});
         std::fs::write(state.join("image.json"), record.to_string()).ctx(|| format!("write {}/image.json", state.display()))
     })();
     if result.is_err() {
@@ -172,7 +190,14 @@ pub fn create(store: &Store, rec: &ImageRecord, bundle: &Path, opts: &BundleOpti
 pub fn remove(store: &Store, bundle: &Path) -> Result<()> {
     let state = bundle.join(STATE_DIR);
     let rootfs = std::fs::canonicalize(bundle).unwrap_or_else(|_| bundle.to_path_buf()).join("rootfs");
+    let copied = std::fs::read_to_string(state.join("image.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .is_some_and(|v| v["rootfs"] == "copy");
     rootfs::unmount_rootfs(store, &rootfs)?;
+    if copied && rootfs.exists() {
+        std::fs::remove_dir_all(&rootfs).ctx(|| format!("remove {}", rootfs.display()))?;
+    }
     if state.exists() {
         std::fs::remove_dir_all(&state).ctx(|| format!("remove {}", state.display()))?;
     }

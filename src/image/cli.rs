@@ -76,6 +76,9 @@ pub enum ImageSub {
         /// Environment to add or replace (KEY=VALUE)
         #[arg(short, long)]
         env: Vec<String>,
+        /// Copy the layers into BUNDLE/rootfs instead of mounting an overlay
+        #[arg(long)]
+        copy: bool,
         /// Replace the image's Cmd (Kubernetes `args`)
         #[arg(last = true)]
         args: Vec<String>,
@@ -137,9 +140,9 @@ pub fn run(root: &Path, cmd: &ImageCmd) -> Result<i32> {
                 rm(&store, image, *force)?;
             }
         }
-        ImageSub::Bundle { image, bundle, command, env, args } => {
+        ImageSub::Bundle { image, bundle, command, env, copy, args } => {
             let rec = one(&store, image)?;
-            let opts = super::bundle::BundleOptions { command: command.clone(), args: args.clone(), env: env.clone() };
+            let opts = super::bundle::BundleOptions { command: command.clone(), args: args.clone(), env: env.clone(), copy: *copy };
             super::bundle::create(&store, &rec, bundle, &opts)?;
             println!("bundle {} of {}", bundle.display(), rec.name);
         }

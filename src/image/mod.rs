@@ -13,6 +13,7 @@
 //! - [`cli`]: `hull image <sub>`.
 pub mod bundle;
 pub mod cli;
+pub mod copy;
 pub mod digest;
 pub mod error;
 pub mod ingest;
