@@ -378,3 +378,39 @@ fn hostile_layers_are_refused_and_the_host_untouched() {
         assert_eq!(im.ok(&["ls", "-q"]).trim(), "", "{name}: image recorded");
     }
 }
+
+#[test]
+fn mirrors_from_hosts_toml() {
+    if !require_root() || !skopeo_present() {
+        return;
+    }
+    let Some(reg) = Registry::start() else { return };
+    reg.push("hull-test:latest", "library/mirrored:v1", false);
+    let im = Images::new();
+    let hosts = im.dir.path().join("certs.d");
+    std::fs::create_dir_all(hosts.join("docker.io")).unwrap();
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let write = |caps: &str| {
+        std::fs::write(
+            hosts.join("docker.io/hosts.toml"),
+            format!("server = \"{dead}\"\n[host.\"http://{}\"]\n  capabilities = [{caps}]\n", reg.host()),
+        )
+        .unwrap();
+    };
+    let pull = |r: &str| im.hull(&["pull", "--quiet", "--hosts-dir", hosts.to_str().unwrap(), r]);
+    // Docker Hub names, served by the mirror (the upstream is unreachable).
+    write("\"pull\", \"resolve\"");
+    let o = pull("mirrored:v1");
+    assert_ok(&o);
+    assert!(s(&o.stdout).contains("docker.io/library/mirrored:v1"), "{}", show(&o));
+    // A pull-only mirror is not asked for tags; by digest it is.
+    write("\"pull\"");
+    let o = pull("mirrored:v2");
+    assert_fails_mentioning(&o, &["docker.io/library/mirrored:v2"]);
+    let digest = fixture_digests()["manifest"].as_str().unwrap().to_string();
+    let o = pull(&format!("mirrored@{digest}"));
+    assert_ok(&o);
+    // Custom TLS settings are refused, not ignored.
+    std::fs::write(hosts.join("docker.io/hosts.toml"), "[host.\"https://m.example\"]\nca = \"/x.pem\"\n").unwrap();
+    assert_fails_mentioning(&pull("mirrored:v1"), &["not supported"]);
+}

@@ -31,6 +31,9 @@ pub enum ImageSub {
         /// Platform to pull from a multi-platform image: os/arch[/variant]
         #[arg(long)]
         platform: Option<String>,
+        /// Directory of containerd-style REGISTRY/hosts.toml files (mirrors, plain-HTTP hosts)
+        #[arg(long = "hosts-dir", env = "HULL_REGISTRY_HOSTS_DIR", default_value = "/etc/hull/certs.d")]
+        hosts_dir: PathBuf,
         /// No progress bars
         #[arg(short, long)]
         quiet: bool,
@@ -96,7 +99,7 @@ pub enum ImageSub {
 pub fn run(root: &Path, cmd: &ImageCmd) -> Result<i32> {
     let store = Store::open(root)?;
     match &cmd.command {
-        ImageSub::Pull { reference, user, insecure, platform, quiet } => {
+        ImageSub::Pull { reference, user, insecure, platform, hosts_dir, quiet } => {
             let r = super::Reference::parse(reference)?;
             let credentials = match user {
                 Some(u) => {
@@ -106,7 +109,12 @@ pub fn run(root: &Path, cmd: &ImageCmd) -> Result<i32> {
                 None => None,
             };
             let platform = platform.as_deref().map(parse_platform).transpose()?;
-            let opts = super::registry::PullOptions { insecure: insecure.clone(), credentials, platform };
+            let opts = super::registry::PullOptions {
+                insecure: insecure.clone(),
+                credentials,
+                platform,
+                hosts_dir: Some(hosts_dir.clone()),
+            };
             let started = std::time::Instant::now();
             let bars = super::progress::Bars::new(*quiet);
             let (rec, rep) = super::registry::pull(&store, &r, &opts, &bars)?;

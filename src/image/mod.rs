@@ -16,6 +16,7 @@ pub mod cli;
 pub mod copy;
 pub mod digest;
 pub mod error;
+pub mod hosts;
 pub mod ingest;
 pub mod layout;
 pub mod manifest;

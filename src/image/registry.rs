@@ -8,6 +8,9 @@
 //! forks); blocking requests on a few scoped threads give parallel layer
 //! downloads without an async runtime anywhere in the binary.
 //!
+//! Hosts: mirrors from a containerd-style hosts.toml first, then the
+//! registry itself (see `hosts`).
+//!
 //! Auth: anonymous first; on 401 the `WWW-Authenticate` challenge is
 //! answered: `Basic` with the user's credentials, `Bearer` by fetching a
 //! token from the realm (with the credentials, if any, as Basic auth).
@@ -19,6 +22,7 @@ use base64::Engine;
 
 use super::digest::Digest;
 use super::error::{ImageError, Result};
+use super::hosts::{hosts_for, Host};
 use super::ingest::{self, BlobSource, IngestReport, Progress};
 use super::manifest::{self, Descriptor, Index, Platform};
 use super::reference::Reference;
@@ -39,6 +43,8 @@ pub struct PullOptions {
     pub credentials: Option<(String, String)>,
     /// Platform to select from an index (default: this host's).
     pub platform: Option<Platform>,
+    /// containerd-style `<registry>/hosts.toml` directory (mirrors).
+    pub hosts_dir: Option<std::path::PathBuf>,
 }
 
 pub fn is_loopback(registry: &str) -> bool {
@@ -52,9 +58,16 @@ pub fn is_loopback(registry: &str) -> bool {
 pub struct Client {
     agent: ureq::Agent,
     reference: Reference,
-    base: String,
+    /// Mirrors first, the upstream last (see `hosts`).
+    hosts: Vec<HostState>,
     credentials: Option<(String, String)>,
-    /// The Authorization header value once a challenge was answered.
+}
+
+struct HostState {
+    host: Host,
+    /// `<api>/<repository>`
+    base: String,
+    /// The Authorization header value once this host's challenge was answered.
     auth: Mutex<Option<String>>,
 }
 
@@ -96,22 +109,26 @@ fn query_escape(s: &str) -> String {
 }
 
 impl Client {
-    pub fn new(reference: &Reference, opts: &PullOptions) -> Client {
-        let host = reference.api_host();
-        let plain = is_loopback(host) || opts.insecure.iter().any(|h| h == host || h == &reference.registry);
-        let scheme = if plain { "http" } else { "https" };
+    pub fn new(reference: &Reference, opts: &PullOptions) -> Result<Client> {
+        let hosts = hosts_for(opts.hosts_dir.as_deref(), reference, &opts.insecure)?
+            .into_iter()
+            .map(|host| HostState {
+                base: format!("{}/{}", host.api, reference.repository),
+                host,
+                auth: Mutex::new(None),
+            })
+            .collect();
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(15))
             .timeout_read(Duration::from_secs(60))
             .user_agent(concat!("hull/", env!("CARGO_PKG_VERSION")))
             .build();
-        Client {
+        Ok(Client {
             agent,
             reference: reference.clone(),
-            base: format!("{scheme}://{host}/v2/{}", reference.repository),
+            hosts,
             credentials: opts.credentials.clone(),
-            auth: Mutex::new(None),
-        }
+        })
     }
 
     fn err(&self, what: impl Into<String>) -> ImageError {
@@ -121,16 +138,32 @@ impl Client {
         }
     }
 
-    /// GET `path` under the repository, answering one auth challenge.
-    fn get(&self, path: &str, accept: Option<&str>, what: &str) -> Result<ureq::Response> {
-        let url = format!("{}/{path}", self.base);
+    /// GET `path` under the repository from the first host that has it
+    /// (mirrors, then the upstream); `resolve`: a lookup by tag, which only
+    /// hosts with that capability answer.
+    fn get(&self, path: &str, accept: Option<&str>, what: &str, resolve: bool) -> Result<ureq::Response> {
+        let hosts: Vec<&HostState> = self.hosts.iter().filter(|h| if resolve { h.host.resolve } else { h.host.pull }).collect();
+        let mut last = None;
+        for (i, h) in hosts.iter().enumerate() {
+            match self.get_from(h, path, accept, what) {
+                Ok(resp) => return Ok(resp),
+                Err(e) if i + 1 < hosts.len() => log::info!("{}: {e}; trying the next host", h.host.api),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| self.err(format!("{what}: no host to ask"))))
+    }
+
+    /// GET from one host, answering one auth challenge.
+    fn get_from(&self, h: &HostState, path: &str, accept: Option<&str>, what: &str) -> Result<ureq::Response> {
+        let url = format!("{}/{path}", h.base);
         let mut challenged = false;
         loop {
             let mut req = self.agent.get(&url);
             if let Some(a) = accept {
                 req = req.set("Accept", a);
             }
-            if let Some(auth) = self.auth.lock().ok().and_then(|a| a.clone()) {
+            if let Some(auth) = h.auth.lock().ok().and_then(|a| a.clone()) {
                 req = req.set("Authorization", &auth);
             }
             match req.call() {
@@ -138,7 +171,7 @@ impl Client {
                 Err(ureq::Error::Status(401, resp)) if !challenged => {
                     challenged = true;
                     let challenge = resp.header("www-authenticate").unwrap_or("").to_string();
-                    self.authenticate(&challenge)?;
+                    self.authenticate(h, &challenge)?;
                 }
                 Err(ureq::Error::Status(401 | 403, resp)) => {
                     return Err(ImageError::Unauthorized {
@@ -153,7 +186,7 @@ impl Client {
         }
     }
 
-    fn authenticate(&self, challenge: &str) -> Result<()> {
+    fn authenticate(&self, h: &HostState, challenge: &str) -> Result<()> {
         let (scheme, params) = parse_challenge(challenge);
         let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         let basic = self
@@ -201,7 +234,7 @@ impl Client {
                 })
             }
         };
-        if let Ok(mut a) = self.auth.lock() {
+        if let Ok(mut a) = h.auth.lock() {
             *a = Some(header);
         }
         Ok(())
@@ -210,7 +243,8 @@ impl Client {
     /// A manifest or index by tag or digest: (bytes, media type, digest),
     /// the digest checked against the one asked for.
     pub fn manifest(&self, object: &str) -> Result<(Vec<u8>, String, Digest)> {
-        let resp = self.get(&format!("manifests/{object}"), Some(ACCEPT), &format!("manifest {object}"))?;
+        let by_tag = !object.starts_with("sha256:");
+        let resp = self.get(&format!("manifests/{object}"), Some(ACCEPT), &format!("manifest {object}"), by_tag)?;
         let header_type = resp.content_type().to_string();
         let header_digest = resp.header("docker-content-digest").map(str::to_string);
         let mut data = Vec::new();
@@ -245,7 +279,7 @@ fn body_hint(resp: ureq::Response) -> String {
 
 impl BlobSource for Client {
     fn open(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send + '_>> {
-        let resp = self.get(&format!("blobs/{}", desc.digest), None, &format!("blob {}", desc.digest))?;
+        let resp = self.get(&format!("blobs/{}", desc.digest), None, &format!("blob {}", desc.digest), false)?;
         Ok(resp.into_reader())
     }
 }
@@ -255,7 +289,7 @@ impl BlobSource for Client {
 pub fn pull(store: &Store, reference: &Reference, opts: &PullOptions, progress: &dyn Progress) -> Result<(ImageRecord, IngestReport)> {
     let name = reference.to_string();
     let _gc = store.gc_guard(false)?;
-    let client = Client::new(reference, opts);
+    let client = Client::new(reference, opts)?;
     let (data, media_type, digest) = client.manifest(&reference.object())?;
     ingest::check_manifest_type(&name, &media_type)?;
     store.put_bytes(&data, Some(Expect { digest: &digest, size: None }), &format!("{name}: manifest"))?;
