@@ -103,8 +103,17 @@ fn respond(mut s: &TcpStream, status: &str, headers: &[(&str, String)], body: &[
     let _ = s.write_all(body);
 }
 
+#[derive(Clone, Copy, PartialEq)]
+enum Fake {
+    Bearer,
+    Basic,
+    /// No auth; blobs over 4 KiB are cut off half-way (a dropped connection).
+    Truncating,
+}
+
 impl FakeRegistry {
-    fn start(basic: bool) -> FakeRegistry {
+    fn start(mode: Fake) -> FakeRegistry {
+        let basic = mode == Fake::Basic;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -151,7 +160,11 @@ impl FakeRegistry {
                     }
                     continue;
                 }
-                let ok = if basic { auth == alice } else { auth == "Bearer good-token" };
+                let ok = match mode {
+                    Fake::Basic => auth == alice,
+                    Fake::Bearer => auth == "Bearer good-token",
+                    Fake::Truncating => true,
+                };
                 if !ok {
                     let challenge = if basic {
                         r#"Basic realm="fake""#.to_string()
@@ -169,6 +182,12 @@ impl FakeRegistry {
                     String::new()
                 };
                 match std::fs::read(layout.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))) {
+                    Ok(body) if mode == Fake::Truncating && path.contains("/blobs/") && body.len() > 4096 => {
+                        let mut head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).into_bytes();
+                        head.extend_from_slice(&body[..body.len() / 2]);
+                        let _ = (&conn).write_all(&head);
+                        let _ = conn.shutdown(std::net::Shutdown::Both);
+                    }
                     Ok(body) if digest.starts_with("sha256:") => {
                         let ct = if path.contains("/manifests/") { "application/vnd.oci.image.manifest.v1+json" } else { "application/octet-stream" };
                         respond(&conn, "200 OK", &[("Content-Type", ct.to_string()), ("Docker-Content-Digest", digest.clone())], &body)
@@ -215,7 +234,7 @@ fn bearer_token_and_basic_auth() {
         return;
     }
     for basic in [false, true] {
-        let reg = FakeRegistry::start(basic);
+        let reg = FakeRegistry::start(if basic { Fake::Basic } else { Fake::Bearer });
         let name = format!("127.0.0.1:{}/test/img", reg.port);
         let im = Images::new();
         let o = im.hull(&["pull", "--quiet", &name]);
@@ -413,4 +432,30 @@ fn mirrors_from_hosts_toml() {
     // Custom TLS settings are refused, not ignored.
     std::fs::write(hosts.join("docker.io/hosts.toml"), "[host.\"https://m.example\"]\nca = \"/x.pem\"\n").unwrap();
     assert_fails_mentioning(&pull("mirrored:v1"), &["not supported"]);
+}
+
+#[test]
+fn interrupted_pull_restarts_cleanly() {
+    if !require_root() {
+        return;
+    }
+    let im = Images::new();
+    let bad = FakeRegistry::start(Fake::Truncating);
+    let o = im.hull(&["pull", "--quiet", &format!("127.0.0.1:{}/test/img", bad.port)]);
+    assert_fails_mentioning(&o, &["test/img:latest"]);
+    assert!(s(&o.stderr).contains("layer"), "{}", show(&o));
+    // Nothing half-written: no partial blob, no temp file, no record.
+    assert_eq!(im.count("ingest"), 0, "temp files left");
+    assert_eq!(im.count("snapshots"), 0);
+    assert_eq!(im.ok(&["ls", "-q"]).trim(), "");
+    let blobs_after_failure = im.count("blobs/sha256");
+    drop(bad);
+    // The same pull from a working registry completes, reusing what was whole.
+    let good = FakeRegistry::start(Fake::Bearer);
+    let out = im.ok(&["pull", "--quiet", "--user", "alice:secret", &format!("127.0.0.1:{}/test/img", good.port)]);
+    assert!(out.contains("3 layers unpacked"), "{out}");
+    // Only the cut-off base layer is fetched again; the config and the two
+    // small layers completed the first time.
+    assert!(out.contains("1 blobs fetched") && out.contains("2 already present"), "{out}");
+    assert_eq!(im.count("blobs/sha256"), blobs_after_failure + 1);
 }
