@@ -4,8 +4,10 @@
 #                  CNI config if /etc/cni/net.d has none (idempotent)
 #   make build     cargo build --release
 #   make fixtures  build the busybox test rootfs into target/fixtures/rootfs
+#                  and an OCI image layout from it (target/fixtures/image-layout)
 #   make test      setup + fixtures, then cargo test
-#   make bench     hull vs runc vs crun benchmark (BENCH_ITERS=100 by default)
+#   make bench     hull vs runc vs crun benchmark (BENCH_ITERS=100 by default),
+#                  then image pull + unpack: hull vs containerd's ctr
 #   make demo      run the example pod (examples/pod.yaml) with target/release/hull
 #   make clean     cargo clean + remove generated fixtures
 
@@ -16,12 +18,16 @@ SHELL := /bin/bash
 CARGO ?= cargo
 FIXTURES_DIR := $(CURDIR)/target/fixtures
 ROOTFS := $(FIXTURES_DIR)/rootfs
+IMAGE_LAYOUT := $(FIXTURES_DIR)/image-layout
 HULL := $(CURDIR)/target/release/hull
 
 # Debian packages needed to build, test, benchmark and demo hull.
 # (gcc and pkg-config: linker and library lookup for cargo builds.)
+# (docker-registry, skopeo, umoci, zstd: the image tests' local registry,
+#  pushes and fixture image; containerd: `ctr image pull` in the bench.)
 DEB_PACKAGES := busybox-static runc crun jq libseccomp-dev protobuf-compiler \
-	iproute2 util-linux python3 gcc pkg-config containernetworking-plugins iptables
+	iproute2 util-linux python3 gcc pkg-config containernetworking-plugins iptables \
+	docker-registry skopeo umoci zstd containerd
 
 # Pod networking: if the CNI config dir holds no network config, setup
 # installs hull's default (bridge hull0 + host-local 10.88.0.0/16 + portmap;
@@ -69,12 +75,14 @@ build:
 
 fixtures: setup
 	rootfs-fixtures/build-rootfs.sh $(ROOTFS)
+	rootfs-fixtures/build-image.sh $(ROOTFS) $(IMAGE_LAYOUT)
 
 test: setup fixtures
 	HULL_TEST_ROOTFS=$(ROOTFS) $(CARGO) test -- --test-threads=4
 
 bench: setup fixtures build
 	tests/bench/bench.sh
+	HULL=$(HULL) tests/bench/image_bench.sh
 
 demo: setup fixtures build
 	HULL=$(HULL) HULL_TEST_ROOTFS=$(ROOTFS) examples/demo.sh

@@ -49,6 +49,8 @@ pub enum Error {
     Seccomp(#[from] crate::seccomp::SeccompError),
     #[error(transparent)]
     Network(#[from] crate::network::NetworkError),
+    #[error("image: {0}")]
+    Image(#[from] crate::image::ImageError),
 }
 
 impl Error {

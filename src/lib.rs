@@ -12,9 +12,11 @@
 //! - [`network`]: pod networking with CNI plugins, pinned network namespaces.
 //! - [`seccomp`]: seccomp profiles compiled with libseccomp, and the built-in
 //!   default profile.
+//! - [`image`]: image references, store, layer unpacking, registry pulls.
 pub mod cgroups;
 pub mod cli;
 pub mod error;
+pub mod image;
 pub mod linux;
 pub mod logging;
 pub mod monitor;

@@ -28,6 +28,9 @@ pub struct Cli {
     /// directories itself, without talking to systemd
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
+    /// Directory of the image store (`hull image`)
+    #[arg(long = "image-root", global = true, env = "HULL_IMAGE_ROOT", default_value = crate::image::store::DEFAULT_ROOT)]
+    pub image_root: PathBuf,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -201,6 +204,8 @@ pub enum Command {
     },
     /// Pod networking by hand: CNI add/del/check, pinned network namespaces
     Network(super::network::NetworkCmd),
+    /// Images: pull, import, export, ls, inspect, rm, prune, df, mount, bundle
+    Image(crate::image::cli::ImageCmd),
     /// Print a container's stats every interval and its OOM events, as JSON lines
     Events {
         id: String,

@@ -120,6 +120,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             oci::events::events(&root, id, *stats, interval, &mut std::io::stdout().lock())?;
             Ok(0)
         }
+        Command::Image(c) => Ok(crate::image::cli::run(&cli.image_root, c)?),
     }
 }
 
