@@ -478,3 +478,55 @@ spec:
     assert!(veths.trim().is_empty(), "veth left on {bridge}: {veths}");
     assert!(!rules.contains(&format!("--dport {host_port} ")) && !rules.contains(&format!("--dports {host_port}")), "portmap rule left");
 }
+
+/// `image:` names an image in hull's store: its rootfs is an overlay of the
+/// image's snapshots, its config gives the working directory and command
+/// defaults, and removal unmounts it and drops the store lease.
+#[test]
+fn pod_runs_an_image_from_the_store() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let layout = rootfs().parent().unwrap().join("image-layout");
+    if !layout.join("index.json").exists() {
+        eprintln!("skipped: {} missing (make fixtures builds it)", layout.display());
+        return;
+    }
+    let env = PodEnv::new("image");
+    let image_root = env.root.path().join("images");
+    let imp = std::process::Command::new(runtime())
+        .arg("--image-root").arg(&image_root)
+        .args(["image", "import"]).arg(&layout)
+        .output().unwrap();
+    assert_ok(&imp);
+    let text = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: NAME}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: c, image: "hull-test:latest", command: [sh, -c, 'echo cwd=$(pwd); touch /written-here; ls /written-here']}
+  - {name: dflt, image: "hull-test:latest"}
+"#.replace("NAME", &env.name);
+    let path = env.root.path().join("pod.yaml");
+    std::fs::write(&path, text).unwrap();
+    let empty = env.root.path().join("no-cni");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = std::process::Command::new(runtime())
+        .arg("--root").arg(env.root.path())
+        .arg("--image-root").arg(&image_root)
+        .args(["pod", "run", "--cni-conf-dir", empty.to_str().unwrap(), path.to_str().unwrap()])
+        .output().unwrap();
+    assert_ok(&o);
+    assert_eq!(env.wait_phase(&["Succeeded", "Failed"]), "Succeeded", "{}", show(&env.hull(&["pod", "ps", &env.name])));
+    let log = env.logs("c");
+    assert!(log.contains("cwd=/opt") && log.contains("/written-here"), "{log}");
+    // No command: the image's Entrypoint + Cmd run.
+    let release = read_all(&rootfs().join("etc/hull-release"));
+    let dflt = env.logs("dflt");
+    assert!(!dflt.trim().is_empty() && (release.is_empty() || dflt.contains(release.trim())), "{dflt}");
+    let leases = || std::fs::read_dir(image_root.join("leases")).map(|d| d.count()).unwrap_or(0);
+    env.remove_and_check();
+    assert_eq!(leases(), 0, "image lease left after pod rm");
+}

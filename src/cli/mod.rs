@@ -98,7 +98,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Network(n) => network::run(&cli.root, n),
-        Command::Pod(p) => pod::dispatch(&root, p),
+        Command::Pod(p) => pod::dispatch(&root, &cli.image_root, p),
         Command::Monitor { id, bundle, log_path, exit_file, ready_fd } => {
             let ready = crate::monitor::ready_fd(*ready_fd)?;
             let spec = crate::monitor::MonitorSpec {

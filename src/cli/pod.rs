@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::oci::state::StateRoot;
 use crate::pod::{self, store::{ContainerState, PodRecord}};
 
-pub fn dispatch(root: &StateRoot, cmd: &PodCmd) -> Result<i32> {
+pub fn dispatch(root: &StateRoot, image_root: &std::path::Path, cmd: &PodCmd) -> Result<i32> {
     match cmd {
         PodCmd::Run { file, backoff_base_ms, wait, cni_conf_dir, cni_bin_dirs } => {
             let rec = pod::run(root, &pod::RunOptions {
@@ -19,6 +19,7 @@ pub fn dispatch(root: &StateRoot, cmd: &PodCmd) -> Result<i32> {
                     plugin_dirs: cni_bin_dirs.clone(),
                     ..Default::default()
                 },
+                image_root: image_root.to_path_buf(),
             })?;
             let ips = if rec.ips.is_empty() { "no IP".to_string() } else { rec.ips.join(", ") };
             println!("pod/{} {} (uid {}, {ips})", rec.name, rec.phase, rec.uid);

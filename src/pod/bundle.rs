@@ -21,6 +21,7 @@ const DEFAULT_CAPS: &[&str] = &[
 
 pub struct BundleContext<'a> {
     pub pod: &'a Pod,
+    pub image_root: &'a Path,
     pub dir: &'a PodDir,
     pub holder: Option<&'a Holder>,
     pub volumes: &'a [HostVolume],
@@ -38,40 +39,98 @@ fn spec_of(pod: &Pod) -> &PodSpec {
     pod.spec.as_ref().expect("validated")
 }
 
-/// Where a container's image is. Until the image store exists, `image:`
-/// names a local rootfs directory by absolute path (or `dir:PATH`).
-pub fn image_dir(image: &str, field: &str) -> Result<PathBuf> {
+/// Where a container's image comes from: hull's image store (a reference
+/// such as `busybox:latest`), or a local rootfs directory named by absolute
+/// path (or `dir:PATH`), which has no image config.
+pub enum ImageSource {
+    Dir(PathBuf),
+    Store {
+        store: crate::image::store::Store,
+        record: crate::image::store::ImageRecord,
+        config: crate::image::manifest::ImageConfig,
+    },
+}
+
+impl ImageSource {
+    pub fn config(&self) -> Option<&crate::image::manifest::ImageConfig> {
+        match self {
+            ImageSource::Dir(_) => None,
+            ImageSource::Store { config, .. } => Some(config),
+        }
+    }
+}
+
+pub fn resolve_image(image: &str, field: &str, image_root: &Path) -> Result<ImageSource> {
     let path = image.strip_prefix("dir:").unwrap_or(image);
-    if !path.starts_with('/') {
-        return Err(Error::unsupported(
-            format!("{field}.image {image:?}"),
-            "images from registries are not available yet: name a local rootfs directory by absolute path",
-        ));
+    if path.starts_with('/') {
+        let p = PathBuf::from(path);
+        if !p.is_dir() {
+            return Err(Error::InvalidArgument(format!("{field}.image: {} is not a directory", p.display())));
+        }
+        return Ok(ImageSource::Dir(p));
     }
-    let p = PathBuf::from(path);
-    if !p.is_dir() {
-        return Err(Error::InvalidArgument(format!("{field}.image: {} is not a directory", p.display())));
+    if image.is_empty() {
+        return Err(Error::InvalidArgument(format!("{field}.image: missing")));
     }
-    Ok(p)
+    let not_found = || {
+        Error::InvalidArgument(format!(
+            "{field}.image {image:?}: not in the image store {} (hull image pull or import it first)",
+            image_root.display()
+        ))
+    };
+    if !image_root.exists() {
+        return Err(not_found());
+    }
+    let store = crate::image::store::Store::open(image_root)?;
+    let recs = store.records()?;
+    let record = store.find(&recs, image).into_iter().next().ok_or_else(not_found)?;
+    let config = store.config(&record.config)?;
+    Ok(ImageSource::Store { store, record, config })
 }
 
 pub fn prepare(ctx: &BundleContext, c: &Container, field: &str, attempt_dir: &Path, host_mounts: &mut Vec<PathBuf>) -> Result<Prepared> {
-    let image = image_dir(c.image.as_deref().unwrap_or(""), field)?;
+    let image = resolve_image(c.image.as_deref().unwrap_or(""), field, ctx.image_root)?;
     let bundle = attempt_dir.join("bundle");
     std::fs::create_dir_all(&bundle).sys_context(|| format!("create {}", bundle.display()))?;
     let read_only_root = c.security_context.as_ref().and_then(|s| s.read_only_root_filesystem).unwrap_or(false);
-    let (rootfs, rootfs_mount) = if read_only_root {
-        (image, None)
-    } else {
-        let root = attempt_dir.join("rootfs");
-        mount_overlay(&image, attempt_dir, &root)?;
-        host_mounts.push(root.clone());
-        (root.clone(), Some(root))
+    let root = attempt_dir.join("rootfs");
+    let (rootfs, rootfs_mount) = match &image {
+        ImageSource::Dir(dir) if read_only_root => (dir.clone(), None),
+        ImageSource::Dir(dir) => {
+            mount_overlay(dir, attempt_dir, &root)?;
+            host_mounts.push(root.clone());
+            (root.clone(), Some(root.clone()))
+        }
+        ImageSource::Store { store, record, .. } => {
+            crate::image::rootfs::mount_rootfs(store, record, &root, attempt_dir)?;
+            host_mounts.push(root.clone());
+            (root.clone(), Some(root.clone()))
+        }
     };
-    let config = config(ctx, c, field, &rootfs, read_only_root)?;
+    let config = config(ctx, c, field, &rootfs, read_only_root, image.config());
+    let config = match config {
+        Ok(c) => c,
+        Err(e) => {
+            unmount_rootfs(ctx.image_root, &root);
+            host_mounts.retain(|p| *p != root);
+            return Err(e);
+        }
+    };
     std::fs::write(bundle.join("config.json"), serde_json::to_vec_pretty(&config).unwrap_or_default())
         .sys_context(|| "write config.json".into())?;
     Ok(Prepared { bundle, rootfs_mount })
+}
+
+/// Unmount a container rootfs (and drop its image-store lease, if any).
+pub fn unmount_rootfs(image_root: &Path, target: &Path) {
+    match crate::image::store::Store::open(image_root) {
+        Ok(store) if image_root.exists() => {
+            let _ = crate::image::rootfs::unmount_rootfs(&store, target);
+        }
+        _ => {
+            let _ = nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
 }
 
 fn mount_overlay(lower: &Path, attempt_dir: &Path, target: &Path) -> Result<()> {
@@ -86,30 +145,59 @@ fn mount_overlay(lower: &Path, attempt_dir: &Path, target: &Path) -> Result<()> 
 }
 
 /// The OCI config for one container of the pod.
-pub fn config(ctx: &BundleContext, c: &Container, field: &str, rootfs: &Path, read_only_root: bool) -> Result<Value> {
+pub fn config(
+    ctx: &BundleContext,
+    c: &Container,
+    field: &str,
+    rootfs: &Path,
+    read_only_root: bool,
+    image: Option<&crate::image::manifest::ImageConfig>,
+) -> Result<Value> {
     let pod_spec = spec_of(ctx.pod);
     let mut spec = crate::oci::spec_template::default_spec(false);
-    let mut args: Vec<String> = c.command.clone().unwrap_or_default();
-    args.extend(c.args.clone().unwrap_or_default());
+    let command = c.command.clone().unwrap_or_default();
+    let cargs = c.args.clone().unwrap_or_default();
+    let args: Vec<String> = match image {
+        Some(img) => crate::image::bundle::process_args(img, &command, &cargs)
+            .map_err(|e| Error::InvalidArgument(format!("{field}: {e}")))?,
+        None => command.iter().chain(&cargs).cloned().collect(),
+    };
     if args.is_empty() {
         return Err(Error::InvalidArgument(format!(
             "{field}: command is required (a local rootfs has no image config to take it from)"
         )));
     }
-    let mut env = vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
+    let mut extra = Vec::new();
     if let Some(h) = pod_hostname(ctx.pod) {
-        env.push(format!("HOSTNAME={h}"));
+        extra.push(format!("HOSTNAME={h}"));
     }
     for (i, e) in c.env.iter().flatten().enumerate() {
         if e.value_from.is_some() {
             return Err(Error::unsupported(format!("{field}.env[{i}].valueFrom"), "there is no API server"));
         }
-        env.push(format!("{}={}", e.name, e.value.clone().unwrap_or_default()));
+        extra.push(format!("{}={}", e.name, e.value.clone().unwrap_or_default()));
     }
+    let env = match image {
+        Some(img) => crate::image::bundle::process_env(img, &extra),
+        None => {
+            let mut env = vec![crate::image::bundle::DEFAULT_PATH.to_string()];
+            env.extend(extra);
+            env
+        }
+    };
     let sc = c.security_context.as_ref();
     let psc = pod_spec.security_context.as_ref();
-    let uid = sc.and_then(|s| s.run_as_user).or(psc.and_then(|s| s.run_as_user)).unwrap_or(0);
-    let gid = sc.and_then(|s| s.run_as_group).or(psc.and_then(|s| s.run_as_group)).unwrap_or(0);
+    // The image's User, unless the pod says otherwise.
+    let (image_uid, image_gid) = match image.and_then(|i| i.config.user.as_deref()).filter(|u| !u.is_empty()) {
+        Some(u) => {
+            let (uid, gid, _) = crate::image::bundle::resolve_user(u, rootfs)
+                .map_err(|e| Error::InvalidArgument(format!("{field}: image user {u:?}: {e}")))?;
+            (uid as i64, gid as i64)
+        }
+        None => (0, 0),
+    };
+    let uid = sc.and_then(|s| s.run_as_user).or(psc.and_then(|s| s.run_as_user)).unwrap_or(image_uid);
+    let gid = sc.and_then(|s| s.run_as_group).or(psc.and_then(|s| s.run_as_group)).unwrap_or(image_gid);
     let non_root = sc.and_then(|s| s.run_as_non_root).or(psc.and_then(|s| s.run_as_non_root)).unwrap_or(false);
     if non_root && uid == 0 {
         return Err(Error::InvalidArgument(format!("{field}: runAsNonRoot is set but the container would run as uid 0")));
@@ -120,7 +208,8 @@ pub fn config(ctx: &BundleContext, c: &Container, field: &str, rootfs: &Path, re
     process["terminal"] = json!(false);
     process["args"] = json!(args);
     process["env"] = json!(env);
-    process["cwd"] = json!(c.working_dir.clone().unwrap_or_else(|| "/".into()));
+    let image_cwd = image.and_then(|i| i.config.working_dir.clone()).filter(|w| !w.is_empty());
+    process["cwd"] = json!(c.working_dir.clone().or(image_cwd).unwrap_or_else(|| "/".into()));
     process["user"] = json!({"uid": uid, "gid": gid,
         "additionalGids": psc.and_then(|s| s.supplemental_groups.clone()).unwrap_or_default()});
     process["capabilities"] = json!({"bounding": caps, "effective": caps, "permitted": caps});

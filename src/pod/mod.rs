@@ -31,6 +31,8 @@ pub struct RunOptions {
     pub wait: Duration,
     /// Where the CNI network config and plugins are.
     pub cni: crate::network::CniOptions,
+    /// hull's image store (`image:` references other than local paths).
+    pub image_root: PathBuf,
 }
 
 /// Read a manifest from a file, or stdin for "-".
@@ -58,6 +60,11 @@ fn teardown(root: &StateRoot, store: &PodStore, rec: &PodRecord) {
     for id in root.ids().unwrap_or_default() {
         if id.starts_with(&format!("{}_", rec.name)) {
             let _ = crate::oci::lifecycle::delete(root, &id, true);
+        }
+    }
+    for m in rec.host_mounts.iter().rev() {
+        if m.ends_with("rootfs") {
+            bundle::unmount_rootfs(&rec.image_root, m);
         }
     }
     volumes::unmount_all(&rec.host_mounts);
@@ -122,6 +129,7 @@ pub fn run(root: &StateRoot, opts: &RunOptions) -> Result<PodRecord> {
         network: None,
         host_mounts: Vec::new(),
         cgroup_parent: format!("/hull-pod-{uid}"),
+        image_root: opts.image_root.clone(),
         containers: supervisor::initial_statuses(&pod),
     };
     match set_up(root, &store, &dir, &mut rec, opts) {
@@ -151,13 +159,30 @@ fn set_up(root: &StateRoot, store: &PodStore, dir: &PodDir, rec: &mut PodRecord,
     let vols = volumes::prepare(dir, spec.volumes.as_deref().unwrap_or(&[]), &mut rec.host_mounts)?;
     // Build and validate every container's config now, so that a bad
     // manifest fails here rather than in the supervisor.
-    let ctx = bundle::BundleContext { pod: &rec.manifest, dir, holder: rec.holder.as_ref(), volumes: &vols, cgroup_parent: &rec.cgroup_parent };
+    let ctx = bundle::BundleContext {
+        pod: &rec.manifest,
+        image_root: &rec.image_root,
+        dir,
+        holder: rec.holder.as_ref(),
+        volumes: &vols,
+        cgroup_parent: &rec.cgroup_parent,
+    };
     for (kind, list) in [("initContainers", spec.init_containers.clone().unwrap_or_default()), ("containers", spec.containers.clone())] {
         for (i, c) in list.iter().enumerate() {
             let field = format!("spec.{kind}[{i}]");
             probe::specs_of(c).map_err(|e| Error::InvalidArgument(format!("{field}: {e}")))?;
-            let image = bundle::image_dir(c.image.as_deref().unwrap_or(""), &field)?;
-            let config = bundle::config(&ctx, c, &field, &image, true)?;
+            let image = bundle::resolve_image(c.image.as_deref().unwrap_or(""), &field, &rec.image_root)?;
+            // An image's rootfs is not mounted yet: its User (a name to look
+            // up in its /etc/passwd) is resolved when the container starts.
+            let (probe_root, image_config) = match &image {
+                bundle::ImageSource::Dir(d) => (d.clone(), None),
+                bundle::ImageSource::Store { config, .. } => {
+                    let mut c = config.clone();
+                    c.config.user = None;
+                    (dir.path.clone(), Some(c))
+                }
+            };
+            let config = bundle::config(&ctx, c, &field, &probe_root, true, image_config.as_ref())?;
             let spec = crate::oci::config::parse_spec(config.to_string().as_bytes())
                 .map_err(|e| Error::InvalidArgument(format!("{field}: {e}")))?;
             crate::oci::config::validate(&spec).map_err(|e| Error::InvalidArgument(format!("{field}: {e}")))?;

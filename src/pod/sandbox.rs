@@ -103,6 +103,13 @@ fn holder_loop(keep: i32) -> ! {
         }
     }
     let _ = nix::unistd::close(keep);
+    // Nor the caller's stdio: whoever reads `hull pod run`'s output must see
+    // it end when the command does.
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        for fd in 0..3 {
+            let _ = crate::linux::syscall::dup2_raw(std::os::fd::AsRawFd::as_raw_fd(&null), fd);
+        }
+    }
     let mut set = SigSet::empty();
     for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
         set.add(s);

@@ -93,6 +93,9 @@ pub struct PodRecord {
     /// Mounts on the host that removal must undo (overlays, tmpfs volumes).
     pub host_mounts: Vec<PathBuf>,
     pub cgroup_parent: String,
+    /// The image store the containers' images come from.
+    #[serde(default)]
+    pub image_root: PathBuf,
     pub containers: Vec<ContainerStatus>,
 }
 

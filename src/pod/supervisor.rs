@@ -86,6 +86,7 @@ impl Supervisor<'_> {
         let field = format!("spec.{}[{}]", if self.rec.containers[idx].init { "initContainers" } else { "containers" }, name);
         let ctx = BundleContext {
             pod: &self.rec.manifest,
+            image_root: &self.rec.image_root,
             dir: &self.dir,
             holder: self.rec.holder.as_ref(),
             volumes: &self.volumes,
@@ -127,7 +128,7 @@ impl Supervisor<'_> {
         }
         let rootfs = self.dir.attempt(&c.name, c.attempt).join("rootfs");
         if self.rec.host_mounts.contains(&rootfs) {
-            let _ = nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH);
+            bundle::unmount_rootfs(&self.rec.image_root, &rootfs);
             self.rec.host_mounts.retain(|p| *p != rootfs);
         }
     }
