@@ -36,6 +36,11 @@ pub struct IngestReport {
     pub reused_snapshots: usize,
 }
 
+/// Configs are read whole into memory: refuse absurd ones up front.
+const MAX_CONFIG: u64 = 16 << 20;
+/// Manifests and indexes likewise (the distribution spec suggests 4 MiB).
+pub const MAX_MANIFEST: u64 = 4 << 20;
+
 /// How many blobs to fetch at once.
 const PARALLEL_FETCHES: usize = 4;
 
@@ -65,6 +70,9 @@ pub fn complete(
 ) -> Result<(ImageRecord, IngestReport)> {
     let mut report = IngestReport::default();
     let m = store.manifest(manifest_digest)?;
+    if m.config.size > MAX_CONFIG {
+        return Err(ImageError::Unsupported(format!("{name}: config of {} bytes (limit {MAX_CONFIG})", m.config.size)));
+    }
     if fetch_blob(store, src, &m.config, &format!("{name}: config {}", m.config.digest), &NoProgress)? {
         report.fetched_blobs += 1;
         report.fetched_bytes += m.config.size;

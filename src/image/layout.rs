@@ -24,6 +24,9 @@ impl LayoutSource {
         self.dir.join("blobs/sha256").join(d.hex())
     }
     fn read(&self, desc: &Descriptor) -> Result<Vec<u8>> {
+        if desc.size > ingest::MAX_MANIFEST {
+            return Err(ImageError::Unsupported(format!("{}: manifest of {} bytes (limit {})", desc.digest, desc.size, ingest::MAX_MANIFEST)));
+        }
         let mut data = Vec::new();
         self.open(desc)?.take(desc.size + 1).read_to_end(&mut data).ctx(|| format!("read {}", self.path(&desc.digest).display()))?;
         Ok(data)

@@ -28,8 +28,7 @@ use super::manifest::{self, Descriptor, Index, Platform};
 use super::reference::Reference;
 use super::store::{Expect, ImageRecord, Store};
 
-/// Largest manifest or index accepted (the spec suggests 4 MiB).
-const MAX_MANIFEST: u64 = 4 << 20;
+use super::ingest::MAX_MANIFEST;
 const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
 application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 
