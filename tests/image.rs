@@ -166,6 +166,14 @@ fn run_from_bundle(copy: bool) {
     im.ok(&["import", image_layout().to_str().unwrap()]);
     let bundle = im.dir.path().join("bundle");
     let b = bundle.to_str().unwrap();
+    // Whatever happens below, leave no overlay mounted.
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    let _unmount = Unmount(bundle.join("rootfs"));
     // Kubernetes-style args replace Cmd and keep the Entrypoint (/bin/sh -c).
     let script = "ls /opt /opt/data; cat /etc/hull-release; echo env=$HULL_IMAGE,$EXTRA; pwd; id -u; echo hi > /new; cat /opt/hardlink";
     let mut args = vec!["bundle", "hull-test", b, "--env", "EXTRA=1"];
