@@ -8,12 +8,18 @@ use std::sync::Mutex;
 use super::digest::Digest;
 use super::error::{ImageError, IoContext, Result};
 use super::manifest::{self, Descriptor, ImageConfig, Manifest};
-use super::store::{temp_name, Expect, ImageRecord, Store};
+use super::store::{temp_name, ImageRecord, Store};
 use super::unpack;
 
 /// Where blobs come from.
 pub trait BlobSource: Sync {
     fn open(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send + '_>>;
+
+    /// The blob from byte `offset` if the source can (returns the offset it
+    /// actually starts at: `offset` or 0).
+    fn open_at(&self, desc: &Descriptor, _offset: u64) -> Result<(Box<dyn Read + Send + '_>, u64)> {
+        Ok((self.open(desc)?, 0))
+    }
 }
 
 /// Progress of blob downloads and unpacking (a progress bar, or nothing).
@@ -52,8 +58,7 @@ pub fn fetch_blob(store: &Store, src: &dyn BlobSource, desc: &Descriptor, what: 
         return Ok(false);
     }
     progress.begin(&id, desc.size);
-    let reader = src.open(desc)?;
-    store.write_blob(reader, Some(Expect { digest: &desc.digest, size: Some(desc.size) }), what, |n| progress.advance(&id, n))?;
+    store.write_blob_resumable(&desc.digest, desc.size, what, |from| src.open_at(desc, from), |n| progress.advance(&id, n))?;
     progress.finish(&id, "done");
     Ok(true)
 }
