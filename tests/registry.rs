@@ -372,7 +372,8 @@ fn hostile_layers_are_refused_and_the_host_untouched() {
     let host = tempfile::Builder::new().prefix("hull-host-").tempdir().unwrap();
     std::fs::write(host.path().join("secret"), "host data").unwrap();
     let hp = host.path().display().to_string();
-    let cases: Vec<(&str, Box<dyn Fn(&mut tar::Builder<Vec<u8>>)>)> = vec![
+    type Build<'a> = Box<dyn Fn(&mut tar::Builder<Vec<u8>>) + 'a>;
+    let cases: Vec<(&str, Build)> = vec![
         ("dotdot", Box::new(|b| raw_entry(b, &format!("../../../../../../..{hp}/pwned"), tar::EntryType::Regular, None, b"x"))),
         ("absolute", Box::new(|b| raw_entry(b, &format!("{hp}/pwned"), tar::EntryType::Regular, None, b"x"))),
         (
