@@ -166,6 +166,14 @@ fn run_from_bundle(copy: bool) {
     im.ok(&["import", image_layout().to_str().unwrap()]);
     let bundle = im.dir.path().join("bundle");
     let b = bundle.to_str().unwrap();
+    // Whatever happens below, leave no overlay mounted.
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    let _unmount = Unmount(bundle.join("rootfs"));
     // Kubernetes-style args replace Cmd and keep the Entrypoint (/bin/sh -c).
     let script = "ls /opt /opt/data; cat /etc/hull-release; echo env=$HULL_IMAGE,$EXTRA; pwd; id -u; echo hi > /new; cat /opt/hardlink";
     let mut args = vec!["bundle", "hull-test", b, "--env", "EXTRA=1"];
@@ -209,4 +217,25 @@ fn run_from_bundle(copy: bool) {
     im.ok(&["prune"]);
     assert_eq!(im.count("snapshots"), 0);
     assert!(bundle.exists() && !bundle.join("config.json").exists());
+}
+
+#[test]
+fn mount_and_umount() {
+    if !require_root() {
+        return;
+    }
+    let im = Images::new();
+    im.ok(&["import", image_layout().to_str().unwrap()]);
+    let target = im.dir.path().join("mnt");
+    let rw = im.dir.path().join("rw");
+    im.ok(&["mount", "hull-test:gzip", target.to_str().unwrap(), "--rw-dir", rw.to_str().unwrap()]);
+    let ok = std::fs::read_to_string(target.join("etc/hull-release")).ok();
+    let listing: Vec<_> = std::fs::read_dir(target.join("opt/data")).map(|d| d.map(|e| e.unwrap().file_name()).collect()).unwrap_or_default();
+    std::fs::write(target.join("scratch"), "w").ok();
+    im.ok(&["umount", target.to_str().unwrap()]);
+    assert_eq!(ok.as_deref(), Some("layer3\n"));
+    assert_eq!(listing, vec![std::ffi::OsString::from("c")]);
+    assert!(rw.join("upper/scratch").is_file(), "writes go to the rw dir");
+    assert!(!target.join("etc").exists(), "still mounted");
+    assert_eq!(im.count("leases"), 0, "lease left");
 }

@@ -89,6 +89,8 @@ fn blob_with_wrong_digest_is_refused() {
 /// Bearer token (from its /token, for alice:secret) or Basic auth.
 struct FakeRegistry {
     port: u16,
+    /// Range headers received, as "digest bytes=N-".
+    ranges: Arc<std::sync::Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -119,6 +121,8 @@ impl FakeRegistry {
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
+        let ranges = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let ranges2 = ranges.clone();
         let layout = image_layout();
         let fx = fixture_digests();
         let thread = std::thread::spawn(move || {
@@ -140,6 +144,7 @@ impl FakeRegistry {
                 }
                 let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
                 let mut auth = String::new();
+                let mut range = None;
                 for _ in 0..100 {
                     let mut h = String::new();
                     if r.read_line(&mut h).is_err() || h.trim().is_empty() {
@@ -148,6 +153,9 @@ impl FakeRegistry {
                     if let Some((k, v)) = h.split_once(':') {
                         if k.eq_ignore_ascii_case("authorization") {
                             auth = v.trim().to_string();
+                        }
+                        if k.eq_ignore_ascii_case("range") {
+                            range = v.trim().strip_prefix("bytes=").and_then(|v| v.strip_suffix('-')).and_then(|n| n.parse::<usize>().ok());
                         }
                     }
                 }
@@ -188,6 +196,12 @@ impl FakeRegistry {
                         let _ = (&conn).write_all(&head);
                         let _ = conn.shutdown(std::net::Shutdown::Both);
                     }
+                    Ok(body) if digest.starts_with("sha256:") && path.contains("/blobs/") && range.is_some_and(|n| n < body.len()) => {
+                        let from = range.unwrap();
+                        ranges2.lock().unwrap().push(format!("{digest} bytes={from}-"));
+                        let cr = format!("bytes {from}-{}/{}", body.len() - 1, body.len());
+                        respond(&conn, "206 Partial Content", &[("Content-Range", cr)], &body[from..])
+                    }
                     Ok(body) if digest.starts_with("sha256:") => {
                         let ct = if path.contains("/manifests/") { "application/vnd.oci.image.manifest.v1+json" } else { "application/octet-stream" };
                         respond(&conn, "200 OK", &[("Content-Type", ct.to_string()), ("Docker-Content-Digest", digest.clone())], &body)
@@ -198,7 +212,7 @@ impl FakeRegistry {
                 let _ = r.read_to_end(&mut rest);
             }
         });
-        FakeRegistry { port, stop, thread: Some(thread) }
+        FakeRegistry { port, ranges, stop, thread: Some(thread) }
     }
 }
 
@@ -358,7 +372,8 @@ fn hostile_layers_are_refused_and_the_host_untouched() {
     let host = tempfile::Builder::new().prefix("hull-host-").tempdir().unwrap();
     std::fs::write(host.path().join("secret"), "host data").unwrap();
     let hp = host.path().display().to_string();
-    let cases: Vec<(&str, Box<dyn Fn(&mut tar::Builder<Vec<u8>>)>)> = vec![
+    type Build<'a> = Box<dyn Fn(&mut tar::Builder<Vec<u8>>) + 'a>;
+    let cases: Vec<(&str, Build)> = vec![
         ("dotdot", Box::new(|b| raw_entry(b, &format!("../../../../../../..{hp}/pwned"), tar::EntryType::Regular, None, b"x"))),
         ("absolute", Box::new(|b| raw_entry(b, &format!("{hp}/pwned"), tar::EntryType::Regular, None, b"x"))),
         (
@@ -435,7 +450,7 @@ fn mirrors_from_hosts_toml() {
 }
 
 #[test]
-fn interrupted_pull_restarts_cleanly() {
+fn interrupted_pull_resumes() {
     if !require_root() {
         return;
     }
@@ -444,8 +459,14 @@ fn interrupted_pull_restarts_cleanly() {
     let o = im.hull(&["pull", "--quiet", &format!("127.0.0.1:{}/test/img", bad.port)]);
     assert_fails_mentioning(&o, &["test/img:latest"]);
     assert!(s(&o.stderr).contains("layer"), "{}", show(&o));
-    // Nothing half-written: no partial blob, no temp file, no record.
-    assert_eq!(im.count("ingest"), 0, "temp files left");
+    // Nothing half-written in the store: only the received part, kept in
+    // ingest/ to resume from; no snapshot, no record.
+    let names: Vec<String> = std::fs::read_dir(im.root().join("ingest")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].ends_with(".partial"), "{names:?}");
+    let partial_len = std::fs::metadata(im.root().join("ingest").join(&names[0])).unwrap().len();
+    assert!(partial_len > 0);
+    assert!(!im.root().join("blobs/sha256").join(names[0].trim_end_matches(".partial")).exists());
     assert_eq!(im.count("snapshots"), 0);
     assert_eq!(im.ok(&["ls", "-q"]).trim(), "");
     let blobs_after_failure = im.count("blobs/sha256");
@@ -454,8 +475,11 @@ fn interrupted_pull_restarts_cleanly() {
     let good = FakeRegistry::start(Fake::Bearer);
     let out = im.ok(&["pull", "--quiet", "--user", "alice:secret", &format!("127.0.0.1:{}/test/img", good.port)]);
     assert!(out.contains("3 layers unpacked"), "{out}");
-    // Only the cut-off base layer is fetched again; the config and the two
-    // small layers completed the first time.
+    // Only the cut-off base layer is fetched again, from where it broke off;
+    // the config and the two small layers completed the first time.
     assert!(out.contains("1 blobs fetched") && out.contains("2 already present"), "{out}");
     assert_eq!(im.count("blobs/sha256"), blobs_after_failure + 1);
+    let ranges = good.ranges.lock().unwrap().clone();
+    assert_eq!(ranges, vec![format!("sha256:{} bytes={partial_len}-", names[0].trim_end_matches(".partial"))]);
+    assert_eq!(im.count("ingest"), 0);
 }

@@ -88,6 +88,16 @@ pub enum ImageSub {
     },
     /// Undo `bundle`: unmount the rootfs, remove it, its writable layer and config.json
     Unbundle { bundle: PathBuf },
+    /// Mount IMAGE at TARGET: an overlay of its layers, writable into RW_DIR/upper
+    Mount {
+        image: String,
+        target: PathBuf,
+        /// Directory for the writable layer (upper and work dirs; same filesystem)
+        #[arg(long = "rw-dir")]
+        rw_dir: PathBuf,
+    },
+    /// Unmount what `mount` mounted at TARGET (the writable layer is kept)
+    Umount { target: PathBuf },
     /// Disk use of the image store (bytes, inodes)
     Df {
         #[arg(short, long, default_value = "table", value_parser = ["table", "json"])]
@@ -155,6 +165,17 @@ pub fn run(root: &Path, cmd: &ImageCmd) -> Result<i32> {
             println!("bundle {} of {}", bundle.display(), rec.name);
         }
         ImageSub::Unbundle { bundle } => super::bundle::remove(&store, bundle)?,
+        ImageSub::Mount { image, target, rw_dir } => {
+            let rec = one(&store, image)?;
+            std::fs::create_dir_all(target).map_err(|e| ImageError::io(format!("create {}", target.display()), e))?;
+            let abs = |p: &Path| std::fs::canonicalize(p).map_err(|e| ImageError::io(format!("resolve {}", p.display()), e));
+            std::fs::create_dir_all(rw_dir).map_err(|e| ImageError::io(format!("create {}", rw_dir.display()), e))?;
+            super::rootfs::mount_rootfs(&store, &rec, &abs(target)?, &abs(rw_dir)?)?;
+        }
+        ImageSub::Umount { target } => {
+            let t = std::fs::canonicalize(target).unwrap_or_else(|_| target.clone());
+            super::rootfs::unmount_rootfs(&store, &t)?;
+        }
         ImageSub::Prune => {
             let r = store.prune()?;
             println!(

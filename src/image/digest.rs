@@ -26,7 +26,7 @@ impl Digest {
         Digest(format!("sha256:{:x}", Sha256::digest(data)))
     }
 
-    fn from_hasher(h: Sha256) -> Digest {
+    pub(crate) fn from_hasher(h: Sha256) -> Digest {
         Digest(format!("sha256:{:x}", h.finalize()))
     }
 

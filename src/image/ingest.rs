@@ -8,12 +8,18 @@ use std::sync::Mutex;
 use super::digest::Digest;
 use super::error::{ImageError, IoContext, Result};
 use super::manifest::{self, Descriptor, ImageConfig, Manifest};
-use super::store::{temp_name, Expect, ImageRecord, Store};
+use super::store::{temp_name, ImageRecord, Store};
 use super::unpack;
 
 /// Where blobs come from.
 pub trait BlobSource: Sync {
     fn open(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send + '_>>;
+
+    /// The blob from byte `offset` if the source can (returns the offset it
+    /// actually starts at: `offset` or 0).
+    fn open_at(&self, desc: &Descriptor, _offset: u64) -> Result<(Box<dyn Read + Send + '_>, u64)> {
+        Ok((self.open(desc)?, 0))
+    }
 }
 
 /// Progress of blob downloads and unpacking (a progress bar, or nothing).
@@ -36,6 +42,11 @@ pub struct IngestReport {
     pub reused_snapshots: usize,
 }
 
+/// Configs are read whole into memory: refuse absurd ones up front.
+const MAX_CONFIG: u64 = 16 << 20;
+/// Manifests and indexes likewise (the distribution spec suggests 4 MiB).
+pub const MAX_MANIFEST: u64 = 4 << 20;
+
 /// How many blobs to fetch at once.
 const PARALLEL_FETCHES: usize = 4;
 
@@ -47,8 +58,7 @@ pub fn fetch_blob(store: &Store, src: &dyn BlobSource, desc: &Descriptor, what: 
         return Ok(false);
     }
     progress.begin(&id, desc.size);
-    let reader = src.open(desc)?;
-    store.write_blob(reader, Some(Expect { digest: &desc.digest, size: Some(desc.size) }), what, |n| progress.advance(&id, n))?;
+    store.write_blob_resumable(&desc.digest, desc.size, what, |from| src.open_at(desc, from), |n| progress.advance(&id, n))?;
     progress.finish(&id, "done");
     Ok(true)
 }
@@ -65,6 +75,9 @@ pub fn complete(
 ) -> Result<(ImageRecord, IngestReport)> {
     let mut report = IngestReport::default();
     let m = store.manifest(manifest_digest)?;
+    if m.config.size > MAX_CONFIG {
+        return Err(ImageError::Unsupported(format!("{name}: config of {} bytes (limit {MAX_CONFIG})", m.config.size)));
+    }
     if fetch_blob(store, src, &m.config, &format!("{name}: config {}", m.config.digest), &NoProgress)? {
         report.fetched_blobs += 1;
         report.fetched_bytes += m.config.size;

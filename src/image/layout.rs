@@ -24,6 +24,9 @@ impl LayoutSource {
         self.dir.join("blobs/sha256").join(d.hex())
     }
     fn read(&self, desc: &Descriptor) -> Result<Vec<u8>> {
+        if desc.size > ingest::MAX_MANIFEST {
+            return Err(ImageError::Unsupported(format!("{}: manifest of {} bytes (limit {})", desc.digest, desc.size, ingest::MAX_MANIFEST)));
+        }
         let mut data = Vec::new();
         self.open(desc)?.take(desc.size + 1).read_to_end(&mut data).ctx(|| format!("read {}", self.path(&desc.digest).display()))?;
         Ok(data)
@@ -245,4 +248,26 @@ pub fn export(store: &Store, rec: &ImageRecord, dir: &Path) -> Result<()> {
     fs::write(&tmp, serde_json::to_vec_pretty(&index).map_err(|e| ImageError::json("encode index.json", e))?)
         .ctx(|| format!("write {}", tmp.display()))?;
     fs::rename(&tmp, &index_path).ctx(|| format!("write {}", index_path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archive_names() {
+        let n = |r: Option<&str>, name: Option<&str>| image_name(r, name, "archive");
+        assert_eq!(n(Some("busybox:1.36"), None).unwrap(), "docker.io/library/busybox:1.36");
+        assert_eq!(n(Some("quay.io/a/b:v1"), None).unwrap(), "quay.io/a/b:v1");
+        // A bare tag (the OCI layout convention) takes its repository from --name.
+        assert_eq!(n(Some("v2"), Some("example.com/app:x")).unwrap(), "example.com/app:v2");
+        assert!(n(Some("v2"), None).unwrap_err().to_string().contains("--name"));
+        // --name replaces a full name (single image).
+        assert_eq!(n(Some("busybox:1"), Some("mine")).unwrap(), "docker.io/library/mine:latest");
+        assert!(n(None, None).is_err());
+        assert!(n(Some("Bad Name"), None).is_err());
+        assert!(archive_file(Path::new("/x"), "../etc/passwd").is_err());
+        assert!(archive_file(Path::new("/x"), "/etc/passwd").is_err());
+        assert!(archive_file(Path::new("/x"), "blobs/sha256/ab").is_ok());
+    }
 }

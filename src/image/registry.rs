@@ -28,8 +28,7 @@ use super::manifest::{self, Descriptor, Index, Platform};
 use super::reference::Reference;
 use super::store::{Expect, ImageRecord, Store};
 
-/// Largest manifest or index accepted (the spec suggests 4 MiB).
-const MAX_MANIFEST: u64 = 4 << 20;
+use super::ingest::MAX_MANIFEST;
 const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
 application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 
@@ -141,11 +140,11 @@ impl Client {
     /// GET `path` under the repository from the first host that has it
     /// (mirrors, then the upstream); `resolve`: a lookup by tag, which only
     /// hosts with that capability answer.
-    fn get(&self, path: &str, accept: Option<&str>, what: &str, resolve: bool) -> Result<ureq::Response> {
+    fn get(&self, path: &str, accept: Option<&str>, what: &str, resolve: bool, from: u64) -> Result<ureq::Response> {
         let hosts: Vec<&HostState> = self.hosts.iter().filter(|h| if resolve { h.host.resolve } else { h.host.pull }).collect();
         let mut last = None;
         for (i, h) in hosts.iter().enumerate() {
-            match self.get_from(h, path, accept, what) {
+            match self.get_from(h, path, accept, what, from) {
                 Ok(resp) => return Ok(resp),
                 Err(e) if i + 1 < hosts.len() => log::info!("{}: {e}; trying the next host", h.host.api),
                 Err(e) => last = Some(e),
@@ -155,13 +154,16 @@ impl Client {
     }
 
     /// GET from one host, answering one auth challenge.
-    fn get_from(&self, h: &HostState, path: &str, accept: Option<&str>, what: &str) -> Result<ureq::Response> {
+    fn get_from(&self, h: &HostState, path: &str, accept: Option<&str>, what: &str, from: u64) -> Result<ureq::Response> {
         let url = format!("{}/{path}", h.base);
         let mut challenged = false;
         loop {
             let mut req = self.agent.get(&url);
             if let Some(a) = accept {
                 req = req.set("Accept", a);
+            }
+            if from > 0 {
+                req = req.set("Range", &format!("bytes={from}-"));
             }
             if let Some(auth) = h.auth.lock().ok().and_then(|a| a.clone()) {
                 req = req.set("Authorization", &auth);
@@ -244,7 +246,7 @@ impl Client {
     /// the digest checked against the one asked for.
     pub fn manifest(&self, object: &str) -> Result<(Vec<u8>, String, Digest)> {
         let by_tag = !object.starts_with("sha256:");
-        let resp = self.get(&format!("manifests/{object}"), Some(ACCEPT), &format!("manifest {object}"), by_tag)?;
+        let resp = self.get(&format!("manifests/{object}"), Some(ACCEPT), &format!("manifest {object}"), by_tag, 0)?;
         let header_type = resp.content_type().to_string();
         let header_digest = resp.header("docker-content-digest").map(str::to_string);
         let mut data = Vec::new();
@@ -279,8 +281,19 @@ fn body_hint(resp: ureq::Response) -> String {
 
 impl BlobSource for Client {
     fn open(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send + '_>> {
-        let resp = self.get(&format!("blobs/{}", desc.digest), None, &format!("blob {}", desc.digest), false)?;
-        Ok(resp.into_reader())
+        self.open_at(desc, 0).map(|(r, _)| r)
+    }
+
+    /// Resume with a Range request; a registry that ignores it answers 200
+    /// with the whole blob, and the caller starts over.
+    fn open_at(&self, desc: &Descriptor, offset: u64) -> Result<(Box<dyn Read + Send + '_>, u64)> {
+        let resp = self.get(&format!("blobs/{}", desc.digest), None, &format!("blob {}", desc.digest), false, offset)?;
+        let served = if resp.status() == 206 && resp.header("content-range").is_some_and(|r| r.starts_with(&format!("bytes {offset}-"))) {
+            offset
+        } else {
+            0
+        };
+        Ok((resp.into_reader(), served))
     }
 }
 

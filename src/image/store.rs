@@ -199,6 +199,99 @@ impl Store {
         Ok((digest, size))
     }
 
+    /// Write blob `digest` of `size` bytes from `open(offset)`, keeping
+    /// what arrived in `ingest/<hex>.partial` if the stream breaks, so the
+    /// next attempt resumes from there when the source can (`open` returns
+    /// the offset it really starts at; 0 starts over). A digest or size
+    /// mismatch removes the partial file: it cannot be trusted to resume.
+    pub fn write_blob_resumable<'s, R: Read + 's>(
+        &self,
+        digest: &Digest,
+        size: u64,
+        what: &str,
+        open: impl FnOnce(u64) -> Result<(R, u64)>,
+        mut progress: impl FnMut(u64),
+    ) -> Result<(Digest, u64)> {
+        let _busy = self.work_lock(&format!("{}.blob", digest.hex()))?;
+        if self.has_blob(digest) {
+            progress(size);
+            return Ok((digest.clone(), size));
+        }
+        let partial = self.ingest_dir().join(format!("{}.partial", digest.hex()));
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&partial)
+            .ctx(|| format!("open {}", partial.display()))?;
+        let file = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| ImageError::io(format!("lock {}", partial.display()), e))?;
+        let mut have = file.metadata().ctx(|| format!("stat {}", partial.display()))?.len();
+        if have >= size {
+            have = 0; // complete yet not renamed: it failed verification or was cut short
+        }
+        let (src, start) = open(have)?;
+        let start = if start == have { have } else { 0 };
+        let result = (|| -> std::result::Result<(Digest, u64), (ImageError, bool)> {
+            use sha2::Digest as _;
+            use std::io::Seek;
+            let keep = |e: ImageError| (e, true);
+            let mut f: &File = &file;
+            f.set_len(start).ctx(|| format!("truncate {}", partial.display())).map_err(keep)?;
+            f.seek(std::io::SeekFrom::Start(0)).ctx(|| format!("seek {}", partial.display())).map_err(keep)?;
+            let mut hasher = sha2::Sha256::new();
+            let mut buf = vec![0u8; 256 * 1024];
+            // Hash what an earlier attempt left, then append to it.
+            let mut left = start;
+            while left > 0 {
+                let want = buf.len().min(left as usize);
+                let n = f.read(&mut buf[..want]).ctx(|| format!("read {}", partial.display())).map_err(keep)?;
+                if n == 0 {
+                    return Err((ImageError::io(format!("read {}", partial.display()), std::io::ErrorKind::UnexpectedEof), false));
+                }
+                hasher.update(&buf[..n]);
+                left -= n as u64;
+            }
+            let mut src = src.take(size - start + 1);
+            let mut count = start;
+            loop {
+                let n = match src.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err((ImageError::io(format!("read {what}"), e), true)),
+                };
+                f.write_all(&buf[..n]).ctx(|| format!("write {}", partial.display())).map_err(keep)?;
+                hasher.update(&buf[..n]);
+                count += n as u64;
+                progress(count);
+            }
+            if count != size {
+                // Cut short: keep it to resume. Too long: useless.
+                return Err((ImageError::SizeMismatch { what: what.into(), expected: size, actual: count }, count < size));
+            }
+            let actual = Digest::from_hasher(hasher);
+            if &actual != digest {
+                return Err((
+                    ImageError::DigestMismatch { what: what.into(), expected: digest.to_string(), actual: actual.to_string() },
+                    false,
+                ));
+            }
+            file.sync_all().ctx(|| format!("sync {}", partial.display())).map_err(keep)?;
+            fs::rename(&partial, self.blob_path(digest)).ctx(|| format!("rename blob {digest}")).map_err(keep)?;
+            Ok((digest.clone(), size))
+        })();
+        match result {
+            Ok(v) => Ok(v),
+            Err((e, keep)) => {
+                if !keep {
+                    let _ = fs::remove_file(&partial);
+                }
+                Err(e)
+            }
+        }
+    }
+
     pub fn put_bytes(&self, data: &[u8], expect: Option<Expect<'_>>, what: &str) -> Result<Digest> {
         self.write_blob(data, expect, what, |_| {}).map(|(d, _)| d)
     }
@@ -530,6 +623,53 @@ mod tests {
         assert!(s.has_blob(&d));
         assert_eq!(s.read_blob(&d).unwrap().len(), data.len());
         assert_eq!(fs::read_dir(t.path().join("blobs/sha256")).unwrap().count(), 1);
+        assert_eq!(fs::read_dir(s.ingest_dir()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn resumable_writes() {
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::open(t.path()).unwrap();
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let d = Digest::of(&data);
+        let size = data.len() as u64;
+        struct Cut<'a>(&'a [u8], usize);
+        impl Read for Cut<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if self.1 == 0 {
+                    return Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "cut"));
+                }
+                let n = buf.len().min(self.0.len()).min(self.1);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                self.1 -= n;
+                Ok(n)
+            }
+        }
+        // Cut after 30000 bytes: kept as partial.
+        let err = s.write_blob_resumable(&d, size, "layer", |from| Ok((Cut(&data[from as usize..], 30_000), from)), |_| {}).unwrap_err();
+        assert!(err.to_string().contains("cut"), "{err}");
+        let partial = s.ingest_dir().join(format!("{}.partial", d.hex()));
+        assert_eq!(fs::metadata(&partial).unwrap().len(), 30_000);
+        // A source that cannot resume starts over (offset 0), cut again at 50000.
+        s.write_blob_resumable(&d, size, "layer", |_| Ok((Cut(&data[..], 50_000), 0)), |_| {}).unwrap_err();
+        assert_eq!(fs::metadata(&partial).unwrap().len(), 50_000);
+        // Resumed from 50000 to the end.
+        let mut asked = None;
+        s.write_blob_resumable(&d, size, "layer", |from| {
+            asked = Some(from);
+            Ok((&data[from as usize..], from))
+        }, |_| {})
+        .unwrap();
+        assert_eq!(asked, Some(50_000));
+        assert_eq!(s.read_blob(&d).unwrap(), data);
+        assert!(!partial.exists());
+        // Wrong content after a resume: the partial is dropped, no blob.
+        let other = Digest::of(b"x");
+        s.write_blob_resumable(&other, 3, "layer", |_| Ok((&b"ab"[..], 0)), |_| {}).unwrap_err();
+        let err = s.write_blob_resumable(&other, 3, "layer", |from| Ok((&b"abc"[from as usize..], from)), |_| {}).unwrap_err();
+        assert!(matches!(err, ImageError::DigestMismatch { .. }), "{err}");
+        assert!(!s.has_blob(&other));
         assert_eq!(fs::read_dir(s.ingest_dir()).unwrap().count(), 0);
     }
 

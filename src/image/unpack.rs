@@ -71,6 +71,12 @@ pub fn unpack_layer(blob: impl Read, dest: &Path, lowers: &[PathBuf], layer: &st
     let mut hashing = HashingReader::new(decompress(blob, layer)?);
     let root: OwnedFd = nix::fcntl::open(dest, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .ctx(|| format!("open {}", dest.display()))?;
+    // The lower snapshots are read (for implicit directories' attributes)
+    // through the same in-root resolution: their symlinks lead nowhere else.
+    let lowers = lowers
+        .iter()
+        .filter_map(|l| nix::fcntl::open(l, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).ok())
+        .collect();
     let mut u = Unpacker {
         root,
         lowers,
@@ -99,7 +105,7 @@ pub fn unpack_layer(blob: impl Read, dest: &Path, lowers: &[PathBuf], layer: &st
 
 struct Unpacker<'a> {
     root: OwnedFd,
-    lowers: &'a [PathBuf],
+    lowers: Vec<OwnedFd>,
     layer: &'a str,
     dir_times: BTreeMap<PathBuf, u64>,
 }
@@ -167,11 +173,13 @@ impl Unpacker<'_> {
                 parent = fd;
                 continue;
             }
-            let lower = self.lowers.iter().map(|l| l.join(&sofar)).find_map(|p| std::fs::symlink_metadata(p).ok());
+            let lower = self.lowers.iter().find_map(|l| {
+                let fd = safe_path::open_in_root(l, &sofar, Create::Nothing).ok()??;
+                nix::sys::stat::fstat(fd.as_fd()).ok()
+            });
             let (mode, uid, gid) = match lower {
-                Some(md) if md.is_dir() => {
-                    use std::os::unix::fs::MetadataExt;
-                    (md.mode() & 0o7777, md.uid(), md.gid())
+                Some(st) if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR => {
+                    (st.st_mode & 0o7777, st.st_uid, st.st_gid)
                 }
                 _ => (0o755, 0, 0),
             };

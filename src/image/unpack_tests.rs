@@ -251,3 +251,20 @@ fn overlay_xattrs_in_layers_are_refused() {
     let err = refused(&e, data);
     assert!(err.to_string().contains("overlay"), "{err}");
 }
+
+#[test]
+fn lower_symlinks_are_not_followed_to_the_host() {
+    if !is_root() {
+        return;
+    }
+    let e = env();
+    std::fs::set_permissions(&e.host, std::fs::Permissions::from_mode(0o751)).unwrap();
+    let lower = e.snap.with_file_name("lower");
+    std::fs::create_dir_all(&lower).unwrap();
+    std::os::unix::fs::symlink(&e.host, lower.join("x")).unwrap();
+    let data = tarball(|b| raw(b, "x/f", T::Regular, None, b"1"));
+    unpack_layer(&data[..], &e.snap, &[lower], "layer-c").unwrap();
+    // The implicit directory did not take the host directory's attributes.
+    assert_eq!(std::fs::metadata(e.snap.join("x")).unwrap().mode() & 0o7777, 0o755);
+    host_untouched(&e);
+}

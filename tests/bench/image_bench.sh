@@ -115,13 +115,14 @@ REF=127.0.0.1:$PORT/bench/img:latest
 timeout "$TIMEOUT" skopeo copy --quiet --dest-tls-verify=false "oci:$LAYOUT:bench:latest" "docker://$REF"
 
 now() { date +%s.%N; }
+calc() { awk "BEGIN { print $1 }"; }
 hull_times=()
 for i in $(seq 1 "$ITERS"); do
     R="$WORK/hull-$i"
     t0=$(now)
     timeout "$TIMEOUT" "$HULL" --image-root "$R" image pull --quiet "$REF" > "$WORK/hull.out"
     t1=$(now)
-    hull_times+=("$(echo "$t1 - $t0" | bc -l)")
+    hull_times+=("$(calc "$t1 - $t0")")
     HULL_DU=$(du -sb "$R" | cut -f1)
     HULL_INODES=$(du -s --inodes "$R" | cut -f1)
     if [ "$i" -lt "$ITERS" ]; then rm -rf "$R"; fi
@@ -147,7 +148,7 @@ TOML
     t0=$(now)
     timeout "$TIMEOUT" ctr --address "$C/sock" image pull --plain-http "$REF" > "$C/pull.log" 2>&1 || { cat "$C/pull.log" >&2; exit 1; }
     t1=$(now)
-    ctd_times+=("$(echo "$t1 - $t0" | bc -l)")
+    ctd_times+=("$(calc "$t1 - $t0")")
     CTD_DU=$(du -sb "$C/root" | cut -f1)
     CTD_INODES=$(du -s --inodes "$C/root" | cut -f1)
     stop "$CTD_PID"; CTD_PID=""
@@ -168,8 +169,8 @@ jq -n --argjson hull "[$(IFS=,; echo "${hull_times[*]}")]" --argjson ctr "[$(IFS
       ctr: {seconds: $ctr, median: $cm, store_bytes: $cdu, store_inodes: $ci},
       ratio_time_hull_over_ctr: ($hm / $cm)}' > "$OUT/image.json"
 printf 'image bench: %s layers, %.1f MB compressed, %.1f MB unpacked, %d cold pulls each\n' 5 \
-    "$(echo "$COMPRESSED / 1000000" | bc -l)" "$(echo "$UNPACKED / 1000000" | bc -l)" "$ITERS"
+    "$(calc "$COMPRESSED / 1000000")" "$(calc "$UNPACKED / 1000000")" "$ITERS"
 printf '%-6s %10s %14s %10s\n' tool "median s" "store MB" inodes
-printf '%-6s %10.2f %14.1f %10d\n' hull "$HM" "$(echo "$HULL_DU / 1000000" | bc -l)" "$HULL_INODES"
-printf '%-6s %10.2f %14.1f %10d\n' ctr "$CM" "$(echo "$CTD_DU / 1000000" | bc -l)" "$CTD_INODES"
-printf 'hull/ctr time ratio: %.2f  (results in %s)\n' "$(echo "$HM / $CM" | bc -l)" "$OUT/image.json"
+printf '%-6s %10.2f %14.1f %10d\n' hull "$HM" "$(calc "$HULL_DU / 1000000")" "$HULL_INODES"
+printf '%-6s %10.2f %14.1f %10d\n' ctr "$CM" "$(calc "$CTD_DU / 1000000")" "$CTD_INODES"
+printf 'hull/ctr time ratio: %.2f  (results in %s)\n' "$(calc "$HM / $CM")" "$OUT/image.json"
