@@ -19,6 +19,18 @@ use super::error::{NetworkError, Result};
 /// Create a new, empty network namespace pinned at `dir/name` (`dir` is
 /// created if needed, mode 0755). Fails if `dir/name` exists.
 pub fn create_netns(dir: &Path, name: &str) -> Result<PathBuf> {
+    let path = new_netns_file(dir, name)?;
+    if let Err(e) = pin_new_netns(&path) {
+        // The child may have mounted before failing to report (killed):
+        // unmount as well as unlink.
+        let _ = remove_netns(&path);
+        return Err(e);
+    }
+    Ok(path)
+}
+
+/// The empty file a netns is bind-mounted onto.
+fn new_netns_file(dir: &Path, name: &str) -> Result<PathBuf> {
     if name.is_empty() || name.contains('/') || name == "." || name == ".." {
         return Err(NetworkError::InvalidRequest(format!("netns name {name:?} is not a file name")));
     }
@@ -30,12 +42,6 @@ pub fn create_netns(dir: &Path, name: &str) -> Result<PathBuf> {
         .create_new(true)
         .open(&path)
         .map_err(|e| NetworkError::sys(format!("create netns file {}", path.display()), e))?;
-    if let Err(e) = pin_new_netns(&path) {
-        // The child may have mounted before failing to report (killed):
-        // unmount as well as unlink.
-        let _ = remove_netns(&path);
-        return Err(e);
-    }
     Ok(path)
 }
 
@@ -49,6 +55,32 @@ pub fn create_pod_netns(dir: &Path, name: &str, opts: &CniOptions) -> Result<Pat
         return Err(e);
     }
     Ok(path)
+}
+
+/// Pin an existing network namespace (e.g. a sandbox holder's
+/// `/proc/<pid>/ns/net`) at `dir/name` with a bind mount. Use the pinned
+/// path for CNI: a record naming `/proc/<pid>/ns/net` would, after the
+/// holder died and its pid was reused, point DEL at someone else's netns.
+pub fn pin_netns(src: &Path, dir: &Path, name: &str) -> Result<PathBuf> {
+    if !is_netns(src) {
+        return Err(NetworkError::InvalidRequest(format!("{} is not a network namespace", src.display())));
+    }
+    let path = new_netns_file(dir, name)?;
+    if let Err(e) = nix::mount::mount(Some(src), &path, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>) {
+        let _ = remove_netns(&path);
+        return Err(NetworkError::sys(format!("bind-mount {} onto {}", src.display(), path.display()), e));
+    }
+    Ok(path)
+}
+
+/// True when `path` is the network namespace hull itself runs in (the
+/// host's, for the CLI): CNI must never configure that one.
+pub fn is_own_netns(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(path), std::fs::metadata("/proc/self/ns/net")) {
+        (Ok(a), Ok(b)) => is_netns(path) && a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
 }
 
 /// Unmount and unlink a pinned netns. Idempotent: a missing file or one
@@ -177,5 +209,10 @@ mod tests {
         remove_netns(&dir.path().join("absent")).unwrap();
         assert!(!is_netns(&dir.path().join("absent")));
         assert!(!is_netns(dir.path()));
+        assert!(is_own_netns(Path::new("/proc/self/ns/net")));
+        assert!(!is_own_netns(dir.path()));
+        let e = pin_netns(dir.path(), dir.path(), "x").unwrap_err();
+        assert!(e.to_string().contains("not a network namespace"), "{e}");
+        assert!(!dir.path().join("x").exists());
     }
 }
