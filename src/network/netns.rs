@@ -6,15 +6,19 @@
 //! and keeps no extra thread. Every error path removes what it made.
 use std::ffi::CString;
 use std::io::Read;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::statfs::{statfs, NSFS_MAGIC};
 
 use super::attachment::Attachment;
 use super::config::{CniConfig, CniOptions};
 use super::error::{NetworkError, Result};
+
+/// How long the netns helper child may take (unshare + one bind mount).
+const HELPER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Create a new, empty network namespace pinned at `dir/name` (`dir` is
 /// created if needed, mode 0755). Fails if `dir/name` exists.
@@ -149,17 +153,41 @@ fn pin_new_netns(target: &Path) -> Result<()> {
         return Err(NetworkError::sys("fork to create a netns", std::io::Error::last_os_error()));
     }
     drop(wr);
-    // The read ends when the child exits (its copy of the write end closes),
-    // with 8 bytes if a step failed.
-    let mut bytes = [0u8; 8];
+    // The pipe reaches EOF when the child exits (its copy of the write end
+    // closes), after 8 bytes if a step failed. A mount that hangs (a target
+    // on a dead network filesystem) must not hang hull: bounded wait.
     let mut reader = std::fs::File::from(rd);
-    let got = read_full(&mut reader, &mut bytes);
+    let ready = {
+        let mut fds = [PollFd::new(reader.as_fd(), PollFlags::POLLIN)];
+        let deadline = std::time::Instant::now() + HELPER_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match poll(&mut fds, PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)) {
+                Err(nix::errno::Errno::EINTR) if !left.is_zero() => continue,
+                Ok(n) => break n > 0,
+                Err(_) => break false,
+            }
+        }
+    };
+    if !ready {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+    let mut bytes = [0u8; 8];
+    let got = if ready { read_full(&mut reader, &mut bytes) } else { 0 };
     // Reap it. ECHILD is possible if the caller reaps every child (a
     // subreaper loop) or ignores SIGCHLD; the result then comes from the
     // pipe and the mount itself, not the exit status.
+    // A killed child stuck in the kernel may not die at once: then give up
+    // on it after a second rather than block.
+    let flags = if ready { None } else { Some(nix::sys::wait::WaitPidFlag::WNOHANG) };
+    let mut tries = 0;
     let status = loop {
-        match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None) {
+        match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), flags) {
             Err(nix::errno::Errno::EINTR) => continue,
+            Ok(nix::sys::wait::WaitStatus::StillAlive) if tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
             other => break other,
         }
     };
@@ -173,7 +201,7 @@ fn pin_new_netns(target: &Path) -> Result<()> {
         };
         return Err(NetworkError::sys(what, std::io::Error::from_raw_os_error(errno)));
     }
-    if is_netns(target) {
+    if ready && is_netns(target) {
         return Ok(());
     }
     Err(NetworkError::sys(
