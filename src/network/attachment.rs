@@ -452,6 +452,27 @@ mod tests {
     }
 
     #[test]
+    fn a_hanging_plugin_times_out_and_add_rolls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        fake(dir.path(), "first", &log, false);
+        let p = dir.path().join("second");
+        std::fs::write(&p, format!("#!/bin/sh\ncat >/dev/null\necho \"$CNI_COMMAND second {{}}\" >> {}\n[ \"$CNI_COMMAND\" = ADD ] && exec sleep 30\nexit 0\n", log.display())).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let ns = dir.path().join("ns");
+        std::fs::write(&ns, "").unwrap();
+        let mut c = config(dir.path());
+        c.timeout = Duration::from_millis(500);
+        let mut a = c.attachment("c-4", &ns, "eth0");
+        let t = std::time::Instant::now();
+        let e = a.add().unwrap_err();
+        assert!(matches!(e, NetworkError::PluginTimeout { .. }), "{e:?}");
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+        let order: Vec<String> = calls(&log).iter().map(|(c, n, _)| format!("{c} {n}")).collect();
+        assert_eq!(order, ["ADD first", "ADD second", "DEL second", "DEL first"]);
+    }
+
+    #[test]
     fn never_in_hulls_own_netns() {
         let dir = tempfile::tempdir().unwrap();
         let seen = dir.path().join("seen");
