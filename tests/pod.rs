@@ -330,3 +330,62 @@ spec:
     wait_for("exit 7 in ps", Duration::from_secs(10), || s(&env.hull(&["pod", "ps", &env.name]).stdout).contains(" 7 "));
     env.remove_and_check();
 }
+
+#[test]
+fn failing_liveness_probe_replaces_the_container() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let env = PodEnv::new("liveness");
+    assert_ok(&env.run(r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: NAME}
+spec:
+  restartPolicy: Always
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: ROOTFS
+    command: [sh, -c, 'touch /tmp/healthy; sleep 1; rm /tmp/healthy; exec sleep 1000']
+    livenessProbe:
+      exec: {command: [cat, /tmp/healthy]}
+      periodSeconds: 1
+      failureThreshold: 1
+    readinessProbe:
+      exec: {command: ['true']}
+      periodSeconds: 1
+"#));
+    wait_for("a restart after the liveness failure", Duration::from_secs(20), || {
+        env.record()["containers"][0]["restartCount"].as_u64().unwrap_or(0) >= 1
+    });
+    let rec = env.record();
+    let c = &rec["containers"][0];
+    assert_eq!(c["lastExit"]["exitCode"], 137, "{c}");
+    assert_eq!(c["containerId"].as_str().unwrap(), format!("{}_c_1", env.name), "a new container: {c}");
+    // The old container is gone, the new one runs.
+    assert_fails(&env.hull(&["state", &format!("{}_c_0", env.name)]));
+    wait_for("new container ready", Duration::from_secs(10), || env.record()["containers"][0]["ready"] == true);
+    env.remove_and_check();
+}
+
+#[test]
+fn bad_probe_is_refused_naming_the_field() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let env = PodEnv::new("badprobe");
+    let o = env.run(r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: NAME}
+spec:
+  containers:
+  - name: c
+    image: ROOTFS
+    command: [sleep, "10"]
+    livenessProbe: {tcpSocket: {port: 70000}}
+"#);
+    assert_fails_mentioning(&o, &["livenessProbe", "port"]);
+    assert!(!env.root.path().join("pods").join(&env.name).exists());
+}

@@ -147,22 +147,21 @@ fn hook_state<'a>(ctx: &'a InitContext, status: Status, pid: i32) -> SpecState<'
 }
 
 fn start_program(ctx: &InitContext, p: Prepared) -> Error {
-    match release_and_finalize(ctx, &p) {
-        Ok(()) => {}
+    // Held open (close-on-exec) until the exec: `start` waits for its EOF.
+    let _fifo = match release_and_finalize(ctx, &p) {
+        Ok(fifo) => fifo,
         Err(e) => return e,
-    }
+    };
     let args = ctx.spec.process().as_ref().and_then(|p| p.args().clone()).unwrap_or_default();
     process::exec(&p.program, &args, &p.env)
 }
 
-fn release_and_finalize(ctx: &InitContext, p: &Prepared) -> Result<()> {
+fn release_and_finalize(ctx: &InitContext, p: &Prepared) -> Result<OwnedFd> {
     // Opening the fifo for writing blocks until `hull start` opens it for
     // reading. The path is gone after the pivot: reopen through our fd.
     let name = p.fifo.as_raw_fd().to_string();
     let fifo = nix::fcntl::openat(p.proc_fd_dir.as_fd(), name.as_str(), OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
         .sys_context(|| "open exec fifo for writing".into())?;
-    nix::unistd::write(&fifo, b"0").sys_context(|| "write exec fifo".into())?;
-    drop(fifo);
     let process = ctx.spec.process().as_ref().expect("validated");
     // runtime-spec: startContainer hooks run in the container after `start`
     // and before the program, with the state "created".
@@ -172,7 +171,12 @@ fn release_and_finalize(ctx: &InitContext, p: &Prepared) -> Result<()> {
         hooks.and_then(|h| h.start_container().as_ref()),
         &hook_state(ctx, Status::Created, p.host_pid),
     )?;
-    finalize_process(process, ctx.preserve_fds, p.seccomp.as_ref())
+    // The byte tells `start` the hooks are done; the fifo's EOF at exec then
+    // tells it the program runs, so poststart hooks come after it (spec).
+    // Written before the seccomp filter, which might not allow write(2).
+    nix::unistd::write(&fifo, b"0").sys_context(|| "write exec fifo".into())?;
+    finalize_process(process, ctx.preserve_fds, p.seccomp.as_ref())?;
+    Ok(fifo)
 }
 
 /// The last steps before exec, shared by init and exec'd processes. The

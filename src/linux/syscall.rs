@@ -293,3 +293,27 @@ fn sealed_memfd_copy() -> Result<OwnedFd> {
     }
     Ok(OwnedFd::from(copy))
 }
+
+/// _exit(2): end a forked child at once, without running the parent's
+/// atexit handlers or flushing the stdio buffers it copied (which would
+/// write the parent's pending output a second time).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit takes no pointers and never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// Give the processes a forked child will start the signal state a program
+/// expects: nothing blocked, SIGPIPE and SIGCHLD at their default actions.
+/// Rust's runtime ignores SIGPIPE, and a supervisor may block signals or
+/// ignore SIGCHLD (which would make waitpid fail with ECHILD); ignored
+/// signals and the mask are inherited across fork and exec.
+pub fn default_signals() -> Result<()> {
+    use nix::sys::signal::{sigaction, sigprocmask, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).sys_context(|| "unblock signals".into())?;
+    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for sig in [Signal::SIGPIPE, Signal::SIGCHLD] {
+        // SAFETY: installing SIG_DFL runs no code of ours in signal context.
+        unsafe { sigaction(sig, &dfl) }.sys_context(|| format!("reset {sig}"))?;
+    }
+    Ok(())
+}

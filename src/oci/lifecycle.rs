@@ -47,6 +47,23 @@ pub fn start(root: &StateRoot, id: &str) -> Result<ContainerRecord> {
         std::thread::sleep(step);
         waited += step;
     }
+    // Then EOF: the init's end of the fifo closes when it execs the program
+    // (or dies trying).
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if !rec.init_alive() || waited > Duration::from_secs(60) {
+                    break;
+                }
+                let step = Duration::from_micros(100);
+                std::thread::sleep(step);
+                waited += step;
+            }
+            Err(e) => return Err(Error::sys("read exec fifo", e)),
+        }
+    }
     std::fs::remove_file(&fifo_path).sys_context(|| "remove exec fifo".into())?;
     // runtime-spec: poststart hooks run after the program has started, before
     // `start` returns; a failure is only a warning at this point.

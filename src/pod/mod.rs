@@ -4,8 +4,10 @@
 //! [`sandbox`]), volumes ([`volumes`]), and containers made from the
 //! manifest ([`bundle`]), each run by a monitor process, all driven by a
 //! per-pod supervisor process ([`supervisor`]) that outlives the command.
+pub mod backoff;
 pub mod bundle;
 pub mod manifest;
+pub mod probe;
 pub mod sandbox;
 pub mod store;
 pub mod supervisor;
@@ -143,6 +145,7 @@ fn set_up(root: &StateRoot, store: &PodStore, dir: &PodDir, rec: &mut PodRecord,
     for (kind, list) in [("initContainers", spec.init_containers.clone().unwrap_or_default()), ("containers", spec.containers.clone())] {
         for (i, c) in list.iter().enumerate() {
             let field = format!("spec.{kind}[{i}]");
+            probe::specs_of(c).map_err(|e| Error::InvalidArgument(format!("{field}: {e}")))?;
             let image = bundle::image_dir(c.image.as_deref().unwrap_or(""), &field)?;
             let config = bundle::config(&ctx, c, &field, &image, true)?;
             let spec = crate::oci::config::parse_spec(config.to_string().as_bytes())

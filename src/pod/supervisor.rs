@@ -10,32 +10,15 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Container;
 use nix::sys::signal::Signal;
 
+use super::backoff::{should_restart, Backoff, BackoffConfig, RestartPolicy};
 use super::bundle::{self, BundleContext};
+use super::probe::{self, ContainerProbes, ProbeSpec, ProbeTarget, Transition};
 use super::store::{ContainerState, ContainerStatus, PodDir, PodRecord, PodStore};
 use super::volumes::HostVolume;
 use crate::error::{Error, Result};
 use crate::monitor::{self, exit::ExitRecord, MonitorSpec};
 use crate::oci::lifecycle;
 use crate::oci::state::StateRoot;
-
-/// Restart back-off as kubelet does it: the first restart at once, then
-/// base, 2×base, ... capped at 5 minutes (base 10 s).
-pub fn backoff(restarts: u32, base: Duration) -> Duration {
-    if restarts == 0 {
-        return Duration::ZERO;
-    }
-    let factor = 1u32 << (restarts - 1).min(16);
-    (base * factor).min(Duration::from_secs(300))
-}
-
-/// Whether a container that exited with `code` is restarted.
-pub fn should_restart(policy: &str, code: i32) -> bool {
-    match policy {
-        "Never" => false,
-        "OnFailure" => code != 0,
-        _ => true,
-    }
-}
 
 /// The OCI id of one attempt of a container.
 pub fn container_id(pod: &str, container: &str, attempt: u32) -> String {
@@ -48,6 +31,10 @@ struct Tracked {
     init: bool,
     /// When a waiting container may start again.
     restart_at: Option<Instant>,
+    backoff: Backoff,
+    probe_specs: Vec<ProbeSpec>,
+    /// The running attempt's probes.
+    probes: Option<ContainerProbes>,
 }
 
 pub struct Supervisor<'a> {
@@ -68,8 +55,17 @@ impl Supervisor<'_> {
         }
     }
 
-    fn policy(&self) -> String {
-        self.rec.manifest.spec.as_ref().and_then(|s| s.restart_policy.clone()).unwrap_or_else(|| "Always".into())
+    fn policy(&self) -> RestartPolicy {
+        RestartPolicy::from_pod_spec(self.rec.manifest.spec.as_ref().and_then(|s| s.restart_policy.as_deref()))
+            .unwrap_or(RestartPolicy::Always)
+    }
+
+    fn backoff_config(&self) -> BackoffConfig {
+        BackoffConfig {
+            initial: self.backoff_base,
+            cap: self.backoff_base * 30,
+            reset_after: self.backoff_base * 60,
+        }
     }
 
     fn grace(&self) -> Duration {
@@ -159,7 +155,6 @@ impl Supervisor<'_> {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        self.note_exit(idx);
     }
 
     /// Record an exit seen in the monitor's file.
@@ -177,11 +172,14 @@ impl Supervisor<'_> {
     pub fn run(&mut self) -> Result<()> {
         let spec = self.rec.manifest.spec.clone().expect("validated");
         let mut tracked: Vec<Tracked> = Vec::new();
+        let config = self.backoff_config();
         for c in spec.init_containers.iter().flatten() {
-            tracked.push(Tracked { spec: c.clone(), init: true, restart_at: None });
+            tracked.push(Tracked { spec: c.clone(), init: true, restart_at: None, backoff: Backoff::new(config), probe_specs: Vec::new(), probes: None });
         }
         for c in &spec.containers {
-            tracked.push(Tracked { spec: c.clone(), init: false, restart_at: None });
+            // Checked by `pod run` already; a failure here is a bug, not input.
+            let probe_specs = probe::specs_of(c).unwrap_or_default();
+            tracked.push(Tracked { spec: c.clone(), init: false, restart_at: None, backoff: Backoff::new(config), probe_specs, probes: None });
         }
         self.rec.phase = "Pending".into();
         self.save();
@@ -215,13 +213,13 @@ impl Supervisor<'_> {
                 if code == 0 {
                     break;
                 }
-                if self.policy() == "Never" {
+                if self.policy() == RestartPolicy::Never {
                     self.rec.phase = "Failed".into();
                     self.save();
                     return Ok(());
                 }
                 self.bump_attempt(idx);
-                std::thread::sleep(backoff(self.rec.containers[idx].restart_count, self.backoff_base));
+                std::thread::sleep(tracked[idx].backoff.restart_delay(Instant::now()));
             }
         }
         // App containers.
@@ -229,8 +227,9 @@ impl Supervisor<'_> {
             if tracked[idx].init {
                 continue;
             }
-            if let Err(e) = self.start(idx, &tracked[idx].spec.clone()) {
-                log::error!("{e}");
+            match self.start(idx, &tracked[idx].spec.clone()) {
+                Ok(()) => self.arm_probes(&mut tracked[idx], idx),
+                Err(e) => log::error!("{e}"),
             }
         }
         self.rec.phase = "Running".into();
@@ -249,11 +248,15 @@ impl Supervisor<'_> {
                 match self.rec.containers[idx].state {
                     ContainerState::Running => {
                         active = true;
-                        if self.note_exit(idx) {
+                        if !self.note_exit(idx) {
+                            changed |= self.run_probes(&mut tracked[idx], idx);
+                        }
+                        if self.rec.containers[idx].state == ContainerState::Terminated {
                             changed = true;
+                            tracked[idx].probes = None;
                             let code = self.rec.containers[idx].last_exit.as_ref().map_or(1, |e| e.exit_code);
-                            if should_restart(&self.policy(), code) {
-                                let wait = backoff(self.rec.containers[idx].restart_count, self.backoff_base);
+                            if should_restart(self.policy(), code) {
+                                let wait = tracked[idx].backoff.restart_delay(Instant::now());
                                 tracked[idx].restart_at = Some(Instant::now() + wait);
                                 let c = &mut self.rec.containers[idx];
                                 c.state = ContainerState::Waiting;
@@ -269,8 +272,9 @@ impl Supervisor<'_> {
                             tracked[idx].restart_at = None;
                             self.cleanup_attempt(idx);
                             self.bump_attempt(idx);
-                            if let Err(e) = self.start(idx, &tracked[idx].spec.clone()) {
-                                log::error!("{e}");
+                            match self.start(idx, &tracked[idx].spec.clone()) {
+                                Ok(()) => self.arm_probes(&mut tracked[idx], idx),
+                                Err(e) => log::error!("{e}"),
                             }
                             changed = true;
                         }
@@ -291,6 +295,66 @@ impl Supervisor<'_> {
         }
     }
 
+    /// A container just started: its probes begin (readiness starts false).
+    fn arm_probes(&mut self, t: &mut Tracked, idx: usize) {
+        if t.probe_specs.is_empty() {
+            return;
+        }
+        let probes = ContainerProbes::new(&t.probe_specs, Instant::now());
+        self.rec.containers[idx].ready = probes.ready();
+        t.probes = Some(probes);
+    }
+
+    /// Run the probes that are due; a failed liveness (or startup) probe
+    /// stops the container, which is then restarted as the policy says.
+    fn run_probes(&mut self, t: &mut Tracked, idx: usize) -> bool {
+        let Some(probes) = t.probes.as_mut() else { return false };
+        let now = Instant::now();
+        let due = probes.due(now);
+        if due.is_empty() {
+            return false;
+        }
+        let Some(id) = self.rec.containers[idx].container_id.clone() else { return false };
+        let netns = match self.rec.holder {
+            Some(h) if !self.rec.manifest.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false) => {
+                PathBuf::from(super::sandbox::ns_path(&h, "net"))
+            }
+            _ => PathBuf::from("/proc/self/ns/net"),
+        };
+        let pod_ip = self.rec.ips.first().and_then(|ip| ip.split('/').next()?.parse().ok());
+        let mut changed = false;
+        for kind in due {
+            let Some(spec) = t.probe_specs.iter().find(|s| s.kind == kind).cloned() else { continue };
+            let target = ProbeTarget { root: self.root, container_id: &id, netns: &netns, pod_ip };
+            let outcome = match probe::run(&spec.action, spec.timing.timeout, &target) {
+                Ok(o) => o,
+                Err(e) => {
+                    log::warn!("pod {} container {}: {} not checked: {e}", self.rec.name, t.spec.name, kind.field());
+                    continue;
+                }
+            };
+            match probes.record(kind, Instant::now(), &outcome) {
+                Some(Transition::Failed { message }) => {
+                    log::warn!("pod {} container {}: {} failed: {message}", self.rec.name, t.spec.name, kind.field());
+                    let grace = spec.termination_grace_period.unwrap_or_else(|| self.grace());
+                    self.rec.containers[idx].ready = false;
+                    self.stop_container(idx, grace);
+                    return true;
+                }
+                Some(Transition::Ready) => {
+                    self.rec.containers[idx].ready = true;
+                    changed = true;
+                }
+                Some(Transition::NotReady { .. }) => {
+                    self.rec.containers[idx].ready = false;
+                    changed = true;
+                }
+                Some(Transition::Started) | None => {}
+            }
+        }
+        changed
+    }
+
     fn bump_attempt(&mut self, idx: usize) {
         let c = &mut self.rec.containers[idx];
         c.attempt += 1;
@@ -301,6 +365,7 @@ impl Supervisor<'_> {
         let grace = self.grace();
         for idx in 0..self.rec.containers.len() {
             self.stop_container(idx, grace);
+            self.note_exit(idx);
         }
         self.rec.phase = "Stopped".into();
         self.save();
@@ -349,24 +414,3 @@ pub fn check_names(pod: &k8s_openapi::api::core::v1::Pod) -> Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kubelet_backoff() {
-        let base = Duration::from_secs(10);
-        assert_eq!(backoff(0, base), Duration::ZERO);
-        assert_eq!(backoff(1, base), Duration::from_secs(10));
-        assert_eq!(backoff(3, base), Duration::from_secs(40));
-        assert_eq!(backoff(30, base), Duration::from_secs(300));
-    }
-
-    #[test]
-    fn restart_policies() {
-        assert!(should_restart("Always", 0));
-        assert!(!should_restart("OnFailure", 0));
-        assert!(should_restart("OnFailure", 1));
-        assert!(!should_restart("Never", 1));
-    }
-}
