@@ -539,6 +539,21 @@ fn netns_create_and_remove_leave_nothing() {
     assert!(e.to_string().contains("loopback"), "{e}");
     assert!(!nsdir.join("p4").exists(), "netns file left by a failed create_pod_netns");
 
+    // pin_netns: a holder process's netns outlives the holder.
+    let mut holder = Command::new("unshare").args(["--net", "sleep", "30"]).stdin(Stdio::null()).spawn().expect("unshare");
+    let holder_ns = PathBuf::from(format!("/proc/{}/ns/net", holder.id()));
+    common::wait_for("holder netns", Duration::from_secs(10), || {
+        network::is_netns(&holder_ns) && !network::is_own_netns(&holder_ns)
+    });
+    let pinned = network::pin_netns(&holder_ns, &nsdir, "held");
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let pinned = pinned.expect("pin_netns");
+    let _guard_pinned = Guard(pinned.clone());
+    assert!(network::is_netns(&pinned) && !network::is_own_netns(&pinned));
+    assert!(network::pin_netns(Path::new("/proc/self/ns/net"), &nsdir, "held").is_err(), "pinned over an existing name");
+    network::remove_netns(&pinned).unwrap();
+
     network::remove_netns(&ns).expect("remove");
     assert!(!ns.exists() && !network::is_netns(&ns));
     network::remove_netns(&ns).expect("remove twice");

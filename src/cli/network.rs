@@ -43,6 +43,7 @@ pub struct CniArgs {
     /// Container (pod) id passed as CNI_CONTAINERID
     #[arg(long)]
     pub id: Option<String>,
+    /// Interface name inside the netns (CNI_IFNAME)
     #[arg(long, default_value = "eth0")]
     pub ifname: String,
     /// Config directory; its first *.conflist/*.conf/*.json is used

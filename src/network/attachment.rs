@@ -119,7 +119,7 @@ impl Attachment {
     /// the first error (with the plugin's message) is returned.
     pub fn add(&mut self) -> Result<CniResult> {
         self.validate()?;
-        self.netns_exists()?;
+        self.netns_usable(CniCommand::Add)?;
         let mut prev: Option<Value> = None;
         for plugin in &self.config.plugins {
             let step = self
@@ -157,7 +157,7 @@ impl Attachment {
     /// a config with `disableCheck` passes without running anything.
     pub fn check(&self) -> Result<()> {
         self.validate()?;
-        self.netns_exists()?;
+        self.netns_usable(CniCommand::Check)?;
         if !supports_check(&self.config.cni_version) {
             return Err(NetworkError::InvalidRequest(format!(
                 "CHECK needs cniVersion 0.4.0 or later; network {:?} is {}",
@@ -210,7 +210,15 @@ impl Attachment {
     }
 
     fn call(&self, command: CniCommand, plugin: &str, stdin: Vec<u8>) -> Result<Vec<u8>> {
-        let netns = if command == CniCommand::Del && !super::netns::is_netns(&self.netns) {
+        let own = super::netns::is_own_netns(&self.netns);
+        if own && command != CniCommand::Del {
+            return Err(self.own_netns_refused(command));
+        }
+        // A netns that is gone is passed as "" (the spec allows it for DEL;
+        // plugins then release what they hold outside it, like IPAM). So is
+        // hull's own netns, which a stale /proc/<pid>/ns/net path can name
+        // once the pid is reused: DEL must not delete host interfaces.
+        let netns = if command == CniCommand::Del && (own || !super::netns::is_netns(&self.netns)) {
             String::new()
         } else {
             self.netns.to_string_lossy().into_owned()
@@ -266,14 +274,24 @@ impl Attachment {
         serde_json::to_vec(&Value::Object(obj)).map_err(|e| bad_request(e.to_string()))
     }
 
-    /// ADD and CHECK need the namespace; say so plainly rather than let
-    /// each plugin fail its own way.
-    fn netns_exists(&self) -> Result<()> {
-        if self.netns.exists() {
-            Ok(())
-        } else {
-            Err(bad_request(format!("network namespace {} does not exist", self.netns.display())))
+    /// ADD and CHECK need the namespace, and never hull's own; say so
+    /// before any plugin runs rather than let each fail its own way.
+    fn netns_usable(&self, command: CniCommand) -> Result<()> {
+        if !self.netns.exists() {
+            return Err(bad_request(format!("network namespace {} does not exist", self.netns.display())));
         }
+        if super::netns::is_own_netns(&self.netns) {
+            return Err(self.own_netns_refused(command));
+        }
+        Ok(())
+    }
+
+    fn own_netns_refused(&self, command: CniCommand) -> NetworkError {
+        bad_request(format!(
+            "refusing CNI {} in {}: it is hull's own network namespace",
+            command.as_str(),
+            self.netns.display()
+        ))
     }
 
     /// The spec's rules for the identifiers, checked before any plugin runs.
@@ -431,6 +449,44 @@ mod tests {
         let order: Vec<String> = calls(&log).iter().map(|(c, n, _)| format!("{c} {n}")).collect();
         assert_eq!(order, ["ADD first", "ADD second", "DEL second", "DEL first"]);
         assert!(a.check().is_err(), "CHECK without a result");
+    }
+
+    #[test]
+    fn a_hanging_plugin_times_out_and_add_rolls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        fake(dir.path(), "first", &log, false);
+        let p = dir.path().join("second");
+        std::fs::write(&p, format!("#!/bin/sh\ncat >/dev/null\necho \"$CNI_COMMAND second {{}}\" >> {}\n[ \"$CNI_COMMAND\" = ADD ] && exec sleep 30\nexit 0\n", log.display())).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let ns = dir.path().join("ns");
+        std::fs::write(&ns, "").unwrap();
+        let mut c = config(dir.path());
+        c.timeout = Duration::from_millis(500);
+        let mut a = c.attachment("c-4", &ns, "eth0");
+        let t = std::time::Instant::now();
+        let e = a.add().unwrap_err();
+        assert!(matches!(e, NetworkError::PluginTimeout { .. }), "{e:?}");
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+        let order: Vec<String> = calls(&log).iter().map(|(c, n, _)| format!("{c} {n}")).collect();
+        assert_eq!(order, ["ADD first", "ADD second", "DEL second", "DEL first"]);
+    }
+
+    #[test]
+    fn never_in_hulls_own_netns() {
+        let dir = tempfile::tempdir().unwrap();
+        let seen = dir.path().join("seen");
+        for name in ["first", "second"] {
+            let p = dir.path().join(name);
+            std::fs::write(&p, format!("#!/bin/sh\ncat >/dev/null\necho \"$CNI_COMMAND [$CNI_NETNS]\" >> {}\n", seen.display())).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let mut a = config(dir.path()).attachment("c-3", Path::new("/proc/self/ns/net"), "eth0");
+        let e = a.add().unwrap_err().to_string();
+        assert!(e.contains("own network namespace"), "{e}");
+        assert!(a.check().is_err());
+        a.del().unwrap();
+        assert_eq!(std::fs::read_to_string(&seen).unwrap(), "DEL []\nDEL []\n");
     }
 
     #[test]

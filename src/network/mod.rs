@@ -7,7 +7,10 @@
 //! - [`invoke`]: running one plugin binary (env, stdin, result or error
 //!   JSON, time limit and kill).
 //! - [`result`]: the typed CNI result (interfaces, IPs, routes, DNS).
-//! - [`netns`]: pinned network namespaces and `lo` up.
+//! - [`netns`]: pinned network namespaces (new ones, or a sandbox holder's
+//!   pinned with [`pin_netns`]) and `lo` up. Give CNI a pinned path, not
+//!   `/proc/<pid>/ns/net`: DEL after a crash must not depend on a pid that
+//!   may have been reused. CNI refuses to touch hull's own netns anyway.
 //!
 //! Typical use by the pod layer:
 //!
@@ -37,5 +40,5 @@ pub mod result;
 pub use attachment::{Attachment, PortMapping};
 pub use config::{CniConfig, CniOptions, NetworkConfigList, PluginConfig};
 pub use error::NetworkError;
-pub use netns::{create_netns, create_pod_netns, is_netns, loopback_up, remove_netns};
+pub use netns::{create_netns, create_pod_netns, is_netns, is_own_netns, loopback_up, pin_netns, remove_netns};
 pub use result::{CniResult, Dns, Interface, IpConfig, Route};

@@ -6,19 +6,35 @@
 //! and keeps no extra thread. Every error path removes what it made.
 use std::ffi::CString;
 use std::io::Read;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::statfs::{statfs, NSFS_MAGIC};
 
 use super::attachment::Attachment;
 use super::config::{CniConfig, CniOptions};
 use super::error::{NetworkError, Result};
 
+/// How long the netns helper child may take (unshare + one bind mount).
+const HELPER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Create a new, empty network namespace pinned at `dir/name` (`dir` is
 /// created if needed, mode 0755). Fails if `dir/name` exists.
 pub fn create_netns(dir: &Path, name: &str) -> Result<PathBuf> {
+    let path = new_netns_file(dir, name)?;
+    if let Err(e) = pin_new_netns(&path) {
+        // The child may have mounted before failing to report (killed):
+        // unmount as well as unlink.
+        let _ = remove_netns(&path);
+        return Err(e);
+    }
+    Ok(path)
+}
+
+/// The empty file a netns is bind-mounted onto.
+fn new_netns_file(dir: &Path, name: &str) -> Result<PathBuf> {
     if name.is_empty() || name.contains('/') || name == "." || name == ".." {
         return Err(NetworkError::InvalidRequest(format!("netns name {name:?} is not a file name")));
     }
@@ -30,12 +46,6 @@ pub fn create_netns(dir: &Path, name: &str) -> Result<PathBuf> {
         .create_new(true)
         .open(&path)
         .map_err(|e| NetworkError::sys(format!("create netns file {}", path.display()), e))?;
-    if let Err(e) = pin_new_netns(&path) {
-        // The child may have mounted before failing to report (killed):
-        // unmount as well as unlink.
-        let _ = remove_netns(&path);
-        return Err(e);
-    }
     Ok(path)
 }
 
@@ -49,6 +59,32 @@ pub fn create_pod_netns(dir: &Path, name: &str, opts: &CniOptions) -> Result<Pat
         return Err(e);
     }
     Ok(path)
+}
+
+/// Pin an existing network namespace (e.g. a sandbox holder's
+/// `/proc/<pid>/ns/net`) at `dir/name` with a bind mount. Use the pinned
+/// path for CNI: a record naming `/proc/<pid>/ns/net` would, after the
+/// holder died and its pid was reused, point DEL at someone else's netns.
+pub fn pin_netns(src: &Path, dir: &Path, name: &str) -> Result<PathBuf> {
+    if !is_netns(src) {
+        return Err(NetworkError::InvalidRequest(format!("{} is not a network namespace", src.display())));
+    }
+    let path = new_netns_file(dir, name)?;
+    if let Err(e) = nix::mount::mount(Some(src), &path, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>) {
+        let _ = remove_netns(&path);
+        return Err(NetworkError::sys(format!("bind-mount {} onto {}", src.display(), path.display()), e));
+    }
+    Ok(path)
+}
+
+/// True when `path` is the network namespace hull itself runs in (the
+/// host's, for the CLI): CNI must never configure that one.
+pub fn is_own_netns(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(path), std::fs::metadata("/proc/self/ns/net")) {
+        (Ok(a), Ok(b)) => is_netns(path) && a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
 }
 
 /// Unmount and unlink a pinned netns. Idempotent: a missing file or one
@@ -117,17 +153,41 @@ fn pin_new_netns(target: &Path) -> Result<()> {
         return Err(NetworkError::sys("fork to create a netns", std::io::Error::last_os_error()));
     }
     drop(wr);
-    // The read ends when the child exits (its copy of the write end closes),
-    // with 8 bytes if a step failed.
-    let mut bytes = [0u8; 8];
+    // The pipe reaches EOF when the child exits (its copy of the write end
+    // closes), after 8 bytes if a step failed. A mount that hangs (a target
+    // on a dead network filesystem) must not hang hull: bounded wait.
     let mut reader = std::fs::File::from(rd);
-    let got = read_full(&mut reader, &mut bytes);
+    let ready = {
+        let mut fds = [PollFd::new(reader.as_fd(), PollFlags::POLLIN)];
+        let deadline = std::time::Instant::now() + HELPER_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match poll(&mut fds, PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)) {
+                Err(nix::errno::Errno::EINTR) if !left.is_zero() => continue,
+                Ok(n) => break n > 0,
+                Err(_) => break false,
+            }
+        }
+    };
+    if !ready {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+    let mut bytes = [0u8; 8];
+    let got = if ready { read_full(&mut reader, &mut bytes) } else { 0 };
     // Reap it. ECHILD is possible if the caller reaps every child (a
     // subreaper loop) or ignores SIGCHLD; the result then comes from the
     // pipe and the mount itself, not the exit status.
+    // A killed child stuck in the kernel may not die at once: then give up
+    // on it after a second rather than block.
+    let flags = if ready { None } else { Some(nix::sys::wait::WaitPidFlag::WNOHANG) };
+    let mut tries = 0;
     let status = loop {
-        match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None) {
+        match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), flags) {
             Err(nix::errno::Errno::EINTR) => continue,
+            Ok(nix::sys::wait::WaitStatus::StillAlive) if tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
             other => break other,
         }
     };
@@ -141,7 +201,7 @@ fn pin_new_netns(target: &Path) -> Result<()> {
         };
         return Err(NetworkError::sys(what, std::io::Error::from_raw_os_error(errno)));
     }
-    if is_netns(target) {
+    if ready && is_netns(target) {
         return Ok(());
     }
     Err(NetworkError::sys(
@@ -177,5 +237,10 @@ mod tests {
         remove_netns(&dir.path().join("absent")).unwrap();
         assert!(!is_netns(&dir.path().join("absent")));
         assert!(!is_netns(dir.path()));
+        assert!(is_own_netns(Path::new("/proc/self/ns/net")));
+        assert!(!is_own_netns(dir.path()));
+        let e = pin_netns(dir.path(), dir.path(), "x").unwrap_err();
+        assert!(e.to_string().contains("not a network namespace"), "{e}");
+        assert!(!dir.path().join("x").exists());
     }
 }
