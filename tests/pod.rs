@@ -434,6 +434,7 @@ apiVersion: v1
 kind: Pod
 metadata: {{name: NAME}}
 spec:
+  terminationGracePeriodSeconds: 1
   containers:
   - name: srv
     image: ROOTFS

@@ -73,6 +73,10 @@ fn teardown(root: &StateRoot, store: &PodStore, rec: &PodRecord) {
             log::warn!("pod {}: CNI DEL: {e}", rec.name);
         }
     }
+    let pinned = store.dir(&rec.name).path.join("netns");
+    if pinned.exists() {
+        let _ = crate::network::netns::remove_netns(&pinned);
+    }
     if let Some(h) = &rec.holder {
         sandbox::stop_holder(h);
     }
@@ -227,7 +231,14 @@ fn attach_network(store: &PodStore, rec: &mut PodRecord, cni: &crate::network::C
         Err(e) => return Err(Error::InvalidArgument(format!("pod network: {e}"))),
     };
     let holder = rec.holder.expect("started before the network");
-    let netns = PathBuf::from(sandbox::ns_path(&holder, "net"));
+    // CNI gets a pinned path, not /proc/<holder>/ns/net: should the holder
+    // die and its pid be reused, a DEL must not reach someone else's netns.
+    let netns = crate::network::netns::pin_netns(
+        Path::new(&sandbox::ns_path(&holder, "net")),
+        &store.dir(&rec.name).path,
+        "netns",
+    )
+    .map_err(|e| Error::InvalidArgument(format!("pod network: {e}")))?;
     let mut att = config.attachment(&rec.uid, &netns, "eth0");
     att.port_mappings = host_ports(&rec.manifest).collect();
     att.args = vec![
