@@ -12,6 +12,18 @@ use std::time::{Duration, Instant};
 /// receives signals it has a handler for, so it traps TERM).
 const WAIT_FOR_TERM: &str = "trap 'exit 0' TERM; sleep 1000 & wait";
 
+/// Wait until the WAIT_FOR_TERM script has set its trap: its `sleep`
+/// child (started after the trap) shows up in `ps`.
+fn wait_trap_set(env: &TestEnv) {
+    wait_for("the shell's trap", WAIT_TIMEOUT, || {
+        let o = env.run(&["ps", "--format", "json", &env.id]);
+        serde_json::from_slice::<Value>(&o.stdout)
+            .ok()
+            .and_then(|v| v.as_array().map(|a| a.len() >= 2))
+            .unwrap_or(false)
+    });
+}
+
 #[test]
 fn create_does_not_run_program_until_start() {
     if !require_root() {
@@ -161,6 +173,7 @@ fn kill_with(sig: &str) {
     env.sh(WAIT_FOR_TERM);
     env.start_running();
     env.wait_status("running");
+    wait_trap_set(&env);
     let o = env.kill(sig);
     assert_ok(&o);
     env.wait_status("stopped");
@@ -191,6 +204,7 @@ fn kill_default_signal_is_term() {
     let mut env = TestEnv::new("kill-default");
     env.sh(WAIT_FOR_TERM);
     env.start_running();
+    wait_trap_set(&env);
     assert_ok(&env.run(&["kill", &env.id]));
     env.wait_status("stopped");
 }
