@@ -126,6 +126,7 @@ spec:
       hostname
       for n in net ipc uts mnt; do echo "$n $(readlink /proc/self/ns/$n)"; done
       touch /tmp/only-in-a 2>/dev/null || mkdir -p /only-in-a
+      touch /dev/mqueue/hull-ipc-check
       echo from-a > /shared/msg
       nc -l -p 7070 -e echo pong &
       sleep 2
@@ -142,6 +143,7 @@ spec:
       for i in $(seq 1 20); do r=$(nc 127.0.0.1 7070 </dev/null) && [ -n "$r" ] && break; sleep 0.1; done
       echo "net $r"
       if [ -e /tmp/only-in-a ] || [ -e /only-in-a ]; then echo sees-a-files; else echo own-filesystem; fi
+      ls /dev/mqueue
     volumeMounts: [{name: shared, mountPath: /shared, readOnly: true}]
 "#;
 
@@ -165,6 +167,8 @@ fn containers_share_hostname_network_ipc_and_an_empty_dir() {
     assert!(b.contains("read from-a"), "{b}");
     assert!(b.contains("net pong"), "{b}");
     assert!(b.contains("own-filesystem"), "{b}");
+    // A POSIX message queue a made is visible to b: the same IPC namespace.
+    assert!(b.contains("hull-ipc-check"), "{b}");
     env.remove_and_check();
 }
 
@@ -530,4 +534,46 @@ spec:
     let leases = || std::fs::read_dir(image_root.join("leases")).map(|d| d.count()).unwrap_or(0);
     env.remove_and_check();
     assert_eq!(leases(), 0, "image lease left after pod rm");
+}
+
+/// `limits: {memory: 128Mi, cpu: 500m}` become the container's cgroup
+/// limits (seen from inside), the pod cgroup holds their sum, and a
+/// container that goes past its memory limit is OOM-killed: exit 137,
+/// reason OOMKilled.
+#[test]
+fn pod_limits_are_enforced() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let env = PodEnv::new("limits");
+    assert_ok(&env.run(r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: NAME}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: steady
+    image: ROOTFS
+    command: [sh, -c, 'cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us; sleep 30']
+    resources: {limits: {memory: 128Mi, cpu: 500m}}
+  - name: hog
+    image: ROOTFS
+    command: [sh, -c, 'sleep 0.3; x=a; while true; do x=$x$x; done']
+    resources: {limits: {memory: 64Mi, cpu: 500m}}
+"#));
+    wait_for("the hog's exit", Duration::from_secs(30), || !env.record()["containers"][1]["lastExit"].is_null());
+    let rec = env.record();
+    let hog = &rec["containers"][1];
+    assert_eq!(hog["lastExit"]["exitCode"], 137, "{hog}");
+    assert_eq!(hog["lastExit"]["reason"], "OOMKilled", "{hog}");
+    let steady = env.logs("steady");
+    assert_eq!(steady.split_whitespace().collect::<Vec<_>>(), ["134217728", "50000"], "{steady}");
+    let uid = env.uid();
+    let pod_mem = read_all(Path::new(&format!("/sys/fs/cgroup/memory/hull-pod-{uid}/memory.limit_in_bytes")));
+    let pod_cpu = read_all(Path::new(&format!("/sys/fs/cgroup/cpu/hull-pod-{uid}/cpu.cfs_quota_us")));
+    assert_eq!(pod_mem.trim(), (192u64 << 20).to_string());
+    assert_eq!(pod_cpu.trim(), "100000");
+    env.remove_and_check();
 }

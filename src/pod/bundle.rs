@@ -315,7 +315,7 @@ fn capabilities(c: &Container, privileged: bool, field: &str) -> Result<Vec<Stri
 
 /// limits.cpu → CFS quota over a 100 ms period; requests.cpu → shares;
 /// limits.memory → memory limit (requests.memory is a scheduling hint).
-fn resources(c: &Container, field: &str) -> Result<Option<Value>> {
+pub fn resources(c: &Container, field: &str) -> Result<Option<Value>> {
     let Some(r) = c.resources.as_ref() else { return Ok(None) };
     let get = |map: &Option<std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>, key: &str, which: &str| -> Result<Option<f64>> {
         map.as_ref()
@@ -349,6 +349,31 @@ fn resources(c: &Container, field: &str) -> Result<Option<Value>> {
         out["memory"] = json!({"limit": m as i64});
     }
     Ok((out.as_object().is_some_and(|o| !o.is_empty())).then_some(out))
+}
+
+/// The pod's own cgroup limits, as kubelet sets them on the pod cgroup:
+/// the sum of the containers' memory limits and CPU quotas when every
+/// container has one, and the sum of their CPU shares.
+pub fn pod_resources(pod: &Pod) -> Result<Option<Value>> {
+    let spec = spec_of(pod);
+    let mut memory: Option<i64> = Some(0);
+    let mut quota: Option<i64> = Some(0);
+    let mut shares: u64 = 0;
+    for (i, c) in spec.containers.iter().enumerate() {
+        let r = resources(c, &format!("spec.containers[{i}]"))?.unwrap_or(json!({}));
+        memory = memory.zip(r["memory"]["limit"].as_i64()).map(|(a, b)| a + b);
+        quota = quota.zip(r["cpu"]["quota"].as_i64()).map(|(a, b)| a + b);
+        shares += r["cpu"]["shares"].as_u64().unwrap_or(2);
+    }
+    let mut out = json!({"cpu": {"shares": shares.max(2)}});
+    if let Some(m) = memory.filter(|m| *m > 0) {
+        out["memory"] = json!({"limit": m});
+    }
+    if let Some(q) = quota.filter(|q| *q > 0) {
+        out["cpu"]["quota"] = json!(q);
+        out["cpu"]["period"] = json!(100_000);
+    }
+    Ok(Some(out))
 }
 
 pub fn pod_hostname(pod: &Pod) -> Option<String> {

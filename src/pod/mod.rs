@@ -160,6 +160,7 @@ fn set_up(root: &StateRoot, store: &PodStore, dir: &PodDir, rec: &mut PodRecord,
         attach_network(store, rec, &opts.cni)?;
     }
     bundle::write_etc_files(&rec.manifest, dir, &rec.ips)?;
+    make_pod_cgroup(rec)?;
     let vols = volumes::prepare(dir, spec.volumes.as_deref().unwrap_or(&[]), &mut rec.host_mounts)?;
     // Build and validate every container's config now, so that a bad
     // manifest fails here rather than in the supervisor.
@@ -194,6 +195,23 @@ fn set_up(root: &StateRoot, store: &PodStore, dir: &PodDir, rec: &mut PodRecord,
     }
     store.save(rec)?;
     spawn_supervisor(root, dir, &rec.name, opts.backoff_base)?;
+    Ok(())
+}
+
+/// The pod cgroup (`/hull-pod-<uid>`), parent of its containers' cgroups,
+/// with the pod-level limits. Removed by `teardown` after the containers'.
+fn make_pod_cgroup(rec: &PodRecord) -> Result<()> {
+    let parent = Path::new(&rec.cgroup_parent);
+    let (dir, leaf) = (parent.parent().unwrap_or(Path::new("/")), parent.file_name().and_then(|n| n.to_str()).unwrap_or("pod"));
+    let cg = crate::cgroups::Cgroup::create(Some(&dir.join(leaf)), leaf)?;
+    if let Some(r) = bundle::pod_resources(&rec.manifest)? {
+        let res: oci_spec::runtime::LinuxResources =
+            serde_json::from_value(r).map_err(|e| Error::InvalidArgument(format!("pod resources: {e}")))?;
+        if let Err(e) = cg.apply_resources(&res) {
+            let _ = cg.remove();
+            return Err(e);
+        }
+    }
     Ok(())
 }
 

@@ -127,3 +127,18 @@ for rt in $RUNTIMES; do
 done
 
 "$PYTHON" "$BENCH_PY" report --json-out "$OUT/results.json" "${results[@]}"
+
+# Pods: `hull pod run` / `pod rm` latency (no CNI and a CNI bridge of its
+# own) and the memory of a running pod (holder, monitors, supervisor).
+# BENCH_POD_ITERS (default 20) timed iterations per mode; pod_bench.py bounds
+# every step and cleans up after itself (also on Ctrl-C, hence --foreground).
+POD_ITERS=${BENCH_POD_ITERS:-20}
+echo
+echo "bench: pods ($POD_ITERS iterations per mode)"
+rc=0
+HULL=$(binary_for hull) HULL_TEST_ROOTFS=$ROOTFS BENCH_POD_ITERS=$POD_ITERS \
+    timeout --foreground --kill-after=30 $((180 + 10 * POD_ITERS)) \
+    "$PYTHON" "$REPO/tests/bench/pod_bench.py" </dev/null || rc=$?
+if [ "$rc" -ne 0 ]; then
+    echo "bench: pods: benchmark process failed (exit $rc)" >&2
+fi
