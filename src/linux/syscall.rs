@@ -140,6 +140,40 @@ pub fn set_loopback_up() -> Result<()> {
     Ok(())
 }
 
+/// Drop this process's resident read-only file pages (hull's and the
+/// shared libraries' code and constants): a long-lived helper (the
+/// container monitor) ran a lot of code once to set up and then loops in a
+/// little; what it needs again faults back in from the page cache. Only
+/// private read-only file mappings with no anonymous (copied-on-write)
+/// pages are touched, so their pages are always identical to the file and
+/// nothing can be lost.
+pub fn trim_resident_code() {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else { return };
+    let mut current: Option<(usize, usize)> = None;
+    for line in smaps.lines() {
+        let mut f = line.split_whitespace();
+        let first = f.next().unwrap_or("");
+        if let Some((a, b)) = first.split_once('-').filter(|_| !first.ends_with(':')) {
+            let perms = f.next().unwrap_or("");
+            let path = line.split_whitespace().nth(5).unwrap_or("");
+            let file_backed = !path.is_empty() && !path.starts_with('[');
+            current = match (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
+                (Ok(s), Ok(e)) if file_backed && (perms == "r-xp" || perms == "r--p") => Some((s, e)),
+                _ => None,
+            };
+            continue;
+        }
+        if first == "Anonymous:" {
+            if let (Some((start, end)), Some("0")) = (current.take(), f.next()) {
+                // SAFETY: a private, read-only file mapping of ours without
+                // copied-on-write pages: MADV_DONTNEED only unmaps pages
+                // that refault unchanged from the file.
+                unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+            }
+        }
+    }
+}
+
 /// Make the pty slave our controlling terminal (after setsid).
 pub fn set_controlling_terminal(fd: RawFd) -> Result<()> {
     // SAFETY: TIOCSCTTY takes an int argument, no pointers.

@@ -97,6 +97,8 @@ pub fn run(root: &StateRoot, spec: &MonitorSpec, ready: OwnedFd) -> i32 {
         Ok(running) => {
             let _ = write!(ready, "ok {}", running.pid);
             drop(ready);
+            // Setting up ran most of hull; waiting needs little of it.
+            crate::linux::syscall::trim_resident_code();
             supervise(root, spec, running);
             0
         }

@@ -493,7 +493,7 @@ def main():
                 rc = 1
     except Interrupted as e:
         log(f"interrupted ({e}); cleaning up")
-        rc = 130
+        rc = 128 + interrupted[0]
     finally:
         # Cleanup must not be cut short by a second Ctrl-C / SIGTERM.
         def late(signum, _frame):
@@ -502,7 +502,7 @@ def main():
             signal.signal(s, late)
         bench.cleanup()
 
-    if rc != 130:
+    if not interrupted:
         report(results)
     for f in bench.failures:
         print(f"pod-bench: FAILED: {f}", file=sys.stderr)
