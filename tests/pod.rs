@@ -577,3 +577,61 @@ spec:
     assert_eq!(pod_cpu.trim(), "100000");
     env.remove_and_check();
 }
+
+/// Init containers run in order, each to success, before the app
+/// containers; `pod exec` runs in a container; `pod logs -f` follows until
+/// the container ends; `pod stop` stops the pod.
+#[test]
+fn init_containers_exec_logs_follow_and_stop() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let env = PodEnv::new("initexec");
+    assert_ok(&env.run(r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: NAME}
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes: [{name: w, emptyDir: {}}]
+  initContainers:
+  - {name: first, image: ROOTFS, command: [sh, -c, 'echo first >> /w/order'], volumeMounts: [{name: w, mountPath: /w}]}
+  - {name: second, image: ROOTFS, command: [sh, -c, 'sleep 0.2; echo second >> /w/order'], volumeMounts: [{name: w, mountPath: /w}]}
+  containers:
+  - name: app
+    image: ROOTFS
+    command: [sh, -c, 'cat /w/order; echo app >> /w/order; i=0; while [ $i -lt 3 ]; do echo tick $i; i=$((i+1)); sleep 0.2; done; exec sleep 30']
+    volumeMounts: [{name: w, mountPath: /w}]
+"#));
+    env.wait_phase(&["Running"]);
+    let o = env.hull(&["pod", "exec", &env.name, "-c", "app", "--", "cat", "/w/order"]);
+    assert_ok(&o);
+    assert_eq!(s(&o.stdout), "first\nsecond\napp\n", "{}", show(&o));
+    let o = env.hull(&["pod", "exec", &env.name, "--", "sh", "-c", "exit 5"]);
+    assert_eq!(o.status.code(), Some(5), "{}", show(&o));
+    // logs -f: returns once the container ends (stopped below).
+    let mut follow = std::process::Command::new(runtime());
+    follow.arg("--root").arg(env.root.path()).args(["pod", "logs", "-f", &env.name]);
+    follow.stdout(std::process::Stdio::piped());
+    let child = follow.spawn().unwrap();
+    wait_for("three ticks", Duration::from_secs(10), || env.logs("app").contains("tick 2"));
+    assert_ok(&env.hull(&["pod", "stop", &env.name]));
+    // Bounded: a follower that does not end is killed (and the test fails).
+    let mut child = child;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ended = child.try_wait().unwrap().is_some();
+    if !ended {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(ended, "pod logs -f did not end after the pod stopped");
+    let followed = s(&out.stdout);
+    assert!(followed.contains("first\nsecond\n") && followed.contains("tick 2"), "{followed}");
+    let rec = env.record();
+    assert_eq!(rec["phase"], "Stopped");
+    assert!(rec["containers"].as_array().unwrap().iter().all(|c| c["state"] == "Terminated"), "{rec}");
+    env.remove_and_check();
+}

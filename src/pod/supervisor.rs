@@ -235,6 +235,8 @@ impl Supervisor<'_> {
         }
         self.rec.phase = "Running".into();
         self.save();
+        // From here on the supervisor mostly sleeps and polls.
+        crate::linux::syscall::trim_resident_code();
         loop {
             if self.stop_requested() {
                 return self.finish_stop();
