@@ -473,10 +473,17 @@ spec:
     let gateway: std::net::IpAddr = format!("172.31.{subnet_octet}.1").parse().unwrap();
     let mapped = fetch(std::net::SocketAddr::new(gateway, host_port));
     let hosts = read_all(&env.root.path().join("pods").join(&env.name).join("etc/hosts"));
+    // Stopping the pod gives the network back (CNI DEL), before rm.
+    let stopped = env.hull(&["pod", "stop", &env.name]);
+    let veths_after_stop = s(&std::process::Command::new("ip").args(["-o", "link", "show", "master", &bridge]).output().unwrap().stdout);
+    let network_after_stop = env.record()["network"].clone();
     env.remove_and_check();
     let veths = s(&std::process::Command::new("ip").args(["-o", "link", "show", "master", &bridge]).output().unwrap().stdout);
     let rules = s(&std::process::Command::new("iptables-save").output().map(|o| o.stdout).unwrap_or_default());
     cleanup();
+    assert_ok(&stopped);
+    assert!(veths_after_stop.trim().is_empty(), "veth left after pod stop: {veths_after_stop}");
+    assert!(network_after_stop.is_null(), "{network_after_stop}");
     assert_eq!(direct.trim(), "pong", "pod IP {ip}:8080");
     assert_eq!(mapped.trim(), "pong", "hostPort {host_port} via {gateway}");
     assert!(hosts.contains(&ip.to_string()), "{hosts}");

@@ -68,6 +68,16 @@ fn teardown(root: &StateRoot, store: &PodStore, rec: &PodRecord) {
         }
     }
     volumes::unmount_all(&rec.host_mounts);
+    release_network(store, rec);
+    if let Some(h) = &rec.holder {
+        sandbox::stop_holder(h);
+    }
+    remove_cgroup_parent(&rec.cgroup_parent);
+    let _ = std::fs::remove_dir_all(&store.dir(&rec.name).path);
+}
+
+/// CNI DEL and the netns pin (idempotent: DEL of what is gone succeeds).
+fn release_network(store: &PodStore, rec: &PodRecord) {
     if let Some(att) = rec.network.clone().and_then(|v| serde_json::from_value::<crate::network::Attachment>(v).ok()) {
         if let Err(e) = att.del() {
             log::warn!("pod {}: CNI DEL: {e}", rec.name);
@@ -77,11 +87,6 @@ fn teardown(root: &StateRoot, store: &PodStore, rec: &PodRecord) {
     if pinned.exists() {
         let _ = crate::network::netns::remove_netns(&pinned);
     }
-    if let Some(h) = &rec.holder {
-        sandbox::stop_holder(h);
-    }
-    remove_cgroup_parent(&rec.cgroup_parent);
-    let _ = std::fs::remove_dir_all(&store.dir(&rec.name).path);
 }
 
 /// The pod's cgroup parent directories, in every hierarchy.
@@ -387,6 +392,14 @@ pub fn stop(root: &StateRoot, name: &str) -> Result<()> {
                 }
             }
         }
+    }
+    // A stopped pod gives its network back, as kubelet's StopPodSandbox does.
+    let mut rec = store.load(name)?;
+    if rec.network.is_some() {
+        release_network(&store, &rec);
+        rec.network = None;
+        rec.ips.clear();
+        store.save(&rec)?;
     }
     Ok(())
 }
