@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
     name = "hull",
     version = concat!("version ", env!("CARGO_PKG_VERSION"), "\nspec: 1.2.1"),
     about = "hull: an OCI container runtime (runc-compatible command line)",
-    long_about = "hull runs OCI bundles with the same commands, flags and JSON as runc,\nso containerd, podman or docker can use it in runc's place."
+    long_about = "hull runs OCI bundles with the same commands, flags and JSON as runc,\nso containerd, podman or docker can use it in runc's place. It also runs\nKubernetes Pod manifests without a kubelet (`hull pod`) and keeps an image\nstore (`hull image`)."
 )]
 pub struct Cli {
     /// Directory for container state (one subdirectory per container)
@@ -220,8 +220,8 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum PodCmd {
-    /// Run a Pod manifest (YAML or JSON file, or - for stdin); `image:` is a
-    /// local rootfs directory given by absolute path
+    /// Run a Pod manifest (YAML or JSON file, or - for stdin); `image:` is an
+    /// image in hull's store, or a local rootfs directory by absolute path
     Run {
         file: String,
         /// Base of the restart back-off (kubelet: 10000 ms, doubling to 5 min)
