@@ -611,6 +611,9 @@ spec:
     volumeMounts: [{name: w, mountPath: /w}]
 "#));
     env.wait_phase(&["Running"]);
+    let ls = s(&env.hull(&["pod", "ls"]).stdout);
+    let row = ls.lines().find(|l| l.starts_with(&env.name)).unwrap_or("");
+    assert!(row.contains("Running") && row.contains("1/1"), "pod ls:\n{ls}");
     let o = env.hull(&["pod", "exec", &env.name, "-c", "app", "--", "cat", "/w/order"]);
     assert_ok(&o);
     assert_eq!(s(&o.stdout), "first\nsecond\napp\n", "{}", show(&o));

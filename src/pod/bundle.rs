@@ -28,13 +28,6 @@ pub struct BundleContext<'a> {
     pub cgroup_parent: &'a str,
 }
 
-/// A container attempt ready for `create`.
-pub struct Prepared {
-    pub bundle: PathBuf,
-    /// The overlay mounted on the host for its rootfs, if any.
-    pub rootfs_mount: Option<PathBuf>,
-}
-
 fn spec_of(pod: &Pod) -> &PodSpec {
     pod.spec.as_ref().expect("validated")
 }
@@ -88,23 +81,24 @@ pub fn resolve_image(image: &str, field: &str, image_root: &Path) -> Result<Imag
     Ok(ImageSource::Store { store, record, config })
 }
 
-pub fn prepare(ctx: &BundleContext, c: &Container, field: &str, attempt_dir: &Path, host_mounts: &mut Vec<PathBuf>) -> Result<Prepared> {
+/// Make the bundle of one attempt of a container; returns its directory.
+pub fn prepare(ctx: &BundleContext, c: &Container, field: &str, attempt_dir: &Path, host_mounts: &mut Vec<PathBuf>) -> Result<PathBuf> {
     let image = resolve_image(c.image.as_deref().unwrap_or(""), field, ctx.image_root)?;
     let bundle = attempt_dir.join("bundle");
     std::fs::create_dir_all(&bundle).sys_context(|| format!("create {}", bundle.display()))?;
     let read_only_root = c.security_context.as_ref().and_then(|s| s.read_only_root_filesystem).unwrap_or(false);
     let root = attempt_dir.join("rootfs");
-    let (rootfs, rootfs_mount) = match &image {
-        ImageSource::Dir(dir) if read_only_root => (dir.clone(), None),
+    let rootfs = match &image {
+        ImageSource::Dir(dir) if read_only_root => dir.clone(),
         ImageSource::Dir(dir) => {
             mount_overlay(dir, attempt_dir, &root)?;
             host_mounts.push(root.clone());
-            (root.clone(), Some(root.clone()))
+            root.clone()
         }
         ImageSource::Store { store, record, .. } => {
             crate::image::rootfs::mount_rootfs(store, record, &root, attempt_dir)?;
             host_mounts.push(root.clone());
-            (root.clone(), Some(root.clone()))
+            root.clone()
         }
     };
     let config = config(ctx, c, field, &rootfs, read_only_root, image.config());
@@ -118,7 +112,7 @@ pub fn prepare(ctx: &BundleContext, c: &Container, field: &str, attempt_dir: &Pa
     };
     std::fs::write(bundle.join("config.json"), serde_json::to_vec_pretty(&config).unwrap_or_default())
         .sys_context(|| "write config.json".into())?;
-    Ok(Prepared { bundle, rootfs_mount })
+    Ok(bundle)
 }
 
 /// Unmount a container rootfs (and drop its image-store lease, if any).

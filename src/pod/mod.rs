@@ -62,12 +62,12 @@ fn teardown(root: &StateRoot, store: &PodStore, rec: &PodRecord) {
             let _ = crate::oci::lifecycle::delete(root, &id, true);
         }
     }
-    for m in rec.host_mounts.iter().rev() {
-        if m.ends_with("rootfs") {
-            bundle::unmount_rootfs(&rec.image_root, m);
-        }
+    // Container rootfs overlays (with their image-store leases), then volumes.
+    let (rootfs, others): (Vec<PathBuf>, Vec<PathBuf>) = rec.host_mounts.iter().cloned().partition(|m| m.ends_with("rootfs"));
+    for m in rootfs.iter().rev() {
+        bundle::unmount_rootfs(&rec.image_root, m);
     }
-    volumes::unmount_all(&rec.host_mounts);
+    volumes::unmount_all(&others);
     release_network(store, rec);
     if let Some(h) = &rec.holder {
         sandbox::stop_holder(h);
@@ -326,15 +326,8 @@ pub fn supervise(root: &StateRoot, name: &str, backoff_base: Duration) -> Result
     rec.supervisor_pid = std::process::id() as i32;
     let dir = store.dir(name);
     let spec = rec.manifest.spec.clone().expect("validated");
-    // Volumes were made by `run`; re-derive their host paths (no new mounts).
-    let vols: Vec<volumes::HostVolume> = spec.volumes.iter().flatten().map(|v| volumes::HostVolume {
-        name: v.name.clone(),
-        path: match &v.host_path {
-            Some(hp) => PathBuf::from(&hp.path),
-            None => dir.volume(&v.name),
-        },
-        mounted: false,
-    }).collect();
+    // Volumes were made by `run`; only their host paths are needed here.
+    let vols = volumes::existing(&dir, spec.volumes.as_deref().unwrap_or(&[]));
     let mut sup = supervisor::Supervisor {
         root,
         store: &store,

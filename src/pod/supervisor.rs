@@ -92,12 +92,12 @@ impl Supervisor<'_> {
             volumes: &self.volumes,
             cgroup_parent: &self.rec.cgroup_parent,
         };
-        let prepared = bundle::prepare(&ctx, spec, &field, &attempt_dir, &mut self.rec.host_mounts)?;
+        let bundle = bundle::prepare(&ctx, spec, &field, &attempt_dir, &mut self.rec.host_mounts)?;
         let log_path = self.dir.log(&name, attempt);
         let mspec = MonitorSpec {
             state_root: self.root.path.clone(),
             id: id.clone(),
-            bundle: prepared.bundle,
+            bundle,
             log_path,
             exit_file: attempt_dir.join("exit.json"),
         };

@@ -19,8 +19,19 @@ use crate::error::{Error, Result, SysContext};
 pub struct HostVolume {
     pub name: String,
     pub path: PathBuf,
-    /// A tmpfs hull mounted (to unmount on removal).
-    pub mounted: bool,
+}
+
+/// Where a volume is on the host (emptyDir: under the pod's directory).
+pub fn host_path(dir: &PodDir, v: &Volume) -> PathBuf {
+    match &v.host_path {
+        Some(hp) => PathBuf::from(&hp.path),
+        None => dir.volume(&v.name),
+    }
+}
+
+/// The host volumes of a pod whose volumes `prepare` already made.
+pub fn existing(dir: &PodDir, volumes: &[Volume]) -> Vec<HostVolume> {
+    volumes.iter().map(|v| HostVolume { name: v.name.clone(), path: host_path(dir, v) }).collect()
 }
 
 /// Create or check every volume of the pod. On error, what was mounted is
@@ -31,7 +42,7 @@ pub fn prepare(dir: &PodDir, volumes: &[Volume], host_mounts: &mut Vec<PathBuf>)
         let field = format!("spec.volumes[{i}] ({})", v.name);
         crate::oci::state::validate_id(&v.name).map_err(|_| Error::InvalidArgument(format!("{field}: invalid volume name")))?;
         if let Some(ed) = &v.empty_dir {
-            let path = dir.volume(&v.name);
+            let path = host_path(dir, v);
             std::fs::create_dir_all(&path).sys_context(|| format!("create emptyDir {}", path.display()))?;
             let size = ed.size_limit.as_ref().map(|q| {
                 parse_quantity(&q.0).ok_or_else(|| Error::InvalidArgument(format!("{field}.emptyDir.sizeLimit: bad quantity {:?}", q.0)))
@@ -44,8 +55,7 @@ pub fn prepare(dir: &PodDir, volumes: &[Volume], host_mounts: &mut Vec<PathBuf>)
             // A size limit is enforced by the kernel: the volume is a tmpfs
             // of that size (for the default medium too, where kubelet would
             // evict the pod instead: hull refuses writes past the limit).
-            let mounted = memory || size.is_some();
-            if mounted {
+            if memory || size.is_some() {
                 let data = match size {
                     Some(bytes) => format!("size={},mode=0777", bytes as u64),
                     None => "mode=0777".to_string(),
@@ -56,15 +66,15 @@ pub fn prepare(dir: &PodDir, volumes: &[Volume], host_mounts: &mut Vec<PathBuf>)
             } else {
                 let _ = nix::sys::stat::fchmodat(nix::fcntl::AT_FDCWD, &path, Mode::from_bits_truncate(0o777), nix::sys::stat::FchmodatFlags::FollowSymlink);
             }
-            out.push(HostVolume { name: v.name.clone(), path, mounted });
+            out.push(HostVolume { name: v.name.clone(), path });
         } else if let Some(hp) = &v.host_path {
-            let path = PathBuf::from(&hp.path);
+            let path = host_path(dir, v);
             if !path.is_absolute() {
                 return Err(Error::InvalidArgument(format!("{field}.hostPath.path: {} is not absolute", hp.path)));
             }
             check_host_path(&path, hp.type_.as_deref().unwrap_or(""))
                 .map_err(|e| Error::InvalidArgument(format!("{field}: hostPath type check failed: {e}")))?;
-            out.push(HostVolume { name: v.name.clone(), path, mounted: false });
+            out.push(HostVolume { name: v.name.clone(), path });
         } else {
             return Err(Error::unsupported(format!("{field}"), "only emptyDir and hostPath volumes"));
         }
