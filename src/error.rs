@@ -51,6 +51,9 @@ pub enum Error {
     Network(#[from] crate::network::NetworkError),
     #[error("image: {0}")]
     Image(#[from] crate::image::ImageError),
+    /// An error of the sandbox and container services, with its kind.
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::RuntimeError),
 }
 
 impl Error {

@@ -6,6 +6,8 @@
 //!   operations (create, start, kill, delete, exec...) and hooks.
 //! - [`linux`]: what happens inside the new container: namespaces, rootfs and
 //!   mounts, devices, process attributes, the init handshake, the console.
+//! - [`runtime`]: id-keyed sandbox and container services shared by `hull pod`
+//!   and the CRI server (records, name index, events; no fork in-process).
 //! - [`pod`]: Kubernetes Pods without a kubelet (sandbox, volumes, supervisor).
 //! - [`monitor`]: the per-container supervisor process (CRI logs, exit records).
 //! - [`cgroups`]: placing containers in cgroups (v1 and v2) and removing them.
@@ -23,6 +25,7 @@ pub mod monitor;
 pub mod network;
 pub mod oci;
 pub mod pod;
+pub mod runtime;
 pub mod seccomp;
 
 pub use error::{Error, Result};
