@@ -40,6 +40,11 @@ pub struct PullOptions {
     pub insecure: Vec<String>,
     /// User name and password for Basic auth or for the token realm.
     pub credentials: Option<(String, String)>,
+    /// An OAuth2 refresh token (CRI `identity_token`, Docker's identity
+    /// token) exchanged at the token realm for an access token.
+    pub identity_token: Option<String>,
+    /// A bearer token sent to the registry as it is (CRI `registry_token`).
+    pub registry_token: Option<String>,
     /// Platform to select from an index (default: this host's).
     pub platform: Option<Platform>,
     /// containerd-style `<registry>/hosts.toml` directory (mirrors).
@@ -60,6 +65,8 @@ pub struct Client {
     /// Mirrors first, the upstream last (see `hosts`).
     hosts: Vec<HostState>,
     credentials: Option<(String, String)>,
+    identity_token: Option<String>,
+    registry_token: Option<String>,
 }
 
 struct HostState {
@@ -127,6 +134,8 @@ impl Client {
             reference: reference.clone(),
             hosts,
             credentials: opts.credentials.clone(),
+            identity_token: opts.identity_token.clone(),
+            registry_token: opts.registry_token.clone(),
         })
     }
 
@@ -200,18 +209,30 @@ impl Client {
                 reference: self.reference.to_string(),
                 what: "the registry wants credentials (--user)".into(),
             })?,
+            "bearer" if self.registry_token.is_some() => format!("Bearer {}", self.registry_token.as_deref().unwrap_or_default()),
             "bearer" => {
                 let realm = param("realm").ok_or_else(|| self.err("Bearer challenge without realm"))?;
                 let scope = param("scope").unwrap_or_else(|| format!("repository:{}:pull", self.reference.repository));
-                let mut url = format!("{realm}{}scope={}", if realm.contains('?') { '&' } else { '?' }, query_escape(&scope));
-                if let Some(service) = param("service") {
-                    url.push_str(&format!("&service={}", query_escape(&service)));
-                }
-                let mut req = self.agent.get(&url);
-                if let Some(b) = &basic {
-                    req = req.set("Authorization", b);
-                }
-                let resp = req.call().map_err(|e| match e {
+                let service = param("service");
+                let resp = if let Some(refresh) = &self.identity_token {
+                    // OAuth2 refresh-token grant (the distribution token spec's POST form).
+                    let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", refresh.as_str()), ("scope", scope.as_str()), ("client_id", "hull")];
+                    if let Some(s) = &service {
+                        form.push(("service", s.as_str()));
+                    }
+                    self.agent.post(&realm).send_form(&form)
+                } else {
+                    let mut url = format!("{realm}{}scope={}", if realm.contains('?') { '&' } else { '?' }, query_escape(&scope));
+                    if let Some(service) = &service {
+                        url.push_str(&format!("&service={}", query_escape(service)));
+                    }
+                    let mut req = self.agent.get(&url);
+                    if let Some(b) = &basic {
+                        req = req.set("Authorization", b);
+                    }
+                    req.call()
+                };
+                let resp = resp.map_err(|e| match e {
                     ureq::Error::Status(401 | 403, _) => ImageError::Unauthorized {
                         reference: self.reference.to_string(),
                         what: "the token server refused the credentials".into(),
