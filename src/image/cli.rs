@@ -30,7 +30,7 @@ pub enum ImageSub {
         /// Platform to pull from a multi-platform image: os/arch[/variant]
         #[arg(long)]
         platform: Option<String>,
-        /// Directory of containerd-style REGISTRY/hosts.toml files (mirrors, plain-HTTP hosts)
+        /// Directory of containerd-style REGISTRY/hosts.toml files (mirrors, plain-HTTP hosts, ca, client, skip_verify)
         #[arg(long = "hosts-dir", env = "HULL_REGISTRY_HOSTS_DIR", default_value = "/etc/hull/certs.d")]
         hosts_dir: PathBuf,
         /// No progress bars

@@ -47,7 +47,7 @@ pub struct PullOptions {
     pub registry_token: Option<String>,
     /// Platform to select from an index (default: this host's).
     pub platform: Option<Platform>,
-    /// containerd-style `<registry>/hosts.toml` directory (mirrors).
+    /// containerd-style `<registry>/hosts.toml` directory (mirrors, TLS).
     pub hosts_dir: Option<std::path::PathBuf>,
 }
 
@@ -60,7 +60,6 @@ pub fn is_loopback(registry: &str) -> bool {
 }
 
 pub struct Client {
-    agent: ureq::Agent,
     reference: Reference,
     /// Mirrors first, the upstream last (see `hosts`).
     hosts: Vec<HostState>,
@@ -71,6 +70,8 @@ pub struct Client {
 
 struct HostState {
     host: Host,
+    /// With the host's TLS settings (hosts.toml `ca`, `client`, `skip_verify`).
+    agent: ureq::Agent,
     /// `<api>/<repository>`
     base: String,
     /// The Authorization header value once this host's challenge was answered.
@@ -116,21 +117,28 @@ fn query_escape(s: &str) -> String {
 
 impl Client {
     pub fn new(reference: &Reference, opts: &PullOptions) -> Result<Client> {
+        let agent = |host: &Host| -> Result<ureq::Agent> {
+            let mut b = ureq::AgentBuilder::new()
+                .timeout_connect(Duration::from_secs(15))
+                .timeout_read(Duration::from_secs(60))
+                .user_agent(concat!("hull/", env!("CARGO_PKG_VERSION")));
+            if let Some(config) = host.tls.client_config(&host.api)? {
+                b = b.tls_config(config);
+            }
+            Ok(b.build())
+        };
         let hosts = hosts_for(opts.hosts_dir.as_deref(), reference, &opts.insecure)?
             .into_iter()
-            .map(|host| HostState {
-                base: format!("{}/{}", host.api, reference.repository),
-                host,
-                auth: Mutex::new(None),
+            .map(|host| {
+                Ok(HostState {
+                    base: format!("{}/{}", host.api, reference.repository),
+                    agent: agent(&host)?,
+                    host,
+                    auth: Mutex::new(None),
+                })
             })
-            .collect();
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(15))
-            .timeout_read(Duration::from_secs(60))
-            .user_agent(concat!("hull/", env!("CARGO_PKG_VERSION")))
-            .build();
+            .collect::<Result<Vec<_>>>()?;
         Ok(Client {
-            agent,
             reference: reference.clone(),
             hosts,
             credentials: opts.credentials.clone(),
@@ -167,7 +175,7 @@ impl Client {
         let url = format!("{}/{path}", h.base);
         let mut challenged = false;
         loop {
-            let mut req = self.agent.get(&url);
+            let mut req = h.agent.get(&url);
             if let Some(a) = accept {
                 req = req.set("Accept", a);
             }
@@ -220,13 +228,13 @@ impl Client {
                     if let Some(s) = &service {
                         form.push(("service", s.as_str()));
                     }
-                    self.agent.post(&realm).send_form(&form)
+                    h.agent.post(&realm).send_form(&form)
                 } else {
                     let mut url = format!("{realm}{}scope={}", if realm.contains('?') { '&' } else { '?' }, query_escape(&scope));
                     if let Some(service) = &service {
                         url.push_str(&format!("&service={}", query_escape(service)));
                     }
-                    let mut req = self.agent.get(&url);
+                    let mut req = h.agent.get(&url);
                     if let Some(b) = &basic {
                         req = req.set("Authorization", b);
                     }
