@@ -201,6 +201,28 @@ pub enum Command {
         exit_file: PathBuf,
         #[arg(long = "ready-fd")]
         ready_fd: i32,
+        /// Leave the container created; `hull start` (or the runtime layer) starts it
+        #[arg(long = "hold-created")]
+        hold_created: bool,
+    },
+    /// Internal: a pod sandbox's namespaces holder (started by the runtime layer)
+    #[command(hide = true, name = "sandbox-holder")]
+    SandboxHolder {
+        #[arg(long = "ready-fd")]
+        ready_fd: i32,
+        #[arg(long)]
+        net: bool,
+        #[arg(long)]
+        ipc: bool,
+        #[arg(long)]
+        uts: bool,
+        #[arg(long)]
+        pid: bool,
+        #[arg(long)]
+        hostname: Option<String>,
+        /// KEY=VALUE, set inside the new namespaces
+        #[arg(long)]
+        sysctl: Vec<String>,
     },
     /// Pod networking by hand: CNI add/del/check, pinned network namespaces
     Network(super::network::NetworkCmd),

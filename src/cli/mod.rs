@@ -96,7 +96,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         }
         Command::Network(n) => network::run(&cli.root, n),
         Command::Pod(p) => pod::dispatch(&root, &cli.image_root, p),
-        Command::Monitor { id, bundle, log_path, exit_file, ready_fd } => {
+        Command::Monitor { id, bundle, log_path, exit_file, ready_fd, hold_created } => {
             let ready = crate::monitor::ready_fd(*ready_fd)?;
             let spec = crate::monitor::MonitorSpec {
                 state_root: cli.root.clone(),
@@ -104,8 +104,19 @@ fn dispatch(cli: &Cli) -> Result<i32> {
                 bundle: bundle.clone(),
                 log_path: log_path.clone(),
                 exit_file: exit_file.clone(),
+                hold_created: *hold_created,
             };
             Ok(crate::monitor::run(&root, &spec, ready))
+        }
+        Command::SandboxHolder { ready_fd, net, ipc, uts, pid, hostname, sysctl } => {
+            let ready = crate::monitor::ready_fd(*ready_fd)?;
+            let mut sysctls = Vec::new();
+            for kv in sysctl {
+                let (k, v) = kv.split_once('=').ok_or_else(|| Error::InvalidArgument(format!("--sysctl {kv:?}: expected KEY=VALUE")))?;
+                sysctls.push((k.to_string(), v.to_string()));
+            }
+            let spec = crate::runtime::holder::HolderSpec { network: *net, ipc: *ipc, uts: *uts, pid: *pid, hostname: hostname.clone(), sysctls };
+            Ok(crate::runtime::holder::main(&spec, ready))
         }
         Command::Update(u) => {
             oci::update::update(&root, &u.id, &update_resources(u)?)?;

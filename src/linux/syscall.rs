@@ -12,17 +12,36 @@ pub enum Forked {
     Child,
 }
 
-/// fork(2). hull never starts threads before the container processes are
-/// forked (no async runtime on this path), so the child is a faithful copy
-/// and may run arbitrary Rust code.
+/// fork(2), refused when this process has more than one thread: the child
+/// of a multi-threaded process gets only the forking thread, and a lock
+/// (malloc's, stdio's, a Mutex) held by another thread at that moment stays
+/// locked forever in the child. Multi-threaded callers (the CRI server, the
+/// runtime layer's users) start a hull binary instead, which forks from its
+/// own single thread.
 pub fn fork() -> Result<Forked> {
-    // SAFETY: the process is single-threaded at every call site (the CLI
-    // commands that create or exec into containers start no threads), so no
-    // lock can be held by a thread that does not exist in the child.
+    let threads = thread_count()?;
+    if threads != 1 {
+        return Err(crate::error::Error::InvalidState(format!(
+            "refusing to fork: this process has {threads} threads (a forked child could deadlock); run a hull subcommand instead"
+        )));
+    }
+    // SAFETY: the process is single-threaded (checked just above; nothing
+    // between the check and the fork starts a thread), so no lock can be
+    // held by a thread that does not exist in the child.
     match unsafe { nix::unistd::fork() }.sys_context(|| "fork".into())? {
         nix::unistd::ForkResult::Parent { child } => Ok(Forked::Parent(child)),
         nix::unistd::ForkResult::Child => Ok(Forked::Child),
     }
+}
+
+/// The `Threads:` count of /proc/self/status.
+pub fn thread_count() -> Result<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").sys_context(|| "read /proc/self/status".into())?;
+    parse_thread_count(&status).ok_or_else(|| crate::error::Error::InvalidState("/proc/self/status has no Threads: line".into()))
+}
+
+fn parse_thread_count(status: &str) -> Option<usize> {
+    status.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|v| v.trim().parse().ok())
 }
 
 /// Mark every fd >= `first` close-on-exec, so nothing of the host leaks into
@@ -377,4 +396,32 @@ pub fn all_signals_default() -> Result<()> {
         };
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod fork_tests {
+    use super::*;
+
+    #[test]
+    fn thread_count_is_read_from_proc_status() {
+        assert_eq!(parse_thread_count("Name:\tx\nThreads:\t7\nSigQ:\t0/1\n"), Some(7));
+        assert_eq!(parse_thread_count("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn fork_is_refused_in_a_multi_threaded_process() {
+        // The test harness runs tests on threads: keep one more alive.
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            let _ = rx.recv();
+        });
+        assert!(thread_count().unwrap() > 1);
+        match fork() {
+            Err(e) => assert!(e.to_string().contains("threads"), "{e}"),
+            Ok(Forked::Child) => exit_now(0),
+            Ok(Forked::Parent(_)) => panic!("fork was allowed with several threads"),
+        }
+        drop(tx);
+        t.join().unwrap();
+    }
 }

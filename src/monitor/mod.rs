@@ -34,6 +34,19 @@ pub struct MonitorSpec {
     pub bundle: PathBuf,
     pub log_path: PathBuf,
     pub exit_file: PathBuf,
+    /// Create the container and leave it *created* (its init waiting on
+    /// the exec fifo) for whoever calls `start`, instead of starting it.
+    #[serde(default)]
+    pub hold_created: bool,
+}
+
+/// What a monitor reports once the container exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spawned {
+    /// The container's init on the host.
+    pub init_pid: i32,
+    /// The monitor process (it outlives whoever spawned it).
+    pub monitor_pid: i32,
 }
 
 /// Start a monitor for the container and wait until the container runs.
@@ -41,6 +54,13 @@ pub struct MonitorSpec {
 /// session) and keeps running after the caller exits. `hull` is the hull
 /// binary to run (`/proc/self/exe` from within hull).
 pub fn spawn(spec: &MonitorSpec, hull: &Path) -> Result<i32> {
+    spawn_monitor(spec, hull).map(|s| s.init_pid)
+}
+
+/// [`spawn`], returning the monitor's pid as well. The `hull monitor`
+/// process forks the monitor itself and exits once it reported, so the
+/// monitor is never the caller's child.
+pub fn spawn_monitor(spec: &MonitorSpec, hull: &Path) -> Result<Spawned> {
     let (mut ready_r, ready_w) = std::io::pipe().sys_context(|| "monitor ready pipe".into())?;
     let ready_fd: OwnedFd = ready_w.into();
     let mut cmd = Command::new(hull);
@@ -55,6 +75,7 @@ pub fn spawn(spec: &MonitorSpec, hull: &Path) -> Result<i32> {
         .arg(&spec.exit_file)
         .arg("--ready-fd")
         .arg("3")
+        .args(spec.hold_created.then_some("--hold-created"))
         .arg(&spec.id)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -77,7 +98,14 @@ pub fn spawn(spec: &MonitorSpec, hull: &Path) -> Result<i32> {
     let mut answer = String::new();
     let _ = ready_r.read_to_string(&mut answer);
     match answer.split_once(' ') {
-        Some(("ok", pid)) => pid.trim().parse().map_err(|_| Error::Init(format!("monitor said {answer:?}"))),
+        Some(("ok", pids)) => {
+            let _ = child.wait();
+            let mut it = pids.split_whitespace().map(str::parse::<i32>);
+            match (it.next(), it.next()) {
+                (Some(Ok(init_pid)), Some(Ok(monitor_pid))) => Ok(Spawned { init_pid, monitor_pid }),
+                _ => Err(Error::Init(format!("monitor said {answer:?}"))),
+            }
+        }
         Some(("err", msg)) => {
             let _ = child.wait();
             Err(Error::Init(msg.to_string()))
@@ -93,9 +121,21 @@ pub fn spawn(spec: &MonitorSpec, hull: &Path) -> Result<i32> {
 /// and returns the exit code for the monitor process.
 pub fn run(root: &StateRoot, spec: &MonitorSpec, ready: OwnedFd) -> i32 {
     let mut ready = std::fs::File::from(ready);
+    // The monitor is a child of this (fresh, single-threaded) process, which
+    // exits at once: so the monitor is reparented away from whoever spawned
+    // us, and a long-lived caller is left no zombie to reap.
+    match crate::linux::syscall::fork() {
+        Ok(crate::linux::syscall::Forked::Parent(_)) => crate::linux::syscall::exit_now(0),
+        Ok(crate::linux::syscall::Forked::Child) => {}
+        Err(e) => {
+            let _ = write!(ready, "err {e}");
+            return 1;
+        }
+    }
+    let _ = nix::unistd::setsid();
     match prepare(root, spec) {
         Ok(running) => {
-            let _ = write!(ready, "ok {}", running.pid);
+            let _ = write!(ready, "ok {} {}", running.pid, std::process::id());
             drop(ready);
             // Setting up ran most of hull; waiting needs little of it.
             crate::linux::syscall::trim_resident_code();
@@ -148,6 +188,9 @@ fn prepare(root: &StateRoot, spec: &MonitorSpec) -> Result<Running> {
         ..Default::default()
     };
     let result = create::create(root, &opts, None).and_then(|rec| {
+        if spec.hold_created {
+            return Ok(rec);
+        }
         lifecycle::start(root, &spec.id).map(|_| rec)
     });
     crate::linux::syscall::dup2_raw(devnull.as_raw_fd(), 1)?;

@@ -100,6 +100,7 @@ impl Supervisor<'_> {
             bundle,
             log_path,
             exit_file: attempt_dir.join("exit.json"),
+            hold_created: false,
         };
         let c = &mut self.rec.containers[idx];
         c.container_id = Some(id);

@@ -37,9 +37,15 @@
 //! # Errors
 //! Every method returns [`RuntimeError`], whose [`ErrorKind`] maps onto a
 //! gRPC code with the one function [`grpc_code`].
+mod child;
 pub mod config;
 pub mod error;
+pub mod events;
+pub mod holder;
 pub mod id;
+pub mod names;
+pub mod record;
+pub mod spec;
 pub mod status;
 
 use std::path::{Path, PathBuf};

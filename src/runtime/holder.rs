@@ -1,0 +1,249 @@
+//! The sandbox holder ("hull-pause"): a sleeping process that owns a pod's
+//! network, IPC and UTS namespaces (and its PID namespace when the pod
+//! shares one, where it is pid 1 and reaps orphans). It is started by
+//! exec'ing `hull sandbox-holder` ([`spawn`]), never by forking the caller,
+//! and it sets the pod's hostname, loopback and sysctls from inside the new
+//! namespaces before it reports.
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+use std::process::Command;
+
+use nix::sched::CloneFlags;
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+
+use super::error::{Result, RuntimeError};
+use super::record::HolderRecord;
+use crate::error::{Error, SysContext};
+use crate::linux::syscall::{fork, Forked};
+
+/// Which namespaces the holder makes, and what it sets in them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HolderSpec {
+    pub network: bool,
+    pub ipc: bool,
+    pub uts: bool,
+    pub pid: bool,
+    pub hostname: Option<String>,
+    pub sysctls: Vec<(String, String)>,
+}
+
+impl HolderSpec {
+    /// The `hull sandbox-holder` arguments.
+    pub fn args(&self) -> Vec<String> {
+        let mut a = vec![
+            "sandbox-holder".to_string(),
+            "--ready-fd".into(),
+            "3".into(),
+        ];
+        for (on, flag) in [
+            (self.network, "--net"),
+            (self.ipc, "--ipc"),
+            (self.uts, "--uts"),
+            (self.pid, "--pid"),
+        ] {
+            if on {
+                a.push(flag.into());
+            }
+        }
+        if let Some(h) = &self.hostname {
+            a.push("--hostname".into());
+            a.push(h.clone());
+        }
+        for (k, v) in &self.sysctls {
+            a.push("--sysctl".into());
+            a.push(format!("{k}={v}"));
+        }
+        a
+    }
+
+    /// Whether a sysctl may be set: only in a namespace this holder makes
+    /// (the rule of `linux::sysctl`).
+    pub fn check_sysctl(&self, key: &str) -> std::result::Result<(), String> {
+        use oci_spec::runtime::{
+            LinuxBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, SpecBuilder,
+        };
+        let mut nss = Vec::new();
+        for (on, t) in [
+            (self.network, LinuxNamespaceType::Network),
+            (self.ipc, LinuxNamespaceType::Ipc),
+            (self.uts, LinuxNamespaceType::Uts),
+        ] {
+            if on {
+                nss.push(
+                    LinuxNamespaceBuilder::default()
+                        .typ(t)
+                        .build()
+                        .map_err(|e| e.to_string())?,
+                );
+            }
+        }
+        let linux = LinuxBuilder::default()
+            .namespaces(nss)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let spec = SpecBuilder::default()
+            .linux(linux)
+            .build()
+            .map_err(|e| e.to_string())?;
+        crate::linux::sysctl::check_namespaced(key, &spec)
+    }
+}
+
+/// Start a holder; returns once its namespaces exist and are set up.
+pub fn spawn(hull: &Path, spec: &HolderSpec) -> Result<HolderRecord> {
+    let mut cmd = Command::new(hull);
+    cmd.args(spec.args());
+    let answer = super::child::run_reporting(cmd, "sandbox holder")?;
+    let pid: i32 = answer
+        .parse()
+        .map_err(|_| RuntimeError::internal(format!("sandbox holder said {answer:?}")))?;
+    let start_time = crate::oci::state::process_start_time(pid)
+        .ok_or_else(|| RuntimeError::internal("sandbox holder died at start"))?;
+    Ok(HolderRecord { pid, start_time })
+}
+
+/// Stop a holder (its namespaces go when their last member leaves).
+pub fn stop(h: &HolderRecord) {
+    if h.alive() {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(h.pid), Signal::SIGKILL);
+        crate::oci::wait::wait_gone(h.pid, std::time::Duration::from_secs(5));
+    }
+}
+
+/// `/proc/<holder>/ns/<typ>` ("net", "ipc", "uts", "pid").
+pub fn ns_path(h: &HolderRecord, typ: &str) -> String {
+    format!("/proc/{}/ns/{typ}", h.pid)
+}
+
+/// `hull sandbox-holder` itself (a fresh, single-threaded process): make
+/// the namespaces, fork the holder, report its pid on `ready`, exit.
+pub fn main(spec: &HolderSpec, ready: OwnedFd) -> i32 {
+    let mut ready = std::fs::File::from(ready);
+    match set_up(spec) {
+        Ok(()) => {}
+        Err(e) => {
+            let _ = write!(ready, "err {e}");
+            return 1;
+        }
+    }
+    match fork() {
+        Ok(Forked::Parent(pid)) => {
+            let _ = write!(ready, "ok {pid}");
+            0
+        }
+        Ok(Forked::Child) => holder_loop(ready.as_raw_fd()),
+        Err(e) => {
+            let _ = write!(ready, "err {e}");
+            1
+        }
+    }
+}
+
+fn set_up(spec: &HolderSpec) -> crate::Result<()> {
+    let mut flags = CloneFlags::empty();
+    for (on, f) in [
+        (spec.network, CloneFlags::CLONE_NEWNET),
+        (spec.ipc, CloneFlags::CLONE_NEWIPC),
+        (spec.uts, CloneFlags::CLONE_NEWUTS),
+        (spec.pid, CloneFlags::CLONE_NEWPID),
+    ] {
+        if on {
+            flags |= f;
+        }
+    }
+    nix::sched::unshare(flags).sys_context(|| format!("unshare {flags:?}"))?;
+    if let Some(h) = spec.hostname.as_deref().filter(|_| spec.uts) {
+        nix::unistd::sethostname(h).sys_context(|| format!("sethostname {h:?}"))?;
+    }
+    if spec.network {
+        crate::linux::syscall::set_loopback_up()?;
+    }
+    // /proc/sys/net and the IPC keys are those of the writer's namespaces,
+    // which are now the pod's.
+    for (key, value) in &spec.sysctls {
+        spec.check_sysctl(key)
+            .map_err(|why| Error::InvalidArgument(format!("sysctl {key}: {why}")))?;
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        std::fs::write(&path, value).sys_context(|| format!("sysctl {key}={value}"))?;
+    }
+    Ok(())
+}
+
+/// The holder: sleeps, reaps orphans, exits on SIGTERM/SIGINT.
+fn holder_loop(keep: i32) -> ! {
+    let _ = nix::sys::prctl::set_name(c"hull-pause");
+    let _ = nix::unistd::close(keep);
+    // Nothing of the caller stays open in the holder.
+    let _ = crate::linux::syscall::cloexec_from(3);
+    for fd in 3..1024 {
+        let _ = nix::unistd::close(fd);
+    }
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+    ] {
+        set.add(s);
+    }
+    let _ = set.thread_block();
+    crate::linux::syscall::trim_resident_code();
+    loop {
+        match set.wait() {
+            Ok(Signal::SIGCHLD) => loop {
+                match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::StillAlive) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            },
+            Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) => crate::linux::syscall::exit_now(0),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_and_sysctl_rules() {
+        let spec = HolderSpec {
+            network: true,
+            ipc: true,
+            uts: true,
+            pid: false,
+            hostname: Some("h".into()),
+            sysctls: vec![("net.ipv4.ip_forward".into(), "1".into())],
+        };
+        assert_eq!(
+            spec.args(),
+            [
+                "sandbox-holder",
+                "--ready-fd",
+                "3",
+                "--net",
+                "--ipc",
+                "--uts",
+                "--hostname",
+                "h",
+                "--sysctl",
+                "net.ipv4.ip_forward=1"
+            ]
+        );
+        assert!(spec.check_sysctl("net.ipv4.ip_forward").is_ok());
+        assert!(spec.check_sysctl("kernel.shmmax").is_ok());
+        assert!(spec.check_sysctl("kernel.panic").is_err());
+        let host_net = HolderSpec {
+            network: false,
+            ..spec
+        };
+        assert!(host_net
+            .check_sysctl("net.ipv4.ip_forward")
+            .unwrap_err()
+            .contains("network"));
+    }
+}

@@ -1,0 +1,256 @@
+//! Records on disk: one JSON file per sandbox and per container, written
+//! atomically (temporary file, fsync, rename, fsync of the directory) and
+//! changed only under the object's lock (flock on a `lock` file beside it),
+//! so that several threads and processes can share a state directory and a
+//! crash leaves either the old record or the new one.
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::config::{ContainerConfig, LinuxResources, SandboxConfig};
+use super::error::{ErrorKind, Result, RuntimeError};
+use super::id::{ContainerId, SandboxId};
+use crate::monitor::exit::ExitRecord;
+
+/// Write `value` as JSON at `path`, atomically and durably.
+pub fn write_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(value)
+        .map_err(|e| RuntimeError::internal(format!("encode {}: {e}", path.display())))?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| RuntimeError::internal(format!("{} has no parent", path.display())))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("record")
+    ));
+    let io = |what: &str, e: std::io::Error| {
+        RuntimeError::with_source(ErrorKind::Internal, format!("{what} {}", tmp.display()), e)
+    };
+    let mut f = File::create(&tmp).map_err(|e| io("create", e))?;
+    f.write_all(&bytes).map_err(|e| io("write", e))?;
+    f.sync_all().map_err(|e| io("fsync", e))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(|e| io("rename", e))?;
+    // The rename is durable once the directory is.
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Read a JSON record; NotFound when the file is missing.
+pub fn read<T: DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
+    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => RuntimeError::not_found(format!("{what} does not exist")),
+        _ => RuntimeError::with_source(ErrorKind::Internal, format!("read {}", path.display()), e),
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        RuntimeError::internal(format!("{what}: corrupt record {}: {e}", path.display()))
+    })
+}
+
+/// An exclusive lock on one object, held until dropped.
+pub struct ObjectLock {
+    _lock: Flock<File>,
+}
+
+/// Lock the object whose directory is `dir`. NotFound when the directory
+/// is gone (removed by someone who held the lock before us).
+pub fn lock(dir: &Path, what: &str) -> Result<ObjectLock> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("lock"))
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                RuntimeError::not_found(format!("{what} does not exist"))
+            }
+            _ => RuntimeError::with_source(ErrorKind::Internal, format!("open lock of {what}"), e),
+        })?;
+    let lock = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| {
+        RuntimeError::with_source(
+            ErrorKind::Internal,
+            format!("lock {what}"),
+            std::io::Error::from(e),
+        )
+    })?;
+    Ok(ObjectLock { _lock: lock })
+}
+
+/// The life of a sandbox as its record says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SandboxPhase {
+    /// Being made; a crash here leaves a record listing what to undo.
+    Creating,
+    Ready,
+    Stopped,
+}
+
+/// The namespaces holder process of a sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HolderRecord {
+    pub pid: i32,
+    pub start_time: u64,
+}
+
+impl HolderRecord {
+    pub fn alive(&self) -> bool {
+        crate::oci::state::process_start_time(self.pid) == Some(self.start_time)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SandboxRecord {
+    pub id: SandboxId,
+    pub config: SandboxConfig,
+    pub phase: SandboxPhase,
+    pub created_at: SystemTime,
+    pub holder: Option<HolderRecord>,
+    /// The pinned network namespace (a bind mount to undo).
+    pub netns: Option<PathBuf>,
+    /// The CNI attachment to DEL (recorded before ADD).
+    pub network: Option<crate::network::Attachment>,
+    pub ips: Vec<String>,
+    /// The pod cgroup (cgroupfs path) and whether this layer made it.
+    pub cgroup_parent: String,
+    pub cgroup_created: bool,
+    pub log_directory: PathBuf,
+    /// Its containers, by id: teardown acts on these and nothing else.
+    pub containers: Vec<ContainerId>,
+}
+
+/// The life of a container as its record says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ContainerPhase {
+    Creating,
+    Created,
+    Running,
+    Exited,
+}
+
+/// How a container's rootfs was made, to undo it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RootfsRecord {
+    /// A read-only root straight from a local directory: nothing mounted.
+    Direct(PathBuf),
+    /// An overlay over a local directory, mounted at the path.
+    Overlay(PathBuf),
+    /// An image-store overlay (with its lease) mounted at the path.
+    Image {
+        mountpoint: PathBuf,
+        image_root: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub id: ContainerId,
+    pub sandbox_id: SandboxId,
+    pub config: ContainerConfig,
+    pub phase: ContainerPhase,
+    pub created_at: SystemTime,
+    pub started_at: Option<SystemTime>,
+    pub exit: Option<ExitRecord>,
+    pub finished_at: Option<SystemTime>,
+    /// The resolved image: an image id, or the directory.
+    pub image_ref: String,
+    pub rootfs: Option<RootfsRecord>,
+    pub log_path: PathBuf,
+    /// The init on the host and its start time (pid reuse check).
+    pub pid: Option<i32>,
+    pub pid_start_time: Option<u64>,
+    pub monitor_pid: Option<i32>,
+    pub monitor_start_time: Option<u64>,
+    /// The signal stop sends first (config, image, or SIGTERM).
+    pub stop_signal: String,
+    pub resources: Option<LinuxResources>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = SandboxRecord {
+            id: SandboxId::generate().unwrap(),
+            config: SandboxConfig::default(),
+            phase: SandboxPhase::Ready,
+            created_at: SystemTime::now(),
+            holder: Some(HolderRecord {
+                pid: 1,
+                start_time: 2,
+            }),
+            netns: Some("/run/x/netns".into()),
+            network: None,
+            ips: vec!["10.0.0.2".into()],
+            cgroup_parent: "/hull/pod-x".into(),
+            cgroup_created: true,
+            log_directory: "/var/log/x".into(),
+            containers: vec![ContainerId::generate().unwrap()],
+        };
+        let path = dir.path().join("sandbox.json");
+        write_atomic(&path, &rec).unwrap();
+        let back: SandboxRecord = read(&path, "sandbox").unwrap();
+        assert_eq!(
+            (back.id, back.phase, back.containers),
+            (rec.id, rec.phase, rec.containers)
+        );
+        assert_eq!(back.created_at, rec.created_at);
+        // No temporary file is left beside it.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("sandbox.json")]);
+        let e = read::<SandboxRecord>(&dir.path().join("nope.json"), "sandbox x").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        std::fs::write(&path, b"{").unwrap();
+        assert_eq!(
+            read::<SandboxRecord>(&path, "sandbox x")
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Internal
+        );
+    }
+
+    #[test]
+    fn locks_exclude_each_other_across_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let counter = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (d, c) = (dir.path().to_path_buf(), counter.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..20 {
+                        let _l = lock(&d, "obj").unwrap();
+                        let v = c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        std::thread::yield_now();
+                        // Nobody else got in while we held the lock.
+                        assert_eq!(c.load(std::sync::atomic::Ordering::SeqCst), v + 1);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(
+            lock(&dir.path().join("gone"), "sandbox x")
+                .err()
+                .unwrap()
+                .kind(),
+            ErrorKind::NotFound
+        );
+    }
+}
