@@ -363,7 +363,9 @@ pub fn status_message(s: &rt::ContainerStatus) -> cri::ContainerStatus {
             image: s.image.clone(),
             ..Default::default()
         }),
-        image_ref: s.image_ref.clone(),
+        // Containers are made from image ids (create resolves the name), so
+        // this is the id ListImages reports: the kubelet's image GC matches them.
+        image_ref: s.image.clone(),
         reason: s.reason.clone(),
         message: s.message.clone(),
         labels: hash(&s.labels),
@@ -374,7 +376,7 @@ pub fn status_message(s: &rt::ContainerStatus) -> cri::ContainerStatus {
             linux: Some(resources_message(r)),
             windows: None,
         }),
-        image_id: s.image_ref.clone(),
+        image_id: s.image.clone(),
         user: None,
     }
 }
@@ -385,15 +387,21 @@ pub async fn status(
 ) -> Result<cri::ContainerStatusResponse, Status> {
     let id = container_id("container_id", &req.container_id)?;
     let runtime = cri.runtime.clone();
+    let images = cri.images.clone();
     let verbose = req.verbose;
     blocking(move || {
         let s = runtime.container_status(&id).map_err(to_status)?;
+        let mut status = status_message(&s);
+        // The image by its first name, as the pod spec shows it.
+        if let Some(tag) = images.first_tag(&s.image) {
+            status.image = Some(cri::ImageSpec { image: tag, ..Default::default() });
+        }
         let mut info = std::collections::HashMap::new();
         if verbose {
             let v = serde_json::json!({"pid": s.pid, "sandboxID": s.sandbox_id, "image": s.image, "imageRef": s.image_ref, "logPath": s.log_path});
             info.insert("info".to_string(), v.to_string());
         }
-        Ok(cri::ContainerStatusResponse { status: Some(status_message(&s)), info })
+        Ok(cri::ContainerStatusResponse { status: Some(status), info })
     })
     .await
 }
@@ -458,12 +466,12 @@ pub async fn list(
                     image: c.image.clone(),
                     ..Default::default()
                 }),
-                image_ref: c.image_ref.clone(),
+                image_ref: c.image.clone(),
                 state: state_value(c.state),
                 created_at: nanos(c.created_at),
                 labels: hash(&c.labels),
                 annotations: hash(&c.annotations),
-                image_id: c.image_ref.clone(),
+                image_id: c.image.clone(),
             })
             .collect();
         Ok(cri::ListContainersResponse { containers })

@@ -147,6 +147,16 @@ impl Images {
         })
     }
 
+    /// The first tag naming image `id`, if any (blocking).
+    pub fn first_tag(&self, id: &str) -> Option<String> {
+        let id = Digest::parse(id).ok()?;
+        let recs = self.store.records().ok()?;
+        names_of(&recs, &id)
+            .into_iter()
+            .map(|r| r.name.clone())
+            .find(|n| !n.contains('@'))
+    }
+
     /// The id of the image `key` names in the store (blocking).
     pub fn resolve_id(&self, key: &str) -> Result<Option<Digest>, Status> {
         let recs = self.store.records().map_err(from_crate)?;
