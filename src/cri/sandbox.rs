@@ -14,9 +14,10 @@ use super::errors::{gone_is_ok, ignore_not_found, invalid, status as to_status};
 use super::service::{blocking, Cri};
 use crate::runtime as rt;
 
-/// How long StopPodSandbox gives each container before SIGKILL (the
-/// kubelet stops the containers with their grace periods first).
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long StopPodSandbox gives a container still running before
+/// SIGKILL: none. The kubelet has stopped them with their grace periods
+/// first, and the CRI says what is left "must be forcibly terminated".
+const STOP_TIMEOUT: Duration = Duration::ZERO;
 
 pub fn sandbox_id(field: &str, id: &str) -> Result<rt::SandboxId, Status> {
     if id.is_empty() {
