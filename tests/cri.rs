@@ -91,6 +91,16 @@ async fn socket_lock_signals_and_runtime_info() {
         .await);
     assert_eq!(e.code(), Code::Unimplemented);
     assert!(e.message().contains("checkpoint"), "{}", e.message());
+    // An API the bindings have but hull does not serve (the old v1alpha2).
+    let mut old =
+        k8s_cri::v1alpha2::runtime_service_client::RuntimeServiceClient::new(d.channel().await);
+    assert_eq!(
+        code(
+            old.version(k8s_cri::v1alpha2::VersionRequest::default())
+                .await
+        ),
+        Code::Unimplemented
+    );
     let m = rt
         .list_metric_descriptors(cri::ListMetricDescriptorsRequest {})
         .await
