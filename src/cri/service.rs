@@ -105,6 +105,10 @@ fn pod_ids(m: &Option<cri::PodSandboxMetadata>) -> String {
         .unwrap_or_default()
 }
 
+fn image_name(i: &Option<cri::ImageSpec>) -> String {
+    i.as_ref().map(|i| i.image.clone()).unwrap_or_default()
+}
+
 type EventStream = Pin<Box<dyn Stream<Item = Result<cri::ContainerEventResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -456,11 +460,7 @@ impl ImageService for Cri {
         req: Request<cri::ImageStatusRequest>,
     ) -> Result<Response<cri::ImageStatusResponse>, Status> {
         let r = req.into_inner();
-        let ids = r
-            .image
-            .as_ref()
-            .map(|i| i.image.clone())
-            .unwrap_or_default();
+        let ids = image_name(&r.image);
         let images = self.images.clone();
         rpc("ImageStatus", ids, images.status(r)).await
     }
@@ -470,11 +470,7 @@ impl ImageService for Cri {
         req: Request<cri::PullImageRequest>,
     ) -> Result<Response<cri::PullImageResponse>, Status> {
         let r = req.into_inner();
-        let ids = r
-            .image
-            .as_ref()
-            .map(|i| i.image.clone())
-            .unwrap_or_default();
+        let ids = image_name(&r.image);
         let images = self.images.clone();
         rpc("PullImage", ids, images.pull(r)).await
     }
@@ -484,11 +480,7 @@ impl ImageService for Cri {
         req: Request<cri::RemoveImageRequest>,
     ) -> Result<Response<cri::RemoveImageResponse>, Status> {
         let r = req.into_inner();
-        let ids = r
-            .image
-            .as_ref()
-            .map(|i| i.image.clone())
-            .unwrap_or_default();
+        let ids = image_name(&r.image);
         let images = self.images.clone();
         rpc("RemoveImage", ids, images.remove(r)).await
     }
