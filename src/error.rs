@@ -86,6 +86,22 @@ impl From<nix::Error> for Error {
     }
 }
 
+/// An error's message followed by the causes it does not already say
+/// (one line for the CLI and for gRPC statuses).
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        source = s.source();
+    }
+    msg
+}
+
 /// Attach a description to a failing syscall or io operation.
 pub trait SysContext<T> {
     fn sys_context<F: FnOnce() -> String>(self, what: F) -> Result<T>;

@@ -8,6 +8,7 @@
 //!   mounts, devices, process attributes, the init handshake, the console.
 //! - [`runtime`]: id-keyed sandbox and container services shared by `hull pod`
 //!   and the CRI server (records, name index, events; no fork in-process).
+//! - [`cri`]: the CRI v1 server (`hull daemon`) over the runtime layer and images.
 //! - [`pod`]: Kubernetes Pods without a kubelet (sandbox, volumes, supervisor).
 //! - [`monitor`]: the per-container supervisor process (CRI logs, exit records).
 //! - [`cgroups`]: placing containers in cgroups (v1 and v2) and removing them.
@@ -17,6 +18,7 @@
 //! - [`image`]: image references, store, layer unpacking, registry pulls.
 pub mod cgroups;
 pub mod cli;
+pub mod cri;
 pub mod error;
 pub mod image;
 pub mod linux;

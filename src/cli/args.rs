@@ -236,6 +236,8 @@ pub enum Command {
     Network(super::network::NetworkCmd),
     /// Images: pull, import, export, ls, inspect, rm, prune, df, mount, bundle
     Image(crate::image::cli::ImageCmd),
+    /// Serve the Kubernetes CRI v1 on a unix socket (for a kubelet or crictl)
+    Daemon(super::daemon::DaemonCmd),
     /// Print a container's stats every interval and its OOM events, as JSON lines
     Events {
         id: String,

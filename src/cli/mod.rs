@@ -2,6 +2,7 @@
 //! [`crate::oci`]; flags and output formats follow runc's so that
 //! containerd, podman or docker can use hull in its place.
 mod args;
+mod daemon;
 mod exec_process;
 mod pod;
 mod network;
@@ -9,7 +10,7 @@ mod network;
 use std::io::Write;
 use std::path::Path;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use crate::error::{Error, Result};
 use crate::logging::{self, LogFormat};
@@ -19,7 +20,12 @@ use args::{Cli, Command};
 
 /// Parse the command line, run the command, return the exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Command::Daemon(d) = &cli.command {
+        // The daemon logs with tracing (it takes over the `log` records too).
+        return daemon::run(&cli, d, &matches);
+    }
     let format = if cli.log_format == "json" { LogFormat::Json } else { LogFormat::Text };
     if let Err(e) = logging::init(cli.log.as_deref(), format, cli.debug) {
         eprintln!("hull: cannot open log file: {e}");
@@ -37,16 +43,7 @@ pub fn main() -> i32 {
 }
 
 fn report(cli: &Cli, e: &Error) -> i32 {
-    let mut msg = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !msg.contains(&text) {
-            msg.push_str(": ");
-            msg.push_str(&text);
-        }
-        source = s.source();
-    }
+    let msg = crate::error::chain(e);
     if cli.log.is_some() {
         log::error!("{msg}");
     }
@@ -143,6 +140,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Image(c) => Ok(crate::image::cli::run(&cli.image_root, c)?),
+        Command::Daemon(_) => unreachable!("handled in main"),
     }
 }
 

@@ -1,6 +1,5 @@
 //! `hull image <sub>`: the image commands. Flags are parsed here so that
 //! the runtime's command line (src/cli) only carries one variant for them.
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -9,7 +8,7 @@ use serde_json::json;
 
 use super::error::{ImageError, Result};
 use super::store::{ImageRecord, Store};
-use super::{layout, Digest};
+use super::layout;
 
 #[derive(Args, Debug)]
 pub struct ImageCmd {
@@ -31,7 +30,7 @@ pub enum ImageSub {
         /// Platform to pull from a multi-platform image: os/arch[/variant]
         #[arg(long)]
         platform: Option<String>,
-        /// Directory of containerd-style REGISTRY/hosts.toml files (mirrors, plain-HTTP hosts)
+        /// Directory of containerd-style REGISTRY/hosts.toml files (mirrors, plain-HTTP hosts, ca, client, skip_verify)
         #[arg(long = "hosts-dir", env = "HULL_REGISTRY_HOSTS_DIR", default_value = "/etc/hull/certs.d")]
         hosts_dir: PathBuf,
         /// No progress bars
@@ -124,6 +123,7 @@ pub fn run(root: &Path, cmd: &ImageCmd) -> Result<i32> {
                 credentials,
                 platform,
                 hosts_dir: Some(hosts_dir.clone()),
+                ..Default::default()
             };
             let started = std::time::Instant::now();
             let bars = super::progress::Bars::new(*quiet);
@@ -295,27 +295,13 @@ fn rm(store: &Store, key: &str, force: bool) -> Result<()> {
         }
         found
     };
-    let ids: Vec<Digest> = by_name.iter().map(|r| r.config.clone()).collect();
-    let remaining = store.update_records(|recs| {
-        for r in &by_name {
-            recs.images.remove(&r.name);
-        }
-        Ok(recs.images.values().map(|r| r.config.clone()).collect::<Vec<_>>())
-    })?;
-    for r in &by_name {
-        println!("Untagged: {}", r.name);
+    let names: Vec<String> = by_name.iter().map(|r| r.name.clone()).collect();
+    let deleted = store.remove_names(&names)?;
+    for n in &names {
+        println!("Untagged: {n}");
     }
-    let mut deleted = BTreeMap::new();
-    for id in ids {
-        if !remaining.contains(&id) {
-            deleted.insert(id, ());
-        }
-    }
-    if !deleted.is_empty() {
-        store.prune()?;
-        for id in deleted.keys() {
-            println!("Deleted: {id}");
-        }
+    for id in &deleted {
+        println!("Deleted: {id}");
     }
     Ok(())
 }

@@ -25,6 +25,7 @@ pub mod reference;
 pub mod registry;
 pub mod rootfs;
 pub mod store;
+pub mod tls;
 pub mod unpack;
 
 pub use digest::Digest;

@@ -40,9 +40,14 @@ pub struct PullOptions {
     pub insecure: Vec<String>,
     /// User name and password for Basic auth or for the token realm.
     pub credentials: Option<(String, String)>,
+    /// An OAuth2 refresh token (CRI `identity_token`, Docker's identity
+    /// token) exchanged at the token realm for an access token.
+    pub identity_token: Option<String>,
+    /// A bearer token sent to the registry as it is (CRI `registry_token`).
+    pub registry_token: Option<String>,
     /// Platform to select from an index (default: this host's).
     pub platform: Option<Platform>,
-    /// containerd-style `<registry>/hosts.toml` directory (mirrors).
+    /// containerd-style `<registry>/hosts.toml` directory (mirrors, TLS).
     pub hosts_dir: Option<std::path::PathBuf>,
 }
 
@@ -55,15 +60,18 @@ pub fn is_loopback(registry: &str) -> bool {
 }
 
 pub struct Client {
-    agent: ureq::Agent,
     reference: Reference,
     /// Mirrors first, the upstream last (see `hosts`).
     hosts: Vec<HostState>,
     credentials: Option<(String, String)>,
+    identity_token: Option<String>,
+    registry_token: Option<String>,
 }
 
 struct HostState {
     host: Host,
+    /// With the host's TLS settings (hosts.toml `ca`, `client`, `skip_verify`).
+    agent: ureq::Agent,
     /// `<api>/<repository>`
     base: String,
     /// The Authorization header value once this host's challenge was answered.
@@ -109,24 +117,33 @@ fn query_escape(s: &str) -> String {
 
 impl Client {
     pub fn new(reference: &Reference, opts: &PullOptions) -> Result<Client> {
+        let agent = |host: &Host| -> Result<ureq::Agent> {
+            let mut b = ureq::AgentBuilder::new()
+                .timeout_connect(Duration::from_secs(15))
+                .timeout_read(Duration::from_secs(60))
+                .user_agent(concat!("hull/", env!("CARGO_PKG_VERSION")));
+            if let Some(config) = host.tls.client_config(&host.api)? {
+                b = b.tls_config(config);
+            }
+            Ok(b.build())
+        };
         let hosts = hosts_for(opts.hosts_dir.as_deref(), reference, &opts.insecure)?
             .into_iter()
-            .map(|host| HostState {
-                base: format!("{}/{}", host.api, reference.repository),
-                host,
-                auth: Mutex::new(None),
+            .map(|host| {
+                Ok(HostState {
+                    base: format!("{}/{}", host.api, reference.repository),
+                    agent: agent(&host)?,
+                    host,
+                    auth: Mutex::new(None),
+                })
             })
-            .collect();
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(15))
-            .timeout_read(Duration::from_secs(60))
-            .user_agent(concat!("hull/", env!("CARGO_PKG_VERSION")))
-            .build();
+            .collect::<Result<Vec<_>>>()?;
         Ok(Client {
-            agent,
             reference: reference.clone(),
             hosts,
             credentials: opts.credentials.clone(),
+            identity_token: opts.identity_token.clone(),
+            registry_token: opts.registry_token.clone(),
         })
     }
 
@@ -158,7 +175,7 @@ impl Client {
         let url = format!("{}/{path}", h.base);
         let mut challenged = false;
         loop {
-            let mut req = self.agent.get(&url);
+            let mut req = h.agent.get(&url);
             if let Some(a) = accept {
                 req = req.set("Accept", a);
             }
@@ -200,18 +217,30 @@ impl Client {
                 reference: self.reference.to_string(),
                 what: "the registry wants credentials (--user)".into(),
             })?,
+            "bearer" if self.registry_token.is_some() => format!("Bearer {}", self.registry_token.as_deref().unwrap_or_default()),
             "bearer" => {
                 let realm = param("realm").ok_or_else(|| self.err("Bearer challenge without realm"))?;
                 let scope = param("scope").unwrap_or_else(|| format!("repository:{}:pull", self.reference.repository));
-                let mut url = format!("{realm}{}scope={}", if realm.contains('?') { '&' } else { '?' }, query_escape(&scope));
-                if let Some(service) = param("service") {
-                    url.push_str(&format!("&service={}", query_escape(&service)));
-                }
-                let mut req = self.agent.get(&url);
-                if let Some(b) = &basic {
-                    req = req.set("Authorization", b);
-                }
-                let resp = req.call().map_err(|e| match e {
+                let service = param("service");
+                let resp = if let Some(refresh) = &self.identity_token {
+                    // OAuth2 refresh-token grant (the distribution token spec's POST form).
+                    let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", refresh.as_str()), ("scope", scope.as_str()), ("client_id", "hull")];
+                    if let Some(s) = &service {
+                        form.push(("service", s.as_str()));
+                    }
+                    h.agent.post(&realm).send_form(&form)
+                } else {
+                    let mut url = format!("{realm}{}scope={}", if realm.contains('?') { '&' } else { '?' }, query_escape(&scope));
+                    if let Some(service) = &service {
+                        url.push_str(&format!("&service={}", query_escape(service)));
+                    }
+                    let mut req = h.agent.get(&url);
+                    if let Some(b) = &basic {
+                        req = req.set("Authorization", b);
+                    }
+                    req.call()
+                };
+                let resp = resp.map_err(|e| match e {
                     ureq::Error::Status(401 | 403, _) => ImageError::Unauthorized {
                         reference: self.reference.to_string(),
                         what: "the token server refused the credentials".into(),

@@ -414,6 +414,21 @@ impl Store {
         Vec::new()
     }
 
+    /// Remove image names. When no name is left for an image, its blobs
+    /// and snapshots are garbage-collected (as `docker rmi` deletes the
+    /// image); returns the ids of the images so deleted.
+    pub fn remove_names(&self, names: &[String]) -> Result<Vec<Digest>> {
+        let (removed, remaining) = self.update_records(|recs| {
+            let removed: Vec<ImageRecord> = names.iter().filter_map(|n| recs.images.remove(n)).collect();
+            Ok((removed, recs.images.values().map(|r| r.config.clone()).collect::<BTreeSet<_>>()))
+        })?;
+        let deleted: BTreeSet<Digest> = removed.into_iter().map(|r| r.config).filter(|id| !remaining.contains(id)).collect();
+        if !deleted.is_empty() {
+            self.prune()?;
+        }
+        Ok(deleted.into_iter().collect())
+    }
+
     /// Chain ids of an image's layers, bottom first.
     pub fn chain_ids(&self, rec: &ImageRecord) -> Result<Vec<Digest>> {
         Ok(Digest::chain_ids(&self.config(&rec.config)?.rootfs.diff_ids))

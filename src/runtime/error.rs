@@ -169,6 +169,13 @@ pub fn kind_of(e: &crate::Error) -> ErrorKind {
         E::InvalidState(_) => ErrorKind::FailedPrecondition,
         E::Seccomp(crate::seccomp::SeccompError::Invalid { .. }) => ErrorKind::InvalidArgument,
         E::Network(crate::network::NetworkError::InvalidRequest(_)) => ErrorKind::InvalidArgument,
+        E::Image(crate::image::ImageError::NotFound(_) | crate::image::ImageError::NoPlatform { .. }) => ErrorKind::NotFound,
+        E::Image(
+            crate::image::ImageError::InvalidReference { .. }
+            | crate::image::ImageError::InvalidDigest(_)
+            | crate::image::ImageError::InvalidArgument(_),
+        ) => ErrorKind::InvalidArgument,
+        E::Image(crate::image::ImageError::Unsupported(_)) => ErrorKind::Unimplemented,
         E::Runtime(r) => r.kind,
         _ => ErrorKind::Internal,
     }
@@ -232,6 +239,10 @@ mod tests {
         ));
         assert_eq!(e.kind(), ErrorKind::Internal);
         assert!(std::error::Error::source(&e).is_some());
+        let e = RuntimeError::from(crate::Error::from(crate::image::ImageError::NotFound("busybox".into())));
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        let e = RuntimeError::from(crate::Error::from(crate::image::ImageError::InvalidArgument("x".into())));
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
         let e = RuntimeError::invalid("bad").context("sandbox default/a");
         assert_eq!(
             (e.kind(), e.to_string().as_str()),

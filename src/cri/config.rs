@@ -1,0 +1,395 @@
+//! `hull daemon`'s settings: a TOML file (`--config FILE`) whose every key
+//! has a default, so the daemon also runs with no file at all, and the
+//! command-line flags that win over it.
+//!
+//! ```toml
+//! socket = "/run/hull/hull.sock"        # the CRI endpoint
+//! socket_group = "kube"                 # optional: mode 0660 and this group (else 0600, root only)
+//! state_dir = "/var/lib/hull"           # records, logs, writable layers
+//! run_dir = "/run/hull"                 # runtime files (OCI state, exit records, netns pins)
+//! image_root = "/var/lib/hull/images"   # default: <state_dir>/images
+//! hosts_dir = "/etc/hull/certs.d"       # <registry>/hosts.toml: mirrors, plain HTTP, TLS
+//! insecure_registries = []              # host[:port] reached over plain HTTP
+//! cni_conf_dir = "/etc/cni/net.d"
+//! cni_bin_dirs = ["/usr/lib/cni", "/opt/cni/bin"]
+//! seccomp_profile = ""                  # RuntimeDefault: this OCI seccomp JSON; empty: hull's built-in
+//! log_level = "info"                    # error, warn, info, debug, trace
+//! log_format = "text"                   # or json
+//! shutdown_timeout_seconds = 10         # how long SIGTERM waits for RPCs in flight
+//! ```
+//!
+//! `stream_address` (the Exec/Attach/PortForward streaming server) is
+//! refused while that server is not built.
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The longest path a unix socket can be bound at (`sun_path` is 108
+/// bytes with its terminating NUL).
+pub const MAX_SOCKET_PATH: usize = 107;
+/// Upper bound for `shutdown_timeout_seconds`.
+const MAX_SHUTDOWN_TIMEOUT: u64 = 3600;
+
+pub const DEFAULT_SOCKET: &str = "/run/hull/hull.sock";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/hull";
+pub const DEFAULT_RUN_DIR: &str = "/run/hull";
+pub const DEFAULT_HOSTS_DIR: &str = "/etc/hull/certs.d";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DaemonConfig {
+    pub socket: PathBuf,
+    pub socket_group: Option<String>,
+    pub state_dir: PathBuf,
+    pub run_dir: PathBuf,
+    /// None: `<state_dir>/images`.
+    pub image_root: Option<PathBuf>,
+    pub hosts_dir: PathBuf,
+    pub insecure_registries: Vec<String>,
+    pub cni_conf_dir: PathBuf,
+    pub cni_bin_dirs: Vec<PathBuf>,
+    /// The profile a RuntimeDefault seccomp request gets; None: hull's
+    /// built-in default profile.
+    pub seccomp_profile: Option<PathBuf>,
+    pub stream_address: Option<String>,
+    pub log_level: String,
+    pub log_format: String,
+    pub shutdown_timeout_seconds: u64,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> DaemonConfig {
+        let cni = crate::network::CniOptions::default();
+        DaemonConfig {
+            socket: DEFAULT_SOCKET.into(),
+            socket_group: None,
+            state_dir: DEFAULT_STATE_DIR.into(),
+            run_dir: DEFAULT_RUN_DIR.into(),
+            image_root: None,
+            hosts_dir: DEFAULT_HOSTS_DIR.into(),
+            insecure_registries: Vec::new(),
+            cni_conf_dir: cni.conf_dir,
+            cni_bin_dirs: cni.plugin_dirs,
+            seccomp_profile: None,
+            stream_address: None,
+            log_level: "info".into(),
+            log_format: "text".into(),
+            shutdown_timeout_seconds: 10,
+        }
+    }
+}
+
+/// Settings given on the command line; each one set replaces the file's.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub socket: Option<PathBuf>,
+    pub socket_group: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    pub run_dir: Option<PathBuf>,
+    pub image_root: Option<PathBuf>,
+    pub hosts_dir: Option<PathBuf>,
+    pub cni_conf_dir: Option<PathBuf>,
+    /// Empty: not given.
+    pub cni_bin_dirs: Vec<PathBuf>,
+    pub log_level: Option<String>,
+    pub log_format: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+impl DaemonConfig {
+    /// The file's settings (or the defaults without one), then the flags.
+    pub fn load(file: Option<&Path>, flags: &Overrides) -> Result<DaemonConfig, ConfigError> {
+        let mut c = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                Self::parse(&text).map_err(|message| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message,
+                })?
+            }
+            None => DaemonConfig::default(),
+        };
+        c.apply(flags);
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Parse the TOML text; unknown keys are errors (a typo must not
+    /// silently leave a default in place).
+    pub fn parse(text: &str) -> Result<DaemonConfig, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim().to_string())
+    }
+
+    fn apply(&mut self, f: &Overrides) {
+        let set = |slot: &mut PathBuf, v: &Option<PathBuf>| {
+            if let Some(v) = v {
+                *slot = v.clone();
+            }
+        };
+        set(&mut self.socket, &f.socket);
+        set(&mut self.state_dir, &f.state_dir);
+        set(&mut self.run_dir, &f.run_dir);
+        set(&mut self.hosts_dir, &f.hosts_dir);
+        set(&mut self.cni_conf_dir, &f.cni_conf_dir);
+        if f.image_root.is_some() {
+            self.image_root = f.image_root.clone();
+        }
+        if f.socket_group.is_some() {
+            self.socket_group = f.socket_group.clone();
+        }
+        if !f.cni_bin_dirs.is_empty() {
+            self.cni_bin_dirs = f.cni_bin_dirs.clone();
+        }
+        if let Some(l) = &f.log_level {
+            self.log_level = l.clone();
+        }
+        if let Some(l) = &f.log_format {
+            self.log_format = l.clone();
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let len = self.socket.as_os_str().len();
+        if !self.socket.is_absolute() {
+            return Err(invalid(
+                "socket",
+                format!("{} is not an absolute path", self.socket.display()),
+            ));
+        }
+        if len > MAX_SOCKET_PATH {
+            return Err(invalid(
+                "socket",
+                format!(
+                    "{} is {len} bytes long; a unix socket path has at most {MAX_SOCKET_PATH}",
+                    self.socket.display()
+                ),
+            ));
+        }
+        let dirs: [(&'static str, &Path); 5] = [
+            ("state_dir", &self.state_dir),
+            ("run_dir", &self.run_dir),
+            (
+                "image_root",
+                self.image_root.as_deref().unwrap_or(Path::new("/")),
+            ),
+            ("hosts_dir", &self.hosts_dir),
+            ("cni_conf_dir", &self.cni_conf_dir),
+        ];
+        for (field, d) in dirs {
+            if !d.is_absolute() {
+                return Err(invalid(
+                    field,
+                    format!("{} is not an absolute path", d.display()),
+                ));
+            }
+        }
+        if self.cni_bin_dirs.iter().any(|d| !d.is_absolute()) {
+            return Err(invalid(
+                "cni_bin_dirs",
+                "every directory must be an absolute path",
+            ));
+        }
+        if let Some(g) = &self.socket_group {
+            if g.is_empty() {
+                return Err(invalid("socket_group", "empty group name"));
+            }
+        }
+        if let Some(p) = &self.seccomp_profile {
+            if !p.is_absolute() {
+                return Err(invalid(
+                    "seccomp_profile",
+                    format!("{} is not an absolute path", p.display()),
+                ));
+            }
+        }
+        if let Some(a) = &self.stream_address {
+            return Err(invalid(
+                "stream_address",
+                format!("{a:?}: the streaming server (Exec, Attach, PortForward) is not built yet; leave it unset"),
+            ));
+        }
+        if !matches!(
+            self.log_level.as_str(),
+            "error" | "warn" | "info" | "debug" | "trace"
+        ) {
+            return Err(invalid(
+                "log_level",
+                format!(
+                    "{:?}: expected error, warn, info, debug or trace",
+                    self.log_level
+                ),
+            ));
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return Err(invalid(
+                "log_format",
+                format!("{:?}: expected text or json", self.log_format),
+            ));
+        }
+        if self.shutdown_timeout_seconds > MAX_SHUTDOWN_TIMEOUT {
+            return Err(invalid(
+                "shutdown_timeout_seconds",
+                format!(
+                    "{} is more than {MAX_SHUTDOWN_TIMEOUT}",
+                    self.shutdown_timeout_seconds
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn image_root(&self) -> PathBuf {
+        self.image_root
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("images"))
+    }
+
+    pub fn cni_options(&self) -> crate::network::CniOptions {
+        crate::network::CniOptions {
+            conf_dir: self.cni_conf_dir.clone(),
+            plugin_dirs: self.cni_bin_dirs.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_without_a_file() {
+        let c = DaemonConfig::load(None, &Overrides::default()).unwrap();
+        assert_eq!(c.socket, Path::new("/run/hull/hull.sock"));
+        assert_eq!(c.state_dir, Path::new("/var/lib/hull"));
+        assert_eq!(c.run_dir, Path::new("/run/hull"));
+        assert_eq!(c.image_root(), Path::new("/var/lib/hull/images"));
+        assert_eq!(c.cni_conf_dir, Path::new("/etc/cni/net.d"));
+        assert_eq!(c.log_level, "info");
+    }
+
+    #[test]
+    fn file_then_flags() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("hull.toml");
+        std::fs::write(
+            &f,
+            "socket = \"/tmp/a.sock\"\nstate_dir = \"/srv/hull\"\ncni_bin_dirs = [\"/x\"]\nlog_format = \"json\"\nsocket_group = \"kube\"\n",
+        )
+        .unwrap();
+        let c = DaemonConfig::load(Some(&f), &Overrides::default()).unwrap();
+        assert_eq!(
+            (c.socket.as_path(), c.log_format.as_str()),
+            (Path::new("/tmp/a.sock"), "json")
+        );
+        assert_eq!(
+            c.image_root(),
+            Path::new("/srv/hull/images"),
+            "the image root follows the state dir"
+        );
+        assert_eq!(c.cni_bin_dirs, vec![PathBuf::from("/x")]);
+        let flags = Overrides {
+            socket: Some("/tmp/b.sock".into()),
+            image_root: Some("/img".into()),
+            cni_bin_dirs: vec!["/y".into(), "/z".into()],
+            log_level: Some("debug".into()),
+            ..Default::default()
+        };
+        let c = DaemonConfig::load(Some(&f), &flags).unwrap();
+        assert_eq!(c.socket, Path::new("/tmp/b.sock"));
+        assert_eq!(c.image_root(), Path::new("/img"));
+        assert_eq!(c.cni_bin_dirs.len(), 2);
+        assert_eq!(
+            (c.log_level.as_str(), c.socket_group.as_deref()),
+            ("debug", Some("kube"))
+        );
+    }
+
+    #[test]
+    fn bad_settings_name_the_field() {
+        let err = DaemonConfig::parse("sokcet = \"/a\"").unwrap_err();
+        assert!(err.contains("sokcet"), "{err}");
+        let err = DaemonConfig::parse("shutdown_timeout_seconds = \"x\"").unwrap_err();
+        assert!(err.contains("shutdown_timeout_seconds"), "{err}");
+        let check = |c: DaemonConfig, field: &str| {
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.starts_with(field), "{e}");
+        };
+        let long = format!("/{}", "s".repeat(120));
+        check(
+            DaemonConfig {
+                socket: long.into(),
+                ..Default::default()
+            },
+            "socket",
+        );
+        check(
+            DaemonConfig {
+                socket: "rel.sock".into(),
+                ..Default::default()
+            },
+            "socket",
+        );
+        check(
+            DaemonConfig {
+                state_dir: "var".into(),
+                ..Default::default()
+            },
+            "state_dir",
+        );
+        check(
+            DaemonConfig {
+                log_level: "loud".into(),
+                ..Default::default()
+            },
+            "log_level",
+        );
+        check(
+            DaemonConfig {
+                log_format: "xml".into(),
+                ..Default::default()
+            },
+            "log_format",
+        );
+        check(
+            DaemonConfig {
+                stream_address: Some("127.0.0.1:0".into()),
+                ..Default::default()
+            },
+            "stream_address",
+        );
+        check(
+            DaemonConfig {
+                shutdown_timeout_seconds: 1 << 40,
+                ..Default::default()
+            },
+            "shutdown_timeout_seconds",
+        );
+    }
+}
