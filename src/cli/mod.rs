@@ -20,8 +20,7 @@ use args::{Cli, Command};
 /// Parse the command line, run the command, return the exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    let format = if cli.log_format == "json" { LogFormat::Json } else { LogFormat::Text };
-    if let Err(e) = logging::init(cli.log.as_deref(), format, cli.debug) {
+    if let Err(e) = logging::init(cli.log.as_deref(), log_format(&cli), cli.debug) {
         eprintln!("hull: cannot open log file: {e}");
         return 1;
     }
@@ -47,11 +46,25 @@ fn report(cli: &Cli, e: &Error) -> i32 {
         }
         source = s.source();
     }
+    // As runc prints a fatal error: through the logger, so on stderr it is
+    // a `time=... level=error msg=...` line (or a JSON object with
+    // --log-format json); with --log the log file gets that entry (which
+    // containerd reads) and stderr the bare message.
     if cli.log.is_some() {
         log::error!("{msg}");
+        eprintln!("{msg}");
+    } else {
+        let _ = std::io::stderr().write_all(logging::format_line(log_format(cli), log::Level::Error, &msg).as_bytes());
     }
-    eprintln!("hull: {msg}");
     1
+}
+
+fn log_format(cli: &Cli) -> LogFormat {
+    if cli.log_format == "json" {
+        LogFormat::Json
+    } else {
+        LogFormat::Text
+    }
 }
 
 fn dispatch(cli: &Cli) -> Result<i32> {

@@ -24,8 +24,9 @@ pub enum ChildMessage {
     InitReady,
     /// An exec'd process is about to run the user program.
     ExecReady,
-    /// Setup failed; the message says what and why.
-    Failed { message: String },
+    /// Setup failed: the error's kind, errno and message, so that hull's
+    /// side rebuilds an error of the same kind.
+    Failed(crate::error::RemoteError),
 }
 
 /// Messages from hull to the forked side.

@@ -9,7 +9,7 @@ use nix::sys::stat::Mode;
 use oci_spec::runtime::Spec;
 
 use super::channel::{Channel, ChildMessage, ParentMessage};
-use super::{console, lsm, process, rootfs, syscall, sysctl};
+use super::{attrs, console, lsm, process, rootfs, syscall, sysctl};
 use crate::cgroups::Cgroup;
 use crate::seccomp::{self, Filter};
 use crate::error::{Error, Result, SysContext};
@@ -31,6 +31,10 @@ pub struct InitContext<'a> {
     pub new_session_keyring: bool,
     pub new_user_ns: bool,
     pub new_cgroup_ns: bool,
+    /// The container has a mount namespace (new or joined). Without one it
+    /// shares the host's mount table: nothing is mounted, the init only
+    /// chroots into the rootfs.
+    pub mount_ns: bool,
 }
 
 /// What is left to do once `start` releases the init.
@@ -48,7 +52,7 @@ pub fn run(ctx: &InitContext) -> ! {
     let prepared = match prepare(ctx) {
         Ok(p) => p,
         Err(e) => {
-            let _ = ctx.channel.send(&ChildMessage::Failed { message: e.to_string() });
+            let _ = ctx.channel.send(&ChildMessage::Failed(e.to_remote()));
             std::process::exit(1);
         }
     };
@@ -76,26 +80,30 @@ fn prepare(ctx: &InitContext) -> Result<Prepared> {
         syscall::join_session_keyring(&format!("_ses.{}", ctx.id))?;
     }
 
-    rootfs::prepare(&rootfs::RootfsContext {
-        spec: ctx.spec,
-        rootfs: ctx.rootfs,
-        bundle: ctx.bundle,
-        cgroup: ctx.cgroup,
-        in_user_ns: ctx.new_user_ns,
-        new_cgroup_ns: ctx.new_cgroup_ns,
-    })?;
+    if ctx.mount_ns {
+        rootfs::prepare(&rootfs::RootfsContext {
+            spec: ctx.spec,
+            rootfs: ctx.rootfs,
+            bundle: ctx.bundle,
+            cgroup: ctx.cgroup,
+            in_user_ns: ctx.new_user_ns,
+            new_cgroup_ns: ctx.new_cgroup_ns,
+        })?;
+    }
     ctx.channel.send(&ChildMessage::RunCreateRuntimeHooks)?;
     match ctx.channel.expect::<ParentMessage>("createRuntime hooks")? {
         ParentMessage::CreateRuntimeHooksDone => {}
         other => return Err(Error::Init(format!("unexpected message {other:?}"))),
     }
     // runtime-spec: createContainer hooks run in the container's namespaces,
-    // before pivot_root, with the state "creating".
+    // before pivot_root. Their state says "created": the spec's lifecycle
+    // has these hooks run after step 2, the point it calls created (runc
+    // and crun say "created" too).
     let hooks = ctx.spec.hooks().as_ref();
     hooks::run_all(
         HookKind::CreateContainer,
         hooks.and_then(|h| h.create_container().as_ref()),
-        &hook_state(ctx, Status::Creating, host_pid),
+        &hook_state(ctx, Status::Created, host_pid),
     )?;
 
     // The fifo lives in hull's state dir, outside the rootfs: hold it (and
@@ -105,9 +113,17 @@ fn prepare(ctx: &InitContext) -> Result<Prepared> {
     let proc_fd_dir = nix::fcntl::open("/proc/self/fd", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .sys_context(|| "open /proc/self/fd".into())?;
 
-    rootfs::enter_root(ctx.rootfs, ctx.no_pivot)?;
-    // Before readonlyPaths make /proc/sys read-only.
-    sysctl::apply(ctx.spec)?;
+    if ctx.mount_ns {
+        rootfs::enter_root(ctx.rootfs, ctx.no_pivot)?;
+        rootfs::root_propagation(ctx.spec)?;
+        // Before readonlyPaths make /proc/sys read-only.
+        sysctl::apply(ctx.spec)?;
+    } else {
+        // The host's /proc/sys shows the sysctls of our own namespaces; the
+        // rootfs may have no /proc at all.
+        sysctl::apply(ctx.spec)?;
+        rootfs::chroot_into(ctx.rootfs)?;
+    }
     if let Some(h) = ctx.spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         nix::unistd::sethostname(h).sys_context(|| format!("sethostname {h:?}"))?;
     }
@@ -124,6 +140,9 @@ fn prepare(ctx: &InitContext) -> Result<Prepared> {
         process::set_oom_score_adj(adj)?;
     }
     process::apply_rlimits(process)?;
+    // Set while still root (a real-time policy needs CAP_SYS_NICE) and
+    // before InitReady, so that a value the kernel refuses fails create.
+    attrs::apply(process, ctx.spec.linux().as_ref())?;
     let cwd = process.cwd();
     if !cwd.exists() {
         std::fs::create_dir_all(cwd).sys_context(|| format!("create cwd {}", cwd.display()))?;

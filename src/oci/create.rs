@@ -94,10 +94,13 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
     if let Some(resources) = linux.and_then(|l| l.resources().as_ref()) {
         cgroup.apply_resources(resources)?;
     }
+    // A FIFO ("p") is no device to the devices cgroup, which has only
+    // a/b/c rules: it is made in /dev with no rule.
     let device_rules: Vec<devices::Rule> = linux
         .and_then(|l| l.devices().as_ref())
         .into_iter()
         .flatten()
+        .filter(|d| d.typ() != oci_spec::runtime::LinuxDeviceType::P)
         .map(|d| devices::allow_device(d.typ().as_str().chars().next().unwrap_or('c'), d.major(), d.minor()))
         .collect();
     cgroup.apply_devices(linux.and_then(|l| l.resources().as_ref()), &device_rules)?;
@@ -127,7 +130,11 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
         new_session_keyring: !opts.no_new_keyring,
         new_user_ns: plan.new_user,
         new_cgroup_ns: new_namespace(spec, LinuxNamespaceType::Cgroup),
+        mount_ns: super::config::namespace_types(spec).contains(&LinuxNamespaceType::Mount),
     };
+    if process.exec_cpu_affinity().is_some() {
+        log::warn!("process.execCPUAffinity applies to processes started by exec (runtime-spec), not to the container's init");
+    }
     let bootstrap = match fork()? {
         Forked::Child => {
             drop(ours);
@@ -173,18 +180,17 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
             ChildMessage::RunCreateRuntimeHooks => {
                 // runtime-spec: prestart (deprecated) and createRuntime hooks
                 // run in the runtime's namespaces after the environment is
-                // made and before pivot_root; the state says "creating"
-                // (runc reports "created" here; we follow the spec).
-                let state = record.spec_state(Status::Creating);
+                // made and before pivot_root. The lifecycle places them after
+                // step 2, which the spec defines as "created", so their
+                // state says created (as runc's and crun's do).
+                let state = record.spec_state(Status::Created);
                 let h = spec.hooks().as_ref();
                 hooks::run_all(HookKind::Prestart, h.and_then(|h| h.prestart().as_ref()), &state)?;
                 hooks::run_all(HookKind::CreateRuntime, h.and_then(|h| h.create_runtime().as_ref()), &state)?;
                 ours.send(&ParentMessage::CreateRuntimeHooksDone)?;
             }
             ChildMessage::InitReady => break,
-            ChildMessage::Failed { message } => {
-                return Err(Error::Init(format!("container init failed: {message}")))
-            }
+            ChildMessage::Failed(r) => return Err(Error::from_remote(r).with_context("container init failed")),
             ChildMessage::ExecReady => return Err(Error::Init("unexpected exec message".into())),
         }
     }
@@ -237,6 +243,12 @@ fn bootstrap(ctx: &InitContext, plan: &NamespacePlan) -> ! {
         }
         plan.join_all(false)?;
         nix::sched::unshare(plan.unshare).sys_context(|| format!("unshare {:?}", plan.unshare))?;
+        // A new time namespace takes its clock offsets before any process
+        // is in it: the init forked next is its first member.
+        if let Some(offsets) = crate::linux::attrs::time_offsets(ctx.spec.linux().as_ref())? {
+            std::fs::write("/proc/self/timens_offsets", offsets)
+                .sys_context(|| "linux.timeOffsets: write /proc/self/timens_offsets".into())?;
+        }
         match fork()? {
             Forked::Child => init::run(ctx),
             Forked::Parent(pid) => ctx.channel.send(&ChildMessage::InitForked { pid: pid.as_raw() }),
@@ -245,7 +257,7 @@ fn bootstrap(ctx: &InitContext, plan: &NamespacePlan) -> ! {
     match result {
         Ok(()) => std::process::exit(0),
         Err(e) => {
-            let _ = ctx.channel.send(&ChildMessage::Failed { message: e.to_string() });
+            let _ = ctx.channel.send(&ChildMessage::Failed(e.to_remote()));
             std::process::exit(1)
         }
     }

@@ -18,7 +18,7 @@ pub fn start(root: &StateRoot, id: &str) -> Result<ContainerRecord> {
     let rec = root.load(id)?;
     match rec.status(root) {
         Status::Created => {}
-        Status::Stopped => return Err(Error::InvalidState(format!("cannot start a container that has stopped"))),
+        Status::Stopped => return Err(Error::InvalidState("cannot start a container that has stopped".into())),
         s => return Err(Error::InvalidState(format!("cannot start an already {s} container"))),
     }
     let fifo_path = root.container_dir(id).join(EXEC_FIFO);
@@ -99,8 +99,13 @@ pub fn kill(root: &StateRoot, id: &str, signal: Signal, all: bool) -> Result<()>
     nix::sys::signal::kill(Pid::from_raw(rec.pid), signal).sys_context(|| format!("kill {} {signal}", rec.pid))
 }
 
-/// Delete a container: stopped ones always; created ones too (their init
-/// is killed, as runc does); running or paused ones only with `force`.
+/// Delete a container: stopped ones always; created, running or paused
+/// ones only with `force`.
+///
+/// runc deletes a created container without `--force` (killing its init);
+/// the runtime-spec says deleting a container that is not stopped "MUST
+/// have no effect on the container and MUST generate an error", and crun
+/// and the runtime-tools validation suite read it so: hull follows the spec.
 pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
     let mut rec = match root.load(id) {
         Ok(r) => r,
@@ -120,8 +125,7 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
                 log::info!("container {id} was OOM-killed");
             }
         }
-        Status::Created => kill_and_wait(&rec)?,
-        Status::Running | Status::Paused | Status::Creating if force => kill_and_wait(&rec)?,
+        Status::Created | Status::Running | Status::Paused | Status::Creating if force => kill_and_wait(&rec)?,
         s => {
             return Err(Error::InvalidState(format!(
                 "cannot delete container {id} that is not stopped: {s}"

@@ -114,7 +114,12 @@ pub fn run_cmd(cmd: &mut Command, timeout: Duration) -> Output {
 
 /// Like [`run_cmd`], with the command's stdout/stderr written to the given
 /// files (truncated first); the output read back from them is returned.
-pub fn run_cmd_to(cmd: &mut Command, timeout: Duration, out_path: &Path, err_path: &Path) -> Output {
+pub fn run_cmd_to(
+    cmd: &mut Command,
+    timeout: Duration,
+    out_path: &Path,
+    err_path: &Path,
+) -> Output {
     let out = File::create(out_path).expect("create stdout file");
     let err = File::create(err_path).expect("create stderr file");
     cmd.stdin(Stdio::null()).stdout(out).stderr(err);
@@ -153,7 +158,9 @@ pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
 
 /// Wait until `path` exists and return its contents.
 pub fn wait_file(path: &Path, timeout: Duration) -> String {
-    wait_for(&format!("file {}", path.display()), timeout, || path.exists());
+    wait_for(&format!("file {}", path.display()), timeout, || {
+        path.exists()
+    });
     // give the writer a moment to finish the write it started
     std::thread::sleep(Duration::from_millis(50));
     fs::read_to_string(path).unwrap_or_default()
@@ -180,7 +187,11 @@ pub fn assert_ok(o: &Output) {
 
 #[track_caller]
 pub fn assert_fails(o: &Output) {
-    assert!(!o.status.success(), "command unexpectedly succeeded:\n{}", show(o));
+    assert!(
+        !o.status.success(),
+        "command unexpectedly succeeded:\n{}",
+        show(o)
+    );
     assert!(
         !s(&o.stderr).trim().is_empty(),
         "command failed but printed nothing on stderr:\n{}",
@@ -207,7 +218,13 @@ pub fn unique_id(name: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
     let clean: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     format!("hull-{}-{}-{}", clean, std::process::id(), n)
 }
@@ -250,7 +267,9 @@ impl TestEnv {
             .tempdir_in("/tmp")
             .expect("bundle tempdir");
         let o = run_cmd(
-            Command::new(runtime()).arg("spec").current_dir(bundle.path()),
+            Command::new(runtime())
+                .arg("spec")
+                .current_dir(bundle.path()),
             CMD_TIMEOUT,
         );
         assert_ok(&o);
@@ -262,7 +281,14 @@ impl TestEnv {
         config["process"]["args"] = json!(["sh"]);
         let out_file = bundle.path().join("container.out");
         let err_file = bundle.path().join("container.err");
-        TestEnv { id, root, bundle, config, out_file, err_file }
+        TestEnv {
+            id,
+            root,
+            bundle,
+            config,
+            out_file,
+            err_file,
+        }
     }
 
     pub fn bundle_path(&self) -> PathBuf {
@@ -322,7 +348,10 @@ impl TestEnv {
         if let Some(p) = path {
             ns["path"] = json!(p);
         }
-        self.config["linux"]["namespaces"].as_array_mut().unwrap().push(ns);
+        self.config["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(ns);
         self
     }
 
@@ -350,7 +379,12 @@ impl TestEnv {
     /// exec -d): output goes to this env's out/err files, which keep
     /// receiving the container's output afterwards.
     pub fn run_keep_io(&self, args: &[&str]) -> Output {
-        run_cmd_to(&mut self.cmd(args), CMD_TIMEOUT, &self.out_file, &self.err_file)
+        run_cmd_to(
+            &mut self.cmd(args),
+            CMD_TIMEOUT,
+            &self.out_file,
+            &self.err_file,
+        )
     }
 
     /// What the container has written to its stdout so far (after create or
@@ -423,9 +457,11 @@ impl TestEnv {
     }
 
     pub fn wait_status(&self, want: &str) {
-        wait_for(&format!("container {} to be {}", self.id, want), WAIT_TIMEOUT, || {
-            self.status().as_deref() == Some(want)
-        });
+        wait_for(
+            &format!("container {} to be {}", self.id, want),
+            WAIT_TIMEOUT,
+            || self.status().as_deref() == Some(want),
+        );
     }
 
     pub fn pid(&self) -> i32 {
