@@ -918,3 +918,109 @@ fn exec_cpu_affinity_final_applies_to_exec_process() {
     let o = env.run(&["exec", "--process", p.to_str().unwrap(), &env.id]);
     assert_fails_mentioning(&o, &["execCPUAffinity.final"]);
 }
+
+// --- seccomp user notification ---
+
+/// What a seccomp agent got: the message and where the fd pointed.
+struct AgentGot {
+    message: Value,
+    fd_link: String,
+}
+
+/// A one-shot seccomp agent: accepts one connection, receives the message
+/// and its fd, then closes the fd (the notified syscalls then fail with
+/// ENOSYS, which the container sees).
+fn one_shot_agent(path: &Path) -> std::thread::JoinHandle<AgentGot> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 65536];
+        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 4]);
+        let (n, fds) = {
+            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+            let msg = recvmsg::<()>(
+                stream.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg),
+                MsgFlags::empty(),
+            )
+            .unwrap();
+            let mut fds = Vec::new();
+            for c in msg.cmsgs().unwrap() {
+                if let ControlMessageOwned::ScmRights(f) = c {
+                    fds.extend(f);
+                }
+            }
+            (msg.bytes, fds)
+        };
+        assert_eq!(fds.len(), 1, "one fd expected");
+        let fd_link = fs::read_link(format!("/proc/self/fd/{}", fds[0]))
+            .unwrap()
+            .display()
+            .to_string();
+        let _ = nix::unistd::close(fds[0]);
+        AgentGot {
+            message: serde_json::from_slice(&buf[..n]).unwrap(),
+            fd_link,
+        }
+    })
+}
+
+#[test]
+fn seccomp_notify_fd_goes_to_the_listener_with_the_state() {
+    if !require_root() {
+        return;
+    }
+    let dir = host_tempdir("hull-seccomp-agent-");
+    let sock = dir.path().join("agent.sock");
+    let agent = one_shot_agent(&sock);
+    let mut env = TestEnv::new("seccomp-notify");
+    env.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": sock.to_str().unwrap(),
+        "listenerMetadata": "hull-test-metadata",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+    });
+    env.writable_tmp();
+    env.sh("mkdir /tmp/notified 2>&1; echo mkdir-rc=$?");
+    env.create_ok();
+    let pid = env.pid();
+    env.start_ok();
+    let got = agent.join().unwrap();
+    assert_eq!(got.fd_link, "anon_inode:seccomp notify");
+    let m = &got.message;
+    assert_eq!(m["fds"], json!(["seccompFd"]), "{m}");
+    assert_eq!(m["pid"], json!(pid), "{m}");
+    assert_eq!(m["metadata"], "hull-test-metadata", "{m}");
+    assert_eq!(m["state"]["id"], json!(env.id), "{m}");
+    assert_eq!(m["state"]["pid"], json!(pid), "{m}");
+    assert!(
+        m["ociVersion"].is_string() && m["state"]["status"].is_string(),
+        "{m}"
+    );
+    // the agent dropped the fd: the notified mkdir fails with ENOSYS
+    env.wait_status("stopped");
+    let out = env.container_stdout();
+    assert!(
+        out.contains("mkdir-rc=1") && out.contains("not implemented"),
+        "{out}"
+    );
+}
+
+#[test]
+fn seccomp_notify_with_no_listener_fails_create_cleanly() {
+    if !require_root() {
+        return;
+    }
+    let mut env = TestEnv::new("seccomp-notify-nolistener");
+    env.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": "/tmp/hull-no-such-agent.sock",
+        "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]
+    });
+    env.args(&["true"]);
+    assert_fails_mentioning(&env.create(), &["listenerPath"]);
+    assert_no_leftovers(&env);
+}

@@ -35,6 +35,8 @@ pub struct InitContext<'a> {
     /// shares the host's mount table: nothing is mounted, the init only
     /// chroots into the rootfs.
     pub mount_ns: bool,
+    /// The connection to linux.seccomp.listenerPath, made by hull.
+    pub seccomp_listener: Option<&'a OwnedFd>,
 }
 
 /// What is left to do once `start` releases the init.
@@ -45,6 +47,7 @@ struct Prepared {
     proc_fd_dir: OwnedFd,
     host_pid: i32,
     seccomp: Option<Filter>,
+    listener: Option<seccomp::Listener>,
 }
 
 /// Run the init. Never returns: it execs the program or exits non-zero.
@@ -150,8 +153,16 @@ fn prepare(ctx: &InitContext) -> Result<Prepared> {
     let env = process::environment(process);
     let args = process.args().as_ref().expect("validated");
     let program = process::find_executable(&args[0], &env)?;
+    let listener = match ctx.seccomp_listener {
+        Some(socket) => Some(seccomp::Listener {
+            socket: socket.try_clone().sys_context(|| "dup seccomp listener socket".into())?,
+            metadata: ctx.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()).and_then(|s| s.listener_metadata().clone()),
+            state: serde_json::to_value(hook_state(ctx, Status::Created, host_pid)).map_err(|e| Error::Init(e.to_string()))?,
+        }),
+        None => None,
+    };
     ctx.channel.send(&ChildMessage::InitReady)?;
-    Ok(Prepared { program, env, fifo, proc_fd_dir, host_pid, seccomp })
+    Ok(Prepared { program, env, fifo, proc_fd_dir, host_pid, seccomp, listener })
 }
 
 fn hook_state<'a>(ctx: &'a InitContext, status: Status, pid: i32) -> SpecState<'a> {
@@ -194,7 +205,7 @@ fn release_and_finalize(ctx: &InitContext, p: &Prepared) -> Result<OwnedFd> {
     // tells it the program runs, so poststart hooks come after it (spec).
     // Written before the seccomp filter, which might not allow write(2).
     nix::unistd::write(&fifo, b"0").sys_context(|| "write exec fifo".into())?;
-    finalize_process(process, ctx.preserve_fds, p.seccomp.as_ref())?;
+    finalize_process(process, ctx.preserve_fds, p.seccomp.as_ref(), p.listener.as_ref().map(|l| (l, p.host_pid)))?;
     Ok(fifo)
 }
 
@@ -208,14 +219,29 @@ fn release_and_finalize(ctx: &InitContext, p: &Prepared) -> Result<OwnedFd> {
 /// - with no_new_privs, the filter goes in last, so that as few syscalls as
 ///   possible run under it: after it only the handshake message of `exec`
 ///   and execve itself. Nothing forks after the filter is loaded.
-pub fn finalize_process(process: &oci_spec::runtime::Process, preserve_fds: i32, seccomp: Option<&Filter>) -> Result<()> {
+///
+/// With SCMP_ACT_NOTIFY rules the filter's notification fd goes to the
+/// seccomp agent (`listener`, with the pid to report) right after loading.
+pub fn finalize_process(
+    process: &oci_spec::runtime::Process,
+    preserve_fds: i32,
+    seccomp: Option<&Filter>,
+    listener: Option<(&seccomp::Listener, i32)>,
+) -> Result<()> {
+    let load = |filter: &Filter| -> Result<()> {
+        match (filter.load()?, listener) {
+            (None, _) => Ok(()),
+            (Some(fd), Some((l, pid))) => l.send(fd, pid),
+            (Some(_), None) => Err(Error::Init("seccomp notification fd but no listenerPath connection".into())),
+        }
+    };
     // The program starts with default signal handling and nothing blocked,
     // whatever hull's runtime (which ignores SIGPIPE) or caller had.
     syscall::all_signals_default()?;
     lsm::apply_exec_labels(process)?;
     let no_new_privs = process.no_new_privileges().unwrap_or(false);
     if let (Some(filter), false) = (seccomp, no_new_privs) {
-        filter.load()?;
+        load(filter)?;
     }
     process::switch_user(process, false)?;
     let umask = process.user().umask().unwrap_or(0o022);
@@ -232,7 +258,7 @@ pub fn finalize_process(process: &oci_spec::runtime::Process, preserve_fds: i32,
     }
     syscall::cloexec_from(3 + preserve_fds)?;
     if let (Some(filter), true) = (seccomp, no_new_privs) {
-        filter.load()?;
+        load(filter)?;
     }
     Ok(())
 }

@@ -115,6 +115,8 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
             .sys_context(|| "chown exec fifo".into())?;
     }
 
+    let listener_path = linux.and_then(|l| l.seccomp().as_ref()).and_then(|s| s.listener_path().as_deref());
+    let seccomp_listener = listener_path.map(crate::seccomp::connect_listener).transpose()?;
     let (ours, theirs) = Channel::pair()?;
     let ctx = InitContext {
         id: &opts.id,
@@ -131,6 +133,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
         new_user_ns: plan.new_user,
         new_cgroup_ns: new_namespace(spec, LinuxNamespaceType::Cgroup),
         mount_ns: super::config::namespace_types(spec).contains(&LinuxNamespaceType::Mount),
+        seccomp_listener: seccomp_listener.as_ref(),
     };
     if process.exec_cpu_affinity().is_some() {
         log::warn!("process.execCPUAffinity applies to processes started by exec (runtime-spec), not to the container's init");
@@ -144,6 +147,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
     };
     drop(theirs);
     drop(console);
+    drop(seccomp_listener);
     rollback.pids.push(bootstrap);
     cgroup.add_pid(bootstrap.as_raw())?;
     ours.send(&ParentMessage::Proceed)?;

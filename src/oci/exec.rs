@@ -53,6 +53,14 @@ pub fn spawn(root: &StateRoot, opts: &ExecOptions, console: Option<OwnedFd>) -> 
         Some(c) => Some(c),
         None => opts.console_socket.as_deref().map(console::connect).transpose()?,
     };
+    let listener = match rec.config.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(profile) if profile.listener_path().is_some() => Some(crate::seccomp::Listener {
+            socket: crate::seccomp::connect_listener(profile.listener_path().as_deref().expect("checked"))?,
+            metadata: profile.listener_metadata().clone(),
+            state: serde_json::to_value(rec.spec_state(Status::Running)).map_err(|e| Error::Init(e.to_string()))?,
+        }),
+        _ => None,
+    };
     let child = ExecChild {
         process: &opts.process,
         linux: rec.config.linux().as_ref(),
@@ -64,6 +72,7 @@ pub fn spawn(root: &StateRoot, opts: &ExecOptions, console: Option<OwnedFd>) -> 
         seccomp: seccomp.as_ref(),
         console: console.as_ref(),
         preserve_fds: opts.preserve_fds,
+        listener,
     };
     let (ours, theirs) = Channel::pair()?;
     let stage1 = match fork()? {
@@ -136,6 +145,7 @@ struct ExecChild<'a> {
     seccomp: Option<&'a Filter>,
     console: Option<&'a OwnedFd>,
     preserve_fds: i32,
+    listener: Option<crate::seccomp::Listener>,
 }
 
 fn bootstrap(ch: &Channel, plan: &NamespacePlan, child: &ExecChild) -> ! {
@@ -164,10 +174,10 @@ fn bootstrap(ch: &Channel, plan: &NamespacePlan, child: &ExecChild) -> ! {
 fn exec_child(ch: &Channel, child: &ExecChild) -> ! {
     let (process, target) = (child.process, child);
     let result = (|| -> Result<(PathBuf, Vec<String>)> {
-        match ch.expect::<ParentMessage>("start")? {
-            ParentMessage::Start { .. } => {}
+        let host_pid = match ch.expect::<ParentMessage>("start")? {
+            ParentMessage::Start { host_pid } => host_pid,
             other => return Err(Error::Init(format!("unexpected message {other:?}"))),
-        }
+        };
         // Until the exec, container processes must not reach into us.
         nix::sys::prctl::set_dumpable(false).sys_context(|| "PR_SET_DUMPABLE".into())?;
         if let Some(socket) = child.console {
@@ -188,7 +198,7 @@ fn exec_child(ch: &Channel, child: &ExecChild) -> ! {
         if let Some(cpus) = target.cpu_final {
             crate::linux::attrs::set_affinity(0, cpus, "process.execCPUAffinity.final")?;
         }
-        init::finalize_process(process, child.preserve_fds, child.seccomp)?;
+        init::finalize_process(process, child.preserve_fds, child.seccomp, child.listener.as_ref().map(|l| (l, host_pid)))?;
         Ok((program, env))
     })();
     match result {

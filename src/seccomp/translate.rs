@@ -13,6 +13,9 @@ const MAX_ARGS: usize = 6;
 /// A compiled filter, ready to be loaded into the calling process.
 pub struct Filter {
     ctx: ScmpFilterContext,
+    /// Some rule says SCMP_ACT_NOTIFY: loading yields a notification fd
+    /// for the seccomp agent at linux.seccomp.listenerPath.
+    notify: bool,
 }
 
 impl std::fmt::Debug for Filter {
@@ -26,8 +29,15 @@ impl Filter {
     /// Without no_new_privs this needs CAP_SYS_ADMIN in the current user
     /// namespace. After it, every syscall of this process is filtered, so
     /// the caller does as little as possible between this and execve.
-    pub fn load(&self) -> Result<(), SeccompError> {
-        self.ctx.load().map_err(SeccompError::lib("load the filter"))
+    ///
+    /// Returns the user-notification fd when the filter has SCMP_ACT_NOTIFY
+    /// rules (close-on-exec, as the kernel makes it).
+    pub fn load(&self) -> Result<Option<std::os::fd::RawFd>, SeccompError> {
+        self.ctx.load().map_err(SeccompError::lib("load the filter"))?;
+        if !self.notify {
+            return Ok(None);
+        }
+        self.ctx.get_notify_fd().map(Some).map_err(SeccompError::lib("get the notification fd"))
     }
 
     /// The filter as the BPF program the kernel would get.
@@ -48,11 +58,16 @@ impl Filter {
 /// serves kernels of different ages.
 pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, SeccompError> {
     const ROOT: &str = "linux.seccomp";
-    if profile.listener_path().is_some() {
-        return Err(SeccompError::unsupported(
+    let notify = profile.default_action() == LinuxSeccompAction::ScmpActNotify
+        || profile.syscalls().iter().flatten().any(|r| r.action() == LinuxSeccompAction::ScmpActNotify);
+    if notify && profile.listener_path().is_none() {
+        return Err(SeccompError::invalid(
             format!("{ROOT}.listenerPath"),
-            "seccomp user notification (a seccomp agent) is not implemented",
+            "must name the seccomp agent's socket when a rule's action is SCMP_ACT_NOTIFY",
         ));
+    }
+    if let Some(p) = profile.listener_path().as_ref().filter(|p| !p.is_absolute()) {
+        return Err(SeccompError::invalid(format!("{ROOT}.listenerPath"), format!("{} is not an absolute path", p.display())));
     }
     let default = action(
         &format!("{ROOT}.defaultAction"),
@@ -90,7 +105,7 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, SeccompError> {
             LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
                 return Err(SeccompError::unsupported(
                     field,
-                    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV only matters with seccomp user notification, which is not implemented",
+                    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV is not implemented",
                 ))
             }
         };
@@ -100,7 +115,7 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, SeccompError> {
     for (i, rule) in profile.syscalls().iter().flatten().enumerate() {
         add_rule(&mut ctx, &format!("{ROOT}.syscalls[{i}]"), rule, default)?;
     }
-    Ok(Filter { ctx })
+    Ok(Filter { ctx, notify })
 }
 
 fn add_rule(ctx: &mut ScmpFilterContext, field: &str, rule: &LinuxSyscall, default: ScmpAction) -> Result<(), SeccompError> {
@@ -161,10 +176,8 @@ fn action(field: &str, errno_field: &str, a: LinuxSeccompAction, errno_ret: Opti
         LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
         LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
         LinuxSeccompAction::ScmpActNotify => {
-            return Err(SeccompError::unsupported(
-                field,
-                "SCMP_ACT_NOTIFY needs a seccomp agent (listenerPath), which is not implemented",
-            ))
+            let _ = field;
+            ScmpAction::Notify
         }
     })
 }
@@ -251,11 +264,16 @@ mod tests {
         let e = err(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
             "syscalls": [{"names": ["kill"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 6, "value": 0, "op": "SCMP_CMP_EQ"}]}]}));
         assert!(e.contains("linux.seccomp.syscalls[0].args[0].index"), "{e}");
-        let e = err(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock"}));
+        let e = err(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "relative.sock"}));
         assert!(e.contains("linux.seccomp.listenerPath"), "{e}");
+        // SCMP_ACT_NOTIFY needs the agent's socket
         let e = err(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
             "syscalls": [{"names": ["kill"], "action": "SCMP_ACT_NOTIFY"}]}));
-        assert!(e.contains("linux.seccomp.syscalls[0].action"), "{e}");
+        assert!(e.contains("linux.seccomp.listenerPath"), "{e}");
+        let f = compile(&profile(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock",
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]})))
+        .unwrap();
+        assert!(f.notify);
         let e = err(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": [], "action": "SCMP_ACT_ERRNO"}]}));
         assert!(e.contains("linux.seccomp.syscalls[0].names"), "{e}");
         let e = err(serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 100000}));
