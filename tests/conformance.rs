@@ -1024,3 +1024,104 @@ fn seccomp_notify_with_no_listener_fails_create_cleanly() {
     assert_fails_mentioning(&env.create(), &["listenerPath"]);
     assert_no_leftovers(&env);
 }
+
+// --- linux.netDevices ---
+
+/// One end of a veth pair on the host, with an address; deleted (with its
+/// peer) on drop. (A veth, not a dummy: not every kernel has dummy.)
+struct Dummy(String);
+
+impl Dummy {
+    fn new(tag: &str, addr: &str) -> Dummy {
+        let name = format!("hd{}{tag}", std::process::id() % 100000);
+        let peer = format!("{name}p");
+        assert_ok(&host(
+            "ip",
+            &["link", "add", &name, "type", "veth", "peer", "name", &peer],
+        ));
+        let d = Dummy(name);
+        assert_ok(&host("ip", &["addr", "add", addr, "dev", &d.0]));
+        assert_ok(&host("ip", &["link", "set", "dev", &d.0, "up"]));
+        d
+    }
+}
+
+impl Drop for Dummy {
+    fn drop(&mut self) {
+        let _ = run_cmd(
+            Command::new("ip").args(["link", "del", &self.0]),
+            CMD_TIMEOUT,
+        );
+    }
+}
+
+#[test]
+fn net_devices_move_in_renamed_and_back_on_delete() {
+    if !require_root() {
+        return;
+    }
+    let dummy = Dummy::new("a", "10.251.77.1/24");
+    let mut env = TestEnv::new("netdev");
+    env.config["linux"]["netDevices"] = json!({ dummy.0.clone(): {"name": "ctr7"} });
+    env.sh("cat /sys/class/net/ctr7/flags; grep -c 10.251.77.1 /proc/net/fib_trie; test -e /sys/class/net/$HOSTDEV || echo host-name-gone; sleep 1000");
+    env.config["process"]["env"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!(format!("HOSTDEV={}", dummy.0)));
+    assert_ok(&env.run_detached());
+    wait_for("container output", WAIT_TIMEOUT, || {
+        env.container_stdout().contains("host-name-gone")
+    });
+    let out = env.container_stdout();
+    let lines: Vec<&str> = out.lines().collect();
+    let flags = u32::from_str_radix(lines[0].trim_start_matches("0x"), 16).unwrap();
+    assert_eq!(flags & 1, 1, "renamed and up (IFF_UP): {out}");
+    assert_ne!(lines[1], "0", "the address came along: {out}");
+    assert!(
+        !Path::new("/sys/class/net").join(&dummy.0).exists(),
+        "still on the host"
+    );
+    // back on the host under its own name, with its address, after delete
+    assert_ok(&env.run(&["delete", "--force", &env.id]));
+    let o = host("ip", &["-j", "addr", "show", "dev", &dummy.0]);
+    assert_ok(&o);
+    assert!(s(&o.stdout).contains("10.251.77.1"), "{}", show(&o));
+    assert_no_leftovers(&env);
+}
+
+#[test]
+fn net_devices_need_a_network_namespace_and_an_existing_interface() {
+    if !require_root() {
+        return;
+    }
+    let mut env = TestEnv::new("netdev-missing");
+    env.config["linux"]["netDevices"] = json!({"hull-no-such0": {}});
+    env.args(&["true"]);
+    assert_fails_mentioning(&env.create(), &["linux.netDevices.hull-no-such0"]);
+    assert_no_leftovers(&env);
+    let dummy = Dummy::new("b", "10.251.78.1/24");
+    let mut env = TestEnv::new("netdev-hostns");
+    env.drop_namespace("network");
+    env.config["linux"]["netDevices"] = json!({ dummy.0.clone(): {} });
+    env.args(&["true"]);
+    assert_fails_mentioning(&env.create(), &["linux.netDevices"]);
+    assert_no_leftovers(&env);
+    assert!(Path::new("/sys/class/net").join(&dummy.0).exists());
+}
+
+#[test]
+fn net_devices_go_back_when_create_fails_later() {
+    if !require_root() {
+        return;
+    }
+    let dummy = Dummy::new("c", "10.251.79.1/24");
+    let mut env = TestEnv::new("netdev-rollback");
+    env.config["linux"]["netDevices"] = json!({ dummy.0.clone(): {"name": "ctr8"} });
+    env.config["hooks"] = json!({"createRuntime": [{"path": "/bin/false"}]});
+    env.args(&["true"]);
+    assert_fails_mentioning(&env.create(), &["createRuntime"]);
+    let o = host("ip", &["-j", "addr", "show", "dev", &dummy.0]);
+    assert_ok(&o);
+    assert!(s(&o.stdout).contains("10.251.79.1"), "{}", show(&o));
+    assert_no_leftovers(&env);
+}

@@ -6,6 +6,7 @@ pub mod init;
 pub mod lsm;
 pub mod mount_options;
 pub mod namespaces;
+pub mod netdev;
 pub mod process;
 pub mod rootfs;
 pub mod safe_path;

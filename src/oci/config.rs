@@ -324,9 +324,7 @@ fn validate_linux(spec: &Spec, linux: &oci_spec::runtime::Linux) -> Result<()> {
         };
         return Err(Error::unsupported("linux.intelRdt", why));
     }
-    if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
-        return Err(Error::unsupported("linux.netDevices", "moving host interfaces into the container is not implemented"));
-    }
+    crate::linux::netdev::check(spec)?;
     if linux.time_offsets().is_some() && !new_namespace(spec, LinuxNamespaceType::Time) {
         return Err(Error::Config("linux.timeOffsets: needs a new time namespace (linux.namespaces type \"time\" without a path)".into()));
     }

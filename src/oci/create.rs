@@ -36,6 +36,8 @@ struct Rollback {
     dir: PathBuf,
     cgroup: Option<Cgroup>,
     pids: Vec<Pid>,
+    /// Interfaces moved in: back to the host before the namespace goes.
+    net_devices: Vec<crate::linux::netdev::Moved>,
     armed: bool,
 }
 
@@ -44,6 +46,7 @@ impl Drop for Rollback {
         if !self.armed {
             return;
         }
+        crate::linux::netdev::move_out(&self.net_devices, &self.dir);
         for pid in &self.pids {
             let _ = nix::sys::signal::kill(*pid, nix::sys::signal::Signal::SIGKILL);
         }
@@ -83,7 +86,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
         (None, None) => None,
     };
     let dir = root.claim(&opts.id)?;
-    let mut rollback = Rollback { dir: dir.clone(), cgroup: None, pids: Vec::new(), armed: true };
+    let mut rollback = Rollback { dir: dir.clone(), cgroup: None, pids: Vec::new(), net_devices: Vec::new(), armed: true };
 
     let linux = spec.linux().as_ref();
     let cgroups_path = cgroups_path(linux.and_then(|l| l.cgroups_path().as_deref()), &opts.id, opts.systemd_cgroup)?;
@@ -163,6 +166,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
         cgroup: Some(cgroup.clone()),
         config: spec.clone(),
         oom_killed: None,
+        net_devices: Vec::new(),
     };
     loop {
         let msg = ours.recv::<ChildMessage>()?.ok_or_else(|| {
@@ -179,6 +183,11 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
                 record.pid = pid;
                 record.pid_start_time = process_start_time(pid)
                     .ok_or_else(|| Error::Init("container init died at birth".into()))?;
+                // The init is in the container's network namespace already
+                // (the bootstrap unshared it): move the interfaces in before
+                // it sets up, so hooks and the program see them.
+                record.net_devices = crate::linux::netdev::move_in(spec, pid, &dir)?;
+                rollback.net_devices = record.net_devices.clone();
                 ours.send(&ParentMessage::Start { host_pid: pid })?;
             }
             ChildMessage::RunCreateRuntimeHooks => {

@@ -169,6 +169,7 @@ fn destroy(root: &StateRoot, rec: &ContainerRecord) -> Result<()> {
         }
         cg.remove()?;
     }
+    crate::linux::netdev::move_out(&rec.net_devices, &root.container_dir(&rec.id));
     std::fs::remove_dir_all(root.container_dir(&rec.id))
         .sys_context(|| format!("remove state of {}", rec.id))?;
     // runtime-spec: poststop failures are logged, and delete still succeeds.
