@@ -668,7 +668,8 @@ fn a_capability_the_runtime_lacks_is_an_error_naming_it() {
             .push(json!(missing));
     }
     env.args(&["true"]);
-    let o = env.run_fg();
+    // refused by create, before anything runs
+    let o = env.create();
     assert_fails_mentioning(&o, &[missing]);
     assert_no_leftovers(&env);
 }

@@ -143,6 +143,7 @@ fn prepare(ctx: &InitContext) -> Result<Prepared> {
         process::set_oom_score_adj(adj)?;
     }
     process::apply_rlimits(process)?;
+    process::check_grantable(process)?;
     // Set while still root (a real-time policy needs CAP_SYS_NICE) and
     // before InitReady, so that a value the kernel refuses fails create.
     attrs::apply(process, ctx.spec.linux().as_ref())?;

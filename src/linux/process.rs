@@ -104,6 +104,32 @@ fn to_caps(set: Option<&oci_spec::runtime::Capabilities>) -> Result<CapsHashSet>
     Ok(out)
 }
 
+/// Refuse, before `create` returns, capability sets the runtime cannot
+/// grant: effective and permitted beyond what it holds, inheritable beyond
+/// its permitted and bounding sets. The error names the capabilities.
+pub fn check_grantable(process: &Process) -> Result<()> {
+    let Some(c) = process.capabilities().as_ref() else { return Ok(()) };
+    let held = caps::read(None, CapSet::Permitted).unwrap_or_default();
+    let bounding = caps::read(None, CapSet::Bounding).unwrap_or_default();
+    let inheritable_ok: CapsHashSet = held.union(&bounding).copied().collect();
+    let sets = [
+        ("effective", c.effective().as_ref(), &held),
+        ("permitted", c.permitted().as_ref(), &held),
+        ("inheritable", c.inheritable().as_ref(), &inheritable_ok),
+    ];
+    for (name, wanted, allowed) in sets {
+        let mut missing: Vec<String> = to_caps(wanted)?.difference(allowed).map(|c| c.to_string()).collect();
+        if !missing.is_empty() {
+            missing.sort();
+            return Err(Error::Config(format!(
+                "process.capabilities.{name}: cannot grant {}: the runtime does not hold it",
+                missing.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Switch to the configured user and capability sets, in the order the
 /// kernel needs: bounding set while still privileged, keep permitted caps
 /// across setuid, then set effective/permitted/inheritable and ambient.

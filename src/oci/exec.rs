@@ -189,6 +189,7 @@ fn exec_child(ch: &Channel, child: &ExecChild) -> ! {
             crate::linux::rootfs::chroot_into(root)?;
         }
         process::apply_rlimits(process)?;
+        process::check_grantable(process)?;
         let env = process::environment(process);
         let args = process.args().as_ref().expect("checked");
         let program = process::find_executable(&args[0], &env)?;
