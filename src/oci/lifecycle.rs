@@ -88,6 +88,10 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
 pub fn kill(root: &StateRoot, id: &str, signal: Signal, all: bool) -> Result<()> {
     let rec = root.load(id)?;
     let status = rec.status(root);
+    // runtime-spec: signalling a container that is neither created nor
+    // running is an error. `--all` on a stopped one is runc's exception,
+    // kept: containerd uses it to kill what is left in the cgroup of a
+    // container whose init has exited (a shared pid namespace).
     if status == Status::Stopped && !all {
         return Err(Error::InvalidState("container not running".into()));
     }
