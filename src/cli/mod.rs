@@ -54,7 +54,7 @@ fn report(cli: &Cli, e: &Error) -> i32 {
         log::error!("{msg}");
         eprintln!("{msg}");
     } else {
-        let _ = std::io::stderr().write_all(logging::format_line(log_format(cli), log::Level::Error, &msg).as_bytes());
+        logging::eprint_line(log_format(cli), log::Level::Error, &msg);
     }
     1
 }

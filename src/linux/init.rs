@@ -62,7 +62,7 @@ pub fn run(ctx: &InitContext) -> ! {
     // From here on hull's create has returned: errors go to the container's
     // stderr, as runc's do.
     let err = start_program(ctx, prepared);
-    eprintln!("hull: container init: {err}");
+    crate::logging::eprint_line(crate::logging::LogFormat::Text, log::Level::Error, &format!("container init: {err}"));
     std::process::exit(127);
 }
 

@@ -207,7 +207,7 @@ fn exec_child(ch: &Channel, child: &ExecChild) -> ! {
             let _ = ch.send(&ChildMessage::ExecReady);
             let args = process.args().clone().unwrap_or_default();
             let err = process::exec(&program, &args, &env);
-            eprintln!("hull: exec: {err}");
+            crate::logging::eprint_line(crate::logging::LogFormat::Text, log::Level::Error, &format!("exec: {err}"));
             std::process::exit(127)
         }
         Err(e) => {
