@@ -273,7 +273,7 @@ fn delete_created_container_needs_force() {
     env.create_ok();
     let pid = env.pid();
     // runtime-spec: deleting a container that is not stopped MUST fail and
-    // have no effect (runc deletes it; crun and the spec do not).
+    // have no effect (runc 1.1 and crun 1.8 delete it anyway).
     if !is_runc() {
         let o = env.delete();
         assert_fails_mentioning(&o, &["not stopped"]);

@@ -106,10 +106,12 @@ pub fn kill(root: &StateRoot, id: &str, signal: Signal, all: bool) -> Result<()>
 /// Delete a container: stopped ones always; created, running or paused
 /// ones only with `force`.
 ///
-/// runc deletes a created container without `--force` (killing its init);
-/// the runtime-spec says deleting a container that is not stopped "MUST
-/// have no effect on the container and MUST generate an error", and crun
-/// and the runtime-tools validation suite read it so: hull follows the spec.
+/// runc (1.1) and crun (1.8) delete a created container without `--force`,
+/// killing its init; the runtime-spec says deleting a container that is
+/// not stopped "MUST have no effect on the container and MUST generate an
+/// error": hull follows the spec. (containerd kills a created task before
+/// deleting it, and force-deletes after a failed create, so it is not
+/// affected.)
 pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
     let mut rec = match root.load(id) {
         Ok(r) => r,
