@@ -110,8 +110,8 @@ fn all_hooks_run_in_order_with_state() {
         }
         eprintln!("{} state: {}", name, st);
         // The spec runs prestart, createRuntime and createContainer after
-        // lifecycle step 2, which it defines as "created" (runc and crun
-        // say so too).
+        // lifecycle step 2, which it defines as "created" (runc says so
+        // too).
         assert_eq!(st["status"], spec_status, "{}: {}", name, st);
     }
     assert_no_leftovers(&env);

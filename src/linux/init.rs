@@ -101,7 +101,7 @@ fn prepare(ctx: &InitContext) -> Result<Prepared> {
     // runtime-spec: createContainer hooks run in the container's namespaces,
     // before pivot_root. Their state says "created": the spec's lifecycle
     // has these hooks run after step 2, the point it calls created (runc
-    // and crun say "created" too).
+    // says "created" too).
     let hooks = ctx.spec.hooks().as_ref();
     hooks::run_all(
         HookKind::CreateContainer,

@@ -195,7 +195,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
                 // run in the runtime's namespaces after the environment is
                 // made and before pivot_root. The lifecycle places them after
                 // step 2, which the spec defines as "created", so their
-                // state says created (as runc's and crun's do).
+                // state says created (as runc's does).
                 let state = record.spec_state(Status::Created);
                 let h = spec.hooks().as_ref();
                 hooks::run_all(HookKind::Prestart, h.and_then(|h| h.prestart().as_ref()), &state)?;
