@@ -70,7 +70,6 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, SeccompError> {
         return Err(SeccompError::invalid(format!("{ROOT}.listenerPath"), format!("{} is not an absolute path", p.display())));
     }
     let default = action(
-        &format!("{ROOT}.defaultAction"),
         &format!("{ROOT}.defaultErrnoRet"),
         profile.default_action(),
         profile.default_errno_ret(),
@@ -122,7 +121,7 @@ fn add_rule(ctx: &mut ScmpFilterContext, field: &str, rule: &LinuxSyscall, defau
     if rule.names().is_empty() {
         return Err(SeccompError::invalid(format!("{field}.names"), "must name at least one syscall"));
     }
-    let act = action(&format!("{field}.action"), &format!("{field}.errnoRet"), rule.action(), rule.errno_ret())?;
+    let act = action(&format!("{field}.errnoRet"), rule.action(), rule.errno_ret())?;
     let args = rule.args().as_deref().unwrap_or(&[]);
     let mut per_index = [0usize; MAX_ARGS];
     let mut conditions = Vec::with_capacity(args.len());
@@ -159,7 +158,7 @@ fn add_rule(ctx: &mut ScmpFilterContext, field: &str, rule: &LinuxSyscall, defau
 
 /// The libseccomp action for a spec action; ERRNO and TRACE carry
 /// errnoRet, EPERM when it is absent (as runc).
-fn action(field: &str, errno_field: &str, a: LinuxSeccompAction, errno_ret: Option<u32>) -> Result<ScmpAction, SeccompError> {
+fn action(errno_field: &str, a: LinuxSeccompAction, errno_ret: Option<u32>) -> Result<ScmpAction, SeccompError> {
     let code = || -> Result<u16, SeccompError> {
         match errno_ret {
             None => Ok(libc::EPERM as u16),
@@ -175,10 +174,7 @@ fn action(field: &str, errno_field: &str, a: LinuxSeccompAction, errno_ret: Opti
         LinuxSeccompAction::ScmpActTrace => ScmpAction::Trace(code()?),
         LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
         LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
-        LinuxSeccompAction::ScmpActNotify => {
-            let _ = field;
-            ScmpAction::Notify
-        }
+        LinuxSeccompAction::ScmpActNotify => ScmpAction::Notify,
     })
 }
 
@@ -218,12 +214,12 @@ mod tests {
 
     #[test]
     fn errno_defaults_to_eperm_and_takes_errno_ret() {
-        let a = action("f", "e", LinuxSeccompAction::ScmpActErrno, None).unwrap();
+        let a = action("e", LinuxSeccompAction::ScmpActErrno, None).unwrap();
         assert_eq!(a, ScmpAction::Errno(libc::EPERM));
-        let a = action("f", "e", LinuxSeccompAction::ScmpActErrno, Some(38)).unwrap();
+        let a = action("e", LinuxSeccompAction::ScmpActErrno, Some(38)).unwrap();
         assert_eq!(a, ScmpAction::Errno(38));
-        assert_eq!(action("f", "e", LinuxSeccompAction::ScmpActKill, None).unwrap(), ScmpAction::KillThread);
-        let e = action("f", "x.errnoRet", LinuxSeccompAction::ScmpActErrno, Some(70000)).unwrap_err().to_string();
+        assert_eq!(action("e", LinuxSeccompAction::ScmpActKill, None).unwrap(), ScmpAction::KillThread);
+        let e = action("x.errnoRet", LinuxSeccompAction::ScmpActErrno, Some(70000)).unwrap_err().to_string();
         assert!(e.contains("x.errnoRet"), "{e}");
     }
 
