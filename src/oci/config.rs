@@ -239,6 +239,8 @@ pub fn private_namespace(spec: &Spec, typ: LinuxNamespaceType) -> bool {
     let ours = format!("/proc/self/ns/{}", crate::linux::namespaces::proc_name(typ));
     match (std::fs::metadata(path), std::fs::metadata(ours)) {
         (Ok(a), Ok(b)) => (a.dev(), a.ino()) != (b.dev(), b.ino()),
+        // A path that does not exist fails validation by itself, saying so.
+        (Err(_), Ok(_)) => true,
         _ => false,
     }
 }
@@ -389,6 +391,24 @@ mod tests {
         let mut v = minimal();
         v["hostname"] = "x".into();
         assert!(check(v).unwrap_err().to_string().contains("hostname"));
+    }
+
+    #[test]
+    fn hostname_with_a_missing_uts_path_names_the_path() {
+        let mut v = minimal();
+        v["hostname"] = "x".into();
+        v["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}, {"type": "uts", "path": "/nonexistent/uts"}]);
+        let err = check(v).unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/uts") && err.contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn oci_version_of_another_major_is_refused() {
+        for (version, ok) in [("1.0.0", true), ("1.3.0-rc.1", true), ("2.0.0", false), ("0.5", false), ("x", false)] {
+            let mut v = minimal();
+            v["ociVersion"] = version.into();
+            assert_eq!(check(v).is_ok(), ok, "{version}");
+        }
     }
 
     #[test]
