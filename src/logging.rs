@@ -72,6 +72,12 @@ pub fn format_line(format: LogFormat, level: log::Level, msg: &str) -> String {
     }
 }
 
+/// Print one log line on stderr, whatever the logger's sink (for a fatal
+/// error, printed the way runc prints one).
+pub fn eprint_line(format: LogFormat, level: log::Level, msg: &str) {
+    let _ = std::io::stderr().write_all(format_line(format, level, msg).as_bytes());
+}
+
 /// Install the process-wide logger. Without a log file, warnings and errors
 /// go to stderr (errors are printed by the CLI itself, so only warnings).
 pub fn init(path: Option<&Path>, format: LogFormat, debug: bool) -> std::io::Result<()> {

@@ -90,9 +90,9 @@ fn all_hooks_run_in_order_with_state() {
 
     let bundle = env.bundle_path().to_str().unwrap().to_string();
     for (name, spec_status) in [
-        ("prestart", "creating"),
-        ("createRuntime", "creating"),
-        ("createContainer", "creating"),
+        ("prestart", "created"),
+        ("createRuntime", "created"),
+        ("createContainer", "created"),
         ("startContainer", "created"),
         ("poststart", "running"),
         ("poststop", "stopped"),
@@ -109,12 +109,10 @@ fn all_hooks_run_in_order_with_state() {
             assert_eq!(st["pid"], json!(pid), "{}: {}", name, st);
         }
         eprintln!("{} state: {}", name, st);
-        // runc reports "created" for prestart/createRuntime/createContainer/
-        // startContainer and "running" for poststart, "stopped" for
-        // poststop; hull follows the runtime-spec's lifecycle instead.
-        if !is_runc() {
-            assert_eq!(st["status"], spec_status, "{}: {}", name, st);
-        }
+        // The spec runs prestart, createRuntime and createContainer after
+        // lifecycle step 2, which it defines as "created" (runc says so
+        // too).
+        assert_eq!(st["status"], spec_status, "{}: {}", name, st);
     }
     assert_no_leftovers(&env);
 }

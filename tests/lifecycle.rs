@@ -264,16 +264,26 @@ fn delete_stopped_container_removes_everything() {
 }
 
 #[test]
-fn delete_created_container_works() {
+fn delete_created_container_needs_force() {
     if !require_root() {
         return;
     }
     let mut env = TestEnv::new("delete-created");
     env.args(&["sleep", "1000"]);
     env.create_ok();
-    // runc allows deleting a container that was created but never started
-    let o = env.delete();
-    assert_ok(&o);
+    let pid = env.pid();
+    // runtime-spec: deleting a container that is not stopped MUST fail and
+    // have no effect (runc 1.1 and crun 1.8 delete it anyway).
+    if !is_runc() {
+        let o = env.delete();
+        assert_fails_mentioning(&o, &["not stopped"]);
+        assert_eq!(env.status().as_deref(), Some("created"));
+        assert_eq!(env.pid(), pid);
+        // still startable: untouched
+        env.start_ok();
+        assert_eq!(env.status().as_deref(), Some("running"));
+    }
+    assert_ok(&env.run(&["delete", "--force", &env.id]));
     assert_no_leftovers(&env);
 }
 

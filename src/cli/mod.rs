@@ -26,8 +26,7 @@ pub fn main() -> i32 {
         // The daemon logs with tracing (it takes over the `log` records too).
         return daemon::run(&cli, d, &matches);
     }
-    let format = if cli.log_format == "json" { LogFormat::Json } else { LogFormat::Text };
-    if let Err(e) = logging::init(cli.log.as_deref(), format, cli.debug) {
+    if let Err(e) = logging::init(cli.log.as_deref(), log_format(&cli), cli.debug) {
         eprintln!("hull: cannot open log file: {e}");
         return 1;
     }
@@ -44,11 +43,25 @@ pub fn main() -> i32 {
 
 fn report(cli: &Cli, e: &Error) -> i32 {
     let msg = crate::error::chain(e);
+    // As runc prints a fatal error: through the logger, so on stderr it is
+    // a `time=... level=error msg=...` line (or a JSON object with
+    // --log-format json); with --log the log file gets that entry (which
+    // containerd reads) and stderr the bare message.
     if cli.log.is_some() {
         log::error!("{msg}");
+        eprintln!("{msg}");
+    } else {
+        logging::eprint_line(log_format(cli), log::Level::Error, &msg);
     }
-    eprintln!("hull: {msg}");
     1
+}
+
+fn log_format(cli: &Cli) -> LogFormat {
+    if cli.log_format == "json" {
+        LogFormat::Json
+    } else {
+        LogFormat::Text
+    }
 }
 
 fn dispatch(cli: &Cli) -> Result<i32> {

@@ -24,8 +24,9 @@ pub enum ChildMessage {
     InitReady,
     /// An exec'd process is about to run the user program.
     ExecReady,
-    /// Setup failed; the message says what and why.
-    Failed { message: String },
+    /// Setup failed: the error's kind, errno and message, so that hull's
+    /// side rebuilds an error of the same kind.
+    Failed(crate::error::RemoteError),
 }
 
 /// Messages from hull to the forked side.
@@ -111,5 +112,17 @@ mod tests {
         }
         drop(b);
         assert!(a.recv::<ChildMessage>().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_failure_keeps_its_kind_and_errno_across_the_socket() {
+        let (a, b) = Channel::pair().unwrap();
+        let e = Error::sys("mount proc", std::io::Error::from_raw_os_error(libc::EPERM)).with_context("mounts[1] (/proc)");
+        b.send(&ChildMessage::Failed(e.to_remote())).unwrap();
+        let Some(ChildMessage::Failed(r)) = a.recv::<ChildMessage>().unwrap() else { panic!("no Failed message") };
+        let back = Error::from_remote(r).with_context("container init failed");
+        assert_eq!(back.kind(), crate::error::ErrorKind::Sys);
+        assert_eq!(back.errno(), Some(libc::EPERM));
+        assert!(back.to_string().starts_with("container init failed: mounts[1] (/proc): mount proc: "), "{back}");
     }
 }

@@ -9,7 +9,7 @@ use nix::sys::stat::Mode;
 use oci_spec::runtime::Spec;
 
 use super::channel::{Channel, ChildMessage, ParentMessage};
-use super::{console, lsm, process, rootfs, syscall, sysctl};
+use super::{attrs, console, lsm, process, rootfs, syscall, sysctl};
 use crate::cgroups::Cgroup;
 use crate::seccomp::{self, Filter};
 use crate::error::{Error, Result, SysContext};
@@ -31,6 +31,12 @@ pub struct InitContext<'a> {
     pub new_session_keyring: bool,
     pub new_user_ns: bool,
     pub new_cgroup_ns: bool,
+    /// The container has a mount namespace (new or joined). Without one it
+    /// shares the host's mount table: nothing is mounted, the init only
+    /// chroots into the rootfs.
+    pub mount_ns: bool,
+    /// The connection to linux.seccomp.listenerPath, made by hull.
+    pub seccomp_listener: Option<&'a OwnedFd>,
 }
 
 /// What is left to do once `start` releases the init.
@@ -41,6 +47,7 @@ struct Prepared {
     proc_fd_dir: OwnedFd,
     host_pid: i32,
     seccomp: Option<Filter>,
+    listener: Option<seccomp::Listener>,
 }
 
 /// Run the init. Never returns: it execs the program or exits non-zero.
@@ -48,14 +55,14 @@ pub fn run(ctx: &InitContext) -> ! {
     let prepared = match prepare(ctx) {
         Ok(p) => p,
         Err(e) => {
-            let _ = ctx.channel.send(&ChildMessage::Failed { message: e.to_string() });
+            let _ = ctx.channel.send(&ChildMessage::Failed(e.to_remote()));
             std::process::exit(1);
         }
     };
     // From here on hull's create has returned: errors go to the container's
     // stderr, as runc's do.
     let err = start_program(ctx, prepared);
-    eprintln!("hull: container init: {err}");
+    crate::logging::eprint_line(crate::logging::LogFormat::Text, log::Level::Error, &format!("container init: {err}"));
     std::process::exit(127);
 }
 
@@ -76,26 +83,30 @@ fn prepare(ctx: &InitContext) -> Result<Prepared> {
         syscall::join_session_keyring(&format!("_ses.{}", ctx.id))?;
     }
 
-    rootfs::prepare(&rootfs::RootfsContext {
-        spec: ctx.spec,
-        rootfs: ctx.rootfs,
-        bundle: ctx.bundle,
-        cgroup: ctx.cgroup,
-        in_user_ns: ctx.new_user_ns,
-        new_cgroup_ns: ctx.new_cgroup_ns,
-    })?;
+    if ctx.mount_ns {
+        rootfs::prepare(&rootfs::RootfsContext {
+            spec: ctx.spec,
+            rootfs: ctx.rootfs,
+            bundle: ctx.bundle,
+            cgroup: ctx.cgroup,
+            in_user_ns: ctx.new_user_ns,
+            new_cgroup_ns: ctx.new_cgroup_ns,
+        })?;
+    }
     ctx.channel.send(&ChildMessage::RunCreateRuntimeHooks)?;
     match ctx.channel.expect::<ParentMessage>("createRuntime hooks")? {
         ParentMessage::CreateRuntimeHooksDone => {}
         other => return Err(Error::Init(format!("unexpected message {other:?}"))),
     }
     // runtime-spec: createContainer hooks run in the container's namespaces,
-    // before pivot_root, with the state "creating".
+    // before pivot_root. Their state says "created": the spec's lifecycle
+    // has these hooks run after step 2, the point it calls created (runc
+    // says "created" too).
     let hooks = ctx.spec.hooks().as_ref();
     hooks::run_all(
         HookKind::CreateContainer,
         hooks.and_then(|h| h.create_container().as_ref()),
-        &hook_state(ctx, Status::Creating, host_pid),
+        &hook_state(ctx, Status::Created, host_pid),
     )?;
 
     // The fifo lives in hull's state dir, outside the rootfs: hold it (and
@@ -105,9 +116,17 @@ fn prepare(ctx: &InitContext) -> Result<Prepared> {
     let proc_fd_dir = nix::fcntl::open("/proc/self/fd", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .sys_context(|| "open /proc/self/fd".into())?;
 
-    rootfs::enter_root(ctx.rootfs, ctx.no_pivot)?;
-    // Before readonlyPaths make /proc/sys read-only.
-    sysctl::apply(ctx.spec)?;
+    if ctx.mount_ns {
+        rootfs::enter_root(ctx.rootfs, ctx.no_pivot)?;
+        rootfs::root_propagation(ctx.spec)?;
+        // Before readonlyPaths make /proc/sys read-only.
+        sysctl::apply(ctx.spec)?;
+    } else {
+        // The host's /proc/sys shows the sysctls of our own namespaces; the
+        // rootfs may have no /proc at all.
+        sysctl::apply(ctx.spec)?;
+        rootfs::chroot_into(ctx.rootfs)?;
+    }
     if let Some(h) = ctx.spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         nix::unistd::sethostname(h).sys_context(|| format!("sethostname {h:?}"))?;
     }
@@ -124,6 +143,10 @@ fn prepare(ctx: &InitContext) -> Result<Prepared> {
         process::set_oom_score_adj(adj)?;
     }
     process::apply_rlimits(process)?;
+    process::check_grantable(process)?;
+    // Set while still root (a real-time policy needs CAP_SYS_NICE) and
+    // before InitReady, so that a value the kernel refuses fails create.
+    attrs::apply(process, ctx.spec.linux().as_ref())?;
     let cwd = process.cwd();
     if !cwd.exists() {
         std::fs::create_dir_all(cwd).sys_context(|| format!("create cwd {}", cwd.display()))?;
@@ -131,8 +154,16 @@ fn prepare(ctx: &InitContext) -> Result<Prepared> {
     let env = process::environment(process);
     let args = process.args().as_ref().expect("validated");
     let program = process::find_executable(&args[0], &env)?;
+    let listener = match ctx.seccomp_listener {
+        Some(socket) => Some(seccomp::Listener {
+            socket: socket.try_clone().sys_context(|| "dup seccomp listener socket".into())?,
+            metadata: ctx.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()).and_then(|s| s.listener_metadata().clone()),
+            state: serde_json::to_value(hook_state(ctx, Status::Created, host_pid)).map_err(|e| Error::Init(e.to_string()))?,
+        }),
+        None => None,
+    };
     ctx.channel.send(&ChildMessage::InitReady)?;
-    Ok(Prepared { program, env, fifo, proc_fd_dir, host_pid, seccomp })
+    Ok(Prepared { program, env, fifo, proc_fd_dir, host_pid, seccomp, listener })
 }
 
 fn hook_state<'a>(ctx: &'a InitContext, status: Status, pid: i32) -> SpecState<'a> {
@@ -175,7 +206,7 @@ fn release_and_finalize(ctx: &InitContext, p: &Prepared) -> Result<OwnedFd> {
     // tells it the program runs, so poststart hooks come after it (spec).
     // Written before the seccomp filter, which might not allow write(2).
     nix::unistd::write(&fifo, b"0").sys_context(|| "write exec fifo".into())?;
-    finalize_process(process, ctx.preserve_fds, p.seccomp.as_ref())?;
+    finalize_process(process, ctx.preserve_fds, p.seccomp.as_ref(), p.listener.as_ref().map(|l| (l, p.host_pid)))?;
     Ok(fifo)
 }
 
@@ -189,14 +220,29 @@ fn release_and_finalize(ctx: &InitContext, p: &Prepared) -> Result<OwnedFd> {
 /// - with no_new_privs, the filter goes in last, so that as few syscalls as
 ///   possible run under it: after it only the handshake message of `exec`
 ///   and execve itself. Nothing forks after the filter is loaded.
-pub fn finalize_process(process: &oci_spec::runtime::Process, preserve_fds: i32, seccomp: Option<&Filter>) -> Result<()> {
+///
+/// With SCMP_ACT_NOTIFY rules the filter's notification fd goes to the
+/// seccomp agent (`listener`, with the pid to report) right after loading.
+pub fn finalize_process(
+    process: &oci_spec::runtime::Process,
+    preserve_fds: i32,
+    seccomp: Option<&Filter>,
+    listener: Option<(&seccomp::Listener, i32)>,
+) -> Result<()> {
+    let load = |filter: &Filter| -> Result<()> {
+        match (filter.load()?, listener) {
+            (None, _) => Ok(()),
+            (Some(fd), Some((l, pid))) => l.send(fd, pid),
+            (Some(_), None) => Err(Error::Init("seccomp notification fd but no listenerPath connection".into())),
+        }
+    };
     // The program starts with default signal handling and nothing blocked,
     // whatever hull's runtime (which ignores SIGPIPE) or caller had.
     syscall::all_signals_default()?;
     lsm::apply_exec_labels(process)?;
     let no_new_privs = process.no_new_privileges().unwrap_or(false);
     if let (Some(filter), false) = (seccomp, no_new_privs) {
-        filter.load()?;
+        load(filter)?;
     }
     process::switch_user(process, false)?;
     let umask = process.user().umask().unwrap_or(0o022);
@@ -213,7 +259,7 @@ pub fn finalize_process(process: &oci_spec::runtime::Process, preserve_fds: i32,
     }
     syscall::cloexec_from(3 + preserve_fds)?;
     if let (Some(filter), true) = (seccomp, no_new_privs) {
-        filter.load()?;
+        load(filter)?;
     }
     Ok(())
 }

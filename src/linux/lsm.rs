@@ -50,15 +50,14 @@ pub fn check(process: &Process, mount_label: Option<&String>, host: Host) -> Res
             "process.apparmorProfile: apparmor profile specified but AppArmor is not enabled on the host".into(),
         ));
     }
-    if set(process.selinux_label()).is_some() && !host.selinux {
-        return Err(Error::Config(
-            "process.selinuxLabel: selinux label is specified in config, but selinux is disabled or not supported".into(),
-        ));
+    // Without SELinux a label has no effect at all: crun and youki run the
+    // container without it and say so (runc refuses); hull follows them.
+    // AppArmor keeps runc's refusal above.
+    if let Some(label) = set(process.selinux_label()).filter(|_| !host.selinux) {
+        log::warn!("process.selinuxLabel {label:?} ignored: SELinux is not enabled on this host");
     }
-    if mount_label.is_some_and(|l| !l.is_empty()) && !host.selinux {
-        return Err(Error::Config(
-            "linux.mountLabel: selinux mount label is specified in config, but selinux is disabled or not supported".into(),
-        ));
+    if let Some(label) = mount_label.filter(|l| !l.is_empty() && !host.selinux) {
+        log::warn!("linux.mountLabel {label:?} ignored: SELinux is not enabled on this host");
     }
     Ok(())
 }
@@ -80,7 +79,7 @@ pub fn apply_exec_labels(process: &Process) -> Result<()> {
         write_attr(&["/proc/thread-self/attr/apparmor/exec", "/proc/thread-self/attr/exec"], &value)
             .map_err(|e| Error::Init(format!("process.apparmorProfile {profile:?}: {e}")))?;
     }
-    if let Some(label) = set(process.selinux_label()) {
+    if let Some(label) = set(process.selinux_label()).filter(|_| selinux_enabled()) {
         write_attr(&["/proc/thread-self/attr/exec"], label)
             .map_err(|e| Error::Init(format!("process.selinuxLabel {label:?}: {e}")))?;
     }
@@ -134,13 +133,12 @@ mod tests {
         let e = check(&p, None, NONE).unwrap_err().to_string();
         assert!(e.contains("process.apparmorProfile") && e.contains("AppArmor is not enabled"), "{e}");
         check(&p, None, BOTH).unwrap();
+        // SELinux labels without SELinux: accepted (a warning), as crun does.
         let p = process(serde_json::json!({"selinuxLabel": "system_u:system_r:container_t:s0"}));
-        let e = check(&p, None, NONE).unwrap_err().to_string();
-        assert!(e.contains("process.selinuxLabel"), "{e}");
+        check(&p, None, NONE).unwrap();
         check(&p, None, BOTH).unwrap();
         let label = "system_u:object_r:container_file_t:s0".to_string();
-        let e = check(&process(serde_json::json!({})), Some(&label), NONE).unwrap_err().to_string();
-        assert!(e.contains("linux.mountLabel"), "{e}");
+        check(&process(serde_json::json!({})), Some(&label), NONE).unwrap();
         // Empty strings mean "no label".
         let p = process(serde_json::json!({"apparmorProfile": "", "selinuxLabel": ""}));
         check(&p, Some(&String::new()), NONE).unwrap();

@@ -1,10 +1,12 @@
 //! What happens inside and around the new container process.
+pub mod attrs;
 pub mod channel;
 pub mod console;
 pub mod init;
 pub mod lsm;
 pub mod mount_options;
 pub mod namespaces;
+pub mod netdev;
 pub mod process;
 pub mod rootfs;
 pub mod safe_path;

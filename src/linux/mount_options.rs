@@ -13,6 +13,8 @@ pub struct MountOptions {
     pub propagation: Vec<MsFlags>,
     /// Everything else, passed as the filesystem's data string.
     pub data: Vec<String>,
+    /// The recursive options (rro, rnoatime...), for mount_setattr(2).
+    pub recursive: RecursiveAttrs,
 }
 
 impl Default for MountOptions {
@@ -22,8 +24,67 @@ impl Default for MountOptions {
             clear: MsFlags::empty(),
             propagation: Vec::new(),
             data: Vec::new(),
+            recursive: RecursiveAttrs::default(),
         }
     }
+}
+
+/// `MOUNT_ATTR_*` bits to set and clear on a mount and all its submounts
+/// (runtime-spec 1.1's recursive mount options).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecursiveAttrs {
+    pub set: u64,
+    pub clear: u64,
+    /// The options as written, for messages.
+    pub names: Vec<String>,
+}
+
+impl RecursiveAttrs {
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub const MOUNT_ATTR_NODEV: u64 = 0x4;
+pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+/// The atime mode is a 3-bit field: relatime (0), noatime, strictatime.
+pub const MOUNT_ATTR_ATIME_MASK: u64 = 0x70;
+pub const MOUNT_ATTR_NOATIME: u64 = 0x10;
+pub const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+pub const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
+pub const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
+
+/// Every recursive option hull implements (for `hull features`).
+pub const RECURSIVE_OPTIONS: [&str; 18] = [
+    "rro", "rrw", "rnosuid", "rsuid", "rnodev", "rdev", "rnoexec", "rexec", "rnoatime", "ratime", "rnodiratime",
+    "rdiratime", "rrelatime", "rnorelatime", "rstrictatime", "rnostrictatime", "rnosymfollow", "rsymfollow",
+];
+
+/// (set, clear) for a recursive option. An atime mode is changed by
+/// clearing the whole field and setting the new mode; "ratime",
+/// "rnostrictatime" and "rnorelatime" leave the kernel's default mode,
+/// relatime (as mount(2) does for atime, nostrictatime and norelatime).
+fn recursive_attr(opt: &str) -> Option<(u64, u64)> {
+    Some(match opt {
+        "rro" => (MOUNT_ATTR_RDONLY, 0),
+        "rrw" => (0, MOUNT_ATTR_RDONLY),
+        "rnosuid" => (MOUNT_ATTR_NOSUID, 0),
+        "rsuid" => (0, MOUNT_ATTR_NOSUID),
+        "rnodev" => (MOUNT_ATTR_NODEV, 0),
+        "rdev" => (0, MOUNT_ATTR_NODEV),
+        "rnoexec" => (MOUNT_ATTR_NOEXEC, 0),
+        "rexec" => (0, MOUNT_ATTR_NOEXEC),
+        "rnodiratime" => (MOUNT_ATTR_NODIRATIME, 0),
+        "rdiratime" => (0, MOUNT_ATTR_NODIRATIME),
+        "rnosymfollow" => (MOUNT_ATTR_NOSYMFOLLOW, 0),
+        "rsymfollow" => (0, MOUNT_ATTR_NOSYMFOLLOW),
+        "rnoatime" => (MOUNT_ATTR_NOATIME, MOUNT_ATTR_ATIME_MASK),
+        "rstrictatime" => (MOUNT_ATTR_STRICTATIME, MOUNT_ATTR_ATIME_MASK),
+        "ratime" | "rrelatime" | "rnorelatime" | "rnostrictatime" => (0, MOUNT_ATTR_ATIME_MASK),
+        _ => return None,
+    })
 }
 
 impl MountOptions {
@@ -90,8 +151,14 @@ pub fn parse(options: &[String]) -> Result<MountOptions, String> {
             "tmpcopyup" | "idmap" | "ridmap" => {
                 return Err(format!("option {opt:?} is not supported"));
             }
-            other if other.starts_with("rro") || other.starts_with("rrw") || other == "rnosuid" || other == "rnodev" || other == "rnoexec" => {
-                return Err(format!("recursive option {opt:?} is not supported"));
+            other if recursive_attr(other).is_some() => {
+                let (set, clear) = recursive_attr(other).expect("checked");
+                let r = &mut out.recursive;
+                // A later option wins over an earlier one.
+                r.set = (r.set & !clear & !set) | set;
+                r.clear = (r.clear & !set) | clear;
+                r.names.push(other.to_string());
+                continue;
             }
             other => {
                 if let Some(p) = propagation_flag(other) {
@@ -132,6 +199,20 @@ mod tests {
         assert!(!o.flags.contains(MsFlags::MS_RDONLY));
         let o = opts(&["rbind"]);
         assert!(o.is_bind() && o.flags.contains(MsFlags::MS_REC));
+    }
+
+    #[test]
+    fn recursive_options_become_mount_attrs() {
+        let o = opts(&["rbind", "rro", "rnoatime", "rnosuid"]);
+        assert_eq!(o.recursive.set, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOATIME | MOUNT_ATTR_NOSUID);
+        assert_eq!(o.recursive.clear, MOUNT_ATTR_ATIME_MASK);
+        assert!(o.data.is_empty() && o.flags.contains(MsFlags::MS_BIND | MsFlags::MS_REC));
+        let o = opts(&["rro", "rrw", "rstrictatime"]);
+        assert_eq!(o.recursive.set, MOUNT_ATTR_STRICTATIME);
+        assert_eq!(o.recursive.clear, MOUNT_ATTR_RDONLY | MOUNT_ATTR_ATIME_MASK);
+        for name in RECURSIVE_OPTIONS {
+            assert!(recursive_attr(name).is_some(), "{name}");
+        }
     }
 
     #[test]

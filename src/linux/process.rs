@@ -104,6 +104,32 @@ fn to_caps(set: Option<&oci_spec::runtime::Capabilities>) -> Result<CapsHashSet>
     Ok(out)
 }
 
+/// Refuse, before `create` returns, capability sets the runtime cannot
+/// grant: effective and permitted beyond what it holds, inheritable beyond
+/// its permitted and bounding sets. The error names the capabilities.
+pub fn check_grantable(process: &Process) -> Result<()> {
+    let Some(c) = process.capabilities().as_ref() else { return Ok(()) };
+    let held = caps::read(None, CapSet::Permitted).unwrap_or_default();
+    let bounding = caps::read(None, CapSet::Bounding).unwrap_or_default();
+    let inheritable_ok: CapsHashSet = held.union(&bounding).copied().collect();
+    let sets = [
+        ("effective", c.effective().as_ref(), &held),
+        ("permitted", c.permitted().as_ref(), &held),
+        ("inheritable", c.inheritable().as_ref(), &inheritable_ok),
+    ];
+    for (name, wanted, allowed) in sets {
+        let mut missing: Vec<String> = to_caps(wanted)?.difference(allowed).map(|c| c.to_string()).collect();
+        if !missing.is_empty() {
+            missing.sort();
+            return Err(Error::Config(format!(
+                "process.capabilities.{name}: cannot grant {}: the runtime does not hold it",
+                missing.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Switch to the configured user and capability sets, in the order the
 /// kernel needs: bounding set while still privileged, keep permitted caps
 /// across setuid, then set effective/permitted/inheritable and ambient.
@@ -152,13 +178,26 @@ fn apply_caps(caps: Option<&LinuxCapabilities>) -> Result<()> {
     let inheritable = to_caps(c.inheritable().as_ref())?;
     let ambient = to_caps(c.ambient().as_ref())?;
     caps::clear(None, CapSet::Ambient).map_err(|e| Error::Init(format!("clear ambient: {e}")))?;
+    // What the runtime itself holds: a set asking for more cannot be granted.
+    let held = caps::read(None, CapSet::Permitted).unwrap_or_default();
+    let cannot = |set: &str, wanted: &CapsHashSet, e: caps::errors::CapsError| {
+        let mut missing: Vec<String> = wanted.difference(&held).map(|c| c.to_string()).collect();
+        missing.sort();
+        if missing.is_empty() {
+            Error::Init(format!("process.capabilities.{set}: {e}"))
+        } else {
+            Error::Init(format!(
+                "process.capabilities.{set}: cannot grant {}: the runtime does not hold it ({e})",
+                missing.join(", ")
+            ))
+        }
+    };
     // Each capset must leave effective within permitted, and raising
     // inheritable needs CAP_SETPCAP still effective: so inheritable first,
     // then effective, and permitted (the narrowing) last.
-    caps::set(None, CapSet::Inheritable, &inheritable)
-        .map_err(|e| Error::Init(format!("set inheritable caps: {e}")))?;
-    caps::set(None, CapSet::Effective, &effective).map_err(|e| Error::Init(format!("set effective caps: {e}")))?;
-    caps::set(None, CapSet::Permitted, &permitted).map_err(|e| Error::Init(format!("set permitted caps: {e}")))?;
+    caps::set(None, CapSet::Inheritable, &inheritable).map_err(|e| cannot("inheritable", &inheritable, e))?;
+    caps::set(None, CapSet::Effective, &effective).map_err(|e| cannot("effective", &effective, e))?;
+    caps::set(None, CapSet::Permitted, &permitted).map_err(|e| cannot("permitted", &permitted, e))?;
     for cap in ambient {
         // Raising an ambient cap needs it permitted and inheritable: runc
         // skips the ones that are not, with a warning.

@@ -31,12 +31,26 @@ const NONE: Option<&str> = None;
 pub fn prepare(ctx: &RootfsContext) -> Result<()> {
     let linux = ctx.spec.linux().as_ref();
     // Nothing we mount may propagate back to the host: make the whole tree
-    // a slave (or what rootfsPropagation asks) before touching anything.
-    let prop = linux
-        .and_then(|l| l.rootfs_propagation().as_deref())
-        .and_then(mount_options::propagation_flag)
-        .unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
-    mount(NONE, "/", NONE, prop | MsFlags::MS_REC, NONE).sys_context(|| "set / propagation".into())?;
+    // a slave before touching anything, or, for a shared rootfsPropagation,
+    // keep the copies of the host's mounts in their peer groups (a
+    // bidirectional bind must join the host's group), or make it private.
+    // The requested propagation itself is set on "/" after the pivot
+    // (root_propagation): pivot_root refuses a shared new root or parent,
+    // and binds of an unbindable tree fail.
+    let requested = linux.and_then(|l| l.rootfs_propagation().as_deref()).and_then(mount_options::propagation_flag);
+    let base = match requested {
+        Some(p) if p.contains(MsFlags::MS_SHARED) => MsFlags::MS_SHARED,
+        Some(p) if p.intersects(MsFlags::MS_PRIVATE | MsFlags::MS_UNBINDABLE) => MsFlags::MS_PRIVATE,
+        _ => MsFlags::MS_SLAVE,
+    };
+    mount(NONE, "/", NONE, base | MsFlags::MS_REC, NONE).sys_context(|| "set / propagation".into())?;
+    // The mount that holds the rootfs (the rootfs itself when it is a mount,
+    // as containerd's overlay is) becomes private: a bind of it is then
+    // private too, which pivot_root needs, and nothing mounted under the
+    // rootfs propagates to its peers.
+    let holder = mount_point_of(ctx.rootfs)?;
+    mount(NONE, &holder, NONE, MsFlags::MS_PRIVATE, NONE)
+        .sys_context(|| format!("make {} private", holder.display()))?;
     // pivot_root needs the new root to be a mount point.
     mount(Some(ctx.rootfs), ctx.rootfs, NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE)
         .sys_context(|| format!("bind rootfs {}", ctx.rootfs.display()))?;
@@ -45,9 +59,7 @@ pub fn prepare(ctx: &RootfsContext) -> Result<()> {
 
     let mounts = ctx.spec.mounts().as_deref().unwrap_or(&[]);
     for (i, m) in mounts.iter().enumerate() {
-        mount_entry(ctx, &root, m).map_err(|e| {
-            Error::Init(format!("mounts[{i}] ({}): {e}", m.destination().display()))
-        })?;
+        mount_entry(ctx, &root, m).map_err(|e| e.with_context(format!("mounts[{i}] ({})", m.destination().display())))?;
     }
     let dev_from_host = mounts.iter().any(|m| {
         m.destination() == Path::new("/dev") && mount_options::parse(m.options().as_deref().unwrap_or(&[])).is_ok_and(|o| o.is_bind())
@@ -68,9 +80,51 @@ pub fn prepare(ctx: &RootfsContext) -> Result<()> {
             uid: d.uid().unwrap_or(0),
             gid: d.gid().unwrap_or(0),
         };
-        create_device(ctx, &root, &dev).map_err(|e| Error::Init(format!("linux.devices[{i}]: {e}")))?;
+        create_device(ctx, &root, &dev).map_err(|e| e.with_context(format!("linux.devices[{i}]")))?;
     }
     Ok(())
+}
+
+/// The mount point of the mount that holds `path` (the last, topmost of
+/// the longest matching mount points in our mountinfo).
+fn mount_point_of(path: &Path) -> Result<PathBuf> {
+    let path = std::fs::canonicalize(path).sys_context(|| format!("resolve {}", path.display()))?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").sys_context(|| "read /proc/self/mountinfo".into())?;
+    let mut best = PathBuf::from("/");
+    for line in info.lines() {
+        let Some(point) = line.split(' ').nth(4).map(crate::cgroups::mountinfo::unescape) else { continue };
+        let point = PathBuf::from(point);
+        if path.starts_with(&point) && point.components().count() >= best.components().count() {
+            best = point;
+        }
+    }
+    Ok(best)
+}
+
+/// After the pivot: the propagation linux.rootfsPropagation asks for, on
+/// the container's "/" (so on its own mounts, never the host's).
+pub fn root_propagation(spec: &Spec) -> Result<()> {
+    let requested = spec.linux().as_ref().and_then(|l| l.rootfs_propagation().as_deref());
+    if let Some(flags) = requested.and_then(mount_options::propagation_flag) {
+        mount(NONE, "/", NONE, flags, NONE)
+            .sys_context(|| format!("set rootfsPropagation {:?} on /", requested.unwrap_or_default()))?;
+    }
+    Ok(())
+}
+
+/// CVE-2019-16884: a proc or sysfs mounted onto a symlink planted in the
+/// image would land wherever the link points (over an LSM's attr files,
+/// say). runc and crun refuse it; so does hull, by name.
+fn refuse_symlink_destination(root: &OwnedFd, typ: &str, dest: &Path) -> Result<()> {
+    let (parent, name) = parent_and_name(dest)?;
+    let Some(dir) = open_in_root(root, &parent, Create::Nothing)? else { return Ok(()) };
+    match nix::sys::stat::fstatat(dir.as_fd(), name.as_os_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => Err(Error::Config(format!(
+            "{typ} cannot be mounted on {}: the destination is a symlink in the rootfs, not a directory",
+            dest.display()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn mount_entry(ctx: &RootfsContext, root: &OwnedFd, m: &Mount) -> Result<()> {
@@ -78,6 +132,9 @@ fn mount_entry(ctx: &RootfsContext, root: &OwnedFd, m: &Mount) -> Result<()> {
     let typ = m.typ().as_deref().unwrap_or("");
     if typ == "cgroup" || typ == "cgroup2" {
         return mount_cgroup(ctx, root, m, &opts);
+    }
+    if typ == "proc" || typ == "sysfs" {
+        refuse_symlink_destination(root, typ, m.destination())?;
     }
     let bind = opts.is_bind() || typ == "bind";
     let source: Option<PathBuf> = m.source().as_ref().map(|s| {
@@ -97,7 +154,12 @@ fn mount_entry(ctx: &RootfsContext, root: &OwnedFd, m: &Mount) -> Result<()> {
         mount(source.as_deref(), &target, NONE, MsFlags::MS_BIND | rec, NONE)
             .sys_context(|| format!("bind {}", source.as_deref().expect("checked").display()))?;
     } else {
-        let mount_label = ctx.spec.linux().as_ref().and_then(|l| l.mount_label().as_deref());
+        let mount_label = ctx
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.mount_label().as_deref())
+            .filter(|_| super::lsm::selinux_enabled());
         let data = super::lsm::mount_data(typ, false, opts.data_string(), mount_label);
         // runc keeps the mode of the directory a tmpfs is mounted on (the
         // mode= option notwithstanding); containers rely on it for /tmp.
@@ -140,6 +202,12 @@ fn mount_entry(ctx: &RootfsContext, root: &OwnedFd, m: &Mount) -> Result<()> {
         if !extra.is_empty() {
             remount_bind(&fd_path(&mounted), extra)?;
         }
+    }
+    if !opts.recursive.is_empty() {
+        // mount(2) flags only ever reach the top mount of an rbind: the
+        // r* options go on every submount with mount_setattr(AT_RECURSIVE).
+        super::syscall::mount_setattr_recursive(&mounted, opts.recursive.set, opts.recursive.clear)
+            .sys_context(|| format!("apply recursive mount options {:?}", opts.recursive.names))?;
     }
     apply_propagation(&fd_path(&mounted), &opts)
 }
@@ -322,6 +390,13 @@ fn create_dev_symlinks(root: &OwnedFd) -> Result<()> {
         let _ = nix::unistd::symlinkat("/proc/kcore", dir.as_fd(), "core");
     }
     Ok(())
+}
+
+/// Without a mount namespace: chroot into the rootfs, touching no mount.
+pub fn chroot_into(rootfs: &Path) -> Result<()> {
+    nix::unistd::chdir(rootfs).sys_context(|| format!("chdir {}", rootfs.display()))?;
+    nix::unistd::chroot(".").sys_context(|| format!("chroot {}", rootfs.display()))?;
+    nix::unistd::chdir("/").sys_context(|| "chdir /".into())
 }
 
 /// Make the rootfs the container's "/" (pivot_root, or chroot with --no-pivot).

@@ -417,6 +417,94 @@ pub fn all_signals_default() -> Result<()> {
     Ok(())
 }
 
+/// mount_setattr(2) with AT_RECURSIVE on the mount `fd` is the root of:
+/// the attributes change on it and on every mount below it (what mount(2)
+/// cannot do for the submounts of an rbind).
+pub fn mount_setattr_recursive(fd: &OwnedFd, set: u64, clear: u64) -> std::io::Result<()> {
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    let attr = MountAttr { attr_set: set, attr_clr: clear, propagation: 0, userns_fd: 0 };
+    // SAFETY: mount_setattr reads `attr` (its size is passed) and the empty,
+    // NUL-terminated path; `fd` is an open fd we own for the whole call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The kernel's `struct sched_attr` (SCHED_ATTR_SIZE_VER0, 48 bytes).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SchedAttr {
+    pub size: u32,
+    pub sched_policy: u32,
+    pub sched_flags: u64,
+    pub sched_nice: i32,
+    pub sched_priority: u32,
+    pub sched_runtime: u64,
+    pub sched_deadline: u64,
+    pub sched_period: u64,
+}
+
+/// sched_setattr(2) for the calling thread (the process: hull's forked
+/// children are single-threaded).
+pub fn sched_setattr(attr: &SchedAttr) -> std::io::Result<()> {
+    let mut a = *attr;
+    a.size = std::mem::size_of::<SchedAttr>() as u32;
+    // SAFETY: the kernel reads `a.size` bytes of a sched_attr on our stack.
+    let rc = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &a as *const SchedAttr, 0u32) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// ioprio_set(IOPRIO_WHO_PROCESS, self, class << 13 | level).
+pub fn ioprio_set(class: u32, level: u32) -> std::io::Result<()> {
+    const IOPRIO_WHO_PROCESS: libc::c_int = 1;
+    let prio = (class << 13) | level;
+    // SAFETY: integer arguments only.
+    let rc = unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, prio as libc::c_int) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// personality(2) with a new execution domain.
+pub fn set_personality(persona: libc::c_ulong) -> std::io::Result<()> {
+    // SAFETY: integer argument only; returns the previous persona or -1.
+    if unsafe { libc::personality(persona) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// set_mempolicy(2): `mode` with its MPOL_F_* flags or'ed in, and a node
+/// mask of `mask.len() * 64` bits.
+pub fn set_mempolicy(mode: libc::c_int, mask: &[libc::c_ulong]) -> std::io::Result<()> {
+    let (ptr, maxnode) = if mask.is_empty() {
+        (std::ptr::null(), 0)
+    } else {
+        (mask.as_ptr(), mask.len() * libc::c_ulong::BITS as usize)
+    };
+    // SAFETY: the kernel reads maxnode bits from `mask`, which holds exactly
+    // that many; a null mask goes with maxnode 0.
+    let rc = unsafe { libc::syscall(libc::SYS_set_mempolicy, mode, ptr, maxnode as libc::c_ulong) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+
 #[cfg(test)]
 mod fork_tests {
     use super::*;

@@ -1,9 +1,10 @@
-//! linux.sysctl: only namespaced keys, and only when the container has the
-//! namespace that scopes them (what runc allows).
+//! linux.sysctl: only namespaced keys, and only when the container has a
+//! namespace of its own that scopes them, new or joined by path (what runc
+//! allows).
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::error::{Result, SysContext};
-use crate::oci::config::new_namespace;
+use crate::oci::config::private_namespace;
 
 const IPC_KEYS: &[&str] = &[
     "kernel.msgmax",
@@ -23,21 +24,21 @@ pub fn check_namespaced(key: &str, spec: &Spec) -> std::result::Result<(), Strin
     }
     let key = key.replace('/', ".");
     if IPC_KEYS.contains(&key.as_str()) || key.starts_with("fs.mqueue.") {
-        return if new_namespace(spec, LinuxNamespaceType::Ipc) {
+        return if private_namespace(spec, LinuxNamespaceType::Ipc) {
             Ok(())
         } else {
             Err("needs a private IPC namespace".into())
         };
     }
     if key.starts_with("net.") {
-        return if new_namespace(spec, LinuxNamespaceType::Network) {
+        return if private_namespace(spec, LinuxNamespaceType::Network) {
             Ok(())
         } else {
             Err("needs a private network namespace".into())
         };
     }
     if key == "kernel.hostname" || key == "kernel.domainname" {
-        return if new_namespace(spec, LinuxNamespaceType::Uts) {
+        return if private_namespace(spec, LinuxNamespaceType::Uts) {
             Ok(())
         } else {
             Err("needs a private UTS namespace".into())

@@ -99,16 +99,64 @@ pub fn namespace_types(spec: &Spec) -> HashSet<LinuxNamespaceType> {
         .unwrap_or_default()
 }
 
-/// Everything hull checks before it creates anything.
-pub fn validate(spec: &Spec) -> Result<()> {
-    if spec.version().is_empty() {
+/// The ociVersion majors hull implements.
+const SUPPORTED_MAJOR: u64 = 1;
+
+/// ociVersion is SemVer; a config of another major version is written
+/// against a spec hull does not implement.
+fn check_version(version: &str) -> Result<()> {
+    if version.is_empty() {
         return Err(Error::Config("ociVersion: missing".into()));
     }
+    let major = version.split(['.', '-', '+']).next().and_then(|m| m.parse::<u64>().ok());
+    match major {
+        Some(SUPPORTED_MAJOR) => Ok(()),
+        Some(m) => Err(Error::unsupported(
+            "ociVersion",
+            format!("{version:?} is of major version {m}; hull implements runtime-spec {SUPPORTED_MAJOR}.x (up to {})", super::state::OCI_VERSION),
+        )),
+        None => Err(Error::Config(format!("ociVersion: {version:?} is not a SemVer version"))),
+    }
+}
+
+/// Without a mount namespace the container shares the host's mount table:
+/// anything hull would mount there would change the host. runc mounts
+/// regardless (and leaves the mounts on the host after the container is
+/// gone); hull refuses the fields that need a mount, naming them, and runs
+/// the rest chrooted into root.path.
+fn check_without_mount_namespace(spec: &Spec) -> Result<()> {
+    let why = "needs a mount namespace (without one, mounting would change the host's mounts)";
+    if spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
+        return Err(Error::unsupported("mounts", why));
+    }
+    let linux = spec.linux().as_ref();
+    if linux.and_then(|l| l.masked_paths().as_ref()).is_some_and(|p| !p.is_empty()) {
+        return Err(Error::unsupported("linux.maskedPaths", why));
+    }
+    if linux.and_then(|l| l.readonly_paths().as_ref()).is_some_and(|p| !p.is_empty()) {
+        return Err(Error::unsupported("linux.readonlyPaths", why));
+    }
+    if linux.and_then(|l| l.devices().as_ref()).is_some_and(|d| !d.is_empty()) {
+        return Err(Error::unsupported("linux.devices", why));
+    }
+    if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+        return Err(Error::unsupported("root.readonly", why));
+    }
+    if linux.and_then(|l| l.rootfs_propagation().as_ref()).is_some() {
+        return Err(Error::unsupported("linux.rootfsPropagation", why));
+    }
+    Ok(())
+}
+
+/// Everything hull checks before it creates anything.
+pub fn validate(spec: &Spec) -> Result<()> {
+    check_version(spec.version())?;
     let process = spec
         .process()
         .as_ref()
         .ok_or_else(|| Error::Config("process: missing".into()))?;
     validate_process(process)?;
+    crate::linux::attrs::check(process, spec.linux().as_ref())?;
     // AppArmor/SELinux labels the host cannot apply are refused here.
     crate::linux::lsm::check_spec(spec, process)?;
     if let Some(mounts) = spec.mounts() {
@@ -150,28 +198,51 @@ pub fn validate(spec: &Spec) -> Result<()> {
     }
     let types = namespace_types(spec);
     if spec.hostname().as_deref().is_some_and(|h| !h.is_empty())
-        && !new_namespace(spec, LinuxNamespaceType::Uts)
+        && !private_namespace(spec, LinuxNamespaceType::Uts)
     {
         return Err(Error::Config(
             "hostname: cannot set a hostname without a private UTS namespace".into(),
         ));
     }
     if spec.domainname().as_deref().is_some_and(|h| !h.is_empty())
-        && !new_namespace(spec, LinuxNamespaceType::Uts)
+        && !private_namespace(spec, LinuxNamespaceType::Uts)
     {
         return Err(Error::Config(
             "domainname: cannot set a domainname without a private UTS namespace".into(),
         ));
     }
     if !types.contains(&LinuxNamespaceType::Mount) {
-        return Err(Error::Config(
-            "linux.namespaces: a mount namespace is required (hull sets up the rootfs in one)".into(),
-        ));
+        check_without_mount_namespace(spec)?;
     }
     if let Some(linux) = spec.linux() {
         validate_linux(spec, linux)?;
     }
     Ok(())
+}
+
+/// True when the container has a namespace of this type that is not the
+/// runtime's own: a new one, or one joined by path that differs from hull's
+/// (a pod's network namespace, say). Sysctls and the hostname scoped by such
+/// a namespace change nothing of the host's, so they are allowed (as runc
+/// allows them).
+pub fn private_namespace(spec: &Spec, typ: LinuxNamespaceType) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(ns) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .and_then(|ns| ns.iter().find(|n| n.typ() == typ))
+    else {
+        return false;
+    };
+    let Some(path) = ns.path() else { return true };
+    let ours = format!("/proc/self/ns/{}", crate::linux::namespaces::proc_name(typ));
+    match (std::fs::metadata(path), std::fs::metadata(ours)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) != (b.dev(), b.ino()),
+        // A path that does not exist fails validation by itself, saying so.
+        (Err(_), Ok(_)) => true,
+        _ => false,
+    }
 }
 
 /// True when the config asks for a new (not joined) namespace of this type.
@@ -201,15 +272,6 @@ fn validate_process(process: &oci_spec::runtime::Process) -> Result<()> {
                 "process.env[{i}]: {e:?} is not of the form KEY=VALUE"
             )));
         }
-    }
-    if process.io_priority().is_some() {
-        return Err(Error::unsupported("process.ioPriority", "not implemented yet"));
-    }
-    if process.scheduler().is_some() {
-        return Err(Error::unsupported("process.scheduler", "not implemented yet"));
-    }
-    if process.exec_cpu_affinity().is_some() {
-        return Err(Error::unsupported("process.execCPUAffinity", "not implemented yet"));
     }
     Ok(())
 }
@@ -256,17 +318,17 @@ fn validate_linux(spec: &Spec, linux: &oci_spec::runtime::Linux) -> Result<()> {
             Error::Config(format!("linux.rootfsPropagation: unknown value {prop:?}"))
         })?;
     }
-    let unsupported = [
-        ("linux.intelRdt", linux.intel_rdt().is_some()),
-        ("linux.personality", linux.personality().is_some()),
-        ("linux.timeOffsets", linux.time_offsets().is_some()),
-        ("linux.memoryPolicy", linux.memory_policy().is_some()),
-        ("linux.netDevices", linux.net_devices().is_some()),
-    ];
-    for (field, set) in unsupported {
-        if set {
-            return Err(Error::unsupported(field, "not implemented yet"));
-        }
+    if linux.intel_rdt().is_some() {
+        let why = if std::path::Path::new("/sys/fs/resctrl/schemata").exists() {
+            "Intel RDT (resctrl) is not implemented by hull"
+        } else {
+            "this host has no resctrl filesystem (Intel RDT/AMD PQoS) mounted at /sys/fs/resctrl"
+        };
+        return Err(Error::unsupported("linux.intelRdt", why));
+    }
+    crate::linux::netdev::check(spec)?;
+    if linux.time_offsets().is_some() && !new_namespace(spec, LinuxNamespaceType::Time) {
+        return Err(Error::Config("linux.timeOffsets: needs a new time namespace (linux.namespaces type \"time\" without a path)".into()));
     }
     if let Some(profile) = linux.seccomp() {
         // Compiled (not loaded) now, so a bad profile fails before anything
@@ -329,6 +391,24 @@ mod tests {
         let mut v = minimal();
         v["hostname"] = "x".into();
         assert!(check(v).unwrap_err().to_string().contains("hostname"));
+    }
+
+    #[test]
+    fn hostname_with_a_missing_uts_path_names_the_path() {
+        let mut v = minimal();
+        v["hostname"] = "x".into();
+        v["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}, {"type": "uts", "path": "/nonexistent/uts"}]);
+        let err = check(v).unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/uts") && err.contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn oci_version_of_another_major_is_refused() {
+        for (version, ok) in [("1.0.0", true), ("1.3.0-rc.1", true), ("2.0.0", false), ("0.5", false), ("x", false)] {
+            let mut v = minimal();
+            v["ociVersion"] = version.into();
+            assert_eq!(check(v).is_ok(), ok, "{version}");
+        }
     }
 
     #[test]

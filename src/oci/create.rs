@@ -36,6 +36,8 @@ struct Rollback {
     dir: PathBuf,
     cgroup: Option<Cgroup>,
     pids: Vec<Pid>,
+    /// Interfaces moved in: back to the host before the namespace goes.
+    net_devices: Vec<crate::linux::netdev::Moved>,
     armed: bool,
 }
 
@@ -44,6 +46,7 @@ impl Drop for Rollback {
         if !self.armed {
             return;
         }
+        crate::linux::netdev::move_out(&self.net_devices, &self.dir);
         for pid in &self.pids {
             let _ = nix::sys::signal::kill(*pid, nix::sys::signal::Signal::SIGKILL);
         }
@@ -83,7 +86,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
         (None, None) => None,
     };
     let dir = root.claim(&opts.id)?;
-    let mut rollback = Rollback { dir: dir.clone(), cgroup: None, pids: Vec::new(), armed: true };
+    let mut rollback = Rollback { dir: dir.clone(), cgroup: None, pids: Vec::new(), net_devices: Vec::new(), armed: true };
 
     let linux = spec.linux().as_ref();
     let cgroups_path = cgroups_path(linux.and_then(|l| l.cgroups_path().as_deref()), &opts.id, opts.systemd_cgroup)?;
@@ -94,10 +97,13 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
     if let Some(resources) = linux.and_then(|l| l.resources().as_ref()) {
         cgroup.apply_resources(resources)?;
     }
+    // A FIFO ("p") is no device to the devices cgroup, which has only
+    // a/b/c rules: it is made in /dev with no rule.
     let device_rules: Vec<devices::Rule> = linux
         .and_then(|l| l.devices().as_ref())
         .into_iter()
         .flatten()
+        .filter(|d| d.typ() != oci_spec::runtime::LinuxDeviceType::P)
         .map(|d| devices::allow_device(d.typ().as_str().chars().next().unwrap_or('c'), d.major(), d.minor()))
         .collect();
     cgroup.apply_devices(linux.and_then(|l| l.resources().as_ref()), &device_rules)?;
@@ -112,6 +118,8 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
             .sys_context(|| "chown exec fifo".into())?;
     }
 
+    let listener_path = linux.and_then(|l| l.seccomp().as_ref()).and_then(|s| s.listener_path().as_deref());
+    let seccomp_listener = listener_path.map(crate::seccomp::connect_listener).transpose()?;
     let (ours, theirs) = Channel::pair()?;
     let ctx = InitContext {
         id: &opts.id,
@@ -127,7 +135,12 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
         new_session_keyring: !opts.no_new_keyring,
         new_user_ns: plan.new_user,
         new_cgroup_ns: new_namespace(spec, LinuxNamespaceType::Cgroup),
+        mount_ns: super::config::namespace_types(spec).contains(&LinuxNamespaceType::Mount),
+        seccomp_listener: seccomp_listener.as_ref(),
     };
+    if process.exec_cpu_affinity().is_some() {
+        log::warn!("process.execCPUAffinity applies to processes started by exec (runtime-spec), not to the container's init");
+    }
     let bootstrap = match fork()? {
         Forked::Child => {
             drop(ours);
@@ -137,6 +150,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
     };
     drop(theirs);
     drop(console);
+    drop(seccomp_listener);
     rollback.pids.push(bootstrap);
     cgroup.add_pid(bootstrap.as_raw())?;
     ours.send(&ParentMessage::Proceed)?;
@@ -152,6 +166,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
         cgroup: Some(cgroup.clone()),
         config: spec.clone(),
         oom_killed: None,
+        net_devices: Vec::new(),
     };
     loop {
         let msg = ours.recv::<ChildMessage>()?.ok_or_else(|| {
@@ -168,23 +183,27 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
                 record.pid = pid;
                 record.pid_start_time = process_start_time(pid)
                     .ok_or_else(|| Error::Init("container init died at birth".into()))?;
+                // The init is in the container's network namespace already
+                // (the bootstrap unshared it): move the interfaces in before
+                // it sets up, so hooks and the program see them.
+                record.net_devices = crate::linux::netdev::move_in(spec, pid, &dir)?;
+                rollback.net_devices = record.net_devices.clone();
                 ours.send(&ParentMessage::Start { host_pid: pid })?;
             }
             ChildMessage::RunCreateRuntimeHooks => {
                 // runtime-spec: prestart (deprecated) and createRuntime hooks
                 // run in the runtime's namespaces after the environment is
-                // made and before pivot_root; the state says "creating"
-                // (runc reports "created" here; we follow the spec).
-                let state = record.spec_state(Status::Creating);
+                // made and before pivot_root. The lifecycle places them after
+                // step 2, which the spec defines as "created", so their
+                // state says created (as runc's does).
+                let state = record.spec_state(Status::Created);
                 let h = spec.hooks().as_ref();
                 hooks::run_all(HookKind::Prestart, h.and_then(|h| h.prestart().as_ref()), &state)?;
                 hooks::run_all(HookKind::CreateRuntime, h.and_then(|h| h.create_runtime().as_ref()), &state)?;
                 ours.send(&ParentMessage::CreateRuntimeHooksDone)?;
             }
             ChildMessage::InitReady => break,
-            ChildMessage::Failed { message } => {
-                return Err(Error::Init(format!("container init failed: {message}")))
-            }
+            ChildMessage::Failed(r) => return Err(Error::from_remote(r).with_context("container init failed")),
             ChildMessage::ExecReady => return Err(Error::Init("unexpected exec message".into())),
         }
     }
@@ -237,6 +256,12 @@ fn bootstrap(ctx: &InitContext, plan: &NamespacePlan) -> ! {
         }
         plan.join_all(false)?;
         nix::sched::unshare(plan.unshare).sys_context(|| format!("unshare {:?}", plan.unshare))?;
+        // A new time namespace takes its clock offsets before any process
+        // is in it: the init forked next is its first member.
+        if let Some(offsets) = crate::linux::attrs::time_offsets(ctx.spec.linux().as_ref())? {
+            std::fs::write("/proc/self/timens_offsets", offsets)
+                .sys_context(|| "linux.timeOffsets: write /proc/self/timens_offsets".into())?;
+        }
         match fork()? {
             Forked::Child => init::run(ctx),
             Forked::Parent(pid) => ctx.channel.send(&ChildMessage::InitForked { pid: pid.as_raw() }),
@@ -245,7 +270,7 @@ fn bootstrap(ctx: &InitContext, plan: &NamespacePlan) -> ! {
     match result {
         Ok(()) => std::process::exit(0),
         Err(e) => {
-            let _ = ctx.channel.send(&ChildMessage::Failed { message: e.to_string() });
+            let _ = ctx.channel.send(&ChildMessage::Failed(e.to_remote()));
             std::process::exit(1)
         }
     }

@@ -47,21 +47,49 @@ pub fn spawn(root: &StateRoot, opts: &ExecOptions, console: Option<OwnedFd>) -> 
         .map(crate::seccomp::compile)
         .transpose()?;
     let plan = NamespacePlan::of_process(rec.pid)?;
+    crate::linux::attrs::check(&opts.process, rec.config.linux().as_ref())?;
+    let (cpu_initial, cpu_final) = crate::linux::attrs::exec_cpu_affinity(&opts.process)?;
     let console = match console {
         Some(c) => Some(c),
         None => opts.console_socket.as_deref().map(console::connect).transpose()?,
+    };
+    let listener = match rec.config.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(profile) if profile.listener_path().is_some() => Some(crate::seccomp::Listener {
+            socket: crate::seccomp::connect_listener(profile.listener_path().as_deref().expect("checked"))?,
+            metadata: profile.listener_metadata().clone(),
+            state: serde_json::to_value(rec.spec_state(Status::Running)).map_err(|e| Error::Init(e.to_string()))?,
+        }),
+        _ => None,
+    };
+    let child = ExecChild {
+        process: &opts.process,
+        linux: rec.config.linux().as_ref(),
+        // A container without a mount namespace of its own lives chrooted
+        // in the host's: the process goes to the init's root the same way.
+        chroot_to: (!plan.joins.iter().any(|j| j.typ == oci_spec::runtime::LinuxNamespaceType::Mount))
+            .then(|| PathBuf::from(format!("/proc/{}/root", rec.pid))),
+        cpu_final: cpu_final.as_deref(),
+        seccomp: seccomp.as_ref(),
+        console: console.as_ref(),
+        preserve_fds: opts.preserve_fds,
+        listener,
     };
     let (ours, theirs) = Channel::pair()?;
     let stage1 = match fork()? {
         Forked::Child => {
             drop(ours);
-            bootstrap(&theirs, &plan, &opts.process, seccomp.as_ref(), console.as_ref(), opts.preserve_fds)
+            bootstrap(&theirs, &plan, &child)
         }
         Forked::Parent(pid) => pid,
     };
     drop(theirs);
     drop(console);
     let result = (|| -> Result<i32> {
+        // execCPUAffinity.initial: where the process runs until it joins
+        // the container's cgroup (set before it is moved there).
+        if let Some(cpus) = &cpu_initial {
+            crate::linux::attrs::set_affinity(stage1.as_raw(), cpus, "process.execCPUAffinity.initial")?;
+        }
         if let Some(cg) = &rec.cgroup {
             cg.add_pid(stage1.as_raw())?;
         }
@@ -87,7 +115,7 @@ pub fn spawn(root: &StateRoot, opts: &ExecOptions, console: Option<OwnedFd>) -> 
                     ours.send(&ParentMessage::Start { host_pid: p })?;
                 }
                 ChildMessage::ExecReady => return Ok(pid),
-                ChildMessage::Failed { message } => return Err(Error::Init(format!("exec failed: {message}"))),
+                ChildMessage::Failed(r) => return Err(Error::from_remote(r).with_context("exec failed")),
                 other => return Err(Error::Init(format!("unexpected message {other:?}"))),
             }
         }
@@ -107,14 +135,20 @@ pub fn spawn(root: &StateRoot, opts: &ExecOptions, console: Option<OwnedFd>) -> 
     }
 }
 
-fn bootstrap(
-    ch: &Channel,
-    plan: &NamespacePlan,
-    process: &Process,
-    seccomp: Option<&Filter>,
-    console: Option<&OwnedFd>,
+/// The exec'd process and what it takes from its container besides
+/// namespaces.
+struct ExecChild<'a> {
+    process: &'a Process,
+    linux: Option<&'a oci_spec::runtime::Linux>,
+    chroot_to: Option<PathBuf>,
+    cpu_final: Option<&'a [usize]>,
+    seccomp: Option<&'a Filter>,
+    console: Option<&'a OwnedFd>,
     preserve_fds: i32,
-) -> ! {
+    listener: Option<crate::seccomp::Listener>,
+}
+
+fn bootstrap(ch: &Channel, plan: &NamespacePlan, child: &ExecChild) -> ! {
     let result = (|| -> Result<()> {
         match ch.expect::<ParentMessage>("cgroup placement")? {
             ParentMessage::Proceed => {}
@@ -123,38 +157,49 @@ fn bootstrap(
         plan.join_all(true)?;
         plan.join_all(false)?;
         match fork()? {
-            Forked::Child => exec_child(ch, process, seccomp, console, preserve_fds),
+            Forked::Child => exec_child(ch, child),
             Forked::Parent(pid) => ch.send(&ChildMessage::InitForked { pid: pid.as_raw() }),
         }
     })();
     match result {
         Ok(()) => std::process::exit(0),
         Err(e) => {
-            let _ = ch.send(&ChildMessage::Failed { message: e.to_string() });
+            let _ = ch.send(&ChildMessage::Failed(e.to_remote()));
             std::process::exit(1)
         }
     }
 }
 
 /// The exec'd process, now in the container's pid namespace.
-fn exec_child(ch: &Channel, process: &Process, seccomp: Option<&Filter>, console: Option<&OwnedFd>, preserve_fds: i32) -> ! {
+fn exec_child(ch: &Channel, child: &ExecChild) -> ! {
+    let (process, target) = (child.process, child);
     let result = (|| -> Result<(PathBuf, Vec<String>)> {
-        match ch.expect::<ParentMessage>("start")? {
-            ParentMessage::Start { .. } => {}
+        let host_pid = match ch.expect::<ParentMessage>("start")? {
+            ParentMessage::Start { host_pid } => host_pid,
             other => return Err(Error::Init(format!("unexpected message {other:?}"))),
-        }
+        };
         // Until the exec, container processes must not reach into us.
         nix::sys::prctl::set_dumpable(false).sys_context(|| "PR_SET_DUMPABLE".into())?;
-        if let Some(socket) = console {
+        if let Some(socket) = child.console {
             nix::unistd::setsid().sys_context(|| "setsid".into())?;
             let size = process.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16));
             console::setup(socket, size)?;
         }
+        if let Some(root) = &target.chroot_to {
+            crate::linux::rootfs::chroot_into(root)?;
+        }
         process::apply_rlimits(process)?;
+        process::check_grantable(process)?;
         let env = process::environment(process);
         let args = process.args().as_ref().expect("checked");
         let program = process::find_executable(&args[0], &env)?;
-        init::finalize_process(process, preserve_fds, seccomp)?;
+        // While still root, and reported before ExecReady (see init).
+        crate::linux::attrs::apply(process, target.linux)?;
+        // execCPUAffinity.final: now that the process is in the cgroup.
+        if let Some(cpus) = target.cpu_final {
+            crate::linux::attrs::set_affinity(0, cpus, "process.execCPUAffinity.final")?;
+        }
+        init::finalize_process(process, child.preserve_fds, child.seccomp, child.listener.as_ref().map(|l| (l, host_pid)))?;
         Ok((program, env))
     })();
     match result {
@@ -162,11 +207,11 @@ fn exec_child(ch: &Channel, process: &Process, seccomp: Option<&Filter>, console
             let _ = ch.send(&ChildMessage::ExecReady);
             let args = process.args().clone().unwrap_or_default();
             let err = process::exec(&program, &args, &env);
-            eprintln!("hull: exec: {err}");
+            crate::logging::eprint_line(crate::logging::LogFormat::Text, log::Level::Error, &format!("exec: {err}"));
             std::process::exit(127)
         }
         Err(e) => {
-            let _ = ch.send(&ChildMessage::Failed { message: e.to_string() });
+            let _ = ch.send(&ChildMessage::Failed(e.to_remote()));
             std::process::exit(1)
         }
     }

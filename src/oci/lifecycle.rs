@@ -18,7 +18,7 @@ pub fn start(root: &StateRoot, id: &str) -> Result<ContainerRecord> {
     let rec = root.load(id)?;
     match rec.status(root) {
         Status::Created => {}
-        Status::Stopped => return Err(Error::InvalidState(format!("cannot start a container that has stopped"))),
+        Status::Stopped => return Err(Error::InvalidState("cannot start a container that has stopped".into())),
         s => return Err(Error::InvalidState(format!("cannot start an already {s} container"))),
     }
     let fifo_path = root.container_dir(id).join(EXEC_FIFO);
@@ -88,6 +88,10 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
 pub fn kill(root: &StateRoot, id: &str, signal: Signal, all: bool) -> Result<()> {
     let rec = root.load(id)?;
     let status = rec.status(root);
+    // runtime-spec: signalling a container that is neither created nor
+    // running is an error. `--all` on a stopped one is runc's exception,
+    // kept: containerd uses it to kill what is left in the cgroup of a
+    // container whose init has exited (a shared pid namespace).
     if status == Status::Stopped && !all {
         return Err(Error::InvalidState("container not running".into()));
     }
@@ -99,8 +103,15 @@ pub fn kill(root: &StateRoot, id: &str, signal: Signal, all: bool) -> Result<()>
     nix::sys::signal::kill(Pid::from_raw(rec.pid), signal).sys_context(|| format!("kill {} {signal}", rec.pid))
 }
 
-/// Delete a container: stopped ones always; created ones too (their init
-/// is killed, as runc does); running or paused ones only with `force`.
+/// Delete a container: stopped ones always; created, running or paused
+/// ones only with `force`.
+///
+/// runc (1.1) and crun (1.8) delete a created container without `--force`,
+/// killing its init; the runtime-spec says deleting a container that is
+/// not stopped "MUST have no effect on the container and MUST generate an
+/// error": hull follows the spec. (containerd kills a created task before
+/// deleting it, and force-deletes after a failed create, so it is not
+/// affected.)
 pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
     let mut rec = match root.load(id) {
         Ok(r) => r,
@@ -120,8 +131,7 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
                 log::info!("container {id} was OOM-killed");
             }
         }
-        Status::Created => kill_and_wait(&rec)?,
-        Status::Running | Status::Paused | Status::Creating if force => kill_and_wait(&rec)?,
+        Status::Created | Status::Running | Status::Paused | Status::Creating if force => kill_and_wait(&rec)?,
         s => {
             return Err(Error::InvalidState(format!(
                 "cannot delete container {id} that is not stopped: {s}"
@@ -165,6 +175,7 @@ fn destroy(root: &StateRoot, rec: &ContainerRecord) -> Result<()> {
         }
         cg.remove()?;
     }
+    crate::linux::netdev::move_out(&rec.net_devices, &root.container_dir(&rec.id));
     std::fs::remove_dir_all(root.container_dir(&rec.id))
         .sys_context(|| format!("remove state of {}", rec.id))?;
     // runtime-spec: poststop failures are logged, and delete still succeeds.

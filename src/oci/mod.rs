@@ -16,10 +16,13 @@ use crate::error::{Result, SysContext};
 
 /// Whether the bundle's process asks for a terminal (read before create so
 /// `run` can prepare the proxy; create validates the config fully).
+/// (Read as plain JSON: parsing the spec here would log its warnings a
+/// second time.)
 fn wants_terminal(bundle: &std::path::Path) -> bool {
-    config::load_spec(&bundle.join("config.json"))
+    std::fs::read(bundle.join("config.json"))
         .ok()
-        .and_then(|s| s.process().as_ref().and_then(|p| p.terminal()))
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.pointer("/process/terminal").and_then(|t| t.as_bool()))
         .unwrap_or(false)
 }
 use create::CreateOptions;

@@ -60,6 +60,9 @@ pub struct ContainerRecord {
     /// `delete`) from the memory cgroup's oom_kill counter. None: not known yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oom_killed: Option<bool>,
+    /// linux.netDevices moved into the container, moved back on delete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub net_devices: Vec<crate::linux::netdev::Moved>,
 }
 
 /// The spec's state object, given to hooks on stdin.

@@ -6,8 +6,10 @@
 //! process that loads it (compiling touches no kernel state). Loading is the
 //! last thing before exec (see `linux::init::finalize_process`).
 mod default_profile;
+mod listener;
 mod translate;
 
+pub use listener::{connect_listener, Listener};
 pub use default_profile::runtime_default;
 pub use translate::{compile, Filter};
 
@@ -110,11 +112,9 @@ pub fn features() -> Value {
         .collect();
     json!({
         "enabled": true,
-        // SCMP_ACT_NOTIFY is left out: it needs a seccomp agent
-        // (listenerPath), which hull does not implement.
         "actions": [
             "SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS",
-            "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"
+            "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"
         ],
         "operators": [
             "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT",
@@ -138,7 +138,7 @@ mod tests {
         #[cfg(target_arch = "x86_64")]
         assert!(archs.contains(&"SCMP_ARCH_X86_64") && archs.contains(&"SCMP_ARCH_X86"), "{archs:?}");
         assert!(!archs.contains(&"SCMP_ARCH_NATIVE"));
-        assert!(f["actions"].as_array().unwrap().iter().all(|a| a != "SCMP_ACT_NOTIFY"));
+        assert!(f["actions"].as_array().unwrap().iter().any(|a| a == "SCMP_ACT_NOTIFY"));
         assert_eq!(f["knownFlags"].as_array().unwrap().len(), 3);
     }
 }

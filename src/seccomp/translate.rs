@@ -13,6 +13,9 @@ const MAX_ARGS: usize = 6;
 /// A compiled filter, ready to be loaded into the calling process.
 pub struct Filter {
     ctx: ScmpFilterContext,
+    /// Some rule says SCMP_ACT_NOTIFY: loading yields a notification fd
+    /// for the seccomp agent at linux.seccomp.listenerPath.
+    notify: bool,
 }
 
 impl std::fmt::Debug for Filter {
@@ -26,8 +29,15 @@ impl Filter {
     /// Without no_new_privs this needs CAP_SYS_ADMIN in the current user
     /// namespace. After it, every syscall of this process is filtered, so
     /// the caller does as little as possible between this and execve.
-    pub fn load(&self) -> Result<(), SeccompError> {
-        self.ctx.load().map_err(SeccompError::lib("load the filter"))
+    ///
+    /// Returns the user-notification fd when the filter has SCMP_ACT_NOTIFY
+    /// rules (close-on-exec, as the kernel makes it).
+    pub fn load(&self) -> Result<Option<std::os::fd::RawFd>, SeccompError> {
+        self.ctx.load().map_err(SeccompError::lib("load the filter"))?;
+        if !self.notify {
+            return Ok(None);
+        }
+        self.ctx.get_notify_fd().map(Some).map_err(SeccompError::lib("get the notification fd"))
     }
 
     /// The filter as the BPF program the kernel would get.
@@ -48,14 +58,18 @@ impl Filter {
 /// serves kernels of different ages.
 pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, SeccompError> {
     const ROOT: &str = "linux.seccomp";
-    if profile.listener_path().is_some() {
-        return Err(SeccompError::unsupported(
+    let notify = profile.default_action() == LinuxSeccompAction::ScmpActNotify
+        || profile.syscalls().iter().flatten().any(|r| r.action() == LinuxSeccompAction::ScmpActNotify);
+    if notify && profile.listener_path().is_none() {
+        return Err(SeccompError::invalid(
             format!("{ROOT}.listenerPath"),
-            "seccomp user notification (a seccomp agent) is not implemented",
+            "must name the seccomp agent's socket when a rule's action is SCMP_ACT_NOTIFY",
         ));
     }
+    if let Some(p) = profile.listener_path().as_ref().filter(|p| !p.is_absolute()) {
+        return Err(SeccompError::invalid(format!("{ROOT}.listenerPath"), format!("{} is not an absolute path", p.display())));
+    }
     let default = action(
-        &format!("{ROOT}.defaultAction"),
         &format!("{ROOT}.defaultErrnoRet"),
         profile.default_action(),
         profile.default_errno_ret(),
@@ -90,7 +104,7 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, SeccompError> {
             LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
                 return Err(SeccompError::unsupported(
                     field,
-                    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV only matters with seccomp user notification, which is not implemented",
+                    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV is not implemented",
                 ))
             }
         };
@@ -100,14 +114,14 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, SeccompError> {
     for (i, rule) in profile.syscalls().iter().flatten().enumerate() {
         add_rule(&mut ctx, &format!("{ROOT}.syscalls[{i}]"), rule, default)?;
     }
-    Ok(Filter { ctx })
+    Ok(Filter { ctx, notify })
 }
 
 fn add_rule(ctx: &mut ScmpFilterContext, field: &str, rule: &LinuxSyscall, default: ScmpAction) -> Result<(), SeccompError> {
     if rule.names().is_empty() {
         return Err(SeccompError::invalid(format!("{field}.names"), "must name at least one syscall"));
     }
-    let act = action(&format!("{field}.action"), &format!("{field}.errnoRet"), rule.action(), rule.errno_ret())?;
+    let act = action(&format!("{field}.errnoRet"), rule.action(), rule.errno_ret())?;
     let args = rule.args().as_deref().unwrap_or(&[]);
     let mut per_index = [0usize; MAX_ARGS];
     let mut conditions = Vec::with_capacity(args.len());
@@ -144,7 +158,7 @@ fn add_rule(ctx: &mut ScmpFilterContext, field: &str, rule: &LinuxSyscall, defau
 
 /// The libseccomp action for a spec action; ERRNO and TRACE carry
 /// errnoRet, EPERM when it is absent (as runc).
-fn action(field: &str, errno_field: &str, a: LinuxSeccompAction, errno_ret: Option<u32>) -> Result<ScmpAction, SeccompError> {
+fn action(errno_field: &str, a: LinuxSeccompAction, errno_ret: Option<u32>) -> Result<ScmpAction, SeccompError> {
     let code = || -> Result<u16, SeccompError> {
         match errno_ret {
             None => Ok(libc::EPERM as u16),
@@ -160,12 +174,7 @@ fn action(field: &str, errno_field: &str, a: LinuxSeccompAction, errno_ret: Opti
         LinuxSeccompAction::ScmpActTrace => ScmpAction::Trace(code()?),
         LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
         LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
-        LinuxSeccompAction::ScmpActNotify => {
-            return Err(SeccompError::unsupported(
-                field,
-                "SCMP_ACT_NOTIFY needs a seccomp agent (listenerPath), which is not implemented",
-            ))
-        }
+        LinuxSeccompAction::ScmpActNotify => ScmpAction::Notify,
     })
 }
 
@@ -205,12 +214,12 @@ mod tests {
 
     #[test]
     fn errno_defaults_to_eperm_and_takes_errno_ret() {
-        let a = action("f", "e", LinuxSeccompAction::ScmpActErrno, None).unwrap();
+        let a = action("e", LinuxSeccompAction::ScmpActErrno, None).unwrap();
         assert_eq!(a, ScmpAction::Errno(libc::EPERM));
-        let a = action("f", "e", LinuxSeccompAction::ScmpActErrno, Some(38)).unwrap();
+        let a = action("e", LinuxSeccompAction::ScmpActErrno, Some(38)).unwrap();
         assert_eq!(a, ScmpAction::Errno(38));
-        assert_eq!(action("f", "e", LinuxSeccompAction::ScmpActKill, None).unwrap(), ScmpAction::KillThread);
-        let e = action("f", "x.errnoRet", LinuxSeccompAction::ScmpActErrno, Some(70000)).unwrap_err().to_string();
+        assert_eq!(action("e", LinuxSeccompAction::ScmpActKill, None).unwrap(), ScmpAction::KillThread);
+        let e = action("x.errnoRet", LinuxSeccompAction::ScmpActErrno, Some(70000)).unwrap_err().to_string();
         assert!(e.contains("x.errnoRet"), "{e}");
     }
 
@@ -251,11 +260,16 @@ mod tests {
         let e = err(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
             "syscalls": [{"names": ["kill"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 6, "value": 0, "op": "SCMP_CMP_EQ"}]}]}));
         assert!(e.contains("linux.seccomp.syscalls[0].args[0].index"), "{e}");
-        let e = err(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock"}));
+        let e = err(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "relative.sock"}));
         assert!(e.contains("linux.seccomp.listenerPath"), "{e}");
+        // SCMP_ACT_NOTIFY needs the agent's socket
         let e = err(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
             "syscalls": [{"names": ["kill"], "action": "SCMP_ACT_NOTIFY"}]}));
-        assert!(e.contains("linux.seccomp.syscalls[0].action"), "{e}");
+        assert!(e.contains("linux.seccomp.listenerPath"), "{e}");
+        let f = compile(&profile(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock",
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]})))
+        .unwrap();
+        assert!(f.notify);
         let e = err(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": [], "action": "SCMP_ACT_ERRNO"}]}));
         assert!(e.contains("linux.seccomp.syscalls[0].names"), "{e}");
         let e = err(serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 100000}));
