@@ -525,6 +525,15 @@ fn update_rewrites_the_v2_files() {
     let inside = env.exec(&["cat", "/sys/fs/cgroup/memory.max"]);
     assert_ok(&inside);
     assert_eq!(s(&inside.stdout).trim(), (128 * MIB).to_string());
+    // One half of a pair keeps the other: cpu.max holds quota and period in
+    // one file, memory.swap.max is memory+swap minus the memory limit.
+    assert_ok(&env.run(&["update", "--cpu-period", "50000", &env.id]));
+    assert_eq!(cg_read(&env, "cpu.max"), "30000 50000");
+    assert_ok(&env.run(&["update", "--cpu-quota", "40000", &env.id]));
+    assert_eq!(cg_read(&env, "cpu.max"), "40000 50000");
+    assert_ok(&env.run(&["update", "--memory-swap", "256m", &env.id]));
+    assert_eq!(cg_read(&env, "memory.swap.max"), (128 * MIB).to_string());
+    assert_eq!(cg_read(&env, "memory.max"), (128 * MIB).to_string());
     delete_force(&env);
 }
 
