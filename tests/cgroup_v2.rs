@@ -173,20 +173,42 @@ fn the_container_default_device_list_loads_and_applies() {
     assert_no_leftovers(&env);
 }
 
-/// A unified key the kernel has no file for fails naming it, and the
-/// cgroup hull made for the container is gone again.
+/// Values the kernel or hull refuses fail naming the field, and the cgroup
+/// hull made for the container is gone again.
 #[test]
-fn a_bad_unified_key_names_it_and_leaves_nothing() {
-    if !v2_host("a_bad_unified_key_names_it_and_leaves_nothing") {
+fn bad_values_name_the_field_and_leave_nothing() {
+    if !v2_host("bad_values_name_the_field_and_leave_nothing") {
         return;
     }
-    let mut env = TestEnv::new("v2-badkey");
-    set_resources(&mut env, json!({"unified": {"memory.nonexistent": "1"}}));
-    env.args(&["true"]);
-    let o = env.create();
-    assert_fails_mentioning(&o, &["memory.nonexistent"]);
-    assert_no_leftovers(&env);
-    assert!(!cg_dir(&env).exists());
+    let cases = [
+        // Refused by the kernel, after the cgroup was made: rolled back.
+        (json!({"cpu": {"cpus": "99"}}), "linux.resources.cpu.cpus"),
+        (
+            json!({"unified": {"memory.nonexistent": "1"}}),
+            "memory.nonexistent",
+        ),
+        // Refused by hull.
+        (
+            json!({"memory": {"limit": 64 * MIB, "swap": 32 * MIB}}),
+            "linux.resources.memory.swap",
+        ),
+        (
+            json!({"memory": {"swappiness": 10}}),
+            "linux.resources.memory.swappiness",
+        ),
+        (
+            json!({"network": {"classID": 1}}),
+            "linux.resources.network",
+        ),
+    ];
+    for (resources, field) in cases {
+        let mut env = TestEnv::new("v2-bad");
+        set_resources(&mut env, resources);
+        env.args(&["true"]);
+        assert_fails_mentioning(&env.create(), &[field]);
+        assert_no_leftovers(&env);
+        assert!(!cg_dir(&env).exists(), "{field}: cgroup left");
+    }
 }
 
 fn memory_env(name: &str, limit: i64) -> TestEnv {
@@ -487,6 +509,8 @@ fn pause_and_resume_use_cgroup_freeze() {
     assert_ok(&env.run(&["resume", &env.id]));
     assert_eq!(env.status().as_deref(), Some("running"));
     assert_eq!(cg_key(&env, "cgroup.events", "frozen"), 0);
+    // A paused container can be deleted by force.
+    assert_ok(&env.run(&["pause", &env.id]));
     delete_force(&env);
 }
 

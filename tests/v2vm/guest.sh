@@ -15,7 +15,7 @@ export HULL_TEST_ROOTFS=/tmp/hull-v2-rootfs
 rc=0
 run() {
     echo "hull-v2vm: running $*"
-    "$@" --test-threads=2 || rc=1
+    "$@" --test-threads=4 || rc=1
 }
 # The eBPF device filter loads into the 6.1 kernel (libhull unit tests).
 run "$HULL_V2_LIB_TESTS" cgroups::v2::devices
