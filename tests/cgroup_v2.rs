@@ -315,6 +315,44 @@ fn cpu_quota_throttles_and_shares_become_cpu_weight() {
     delete_force(&env);
 }
 
+/// cpu.weight has its effect: two busy loops on one CPU with shares
+/// 1024:512 (weights 39:20) share it about 2:1. Measured over 2-second
+/// windows until one is in range (at most 3), as on v1.
+#[test]
+fn cpu_weights_split_a_shared_cpu_proportionally() {
+    if !v2_host("cpu_weights_split_a_shared_cpu_proportionally") {
+        return;
+    }
+    let mk = |name: &str, shares: u64| {
+        let mut env = TestEnv::new(name);
+        set_resources(&mut env, json!({"cpu": {"shares": shares, "cpus": "0"}}));
+        env.sh("while :; do :; done");
+        env
+    };
+    let big = mk("v2-weight-big", 1024);
+    let small = mk("v2-weight-small", 512);
+    assert_ok(&big.run_detached());
+    assert_ok(&small.run_detached());
+    let usage = |env: &TestEnv| cg_key(env, "cpu.stat", "usage_usec");
+    let mut ratio = 0.0;
+    for _ in 0..3 {
+        let (b0, s0) = (usage(&big), usage(&small));
+        std::thread::sleep(Duration::from_secs(2));
+        let (b1, s1) = (usage(&big), usage(&small));
+        ratio = (b1 - b0) as f64 / (s1 - s0).max(1) as f64;
+        if (1.5..=2.7).contains(&ratio) {
+            break;
+        }
+        eprintln!("usage ratio {ratio:.2} out of range, measuring again");
+    }
+    assert!(
+        (1.5..=2.7).contains(&ratio),
+        "weights 39:20 on one CPU gave a usage ratio of {ratio:.2}"
+    );
+    delete_force(&big);
+    delete_force(&small);
+}
+
 #[test]
 fn cpuset_pins_the_container() {
     if !v2_host("cpuset_pins_the_container") {

@@ -30,11 +30,17 @@ warn() {
 command -v apt-get >/dev/null || warn "no apt-get to fetch the kernel and qemu with"
 command -v xz >/dev/null || warn "xz is missing (package xz-utils)"
 
-# The kernel: whichever 6.1 ABI Debian's linux-image-amd64 stands for now.
-kernel=$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-6\.1\.[0-9]*-[0-9]*-amd64\)$/\1/p' | head -1)
-if [ -z "$kernel" ]; then
-    # Older package lists: the newest 6.1 kernel apt knows of.
-    kernel=$(apt-cache pkgnames linux-image-6.1. 2>/dev/null | grep -E '^linux-image-6\.1\.[0-9]+-[0-9]+-amd64$' | sort -V | tail -1)
+# The kernel: whichever 6.1 ABI Debian's linux-image-amd64 stands for now,
+# else the newest 6.1 kernel apt knows of.
+find_kernel() {
+    kernel=$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-6\.1\.[0-9]*-[0-9]*-amd64\)$/\1/p' | head -1)
+    [ -n "$kernel" ] || kernel=$(apt-cache pkgnames linux-image-6.1. 2>/dev/null | grep -E '^linux-image-6\.1\.[0-9]+-[0-9]+-amd64$' | sort -V | tail -1)
+}
+find_kernel
+if [ -z "$kernel" ] && [ "$(id -u)" -eq 0 ]; then
+    # A fresh machine may have no package lists yet.
+    apt-get update -q </dev/null >/dev/null 2>&1 || true
+    find_kernel
 fi
 [ -n "$kernel" ] || warn "apt knows no linux-image-6.1.*-amd64 package (apt-get update?)"
 
