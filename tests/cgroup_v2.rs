@@ -722,7 +722,8 @@ fn systemd_cgroup_path_maps_onto_the_unified_hierarchy() {
 }
 
 /// With a cgroup namespace the container sees its own cgroup as the root
-/// ("0::/" and its limits in /sys/fs/cgroup); without one, its full path.
+/// ("0::/" and its limits in /sys/fs/cgroup); without one, its full path
+/// (and still its own limits in /sys/fs/cgroup).
 #[test]
 fn cgroup_namespace_hides_the_path() {
     if !v2_host("cgroup_namespace_hides_the_path") {
@@ -738,10 +739,17 @@ fn cgroup_namespace_hides_the_path() {
     );
     assert_no_leftovers(&env);
 
+    // Without one, /sys/fs/cgroup is a bind of the container's directory.
     let mut env = TestEnv::new("v2-nocgns");
     env.drop_namespace("cgroup");
-    env.sh("cat /proc/self/cgroup");
-    assert_eq!(env.output_ok().trim(), format!("0::/{}", env.id));
+    set_resources(&mut env, json!({"pids": {"limit": 8}}));
+    env.sh("cat /proc/self/cgroup /sys/fs/cgroup/pids.max");
+    let out = env.output_ok();
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        [format!("0::/{}", env.id).as_str(), "8"],
+        "{out}"
+    );
     assert_no_leftovers(&env);
 }
 

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Runs inside the cgroup v2 VM, chrooted into the host's read-only tree
+# Runs inside the cgroup v2 VM, in the host's read-only tree made its root
 # (see tests/v2vm/init): the host-built test binaries named in the share's
 # env file. HULL_TEST_REQUIRE_V2 turns a "skipped" of the v2 tests into a
 # failure: in this VM every one of them must run.
@@ -13,9 +13,17 @@ rm -rf /tmp/hull-v2-rootfs
 cp -a "$HULL_TEST_ROOTFS" /tmp/hull-v2-rootfs || exit 1
 export HULL_TEST_ROOTFS=/tmp/hull-v2-rootfs
 rc=0
+# Each binary must end well and have run tests: a filter that matches
+# nothing (a test renamed) is a failure, not a pass.
 run() {
     echo "hull-v2vm: running $*"
-    "$@" --test-threads=4 || rc=1
+    { "$@" --test-threads=4 2>&1; echo "hull-v2vm: exit $?"; } | tee /tmp/hull-v2vm.out
+    if ! grep -q '^hull-v2vm: exit 0$' /tmp/hull-v2vm.out; then
+        rc=1
+    elif ! grep -Eq '^test result: .*ok.* [1-9][0-9]* passed' /tmp/hull-v2vm.out; then
+        echo "hull-v2vm: no test ran in $1"
+        rc=1
+    fi
 }
 # The eBPF device filter loads into the 6.1 kernel (libhull unit tests).
 run "$HULL_V2_LIB_TESTS" cgroups::v2::devices

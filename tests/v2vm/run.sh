@@ -20,6 +20,14 @@ cd "$(dirname "$0")/../.."
 repo=$(pwd)
 
 vmdir=${HULL_V2VM_DIR:-$repo/target/v2vm}
+[ -d "$vmdir" ] && vmdir=$(cd "$vmdir" && pwd)
+case "$vmdir/" in
+/tmp/* | /run/*)
+    # The share lives in it, and the guest has its own /tmp and /run.
+    echo "test-v2: HULL_V2VM_DIR ($vmdir) must not be under /tmp or /run" >&2
+    exit 1
+    ;;
+esac
 timeout_s=${HULL_V2VM_TIMEOUT:-270}
 qemu=$vmdir/root/usr/bin/qemu-system-x86_64
 kernel=$vmdir/vmlinux
