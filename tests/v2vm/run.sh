@@ -31,7 +31,7 @@ esac
 timeout_s=${HULL_V2VM_TIMEOUT:-270}
 qemu=$vmdir/root/usr/bin/qemu-system-x86_64
 kernel=$vmdir/vmlinux
-modules=$(ls -d "$vmdir"/root/lib/modules/6.1.* 2>/dev/null | head -1)
+modules=$(ls -d "$vmdir"/root/lib/modules/6.1.* 2>/dev/null | head -1 || true)
 busybox=/bin/busybox
 rootfs=${HULL_TEST_ROOTFS:-$repo/target/fixtures/rootfs}
 
@@ -44,7 +44,7 @@ skip() {
 [ -x "$qemu" ] || skip "no qemu in $vmdir (make setup fetches it)"
 [ -f "$kernel" ] && [ -n "$modules" ] || skip "no 6.1 kernel in $vmdir (make setup fetches it)"
 [ -x "$busybox" ] && ! ldd "$busybox" >/dev/null 2>&1 || skip "no static $busybox (package busybox-static)"
-missing=$(ldd "$qemu" | sed -n 's/^\s*\(\S*\) => not found$/\1/p' | tr '\n' ' ')
+missing=$(ldd "$qemu" 2>/dev/null | sed -n 's/^\s*\(\S*\) => not found$/\1/p' | tr '\n' ' ')
 [ -z "$missing" ] || skip "qemu lacks the libraries $missing(make setup installs them)"
 [ -x "$rootfs/bin/sh" ] || { echo "test-v2: no test rootfs at $rootfs (make fixtures)" >&2; exit 1; }
 
@@ -52,7 +52,7 @@ missing=$(ldd "$qemu" | sed -n 's/^\s*\(\S*\) => not found$/\1/p' | tr '\n' ' ')
 # read-only view of the host's tree). Output of the build goes to stderr.
 bins=$(cargo test --no-run --message-format=json --lib --test cgroup_v2 --test resources 2>/dev/null |
     jq -r 'select(.reason == "compiler-artifact" and .executable != null and .profile.test == true)
-           | "\(.target.kind[0])-\(.target.name)=\(.executable)"')
+           | "\(.target.kind[0])-\(.target.name)=\(.executable)"' || true)
 bin() { sed -n "s/^$1=//p" <<<"$bins"; }
 lib_bin=$(bin lib-hull)
 v2_bin=$(bin test-cgroup_v2)
