@@ -43,7 +43,12 @@ pub const ACC_READ: u32 = 2;
 pub const ACC_WRITE: u32 = 4;
 
 fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
-    Insn { code, regs: (src << 4) | (dst & 0x0f), off, imm }
+    Insn {
+        code,
+        regs: (src << 4) | (dst & 0x0f),
+        off,
+        imm,
+    }
 }
 
 fn access_bits(access: &str) -> u32 {
@@ -77,7 +82,12 @@ pub fn program(rules: &[Rule]) -> Result<Vec<Insn>> {
             'a' => None,
             'b' => Some(DEV_BLOCK),
             'c' => Some(DEV_CHAR),
-            k => return Err(Error::resource("linux.resources.devices", format!("unknown device type {k:?}"))),
+            k => {
+                return Err(Error::resource(
+                    "linux.resources.devices",
+                    format!("unknown device type {k:?}"),
+                ))
+            }
         };
         if let Some(t) = dev_type {
             jumps.push(block.len());
@@ -95,7 +105,10 @@ pub fn program(rules: &[Rule]) -> Result<Vec<Insn>> {
             for (reg, num) in [(4u8, rule.major), (5u8, rule.minor)] {
                 if let Some(n) = num {
                     let n = i32::try_from(n).map_err(|_| {
-                        Error::resource("linux.resources.devices", format!("device number {n} out of range"))
+                        Error::resource(
+                            "linux.resources.devices",
+                            format!("device number {n} out of range"),
+                        )
                     })?;
                     jumps.push(block.len());
                     block.push(insn(JNE_K, reg, 0, 0, n));
@@ -158,23 +171,31 @@ struct ProgAttachAttr {
     _pad: [u32; 3],
 }
 
-/// Load the program for `rules` and attach it to the cgroup `dir`. The
-/// attachment keeps the program alive after hull exits, until the cgroup
-/// is removed.
-pub fn apply(dir: &Path, rules: &[Rule]) -> Result<()> {
-    let insns = program(rules)?;
+/// Largest verifier log buffer every kernel since 4.15 accepts (older
+/// kernels cap log_size at UINT_MAX >> 8; 5.2 raised it to UINT_MAX >> 2).
+const MAX_LOG_SIZE: usize = (u32::MAX >> 8) as usize;
+/// How much of the verifier's log an error message keeps (its end, where
+/// the verifier says why it refused the program).
+const LOG_TAIL: usize = 2048;
+
+/// One BPF_PROG_LOAD of `insns`; with `log`, the verifier writes its log
+/// there (log_level 1).
+fn prog_load(insns: &[Insn], log: Option<&mut [u8]>) -> std::io::Result<OwnedFd> {
     let license = b"GPL\0";
-    let mut log = vec![0u8; 4096];
     let mut name = [0u8; 16];
     name[..9].copy_from_slice(b"hull_devs");
+    let (log_level, log_size, log_buf) = match log {
+        Some(buf) => (1, buf.len() as u32, buf.as_mut_ptr() as u64),
+        None => (0, 0, 0),
+    };
     let attr = ProgLoadAttr {
         prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
         insn_cnt: insns.len() as u32,
         insns: insns.as_ptr() as u64,
         license: license.as_ptr() as u64,
-        log_level: 1,
-        log_size: log.len() as u32,
-        log_buf: log.as_mut_ptr() as u64,
+        log_level,
+        log_size,
+        log_buf,
         prog_name: name,
         expected_attach_type: BPF_CGROUP_DEVICE,
         ..Default::default()
@@ -184,17 +205,66 @@ pub fn apply(dir: &Path, rules: &[Rule]) -> Result<()> {
     // buffers of the stated sizes for the duration of the call. The kernel
     // returns a new fd or -1.
     let fd = unsafe {
-        libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, &attr as *const ProgLoadAttr, std::mem::size_of::<ProgLoadAttr>())
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_LOAD,
+            &attr as *const ProgLoadAttr,
+            std::mem::size_of::<ProgLoadAttr>(),
+        )
     };
     if fd < 0 {
-        let e = std::io::Error::last_os_error();
-        let msg = String::from_utf8_lossy(&log[..log.iter().position(|b| *b == 0).unwrap_or(0)]).into_owned();
-        return Err(Error::resource("linux.resources.devices", format!("load the eBPF device filter: {e} {msg}")));
+        return Err(std::io::Error::last_os_error());
     }
     // SAFETY: fd was just returned by the kernel and is owned by nobody else.
-    let prog = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    let cgroup = std::fs::File::open(dir)
-        .map_err(|e| Error::resource("linux.resources.devices", format!("open {}: {e}", dir.display())))?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Load the program for `rules` (not attached).
+///
+/// Without a log first: with log_level 1 the kernel fails a load whose log
+/// does not fit the buffer with ENOSPC, even when the program is fine, and
+/// how much a kernel logs for the same program varies (6.1 logs every
+/// instruction of every path; runc's and containerd's allow lists do not
+/// fit in 4 KiB there). Only when that load fails is it repeated with a
+/// buffer as large as the kernel allows, to report why.
+pub fn load(rules: &[Rule]) -> Result<OwnedFd> {
+    let insns = program(rules)?;
+    let first = match prog_load(&insns, None) {
+        Ok(fd) => return Ok(fd),
+        Err(e) => e,
+    };
+    let mut log = vec![0u8; MAX_LOG_SIZE];
+    let retry = prog_load(&insns, Some(&mut log));
+    let len = log.iter().position(|b| *b == 0).unwrap_or(log.len());
+    let text = String::from_utf8_lossy(&log[len.saturating_sub(LOG_TAIL)..len]);
+    let text = text.trim();
+    let detail = match retry {
+        // Loaded with the log on but not without: not expected; keep it.
+        Ok(fd) => return Ok(fd),
+        Err(_) if text.is_empty() => String::new(),
+        Err(_) if len > LOG_TAIL => format!("; the verifier's log ends: ...{text}"),
+        Err(_) => format!("; the verifier's log: {text}"),
+    };
+    Err(Error::resource(
+        "linux.resources.devices",
+        format!(
+            "load the eBPF device filter ({} instructions): {first}{detail}",
+            insns.len()
+        ),
+    ))
+}
+
+/// Load the program for `rules` and attach it to the cgroup `dir`. The
+/// attachment keeps the program alive after hull exits, until the cgroup
+/// is removed.
+pub fn apply(dir: &Path, rules: &[Rule]) -> Result<()> {
+    let prog = load(rules)?;
+    let cgroup = std::fs::File::open(dir).map_err(|e| {
+        Error::resource(
+            "linux.resources.devices",
+            format!("open {}: {e}", dir.display()),
+        )
+    })?;
     let attach = ProgAttachAttr {
         target_fd: cgroup.as_raw_fd() as u32,
         attach_bpf_fd: prog.as_raw_fd() as u32,
@@ -205,11 +275,19 @@ pub fn apply(dir: &Path, rules: &[Rule]) -> Result<()> {
     // SAFETY: `attach` is a valid, zero-padded bpf_attr for BPF_PROG_ATTACH
     // whose fds are open for the duration of the call.
     let rc = unsafe {
-        libc::syscall(libc::SYS_bpf, BPF_PROG_ATTACH, &attach as *const ProgAttachAttr, std::mem::size_of::<ProgAttachAttr>())
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_ATTACH,
+            &attach as *const ProgAttachAttr,
+            std::mem::size_of::<ProgAttachAttr>(),
+        )
     };
     if rc < 0 {
         let e = std::io::Error::last_os_error();
-        return Err(Error::resource("linux.resources.devices", format!("attach the eBPF device filter to {}: {e}", dir.display())));
+        return Err(Error::resource(
+            "linux.resources.devices",
+            format!("attach the eBPF device filter to {}: {e}", dir.display()),
+        ));
     }
     Ok(())
 }
@@ -276,7 +354,13 @@ mod tests {
     }
 
     fn rule(allow: bool, kind: char, major: Option<i64>, minor: Option<i64>, access: &str) -> Rule {
-        Rule { allow, kind, major, minor, access: access.into() }
+        Rule {
+            allow,
+            kind,
+            major,
+            minor,
+            access: access.into(),
+        }
     }
 
     #[test]
@@ -288,7 +372,11 @@ mod tests {
         let rw = ACC_READ | ACC_WRITE;
         assert_eq!(run(&p, DEV_CHAR, rw, 1, 3), 1, "/dev/null");
         assert_eq!(run(&p, DEV_CHAR, rw, 136, 7), 1, "a pty");
-        assert_eq!(run(&p, DEV_CHAR, ACC_MKNOD, 8, 0), 1, "mknod of any char device");
+        assert_eq!(
+            run(&p, DEV_CHAR, ACC_MKNOD, 8, 0),
+            1,
+            "mknod of any char device"
+        );
         assert_eq!(run(&p, DEV_BLOCK, ACC_READ, 8, 0), 0, "a disk");
         assert_eq!(run(&p, DEV_CHAR, rw, 1, 1), 0, "/dev/mem");
         assert_eq!(run(&p, DEV_CHAR, rw, 10, 229), 0, "/dev/fuse");
@@ -303,9 +391,21 @@ mod tests {
         ];
         let p = program(&rules).unwrap();
         assert_well_formed(&p);
-        assert_eq!(run(&p, DEV_BLOCK, ACC_WRITE, 8, 1), 0, "write to sda1 denied");
-        assert_eq!(run(&p, DEV_BLOCK, ACC_READ, 8, 1), 1, "read allowed by the first rule");
-        assert_eq!(run(&p, DEV_CHAR, ACC_READ | ACC_WRITE, 5, 1), 1, "allowed by allow-all");
+        assert_eq!(
+            run(&p, DEV_BLOCK, ACC_WRITE, 8, 1),
+            0,
+            "write to sda1 denied"
+        );
+        assert_eq!(
+            run(&p, DEV_BLOCK, ACC_READ, 8, 1),
+            1,
+            "read allowed by the first rule"
+        );
+        assert_eq!(
+            run(&p, DEV_CHAR, ACC_READ | ACC_WRITE, 5, 1),
+            1,
+            "allowed by allow-all"
+        );
         assert_eq!(run(&p, DEV_BLOCK, ACC_READ, 9, 0), 1);
     }
 
@@ -317,11 +417,89 @@ mod tests {
         assert_eq!(p.last().unwrap().code, EXIT);
     }
 
+    /// The allow list containerd, podman and CRI runtimes give every
+    /// container (deny all first), with hull's own defaults after it.
+    fn container_default_rules() -> Vec<Rule> {
+        let mut rules = vec![rule(false, 'a', None, None, "rwm")];
+        for (major, minor) in [
+            (1, Some(3)),
+            (1, Some(5)),
+            (1, Some(7)),
+            (1, Some(8)),
+            (1, Some(9)),
+            (5, Some(0)),
+            (5, Some(1)),
+            (5, Some(2)),
+            (136, None),
+            (10, Some(200)),
+        ] {
+            rules.push(rule(true, 'c', Some(major), minor, "rwm"));
+        }
+        rules.push(rule(true, 'c', None, None, "m"));
+        rules.push(rule(true, 'b', None, None, "m"));
+        rules.extend(default_allowed());
+        rules
+    }
+
+    /// Loading needs CAP_BPF or CAP_SYS_ADMIN: without them the kernel
+    /// refuses with EPERM and the test says it is skipped.
+    fn bpf_refused(err: &Error, test: &str) -> bool {
+        let refused = err.to_string().contains("Operation not permitted");
+        if refused {
+            eprintln!("skipped {test}: loading eBPF programs needs CAP_BPF or CAP_SYS_ADMIN");
+        }
+        refused
+    }
+
+    /// Linux 6.1 logs every instruction of every path at log_level 1, so
+    /// this list's log overflowed the 4 KiB hull used to pass and the load
+    /// failed with ENOSPC. Loaded without a log, it loads on every kernel.
+    #[test]
+    fn the_container_default_allow_list_loads_into_the_kernel() {
+        let rules = container_default_rules();
+        assert!(
+            program(&rules).unwrap().len() > 100,
+            "a long program, as the kernel sees from containerd"
+        );
+        match load(&rules) {
+            Ok(_) => {}
+            Err(e) if bpf_refused(&e, "the_container_default_allow_list_loads_into_the_kernel") => {
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// A program the verifier refuses is reported with what the verifier
+    /// said (from the second load, with the log on).
+    #[test]
+    fn a_refused_program_is_reported_with_the_verifiers_log() {
+        // EXIT with R0 never written.
+        let insns = [insn(EXIT, 0, 0, 0, 0)];
+        let first = prog_load(&insns, None).unwrap_err();
+        if first.raw_os_error() == Some(libc::EPERM) {
+            eprintln!("skipped a_refused_program_is_reported_with_the_verifiers_log: loading eBPF programs needs CAP_BPF or CAP_SYS_ADMIN");
+            return;
+        }
+        assert_eq!(first.raw_os_error(), Some(libc::EACCES), "{first}");
+        let mut log = vec![0u8; 1 << 16];
+        prog_load(&insns, Some(&mut log)).unwrap_err();
+        let text = String::from_utf8_lossy(&log);
+        assert!(text.contains("R0 !read_ok"), "verifier log: {text}");
+    }
+
     #[test]
     fn instruction_encoding() {
         assert_eq!(std::mem::size_of::<Insn>(), 8);
         // r2 = *(u32 *)(r1 + 0)
-        assert_eq!(insn(LDX_MEM_W, 2, 1, 0, 0), Insn { code: 0x61, regs: 0x12, off: 0, imm: 0 });
+        assert_eq!(
+            insn(LDX_MEM_W, 2, 1, 0, 0),
+            Insn {
+                code: 0x61,
+                regs: 0x12,
+                off: 0,
+                imm: 0
+            }
+        );
         assert_eq!(EXIT, 0x95);
         assert_eq!(JNE_X, 0x5d);
     }

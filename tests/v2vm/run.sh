@@ -1,0 +1,121 @@
+#!/bin/bash
+# Run hull's cgroup v2 tests in a VM whose kernel (Debian's 6.1) has only
+# the unified hierarchy (cgroup_no_v1=all): qemu in software emulation
+# (TCG), booting the kernel `tests/v2vm/setup.sh` fetched with a busybox
+# initramfs. The guest sees the host's / read-only over virtio-9p and runs
+# the host's test binaries and hull from it unchanged (tests/v2vm/guest.sh);
+# a writable 9p share carries the run's settings in, and a scratch virtio
+# disk gives io.max a block device.
+#
+#   tests/v2vm/run.sh          (make test-v2; run as root, after make fixtures)
+#
+# HULL_V2VM_GUEST=script runs that script in the guest instead of guest.sh
+# (to look into a failure by hand); HULL_V2VM_TIMEOUT bounds the run (270 s).
+#
+# Exit status: 0 when every test in the guest passed, or when the VM cannot
+# start here (it then prints "skipped" and why); 1 when a test failed or the
+# guest did not report a result within the time limit.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+repo=$(pwd)
+
+vmdir=${HULL_V2VM_DIR:-$repo/target/v2vm}
+[ -d "$vmdir" ] && vmdir=$(cd "$vmdir" && pwd)
+case "$vmdir/" in
+/tmp/* | /run/*)
+    # The share lives in it, and the guest has its own /tmp and /run.
+    echo "test-v2: HULL_V2VM_DIR ($vmdir) must not be under /tmp or /run" >&2
+    exit 1
+    ;;
+esac
+timeout_s=${HULL_V2VM_TIMEOUT:-270}
+qemu=$vmdir/root/usr/bin/qemu-system-x86_64
+kernel=$vmdir/vmlinux
+modules=$(ls -d "$vmdir"/root/lib/modules/6.1.* 2>/dev/null | head -1 || true)
+busybox=/bin/busybox
+rootfs=${HULL_TEST_ROOTFS:-$repo/target/fixtures/rootfs}
+
+skip() {
+    echo "test-v2: skipped: the cgroup v2 VM cannot start here: $*"
+    exit 0
+}
+
+[ "$(id -u)" -eq 0 ] || skip "it needs root (9p passthrough of the writable share)"
+[ -x "$qemu" ] || skip "no qemu in $vmdir (make setup fetches it)"
+[ -f "$kernel" ] && [ -n "$modules" ] || skip "no 6.1 kernel in $vmdir (make setup fetches it)"
+[ -x "$busybox" ] && ! ldd "$busybox" >/dev/null 2>&1 || skip "no static $busybox (package busybox-static)"
+missing=$(ldd "$qemu" 2>/dev/null | sed -n 's/^\s*\(\S*\) => not found$/\1/p' | tr '\n' ' ')
+[ -z "$missing" ] || skip "qemu lacks the libraries $missing(make setup installs them)"
+[ -x "$rootfs/bin/sh" ] || { echo "test-v2: no test rootfs at $rootfs (make fixtures)" >&2; exit 1; }
+
+# The test binaries, built on the host (the guest runs them from the
+# read-only view of the host's tree). Output of the build goes to stderr.
+bins=$(cargo test --no-run --message-format=json --lib --test cgroup_v2 --test resources 2>/dev/null |
+    jq -r 'select(.reason == "compiler-artifact" and .executable != null and .profile.test == true)
+           | "\(.target.kind[0])-\(.target.name)=\(.executable)"' || true)
+bin() { sed -n "s/^$1=//p" <<<"$bins"; }
+lib_bin=$(bin lib-hull)
+v2_bin=$(bin test-cgroup_v2)
+res_bin=$(bin test-resources)
+[ -n "$lib_bin" ] && [ -n "$v2_bin" ] && [ -n "$res_bin" ] || {
+    echo "test-v2: could not build the test binaries (cargo test --no-run --lib --test cgroup_v2 --test resources)" >&2
+    exit 1
+}
+
+share=$(mktemp -d "$vmdir/run.XXXXXX")
+trap 'rm -rf "$share"' EXIT
+cat >"$share/env" <<EOF
+export HULL_REPO='$repo'
+export HULL_TEST_ROOTFS='$rootfs'
+export HULL_V2_LIB_TESTS='$lib_bin'
+export HULL_V2_TESTS='$v2_bin'
+export HULL_V2_RESOURCE_TESTS='$res_bin'
+EOF
+
+# The initramfs: busybox, /init, the settings and the modules init loads.
+initrd=$share/initrd
+mkdir -p "$initrd/bin" "$initrd/modules"
+cp "$busybox" "$initrd/bin/busybox"
+install -m 0755 tests/v2vm/init "$initrd/init"
+printf "SHARE='%s'\nGUEST='%s'\n" "$share" "${HULL_V2VM_GUEST:-$repo/tests/v2vm/guest.sh}" >"$initrd/vm.conf"
+for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci \
+    9pnet 9pnet_virtio netfs fscache 9p overlay veth llc stp bridge virtio_blk loop; do
+    f=$(find "$modules/kernel" -name "$m.ko" | head -1)
+    [ -n "$f" ] || skip "module $m.ko is missing from $modules"
+    cp "$f" "$initrd/modules/"
+done
+(cd "$initrd" && find . | "$busybox" cpio -o -H newc 2>/dev/null) >"$share/initrd.cpio"
+truncate -s 64M "$share/scratch.img"
+
+console=$vmdir/console.log
+echo "test-v2: booting $(cat "$vmdir/ready" 2>/dev/null) in qemu (TCG), at most ${timeout_s}s; console in $console"
+start=$(date +%s)
+set +e
+timeout --kill-after=5 "$timeout_s" "$qemu" \
+    -L "$vmdir/root/usr/share/seabios" -L "$vmdir/root/usr/share/qemu" \
+    -accel tcg,thread=multi -cpu max -smp 2 -m 1024 \
+    -nographic -serial stdio -monitor none -nic none -no-reboot \
+    -kernel "$kernel" -initrd "$share/initrd.cpio" \
+    -append "console=ttyS0 cgroup_no_v1=all panic=-1 quiet" \
+    -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
+    -virtfs local,path="$share",mount_tag=share,security_model=passthrough \
+    -drive file="$share/scratch.img",format=raw,if=virtio,cache=unsafe \
+    </dev/null 2>"$share/qemu.err" | tr -d '\r' | tee "$console"
+qemu_rc=${PIPESTATUS[0]}
+set -e
+took=$(($(date +%s) - start))
+
+if ! grep -q '^hull-v2vm: init started' "$console"; then
+    [ "$qemu_rc" -ne 124 ] || { echo "test-v2: FAILED: the VM did not reach /init within ${timeout_s}s" >&2; exit 1; }
+    skip "qemu exited ($qemu_rc) before the guest's /init ran: $(tail -3 "$share/qemu.err" | tr '\n' ' ')"
+fi
+rc=$(sed -n 's/^hull-v2vm: rc=\([0-9]*\)$/\1/p' "$console" | tail -1)
+if [ -z "$rc" ]; then
+    echo "test-v2: FAILED: the guest reported no result (qemu exit $qemu_rc after ${took}s; timeout ${timeout_s}s)" >&2
+    exit 1
+fi
+if [ "$rc" -ne 0 ]; then
+    echo "test-v2: FAILED: tests in the cgroup v2 VM failed (rc=$rc, ${took}s); see $console" >&2
+    exit 1
+fi
+echo "test-v2: all cgroup v2 tests passed in the VM (${took}s)"
