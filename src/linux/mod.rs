@@ -1,4 +1,5 @@
 //! What happens inside and around the new container process.
+pub mod bind;
 pub mod channel;
 pub mod console;
 pub mod init;

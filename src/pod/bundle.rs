@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::manifest::parse_quantity;
 use super::sandbox::ns_path;
 use super::store::{Holder, PodDir};
-use super::volumes::{oci_mount, HostVolume};
+use super::volumes::{self, oci_mount, HostVolume};
 use crate::error::{Error, Result, SysContext};
 
 /// containerd's default capability set for containers.
@@ -101,18 +101,52 @@ pub fn prepare(ctx: &BundleContext, c: &Container, field: &str, attempt_dir: &Pa
             root.clone()
         }
     };
-    let config = config(ctx, c, field, &rootfs, read_only_root, image.config());
+    let config = config(ctx, c, field, &rootfs, read_only_root, image.config())
+        .and_then(|config| stage_volume_mounts(ctx, c, field, attempt_dir, config, host_mounts));
     let config = match config {
         Ok(c) => c,
         Err(e) => {
-            unmount_rootfs(ctx.image_root, &root);
-            host_mounts.retain(|p| *p != root);
+            unmount_attempt(ctx.image_root, attempt_dir, host_mounts);
             return Err(e);
         }
     };
     std::fs::write(bundle.join("config.json"), serde_json::to_vec_pretty(&config).unwrap_or_default())
         .sys_context(|| "write config.json".into())?;
     Ok(bundle)
+}
+
+/// Mount each volumeMount whose source may change under hull (a subPath, a
+/// hostPath) from an fd resolved once, onto `<attempt>/volumes/<i>`, and
+/// point the container's mount at that: the runtime's later lookup is then
+/// of a path only hull can change.
+fn stage_volume_mounts(ctx: &BundleContext, c: &Container, field: &str, attempt_dir: &Path, mut config: Value, host_mounts: &mut Vec<PathBuf>) -> Result<Value> {
+    let vms = c.volume_mounts.as_deref().unwrap_or(&[]);
+    let mounts = config["mounts"].as_array_mut().ok_or_else(|| Error::Init("config has no mounts".into()))?;
+    // The volumeMounts are the last mounts of the config, in order.
+    let first = mounts.len().checked_sub(vms.len()).ok_or_else(|| Error::Init("volume mounts missing from the config".into()))?;
+    for (i, vm) in vms.iter().enumerate() {
+        if !volumes::needs_staging(vm, ctx.volumes) {
+            continue;
+        }
+        let target = attempt_dir.join("volumes").join(i.to_string());
+        volumes::stage_mount(vm, ctx.volumes, &format!("{field}.volumeMounts[{i}]"), &target)?;
+        host_mounts.push(target.clone());
+        mounts[first + i]["source"] = json!(target);
+    }
+    Ok(config)
+}
+
+/// Undo an attempt's host mounts: its staged volume sources, then its
+/// rootfs (and the rootfs's image-store lease).
+pub fn unmount_attempt(image_root: &Path, attempt_dir: &Path, host_mounts: &mut Vec<PathBuf>) {
+    let staged = attempt_dir.join("volumes");
+    let mine: Vec<PathBuf> = host_mounts.iter().filter(|p| p.starts_with(&staged)).cloned().collect();
+    volumes::unmount_all(&mine);
+    let root = attempt_dir.join("rootfs");
+    if host_mounts.contains(&root) {
+        unmount_rootfs(image_root, &root);
+    }
+    host_mounts.retain(|p| !p.starts_with(&staged) && *p != root);
 }
 
 /// Unmount a container rootfs (and drop its image-store lease, if any).

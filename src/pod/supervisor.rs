@@ -126,11 +126,8 @@ impl Supervisor<'_> {
         if let Some(id) = &c.container_id {
             let _ = lifecycle::delete(self.root, id, true);
         }
-        let rootfs = self.dir.attempt(&c.name, c.attempt).join("rootfs");
-        if self.rec.host_mounts.contains(&rootfs) {
-            bundle::unmount_rootfs(&self.rec.image_root, &rootfs);
-            self.rec.host_mounts.retain(|p| *p != rootfs);
-        }
+        let attempt_dir = self.dir.attempt(&c.name, c.attempt);
+        bundle::unmount_attempt(&self.rec.image_root, &attempt_dir, &mut self.rec.host_mounts);
     }
 
     fn exit_of(&self, idx: usize) -> Option<ExitRecord> {
