@@ -30,14 +30,18 @@ impl Pods {
     /// `pod run` the manifest (ROOTFS and NAME substituted) without a CNI
     /// network; returns the pod's name and the command's output.
     fn run(&self, name: &str, manifest: &str) -> (String, Output) {
+        let no_cni = self.root.path().join("no-cni");
+        std::fs::create_dir_all(&no_cni).unwrap();
+        self.run_with_cni(name, manifest, &no_cni)
+    }
+
+    fn run_with_cni(&self, name: &str, manifest: &str, cni_dir: &Path) -> (String, Output) {
         let name = unique_id(name).replace('_', "-").to_lowercase();
         self.names.borrow_mut().push(name.clone());
         let text = manifest.replace("ROOTFS", rootfs().to_str().unwrap()).replace("NAME", &name);
         let path = self.root.path().join(format!("{name}.yaml"));
         std::fs::write(&path, text).unwrap();
-        let no_cni = self.root.path().join("no-cni");
-        std::fs::create_dir_all(&no_cni).unwrap();
-        let o = self.hull(&["pod", "run", "--wait", "2", "--backoff-base-ms", "100", "--cni-conf-dir", no_cni.to_str().unwrap(), path.to_str().unwrap()]);
+        let o = self.hull(&["pod", "run", "--wait", "2", "--backoff-base-ms", "100", "--cni-conf-dir", cni_dir.to_str().unwrap(), path.to_str().unwrap()]);
         (name, o)
     }
 
@@ -181,4 +185,113 @@ fn subpath_swapped_for_a_symlink_never_mounts_a_host_path() {
     eprintln!("victim starts: {ran} saw the volume's directory, {refused} were refused");
     assert!(ran > 0, "no victim ever ran: the test proves nothing");
     pods.rm(&swapper);
+}
+
+/// NUL bytes (which would cut an argument short) and more groups than
+/// setgroups takes are refused before anything is made, naming the field.
+#[test]
+fn config_nul_bytes_and_too_many_groups_are_refused_naming_the_field() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let mut env = TestEnv::new("nulcfg");
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(Edit, &str); 4] = [
+        (|c| c["process"]["args"] = serde_json::json!(["echo", "a\u{0}b"]), "process.args[1]"),
+        (|c| c["process"]["env"] = serde_json::json!(["PATH=/bin", "A=x\u{0}y"]), "process.env[1]"),
+        (|c| c["hostname"] = serde_json::json!("a\u{0}b"), "hostname"),
+        (|c| c["process"]["user"]["additionalGids"] = serde_json::json!((0..70_000).collect::<Vec<u32>>()), "process.user.additionalGids"),
+    ];
+    let base = env.config.clone();
+    for (edit, field) in cases {
+        env.config = base.clone();
+        edit(&mut env.config);
+        let o = env.create();
+        assert_fails_mentioning(&o, &[field]);
+        assert_no_leftovers(&env);
+    }
+}
+
+/// A memory limit too small for the init to start is named, not reported
+/// as an init that "exited during setup".
+#[test]
+fn memory_limit_too_low_to_start_names_the_setting() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let mut env = TestEnv::new("memlow");
+    env.config["linux"]["resources"] = serde_json::json!({"memory": {"limit": 1}});
+    let o = env.create();
+    assert_fails_mentioning(&o, &["linux.resources.memory.limit"]);
+    assert_no_leftovers(&env);
+}
+
+/// Leftovers of a pod root: mounts, processes, cgroups named for it.
+fn leftovers(root: &Path) -> Vec<String> {
+    let root = root.to_str().unwrap();
+    let mut out: Vec<String> = read_all(Path::new("/proc/self/mountinfo")).lines().filter(|l| l.contains(root)).map(|l| format!("mount: {l}")).collect();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmd = s(&std::fs::read(e.path().join("cmdline")).unwrap_or_default()).replace('\0', " ");
+        if cmd.contains(root) {
+            out.push(format!("process: {cmd}"));
+        }
+    }
+    if std::fs::read_dir(Path::new(root).join("pods")).is_ok_and(|mut d| d.next().is_some()) {
+        out.push("a pod directory".into());
+    }
+    out
+}
+
+/// A hostPort needs a plugin that maps ports: a network without one is
+/// refused rather than the port silently left unmapped.
+#[test]
+fn host_port_without_portmap_is_refused() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let pods = Pods::new();
+    let cni = pods.root.path().join("cni");
+    std::fs::create_dir_all(&cni).unwrap();
+    std::fs::write(
+        cni.join("10-noportmap.conflist"),
+        r#"{"cniVersion": "1.0.0", "name": "noportmap", "plugins": [{"type": "bridge", "bridge": "hullnopm0", "ipam": {"type": "host-local", "subnet": "10.199.0.0/24"}}]}"#,
+    )
+    .unwrap();
+    let (_, o) = pods.run_with_cni(
+        "hostport",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  containers:\n  - {name: c, image: ROOTFS, command: [sleep, '5'], ports: [{containerPort: 80, hostPort: 18099}]}\n",
+        &cni,
+    );
+    assert_fails_mentioning(&o, &["portMappings"]);
+    let left = leftovers(pods.root.path());
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// Out-of-range numbers and bad enum values in a manifest are refused by
+/// `pod run` with the field's path, and nothing is left behind.
+#[test]
+fn hostile_manifest_values_are_refused_naming_the_field() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let pods = Pods::new();
+    let base = "apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  PODX\n  containers:\n  - {name: c, image: ROOTFS, command: [sh, -c, 'trap \"exit 0\" TERM; while :; do sleep 0.1; done'] CONX}\n";
+    let cases = [
+        ("terminationGracePeriodSeconds: 9223372036854775807", "", "spec.terminationGracePeriodSeconds"),
+        ("restartPolicy: Sometimes", "", "spec.restartPolicy"),
+        ("hostname: \"a\\nb\"", "", "spec.hostname"),
+        ("hostAliases: [{ip: \"1.2.3.4\\n6.6.6.6\", hostnames: [x]}]", "", "spec.hostAliases[0].ip"),
+        ("restartPolicy: Never", ", resources: {limits: {cpu: -500m}}", "spec.containers[0].resources.limits.cpu"),
+        ("restartPolicy: Never", ", resources: {limits: {memory: 99999999999999999999999Ti}}", "spec.containers[0].resources.limits.memory"),
+        ("restartPolicy: Never", ", ports: [{containerPort: 70000}]", "spec.containers[0].ports[0].containerPort"),
+        ("restartPolicy: Never", ", args: [\"a\\0b\"]", "spec.containers[0].args[0]"),
+        ("volumes: [{name: v, emptyDir: {sizeLimit: -1Gi}}]", "", "spec.volumes[0].emptyDir.sizeLimit"),
+        ("restartPolicy: Never\n  restartPolicy: Always", "", "duplicate key"),
+    ];
+    for (extra, cextra, field) in cases {
+        let (_, o) = pods.run("hostile", &base.replace("PODX", extra).replace("CONX", cextra));
+        assert_fails_mentioning(&o, &[field]);
+        let left = leftovers(pods.root.path());
+        assert!(left.is_empty(), "{field}: {left:?}");
+    }
 }

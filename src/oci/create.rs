@@ -154,9 +154,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
         oom_killed: None,
     };
     loop {
-        let msg = ours.recv::<ChildMessage>()?.ok_or_else(|| {
-            Error::Init("container init exited during setup".into())
-        })?;
+        let msg = ours.recv::<ChildMessage>()?.ok_or_else(|| init_died(spec, &cgroup))?;
         match msg {
             ChildMessage::WriteIdMaps { pid } => {
                 write_id_maps(pid, spec)?;
@@ -194,6 +192,20 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
     }
     rollback.armed = false;
     Ok(record)
+}
+
+/// Why the init ended before it was ready, as far as the parent can tell:
+/// an OOM kill names the memory limit that caused it (as runc does).
+fn init_died(spec: &oci_spec::runtime::Spec, cgroup: &Cgroup) -> Error {
+    if cgroup.oom_kill_count().is_some_and(|n| n > 0) {
+        let limit = spec.linux().as_ref().and_then(|l| l.resources().as_ref()).and_then(|r| r.memory().as_ref()).and_then(|m| m.limit());
+        let what = match limit {
+            Some(l) => format!("linux.resources.memory.limit ({l} bytes) is too low for it to start"),
+            None => "the cgroup's memory limit is too low for it to start".to_string(),
+        };
+        return Error::resource("linux.resources.memory.limit", format!("container init was OOM-killed during setup: {what}"));
+    }
+    Error::Init("container init exited during setup".into())
 }
 
 /// The cgroup path to create: the config's, or with `--systemd-cgroup` its

@@ -69,8 +69,7 @@ impl Supervisor<'_> {
     }
 
     fn grace(&self) -> Duration {
-        let secs = self.rec.manifest.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
-        Duration::from_secs(secs.max(0) as u64)
+        super::validate::grace_period(self.rec.manifest.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
     }
 
     fn stop_requested(&self) -> bool {

@@ -11,7 +11,7 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 use serde_json::{json, Value};
 
-use super::manifest::parse_quantity;
+use super::validate::parse_quantity;
 use super::store::PodDir;
 use crate::error::{Error, Result, SysContext};
 use crate::linux::bind;
@@ -54,7 +54,7 @@ pub fn prepare(dir: &PodDir, volumes: &[Volume], host_mounts: &mut Vec<PathBuf>)
             let path = host_path(dir, v);
             std::fs::create_dir_all(&path).sys_context(|| format!("create emptyDir {}", path.display()))?;
             let size = ed.size_limit.as_ref().map(|q| {
-                parse_quantity(&q.0).ok_or_else(|| Error::InvalidArgument(format!("{field}.emptyDir.sizeLimit: bad quantity {:?}", q.0)))
+                parse_quantity(&q.0).map_err(|e| Error::InvalidArgument(format!("{field}.emptyDir.sizeLimit: {e}")))
             }).transpose()?;
             let memory = match ed.medium.as_deref().unwrap_or("") {
                 "" => false,
@@ -66,7 +66,11 @@ pub fn prepare(dir: &PodDir, volumes: &[Volume], host_mounts: &mut Vec<PathBuf>)
             // evict the pod instead: hull refuses writes past the limit).
             if memory || size.is_some() {
                 let data = match size {
-                    Some(bytes) => format!("size={},mode=0777", bytes as u64),
+                    // size=0 would be a tmpfs without a limit.
+                    Some(bytes) if bytes < 1.0 => {
+                        return Err(Error::InvalidArgument(format!("{field}.emptyDir.sizeLimit: must be at least 1 byte")))
+                    }
+                    Some(bytes) => format!("size={},mode=0777", bytes.ceil() as u64),
                     None => "mode=0777".to_string(),
                 };
                 nix::mount::mount(Some("tmpfs"), &path, Some("tmpfs"), nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV, Some(data.as_str()))
