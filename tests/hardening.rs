@@ -295,3 +295,34 @@ fn hostile_manifest_values_are_refused_naming_the_field() {
         assert!(left.is_empty(), "{field}: {left:?}");
     }
 }
+
+/// The same container id under two `--root` directories would share the
+/// default cgroup `/<id>`: the second create is refused, the first
+/// container keeps its limit, and deleting the second touches nothing.
+#[test]
+fn same_id_under_two_roots_does_not_share_a_cgroup() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let mem = Path::new("/sys/fs/cgroup/memory");
+    if !mem.join("cgroup.procs").exists() {
+        eprintln!("skipped same_id_under_two_roots_does_not_share_a_cgroup: the host is not cgroup v1");
+        return;
+    }
+    let mut a = TestEnv::new("tworoots");
+    a.args(&["sleep", "30"]);
+    a.config["linux"]["resources"] = serde_json::json!({"memory": {"limit": 64 << 20}});
+    a.create_ok();
+    let mut b = TestEnv::new("tworoots");
+    b.id = a.id.clone();
+    b.args(&["sleep", "30"]);
+    b.config["linux"]["resources"] = serde_json::json!({"memory": {"limit": 32 << 20}});
+    let o = b.create();
+    assert_fails_mentioning(&o, &["already exists", "already has"]);
+    let limit = read_all(&mem.join(&a.id).join("memory.limit_in_bytes"));
+    assert_eq!(limit.trim(), (64u64 << 20).to_string());
+    let _ = b.run(&["delete", "--force", &b.id]);
+    assert_eq!(a.status().as_deref(), Some("created"), "the other root's container was touched");
+    assert_ok(&a.run(&["delete", "--force", &a.id]));
+    assert_no_leftovers(&a);
+}
