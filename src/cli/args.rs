@@ -276,6 +276,12 @@ impl Command {
     pub fn runs_container_processes(&self) -> bool {
         matches!(self, Command::Create(_) | Command::Run(_) | Command::Exec(_) | Command::Monitor { .. } | Command::Pod(_))
     }
+
+    /// hull's own long-lived processes (a container's monitor, a pod's
+    /// supervisor), which must outlive whoever reads their output.
+    pub fn is_daemon(&self) -> bool {
+        matches!(self, Command::Monitor { .. } | Command::Pod(PodCmd::Supervise { .. }))
+    }
 }
 
 #[derive(Args, Debug, Clone)]
