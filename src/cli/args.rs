@@ -256,8 +256,8 @@ pub enum PodCmd {
     /// image in hull's store, or a local rootfs directory by absolute path
     Run {
         file: String,
-        /// Base of the restart back-off (kubelet: 10000 ms, doubling to 5 min)
-        #[arg(long = "backoff-base-ms", default_value_t = 10_000)]
+        /// Base of the restart back-off (kubelet: 10000 ms, doubling to 5 min; at most an hour)
+        #[arg(long = "backoff-base-ms", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
         backoff_base_ms: u64,
         /// How long to wait for the containers to start (seconds)
         #[arg(long, default_value_t = 60)]
@@ -298,7 +298,7 @@ pub enum PodCmd {
     #[command(hide = true)]
     Supervise {
         name: String,
-        #[arg(long = "backoff-base-ms", default_value_t = 10_000)]
+        #[arg(long = "backoff-base-ms", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
         backoff_base_ms: u64,
     },
 }
@@ -307,6 +307,12 @@ impl Command {
     /// Commands that fork processes which end up inside a container.
     pub fn runs_container_processes(&self) -> bool {
         matches!(self, Command::Create(_) | Command::Run(_) | Command::Exec(_) | Command::Monitor { .. } | Command::Pod(_))
+    }
+
+    /// hull's own long-lived processes (a container's monitor, a pod's
+    /// supervisor), which must outlive whoever reads their output.
+    pub fn is_daemon(&self) -> bool {
+        matches!(self, Command::Monitor { .. } | Command::Pod(PodCmd::Supervise { .. }))
     }
 }
 

@@ -35,6 +35,12 @@ pub fn main() -> i32 {
         let Err(e) = crate::linux::syscall::reexec_protected();
         return report(&cli, &e);
     }
+    if !cli.command.is_daemon() {
+        // A reader that went away (`hull pod ps | head -1`) ends the
+        // command quietly, as it does any Unix tool, instead of a panic in
+        // println! (Rust ignores SIGPIPE, so the write would fail with EPIPE).
+        crate::linux::syscall::default_sigpipe();
+    }
     match dispatch(&cli) {
         Ok(code) => code,
         Err(e) => report(&cli, &e),

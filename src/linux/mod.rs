@@ -1,5 +1,6 @@
 //! What happens inside and around the new container process.
 pub mod attrs;
+pub mod bind;
 pub mod channel;
 pub mod console;
 pub mod init;

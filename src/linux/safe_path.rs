@@ -1,6 +1,8 @@
 //! Resolving untrusted paths (mount destinations, device paths) inside the
 //! container's rootfs with openat2(RESOLVE_IN_ROOT): symlinks and ".." are
 //! resolved as if the rootfs were "/", so nothing can point outside it.
+//! Bind sources in a tree someone else writes (a volume's subPath) are
+//! resolved with RESOLVE_BENEATH instead: a path leading out is refused.
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
@@ -18,22 +20,65 @@ pub enum Create {
     File,
 }
 
-fn how(flags: OFlag) -> OpenHow {
-    OpenHow::new()
-        .flags(flags | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS)
+/// How a path is kept inside its root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Symlinks and ".." are clamped at the root, as if it were "/".
+    InRoot,
+    /// Anything leading out of the root (an absolute symlink, ".." above
+    /// it) fails with EXDEV.
+    Beneath,
+}
+
+fn resolve_flags(scope: Scope) -> ResolveFlag {
+    let s = match scope {
+        Scope::InRoot => ResolveFlag::RESOLVE_IN_ROOT,
+        Scope::Beneath => ResolveFlag::RESOLVE_BENEATH,
+    };
+    s | ResolveFlag::RESOLVE_NO_MAGICLINKS
+}
+
+/// openat2 as O_PATH, retried on EAGAIN: the kernel returns it when a
+/// rename elsewhere raced a ".." step, rather than risk an escape.
+fn open_path(root: &OwnedFd, rel: &Path, scope: Scope) -> nix::Result<OwnedFd> {
+    let how = || OpenHow::new().flags(OFlag::O_PATH | OFlag::O_CLOEXEC).resolve(resolve_flags(scope));
+    let mut tries = 0;
+    loop {
+        match openat2(root.as_fd(), rel, how()) {
+            Err(Errno::EAGAIN) if tries < 64 => tries += 1,
+            other => return other,
+        }
+    }
 }
 
 /// Open `path` (absolute or relative, interpreted inside `root`) as an
 /// O_PATH fd, creating missing directories (and the last component as `create`
 /// says). Returns ENOENT as `None` when `create` is Nothing.
 pub fn open_in_root(root: &OwnedFd, path: &Path, create: Create) -> Result<Option<OwnedFd>> {
+    open_scoped(root, path, create, Scope::InRoot, "rootfs")
+}
+
+/// Open `path` beneath `root` (a volume) as an O_PATH fd; a path that
+/// leads out of it is refused ("leads outside"). Missing components are
+/// created as `create` says, each with *at() on a parent resolved the same way.
+pub fn open_beneath(root: &OwnedFd, path: &Path, create: Create, what: &str) -> Result<Option<OwnedFd>> {
+    open_scoped(root, path, create, Scope::Beneath, what)
+}
+
+fn open_scoped(root: &OwnedFd, path: &Path, create: Create, scope: Scope, what: &str) -> Result<Option<OwnedFd>> {
     let rel = relative(path);
-    match openat2(root.as_fd(), &rel, how(OFlag::O_PATH)) {
+    let fail = |p: &Path, e: Errno| -> Error {
+        if e == Errno::EXDEV {
+            Error::InvalidArgument(format!("{} leads outside the {what}", p.display()))
+        } else {
+            Error::sys(format!("resolve {} in {what}", p.display()), e)
+        }
+    };
+    match open_path(root, &rel, scope) {
         Ok(fd) => return Ok(Some(fd)),
         Err(Errno::ENOENT) if create != Create::Nothing => {}
         Err(Errno::ENOENT) => return Ok(None),
-        Err(e) => return Err(Error::sys(format!("resolve {} in rootfs", path.display()), e)),
+        Err(e) => return Err(fail(path, e)),
     }
     // Walk down, creating what is missing. Each parent is itself resolved in
     // the root, and each name created with *at() relative to it, so a
@@ -45,13 +90,13 @@ pub fn open_in_root(root: &OwnedFd, path: &Path, create: Create) -> Result<Optio
         sofar.push(name);
         let last = i + 1 == comps.len();
         let want_file = last && create == Create::File;
-        match openat2(root.as_fd(), &sofar, how(OFlag::O_PATH)) {
+        match open_path(root, &sofar, scope) {
             Ok(fd) => {
                 parent = fd;
                 continue;
             }
             Err(Errno::ENOENT) => {}
-            Err(e) => return Err(Error::sys(format!("resolve {} in rootfs", sofar.display()), e)),
+            Err(e) => return Err(fail(&sofar, e)),
         }
         let made = if want_file {
             nix::fcntl::openat(
@@ -66,10 +111,9 @@ pub fn open_in_root(root: &OwnedFd, path: &Path, create: Create) -> Result<Optio
         };
         match made {
             Ok(()) | Err(Errno::EEXIST) => {}
-            Err(e) => return Err(Error::sys(format!("create {} in rootfs", sofar.display()), e)),
+            Err(e) => return Err(Error::sys(format!("create {} in {what}", sofar.display()), e)),
         }
-        parent = openat2(root.as_fd(), &sofar, how(OFlag::O_PATH))
-            .map_err(|e| Error::sys(format!("resolve {} in rootfs", sofar.display()), e))?;
+        parent = open_path(root, &sofar, scope).map_err(|e| fail(&sofar, e))?;
     }
     Ok(Some(parent))
 }

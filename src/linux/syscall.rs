@@ -390,6 +390,14 @@ pub fn default_signals() -> Result<()> {
     Ok(())
 }
 
+/// SIGPIPE back to its default action (termination) for this process.
+pub fn default_sigpipe() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: installing SIG_DFL runs no code of ours in signal context.
+    let _ = unsafe { sigaction(Signal::SIGPIPE, &dfl) };
+}
+
 /// Every catchable signal, real-time ones included, back to SIG_DFL and
 /// nothing blocked: what a container's program should start with, whatever
 /// hull's caller had ignored.

@@ -79,6 +79,12 @@ pub struct CniConfig {
 }
 
 impl CniConfig {
+    /// Whether a plugin of this network takes port mappings (CNI's
+    /// `portMappings` capability, which the portmap plugin declares).
+    pub fn maps_ports(&self) -> bool {
+        self.list.plugins.iter().any(|p| p.capabilities.get("portMappings") == Some(&true))
+    }
+
     /// The first network config in `opts.conf_dir` (sorted by file name).
     /// A file that does not parse is an error naming it and the field, not
     /// skipped: a typo must not silently select another network.

@@ -25,6 +25,10 @@ pub fn load_spec(path: &Path) -> Result<Spec> {
 
 pub fn parse_spec(text: &[u8]) -> Result<Spec> {
     let mut value: serde_json::Value = serde_json::from_slice(text).map_err(|e| Error::Config(e.to_string()))?;
+    // As runc: a NUL byte would silently cut an argument, variable or name.
+    if let Some(path) = find_nul(&value, "", &["annotations"]) {
+        return Err(Error::Config(format!("{path}: contains a NUL byte")));
+    }
     drop_unknown_capabilities(&mut value);
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
@@ -35,6 +39,27 @@ pub fn parse_spec(text: &[u8]) -> Result<Spec> {
             Error::Config(format!("field {path}: {inner}"))
         }
     })
+}
+
+/// The JSON path (`process.args[1]`) of the first string or key holding a
+/// NUL byte, skipping the top-level objects named in `skip`.
+pub fn find_nul(value: &serde_json::Value, path: &str, skip: &[&str]) -> Option<String> {
+    use serde_json::Value;
+    match value {
+        Value::String(s) if s.contains('\0') => Some(if path.is_empty() { ".".into() } else { path.to_string() }),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, v)| find_nul(v, &format!("{path}[{i}]"), &[])),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let here = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+            if k.contains('\0') {
+                return Some(here);
+            }
+            if path.is_empty() && skip.contains(&k.as_str()) {
+                return None;
+            }
+            find_nul(v, &here, &[])
+        }),
+        _ => None,
+    }
 }
 
 /// Capabilities this build does not know are skipped with a warning, as
@@ -253,6 +278,9 @@ pub fn new_namespace(spec: &Spec, typ: LinuxNamespaceType) -> bool {
         .is_some_and(|ns| ns.iter().any(|n| n.typ() == typ && n.path().is_none()))
 }
 
+/// Linux's limit on supplementary groups (setgroups(2) fails with EINVAL).
+const NGROUPS_MAX: usize = 65536;
+
 fn validate_process(process: &oci_spec::runtime::Process) -> Result<()> {
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(Error::Config("process.args: must not be empty".into()));
@@ -272,6 +300,12 @@ fn validate_process(process: &oci_spec::runtime::Process) -> Result<()> {
                 "process.env[{i}]: {e:?} is not of the form KEY=VALUE"
             )));
         }
+    }
+    let groups = process.user().additional_gids().as_ref().map_or(0, |g| g.len());
+    if groups > NGROUPS_MAX {
+        return Err(Error::Config(format!(
+            "process.user.additionalGids: {groups} groups; the kernel allows at most {NGROUPS_MAX}"
+        )));
     }
     Ok(())
 }

@@ -92,6 +92,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
     let cgroups_path = cgroups_path(linux.and_then(|l| l.cgroups_path().as_deref()), &opts.id, opts.systemd_cgroup)?;
     let cgroup = Cgroup::create(cgroups_path.as_deref(), &opts.id)?;
     rollback.cgroup = Some(cgroup.clone());
+    check_cgroup_unused(&cgroup, &opts.id, linux.and_then(|l| l.cgroups_path().as_ref()).is_none())?;
     // Limits hold before any process of the container exists: the
     // bootstrap child is forked (and moved into the cgroup) after this.
     if let Some(resources) = linux.and_then(|l| l.resources().as_ref()) {
@@ -169,9 +170,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
         net_devices: Vec::new(),
     };
     loop {
-        let msg = ours.recv::<ChildMessage>()?.ok_or_else(|| {
-            Error::Init("container init exited during setup".into())
-        })?;
+        let msg = ours.recv::<ChildMessage>()?.ok_or_else(|| init_died(spec, &cgroup))?;
         match msg {
             ChildMessage::WriteIdMaps { pid } => {
                 write_id_maps(pid, spec)?;
@@ -213,6 +212,46 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
     }
     rollback.armed = false;
     Ok(record)
+}
+
+/// A container's cgroup is its own: one that already has processes is
+/// refused (as runc does), and so is an existing one at the default path
+/// `/<id>`, which only a container of the same id under another `--root`
+/// makes (sharing it would let one change the other's limits, and a
+/// `delete --force` of one kill the other). Only hull's own new directories
+/// are removed again when this refuses.
+fn check_cgroup_unused(cgroup: &Cgroup, id: &str, default_path: bool) -> Result<()> {
+    for dir in cgroup.dirs.values() {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        let n = procs.lines().filter(|l| !l.trim().is_empty()).count();
+        if n > 0 {
+            return Err(Error::Cgroup(format!(
+                "{} already has {n} process(es): it belongs to another container",
+                dir.display()
+            )));
+        }
+        if default_path && !cgroup.created.contains(dir) {
+            return Err(Error::Cgroup(format!(
+                "{} already exists: another container {id:?} (under another --root?) owns it; use another id or set linux.cgroupsPath",
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Why the init ended before it was ready, as far as the parent can tell:
+/// an OOM kill names the memory limit that caused it (as runc does).
+fn init_died(spec: &oci_spec::runtime::Spec, cgroup: &Cgroup) -> Error {
+    if cgroup.oom_kill_count().is_some_and(|n| n > 0) {
+        let limit = spec.linux().as_ref().and_then(|l| l.resources().as_ref()).and_then(|r| r.memory().as_ref()).and_then(|m| m.limit());
+        let what = match limit {
+            Some(l) => format!("linux.resources.memory.limit ({l} bytes) is too low for it to start"),
+            None => "the cgroup's memory limit is too low for it to start".to_string(),
+        };
+        return Error::resource("linux.resources.memory.limit", format!("container init was OOM-killed during setup: {what}"));
+    }
+    Error::Init("container init exited during setup".into())
 }
 
 /// The cgroup path to create: the config's, or with `--systemd-cgroup` its

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use serde_json::{json, Value};
 
-use super::manifest::parse_quantity;
+use super::validate::parse_quantity;
 use super::sandbox::ns_path;
 use super::store::{Holder, PodDir};
-use super::volumes::{oci_mount, HostVolume};
+use super::volumes::{self, oci_mount, HostVolume};
 use crate::error::{Error, Result, SysContext};
 
 /// containerd's default capability set for containers.
@@ -18,6 +18,9 @@ const DEFAULT_CAPS: &[&str] = &[
     "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
     "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
 ];
+
+/// The kernel's (and kubelet's) largest cpu.shares.
+const MAX_SHARES: u64 = 262_144;
 
 pub struct BundleContext<'a> {
     pub pod: &'a Pod,
@@ -83,18 +86,52 @@ pub fn prepare(ctx: &BundleContext, c: &Container, field: &str, attempt_dir: &Pa
             root.clone()
         }
     };
-    let config = config(ctx, c, field, &rootfs, read_only_root, image.config());
+    let config = config(ctx, c, field, &rootfs, read_only_root, image.config())
+        .and_then(|config| stage_volume_mounts(ctx, c, field, attempt_dir, config, host_mounts));
     let config = match config {
         Ok(c) => c,
         Err(e) => {
-            unmount_rootfs(ctx.image_root, &root);
-            host_mounts.retain(|p| *p != root);
+            unmount_attempt(ctx.image_root, attempt_dir, host_mounts);
             return Err(e);
         }
     };
     std::fs::write(bundle.join("config.json"), serde_json::to_vec_pretty(&config).unwrap_or_default())
         .sys_context(|| "write config.json".into())?;
     Ok(bundle)
+}
+
+/// Mount each volumeMount whose source may change under hull (a subPath, a
+/// hostPath) from an fd resolved once, onto `<attempt>/volumes/<i>`, and
+/// point the container's mount at that: the runtime's later lookup is then
+/// of a path only hull can change.
+fn stage_volume_mounts(ctx: &BundleContext, c: &Container, field: &str, attempt_dir: &Path, mut config: Value, host_mounts: &mut Vec<PathBuf>) -> Result<Value> {
+    let vms = c.volume_mounts.as_deref().unwrap_or(&[]);
+    let mounts = config["mounts"].as_array_mut().ok_or_else(|| Error::Init("config has no mounts".into()))?;
+    // The volumeMounts are the last mounts of the config, in order.
+    let first = mounts.len().checked_sub(vms.len()).ok_or_else(|| Error::Init("volume mounts missing from the config".into()))?;
+    for (i, vm) in vms.iter().enumerate() {
+        if !volumes::needs_staging(vm, ctx.volumes) {
+            continue;
+        }
+        let target = attempt_dir.join("volumes").join(i.to_string());
+        volumes::stage_mount(vm, ctx.volumes, &format!("{field}.volumeMounts[{i}]"), &target)?;
+        host_mounts.push(target.clone());
+        mounts[first + i]["source"] = json!(target);
+    }
+    Ok(config)
+}
+
+/// Undo an attempt's host mounts: its staged volume sources, then its
+/// rootfs (and the rootfs's image-store lease).
+pub fn unmount_attempt(image_root: &Path, attempt_dir: &Path, host_mounts: &mut Vec<PathBuf>) {
+    let staged = attempt_dir.join("volumes");
+    let mine: Vec<PathBuf> = host_mounts.iter().filter(|p| p.starts_with(&staged)).cloned().collect();
+    volumes::unmount_all(&mine);
+    let root = attempt_dir.join("rootfs");
+    if host_mounts.contains(&root) {
+        unmount_rootfs(image_root, &root);
+    }
+    host_mounts.retain(|p| !p.starts_with(&staged) && *p != root);
 }
 
 /// Unmount a container rootfs (and drop its image-store lease, if any).
@@ -296,7 +333,7 @@ pub fn resources(c: &Container, field: &str) -> Result<Option<Value>> {
     let get = |map: &Option<std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>, key: &str, which: &str| -> Result<Option<f64>> {
         map.as_ref()
             .and_then(|m| m.get(key))
-            .map(|q| parse_quantity(&q.0).ok_or_else(|| Error::InvalidArgument(format!("{field}.resources.{which}.{key}: bad quantity {:?}", q.0))))
+            .map(|q| parse_quantity(&q.0).map_err(|e| Error::InvalidArgument(format!("{field}.resources.{which}.{key}: {e}"))))
             .transpose()
     };
     for which in [("limits", &r.limits), ("requests", &r.requests)] {
@@ -313,11 +350,14 @@ pub fn resources(c: &Container, field: &str) -> Result<Option<Value>> {
     if cpu_limit.is_some() || cpu_request.is_some() {
         let mut cpu = json!({});
         if let Some(l) = cpu_limit {
+            // Within int64 millicores (checked when parsed); the quota of a
+            // limit beyond any machine saturates, as f64 -> i64 does.
             cpu["quota"] = json!(((l * 100_000.0).round() as i64).max(1000));
             cpu["period"] = json!(100_000);
         }
         if let Some(req) = cpu_request {
-            cpu["shares"] = json!(((req * 1024.0).round() as u64).max(2));
+            // kubelet's bounds for cpu.shares.
+            cpu["shares"] = json!(((req * 1024.0).round() as u64).clamp(2, MAX_SHARES));
         }
         out["cpu"] = cpu;
     }
@@ -337,11 +377,18 @@ pub fn pod_resources(pod: &Pod) -> Result<Option<Value>> {
     let mut shares: u64 = 0;
     for (i, c) in spec.containers.iter().enumerate() {
         let r = resources(c, &format!("spec.containers[{i}]"))?.unwrap_or(json!({}));
-        memory = memory.zip(r["memory"]["limit"].as_i64()).map(|(a, b)| a + b);
-        quota = quota.zip(r["cpu"]["quota"].as_i64()).map(|(a, b)| a + b);
-        shares += r["cpu"]["shares"].as_u64().unwrap_or(2);
+        let field = |what: &str| format!("spec.containers[{i}].resources.limits.{what}: the pod's total limit is out of range");
+        memory = match memory.zip(r["memory"]["limit"].as_i64()) {
+            Some((a, b)) => Some(a.checked_add(b).ok_or_else(|| Error::InvalidArgument(field("memory")))?),
+            None => None,
+        };
+        quota = match quota.zip(r["cpu"]["quota"].as_i64()) {
+            Some((a, b)) => Some(a.checked_add(b).ok_or_else(|| Error::InvalidArgument(field("cpu")))?),
+            None => None,
+        };
+        shares = shares.saturating_add(r["cpu"]["shares"].as_u64().unwrap_or(2));
     }
-    let mut out = json!({"cpu": {"shares": shares.max(2)}});
+    let mut out = json!({"cpu": {"shares": shares.clamp(2, MAX_SHARES)}});
     if let Some(m) = memory.filter(|m| *m > 0) {
         out["memory"] = json!({"limit": m});
     }

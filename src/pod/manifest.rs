@@ -5,6 +5,7 @@
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
+use super::validate;
 use crate::error::{Error, Result};
 
 /// How hull treats a manifest field.
@@ -137,19 +138,21 @@ pub struct Manifest {
 
 /// Parse YAML (or JSON, which is YAML) and check it.
 pub fn parse(text: &str) -> Result<Manifest> {
-    let value: Value = serde_yaml_ng::from_str(text).map_err(|e| Error::InvalidArgument(format!("pod manifest: {e}")))?;
+    let value = validate::from_yaml(text)?;
     let mut warnings = Vec::new();
     check(&value, "", POD, &mut warnings)?;
+    validate::no_nul(&value)?;
     if value.get("kind").and_then(Value::as_str) != Some("Pod") {
         return Err(Error::InvalidArgument("pod manifest: kind must be \"Pod\"".into()));
     }
-    let pod: Pod = serde_json::from_value(value).map_err(|e| Error::InvalidArgument(format!("pod manifest: {e}")))?;
+    let pod: Pod = validate::to_pod(value)?;
     let name = pod.metadata.name.as_deref().unwrap_or("");
     crate::oci::state::validate_id(name).map_err(|_| Error::InvalidArgument(format!("pod manifest: metadata.name {name:?} is not a valid name")))?;
     let spec = pod.spec.as_ref().ok_or_else(|| Error::InvalidArgument("pod manifest: spec is missing".into()))?;
     if spec.containers.is_empty() {
         return Err(Error::InvalidArgument("pod manifest: spec.containers must not be empty".into()));
     }
+    validate::pod(&pod)?;
     Ok(Manifest { pod, warnings })
 }
 
@@ -181,28 +184,6 @@ fn check(value: &Value, path: &str, schema: &[(&str, Field)], warnings: &mut Vec
 
 fn display(path: &str) -> &str {
     if path.is_empty() { "the document" } else { path }
-}
-
-/// Kubernetes quantities: "500m" CPU → millicores, "128Mi" memory → bytes.
-pub fn parse_quantity(q: &str) -> Option<f64> {
-    let q = q.trim();
-    let split = q.find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E').unwrap_or(q.len());
-    let (num, suffix) = q.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let mult = match suffix {
-        "" => 1.0,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "Ki" => 1024.0,
-        "Mi" => 1024.0 * 1024.0,
-        "Gi" => 1024.0 * 1024.0 * 1024.0,
-        "Ti" => 1024.0f64.powi(4),
-        _ => return None,
-    };
-    Some(n * mult)
 }
 
 #[cfg(test)]
@@ -238,15 +219,5 @@ spec:
         let yaml = POD_YAML.replace("spec:\n", "spec:\n  volumes: [{name: v, nfs: {server: x, path: /}}]\n");
         let err = parse(&yaml).unwrap_err().to_string();
         assert!(err.contains("spec.volumes[0].nfs"), "{err}");
-    }
-
-    #[test]
-    fn quantities() {
-        assert_eq!(parse_quantity("500m"), Some(0.5));
-        assert_eq!(parse_quantity("2"), Some(2.0));
-        assert_eq!(parse_quantity("128Mi"), Some(134217728.0));
-        assert_eq!(parse_quantity("1G"), Some(1e9));
-        assert_eq!(parse_quantity("1e3"), Some(1000.0));
-        assert_eq!(parse_quantity("12x"), None);
     }
 }

@@ -11,6 +11,7 @@ pub mod probe;
 pub mod sandbox;
 pub mod store;
 pub mod supervisor;
+pub mod validate;
 pub mod volumes;
 
 use std::io::Read;
@@ -253,6 +254,14 @@ fn attach_network(store: &PodStore, rec: &mut PodRecord, cni: &crate::network::C
         }
         Err(e) => return Err(Error::InvalidArgument(format!("pod network: {e}"))),
     };
+    if let Some(p) = host_ports(&rec.manifest).next().filter(|_| !config.maps_ports()) {
+        return Err(Error::InvalidArgument(format!(
+            "hostPort {}: the CNI network {:?} ({}) has no plugin with the portMappings capability (portmap): the port would not be mapped",
+            p.host_port,
+            config.list.name,
+            config.source.display()
+        )));
+    }
     let holder = rec.holder.expect("started before the network");
     // CNI gets a pinned path, not /proc/<holder>/ns/net: should the holder
     // die and its pid be reused, a DEL must not reach someone else's netns.
@@ -369,8 +378,8 @@ pub fn stop(root: &StateRoot, name: &str) -> Result<()> {
     let rec = store.load(name)?;
     let dir = store.dir(name);
     std::fs::write(dir.stop_request(), b"").sys_context(|| "request stop".into())?;
-    let grace = rec.manifest.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30).max(0) as u64;
-    let deadline = Instant::now() + Duration::from_secs(grace + 15);
+    let grace = validate::grace_period(rec.manifest.spec.as_ref().and_then(|s| s.termination_grace_period_seconds));
+    let deadline = Instant::now() + grace + Duration::from_secs(15);
     while supervisor_alive(&store.load(name)?) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }

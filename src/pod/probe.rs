@@ -254,7 +254,7 @@ impl ProbeSpec {
             (_, Some(n)) if n <= 0 => {
                 return Err(ProbeError::invalid(format!("{f}.terminationGracePeriodSeconds"), "must be greater than 0"))
             }
-            (_, Some(n)) => Some(Duration::from_secs(n as u64)),
+            (_, Some(n)) => Some(super::validate::grace_period(Some(n))),
         };
         Ok(ProbeSpec { kind, action, timing, termination_grace_period })
     }

@@ -69,8 +69,7 @@ impl Supervisor<'_> {
     }
 
     fn grace(&self) -> Duration {
-        let secs = self.rec.manifest.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
-        Duration::from_secs(secs.max(0) as u64)
+        super::validate::grace_period(self.rec.manifest.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
     }
 
     fn stop_requested(&self) -> bool {
@@ -127,11 +126,8 @@ impl Supervisor<'_> {
         if let Some(id) = &c.container_id {
             let _ = lifecycle::delete(self.root, id, true);
         }
-        let rootfs = self.dir.attempt(&c.name, c.attempt).join("rootfs");
-        if self.rec.host_mounts.contains(&rootfs) {
-            bundle::unmount_rootfs(&self.rec.image_root, &rootfs);
-            self.rec.host_mounts.retain(|p| *p != rootfs);
-        }
+        let attempt_dir = self.dir.attempt(&c.name, c.attempt);
+        bundle::unmount_attempt(&self.rec.image_root, &attempt_dir, &mut self.rec.host_mounts);
     }
 
     fn exit_of(&self, idx: usize) -> Option<ExitRecord> {

@@ -2,23 +2,28 @@
 //! `medium: Memory`) and hostPath with Kubernetes' type checks; and the
 //! OCI mounts for a container's volumeMounts, with subPath resolved safely
 //! inside its volume.
-use std::os::unix::fs::FileTypeExt;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Volume, VolumeMount};
-use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 use serde_json::{json, Value};
 
-use super::manifest::parse_quantity;
+use super::validate::parse_quantity;
 use super::store::PodDir;
 use crate::error::{Error, Result, SysContext};
+use crate::linux::bind;
+use crate::linux::safe_path::fd_path;
 
 /// A volume ready on the host.
 #[derive(Debug, Clone)]
 pub struct HostVolume {
     pub name: String,
     pub path: PathBuf,
+    /// A hostPath's type ("" when unchecked); None for an emptyDir.
+    pub host_type: Option<String>,
 }
 
 /// Where a volume is on the host (emptyDir: under the pod's directory).
@@ -31,7 +36,11 @@ pub fn host_path(dir: &PodDir, v: &Volume) -> PathBuf {
 
 /// The host volumes of a pod whose volumes `prepare` already made.
 pub fn existing(dir: &PodDir, volumes: &[Volume]) -> Vec<HostVolume> {
-    volumes.iter().map(|v| HostVolume { name: v.name.clone(), path: host_path(dir, v) }).collect()
+    volumes.iter().map(|v| HostVolume { name: v.name.clone(), path: host_path(dir, v), host_type: host_type(v) }).collect()
+}
+
+fn host_type(v: &Volume) -> Option<String> {
+    v.host_path.as_ref().map(|hp| hp.type_.clone().unwrap_or_default())
 }
 
 /// Create or check every volume of the pod. On error, what was mounted is
@@ -45,7 +54,7 @@ pub fn prepare(dir: &PodDir, volumes: &[Volume], host_mounts: &mut Vec<PathBuf>)
             let path = host_path(dir, v);
             std::fs::create_dir_all(&path).sys_context(|| format!("create emptyDir {}", path.display()))?;
             let size = ed.size_limit.as_ref().map(|q| {
-                parse_quantity(&q.0).ok_or_else(|| Error::InvalidArgument(format!("{field}.emptyDir.sizeLimit: bad quantity {:?}", q.0)))
+                parse_quantity(&q.0).map_err(|e| Error::InvalidArgument(format!("{field}.emptyDir.sizeLimit: {e}")))
             }).transpose()?;
             let memory = match ed.medium.as_deref().unwrap_or("") {
                 "" => false,
@@ -57,7 +66,11 @@ pub fn prepare(dir: &PodDir, volumes: &[Volume], host_mounts: &mut Vec<PathBuf>)
             // evict the pod instead: hull refuses writes past the limit).
             if memory || size.is_some() {
                 let data = match size {
-                    Some(bytes) => format!("size={},mode=0777", bytes as u64),
+                    // size=0 would be a tmpfs without a limit.
+                    Some(bytes) if bytes < 1.0 => {
+                        return Err(Error::InvalidArgument(format!("{field}.emptyDir.sizeLimit: must be at least 1 byte")))
+                    }
+                    Some(bytes) => format!("size={},mode=0777", bytes.ceil() as u64),
                     None => "mode=0777".to_string(),
                 };
                 nix::mount::mount(Some("tmpfs"), &path, Some("tmpfs"), nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV, Some(data.as_str()))
@@ -66,7 +79,7 @@ pub fn prepare(dir: &PodDir, volumes: &[Volume], host_mounts: &mut Vec<PathBuf>)
             } else {
                 let _ = nix::sys::stat::fchmodat(nix::fcntl::AT_FDCWD, &path, Mode::from_bits_truncate(0o777), nix::sys::stat::FchmodatFlags::FollowSymlink);
             }
-            out.push(HostVolume { name: v.name.clone(), path });
+            out.push(HostVolume { name: v.name.clone(), path, host_type: None });
         } else if let Some(hp) = &v.host_path {
             let path = host_path(dir, v);
             if !path.is_absolute() {
@@ -74,9 +87,9 @@ pub fn prepare(dir: &PodDir, volumes: &[Volume], host_mounts: &mut Vec<PathBuf>)
             }
             check_host_path(&path, hp.type_.as_deref().unwrap_or(""))
                 .map_err(|e| Error::InvalidArgument(format!("{field}: hostPath type check failed: {e}")))?;
-            out.push(HostVolume { name: v.name.clone(), path });
+            out.push(HostVolume { name: v.name.clone(), path, host_type: host_type(v) });
         } else {
-            return Err(Error::unsupported(format!("{field}"), "only emptyDir and hostPath volumes"));
+            return Err(Error::unsupported(field.clone(), "only emptyDir and hostPath volumes"));
         }
     }
     Ok(out)
@@ -86,47 +99,23 @@ pub fn prepare(dir: &PodDir, volumes: &[Volume], host_mounts: &mut Vec<PathBuf>)
 pub fn check_host_path(path: &Path, typ: &str) -> std::result::Result<(), String> {
     let meta = std::fs::metadata(path);
     let p = path.display();
-    match typ {
-        "" => Ok(()),
-        "DirectoryOrCreate" => match meta {
-            Ok(m) if m.is_dir() => Ok(()),
-            Ok(_) => Err(format!("{p} is not a directory")),
-            Err(_) => std::fs::create_dir_all(path).map_err(|e| format!("create {p}: {e}")).map(|_| {
-                let _ = nix::sys::stat::fchmodat(nix::fcntl::AT_FDCWD, path, Mode::from_bits_truncate(0o755), nix::sys::stat::FchmodatFlags::FollowSymlink);
-            }),
-        },
-        "Directory" => match meta {
-            Ok(m) if m.is_dir() => Ok(()),
-            _ => Err(format!("{p} is not a directory")),
-        },
-        "FileOrCreate" => match meta {
-            Ok(m) if m.is_file() => Ok(()),
-            Ok(_) => Err(format!("{p} is not a file")),
-            Err(_) => std::fs::OpenOptions::new()
+    match (typ, &meta) {
+        ("DirectoryOrCreate", Err(_)) => {
+            std::fs::create_dir_all(path).map_err(|e| format!("create {p}: {e}"))?;
+            let _ = nix::sys::stat::fchmodat(nix::fcntl::AT_FDCWD, path, Mode::from_bits_truncate(0o755), nix::sys::stat::FchmodatFlags::FollowSymlink);
+            return Ok(());
+        }
+        ("FileOrCreate", Err(_)) => {
+            return std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .open(path)
                 .map(drop)
-                .map_err(|e| format!("create {p}: {e}")),
-        },
-        "File" => match meta {
-            Ok(m) if m.is_file() => Ok(()),
-            _ => Err(format!("{p} is not a file")),
-        },
-        "Socket" => match meta {
-            Ok(m) if m.file_type().is_socket() => Ok(()),
-            _ => Err(format!("{p} is not a socket file")),
-        },
-        "CharDevice" => match meta {
-            Ok(m) if m.file_type().is_char_device() => Ok(()),
-            _ => Err(format!("{p} is not a character device")),
-        },
-        "BlockDevice" => match meta {
-            Ok(m) if m.file_type().is_block_device() => Ok(()),
-            _ => Err(format!("{p} is not a block device")),
-        },
-        other => Err(format!("unknown hostPath type {other:?}")),
+                .map_err(|e| format!("create {p}: {e}"));
+        }
+        _ => {}
     }
+    check_type(meta.map(|m| m.mode()).unwrap_or(0), typ, path)
 }
 
 /// The OCI mount for one volumeMount.
@@ -156,47 +145,79 @@ pub fn oci_mount(vm: &VolumeMount, volumes: &[HostVolume], field: &str) -> Resul
     Ok(json!({"destination": vm.mount_path, "type": "bind", "source": source, "options": options}))
 }
 
-/// Resolve `sub` beneath `volume`: ".." and symlinks may move around inside
-/// the volume but never out of it (openat2 RESOLVE_BENEATH). A missing
-/// subPath is created as a directory, as kubelet does.
+/// Resolve `sub` beneath `volume` and return the path it names now: ".."
+/// and symlinks may move around inside the volume but never out of it
+/// (openat2 RESOLVE_BENEATH). A missing subPath is created as a directory,
+/// as kubelet does. This is a check; the mount itself is made from an fd
+/// (`stage_mount`), never from this path.
 pub fn resolve_sub_path(volume: &Path, sub: &str) -> std::result::Result<PathBuf, String> {
+    let fd = open_sub_path(volume, sub)?;
+    std::fs::read_link(fd_path(&fd)).map_err(|e| e.to_string())
+}
+
+fn open_sub_path(volume: &Path, sub: &str) -> std::result::Result<OwnedFd, String> {
     if Path::new(sub).is_absolute() {
         return Err(format!("{sub:?} must be a relative path"));
     }
-    let root = nix::fcntl::open(volume, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| format!("open volume {}: {e}", volume.display()))?;
-    let how = || OpenHow::new().flags(OFlag::O_PATH | OFlag::O_CLOEXEC).resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    let fd = match nix::fcntl::openat2(&root, sub, how()) {
-        Ok(fd) => fd,
-        Err(nix::errno::Errno::ENOENT) => {
-            // Create it inside the volume (only plain names, resolved beneath).
-            let mut sofar = PathBuf::new();
-            for comp in Path::new(sub).components() {
-                sofar.push(comp);
-                if nix::fcntl::openat2(&root, &sofar, how()).is_err() {
-                    let parent = sofar.parent().map(Path::to_path_buf).unwrap_or_default();
-                    let pfd = if parent.as_os_str().is_empty() {
-                        nix::unistd::dup(&root).map_err(|e| e.to_string())?
-                    } else {
-                        nix::fcntl::openat2(&root, &parent, how()).map_err(|e| format!("{sub:?}: {e}"))?
-                    };
-                    let dir = nix::fcntl::open(&crate::linux::safe_path::fd_path(&pfd), OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-                        .map_err(|e| e.to_string())?;
-                    nix::sys::stat::mkdirat(&dir, sofar.file_name().unwrap_or_default(), Mode::from_bits_truncate(0o755))
-                        .map_err(|e| format!("create {sub:?} in the volume: {e}"))?;
-                }
+    let root = bind::open_root(volume).map_err(|e| e.to_string())?;
+    bind::resolve_source(&root, Path::new(sub), true, "volume").map_err(|e| match e {
+        Error::InvalidArgument(m) => m,
+        e => e.to_string(),
+    })
+}
+
+/// Whether a volumeMount's source is in a tree that may change under hull
+/// (a subPath in any volume, or a hostPath), so it must be mounted from an
+/// fd rather than by name.
+pub fn needs_staging(vm: &VolumeMount, volumes: &[HostVolume]) -> bool {
+    vm.sub_path.as_deref().is_some_and(|s| !s.is_empty())
+        || volumes.iter().any(|v| v.name == vm.name && v.host_type.is_some())
+}
+
+/// Resolve a volumeMount's source once (its subPath beneath the volume;
+/// a hostPath checked against its type on the opened fd) and bind that fd
+/// onto `target`, a path in the attempt's own directory that the container
+/// cannot reach. The container's mount is then made from `target`.
+pub fn stage_mount(vm: &VolumeMount, volumes: &[HostVolume], field: &str, target: &Path) -> Result<()> {
+    let vol = volumes
+        .iter()
+        .find(|v| v.name == vm.name)
+        .ok_or_else(|| Error::InvalidArgument(format!("{field}.name: no volume named {:?}", vm.name)))?;
+    let fd = match vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
+        Some(sub) => open_sub_path(&vol.path, sub).map_err(|e| Error::InvalidArgument(format!("{field}.subPath: {e}")))?,
+        None => {
+            // A hostPath is the manifest author's host path: its symlinks
+            // are followed, once; the type is checked on what was opened.
+            let fd = nix::fcntl::open(&vol.path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+                .sys_context(|| format!("{field}: open hostPath {}", vol.path.display()))?;
+            let st = bind::fstat(&fd)?;
+            if let Some(typ) = vol.host_type.as_deref() {
+                check_type(st.st_mode, typ, &vol.path)
+                    .map_err(|e| Error::InvalidArgument(format!("{field}: hostPath type check failed: {e}")))?;
             }
-            nix::fcntl::openat2(&root, sub, how()).map_err(|e| format!("{sub:?}: {e}"))?
+            fd
         }
-        Err(nix::errno::Errno::EXDEV) => return Err(format!("{sub:?} leads outside the volume")),
-        Err(e) => return Err(format!("{sub:?}: {e}")),
     };
-    let real = std::fs::read_link(crate::linux::safe_path::fd_path(&fd)).map_err(|e| e.to_string())?;
-    let vol_real = std::fs::canonicalize(volume).map_err(|e| e.to_string())?;
-    if !real.starts_with(&vol_real) {
-        return Err(format!("{sub:?} leads outside the volume"));
+    bind::stage(&fd, target)
+}
+
+/// `check_host_path`'s type rules on an already opened file's mode.
+fn check_type(mode: libc::mode_t, typ: &str, path: &Path) -> std::result::Result<(), String> {
+    let fmt = mode & libc::S_IFMT;
+    let want = match typ {
+        "" => return Ok(()),
+        "Directory" | "DirectoryOrCreate" => (libc::S_IFDIR, "a directory"),
+        "File" | "FileOrCreate" => (libc::S_IFREG, "a file"),
+        "Socket" => (libc::S_IFSOCK, "a socket file"),
+        "CharDevice" => (libc::S_IFCHR, "a character device"),
+        "BlockDevice" => (libc::S_IFBLK, "a block device"),
+        other => return Err(format!("unknown hostPath type {other:?}")),
+    };
+    if fmt == want.0 {
+        Ok(())
+    } else {
+        Err(format!("{} is not {}", path.display(), want.1))
     }
-    Ok(real)
 }
 
 /// Undo what `prepare` mounted.

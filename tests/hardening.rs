@@ -1,0 +1,353 @@
+//! Hostile input: races on bind sources, bad manifests and configs, and
+//! the limits every number from outside must respect.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+/// One hull root for pods under test; every pod made through it is removed
+/// on drop.
+struct Pods {
+    root: tempfile::TempDir,
+    names: std::cell::RefCell<Vec<String>>,
+}
+
+impl Pods {
+    fn new() -> Pods {
+        let root = tempfile::Builder::new().prefix("hull-hard-t").tempdir_in("/tmp").unwrap();
+        Pods { root, names: Default::default() }
+    }
+
+    fn hull(&self, args: &[&str]) -> Output {
+        let mut cmd = std::process::Command::new(runtime());
+        cmd.arg("--root").arg(self.root.path()).args(args);
+        run_cmd(&mut cmd, Duration::from_secs(60))
+    }
+
+    /// `pod run` the manifest (ROOTFS and NAME substituted) without a CNI
+    /// network; returns the pod's name and the command's output.
+    fn run(&self, name: &str, manifest: &str) -> (String, Output) {
+        let no_cni = self.root.path().join("no-cni");
+        std::fs::create_dir_all(&no_cni).unwrap();
+        self.run_with_cni(name, manifest, &no_cni)
+    }
+
+    fn run_with_cni(&self, name: &str, manifest: &str, cni_dir: &Path) -> (String, Output) {
+        let name = unique_id(name).replace('_', "-").to_lowercase();
+        self.names.borrow_mut().push(name.clone());
+        let text = manifest.replace("ROOTFS", rootfs().to_str().unwrap()).replace("NAME", &name);
+        let path = self.root.path().join(format!("{name}.yaml"));
+        std::fs::write(&path, text).unwrap();
+        let o = self.hull(&["pod", "run", "--wait", "2", "--backoff-base-ms", "100", "--cni-conf-dir", cni_dir.to_str().unwrap(), path.to_str().unwrap()]);
+        (name, o)
+    }
+
+    fn phase(&self, name: &str) -> String {
+        let p = self.root.path().join("pods").join(name).join("pod.json");
+        let v: serde_json::Value = serde_json::from_str(&read_all(&p)).unwrap_or_default();
+        v["phase"].as_str().unwrap_or("").to_string()
+    }
+
+    fn wait_ended(&self, name: &str, limit: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if matches!(self.phase(name).as_str(), "Succeeded" | "Failed") {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    fn rm(&self, name: &str) {
+        assert_ok(&self.hull(&["pod", "rm", name]));
+        self.names.borrow_mut().retain(|n| n != name);
+    }
+}
+
+impl Drop for Pods {
+    fn drop(&mut self) {
+        for n in self.names.borrow().iter() {
+            let _ = self.hull(&["pod", "rm", n]);
+        }
+    }
+}
+
+/// A static program that swaps two names in a directory with
+/// renameat2(RENAME_EXCHANGE) for ever; None when there is no compiler.
+fn build_swapper(dir: &Path) -> Option<()> {
+    let src = dir.join("swap.c");
+    std::fs::write(
+        &src,
+        r#"#define _GNU_SOURCE
+#include <fcntl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    if (argc != 4) return 2;
+    int d = open(argv[1], O_PATH | O_DIRECTORY);
+    if (d < 0) return 1;
+    for (;;) syscall(SYS_renameat2, d, argv[2], d, argv[3], 2 /* RENAME_EXCHANGE */);
+}
+"#,
+    )
+    .unwrap();
+    let o = std::process::Command::new("gcc").args(["-static", "-O2", "-o"]).arg(dir.join("swap")).arg(&src).output().ok()?;
+    o.status.success().then_some(())
+}
+
+const SWAPPER: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: NAME}
+spec:
+  restartPolicy: Never
+  volumes:
+  - {name: shared, hostPath: {path: SHARED, type: Directory}}
+  - {name: bin, hostPath: {path: BIN, type: Directory}}
+  containers:
+  - name: swap
+    image: ROOTFS
+    command: [/bin-x/swap, /shared, sub, link]
+    volumeMounts:
+    - {name: shared, mountPath: /shared}
+    - {name: bin, mountPath: /bin-x, readOnly: true}
+"#;
+
+const VICTIM: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: NAME}
+spec:
+  restartPolicy: Never
+  volumes: [{name: shared, hostPath: {path: SHARED, type: Directory}}]
+  containers:
+  - name: v
+    image: ROOTFS
+    command: [ls, /data]
+    volumeMounts: [{name: shared, mountPath: /data, subPath: sub}]
+"#;
+
+/// A container keeps swapping a directory and a symlink to a host
+/// directory in a volume it shares; another pod mounts the directory's name
+/// as a subPath, many times. The mount is made from the fd resolved once,
+/// so no start ever sees the host directory.
+#[test]
+fn subpath_swapped_for_a_symlink_never_mounts_a_host_path() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let bin = host_tempdir("hull-swapbin");
+    if build_swapper(bin.path()).is_none() {
+        eprintln!("skipped: gcc -static cannot build the swapping program");
+        return;
+    }
+    let shared = host_tempdir("hull-swapvol");
+    let secret = host_tempdir("hull-hostsecret");
+    std::fs::write(secret.path().join("HOST-SECRET-MARKER"), "").unwrap();
+    std::fs::create_dir(shared.path().join("sub")).unwrap();
+    std::fs::write(shared.path().join("sub/inside"), "").unwrap();
+    std::os::unix::fs::symlink(secret.path(), shared.path().join("link")).unwrap();
+
+    let pods = Pods::new();
+    let subst = |m: &str| m.replace("SHARED", shared.path().to_str().unwrap()).replace("BIN", bin.path().to_str().unwrap());
+    let (swapper, o) = pods.run("swapper", &subst(SWAPPER));
+    assert_ok(&o);
+    // The swapping has begun once "sub" has been seen as a symlink.
+    wait_for("the swap to start", Duration::from_secs(10), || shared.path().join("sub").is_symlink());
+
+    let (mut ran, mut refused) = (0, 0);
+    for i in 0..30 {
+        let (name, o) = pods.run(&format!("victim{i}"), &subst(VICTIM));
+        let err = s(&o.stderr);
+        assert!(!err.contains("HOST-SECRET-MARKER"));
+        // A start refused by the supervisor leaves the container waiting
+        // (and `pod run` returns after --wait): counted as refused.
+        if o.status.success() && pods.wait_ended(&name, Duration::from_secs(5)) {
+            let log = s(&pods.hull(&["pod", "logs", &name, "-c", "v"]).stdout);
+            assert!(!log.contains("HOST-SECRET-MARKER"), "start {i} mounted the host directory:\n{log}");
+            if log.contains("inside") {
+                ran += 1;
+            }
+        } else {
+            refused += 1;
+        }
+        if !err.is_empty() && !o.status.success() {
+            assert!(err.contains("outside the volume"), "start {i}: {err}");
+        }
+        if pods.names.borrow().contains(&name) && pods.root.path().join("pods").join(&name).exists() {
+            pods.rm(&name);
+        }
+    }
+    eprintln!("victim starts: {ran} saw the volume's directory, {refused} were refused");
+    assert!(ran > 0, "no victim ever ran: the test proves nothing");
+    pods.rm(&swapper);
+}
+
+/// NUL bytes (which would cut an argument short) and more groups than
+/// setgroups takes are refused before anything is made, naming the field.
+#[test]
+fn config_nul_bytes_and_too_many_groups_are_refused_naming_the_field() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let mut env = TestEnv::new("nulcfg");
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(Edit, &str); 4] = [
+        (|c| c["process"]["args"] = serde_json::json!(["echo", "a\u{0}b"]), "process.args[1]"),
+        (|c| c["process"]["env"] = serde_json::json!(["PATH=/bin", "A=x\u{0}y"]), "process.env[1]"),
+        (|c| c["hostname"] = serde_json::json!("a\u{0}b"), "hostname"),
+        (|c| c["process"]["user"]["additionalGids"] = serde_json::json!((0..70_000).collect::<Vec<u32>>()), "process.user.additionalGids"),
+    ];
+    let base = env.config.clone();
+    for (edit, field) in cases {
+        env.config = base.clone();
+        edit(&mut env.config);
+        let o = env.create();
+        assert_fails_mentioning(&o, &[field]);
+        assert_no_leftovers(&env);
+    }
+}
+
+/// A memory limit too small for the init to start is named, not reported
+/// as an init that "exited during setup".
+#[test]
+fn memory_limit_too_low_to_start_names_the_setting() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let mut env = TestEnv::new("memlow");
+    env.config["linux"]["resources"] = serde_json::json!({"memory": {"limit": 1}});
+    let o = env.create();
+    assert_fails_mentioning(&o, &["linux.resources.memory.limit"]);
+    assert_no_leftovers(&env);
+}
+
+/// Leftovers of a pod root: mounts, processes, cgroups named for it.
+fn leftovers(root: &Path) -> Vec<String> {
+    let root = root.to_str().unwrap();
+    let mut out: Vec<String> = read_all(Path::new("/proc/self/mountinfo")).lines().filter(|l| l.contains(root)).map(|l| format!("mount: {l}")).collect();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmd = s(&std::fs::read(e.path().join("cmdline")).unwrap_or_default()).replace('\0', " ");
+        if cmd.contains(root) {
+            out.push(format!("process: {cmd}"));
+        }
+    }
+    if std::fs::read_dir(Path::new(root).join("pods")).is_ok_and(|mut d| d.next().is_some()) {
+        out.push("a pod directory".into());
+    }
+    out
+}
+
+/// A hostPort needs a plugin that maps ports: a network without one is
+/// refused rather than the port silently left unmapped.
+#[test]
+fn host_port_without_portmap_is_refused() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let pods = Pods::new();
+    let cni = pods.root.path().join("cni");
+    std::fs::create_dir_all(&cni).unwrap();
+    std::fs::write(
+        cni.join("10-noportmap.conflist"),
+        r#"{"cniVersion": "1.0.0", "name": "noportmap", "plugins": [{"type": "bridge", "bridge": "hullnopm0", "ipam": {"type": "host-local", "subnet": "10.199.0.0/24"}}]}"#,
+    )
+    .unwrap();
+    let (_, o) = pods.run_with_cni(
+        "hostport",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  containers:\n  - {name: c, image: ROOTFS, command: [sleep, '5'], ports: [{containerPort: 80, hostPort: 18099}]}\n",
+        &cni,
+    );
+    assert_fails_mentioning(&o, &["portMappings"]);
+    let left = leftovers(pods.root.path());
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// Out-of-range numbers and bad enum values in a manifest are refused by
+/// `pod run` with the field's path, and nothing is left behind.
+#[test]
+fn hostile_manifest_values_are_refused_naming_the_field() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let pods = Pods::new();
+    let base = "apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  PODX\n  containers:\n  - {name: c, image: ROOTFS, command: [sh, -c, 'trap \"exit 0\" TERM; while :; do sleep 0.1; done'] CONX}\n";
+    let cases = [
+        ("terminationGracePeriodSeconds: 9223372036854775807", "", "spec.terminationGracePeriodSeconds"),
+        ("restartPolicy: Sometimes", "", "spec.restartPolicy"),
+        ("hostname: \"a\\nb\"", "", "spec.hostname"),
+        ("hostAliases: [{ip: \"1.2.3.4\\n6.6.6.6\", hostnames: [x]}]", "", "spec.hostAliases[0].ip"),
+        ("restartPolicy: Never", ", resources: {limits: {cpu: -500m}}", "spec.containers[0].resources.limits.cpu"),
+        ("restartPolicy: Never", ", resources: {limits: {memory: 99999999999999999999999Ti}}", "spec.containers[0].resources.limits.memory"),
+        ("restartPolicy: Never", ", ports: [{containerPort: 70000}]", "spec.containers[0].ports[0].containerPort"),
+        ("restartPolicy: Never", ", args: [\"a\\0b\"]", "spec.containers[0].args[0]"),
+        ("volumes: [{name: v, emptyDir: {sizeLimit: -1Gi}}]", "", "spec.volumes[0].emptyDir.sizeLimit"),
+        ("restartPolicy: Never\n  restartPolicy: Always", "", "duplicate key"),
+    ];
+    for (extra, cextra, field) in cases {
+        let (_, o) = pods.run("hostile", &base.replace("PODX", extra).replace("CONX", cextra));
+        assert_fails_mentioning(&o, &[field]);
+        let left = leftovers(pods.root.path());
+        assert!(left.is_empty(), "{field}: {left:?}");
+    }
+}
+
+/// The same container id under two `--root` directories would share the
+/// default cgroup `/<id>`: the second create is refused, the first
+/// container keeps its limit, and deleting the second touches nothing.
+#[test]
+fn same_id_under_two_roots_does_not_share_a_cgroup() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let mem = Path::new("/sys/fs/cgroup/memory");
+    if !mem.join("cgroup.procs").exists() {
+        eprintln!("skipped same_id_under_two_roots_does_not_share_a_cgroup: the host is not cgroup v1");
+        return;
+    }
+    let mut a = TestEnv::new("tworoots");
+    a.args(&["sleep", "30"]);
+    a.config["linux"]["resources"] = serde_json::json!({"memory": {"limit": 64 << 20}});
+    a.create_ok();
+    let mut b = TestEnv::new("tworoots");
+    b.id = a.id.clone();
+    b.args(&["sleep", "30"]);
+    b.config["linux"]["resources"] = serde_json::json!({"memory": {"limit": 32 << 20}});
+    let o = b.create();
+    assert_fails_mentioning(&o, &["already exists", "already has"]);
+    let limit = read_all(&mem.join(&a.id).join("memory.limit_in_bytes"));
+    assert_eq!(limit.trim(), (64u64 << 20).to_string());
+    let _ = b.run(&["delete", "--force", &b.id]);
+    assert_eq!(a.status().as_deref(), Some("created"), "the other root's container was touched");
+    assert_ok(&a.run(&["delete", "--force", &a.id]));
+    assert_no_leftovers(&a);
+}
+
+/// A reader that has gone (`hull pod ps X | head -1`) ends a command
+/// quietly: killed by SIGPIPE like any Unix tool, never a panic.
+#[test]
+fn commands_exit_quietly_on_a_broken_pipe() {
+    use std::os::unix::process::ExitStatusExt;
+    let root = tempfile::tempdir().unwrap();
+    for args in [&["features"][..], &["list"], &["pod", "ls"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let cwd = tempfile::tempdir().unwrap();
+        let o = std::process::Command::new(runtime())
+            .arg("--root")
+            .arg(root.path())
+            .args(args)
+            .current_dir(cwd.path())
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let err = s(&o.stderr);
+        assert!(!err.contains("panicked") && o.status.code() != Some(101), "{args:?}: {:?}\n{err}", o.status);
+        assert!(o.status.success() || o.status.signal() == Some(libc::SIGPIPE), "{args:?}: {:?}\n{err}", o.status);
+    }
+}
