@@ -13,6 +13,8 @@
 //! - [`seccomp`]: seccomp profiles compiled with libseccomp, and the built-in
 //!   default profile.
 //! - [`image`]: image references, store, layer unpacking, registry pulls.
+//! - [`stream`]: the streaming protocols (SPDY/3.1 framing) behind exec,
+//!   attach and port-forward.
 pub mod cgroups;
 pub mod cli;
 pub mod error;
@@ -24,5 +26,6 @@ pub mod network;
 pub mod oci;
 pub mod pod;
 pub mod seccomp;
+pub mod stream;
 
 pub use error::{Error, Result};
