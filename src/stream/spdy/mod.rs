@@ -9,3 +9,4 @@ pub mod dictionary;
 pub mod frame;
 pub mod headers;
 pub mod session;
+pub mod conn;

@@ -323,6 +323,11 @@ impl Session {
         Ok(())
     }
 
+    /// Whether this side may still send on the stream.
+    pub fn is_open_for_sending(&self, id: u32) -> bool {
+        self.streams.get(&id).is_some_and(|s| !s.local_closed)
+    }
+
     /// How many bytes may be sent on the stream now (both windows).
     pub fn send_capacity(&self, id: u32) -> usize {
         match self.streams.get(&id) {
