@@ -26,21 +26,27 @@ pub fn console_pair() -> Result<(ConsoleReceiver, OwnedFd)> {
 impl ConsoleReceiver {
     /// The pty master the container's init (or exec'd process) sent.
     pub fn receive_master(&self) -> Result<OwnedFd> {
-        let mut name = [0u8; 256];
-        let mut iov = [IoSliceMut::new(&mut name)];
-        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let msg = recvmsg::<()>(self.ours.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
-            .sys_context(|| "receive pty master".into())?;
-        for c in msg.cmsgs().sys_context(|| "pty master message".into())? {
-            if let ControlMessageOwned::ScmRights(fds) = c {
-                if let Some(fd) = fds.first() {
-                    // SAFETY: the kernel just installed this fd for us.
-                    return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
-                }
+        receive_master_on(self.ours.as_fd())
+    }
+}
+
+/// Receive the pty master sent (with SCM_RIGHTS) on a connected unix
+/// socket, as a console socket's listener does.
+pub fn receive_master_on(sock: std::os::fd::BorrowedFd<'_>) -> Result<OwnedFd> {
+    let mut name = [0u8; 256];
+    let mut iov = [IoSliceMut::new(&mut name)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
+        .sys_context(|| "receive pty master".into())?;
+    for c in msg.cmsgs().sys_context(|| "pty master message".into())? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(fd) = fds.first() {
+                // SAFETY: the kernel just installed this fd for us.
+                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
             }
         }
-        Err(Error::Init("no pty master received".into()))
     }
+    Err(Error::Init("no pty master received".into()))
 }
 
 /// A running copy between our stdio and the pty; restores the terminal
