@@ -512,6 +512,7 @@ pub fn set_mempolicy(mode: libc::c_int, mask: &[libc::c_ulong]) -> std::io::Resu
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
 
 #[cfg(test)]
 mod fork_tests {
