@@ -31,7 +31,7 @@ impl Rt {
         opts.image_root = dir.path().join("images");
         opts.cni.conf_dir = no_cni;
         Rt {
-            rt: Runtime::open(opts).unwrap(),
+            rt: Arc::new(Runtime::open(opts).unwrap()),
             dir,
         }
     }
@@ -135,7 +135,7 @@ fn sandbox_with_two_containers_created_then_started() {
     }
     let env = Rt::new();
     let rt = &env.rt;
-    let events = rt.subscribe();
+    let events = rt.subscribe().unwrap();
     let sb = rt.create_sandbox(&sandbox_config("two")).unwrap();
     let st = rt.sandbox_status(&sb).unwrap();
     assert_eq!(st.state, SandboxState::Ready);
