@@ -657,6 +657,7 @@ fn names_are_validated_and_errors_say_pod_or_container() {
     let o = env.run("apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  containers: [{name: C_1, image: ROOTFS, command: ['true']}]\n");
     assert_fails_mentioning(&o, &["container name", "C_1", "DNS-1123"]);
     assert!(!env.root.path().join("pods").join(&env.name).exists());
+    assert_fails_mentioning(&env.hull(&["--systemd-cgroup", "pod", "ls"]), &["--systemd-cgroup is not supported by hull pod"]);
     for cmd in [&["pod", "ps", "nosuch"][..], &["pod", "logs", "nosuch"], &["pod", "stop", "nosuch"]] {
         let o = env.hull(cmd);
         assert_fails_mentioning(&o, &["pod \"nosuch\" does not exist"]);
