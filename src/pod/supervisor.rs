@@ -183,18 +183,29 @@ impl Supervisor<'_> {
             let probe_specs = probe::specs_of(c).unwrap_or_default();
             tracked.push(Tracked { spec: c.clone(), init: false, restart_at: None, backoff: Backoff::new(config), probe_specs, probes: None });
         }
-        self.rec.phase = "Pending".into();
+        // A supervisor that takes over from a dead one finds containers
+        // already done or running in the record: it adopts them.
+        let init_done = |s: &Self, idx: usize| {
+            let c = &s.rec.containers[idx];
+            c.state == ContainerState::Terminated && c.last_exit.as_ref().is_some_and(|e| e.exit_code == 0)
+        };
+        if self.rec.phase != "Running" {
+            self.rec.phase = "Pending".into();
+        }
         self.save();
         // Init containers, one at a time, each to success.
         for idx in 0..tracked.len() {
-            if !tracked[idx].init {
+            if !tracked[idx].init || init_done(self, idx) || self.rec.phase == "Running" {
                 continue;
             }
             loop {
                 if self.stop_requested() {
                     return self.finish_stop();
                 }
-                if let Err(e) = self.start(idx, &tracked[idx].spec.clone()) {
+                let adopted = self.rec.containers[idx].state == ContainerState::Running;
+                if adopted {
+                    // Its exit (maybe long past) is in the monitor's file.
+                } else if let Err(e) = self.start(idx, &tracked[idx].spec.clone()) {
                     log::error!("{e}");
                     self.rec.phase = "Failed".into();
                     self.save();
@@ -228,6 +239,20 @@ impl Supervisor<'_> {
         for idx in 0..tracked.len() {
             if tracked[idx].init {
                 continue;
+            }
+            match self.rec.containers[idx].state {
+                ContainerState::Running => {
+                    // Adopted: still running (or its exit is seen below).
+                    self.arm_probes(&mut tracked[idx], idx);
+                    continue;
+                }
+                // Adopted while waiting to restart: restart when due.
+                ContainerState::Waiting if self.rec.containers[idx].container_id.is_some() => {
+                    tracked[idx].restart_at = Some(Instant::now());
+                    continue;
+                }
+                ContainerState::Terminated if self.rec.containers[idx].container_id.is_some() => continue,
+                _ => {}
             }
             match self.start(idx, &tracked[idx].spec.clone()) {
                 Ok(()) => self.arm_probes(&mut tracked[idx], idx),
