@@ -781,3 +781,37 @@ spec:
     assert_eq!(supervisors, 1);
     env.remove_and_check();
 }
+
+/// A liveness-probe stop with a long grace period does not hold up the
+/// supervisor: a `pod stop` meanwhile ends promptly.
+#[test]
+fn a_liveness_stop_does_not_stall_pod_stop() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let env = PodEnv::new("nonblock");
+    assert_ok(&env.run(r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: NAME}
+spec:
+  restartPolicy: Always
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: ROOTFS
+    command: [sh, -c, 'trap "" TERM; while true; do sleep 1; done']
+    livenessProbe:
+      exec: {command: ['false']}
+      periodSeconds: 1
+      failureThreshold: 1
+      terminationGracePeriodSeconds: 60
+"#));
+    // Let the probe fail and its 60 s stop begin.
+    std::thread::sleep(Duration::from_secs(3));
+    let t = std::time::Instant::now();
+    assert_ok(&env.hull(&["pod", "stop", &env.name]));
+    assert!(t.elapsed() < Duration::from_secs(10), "pod stop took {:?}", t.elapsed());
+    assert_eq!(env.record()["phase"], "Stopped");
+    env.remove_and_check();
+}
