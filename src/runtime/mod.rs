@@ -116,7 +116,7 @@ pub struct Runtime {
 impl Runtime {
     /// Open the runtime on its directories (made if missing), and start
     /// watching for container exits.
-    pub fn open(opts: RuntimeOptions) -> Result<std::sync::Arc<Runtime>> {
+    pub fn open(opts: RuntimeOptions) -> Result<Runtime> {
         for d in [
             opts.state_dir.join("sandboxes"),
             opts.state_dir.join("containers"),
@@ -130,24 +130,40 @@ impl Runtime {
                 RuntimeError::with_source(ErrorKind::Internal, format!("create {}", d.display()), e)
             })?;
         }
-        let rt = std::sync::Arc::new_cyclic(|weak: &std::sync::Weak<Runtime>| {
-            let weak = weak.clone();
-            let watcher = events::watch(&opts.run_dir.join("exits"), move |id| {
-                if let Some(rt) = weak.upgrade() {
-                    rt.note_exit(&id);
-                }
-            });
-            if let Err(e) = &watcher {
-                log::warn!("container exits will be seen only when asked: {e}");
-            }
-            Runtime {
-                names: names::NameIndex::new(&opts.state_dir),
-                opts,
-                bus: Default::default(),
-                _watcher: watcher.ok(),
-            }
-        });
+        let bus: std::sync::Arc<events::EventBus> = Default::default();
+        // The watcher thread works on a second handle on the same
+        // directories and event bus (a handle without a watcher).
+        let view = Runtime {
+            names: names::NameIndex::new(&opts.state_dir),
+            opts: opts.clone(),
+            bus: bus.clone(),
+            _watcher: None,
+        };
+        let watcher = events::watch(&opts.run_dir.join("exits"), move |id| view.note_exit(&id));
+        if let Err(e) = &watcher {
+            log::warn!("container exits will be seen only when asked: {e}");
+        }
+        let rt = Runtime {
+            names: names::NameIndex::new(&opts.state_dir),
+            opts,
+            bus,
+            _watcher: watcher.ok(),
+        };
+        rt.recover();
         Ok(rt)
+    }
+
+    /// Reconcile with a crash: containers and sandboxes whose creator died
+    /// mid-way (a Creating record nobody holds the lock of) are undone from
+    /// what their records list. Everything else is read from the records
+    /// (and the monitors' exit records) as it is asked for.
+    fn recover(&self) {
+        for id in record::ids_in(&self.opts.state_dir.join("containers"), ContainerId::parse) {
+            self.recover_container(&id);
+        }
+        for id in record::ids_in(&self.opts.state_dir.join("sandboxes"), SandboxId::parse) {
+            self.recover_sandbox(&id);
+        }
     }
 
     pub fn options(&self) -> &RuntimeOptions {
@@ -170,10 +186,10 @@ impl Runtime {
 
     /// Receive the events of this runtime from now on. A subscriber that
     /// stops reading is dropped once its queue holds 4096 events.
-    pub fn subscribe(&self) -> EventSubscription {
-        EventSubscription {
+    pub fn subscribe(&self) -> Result<EventSubscription> {
+        Ok(EventSubscription {
             rx: self.bus.subscribe(),
-        }
+        })
     }
 }
 
