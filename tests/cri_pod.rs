@@ -191,6 +191,39 @@ async fn wait_state(
     }
 }
 
+async fn stop_pod(rt: &mut Rt, id: &str) {
+    rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: id.into(),
+    })
+    .await
+    .unwrap();
+}
+
+async fn remove_pod(rt: &mut Rt, id: &str) {
+    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: id.into(),
+    })
+    .await
+    .unwrap();
+}
+
+async fn stop_container(rt: &mut Rt, id: &str, timeout: i64) {
+    rt.stop_container(cri::StopContainerRequest {
+        container_id: id.into(),
+        timeout,
+    })
+    .await
+    .unwrap();
+}
+
+async fn remove_container(rt: &mut Rt, id: &str) {
+    rt.remove_container(cri::RemoveContainerRequest {
+        container_id: id.into(),
+    })
+    .await
+    .unwrap();
+}
+
 /// Mounts under the daemon's dirs (rootfs overlays, binds) still there.
 fn mounts_under(d: &Daemon) -> Vec<String> {
     let dir = d.dir.path().to_str().unwrap().to_string();
@@ -363,16 +396,8 @@ async fn two_containers_share_network_volume_and_hostname() {
     assert!(s.log_path.ends_with("client/0.log"), "{}", s.log_path);
 
     // Stop (twice: idempotent), then remove (twice); nothing is left.
-    rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await
-    .unwrap();
-    rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await
-    .unwrap();
+    stop_pod(&mut rt, &pod).await;
+    stop_pod(&mut rt, &pod).await;
     let s = status(&mut rt, &client).await;
     assert_eq!(s.state, cri::ContainerState::ContainerExited as i32);
     let st = rt
@@ -387,16 +412,8 @@ async fn two_containers_share_network_volume_and_hostname() {
         st.status.unwrap().state,
         cri::PodSandboxState::SandboxNotready as i32
     );
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await
-    .unwrap();
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await
-    .unwrap();
+    remove_pod(&mut rt, &pod).await;
+    remove_pod(&mut rt, &pod).await;
     assert_eq!(
         code(
             rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
@@ -500,11 +517,7 @@ async fn exec_sync_timeout_logs_and_reopen() {
         "nothing more in the rotated file"
     );
 
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: pod,
-    })
-    .await
-    .unwrap();
+    remove_pod(&mut rt, &pod).await;
     assert!(mounts_under(&d).is_empty());
 }
 
@@ -542,12 +555,7 @@ async fn stop_timeout_escalates_to_sigkill() {
             .is_ok_and(|t| t.contains("ready"))
     });
     let t = Instant::now();
-    rt.stop_container(cri::StopContainerRequest {
-        container_id: stubborn.clone(),
-        timeout: 2,
-    })
-    .await
-    .unwrap();
+    stop_container(&mut rt, &stubborn, 2).await;
     let took = t.elapsed();
     assert!(
         took >= Duration::from_secs(2) && took < Duration::from_secs(15),
@@ -562,34 +570,16 @@ async fn stop_timeout_escalates_to_sigkill() {
     assert!(s.finished_at >= s.started_at);
     // SIGTERM is enough for the other one: well before its timeout.
     let t = Instant::now();
-    rt.stop_container(cri::StopContainerRequest {
-        container_id: polite.clone(),
-        timeout: 30,
-    })
-    .await
-    .unwrap();
+    stop_container(&mut rt, &polite, 30).await;
     assert!(t.elapsed() < Duration::from_secs(10));
     assert_eq!(
         status(&mut rt, &polite).await.state,
         cri::ContainerState::ContainerExited as i32
     );
     // Idempotent stop and remove; a running container is stopped by remove.
-    rt.stop_container(cri::StopContainerRequest {
-        container_id: stubborn.clone(),
-        timeout: 0,
-    })
-    .await
-    .unwrap();
-    rt.remove_container(cri::RemoveContainerRequest {
-        container_id: stubborn.clone(),
-    })
-    .await
-    .unwrap();
-    rt.remove_container(cri::RemoveContainerRequest {
-        container_id: stubborn.clone(),
-    })
-    .await
-    .unwrap();
+    stop_container(&mut rt, &stubborn, 0).await;
+    remove_container(&mut rt, &stubborn).await;
+    remove_container(&mut rt, &stubborn).await;
     assert_eq!(
         code(
             rt.container_status(cri::ContainerStatusRequest {
@@ -607,16 +597,8 @@ async fn stop_timeout_escalates_to_sigkill() {
         &cfg,
     )
     .await;
-    rt.remove_container(cri::RemoveContainerRequest {
-        container_id: again,
-    })
-    .await
-    .unwrap();
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: pod,
-    })
-    .await
-    .unwrap();
+    remove_container(&mut rt, &again).await;
+    remove_pod(&mut rt, &pod).await;
     assert!(mounts_under(&d).is_empty());
 }
 
@@ -753,27 +735,10 @@ async fn bad_requests_get_the_right_codes_and_leave_nothing() {
             Code::NotFound,
             "{id}"
         );
-        rt.stop_container(cri::StopContainerRequest {
-            container_id: id.into(),
-            timeout: 1,
-        })
-        .await
-        .unwrap();
-        rt.remove_container(cri::RemoveContainerRequest {
-            container_id: id.into(),
-        })
-        .await
-        .unwrap();
-        rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
-            pod_sandbox_id: id.into(),
-        })
-        .await
-        .unwrap();
-        rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-            pod_sandbox_id: id.into(),
-        })
-        .await
-        .unwrap();
+        stop_container(&mut rt, &id, 1).await;
+        remove_container(&mut rt, &id).await;
+        stop_pod(&mut rt, &id).await;
+        remove_pod(&mut rt, &id).await;
     }
     let e = err(rt
         .create_container(cri::CreateContainerRequest {
@@ -903,11 +868,7 @@ async fn bad_requests_get_the_right_codes_and_leave_nothing() {
     let e = err(rt.exec(ex(&created)).await);
     assert_eq!(e.code(), Code::Unimplemented);
     assert!(e.message().contains("streaming"), "{}", e.message());
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: pod,
-    })
-    .await
-    .unwrap();
+    remove_pod(&mut rt, &pod).await;
     assert!(mounts_under(&d).is_empty());
 }
 
@@ -981,11 +942,7 @@ async fn daemon_sigkill_and_restart_keep_containers() {
         .into_inner()
         .items;
     assert_eq!(items.len(), 1);
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: pod,
-    })
-    .await
-    .unwrap();
+    remove_pod(&mut rt, &pod).await;
     assert!(mounts_under(&d).is_empty());
 }
 
@@ -1170,11 +1127,7 @@ async fn resources_stats_oom_and_events() {
             "{t:?} not in {seen:?}"
         );
     }
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: pod,
-    })
-    .await
-    .unwrap();
+    remove_pod(&mut rt, &pod).await;
     assert!(mounts_under(&d).is_empty());
 }
 
