@@ -14,6 +14,7 @@ fn spec(env: &TestEnv, dir: &std::path::Path) -> MonitorSpec {
         bundle: env.bundle_path(),
         log_path: dir.join("c.log"),
         exit_file: dir.join("exit.json"),
+        hold_created: false,
     }
 }
 

@@ -2,9 +2,9 @@
 //! through hull's OCI exec, tcpSocket and httpGet from inside the
 //! container's network namespace.
 //!
-//! These call the library from the test process: each check forks, which
-//! is safe here because the forked children only run hull's own code (see
-//! `pod::probe`'s module documentation on threads).
+//! These call the library from the (multi-threaded) test process: nothing
+//! forks in it (exec checks run `hull exec`, network checks join the
+//! namespace on a thread of their own).
 
 mod common;
 
@@ -29,6 +29,7 @@ struct Running {
     env: TestEnv,
     root: StateRoot,
     netns: PathBuf,
+    hull: PathBuf,
 }
 
 impl Running {
@@ -41,11 +42,11 @@ impl Running {
         env.wait_status("running");
         let root = StateRoot::new(env.root.path());
         let netns = PathBuf::from(format!("/proc/{}/ns/net", env.pid()));
-        Running { env, root, netns }
+        Running { env, root, netns, hull: runtime() }
     }
 
     fn target(&self) -> ProbeTarget<'_> {
-        ProbeTarget { root: &self.root, container_id: &self.env.id, netns: &self.netns, pod_ip: None }
+        ProbeTarget { root: &self.root, hull: &self.hull, container_id: &self.env.id, netns: &self.netns, pod_ip: None }
     }
 
     fn check(&self, action: &ProbeAction, timeout: Duration) -> Result<Outcome, ProbeError> {
@@ -152,7 +153,7 @@ fn exec_probe_in_a_missing_container_is_an_error_not_a_failure() {
     }
     let c = Running::start("probe-exec-gone", "exec sleep 1000", |_| {});
     let root = StateRoot::new(c.env.root.path());
-    let target = ProbeTarget { root: &root, container_id: "no-such-container", netns: &c.netns, pod_ip: None };
+    let target = ProbeTarget { root: &root, hull: &c.hull, container_id: "no-such-container", netns: &c.netns, pod_ip: None };
     let e = probe::run(&exec(&["true"]), Duration::from_secs(1), &target).expect_err("no container");
     assert!(matches!(e, ProbeError::Container { .. }), "{e}");
     assert!(e.to_string().contains("no-such-container"), "{e}");
@@ -197,7 +198,7 @@ fn tcp_socket_probe_with_a_bad_netns_is_an_error() {
     }
     let root = StateRoot::new("/nonexistent");
     let netns = PathBuf::from("/nonexistent/ns/net");
-    let target = ProbeTarget { root: &root, container_id: "x", netns: &netns, pod_ip: None };
+    let target = ProbeTarget { root: &root, hull: &runtime(), container_id: "x", netns: &netns, pod_ip: None };
     let e = probe::run(&ProbeAction::TcpSocket { host: None, port: 1 }, Duration::from_secs(1), &target).expect_err("no netns");
     assert!(matches!(e, ProbeError::Sys { .. }) && e.to_string().contains("/nonexistent/ns/net"), "{e}");
 }

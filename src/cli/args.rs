@@ -223,6 +223,14 @@ pub enum Command {
         /// KEY=VALUE, set inside the new namespaces
         #[arg(long)]
         sysctl: Vec<String>,
+        #[arg(long = "seccomp-default")]
+        seccomp_default: bool,
+        #[arg(long, allow_hyphen_values = true)]
+        uid: Option<i64>,
+        #[arg(long, allow_hyphen_values = true)]
+        gid: Option<i64>,
+        #[arg(long = "group", allow_hyphen_values = true)]
+        groups: Vec<i64>,
     },
     /// Pod networking by hand: CNI add/del/check, pinned network namespaces
     Network(super::network::NetworkCmd),

@@ -108,14 +108,25 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             };
             Ok(crate::monitor::run(&root, &spec, ready))
         }
-        Command::SandboxHolder { ready_fd, net, ipc, uts, pid, hostname, sysctl } => {
+        Command::SandboxHolder { ready_fd, net, ipc, uts, pid, hostname, sysctl, seccomp_default, uid, gid, groups } => {
             let ready = crate::monitor::ready_fd(*ready_fd)?;
             let mut sysctls = Vec::new();
             for kv in sysctl {
                 let (k, v) = kv.split_once('=').ok_or_else(|| Error::InvalidArgument(format!("--sysctl {kv:?}: expected KEY=VALUE")))?;
                 sysctls.push((k.to_string(), v.to_string()));
             }
-            let spec = crate::runtime::holder::HolderSpec { network: *net, ipc: *ipc, uts: *uts, pid: *pid, hostname: hostname.clone(), sysctls };
+            let spec = crate::runtime::holder::HolderSpec {
+                network: *net,
+                ipc: *ipc,
+                uts: *uts,
+                pid: *pid,
+                hostname: hostname.clone(),
+                sysctls,
+                seccomp_default: *seccomp_default,
+                uid: *uid,
+                gid: *gid,
+                groups: groups.clone(),
+            };
             Ok(crate::runtime::holder::main(&spec, ready))
         }
         Command::Update(u) => {

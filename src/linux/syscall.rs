@@ -34,9 +34,28 @@ pub fn fork() -> Result<Forked> {
     }
 }
 
-/// The `Threads:` count of /proc/self/status.
+/// The host's /proc, opened once: a process that has since joined a
+/// container's mount namespace (exec, the container's init) still finds
+/// itself there through `self/status`, which the container's /proc (another
+/// pid namespace, or none mounted yet) would not show.
+fn host_proc() -> Option<&'static OwnedFd> {
+    static PROC: std::sync::OnceLock<Option<OwnedFd>> = std::sync::OnceLock::new();
+    PROC.get_or_init(|| {
+        nix::fcntl::open("/proc", nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()).ok()
+    })
+    .as_ref()
+}
+
+/// The `Threads:` count of this process's /proc status.
 pub fn thread_count() -> Result<usize> {
-    let status = std::fs::read_to_string("/proc/self/status").sys_context(|| "read /proc/self/status".into())?;
+    let via_fd = host_proc().and_then(|d| {
+        let fd = nix::fcntl::openat(d, "self/status", nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()).ok()?;
+        std::io::read_to_string(File::from(fd)).ok()
+    });
+    let status = match via_fd {
+        Some(s) => s,
+        None => std::fs::read_to_string("/proc/self/status").sys_context(|| "read /proc/self/status".into())?,
+    };
     parse_thread_count(&status).ok_or_else(|| crate::error::Error::InvalidState("/proc/self/status has no Threads: line".into()))
 }
 

@@ -95,8 +95,7 @@ pub fn spawn_monitor(spec: &MonitorSpec, hull: &Path) -> Result<Spawned> {
     let mut child = cmd.spawn().sys_context(|| "start container monitor".into())?;
     drop(ready_fd);
     drop(cmd);
-    let mut answer = String::new();
-    let _ = ready_r.read_to_string(&mut answer);
+    let answer = read_report(&mut ready_r);
     match answer.split_once(' ') {
         Some(("ok", pids)) => {
             let _ = child.wait();
@@ -117,6 +116,23 @@ pub fn spawn_monitor(spec: &MonitorSpec, hull: &Path) -> Result<Spawned> {
     }
 }
 
+/// Read a helper's report: one line (`ok ...` / `err ...`), or what came
+/// before EOF; at most 64 KiB.
+pub fn read_report(r: &mut impl Read) -> String {
+    let mut out = Vec::new();
+    let mut byte = [0u8; 1];
+    while out.len() < 64 * 1024 {
+        match r.read(&mut byte) {
+            Ok(0) => break,
+            Ok(_) if byte[0] == b'\n' => break,
+            Ok(_) => out.push(byte[0]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// The monitor process itself (`hull monitor`, hidden). Reports on `ready`
 /// and returns the exit code for the monitor process.
 pub fn run(root: &StateRoot, spec: &MonitorSpec, ready: OwnedFd) -> i32 {
@@ -135,7 +151,9 @@ pub fn run(root: &StateRoot, spec: &MonitorSpec, ready: OwnedFd) -> i32 {
     let _ = nix::unistd::setsid();
     match prepare(root, spec) {
         Ok(running) => {
-            let _ = write!(ready, "ok {} {}", running.pid, std::process::id());
+            // A line: a created container's init still holds a copy of
+            // this pipe until it execs, so the reader cannot wait for EOF.
+            let _ = writeln!(ready, "ok {} {}", running.pid, std::process::id());
             drop(ready);
             // Setting up ran most of hull; waiting needs little of it.
             crate::linux::syscall::trim_resident_code();

@@ -54,31 +54,13 @@ impl ImageSource {
 }
 
 pub fn resolve_image(image: &str, field: &str, image_root: &Path) -> Result<ImageSource> {
-    let path = image.strip_prefix("dir:").unwrap_or(image);
-    if path.starts_with('/') {
-        let p = PathBuf::from(path);
-        if !p.is_dir() {
-            return Err(Error::InvalidArgument(format!("{field}.image: {} is not a directory", p.display())));
+    Ok(match crate::runtime::rootfs::resolve(image, &format!("{field}.image"), image_root)? {
+        crate::runtime::rootfs::Source::Dir(d) => ImageSource::Dir(d),
+        crate::runtime::rootfs::Source::Store(i) => {
+            let i = *i;
+            ImageSource::Store { store: i.store, record: i.record, config: i.config }
         }
-        return Ok(ImageSource::Dir(p));
-    }
-    if image.is_empty() {
-        return Err(Error::InvalidArgument(format!("{field}.image: missing")));
-    }
-    let not_found = || {
-        Error::InvalidArgument(format!(
-            "{field}.image {image:?}: not in the image store {} (hull image pull or import it first)",
-            image_root.display()
-        ))
-    };
-    if !image_root.exists() {
-        return Err(not_found());
-    }
-    let store = crate::image::store::Store::open(image_root)?;
-    let recs = store.records()?;
-    let record = store.find(&recs, image).into_iter().next().ok_or_else(not_found)?;
-    let config = store.config(&record.config)?;
-    Ok(ImageSource::Store { store, record, config })
+    })
 }
 
 /// Make the bundle of one attempt of a container; returns its directory.

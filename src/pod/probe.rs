@@ -10,7 +10,7 @@
 //! - [`run`] performs one check (exec, tcpSocket, httpGet) against a running
 //!   container, bounded by `timeoutSeconds` (see `probe/action.rs`).
 //!
-//! A supervisor's loop, single-threaded (each check forks):
+//! A supervisor's loop (checks fork nothing in the caller):
 //!
 //! ```no_run
 //! use std::time::Instant;

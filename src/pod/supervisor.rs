@@ -329,7 +329,7 @@ impl Supervisor<'_> {
         let mut changed = false;
         for kind in due {
             let Some(spec) = t.probe_specs.iter().find(|s| s.kind == kind).cloned() else { continue };
-            let target = ProbeTarget { root: self.root, container_id: &id, netns: &netns, pod_ip };
+            let target = ProbeTarget { root: self.root, hull: &self.hull, container_id: &id, netns: &netns, pod_ip };
             let outcome = match probe::run(&spec.action, spec.timing.timeout, &target) {
                 Ok(o) => o,
                 Err(e) => {

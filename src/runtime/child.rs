@@ -5,7 +5,6 @@
 //! is what makes this sound with other threads running; the helper forks
 //! its long-lived process itself (it is single-threaded), so nothing it
 //! leaves running is our child and no zombie waits for us.
-use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{Command, Stdio};
 
@@ -38,8 +37,8 @@ pub fn run_reporting(mut cmd: Command, what: &str) -> Result<String> {
     // Our copy of the write end goes, so EOF means the helper is done.
     drop(w);
     drop(cmd);
-    let mut answer = String::new();
-    let _ = r.take(64 * 1024).read_to_string(&mut answer);
+    let mut r = r;
+    let answer = crate::monitor::read_report(&mut r);
     // The first process exits once its long-lived child reported.
     let status = child.wait();
     match answer.split_once(' ') {

@@ -27,6 +27,12 @@ pub struct HolderSpec {
     pub pid: bool,
     pub hostname: Option<String>,
     pub sysctls: Vec<(String, String)>,
+    /// Load hull's default seccomp profile into the holder.
+    pub seccomp_default: bool,
+    /// Who the holder runs as once the namespaces are made.
+    pub uid: Option<i64>,
+    pub gid: Option<i64>,
+    pub groups: Vec<i64>,
 }
 
 impl HolderSpec {
@@ -54,6 +60,19 @@ impl HolderSpec {
         for (k, v) in &self.sysctls {
             a.push("--sysctl".into());
             a.push(format!("{k}={v}"));
+        }
+        if self.seccomp_default {
+            a.push("--seccomp-default".into());
+        }
+        for (flag, v) in [("--uid", self.uid), ("--gid", self.gid)] {
+            if let Some(v) = v {
+                a.push(flag.into());
+                a.push(v.to_string());
+            }
+        }
+        for g in &self.groups {
+            a.push("--group".into());
+            a.push(g.to_string());
         }
         a
     }
@@ -130,10 +149,16 @@ pub fn main(spec: &HolderSpec, ready: OwnedFd) -> i32 {
     }
     match fork() {
         Ok(Forked::Parent(pid)) => {
-            let _ = write!(ready, "ok {pid}");
+            let _ = writeln!(ready, "ok {pid}");
             0
         }
-        Ok(Forked::Child) => holder_loop(ready.as_raw_fd()),
+        Ok(Forked::Child) => {
+            if let Err(e) = confine(spec) {
+                let _ = write!(ready, "err {e}");
+                crate::linux::syscall::exit_now(1);
+            }
+            holder_loop(ready.as_raw_fd())
+        }
         Err(e) => {
             let _ = write!(ready, "err {e}");
             1
@@ -167,6 +192,32 @@ fn set_up(spec: &HolderSpec) -> crate::Result<()> {
             .map_err(|why| Error::InvalidArgument(format!("sysctl {key}: {why}")))?;
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
         std::fs::write(&path, value).sys_context(|| format!("sysctl {key}={value}"))?;
+    }
+    Ok(())
+}
+
+/// In the holder: its user and seccomp filter. The namespaces it owns are
+/// made; it needs no privilege from here on.
+fn confine(spec: &HolderSpec) -> crate::Result<()> {
+    let id = |v: i64| {
+        u32::try_from(v).map_err(|_| Error::InvalidArgument(format!("id {v} out of range")))
+    };
+    if spec.uid.is_some() || spec.gid.is_some() || !spec.groups.is_empty() {
+        let groups: Vec<nix::unistd::Gid> = spec
+            .groups
+            .iter()
+            .map(|g| id(*g).map(nix::unistd::Gid::from_raw))
+            .collect::<crate::Result<_>>()?;
+        nix::unistd::setgroups(&groups).sys_context(|| "setgroups".into())?;
+        let gid = nix::unistd::Gid::from_raw(id(spec.gid.unwrap_or(0))?);
+        nix::unistd::setresgid(gid, gid, gid).sys_context(|| format!("setresgid {gid}"))?;
+        let uid = nix::unistd::Uid::from_raw(id(spec.uid.unwrap_or(0))?);
+        nix::unistd::setresuid(uid, uid, uid).sys_context(|| format!("setresuid {uid}"))?;
+    }
+    if spec.seccomp_default {
+        let caps: oci_spec::runtime::Capabilities = Default::default();
+        let profile = crate::seccomp::runtime_default(&caps);
+        crate::seccomp::compile(&profile)?.load()?;
     }
     Ok(())
 }
@@ -215,9 +266,9 @@ mod tests {
             network: true,
             ipc: true,
             uts: true,
-            pid: false,
             hostname: Some("h".into()),
             sysctls: vec![("net.ipv4.ip_forward".into(), "1".into())],
+            ..Default::default()
         };
         assert_eq!(
             spec.args(),

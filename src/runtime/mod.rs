@@ -39,17 +39,23 @@
 //! gRPC code with the one function [`grpc_code`].
 mod child;
 pub mod config;
+mod container;
 pub mod error;
 pub mod events;
+pub mod exec;
 pub mod holder;
 pub mod id;
 pub mod names;
 pub mod record;
+pub mod rootfs;
+mod sandbox;
 pub mod spec;
 pub mod status;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+pub use sandbox::check_name;
 
 pub use config::*;
 pub use error::{grpc_code, ErrorKind, GrpcCode, Result, RuntimeError};
@@ -101,16 +107,48 @@ impl Default for RuntimeOptions {
 /// shared between threads (`Arc<Runtime>`).
 pub struct Runtime {
     opts: RuntimeOptions,
-}
-
-fn not_built(what: &str) -> RuntimeError {
-    RuntimeError::new(ErrorKind::Unimplemented, format!("{what} is not built yet"))
+    names: names::NameIndex,
+    bus: std::sync::Arc<events::EventBus>,
+    /// Sees the monitors' exit records; stopped when the runtime drops.
+    _watcher: Option<events::Watcher>,
 }
 
 impl Runtime {
-    /// Open the runtime on its directories (made if missing).
+    /// Open the runtime on its directories (made if missing), and start
+    /// watching for container exits.
     pub fn open(opts: RuntimeOptions) -> Result<Runtime> {
-        Ok(Runtime { opts })
+        for d in [
+            opts.state_dir.join("sandboxes"),
+            opts.state_dir.join("containers"),
+            opts.state_dir.join("names"),
+            opts.run_dir.join("sandboxes"),
+            opts.run_dir.join("containers"),
+            opts.run_dir.join("exits"),
+            opts.run_dir.join("oci"),
+        ] {
+            std::fs::create_dir_all(&d).map_err(|e| {
+                RuntimeError::with_source(ErrorKind::Internal, format!("create {}", d.display()), e)
+            })?;
+        }
+        let bus: std::sync::Arc<events::EventBus> = Default::default();
+        // The watcher thread works on a second handle on the same
+        // directories and event bus (a handle without a watcher).
+        let view = Runtime {
+            names: names::NameIndex::new(&opts.state_dir),
+            opts: opts.clone(),
+            bus: bus.clone(),
+            _watcher: None,
+        };
+        let watcher = events::watch(&opts.run_dir.join("exits"), move |id| view.note_exit(&id));
+        if let Err(e) = &watcher {
+            log::warn!("container exits will be seen only when asked: {e}");
+        }
+        Ok(Runtime {
+            names: names::NameIndex::new(&opts.state_dir),
+            opts,
+            bus,
+            _watcher: watcher.ok(),
+        })
     }
 
     pub fn options(&self) -> &RuntimeOptions {
@@ -121,134 +159,22 @@ impl Runtime {
         &self.opts.state_dir
     }
 
-    // --- sandboxes ---
-
-    /// Make a sandbox and return its id once it is Ready (holder running,
-    /// network attached). On failure nothing of it is left.
-    pub fn create_sandbox(&self, _config: &SandboxConfig) -> Result<SandboxId> {
-        Err(not_built("create_sandbox"))
+    /// Where the monitors' exit records are.
+    pub(crate) fn exits_dir(&self) -> PathBuf {
+        self.opts.run_dir.join("exits")
     }
 
-    /// Stop the sandbox's containers (each with `timeout` before SIGKILL),
-    /// give its network back (CNI DEL) and stop its holder. The record stays
-    /// (NotReady) until [`Runtime::remove_sandbox`]. Idempotent: a sandbox
-    /// that is gone or already stopped is success.
-    pub fn stop_sandbox(&self, _id: &SandboxId, _timeout: Duration) -> Result<()> {
-        Err(not_built("stop_sandbox"))
+    /// The OCI state root of the containers (`hull --root` for them).
+    pub fn oci_root(&self) -> crate::oci::state::StateRoot {
+        crate::oci::state::StateRoot::new(self.opts.run_dir.join("oci"))
     }
-
-    /// Stop (if needed) and remove the sandbox, its containers and
-    /// everything they made. Idempotent.
-    pub fn remove_sandbox(&self, _id: &SandboxId) -> Result<()> {
-        Err(not_built("remove_sandbox"))
-    }
-
-    pub fn sandbox_status(&self, _id: &SandboxId) -> Result<SandboxStatus> {
-        Err(not_built("sandbox_status"))
-    }
-
-    pub fn list_sandboxes(&self, _filter: &SandboxFilter) -> Result<Vec<SandboxStatus>> {
-        Err(not_built("list_sandboxes"))
-    }
-
-    /// The id holding a sandbox name, if any.
-    pub fn find_sandbox(
-        &self,
-        _namespace: &str,
-        _name: &str,
-        _attempt: u32,
-    ) -> Result<Option<SandboxId>> {
-        Err(not_built("find_sandbox"))
-    }
-
-    /// The pod cgroup's usage.
-    pub fn sandbox_stats(&self, _id: &SandboxId) -> Result<ContainerStats> {
-        Err(not_built("sandbox_stats"))
-    }
-
-    // --- containers ---
-
-    /// Make a container in a Ready sandbox; its process waits in state
-    /// Created until [`Runtime::start_container`].
-    pub fn create_container(
-        &self,
-        _sandbox: &SandboxId,
-        _config: &ContainerConfig,
-    ) -> Result<ContainerId> {
-        Err(not_built("create_container"))
-    }
-
-    pub fn start_container(&self, _id: &ContainerId) -> Result<()> {
-        Err(not_built("start_container"))
-    }
-
-    /// Send the stop signal (the config's, the image's, or SIGTERM), wait
-    /// up to `timeout` for the exit, then SIGKILL. Idempotent: an exited
-    /// container is success.
-    pub fn stop_container(&self, _id: &ContainerId, _timeout: Duration) -> Result<()> {
-        Err(not_built("stop_container"))
-    }
-
-    /// Remove a container (killed first if it runs) with its rootfs and
-    /// records. Idempotent.
-    pub fn remove_container(&self, _id: &ContainerId) -> Result<()> {
-        Err(not_built("remove_container"))
-    }
-
-    pub fn container_status(&self, _id: &ContainerId) -> Result<ContainerStatus> {
-        Err(not_built("container_status"))
-    }
-
-    pub fn list_containers(&self, _filter: &ContainerFilter) -> Result<Vec<ContainerStatus>> {
-        Err(not_built("list_containers"))
-    }
-
-    /// The id holding a container name in a sandbox, if any.
-    pub fn find_container(
-        &self,
-        _sandbox: &SandboxId,
-        _name: &str,
-        _attempt: u32,
-    ) -> Result<Option<ContainerId>> {
-        Err(not_built("find_container"))
-    }
-
-    /// Change a created or running container's cgroup limits.
-    pub fn update_resources(&self, _id: &ContainerId, _resources: &LinuxResources) -> Result<()> {
-        Err(not_built("update_resources"))
-    }
-
-    /// Run `cmd` in a running container and collect its output; after
-    /// `timeout` (None: no limit) the process is killed and reaped and the
-    /// error is DeadlineExceeded.
-    pub fn exec_sync(
-        &self,
-        _id: &ContainerId,
-        _cmd: &[String],
-        _timeout: Option<Duration>,
-    ) -> Result<ExecSyncResult> {
-        Err(not_built("exec_sync"))
-    }
-
-    /// Make the monitor reopen the container's log file (after rotation).
-    pub fn reopen_log(&self, _id: &ContainerId) -> Result<()> {
-        Err(not_built("reopen_log"))
-    }
-
-    pub fn container_stats(&self, _id: &ContainerId) -> Result<ContainerStats> {
-        Err(not_built("container_stats"))
-    }
-
-    pub fn list_container_stats(&self, _filter: &ContainerFilter) -> Result<Vec<ContainerStats>> {
-        Err(not_built("list_container_stats"))
-    }
-
-    // --- events ---
 
     /// Receive the events of this runtime from now on. A subscriber that
     /// stops reading is dropped once its queue holds 4096 events.
     pub fn subscribe(&self) -> Result<EventSubscription> {
-        Err(not_built("subscribe"))
+        Ok(EventSubscription {
+            rx: self.bus.subscribe(),
+        })
     }
 }
 

@@ -56,6 +56,35 @@ pub fn read<T: DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
     })
 }
 
+/// NotFound as None: for the operations that succeed on what is gone.
+pub fn unless_gone<T>(r: Result<T>) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The ids named by the entries of `dir`, sorted (other names skipped).
+pub fn ids_in<T: Ord>(dir: &Path, parse: impl Fn(&str) -> Result<T>) -> Vec<T> {
+    let mut ids: Vec<T> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| parse(e.file_name().to_str()?).ok())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Whether every `key=value` of a selector is among the labels.
+pub fn labels_match(
+    selector: &std::collections::BTreeMap<String, String>,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
 /// An exclusive lock on one object, held until dropped.
 pub struct ObjectLock {
     _lock: Flock<File>,
@@ -119,9 +148,10 @@ pub struct SandboxRecord {
     /// The CNI attachment to DEL (recorded before ADD).
     pub network: Option<crate::network::Attachment>,
     pub ips: Vec<String>,
-    /// The pod cgroup (cgroupfs path) and whether this layer made it.
+    /// The pod cgroup (cgroupfs path), and its directories as made (the
+    /// ones this layer created are removed with the sandbox).
     pub cgroup_parent: String,
-    pub cgroup_created: bool,
+    pub cgroup: Option<crate::cgroups::Cgroup>,
     pub log_directory: PathBuf,
     /// Its containers, by id: teardown acts on these and nothing else.
     pub containers: Vec<ContainerId>,
@@ -194,7 +224,7 @@ mod tests {
             network: None,
             ips: vec!["10.0.0.2".into()],
             cgroup_parent: "/hull/pod-x".into(),
-            cgroup_created: true,
+            cgroup: None,
             log_directory: "/var/log/x".into(),
             containers: vec![ContainerId::generate().unwrap()],
         };

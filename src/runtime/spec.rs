@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
     Capabilities as CapSet, Capability, LinuxCapabilities, LinuxDevice, LinuxDeviceCgroup,
-    LinuxDeviceType, LinuxHugepageLimit, LinuxMemory, LinuxNamespace, LinuxNamespaceType,
+    LinuxDeviceType, LinuxHugepageLimit, LinuxNamespace, LinuxNamespaceType,
     LinuxResources as OciResources, Mount as OciMount, Spec,
 };
 
@@ -564,7 +564,7 @@ pub fn oci_resources(r: &LinuxResources, base: OciResources) -> Result<OciResour
         out.set_cpu(Some(cpu));
     }
     if r.memory_limit_in_bytes != 0 || r.memory_swap_limit_in_bytes != 0 {
-        let mut mem = out.memory().unwrap_or_else(LinuxMemory::default);
+        let mut mem = out.memory().unwrap_or_default();
         if r.memory_limit_in_bytes != 0 {
             mem.set_limit(Some(r.memory_limit_in_bytes));
         }

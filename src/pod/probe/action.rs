@@ -1,41 +1,27 @@
 //! One check against a running container, bounded in time.
 //!
-//! **Forking.** Every check forks: exec checks a helper that calls hull's OCI
-//! exec with its stdout/stderr on a pipe, network checks a child that joins
-//! the pod's network namespace (so the caller never leaves the host's) and
-//! connects from there. The caller must therefore be single-threaded when it
-//! calls [`run`] (the rule of `linux::syscall::fork`): a pod supervisor runs
-//! its probes from its main thread, before any async runtime starts threads.
-//! The caller must also not reap children it did not start (no
-//! `waitpid(-1)` in a SIGCHLD handler), or it would steal the helper's status.
+//! **No fork.** Nothing here forks the caller, which may have other threads
+//! (the test harness, a daemon): exec checks run `hull exec` as a child
+//! process (as conmon runs runc) with the command's output on a pipe;
+//! network checks connect from a short-lived thread that joined the pod's
+//! network namespace (a thread's own), so the caller never leaves the host's.
 //!
-//! Each check ends by its deadline (`timeoutSeconds`): the child enforces
-//! it, and the caller kills the child (and for exec its process group) if it
-//! has not answered shortly after.
+//! Each check ends by its deadline (`timeoutSeconds`): a timed-out exec
+//! command is killed with its process group and reaped by `hull exec`.
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
-use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{kill, killpg, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{pipe2, setpgid, Pid};
-
 use super::{Outcome, ProbeAction, ProbeError};
-use crate::linux::syscall::{self, fork, Forked};
-use crate::oci::exec::{spawn, ExecOptions};
 use crate::oci::state::StateRoot;
 
 /// How much of an exec probe's output (stdout and stderr together) is kept
 /// for the failure message; the rest is read and dropped.
 pub const OUTPUT_LIMIT: usize = 4096;
 
-/// Time the caller gives a child beyond the probe's timeout (fork, joining
-/// namespaces, hull's exec handshake) before killing it.
+/// Time a network check's thread is given beyond the probe's timeout.
 const GRACE: Duration = Duration::from_secs(2);
 
 /// The container a probe checks.
@@ -43,6 +29,8 @@ const GRACE: Duration = Duration::from_secs(2);
 pub struct ProbeTarget<'a> {
     /// hull's state root and the container's id, for exec checks.
     pub root: &'a StateRoot,
+    /// The hull binary exec checks run (`hull exec`).
+    pub hull: &'a Path,
     pub container_id: &'a str,
     /// The pod's network namespace (e.g. `/proc/<pid>/ns/net` of a process
     /// in it, or a pinned bind mount): tcpSocket and httpGet connect from
@@ -58,8 +46,7 @@ pub struct ProbeTarget<'a> {
 /// `Ok(Outcome)` is the container's answer (a timeout is a failure, as in
 /// kubelet); `Err` means the prober could not check (it could not fork, the
 /// container record is gone or the container is not running...) and the
-/// result should be dropped, not counted against the container. The calling
-/// process must be single-threaded (see the module's documentation).
+/// result should be dropped, not counted against the container.
 pub fn run(action: &ProbeAction, timeout: Duration, target: &ProbeTarget) -> Result<Outcome, ProbeError> {
     match action {
         ProbeAction::Exec { command } => exec_check(command, timeout, target),
@@ -86,147 +73,49 @@ fn exec_check(command: &[String], timeout: Duration, target: &ProbeTarget) -> Re
         .root
         .load(id)
         .map_err(|e| ProbeError::Container { id: id.into(), source: Box::new(e) })?;
-    // The container's own process (user, env, cwd, capabilities...) with the
-    // probe's command, as `hull exec ID CMD...` builds it.
-    let mut process = rec.config.process().clone().unwrap_or_default();
-    process.set_args(Some(command.to_vec()));
-    process.set_terminal(Some(false));
-    process.set_console_size(None);
-    let opts = ExecOptions {
-        id: id.to_string(),
-        process,
-        detach: true,
-        pid_file: None,
-        console_socket: None,
-        preserve_fds: 0,
-    };
-    let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| ProbeError::sys("pipe", e))?;
-    let (st_r, st_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| ProbeError::sys("pipe", e))?;
-    let devnull = std::fs::File::open("/dev/null").map_err(|e| ProbeError::sys("open /dev/null", e))?;
-    let helper = match fork().map_err(|e| fork_error("fork exec probe helper", e))? {
-        Forked::Child => {
-            drop((out_r, st_r));
-            child_main(&st_w, || exec_helper(target.root, &opts, timeout, out_w.as_raw_fd(), devnull.as_raw_fd()))
-        }
-        Forked::Parent(pid) => pid,
-    };
-    drop((out_w, st_w, devnull));
-    // Also here, so that the kill below finds the group even if the helper
-    // has not got to its own setpgid yet (the shell's classic race).
-    let _ = setpgid(helper, helper);
-    // A timed-out command is dead, but what it started is not; a helper that
-    // did not answer in time (a frozen container, say) has its whole chain
-    // still running. All of it is in the helper's process group.
-    let got = collect(helper, &st_r, Some(&out_r), timeout + GRACE, |status| {
-        if status.is_none_or(|s| s == "timeout") {
-            let _ = killpg(helper, Signal::SIGKILL);
-        }
-    })?;
-    let output = String::from_utf8_lossy(&got.output).trim_end().to_string();
+    // A container that is not running gives no verdict (its exit is seen
+    // elsewhere).
+    let status = rec.status(target.root);
+    if status != crate::oci::state::Status::Running {
+        return Err(ProbeError::Container { id: id.into(), source: Box::new(crate::Error::InvalidState(format!("container is {status}"))) });
+    }
+    // `hull exec ID CMD...` runs the container's own process (user, env,
+    // cwd, capabilities...) with the probe's command, in a child process.
+    let run = crate::runtime::exec::exec_via_hull(target.hull, &target.root.path, id, command, Some(timeout), OUTPUT_LIMIT, true)
+        .map_err(|e| ProbeError::sys("run hull exec for an exec probe", e))?;
+    let output = String::from_utf8_lossy(&run.stdout).trim_end().to_string();
     let with_output = |head: String| if output.is_empty() { head } else { format!("{head}: {output}") };
-    let timed_out = || Outcome::Failure(with_output(format!("command {command:?} timed out after {}s", timeout.as_secs_f64())));
-    let status = match got.status {
-        None => return Ok(timed_out()),
-        Some(s) => s,
-    };
-    let (word, rest) = status.split_once(' ').unwrap_or((status.as_str(), ""));
-    Ok(match word {
-        "exit" if rest == "0" => Outcome::Success,
-        "exit" => Outcome::Failure(with_output(format!("command {command:?} exited with code {rest}"))),
-        "signal" => Outcome::Failure(with_output(format!("command {command:?} was killed by signal {rest}"))),
-        "timeout" => timed_out(),
-        "fail" => Outcome::Failure(with_output(format!("command {command:?} could not start: {rest}"))),
-        // The helper's errors keep their kind across the fork.
-        "notfound" => return Err(ProbeError::Container { id: id.into(), source: Box::new(crate::Error::NotFound(id.into())) }),
-        "state" => return Err(ProbeError::Container { id: id.into(), source: Box::new(crate::Error::InvalidState(rest.into())) }),
-        _ => return Err(ProbeError::sys(format!("exec probe helper: {rest}"), std::io::Error::other("no verdict"))),
+    Ok(match run.exit_code {
+        None => Outcome::Failure(with_output(format!("command {command:?} timed out after {}s", timeout.as_secs_f64()))),
+        Some(0) => Outcome::Success,
+        Some(code) => Outcome::Failure(with_output(format!("command {command:?} exited with code {code}"))),
     })
-}
-
-/// In the forked helper: spawn the command in the container with our
-/// stdout/stderr on the output pipe, wait for it as its subreaper, kill it at
-/// the deadline. Returns the status line for the parent.
-fn exec_helper(root: &StateRoot, opts: &ExecOptions, timeout: Duration, out: i32, devnull: i32) -> String {
-    let deadline = Instant::now() + timeout;
-    let setup = (|| -> crate::Result<()> {
-        setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
-        // hull's exec forks twice and the first child exits: the command is
-        // re-parented to the nearest subreaper, us, and we can waitpid it.
-        nix::sys::prctl::set_child_subreaper(true)?;
-        syscall::default_signals()?;
-        syscall::dup2_raw(devnull, 0)?;
-        syscall::dup2_raw(out, 1)?;
-        syscall::dup2_raw(out, 2)
-    })();
-    if let Err(e) = setup {
-        return format!("error probe helper: {e}");
-    }
-    let pid = match spawn(root, opts, None) {
-        Ok(pid) => Pid::from_raw(pid),
-        // Init errors come from inside the container (no such command, bad
-        // cwd...): the probe fails. Others (not running...) are ours.
-        Err(crate::Error::Init(m)) => return format!("fail {m}"),
-        Err(crate::Error::NotFound(_)) => return "notfound".into(),
-        Err(crate::Error::InvalidState(m)) => return format!("state {m}"),
-        Err(e) => return format!("error {e}"),
-    };
-    let mut nap = Duration::from_millis(1);
-    loop {
-        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, code)) => return format!("exit {code}"),
-            Ok(WaitStatus::Signaled(_, sig, _)) => return format!("signal {}", sig as i32),
-            Ok(_) => {}
-            Err(Errno::EINTR) => {}
-            Err(e) => return format!("error wait for the probe command: {e}"),
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            let _ = kill(pid, Signal::SIGKILL);
-            // SIGKILL cannot be refused; the wait is short unless the process
-            // is stuck in the kernel, and then the parent's deadline ends us.
-            let _ = waitpid(pid, None);
-            return "timeout".into();
-        }
-        std::thread::sleep(nap.min(deadline - now));
-        nap = (nap * 2).min(Duration::from_millis(20));
-    }
 }
 
 // --- tcpSocket and httpGet ----------------------------------------------
 
-/// Fork a child that joins the network namespace at `netns` and runs
-/// `check` there with the deadline; its outcome comes back over a pipe.
-fn net_check(netns: &Path, timeout: Duration, check: impl FnOnce(Instant) -> Outcome) -> Result<Outcome, ProbeError> {
+/// Run `check` with the deadline on a short-lived thread that joins the
+/// network namespace at `netns`: a network namespace belongs to a thread,
+/// so the sockets it makes are the pod's while the rest of the process
+/// stays in the host's; the thread ends with the check and is never reused.
+fn net_check(netns: &Path, timeout: Duration, check: impl FnOnce(Instant) -> Outcome + Send + 'static) -> Result<Outcome, ProbeError> {
     let ns = std::fs::File::open(netns).map_err(|e| ProbeError::sys(format!("open network namespace {}", netns.display()), e))?;
-    let (st_r, st_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| ProbeError::sys("pipe", e))?;
-    let child = match fork().map_err(|e| fork_error("fork network probe", e))? {
-        Forked::Child => {
-            drop(st_r);
-            child_main(&st_w, || {
-                let deadline = Instant::now() + timeout;
-                // setns(CLONE_NEWNET) changes this process only; the caller
-                // stays in the host's namespace.
-                if let Err(e) = nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET) {
-                    return format!("error join network namespace {}: {e}", netns.display());
-                }
-                match check(deadline) {
-                    Outcome::Success => "ok".into(),
-                    Outcome::Failure(why) => format!("fail {why}"),
-                }
-            })
-        }
-        Forked::Parent(pid) => pid,
-    };
-    drop((st_w, ns));
-    let got = collect(child, &st_r, None, timeout + GRACE, |_| {})?;
-    let Some(status) = got.status else {
-        return Ok(Outcome::Failure(format!("timed out after {}s", timeout.as_secs_f64())));
-    };
-    let (word, rest) = status.split_once(' ').unwrap_or((status.as_str(), ""));
-    match word {
-        "ok" => Ok(Outcome::Success),
-        "fail" => Ok(Outcome::Failure(rest.to_string())),
-        _ => Err(ProbeError::sys(rest.to_string(), std::io::Error::other("network probe child failed"))),
+    let shown = netns.display().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("hull-probe-netns".into())
+        .spawn(move || {
+            let deadline = Instant::now() + timeout;
+            let result = match nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET) {
+                Ok(()) => Ok(check(deadline)),
+                Err(e) => Err(ProbeError::sys(format!("join network namespace {shown}"), e)),
+            };
+            let _ = tx.send(result);
+        })
+        .map_err(|e| ProbeError::sys("start a network probe thread", e))?;
+    match rx.recv_timeout(timeout + GRACE) {
+        Ok(r) => r,
+        Err(_) => Ok(Outcome::Failure(format!("timed out after {}s", timeout.as_secs_f64()))),
     }
 }
 
@@ -316,129 +205,6 @@ fn parse_response(raw: &[u8]) -> Option<(u16, String)> {
     let code = words.next()?.parse().ok()?;
     let body = rest.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
     Some((code, body.chars().take(256).collect::<String>().trim_end().to_string()))
-}
-
-// --- the fork plumbing ---------------------------------------------------
-
-fn fork_error(what: &str, e: crate::Error) -> ProbeError {
-    match e {
-        crate::Error::Sys { source, .. } => ProbeError::sys(what, source),
-        other => ProbeError::sys(what, std::io::Error::other(other.to_string())),
-    }
-}
-
-/// Body of a forked child: run `f`, write its status line to `status`, and
-/// `_exit` without returning into the caller's code (a panic must not unwind
-/// into a copy of the caller, e.g. a second test harness).
-fn child_main(status: &OwnedFd, f: impl FnOnce() -> String) -> ! {
-    let line = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| "error probe child panicked".into());
-    // One write, newline-terminated, no newlines inside: the parent stops
-    // reading at the first '\n', even if a copy of the write end lingers in
-    // another process forked meanwhile.
-    let mut line = line.replace(['\r', '\n'], " ");
-    line.push('\n');
-    let _ = nix::unistd::write(status, line.as_bytes());
-    syscall::exit_now(0)
-}
-
-struct Collected {
-    /// The child's status line, None if it did not come by the deadline.
-    status: Option<String>,
-    output: Vec<u8>,
-}
-
-/// Read the status line (and the output, up to [`OUTPUT_LIMIT`]) of the child
-/// `pid` until the status line is complete or `limit` passes, then reap the
-/// child, killing it if it is still there.
-///
-/// `before_reap` runs while the child is still unreaped (so its pid, and the
-/// process group named after it, cannot have been reused), with the status
-/// line, unless the child died without one and was reaped on the way.
-fn collect(
-    pid: Pid,
-    status_r: &OwnedFd,
-    output_r: Option<&OwnedFd>,
-    limit: Duration,
-    before_reap: impl FnOnce(Option<&str>),
-) -> Result<Collected, ProbeError> {
-    for fd in std::iter::once(status_r).chain(output_r) {
-        fcntl(fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(|e| ProbeError::sys("O_NONBLOCK", e))?;
-    }
-    let deadline = Instant::now() + limit;
-    let mut status = Vec::new();
-    let mut output = Vec::new();
-    let mut exited = false;
-    let done = |s: &[u8]| s.contains(&b'\n');
-    while !done(&status) {
-        drain(status_r, &mut status, 4096);
-        if let Some(o) = output_r {
-            drain(o, &mut output, OUTPUT_LIMIT);
-        }
-        if done(&status) || exited {
-            break;
-        }
-        // The child died without a word (killed from outside)?
-        if matches!(waitpid(pid, Some(WaitPidFlag::WNOHANG)), Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) | Err(Errno::ECHILD)) {
-            exited = true;
-            continue; // one more drain
-        }
-        let Some(left) = remaining(deadline) else { break };
-        let mut fds = vec![PollFd::new(status_r.as_fd(), PollFlags::POLLIN)];
-        if let Some(o) = output_r {
-            fds.push(PollFd::new(o.as_fd(), PollFlags::POLLIN));
-        }
-        // Short slices: EOF on a pipe whose write end another fork copied
-        // never comes, so the child's exit is also checked each time round.
-        let slice = PollTimeout::try_from(left.min(Duration::from_millis(50))).unwrap_or(PollTimeout::ZERO);
-        match poll(&mut fds, slice) {
-            Ok(_) | Err(Errno::EINTR) => {}
-            Err(e) => return Err(ProbeError::sys("poll", e)),
-        }
-    }
-    if let Some(o) = output_r {
-        drain(o, &mut output, OUTPUT_LIMIT);
-    }
-    let status = done(&status).then(|| String::from_utf8_lossy(&status).lines().next().unwrap_or("").to_string());
-    if !exited {
-        before_reap(status.as_deref());
-        reap(pid, status.is_none());
-    }
-    Ok(Collected { status, output })
-}
-
-/// Read what is there (non-blocking fd), keeping up to `limit` bytes.
-fn drain(fd: &OwnedFd, into: &mut Vec<u8>, limit: usize) {
-    let mut buf = [0u8; 4096];
-    // Bounded: a writer faster than us cannot keep us here forever.
-    for _ in 0..64 {
-        match nix::unistd::read(fd, &mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                let keep = n.min(limit.saturating_sub(into.len()));
-                into.extend_from_slice(&buf[..keep]);
-            }
-        }
-    }
-}
-
-/// Reap the child: it is about to exit after writing its status; if it is
-/// late (or `now` is set), SIGKILL it first.
-fn reap(pid: Pid, now: bool) {
-    let patience = if now { Duration::ZERO } else { Duration::from_secs(1) };
-    let until = Instant::now() + patience;
-    let mut killed = false;
-    for _ in 0..1000 {
-        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) | Err(Errno::EINTR) => {}
-            _ => return,
-        }
-        if !killed && Instant::now() >= until {
-            let _ = kill(pid, Signal::SIGKILL);
-            killed = true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    log::warn!("probe child {pid} did not exit within 5 s of SIGKILL; left unreaped");
 }
 
 #[cfg(test)]

@@ -1,0 +1,672 @@
+//! Containers: rootfs, typed spec, a monitor holding the container created
+//! until start, stop with escalation, remove, status from the monitors'
+//! exit records, limits, stats, log reopening.
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use nix::sys::signal::Signal;
+
+use super::config::{ContainerConfig, LinuxResources, NamespaceMode};
+use super::error::{ErrorKind, Result, RuntimeError};
+use super::events::{exit_path, wait_exit};
+use super::id::{ContainerId, SandboxId};
+use super::names::{container_key, Kind};
+use super::record::{self, ContainerPhase, ContainerRecord, SandboxPhase};
+use super::status::{ContainerFilter, ContainerState, ContainerStats, ContainerStatus, EventKind};
+use super::{holder, rootfs, spec, Runtime};
+use crate::monitor::exit::ExitRecord;
+use crate::oci::lifecycle;
+
+/// How long a SIGKILLed container may take to be reaped and recorded.
+const KILL_GRACE: Duration = Duration::from_secs(10);
+
+fn io_err(what: String, e: std::io::Error) -> RuntimeError {
+    RuntimeError::with_source(ErrorKind::Internal, what, e)
+}
+
+/// The usage in a cgroup, as the CRI reports it.
+pub fn stats_of(id: &str, cg: &crate::cgroups::Cgroup) -> ContainerStats {
+    let s = cg.stats();
+    let raw = |k: &str| s.memory.raw.get(k).copied().unwrap_or(0);
+    let usage = s.memory.usage.usage;
+    // The kubelet's working set: usage less the inactive file pages.
+    let inactive = if cg.layout == crate::cgroups::Layout::V1 {
+        raw("total_inactive_file")
+    } else {
+        raw("inactive_file")
+    };
+    ContainerStats {
+        id: id.to_string(),
+        timestamp: Some(SystemTime::now()),
+        cpu_usage_core_nanoseconds: s.cpu.usage.total,
+        memory_usage_bytes: usage,
+        memory_working_set_bytes: usage.saturating_sub(inactive),
+        memory_rss_bytes: if cg.layout == crate::cgroups::Layout::V1 {
+            raw("total_rss")
+        } else {
+            raw("anon")
+        },
+        memory_page_faults: if cg.layout == crate::cgroups::Layout::V1 {
+            raw("total_pgfault")
+        } else {
+            raw("pgfault")
+        },
+        memory_major_page_faults: if cg.layout == crate::cgroups::Layout::V1 {
+            raw("total_pgmajfault")
+        } else {
+            raw("pgmajfault")
+        },
+        pids: s.pids.current,
+    }
+}
+
+/// A relative log path without `..` (it is joined to the log directory).
+fn check_log_path(p: &str) -> Result<()> {
+    if p.starts_with('/') || p.split('/').any(|c| c == ".." || c.is_empty()) || p.contains('\0') {
+        return Err(RuntimeError::invalid(format!(
+            "log_path {p:?}: must be relative to the sandbox log directory, without .."
+        )));
+    }
+    Ok(())
+}
+
+fn parse_time(s: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339(s).ok()
+}
+
+impl Runtime {
+    pub(super) fn container_dir(&self, id: &ContainerId) -> PathBuf {
+        self.opts.state_dir.join("containers").join(id.as_str())
+    }
+
+    fn container_run_dir(&self, id: &ContainerId) -> PathBuf {
+        self.opts.run_dir.join("containers").join(id.as_str())
+    }
+
+    pub(super) fn load_container(&self, id: &ContainerId) -> Result<ContainerRecord> {
+        record::read(
+            &self.container_dir(id).join("container.json"),
+            &format!("container {id}"),
+        )
+    }
+
+    fn save_container(&self, rec: &ContainerRecord) -> Result<()> {
+        record::write_atomic(&self.container_dir(&rec.id).join("container.json"), rec)
+    }
+
+    fn container_exists(&self, id: &str) -> bool {
+        ContainerId::parse(id)
+            .is_ok_and(|id| self.container_dir(&id).join("container.json").exists())
+    }
+
+    /// Bring a record up to date with its exit record; true if it changed.
+    pub(super) fn refresh(&self, rec: &mut ContainerRecord) -> bool {
+        if !matches!(rec.phase, ContainerPhase::Created | ContainerPhase::Running) {
+            return false;
+        }
+        let Some(exit) = ExitRecord::load(&exit_path(&self.exits_dir(), &rec.id)) else {
+            return false;
+        };
+        rec.finished_at = parse_time(&exit.finished_at).or(Some(SystemTime::now()));
+        rec.exit = Some(exit);
+        rec.phase = ContainerPhase::Exited;
+        rec.pid = None;
+        true
+    }
+
+    /// Called when a monitor's exit record appears: the record says
+    /// Exited, and a Stopped event goes out (once, by whoever changed it).
+    pub(super) fn note_exit(&self, id: &ContainerId) {
+        let Ok(_lock) = record::lock(&self.container_dir(id), "container") else {
+            return;
+        };
+        let Ok(mut rec) = self.load_container(id) else {
+            return;
+        };
+        if self.refresh(&mut rec) && self.save_container(&rec).is_ok() {
+            self.bus
+                .publish(EventKind::Stopped, &rec.sandbox_id, Some(id));
+        }
+    }
+
+    /// Make a container in a Ready sandbox; its process waits in state
+    /// Created until [`Runtime::start_container`].
+    pub fn create_container(
+        &self,
+        sandbox: &SandboxId,
+        config: &ContainerConfig,
+    ) -> Result<ContainerId> {
+        let what = format!(
+            "container {:?} in sandbox {}",
+            config.metadata.name,
+            sandbox.short()
+        );
+        super::sandbox::check_name("container metadata.name", &config.metadata.name)
+            .map_err(|e| e.context(&what))?;
+        if !config.log_path.is_empty() {
+            check_log_path(&config.log_path).map_err(|e| e.context(&what))?;
+        }
+        spec::io(config).map_err(|e| e.context(&what))?;
+        let id = ContainerId::generate()?;
+        // Listed in the sandbox first (under its lock): a sandbox stop or
+        // removal from now on knows about this container.
+        let sdir = self.sandbox_dir(sandbox);
+        let sbox = {
+            let _l = record::lock(&sdir, &format!("sandbox {sandbox}"))?;
+            let mut s = self.load_sandbox(sandbox)?;
+            if s.phase != SandboxPhase::Ready || !s.holder.is_some_and(|h| h.alive()) {
+                return Err(
+                    RuntimeError::precondition(format!("sandbox {sandbox} is not ready"))
+                        .context(&what),
+                );
+            }
+            s.containers.push(id.clone());
+            self.save_sandbox(&s)?;
+            s
+        };
+        let result = self.create_listed(&sbox, &id, config);
+        if let Err(e) = result {
+            if let Ok(_l) = record::lock(&sdir, "sandbox") {
+                if let Ok(mut s) = self.load_sandbox(sandbox) {
+                    s.containers.retain(|c| *c != id);
+                    let _ = self.save_sandbox(&s);
+                }
+            }
+            return Err(e.context(&what));
+        }
+        self.bus.publish(EventKind::Created, sandbox, Some(&id));
+        Ok(id)
+    }
+
+    fn create_listed(
+        &self,
+        sbox: &super::record::SandboxRecord,
+        id: &ContainerId,
+        config: &ContainerConfig,
+    ) -> Result<()> {
+        let dir = self.container_dir(id);
+        let run = self.container_run_dir(id);
+        for d in [&dir, &run] {
+            std::fs::create_dir_all(d).map_err(|e| io_err(format!("create {}", d.display()), e))?;
+        }
+        let log_rel = if config.log_path.is_empty() {
+            format!("{}/{}.log", config.metadata.name, config.metadata.attempt)
+        } else {
+            config.log_path.clone()
+        };
+        let mut rec = ContainerRecord {
+            id: id.clone(),
+            sandbox_id: sbox.id.clone(),
+            config: config.clone(),
+            phase: ContainerPhase::Creating,
+            created_at: SystemTime::now(),
+            started_at: None,
+            exit: None,
+            finished_at: None,
+            image_ref: String::new(),
+            rootfs: None,
+            log_path: sbox.log_directory.join(log_rel),
+            pid: None,
+            pid_start_time: None,
+            monitor_pid: None,
+            monitor_start_time: None,
+            stop_signal: "SIGTERM".into(),
+            resources: config.resources.clone(),
+        };
+        let key = container_key(
+            sbox.id.as_str(),
+            &config.metadata.name,
+            config.metadata.attempt,
+        );
+        let reserved = self.save_container(&rec).and_then(|()| {
+            self.names.reserve(Kind::Container, &key, id.as_str(), |h| {
+                self.container_exists(h)
+            })
+        });
+        if let Err(e) = reserved {
+            let _ = std::fs::remove_dir_all(&dir);
+            let _ = std::fs::remove_dir_all(&run);
+            return Err(e);
+        }
+        let lock = record::lock(&dir, &format!("container {id}"))?;
+        match self.set_up_container(sbox, &mut rec) {
+            Ok(()) => {
+                drop(lock);
+                Ok(())
+            }
+            Err(e) => {
+                self.tear_down_container(&rec);
+                self.names.release(Kind::Container, &key, id.as_str());
+                drop(lock);
+                Err(e)
+            }
+        }
+    }
+
+    fn set_up_container(
+        &self,
+        sbox: &super::record::SandboxRecord,
+        rec: &mut ContainerRecord,
+    ) -> Result<()> {
+        let c = rec.config.clone();
+        let source = rootfs::resolve(&c.image.image, "image", &self.opts.image_root)?;
+        rec.image_ref = source.image_ref();
+        let signal = c
+            .stop_signal
+            .clone()
+            .or_else(|| source.config().and_then(|i| i.config.stop_signal.clone()))
+            .unwrap_or_else(|| "SIGTERM".into());
+        lifecycle::parse_signal(&signal).map_err(|_| {
+            RuntimeError::invalid(format!("stop_signal {signal:?} is not a signal"))
+        })?;
+        rec.stop_signal = signal;
+        let dir = self.container_dir(&rec.id);
+        let ro = c.security_context.readonly_rootfs;
+        let rfs = rootfs::mount(&source, &dir, &self.opts.image_root, ro)?;
+        rec.rootfs = Some(rfs.clone());
+        self.save_container(rec)?;
+        let root_path = rootfs::path(&rfs).to_path_buf();
+
+        let h = sbox.holder.ok_or_else(|| {
+            RuntimeError::precondition(format!("sandbox {} has no holder", sbox.id))
+        })?;
+        let sns = &sbox.config.security_context.namespace_options;
+        let mut holder_ns: HashMap<String, PathBuf> = HashMap::new();
+        if sns.network == NamespaceMode::Pod {
+            // The pinned netns when there is one (it cannot be a reused pid).
+            let net = sbox
+                .netns
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(holder::ns_path(&h, "net")));
+            holder_ns.insert("net".into(), net);
+            holder_ns.insert("uts".into(), holder::ns_path(&h, "uts").into());
+        }
+        if sns.ipc == NamespaceMode::Pod {
+            holder_ns.insert("ipc".into(), holder::ns_path(&h, "ipc").into());
+        }
+        if sns.pid == NamespaceMode::Pod {
+            holder_ns.insert("pid".into(), holder::ns_path(&h, "pid").into());
+        }
+        let target_pid_ns = match (
+            &c.security_context.namespace_options.pid,
+            &c.security_context.namespace_options.target_id,
+        ) {
+            (NamespaceMode::Target, Some(t)) => {
+                let trec = self
+                    .load_container(t)
+                    .map_err(|e| e.context("namespace_options.target_id"))?;
+                if trec.sandbox_id != sbox.id {
+                    return Err(RuntimeError::invalid(format!(
+                        "namespace_options.target_id {t} is in another sandbox"
+                    )));
+                }
+                let pid = trec
+                    .pid
+                    .filter(|_| trec.phase == ContainerPhase::Running)
+                    .ok_or_else(|| {
+                        RuntimeError::precondition(format!(
+                            "namespace_options.target_id {t} is not running"
+                        ))
+                    })?;
+                Some(PathBuf::from(format!("/proc/{pid}/ns/pid")))
+            }
+            _ => None,
+        };
+        let m = &sbox.config.metadata;
+        let mut annotations: HashMap<String, String> = c
+            .annotations
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (k, v) in [
+            ("io.kubernetes.pod.name", m.name.as_str()),
+            ("io.kubernetes.pod.namespace", m.namespace.as_str()),
+            ("io.kubernetes.pod.uid", m.uid.as_str()),
+            ("io.kubernetes.container.name", c.metadata.name.as_str()),
+            ("io.kubernetes.cri.sandbox-id", sbox.id.as_str()),
+        ] {
+            annotations.insert(k.into(), v.into());
+        }
+        let etc = self.sandbox_run_dir(&sbox.id).join("etc");
+        let inputs = spec::SpecInputs {
+            config: &c,
+            image: source.config(),
+            rootfs: &root_path,
+            holder_ns: &holder_ns,
+            target_pid_ns,
+            etc_dir: (!c.no_etc_files).then_some(etc.as_path()),
+            cgroups_path: format!("{}/{}", sbox.cgroup_parent.trim_end_matches('/'), rec.id),
+            pod_user: (None, None, &[]),
+            annotations,
+        };
+        let oci = spec::build(&inputs)?;
+        let bundle = self.container_run_dir(&rec.id).join("bundle");
+        std::fs::create_dir_all(&bundle)
+            .map_err(|e| io_err(format!("create {}", bundle.display()), e))?;
+        record::write_atomic(&bundle.join("config.json"), &oci)?;
+        if let Some(parent) = rec.log_path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| io_err(format!("create {}", parent.display()), e))?;
+        }
+        let mspec = crate::monitor::MonitorSpec {
+            state_root: self.oci_root().path.clone(),
+            id: rec.id.to_string(),
+            bundle,
+            log_path: rec.log_path.clone(),
+            exit_file: exit_path(&self.exits_dir(), &rec.id),
+            hold_created: true,
+        };
+        let spawned = crate::monitor::spawn_monitor(&mspec, &self.opts.hull)?;
+        rec.pid = Some(spawned.init_pid);
+        rec.pid_start_time = crate::oci::state::process_start_time(spawned.init_pid);
+        rec.monitor_pid = Some(spawned.monitor_pid);
+        rec.monitor_start_time = crate::oci::state::process_start_time(spawned.monitor_pid);
+        rec.phase = ContainerPhase::Created;
+        self.save_container(rec)
+    }
+
+    /// Kill what runs, delete the OCI container, unmount, remove the files.
+    fn tear_down_container(&self, rec: &ContainerRecord) {
+        let oci = self.oci_root();
+        let id = rec.id.as_str();
+        if oci.load(id).is_ok() {
+            let _ = lifecycle::kill(&oci, id, Signal::SIGKILL, true);
+            let _ = wait_exit(&self.exits_dir(), &rec.id, KILL_GRACE);
+            if let Err(e) = lifecycle::delete(&oci, id, true) {
+                if !matches!(e, crate::Error::NotFound(_)) {
+                    log::warn!("container {id}: delete: {e}");
+                }
+            }
+        }
+        if let Some(r) = &rec.rootfs {
+            rootfs::unmount(r);
+        }
+        let _ = std::fs::remove_file(exit_path(&self.exits_dir(), &rec.id));
+        let _ = std::fs::remove_dir_all(self.container_run_dir(&rec.id));
+        let _ = std::fs::remove_dir_all(self.container_dir(&rec.id));
+    }
+
+    pub fn start_container(&self, id: &ContainerId) -> Result<()> {
+        let what = format!("container {id}");
+        let _lock = record::lock(&self.container_dir(id), &what)?;
+        let mut rec = self.load_container(id)?;
+        self.refresh(&mut rec);
+        if rec.phase != ContainerPhase::Created {
+            return Err(RuntimeError::precondition(format!(
+                "{what} is {:?}, not created",
+                rec.phase
+            )));
+        }
+        lifecycle::start(&self.oci_root(), id.as_str())
+            .map_err(|e| RuntimeError::from(e).context(&what))?;
+        rec.phase = ContainerPhase::Running;
+        rec.started_at = Some(SystemTime::now());
+        self.save_container(&rec)?;
+        self.bus
+            .publish(EventKind::Started, &rec.sandbox_id, Some(id));
+        Ok(())
+    }
+
+    /// Send the stop signal (the config's, the image's, or SIGTERM), wait
+    /// up to `timeout` for the exit, then SIGKILL. Idempotent: an exited
+    /// or removed container is success.
+    pub fn stop_container(&self, id: &ContainerId, timeout: Duration) -> Result<()> {
+        self.stop_containers(std::slice::from_ref(id), timeout)
+    }
+
+    /// Stop several containers at once: every stop signal first, then one
+    /// shared deadline, then SIGKILL for what still runs.
+    pub(super) fn stop_containers(&self, ids: &[ContainerId], timeout: Duration) -> Result<()> {
+        let oci = self.oci_root();
+        let mut waiting = Vec::new();
+        for id in ids {
+            let Some(mut rec) = record::unless_gone(self.load_container(id))? else {
+                continue;
+            };
+            self.refresh(&mut rec);
+            match rec.phase {
+                ContainerPhase::Exited => continue,
+                ContainerPhase::Creating if oci.load(id.as_str()).is_err() => continue,
+                _ => {}
+            }
+            // A created container's init is pid 1 of its namespace and has
+            // no handlers yet: only SIGKILL reaches it.
+            let sig = if rec.phase == ContainerPhase::Running && !timeout.is_zero() {
+                lifecycle::parse_signal(&rec.stop_signal).unwrap_or(Signal::SIGTERM)
+            } else {
+                Signal::SIGKILL
+            };
+            let _ = lifecycle::kill(&oci, id.as_str(), sig, sig == Signal::SIGKILL);
+            waiting.push(id.clone());
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        let mut unstopped = Vec::new();
+        for id in &waiting {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if wait_exit(&self.exits_dir(), id, left)?.is_none() {
+                let _ = lifecycle::kill(&oci, id.as_str(), Signal::SIGKILL, true);
+                if wait_exit(&self.exits_dir(), id, KILL_GRACE)?.is_none() {
+                    unstopped.push(id.to_string());
+                }
+            }
+            self.note_exit(id);
+        }
+        if !unstopped.is_empty() {
+            return Err(RuntimeError::internal(format!(
+                "containers {} did not exit after SIGKILL",
+                unstopped.join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    /// Remove a container (killed first if it runs) with its rootfs and
+    /// records. Idempotent.
+    pub fn remove_container(&self, id: &ContainerId) -> Result<()> {
+        let Some(sandbox) = record::unless_gone(self.load_container(id))?.map(|r| r.sandbox_id)
+        else {
+            return Ok(());
+        };
+        self.remove_container_locked(id)?;
+        if let Ok(_l) = record::lock(&self.sandbox_dir(&sandbox), "sandbox") {
+            if let Ok(mut s) = self.load_sandbox(&sandbox) {
+                s.containers.retain(|c| c != id);
+                self.save_sandbox(&s)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The removal itself; the caller updates (or holds) the sandbox record.
+    pub(super) fn remove_container_locked(&self, id: &ContainerId) -> Result<()> {
+        self.stop_containers(std::slice::from_ref(id), Duration::ZERO)?;
+        let Some(lock) = record::unless_gone(record::lock(
+            &self.container_dir(id),
+            &format!("container {id}"),
+        ))?
+        else {
+            return Ok(());
+        };
+        let Some(rec) = record::unless_gone(self.load_container(id))? else {
+            return Ok(());
+        };
+        self.tear_down_container(&rec);
+        let m = &rec.config.metadata;
+        self.names.release(
+            Kind::Container,
+            &container_key(rec.sandbox_id.as_str(), &m.name, m.attempt),
+            id.as_str(),
+        );
+        drop(lock);
+        self.bus
+            .publish(EventKind::Deleted, &rec.sandbox_id, Some(id));
+        Ok(())
+    }
+
+    fn status_of_container(&self, mut rec: ContainerRecord) -> ContainerStatus {
+        self.refresh(&mut rec);
+        let alive = rec
+            .pid
+            .zip(rec.pid_start_time)
+            .is_some_and(|(p, t)| crate::oci::state::process_start_time(p) == Some(t));
+        let state = match rec.phase {
+            ContainerPhase::Creating => ContainerState::Unknown,
+            ContainerPhase::Created if alive => ContainerState::Created,
+            ContainerPhase::Running if alive => ContainerState::Running,
+            ContainerPhase::Exited => ContainerState::Exited,
+            // Neither running nor an exit record: the monitor is gone.
+            _ => ContainerState::Unknown,
+        };
+        let exit = rec.exit.as_ref();
+        ContainerStatus {
+            id: rec.id.clone(),
+            sandbox_id: rec.sandbox_id.clone(),
+            metadata: rec.config.metadata.clone(),
+            state,
+            created_at: rec.created_at,
+            started_at: rec.started_at,
+            finished_at: rec.finished_at,
+            exit_code: exit.map(|e| e.exit_code),
+            reason: exit.map(|e| e.reason.clone()).unwrap_or_default(),
+            message: if state == ContainerState::Unknown && rec.phase != ContainerPhase::Creating {
+                "the container's monitor is gone without an exit record".into()
+            } else {
+                String::new()
+            },
+            image: rec.config.image.image.clone(),
+            image_ref: rec.image_ref.clone(),
+            labels: rec.config.labels.clone(),
+            annotations: rec.config.annotations.clone(),
+            log_path: rec.log_path.clone(),
+            pid: rec.pid.filter(|_| alive),
+            resources: rec.resources.clone(),
+        }
+    }
+
+    pub fn container_status(&self, id: &ContainerId) -> Result<ContainerStatus> {
+        Ok(self.status_of_container(self.load_container(id)?))
+    }
+
+    pub fn list_containers(&self, filter: &ContainerFilter) -> Result<Vec<ContainerStatus>> {
+        let mut out = Vec::new();
+        for id in record::ids_in(&self.opts.state_dir.join("containers"), ContainerId::parse) {
+            if filter.id.as_ref().is_some_and(|f| *f != id) {
+                continue;
+            }
+            let Ok(rec) = self.load_container(&id) else {
+                continue;
+            };
+            if filter
+                .sandbox_id
+                .as_ref()
+                .is_some_and(|s| *s != rec.sandbox_id)
+            {
+                continue;
+            }
+            let st = self.status_of_container(rec);
+            if filter.state.is_some_and(|s| s != st.state) {
+                continue;
+            }
+            if !record::labels_match(&filter.label_selector, &st.labels) {
+                continue;
+            }
+            out.push(st);
+        }
+        Ok(out)
+    }
+
+    /// The id holding a container name in a sandbox, if any.
+    pub fn find_container(
+        &self,
+        sandbox: &SandboxId,
+        name: &str,
+        attempt: u32,
+    ) -> Result<Option<ContainerId>> {
+        Ok(self
+            .names
+            .lookup(
+                Kind::Container,
+                &container_key(sandbox.as_str(), name, attempt),
+            )
+            .and_then(|id| ContainerId::parse(&id).ok())
+            .filter(|id| self.container_exists(id.as_str())))
+    }
+
+    /// A container that is created or running (for exec, update, logs).
+    pub(super) fn live_container(&self, id: &ContainerId) -> Result<ContainerRecord> {
+        let st = self.container_status(id)?;
+        if !matches!(st.state, ContainerState::Created | ContainerState::Running) {
+            return Err(RuntimeError::precondition(format!(
+                "container {id} is {:?}",
+                st.state
+            )));
+        }
+        self.load_container(id)
+    }
+
+    /// Change a created or running container's cgroup limits.
+    pub fn update_resources(&self, id: &ContainerId, resources: &LinuxResources) -> Result<()> {
+        let what = format!("container {id}");
+        let _lock = record::lock(&self.container_dir(id), &what)?;
+        let mut rec = self.live_container(id)?;
+        let patch = spec::oci_resources(resources, oci_spec::runtime::LinuxResources::default())?;
+        crate::oci::update::update(&self.oci_root(), id.as_str(), &patch)
+            .map_err(|e| RuntimeError::from(e).context(&what))?;
+        rec.resources = Some(resources.clone());
+        self.save_container(&rec)
+    }
+
+    /// Make the monitor reopen the container's log file (after rotation).
+    pub fn reopen_log(&self, id: &ContainerId) -> Result<()> {
+        let rec = self.live_container(id)?;
+        let (Some(pid), Some(start)) = (rec.monitor_pid, rec.monitor_start_time) else {
+            return Err(RuntimeError::precondition(format!(
+                "container {id} has no monitor"
+            )));
+        };
+        if crate::oci::state::process_start_time(pid) != Some(start) {
+            return Err(RuntimeError::precondition(format!(
+                "the monitor of container {id} is gone"
+            )));
+        }
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGUSR1)
+            .map_err(|e| io_err(format!("signal the monitor of container {id}"), e.into()))
+    }
+
+    pub fn container_stats(&self, id: &ContainerId) -> Result<ContainerStats> {
+        let _ = self.load_container(id)?;
+        let oci = self
+            .oci_root()
+            .load(id.as_str())
+            .map_err(|e| RuntimeError::from(e).context(format!("container {id}")))?;
+        let cg = oci
+            .cgroup
+            .ok_or_else(|| RuntimeError::precondition(format!("container {id} has no cgroup")))?;
+        Ok(stats_of(id.as_str(), &cg))
+    }
+
+    pub fn list_container_stats(&self, filter: &ContainerFilter) -> Result<Vec<ContainerStats>> {
+        Ok(self
+            .list_containers(filter)?
+            .into_iter()
+            .filter(|c| matches!(c.state, ContainerState::Created | ContainerState::Running))
+            .filter_map(|c| self.container_stats(&c.id).ok())
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_paths_stay_in_the_log_directory() {
+        for ok in ["c/0.log", "x.log"] {
+            assert!(check_log_path(ok).is_ok(), "{ok}");
+        }
+        for bad in ["/etc/x", "../x", "a/../../b", "a//b", ""] {
+            assert!(check_log_path(bad).is_err(), "{bad}");
+        }
+    }
+}
