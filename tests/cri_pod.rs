@@ -68,6 +68,19 @@ fn container_config(name: &str, cmd: &[&str]) -> cri::ContainerConfig {
         command: cmd.iter().map(|s| s.to_string()).collect(),
         log_path: format!("{name}/0.log"),
         labels: HashMap::from([("c".to_string(), name.to_string())]),
+        // As the kubelet sends them for a pod without shareProcessNamespace.
+        linux: Some(cri::LinuxContainerConfig {
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                namespace_options: Some(cri::NamespaceOption {
+                    network: 0,
+                    pid: 1,
+                    ipc: 0,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -546,7 +559,16 @@ async fn stop_timeout_escalates_to_sigkill() {
     let polite = start_container(
         &mut rt,
         &pod,
-        container_config("polite", &["sleep", "1000"]),
+        // A pid-namespace init gets no default action for SIGTERM: it
+        // has to handle it (as a shell's trap does).
+        container_config(
+            "polite",
+            &[
+                "sh",
+                "-c",
+                "trap 'exit 0' TERM; echo ready; while true; do sleep 0.1; done",
+            ],
+        ),
         &cfg,
     )
     .await;
@@ -570,11 +592,16 @@ async fn stop_timeout_escalates_to_sigkill() {
     assert!(s.finished_at >= s.started_at);
     // SIGTERM is enough for the other one: well before its timeout.
     let t = Instant::now();
+    wait_for("trap set", Duration::from_secs(10), || {
+        std::fs::read_to_string(d.path("logs/stop/polite/0.log")).is_ok_and(|t| t.contains("ready"))
+    });
     stop_container(&mut rt, &polite, 30).await;
-    assert!(t.elapsed() < Duration::from_secs(10));
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    let s = status(&mut rt, &polite).await;
     assert_eq!(
-        status(&mut rt, &polite).await.state,
-        cri::ContainerState::ContainerExited as i32
+        (s.state, s.exit_code, s.reason.as_str()),
+        (cri::ContainerState::ContainerExited as i32, 0, "Completed"),
+        "{s:?}"
     );
     // Idempotent stop and remove; a running container is stopped by remove.
     stop_container(&mut rt, &stubborn, 0).await;
@@ -1076,12 +1103,9 @@ async fn resources_stats_oom_and_events() {
             "a=xxxxxxxxxxxxxxxx; while true; do a=$a$a; done",
         ],
     );
-    hog.linux = Some(cri::LinuxContainerConfig {
-        resources: Some(cri::LinuxContainerResources {
-            memory_limit_in_bytes: 32 << 20,
-            memory_swap_limit_in_bytes: 32 << 20,
-            ..Default::default()
-        }),
+    hog.linux.as_mut().unwrap().resources = Some(cri::LinuxContainerResources {
+        memory_limit_in_bytes: 32 << 20,
+        memory_swap_limit_in_bytes: 32 << 20,
         ..Default::default()
     });
     let hog = start_container(&mut rt, &pod, hog, &cfg).await;
