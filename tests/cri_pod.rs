@@ -953,6 +953,12 @@ async fn daemon_sigkill_and_restart_keep_containers() {
         serde_json::from_str::<serde_json::Value>(&r.info["info"]).unwrap()["pid"].clone()
     };
     assert_eq!(pid(&before), pid(&after), "the same process");
+    let info: serde_json::Value = serde_json::from_str(&after.info["info"]).unwrap();
+    assert_eq!(
+        info["runtimeSpec"]["process"]["args"],
+        serde_json::json!(["sleep", "1000"]),
+        "verbose has the OCI spec"
+    );
     let s = wait_state(
         &mut rt,
         &short,
