@@ -1221,3 +1221,173 @@ async fn fifty_sandboxes_at_once() {
         .is_empty());
     assert!(mounts_under(&d).is_empty());
 }
+
+/// A pod on a CNI bridge of the test's own (bridge name, subnet, IPAM dir):
+/// PodSandboxStatus reports its IP, the host reaches it, a hostPort works
+/// through the bridge's address and from the node itself at 127.0.0.1, and
+/// StopPodSandbox gives the network back. Traffic only to addresses on
+/// this machine.
+#[tokio::test(flavor = "multi_thread")]
+async fn cni_pod_ip_and_host_port() {
+    if !require_root() {
+        return;
+    }
+    if !std::path::Path::new("/usr/lib/cni/bridge").exists() {
+        eprintln!("skipped: containernetworking-plugins not installed");
+        return;
+    }
+    let layout = rootfs().parent().unwrap().join("image-layout");
+    if !layout.join("index.json").exists() {
+        eprintln!(
+            "skipped: {} missing (make fixtures builds it)",
+            layout.display()
+        );
+        return;
+    }
+    let pid = std::process::id();
+    let bridge = format!("hcri{}", pid % 100000);
+    let octet = 150 + pid % 50;
+    let cni = tempfile::tempdir().unwrap();
+    let conf = serde_json::json!({
+        "cniVersion": "1.0.0", "name": format!("hullcritest{pid}"),
+        "plugins": [
+            {"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": false,
+             "ipam": {"type": "host-local", "dataDir": cni.path().join("ipam"),
+                      "ranges": [[{"subnet": format!("172.30.{octet}.0/24")}]]}},
+            {"type": "portmap", "capabilities": {"portMappings": true}}
+        ]
+    });
+    std::fs::write(cni.path().join("10-test.conflist"), conf.to_string()).unwrap();
+    let forward_before =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default();
+    struct Cleanup(String, String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", &self.0])
+                .status();
+            let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", &self.1);
+        }
+    }
+    let _cleanup = Cleanup(bridge.clone(), forward_before);
+    let d = Daemon::start(&["--cni-conf-dir", cni.path().to_str().unwrap()]);
+    d.import_fixture();
+    let mut rt = d.runtime().await;
+    let host_port = 33000 + (pid % 2000) as i32;
+    let mut cfg = pod_config("net", &d);
+    cfg.port_mappings = vec![
+        cri::PortMapping {
+            protocol: cri::Protocol::Tcp as i32,
+            container_port: 8080,
+            host_port,
+            host_ip: String::new(),
+        },
+        // Listed by the kubelet for every container port; not forwarded.
+        cri::PortMapping {
+            protocol: cri::Protocol::Tcp as i32,
+            container_port: 9090,
+            host_port: 0,
+            host_ip: String::new(),
+        },
+    ];
+    let Some(pod) = run_pod(&mut rt, cfg.clone()).await else {
+        return;
+    };
+    let srv = start_container(
+        &mut rt,
+        &pod,
+        container_config(
+            "srv",
+            &["sh", "-c", "while true; do echo pong | nc -l -p 8080; done"],
+        ),
+        &cfg,
+    )
+    .await;
+    wait_state(
+        &mut rt,
+        &srv,
+        cri::ContainerState::ContainerRunning,
+        Duration::from_secs(10),
+    )
+    .await;
+    let st = rt
+        .pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ip: std::net::IpAddr = st
+        .status
+        .unwrap()
+        .network
+        .unwrap()
+        .ip
+        .parse()
+        .expect("pod IP");
+    assert!(
+        ip.to_string().starts_with(&format!("172.30.{octet}.")),
+        "{ip}"
+    );
+    let fetch = |addr: std::net::SocketAddr| -> String {
+        for _ in 0..50 {
+            if let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut buf = String::new();
+                let _ = std::io::Read::read_to_string(&mut s, &mut buf);
+                if !buf.is_empty() {
+                    return buf;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        String::new()
+    };
+    let hp = host_port as u16;
+    let direct = tokio::task::spawn_blocking(move || fetch(std::net::SocketAddr::new(ip, 8080)));
+    assert_eq!(direct.await.unwrap().trim(), "pong", "pod IP {ip}:8080");
+    let gateway: std::net::IpAddr = format!("172.30.{octet}.1").parse().unwrap();
+    let via_bridge =
+        tokio::task::spawn_blocking(move || fetch(std::net::SocketAddr::new(gateway, hp)));
+    assert_eq!(
+        via_bridge.await.unwrap().trim(),
+        "pong",
+        "hostPort {hp} via {gateway}"
+    );
+    let local = tokio::task::spawn_blocking(move || {
+        fetch(std::net::SocketAddr::new([127, 0, 0, 1].into(), hp))
+    });
+    assert_eq!(
+        local.await.unwrap().trim(),
+        "pong",
+        "hostPort {hp} at 127.0.0.1"
+    );
+
+    stop_pod(&mut rt, &pod).await;
+    let veths = String::from_utf8_lossy(
+        &std::process::Command::new("ip")
+            .args(["-o", "link", "show", "master", &bridge])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    assert!(
+        veths.trim().is_empty(),
+        "veth left after StopPodSandbox: {veths}"
+    );
+    remove_pod(&mut rt, &pod).await;
+    let rules = String::from_utf8_lossy(
+        &std::process::Command::new("iptables-save")
+            .output()
+            .map(|o| o.stdout)
+            .unwrap_or_default(),
+    )
+    .into_owned();
+    assert!(
+        !rules.contains(&format!("--dport {hp} ")) && !rules.contains(&format!("--dports {hp}")),
+        "portmap rule left"
+    );
+    assert!(mounts_under(&d).is_empty());
+}
