@@ -175,10 +175,23 @@ async fn config_file_flags_and_socket_group() {
     assert!(net.message.contains("hull-test-net"), "{}", net.message);
     drop(rt);
     assert!(d.terminate().success());
-    let first = d.log().lines().next().unwrap_or("").to_string();
-    let v: serde_json::Value =
-        serde_json::from_str(&first).unwrap_or_else(|e| panic!("JSON log line: {e}: {first}"));
-    assert_eq!(v["fields"]["message"], "serving CRI v1");
+    let lines: Vec<serde_json::Value> = d
+        .log()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("JSON log line: {e}: {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|v| v["fields"]["message"] == "serving CRI v1"),
+        "{}",
+        d.log()
+    );
+    let rpc = lines
+        .iter()
+        .find(|v| v["span"]["rpc"] == "Status")
+        .expect("a line in the Status RPC's span");
+    assert_eq!(rpc["level"], "DEBUG");
 
     // Bad settings: clear errors naming the field, nothing started.
     for (text, needle) in [
