@@ -645,3 +645,50 @@ spec:
     assert!(rec["containers"].as_array().unwrap().iter().all(|c| c["state"] == "Terminated"), "{rec}");
     env.remove_and_check();
 }
+
+#[test]
+fn names_are_validated_and_errors_say_pod_or_container() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let env = PodEnv::new("names");
+    let o = env.run("apiVersion: v1\nkind: Pod\nmetadata: {name: NAME_b}\nspec:\n  containers: [{name: c, image: ROOTFS, command: ['true']}]\n");
+    assert_fails_mentioning(&o, &["metadata.name", "DNS-1123"]);
+    let o = env.run("apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  containers: [{name: C_1, image: ROOTFS, command: ['true']}]\n");
+    assert_fails_mentioning(&o, &["container name", "C_1", "DNS-1123"]);
+    assert!(!env.root.path().join("pods").join(&env.name).exists());
+    assert_fails_mentioning(&env.hull(&["--systemd-cgroup", "pod", "ls"]), &["--systemd-cgroup is not supported by hull pod"]);
+    for cmd in [&["pod", "ps", "nosuch"][..], &["pod", "logs", "nosuch"], &["pod", "stop", "nosuch"]] {
+        let o = env.hull(cmd);
+        assert_fails_mentioning(&o, &["pod \"nosuch\" does not exist"]);
+        assert!(!s(&o.stderr).contains("container \"pod"), "{}", show(&o));
+    }
+    assert_ok(&env.run("apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  containers: [{name: c, image: ROOTFS, command: [sleep, '100']}]\n"));
+    assert_fails_mentioning(&env.hull(&["pod", "logs", &env.name, "-c", "nope"]), &["has no container \"nope\""]);
+    assert_fails_mentioning(&env.run("apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  containers: [{name: c, image: ROOTFS, command: ['true']}]\n"), &["already exists"]);
+    env.remove_and_check();
+}
+
+/// A failed `pod run` of pod P removes P's containers only: not another
+/// container whose id merely starts with `P_` (the old teardown deleted
+/// every such id, so a failed pod `a` took pod `a_b`'s containers along).
+#[test]
+fn a_failed_pod_run_leaves_containers_with_a_longer_name_alone() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let env = PodEnv::new("a");
+    let mut other = TestEnv::new("a-b");
+    other.sh("sleep 100");
+    other.write_config();
+    let other_id = format!("{}_b_c_0", env.name);
+    let root = env.root.path().to_str().unwrap().to_string();
+    let o = run_cmd(std::process::Command::new(runtime()).args(["--root", &root, "run", "-d", "--bundle", other.bundle_path().to_str().unwrap(), &other_id]), CMD_TIMEOUT);
+    assert_ok(&o);
+    // Pod NAME fails after its sandbox and first container's config were made.
+    let o = env.run("apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  containers:\n  - {name: c, image: ROOTFS, command: ['true']}\n  - {name: d, image: /no/such/rootfs, command: ['true']}\n");
+    assert_fails_mentioning(&o, &["spec.containers[1].image"]);
+    let st = env.hull(&["state", &other_id]);
+    assert!(s(&st.stdout).contains("\"running\""), "the other container was touched: {}", show(&st));
+    assert_ok(&env.hull(&["delete", "--force", &other_id]));
+}

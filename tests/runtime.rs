@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 /// every sandbox it made is removed).
 struct Rt {
     rt: Arc<Runtime>,
+    opts: RuntimeOptions,
     dir: tempfile::TempDir,
 }
 
@@ -31,7 +32,8 @@ impl Rt {
         opts.image_root = dir.path().join("images");
         opts.cni.conf_dir = no_cni;
         Rt {
-            rt: Arc::new(Runtime::open(opts).unwrap()),
+            rt: Arc::new(Runtime::open(opts.clone()).unwrap()),
+            opts,
             dir,
         }
     }
@@ -518,4 +520,69 @@ fn twenty_sandboxes_from_threads_leave_nothing() {
             .count(),
         0
     );
+}
+
+/// Flip a record's phase on disk, as a creator that died mid-way left it.
+fn set_phase(path: &Path, phase: &str) {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    v["phase"] = serde_json::Value::String(phase.into());
+    std::fs::write(path, serde_json::to_vec(&v).unwrap()).unwrap();
+}
+
+#[test]
+fn an_interrupted_create_is_undone_when_the_runtime_opens_again() {
+    if !require_root() {
+        return;
+    }
+    let env = Rt::new();
+    let rt = &env.rt;
+    let cfg = sandbox_config("crash");
+    let sb = rt.create_sandbox(&cfg).unwrap();
+    let c = rt
+        .create_container(&sb, &container_config("c", "sleep 100"))
+        .unwrap();
+    let ok = rt.create_sandbox(&sandbox_config("survivor")).unwrap();
+    let holder = rt.sandbox_status(&sb).unwrap().holder_pid.unwrap();
+    let pid = rt.container_status(&c).unwrap().pid.unwrap();
+    let state = env.root().join("state");
+    set_phase(
+        &state
+            .join("sandboxes")
+            .join(sb.as_str())
+            .join("sandbox.json"),
+        "Creating",
+    );
+    set_phase(
+        &state
+            .join("containers")
+            .join(c.as_str())
+            .join("container.json"),
+        "Creating",
+    );
+    // A daemon restarting on the same directories.
+    let again = Runtime::open(env.opts.clone()).unwrap();
+    assert_eq!(
+        again.sandbox_status(&sb).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        again.container_status(&c).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        again
+            .find_sandbox(&cfg.metadata.namespace, &cfg.metadata.name, 0)
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        again.sandbox_status(&ok).unwrap().state,
+        SandboxState::Ready,
+        "a finished sandbox is kept"
+    );
+    wait_for("holder and container gone", Duration::from_secs(10), || {
+        leftovers(env.root(), &[holder, pid], &[]).is_empty()
+    });
+    again.remove_sandbox(&ok).unwrap();
 }

@@ -95,6 +95,9 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Network(n) => network::run(&cli.root, n),
+        Command::Pod(_) if cli.systemd_cgroup => Err(Error::InvalidArgument(
+            "--systemd-cgroup is not supported by hull pod: its pod cgroups are cgroupfs paths (/hull-pod-<uid>), not systemd slices".into(),
+        )),
         Command::Pod(p) => pod::dispatch(&root, &cli.image_root, p),
         Command::Monitor { id, bundle, log_path, exit_file, ready_fd, hold_created } => {
             let ready = crate::monitor::ready_fd(*ready_fd)?;

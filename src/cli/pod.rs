@@ -32,7 +32,9 @@ pub fn dispatch(root: &StateRoot, image_root: &std::path::Path, cmd: &PodCmd) ->
             println!("{:<24} {:<10} {:<7} {:<9} {}", "NAME", "PHASE", "READY", "RESTARTS", "CREATED");
             for p in pods {
                 let app: Vec<_> = p.containers.iter().filter(|c| !c.init).collect();
-                let ready = app.iter().filter(|c| c.state == ContainerState::Running).count();
+                // Ready as the kubelet says it: running and its readiness
+                // probe (if any) passing.
+                let ready = app.iter().filter(|c| c.state == ContainerState::Running && c.ready).count();
                 let restarts: u32 = p.containers.iter().map(|c| c.restart_count).sum();
                 println!("{:<24} {:<10} {:<7} {:<9} {}", p.name, p.phase, format!("{ready}/{}", app.len()), restarts, p.created);
             }
@@ -117,7 +119,7 @@ fn logs(root: &StateRoot, name: &str, container: Option<&str>, follow: bool) -> 
         let c = rec.containers.iter().find(|c| match container {
             Some(n) => c.name == n,
             None => !c.init,
-        }).ok_or_else(|| Error::NotFound(format!("container in pod {name}")))?;
+        }).ok_or_else(|| Error::Runtime(crate::runtime::RuntimeError::not_found(format!("pod {name:?} has no container {:?}", container.unwrap_or("")))))?;
         if c.state == ContainerState::Terminated && (is_final(&rec) || !pod::supervisor_alive(&rec)) {
             pod::print_log(&path, offset, &mut out);
             return Ok(0);

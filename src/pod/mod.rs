@@ -7,6 +7,7 @@
 pub mod backoff;
 pub mod bundle;
 pub mod manifest;
+pub mod names;
 pub mod probe;
 pub mod sandbox;
 pub mod store;
@@ -56,10 +57,16 @@ fn new_uid() -> String {
 }
 
 /// Undo a pod's host-side resources; used by `rm` and by a failed `run`.
+/// Only the containers the record names are deleted (each container's
+/// current attempt, and the next one a supervisor may have been starting
+/// when it died), never every id that merely starts like the pod's.
 fn teardown(root: &StateRoot, store: &PodStore, rec: &PodRecord) {
-    for id in root.ids().unwrap_or_default() {
-        if id.starts_with(&format!("{}_", rec.name)) {
-            let _ = crate::oci::lifecycle::delete(root, &id, true);
+    for c in &rec.containers {
+        let ids = [c.container_id.clone(), Some(supervisor::container_id(&rec.name, &c.name, c.attempt)), Some(supervisor::container_id(&rec.name, &c.name, c.attempt + 1))];
+        for id in ids.into_iter().flatten() {
+            if root.load(&id).is_ok() {
+                let _ = crate::oci::lifecycle::delete(root, &id, true);
+            }
         }
     }
     // Container rootfs overlays (with their image-store leases), then volumes.
@@ -154,7 +161,7 @@ pub fn run(root: &StateRoot, opts: &RunOptions) -> Result<PodRecord> {
 fn set_up(root: &StateRoot, store: &PodStore, dir: &PodDir, rec: &mut PodRecord, opts: &RunOptions) -> Result<()> {
     let spec = rec.manifest.spec.clone().expect("validated");
     let host_net = spec.host_network.unwrap_or(false);
-    rec.holder = Some(sandbox::start_holder(&sandbox::SandboxSpec {
+    rec.holder = Some(sandbox::start_holder(Path::new("/proc/self/exe"), &sandbox::SandboxSpec {
         hostname: bundle::pod_hostname(&rec.manifest),
         network: !host_net,
         uts: !host_net,
@@ -416,6 +423,14 @@ pub fn list(root: &StateRoot) -> Vec<PodRecord> {
     store.names().iter().filter_map(|n| status(root, n).ok()).collect()
 }
 
+/// "pod P has no container C" (or no app container), as a NotFound.
+fn no_container(pod: &str, container: Option<&str>) -> Error {
+    Error::Runtime(crate::runtime::RuntimeError::not_found(match container {
+        Some(c) => format!("pod {pod:?} has no container {c:?}"),
+        None => format!("pod {pod:?} has no app container"),
+    }))
+}
+
 /// The log file of a container's current attempt.
 pub fn log_path(root: &StateRoot, name: &str, container: Option<&str>) -> Result<PathBuf> {
     let rec = status(root, name)?;
@@ -423,7 +438,7 @@ pub fn log_path(root: &StateRoot, name: &str, container: Option<&str>) -> Result
         Some(cn) => rec.containers.iter().find(|c| c.name == cn),
         None => rec.containers.iter().find(|c| !c.init),
     }
-    .ok_or_else(|| Error::NotFound(format!("container {:?} in pod {name}", container.unwrap_or(""))))?;
+    .ok_or_else(|| no_container(name, container))?;
     Ok(PodStore::new(&root.path).dir(name).log(&c.name, c.attempt))
 }
 
@@ -434,7 +449,7 @@ pub fn running_container(root: &StateRoot, name: &str, container: Option<&str>) 
         Some(cn) => rec.containers.iter().find(|c| c.name == cn),
         None => rec.containers.iter().find(|c| !c.init),
     }
-    .ok_or_else(|| Error::NotFound(format!("container {:?} in pod {name}", container.unwrap_or(""))))?;
+    .ok_or_else(|| no_container(name, container))?;
     if c.state != ContainerState::Running {
         return Err(Error::InvalidState(format!("container {} of pod {name} is not running", c.name)));
     }

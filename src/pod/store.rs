@@ -6,6 +6,7 @@ use k8s_openapi::api::core::v1::Pod;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result, SysContext};
+use crate::runtime::{ErrorKind, RuntimeError};
 use crate::monitor::exit::ExitRecord;
 
 /// A pod's directory and the files in it.
@@ -123,7 +124,7 @@ impl PodStore {
         match std::fs::create_dir(&dir.path) {
             Ok(()) => Ok(dir),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                Err(Error::AlreadyExists(format!("pod {name}")))
+                Err(Error::Runtime(RuntimeError::new(ErrorKind::AlreadyExists, format!("pod {name:?} already exists"))))
             }
             Err(e) => Err(Error::sys(format!("create {}", dir.path.display()), e)),
         }
@@ -133,7 +134,7 @@ impl PodStore {
         crate::oci::state::validate_id(name)?;
         let path = self.dir(name).record();
         let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::NotFound(format!("pod {name}")),
+            std::io::ErrorKind::NotFound => Error::Runtime(RuntimeError::not_found(format!("pod {name:?} does not exist"))),
             _ => Error::sys(format!("read {}", path.display()), e),
         })?;
         serde_json::from_slice(&bytes).map_err(|e| Error::InvalidState(format!("corrupt {}: {e}", path.display())))

@@ -404,13 +404,19 @@ pub fn initial_statuses(rec_manifest: &k8s_openapi::api::core::v1::Pod) -> Vec<C
     spec.init_containers.iter().flatten().map(|c| mk(c, true)).chain(spec.containers.iter().map(|c| mk(c, false))).collect()
 }
 
-/// Refuse duplicate container names (they name directories and ids).
+/// Pod, namespace and container names as Kubernetes validates them, and
+/// no container name twice (they name directories and ids).
 pub fn check_names(pod: &k8s_openapi::api::core::v1::Pod) -> Result<()> {
     let spec = pod.spec.as_ref().expect("validated");
+    if let Some(name) = &pod.metadata.name {
+        super::names::check_subdomain("metadata.name", name)?;
+    }
+    if let Some(ns) = &pod.metadata.namespace {
+        super::names::check_label("metadata.namespace", ns)?;
+    }
     let mut seen = std::collections::HashSet::new();
     for c in spec.init_containers.iter().flatten().chain(spec.containers.iter()) {
-        crate::oci::state::validate_id(&c.name)
-            .map_err(|_| Error::InvalidArgument(format!("container name {:?} is not valid", c.name)))?;
+        super::names::check_label("container name", &c.name)?;
         if !seen.insert(c.name.clone()) {
             return Err(Error::InvalidArgument(format!("container name {:?} is used twice", c.name)));
         }

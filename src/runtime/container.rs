@@ -219,6 +219,8 @@ impl Runtime {
             &config.metadata.name,
             config.metadata.attempt,
         );
+        // Locked before the first record (see `create_sandbox`).
+        let lock = record::lock(&dir, &format!("container {id}"))?;
         let reserved = self.save_container(&rec).and_then(|()| {
             self.names.reserve(Kind::Container, &key, id.as_str(), |h| {
                 self.container_exists(h)
@@ -229,7 +231,6 @@ impl Runtime {
             let _ = std::fs::remove_dir_all(&run);
             return Err(e);
         }
-        let lock = record::lock(&dir, &format!("container {id}"))?;
         match self.set_up_container(sbox, &mut rec) {
             Ok(()) => {
                 drop(lock);
@@ -385,6 +386,36 @@ impl Runtime {
         let _ = std::fs::remove_file(exit_path(&self.exits_dir(), &rec.id));
         let _ = std::fs::remove_dir_all(self.container_run_dir(&rec.id));
         let _ = std::fs::remove_dir_all(self.container_dir(&rec.id));
+    }
+
+    /// After a crash: undo a container whose creator died before it was
+    /// Created. Called by [`Runtime::open`].
+    pub(super) fn recover_container(&self, id: &ContainerId) {
+        let dir = self.container_dir(id);
+        let Ok(Some(lock)) = record::try_lock(&dir, "container") else {
+            return;
+        };
+        let Ok(rec) = self.load_container(id) else {
+            return;
+        };
+        if rec.phase != ContainerPhase::Creating {
+            return;
+        }
+        log::warn!("container {id}: its creation was interrupted; removing what it made");
+        self.tear_down_container(&rec);
+        let m = &rec.config.metadata;
+        self.names.release(
+            Kind::Container,
+            &container_key(rec.sandbox_id.as_str(), &m.name, m.attempt),
+            id.as_str(),
+        );
+        drop(lock);
+        if let Ok(_l) = record::lock(&self.sandbox_dir(&rec.sandbox_id), "sandbox") {
+            if let Ok(mut s) = self.load_sandbox(&rec.sandbox_id) {
+                s.containers.retain(|c| c != id);
+                let _ = self.save_sandbox(&s);
+            }
+        }
     }
 
     pub fn start_container(&self, id: &ContainerId) -> Result<()> {

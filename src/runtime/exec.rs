@@ -28,6 +28,24 @@ fn read_bounded(mut r: impl Read, limit: usize) -> Vec<u8> {
     }
 }
 
+/// How long `hull exec` may take to start the command (join the
+/// container, fork, exec); the caller's timeout counts from then on, so a
+/// loaded machine does not eat a probe's one second before its command runs.
+const START_LIMIT: Duration = Duration::from_secs(10);
+
+/// Wait until hull exec wrote the command's pid (it has started) or ended;
+/// true if it ended.
+fn wait_started(done: &mpsc::Receiver<()>, pid_file: &std::path::Path) -> bool {
+    let limit = std::time::Instant::now() + START_LIMIT;
+    while !pid_file.exists() && std::time::Instant::now() < limit {
+        match done.recv_timeout(Duration::from_millis(5)) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            _ => return true,
+        }
+    }
+    false
+}
+
 /// What one `hull exec` run gave.
 #[derive(Debug, Default)]
 pub struct ExecRun {
@@ -40,9 +58,9 @@ pub struct ExecRun {
 
 /// Run `cmd` in container `id` of the OCI state root `oci_root` through
 /// `hull exec` (a child process: nothing forks in the caller), keeping
-/// `limit` bytes per stream (stderr merged into stdout if `merge`). After
-/// `timeout` the command's process group is killed and reaped by hull exec,
-/// and `exit_code` is None.
+/// `limit` bytes per stream (stderr merged into stdout if `merge`). When
+/// `timeout` has passed since the command started, its process group is
+/// killed and reaped by hull exec, and `exit_code` is None.
 pub fn exec_via_hull(
     hull: &std::path::Path,
     oci_root: &std::path::Path,
@@ -91,7 +109,7 @@ pub fn exec_via_hull(
         status
     });
     let timed_out = match timeout {
-        Some(t) => rx.recv_timeout(t).is_err(),
+        Some(t) => !wait_started(&rx, &pid_file) && rx.recv_timeout(t).is_err(),
         None => rx.recv().is_err(),
     };
     if timed_out {

@@ -143,12 +143,27 @@ impl Runtime {
         if let Err(e) = &watcher {
             log::warn!("container exits will be seen only when asked: {e}");
         }
-        Ok(Runtime {
+        let rt = Runtime {
             names: names::NameIndex::new(&opts.state_dir),
             opts,
             bus,
             _watcher: watcher.ok(),
-        })
+        };
+        rt.recover();
+        Ok(rt)
+    }
+
+    /// Reconcile with a crash: containers and sandboxes whose creator died
+    /// mid-way (a Creating record nobody holds the lock of) are undone from
+    /// what their records list. Everything else is read from the records
+    /// (and the monitors' exit records) as it is asked for.
+    fn recover(&self) {
+        for id in record::ids_in(&self.opts.state_dir.join("containers"), ContainerId::parse) {
+            self.recover_container(&id);
+        }
+        for id in record::ids_in(&self.opts.state_dir.join("sandboxes"), SandboxId::parse) {
+            self.recover_sandbox(&id);
+        }
     }
 
     pub fn options(&self) -> &RuntimeOptions {

@@ -93,6 +93,19 @@ pub struct ObjectLock {
 /// Lock the object whose directory is `dir`. NotFound when the directory
 /// is gone (removed by someone who held the lock before us).
 pub fn lock(dir: &Path, what: &str) -> Result<ObjectLock> {
+    lock_with(dir, what, FlockArg::LockExclusive)
+}
+
+/// The object's lock if nobody holds it now (None when someone does).
+pub fn try_lock(dir: &Path, what: &str) -> Result<Option<ObjectLock>> {
+    match lock_with(dir, what, FlockArg::LockExclusiveNonblock) {
+        Ok(l) => Ok(Some(l)),
+        Err(e) if e.kind() == ErrorKind::FailedPrecondition => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn lock_with(dir: &Path, what: &str, how: FlockArg) -> Result<ObjectLock> {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -104,12 +117,13 @@ pub fn lock(dir: &Path, what: &str) -> Result<ObjectLock> {
             }
             _ => RuntimeError::with_source(ErrorKind::Internal, format!("open lock of {what}"), e),
         })?;
-    let lock = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| {
-        RuntimeError::with_source(
-            ErrorKind::Internal,
-            format!("lock {what}"),
-            std::io::Error::from(e),
-        )
+    let lock = Flock::lock(file, how).map_err(|(_, e)| {
+        let kind = if e == nix::errno::Errno::EWOULDBLOCK {
+            ErrorKind::FailedPrecondition
+        } else {
+            ErrorKind::Internal
+        };
+        RuntimeError::with_source(kind, format!("lock {what}"), std::io::Error::from(e))
     })?;
     Ok(ObjectLock { _lock: lock })
 }
@@ -275,6 +289,10 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
+        let held = lock(dir.path(), "obj").unwrap();
+        assert!(try_lock(dir.path(), "obj").unwrap().is_none());
+        drop(held);
+        assert!(try_lock(dir.path(), "obj").unwrap().is_some());
         assert_eq!(
             lock(&dir.path().join("gone"), "sandbox x")
                 .err()

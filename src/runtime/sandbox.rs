@@ -248,6 +248,9 @@ impl Runtime {
                 .unwrap_or_else(|| dir.join("logs")),
             containers: Vec::new(),
         };
+        // Locked from before the first record: while a creator lives, its
+        // Creating record is not taken for a crash's leftovers (recover).
+        let lock = record::lock(&dir, &what)?;
         // The record first, then the name: a name always points at a record.
         let key = sandbox_key(&m.namespace, &m.name, m.attempt);
         let reserved = self.save_sandbox(&rec).and_then(|()| {
@@ -259,7 +262,6 @@ impl Runtime {
             let _ = std::fs::remove_dir_all(&run);
             return Err(e.context(&what));
         }
-        let lock = record::lock(&dir, &what)?;
         let mut rec = rec;
         match self.set_up_sandbox(&mut rec, &hspec) {
             Ok(()) => {
@@ -405,6 +407,35 @@ impl Runtime {
                 remove_cgroup(&cg);
             }
         }
+    }
+
+    /// After a crash: undo a sandbox whose creator died before it was Ready
+    /// (its record lists what was made). Called by [`Runtime::open`].
+    pub(super) fn recover_sandbox(&self, id: &SandboxId) {
+        let dir = self.sandbox_dir(id);
+        let Ok(Some(lock)) = record::try_lock(&dir, "sandbox") else {
+            return;
+        };
+        let Ok(mut rec) = self.load_sandbox(id) else {
+            return;
+        };
+        if rec.phase != SandboxPhase::Creating {
+            return;
+        }
+        log::warn!("sandbox {id}: its creation was interrupted; removing what it made");
+        for c in rec.containers.clone() {
+            let _ = self.remove_container_locked(&c);
+        }
+        self.release_sandbox(&mut rec, true);
+        let m = &rec.config.metadata;
+        self.names.release(
+            Kind::Sandbox,
+            &sandbox_key(&m.namespace, &m.name, m.attempt),
+            id.as_str(),
+        );
+        let _ = std::fs::remove_dir_all(self.sandbox_run_dir(id));
+        let _ = std::fs::remove_dir_all(&dir);
+        drop(lock);
     }
 
     /// Stop the sandbox's containers (each with `timeout` before SIGKILL),
