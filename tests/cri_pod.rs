@@ -1330,20 +1330,7 @@ async fn cni_pod_ip_and_host_port() {
         ip.to_string().starts_with(&format!("172.30.{octet}.")),
         "{ip}"
     );
-    let fetch = |addr: std::net::SocketAddr| -> String {
-        for _ in 0..50 {
-            if let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
-                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-                let mut buf = String::new();
-                let _ = std::io::Read::read_to_string(&mut s, &mut buf);
-                if !buf.is_empty() {
-                    return buf;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        String::new()
-    };
+    let fetch = read_tcp;
     let hp = host_port as u16;
     let direct = tokio::task::spawn_blocking(move || fetch(std::net::SocketAddr::new(ip, 8080)));
     assert_eq!(direct.await.unwrap().trim(), "pong", "pod IP {ip}:8080");
