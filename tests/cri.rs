@@ -108,10 +108,28 @@ async fn socket_lock_signals_and_runtime_info() {
         .into_inner();
     assert!(m.descriptors.is_empty());
 
-    // SIGTERM: exit 0, the socket goes; the log says why.
-    drop(rt);
-    let status = d.terminate();
+    // SIGTERM: exit 0, the socket goes; the log says why. An open event
+    // stream ends with the daemon rather than holding it up.
+    let mut events = rt
+        .get_container_events(cri::GetEventsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let t = std::time::Instant::now();
+    let status = tokio::task::block_in_place(|| d.terminate());
     assert!(status.success(), "{status}: {}", d.log());
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}: {}",
+        t.elapsed(),
+        d.log()
+    );
+    assert!(
+        !matches!(events.message().await, Ok(Some(_))),
+        "the stream ended"
+    );
+    assert!(d.log().contains("stopped"), "{}", d.log());
+    drop(rt);
     assert!(!d.socket.exists());
     assert!(d.log().contains("SIGTERM"), "{}", d.log());
 
