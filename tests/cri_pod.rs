@@ -1378,3 +1378,57 @@ async fn cni_pod_ip_and_host_port() {
     );
     assert!(mounts_under(&d).is_empty());
 }
+
+/// SIGTERM while an ExecSync runs: the RPC finishes with its output, the
+/// daemon exits 0, and the container keeps running without it.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_finishes_rpcs_in_flight_and_leaves_containers() {
+    let Some(mut d) = daemon() else { return };
+    let mut rt = d.runtime().await;
+    let cfg = pod_config("term", &d);
+    let Some(pod) = run_pod(&mut rt, cfg.clone()).await else {
+        return;
+    };
+    let id = start_container(
+        &mut rt,
+        &pod,
+        container_config("c", &["sleep", "1000"]),
+        &cfg,
+    )
+    .await;
+    let info = rt
+        .container_status(cri::ContainerStatusRequest {
+            container_id: id.clone(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let pid = serde_json::from_str::<serde_json::Value>(&info.info["info"]).unwrap()["pid"]
+        .as_i64()
+        .expect("pid") as i32;
+    let mut c = rt.clone();
+    let id2 = id.clone();
+    let in_flight = tokio::spawn(async move {
+        exec(&mut c, &id2, &["sh", "-c", "sleep 2; echo finished"], 20).await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let exit = tokio::task::block_in_place(|| d.terminate());
+    assert!(exit.success(), "{exit}: {}", d.log());
+    let r = in_flight
+        .await
+        .unwrap()
+        .expect("the RPC in flight finished");
+    assert_eq!(r.stdout, b"finished\n");
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "the container runs on without the daemon"
+    );
+    d.restart();
+    let mut rt = d.runtime().await;
+    assert_eq!(
+        status(&mut rt, &id).await.state,
+        cri::ContainerState::ContainerRunning as i32
+    );
+    remove_pod(&mut rt, &pod).await;
+}
