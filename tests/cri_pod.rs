@@ -1016,7 +1016,14 @@ async fn resources_stats_oom_and_events() {
     let limit = sh(&mut rt, &busy, "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max").await;
     assert_eq!(limit.trim(), (96u64 << 20).to_string());
 
-    // Stats: CPU in core-nanoseconds, then nano-cores from two samples.
+    // Stats: CPU in core-nanoseconds, then nano-cores from two samples;
+    // the writable layer holds what the container wrote.
+    sh(
+        &mut rt,
+        &busy,
+        "dd if=/dev/zero of=/written bs=1024 count=2048 2>/dev/null; mkdir /d1 /d2",
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let s1 = rt
         .container_stats(cri::ContainerStatsRequest {
@@ -1057,6 +1064,12 @@ async fn resources_stats_oom_and_events() {
             .name,
         "busy"
     );
+    let layer = s1.writable_layer.as_ref().expect("writable layer stats");
+    assert!(
+        layer.used_bytes.as_ref().unwrap().value >= 2 << 20,
+        "{layer:?}"
+    );
+    assert!(layer.inodes_used.as_ref().unwrap().value >= 3, "{layer:?}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let all = rt
         .list_container_stats(cri::ListContainerStatsRequest { filter: None })
