@@ -1445,3 +1445,66 @@ async fn sigterm_finishes_rpcs_in_flight_and_leaves_containers() {
     );
     remove_pod(&mut rt, &pod).await;
 }
+
+/// A container's security context as the kubelet sends it: user and
+/// groups, capabilities by Kubernetes names (no CAP_ prefix) with ALL
+/// dropped, a read-only rootfs, no_new_privs, sysctls of the pod.
+#[tokio::test(flavor = "multi_thread")]
+async fn security_context_reaches_the_process() {
+    let Some(d) = daemon() else { return };
+    let mut rt = d.runtime().await;
+    let mut cfg = pod_config("sec", &d);
+    cfg.linux.as_mut().unwrap().sysctls = HashMap::from([(
+        "net.ipv4.ip_unprivileged_port_start".to_string(),
+        "80".to_string(),
+    )]);
+    let Some(pod) = run_pod(&mut rt, cfg.clone()).await else {
+        return;
+    };
+    let mut c = container_config("locked", &["sleep", "1000"]);
+    let sc = c.linux.as_mut().unwrap().security_context.as_mut().unwrap();
+    sc.run_as_user = Some(cri::Int64Value { value: 1000 });
+    sc.run_as_group = Some(cri::Int64Value { value: 3000 });
+    sc.supplemental_groups = vec![4000];
+    sc.readonly_rootfs = true;
+    sc.no_new_privs = true;
+    sc.capabilities = Some(cri::Capability {
+        add_capabilities: vec!["NET_BIND_SERVICE".into()],
+        drop_capabilities: vec!["ALL".into()],
+        ..Default::default()
+    });
+    sc.masked_paths = vec!["/proc/kcore".into()];
+    sc.readonly_paths = vec!["/proc/sys".into()];
+    let id = start_container(&mut rt, &pod, c, &cfg).await;
+    let ids = sh(&mut rt, &id, "id -u; id -g; id -G").await;
+    let lines: Vec<&str> = ids.lines().collect();
+    assert_eq!(lines[..2], ["1000", "3000"], "{ids}");
+    assert!(lines[2].split_whitespace().any(|g| g == "4000"), "{ids}");
+    let status = sh(
+        &mut rt,
+        &id,
+        "grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status",
+    )
+    .await;
+    assert!(
+        status.contains("CapBnd:\t0000000000000400"),
+        "only NET_BIND_SERVICE (bit 10): {status}"
+    );
+    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+    let r = exec(&mut rt, &id, &["sh", "-c", "touch /nope"], 10)
+        .await
+        .unwrap();
+    assert_ne!(r.exit_code, 0, "read-only rootfs");
+    assert_eq!(
+        sh(
+            &mut rt,
+            &id,
+            "cat /proc/sys/net/ipv4/ip_unprivileged_port_start"
+        )
+        .await
+        .trim(),
+        "80"
+    );
+    remove_pod(&mut rt, &pod).await;
+    assert!(mounts_under(&d).is_empty());
+}
