@@ -650,7 +650,7 @@ fn names_are_validated_and_errors_say_pod_or_container() {
         assert_fails_mentioning(&o, &["pod \"nosuch\" does not exist"]);
         assert!(!s(&o.stderr).contains("container \"pod"), "{}", show(&o));
     }
-    assert_ok(&env.run("apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  containers: [{name: c, image: ROOTFS, command: [sleep, '100']}]\n"));
+    assert_ok(&env.run("apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers: [{name: c, image: ROOTFS, command: [sleep, '100']}]\n"));
     assert_fails_mentioning(&env.hull(&["pod", "logs", &env.name, "-c", "nope"]), &["has no container \"nope\""]);
     assert_fails_mentioning(&env.run("apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  containers: [{name: c, image: ROOTFS, command: ['true']}]\n"), &["already exists"]);
     env.remove_and_check();
@@ -678,4 +678,48 @@ fn a_failed_pod_run_leaves_containers_with_a_longer_name_alone() {
     let st = env.hull(&["state", &other_id]);
     assert!(s(&st.stdout).contains("\"running\""), "the other container was touched: {}", show(&st));
     assert_ok(&env.hull(&["delete", "--force", &other_id]));
+}
+
+/// Pods are keyed by namespace and name: one name in two namespaces runs
+/// side by side, and every command takes `-n`.
+#[test]
+fn same_pod_name_in_two_namespaces() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let env = PodEnv::new("nsname");
+    let manifest = "apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers: [{name: c, image: ROOTFS, command: [sh, -c, 'echo in-$NS; sleep 100'], env: [{name: NS, value: NSV}]}]\n";
+    assert_ok(&env.run(&manifest.replace("NSV", "default")));
+    // -n for `run`, and a manifest namespace that contradicts it is refused.
+    let text = manifest.replace("NSV", "other").replace("ROOTFS", rootfs().to_str().unwrap()).replace("NAME", &env.name);
+    let path = env.root.path().join("other.yaml");
+    std::fs::write(&path, &text).unwrap();
+    let empty = env.root.path().join("no-cni");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["pod", "run", "--cni-conf-dir", empty.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.push(path.to_str().unwrap());
+        env.hull(&args)
+    };
+    assert_ok(&run(&["-n", "other"]));
+    let text_ns = text.replace("metadata: {name:", "metadata: {namespace: third, name:");
+    std::fs::write(&path, &text_ns).unwrap();
+    assert_fails_mentioning(&run(&["-n", "other"]), &["metadata.namespace \"third\" does not match --namespace \"other\""]);
+    assert_fails_mentioning(&run(&["-n", "Bad_NS"]), &["namespace", "DNS-1123"]);
+    for (ns, want) in [("default", "in-default"), ("other", "in-other")] {
+        wait_for(&format!("log of {ns}"), Duration::from_secs(10), || {
+            s(&env.hull(&["pod", "logs", "-n", ns, &env.name]).stdout).contains(want)
+        });
+        let ls = s(&env.hull(&["pod", "ls", "-n", ns]).stdout);
+        assert_eq!(ls.matches(&env.name).count(), 1, "{ls}");
+        assert_ok(&env.hull(&["pod", "ps", "-n", ns, &env.name]));
+    }
+    let o = env.hull(&["pod", "exec", "-n", "other", &env.name, "--", "sh", "-c", "echo $NS"]);
+    assert_eq!(s(&o.stdout), "other\n", "{}", show(&o));
+    assert!(s(&env.hull(&["pod", "ls", "-n", "nowhere"]).stdout).lines().count() == 1);
+    assert_ok(&env.hull(&["pod", "rm", "-n", "other", &env.name]));
+    assert_fails_mentioning(&env.hull(&["pod", "ps", "-n", "other", &env.name]), &[&format!("pod \"other/{}\" does not exist", env.name)]);
+    // The default one still runs.
+    assert!(s(&env.hull(&["pod", "ps", &env.name]).stdout).contains("running"));
+    env.remove_and_check();
 }

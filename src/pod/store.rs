@@ -80,6 +80,9 @@ pub struct ContainerStatus {
 #[serde(rename_all = "camelCase")]
 pub struct PodRecord {
     pub name: String,
+    /// The pod's namespace (`default` unless the manifest or `-n` says).
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
     pub uid: String,
     pub created: String,
     /// Pending, Running, Succeeded, Failed (Kubernetes phases), or Stopped.
@@ -98,6 +101,32 @@ pub struct PodRecord {
     #[serde(default)]
     pub image_root: PathBuf,
     pub containers: Vec<ContainerStatus>,
+}
+
+fn default_namespace() -> String {
+    "default".into()
+}
+
+/// The key of a pod under a root: its name in `default`, `NS_NAME` in
+/// another namespace. Unambiguous since names and namespaces hold no `_`;
+/// the pod's directory and its containers' OCI ids are made from it.
+pub fn pod_key(namespace: &str, name: &str) -> String {
+    if namespace == "default" {
+        name.to_string()
+    } else {
+        format!("{namespace}_{name}")
+    }
+}
+
+/// A key as people write it: `NAME` or `NS/NAME`.
+fn shown(key: &str) -> String {
+    key.replacen('_', "/", 1)
+}
+
+impl PodRecord {
+    pub fn key(&self) -> String {
+        pod_key(&self.namespace, &self.name)
+    }
 }
 
 /// All pods under one hull root.
@@ -124,7 +153,7 @@ impl PodStore {
         match std::fs::create_dir(&dir.path) {
             Ok(()) => Ok(dir),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                Err(Error::Runtime(RuntimeError::new(ErrorKind::AlreadyExists, format!("pod {name:?} already exists"))))
+                Err(Error::Runtime(RuntimeError::new(ErrorKind::AlreadyExists, format!("pod {:?} already exists", shown(name)))))
             }
             Err(e) => Err(Error::sys(format!("create {}", dir.path.display()), e)),
         }
@@ -134,14 +163,14 @@ impl PodStore {
         crate::oci::state::validate_id(name)?;
         let path = self.dir(name).record();
         let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::Runtime(RuntimeError::not_found(format!("pod {name:?} does not exist"))),
+            std::io::ErrorKind::NotFound => Error::Runtime(RuntimeError::not_found(format!("pod {:?} does not exist", shown(name)))),
             _ => Error::sys(format!("read {}", path.display()), e),
         })?;
         serde_json::from_slice(&bytes).map_err(|e| Error::InvalidState(format!("corrupt {}: {e}", path.display())))
     }
 
     pub fn save(&self, rec: &PodRecord) -> Result<()> {
-        let path = self.dir(&rec.name).record();
+        let path = self.dir(&rec.key()).record();
         let tmp = path.with_extension("json.tmp");
         let bytes = serde_json::to_vec_pretty(rec).map_err(|e| Error::InvalidState(e.to_string()))?;
         std::fs::write(&tmp, bytes).sys_context(|| format!("write {}", tmp.display()))?;

@@ -81,7 +81,7 @@ impl Supervisor<'_> {
     fn start(&mut self, idx: usize, spec: &Container) -> Result<()> {
         let attempt = self.rec.containers[idx].attempt;
         let name = spec.name.clone();
-        let id = container_id(&self.rec.name, &name, attempt);
+        let id = container_id(&self.rec.key(), &name, attempt);
         let attempt_dir = self.dir.attempt(&name, attempt);
         let field = format!("spec.{}[{}]", if self.rec.containers[idx].init { "initContainers" } else { "containers" }, name);
         let ctx = BundleContext {
