@@ -723,3 +723,82 @@ fn same_pod_name_in_two_namespaces() {
     assert!(s(&env.hull(&["pod", "ps", &env.name]).stdout).contains("running"));
     env.remove_and_check();
 }
+
+/// A supervisor that died is replaced by the next command that finds it
+/// gone; the new one adopts the running container and restarts it as the
+/// policy says when it exits.
+#[test]
+fn a_killed_supervisor_is_replaced_and_restarts_resume() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let env = PodEnv::new("resup");
+    assert_ok(&env.run(r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: NAME}
+spec:
+  restartPolicy: Always
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: c, image: ROOTFS, command: [sh, -c, 'sleep 2; exit 3']}
+"#));
+    let sup = env.record()["supervisorPid"].as_i64().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(sup as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    wait_for("the old supervisor gone", Duration::from_secs(5), || !Path::new(&format!("/proc/{sup}")).exists());
+    // `pod ps` finds it gone and starts a new one.
+    assert_ok(&env.hull(&["pod", "ps", &env.name]));
+    wait_for("a restart by the new supervisor", Duration::from_secs(20), || {
+        let _ = env.hull(&["pod", "ps", &env.name]);
+        env.record()["containers"][0]["restartCount"].as_u64().unwrap_or(0) >= 1
+    });
+    let new_sup = env.record()["supervisorPid"].as_i64().unwrap();
+    assert_ne!(new_sup, sup);
+    assert_eq!(env.record()["containers"][0]["lastExit"]["exitCode"], 3);
+    // Exactly one supervisor runs, however many commands looked.
+    let supervisors = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            cmd.contains("supervise") && cmd.contains(env.root.path().to_str().unwrap())
+        })
+        .count();
+    assert_eq!(supervisors, 1);
+    env.remove_and_check();
+}
+
+/// A liveness-probe stop with a long grace period does not hold up the
+/// supervisor: a `pod stop` meanwhile ends promptly.
+#[test]
+fn a_liveness_stop_does_not_stall_pod_stop() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let env = PodEnv::new("nonblock");
+    assert_ok(&env.run(r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: NAME}
+spec:
+  restartPolicy: Always
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: ROOTFS
+    command: [sh, -c, 'trap "" TERM; while true; do sleep 1; done']
+    livenessProbe:
+      exec: {command: ['false']}
+      periodSeconds: 1
+      failureThreshold: 1
+      terminationGracePeriodSeconds: 60
+"#));
+    // Let the probe fail and its 60 s stop begin.
+    std::thread::sleep(Duration::from_secs(3));
+    let t = std::time::Instant::now();
+    assert_ok(&env.hull(&["pod", "stop", &env.name]));
+    assert!(t.elapsed() < Duration::from_secs(10), "pod stop took {:?}", t.elapsed());
+    assert_eq!(env.record()["phase"], "Stopped");
+    env.remove_and_check();
+}

@@ -156,6 +156,7 @@ pub fn run(root: &StateRoot, opts: &RunOptions) -> Result<PodRecord> {
         manifest: pod.clone(),
         holder: None,
         supervisor_pid: 0,
+        backoff_base_ms: u64::try_from(opts.backoff_base.as_millis()).unwrap_or(u64::MAX),
         ips: Vec::new(),
         network: None,
         host_mounts: Vec::new(),
@@ -302,7 +303,11 @@ fn attach_network(store: &PodStore, rec: &mut PodRecord, cni: &crate::network::C
 }
 
 fn spawn_supervisor(root: &StateRoot, dir: &PodDir, name: &str, backoff: Duration) -> Result<()> {
-    let log = std::fs::File::create(dir.path.join("supervisor.log")).sys_context(|| "create supervisor log".into())?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.path.join("supervisor.log"))
+        .sys_context(|| "open supervisor log".into())?;
     let mut cmd = std::process::Command::new("/proc/self/exe");
     cmd.arg("--root")
         .arg(&root.path)
@@ -344,9 +349,22 @@ fn wait_started(store: &PodStore, name: &str, limit: Duration) -> Result<PodReco
 pub fn supervise(root: &StateRoot, name: &str, backoff_base: Duration) -> Result<()> {
     nix::sys::prctl::set_child_subreaper(false).ok();
     let store = PodStore::new(&root.path);
+    let dir = store.dir(name);
+    // One supervisor per pod: a second one (two commands that both found
+    // the first dead) leaves at once.
+    let lock_file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.supervisor_lock())
+        .sys_context(|| "open supervisor lock".into())?;
+    let _lock = match nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(l) => l,
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(()),
+        Err((_, e)) => return Err(Error::sys("lock the supervisor lock", e)),
+    };
     let mut rec = store.load(name)?;
     rec.supervisor_pid = std::process::id() as i32;
-    let dir = store.dir(name);
     let spec = rec.manifest.spec.clone().expect("validated");
     // Volumes were made by `run`; only their host paths are needed here.
     let vols = volumes::existing(&dir, spec.volumes.as_deref().unwrap_or(&[]));
@@ -363,11 +381,19 @@ pub fn supervise(root: &StateRoot, name: &str, backoff_base: Duration) -> Result
 }
 
 /// The current state of a pod's containers, with exits read from the
-/// monitors' records (they are right even if the supervisor died).
+/// monitors' records (they are right even if the supervisor died). A pod
+/// whose supervisor died before the pod ended gets a new one, which takes
+/// over from the record (running containers are adopted, restarts and
+/// probes resume).
 pub fn status(root: &StateRoot, name: &str) -> Result<PodRecord> {
     let store = PodStore::new(&root.path);
     let mut rec = store.load(name)?;
     let dir = store.dir(name);
+    let ended = matches!(rec.phase.as_str(), "Succeeded" | "Failed" | "Stopped");
+    if rec.supervisor_pid > 0 && !ended && !supervisor_alive(&rec) && !dir.stop_request().exists() {
+        log::warn!("pod {name}: its supervisor is gone; starting a new one");
+        spawn_supervisor(root, &dir, name, Duration::from_millis(rec.backoff_base_ms))?;
+    }
     for c in &mut rec.containers {
         if c.state == ContainerState::Running {
             if let Some(exit) = ExitRecord::load(&dir.attempt(&c.name, c.attempt).join("exit.json")) {

@@ -33,6 +33,10 @@ impl PodDir {
     pub fn log(&self, container: &str, attempt: u32) -> PathBuf {
         self.path.join("logs").join(container).join(format!("{attempt}.log"))
     }
+    /// Held (flock) by the pod's supervisor while it runs: at most one.
+    pub fn supervisor_lock(&self) -> PathBuf {
+        self.path.join("supervisor.lock")
+    }
     pub fn stop_request(&self) -> PathBuf {
         self.path.join("stop")
     }
@@ -90,6 +94,9 @@ pub struct PodRecord {
     pub manifest: Pod,
     pub holder: Option<Holder>,
     pub supervisor_pid: i32,
+    /// The supervisor's restart back-off base, for one started anew.
+    #[serde(default = "default_backoff_ms")]
+    pub backoff_base_ms: u64,
     pub ips: Vec<String>,
     /// CNI attachment to undo on removal (opaque to everything but network).
     #[serde(default)]
@@ -101,6 +108,10 @@ pub struct PodRecord {
     #[serde(default)]
     pub image_root: PathBuf,
     pub containers: Vec<ContainerStatus>,
+}
+
+fn default_backoff_ms() -> u64 {
+    10_000
 }
 
 fn default_namespace() -> String {
