@@ -108,10 +108,28 @@ async fn socket_lock_signals_and_runtime_info() {
         .into_inner();
     assert!(m.descriptors.is_empty());
 
-    // SIGTERM: exit 0, the socket goes; the log says why.
-    drop(rt);
-    let status = d.terminate();
+    // SIGTERM: exit 0, the socket goes; the log says why. An open event
+    // stream ends with the daemon rather than holding it up.
+    let mut events = rt
+        .get_container_events(cri::GetEventsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let t = std::time::Instant::now();
+    let status = tokio::task::block_in_place(|| d.terminate());
     assert!(status.success(), "{status}: {}", d.log());
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}: {}",
+        t.elapsed(),
+        d.log()
+    );
+    assert!(
+        !matches!(events.message().await, Ok(Some(_))),
+        "the stream ended"
+    );
+    assert!(d.log().contains("stopped"), "{}", d.log());
+    drop(rt);
     assert!(!d.socket.exists());
     assert!(d.log().contains("SIGTERM"), "{}", d.log());
 
@@ -175,10 +193,23 @@ async fn config_file_flags_and_socket_group() {
     assert!(net.message.contains("hull-test-net"), "{}", net.message);
     drop(rt);
     assert!(d.terminate().success());
-    let first = d.log().lines().next().unwrap_or("").to_string();
-    let v: serde_json::Value =
-        serde_json::from_str(&first).unwrap_or_else(|e| panic!("JSON log line: {e}: {first}"));
-    assert_eq!(v["fields"]["message"], "serving CRI v1");
+    let lines: Vec<serde_json::Value> = d
+        .log()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("JSON log line: {e}: {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|v| v["fields"]["message"] == "serving CRI v1"),
+        "{}",
+        d.log()
+    );
+    let rpc = lines
+        .iter()
+        .find(|v| v["span"]["rpc"] == "Status")
+        .expect("a line in the Status RPC's span");
+    assert_eq!(rpc["level"], "DEBUG");
 
     // Bad settings: clear errors naming the field, nothing started.
     for (text, needle) in [

@@ -68,6 +68,19 @@ fn container_config(name: &str, cmd: &[&str]) -> cri::ContainerConfig {
         command: cmd.iter().map(|s| s.to_string()).collect(),
         log_path: format!("{name}/0.log"),
         labels: HashMap::from([("c".to_string(), name.to_string())]),
+        // As the kubelet sends them for a pod without shareProcessNamespace.
+        linux: Some(cri::LinuxContainerConfig {
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                namespace_options: Some(cri::NamespaceOption {
+                    network: 0,
+                    pid: 1,
+                    ipc: 0,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -189,6 +202,39 @@ async fn wait_state(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+async fn stop_pod(rt: &mut Rt, id: &str) {
+    rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: id.into(),
+    })
+    .await
+    .unwrap();
+}
+
+async fn remove_pod(rt: &mut Rt, id: &str) {
+    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: id.into(),
+    })
+    .await
+    .unwrap();
+}
+
+async fn stop_container(rt: &mut Rt, id: &str, timeout: i64) {
+    rt.stop_container(cri::StopContainerRequest {
+        container_id: id.into(),
+        timeout,
+    })
+    .await
+    .unwrap();
+}
+
+async fn remove_container(rt: &mut Rt, id: &str) {
+    rt.remove_container(cri::RemoveContainerRequest {
+        container_id: id.into(),
+    })
+    .await
+    .unwrap();
 }
 
 /// Mounts under the daemon's dirs (rootfs overlays, binds) still there.
@@ -363,16 +409,8 @@ async fn two_containers_share_network_volume_and_hostname() {
     assert!(s.log_path.ends_with("client/0.log"), "{}", s.log_path);
 
     // Stop (twice: idempotent), then remove (twice); nothing is left.
-    rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await
-    .unwrap();
-    rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await
-    .unwrap();
+    stop_pod(&mut rt, &pod).await;
+    stop_pod(&mut rt, &pod).await;
     let s = status(&mut rt, &client).await;
     assert_eq!(s.state, cri::ContainerState::ContainerExited as i32);
     let st = rt
@@ -387,16 +425,8 @@ async fn two_containers_share_network_volume_and_hostname() {
         st.status.unwrap().state,
         cri::PodSandboxState::SandboxNotready as i32
     );
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await
-    .unwrap();
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await
-    .unwrap();
+    remove_pod(&mut rt, &pod).await;
+    remove_pod(&mut rt, &pod).await;
     assert_eq!(
         code(
             rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
@@ -500,11 +530,7 @@ async fn exec_sync_timeout_logs_and_reopen() {
         "nothing more in the rotated file"
     );
 
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: pod,
-    })
-    .await
-    .unwrap();
+    remove_pod(&mut rt, &pod).await;
     assert!(mounts_under(&d).is_empty());
 }
 
@@ -533,7 +559,16 @@ async fn stop_timeout_escalates_to_sigkill() {
     let polite = start_container(
         &mut rt,
         &pod,
-        container_config("polite", &["sleep", "1000"]),
+        // A pid-namespace init gets no default action for SIGTERM: it
+        // has to handle it (as a shell's trap does).
+        container_config(
+            "polite",
+            &[
+                "sh",
+                "-c",
+                "trap 'exit 0' TERM; echo ready; while true; do sleep 0.1; done",
+            ],
+        ),
         &cfg,
     )
     .await;
@@ -542,12 +577,7 @@ async fn stop_timeout_escalates_to_sigkill() {
             .is_ok_and(|t| t.contains("ready"))
     });
     let t = Instant::now();
-    rt.stop_container(cri::StopContainerRequest {
-        container_id: stubborn.clone(),
-        timeout: 2,
-    })
-    .await
-    .unwrap();
+    stop_container(&mut rt, &stubborn, 2).await;
     let took = t.elapsed();
     assert!(
         took >= Duration::from_secs(2) && took < Duration::from_secs(15),
@@ -562,34 +592,21 @@ async fn stop_timeout_escalates_to_sigkill() {
     assert!(s.finished_at >= s.started_at);
     // SIGTERM is enough for the other one: well before its timeout.
     let t = Instant::now();
-    rt.stop_container(cri::StopContainerRequest {
-        container_id: polite.clone(),
-        timeout: 30,
-    })
-    .await
-    .unwrap();
-    assert!(t.elapsed() < Duration::from_secs(10));
+    wait_for("trap set", Duration::from_secs(10), || {
+        std::fs::read_to_string(d.path("logs/stop/polite/0.log")).is_ok_and(|t| t.contains("ready"))
+    });
+    stop_container(&mut rt, &polite, 30).await;
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    let s = status(&mut rt, &polite).await;
     assert_eq!(
-        status(&mut rt, &polite).await.state,
-        cri::ContainerState::ContainerExited as i32
+        (s.state, s.exit_code, s.reason.as_str()),
+        (cri::ContainerState::ContainerExited as i32, 0, "Completed"),
+        "{s:?}"
     );
     // Idempotent stop and remove; a running container is stopped by remove.
-    rt.stop_container(cri::StopContainerRequest {
-        container_id: stubborn.clone(),
-        timeout: 0,
-    })
-    .await
-    .unwrap();
-    rt.remove_container(cri::RemoveContainerRequest {
-        container_id: stubborn.clone(),
-    })
-    .await
-    .unwrap();
-    rt.remove_container(cri::RemoveContainerRequest {
-        container_id: stubborn.clone(),
-    })
-    .await
-    .unwrap();
+    stop_container(&mut rt, &stubborn, 0).await;
+    remove_container(&mut rt, &stubborn).await;
+    remove_container(&mut rt, &stubborn).await;
     assert_eq!(
         code(
             rt.container_status(cri::ContainerStatusRequest {
@@ -607,16 +624,8 @@ async fn stop_timeout_escalates_to_sigkill() {
         &cfg,
     )
     .await;
-    rt.remove_container(cri::RemoveContainerRequest {
-        container_id: again,
-    })
-    .await
-    .unwrap();
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: pod,
-    })
-    .await
-    .unwrap();
+    remove_container(&mut rt, &again).await;
+    remove_pod(&mut rt, &pod).await;
     assert!(mounts_under(&d).is_empty());
 }
 
@@ -753,27 +762,10 @@ async fn bad_requests_get_the_right_codes_and_leave_nothing() {
             Code::NotFound,
             "{id}"
         );
-        rt.stop_container(cri::StopContainerRequest {
-            container_id: id.into(),
-            timeout: 1,
-        })
-        .await
-        .unwrap();
-        rt.remove_container(cri::RemoveContainerRequest {
-            container_id: id.into(),
-        })
-        .await
-        .unwrap();
-        rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
-            pod_sandbox_id: id.into(),
-        })
-        .await
-        .unwrap();
-        rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-            pod_sandbox_id: id.into(),
-        })
-        .await
-        .unwrap();
+        stop_container(&mut rt, &id, 1).await;
+        remove_container(&mut rt, &id).await;
+        stop_pod(&mut rt, &id).await;
+        remove_pod(&mut rt, &id).await;
     }
     let e = err(rt
         .create_container(cri::CreateContainerRequest {
@@ -903,11 +895,7 @@ async fn bad_requests_get_the_right_codes_and_leave_nothing() {
     let e = err(rt.exec(ex(&created)).await);
     assert_eq!(e.code(), Code::Unimplemented);
     assert!(e.message().contains("streaming"), "{}", e.message());
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: pod,
-    })
-    .await
-    .unwrap();
+    remove_pod(&mut rt, &pod).await;
     assert!(mounts_under(&d).is_empty());
 }
 
@@ -965,6 +953,12 @@ async fn daemon_sigkill_and_restart_keep_containers() {
         serde_json::from_str::<serde_json::Value>(&r.info["info"]).unwrap()["pid"].clone()
     };
     assert_eq!(pid(&before), pid(&after), "the same process");
+    let info: serde_json::Value = serde_json::from_str(&after.info["info"]).unwrap();
+    assert_eq!(
+        info["runtimeSpec"]["process"]["args"],
+        serde_json::json!(["sleep", "1000"]),
+        "verbose has the OCI spec"
+    );
     let s = wait_state(
         &mut rt,
         &short,
@@ -981,11 +975,7 @@ async fn daemon_sigkill_and_restart_keep_containers() {
         .into_inner()
         .items;
     assert_eq!(items.len(), 1);
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: pod,
-    })
-    .await
-    .unwrap();
+    remove_pod(&mut rt, &pod).await;
     assert!(mounts_under(&d).is_empty());
 }
 
@@ -1026,7 +1016,14 @@ async fn resources_stats_oom_and_events() {
     let limit = sh(&mut rt, &busy, "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max").await;
     assert_eq!(limit.trim(), (96u64 << 20).to_string());
 
-    // Stats: CPU in core-nanoseconds, then nano-cores from two samples.
+    // Stats: CPU in core-nanoseconds, then nano-cores from two samples;
+    // the writable layer holds what the container wrote.
+    sh(
+        &mut rt,
+        &busy,
+        "dd if=/dev/zero of=/written bs=1024 count=2048 2>/dev/null; mkdir /d1 /d2",
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let s1 = rt
         .container_stats(cri::ContainerStatsRequest {
@@ -1067,6 +1064,12 @@ async fn resources_stats_oom_and_events() {
             .name,
         "busy"
     );
+    let layer = s1.writable_layer.as_ref().expect("writable layer stats");
+    assert!(
+        layer.used_bytes.as_ref().unwrap().value >= 2 << 20,
+        "{layer:?}"
+    );
+    assert!(layer.inodes_used.as_ref().unwrap().value >= 3, "{layer:?}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let all = rt
         .list_container_stats(cri::ListContainerStatsRequest { filter: None })
@@ -1119,12 +1122,9 @@ async fn resources_stats_oom_and_events() {
             "a=xxxxxxxxxxxxxxxx; while true; do a=$a$a; done",
         ],
     );
-    hog.linux = Some(cri::LinuxContainerConfig {
-        resources: Some(cri::LinuxContainerResources {
-            memory_limit_in_bytes: 32 << 20,
-            memory_swap_limit_in_bytes: 32 << 20,
-            ..Default::default()
-        }),
+    hog.linux.as_mut().unwrap().resources = Some(cri::LinuxContainerResources {
+        memory_limit_in_bytes: 32 << 20,
+        memory_swap_limit_in_bytes: 32 << 20,
         ..Default::default()
     });
     let hog = start_container(&mut rt, &pod, hog, &cfg).await;
@@ -1170,11 +1170,7 @@ async fn resources_stats_oom_and_events() {
             "{t:?} not in {seen:?}"
         );
     }
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: pod,
-    })
-    .await
-    .unwrap();
+    remove_pod(&mut rt, &pod).await;
     assert!(mounts_under(&d).is_empty());
 }
 
@@ -1236,5 +1232,279 @@ async fn fifty_sandboxes_at_once() {
         .into_inner()
         .items
         .is_empty());
+    assert!(mounts_under(&d).is_empty());
+}
+
+/// A pod on a CNI bridge of the test's own (bridge name, subnet, IPAM dir):
+/// PodSandboxStatus reports its IP, the host reaches it, a hostPort works
+/// through the bridge's address and from the node itself at 127.0.0.1, and
+/// StopPodSandbox gives the network back. Traffic only to addresses on
+/// this machine.
+#[tokio::test(flavor = "multi_thread")]
+async fn cni_pod_ip_and_host_port() {
+    if !require_root() {
+        return;
+    }
+    if !std::path::Path::new("/usr/lib/cni/bridge").exists() {
+        eprintln!("skipped: containernetworking-plugins not installed");
+        return;
+    }
+    let layout = rootfs().parent().unwrap().join("image-layout");
+    if !layout.join("index.json").exists() {
+        eprintln!(
+            "skipped: {} missing (make fixtures builds it)",
+            layout.display()
+        );
+        return;
+    }
+    let pid = std::process::id();
+    let bridge = format!("hcri{}", pid % 100000);
+    let octet = 150 + pid % 50;
+    let cni = tempfile::tempdir().unwrap();
+    let conf = serde_json::json!({
+        "cniVersion": "1.0.0", "name": format!("hullcritest{pid}"),
+        "plugins": [
+            {"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": false,
+             "ipam": {"type": "host-local", "dataDir": cni.path().join("ipam"),
+                      "ranges": [[{"subnet": format!("172.30.{octet}.0/24")}]]}},
+            {"type": "portmap", "capabilities": {"portMappings": true}}
+        ]
+    });
+    std::fs::write(cni.path().join("10-test.conflist"), conf.to_string()).unwrap();
+    let forward_before =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default();
+    struct Cleanup(String, String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", &self.0])
+                .status();
+            let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", &self.1);
+        }
+    }
+    let _cleanup = Cleanup(bridge.clone(), forward_before);
+    let d = Daemon::start(&["--cni-conf-dir", cni.path().to_str().unwrap()]);
+    d.import_fixture();
+    let mut rt = d.runtime().await;
+    let host_port = 33000 + (pid % 2000) as i32;
+    let mut cfg = pod_config("net", &d);
+    cfg.port_mappings = vec![
+        cri::PortMapping {
+            protocol: cri::Protocol::Tcp as i32,
+            container_port: 8080,
+            host_port,
+            host_ip: String::new(),
+        },
+        // Listed by the kubelet for every container port; not forwarded.
+        cri::PortMapping {
+            protocol: cri::Protocol::Tcp as i32,
+            container_port: 9090,
+            host_port: 0,
+            host_ip: String::new(),
+        },
+    ];
+    let Some(pod) = run_pod(&mut rt, cfg.clone()).await else {
+        return;
+    };
+    let srv = start_container(
+        &mut rt,
+        &pod,
+        container_config(
+            "srv",
+            &["sh", "-c", "while true; do echo pong | nc -l -p 8080; done"],
+        ),
+        &cfg,
+    )
+    .await;
+    wait_state(
+        &mut rt,
+        &srv,
+        cri::ContainerState::ContainerRunning,
+        Duration::from_secs(10),
+    )
+    .await;
+    let st = rt
+        .pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ip: std::net::IpAddr = st
+        .status
+        .unwrap()
+        .network
+        .unwrap()
+        .ip
+        .parse()
+        .expect("pod IP");
+    assert!(
+        ip.to_string().starts_with(&format!("172.30.{octet}.")),
+        "{ip}"
+    );
+    let fetch = read_tcp;
+    let hp = host_port as u16;
+    let direct = tokio::task::spawn_blocking(move || fetch(std::net::SocketAddr::new(ip, 8080)));
+    assert_eq!(direct.await.unwrap().trim(), "pong", "pod IP {ip}:8080");
+    let gateway: std::net::IpAddr = format!("172.30.{octet}.1").parse().unwrap();
+    let via_bridge =
+        tokio::task::spawn_blocking(move || fetch(std::net::SocketAddr::new(gateway, hp)));
+    assert_eq!(
+        via_bridge.await.unwrap().trim(),
+        "pong",
+        "hostPort {hp} via {gateway}"
+    );
+    let local = tokio::task::spawn_blocking(move || {
+        fetch(std::net::SocketAddr::new([127, 0, 0, 1].into(), hp))
+    });
+    assert_eq!(
+        local.await.unwrap().trim(),
+        "pong",
+        "hostPort {hp} at 127.0.0.1"
+    );
+
+    stop_pod(&mut rt, &pod).await;
+    let veths = String::from_utf8_lossy(
+        &std::process::Command::new("ip")
+            .args(["-o", "link", "show", "master", &bridge])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    assert!(
+        veths.trim().is_empty(),
+        "veth left after StopPodSandbox: {veths}"
+    );
+    remove_pod(&mut rt, &pod).await;
+    let rules = String::from_utf8_lossy(
+        &std::process::Command::new("iptables-save")
+            .output()
+            .map(|o| o.stdout)
+            .unwrap_or_default(),
+    )
+    .into_owned();
+    assert!(
+        !rules.contains(&format!("--dport {hp} ")) && !rules.contains(&format!("--dports {hp}")),
+        "portmap rule left"
+    );
+    assert!(mounts_under(&d).is_empty());
+}
+
+/// SIGTERM while an ExecSync runs: the RPC finishes with its output, the
+/// daemon exits 0, and the container keeps running without it.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_finishes_rpcs_in_flight_and_leaves_containers() {
+    let Some(mut d) = daemon() else { return };
+    let mut rt = d.runtime().await;
+    let cfg = pod_config("term", &d);
+    let Some(pod) = run_pod(&mut rt, cfg.clone()).await else {
+        return;
+    };
+    let id = start_container(
+        &mut rt,
+        &pod,
+        container_config("c", &["sleep", "1000"]),
+        &cfg,
+    )
+    .await;
+    let info = rt
+        .container_status(cri::ContainerStatusRequest {
+            container_id: id.clone(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let pid = serde_json::from_str::<serde_json::Value>(&info.info["info"]).unwrap()["pid"]
+        .as_i64()
+        .expect("pid") as i32;
+    let mut c = rt.clone();
+    let id2 = id.clone();
+    let in_flight = tokio::spawn(async move {
+        exec(&mut c, &id2, &["sh", "-c", "sleep 2; echo finished"], 20).await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let exit = tokio::task::block_in_place(|| d.terminate());
+    assert!(exit.success(), "{exit}: {}", d.log());
+    let r = in_flight
+        .await
+        .unwrap()
+        .expect("the RPC in flight finished");
+    assert_eq!(r.stdout, b"finished\n");
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "the container runs on without the daemon"
+    );
+    d.restart();
+    let mut rt = d.runtime().await;
+    assert_eq!(
+        status(&mut rt, &id).await.state,
+        cri::ContainerState::ContainerRunning as i32
+    );
+    remove_pod(&mut rt, &pod).await;
+}
+
+/// A container's security context as the kubelet sends it: user and
+/// groups, capabilities by Kubernetes names (no CAP_ prefix) with ALL
+/// dropped, a read-only rootfs, no_new_privs, sysctls of the pod.
+#[tokio::test(flavor = "multi_thread")]
+async fn security_context_reaches_the_process() {
+    let Some(d) = daemon() else { return };
+    let mut rt = d.runtime().await;
+    let mut cfg = pod_config("sec", &d);
+    cfg.linux.as_mut().unwrap().sysctls = HashMap::from([(
+        "net.ipv4.ip_unprivileged_port_start".to_string(),
+        "80".to_string(),
+    )]);
+    let Some(pod) = run_pod(&mut rt, cfg.clone()).await else {
+        return;
+    };
+    let mut c = container_config("locked", &["sleep", "1000"]);
+    let sc = c.linux.as_mut().unwrap().security_context.as_mut().unwrap();
+    sc.run_as_user = Some(cri::Int64Value { value: 1000 });
+    sc.run_as_group = Some(cri::Int64Value { value: 3000 });
+    sc.supplemental_groups = vec![4000];
+    sc.readonly_rootfs = true;
+    sc.no_new_privs = true;
+    sc.capabilities = Some(cri::Capability {
+        add_capabilities: vec!["NET_BIND_SERVICE".into()],
+        drop_capabilities: vec!["ALL".into()],
+        ..Default::default()
+    });
+    sc.masked_paths = vec!["/proc/kcore".into()];
+    sc.readonly_paths = vec!["/proc/sys".into()];
+    let id = start_container(&mut rt, &pod, c, &cfg).await;
+    let ids = sh(&mut rt, &id, "id -u; id -g; id -G").await;
+    let lines: Vec<&str> = ids.lines().collect();
+    assert_eq!(lines[..2], ["1000", "3000"], "{ids}");
+    assert!(lines[2].split_whitespace().any(|g| g == "4000"), "{ids}");
+    let status = sh(
+        &mut rt,
+        &id,
+        "grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status",
+    )
+    .await;
+    assert!(
+        status.contains("CapBnd:\t0000000000000400"),
+        "only NET_BIND_SERVICE (bit 10): {status}"
+    );
+    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+    let r = exec(&mut rt, &id, &["sh", "-c", "touch /nope"], 10)
+        .await
+        .unwrap();
+    assert_ne!(r.exit_code, 0, "read-only rootfs");
+    assert_eq!(
+        sh(
+            &mut rt,
+            &id,
+            "cat /proc/sys/net/ipv4/ip_unprivileged_port_start"
+        )
+        .await
+        .trim(),
+        "80"
+    );
+    remove_pod(&mut rt, &pod).await;
     assert!(mounts_under(&d).is_empty());
 }

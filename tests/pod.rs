@@ -455,20 +455,7 @@ spec:
     }
     let ip: std::net::IpAddr = env.record()["ips"][0].as_str().expect("pod IP").parse().unwrap();
     assert!(ip.to_string().starts_with(&format!("172.31.{subnet_octet}.")), "{ip}");
-    let fetch = |addr: std::net::SocketAddr| -> String {
-        for _ in 0..50 {
-            if let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
-                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-                let mut buf = String::new();
-                let _ = std::io::Read::read_to_string(&mut s, &mut buf);
-                if !buf.is_empty() {
-                    return buf;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        String::new()
-    };
+    let fetch = read_tcp;
     let direct = fetch(std::net::SocketAddr::new(ip, 8080));
     let gateway: std::net::IpAddr = format!("172.31.{subnet_octet}.1").parse().unwrap();
     let mapped = fetch(std::net::SocketAddr::new(gateway, host_port));

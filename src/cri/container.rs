@@ -381,6 +381,17 @@ pub fn status_message(s: &rt::ContainerStatus) -> cri::ContainerStatus {
     }
 }
 
+/// The OCI spec the container runs with (its bundle's config.json), for
+/// ContainerStatus verbose; None once its OCI state is gone.
+fn runtime_spec(runtime: &rt::Runtime, id: &str) -> Option<serde_json::Value> {
+    use std::io::Read;
+    let st = crate::oci::lifecycle::state(&runtime.oci_root(), id).ok()?;
+    let f = std::fs::File::open(st.bundle.join("config.json")).ok()?;
+    let mut data = Vec::new();
+    f.take(16 << 20).read_to_end(&mut data).ok()?;
+    serde_json::from_slice(&data).ok()
+}
+
 pub async fn status(
     cri: &Cri,
     req: cri::ContainerStatusRequest,
@@ -394,14 +405,27 @@ pub async fn status(
         let mut status = status_message(&s);
         // The image by its first name, as the pod spec shows it.
         if let Some(tag) = images.first_tag(&s.image) {
-            status.image = Some(cri::ImageSpec { image: tag, ..Default::default() });
+            status.image = Some(cri::ImageSpec {
+                image: tag,
+                ..Default::default()
+            });
         }
         let mut info = std::collections::HashMap::new();
         if verbose {
-            let v = serde_json::json!({"pid": s.pid, "sandboxID": s.sandbox_id, "image": s.image, "imageRef": s.image_ref, "logPath": s.log_path});
+            let v = serde_json::json!({
+                "pid": s.pid,
+                "sandboxID": s.sandbox_id,
+                "image": s.image,
+                "imageRef": s.image_ref,
+                "logPath": s.log_path,
+                "runtimeSpec": runtime_spec(&runtime, id.as_str()),
+            });
             info.insert("info".to_string(), v.to_string());
         }
-        Ok(cri::ContainerStatusResponse { status: Some(status), info })
+        Ok(cri::ContainerStatusResponse {
+            status: Some(status),
+            info,
+        })
     })
     .await
 }

@@ -55,15 +55,20 @@ fn io(what: impl Into<String>, source: impl Into<std::io::Error>) -> DaemonError
 
 /// Install the tracing subscriber: level and format from the config, to
 /// `log_file` or stderr. The library's `log` records are forwarded to it.
+/// The level is hull's own; the crates under it (h2, hyper, tonic) log at
+/// most warnings, or their frame-by-frame debug lines would drown hull's.
 pub fn init_logging(cfg: &DaemonConfig, log_file: Option<&Path>) -> Result<(), DaemonError> {
-    use tracing_subscriber::filter::LevelFilter;
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let level: LevelFilter = cfg
         .log_level
         .parse()
         .map_err(|_| DaemonError::Setup(format!("log_level {:?}", cfg.log_level)))?;
-    let builder = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_target(false);
+    let filter = Targets::new()
+        .with_target("hull", level)
+        .with_default(std::cmp::min(level, LevelFilter::WARN));
     let writer: Box<dyn Fn() -> Box<dyn Write> + Send + Sync> = match log_file {
         Some(p) => {
             let f = std::fs::OpenOptions::new()
@@ -77,17 +82,22 @@ pub fn init_logging(cfg: &DaemonConfig, log_file: Option<&Path>) -> Result<(), D
         None => Box::new(|| Box::new(std::io::stderr()) as Box<dyn Write>),
     };
     let ansi = log_file.is_none() && nix::unistd::isatty(std::io::stderr()).unwrap_or(false);
-    let r = if cfg.log_format == "json" {
-        builder
+    let layer = tracing_subscriber::fmt::layer()
+        .with_target(false)
+        .with_writer(writer);
+    let layer = if cfg.log_format == "json" {
+        layer
             .json()
             .with_current_span(true)
             .with_span_list(false)
-            .with_writer(writer)
-            .try_init()
+            .boxed()
     } else {
-        builder.with_ansi(ansi).with_writer(writer).try_init()
+        layer.with_ansi(ansi).boxed()
     };
-    r.map_err(|e| DaemonError::Setup(format!("install the logger: {e}")))
+    tracing_subscriber::registry()
+        .with(layer.with_filter(filter))
+        .try_init()
+        .map_err(|e| DaemonError::Setup(format!("install the logger: {e}")))
 }
 
 /// Appends through a shared file (each event is one write).

@@ -91,6 +91,10 @@ async fn rpc<T>(
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         match &r {
             Ok(_) => debug!(ms, "ok"),
+            // The kubelet asks after what it removed: not worth a warning.
+            Err(s) if s.code() == tonic::Code::NotFound => {
+                debug!(ms, code = ?s.code(), "{}", s.message())
+            }
             Err(s) => warn!(ms, code = ?s.code(), "{}", s.message()),
         }
         r.map(Response::new)

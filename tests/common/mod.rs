@@ -629,3 +629,20 @@ pub fn field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
         .find(|l| l.starts_with(&format!("{}:", key)))
         .map(|l| l[key.len() + 1..].trim())
 }
+
+/// What a TCP server at `addr` sends before closing (tried for ~5 s, until
+/// it says something); empty if it never does.
+pub fn read_tcp(addr: std::net::SocketAddr) -> String {
+    for _ in 0..50 {
+        if let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut buf = String::new();
+            let _ = std::io::Read::read_to_string(&mut s, &mut buf);
+            if !buf.is_empty() {
+                return buf;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    String::new()
+}

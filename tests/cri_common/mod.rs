@@ -171,23 +171,81 @@ pub fn wait_child(c: &mut Child, timeout: Duration) -> ExitStatus {
     }
 }
 
+impl Daemon {
+    /// Remove every sandbox through the daemon (started again if the test
+    /// stopped it), so that a failed test leaves no pod behind. Never panics.
+    fn remove_all_pods(&mut self) {
+        if self.child.is_none() {
+            let Ok(c) = self.command().spawn() else {
+                return;
+            };
+            self.child = Some(c);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
+                let exited = self
+                    .child
+                    .as_mut()
+                    .is_none_or(|c| !matches!(c.try_wait(), Ok(None)));
+                if exited || Instant::now() > deadline {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let socket = self.socket.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let Ok(ch) = try_channel(&socket).await else {
+                    return;
+                };
+                let mut c = RuntimeServiceClient::new(ch);
+                let Ok(list) = c
+                    .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+                    .await
+                else {
+                    return;
+                };
+                for p in list.into_inner().items {
+                    let _ = c
+                        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                            pod_sandbox_id: p.id,
+                        })
+                        .await;
+                }
+            })
+        })
+        .join();
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
+        self.remove_all_pods();
         self.kill9();
     }
 }
 
-/// A gRPC channel over the unix socket at `path`.
-pub async fn channel(path: &Path) -> Channel {
+async fn try_channel(path: &Path) -> Result<Channel, tonic::transport::Error> {
     let path = path.to_path_buf();
-    Endpoint::try_from("http://[::]:50051")
-        .unwrap()
+    Endpoint::from_static("http://[::]:50051")
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let p = path.clone();
             async move {
                 Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(p).await?))
             }
         }))
+        .await
+}
+
+/// A gRPC channel over the unix socket at `path`.
+pub async fn channel(path: &Path) -> Channel {
+    try_channel(path)
         .await
         .expect("connect to the daemon's socket")
 }
