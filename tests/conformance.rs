@@ -914,6 +914,22 @@ fn exec_cpu_affinity_final_applies_to_exec_process() {
         "{}",
         show(&o)
     );
+    // the exec'd process's own scheduler and I/O priority
+    process["args"] = json!(["sh", "-c", "ionice; cat /proc/self/stat"]);
+    process["ioPriority"] = json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0});
+    process["scheduler"] = json!({"policy": "SCHED_IDLE"});
+    fs::write(&p, process.to_string()).unwrap();
+    let o = env.run(&["exec", "--process", p.to_str().unwrap(), &env.id]);
+    assert_ok(&o);
+    let out = s(&o.stdout);
+    assert!(
+        out.lines().next().unwrap_or_default().contains("idle"),
+        "{out}"
+    );
+    let stat = out.lines().nth(1).unwrap_or_default();
+    assert_eq!(stat_fields(stat)[38], "5", "SCHED_IDLE = 5: {out}");
+    process.as_object_mut().unwrap().remove("ioPriority");
+    process.as_object_mut().unwrap().remove("scheduler");
     process["execCPUAffinity"] = json!({"final": "0-99999"});
     fs::write(&p, process.to_string()).unwrap();
     let o = env.run(&["exec", "--process", p.to_str().unwrap(), &env.id]);
