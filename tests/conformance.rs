@@ -1142,3 +1142,44 @@ fn net_devices_go_back_when_create_fails_later() {
     assert!(s(&o.stdout).contains("10.251.79.1"), "{}", show(&o));
     assert_no_leftovers(&env);
 }
+
+#[test]
+fn features_report_what_is_implemented() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("features");
+    let o = env.run(&["features"]);
+    assert_ok(&o);
+    let f: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let has = |v: &Value, x: &str| v.as_array().unwrap().iter().any(|e| e == x);
+    for opt in [
+        "rro",
+        "rrw",
+        "rnoatime",
+        "rnosymfollow",
+        "rstrictatime",
+        "rbind",
+        "rshared",
+        "unbindable",
+    ] {
+        assert!(has(&f["mountOptions"], opt), "mountOptions lacks {opt}");
+    }
+    assert!(has(&f["linux"]["namespaces"], "time"));
+    assert!(has(&f["linux"]["seccomp"]["actions"], "SCMP_ACT_NOTIFY"));
+    assert_eq!(f["linux"]["netDevices"]["enabled"], true);
+    assert!(has(&f["linux"]["memoryPolicy"]["modes"], "MPOL_BIND"));
+    assert!(has(
+        &f["linux"]["memoryPolicy"]["flags"],
+        "MPOL_F_STATIC_NODES"
+    ));
+    // what is refused is not claimed
+    assert_eq!(f["linux"]["intelRdt"]["enabled"], false);
+    assert_eq!(f["linux"]["mountExtensions"]["idmap"]["enabled"], false);
+    assert!(!has(&f["mountOptions"], "idmap") && !has(&f["mountOptions"], "tmpcopyup"));
+    let ann = f["annotations"].to_string();
+    assert!(
+        ann.contains("scheduler") && ann.contains("ioPriority") && ann.contains("timeOffsets"),
+        "{ann}"
+    );
+}
