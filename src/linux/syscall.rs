@@ -312,6 +312,73 @@ fn readonly_detached_binary() -> std::io::Result<OwnedFd> {
     Ok(fd)
 }
 
+fn sealed_memfd_copy() -> Result<OwnedFd> {
+    let mut exe = File::open("/proc/self/exe").sys_context(|| "open /proc/self/exe".into())?;
+    let memfd = nix::sys::memfd::memfd_create(
+        c"hull",
+        nix::sys::memfd::MFdFlags::MFD_CLOEXEC | nix::sys::memfd::MFdFlags::MFD_ALLOW_SEALING,
+    )
+    .sys_context(|| "memfd_create".into())?;
+    let mut copy = File::from(memfd);
+    std::io::copy(&mut exe, &mut copy).sys_context(|| "copy hull binary into memfd".into())?;
+    // SAFETY: F_ADD_SEALS with an int argument on our own memfd.
+    if unsafe { libc::fcntl(copy.as_raw_fd(), libc::F_ADD_SEALS, SEALED_MARKER_SEALS) } < 0 {
+        return Err(std::io::Error::last_os_error()).sys_context(|| "seal memfd".into());
+    }
+    Ok(OwnedFd::from(copy))
+}
+
+/// _exit(2): end a forked child at once, without running the parent's
+/// atexit handlers or flushing the stdio buffers it copied (which would
+/// write the parent's pending output a second time).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit takes no pointers and never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// Give the processes a forked child will start the signal state a program
+/// expects: nothing blocked, SIGPIPE and SIGCHLD at their default actions.
+/// Rust's runtime ignores SIGPIPE, and a supervisor may block signals or
+/// ignore SIGCHLD (which would make waitpid fail with ECHILD); ignored
+/// signals and the mask are inherited across fork and exec.
+pub fn default_signals() -> Result<()> {
+    use nix::sys::signal::{sigaction, sigprocmask, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).sys_context(|| "unblock signals".into())?;
+    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for sig in [Signal::SIGPIPE, Signal::SIGCHLD] {
+        // SAFETY: installing SIG_DFL runs no code of ours in signal context.
+        unsafe { sigaction(sig, &dfl) }.sys_context(|| format!("reset {sig}"))?;
+    }
+    Ok(())
+}
+
+/// Every catchable signal, real-time ones included, back to SIG_DFL and
+/// nothing blocked: what a container's program should start with, whatever
+/// hull's caller had ignored.
+pub fn all_signals_default() -> Result<()> {
+    default_signals()?;
+    /// The kernel's `struct sigaction` for rt_sigaction(2) (x86_64 layout;
+    /// glibc's wrapper refuses the two signals it reserves for itself).
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: libc::c_ulong,
+        restorer: usize,
+        mask: u64,
+    }
+    let dfl = KernelSigaction { handler: libc::SIG_DFL, flags: 0, restorer: 0, mask: 0 };
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: installs SIG_DFL (no handler code); reads `dfl` only.
+        unsafe {
+            libc::syscall(libc::SYS_rt_sigaction, sig, &dfl as *const KernelSigaction, std::ptr::null_mut::<KernelSigaction>(), 8usize)
+        };
+    }
+    Ok(())
+}
+
 /// mount_setattr(2) with AT_RECURSIVE on the mount `fd` is the root of:
 /// the attributes change on it and on every mount below it (what mount(2)
 /// cannot do for the submounts of an rbind).
@@ -397,73 +464,6 @@ pub fn set_mempolicy(mode: libc::c_int, mask: &[libc::c_ulong]) -> std::io::Resu
     let rc = unsafe { libc::syscall(libc::SYS_set_mempolicy, mode, ptr, maxnode as libc::c_ulong) };
     if rc < 0 {
         return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-fn sealed_memfd_copy() -> Result<OwnedFd> {
-    let mut exe = File::open("/proc/self/exe").sys_context(|| "open /proc/self/exe".into())?;
-    let memfd = nix::sys::memfd::memfd_create(
-        c"hull",
-        nix::sys::memfd::MFdFlags::MFD_CLOEXEC | nix::sys::memfd::MFdFlags::MFD_ALLOW_SEALING,
-    )
-    .sys_context(|| "memfd_create".into())?;
-    let mut copy = File::from(memfd);
-    std::io::copy(&mut exe, &mut copy).sys_context(|| "copy hull binary into memfd".into())?;
-    // SAFETY: F_ADD_SEALS with an int argument on our own memfd.
-    if unsafe { libc::fcntl(copy.as_raw_fd(), libc::F_ADD_SEALS, SEALED_MARKER_SEALS) } < 0 {
-        return Err(std::io::Error::last_os_error()).sys_context(|| "seal memfd".into());
-    }
-    Ok(OwnedFd::from(copy))
-}
-
-/// _exit(2): end a forked child at once, without running the parent's
-/// atexit handlers or flushing the stdio buffers it copied (which would
-/// write the parent's pending output a second time).
-pub fn exit_now(code: i32) -> ! {
-    // SAFETY: _exit takes no pointers and never returns.
-    unsafe { libc::_exit(code) }
-}
-
-/// Give the processes a forked child will start the signal state a program
-/// expects: nothing blocked, SIGPIPE and SIGCHLD at their default actions.
-/// Rust's runtime ignores SIGPIPE, and a supervisor may block signals or
-/// ignore SIGCHLD (which would make waitpid fail with ECHILD); ignored
-/// signals and the mask are inherited across fork and exec.
-pub fn default_signals() -> Result<()> {
-    use nix::sys::signal::{sigaction, sigprocmask, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
-    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).sys_context(|| "unblock signals".into())?;
-    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    for sig in [Signal::SIGPIPE, Signal::SIGCHLD] {
-        // SAFETY: installing SIG_DFL runs no code of ours in signal context.
-        unsafe { sigaction(sig, &dfl) }.sys_context(|| format!("reset {sig}"))?;
-    }
-    Ok(())
-}
-
-/// Every catchable signal, real-time ones included, back to SIG_DFL and
-/// nothing blocked: what a container's program should start with, whatever
-/// hull's caller had ignored.
-pub fn all_signals_default() -> Result<()> {
-    default_signals()?;
-    /// The kernel's `struct sigaction` for rt_sigaction(2) (x86_64 layout;
-    /// glibc's wrapper refuses the two signals it reserves for itself).
-    #[repr(C)]
-    struct KernelSigaction {
-        handler: usize,
-        flags: libc::c_ulong,
-        restorer: usize,
-        mask: u64,
-    }
-    let dfl = KernelSigaction { handler: libc::SIG_DFL, flags: 0, restorer: 0, mask: 0 };
-    for sig in 1..=64 {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-            continue;
-        }
-        // SAFETY: installs SIG_DFL (no handler code); reads `dfl` only.
-        unsafe {
-            libc::syscall(libc::SYS_rt_sigaction, sig, &dfl as *const KernelSigaction, std::ptr::null_mut::<KernelSigaction>(), 8usize)
-        };
     }
     Ok(())
 }
