@@ -95,7 +95,8 @@ pub enum ErrorKind {
     Hook,
     Cgroup,
     Resource,
-    /// Seccomp, network and image errors: carried as their message.
+    /// Seccomp, network, image (and other families') errors: carried as
+    /// their message.
     Other,
 }
 
@@ -129,7 +130,8 @@ impl Error {
             Error::Hook { .. } => ErrorKind::Hook,
             Error::Cgroup(_) => ErrorKind::Cgroup,
             Error::Resource { .. } => ErrorKind::Resource,
-            Error::Seccomp(_) | Error::Network(_) | Error::Image(_) => ErrorKind::Other,
+            // Seccomp, network, image and any later families.
+            _ => ErrorKind::Other,
         }
     }
 
@@ -171,7 +173,7 @@ impl Error {
                 Some(errno) => RemoteError { errno: Some(errno), ..plain(what.clone()) },
                 None => RemoteError { kind: ErrorKind::Init, ..plain(self.to_string()) },
             },
-            Error::Seccomp(_) | Error::Network(_) | Error::Image(_) => plain(self.to_string()),
+            _ => plain(self.to_string()),
         }
     }
 

@@ -914,6 +914,22 @@ fn exec_cpu_affinity_final_applies_to_exec_process() {
         "{}",
         show(&o)
     );
+    // the exec'd process's own scheduler and I/O priority
+    process["args"] = json!(["sh", "-c", "ionice; cat /proc/self/stat"]);
+    process["ioPriority"] = json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0});
+    process["scheduler"] = json!({"policy": "SCHED_IDLE"});
+    fs::write(&p, process.to_string()).unwrap();
+    let o = env.run(&["exec", "--process", p.to_str().unwrap(), &env.id]);
+    assert_ok(&o);
+    let out = s(&o.stdout);
+    assert!(
+        out.lines().next().unwrap_or_default().contains("idle"),
+        "{out}"
+    );
+    let stat = out.lines().nth(1).unwrap_or_default();
+    assert_eq!(stat_fields(stat)[38], "5", "SCHED_IDLE = 5: {out}");
+    process.as_object_mut().unwrap().remove("ioPriority");
+    process.as_object_mut().unwrap().remove("scheduler");
     process["execCPUAffinity"] = json!({"final": "0-99999"});
     fs::write(&p, process.to_string()).unwrap();
     let o = env.run(&["exec", "--process", p.to_str().unwrap(), &env.id]);
@@ -1125,4 +1141,45 @@ fn net_devices_go_back_when_create_fails_later() {
     assert_ok(&o);
     assert!(s(&o.stdout).contains("10.251.79.1"), "{}", show(&o));
     assert_no_leftovers(&env);
+}
+
+#[test]
+fn features_report_what_is_implemented() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("features");
+    let o = env.run(&["features"]);
+    assert_ok(&o);
+    let f: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let has = |v: &Value, x: &str| v.as_array().unwrap().iter().any(|e| e == x);
+    for opt in [
+        "rro",
+        "rrw",
+        "rnoatime",
+        "rnosymfollow",
+        "rstrictatime",
+        "rbind",
+        "rshared",
+        "unbindable",
+    ] {
+        assert!(has(&f["mountOptions"], opt), "mountOptions lacks {opt}");
+    }
+    assert!(has(&f["linux"]["namespaces"], "time"));
+    assert!(has(&f["linux"]["seccomp"]["actions"], "SCMP_ACT_NOTIFY"));
+    assert_eq!(f["linux"]["netDevices"]["enabled"], true);
+    assert!(has(&f["linux"]["memoryPolicy"]["modes"], "MPOL_BIND"));
+    assert!(has(
+        &f["linux"]["memoryPolicy"]["flags"],
+        "MPOL_F_STATIC_NODES"
+    ));
+    // what is refused is not claimed
+    assert_eq!(f["linux"]["intelRdt"]["enabled"], false);
+    assert_eq!(f["linux"]["mountExtensions"]["idmap"]["enabled"], false);
+    assert!(!has(&f["mountOptions"], "idmap") && !has(&f["mountOptions"], "tmpcopyup"));
+    let ann = f["annotations"].to_string();
+    assert!(
+        ann.contains("scheduler") && ann.contains("ioPriority") && ann.contains("timeOffsets"),
+        "{ann}"
+    );
 }

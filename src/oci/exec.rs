@@ -172,7 +172,7 @@ fn bootstrap(ch: &Channel, plan: &NamespacePlan, child: &ExecChild) -> ! {
 
 /// The exec'd process, now in the container's pid namespace.
 fn exec_child(ch: &Channel, child: &ExecChild) -> ! {
-    let (process, target) = (child.process, child);
+    let process = child.process;
     let result = (|| -> Result<(PathBuf, Vec<String>)> {
         let host_pid = match ch.expect::<ParentMessage>("start")? {
             ParentMessage::Start { host_pid } => host_pid,
@@ -185,7 +185,7 @@ fn exec_child(ch: &Channel, child: &ExecChild) -> ! {
             let size = process.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16));
             console::setup(socket, size)?;
         }
-        if let Some(root) = &target.chroot_to {
+        if let Some(root) = &child.chroot_to {
             crate::linux::rootfs::chroot_into(root)?;
         }
         process::apply_rlimits(process)?;
@@ -194,9 +194,9 @@ fn exec_child(ch: &Channel, child: &ExecChild) -> ! {
         let args = process.args().as_ref().expect("checked");
         let program = process::find_executable(&args[0], &env)?;
         // While still root, and reported before ExecReady (see init).
-        crate::linux::attrs::apply(process, target.linux)?;
+        crate::linux::attrs::apply(process, child.linux)?;
         // execCPUAffinity.final: now that the process is in the cgroup.
-        if let Some(cpus) = target.cpu_final {
+        if let Some(cpus) = child.cpu_final {
             crate::linux::attrs::set_affinity(0, cpus, "process.execCPUAffinity.final")?;
         }
         init::finalize_process(process, child.preserve_fds, child.seccomp, child.listener.as_ref().map(|l| (l, host_pid)))?;
