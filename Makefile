@@ -93,12 +93,12 @@ fixtures: setup
 
 test: setup fixtures
 	HULL_TEST_ROOTFS=$(ROOTFS) $(CARGO) test -- --test-threads=4
-	HULL_V2VM_DIR=$(V2VM_DIR) HULL_TEST_ROOTFS=$(ROOTFS) tests/v2vm/run.sh
+	CARGO=$(CARGO) HULL_V2VM_DIR=$(V2VM_DIR) HULL_TEST_ROOTFS=$(ROOTFS) tests/v2vm/run.sh
 
 # The guest runs the host's test binaries (built here) from a read-only view
 # of the host's tree; run.sh bounds the VM's time and maps its result.
 test-v2: fixtures
-	HULL_V2VM_DIR=$(V2VM_DIR) HULL_TEST_ROOTFS=$(ROOTFS) tests/v2vm/run.sh
+	CARGO=$(CARGO) HULL_V2VM_DIR=$(V2VM_DIR) HULL_TEST_ROOTFS=$(ROOTFS) tests/v2vm/run.sh
 
 bench: setup fixtures build
 	tests/bench/bench.sh

@@ -21,19 +21,22 @@ repo=$(pwd)
 
 vmdir=${HULL_V2VM_DIR:-$repo/target/v2vm}
 [ -d "$vmdir" ] && vmdir=$(cd "$vmdir" && pwd)
-case "$vmdir/" in
-/tmp/* | /run/*)
-    # The share lives in it, and the guest has its own /tmp and /run.
-    echo "test-v2: HULL_V2VM_DIR ($vmdir) must not be under /tmp or /run" >&2
-    exit 1
-    ;;
-esac
+rootfs=${HULL_TEST_ROOTFS:-$repo/target/fixtures/rootfs}
+[ -d "$rootfs" ] && rootfs=$(cd "$rootfs" && pwd)
+# The guest sees the host's tree, but has a /tmp and /run of its own.
+for p in "$repo" "$vmdir" "$rootfs"; do
+    case "$p/" in
+    /tmp/* | /run/*)
+        echo "test-v2: $p must not be under /tmp or /run (the guest has its own)" >&2
+        exit 1
+        ;;
+    esac
+done
 timeout_s=${HULL_V2VM_TIMEOUT:-270}
 qemu=$vmdir/root/usr/bin/qemu-system-x86_64
 kernel=$vmdir/vmlinux
 modules=$(ls -d "$vmdir"/root/lib/modules/6.1.* 2>/dev/null | head -1 || true)
 busybox=/bin/busybox
-rootfs=${HULL_TEST_ROOTFS:-$repo/target/fixtures/rootfs}
 
 skip() {
     echo "test-v2: skipped: the cgroup v2 VM cannot start here: $*"
@@ -49,8 +52,8 @@ missing=$(ldd "$qemu" 2>/dev/null | sed -n 's/^\s*\(\S*\) => not found$/\1/p' | 
 [ -x "$rootfs/bin/sh" ] || { echo "test-v2: no test rootfs at $rootfs (make fixtures)" >&2; exit 1; }
 
 # The test binaries, built on the host (the guest runs them from the
-# read-only view of the host's tree). Output of the build goes to stderr.
-bins=$(cargo test --no-run --message-format=json --lib --test cgroup_v2 --test resources 2>/dev/null |
+# read-only view of the host's tree). The build's messages go to stderr.
+bins=$(${CARGO:-cargo} test --no-run --message-format=json --lib --test cgroup_v2 --test resources |
     jq -r 'select(.reason == "compiler-artifact" and .executable != null and .profile.test == true)
            | "\(.target.kind[0])-\(.target.name)=\(.executable)"' || true)
 bin() { sed -n "s/^$1=//p" <<<"$bins"; }
