@@ -10,6 +10,8 @@
 #                  (tests/v2vm/; prints "skipped" and why where it cannot start)
 #   make bench     hull vs runc vs crun benchmark (BENCH_ITERS=100 by default),
 #                  then image pull + unpack: hull vs containerd's ctr
+#   make fuzz      run every fuzz target in fuzz/ for FUZZ_SECONDS (60) each;
+#                  fails on a crash (not part of make test)
 #   make demo      run the example pod (examples/pod.yaml) with target/release/hull
 #   make clean     cargo clean + remove generated fixtures
 
@@ -50,7 +52,14 @@ CNI_DEFAULT_CONFLIST := examples/cni/10-hull.conflist
 
 export HULL_TEST_ROOTFS := $(ROOTFS)
 
-.PHONY: all setup build fixtures test test-v2 bench demo clean
+# Fuzzing: cargo-fuzz on the stable toolchain. RUSTC_BOOTSTRAP lets stable
+# rustc take the -Z sanitizer/coverage flags cargo fuzz passes. New inputs go
+# to a scratch corpus under target/, seeds stay in fuzz/corpus/<target>.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := oci_config pod_manifest image_json layer_unpack hosts_toml cni_result cri_log_line
+FUZZ_SCRATCH := $(CURDIR)/target/fuzz-corpus
+
+.PHONY: all setup build fixtures test test-v2 bench demo clean fuzz
 
 all: build
 
@@ -106,6 +115,17 @@ bench: setup fixtures build
 
 demo: setup fixtures build
 	HULL=$(HULL) HULL_TEST_ROOTFS=$(ROOTFS) examples/demo.sh
+
+fuzz:
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(FUZZ_SCRATCH)/$$t; \
+		echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
+		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t $(FUZZ_SCRATCH)/$$t corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+			|| { echo "fuzz: $$t failed; the input is in fuzz/artifacts/$$t/" >&2; exit 1; }; \
+	done
 
 clean:
 	$(CARGO) clean || true

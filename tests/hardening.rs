@@ -41,7 +41,17 @@ impl Pods {
         let text = manifest.replace("ROOTFS", rootfs().to_str().unwrap()).replace("NAME", &name);
         let path = self.root.path().join(format!("{name}.yaml"));
         std::fs::write(&path, text).unwrap();
-        let o = self.hull(&["pod", "run", "--wait", "2", "--backoff-base-ms", "100", "--cni-conf-dir", cni_dir.to_str().unwrap(), path.to_str().unwrap()]);
+        let o = self.hull(&[
+            "pod",
+            "run",
+            "--wait",
+            "2",
+            "--backoff-base-ms",
+            "100",
+            "--cni-conf-dir",
+            cni_dir.to_str().unwrap(),
+            path.to_str().unwrap(),
+        ]);
         (name, o)
     }
 
@@ -95,7 +105,12 @@ int main(int argc, char **argv) {
 "#,
     )
     .unwrap();
-    let o = std::process::Command::new("gcc").args(["-static", "-O2", "-o"]).arg(dir.join("swap")).arg(&src).output().ok()?;
+    let o = std::process::Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(dir.join("swap"))
+        .arg(&src)
+        .output()
+        .ok()?;
     o.status.success().then_some(())
 }
 
@@ -229,7 +244,11 @@ fn memory_limit_too_low_to_start_names_the_setting() {
 /// Leftovers of a pod root: mounts, processes, cgroups named for it.
 fn leftovers(root: &Path) -> Vec<String> {
     let root = root.to_str().unwrap();
-    let mut out: Vec<String> = read_all(Path::new("/proc/self/mountinfo")).lines().filter(|l| l.contains(root)).map(|l| format!("mount: {l}")).collect();
+    let mut out: Vec<String> = read_all(Path::new("/proc/self/mountinfo"))
+        .lines()
+        .filter(|l| l.contains(root))
+        .map(|l| format!("mount: {l}"))
+        .collect();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let cmd = s(&std::fs::read(e.path().join("cmdline")).unwrap_or_default()).replace('\0', " ");
         if cmd.contains(root) {
@@ -282,7 +301,11 @@ fn hostile_manifest_values_are_refused_naming_the_field() {
         ("hostname: \"a\\nb\"", "", "spec.hostname"),
         ("hostAliases: [{ip: \"1.2.3.4\\n6.6.6.6\", hostnames: [x]}]", "", "spec.hostAliases[0].ip"),
         ("restartPolicy: Never", ", resources: {limits: {cpu: -500m}}", "spec.containers[0].resources.limits.cpu"),
-        ("restartPolicy: Never", ", resources: {limits: {memory: 99999999999999999999999Ti}}", "spec.containers[0].resources.limits.memory"),
+        (
+            "restartPolicy: Never",
+            ", resources: {limits: {memory: 99999999999999999999999Ti}}",
+            "spec.containers[0].resources.limits.memory",
+        ),
         ("restartPolicy: Never", ", ports: [{containerPort: 70000}]", "spec.containers[0].ports[0].containerPort"),
         ("restartPolicy: Never", ", args: [\"a\\0b\"]", "spec.containers[0].args[0]"),
         ("volumes: [{name: v, emptyDir: {sizeLimit: -1Gi}}]", "", "spec.volumes[0].emptyDir.sizeLimit"),

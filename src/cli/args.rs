@@ -59,6 +59,7 @@ pub struct CreateArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct CreateCmd {
+    /// The container's id (unique under --root)
     pub id: String,
     #[command(flatten)]
     pub common: CreateArgs,
@@ -66,6 +67,7 @@ pub struct CreateCmd {
 
 #[derive(Args, Debug, Clone)]
 pub struct RunCmd {
+    /// The container's id (unique under --root)
     pub id: String,
     #[command(flatten)]
     pub common: CreateArgs,
@@ -79,6 +81,7 @@ pub struct RunCmd {
 
 #[derive(Args, Debug, Clone)]
 pub struct ExecCmd {
+    /// The id of the running container to run the process in
     pub id: String,
     /// The command and its arguments (unless --process is given)
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -86,8 +89,10 @@ pub struct ExecCmd {
     /// A process.json describing the process to run
     #[arg(short, long)]
     pub process: Option<PathBuf>,
+    /// Return once the process has started, without waiting for it
     #[arg(short, long)]
     pub detach: bool,
+    /// Write the new process's pid to this file
     #[arg(long = "pid-file")]
     pub pid_file: Option<PathBuf>,
     /// Working directory in the container
@@ -105,6 +110,7 @@ pub struct ExecCmd {
     /// Allocate a pseudo-TTY
     #[arg(short, long)]
     pub tty: bool,
+    /// Unix socket that receives the pty master when --tty is given
     #[arg(long = "console-socket")]
     pub console_socket: Option<PathBuf>,
     /// Add a capability to the bounding, effective, permitted and inheritable sets
@@ -119,6 +125,7 @@ pub struct ExecCmd {
     /// SELinux label for the process
     #[arg(long = "process-label")]
     pub process_label: Option<String>,
+    /// Pass this many extra fds (3, 4, ...) to the process
     #[arg(long = "preserve-fds", default_value_t = 0)]
     pub preserve_fds: i32,
 }
@@ -128,20 +135,30 @@ pub enum Command {
     /// Create a container: set it up, with its program waiting for `start`
     Create(CreateCmd),
     /// Start the program of a created container
-    Start { id: String },
+    Start {
+        /// The id of the created container to start
+        id: String,
+    },
     /// Create and start a container, and wait for it unless --detach
     Run(RunCmd),
     /// Print a container's state as JSON
-    State { id: String },
+    State {
+        /// The container's id
+        id: String,
+    },
     /// Send a signal (default SIGTERM) to a container's init, or to all its processes
     Kill {
+        /// The container's id
         id: String,
+        /// Signal name or number (SIGKILL, KILL, 9); default SIGTERM
         signal: Option<String>,
+        /// Signal every process in the container's cgroup, not only its init
         #[arg(short, long)]
         all: bool,
     },
     /// Delete a container and everything it owns
     Delete {
+        /// The container's id
         id: String,
         /// Kill a running container first
         #[arg(short, long)]
@@ -149,6 +166,7 @@ pub enum Command {
     },
     /// List containers
     List {
+        /// Output format: table or json
         #[arg(short, long, default_value = "table")]
         format: String,
         /// Print only the ids
@@ -157,7 +175,9 @@ pub enum Command {
     },
     /// Show the processes running in a container
     Ps {
+        /// The container's id
         id: String,
+        /// Output format: table (ps(1)'s) or json (the pids)
         #[arg(short, long, default_value = "table")]
         format: String,
         /// Arguments for ps(1) (default -ef)
@@ -167,11 +187,18 @@ pub enum Command {
     /// Run a new process in a running container
     Exec(ExecCmd),
     /// Freeze all processes of a container
-    Pause { id: String },
+    Pause {
+        /// The id of the running container to freeze
+        id: String,
+    },
     /// Thaw a paused container
-    Resume { id: String },
+    Resume {
+        /// The id of the paused container to thaw
+        id: String,
+    },
     /// Write a default config.json
     Spec {
+        /// Directory to write config.json in (default: the current one)
         #[arg(short, long)]
         bundle: Option<PathBuf>,
         /// A config for running without root (user namespace)
@@ -240,6 +267,7 @@ pub enum Command {
     Daemon(super::daemon::DaemonCmd),
     /// Print a container's stats every interval and its OOM events, as JSON lines
     Events {
+        /// The container's id
         id: String,
         /// Print the stats once and exit
         #[arg(long)]
@@ -255,6 +283,7 @@ pub enum PodCmd {
     /// Run a Pod manifest (YAML or JSON file, or - for stdin); `image:` is an
     /// image in hull's store, or a local rootfs directory by absolute path
     Run {
+        /// The manifest: a YAML or JSON file, or - for stdin
         file: String,
         /// The pod's namespace (default: the manifest's, else `default`)
         #[arg(short = 'n', long)]
@@ -280,6 +309,7 @@ pub enum PodCmd {
     },
     /// Show a pod's containers: state, restarts, exit codes, reasons
     Ps {
+        /// The pod's name (metadata.name)
         name: String,
         /// The pod's namespace
         #[arg(short = 'n', long, default_value = "default")]
@@ -287,10 +317,12 @@ pub enum PodCmd {
     },
     /// Print a container's log
     Logs {
+        /// The pod's name (metadata.name)
         name: String,
         /// The pod's namespace
         #[arg(short = 'n', long, default_value = "default")]
         namespace: String,
+        /// The container (default: the first app container)
         #[arg(short, long)]
         container: Option<String>,
         /// Keep printing new lines until the container ends
@@ -299,17 +331,21 @@ pub enum PodCmd {
     },
     /// Run a command in a container of the pod
     Exec {
+        /// The pod's name (metadata.name)
         name: String,
         /// The pod's namespace
         #[arg(short = 'n', long, default_value = "default")]
         namespace: String,
+        /// The container (default: the first app container)
         #[arg(short, long)]
         container: Option<String>,
+        /// The command and its arguments
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         command: Vec<String>,
     },
     /// Stop the pod's containers (SIGTERM, grace period, SIGKILL)
     Stop {
+        /// The pod's name (metadata.name)
         name: String,
         /// The pod's namespace
         #[arg(short = 'n', long, default_value = "default")]
@@ -317,6 +353,7 @@ pub enum PodCmd {
     },
     /// Stop and remove the pod and everything it made
     Rm {
+        /// The pod's name (metadata.name)
         name: String,
         /// The pod's namespace
         #[arg(short = 'n', long, default_value = "default")]
@@ -346,6 +383,7 @@ impl Command {
 
 #[derive(Args, Debug, Clone)]
 pub struct UpdateCmd {
+    /// The container's id
     pub id: String,
     /// A JSON file of linux.resources to apply ("-" for stdin); the other flags are then ignored
     #[arg(short, long)]
@@ -386,4 +424,36 @@ pub struct UpdateCmd {
     /// Block IO weight (10-1000)
     #[arg(long = "blkio-weight")]
     pub blkio_weight: Option<u16>,
+}
+
+#[cfg(test)]
+mod help_tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    fn missing(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for a in cmd.get_arguments() {
+            let id = a.get_id().as_str();
+            if matches!(id, "help" | "version") || a.is_hide_set() {
+                continue;
+            }
+            if a.get_help().is_none() && a.get_long_help().is_none() {
+                out.push(format!("{path} {id}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.is_hide_set() || sub.get_name() == "help" {
+                continue;
+            }
+            missing(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    /// `hull X --help` says what every flag and argument is.
+    #[test]
+    fn every_flag_and_argument_has_help() {
+        let mut out = Vec::new();
+        missing(&Cli::command(), "hull", &mut out);
+        assert!(out.is_empty(), "no help text:\n{}", out.join("\n"));
+    }
 }

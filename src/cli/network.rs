@@ -24,15 +24,20 @@ pub enum NetworkOp {
     Check(CniArgs),
     /// Create a pinned network namespace with lo up; prints its path
     NetnsCreate {
+        /// Name of the pinned namespace (a file in --dir)
         name: String,
         /// Directory for the netns file (default: <root>/netns)
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// CNI plugin directory for the loopback plugin (repeatable)
         #[arg(long = "plugin-dir")]
         plugin_dirs: Vec<PathBuf>,
     },
     /// Unmount and remove a pinned network namespace (idempotent)
-    NetnsRemove { path: PathBuf },
+    NetnsRemove {
+        /// The pinned namespace file `netns-create` printed
+        path: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -20,6 +20,7 @@ pub struct ImageCmd {
 pub enum ImageSub {
     /// Pull an image from a registry (the manifest for this host's platform)
     Pull {
+        /// Image reference: [registry[:port]/]repository[:tag][@sha256:digest]
         reference: String,
         /// USER:PASSWORD for Basic auth or the registry's token server
         #[arg(long, env = "HULL_REGISTRY_AUTH", hide_env_values = true)]
@@ -39,16 +40,23 @@ pub enum ImageSub {
     },
     /// Import an OCI image layout (directory or tarball) or a docker-archive tarball
     Import {
+        /// OCI image layout directory, or a tarball of one or a docker-archive
         path: PathBuf,
         /// Name for an image the archive does not name (or names by tag only)
         #[arg(long)]
         name: Option<String>,
     },
     /// Write an image to an OCI image layout directory (created or added to)
-    Export { image: String, dir: PathBuf },
+    Export {
+        /// Image name or id
+        image: String,
+        /// The OCI image layout directory
+        dir: PathBuf,
+    },
     /// List images
     #[command(alias = "list")]
     Ls {
+        /// Output format
         #[arg(short, long, default_value = "table", value_parser = ["table", "json"])]
         format: String,
         /// Print only the names
@@ -56,10 +64,14 @@ pub enum ImageSub {
         quiet: bool,
     },
     /// Print an image's record, manifest, config and snapshots as JSON
-    Inspect { image: String },
+    Inspect {
+        /// Image name or id
+        image: String,
+    },
     /// Remove image names; an image whose last name goes is deleted
     #[command(alias = "remove")]
     Rm {
+        /// Image names or ids
         images: Vec<String>,
         /// Remove an image by id even if several names refer to it
         #[arg(short, long)]
@@ -70,7 +82,9 @@ pub enum ImageSub {
     /// Make BUNDLE an OCI bundle of IMAGE: config.json from the image config,
     /// rootfs an overlay of its layers with a writable layer in the bundle
     Bundle {
+        /// Image name or id
         image: String,
+        /// The bundle directory to make (created if missing)
         bundle: PathBuf,
         /// Replace the image's Entrypoint and Cmd (Kubernetes `command`; repeat for each word)
         #[arg(long)]
@@ -86,19 +100,28 @@ pub enum ImageSub {
         args: Vec<String>,
     },
     /// Undo `bundle`: unmount the rootfs, remove it, its writable layer and config.json
-    Unbundle { bundle: PathBuf },
+    Unbundle {
+        /// A bundle directory `bundle` made
+        bundle: PathBuf,
+    },
     /// Mount IMAGE at TARGET: an overlay of its layers, writable into RW_DIR/upper
     Mount {
+        /// Image name or id
         image: String,
+        /// Directory to mount the image's rootfs on
         target: PathBuf,
         /// Directory for the writable layer (upper and work dirs; same filesystem)
         #[arg(long = "rw-dir")]
         rw_dir: PathBuf,
     },
     /// Unmount what `mount` mounted at TARGET (the writable layer is kept)
-    Umount { target: PathBuf },
+    Umount {
+        /// The directory `mount` mounted on
+        target: PathBuf,
+    },
     /// Disk use of the image store (bytes, inodes)
     Df {
+        /// Output format
         #[arg(short, long, default_value = "table", value_parser = ["table", "json"])]
         format: String,
     },

@@ -28,8 +28,7 @@ pub fn resolve_source(root: &OwnedFd, rel: &Path, create_dirs: bool, what: &str)
         return Err(Error::InvalidArgument(format!("{} must be a relative path", rel.display())));
     }
     let create = if create_dirs { Create::Dir } else { Create::Nothing };
-    open_beneath(root, rel, create, what)?
-        .ok_or_else(|| Error::InvalidArgument(format!("{} does not exist in the {what}", rel.display())))
+    open_beneath(root, rel, create, what)?.ok_or_else(|| Error::InvalidArgument(format!("{} does not exist in the {what}", rel.display())))
 }
 
 pub fn fstat(fd: &OwnedFd) -> Result<FileStat> {

@@ -60,7 +60,9 @@ impl<'de> Visitor<'de> for StrictVisitor {
         Ok(Value::from(v))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> std::result::Result<Value, E> {
-        serde_json::Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom(format!("number {v} is out of range")))
+        serde_json::Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom(format!("number {v} is out of range")))
     }
     fn visit_str<E>(self, v: &str) -> std::result::Result<Value, E> {
         Ok(Value::String(v.to_string()))
@@ -183,7 +185,10 @@ fn spec_fields(spec: &PodSpec) -> Result<()> {
         id_range("spec.securityContext.runAsGroup", sc.run_as_group)?;
         let groups = sc.supplemental_groups.as_deref().unwrap_or(&[]);
         if groups.len() > MAX_GROUPS {
-            return Err(bad("spec.securityContext.supplementalGroups", format!("{} groups: at most {MAX_GROUPS} (NGROUPS_MAX)", groups.len())));
+            return Err(bad(
+                "spec.securityContext.supplementalGroups",
+                format!("{} groups: at most {MAX_GROUPS} (NGROUPS_MAX)", groups.len()),
+            ));
         }
         for (i, g) in groups.iter().enumerate() {
             id_range(&format!("spec.securityContext.supplementalGroups[{i}]"), Some(*g))?;
@@ -409,7 +414,8 @@ mod tests {
         super::super::manifest::parse(yaml).map(|m| m.pod)
     }
 
-    const BASE: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: /r\n    command: [sh]\n";
+    const BASE: &str =
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: /r\n    command: [sh]\n";
 
     fn with_spec(extra: &str) -> String {
         format!("{BASE}{extra}")
