@@ -54,6 +54,8 @@ pub fn receive_master_on(sock: std::os::fd::BorrowedFd<'_>) -> Result<OwnedFd> {
 pub struct Proxy {
     saved: Option<Termios>,
     output: Option<JoinHandle<()>>,
+    /// Kept to apply our terminal's size changes (SIGWINCH).
+    master: OwnedFd,
 }
 
 impl Proxy {
@@ -67,6 +69,7 @@ impl Proxy {
             copy_window_size(stdin.as_raw_fd(), master.as_raw_fd());
         }
         let mut reader = std::fs::File::from(master.try_clone().sys_context(|| "dup pty master".into())?);
+        let resize = master.try_clone().sys_context(|| "dup pty master".into())?;
         let mut writer = std::fs::File::from(master);
         // Input: runs until hull exits (a blocked read on stdin is harmless).
         std::thread::spawn(move || {
@@ -89,7 +92,23 @@ impl Proxy {
                 let _ = out.flush();
             }
         });
-        Ok(Proxy { saved, output: Some(output) })
+        Ok(Proxy { saved, output: Some(output), master: resize })
+    }
+
+    /// Wait for the foreground process with this proxy following our
+    /// terminal's size.
+    pub fn wait(proxy: Option<&Proxy>, pid: i32, set: &nix::sys::signal::SigSet) -> i32 {
+        match proxy {
+            Some(p) => super::wait::wait_forwarding_with(pid, set, Some(&|| p.resize_from_stdin())),
+            None => super::wait::wait_forwarding(pid, set),
+        }
+    }
+
+    /// Our terminal changed size (SIGWINCH): give the container's the same.
+    pub fn resize_from_stdin(&self) {
+        if self.saved.is_some() {
+            copy_window_size(std::io::stdin().as_raw_fd(), self.master.as_raw_fd());
+        }
     }
 
     /// Let the output drain after the process exited (bounded: a leftover
