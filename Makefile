@@ -7,7 +7,8 @@
 #                  and an OCI image layout from it (target/fixtures/image-layout)
 #   make test      setup + fixtures, then cargo test
 #   make bench     hull vs runc vs crun benchmark (BENCH_ITERS=100 by default),
-#                  then image pull + unpack: hull vs containerd's ctr
+#                  then image pull + unpack: hull vs containerd's ctr, then
+#                  the CRI: hull daemon vs containerd's CRI plugin
 #   make demo      run the example pod (examples/pod.yaml) with target/release/hull
 #   make clean     cargo clean + remove generated fixtures
 
@@ -83,6 +84,8 @@ test: setup fixtures
 bench: setup fixtures build
 	tests/bench/bench.sh
 	HULL=$(HULL) tests/bench/image_bench.sh
+	$(CARGO) build --release --example cri_bench
+	HULL=$(HULL) tests/bench/cri_bench.sh
 
 demo: setup fixtures build
 	HULL=$(HULL) HULL_TEST_ROOTFS=$(ROOTFS) examples/demo.sh
