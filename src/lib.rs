@@ -16,6 +16,8 @@
 //! - [`seccomp`]: seccomp profiles compiled with libseccomp, and the built-in
 //!   default profile.
 //! - [`image`]: image references, store, layer unpacking, registry pulls.
+//! - [`stream`]: the streaming protocols (SPDY/3.1 framing) behind exec,
+//!   attach and port-forward.
 pub mod cgroups;
 pub mod cli;
 pub mod cri;
@@ -29,5 +31,6 @@ pub mod oci;
 pub mod pod;
 pub mod runtime;
 pub mod seccomp;
+pub mod stream;
 
 pub use error::{Error, Result};

@@ -240,3 +240,60 @@ fn foreground_exec_with_tty_proxies_the_pty() {
     assert_eq!(o.status.code(), Some(6), "{}", show(&o));
     assert!(s(&o.stdout).contains("/dev/pts/"), "{}", show(&o));
 }
+
+/// `exec -t` as a user at a terminal runs it: hull's terminal goes raw for
+/// the session and comes back as it was, and a resize of it (SIGWINCH)
+/// reaches the container's terminal.
+#[test]
+fn interactive_exec_follows_resizes_and_restores_the_terminal() {
+    if !require_root() {
+        return;
+    }
+    use nix::sys::termios::{tcgetattr, LocalFlags};
+    use std::os::unix::process::CommandExt;
+    let mut env = TestEnv::new("tty-winch");
+    env.sh("sleep 30");
+    env.write_config();
+    env.start_running();
+    let size = |rows, cols| libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    let pty = nix::pty::openpty(Some(&size(24, 80)), None).unwrap();
+    let before = tcgetattr(&pty.slave).unwrap();
+    assert!(before.local_flags.contains(LocalFlags::ICANON | LocalFlags::ECHO));
+    let mut cmd = env.cmd(&["exec", "-t", &env.id, "sh", "-c", "stty size; read x; stty size"]);
+    cmd.stdin(pty.slave.try_clone().unwrap()).stdout(pty.slave.try_clone().unwrap()).stderr(pty.slave.try_clone().unwrap());
+    // SAFETY: setsid and TIOCSCTTY are async-signal-safe: the pty slave
+    // becomes hull's controlling terminal, as a login shell's would be.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let first = read_master(pty.master.try_clone().unwrap(), "24 80");
+    assert!(first.contains("24 80"), "{first:?}");
+    // The user's terminal grows: the kernel signals hull (its foreground
+    // process), which resizes the container's terminal.
+    let big = size(33, 101);
+    // SAFETY: TIOCSWINSZ reads the winsize on our stack.
+    assert_eq!(unsafe { libc::ioctl(pty.master.as_raw_fd(), libc::TIOCSWINSZ, &big) }, 0);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut m = std::fs::File::from(pty.master.try_clone().unwrap());
+    std::io::Write::write_all(&mut m, b"\n").unwrap();
+    let second = read_master(pty.master.try_clone().unwrap(), "33 101");
+    assert!(second.contains("33 101"), "{second:?}");
+    let deadline = Instant::now() + WAIT_TIMEOUT;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "hull exec -t did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    let after = tcgetattr(&pty.slave).unwrap();
+    assert_eq!(after.local_flags, before.local_flags, "the terminal's mode is restored");
+    assert_eq!(after.input_flags, before.input_flags);
+}

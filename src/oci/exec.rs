@@ -191,7 +191,7 @@ pub fn exec(root: &StateRoot, opts: &ExecOptions) -> Result<i32> {
     }
     let set = super::wait::block_signals();
     let proxy = receiver.map(|r| r.receive_master().and_then(super::tty_proxy::Proxy::start)).transpose()?;
-    let code = super::wait::wait_forwarding(pid, &set);
+    let code = super::tty_proxy::Proxy::wait(proxy.as_ref(), pid, &set);
     if let Some(p) = proxy {
         p.finish(std::time::Duration::from_secs(1));
     }

@@ -59,7 +59,7 @@ pub fn run(root: &StateRoot, opts: &CreateOptions, detach: bool) -> Result<i32> 
         return Err(e);
     }
     let Some(set) = set else { return Ok(0) };
-    let code = wait::wait_forwarding(rec.pid, &set);
+    let code = tty_proxy::Proxy::wait(proxy.as_ref(), rec.pid, &set);
     if let Some(p) = proxy {
         p.finish(std::time::Duration::from_secs(1));
     }

@@ -26,21 +26,27 @@ pub fn console_pair() -> Result<(ConsoleReceiver, OwnedFd)> {
 impl ConsoleReceiver {
     /// The pty master the container's init (or exec'd process) sent.
     pub fn receive_master(&self) -> Result<OwnedFd> {
-        let mut name = [0u8; 256];
-        let mut iov = [IoSliceMut::new(&mut name)];
-        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let msg = recvmsg::<()>(self.ours.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
-            .sys_context(|| "receive pty master".into())?;
-        for c in msg.cmsgs().sys_context(|| "pty master message".into())? {
-            if let ControlMessageOwned::ScmRights(fds) = c {
-                if let Some(fd) = fds.first() {
-                    // SAFETY: the kernel just installed this fd for us.
-                    return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
-                }
+        receive_master_on(self.ours.as_fd())
+    }
+}
+
+/// Receive the pty master sent (with SCM_RIGHTS) on a connected unix
+/// socket, as a console socket's listener does.
+pub fn receive_master_on(sock: std::os::fd::BorrowedFd<'_>) -> Result<OwnedFd> {
+    let mut name = [0u8; 256];
+    let mut iov = [IoSliceMut::new(&mut name)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
+        .sys_context(|| "receive pty master".into())?;
+    for c in msg.cmsgs().sys_context(|| "pty master message".into())? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(fd) = fds.first() {
+                // SAFETY: the kernel just installed this fd for us.
+                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
             }
         }
-        Err(Error::Init("no pty master received".into()))
     }
+    Err(Error::Init("no pty master received".into()))
 }
 
 /// A running copy between our stdio and the pty; restores the terminal
@@ -48,6 +54,8 @@ impl ConsoleReceiver {
 pub struct Proxy {
     saved: Option<Termios>,
     output: Option<JoinHandle<()>>,
+    /// Kept to apply our terminal's size changes (SIGWINCH).
+    master: OwnedFd,
 }
 
 impl Proxy {
@@ -61,6 +69,7 @@ impl Proxy {
             copy_window_size(stdin.as_raw_fd(), master.as_raw_fd());
         }
         let mut reader = std::fs::File::from(master.try_clone().sys_context(|| "dup pty master".into())?);
+        let resize = master.try_clone().sys_context(|| "dup pty master".into())?;
         let mut writer = std::fs::File::from(master);
         // Input: runs until hull exits (a blocked read on stdin is harmless).
         std::thread::spawn(move || {
@@ -83,7 +92,23 @@ impl Proxy {
                 let _ = out.flush();
             }
         });
-        Ok(Proxy { saved, output: Some(output) })
+        Ok(Proxy { saved, output: Some(output), master: resize })
+    }
+
+    /// Wait for the foreground process with this proxy following our
+    /// terminal's size.
+    pub fn wait(proxy: Option<&Proxy>, pid: i32, set: &nix::sys::signal::SigSet) -> i32 {
+        match proxy {
+            Some(p) => super::wait::wait_forwarding_with(pid, set, Some(&|| p.resize_from_stdin())),
+            None => super::wait::wait_forwarding(pid, set),
+        }
+    }
+
+    /// Our terminal changed size (SIGWINCH): give the container's the same.
+    pub fn resize_from_stdin(&self) {
+        if self.saved.is_some() {
+            copy_window_size(std::io::stdin().as_raw_fd(), self.master.as_raw_fd());
+        }
     }
 
     /// Let the output drain after the process exited (bounded: a leftover

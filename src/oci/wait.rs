@@ -64,6 +64,14 @@ pub fn block_signals() -> SigSet {
 /// other children on the way and forwarding signals to it. Returns its
 /// exit code.
 pub fn wait_forwarding(pid: i32, set: &SigSet) -> i32 {
+    wait_forwarding_with(pid, set, None)
+}
+
+/// [`wait_forwarding`], with SIGWINCH handed to `on_winch` instead of being
+/// forwarded: a foreground terminal proxy copies the new size onto the
+/// container's pty, and the kernel then signals the container's foreground
+/// process group itself.
+pub fn wait_forwarding_with(pid: i32, set: &SigSet, on_winch: Option<&dyn Fn()>) -> i32 {
     let target = Pid::from_raw(pid);
     loop {
         // Reap everything that has exited; stop when the target has.
@@ -89,6 +97,7 @@ pub fn wait_forwarding(pid: i32, set: &SigSet) -> i32 {
         }
         match set.wait() {
             Ok(Signal::SIGCHLD) => {}
+            Ok(Signal::SIGWINCH) if on_winch.is_some() => on_winch.map_or((), |f| f()),
             Ok(sig) => {
                 let _ = nix::sys::signal::kill(target, sig);
             }

@@ -1,0 +1,510 @@
+//! The streaming server against real containers, with test clients that
+//! speak the protocols as crictl and the kubelet do: SPDY/3.1 (frames and
+//! zlib header blocks from hull's own codec, driven by hand here, so the
+//! client shares no connection code with the server) and WebSocket.
+//! Needs root.
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::*;
+use hull::stream::exec::ExecTarget;
+use hull::stream::portforward::PortForwardTarget;
+use hull::stream::server::{Config, Server, Target};
+use hull::stream::spdy::frame::{self, Frame};
+use hull::stream::spdy::headers::{HeaderDecoder, HeaderEncoder, Headers};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const T: Duration = Duration::from_secs(20);
+
+fn can_run() -> bool {
+    if !require_root() {
+        return false;
+    }
+    rootfs();
+    true
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+/// A running container to exec in, and a server to reach it through.
+struct Fixture {
+    env: TestEnv,
+    server: Server,
+    _work: tempfile::TempDir,
+}
+
+impl Fixture {
+    async fn new(name: &str, script: &str, edit: impl FnOnce(&mut TestEnv)) -> Fixture {
+        let mut env = TestEnv::new(name);
+        env.sh(script);
+        edit(&mut env);
+        env.start_running();
+        let work = tempfile::tempdir().unwrap();
+        let mut cfg = Config::new(work.path().to_path_buf());
+        cfg.token_ttl = Duration::from_secs(5);
+        let server = Server::start(cfg).await.unwrap();
+        Fixture { env, server, _work: work }
+    }
+
+    fn exec_url(&self, cmd: &[&str], tty: bool, stdin: bool) -> String {
+        self.server
+            .issue(Target::Exec(ExecTarget {
+                hull: runtime(),
+                state_root: self.env.root.path().to_path_buf(),
+                container: self.env.id.clone(),
+                cmd: cmd.iter().map(|s| s.to_string()).collect(),
+                tty,
+                stdin,
+                stdout: true,
+                stderr: !tty,
+            }))
+            .unwrap()
+    }
+}
+
+/// Split "http://host:port/path" into address and path.
+fn split_url(url: &str) -> (String, String) {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (addr, path) = rest.split_once('/').unwrap();
+    (addr.to_string(), format!("/{path}"))
+}
+
+/// Send an upgrade request; returns the status line's code, the response
+/// headers, the connection and any bytes read past the headers.
+async fn upgrade(url: &str, extra: &[(&str, &str)]) -> (u16, HashMap<String, String>, TcpStream, Vec<u8>) {
+    let (addr, path) = split_url(url);
+    let mut tcp = TcpStream::connect(&addr).await.unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n");
+    for (k, v) in extra {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let end = loop {
+        let n = tokio::time::timeout(T, tcp.read(&mut chunk)).await.unwrap().unwrap();
+        assert!(n > 0, "server closed during the handshake: {}", String::from_utf8_lossy(&buf));
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (code, headers, tcp, buf[end..].to_vec())
+}
+
+/// A hand-driven SPDY client.
+struct Client {
+    tcp: TcpStream,
+    buf: Vec<u8>,
+    enc: HeaderEncoder,
+    dec: HeaderDecoder,
+    next_id: u32,
+}
+
+impl Client {
+    async fn connect(url: &str, protocol: &str) -> Client {
+        let (code, headers, tcp, buf) = upgrade(url, &[("X-Stream-Protocol-Version", protocol)]).await;
+        assert_eq!(code, 101, "{headers:?}");
+        assert_eq!(headers.get("x-stream-protocol-version").map(String::as_str), Some(protocol));
+        Client { tcp, buf, enc: HeaderEncoder::new(), dec: HeaderDecoder::new(), next_id: 1 }
+    }
+
+    async fn send(&mut self, f: Frame) {
+        let mut b = Vec::new();
+        frame::encode(&f, &mut b).unwrap();
+        // Window updates may race with the server closing after the last
+        // frame, as with any client; everything else must go through.
+        let r = self.tcp.write_all(&b).await;
+        if !matches!(f, Frame::WindowUpdate { .. }) {
+            r.unwrap();
+        }
+    }
+
+    async fn open(&mut self, pairs: &[(&str, &str)]) -> u32 {
+        let id = self.next_id;
+        self.next_id += 2;
+        let mut h = Headers::default();
+        for (k, v) in pairs {
+            h.push(k, *v);
+        }
+        let headers = self.enc.encode(&h).unwrap();
+        self.send(Frame::SynStream { stream_id: id, associated_to: 0, priority: 0, fin: false, unidirectional: false, headers })
+            .await;
+        id
+    }
+
+    /// The next frame (SYN_REPLY header blocks are decoded to keep the
+    /// zlib stream in step); `None` when the server closed.
+    async fn next(&mut self) -> Option<Frame> {
+        loop {
+            if let Some((f, n)) = frame::decode(&self.buf, frame::MAX_LENGTH).unwrap() {
+                self.buf.drain(..n);
+                if let Frame::SynReply { headers, .. } = &f {
+                    self.dec.decode(headers).unwrap();
+                }
+                return Some(f);
+            }
+            let mut chunk = vec![0u8; 64 * 1024];
+            let n = tokio::time::timeout(T, self.tcp.read(&mut chunk)).await.expect("server silent").ok()?;
+            if n == 0 {
+                return None;
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Collect data per stream until `until` is finished (FIN) by the
+    /// server, giving window back as data arrives.
+    async fn collect(&mut self, until: u32) -> HashMap<u32, Vec<u8>> {
+        let mut got: HashMap<u32, Vec<u8>> = HashMap::new();
+        loop {
+            match self.next().await {
+                None => panic!("connection closed before stream {until} finished; got {got:?}"),
+                Some(Frame::Data { stream_id, fin, data }) => {
+                    if !data.is_empty() {
+                        let n = data.len() as u32;
+                        self.send(Frame::WindowUpdate { stream_id, delta: n }).await;
+                        self.send(Frame::WindowUpdate { stream_id: 0, delta: n }).await;
+                    }
+                    got.entry(stream_id).or_default().extend_from_slice(&data);
+                    if fin && stream_id == until {
+                        return got;
+                    }
+                }
+                Some(Frame::RstStream { stream_id, status }) => panic!("stream {stream_id} reset ({status})"),
+                Some(_) => {}
+            }
+        }
+    }
+}
+
+fn status_json(b: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(b).unwrap_or_else(|e| panic!("status {:?}: {e}", String::from_utf8_lossy(b)))
+}
+
+#[test]
+fn spdy_exec_output_exit_code_and_stdin() {
+    if !can_run() {
+        return;
+    }
+    rt().block_on(async {
+        let f = Fixture::new("stream-spdy-exec", "exec sleep 1000", |_| {}).await;
+        let url = f.exec_url(&["sh", "-c", "echo out; echo err >&2; exit 3"], false, false);
+        let mut c = Client::connect(&url, "v4.channel.k8s.io").await;
+        let error = c.open(&[("streamType", "error")]).await;
+        let stdout = c.open(&[("streamType", "stdout")]).await;
+        let stderr = c.open(&[("streamType", "stderr")]).await;
+        let got = c.collect(error).await;
+        assert_eq!(got.get(&stdout).map(|v| v.as_slice()), Some(&b"out\n"[..]));
+        assert_eq!(got.get(&stderr).map(|v| v.as_slice()), Some(&b"err\n"[..]));
+        let st = status_json(&got[&error]);
+        assert_eq!(st["status"], "Failure");
+        assert_eq!(st["reason"], "NonZeroExitCode");
+        assert_eq!(st["details"]["causes"][0]["message"], "3");
+
+        // stdin to cat, then EOF (FIN): cat's output and a Success status.
+        let url = f.exec_url(&["cat"], false, true);
+        let mut c = Client::connect(&url, "v4.channel.k8s.io").await;
+        let error = c.open(&[("streamType", "error")]).await;
+        let stdin = c.open(&[("streamType", "stdin")]).await;
+        let stdout = c.open(&[("streamType", "stdout")]).await;
+        let stderr = c.open(&[("streamType", "stderr")]).await;
+        c.send(Frame::Data { stream_id: stdin, fin: false, data: b"hello ".to_vec() }).await;
+        c.send(Frame::Data { stream_id: stdin, fin: true, data: b"world".to_vec() }).await;
+        let got = c.collect(error).await;
+        assert_eq!(got.get(&stdout).map(|v| v.as_slice()), Some(&b"hello world"[..]));
+        assert!(got.get(&stderr).is_none_or(|v| v.is_empty()));
+        assert_eq!(status_json(&got[&error])["status"], "Success");
+    });
+}
+
+#[test]
+fn spdy_exec_ten_megabytes_intact_and_v2_protocol() {
+    if !can_run() {
+        return;
+    }
+    rt().block_on(async {
+        let f = Fixture::new("stream-spdy-big", "exec sleep 1000", |_| {}).await;
+        let url = f.exec_url(&["sh", "-c", "dd if=/dev/zero bs=65536 count=160 2>/dev/null | tr '\\0' x"], false, false);
+        let mut c = Client::connect(&url, "v4.channel.k8s.io").await;
+        let error = c.open(&[("streamType", "error")]).await;
+        let stdout = c.open(&[("streamType", "stdout")]).await;
+        let _stderr = c.open(&[("streamType", "stderr")]).await;
+        let got = c.collect(error).await;
+        let out = &got[&stdout];
+        assert_eq!(out.len(), 10 * 1024 * 1024);
+        assert!(out.iter().all(|b| *b == b'x'));
+
+        // An older protocol: the error stream carries plain text, empty on success.
+        let url = f.exec_url(&["sh", "-c", "exit 0"], false, false);
+        let mut c = Client::connect(&url, "v2.channel.k8s.io").await;
+        let error = c.open(&[("streamType", "error")]).await;
+        c.open(&[("streamType", "stdout")]).await;
+        c.open(&[("streamType", "stderr")]).await;
+        let got = c.collect(error).await;
+        assert!(got.get(&error).is_none_or(|v| v.is_empty()), "{got:?}");
+    });
+}
+
+#[test]
+fn spdy_exec_with_a_tty_sees_resize() {
+    if !can_run() {
+        return;
+    }
+    rt().block_on(async {
+        let f = Fixture::new("stream-spdy-tty", "exec sleep 1000", |_| {}).await;
+        let url = f.exec_url(&["sh", "-c", "sleep 1; stty size; tty"], true, false);
+        let mut c = Client::connect(&url, "v4.channel.k8s.io").await;
+        let error = c.open(&[("streamType", "error")]).await;
+        let stdout = c.open(&[("streamType", "stdout")]).await;
+        let resize = c.open(&[("streamType", "resize")]).await;
+        c.send(Frame::Data { stream_id: resize, fin: false, data: br#"{"Width":101,"Height":33}"#.to_vec() }).await;
+        let got = c.collect(error).await;
+        let out = String::from_utf8_lossy(&got[&stdout]).to_string();
+        assert!(out.contains("33 101"), "{out:?}");
+        assert!(out.contains("/dev/pts/"), "{out:?}");
+        assert_eq!(status_json(&got[&error])["status"], "Success");
+    });
+}
+
+#[test]
+fn tokens_are_single_use_bound_and_checked() {
+    if !can_run() {
+        return;
+    }
+    rt().block_on(async {
+        let f = Fixture::new("stream-tokens", "exec sleep 1000", |_| {}).await;
+        let url = f.exec_url(&["true"], false, false);
+        // Bound to its kind: the exec token is not a port-forward token.
+        let wrong = url.replace("/exec/", "/portforward/");
+        assert_eq!(upgrade(&wrong, &[("X-Stream-Protocol-Version", "portforward.k8s.io")]).await.0, 404);
+        let (code, ..) = upgrade(&url, &[("X-Stream-Protocol-Version", "v4.channel.k8s.io")]).await;
+        assert_eq!(code, 101);
+        // Used once: gone.
+        assert_eq!(upgrade(&url, &[("X-Stream-Protocol-Version", "v4.channel.k8s.io")]).await.0, 404);
+        // No protocol in common: refused, and the token is spent.
+        let url = f.exec_url(&["true"], false, false);
+        assert_eq!(upgrade(&url, &[("X-Stream-Protocol-Version", "v9.channel.k8s.io")]).await.0, 403);
+        // Unknown paths and tokens.
+        let base = f.server.base_url().to_string();
+        assert_eq!(upgrade(&format!("{base}/nosuch/x"), &[]).await.0, 404);
+        assert_eq!(upgrade(&format!("{base}/exec/0123"), &[]).await.0, 404);
+        // Expired (the fixture's tokens live 5 s).
+        let url = f.exec_url(&["true"], false, false);
+        tokio::time::sleep(Duration::from_millis(5500)).await;
+        assert_eq!(upgrade(&url, &[("X-Stream-Protocol-Version", "v4.channel.k8s.io")]).await.0, 404);
+    });
+}
+
+#[test]
+fn a_vanished_client_leaves_no_process() {
+    if !can_run() {
+        return;
+    }
+    rt().block_on(async {
+        let f = Fixture::new("stream-vanish", "exec sleep 1000", |_| {}).await;
+        let url = f.exec_url(&["sh", "-c", "echo started; exec sleep 777"], false, false);
+        let mut c = Client::connect(&url, "v4.channel.k8s.io").await;
+        c.open(&[("streamType", "error")]).await;
+        let stdout = c.open(&[("streamType", "stdout")]).await;
+        c.open(&[("streamType", "stderr")]).await;
+        loop {
+            match c.next().await {
+                Some(Frame::Data { stream_id, data, .. }) if stream_id == stdout && data.starts_with(b"started") => break,
+                Some(_) => {}
+                None => panic!("closed"),
+            }
+        }
+        let sleeping = || {
+            std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+                std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x00777\x00")
+            })
+        };
+        // "started" comes just before the shell execs sleep.
+        wait_for("the exec'd sleep to run", Duration::from_secs(10), sleeping);
+        drop(c);
+        wait_for("the exec'd sleep to be killed", Duration::from_secs(10), || !sleeping());
+    });
+}
+
+#[test]
+fn websocket_exec_v5_with_stdin_close_and_v4() {
+    if !can_run() {
+        return;
+    }
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+    rt().block_on(async {
+        let f = Fixture::new("stream-ws-exec", "exec sleep 1000", |_| {}).await;
+        for proto in ["v5.channel.k8s.io", "v4.channel.k8s.io"] {
+            let script = if proto.starts_with("v5") { "cat; exit 4" } else { "echo v4; exit 4" };
+            let url = f.exec_url(&["sh", "-c", script], false, proto.starts_with("v5"));
+            let (addr, _) = split_url(&url);
+            let mut req = url.replace("http://", "ws://").into_client_request().unwrap();
+            req.headers_mut().insert("Sec-WebSocket-Protocol", proto.parse().unwrap());
+            let tcp = TcpStream::connect(&addr).await.unwrap();
+            let (mut ws, resp) = tokio_tungstenite::client_async(req, tcp).await.unwrap();
+            assert_eq!(resp.headers()["sec-websocket-protocol"], proto);
+            if proto.starts_with("v5") {
+                ws.send(Message::binary(b"\x00piped".to_vec())).await.unwrap();
+                ws.send(Message::binary(vec![255, 0])).await.unwrap();
+            }
+            let mut chans: HashMap<u8, Vec<u8>> = HashMap::new();
+            let mut closed = Vec::new();
+            while let Some(Ok(m)) = tokio::time::timeout(T, ws.next()).await.unwrap() {
+                match m {
+                    Message::Binary(b) if b[0] == 255 => closed.push(b[1]),
+                    Message::Binary(b) => chans.entry(b[0]).or_default().extend_from_slice(&b[1..]),
+                    Message::Close(_) => break,
+                    _ => {}
+                }
+            }
+            let want = if proto.starts_with("v5") { &b"piped"[..] } else { &b"v4\n"[..] };
+            assert_eq!(chans.get(&1).map(|v| v.as_slice()), Some(want), "{proto}");
+            let st = status_json(&chans[&3]);
+            assert_eq!(st["details"]["causes"][0]["message"], "4", "{proto}");
+            if proto.starts_with("v5") {
+                assert!(closed.contains(&3), "v5 signals the error channel's close: {closed:?}");
+            }
+        }
+    });
+}
+
+#[test]
+fn port_forward_over_spdy_and_websocket() {
+    if !can_run() {
+        return;
+    }
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+    rt().block_on(async {
+        let net_admin = |env: &mut TestEnv| {
+            for set in ["bounding", "effective", "permitted"] {
+                env.config["process"]["capabilities"][set].as_array_mut().unwrap().push(json!("CAP_NET_ADMIN"));
+            }
+        };
+        let f = Fixture::new(
+            "stream-pf",
+            "ip link set lo up && while true; do echo hello-pf | nc -l -p 8080; done",
+            net_admin,
+        )
+        .await;
+        let netns = std::path::PathBuf::from(format!("/proc/{}/ns/net", f.env.pid()));
+        let target = || Target::PortForward(PortForwardTarget { netns: netns.clone(), ports: vec![8080] });
+        // Wait for the listener (nc starts after ip).
+        tokio::time::sleep(Duration::from_millis(500)).await;
+
+        let url = f.server.issue(target()).unwrap();
+        let mut c = Client::connect(&url, "portforward.k8s.io").await;
+        // Two requests on one connection: a refused port and the open one.
+        let err_bad = c.open(&[("streamType", "error"), ("port", "8089"), ("requestID", "0")]).await;
+        let _data_bad = c.open(&[("streamType", "data"), ("port", "8089"), ("requestID", "0")]).await;
+        let got = c.collect(err_bad).await;
+        let msg = String::from_utf8_lossy(&got[&err_bad]).to_string();
+        assert!(msg.contains("8089") && msg.to_lowercase().contains("refused"), "{msg}");
+        let err = c.open(&[("streamType", "error"), ("port", "8080"), ("requestID", "1")]).await;
+        let data = c.open(&[("streamType", "data"), ("port", "8080"), ("requestID", "1")]).await;
+        let mut got = Vec::new();
+        while !got.ends_with(b"\n") {
+            match c.next().await {
+                Some(Frame::Data { stream_id, data: d, .. }) if stream_id == data => got.extend_from_slice(&d),
+                Some(Frame::RstStream { stream_id, status }) => panic!("stream {stream_id} reset ({status})"),
+                Some(_) => {}
+                None => panic!("closed"),
+            }
+        }
+        assert_eq!(got, b"hello-pf\n");
+        // The client's FIN on the data stream ends the forwarded connection,
+        // and with it the request's error stream.
+        c.send(Frame::Data { stream_id: data, fin: true, data: vec![] }).await;
+        let rest = c.collect(err).await;
+        assert!(rest.get(&err).is_none_or(|v| v.is_empty()), "{rest:?}");
+
+        // WebSocket, v4.portforward.k8s.io: port-prefixed channels 0 and 1
+        // (after the container's loop has started its next nc).
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let url = f.server.issue(target()).unwrap();
+        let (addr, _) = split_url(&url);
+        let mut req = format!("{}?port=8080", url.replace("http://", "ws://")).into_client_request().unwrap();
+        req.headers_mut().insert("Sec-WebSocket-Protocol", "v4.portforward.k8s.io".parse().unwrap());
+        let tcp = TcpStream::connect(&addr).await.unwrap();
+        let (mut ws, _) = tokio_tungstenite::client_async(req, tcp).await.unwrap();
+        let mut data = Vec::new();
+        let mut first = HashMap::new();
+        while let Some(Ok(m)) = tokio::time::timeout(T, ws.next()).await.unwrap() {
+            if let Message::Binary(b) = m {
+                if !first.contains_key(&b[0]) {
+                    first.insert(b[0], b[1..].to_vec());
+                } else if b[0] == 1 {
+                    panic!("port-forward error: {}", String::from_utf8_lossy(&b[1..]));
+                } else if b[0] == 0 {
+                    data.extend_from_slice(&b[1..]);
+                    if data.ends_with(b"\n") {
+                        break;
+                    }
+                }
+            }
+        }
+        assert_eq!(first[&0], 8080u16.to_le_bytes());
+        assert_eq!(first[&1], 8080u16.to_le_bytes());
+        assert_eq!(data, b"hello-pf\n");
+    });
+}
+
+#[test]
+fn fifty_concurrent_execs_leave_nothing_behind() {
+    if !can_run() {
+        return;
+    }
+    rt().block_on(async {
+        let f = Fixture::new("stream-fifty", "exec sleep 1000", |_| {}).await;
+        let mut tasks = Vec::new();
+        for i in 0..50 {
+            let url = f.exec_url(&["echo", &format!("n{i}")], false, false);
+            tasks.push(tokio::spawn(async move {
+                let mut c = Client::connect(&url, "v4.channel.k8s.io").await;
+                let error = c.open(&[("streamType", "error")]).await;
+                let stdout = c.open(&[("streamType", "stdout")]).await;
+                c.open(&[("streamType", "stderr")]).await;
+                let got = c.collect(error).await;
+                (String::from_utf8_lossy(&got[&stdout]).to_string(), status_json(&got[&error])["status"].clone())
+            }));
+        }
+        for (i, t) in tasks.into_iter().enumerate() {
+            let (out, status) = t.await.unwrap();
+            assert_eq!(out, format!("n{i}\n"));
+            assert_eq!(status, "Success");
+        }
+        let id = f.env.id.clone();
+        let execs = || {
+            std::fs::read_dir("/proc").unwrap().flatten().filter(|e| {
+                std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                    let c = String::from_utf8_lossy(&c).to_string();
+                    c.contains("\0exec\0") && c.contains(&id)
+                })
+            }).count()
+        };
+        wait_for("every hull exec to end", Duration::from_secs(10), || execs() == 0);
+        // Per-session files are gone too.
+        wait_for("session dirs removed", Duration::from_secs(10), || {
+            std::fs::read_dir(f._work.path()).unwrap().next().is_none()
+        });
+    });
+}
