@@ -1047,7 +1047,14 @@ async fn resources_stats_oom_and_events() {
     let limit = sh(&mut rt, &busy, "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max").await;
     assert_eq!(limit.trim(), (96u64 << 20).to_string());
 
-    // Stats: CPU in core-nanoseconds, then nano-cores from two samples.
+    // Stats: CPU in core-nanoseconds, then nano-cores from two samples;
+    // the writable layer holds what the container wrote.
+    sh(
+        &mut rt,
+        &busy,
+        "dd if=/dev/zero of=/written bs=1024 count=2048 2>/dev/null; mkdir /d1 /d2",
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let s1 = rt
         .container_stats(cri::ContainerStatsRequest {
@@ -1088,6 +1095,12 @@ async fn resources_stats_oom_and_events() {
             .name,
         "busy"
     );
+    let layer = s1.writable_layer.as_ref().expect("writable layer stats");
+    assert!(
+        layer.used_bytes.as_ref().unwrap().value >= 2 << 20,
+        "{layer:?}"
+    );
+    assert!(layer.inodes_used.as_ref().unwrap().value >= 3, "{layer:?}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let all = rt
         .list_container_stats(cri::ListContainerStatsRequest { filter: None })
@@ -1407,5 +1420,122 @@ async fn cni_pod_ip_and_host_port() {
         !rules.contains(&format!("--dport {hp} ")) && !rules.contains(&format!("--dports {hp}")),
         "portmap rule left"
     );
+    assert!(mounts_under(&d).is_empty());
+}
+
+/// SIGTERM while an ExecSync runs: the RPC finishes with its output, the
+/// daemon exits 0, and the container keeps running without it.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_finishes_rpcs_in_flight_and_leaves_containers() {
+    let Some(mut d) = daemon() else { return };
+    let mut rt = d.runtime().await;
+    let cfg = pod_config("term", &d);
+    let Some(pod) = run_pod(&mut rt, cfg.clone()).await else {
+        return;
+    };
+    let id = start_container(
+        &mut rt,
+        &pod,
+        container_config("c", &["sleep", "1000"]),
+        &cfg,
+    )
+    .await;
+    let info = rt
+        .container_status(cri::ContainerStatusRequest {
+            container_id: id.clone(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let pid = serde_json::from_str::<serde_json::Value>(&info.info["info"]).unwrap()["pid"]
+        .as_i64()
+        .expect("pid") as i32;
+    let mut c = rt.clone();
+    let id2 = id.clone();
+    let in_flight = tokio::spawn(async move {
+        exec(&mut c, &id2, &["sh", "-c", "sleep 2; echo finished"], 20).await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let exit = tokio::task::block_in_place(|| d.terminate());
+    assert!(exit.success(), "{exit}: {}", d.log());
+    let r = in_flight
+        .await
+        .unwrap()
+        .expect("the RPC in flight finished");
+    assert_eq!(r.stdout, b"finished\n");
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "the container runs on without the daemon"
+    );
+    d.restart();
+    let mut rt = d.runtime().await;
+    assert_eq!(
+        status(&mut rt, &id).await.state,
+        cri::ContainerState::ContainerRunning as i32
+    );
+    remove_pod(&mut rt, &pod).await;
+}
+
+/// A container's security context as the kubelet sends it: user and
+/// groups, capabilities by Kubernetes names (no CAP_ prefix) with ALL
+/// dropped, a read-only rootfs, no_new_privs, sysctls of the pod.
+#[tokio::test(flavor = "multi_thread")]
+async fn security_context_reaches_the_process() {
+    let Some(d) = daemon() else { return };
+    let mut rt = d.runtime().await;
+    let mut cfg = pod_config("sec", &d);
+    cfg.linux.as_mut().unwrap().sysctls = HashMap::from([(
+        "net.ipv4.ip_unprivileged_port_start".to_string(),
+        "80".to_string(),
+    )]);
+    let Some(pod) = run_pod(&mut rt, cfg.clone()).await else {
+        return;
+    };
+    let mut c = container_config("locked", &["sleep", "1000"]);
+    let sc = c.linux.as_mut().unwrap().security_context.as_mut().unwrap();
+    sc.run_as_user = Some(cri::Int64Value { value: 1000 });
+    sc.run_as_group = Some(cri::Int64Value { value: 3000 });
+    sc.supplemental_groups = vec![4000];
+    sc.readonly_rootfs = true;
+    sc.no_new_privs = true;
+    sc.capabilities = Some(cri::Capability {
+        add_capabilities: vec!["NET_BIND_SERVICE".into()],
+        drop_capabilities: vec!["ALL".into()],
+        ..Default::default()
+    });
+    sc.masked_paths = vec!["/proc/kcore".into()];
+    sc.readonly_paths = vec!["/proc/sys".into()];
+    let id = start_container(&mut rt, &pod, c, &cfg).await;
+    let ids = sh(&mut rt, &id, "id -u; id -g; id -G").await;
+    let lines: Vec<&str> = ids.lines().collect();
+    assert_eq!(lines[..2], ["1000", "3000"], "{ids}");
+    assert!(lines[2].split_whitespace().any(|g| g == "4000"), "{ids}");
+    let status = sh(
+        &mut rt,
+        &id,
+        "grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status",
+    )
+    .await;
+    assert!(
+        status.contains("CapBnd:\t0000000000000400"),
+        "only NET_BIND_SERVICE (bit 10): {status}"
+    );
+    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+    let r = exec(&mut rt, &id, &["sh", "-c", "touch /nope"], 10)
+        .await
+        .unwrap();
+    assert_ne!(r.exit_code, 0, "read-only rootfs");
+    assert_eq!(
+        sh(
+            &mut rt,
+            &id,
+            "cat /proc/sys/net/ipv4/ip_unprivileged_port_start"
+        )
+        .await
+        .trim(),
+        "80"
+    );
+    remove_pod(&mut rt, &pod).await;
     assert!(mounts_under(&d).is_empty());
 }

@@ -650,7 +650,7 @@ fn names_are_validated_and_errors_say_pod_or_container() {
         assert_fails_mentioning(&o, &["pod \"nosuch\" does not exist"]);
         assert!(!s(&o.stderr).contains("container \"pod"), "{}", show(&o));
     }
-    assert_ok(&env.run("apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  containers: [{name: c, image: ROOTFS, command: [sleep, '100']}]\n"));
+    assert_ok(&env.run("apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers: [{name: c, image: ROOTFS, command: [sleep, '100']}]\n"));
     assert_fails_mentioning(&env.hull(&["pod", "logs", &env.name, "-c", "nope"]), &["has no container \"nope\""]);
     assert_fails_mentioning(&env.run("apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  containers: [{name: c, image: ROOTFS, command: ['true']}]\n"), &["already exists"]);
     env.remove_and_check();
@@ -678,4 +678,127 @@ fn a_failed_pod_run_leaves_containers_with_a_longer_name_alone() {
     let st = env.hull(&["state", &other_id]);
     assert!(s(&st.stdout).contains("\"running\""), "the other container was touched: {}", show(&st));
     assert_ok(&env.hull(&["delete", "--force", &other_id]));
+}
+
+/// Pods are keyed by namespace and name: one name in two namespaces runs
+/// side by side, and every command takes `-n`.
+#[test]
+fn same_pod_name_in_two_namespaces() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let env = PodEnv::new("nsname");
+    let manifest = "apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers: [{name: c, image: ROOTFS, command: [sh, -c, 'echo in-$NS; sleep 100'], env: [{name: NS, value: NSV}]}]\n";
+    assert_ok(&env.run(&manifest.replace("NSV", "default")));
+    // -n for `run`, and a manifest namespace that contradicts it is refused.
+    let text = manifest.replace("NSV", "other").replace("ROOTFS", rootfs().to_str().unwrap()).replace("NAME", &env.name);
+    let path = env.root.path().join("other.yaml");
+    std::fs::write(&path, &text).unwrap();
+    let empty = env.root.path().join("no-cni");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["pod", "run", "--cni-conf-dir", empty.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.push(path.to_str().unwrap());
+        env.hull(&args)
+    };
+    assert_ok(&run(&["-n", "other"]));
+    let text_ns = text.replace("metadata: {name:", "metadata: {namespace: third, name:");
+    std::fs::write(&path, &text_ns).unwrap();
+    assert_fails_mentioning(&run(&["-n", "other"]), &["metadata.namespace \"third\" does not match --namespace \"other\""]);
+    assert_fails_mentioning(&run(&["-n", "Bad_NS"]), &["namespace", "DNS-1123"]);
+    for (ns, want) in [("default", "in-default"), ("other", "in-other")] {
+        wait_for(&format!("log of {ns}"), Duration::from_secs(10), || {
+            s(&env.hull(&["pod", "logs", "-n", ns, &env.name]).stdout).contains(want)
+        });
+        let ls = s(&env.hull(&["pod", "ls", "-n", ns]).stdout);
+        assert_eq!(ls.matches(&env.name).count(), 1, "{ls}");
+        assert_ok(&env.hull(&["pod", "ps", "-n", ns, &env.name]));
+    }
+    let o = env.hull(&["pod", "exec", "-n", "other", &env.name, "--", "sh", "-c", "echo $NS"]);
+    assert_eq!(s(&o.stdout), "other\n", "{}", show(&o));
+    assert!(s(&env.hull(&["pod", "ls", "-n", "nowhere"]).stdout).lines().count() == 1);
+    assert_ok(&env.hull(&["pod", "rm", "-n", "other", &env.name]));
+    assert_fails_mentioning(&env.hull(&["pod", "ps", "-n", "other", &env.name]), &[&format!("pod \"other/{}\" does not exist", env.name)]);
+    // The default one still runs.
+    assert!(s(&env.hull(&["pod", "ps", &env.name]).stdout).contains("running"));
+    env.remove_and_check();
+}
+
+/// A supervisor that died is replaced by the next command that finds it
+/// gone; the new one adopts the running container and restarts it as the
+/// policy says when it exits.
+#[test]
+fn a_killed_supervisor_is_replaced_and_restarts_resume() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let env = PodEnv::new("resup");
+    assert_ok(&env.run(r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: NAME}
+spec:
+  restartPolicy: Always
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: c, image: ROOTFS, command: [sh, -c, 'sleep 2; exit 3']}
+"#));
+    let sup = env.record()["supervisorPid"].as_i64().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(sup as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    wait_for("the old supervisor gone", Duration::from_secs(5), || !Path::new(&format!("/proc/{sup}")).exists());
+    // `pod ps` finds it gone and starts a new one.
+    assert_ok(&env.hull(&["pod", "ps", &env.name]));
+    wait_for("a restart by the new supervisor", Duration::from_secs(20), || {
+        let _ = env.hull(&["pod", "ps", &env.name]);
+        env.record()["containers"][0]["restartCount"].as_u64().unwrap_or(0) >= 1
+    });
+    let new_sup = env.record()["supervisorPid"].as_i64().unwrap();
+    assert_ne!(new_sup, sup);
+    assert_eq!(env.record()["containers"][0]["lastExit"]["exitCode"], 3);
+    // Exactly one supervisor runs, however many commands looked.
+    let supervisors = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            cmd.contains("supervise") && cmd.contains(env.root.path().to_str().unwrap())
+        })
+        .count();
+    assert_eq!(supervisors, 1);
+    env.remove_and_check();
+}
+
+/// A liveness-probe stop with a long grace period does not hold up the
+/// supervisor: a `pod stop` meanwhile ends promptly.
+#[test]
+fn a_liveness_stop_does_not_stall_pod_stop() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let env = PodEnv::new("nonblock");
+    assert_ok(&env.run(r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: NAME}
+spec:
+  restartPolicy: Always
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: ROOTFS
+    command: [sh, -c, 'trap "" TERM; while true; do sleep 1; done']
+    livenessProbe:
+      exec: {command: ['false']}
+      periodSeconds: 1
+      failureThreshold: 1
+      terminationGracePeriodSeconds: 60
+"#));
+    // Let the probe fail and its 60 s stop begin.
+    std::thread::sleep(Duration::from_secs(3));
+    let t = std::time::Instant::now();
+    assert_ok(&env.hull(&["pod", "stop", &env.name]));
+    assert!(t.elapsed() < Duration::from_secs(10), "pod stop took {:?}", t.elapsed());
+    assert_eq!(env.record()["phase"], "Stopped");
+    env.remove_and_check();
 }

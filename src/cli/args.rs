@@ -256,6 +256,9 @@ pub enum PodCmd {
     /// image in hull's store, or a local rootfs directory by absolute path
     Run {
         file: String,
+        /// The pod's namespace (default: the manifest's, else `default`)
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
         /// Base of the restart back-off (kubelet: 10000 ms, doubling to 5 min)
         #[arg(long = "backoff-base-ms", default_value_t = 10_000)]
         backoff_base_ms: u64,
@@ -269,13 +272,25 @@ pub enum PodCmd {
         #[arg(long = "cni-bin-dir", default_values = ["/usr/lib/cni", "/opt/cni/bin"])]
         cni_bin_dirs: Vec<PathBuf>,
     },
-    /// List pods
-    Ls,
+    /// List the pods of a namespace
+    Ls {
+        /// The pod's namespace
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+    },
     /// Show a pod's containers: state, restarts, exit codes, reasons
-    Ps { name: String },
+    Ps {
+        name: String,
+        /// The pod's namespace
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+    },
     /// Print a container's log
     Logs {
         name: String,
+        /// The pod's namespace
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
         #[arg(short, long)]
         container: Option<String>,
         /// Keep printing new lines until the container ends
@@ -285,15 +300,28 @@ pub enum PodCmd {
     /// Run a command in a container of the pod
     Exec {
         name: String,
+        /// The pod's namespace
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
         #[arg(short, long)]
         container: Option<String>,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         command: Vec<String>,
     },
     /// Stop the pod's containers (SIGTERM, grace period, SIGKILL)
-    Stop { name: String },
+    Stop {
+        name: String,
+        /// The pod's namespace
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+    },
     /// Stop and remove the pod and everything it made
-    Rm { name: String },
+    Rm {
+        name: String,
+        /// The pod's namespace
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+    },
     /// Internal: the per-pod supervisor
     #[command(hide = true)]
     Supervise {

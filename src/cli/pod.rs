@@ -9,7 +9,7 @@ use crate::pod::{self, store::{ContainerState, PodRecord}};
 
 pub fn dispatch(root: &StateRoot, image_root: &std::path::Path, cmd: &PodCmd) -> Result<i32> {
     match cmd {
-        PodCmd::Run { file, backoff_base_ms, wait, cni_conf_dir, cni_bin_dirs } => {
+        PodCmd::Run { file, namespace, backoff_base_ms, wait, cni_conf_dir, cni_bin_dirs } => {
             let rec = pod::run(root, &pod::RunOptions {
                 manifest: file.clone(),
                 backoff_base: Duration::from_millis(*backoff_base_ms),
@@ -20,6 +20,7 @@ pub fn dispatch(root: &StateRoot, image_root: &std::path::Path, cmd: &PodCmd) ->
                     ..Default::default()
                 },
                 image_root: image_root.to_path_buf(),
+                namespace: namespace.clone(),
             })?;
             let ips = if rec.ips.is_empty() { "no IP".to_string() } else { rec.ips.join(", ") };
             println!("pod/{} {} (uid {}, {ips})", rec.name, rec.phase, rec.uid);
@@ -27,8 +28,8 @@ pub fn dispatch(root: &StateRoot, image_root: &std::path::Path, cmd: &PodCmd) ->
             let failed = rec.containers.iter().any(|c| c.reason == "StartError");
             Ok(if failed { 1 } else { 0 })
         }
-        PodCmd::Ls => {
-            let pods = pod::list(root);
+        PodCmd::Ls { namespace } => {
+            let pods = pod::list(root, namespace);
             println!("{:<24} {:<10} {:<7} {:<9} {}", "NAME", "PHASE", "READY", "RESTARTS", "CREATED");
             for p in pods {
                 let app: Vec<_> = p.containers.iter().filter(|c| !c.init).collect();
@@ -40,15 +41,15 @@ pub fn dispatch(root: &StateRoot, image_root: &std::path::Path, cmd: &PodCmd) ->
             }
             Ok(0)
         }
-        PodCmd::Ps { name } => {
-            let rec = pod::status(root, name)?;
+        PodCmd::Ps { name, namespace } => {
+            let rec = pod::status(root, &key(namespace, name)?)?;
             println!("pod/{} {}{}", rec.name, rec.phase, if pod::supervisor_alive(&rec) || is_final(&rec) { "" } else { " (supervisor not running)" });
             print_containers(&rec);
             Ok(0)
         }
-        PodCmd::Logs { name, container, follow } => logs(root, name, container.as_deref(), *follow),
-        PodCmd::Exec { name, container, command } => {
-            let id = pod::running_container(root, name, container.as_deref())?;
+        PodCmd::Logs { name, namespace, container, follow } => logs(root, &key(namespace, name)?, container.as_deref(), *follow),
+        PodCmd::Exec { name, namespace, container, command } => {
+            let id = pod::running_container(root, &key(namespace, name)?, container.as_deref())?;
             let rec = root.load(&id)?;
             let mut process = rec.config.process().clone().unwrap_or_default();
             process.set_args(Some(command.clone()));
@@ -62,12 +63,19 @@ pub fn dispatch(root: &StateRoot, image_root: &std::path::Path, cmd: &PodCmd) ->
                 preserve_fds: 0,
             })
         }
-        PodCmd::Stop { name } => pod::stop(root, name).map(|_| 0),
-        PodCmd::Rm { name } => pod::remove(root, name).map(|_| 0),
+        PodCmd::Stop { name, namespace } => pod::stop(root, &key(namespace, name)?).map(|_| 0),
+        PodCmd::Rm { name, namespace } => pod::remove(root, &key(namespace, name)?).map(|_| 0),
         PodCmd::Supervise { name, backoff_base_ms } => {
             pod::supervise(root, name, Duration::from_millis(*backoff_base_ms)).map(|_| 0)
         }
     }
+}
+
+/// The store key of pod `name` in `namespace` (both checked as names).
+fn key(namespace: &str, name: &str) -> Result<String> {
+    pod::names::check_label("--namespace", namespace)?;
+    pod::names::check_subdomain("pod name", name)?;
+    Ok(pod::store::pod_key(namespace, name))
 }
 
 fn is_final(rec: &PodRecord) -> bool {
@@ -119,7 +127,7 @@ fn logs(root: &StateRoot, name: &str, container: Option<&str>, follow: bool) -> 
         let c = rec.containers.iter().find(|c| match container {
             Some(n) => c.name == n,
             None => !c.init,
-        }).ok_or_else(|| Error::Runtime(crate::runtime::RuntimeError::not_found(format!("pod {name:?} has no container {:?}", container.unwrap_or("")))))?;
+        }).ok_or_else(|| Error::Runtime(crate::runtime::RuntimeError::not_found(format!("pod {:?} has no container {:?}", rec.name, container.unwrap_or("")))))?;
         if c.state == ContainerState::Terminated && (is_final(&rec) || !pod::supervisor_alive(&rec)) {
             pod::print_log(&path, offset, &mut out);
             return Ok(0);

@@ -96,7 +96,9 @@ async fn rpc<T>(
         match &r {
             Ok(_) => debug!(ms, "ok"),
             // The kubelet asks after what it removed: not worth a warning.
-            Err(s) if s.code() == tonic::Code::NotFound => debug!(ms, code = ?s.code(), "{}", s.message()),
+            Err(s) if s.code() == tonic::Code::NotFound => {
+                debug!(ms, code = ?s.code(), "{}", s.message())
+            }
             Err(s) => warn!(ms, code = ?s.code(), "{}", s.message()),
         }
         r.map(Response::new)

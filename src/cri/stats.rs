@@ -86,9 +86,22 @@ fn container_message(
         }),
         cpu: Some(cpu),
         memory: Some(memory),
-        writable_layer: None,
+        writable_layer: writable_layer(cri, &c.id),
         swap: None,
     }
+}
+
+/// The container's writable layer: its upper directory's bytes and inodes.
+fn writable_layer(cri: &Cri, id: &rt::ContainerId) -> Option<cri::FilesystemUsage> {
+    let (dir, usage) = cri.runtime.writable_layer_usage(id)?;
+    Some(cri::FilesystemUsage {
+        timestamp: nanos(SystemTime::now()),
+        fs_id: Some(cri::FilesystemIdentifier {
+            mountpoint: dir.display().to_string(),
+        }),
+        used_bytes: u(usage.bytes),
+        inodes_used: u(usage.inodes),
+    })
 }
 
 pub async fn container(

@@ -34,6 +34,9 @@ pub struct RunOptions {
     pub cni: crate::network::CniOptions,
     /// hull's image store (`image:` references other than local paths).
     pub image_root: PathBuf,
+    /// `-n/--namespace`; None: the manifest's `metadata.namespace`, else
+    /// `default`.
+    pub namespace: Option<String>,
 }
 
 /// Read a manifest from a file, or stdin for "-".
@@ -62,7 +65,7 @@ fn new_uid() -> String {
 /// when it died), never every id that merely starts like the pod's.
 fn teardown(root: &StateRoot, store: &PodStore, rec: &PodRecord) {
     for c in &rec.containers {
-        let ids = [c.container_id.clone(), Some(supervisor::container_id(&rec.name, &c.name, c.attempt)), Some(supervisor::container_id(&rec.name, &c.name, c.attempt + 1))];
+        let ids = [c.container_id.clone(), Some(supervisor::container_id(&rec.key(), &c.name, c.attempt)), Some(supervisor::container_id(&rec.key(), &c.name, c.attempt + 1))];
         for id in ids.into_iter().flatten() {
             if root.load(&id).is_ok() {
                 let _ = crate::oci::lifecycle::delete(root, &id, true);
@@ -80,7 +83,7 @@ fn teardown(root: &StateRoot, store: &PodStore, rec: &PodRecord) {
         sandbox::stop_holder(h);
     }
     remove_cgroup_parent(&rec.cgroup_parent);
-    let _ = std::fs::remove_dir_all(&store.dir(&rec.name).path);
+    let _ = std::fs::remove_dir_all(&store.dir(&rec.key()).path);
 }
 
 /// CNI DEL and the netns pin (idempotent: DEL of what is gone succeeds).
@@ -90,7 +93,7 @@ fn release_network(store: &PodStore, rec: &PodRecord) {
             log::warn!("pod {}: CNI DEL: {e}", rec.name);
         }
     }
-    let pinned = store.dir(&rec.name).path.join("netns");
+    let pinned = store.dir(&rec.key()).path.join("netns");
     if pinned.exists() {
         let _ = crate::network::netns::remove_netns(&pinned);
     }
@@ -130,17 +133,30 @@ pub fn run(root: &StateRoot, opts: &RunOptions) -> Result<PodRecord> {
     supervisor::check_names(&m.pod)?;
     let pod = m.pod;
     let name = pod.metadata.name.clone().expect("validated");
+    let namespace = match (&opts.namespace, &pod.metadata.namespace) {
+        (Some(flag), Some(own)) if flag != own => {
+            return Err(Error::InvalidArgument(format!(
+                "metadata.namespace {own:?} does not match --namespace {flag:?}"
+            )))
+        }
+        (Some(ns), _) | (None, Some(ns)) => ns.clone(),
+        (None, None) => "default".to_string(),
+    };
+    names::check_label("namespace", &namespace)?;
+    let key = store::pod_key(&namespace, &name);
     let store = PodStore::new(&root.path);
-    let dir = store.claim(&name)?;
+    let dir = store.claim(&key)?;
     let uid = pod.metadata.uid.clone().unwrap_or_else(new_uid);
     let mut rec = PodRecord {
         name: name.clone(),
+        namespace,
         uid: uid.clone(),
         created: humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
         phase: "Pending".into(),
         manifest: pod.clone(),
         holder: None,
         supervisor_pid: 0,
+        backoff_base_ms: u64::try_from(opts.backoff_base.as_millis()).unwrap_or(u64::MAX),
         ips: Vec::new(),
         network: None,
         host_mounts: Vec::new(),
@@ -155,7 +171,7 @@ pub fn run(root: &StateRoot, opts: &RunOptions) -> Result<PodRecord> {
             return Err(e);
         }
     }
-    wait_started(&store, &name, opts.wait)
+    wait_started(&store, &key, opts.wait)
 }
 
 fn set_up(root: &StateRoot, store: &PodStore, dir: &PodDir, rec: &mut PodRecord, opts: &RunOptions) -> Result<()> {
@@ -206,7 +222,7 @@ fn set_up(root: &StateRoot, store: &PodStore, dir: &PodDir, rec: &mut PodRecord,
         }
     }
     store.save(rec)?;
-    spawn_supervisor(root, dir, &rec.name, opts.backoff_base)?;
+    spawn_supervisor(root, dir, &rec.key(), opts.backoff_base)?;
     Ok(())
 }
 
@@ -265,14 +281,14 @@ fn attach_network(store: &PodStore, rec: &mut PodRecord, cni: &crate::network::C
     // die and its pid be reused, a DEL must not reach someone else's netns.
     let netns = crate::network::netns::pin_netns(
         Path::new(&sandbox::ns_path(&holder, "net")),
-        &store.dir(&rec.name).path,
+        &store.dir(&rec.key()).path,
         "netns",
     )
     .map_err(|e| Error::InvalidArgument(format!("pod network: {e}")))?;
     let mut att = config.attachment(&rec.uid, &netns, "eth0");
     att.port_mappings = host_ports(&rec.manifest).collect();
     att.args = vec![
-        ("K8S_POD_NAMESPACE".into(), rec.manifest.metadata.namespace.clone().unwrap_or_else(|| "default".into())),
+        ("K8S_POD_NAMESPACE".into(), rec.namespace.clone()),
         ("K8S_POD_NAME".into(), rec.name.clone()),
         ("K8S_POD_INFRA_CONTAINER_ID".into(), rec.uid.clone()),
         ("K8S_POD_UID".into(), rec.uid.clone()),
@@ -287,7 +303,11 @@ fn attach_network(store: &PodStore, rec: &mut PodRecord, cni: &crate::network::C
 }
 
 fn spawn_supervisor(root: &StateRoot, dir: &PodDir, name: &str, backoff: Duration) -> Result<()> {
-    let log = std::fs::File::create(dir.path.join("supervisor.log")).sys_context(|| "create supervisor log".into())?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.path.join("supervisor.log"))
+        .sys_context(|| "open supervisor log".into())?;
     let mut cmd = std::process::Command::new("/proc/self/exe");
     cmd.arg("--root")
         .arg(&root.path)
@@ -329,9 +349,22 @@ fn wait_started(store: &PodStore, name: &str, limit: Duration) -> Result<PodReco
 pub fn supervise(root: &StateRoot, name: &str, backoff_base: Duration) -> Result<()> {
     nix::sys::prctl::set_child_subreaper(false).ok();
     let store = PodStore::new(&root.path);
+    let dir = store.dir(name);
+    // One supervisor per pod: a second one (two commands that both found
+    // the first dead) leaves at once.
+    let lock_file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.supervisor_lock())
+        .sys_context(|| "open supervisor lock".into())?;
+    let _lock = match nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(l) => l,
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(()),
+        Err((_, e)) => return Err(Error::sys("lock the supervisor lock", e)),
+    };
     let mut rec = store.load(name)?;
     rec.supervisor_pid = std::process::id() as i32;
-    let dir = store.dir(name);
     let spec = rec.manifest.spec.clone().expect("validated");
     // Volumes were made by `run`; only their host paths are needed here.
     let vols = volumes::existing(&dir, spec.volumes.as_deref().unwrap_or(&[]));
@@ -348,11 +381,19 @@ pub fn supervise(root: &StateRoot, name: &str, backoff_base: Duration) -> Result
 }
 
 /// The current state of a pod's containers, with exits read from the
-/// monitors' records (they are right even if the supervisor died).
+/// monitors' records (they are right even if the supervisor died). A pod
+/// whose supervisor died before the pod ended gets a new one, which takes
+/// over from the record (running containers are adopted, restarts and
+/// probes resume).
 pub fn status(root: &StateRoot, name: &str) -> Result<PodRecord> {
     let store = PodStore::new(&root.path);
     let mut rec = store.load(name)?;
     let dir = store.dir(name);
+    let ended = matches!(rec.phase.as_str(), "Succeeded" | "Failed" | "Stopped");
+    if rec.supervisor_pid > 0 && !ended && !supervisor_alive(&rec) && !dir.stop_request().exists() {
+        log::warn!("pod {name}: its supervisor is gone; starting a new one");
+        spawn_supervisor(root, &dir, name, Duration::from_millis(rec.backoff_base_ms))?;
+    }
     for c in &mut rec.containers {
         if c.state == ContainerState::Running {
             if let Some(exit) = ExitRecord::load(&dir.attempt(&c.name, c.attempt).join("exit.json")) {
@@ -418,13 +459,15 @@ pub fn remove(root: &StateRoot, name: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn list(root: &StateRoot) -> Vec<PodRecord> {
+/// The pods of one namespace.
+pub fn list(root: &StateRoot, namespace: &str) -> Vec<PodRecord> {
     let store = PodStore::new(&root.path);
-    store.names().iter().filter_map(|n| status(root, n).ok()).collect()
+    store.names().iter().filter_map(|n| status(root, n).ok()).filter(|p| p.namespace == namespace).collect()
 }
 
 /// "pod P has no container C" (or no app container), as a NotFound.
-fn no_container(pod: &str, container: Option<&str>) -> Error {
+fn no_container(key: &str, container: Option<&str>) -> Error {
+    let pod = key.replacen('_', "/", 1);
     Error::Runtime(crate::runtime::RuntimeError::not_found(match container {
         Some(c) => format!("pod {pod:?} has no container {c:?}"),
         None => format!("pod {pod:?} has no app container"),

@@ -33,6 +33,10 @@ impl PodDir {
     pub fn log(&self, container: &str, attempt: u32) -> PathBuf {
         self.path.join("logs").join(container).join(format!("{attempt}.log"))
     }
+    /// Held (flock) by the pod's supervisor while it runs: at most one.
+    pub fn supervisor_lock(&self) -> PathBuf {
+        self.path.join("supervisor.lock")
+    }
     pub fn stop_request(&self) -> PathBuf {
         self.path.join("stop")
     }
@@ -80,6 +84,9 @@ pub struct ContainerStatus {
 #[serde(rename_all = "camelCase")]
 pub struct PodRecord {
     pub name: String,
+    /// The pod's namespace (`default` unless the manifest or `-n` says).
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
     pub uid: String,
     pub created: String,
     /// Pending, Running, Succeeded, Failed (Kubernetes phases), or Stopped.
@@ -87,6 +94,9 @@ pub struct PodRecord {
     pub manifest: Pod,
     pub holder: Option<Holder>,
     pub supervisor_pid: i32,
+    /// The supervisor's restart back-off base, for one started anew.
+    #[serde(default = "default_backoff_ms")]
+    pub backoff_base_ms: u64,
     pub ips: Vec<String>,
     /// CNI attachment to undo on removal (opaque to everything but network).
     #[serde(default)]
@@ -98,6 +108,36 @@ pub struct PodRecord {
     #[serde(default)]
     pub image_root: PathBuf,
     pub containers: Vec<ContainerStatus>,
+}
+
+fn default_backoff_ms() -> u64 {
+    10_000
+}
+
+fn default_namespace() -> String {
+    "default".into()
+}
+
+/// The key of a pod under a root: its name in `default`, `NS_NAME` in
+/// another namespace. Unambiguous since names and namespaces hold no `_`;
+/// the pod's directory and its containers' OCI ids are made from it.
+pub fn pod_key(namespace: &str, name: &str) -> String {
+    if namespace == "default" {
+        name.to_string()
+    } else {
+        format!("{namespace}_{name}")
+    }
+}
+
+/// A key as people write it: `NAME` or `NS/NAME`.
+fn shown(key: &str) -> String {
+    key.replacen('_', "/", 1)
+}
+
+impl PodRecord {
+    pub fn key(&self) -> String {
+        pod_key(&self.namespace, &self.name)
+    }
 }
 
 /// All pods under one hull root.
@@ -124,7 +164,7 @@ impl PodStore {
         match std::fs::create_dir(&dir.path) {
             Ok(()) => Ok(dir),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                Err(Error::Runtime(RuntimeError::new(ErrorKind::AlreadyExists, format!("pod {name:?} already exists"))))
+                Err(Error::Runtime(RuntimeError::new(ErrorKind::AlreadyExists, format!("pod {:?} already exists", shown(name)))))
             }
             Err(e) => Err(Error::sys(format!("create {}", dir.path.display()), e)),
         }
@@ -134,14 +174,14 @@ impl PodStore {
         crate::oci::state::validate_id(name)?;
         let path = self.dir(name).record();
         let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::Runtime(RuntimeError::not_found(format!("pod {name:?} does not exist"))),
+            std::io::ErrorKind::NotFound => Error::Runtime(RuntimeError::not_found(format!("pod {:?} does not exist", shown(name)))),
             _ => Error::sys(format!("read {}", path.display()), e),
         })?;
         serde_json::from_slice(&bytes).map_err(|e| Error::InvalidState(format!("corrupt {}: {e}", path.display())))
     }
 
     pub fn save(&self, rec: &PodRecord) -> Result<()> {
-        let path = self.dir(&rec.name).record();
+        let path = self.dir(&rec.key()).record();
         let tmp = path.with_extension("json.tmp");
         let bytes = serde_json::to_vec_pretty(rec).map_err(|e| Error::InvalidState(e.to_string()))?;
         std::fs::write(&tmp, bytes).sys_context(|| format!("write {}", tmp.display()))?;

@@ -35,6 +35,8 @@ struct Tracked {
     probe_specs: Vec<ProbeSpec>,
     /// The running attempt's probes.
     probes: Option<ContainerProbes>,
+    /// A stop in progress (a failed liveness probe): SIGKILL is due then.
+    kill_at: Option<Instant>,
 }
 
 pub struct Supervisor<'a> {
@@ -81,7 +83,7 @@ impl Supervisor<'_> {
     fn start(&mut self, idx: usize, spec: &Container) -> Result<()> {
         let attempt = self.rec.containers[idx].attempt;
         let name = spec.name.clone();
-        let id = container_id(&self.rec.name, &name, attempt);
+        let id = container_id(&self.rec.key(), &name, attempt);
         let attempt_dir = self.dir.attempt(&name, attempt);
         let field = format!("spec.{}[{}]", if self.rec.containers[idx].init { "initContainers" } else { "containers" }, name);
         let ctx = BundleContext {
@@ -176,25 +178,36 @@ impl Supervisor<'_> {
         let mut tracked: Vec<Tracked> = Vec::new();
         let config = self.backoff_config();
         for c in spec.init_containers.iter().flatten() {
-            tracked.push(Tracked { spec: c.clone(), init: true, restart_at: None, backoff: Backoff::new(config), probe_specs: Vec::new(), probes: None });
+            tracked.push(Tracked { spec: c.clone(), init: true, restart_at: None, backoff: Backoff::new(config), probe_specs: Vec::new(), probes: None, kill_at: None });
         }
         for c in &spec.containers {
             // Checked by `pod run` already; a failure here is a bug, not input.
             let probe_specs = probe::specs_of(c).unwrap_or_default();
-            tracked.push(Tracked { spec: c.clone(), init: false, restart_at: None, backoff: Backoff::new(config), probe_specs, probes: None });
+            tracked.push(Tracked { spec: c.clone(), init: false, restart_at: None, backoff: Backoff::new(config), probe_specs, probes: None, kill_at: None });
         }
-        self.rec.phase = "Pending".into();
+        // A supervisor that takes over from a dead one finds containers
+        // already done or running in the record: it adopts them.
+        let init_done = |s: &Self, idx: usize| {
+            let c = &s.rec.containers[idx];
+            c.state == ContainerState::Terminated && c.last_exit.as_ref().is_some_and(|e| e.exit_code == 0)
+        };
+        if self.rec.phase != "Running" {
+            self.rec.phase = "Pending".into();
+        }
         self.save();
         // Init containers, one at a time, each to success.
         for idx in 0..tracked.len() {
-            if !tracked[idx].init {
+            if !tracked[idx].init || init_done(self, idx) || self.rec.phase == "Running" {
                 continue;
             }
             loop {
                 if self.stop_requested() {
                     return self.finish_stop();
                 }
-                if let Err(e) = self.start(idx, &tracked[idx].spec.clone()) {
+                let adopted = self.rec.containers[idx].state == ContainerState::Running;
+                if adopted {
+                    // Its exit (maybe long past) is in the monitor's file.
+                } else if let Err(e) = self.start(idx, &tracked[idx].spec.clone()) {
                     log::error!("{e}");
                     self.rec.phase = "Failed".into();
                     self.save();
@@ -221,13 +234,34 @@ impl Supervisor<'_> {
                     return Ok(());
                 }
                 self.bump_attempt(idx);
-                std::thread::sleep(tracked[idx].backoff.restart_delay(Instant::now()));
+                // The back-off in slices: a `pod stop` meanwhile is not held up.
+                let until = Instant::now() + tracked[idx].backoff.restart_delay(Instant::now());
+                while Instant::now() < until {
+                    if self.stop_requested() {
+                        return self.finish_stop();
+                    }
+                    std::thread::sleep(until.saturating_duration_since(Instant::now()).min(Duration::from_millis(50)));
+                }
             }
         }
         // App containers.
         for idx in 0..tracked.len() {
             if tracked[idx].init {
                 continue;
+            }
+            match self.rec.containers[idx].state {
+                ContainerState::Running => {
+                    // Adopted: still running (or its exit is seen below).
+                    self.arm_probes(&mut tracked[idx], idx);
+                    continue;
+                }
+                // Adopted while waiting to restart: restart when due.
+                ContainerState::Waiting if self.rec.containers[idx].container_id.is_some() => {
+                    tracked[idx].restart_at = Some(Instant::now());
+                    continue;
+                }
+                ContainerState::Terminated if self.rec.containers[idx].container_id.is_some() => continue,
+                _ => {}
             }
             match self.start(idx, &tracked[idx].spec.clone()) {
                 Ok(()) => self.arm_probes(&mut tracked[idx], idx),
@@ -253,11 +287,20 @@ impl Supervisor<'_> {
                     ContainerState::Running => {
                         active = true;
                         if !self.note_exit(idx) {
-                            changed |= self.run_probes(&mut tracked[idx], idx);
+                            if tracked[idx].kill_at.is_some_and(|t| Instant::now() >= t) {
+                                // The grace period of a probe-failure stop is over.
+                                tracked[idx].kill_at = None;
+                                if let Some(id) = &self.rec.containers[idx].container_id {
+                                    let _ = lifecycle::kill(self.root, id, Signal::SIGKILL, true);
+                                }
+                            } else if tracked[idx].kill_at.is_none() {
+                                changed |= self.run_probes(&mut tracked[idx], idx);
+                            }
                         }
                         if self.rec.containers[idx].state == ContainerState::Terminated {
                             changed = true;
                             tracked[idx].probes = None;
+                            tracked[idx].kill_at = None;
                             let code = self.rec.containers[idx].last_exit.as_ref().map_or(1, |e| e.exit_code);
                             if should_restart(self.policy(), code) {
                                 let wait = tracked[idx].backoff.restart_delay(Instant::now());
@@ -342,7 +385,13 @@ impl Supervisor<'_> {
                     log::warn!("pod {} container {}: {} failed: {message}", self.rec.name, t.spec.name, kind.field());
                     let grace = spec.termination_grace_period.unwrap_or_else(|| self.grace());
                     self.rec.containers[idx].ready = false;
-                    self.stop_container(idx, grace);
+                    // SIGTERM now, SIGKILL when the grace period is over
+                    // (the main loop): the other containers' probes and a
+                    // `pod stop` go on meanwhile.
+                    if let Some(id) = &self.rec.containers[idx].container_id {
+                        let _ = lifecycle::kill(self.root, id, Signal::SIGTERM, false);
+                    }
+                    t.kill_at = Some(Instant::now() + grace);
                     return true;
                 }
                 Some(Transition::Ready) => {

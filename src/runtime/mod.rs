@@ -45,6 +45,7 @@ pub mod events;
 pub mod exec;
 pub mod holder;
 pub mod id;
+mod layer;
 pub mod names;
 pub mod record;
 pub mod rootfs;
