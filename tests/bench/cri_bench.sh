@@ -29,12 +29,17 @@ done
 
 W=$(mktemp -d /tmp/hull-cri-bench.XXXXXX)
 CTD_PID=""; HULL_PID=""
+# cgroups the two runtimes make (hull: hull/, containerd: k8s.io/): those
+# new after the run and empty are removed if a failed run left them.
+cgroups() { find /sys/fs/cgroup/*/hull /sys/fs/cgroup/*/k8s.io -mindepth 1 -type d 2>/dev/null | sort; }
+cgroups > "$W/cgroups.before"
 cleanup() {
     [ -n "$HULL_PID" ] && kill "$HULL_PID" 2>/dev/null && wait "$HULL_PID" 2>/dev/null || true
     [ -n "$CTD_PID" ] && kill "$CTD_PID" 2>/dev/null && wait "$CTD_PID" 2>/dev/null || true
     # Whatever a failed run left: containers of both, then mounts, then dirs.
     pkill -9 -f "$W" 2>/dev/null || true
     grep " $W" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+    cgroups | comm -13 "$W/cgroups.before" - | sort -r | xargs -r rmdir 2>/dev/null || true
     rm -rf "$W" 2>/dev/null || true
 }
 trap cleanup EXIT
