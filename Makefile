@@ -9,7 +9,8 @@
 #   make test-v2   the cgroup v2 tests in a VM with a pure v2 kernel
 #                  (tests/v2vm/; prints "skipped" and why where it cannot start)
 #   make bench     hull vs runc vs crun benchmark (BENCH_ITERS=100 by default),
-#                  then image pull + unpack: hull vs containerd's ctr
+#                  then image pull + unpack: hull vs containerd's ctr, then
+#                  the CRI: hull daemon vs containerd's CRI plugin
 #   make fuzz      run every fuzz target in fuzz/ for FUZZ_SECONDS (60) each;
 #                  fails on a crash (not part of make test)
 #   make demo      run the example pod (examples/pod.yaml) with target/release/hull
@@ -112,6 +113,8 @@ test-v2: fixtures
 bench: setup fixtures build
 	tests/bench/bench.sh
 	HULL=$(HULL) tests/bench/image_bench.sh
+	$(CARGO) build --release --example cri_bench
+	HULL=$(HULL) tests/bench/cri_bench.sh
 
 demo: setup fixtures build
 	HULL=$(HULL) HULL_TEST_ROOTFS=$(ROOTFS) examples/demo.sh

@@ -218,7 +218,7 @@ async fn config_file_flags_and_socket_group() {
             "shutdown_timeout_seconds = 999999\n",
             "shutdown_timeout_seconds",
         ),
-        ("stream_address = \"0.0.0.0:1\"\n", "stream_address"),
+        ("stream_address = \"nowhere\"\n", "stream_address"),
     ] {
         std::fs::write(&cfg, text).unwrap();
         let o = run_cmd(&mut d.command(), CMD_TIMEOUT);

@@ -4,6 +4,7 @@
 //! Without CNI (the test's conf dir is empty): the pods have loopback only.
 mod common;
 mod cri_common;
+mod stream_common;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -873,7 +874,8 @@ async fn bad_requests_get_the_right_codes_and_leave_nothing() {
         .is_empty());
     assert!(!d.path("escape.log").exists() && !d.path("logs/escape.log").exists());
     // Exec on a container that does not run: FailedPrecondition; on one
-    // that runs: validated, then UNIMPLEMENTED until the streaming server.
+    // that runs: a URL on the streaming server, where the command runs as
+    // crictl and the kubelet run it (SPDY, remotecommand v4).
     let created = rt
         .create_container(create(container_config("idle", &["sleep", "1000"])))
         .await
@@ -892,9 +894,38 @@ async fn bad_requests_get_the_right_codes_and_leave_nothing() {
     })
     .await
     .unwrap();
-    let e = err(rt.exec(ex(&created)).await);
+    let run = cri::ExecRequest {
+        cmd: vec!["sh".into(), "-c".into(), "echo via-$((6*7)); exit 5".into()],
+        stderr: true,
+        ..ex(&created)
+    };
+    let url = rt.exec(run).await.unwrap().into_inner().url;
+    let mut c = stream_common::Client::connect(&url, "v4.channel.k8s.io").await;
+    let error = c.open(&[("streamType", "error")]).await;
+    let stdout = c.open(&[("streamType", "stdout")]).await;
+    c.open(&[("streamType", "stderr")]).await;
+    let got = c.collect(error).await;
+    assert_eq!(got.get(&stdout).map(|v| v.as_slice()), Some(&b"via-42\n"[..]));
+    let st = stream_common::status_json(&got[&error]);
+    assert_eq!(st["details"]["causes"][0]["message"], "5", "{st}");
+    // tty and stderr together is not a request the kubelet makes.
+    let bad = cri::ExecRequest { tty: true, stderr: true, ..ex(&created) };
+    assert_eq!(code(rt.exec(bad).await), Code::InvalidArgument);
+    // Attach says what is missing; PortForward gets a URL for a ready pod
+    // and NotFound for an unknown one.
+    let e = err(rt
+        .attach(cri::AttachRequest { container_id: created.clone(), stdout: true, ..Default::default() })
+        .await);
     assert_eq!(e.code(), Code::Unimplemented);
-    assert!(e.message().contains("streaming"), "{}", e.message());
+    assert!(e.message().contains("attach"), "{}", e.message());
+    let pf = rt
+        .port_forward(cri::PortForwardRequest { pod_sandbox_id: pod.clone(), port: vec![80] })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(pf.url.contains("/portforward/"), "{}", pf.url);
+    let unknown = cri::PortForwardRequest { pod_sandbox_id: "0".repeat(64), port: vec![80] };
+    assert_eq!(code(rt.port_forward(unknown).await), Code::NotFound);
     remove_pod(&mut rt, &pod).await;
     assert!(mounts_under(&d).is_empty());
 }

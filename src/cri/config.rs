@@ -18,8 +18,9 @@
 //! shutdown_timeout_seconds = 10         # how long SIGTERM waits for RPCs in flight
 //! ```
 //!
-//! `stream_address` (the Exec/Attach/PortForward streaming server) is
-//! refused while that server is not built.
+//! `stream_address` is where the streaming server (the URLs Exec and
+//! PortForward return) listens: default `127.0.0.1:0` (loopback, any port),
+//! as containerd's; the kubelet connects to it from the same node.
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -229,10 +230,12 @@ impl DaemonConfig {
             }
         }
         if let Some(a) = &self.stream_address {
-            return Err(invalid(
-                "stream_address",
-                format!("{a:?}: the streaming server (Exec, Attach, PortForward) is not built yet; leave it unset"),
-            ));
+            if a.parse::<std::net::SocketAddr>().is_err() {
+                return Err(invalid(
+                    "stream_address",
+                    format!("{a:?}: expected an IP address and port, e.g. 127.0.0.1:0"),
+                ));
+            }
         }
         if !matches!(
             self.log_level.as_str(),
@@ -262,6 +265,14 @@ impl DaemonConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The streaming server's address (checked by validate).
+    pub fn stream_addr(&self) -> std::net::SocketAddr {
+        self.stream_address
+            .as_deref()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
     pub fn image_root(&self) -> PathBuf {
@@ -379,7 +390,7 @@ mod tests {
         );
         check(
             DaemonConfig {
-                stream_address: Some("127.0.0.1:0".into()),
+                stream_address: Some("localhost".into()),
                 ..Default::default()
             },
             "stream_address",

@@ -1,7 +1,8 @@
 //! ExecSync, and the streaming RPCs (Exec, Attach, PortForward): those are
 //! validated like the kubelet needs (unknown → NotFound, not running →
-//! FailedPrecondition) and then answered UNIMPLEMENTED until hull has a
-//! streaming server.
+//! FailedPrecondition) and answered with a single-use URL on the streaming
+//! server (src/stream). Attach is UNIMPLEMENTED until the monitor holds
+//! the container's stdin and terminal for it.
 use std::time::Duration;
 
 use k8s_cri::v1 as cri;
@@ -56,7 +57,7 @@ pub async fn exec_sync(
 }
 
 /// The container must exist and run.
-async fn running(cri: &Cri, id: &str) -> Result<(), Status> {
+async fn running(cri: &Cri, id: &str) -> Result<rt::ContainerId, Status> {
     let id = container_id("container_id", id)?;
     let runtime = cri.runtime.clone();
     let s = blocking(move || runtime.container_status(&id).map_err(to_status)).await?;
@@ -66,19 +67,35 @@ async fn running(cri: &Cri, id: &str) -> Result<(), Status> {
             s.id, s.state
         )));
     }
-    Ok(())
+    Ok(s.id)
 }
 
-const NO_STREAMING: &str =
-    "hull has no streaming server yet (Exec, Attach and PortForward need one); ExecSync works";
+fn url(r: std::io::Result<String>) -> Result<String, Status> {
+    r.map_err(|e| Status::internal(format!("issue a streaming URL: {e}")))
+}
 
 pub async fn exec(cri: &Cri, req: cri::ExecRequest) -> Result<cri::ExecResponse, Status> {
     check_cmd(&req.cmd)?;
     if !(req.stdin || req.stdout || req.stderr) {
         return Err(invalid("stdin, stdout, stderr", "one of them must be set"));
     }
-    running(cri, &req.container_id).await?;
-    Err(unimplemented(format!("Exec: {NO_STREAMING}")))
+    if req.tty && req.stderr {
+        // The kubelet never asks for both: a terminal has one output.
+        return Err(invalid("stderr", "must be false with tty"));
+    }
+    let id = running(cri, &req.container_id).await?;
+    let target = crate::stream::exec::ExecTarget {
+        hull: cri.runtime.options().hull.clone(),
+        state_root: cri.runtime.oci_root().path.clone(),
+        container: id.to_string(),
+        cmd: req.cmd,
+        tty: req.tty,
+        stdin: req.stdin,
+        stdout: req.stdout,
+        stderr: req.stderr,
+    };
+    let url = url(cri.streams.issue(crate::stream::server::Target::Exec(target)))?;
+    Ok(cri::ExecResponse { url })
 }
 
 pub async fn attach(cri: &Cri, req: cri::AttachRequest) -> Result<cri::AttachResponse, Status> {
@@ -86,7 +103,9 @@ pub async fn attach(cri: &Cri, req: cri::AttachRequest) -> Result<cri::AttachRes
         return Err(invalid("stdin, stdout, stderr", "one of them must be set"));
     }
     running(cri, &req.container_id).await?;
-    Err(unimplemented(format!("Attach: {NO_STREAMING}")))
+    Err(unimplemented(
+        "Attach: hull's monitor does not hold a container's stdin or terminal for attaching yet; Exec and ExecSync work",
+    ))
 }
 
 pub async fn port_forward(
@@ -102,5 +121,15 @@ pub async fn port_forward(
     if s.state != rt::SandboxState::Ready {
         return Err(precondition(format!("sandbox {} is not ready", s.id)));
     }
-    Err(unimplemented(format!("PortForward: {NO_STREAMING}")))
+    let Some(holder) = s.holder_pid else {
+        return Err(precondition(format!("sandbox {} has no network namespace holder", s.id)));
+    };
+    // The holder is in the pod's network namespace (the node's for a
+    // host-network pod, as containerd forwards those too).
+    let target = crate::stream::portforward::PortForwardTarget {
+        netns: std::path::PathBuf::from(format!("/proc/{holder}/ns/net")),
+        ports: req.port.iter().map(|p| *p as u16).collect(),
+    };
+    let url = url(cri.streams.issue(crate::stream::server::Target::PortForward(target)))?;
+    Ok(cri::PortForwardResponse { url })
 }

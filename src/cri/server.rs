@@ -250,11 +250,18 @@ fn serve(cfg: DaemonConfig, listener: std::os::unix::net::UnixListener) -> Resul
         let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
             .map_err(|e| io("SIGINT handler", e))?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut stream_cfg = crate::stream::server::Config::new(cfg.run_dir.join("streams"));
+        stream_cfg.addr = cfg.stream_addr();
+        let streams = crate::stream::server::Server::start(stream_cfg)
+            .await
+            .map_err(|e| io(format!("start the streaming server on {}", cfg.stream_addr()), e))?;
+        tracing::info!(url = streams.base_url(), "streaming server");
         let cri = Cri::new(
             Arc::new(runtime),
             Arc::new(images),
             Arc::new(cfg),
             stop_rx.clone(),
+            streams,
         );
         let mut stop = stop_rx;
         let server = tonic::transport::Server::builder()

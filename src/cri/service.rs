@@ -30,6 +30,8 @@ pub struct State {
     /// The pod CIDR from UpdateRuntimeConfig.
     pub pod_cidr: Mutex<String>,
     pub cpu_samples: super::stats::CpuSamples,
+    /// The streaming server the Exec and PortForward URLs point at.
+    pub streams: crate::stream::server::Server,
 }
 
 #[derive(Clone)]
@@ -48,12 +50,14 @@ impl Cri {
         images: Arc<Images>,
         config: Arc<DaemonConfig>,
         stop: tokio::sync::watch::Receiver<bool>,
+        streams: crate::stream::server::Server,
     ) -> Cri {
         Cri(Arc::new(State {
             runtime,
             images,
             config,
             stop,
+            streams,
             pod_cidr: Mutex::new(String::new()),
             cpu_samples: Default::default(),
         }))
