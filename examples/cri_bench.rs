@@ -216,13 +216,33 @@ async fn memory(c: &RuntimeServiceClient<Channel>, a: &Args, logs: &str) -> serd
     })
 }
 
+/// Remove every pod of the bench's namespace (what a failed run left).
+async fn remove_all(mut c: RuntimeServiceClient<Channel>) {
+    let Ok(list) = c.list_pod_sandbox(cri::ListPodSandboxRequest::default()).await else { return };
+    for p in list.into_inner().items {
+        if p.metadata.as_ref().is_some_and(|m| m.namespace == "bench") {
+            let _ = c.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: p.id.clone() }).await;
+            let _ = c.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: p.id }).await;
+        }
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let mut a = args();
+    let a = args();
+    let c = connect(a.socket.clone()).await;
+    let run = tokio::spawn(bench(a, c.clone())).await;
+    remove_all(c).await;
+    if run.is_err() {
+        // The panic's message is already printed.
+        std::process::exit(1);
+    }
+}
+
+async fn bench(mut a: Args, c: RuntimeServiceClient<Channel>) {
     // Names unique to this run: a runtime keeps the names of what an
     // earlier, failed run left behind.
     a.label = format!("{}-{}", a.label, std::process::id());
-    let c = connect(a.socket.clone()).await;
     let logs = std::env::temp_dir().join(format!("cri-bench-logs-{}", std::process::id())).display().to_string();
     std::fs::create_dir_all(&logs).unwrap();
     // Warm up (first pulls of layers into caches, first cgroup creation).
