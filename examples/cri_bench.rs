@@ -22,7 +22,8 @@ use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-const STEPS: [&str; 7] = ["RunPodSandbox", "CreateContainer", "StartContainer", "StopContainer", "RemoveContainer", "StopPodSandbox", "RemovePodSandbox"];
+const STEPS: [&str; 7] =
+    ["RunPodSandbox", "CreateContainer", "StartContainer", "StopContainer", "RemoveContainer", "StopPodSandbox", "RemovePodSandbox"];
 /// Every call is bounded: a hung runtime fails the bench, it does not stall it.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -41,7 +42,16 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args { socket: PathBuf::new(), label: String::new(), image: String::new(), pods: 20, rounds: 10, daemon_pid: None, out: None, overhead: Vec::new() };
+    let mut a = Args {
+        socket: PathBuf::new(),
+        label: String::new(),
+        image: String::new(),
+        pods: 20,
+        rounds: 10,
+        daemon_pid: None,
+        out: None,
+        overhead: Vec::new(),
+    };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
         let mut v = || it.next().unwrap_or_else(|| panic!("{k} needs a value"));
@@ -78,7 +88,9 @@ where
     F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 {
     let t = Instant::now();
-    let r = tokio::time::timeout(CALL_TIMEOUT, f).await.unwrap_or_else(|_| panic!("{step}: no answer in {CALL_TIMEOUT:?}"));
+    let r = tokio::time::timeout(CALL_TIMEOUT, f)
+        .await
+        .unwrap_or_else(|_| panic!("{step}: no answer in {CALL_TIMEOUT:?}"));
     let r = r.unwrap_or_else(|e| panic!("{step}: {e}"));
     times.entry(step).or_default().push(t.elapsed().as_secs_f64() * 1000.0);
     r.into_inner()
@@ -90,10 +102,7 @@ fn sandbox_config(name: &str, logs: &str) -> cri::PodSandboxConfig {
         hostname: String::new(),
         log_directory: format!("{logs}/{name}"),
         linux: Some(cri::LinuxPodSandboxConfig {
-            security_context: Some(cri::LinuxSandboxSecurityContext {
-                namespace_options: Some(namespaces()),
-                ..Default::default()
-            }),
+            security_context: Some(cri::LinuxSandboxSecurityContext { namespace_options: Some(namespaces()), ..Default::default() }),
             ..Default::default()
         }),
         ..Default::default()
@@ -108,10 +117,7 @@ fn container_config(image: &str) -> cri::ContainerConfig {
         command: vec!["sleep".into(), "3600".into()],
         log_path: "c.log".into(),
         linux: Some(cri::LinuxContainerConfig {
-            security_context: Some(cri::LinuxContainerSecurityContext {
-                namespace_options: Some(namespaces()),
-                ..Default::default()
-            }),
+            security_context: Some(cri::LinuxContainerSecurityContext { namespace_options: Some(namespaces()), ..Default::default() }),
             ..Default::default()
         }),
         ..Default::default()
@@ -131,9 +137,21 @@ fn namespaces() -> cri::NamespaceOption {
 async fn lifecycle(mut c: RuntimeServiceClient<Channel>, name: String, image: String, logs: String) -> BTreeMap<&'static str, Vec<f64>> {
     let mut t = BTreeMap::new();
     let config = sandbox_config(&name, &logs);
-    let sb = timed(&mut t, "RunPodSandbox", c.run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() })).await.pod_sandbox_id;
+    let sb = timed(
+        &mut t,
+        "RunPodSandbox",
+        c.run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() }),
+    )
+    .await
+    .pod_sandbox_id;
     let ctr = container_config(&image);
-    let id = timed(&mut t, "CreateContainer", c.create_container(cri::CreateContainerRequest { pod_sandbox_id: sb.clone(), config: Some(ctr), sandbox_config: Some(config) })).await.container_id;
+    let id = timed(
+        &mut t,
+        "CreateContainer",
+        c.create_container(cri::CreateContainerRequest { pod_sandbox_id: sb.clone(), config: Some(ctr), sandbox_config: Some(config) }),
+    )
+    .await
+    .container_id;
     timed(&mut t, "StartContainer", c.start_container(cri::StartContainerRequest { container_id: id.clone() })).await;
     timed(&mut t, "StopContainer", c.stop_container(cri::StopContainerRequest { container_id: id.clone(), timeout: 0 })).await;
     timed(&mut t, "RemoveContainer", c.remove_container(cri::RemoveContainerRequest { container_id: id })).await;
@@ -156,12 +174,17 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 
 fn rss_kib(pid: i32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 fn pss_kib(pid: &str) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
-    s.lines().find_map(|l| l.strip_prefix("Pss:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0)
+    s.lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Pids with their command lines (NULs as spaces).
@@ -191,9 +214,25 @@ async fn memory(c: &RuntimeServiceClient<Channel>, a: &Args, logs: &str) -> serd
     for i in 0..10 {
         let name = format!("{}-mem-{i}", a.label);
         let config = sandbox_config(&name, logs);
-        let sb = timed(&mut t, "RunPodSandbox", cl.run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() })).await.pod_sandbox_id;
+        let sb = timed(
+            &mut t,
+            "RunPodSandbox",
+            cl.run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() }),
+        )
+        .await
+        .pod_sandbox_id;
         let ctr = container_config(&a.image);
-        let id = timed(&mut t, "CreateContainer", cl.create_container(cri::CreateContainerRequest { pod_sandbox_id: sb.clone(), config: Some(ctr), sandbox_config: Some(config) })).await.container_id;
+        let id = timed(
+            &mut t,
+            "CreateContainer",
+            cl.create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: sb.clone(),
+                config: Some(ctr),
+                sandbox_config: Some(config),
+            }),
+        )
+        .await
+        .container_id;
         timed(&mut t, "StartContainer", cl.start_container(cri::StartContainerRequest { container_id: id })).await;
         pods.push(sb);
     }
@@ -264,10 +303,13 @@ async fn bench(mut a: Args, c: RuntimeServiceClient<Channel>) {
     for s in STEPS {
         let one = single.get_mut(s).unwrap();
         let many = parallel.get_mut(s).unwrap();
-        steps.insert(s.into(), serde_json::json!({
-            "p50_ms": pct(one, 0.5), "p99_ms": pct(one, 0.99),
-            "concurrent_p50_ms": pct(many, 0.5), "concurrent_p99_ms": pct(many, 0.99),
-        }));
+        steps.insert(
+            s.into(),
+            serde_json::json!({
+                "p50_ms": pct(one, 0.5), "p99_ms": pct(one, 0.99),
+                "concurrent_p50_ms": pct(many, 0.5), "concurrent_p99_ms": pct(many, 0.99),
+            }),
+        );
     }
     let out = serde_json::json!({ "runtime": a.label, "pods": a.pods, "rounds": a.rounds, "steps": steps, "memory": mem });
     println!("{out}");

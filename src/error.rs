@@ -32,11 +32,7 @@ pub enum Error {
     #[error("{0}")]
     Init(String),
     #[error("hook {path:?} ({kind}): {message}")]
-    Hook {
-        kind: String,
-        path: PathBuf,
-        message: String,
-    },
+    Hook { kind: String, path: PathBuf, message: String },
     #[error("cgroup: {0}")]
     Cgroup(String),
     /// A linux.resources value that is invalid or that the kernel refused;
@@ -59,24 +55,15 @@ pub enum Error {
 impl Error {
     /// A failed system call or file operation, with what was being attempted.
     pub fn sys(what: impl Into<String>, source: impl Into<std::io::Error>) -> Self {
-        Error::Sys {
-            what: what.into(),
-            source: source.into(),
-        }
+        Error::Sys { what: what.into(), source: source.into() }
     }
 
     pub fn resource(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::Resource {
-            field: field.into(),
-            message: message.into(),
-        }
+        Error::Resource { field: field.into(), message: message.into() }
     }
 
     pub fn unsupported(field: impl Into<String>, why: impl Into<String>) -> Self {
-        Error::Unsupported {
-            field: field.into(),
-            why: why.into(),
-        }
+        Error::Unsupported { field: field.into(), why: why.into() }
     }
 }
 
@@ -153,7 +140,8 @@ impl Error {
             Error::Cgroup(m) => Error::Cgroup(format!("{ctx}: {m}")),
             Error::InvalidState(m) => Error::InvalidState(format!("{ctx}: {m}")),
             Error::InvalidArgument(m) => Error::InvalidArgument(format!("{ctx}: {m}")),
-            e @ (Error::Unsupported { .. } | Error::Resource { .. } | Error::Hook { .. } | Error::NotFound(_) | Error::AlreadyExists(_)) => e,
+            e
+            @ (Error::Unsupported { .. } | Error::Resource { .. } | Error::Hook { .. } | Error::NotFound(_) | Error::AlreadyExists(_)) => e,
             other => Error::Init(format!("{ctx}: {other}")),
         }
     }

@@ -63,12 +63,7 @@ pub fn format_line(format: LogFormat, level: log::Level, msg: &str) -> String {
             let v = serde_json::json!({"level": level_name(level), "msg": msg, "time": time});
             format!("{v}\n")
         }
-        LogFormat::Text => format!(
-            "time={:?} level={} msg={:?}\n",
-            time,
-            level_name(level),
-            msg
-        ),
+        LogFormat::Text => format!("time={:?} level={} msg={:?}\n", time, level_name(level), msg),
     }
 }
 
@@ -85,16 +80,8 @@ pub fn init(path: Option<&Path>, format: LogFormat, debug: bool) -> std::io::Res
         Some(p) => Sink::File(OpenOptions::new().create(true).append(true).open(p)?),
         None => Sink::Stderr,
     };
-    let level = if debug {
-        log::LevelFilter::Debug
-    } else {
-        log::LevelFilter::Warn
-    };
-    let logger = Logger {
-        sink: Mutex::new(sink),
-        format,
-        level,
-    };
+    let level = if debug { log::LevelFilter::Debug } else { log::LevelFilter::Warn };
+    let logger = Logger { sink: Mutex::new(sink), format, level };
     if log::set_boxed_logger(Box::new(logger)).is_ok() {
         log::set_max_level(level);
     }

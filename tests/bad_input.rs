@@ -219,10 +219,7 @@ fn unknown_capability_is_ignored_with_warning() {
     }
     // runc only warns: "ignoring unknown or unavailable capabilities: [CAP_BOGUS]"
     let mut env = TestEnv::new("bad-cap");
-    env.config["process"]["capabilities"]["bounding"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!("CAP_BOGUS"));
+    env.config["process"]["capabilities"]["bounding"].as_array_mut().unwrap().push(json!("CAP_BOGUS"));
     env.args(&["true"]);
     let o = env.run_fg();
     assert_ok(&o);
@@ -260,22 +257,12 @@ fn spec_writes_default_config() {
     assert_eq!(c["root"], json!({"path": "rootfs", "readonly": true}));
     // Each runtime names the default hostname after itself.
     assert_eq!(c["hostname"], if is_runc() { "runc" } else { "hull" });
-    let ns: Vec<&str> = c["linux"]["namespaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["type"].as_str().unwrap())
-        .collect();
+    let ns: Vec<&str> = c["linux"]["namespaces"].as_array().unwrap().iter().map(|n| n["type"].as_str().unwrap()).collect();
     // runc 1.1 leaves out the cgroup namespace that runc 1.2 and hull add.
     for want in ["pid", "network", "ipc", "uts", "mount"] {
         assert!(ns.contains(&want), "{want} missing from {ns:?}");
     }
-    let dests: Vec<&str> = c["mounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["destination"].as_str().unwrap())
-        .collect();
+    let dests: Vec<&str> = c["mounts"].as_array().unwrap().iter().map(|m| m["destination"].as_str().unwrap()).collect();
     assert_eq!(dests, vec!["/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup"]);
     assert!(c["linux"]["maskedPaths"].as_array().unwrap().contains(&json!("/proc/kcore")));
     assert!(c["linux"]["readonlyPaths"].as_array().unwrap().contains(&json!("/proc/sys")));
@@ -287,10 +274,7 @@ fn spec_writes_default_config() {
 
     // --bundle writes into another directory
     let other = tempfile::tempdir().unwrap();
-    let o = run_cmd(
-        std::process::Command::new(runtime()).args(["spec", "--bundle", other.path().to_str().unwrap()]),
-        CMD_TIMEOUT,
-    );
+    let o = run_cmd(std::process::Command::new(runtime()).args(["spec", "--bundle", other.path().to_str().unwrap()]), CMD_TIMEOUT);
     assert_ok(&o);
     assert!(other.path().join("config.json").exists());
 }

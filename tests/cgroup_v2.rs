@@ -27,10 +27,7 @@ const MEMORY_HOG: &str = "x=a; while true; do x=$x$x; done";
 /// where `HULL_TEST_REQUIRE_V2` says it must run.
 fn v2_host(test: &str) -> bool {
     if !require_root() {
-        assert!(
-            std::env::var_os("HULL_TEST_REQUIRE_V2").is_none(),
-            "{test}: must run as root in the v2 VM"
-        );
+        assert!(std::env::var_os("HULL_TEST_REQUIRE_V2").is_none(), "{test}: must run as root in the v2 VM");
         return false;
     }
     let is_v2 = nix::sys::statfs::statfs("/sys/fs/cgroup")
@@ -41,10 +38,7 @@ fn v2_host(test: &str) -> bool {
         return true;
     }
     let why = "/sys/fs/cgroup is not a cgroup v2 hierarchy with controllers (make test-v2 runs these tests in a v2 VM)";
-    assert!(
-        std::env::var_os("HULL_TEST_REQUIRE_V2").is_none(),
-        "{test} cannot run: {why}"
-    );
+    assert!(std::env::var_os("HULL_TEST_REQUIRE_V2").is_none(), "{test} cannot run: {why}");
     eprintln!("skipped {test}: {why}");
     false
 }
@@ -56,21 +50,14 @@ fn cg_dir(env: &TestEnv) -> PathBuf {
 #[track_caller]
 fn cg_read(env: &TestEnv, file: &str) -> String {
     let p = cg_dir(env).join(file);
-    fs::read_to_string(&p)
-        .unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
-        .trim()
-        .to_string()
+    fs::read_to_string(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display())).trim().to_string()
 }
 
 /// The value of `key` in a flat-keyed cgroup file ("key value" lines).
 fn cg_key(env: &TestEnv, file: &str, key: &str) -> u64 {
     cg_read(env, file)
         .lines()
-        .find_map(|l| {
-            l.strip_prefix(key)
-                .and_then(|v| v.strip_prefix(' '))
-                .and_then(|v| v.trim().parse().ok())
-        })
+        .find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
         .unwrap_or_else(|| panic!("no {key} in {file} of {}", env.id))
 }
 
@@ -83,21 +70,14 @@ fn set_resources(env: &mut TestEnv, resources: Value) {
 fn delete_force(env: &TestEnv) {
     assert_ok(&env.run(&["delete", "--force", &env.id]));
     assert_no_leftovers(env);
-    assert!(
-        !cg_dir(env).exists(),
-        "cgroup {} left",
-        cg_dir(env).display()
-    );
+    assert!(!cg_dir(env).exists(), "cgroup {} left", cg_dir(env).display());
 }
 
 /// A tmpfs /tmp without nodev, so device nodes made in it can be opened,
 /// and CAP_MKNOD to make them.
 fn device_tmp(env: &mut TestEnv) {
     for set in ["bounding", "effective", "permitted"] {
-        env.config["process"]["capabilities"][set]
-            .as_array_mut()
-            .unwrap()
-            .push(json!("CAP_MKNOD"));
+        env.config["process"]["capabilities"][set].as_array_mut().unwrap().push(json!("CAP_MKNOD"));
     }
     env.add_mount(json!({
         "destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
@@ -136,20 +116,8 @@ fn the_container_default_device_list_loads_and_applies() {
     }
     let mut env = TestEnv::new("v2-devlist");
     let mut devices = vec![json!({"allow": false, "access": "rwm"})];
-    for (major, minor) in [
-        (1, 3),
-        (1, 5),
-        (1, 7),
-        (1, 8),
-        (1, 9),
-        (5, 0),
-        (5, 1),
-        (5, 2),
-        (10, 200),
-    ] {
-        devices.push(
-            json!({"allow": true, "type": "c", "major": major, "minor": minor, "access": "rwm"}),
-        );
+    for (major, minor) in [(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1), (5, 2), (10, 200)] {
+        devices.push(json!({"allow": true, "type": "c", "major": major, "minor": minor, "access": "rwm"}));
     }
     devices.push(json!({"allow": true, "type": "c", "major": 136, "access": "rwm"}));
     devices.push(json!({"allow": true, "type": "c", "access": "m"}));
@@ -159,17 +127,8 @@ fn the_container_default_device_list_loads_and_applies() {
     env.sh("echo x > /dev/null && head -c1 /dev/zero | wc -c; mknod /tmp/mem c 1 1 && echo mknod-ok; head -c1 /tmp/mem; echo rc=$?");
     let o = env.run_fg();
     assert_ok(&o);
-    assert_eq!(
-        s(&o.stdout).split_whitespace().collect::<Vec<_>>(),
-        ["1", "mknod-ok", "rc=1"],
-        "{}",
-        show(&o)
-    );
-    assert!(
-        s(&o.stderr).contains("Operation not permitted"),
-        "/dev/mem must be denied:\n{}",
-        show(&o)
-    );
+    assert_eq!(s(&o.stdout).split_whitespace().collect::<Vec<_>>(), ["1", "mknod-ok", "rc=1"], "{}", show(&o));
+    assert!(s(&o.stderr).contains("Operation not permitted"), "/dev/mem must be denied:\n{}", show(&o));
     assert_no_leftovers(&env);
 }
 
@@ -183,23 +142,11 @@ fn bad_values_name_the_field_and_leave_nothing() {
     let cases = [
         // Refused by the kernel, after the cgroup was made: rolled back.
         (json!({"cpu": {"cpus": "99"}}), "linux.resources.cpu.cpus"),
-        (
-            json!({"unified": {"memory.nonexistent": "1"}}),
-            "memory.nonexistent",
-        ),
+        (json!({"unified": {"memory.nonexistent": "1"}}), "memory.nonexistent"),
         // Refused by hull.
-        (
-            json!({"memory": {"limit": 64 * MIB, "swap": 32 * MIB}}),
-            "linux.resources.memory.swap",
-        ),
-        (
-            json!({"memory": {"swappiness": 10}}),
-            "linux.resources.memory.swappiness",
-        ),
-        (
-            json!({"network": {"classID": 1}}),
-            "linux.resources.network",
-        ),
+        (json!({"memory": {"limit": 64 * MIB, "swap": 32 * MIB}}), "linux.resources.memory.swap"),
+        (json!({"memory": {"swappiness": 10}}), "linux.resources.memory.swappiness"),
+        (json!({"network": {"classID": 1}}), "linux.resources.network"),
     ];
     for (resources, field) in cases {
         let mut env = TestEnv::new("v2-bad");
@@ -226,12 +173,7 @@ fn oom_killed_run_exits_137() {
     let mut env = memory_env("v2-oom-run", 32 * MIB);
     env.sh(MEMORY_HOG);
     let o = env.run_fg();
-    assert_eq!(
-        o.status.code(),
-        Some(137),
-        "an OOM-killed run exits 137:\n{}",
-        show(&o)
-    );
+    assert_eq!(o.status.code(), Some(137), "an OOM-killed run exits 137:\n{}", show(&o));
     assert_no_leftovers(&env);
 }
 
@@ -256,9 +198,7 @@ fn oom_kill_gives_the_oom_event_and_the_state_flag() {
     // `events` is watching before the container can run out of memory.
     std::thread::sleep(Duration::from_millis(500));
     env.start_ok();
-    wait_for("the container to stop", Duration::from_secs(30), || {
-        env.status().as_deref() == Some("stopped")
-    });
+    wait_for("the container to stop", Duration::from_secs(30), || env.status().as_deref() == Some("stopped"));
     let deadline = Instant::now() + Duration::from_secs(20);
     while events.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
@@ -289,10 +229,7 @@ fn cpu_quota_throttles_and_shares_become_cpu_weight() {
         return;
     }
     let mut env = TestEnv::new("v2-cpu");
-    set_resources(
-        &mut env,
-        json!({"cpu": {"quota": 20000, "period": 100000, "shares": 512}}),
-    );
+    set_resources(&mut env, json!({"cpu": {"quota": 20000, "period": 100000, "shares": 512}}));
     env.sh("while :; do :; done");
     assert_ok(&env.run_detached());
     assert_eq!(cg_read(&env, "cpu.max"), "20000 100000");
@@ -303,15 +240,8 @@ fn cpu_quota_throttles_and_shares_become_cpu_weight() {
     std::thread::sleep(Duration::from_secs(1));
     let (t1, u1) = (Instant::now(), usage());
     let cpus = (u1 - u0) as f64 / (t1 - t0).as_micros() as f64;
-    assert!(
-        cpus <= 0.3,
-        "a busy loop with a quota of 0.2 CPU used {cpus:.3} CPU"
-    );
-    assert!(
-        cg_key(&env, "cpu.stat", "nr_throttled") > 0,
-        "{}",
-        cg_read(&env, "cpu.stat")
-    );
+    assert!(cpus <= 0.3, "a busy loop with a quota of 0.2 CPU used {cpus:.3} CPU");
+    assert!(cg_key(&env, "cpu.stat", "nr_throttled") > 0, "{}", cg_read(&env, "cpu.stat"));
     delete_force(&env);
 }
 
@@ -345,10 +275,7 @@ fn cpu_weights_split_a_shared_cpu_proportionally() {
         }
         eprintln!("usage ratio {ratio:.2} out of range, measuring again");
     }
-    assert!(
-        (1.5..=2.7).contains(&ratio),
-        "weights 39:20 on one CPU gave a usage ratio of {ratio:.2}"
-    );
+    assert!((1.5..=2.7).contains(&ratio), "weights 39:20 on one CPU gave a usage ratio of {ratio:.2}");
     delete_force(&big);
     delete_force(&small);
 }
@@ -365,11 +292,7 @@ fn cpuset_pins_the_container() {
     env.sh("grep -E '^(Cpus|Mems)_allowed_list' /proc/self/status; cat /sys/fs/cgroup/cpuset.cpus.effective");
     let out = env.output_ok();
     let words: Vec<&str> = out.split_whitespace().collect();
-    assert_eq!(
-        words,
-        ["Cpus_allowed_list:", cpu, "Mems_allowed_list:", "0", cpu],
-        "{out}"
-    );
+    assert_eq!(words, ["Cpus_allowed_list:", cpu, "Mems_allowed_list:", "0", cpu], "{out}");
     assert_no_leftovers(&env);
 }
 
@@ -383,28 +306,18 @@ fn pids_max_stops_a_fork_bomb() {
     env.sh("bomb() { bomb | bomb & }; bomb 2>/dev/null; sleep 1000");
     assert_ok(&env.run_detached());
     assert_eq!(cg_read(&env, "pids.max"), "10");
-    wait_for(
-        "fork failures in pids.events",
-        Duration::from_secs(20),
-        || {
-            fs::read_to_string(cg_dir(&env).join("pids.events"))
-                .ok()
-                .and_then(|t| {
-                    t.split_whitespace()
-                        .nth(1)
-                        .and_then(|n| n.parse::<u64>().ok())
-                })
-                .is_some_and(|n| n > 0)
-        },
-    );
+    wait_for("fork failures in pids.events", Duration::from_secs(20), || {
+        fs::read_to_string(cg_dir(&env).join("pids.events"))
+            .ok()
+            .and_then(|t| t.split_whitespace().nth(1).and_then(|n| n.parse::<u64>().ok()))
+            .is_some_and(|n| n > 0)
+    });
     let current: u64 = cg_read(&env, "pids.current").parse().unwrap();
     assert!(current <= 10, "pids.current {current} above the limit");
     // `kill --all` reaches every process of a cgroup that keeps forking
     // (frozen first, so no child escapes the signal).
     assert_ok(&env.run(&["kill", "--all", &env.id, "KILL"]));
-    wait_for("the cgroup to empty", Duration::from_secs(20), || {
-        cg_read(&env, "cgroup.procs").is_empty()
-    });
+    wait_for("the cgroup to empty", Duration::from_secs(20), || cg_read(&env, "cgroup.procs").is_empty());
     delete_force(&env);
 }
 
@@ -426,13 +339,8 @@ fn io_max_throttles_writes_and_weight_is_converted() {
         return;
     }
     let Some((path, major, minor)) = scratch_disk() else {
-        assert!(
-            std::env::var_os("HULL_TEST_REQUIRE_V2").is_none(),
-            "the v2 VM has no scratch disk /dev/vda"
-        );
-        eprintln!(
-            "skipped io_max_throttles_writes_and_weight_is_converted: no /dev/vda to throttle"
-        );
+        assert!(std::env::var_os("HULL_TEST_REQUIRE_V2").is_none(), "the v2 VM has no scratch disk /dev/vda");
+        eprintln!("skipped io_max_throttles_writes_and_weight_is_converted: no /dev/vda to throttle");
         return;
     };
     let mut env = TestEnv::new("v2-io");
@@ -443,45 +351,22 @@ fn io_max_throttles_writes_and_weight_is_converted() {
             "devices": [{"allow": false, "access": "rwm"}, {"allow": true, "type": "b", "major": major, "minor": minor, "access": "rw"}],
         }),
     );
-    env.config["linux"]["devices"] =
-        json!([{"path": "/dev/disk0", "type": "b", "major": major, "minor": minor}]);
+    env.config["linux"]["devices"] = json!([{"path": "/dev/disk0", "type": "b", "major": major, "minor": minor}]);
     env.sh("dd if=/dev/zero of=/dev/disk0 bs=64k count=48 oflag=direct 2>/dev/null; echo rc=$?; sleep 1000");
     assert_ok(&env.run_detached());
     let started = Instant::now();
     let dir = cg_dir(&env);
-    assert_eq!(
-        cg_read(&env, "io.max"),
-        format!("{major}:{minor} rbps=max wbps={MIB} riops=max wiops=max")
-    );
-    assert!(
-        cg_read(&env, "io.weight")
-            .lines()
-            .any(|l| l == "default 4950"),
-        "io.weight: {}",
-        cg_read(&env, "io.weight")
-    );
-    wait_for("dd to finish", Duration::from_secs(30), || {
-        env.container_stdout().contains("rc=")
-    });
+    assert_eq!(cg_read(&env, "io.max"), format!("{major}:{minor} rbps=max wbps={MIB} riops=max wiops=max"));
+    assert!(cg_read(&env, "io.weight").lines().any(|l| l == "default 4950"), "io.weight: {}", cg_read(&env, "io.weight"));
+    wait_for("dd to finish", Duration::from_secs(30), || env.container_stdout().contains("rc="));
     let took = started.elapsed();
-    assert_eq!(
-        env.container_stdout().trim(),
-        "rc=0",
-        "dd to {path}: {}",
-        env.container_stderr()
-    );
-    assert!(
-        took >= Duration::from_secs(2),
-        "3 MiB at 1 MiB/s were written in {took:?}"
-    );
+    assert_eq!(env.container_stdout().trim(), "rc=0", "dd to {path}: {}", env.container_stderr());
+    assert!(took >= Duration::from_secs(2), "3 MiB at 1 MiB/s were written in {took:?}");
     let stat = fs::read_to_string(dir.join("io.stat")).unwrap();
     let wbytes = stat
         .lines()
         .find(|l| l.starts_with(&format!("{major}:{minor} ")))
-        .and_then(|l| {
-            l.split_whitespace()
-                .find_map(|kv| kv.strip_prefix("wbytes="))
-        })
+        .and_then(|l| l.split_whitespace().find_map(|kv| kv.strip_prefix("wbytes=")))
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
     assert!(wbytes >= 3 << 20, "io.stat: {stat}");
@@ -494,9 +379,7 @@ fn io_max_throttles_writes_and_weight_is_converted() {
         .into_iter()
         .flatten()
         // (zero fields are left out, as runc leaves them out)
-        .find(|e| {
-            e["major"] == major && e["minor"].as_i64().unwrap_or(0) == minor && e["op"] == "Write"
-        })
+        .find(|e| e["major"] == major && e["minor"].as_i64().unwrap_or(0) == minor && e["op"] == "Write")
         .and_then(|e| e["value"].as_u64());
     assert_eq!(written, Some(wbytes), "{v}");
     delete_force(&env);
@@ -513,10 +396,7 @@ fn hugetlb_limit_is_written() {
         return;
     }
     let mut env = TestEnv::new("v2-hugetlb");
-    set_resources(
-        &mut env,
-        json!({"hugepageLimits": [{"pageSize": "2MB", "limit": 4 * MIB}]}),
-    );
+    set_resources(&mut env, json!({"hugepageLimits": [{"pageSize": "2MB", "limit": 4 * MIB}]}));
     env.sh("cat /sys/fs/cgroup/hugetlb.2MB.max");
     assert_eq!(env.output_ok().trim(), (4 * MIB).to_string());
     assert_no_leftovers(&env);
@@ -535,11 +415,7 @@ fn pause_and_resume_use_cgroup_freeze() {
     let pid = env.pid();
     let o = env.run(&["ps", "--format", "json", &env.id]);
     assert_ok(&o);
-    assert_eq!(
-        serde_json::from_slice::<Value>(&o.stdout).unwrap(),
-        json!([pid]),
-        "ps lists cgroup.procs"
-    );
+    assert_eq!(serde_json::from_slice::<Value>(&o.stdout).unwrap(), json!([pid]), "ps lists cgroup.procs");
     assert_ok(&env.run(&["pause", &env.id]));
     assert_eq!(env.status().as_deref(), Some("paused"));
     assert_eq!(cg_read(&env, "cgroup.freeze"), "1");
@@ -612,14 +488,10 @@ fn events_stats_reads_the_v2_files() {
     assert_ok(&env.run_detached());
     let o = env.run(&["events", "--stats", &env.id]);
     assert_ok(&o);
-    let v: Value = serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", show(&o)));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", show(&o)));
     assert_eq!(v["type"], "stats");
     let d = &v["data"];
-    assert!(
-        d["memory"]["usage"]["usage"].as_u64().unwrap_or(0) > 0,
-        "{v}"
-    );
+    assert!(d["memory"]["usage"]["usage"].as_u64().unwrap_or(0) > 0, "{v}");
     assert_eq!(d["memory"]["usage"]["limit"], json!(64 * MIB), "{v}");
     assert!(d["memory"]["raw"]["anon"].is_u64(), "memory.stat keys: {v}");
     assert!(d["cpu"]["usage"]["total"].as_u64().unwrap_or(0) > 0, "{v}");
@@ -638,13 +510,8 @@ fn device_filter_allows_denies_and_separates_mknod_from_access() {
         return;
     }
     let Some((_, major, minor)) = scratch_disk() else {
-        assert!(
-            std::env::var_os("HULL_TEST_REQUIRE_V2").is_none(),
-            "the v2 VM has no scratch disk /dev/vda"
-        );
-        eprintln!(
-            "skipped device_filter_allows_denies_and_separates_mknod_from_access: no /dev/vda"
-        );
+        assert!(std::env::var_os("HULL_TEST_REQUIRE_V2").is_none(), "the v2 VM has no scratch disk /dev/vda");
+        eprintln!("skipped device_filter_allows_denies_and_separates_mknod_from_access: no /dev/vda");
         return;
     };
     let mut env = TestEnv::new("v2-devices");
@@ -662,14 +529,7 @@ fn device_filter_allows_denies_and_separates_mknod_from_access() {
     let out = env.output_ok();
     assert_eq!(
         out.split_whitespace().collect::<Vec<_>>(),
-        [
-            "mknod-disk",
-            "512",
-            "write-denied",
-            "mknod-mem",
-            "mem-denied",
-            "null-ok"
-        ],
+        ["mknod-disk", "512", "write-denied", "mknod-mem", "mem-denied", "null-ok"],
         "{out}"
     );
     assert_no_leftovers(&env);
@@ -691,14 +551,7 @@ fn systemd_cgroup_path_maps_onto_the_unified_hierarchy() {
     env.write_config();
     let b = env.bundle_path();
     let o = run_cmd_to(
-        &mut env.cmd(&[
-            "--systemd-cgroup",
-            "run",
-            "--detach",
-            "--bundle",
-            b.to_str().unwrap(),
-            &env.id,
-        ]),
+        &mut env.cmd(&["--systemd-cgroup", "run", "--detach", "--bundle", b.to_str().unwrap(), &env.id]),
         CMD_TIMEOUT,
         &env.out_file,
         &env.err_file,
@@ -706,19 +559,11 @@ fn systemd_cgroup_path_maps_onto_the_unified_hierarchy() {
     assert_ok(&o);
     let unit = format!("/{top}.slice/{slice}/hull-{}.scope", env.id);
     let dir = Path::new("/sys/fs/cgroup").join(&unit[1..]);
-    assert_eq!(
-        fs::read_to_string(dir.join("pids.max")).unwrap().trim(),
-        "7"
-    );
+    assert_eq!(fs::read_to_string(dir.join("pids.max")).unwrap().trim(), "7");
     let cg = fs::read_to_string(format!("/proc/{}/cgroup", env.pid())).unwrap();
     assert_eq!(cg.trim(), format!("0::{unit}"));
     assert_ok(&env.run(&["delete", "--force", &env.id]));
-    assert!(
-        !Path::new("/sys/fs/cgroup")
-            .join(format!("{top}.slice"))
-            .exists(),
-        "the slices hull made are left"
-    );
+    assert!(!Path::new("/sys/fs/cgroup").join(format!("{top}.slice")).exists(), "the slices hull made are left");
     assert_no_leftovers(&env);
 }
 
@@ -734,10 +579,7 @@ fn cgroup_namespace_hides_the_path() {
     env.set_namespace("cgroup", None);
     set_resources(&mut env, json!({"pids": {"limit": 9}}));
     env.sh("cat /proc/self/cgroup /sys/fs/cgroup/pids.max");
-    assert_eq!(
-        env.output_ok().split_whitespace().collect::<Vec<_>>(),
-        ["0::/", "9"]
-    );
+    assert_eq!(env.output_ok().split_whitespace().collect::<Vec<_>>(), ["0::/", "9"]);
     assert_no_leftovers(&env);
 
     // Without one, /sys/fs/cgroup is a bind of the container's directory.
@@ -746,11 +588,7 @@ fn cgroup_namespace_hides_the_path() {
     set_resources(&mut env, json!({"pids": {"limit": 8}}));
     env.sh("cat /proc/self/cgroup /sys/fs/cgroup/pids.max");
     let out = env.output_ok();
-    assert_eq!(
-        out.split_whitespace().collect::<Vec<_>>(),
-        [format!("0::/{}", env.id).as_str(), "8"],
-        "{out}"
-    );
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), [format!("0::/{}", env.id).as_str(), "8"], "{out}");
     assert_no_leftovers(&env);
 }
 
@@ -766,24 +604,14 @@ fn delete_kills_processes_left_behind_by_init() {
     env.sh("sleep 1000 & echo $!; exit 0");
     assert_ok(&env.run_detached());
     env.wait_status("stopped");
-    let pid: i32 = env
-        .container_stdout()
-        .trim()
-        .parse()
-        .expect("the sleep's pid");
+    let pid: i32 = env.container_stdout().trim().parse().expect("the sleep's pid");
     let procs = cg_read(&env, "cgroup.procs");
-    assert!(
-        procs.lines().any(|p| p == pid.to_string()),
-        "the sleep lingers in the cgroup: {procs:?}"
-    );
+    assert!(procs.lines().any(|p| p == pid.to_string()), "the sleep lingers in the cgroup: {procs:?}");
     assert_ok(&env.delete());
     assert_no_leftovers(&env);
     assert!(!cg_dir(&env).exists());
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    assert!(
-        stat.is_empty() || stat.contains(") Z"),
-        "the lingering sleep {pid} still runs: {stat}"
-    );
+    assert!(stat.is_empty() || stat.contains(") Z"), "the lingering sleep {pid} still runs: {stat}");
 }
 
 /// A `hull pod` on v2: the pod cgroup `/hull-pod-<uid>` carries the sum of
@@ -794,22 +622,15 @@ fn pod_limits_on_v2() {
     if !v2_host("pod_limits_on_v2") {
         return;
     }
-    let root = tempfile::Builder::new()
-        .prefix("hull-v2pod-")
-        .tempdir_in("/tmp")
-        .unwrap();
+    let root = tempfile::Builder::new().prefix("hull-v2pod-").tempdir_in("/tmp").unwrap();
     let name = unique_id("v2pod").to_lowercase();
     let hull = |args: &[&str]| {
         let mut cmd = std::process::Command::new(runtime());
         cmd.arg("--root").arg(root.path()).args(args);
         run_cmd(&mut cmd, Duration::from_secs(60))
     };
-    let record = || -> Value {
-        serde_json::from_str(&read_all(
-            &root.path().join("pods").join(&name).join("pod.json"),
-        ))
-        .unwrap_or(Value::Null)
-    };
+    let record =
+        || -> Value { serde_json::from_str(&read_all(&root.path().join("pods").join(&name).join("pod.json"))).unwrap_or(Value::Null) };
     let manifest = format!(
         r#"
 apiVersion: v1
@@ -834,13 +655,7 @@ spec:
     fs::write(&path, manifest).unwrap();
     let no_cni = root.path().join("no-cni");
     fs::create_dir_all(&no_cni).unwrap();
-    let o = hull(&[
-        "pod",
-        "run",
-        "--cni-conf-dir",
-        no_cni.to_str().unwrap(),
-        path.to_str().unwrap(),
-    ]);
+    let o = hull(&["pod", "run", "--cni-conf-dir", no_cni.to_str().unwrap(), path.to_str().unwrap()]);
     let rm = || hull(&["pod", "rm", &name]);
     if !o.status.success() {
         let _ = rm();
@@ -850,9 +665,7 @@ spec:
     let pod_dir = Path::new("/sys/fs/cgroup").join(format!("hull-pod-{uid}"));
     let pod_mem = read_all(&pod_dir.join("memory.max"));
     let pod_cpu = read_all(&pod_dir.join("cpu.max"));
-    wait_for("the hog's exit", Duration::from_secs(60), || {
-        !record()["containers"][1]["lastExit"].is_null()
-    });
+    wait_for("the hog's exit", Duration::from_secs(60), || !record()["containers"][1]["lastExit"].is_null());
     let rec = record();
     let logs = hull(&["pod", "logs", &name, "-c", "steady"]);
     let removed = rm();
@@ -862,14 +675,8 @@ spec:
     assert_eq!(hog["lastExit"]["exitCode"], 137, "{hog}");
     assert_eq!(hog["lastExit"]["reason"], "OOMKilled", "{hog}");
     assert_ok(&logs);
-    assert_eq!(
-        s(&logs.stdout).split_whitespace().collect::<Vec<_>>(),
-        [(64 * MIB).to_string().as_str(), "50000", "100000"]
-    );
+    assert_eq!(s(&logs.stdout).split_whitespace().collect::<Vec<_>>(), [(64 * MIB).to_string().as_str(), "50000", "100000"]);
     assert_ok(&removed);
     assert!(!pod_dir.exists(), "pod cgroup {} left", pod_dir.display());
-    assert!(
-        !root.path().join("pods").join(&name).exists(),
-        "pod dir left"
-    );
+    assert!(!root.path().join("pods").join(&name).exists(), "pod dir left");
 }

@@ -53,10 +53,7 @@ struct Unmount(std::path::PathBuf);
 
 impl Drop for Unmount {
     fn drop(&mut self) {
-        let _ = run_cmd(
-            Command::new("umount").arg("-R").arg("-l").arg(&self.0),
-            CMD_TIMEOUT,
-        );
+        let _ = run_cmd(Command::new("umount").arg("-R").arg("-l").arg(&self.0), CMD_TIMEOUT);
     }
 }
 
@@ -84,10 +81,7 @@ fn kill_of_empty_unknown_or_stopped_container_fails() {
     }
     let mut env = TestEnv::new("kill-errors");
     assert_fails(&env.run(&["kill", "", "KILL"]));
-    assert_fails_mentioning(
-        &env.run(&["kill", "no-such-container-x", "KILL"]),
-        &["does not exist"],
-    );
+    assert_fails_mentioning(&env.run(&["kill", "no-such-container-x", "KILL"]), &["does not exist"]);
     env.args(&["true"]);
     env.start_running();
     env.wait_status("stopped");
@@ -105,21 +99,10 @@ fn create_pid_file_matches_state_of_created_container() {
     env.write_config();
     let pid_file = env.bundle_path().join("ctr.pid");
     let b = env.bundle_path();
-    let o = env.run_keep_io(&[
-        "create",
-        "--bundle",
-        b.to_str().unwrap(),
-        "--pid-file",
-        pid_file.to_str().unwrap(),
-        &env.id,
-    ]);
+    let o = env.run_keep_io(&["create", "--bundle", b.to_str().unwrap(), "--pid-file", pid_file.to_str().unwrap(), &env.id]);
     assert_ok(&o);
     // The pid file is complete when create returns.
-    let pid: i32 = fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .expect("pid file holds a number");
+    let pid: i32 = fs::read_to_string(&pid_file).unwrap().trim().parse().expect("pid file holds a number");
     let st = env.state_json();
     assert_eq!(st["status"], "created");
     assert_eq!(st["pid"], json!(pid));
@@ -141,10 +124,7 @@ fn delete_of_running_container_fails_and_leaves_it_running() {
     assert_fails_mentioning(&env.delete(), &["not stopped"]);
     assert_eq!(env.status().as_deref(), Some("running"));
     assert_eq!(env.pid(), pid);
-    assert_fails_mentioning(
-        &env.run(&["delete", "no-such-container-x"]),
-        &["does not exist"],
-    );
+    assert_fails_mentioning(&env.run(&["delete", "no-such-container-x"]), &["does not exist"]);
 }
 
 // --- errors as runc prints them ---
@@ -159,38 +139,23 @@ fn errors_are_printed_as_runc_prints_them() {
     let o = env.run(&["state", "no-such-ctr"]);
     assert!(!o.status.success());
     let err = s(&o.stderr);
-    assert!(
-        err.starts_with("time=\"") && err.contains(" level=error msg=\""),
-        "{err}"
-    );
+    assert!(err.starts_with("time=\"") && err.contains(" level=error msg=\""), "{err}");
     assert!(err.contains("does not exist"), "{err}");
     // JSON with --log-format json
     let o = env.run(&["--log-format", "json", "state", "no-such-ctr"]);
-    let v: Value = serde_json::from_str(s(&o.stderr).trim())
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", show(&o)));
+    let v: Value = serde_json::from_str(s(&o.stderr).trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {}", show(&o)));
     assert_eq!(v["level"], "error");
     assert!(v["msg"].as_str().unwrap().contains("does not exist"));
     assert!(v["time"].is_string());
     // --log FILE: the file gets the JSON entry containerd reads, stderr the message
     let log = env.bundle_path().join("runtime.log");
-    let o = env.run(&[
-        "--log",
-        log.to_str().unwrap(),
-        "--log-format",
-        "json",
-        "state",
-        "no-such-ctr",
-    ]);
+    let o = env.run(&["--log", log.to_str().unwrap(), "--log-format", "json", "state", "no-such-ctr"]);
     assert!(!o.status.success());
     let last = fs::read_to_string(&log).unwrap();
     let v: Value = serde_json::from_str(last.lines().last().unwrap()).unwrap();
     assert_eq!(v["level"], "error");
     assert!(v["msg"].as_str().unwrap().contains("does not exist"));
-    assert!(
-        s(&o.stderr).contains("does not exist") && !s(&o.stderr).contains("level="),
-        "{}",
-        show(&o)
-    );
+    assert!(s(&o.stderr).contains("does not exist") && !s(&o.stderr).contains("level="), "{}", show(&o));
 }
 
 // --- unknown things ---
@@ -201,8 +166,7 @@ fn unknown_fields_and_annotations_are_accepted() {
         return;
     }
     let mut env = TestEnv::new("unknown-fields");
-    env.config["annotations"] =
-        json!({"org.example.never-heard-of": "x", "com.vendor/thing": "{\"a\":1}"});
+    env.config["annotations"] = json!({"org.example.never-heard-of": "x", "com.vendor/thing": "{\"a\":1}"});
     env.config["someFutureTopLevelField"] = json!({"nested": [1, 2, 3]});
     env.config["linux"]["someFutureLinuxField"] = json!(true);
     env.sh("echo ran");
@@ -258,25 +222,15 @@ fn no_mount_namespace_runs_chrooted_without_touching_host_mounts() {
         .to_string();
     env.sh("test -x /bin/busybox && test ! -e /tmp/hull-no-such && echo chrooted; sleep 1000");
     assert_ok(&env.run_detached());
-    wait_for("container output", WAIT_TIMEOUT, || {
-        env.container_stdout().contains("chrooted")
-    });
+    wait_for("container output", WAIT_TIMEOUT, || env.container_stdout().contains("chrooted"));
     let pid = env.pid();
-    assert_eq!(
-        ns_link(&pid.to_string(), "mnt"),
-        ns_link("self", "mnt"),
-        "the container must share the host's mount namespace"
-    );
+    assert_eq!(ns_link(&pid.to_string(), "mnt"), ns_link("self", "mnt"), "the container must share the host's mount namespace");
     assert_eq!(fs::read_link(format!("/proc/{pid}/root")).unwrap(), rootfs);
     // exec'd processes are chrooted the same way
     let o = env.exec(&["sh", "-c", "test -x /bin/busybox && echo exec-chrooted"]);
     assert_ok(&o);
     assert_eq!(s(&o.stdout).trim(), "exec-chrooted");
-    assert_eq!(
-        host_mounts_under(&rootfs),
-        before,
-        "mounts appeared on the host under the rootfs"
-    );
+    assert_eq!(host_mounts_under(&rootfs), before, "mounts appeared on the host under the rootfs");
     let root_now = fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
         .lines()
@@ -317,10 +271,7 @@ fn hostname_in_a_uts_namespace_joined_by_path() {
     env.args(&["hostname"]);
     assert_eq!(env.output_ok().trim(), "joined-uts-host");
     // it is the joined namespace's hostname now, not the host's
-    let o = host(
-        "nsenter",
-        &["-u", "-t", &holder.pid().to_string(), "hostname"],
-    );
+    let o = host("nsenter", &["-u", "-t", &holder.pid().to_string(), "hostname"]);
     assert_eq!(s(&o.stdout).trim(), "joined-uts-host");
     assert_eq!(s(&host("hostname", &[]).stdout), host_name);
     // joining the host's own UTS namespace by path is still refused
@@ -343,33 +294,12 @@ fn net_and_ipc_sysctls_in_namespaces_joined_by_path() {
     env.set_namespace("ipc", Some(&holder.ns("ipc")));
     env.config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1", "kernel.shmmni": "1234"});
     env.sh("cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmni");
-    assert_eq!(
-        env.output_ok().split_whitespace().collect::<Vec<_>>(),
-        ["1", "1234"]
-    );
+    assert_eq!(env.output_ok().split_whitespace().collect::<Vec<_>>(), ["1", "1234"]);
     // set in the joined namespaces, not in the host's
-    let o = host(
-        "nsenter",
-        &[
-            "-n",
-            "-i",
-            "-t",
-            &holder.pid().to_string(),
-            "cat",
-            "/proc/sys/net/ipv4/ip_forward",
-            "/proc/sys/kernel/shmmni",
-        ],
-    );
-    assert_eq!(
-        s(&o.stdout).split_whitespace().collect::<Vec<_>>(),
-        ["1", "1234"]
-    );
-    assert_ne!(
-        fs::read_to_string("/proc/sys/kernel/shmmni")
-            .unwrap()
-            .trim(),
-        "1234"
-    );
+    let o =
+        host("nsenter", &["-n", "-i", "-t", &holder.pid().to_string(), "cat", "/proc/sys/net/ipv4/ip_forward", "/proc/sys/kernel/shmmni"]);
+    assert_eq!(s(&o.stdout).split_whitespace().collect::<Vec<_>>(), ["1", "1234"]);
+    assert_ne!(fs::read_to_string("/proc/sys/kernel/shmmni").unwrap().trim(), "1234");
     // the host's own network namespace by path: refused
     let mut env = TestEnv::new("joined-host-net");
     env.set_namespace("network", Some("/proc/self/ns/net"));
@@ -402,10 +332,7 @@ fn rootfs_propagation_values_all_work() {
     assert!(unbindable.contains("unbindable"), "{unbindable}");
     for v in ["private", "rprivate", "slave", "rslave"] {
         let out = root_propagation_inside(v);
-        assert!(
-            !out.contains("shared:") && !out.contains("unbindable"),
-            "{v}: {out}"
-        );
+        assert!(!out.contains("shared:") && !out.contains("unbindable"), "{v}: {out}");
     }
 }
 
@@ -427,10 +354,7 @@ fn rshared_root_with_a_bidirectional_mount_as_containerd_writes_it() {
     env.add_mount(json!({"destination": "/mnt/bidir", "type": "bind", "source": d, "options": ["rbind", "rshared", "rw"]}));
     let caps = &mut env.config["process"]["capabilities"];
     for set in ["bounding", "effective", "permitted"] {
-        caps[set]
-            .as_array_mut()
-            .unwrap()
-            .push(json!("CAP_SYS_ADMIN"));
+        caps[set].as_array_mut().unwrap().push(json!("CAP_SYS_ADMIN"));
     }
     env.sh("mount -t tmpfs -o size=1m from-container /mnt/bidir/sub && echo mounted");
     let o = env.run_fg();
@@ -438,11 +362,7 @@ fn rshared_root_with_a_bidirectional_mount_as_containerd_writes_it() {
     assert_eq!(s(&o.stdout).trim(), "mounted");
     // the container's mount came back to the host
     let mi = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(
-        mi.lines()
-            .any(|l| l.contains(&format!(" {d}/sub ")) && l.contains("from-container")),
-        "{mi}"
-    );
+    assert!(mi.lines().any(|l| l.contains(&format!(" {d}/sub ")) && l.contains("from-container")), "{mi}");
 }
 
 // --- mounts ---
@@ -450,14 +370,7 @@ fn rshared_root_with_a_bidirectional_mount_as_containerd_writes_it() {
 /// A private writable copy of the test rootfs (for tests that plant things).
 fn rootfs_copy() -> tempfile::TempDir {
     let dir = host_tempdir("hull-rootfs-copy-");
-    assert_ok(&host(
-        "cp",
-        &[
-            "-a",
-            &format!("{}/.", rootfs().display()),
-            dir.path().to_str().unwrap(),
-        ],
-    ));
+    assert_ok(&host("cp", &["-a", &format!("{}/.", rootfs().display()), dir.path().to_str().unwrap()]));
     dir
 }
 
@@ -488,8 +401,7 @@ fn fifo_devices_are_created_without_a_cgroup_rule() {
         return;
     }
     let mut env = TestEnv::new("fifo-dev");
-    env.config["linux"]["devices"] =
-        json!([{"path": "/dev/hullfifo", "type": "p", "major": 0, "minor": 0, "fileMode": 0o600}]);
+    env.config["linux"]["devices"] = json!([{"path": "/dev/hullfifo", "type": "p", "major": 0, "minor": 0, "fileMode": 0o600}]);
     env.sh("test -p /dev/hullfifo && stat -c %a /dev/hullfifo");
     assert_eq!(env.output_ok().trim(), "600");
 }
@@ -503,17 +415,7 @@ fn recursive_mount_options_reach_every_submount() {
     let d = dir.path().to_str().unwrap().to_string();
     let sub = dir.path().join("sub");
     fs::create_dir(&sub).unwrap();
-    assert_ok(&host(
-        "mount",
-        &[
-            "-t",
-            "tmpfs",
-            "-o",
-            "size=1m",
-            "hull-rro-sub",
-            sub.to_str().unwrap(),
-        ],
-    ));
+    assert_ok(&host("mount", &["-t", "tmpfs", "-o", "size=1m", "hull-rro-sub", sub.to_str().unwrap()]));
     let _guard = Unmount(sub.clone());
     let mut env = TestEnv::new("rro");
     env.add_mount(json!({"destination": "/mnt/r", "type": "bind", "source": d,
@@ -523,10 +425,7 @@ fn recursive_mount_options_reach_every_submount() {
     let line = out.lines().next().unwrap_or_default();
     let opts = line.split(' ').nth(5).unwrap_or_default();
     for want in ["ro", "noatime", "nosuid", "nodev", "noexec"] {
-        assert!(
-            opts.split(',').any(|o| o == want),
-            "submount lacks {want}: {line}"
-        );
+        assert!(opts.split(',').any(|o| o == want), "submount lacks {want}: {line}");
     }
     assert!(!out.contains("WRITABLE"), "{out}");
     // the host's submount is untouched
@@ -536,10 +435,7 @@ fn recursive_mount_options_reach_every_submount() {
         .find(|l| l.contains(&format!(" {} ", sub.display())))
         .unwrap()
         .to_string();
-    assert!(
-        host_line.split(' ').nth(5).unwrap().starts_with("rw"),
-        "{host_line}"
-    );
+    assert!(host_line.split(' ').nth(5).unwrap().starts_with("rw"), "{host_line}");
 }
 
 // --- hooks ---
@@ -560,10 +456,7 @@ fn hooks_run_in_listed_order_with_their_own_args_and_env() {
     env.config["hooks"] = json!({"createRuntime": [hook(1), hook(2), hook(3)]});
     env.args(&["true"]);
     assert_ok(&env.run_fg());
-    assert_eq!(
-        fs::read_to_string(&log).unwrap(),
-        "arg0-1 1 env1\narg0-2 2 env2\narg0-3 3 env3\n"
-    );
+    assert_eq!(fs::read_to_string(&log).unwrap(), "arg0-1 1 env1\narg0-2 2 env2\narg0-3 3 env3\n");
 }
 
 #[test]
@@ -580,11 +473,7 @@ fn failing_poststart_and_poststop_hooks_warn_and_continue() {
     env.create_ok();
     let o = env.start();
     assert_ok(&o);
-    assert!(
-        s(&o.stderr).contains("level=warning") && s(&o.stderr).contains("poststart"),
-        "{}",
-        show(&o)
-    );
+    assert!(s(&o.stderr).contains("level=warning") && s(&o.stderr).contains("poststart"), "{}", show(&o));
     assert_eq!(env.status().as_deref(), Some("running"));
     let o = env.run(&["delete", "--force", &env.id]);
     assert_ok(&o);
@@ -631,11 +520,7 @@ fn unknown_capabilities_are_ignored_with_a_warning() {
     env.sh("grep CapEff /proc/self/status");
     let o = env.run_fg();
     assert_ok(&o);
-    assert!(
-        s(&o.stderr).contains("CAP_FROM_THE_FUTURE") && s(&o.stderr).contains("level=warning"),
-        "{}",
-        show(&o)
-    );
+    assert!(s(&o.stderr).contains("CAP_FROM_THE_FUTURE") && s(&o.stderr).contains("level=warning"), "{}", show(&o));
 }
 
 #[test]
@@ -645,27 +530,16 @@ fn a_capability_the_runtime_lacks_is_an_error_naming_it() {
     }
     // Which capability does this host withhold from us?
     let status = fs::read_to_string("/proc/self/status").unwrap();
-    let prm = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapPrm:"))
-        .unwrap()
-        .trim();
+    let prm = status.lines().find_map(|l| l.strip_prefix("CapPrm:")).unwrap().trim();
     let prm = u64::from_str_radix(prm, 16).unwrap();
-    let names = [
-        (24, "CAP_SYS_RESOURCE"),
-        (25, "CAP_SYS_TIME"),
-        (16, "CAP_SYS_MODULE"),
-    ];
+    let names = [(24, "CAP_SYS_RESOURCE"), (25, "CAP_SYS_TIME"), (16, "CAP_SYS_MODULE")];
     let Some((_, missing)) = names.iter().find(|(bit, _)| prm & (1 << bit) == 0) else {
         eprintln!("skipped: this host grants every capability tried, none to be refused");
         return;
     };
     let mut env = TestEnv::new("caps-ungrantable");
     for set in ["effective", "permitted"] {
-        env.config["process"]["capabilities"][set]
-            .as_array_mut()
-            .unwrap()
-            .push(json!(missing));
+        env.config["process"]["capabilities"][set].as_array_mut().unwrap().push(json!(missing));
     }
     env.args(&["true"]);
     // refused by create, before anything runs
@@ -690,11 +564,7 @@ fn selinux_labels_without_selinux_are_a_warning() {
     let o = env.run_fg();
     assert_ok(&o);
     assert_eq!(s(&o.stdout).trim(), "ran");
-    assert!(
-        s(&o.stderr).contains("selinuxLabel") && s(&o.stderr).contains("level=warning"),
-        "{}",
-        show(&o)
-    );
+    assert!(s(&o.stderr).contains("selinuxLabel") && s(&o.stderr).contains("level=warning"), "{}", show(&o));
 }
 
 #[test]
@@ -717,10 +587,7 @@ fn intel_rdt_is_refused_by_name() {
 
 /// Fields of /proc/self/stat after the command name (index 0 = field 3).
 fn stat_fields(stat: &str) -> Vec<String> {
-    stat[stat.rfind(')').unwrap() + 2..]
-        .split_whitespace()
-        .map(String::from)
-        .collect()
+    stat[stat.rfind(')').unwrap() + 2..].split_whitespace().map(String::from).collect()
 }
 
 #[test]
@@ -732,19 +599,13 @@ fn scheduler_policy_nice_and_priority_are_applied() {
     env.config["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 7});
     env.args(&["cat", "/proc/self/stat"]);
     let f = stat_fields(&env.output_ok());
-    assert_eq!(
-        (f[16].as_str(), f[38].as_str()),
-        ("7", "3"),
-        "nice and policy (SCHED_BATCH = 3)"
-    );
+    assert_eq!((f[16].as_str(), f[38].as_str()), ("7", "3"), "nice and policy (SCHED_BATCH = 3)");
     let mut env = TestEnv::new("sched-fifo");
-    env.config["process"]["scheduler"] =
-        json!({"policy": "SCHED_FIFO", "priority": 12, "flags": ["SCHED_RESET_ON_FORK"]});
+    env.config["process"]["scheduler"] = json!({"policy": "SCHED_FIFO", "priority": 12, "flags": ["SCHED_RESET_ON_FORK"]});
     // With RT group scheduling (cgroup v1's cpu.rt_runtime_us) a cgroup
     // needs real-time runtime of its own for SCHED_FIFO.
     if Path::new("/sys/fs/cgroup/cpu/cpu.rt_runtime_us").exists() {
-        env.config["linux"]["resources"]["cpu"] =
-            json!({"realtimeRuntime": 10000, "realtimePeriod": 1000000});
+        env.config["linux"]["resources"]["cpu"] = json!({"realtimeRuntime": 10000, "realtimePeriod": 1000000});
     }
     // reset-on-fork: the forked cat is back to SCHED_OTHER; the shell itself is FIFO
     env.sh("cat /proc/$$/stat; echo; cat /proc/self/stat; true");
@@ -752,11 +613,7 @@ fn scheduler_policy_nice_and_priority_are_applied() {
     let mut lines = out.lines().filter(|l| !l.trim().is_empty());
     let shell = stat_fields(lines.next().unwrap());
     let child = stat_fields(lines.next().unwrap());
-    assert_eq!(
-        (shell[37].as_str(), shell[38].as_str()),
-        ("12", "1"),
-        "rt priority and policy (SCHED_FIFO = 1)"
-    );
+    assert_eq!((shell[37].as_str(), shell[38].as_str()), ("12", "1"), "rt priority and policy (SCHED_FIFO = 1)");
     assert_eq!(child[38], "0", "SCHED_RESET_ON_FORK");
     let mut env = TestEnv::new("sched-bad");
     env.config["process"]["scheduler"] = json!({"policy": "SCHED_OTHER", "priority": 5});
@@ -817,47 +674,24 @@ fn time_offsets_in_a_new_time_namespace_also_for_exec() {
         eprintln!("skipped: the kernel has no time namespaces");
         return;
     }
-    let host_uptime: f64 = fs::read_to_string("/proc/uptime")
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let host_uptime: f64 = fs::read_to_string("/proc/uptime").unwrap().split_whitespace().next().unwrap().parse().unwrap();
     let mut env = TestEnv::new("timens");
     env.set_namespace("time", None);
-    env.config["linux"]["timeOffsets"] =
-        json!({"boottime": {"secs": 8640000}, "monotonic": {"secs": 1000, "nanosecs": 5}});
+    env.config["linux"]["timeOffsets"] = json!({"boottime": {"secs": 8640000}, "monotonic": {"secs": 1000, "nanosecs": 5}});
     env.sh("cat /proc/self/timens_offsets; cat /proc/uptime; sleep 1000");
     assert_ok(&env.run_detached());
-    wait_for("container output", WAIT_TIMEOUT, || {
-        env.container_stdout().lines().count() >= 3
-    });
+    wait_for("container output", WAIT_TIMEOUT, || env.container_stdout().lines().count() >= 3);
     let out = env.container_stdout();
     let words: Vec<&str> = out.split_whitespace().collect();
-    assert_eq!(
-        &words[..6],
-        ["monotonic", "1000", "5", "boottime", "8640000", "0"],
-        "{out}"
-    );
+    assert_eq!(&words[..6], ["monotonic", "1000", "5", "boottime", "8640000", "0"], "{out}");
     let uptime = |text: &str| -> f64 {
-        let line = text
-            .lines()
-            .find(|l| l.starts_with(|c: char| c.is_ascii_digit()))
-            .unwrap();
+        let line = text.lines().find(|l| l.starts_with(|c: char| c.is_ascii_digit())).unwrap();
         line.split_whitespace().next().unwrap().parse().unwrap()
     };
-    assert!(
-        uptime(&out) >= host_uptime + 8640000.0 - 5.0,
-        "{out} vs host {host_uptime}"
-    );
+    assert!(uptime(&out) >= host_uptime + 8640000.0 - 5.0, "{out} vs host {host_uptime}");
     let o = env.exec(&["cat", "/proc/uptime"]);
     assert_ok(&o);
-    assert!(
-        uptime(&s(&o.stdout)) >= host_uptime + 8640000.0 - 5.0,
-        "exec: {}",
-        show(&o)
-    );
+    assert!(uptime(&s(&o.stdout)) >= host_uptime + 8640000.0 - 5.0, "exec: {}", show(&o));
     // offsets without a new time namespace are refused by name
     let mut env = TestEnv::new("timens-missing");
     env.config["linux"]["timeOffsets"] = json!({"boottime": {"secs": 1}});
@@ -876,8 +710,7 @@ fn memory_policy_is_set_and_bad_nodes_fail() {
         return;
     }
     let mut env = TestEnv::new("mempolicy");
-    env.config["linux"]["memoryPolicy"] =
-        json!({"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES"]});
+    env.config["linux"]["memoryPolicy"] = json!({"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES"]});
     env.sh("echo ok");
     assert_eq!(env.output_ok().trim(), "ok");
     // a node this host does not have: the kernel refuses, create fails by name
@@ -908,12 +741,7 @@ fn exec_cpu_affinity_final_applies_to_exec_process() {
     fs::write(&p, process.to_string()).unwrap();
     let o = env.run(&["exec", "--process", p.to_str().unwrap(), &env.id]);
     assert_ok(&o);
-    assert_eq!(
-        s(&o.stdout).split_whitespace().last(),
-        Some("0"),
-        "{}",
-        show(&o)
-    );
+    assert_eq!(s(&o.stdout).split_whitespace().last(), Some("0"), "{}", show(&o));
     // the exec'd process's own scheduler and I/O priority
     process["args"] = json!(["sh", "-c", "ionice; cat /proc/self/stat"]);
     process["ioPriority"] = json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0});
@@ -922,10 +750,7 @@ fn exec_cpu_affinity_final_applies_to_exec_process() {
     let o = env.run(&["exec", "--process", p.to_str().unwrap(), &env.id]);
     assert_ok(&o);
     let out = s(&o.stdout);
-    assert!(
-        out.lines().next().unwrap_or_default().contains("idle"),
-        "{out}"
-    );
+    assert!(out.lines().next().unwrap_or_default().contains("idle"), "{out}");
     let stat = out.lines().nth(1).unwrap_or_default();
     assert_eq!(stat_fields(stat)[38], "5", "SCHED_IDLE = 5: {out}");
     process.as_object_mut().unwrap().remove("ioPriority");
@@ -957,13 +782,7 @@ fn one_shot_agent(path: &Path) -> std::thread::JoinHandle<AgentGot> {
         let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 4]);
         let (n, fds) = {
             let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-            let msg = recvmsg::<()>(
-                stream.as_raw_fd(),
-                &mut iov,
-                Some(&mut cmsg),
-                MsgFlags::empty(),
-            )
-            .unwrap();
+            let msg = recvmsg::<()>(stream.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty()).unwrap();
             let mut fds = Vec::new();
             for c in msg.cmsgs().unwrap() {
                 if let ControlMessageOwned::ScmRights(f) = c {
@@ -973,15 +792,9 @@ fn one_shot_agent(path: &Path) -> std::thread::JoinHandle<AgentGot> {
             (msg.bytes, fds)
         };
         assert_eq!(fds.len(), 1, "one fd expected");
-        let fd_link = fs::read_link(format!("/proc/self/fd/{}", fds[0]))
-            .unwrap()
-            .display()
-            .to_string();
+        let fd_link = fs::read_link(format!("/proc/self/fd/{}", fds[0])).unwrap().display().to_string();
         let _ = nix::unistd::close(fds[0]);
-        AgentGot {
-            message: serde_json::from_slice(&buf[..n]).unwrap(),
-            fd_link,
-        }
+        AgentGot { message: serde_json::from_slice(&buf[..n]).unwrap(), fd_link }
     })
 }
 
@@ -1013,17 +826,11 @@ fn seccomp_notify_fd_goes_to_the_listener_with_the_state() {
     assert_eq!(m["metadata"], "hull-test-metadata", "{m}");
     assert_eq!(m["state"]["id"], json!(env.id), "{m}");
     assert_eq!(m["state"]["pid"], json!(pid), "{m}");
-    assert!(
-        m["ociVersion"].is_string() && m["state"]["status"].is_string(),
-        "{m}"
-    );
+    assert!(m["ociVersion"].is_string() && m["state"]["status"].is_string(), "{m}");
     // the agent dropped the fd: the notified mkdir fails with ENOSYS
     env.wait_status("stopped");
     let out = env.container_stdout();
-    assert!(
-        out.contains("mkdir-rc=1") && out.contains("not implemented"),
-        "{out}"
-    );
+    assert!(out.contains("mkdir-rc=1") && out.contains("not implemented"), "{out}");
 }
 
 #[test]
@@ -1052,10 +859,7 @@ impl Dummy {
     fn new(tag: &str, addr: &str) -> Dummy {
         let name = format!("hd{}{tag}", std::process::id() % 100000);
         let peer = format!("{name}p");
-        assert_ok(&host(
-            "ip",
-            &["link", "add", &name, "type", "veth", "peer", "name", &peer],
-        ));
+        assert_ok(&host("ip", &["link", "add", &name, "type", "veth", "peer", "name", &peer]));
         let d = Dummy(name);
         assert_ok(&host("ip", &["addr", "add", addr, "dev", &d.0]));
         assert_ok(&host("ip", &["link", "set", "dev", &d.0, "up"]));
@@ -1065,10 +869,7 @@ impl Dummy {
 
 impl Drop for Dummy {
     fn drop(&mut self) {
-        let _ = run_cmd(
-            Command::new("ip").args(["link", "del", &self.0]),
-            CMD_TIMEOUT,
-        );
+        let _ = run_cmd(Command::new("ip").args(["link", "del", &self.0]), CMD_TIMEOUT);
     }
 }
 
@@ -1081,23 +882,15 @@ fn net_devices_move_in_renamed_and_back_on_delete() {
     let mut env = TestEnv::new("netdev");
     env.config["linux"]["netDevices"] = json!({ dummy.0.clone(): {"name": "ctr7"} });
     env.sh("cat /sys/class/net/ctr7/flags; grep -c 10.251.77.1 /proc/net/fib_trie; test -e /sys/class/net/$HOSTDEV || echo host-name-gone; sleep 1000");
-    env.config["process"]["env"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!(format!("HOSTDEV={}", dummy.0)));
+    env.config["process"]["env"].as_array_mut().unwrap().push(json!(format!("HOSTDEV={}", dummy.0)));
     assert_ok(&env.run_detached());
-    wait_for("container output", WAIT_TIMEOUT, || {
-        env.container_stdout().contains("host-name-gone")
-    });
+    wait_for("container output", WAIT_TIMEOUT, || env.container_stdout().contains("host-name-gone"));
     let out = env.container_stdout();
     let lines: Vec<&str> = out.lines().collect();
     let flags = u32::from_str_radix(lines[0].trim_start_matches("0x"), 16).unwrap();
     assert_eq!(flags & 1, 1, "renamed and up (IFF_UP): {out}");
     assert_ne!(lines[1], "0", "the address came along: {out}");
-    assert!(
-        !Path::new("/sys/class/net").join(&dummy.0).exists(),
-        "still on the host"
-    );
+    assert!(!Path::new("/sys/class/net").join(&dummy.0).exists(), "still on the host");
     // back on the host under its own name, with its address, after delete
     assert_ok(&env.run(&["delete", "--force", &env.id]));
     let o = host("ip", &["-j", "addr", "show", "dev", &dummy.0]);
@@ -1153,33 +946,18 @@ fn features_report_what_is_implemented() {
     assert_ok(&o);
     let f: Value = serde_json::from_slice(&o.stdout).unwrap();
     let has = |v: &Value, x: &str| v.as_array().unwrap().iter().any(|e| e == x);
-    for opt in [
-        "rro",
-        "rrw",
-        "rnoatime",
-        "rnosymfollow",
-        "rstrictatime",
-        "rbind",
-        "rshared",
-        "unbindable",
-    ] {
+    for opt in ["rro", "rrw", "rnoatime", "rnosymfollow", "rstrictatime", "rbind", "rshared", "unbindable"] {
         assert!(has(&f["mountOptions"], opt), "mountOptions lacks {opt}");
     }
     assert!(has(&f["linux"]["namespaces"], "time"));
     assert!(has(&f["linux"]["seccomp"]["actions"], "SCMP_ACT_NOTIFY"));
     assert_eq!(f["linux"]["netDevices"]["enabled"], true);
     assert!(has(&f["linux"]["memoryPolicy"]["modes"], "MPOL_BIND"));
-    assert!(has(
-        &f["linux"]["memoryPolicy"]["flags"],
-        "MPOL_F_STATIC_NODES"
-    ));
+    assert!(has(&f["linux"]["memoryPolicy"]["flags"], "MPOL_F_STATIC_NODES"));
     // what is refused is not claimed
     assert_eq!(f["linux"]["intelRdt"]["enabled"], false);
     assert_eq!(f["linux"]["mountExtensions"]["idmap"]["enabled"], false);
     assert!(!has(&f["mountOptions"], "idmap") && !has(&f["mountOptions"], "tmpcopyup"));
     let ann = f["annotations"].to_string();
-    assert!(
-        ann.contains("scheduler") && ann.contains("ioPriority") && ann.contains("timeOffsets"),
-        "{ann}"
-    );
+    assert!(ann.contains("scheduler") && ann.contains("ioPriority") && ann.contains("timeOffsets"), "{ann}");
 }

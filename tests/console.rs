@@ -30,13 +30,8 @@ fn receive_master(listener: &UnixListener) -> OwnedFd {
     let mut buf = [0u8; 1024];
     let mut iov = [IoSliceMut::new(&mut buf)];
     let mut space = nix::cmsg_space!([RawFd; 2]);
-    let msg = nix::sys::socket::recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        nix::sys::socket::MsgFlags::empty(),
-    )
-    .expect("recvmsg on console socket");
+    let msg = nix::sys::socket::recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut space), nix::sys::socket::MsgFlags::empty())
+        .expect("recvmsg on console socket");
     for c in msg.cmsgs().expect("cmsgs") {
         if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
             assert_eq!(fds.len(), 1, "exactly one fd expected");
@@ -90,16 +85,12 @@ fn terminal_with_console_socket() {
     }
     let mut env = TestEnv::new("console");
     env.config["process"]["terminal"] = json!(true);
-    env.sh(
-        "tty; [ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo isatty; \
-         test -c /dev/console && echo has-console; echo the-end; sleep 2",
-    );
+    env.sh("tty; [ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo isatty; \
+         test -c /dev/console && echo has-console; echo the-end; sleep 2");
     env.write_config();
     let (listener, sock) = console_listener(&env);
     let b = env.bundle_path();
-    let o = env.run_keep_io(&[
-        "create", "--console-socket", sock.to_str().unwrap(), "--bundle", b.to_str().unwrap(), &env.id,
-    ]);
+    let o = env.run_keep_io(&["create", "--console-socket", sock.to_str().unwrap(), "--bundle", b.to_str().unwrap(), &env.id]);
     assert_ok(&o);
     let master = receive_master(&listener);
     // the master really is a terminal
@@ -125,9 +116,7 @@ fn terminal_console_size() {
     env.write_config();
     let (listener, sock) = console_listener(&env);
     let b = env.bundle_path();
-    let o = env.run_keep_io(&[
-        "run", "--detach", "--console-socket", sock.to_str().unwrap(), "--bundle", b.to_str().unwrap(), &env.id,
-    ]);
+    let o = env.run_keep_io(&["run", "--detach", "--console-socket", sock.to_str().unwrap(), "--bundle", b.to_str().unwrap(), &env.id]);
     assert_ok(&o);
     let master = receive_master(&listener);
     let out = read_master(master, "the-end");
@@ -145,9 +134,7 @@ fn terminal_input_reaches_process() {
     env.write_config();
     let (listener, sock) = console_listener(&env);
     let b = env.bundle_path();
-    let o = env.run_keep_io(&[
-        "run", "--detach", "--console-socket", sock.to_str().unwrap(), "--bundle", b.to_str().unwrap(), &env.id,
-    ]);
+    let o = env.run_keep_io(&["run", "--detach", "--console-socket", sock.to_str().unwrap(), "--bundle", b.to_str().unwrap(), &env.id]);
     assert_ok(&o);
     let master = receive_master(&listener);
     let n = unsafe { libc::write(master.as_raw_fd(), b"hello-pty\n".as_ptr() as *const _, 10) };
@@ -166,8 +153,15 @@ fn exec_with_tty() {
     env.start_running();
     let (listener, sock) = console_listener(&env);
     let o = env.run_keep_io(&[
-        "exec", "--tty", "--detach", "--console-socket", sock.to_str().unwrap(), &env.id,
-        "sh", "-c", "tty; [ -t 1 ] && echo isatty; echo the-end; sleep 1",
+        "exec",
+        "--tty",
+        "--detach",
+        "--console-socket",
+        sock.to_str().unwrap(),
+        &env.id,
+        "sh",
+        "-c",
+        "tty; [ -t 1 ] && echo isatty; echo the-end; sleep 1",
     ]);
     assert_ok(&o);
     let master = receive_master(&listener);
@@ -199,9 +193,7 @@ fn console_socket_without_terminal_fails() {
     env.write_config();
     let (_listener, sock) = console_listener(&env);
     let b = env.bundle_path();
-    let o = env.run_keep_io(&[
-        "create", "--console-socket", sock.to_str().unwrap(), "--bundle", b.to_str().unwrap(), &env.id,
-    ]);
+    let o = env.run_keep_io(&["create", "--console-socket", sock.to_str().unwrap(), "--bundle", b.to_str().unwrap(), &env.id]);
     // runc: "cannot use console socket if runc will not detach or allocate tty"
     assert_fails_mentioning(&o, &["console"]);
     assert_no_leftovers(&env);
@@ -260,7 +252,9 @@ fn interactive_exec_follows_resizes_and_restores_the_terminal() {
     let before = tcgetattr(&pty.slave).unwrap();
     assert!(before.local_flags.contains(LocalFlags::ICANON | LocalFlags::ECHO));
     let mut cmd = env.cmd(&["exec", "-t", &env.id, "sh", "-c", "stty size; read x; stty size"]);
-    cmd.stdin(pty.slave.try_clone().unwrap()).stdout(pty.slave.try_clone().unwrap()).stderr(pty.slave.try_clone().unwrap());
+    cmd.stdin(pty.slave.try_clone().unwrap())
+        .stdout(pty.slave.try_clone().unwrap())
+        .stderr(pty.slave.try_clone().unwrap());
     // SAFETY: setsid and TIOCSCTTY are async-signal-safe: the pty slave
     // becomes hull's controlling terminal, as a login shell's would be.
     unsafe {

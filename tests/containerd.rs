@@ -28,10 +28,7 @@ impl Containerd {
                 return None;
             }
         }
-        let dir = tempfile::Builder::new()
-            .prefix("hull-ctd-")
-            .tempdir_in("/tmp")
-            .unwrap();
+        let dir = tempfile::Builder::new().prefix("hull-ctd-").tempdir_in("/tmp").unwrap();
         let d = dir.path().display().to_string();
         let config = format!(
             "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
@@ -49,18 +46,9 @@ impl Containerd {
             .stderr(log)
             .spawn()
             .expect("start containerd");
-        let c = Containerd {
-            namespace: unique_id("ns"),
-            dir,
-            daemon,
-        };
+        let c = Containerd { namespace: unique_id("ns"), dir, daemon };
         wait_for("containerd's socket", Duration::from_secs(20), || {
-            run_cmd(
-                Command::new("ctr").args(["--address", &c.sock(), "version"]),
-                CMD_TIMEOUT,
-            )
-            .status
-            .success()
+            run_cmd(Command::new("ctr").args(["--address", &c.sock(), "version"]), CMD_TIMEOUT).status.success()
         });
         Some(c)
     }
@@ -71,8 +59,7 @@ impl Containerd {
 
     fn ctr(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new("ctr");
-        cmd.args(["--address", &self.sock(), "--namespace", &self.namespace])
-            .args(args);
+        cmd.args(["--address", &self.sock(), "--namespace", &self.namespace]).args(args);
         run_cmd(&mut cmd, Duration::from_secs(60))
     }
 
@@ -93,10 +80,7 @@ impl Containerd {
 
 impl Drop for Containerd {
     fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.daemon.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.daemon.id() as i32), nix::sys::signal::Signal::SIGTERM);
         let _ = self.daemon.wait();
         // Shims left behind by a failed test: ours name our socket.
         let sock = self.sock();
@@ -106,10 +90,7 @@ impl Drop for Containerd {
             };
             let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             if String::from_utf8_lossy(&cmdline).contains(&sock) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
             }
         }
         // Its snapshots may still be mounted.
@@ -132,10 +113,7 @@ fn image_layout() -> Option<PathBuf> {
     if layout.join("index.json").exists() {
         Some(layout)
     } else {
-        eprintln!(
-            "skipped: no fixture image at {} (make fixtures builds it)",
-            layout.display()
-        );
+        eprintln!("skipped: no fixture image at {} (make fixtures builds it)", layout.display());
         None
     }
 }
@@ -150,30 +128,12 @@ fn containerd_runs_containers_with_hull_as_its_runc() {
         return;
     };
     let tar = ctd.dir.path().join("image.tar");
-    assert_ok(&run_cmd(
-        Command::new("tar")
-            .arg("-C")
-            .arg(&layout)
-            .arg("-cf")
-            .arg(&tar)
-            .arg("."),
-        CMD_TIMEOUT,
-    ));
-    let o = ctd.ctr(&[
-        "images",
-        "import",
-        "--base-name",
-        "hull-test",
-        tar.to_str().unwrap(),
-    ]);
+    assert_ok(&run_cmd(Command::new("tar").arg("-C").arg(&layout).arg("-cf").arg(&tar).arg("."), CMD_TIMEOUT));
+    let o = ctd.ctr(&["images", "import", "--base-name", "hull-test", tar.to_str().unwrap()]);
     assert!(o.status.success(), "import: {}\n{}", show(&o), ctd.log());
 
     // Exit code and output.
-    let o = ctd.run(
-        &unique_id("out"),
-        &[],
-        &["sh", "-c", "echo out-$((6*7)); echo err-line >&2; exit 3"],
-    );
+    let o = ctd.run(&unique_id("out"), &[], &["sh", "-c", "echo out-$((6*7)); echo err-line >&2; exit 3"]);
     assert_eq!(o.status.code(), Some(3), "{}\n{}", show(&o), ctd.log());
     assert_eq!(s(&o.stdout).trim(), "out-42");
     assert!(s(&o.stderr).contains("err-line"), "{}", show(&o));
@@ -182,22 +142,11 @@ fn containerd_runs_containers_with_hull_as_its_runc() {
     let o = ctd.run(
         &unique_id("mem"),
         &["--memory-limit", "33554432"],
-        &[
-            "sh",
-            "-c",
-            "head -c 100000000 /dev/zero | tail -c 90000000 > /dev/null",
-        ],
+        &["sh", "-c", "head -c 100000000 /dev/zero | tail -c 90000000 > /dev/null"],
     );
     assert_eq!(o.status.code(), Some(137), "{}\n{}", show(&o), ctd.log());
-    let o = ctd.run(
-        &unique_id("mem-ok"),
-        &["--memory-limit", "33554432"],
-        &[
-            "sh",
-            "-c",
-            "head -c 1000000 /dev/zero | tail -c 900000 | wc -c",
-        ],
-    );
+    let o =
+        ctd.run(&unique_id("mem-ok"), &["--memory-limit", "33554432"], &["sh", "-c", "head -c 1000000 /dev/zero | tail -c 900000 | wc -c"]);
     assert_eq!(s(&o.stdout).trim(), "900000", "{}", show(&o));
 
     // A bidirectional mount: rootfsPropagation rshared and an rshared
@@ -206,37 +155,19 @@ fn containerd_runs_containers_with_hull_as_its_runc() {
     let vol = ctd.dir.path().join("vol");
     fs::create_dir_all(vol.join("sub")).unwrap();
     let v = vol.to_str().unwrap();
-    assert_ok(&run_cmd(
-        Command::new("mount").args(["--bind", v, v]),
-        CMD_TIMEOUT,
-    ));
-    assert_ok(&run_cmd(
-        Command::new("mount").args(["--make-shared", v]),
-        CMD_TIMEOUT,
-    ));
+    assert_ok(&run_cmd(Command::new("mount").args(["--bind", v, v]), CMD_TIMEOUT));
+    assert_ok(&run_cmd(Command::new("mount").args(["--make-shared", v]), CMD_TIMEOUT));
     let mount_opt = format!("type=bind,src={v},dst=/vol,options=rbind:rshared:rw");
     let o = ctd.run(
         &unique_id("bidir"),
-        &[
-            "--rootfs-propagation",
-            "rshared",
-            "--cap-add",
-            "CAP_SYS_ADMIN",
-            "--mount",
-            &mount_opt,
-        ],
-        &[
-            "sh",
-            "-c",
-            "mount -t tmpfs hull-ctd-bidir /vol/sub && echo mounted",
-        ],
+        &["--rootfs-propagation", "rshared", "--cap-add", "CAP_SYS_ADMIN", "--mount", &mount_opt],
+        &["sh", "-c", "mount -t tmpfs hull-ctd-bidir /vol/sub && echo mounted"],
     );
     assert!(o.status.success(), "{}\n{}", show(&o), ctd.log());
     assert_eq!(s(&o.stdout).trim(), "mounted");
     let mi = fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
-        mi.lines()
-            .any(|l| l.contains(&format!(" {v}/sub ")) && l.contains("hull-ctd-bidir")),
+        mi.lines().any(|l| l.contains(&format!(" {v}/sub ")) && l.contains("hull-ctd-bidir")),
         "the container's mount did not propagate to the host"
     );
     // Nothing of hull's is left in the runc root containerd gave it.

@@ -23,31 +23,18 @@ fn pod_config(name: &str, d: &Daemon) -> cri::PodSandboxConfig {
     let logs = d.path(&format!("logs/{name}"));
     std::fs::create_dir_all(&logs).unwrap();
     cri::PodSandboxConfig {
-        metadata: Some(cri::PodSandboxMetadata {
-            name: name.into(),
-            uid: format!("uid-{name}"),
-            namespace: "default".into(),
-            attempt: 0,
-        }),
+        metadata: Some(cri::PodSandboxMetadata { name: name.into(), uid: format!("uid-{name}"), namespace: "default".into(), attempt: 0 }),
         hostname: format!("{name}-host"),
         log_directory: logs.to_str().unwrap().into(),
         dns_config: Some(cri::DnsConfig {
             servers: vec!["10.96.0.10".into(), "10.96.0.11".into()],
-            searches: vec![
-                "default.svc.cluster.local".into(),
-                "svc.cluster.local".into(),
-            ],
+            searches: vec!["default.svc.cluster.local".into(), "svc.cluster.local".into()],
             options: vec!["ndots:5".into(), "edns0".into()],
         }),
         labels: HashMap::from([("app".to_string(), name.to_string())]),
         linux: Some(cri::LinuxPodSandboxConfig {
             security_context: Some(cri::LinuxSandboxSecurityContext {
-                namespace_options: Some(cri::NamespaceOption {
-                    network: 0,
-                    pid: 1,
-                    ipc: 0,
-                    ..Default::default()
-                }),
+                namespace_options: Some(cri::NamespaceOption { network: 0, pid: 1, ipc: 0, ..Default::default() }),
                 ..Default::default()
             }),
             ..Default::default()
@@ -58,26 +45,15 @@ fn pod_config(name: &str, d: &Daemon) -> cri::PodSandboxConfig {
 
 fn container_config(name: &str, cmd: &[&str]) -> cri::ContainerConfig {
     cri::ContainerConfig {
-        metadata: Some(cri::ContainerMetadata {
-            name: name.into(),
-            attempt: 0,
-        }),
-        image: Some(cri::ImageSpec {
-            image: IMAGE.into(),
-            ..Default::default()
-        }),
+        metadata: Some(cri::ContainerMetadata { name: name.into(), attempt: 0 }),
+        image: Some(cri::ImageSpec { image: IMAGE.into(), ..Default::default() }),
         command: cmd.iter().map(|s| s.to_string()).collect(),
         log_path: format!("{name}/0.log"),
         labels: HashMap::from([("c".to_string(), name.to_string())]),
         // As the kubelet sends them for a pod without shareProcessNamespace.
         linux: Some(cri::LinuxContainerConfig {
             security_context: Some(cri::LinuxContainerSecurityContext {
-                namespace_options: Some(cri::NamespaceOption {
-                    network: 0,
-                    pid: 1,
-                    ipc: 0,
-                    ..Default::default()
-                }),
+                namespace_options: Some(cri::NamespaceOption { network: 0, pid: 1, ipc: 0, ..Default::default() }),
                 ..Default::default()
             }),
             ..Default::default()
@@ -90,10 +66,7 @@ fn container_config(name: &str, cmd: &[&str]) -> cri::ContainerConfig {
 /// runtime layer does not build sandboxes yet.
 async fn run_pod(rt: &mut Rt, config: cri::PodSandboxConfig) -> Option<String> {
     match rt
-        .run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(config),
-            runtime_handler: String::new(),
-        })
+        .run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(config), runtime_handler: String::new() })
         .await
     {
         Ok(r) => Some(r.into_inner().pod_sandbox_id),
@@ -112,10 +85,7 @@ fn daemon() -> Option<Daemon> {
     }
     let layout = rootfs().parent().unwrap().join("image-layout");
     if !layout.join("index.json").exists() {
-        eprintln!(
-            "skipped: {} missing (make fixtures builds it)",
-            layout.display()
-        );
+        eprintln!("skipped: {} missing (make fixtures builds it)", layout.display());
         return None;
     }
     let d = Daemon::start(&[]);
@@ -123,12 +93,7 @@ fn daemon() -> Option<Daemon> {
     Some(d)
 }
 
-async fn start_container(
-    rt: &mut Rt,
-    pod: &str,
-    config: cri::ContainerConfig,
-    sandbox: &cri::PodSandboxConfig,
-) -> String {
+async fn start_container(rt: &mut Rt, pod: &str, config: cri::ContainerConfig, sandbox: &cri::PodSandboxConfig) -> String {
     let id = rt
         .create_container(cri::CreateContainerRequest {
             pod_sandbox_id: pod.into(),
@@ -139,103 +104,57 @@ async fn start_container(
         .unwrap()
         .into_inner()
         .container_id;
-    rt.start_container(cri::StartContainerRequest {
-        container_id: id.clone(),
-    })
-    .await
-    .unwrap();
+    rt.start_container(cri::StartContainerRequest { container_id: id.clone() }).await.unwrap();
     id
 }
 
-async fn exec(
-    rt: &mut Rt,
-    id: &str,
-    cmd: &[&str],
-    timeout: i64,
-) -> Result<cri::ExecSyncResponse, tonic::Status> {
-    rt.exec_sync(cri::ExecSyncRequest {
-        container_id: id.into(),
-        cmd: cmd.iter().map(|s| s.to_string()).collect(),
-        timeout,
-    })
-    .await
-    .map(|r| r.into_inner())
+async fn exec(rt: &mut Rt, id: &str, cmd: &[&str], timeout: i64) -> Result<cri::ExecSyncResponse, tonic::Status> {
+    rt.exec_sync(cri::ExecSyncRequest { container_id: id.into(), cmd: cmd.iter().map(|s| s.to_string()).collect(), timeout })
+        .await
+        .map(|r| r.into_inner())
 }
 
 async fn sh(rt: &mut Rt, id: &str, script: &str) -> String {
     let r = exec(rt, id, &["sh", "-c", script], 20).await.unwrap();
-    assert_eq!(
-        r.exit_code,
-        0,
-        "{script}: {}",
-        String::from_utf8_lossy(&r.stderr)
-    );
+    assert_eq!(r.exit_code, 0, "{script}: {}", String::from_utf8_lossy(&r.stderr));
     String::from_utf8_lossy(&r.stdout).into_owned()
 }
 
 async fn status(rt: &mut Rt, id: &str) -> cri::ContainerStatus {
-    rt.container_status(cri::ContainerStatusRequest {
-        container_id: id.into(),
-        verbose: false,
-    })
-    .await
-    .unwrap()
-    .into_inner()
-    .status
-    .unwrap()
+    rt.container_status(cri::ContainerStatusRequest { container_id: id.into(), verbose: false })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
 }
 
-async fn wait_state(
-    rt: &mut Rt,
-    id: &str,
-    state: cri::ContainerState,
-    timeout: Duration,
-) -> cri::ContainerStatus {
+async fn wait_state(rt: &mut Rt, id: &str, state: cri::ContainerState, timeout: Duration) -> cri::ContainerStatus {
     let deadline = Instant::now() + timeout;
     loop {
         let s = status(rt, id).await;
         if s.state == state as i32 {
             return s;
         }
-        assert!(
-            Instant::now() < deadline,
-            "container {id} not {state:?} after {timeout:?}: {s:?}"
-        );
+        assert!(Instant::now() < deadline, "container {id} not {state:?} after {timeout:?}: {s:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 async fn stop_pod(rt: &mut Rt, id: &str) {
-    rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
-        pod_sandbox_id: id.into(),
-    })
-    .await
-    .unwrap();
+    rt.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: id.into() }).await.unwrap();
 }
 
 async fn remove_pod(rt: &mut Rt, id: &str) {
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: id.into(),
-    })
-    .await
-    .unwrap();
+    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id.into() }).await.unwrap();
 }
 
 async fn stop_container(rt: &mut Rt, id: &str, timeout: i64) {
-    rt.stop_container(cri::StopContainerRequest {
-        container_id: id.into(),
-        timeout,
-    })
-    .await
-    .unwrap();
+    rt.stop_container(cri::StopContainerRequest { container_id: id.into(), timeout }).await.unwrap();
 }
 
 async fn remove_container(rt: &mut Rt, id: &str) {
-    rt.remove_container(cri::RemoveContainerRequest {
-        container_id: id.into(),
-    })
-    .await
-    .unwrap();
+    rt.remove_container(cri::RemoveContainerRequest { container_id: id.into() }).await.unwrap();
 }
 
 /// Mounts under the daemon's dirs (rootfs overlays, binds) still there.
@@ -261,50 +180,26 @@ async fn two_containers_share_network_volume_and_hostname() {
     std::fs::create_dir_all(&vol).unwrap();
     std::fs::write(vol.join("index.html"), "hello from the volume\n").unwrap();
     let with_vol = |mut c: cri::ContainerConfig| {
-        c.mounts = vec![cri::Mount {
-            container_path: "/shared".into(),
-            host_path: vol.to_str().unwrap().into(),
-            ..Default::default()
-        }];
+        c.mounts = vec![cri::Mount { container_path: "/shared".into(), host_path: vol.to_str().unwrap().into(), ..Default::default() }];
         c
     };
     let server = start_container(
         &mut rt,
         &pod,
-        with_vol(container_config(
-            "server",
-            &["httpd", "-f", "-p", "127.0.0.1:8080", "-h", "/shared"],
-        )),
+        with_vol(container_config("server", &["httpd", "-f", "-p", "127.0.0.1:8080", "-h", "/shared"])),
         &cfg,
     )
     .await;
-    let client = start_container(
-        &mut rt,
-        &pod,
-        with_vol(container_config("client", &["sleep", "1000"])),
-        &cfg,
-    )
-    .await;
-    wait_state(
-        &mut rt,
-        &server,
-        cri::ContainerState::ContainerRunning,
-        Duration::from_secs(10),
-    )
-    .await;
+    let client = start_container(&mut rt, &pod, with_vol(container_config("client", &["sleep", "1000"])), &cfg).await;
+    wait_state(&mut rt, &server, cri::ContainerState::ContainerRunning, Duration::from_secs(10)).await;
 
     // localhost between the containers, and the volume in both.
     let mut got = String::new();
     for _ in 0..50 {
-        got = exec(
-            &mut rt,
-            &client,
-            &["wget", "-qO-", "http://127.0.0.1:8080/index.html"],
-            10,
-        )
-        .await
-        .map(|r| String::from_utf8_lossy(&r.stdout).into_owned())
-        .unwrap_or_default();
+        got = exec(&mut rt, &client, &["wget", "-qO-", "http://127.0.0.1:8080/index.html"], 10)
+            .await
+            .map(|r| String::from_utf8_lossy(&r.stdout).into_owned())
+            .unwrap_or_default();
         if !got.is_empty() {
             break;
         }
@@ -312,18 +207,12 @@ async fn two_containers_share_network_volume_and_hostname() {
     }
     assert_eq!(got, "hello from the volume\n");
     sh(&mut rt, &client, "echo from-client > /shared/back").await;
-    assert_eq!(
-        std::fs::read_to_string(vol.join("back")).unwrap(),
-        "from-client\n"
-    );
+    assert_eq!(std::fs::read_to_string(vol.join("back")).unwrap(), "from-client\n");
     // The same hostname; resolv.conf from dns_config, one line each.
     assert_eq!(sh(&mut rt, &server, "hostname").await, "share-host\n");
     assert_eq!(sh(&mut rt, &client, "hostname").await, "share-host\n");
     let resolv = sh(&mut rt, &client, "cat /etc/resolv.conf").await;
-    let lines: Vec<&str> = resolv
-        .lines()
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .collect();
+    let lines: Vec<&str> = resolv.lines().filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
     assert_eq!(
         lines,
         vec![
@@ -336,10 +225,7 @@ async fn two_containers_share_network_volume_and_hostname() {
 
     // Status and lists.
     let ps = rt
-        .pod_sandbox_status(cri::PodSandboxStatusRequest {
-            pod_sandbox_id: pod.clone(),
-            verbose: true,
-        })
+        .pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: pod.clone(), verbose: true })
         .await
         .unwrap()
         .into_inner();
@@ -348,39 +234,25 @@ async fn two_containers_share_network_volume_and_hostname() {
     assert_eq!(st.metadata.unwrap().name, "share");
     assert!(st.created_at > 0);
     assert_eq!(ps.containers_statuses.len(), 2);
-    let sel = cri::PodSandboxFilter {
-        label_selector: HashMap::from([("app".into(), "share".into())]),
-        ..Default::default()
-    };
+    let sel = cri::PodSandboxFilter { label_selector: HashMap::from([("app".into(), "share".into())]), ..Default::default() };
     let items = rt
         .list_pod_sandbox(cri::ListPodSandboxRequest { filter: Some(sel) })
         .await
         .unwrap()
         .into_inner()
         .items;
+    assert_eq!(items.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), vec![pod.as_str()]);
+    let by_prefix = cri::PodSandboxFilter { id: pod[..12].into(), ..Default::default() };
     assert_eq!(
-        items.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
-        vec![pod.as_str()]
-    );
-    let by_prefix = cri::PodSandboxFilter {
-        id: pod[..12].into(),
-        ..Default::default()
-    };
-    assert_eq!(
-        rt.list_pod_sandbox(cri::ListPodSandboxRequest {
-            filter: Some(by_prefix)
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .items
-        .len(),
+        rt.list_pod_sandbox(cri::ListPodSandboxRequest { filter: Some(by_prefix) })
+            .await
+            .unwrap()
+            .into_inner()
+            .items
+            .len(),
         1
     );
-    let cf = cri::ContainerFilter {
-        pod_sandbox_id: pod.clone(),
-        ..Default::default()
-    };
+    let cf = cri::ContainerFilter { pod_sandbox_id: pod.clone(), ..Default::default() };
     let cs = rt
         .list_containers(cri::ListContainersRequest { filter: Some(cf) })
         .await
@@ -389,20 +261,16 @@ async fn two_containers_share_network_volume_and_hostname() {
         .containers;
     assert_eq!(cs.len(), 2);
     let running = cri::ContainerFilter {
-        state: Some(cri::ContainerStateValue {
-            state: cri::ContainerState::ContainerRunning as i32,
-        }),
+        state: Some(cri::ContainerStateValue { state: cri::ContainerState::ContainerRunning as i32 }),
         ..Default::default()
     };
     assert_eq!(
-        rt.list_containers(cri::ListContainersRequest {
-            filter: Some(running)
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .containers
-        .len(),
+        rt.list_containers(cri::ListContainersRequest { filter: Some(running) })
+            .await
+            .unwrap()
+            .into_inner()
+            .containers
+            .len(),
         2
     );
     let s = status(&mut rt, &client).await;
@@ -415,39 +283,21 @@ async fn two_containers_share_network_volume_and_hostname() {
     let s = status(&mut rt, &client).await;
     assert_eq!(s.state, cri::ContainerState::ContainerExited as i32);
     let st = rt
-        .pod_sandbox_status(cri::PodSandboxStatusRequest {
-            pod_sandbox_id: pod.clone(),
-            verbose: false,
-        })
+        .pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: pod.clone(), verbose: false })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(
-        st.status.unwrap().state,
-        cri::PodSandboxState::SandboxNotready as i32
-    );
+    assert_eq!(st.status.unwrap().state, cri::PodSandboxState::SandboxNotready as i32);
     remove_pod(&mut rt, &pod).await;
     remove_pod(&mut rt, &pod).await;
     assert_eq!(
         code(
-            rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
-                pod_sandbox_id: pod.clone(),
-                verbose: false
-            })
-            .await
+            rt.pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: pod.clone(), verbose: false })
+                .await
         ),
         Code::NotFound
     );
-    assert_eq!(
-        code(
-            rt.container_status(cri::ContainerStatusRequest {
-                container_id: client,
-                verbose: false
-            })
-            .await
-        ),
-        Code::NotFound
-    );
+    assert_eq!(code(rt.container_status(cri::ContainerStatusRequest { container_id: client, verbose: false }).await), Code::NotFound);
     assert!(mounts_under(&d).is_empty(), "{:?}", mounts_under(&d));
 }
 
@@ -462,30 +312,13 @@ async fn exec_sync_timeout_logs_and_reopen() {
     let id = start_container(
         &mut rt,
         &pod,
-        container_config(
-            "talker",
-            &[
-                "sh",
-                "-c",
-                "i=0; while true; do echo line$i; i=$((i+1)); sleep 0.2; done",
-            ],
-        ),
+        container_config("talker", &["sh", "-c", "i=0; while true; do echo line$i; i=$((i+1)); sleep 0.2; done"]),
         &cfg,
     )
     .await;
 
-    let r = exec(
-        &mut rt,
-        &id,
-        &["sh", "-c", "echo out; echo err >&2; exit 3"],
-        10,
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        (r.stdout.as_slice(), r.stderr.as_slice(), r.exit_code),
-        (&b"out\n"[..], &b"err\n"[..], 3)
-    );
+    let r = exec(&mut rt, &id, &["sh", "-c", "echo out; echo err >&2; exit 3"], 10).await.unwrap();
+    assert_eq!((r.stdout.as_slice(), r.stderr.as_slice(), r.exit_code), (&b"out\n"[..], &b"err\n"[..], 3));
     // The timeout kills the process and says DeadlineExceeded; no process is left.
     let t = Instant::now();
     let e = err(exec(&mut rt, &id, &["sleep", "77"], 1).await);
@@ -493,21 +326,13 @@ async fn exec_sync_timeout_logs_and_reopen() {
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     let ps = sh(&mut rt, &id, "ps -o pid,stat,args").await;
     assert!(!ps.contains("sleep 77"), "{ps}");
-    assert!(
-        !ps.lines().any(|l| l.split_whitespace().nth(1) == Some("Z")),
-        "zombie: {ps}"
-    );
-    assert_eq!(
-        code(exec(&mut rt, &id, &[], 1).await),
-        Code::InvalidArgument
-    );
+    assert!(!ps.lines().any(|l| l.split_whitespace().nth(1) == Some("Z")), "zombie: {ps}");
+    assert_eq!(code(exec(&mut rt, &id, &[], 1).await), Code::InvalidArgument);
 
     // CRI-format log lines; after rotation + ReopenContainerLog the next
     // lines land in the new file.
     let log = std::path::PathBuf::from(status(&mut rt, &id).await.log_path);
-    wait_for("log lines", Duration::from_secs(10), || {
-        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() >= 3)
-    });
+    wait_for("log lines", Duration::from_secs(10), || std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() >= 3));
     let text = std::fs::read_to_string(&log).unwrap();
     let first = text.lines().next().unwrap();
     let f: Vec<&str> = first.splitn(4, ' ').collect();
@@ -515,21 +340,11 @@ async fn exec_sync_timeout_logs_and_reopen() {
     assert_eq!((f[1], f[2], f[3]), ("stdout", "F", "line0"), "{first}");
     let rotated = log.with_extension("log.1");
     std::fs::rename(&log, &rotated).unwrap();
-    rt.reopen_container_log(cri::ReopenContainerLogRequest {
-        container_id: id.clone(),
-    })
-    .await
-    .unwrap();
-    wait_for("lines in the new log", Duration::from_secs(10), || {
-        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() >= 2)
-    });
+    rt.reopen_container_log(cri::ReopenContainerLogRequest { container_id: id.clone() }).await.unwrap();
+    wait_for("lines in the new log", Duration::from_secs(10), || std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() >= 2));
     let old_len = std::fs::read_to_string(&rotated).unwrap().lines().count();
     std::thread::sleep(Duration::from_millis(600));
-    assert_eq!(
-        std::fs::read_to_string(&rotated).unwrap().lines().count(),
-        old_len,
-        "nothing more in the rotated file"
-    );
+    assert_eq!(std::fs::read_to_string(&rotated).unwrap().lines().count(), old_len, "nothing more in the rotated file");
 
     remove_pod(&mut rt, &pod).await;
     assert!(mounts_under(&d).is_empty());
@@ -546,14 +361,7 @@ async fn stop_timeout_escalates_to_sigkill() {
     let stubborn = start_container(
         &mut rt,
         &pod,
-        container_config(
-            "stubborn",
-            &[
-                "sh",
-                "-c",
-                "trap '' TERM; echo ready; while true; do sleep 0.1; done",
-            ],
-        ),
+        container_config("stubborn", &["sh", "-c", "trap '' TERM; echo ready; while true; do sleep 0.1; done"]),
         &cfg,
     )
     .await;
@@ -562,34 +370,19 @@ async fn stop_timeout_escalates_to_sigkill() {
         &pod,
         // A pid-namespace init gets no default action for SIGTERM: it
         // has to handle it (as a shell's trap does).
-        container_config(
-            "polite",
-            &[
-                "sh",
-                "-c",
-                "trap 'exit 0' TERM; echo ready; while true; do sleep 0.1; done",
-            ],
-        ),
+        container_config("polite", &["sh", "-c", "trap 'exit 0' TERM; echo ready; while true; do sleep 0.1; done"]),
         &cfg,
     )
     .await;
     wait_for("trap set", Duration::from_secs(10), || {
-        std::fs::read_to_string(d.path("logs/stop/stubborn/0.log"))
-            .is_ok_and(|t| t.contains("ready"))
+        std::fs::read_to_string(d.path("logs/stop/stubborn/0.log")).is_ok_and(|t| t.contains("ready"))
     });
     let t = Instant::now();
     stop_container(&mut rt, &stubborn, 2).await;
     let took = t.elapsed();
-    assert!(
-        took >= Duration::from_secs(2) && took < Duration::from_secs(15),
-        "{took:?}"
-    );
+    assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(15), "{took:?}");
     let s = status(&mut rt, &stubborn).await;
-    assert_eq!(
-        (s.state, s.exit_code),
-        (cri::ContainerState::ContainerExited as i32, 137),
-        "{s:?}"
-    );
+    assert_eq!((s.state, s.exit_code), (cri::ContainerState::ContainerExited as i32, 137), "{s:?}");
     assert!(s.finished_at >= s.started_at);
     // SIGTERM is enough for the other one: well before its timeout.
     let t = Instant::now();
@@ -599,32 +392,13 @@ async fn stop_timeout_escalates_to_sigkill() {
     stop_container(&mut rt, &polite, 30).await;
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     let s = status(&mut rt, &polite).await;
-    assert_eq!(
-        (s.state, s.exit_code, s.reason.as_str()),
-        (cri::ContainerState::ContainerExited as i32, 0, "Completed"),
-        "{s:?}"
-    );
+    assert_eq!((s.state, s.exit_code, s.reason.as_str()), (cri::ContainerState::ContainerExited as i32, 0, "Completed"), "{s:?}");
     // Idempotent stop and remove; a running container is stopped by remove.
     stop_container(&mut rt, &stubborn, 0).await;
     remove_container(&mut rt, &stubborn).await;
     remove_container(&mut rt, &stubborn).await;
-    assert_eq!(
-        code(
-            rt.container_status(cri::ContainerStatusRequest {
-                container_id: stubborn,
-                verbose: false
-            })
-            .await
-        ),
-        Code::NotFound
-    );
-    let again = start_container(
-        &mut rt,
-        &pod,
-        container_config("again", &["sleep", "1000"]),
-        &cfg,
-    )
-    .await;
+    assert_eq!(code(rt.container_status(cri::ContainerStatusRequest { container_id: stubborn, verbose: false }).await), Code::NotFound);
+    let again = start_container(&mut rt, &pod, container_config("again", &["sleep", "1000"]), &cfg).await;
     remove_container(&mut rt, &again).await;
     remove_pod(&mut rt, &pod).await;
     assert!(mounts_under(&d).is_empty());
@@ -639,130 +413,55 @@ async fn bad_requests_get_the_right_codes_and_leave_nothing() {
     let mut rt = d.runtime().await;
     let some_id = "ab".repeat(32);
     // Malformed requests name the field; no runtime call is made.
+    let e = err(rt.run_pod_sandbox(cri::RunPodSandboxRequest::default()).await);
+    assert_eq!((e.code(), e.message()), (Code::InvalidArgument, "config: missing"));
+    let no_meta = cri::PodSandboxConfig { metadata: None, ..Default::default() };
     let e = err(rt
-        .run_pod_sandbox(cri::RunPodSandboxRequest::default())
+        .run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(no_meta), runtime_handler: String::new() })
         .await);
-    assert_eq!(
-        (e.code(), e.message()),
-        (Code::InvalidArgument, "config: missing")
-    );
-    let no_meta = cri::PodSandboxConfig {
-        metadata: None,
-        ..Default::default()
-    };
-    let e = err(rt
-        .run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(no_meta),
-            runtime_handler: String::new(),
-        })
-        .await);
-    assert_eq!(
-        (e.code(), e.message()),
-        (Code::InvalidArgument, "config.metadata: missing")
-    );
+    assert_eq!((e.code(), e.message()), (Code::InvalidArgument, "config.metadata: missing"));
     let mut cfg = pod_config("bad", &d);
-    cfg.port_mappings = vec![cri::PortMapping {
-        host_port: 70000,
-        container_port: 80,
-        ..Default::default()
-    }];
+    cfg.port_mappings = vec![cri::PortMapping { host_port: 70000, container_port: 80, ..Default::default() }];
     let e = err(rt
-        .run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(cfg),
-            runtime_handler: String::new(),
-        })
+        .run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(cfg), runtime_handler: String::new() })
         .await);
-    assert!(
-        e.message().starts_with("config.port_mappings[0].host_port"),
-        "{}",
-        e.message()
-    );
+    assert!(e.message().starts_with("config.port_mappings[0].host_port"), "{}", e.message());
     let cfg = pod_config("bad", &d);
     let e = err(rt
-        .run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(cfg.clone()),
-            runtime_handler: "kata".into(),
-        })
+        .run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(cfg.clone()), runtime_handler: "kata".into() })
         .await);
-    assert!(
-        e.message().starts_with("runtime_handler"),
-        "{}",
-        e.message()
-    );
+    assert!(e.message().starts_with("runtime_handler"), "{}", e.message());
     let mut rel = cfg.clone();
     rel.log_directory = "relative/logs".into();
     let e = err(rt
-        .run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(rel),
-            runtime_handler: String::new(),
-        })
+        .run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(rel), runtime_handler: String::new() })
         .await);
-    assert!(
-        e.message().starts_with("config.log_directory"),
-        "{}",
-        e.message()
-    );
+    assert!(e.message().starts_with("config.log_directory"), "{}", e.message());
 
     // Unknown ids: NotFound, except for the idempotent stop and remove.
-    if let Err(s) = rt
-        .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
-        .await
-    {
-        assert!(
-            s.code() == Code::Unimplemented && s.message().contains("not built yet"),
-            "{s:?}"
-        );
-        eprintln!(
-            "skipped (the rest): the runtime layer says: {}",
-            s.message()
-        );
+    if let Err(s) = rt.list_pod_sandbox(cri::ListPodSandboxRequest { filter: None }).await {
+        assert!(s.code() == Code::Unimplemented && s.message().contains("not built yet"), "{s:?}");
+        eprintln!("skipped (the rest): the runtime layer says: {}", s.message());
         return;
     }
     for id in [some_id.as_str(), "../../etc/passwd", "nope"] {
         assert_eq!(
             code(
-                rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
-                    pod_sandbox_id: id.into(),
-                    verbose: false
-                })
-                .await
+                rt.pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: id.into(), verbose: false })
+                    .await
             ),
             Code::NotFound,
             "{id}"
         );
         assert_eq!(
-            code(
-                rt.container_status(cri::ContainerStatusRequest {
-                    container_id: id.into(),
-                    verbose: false
-                })
-                .await
-            ),
+            code(rt.container_status(cri::ContainerStatusRequest { container_id: id.into(), verbose: false }).await),
             Code::NotFound,
             "{id}"
         );
-        assert_eq!(
-            code(
-                rt.start_container(cri::StartContainerRequest {
-                    container_id: id.into()
-                })
-                .await
-            ),
-            Code::NotFound,
-            "{id}"
-        );
-        let c = cri::ExecRequest {
-            container_id: id.into(),
-            cmd: vec!["sh".into()],
-            stdout: true,
-            ..Default::default()
-        };
+        assert_eq!(code(rt.start_container(cri::StartContainerRequest { container_id: id.into() }).await), Code::NotFound, "{id}");
+        let c = cri::ExecRequest { container_id: id.into(), cmd: vec!["sh".into()], stdout: true, ..Default::default() };
         assert_eq!(code(rt.exec(c).await), Code::NotFound, "{id}");
-        assert_eq!(
-            code(exec(&mut rt, id, &["true"], 1).await),
-            Code::NotFound,
-            "{id}"
-        );
+        assert_eq!(code(exec(&mut rt, id, &["true"], 1).await), Code::NotFound, "{id}");
         stop_container(&mut rt, &id, 1).await;
         remove_container(&mut rt, &id).await;
         stop_pod(&mut rt, &id).await;
@@ -776,21 +475,9 @@ async fn bad_requests_get_the_right_codes_and_leave_nothing() {
         })
         .await);
     assert_eq!(e.code(), Code::NotFound, "{e:?}");
-    assert_eq!(
-        code(
-            rt.stop_container(cri::StopContainerRequest {
-                container_id: String::new(),
-                timeout: 1
-            })
-            .await
-        ),
-        Code::InvalidArgument
-    );
+    assert_eq!(code(rt.stop_container(cri::StopContainerRequest { container_id: String::new(), timeout: 1 }).await), Code::InvalidArgument);
     // An id filter that cannot match lists nothing.
-    let f = cri::ContainerFilter {
-        id: "zz".into(),
-        ..Default::default()
-    };
+    let f = cri::ContainerFilter { id: "zz".into(), ..Default::default() };
     assert!(rt
         .list_containers(cri::ListContainersRequest { filter: Some(f) })
         .await
@@ -815,56 +502,28 @@ async fn bad_requests_get_the_right_codes_and_leave_nothing() {
     c.log_path = "../../escape.log".into();
     let e = err(rt.create_container(create(c)).await);
     assert_eq!(e.code(), Code::InvalidArgument);
-    assert!(
-        e.message().starts_with("config.log_path"),
-        "{}",
-        e.message()
-    );
+    assert!(e.message().starts_with("config.log_path"), "{}", e.message());
     let mut c = container_config("mnt", &["true"]);
-    c.mounts = vec![cri::Mount {
-        container_path: "/../../etc".into(),
-        host_path: "/tmp".into(),
-        ..Default::default()
-    }];
-    assert!(err(rt.create_container(create(c)).await)
-        .message()
-        .starts_with("config.mounts[0].container_path"));
+    c.mounts = vec![cri::Mount { container_path: "/../../etc".into(), host_path: "/tmp".into(), ..Default::default() }];
+    assert!(err(rt.create_container(create(c)).await).message().starts_with("config.mounts[0].container_path"));
     let mut c = container_config("mnt2", &["true"]);
     c.mounts = vec![cri::Mount {
         container_path: "/data".into(),
         host_path: d.path("does-not-exist").to_str().unwrap().into(),
         ..Default::default()
     }];
-    assert_eq!(
-        code(rt.create_container(create(c)).await),
-        Code::InvalidArgument
-    );
+    assert_eq!(code(rt.create_container(create(c)).await), Code::InvalidArgument);
     let mut c = container_config("img", &["true"]);
-    c.image = Some(cri::ImageSpec {
-        image: "not/pulled:v9".into(),
-        ..Default::default()
-    });
+    c.image = Some(cri::ImageSpec { image: "not/pulled:v9".into(), ..Default::default() });
     let e = err(rt.create_container(create(c)).await);
     assert_eq!(e.code(), Code::NotFound, "{e:?}");
     let mut c = container_config("dir", &["true"]);
-    c.image = Some(cri::ImageSpec {
-        image: rootfs().to_str().unwrap().into(),
-        ..Default::default()
-    });
-    assert_eq!(
-        code(rt.create_container(create(c)).await),
-        Code::NotFound,
-        "a host directory is not an image"
-    );
+    c.image = Some(cri::ImageSpec { image: rootfs().to_str().unwrap().into(), ..Default::default() });
+    assert_eq!(code(rt.create_container(create(c)).await), Code::NotFound, "a host directory is not an image");
     let mut c = container_config("meta", &["true"]);
     c.metadata = None;
-    assert!(err(rt.create_container(create(c)).await)
-        .message()
-        .starts_with("config.metadata"));
-    let f = cri::ContainerFilter {
-        pod_sandbox_id: pod.clone(),
-        ..Default::default()
-    };
+    assert!(err(rt.create_container(create(c)).await).message().starts_with("config.metadata"));
+    let f = cri::ContainerFilter { pod_sandbox_id: pod.clone(), ..Default::default() };
     assert!(rt
         .list_containers(cri::ListContainersRequest { filter: Some(f) })
         .await
@@ -882,23 +541,10 @@ async fn bad_requests_get_the_right_codes_and_leave_nothing() {
         .unwrap()
         .into_inner()
         .container_id;
-    let ex = |id: &str| cri::ExecRequest {
-        container_id: id.into(),
-        cmd: vec!["sh".into()],
-        stdout: true,
-        ..Default::default()
-    };
+    let ex = |id: &str| cri::ExecRequest { container_id: id.into(), cmd: vec!["sh".into()], stdout: true, ..Default::default() };
     assert_eq!(code(rt.exec(ex(&created)).await), Code::FailedPrecondition);
-    rt.start_container(cri::StartContainerRequest {
-        container_id: created.clone(),
-    })
-    .await
-    .unwrap();
-    let run = cri::ExecRequest {
-        cmd: vec!["sh".into(), "-c".into(), "echo via-$((6*7)); exit 5".into()],
-        stderr: true,
-        ..ex(&created)
-    };
+    rt.start_container(cri::StartContainerRequest { container_id: created.clone() }).await.unwrap();
+    let run = cri::ExecRequest { cmd: vec!["sh".into(), "-c".into(), "echo via-$((6*7)); exit 5".into()], stderr: true, ..ex(&created) };
     let url = rt.exec(run).await.unwrap().into_inner().url;
     let mut c = stream_common::Client::connect(&url, "v4.channel.k8s.io").await;
     let error = c.open(&[("streamType", "error")]).await;
@@ -938,25 +584,10 @@ async fn daemon_sigkill_and_restart_keep_containers() {
     let Some(pod) = run_pod(&mut rt, cfg.clone()).await else {
         return;
     };
-    let long = start_container(
-        &mut rt,
-        &pod,
-        container_config("long", &["sleep", "1000"]),
-        &cfg,
-    )
-    .await;
-    let short = start_container(
-        &mut rt,
-        &pod,
-        container_config("short", &["sh", "-c", "sleep 2; exit 7"]),
-        &cfg,
-    )
-    .await;
+    let long = start_container(&mut rt, &pod, container_config("long", &["sleep", "1000"]), &cfg).await;
+    let short = start_container(&mut rt, &pod, container_config("short", &["sh", "-c", "sleep 2; exit 7"]), &cfg).await;
     let before = rt
-        .container_status(cri::ContainerStatusRequest {
-            container_id: long.clone(),
-            verbose: true,
-        })
+        .container_status(cri::ContainerStatusRequest { container_id: long.clone(), verbose: true })
         .await
         .unwrap()
         .into_inner();
@@ -967,44 +598,20 @@ async fn daemon_sigkill_and_restart_keep_containers() {
     d.restart();
     let mut rt = d.runtime().await;
     let s = status(&mut rt, &long).await;
-    assert_eq!(
-        s.state,
-        cri::ContainerState::ContainerRunning as i32,
-        "{s:?}"
-    );
+    assert_eq!(s.state, cri::ContainerState::ContainerRunning as i32, "{s:?}");
     let after = rt
-        .container_status(cri::ContainerStatusRequest {
-            container_id: long.clone(),
-            verbose: true,
-        })
+        .container_status(cri::ContainerStatusRequest { container_id: long.clone(), verbose: true })
         .await
         .unwrap()
         .into_inner();
-    let pid = |r: &cri::ContainerStatusResponse| {
-        serde_json::from_str::<serde_json::Value>(&r.info["info"]).unwrap()["pid"].clone()
-    };
+    let pid = |r: &cri::ContainerStatusResponse| serde_json::from_str::<serde_json::Value>(&r.info["info"]).unwrap()["pid"].clone();
     assert_eq!(pid(&before), pid(&after), "the same process");
     let info: serde_json::Value = serde_json::from_str(&after.info["info"]).unwrap();
-    assert_eq!(
-        info["runtimeSpec"]["process"]["args"],
-        serde_json::json!(["sleep", "1000"]),
-        "verbose has the OCI spec"
-    );
-    let s = wait_state(
-        &mut rt,
-        &short,
-        cri::ContainerState::ContainerExited,
-        Duration::from_secs(10),
-    )
-    .await;
+    assert_eq!(info["runtimeSpec"]["process"]["args"], serde_json::json!(["sleep", "1000"]), "verbose has the OCI spec");
+    let s = wait_state(&mut rt, &short, cri::ContainerState::ContainerExited, Duration::from_secs(10)).await;
     assert_eq!((s.exit_code, s.reason.as_str()), (7, "Error"), "{s:?}");
     assert!(s.finished_at > s.started_at);
-    let items = rt
-        .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
-        .await
-        .unwrap()
-        .into_inner()
-        .items;
+    let items = rt.list_pod_sandbox(cri::ListPodSandboxRequest { filter: None }).await.unwrap().into_inner().items;
     assert_eq!(items.len(), 1);
     remove_pod(&mut rt, &pod).await;
     assert!(mounts_under(&d).is_empty());
@@ -1018,25 +625,11 @@ async fn resources_stats_oom_and_events() {
     let Some(pod) = run_pod(&mut rt, cfg.clone()).await else {
         return;
     };
-    let mut events = rt
-        .get_container_events(cri::GetEventsRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    let busy = start_container(
-        &mut rt,
-        &pod,
-        container_config("busy", &["sh", "-c", "while true; do :; done"]),
-        &cfg,
-    )
-    .await;
+    let mut events = rt.get_container_events(cri::GetEventsRequest {}).await.unwrap().into_inner();
+    let busy = start_container(&mut rt, &pod, container_config("busy", &["sh", "-c", "while true; do :; done"]), &cfg).await;
 
     // UpdateContainerResources shows in the container's memory cgroup.
-    let r = cri::LinuxContainerResources {
-        memory_limit_in_bytes: 96 << 20,
-        cpu_shares: 512,
-        ..Default::default()
-    };
+    let r = cri::LinuxContainerResources { memory_limit_in_bytes: 96 << 20, cpu_shares: 512, ..Default::default() };
     rt.update_container_resources(cri::UpdateContainerResourcesRequest {
         container_id: busy.clone(),
         linux: Some(r),
@@ -1049,57 +642,20 @@ async fn resources_stats_oom_and_events() {
 
     // Stats: CPU in core-nanoseconds, then nano-cores from two samples;
     // the writable layer holds what the container wrote.
-    sh(
-        &mut rt,
-        &busy,
-        "dd if=/dev/zero of=/written bs=1024 count=2048 2>/dev/null; mkdir /d1 /d2",
-    )
-    .await;
+    sh(&mut rt, &busy, "dd if=/dev/zero of=/written bs=1024 count=2048 2>/dev/null; mkdir /d1 /d2").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let s1 = rt
-        .container_stats(cri::ContainerStatsRequest {
-            container_id: busy.clone(),
-        })
+        .container_stats(cri::ContainerStatsRequest { container_id: busy.clone() })
         .await
         .unwrap()
         .into_inner()
         .stats
         .unwrap();
-    assert!(
-        s1.cpu
-            .as_ref()
-            .unwrap()
-            .usage_core_nano_seconds
-            .as_ref()
-            .unwrap()
-            .value
-            > 0
-    );
-    assert!(
-        s1.memory
-            .as_ref()
-            .unwrap()
-            .working_set_bytes
-            .as_ref()
-            .unwrap()
-            .value
-            > 0
-    );
-    assert_eq!(
-        s1.attributes
-            .as_ref()
-            .unwrap()
-            .metadata
-            .as_ref()
-            .unwrap()
-            .name,
-        "busy"
-    );
+    assert!(s1.cpu.as_ref().unwrap().usage_core_nano_seconds.as_ref().unwrap().value > 0);
+    assert!(s1.memory.as_ref().unwrap().working_set_bytes.as_ref().unwrap().value > 0);
+    assert_eq!(s1.attributes.as_ref().unwrap().metadata.as_ref().unwrap().name, "busy");
     let layer = s1.writable_layer.as_ref().expect("writable layer stats");
-    assert!(
-        layer.used_bytes.as_ref().unwrap().value >= 2 << 20,
-        "{layer:?}"
-    );
+    assert!(layer.used_bytes.as_ref().unwrap().value >= 2 << 20, "{layer:?}");
     assert!(layer.inodes_used.as_ref().unwrap().value >= 3, "{layer:?}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let all = rt
@@ -1108,24 +664,10 @@ async fn resources_stats_oom_and_events() {
         .unwrap()
         .into_inner()
         .stats;
-    let s2 = all
-        .iter()
-        .find(|s| s.attributes.as_ref().unwrap().id == busy)
-        .unwrap();
-    assert!(
-        s2.cpu
-            .as_ref()
-            .unwrap()
-            .usage_nano_cores
-            .as_ref()
-            .unwrap()
-            .value
-            > 0
-    );
+    let s2 = all.iter().find(|s| s.attributes.as_ref().unwrap().id == busy).unwrap();
+    assert!(s2.cpu.as_ref().unwrap().usage_nano_cores.as_ref().unwrap().value > 0);
     let ps = rt
-        .pod_sandbox_stats(cri::PodSandboxStatsRequest {
-            pod_sandbox_id: pod.clone(),
-        })
+        .pod_sandbox_stats(cri::PodSandboxStatsRequest { pod_sandbox_id: pod.clone() })
         .await
         .unwrap()
         .into_inner()
@@ -1145,42 +687,17 @@ async fn resources_stats_oom_and_events() {
     );
 
     // Over its memory limit: exit 137, reason OOMKilled.
-    let mut hog = container_config(
-        "hog",
-        &[
-            "sh",
-            "-c",
-            "a=xxxxxxxxxxxxxxxx; while true; do a=$a$a; done",
-        ],
-    );
-    hog.linux.as_mut().unwrap().resources = Some(cri::LinuxContainerResources {
-        memory_limit_in_bytes: 32 << 20,
-        memory_swap_limit_in_bytes: 32 << 20,
-        ..Default::default()
-    });
+    let mut hog = container_config("hog", &["sh", "-c", "a=xxxxxxxxxxxxxxxx; while true; do a=$a$a; done"]);
+    hog.linux.as_mut().unwrap().resources =
+        Some(cri::LinuxContainerResources { memory_limit_in_bytes: 32 << 20, memory_swap_limit_in_bytes: 32 << 20, ..Default::default() });
     let hog = start_container(&mut rt, &pod, hog, &cfg).await;
-    let s = wait_state(
-        &mut rt,
-        &hog,
-        cri::ContainerState::ContainerExited,
-        Duration::from_secs(30),
-    )
-    .await;
-    assert_eq!(
-        (s.exit_code, s.reason.as_str()),
-        (137, "OOMKilled"),
-        "{s:?}"
-    );
+    let s = wait_state(&mut rt, &hog, cri::ContainerState::ContainerExited, Duration::from_secs(30)).await;
+    assert_eq!((s.exit_code, s.reason.as_str()), (137, "OOMKilled"), "{s:?}");
 
     // Events: created, started, stopped for the hog, with the pod's status.
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline
-        && !seen.contains(&(
-            hog.clone(),
-            cri::ContainerEventType::ContainerStoppedEvent as i32,
-        ))
-    {
+    while Instant::now() < deadline && !seen.contains(&(hog.clone(), cri::ContainerEventType::ContainerStoppedEvent as i32)) {
         match tokio::time::timeout(Duration::from_secs(2), events.message()).await {
             Ok(Ok(Some(e))) => {
                 if e.container_id == hog {
@@ -1196,10 +713,7 @@ async fn resources_stats_oom_and_events() {
         cri::ContainerEventType::ContainerStartedEvent,
         cri::ContainerEventType::ContainerStoppedEvent,
     ] {
-        assert!(
-            seen.contains(&(hog.clone(), t as i32)),
-            "{t:?} not in {seen:?}"
-        );
+        assert!(seen.contains(&(hog.clone(), t as i32)), "{t:?} not in {seen:?}");
     }
     remove_pod(&mut rt, &pod).await;
     assert!(mounts_under(&d).is_empty());
@@ -1221,22 +735,13 @@ async fn fifty_sandboxes_at_once() {
         let mut c = rt.clone();
         let cfg = pod_config(&format!("p{i}"), &d);
         handles.push(tokio::spawn(async move {
-            c.run_pod_sandbox(cri::RunPodSandboxRequest {
-                config: Some(cfg),
-                runtime_handler: String::new(),
-            })
-            .await
+            c.run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(cfg), runtime_handler: String::new() })
+                .await
         }));
     }
     let mut ids = vec![first];
     for h in handles {
-        ids.push(
-            h.await
-                .unwrap()
-                .expect("RunPodSandbox")
-                .into_inner()
-                .pod_sandbox_id,
-        );
+        ids.push(h.await.unwrap().expect("RunPodSandbox").into_inner().pod_sandbox_id);
     }
     let listed = probe
         .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
@@ -1248,10 +753,7 @@ async fn fifty_sandboxes_at_once() {
     let mut handles = Vec::new();
     for id in ids {
         let mut c = rt.clone();
-        handles.push(tokio::spawn(async move {
-            c.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id })
-                .await
-        }));
+        handles.push(tokio::spawn(async move { c.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id }).await }));
     }
     for h in handles {
         h.await.unwrap().expect("RemovePodSandbox");
@@ -1282,10 +784,7 @@ async fn cni_pod_ip_and_host_port() {
     }
     let layout = rootfs().parent().unwrap().join("image-layout");
     if !layout.join("index.json").exists() {
-        eprintln!(
-            "skipped: {} missing (make fixtures builds it)",
-            layout.display()
-        );
+        eprintln!("skipped: {} missing (make fixtures builds it)", layout.display());
         return;
     }
     let pid = std::process::id();
@@ -1302,14 +801,11 @@ async fn cni_pod_ip_and_host_port() {
         ]
     });
     std::fs::write(cni.path().join("10-test.conflist"), conf.to_string()).unwrap();
-    let forward_before =
-        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default();
+    let forward_before = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default();
     struct Cleanup(String, String);
     impl Drop for Cleanup {
         fn drop(&mut self) {
-            let _ = std::process::Command::new("ip")
-                .args(["link", "del", &self.0])
-                .status();
+            let _ = std::process::Command::new("ip").args(["link", "del", &self.0]).status();
             let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", &self.1);
         }
     }
@@ -1320,80 +816,33 @@ async fn cni_pod_ip_and_host_port() {
     let host_port = 33000 + (pid % 2000) as i32;
     let mut cfg = pod_config("net", &d);
     cfg.port_mappings = vec![
-        cri::PortMapping {
-            protocol: cri::Protocol::Tcp as i32,
-            container_port: 8080,
-            host_port,
-            host_ip: String::new(),
-        },
+        cri::PortMapping { protocol: cri::Protocol::Tcp as i32, container_port: 8080, host_port, host_ip: String::new() },
         // Listed by the kubelet for every container port; not forwarded.
-        cri::PortMapping {
-            protocol: cri::Protocol::Tcp as i32,
-            container_port: 9090,
-            host_port: 0,
-            host_ip: String::new(),
-        },
+        cri::PortMapping { protocol: cri::Protocol::Tcp as i32, container_port: 9090, host_port: 0, host_ip: String::new() },
     ];
     let Some(pod) = run_pod(&mut rt, cfg.clone()).await else {
         return;
     };
-    let srv = start_container(
-        &mut rt,
-        &pod,
-        container_config(
-            "srv",
-            &["sh", "-c", "while true; do echo pong | nc -l -p 8080; done"],
-        ),
-        &cfg,
-    )
-    .await;
-    wait_state(
-        &mut rt,
-        &srv,
-        cri::ContainerState::ContainerRunning,
-        Duration::from_secs(10),
-    )
-    .await;
+    let srv =
+        start_container(&mut rt, &pod, container_config("srv", &["sh", "-c", "while true; do echo pong | nc -l -p 8080; done"]), &cfg)
+            .await;
+    wait_state(&mut rt, &srv, cri::ContainerState::ContainerRunning, Duration::from_secs(10)).await;
     let st = rt
-        .pod_sandbox_status(cri::PodSandboxStatusRequest {
-            pod_sandbox_id: pod.clone(),
-            verbose: false,
-        })
+        .pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: pod.clone(), verbose: false })
         .await
         .unwrap()
         .into_inner();
-    let ip: std::net::IpAddr = st
-        .status
-        .unwrap()
-        .network
-        .unwrap()
-        .ip
-        .parse()
-        .expect("pod IP");
-    assert!(
-        ip.to_string().starts_with(&format!("172.30.{octet}.")),
-        "{ip}"
-    );
+    let ip: std::net::IpAddr = st.status.unwrap().network.unwrap().ip.parse().expect("pod IP");
+    assert!(ip.to_string().starts_with(&format!("172.30.{octet}.")), "{ip}");
     let fetch = read_tcp;
     let hp = host_port as u16;
     let direct = tokio::task::spawn_blocking(move || fetch(std::net::SocketAddr::new(ip, 8080)));
     assert_eq!(direct.await.unwrap().trim(), "pong", "pod IP {ip}:8080");
     let gateway: std::net::IpAddr = format!("172.30.{octet}.1").parse().unwrap();
-    let via_bridge =
-        tokio::task::spawn_blocking(move || fetch(std::net::SocketAddr::new(gateway, hp)));
-    assert_eq!(
-        via_bridge.await.unwrap().trim(),
-        "pong",
-        "hostPort {hp} via {gateway}"
-    );
-    let local = tokio::task::spawn_blocking(move || {
-        fetch(std::net::SocketAddr::new([127, 0, 0, 1].into(), hp))
-    });
-    assert_eq!(
-        local.await.unwrap().trim(),
-        "pong",
-        "hostPort {hp} at 127.0.0.1"
-    );
+    let via_bridge = tokio::task::spawn_blocking(move || fetch(std::net::SocketAddr::new(gateway, hp)));
+    assert_eq!(via_bridge.await.unwrap().trim(), "pong", "hostPort {hp} via {gateway}");
+    let local = tokio::task::spawn_blocking(move || fetch(std::net::SocketAddr::new([127, 0, 0, 1].into(), hp)));
+    assert_eq!(local.await.unwrap().trim(), "pong", "hostPort {hp} at 127.0.0.1");
 
     stop_pod(&mut rt, &pod).await;
     let veths = String::from_utf8_lossy(
@@ -1404,22 +853,11 @@ async fn cni_pod_ip_and_host_port() {
             .stdout,
     )
     .into_owned();
-    assert!(
-        veths.trim().is_empty(),
-        "veth left after StopPodSandbox: {veths}"
-    );
+    assert!(veths.trim().is_empty(), "veth left after StopPodSandbox: {veths}");
     remove_pod(&mut rt, &pod).await;
-    let rules = String::from_utf8_lossy(
-        &std::process::Command::new("iptables-save")
-            .output()
-            .map(|o| o.stdout)
-            .unwrap_or_default(),
-    )
-    .into_owned();
-    assert!(
-        !rules.contains(&format!("--dport {hp} ")) && !rules.contains(&format!("--dports {hp}")),
-        "portmap rule left"
-    );
+    let rules =
+        String::from_utf8_lossy(&std::process::Command::new("iptables-save").output().map(|o| o.stdout).unwrap_or_default()).into_owned();
+    assert!(!rules.contains(&format!("--dport {hp} ")) && !rules.contains(&format!("--dports {hp}")), "portmap rule left");
     assert!(mounts_under(&d).is_empty());
 }
 
@@ -1433,47 +871,25 @@ async fn sigterm_finishes_rpcs_in_flight_and_leaves_containers() {
     let Some(pod) = run_pod(&mut rt, cfg.clone()).await else {
         return;
     };
-    let id = start_container(
-        &mut rt,
-        &pod,
-        container_config("c", &["sleep", "1000"]),
-        &cfg,
-    )
-    .await;
+    let id = start_container(&mut rt, &pod, container_config("c", &["sleep", "1000"]), &cfg).await;
     let info = rt
-        .container_status(cri::ContainerStatusRequest {
-            container_id: id.clone(),
-            verbose: true,
-        })
+        .container_status(cri::ContainerStatusRequest { container_id: id.clone(), verbose: true })
         .await
         .unwrap()
         .into_inner();
-    let pid = serde_json::from_str::<serde_json::Value>(&info.info["info"]).unwrap()["pid"]
-        .as_i64()
-        .expect("pid") as i32;
+    let pid = serde_json::from_str::<serde_json::Value>(&info.info["info"]).unwrap()["pid"].as_i64().expect("pid") as i32;
     let mut c = rt.clone();
     let id2 = id.clone();
-    let in_flight = tokio::spawn(async move {
-        exec(&mut c, &id2, &["sh", "-c", "sleep 2; echo finished"], 20).await
-    });
+    let in_flight = tokio::spawn(async move { exec(&mut c, &id2, &["sh", "-c", "sleep 2; echo finished"], 20).await });
     tokio::time::sleep(Duration::from_millis(500)).await;
     let exit = tokio::task::block_in_place(|| d.terminate());
     assert!(exit.success(), "{exit}: {}", d.log());
-    let r = in_flight
-        .await
-        .unwrap()
-        .expect("the RPC in flight finished");
+    let r = in_flight.await.unwrap().expect("the RPC in flight finished");
     assert_eq!(r.stdout, b"finished\n");
-    assert!(
-        std::path::Path::new(&format!("/proc/{pid}")).exists(),
-        "the container runs on without the daemon"
-    );
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists(), "the container runs on without the daemon");
     d.restart();
     let mut rt = d.runtime().await;
-    assert_eq!(
-        status(&mut rt, &id).await.state,
-        cri::ContainerState::ContainerRunning as i32
-    );
+    assert_eq!(status(&mut rt, &id).await.state, cri::ContainerState::ContainerRunning as i32);
     remove_pod(&mut rt, &pod).await;
 }
 
@@ -1485,10 +901,7 @@ async fn security_context_reaches_the_process() {
     let Some(d) = daemon() else { return };
     let mut rt = d.runtime().await;
     let mut cfg = pod_config("sec", &d);
-    cfg.linux.as_mut().unwrap().sysctls = HashMap::from([(
-        "net.ipv4.ip_unprivileged_port_start".to_string(),
-        "80".to_string(),
-    )]);
+    cfg.linux.as_mut().unwrap().sysctls = HashMap::from([("net.ipv4.ip_unprivileged_port_start".to_string(), "80".to_string())]);
     let Some(pod) = run_pod(&mut rt, cfg.clone()).await else {
         return;
     };
@@ -1511,31 +924,12 @@ async fn security_context_reaches_the_process() {
     let lines: Vec<&str> = ids.lines().collect();
     assert_eq!(lines[..2], ["1000", "3000"], "{ids}");
     assert!(lines[2].split_whitespace().any(|g| g == "4000"), "{ids}");
-    let status = sh(
-        &mut rt,
-        &id,
-        "grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status",
-    )
-    .await;
-    assert!(
-        status.contains("CapBnd:\t0000000000000400"),
-        "only NET_BIND_SERVICE (bit 10): {status}"
-    );
+    let status = sh(&mut rt, &id, "grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status").await;
+    assert!(status.contains("CapBnd:\t0000000000000400"), "only NET_BIND_SERVICE (bit 10): {status}");
     assert!(status.contains("NoNewPrivs:\t1"), "{status}");
-    let r = exec(&mut rt, &id, &["sh", "-c", "touch /nope"], 10)
-        .await
-        .unwrap();
+    let r = exec(&mut rt, &id, &["sh", "-c", "touch /nope"], 10).await.unwrap();
     assert_ne!(r.exit_code, 0, "read-only rootfs");
-    assert_eq!(
-        sh(
-            &mut rt,
-            &id,
-            "cat /proc/sys/net/ipv4/ip_unprivileged_port_start"
-        )
-        .await
-        .trim(),
-        "80"
-    );
+    assert_eq!(sh(&mut rt, &id, "cat /proc/sys/net/ipv4/ip_unprivileged_port_start").await.trim(), "80");
     remove_pod(&mut rt, &pod).await;
     assert!(mounts_under(&d).is_empty());
 }

@@ -26,9 +26,7 @@ fn exec_args_and_output() {
     assert_ok(&o);
     assert_eq!(s(&o.stdout), "hello from exec\n");
     // the exec'd process sees the container's filesystem
-    wait_for("init to write /tmp/init", WAIT_TIMEOUT, || {
-        s(&env.exec(&["cat", "/tmp/init"]).stdout) == "init-was-here\n"
-    });
+    wait_for("init to write /tmp/init", WAIT_TIMEOUT, || s(&env.exec(&["cat", "/tmp/init"]).stdout) == "init-was-here\n");
     // and the container's environment
     let o = env.exec(&["sh", "-c", "echo $FROM_CONFIG"]);
     assert_eq!(s(&o.stdout), "cfg\n");
@@ -78,7 +76,16 @@ fn exec_env_and_cwd_flags() {
     }
     let env = running("exec-env-cwd");
     let o = env.run(&[
-        "exec", "--env", "FOO=bar", "--env", "BAZ=q u x", "--cwd", "/etc", &env.id, "sh", "-c",
+        "exec",
+        "--env",
+        "FOO=bar",
+        "--env",
+        "BAZ=q u x",
+        "--cwd",
+        "/etc",
+        &env.id,
+        "sh",
+        "-c",
         "echo $FOO; echo $BAZ; echo $FROM_CONFIG; pwd",
     ]);
     assert_ok(&o);
@@ -125,10 +132,7 @@ fn exec_detach_with_pid_file() {
     for ns in ["pid", "net", "ipc", "uts", "mnt"] {
         assert_eq!(ns_link(&pid.to_string(), ns), ns_link(&init, ns), "{} namespace", ns);
     }
-    assert_eq!(
-        fs::read_to_string(format!("/proc/{}/cgroup", pid)).unwrap(),
-        fs::read_to_string(format!("/proc/{}/cgroup", init)).unwrap()
-    );
+    assert_eq!(fs::read_to_string(format!("/proc/{}/cgroup", pid)).unwrap(), fs::read_to_string(format!("/proc/{}/cgroup", init)).unwrap());
     // and ps lists it
     let o = env.run(&["ps", "--format", "json", &env.id]);
     let pids: Vec<i64> = serde_json::from_slice(&o.stdout).unwrap();
@@ -144,10 +148,7 @@ fn exec_process_is_in_container_namespaces() {
     let init = env.pid().to_string();
     let o = env.exec(&["sh", "-c", "for n in pid net ipc uts mnt; do readlink /proc/self/ns/$n; done; hostname"]);
     assert_ok(&o);
-    let want: String = ["pid", "net", "ipc", "uts", "mnt"]
-        .iter()
-        .map(|n| ns_link(&init, n) + "\n")
-        .collect::<String>()
+    let want: String = ["pid", "net", "ipc", "uts", "mnt"].iter().map(|n| ns_link(&init, n) + "\n").collect::<String>()
         + env.config["hostname"].as_str().unwrap()
         + "\n";
     assert_eq!(s(&o.stdout), want);

@@ -31,8 +31,7 @@ fn container_hook(name: &str) -> Value {
 }
 
 fn read_state(dir: &std::path::Path, name: &str) -> Value {
-    let text = fs::read_to_string(dir.join(format!("{}.json", name)))
-        .unwrap_or_else(|e| panic!("hook {} did not run: {}", name, e));
+    let text = fs::read_to_string(dir.join(format!("{}.json", name))).unwrap_or_else(|e| panic!("hook {} did not run: {}", name, e));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("hook {} got non-JSON state {:?}: {}", name, text, e))
 }
 
@@ -58,9 +57,7 @@ fn all_hooks_run_in_order_with_state() {
     let order = || fs::read_to_string(host.path().join("order")).unwrap_or_default();
     let after_create = order();
     assert!(
-        after_create.starts_with(
-            "prestart env-prestart\ncreateRuntime env-createRuntime\ncreateContainer env-createContainer\n"
-        ),
+        after_create.starts_with("prestart env-prestart\ncreateRuntime env-createRuntime\ncreateContainer env-createContainer\n"),
         "hooks run by create: {:?}",
         after_create
     );

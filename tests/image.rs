@@ -42,10 +42,7 @@ fn import_layout_ls_inspect() {
     assert_eq!(std::fs::read_to_string(top.join("etc/hull-release")).unwrap(), "layer3\n");
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     assert!(std::fs::symlink_metadata(top.join("opt/remove-me")).unwrap().file_type().is_char_device());
-    assert_eq!(
-        std::fs::metadata(l2.join("opt/hardlink")).unwrap().ino(),
-        std::fs::metadata(l2.join("opt/data/a")).unwrap().ino()
-    );
+    assert_eq!(std::fs::metadata(l2.join("opt/hardlink")).unwrap().ino(), std::fs::metadata(l2.join("opt/data/a")).unwrap().ino());
     let df: Value = serde_json::from_str(&im.ok(&["df", "--format", "json"])).unwrap();
     assert_eq!(df["images"], 4);
     assert!(df["bytes"].as_u64().unwrap() > 1_000_000 && df["inodes"].as_u64().unwrap() > 10, "{df}");
@@ -89,10 +86,8 @@ fn docker_archive_import() {
     let im = Images::new();
     let layout = image_layout();
     let fx = fixture_digests();
-    let manifest: Value = serde_json::from_slice(
-        &std::fs::read(layout.join("blobs/sha256").join(&fx["manifest"].as_str().unwrap()[7..])).unwrap(),
-    )
-    .unwrap();
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(&fx["manifest"].as_str().unwrap()[7..])).unwrap()).unwrap();
     let arch = im.dir.path().join("archive");
     std::fs::create_dir_all(arch.join("blobs/sha256")).unwrap();
     let mut files = vec![manifest["config"]["digest"].as_str().unwrap().to_string()];
@@ -184,20 +179,13 @@ fn run_from_bundle(copy: bool) {
     im.ok(&args);
     let state = im.dir.path().join("state");
     let id = unique_id("image-run");
-    let run = |args: &[&str]| {
-        run_cmd(Command::new(runtime()).arg("--root").arg(&state).args(args), CMD_TIMEOUT)
-    };
+    let run = |args: &[&str]| run_cmd(Command::new(runtime()).arg("--root").arg(&state).args(args), CMD_TIMEOUT);
     let o = run(&["run", "-b", b, &id]);
     assert_ok(&o);
     let out = s(&o.stdout);
     let lines: Vec<&str> = out.lines().collect();
     // Whiteout: no /opt/remove-me; opaque dir: only c in /opt/data.
-    assert_eq!(
-        lines,
-        ["/opt:", "data", "hardlink", "", "/opt/data:", "c", "layer3", "env=test,1", "/opt", "0", "a"],
-        "{}",
-        show(&o)
-    );
+    assert_eq!(lines, ["/opt:", "data", "hardlink", "", "/opt/data:", "c", "layer3", "env=test,1", "/opt", "0", "a"], "{}", show(&o));
     // Writes went to the bundle's own upper layer (or copy), not to the snapshots.
     let written = if copy { bundle.join("rootfs/new") } else { bundle.join(".hull-image/upper/new") };
     assert_eq!(std::fs::read_to_string(written).unwrap(), "hi\n");
@@ -230,7 +218,9 @@ fn mount_and_umount() {
     let rw = im.dir.path().join("rw");
     im.ok(&["mount", "hull-test:gzip", target.to_str().unwrap(), "--rw-dir", rw.to_str().unwrap()]);
     let ok = std::fs::read_to_string(target.join("etc/hull-release")).ok();
-    let listing: Vec<_> = std::fs::read_dir(target.join("opt/data")).map(|d| d.map(|e| e.unwrap().file_name()).collect()).unwrap_or_default();
+    let listing: Vec<_> = std::fs::read_dir(target.join("opt/data"))
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
     std::fs::write(target.join("scratch"), "w").ok();
     im.ok(&["umount", target.to_str().unwrap()]);
     assert_eq!(ok.as_deref(), Some("layer3\n"));

@@ -32,19 +32,14 @@ fn create_does_not_run_program_until_start() {
     let host = host_tempdir("hull-lc-");
     let marker = host.path().join("started");
     let mut env = TestEnv::new("create-start");
-    env.bind(host.path(), "/tmp")
-        .sh("touch /tmp/started; exec sleep 1000");
+    env.bind(host.path(), "/tmp").sh("touch /tmp/started; exec sleep 1000");
     env.create_ok();
 
     let st = env.state_json();
     assert_eq!(st["status"], "created", "state after create: {}", st);
     let pid = st["pid"].as_i64().expect("pid in state after create");
     assert!(pid > 0);
-    assert!(
-        std::path::Path::new(&format!("/proc/{}", pid)).exists(),
-        "the container's init process {} should exist after create",
-        pid
-    );
+    assert!(std::path::Path::new(&format!("/proc/{}", pid)).exists(), "the container's init process {} should exist after create", pid);
     std::thread::sleep(Duration::from_millis(300));
     assert!(!marker.exists(), "program ran before start");
 
@@ -64,11 +59,7 @@ fn state_json_fields() {
     env.args(&["sleep", "1000"]);
     env.create_ok();
     let st = env.state_json();
-    assert!(
-        st["ociVersion"].as_str().map(|v| !v.is_empty()).unwrap_or(false),
-        "ociVersion: {}",
-        st
-    );
+    assert!(st["ociVersion"].as_str().map(|v| !v.is_empty()).unwrap_or(false), "ociVersion: {}", st);
     assert_eq!(st["id"], json!(env.id));
     assert_eq!(st["status"], "created");
     assert!(st["pid"].as_i64().unwrap_or(0) > 0, "pid: {}", st);
@@ -158,9 +149,7 @@ fn run_detach_returns_while_container_runs() {
     assert_ok(&o);
     assert!(t.elapsed() < Duration::from_secs(20));
     assert_eq!(env.status().as_deref(), Some("running"));
-    wait_for("container output", WAIT_TIMEOUT, || {
-        env.container_stdout().contains("detached-hello")
-    });
+    wait_for("container output", WAIT_TIMEOUT, || env.container_stdout().contains("detached-hello"));
     assert_ok(&env.run(&["delete", "--force", &env.id]));
     assert_no_leftovers(&env);
 }
@@ -390,12 +379,7 @@ fn ps_lists_container_processes() {
     assert!(pids.contains(&(init as i64)), "ps json {:?} lacks init pid {}", pids, init);
     for p in &pids {
         let cmd = read_all(std::path::Path::new(&format!("/proc/{}/cmdline", p)));
-        assert!(
-            cmd.starts_with("sh") || cmd.starts_with("sleep"),
-            "unexpected process {} {:?}",
-            p,
-            cmd
-        );
+        assert!(cmd.starts_with("sh") || cmd.starts_with("sleep"), "unexpected process {} {:?}", p, cmd);
     }
     // table format runs ps(1) on the host and keeps the container's rows
     let o = env.run(&["ps", &id]);

@@ -101,17 +101,10 @@ fn default_spec_mounts_and_options() {
 
     // cgroup v1 host: /sys/fs/cgroup is a tmpfs with one read-only cgroup
     // mount per hierarchy, each showing only the container's own cgroup
-    let cg: Vec<&MountLine> = mi
-        .iter()
-        .filter(|m| m.point.starts_with("/sys/fs/cgroup/") && m.fstype == "cgroup")
-        .collect();
+    let cg: Vec<&MountLine> = mi.iter().filter(|m| m.point.starts_with("/sys/fs/cgroup/") && m.fstype == "cgroup").collect();
     assert!(!cg.is_empty(), "no cgroup mounts: {:#?}", mi);
     // In a cgroup namespace the container's cgroup is the root it sees.
-    let own_cgroup_ns = env.config["linux"]["namespaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|n| n["type"] == "cgroup");
+    let own_cgroup_ns = env.config["linux"]["namespaces"].as_array().unwrap().iter().any(|n| n["type"] == "cgroup");
     for m in &cg {
         assert!(has(m, "ro"), "{:?}", m);
         if own_cgroup_ns {
@@ -168,10 +161,7 @@ fn bind_mount_host_dir_read_write() {
         .sh("cat /tmp/from-host; echo container-data > /tmp/from-container; grep ' /tmp ' /proc/self/mountinfo");
     let out = env.output_ok();
     assert!(out.starts_with("host-data\n"), "{}", out);
-    assert_eq!(
-        std::fs::read_to_string(host.path().join("from-container")).unwrap(),
-        "container-data\n"
-    );
+    assert_eq!(std::fs::read_to_string(host.path().join("from-container")).unwrap(), "container-data\n");
     let mi = parse_mountinfo(&out);
     let m = mount_at(&mi, "/tmp");
     assert!(has(m, "rw"), "{:?}", m);
@@ -237,10 +227,8 @@ fn tmpfs_with_size_and_mode() {
         "destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
         "options": ["nosuid", "size=1m", "mode=0750"]
     }));
-    env.sh(
-        "grep ' /tmp ' /proc/self/mountinfo; stat -c %a /tmp; \
-         dd if=/dev/zero of=/tmp/big bs=1k count=2048 2>/dev/null && echo FIT || echo FULL",
-    );
+    env.sh("grep ' /tmp ' /proc/self/mountinfo; stat -c %a /tmp; \
+         dd if=/dev/zero of=/tmp/big bs=1k count=2048 2>/dev/null && echo FIT || echo FULL");
     let out = env.output_ok();
     let mi = parse_mountinfo(&out);
     let m = mount_at(&mi, "/tmp");
@@ -271,11 +259,9 @@ fn masked_paths_hide_content() {
     masked.push(json!("/etc/group"));
     masked.push(json!("/home"));
     masked.push(json!("/does/not/exist"));
-    env.sh(
-        "echo keys=$(wc -c < /proc/keys); echo group=$(wc -c < /etc/group); \
+    env.sh("echo keys=$(wc -c < /proc/keys); echo group=$(wc -c < /etc/group); \
          echo acpi=$(ls -A /proc/acpi | wc -l); echo firmware=$(ls -A /sys/firmware | wc -l); \
-         echo home=$(ls -A /home | wc -l); touch /home/x 2>/dev/null && echo home-writable || echo home-ro",
-    );
+         echo home=$(ls -A /home | wc -l); touch /home/x 2>/dev/null && echo home-writable || echo home-ro");
     let out = env.output_ok();
     for want in ["keys=0", "group=0", "acpi=0", "firmware=0", "home=0", "home-ro"] {
         assert!(out.lines().any(|l| l == want), "expected {:?} in:\n{}", want, out);
@@ -339,14 +325,12 @@ fn default_devices() {
         return;
     }
     let mut env = TestEnv::new("devices");
-    env.sh(
-        "for d in null zero full random urandom tty; do stat -c \"$d %F %t:%T %a\" /dev/$d; done; \
+    env.sh("for d in null zero full random urandom tty; do stat -c \"$d %F %t:%T %a\" /dev/$d; done; \
          for l in fd stdin stdout stderr ptmx; do echo \"$l -> $(readlink /dev/$l)\"; done; \
          echo hi > /dev/null && echo null-ok; \
          head -c 3 /dev/zero | od -An -tx1; \
          echo x > /dev/full 2>/dev/null || echo full-enospc; \
-         head -c 8 /dev/urandom | wc -c",
-    );
+         head -c 8 /dev/urandom | wc -c");
     let out = env.output_ok();
     for (name, maj, min) in [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)] {
         let want = format!("{} character special file {:x}:{:x} 666", name, maj, min);
@@ -443,10 +427,7 @@ fn host_mounts_not_visible() {
     // mounts (plus masks / read-only paths / cgroup hierarchies)
     for m in &mi {
         assert!(
-            m.point == "/"
-                || m.point.starts_with("/proc")
-                || m.point.starts_with("/dev")
-                || m.point.starts_with("/sys"),
+            m.point == "/" || m.point.starts_with("/proc") || m.point.starts_with("/dev") || m.point.starts_with("/sys"),
             "unexpected mount {:?}",
             m
         );

@@ -64,11 +64,7 @@ fn omitted_namespaces_are_shared_with_host() {
     env.drop_namespace("network").drop_namespace("ipc").drop_namespace("uts");
     // a hostname needs a private UTS namespace
     env.config.as_object_mut().unwrap().remove("hostname");
-    let own_cgroup_ns = env.config["linux"]["namespaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|n| n["type"] == "cgroup");
+    let own_cgroup_ns = env.config["linux"]["namespaces"].as_array().unwrap().iter().any(|n| n["type"] == "cgroup");
     let links = container_ns_links(&mut env);
     for (ns, link) in &links {
         let host = ns_link("self", ns);
@@ -188,11 +184,7 @@ fn join_pid_namespace_of_other_container() {
     b.set_namespace("pid", Some(&format!("/proc/{}/ns/pid", a_pid)));
     b.sh("ps -o pid,args");
     let out = b.output_ok();
-    assert!(
-        out.lines().any(|l| l.trim() == "1 sleep 1234"),
-        "container b should see a's init as pid 1:\n{}",
-        out
-    );
+    assert!(out.lines().any(|l| l.trim() == "1 sleep 1234"), "container b should see a's init as pid 1:\n{}", out);
 }
 
 #[test]
@@ -226,10 +218,7 @@ fn user_namespace_with_mappings() {
     env.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
     // sysfs/cgroup cannot be mounted fresh in a user namespace without a
     // netns/cgroupns it owns; keep the test to what matters
-    env.config["mounts"]
-        .as_array_mut()
-        .unwrap()
-        .retain(|m| m["destination"] != "/sys/fs/cgroup");
+    env.config["mounts"].as_array_mut().unwrap().retain(|m| m["destination"] != "/sys/fs/cgroup");
     env.sh("cat /proc/self/uid_map /proc/self/gid_map; id -u; readlink /proc/self/ns/user");
     let o = env.run_fg();
     assert_ok(&o);

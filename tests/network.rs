@@ -232,7 +232,11 @@ impl TestNet {
                 found.push(format!("{tool}: {line}"));
             }
         }
-        found.extend(reserved_ips(&self.ipam_dir().join(&self.net_name)).into_iter().map(|ip| format!("IP reservation {ip}")));
+        found.extend(
+            reserved_ips(&self.ipam_dir().join(&self.net_name))
+                .into_iter()
+                .map(|ip| format!("IP reservation {ip}")),
+        );
         found
     }
 
@@ -253,7 +257,10 @@ impl Drop for TestNet {
 
 fn link_exists(name: &str) -> bool {
     let mut cmd = Command::new("ip");
-    cmd.args(["link", "show", "dev", name]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.args(["link", "show", "dev", name])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     quiet_status(&mut cmd)
 }
 
@@ -341,7 +348,10 @@ fn add_gives_a_reachable_ip_and_del_frees_it() {
     let IpAddr::V4(ip) = ips[0] else { panic!("not v4: {ips:?}") };
     assert_eq!(ip.octets()[..3], [172, 31, net.octet()], "{ip} outside {}", net.subnet());
     assert_eq!(result.ips[0].gateway, Some(net.gateway()));
-    assert!(result.interfaces.iter().any(|i| i.name == "eth0" && i.sandbox.as_deref() == Some(&*ns.to_string_lossy())));
+    assert!(result
+        .interfaces
+        .iter()
+        .any(|i| i.name == "eth0" && i.sandbox.as_deref() == Some(&*ns.to_string_lossy())));
     assert_eq!(reserved_ips(&net.ipam_dir().join(&net.net_name)), vec![ip.to_string()]);
 
     assert!(ping(None, ips[0]), "host cannot ping the pod at {ip}");
@@ -404,7 +414,13 @@ fn free_host_port(seed: u32) -> u16 {
 #[test]
 fn host_port_mapping_reaches_a_listener_in_the_pod() {
     let Some(mut net) = TestNet::new(2) else { return };
-    if Command::new("iptables").arg("--version").stdout(Stdio::null()).status().map(|s| !s.success()).unwrap_or(true) {
+    if Command::new("iptables")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| !s.success())
+        .unwrap_or(true)
+    {
         eprintln!("skipped: no iptables (portmap needs it)");
         return;
     }
@@ -420,7 +436,10 @@ fn host_port_mapping_reaches_a_listener_in_the_pod() {
     let pod_ip = result.pod_ips()[0];
     assert!(matches!(pod_ip, IpAddr::V4(v4) if v4.octets()[2] == net.octet()), "{pod_ip}");
     let rules = s(&run_cmd(Command::new("iptables-save").args(["-t", "nat"]), CMD).stdout);
-    assert!(rules.lines().any(|l| l.contains(&net.id) && l.contains(&format!("--dports {host_port}"))), "no DNAT rule for {host_port}:\n{rules}");
+    assert!(
+        rules.lines().any(|l| l.contains(&net.id) && l.contains(&format!("--dports {host_port}"))),
+        "no DNAT rule for {host_port}:\n{rules}"
+    );
 
     let out_path = net.dir.path().join("listener.out");
     let child = Command::new("nsenter")
@@ -432,9 +451,7 @@ fn host_port_mapping_reaches_a_listener_in_the_pod() {
         .spawn()
         .expect("start listener");
     net.children.push(child);
-    common::wait_for("listener", Duration::from_secs(10), || {
-        std::fs::read_to_string(&out_path).unwrap_or_default().contains("listening")
-    });
+    common::wait_for("listener", Duration::from_secs(10), || std::fs::read_to_string(&out_path).unwrap_or_default().contains("listening"));
 
     // Host address (the bridge's) + hostPort, from the host.
     let target = SocketAddr::new(net.gateway(), host_port);
@@ -540,11 +557,13 @@ fn netns_create_and_remove_leave_nothing() {
     assert!(!nsdir.join("p4").exists(), "netns file left by a failed create_pod_netns");
 
     // pin_netns: a holder process's netns outlives the holder.
-    let mut holder = Command::new("unshare").args(["--net", "sleep", "30"]).stdin(Stdio::null()).spawn().expect("unshare");
+    let mut holder = Command::new("unshare")
+        .args(["--net", "sleep", "30"])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("unshare");
     let holder_ns = PathBuf::from(format!("/proc/{}/ns/net", holder.id()));
-    common::wait_for("holder netns", Duration::from_secs(10), || {
-        network::is_netns(&holder_ns) && !network::is_own_netns(&holder_ns)
-    });
+    common::wait_for("holder netns", Duration::from_secs(10), || network::is_netns(&holder_ns) && !network::is_own_netns(&holder_ns));
     let pinned = network::pin_netns(&holder_ns, &nsdir, "held");
     let _ = holder.kill();
     let _ = holder.wait();
@@ -634,7 +653,12 @@ fn dual_stack_gives_v4_and_v6_addresses() {
     bridge["ipam"]["ranges"] = json!([[{"subnet": net.subnet()}], [{"subnet": v6_subnet}]]);
     net.write_conflist(vec![bridge, json!({"type": "portmap", "capabilities": {"portMappings": true}})]);
     let mut att = CniConfig::discover(&net.opts()).unwrap().attachment(&net.id, &ns, "eth0");
-    att.port_mappings = vec![PortMapping { host_port: free_host_port(std::process::id() + 77), container_port: 80, protocol: "tcp".into(), host_ip: String::new() }];
+    att.port_mappings = vec![PortMapping {
+        host_port: free_host_port(std::process::id() + 77),
+        container_port: 80,
+        protocol: "tcp".into(),
+        host_ip: String::new(),
+    }];
     net.track(&att);
     let result = match att.add() {
         Ok(r) => r,

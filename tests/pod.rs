@@ -178,7 +178,8 @@ fn shared_process_namespace_shows_the_other_containers_processes() {
         return;
     }
     let env = PodEnv::new("sharepid");
-    let o = env.run(r#"
+    let o = env.run(
+        r#"
 apiVersion: v1
 kind: Pod
 metadata: {name: NAME}
@@ -190,7 +191,8 @@ spec:
   - name: b
     image: ROOTFS
     command: [sh, -c, 'sleep 0.5; ps -o pid,args | grep -c "[s]leep 3"; echo pid1 $(cat /proc/1/comm)']
-"#);
+"#,
+    );
     assert_ok(&o);
     env.wait_phase(&["Succeeded", "Failed"]);
     let b = env.logs("b");
@@ -268,7 +270,8 @@ fn unsupported_manifest_fields_are_named() {
         return;
     }
     let env = PodEnv::new("badfield");
-    let o = env.run(r#"
+    let o = env.run(
+        r#"
 apiVersion: v1
 kind: Pod
 metadata: {name: NAME}
@@ -278,7 +281,8 @@ spec:
     image: ROOTFS
     command: [true]
     lifecycle: {preStop: {exec: {command: [x]}}}
-"#);
+"#,
+    );
     assert_fails_mentioning(&o, &["spec.containers[0].lifecycle"]);
     assert!(!env.root.path().join("pods").join(&env.name).exists());
     let o = env.run("apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  nodeName: x\n  restartPolicy: Never\n  containers: [{name: c, image: ROOTFS, command: ['true']}]\n");
@@ -293,7 +297,8 @@ fn failed_container_restarts_with_back_off_and_logs_are_cri_format() {
         return;
     }
     let env = PodEnv::new("restart");
-    assert_ok(&env.run(r#"
+    assert_ok(&env.run(
+        r#"
 apiVersion: v1
 kind: Pod
 metadata: {name: NAME}
@@ -301,16 +306,18 @@ spec:
   restartPolicy: OnFailure
   containers:
   - {name: c, image: ROOTFS, command: [sh, -c, 'echo attempt; echo oops >&2; exit 3']}
-"#));
-    wait_for("two restarts", Duration::from_secs(20), || {
-        env.record()["containers"][0]["restartCount"].as_u64().unwrap_or(0) >= 2
-    });
+"#,
+    ));
+    wait_for("two restarts", Duration::from_secs(20), || env.record()["containers"][0]["restartCount"].as_u64().unwrap_or(0) >= 2);
     let ps = s(&env.hull(&["pod", "ps", &env.name]).stdout);
     assert!(ps.contains(" 3 "), "exit code 3 in ps: {ps}");
     let log = read_all(&env.root.path().join("pods").join(&env.name).join("logs/c/0.log"));
     let re_ok = log.lines().all(|l| {
         let parts: Vec<&str> = l.splitn(4, ' ').collect();
-        parts.len() == 4 && humantime::parse_rfc3339(parts[0]).is_ok() && ["stdout", "stderr"].contains(&parts[1]) && ["F", "P"].contains(&parts[2])
+        parts.len() == 4
+            && humantime::parse_rfc3339(parts[0]).is_ok()
+            && ["stdout", "stderr"].contains(&parts[1])
+            && ["F", "P"].contains(&parts[2])
     });
     assert!(re_ok && log.contains(" stdout F attempt") && log.contains(" stderr F oops"), "{log}");
     env.remove_and_check();
@@ -322,7 +329,8 @@ fn containers_survive_a_killed_supervisor_and_their_exits_are_seen() {
         return;
     }
     let env = PodEnv::new("survive");
-    assert_ok(&env.run(r#"
+    assert_ok(&env.run(
+        r#"
 apiVersion: v1
 kind: Pod
 metadata: {name: NAME}
@@ -330,7 +338,8 @@ spec:
   restartPolicy: Never
   containers:
   - {name: c, image: ROOTFS, command: [sh, -c, 'sleep 1.5; exit 7']}
-"#));
+"#,
+    ));
     let sup = env.record()["supervisorPid"].as_i64().unwrap();
     assert!(sup > 0);
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(sup as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
@@ -348,7 +357,8 @@ fn failing_liveness_probe_replaces_the_container() {
         return;
     }
     let env = PodEnv::new("liveness");
-    assert_ok(&env.run(r#"
+    assert_ok(&env.run(
+        r#"
 apiVersion: v1
 kind: Pod
 metadata: {name: NAME}
@@ -366,7 +376,8 @@ spec:
     readinessProbe:
       exec: {command: ['true']}
       periodSeconds: 1
-"#));
+"#,
+    ));
     wait_for("a restart after the liveness failure", Duration::from_secs(20), || {
         env.record()["containers"][0]["restartCount"].as_u64().unwrap_or(0) >= 1
     });
@@ -386,7 +397,8 @@ fn bad_probe_is_refused_naming_the_field() {
         return;
     }
     let env = PodEnv::new("badprobe");
-    let o = env.run(r#"
+    let o = env.run(
+        r#"
 apiVersion: v1
 kind: Pod
 metadata: {name: NAME}
@@ -396,7 +408,8 @@ spec:
     image: ROOTFS
     command: [sleep, "10"]
     livenessProbe: {tcpSocket: {port: 70000}}
-"#);
+"#,
+    );
     assert_fails_mentioning(&o, &["livenessProbe", "port"]);
     assert!(!env.root.path().join("pods").join(&env.name).exists());
 }
@@ -433,7 +446,9 @@ fn cni_bridge_gives_the_pod_an_ip_and_host_ports_work() {
     });
     std::fs::write(cni.join("10-test.conflist"), conf.to_string()).unwrap();
     let host_port = 31000 + (pid % 2000) as u16;
-    let o = env.run_with_cni(&format!(r#"
+    let o = env.run_with_cni(
+        &format!(
+            r#"
 apiVersion: v1
 kind: Pod
 metadata: {{name: NAME}}
@@ -444,7 +459,10 @@ spec:
     image: ROOTFS
     command: [sh, -c, 'while true; do echo pong | nc -l -p 8080; done']
     ports: [{{containerPort: 8080, hostPort: {host_port}}}]
-"#), &cni);
+"#
+        ),
+        &cni,
+    );
     let cleanup = || {
         let _ = std::process::Command::new("ip").args(["link", "del", &bridge]).status();
         let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", &forward_before);
@@ -462,10 +480,18 @@ spec:
     let hosts = read_all(&env.root.path().join("pods").join(&env.name).join("etc/hosts"));
     // Stopping the pod gives the network back (CNI DEL), before rm.
     let stopped = env.hull(&["pod", "stop", &env.name]);
-    let veths_after_stop = s(&std::process::Command::new("ip").args(["-o", "link", "show", "master", &bridge]).output().unwrap().stdout);
+    let veths_after_stop = s(&std::process::Command::new("ip")
+        .args(["-o", "link", "show", "master", &bridge])
+        .output()
+        .unwrap()
+        .stdout);
     let network_after_stop = env.record()["network"].clone();
     env.remove_and_check();
-    let veths = s(&std::process::Command::new("ip").args(["-o", "link", "show", "master", &bridge]).output().unwrap().stdout);
+    let veths = s(&std::process::Command::new("ip")
+        .args(["-o", "link", "show", "master", &bridge])
+        .output()
+        .unwrap()
+        .stdout);
     let rules = s(&std::process::Command::new("iptables-save").output().map(|o| o.stdout).unwrap_or_default());
     cleanup();
     assert_ok(&stopped);
@@ -494,9 +520,12 @@ fn pod_runs_an_image_from_the_store() {
     let env = PodEnv::new("image");
     let image_root = env.root.path().join("images");
     let imp = std::process::Command::new(runtime())
-        .arg("--image-root").arg(&image_root)
-        .args(["image", "import"]).arg(&layout)
-        .output().unwrap();
+        .arg("--image-root")
+        .arg(&image_root)
+        .args(["image", "import"])
+        .arg(&layout)
+        .output()
+        .unwrap();
     assert_ok(&imp);
     let text = r#"
 apiVersion: v1
@@ -507,16 +536,20 @@ spec:
   containers:
   - {name: c, image: "hull-test:latest", command: [sh, -c, 'echo cwd=$(pwd); touch /written-here; ls /written-here']}
   - {name: dflt, image: "hull-test:latest"}
-"#.replace("NAME", &env.name);
+"#
+    .replace("NAME", &env.name);
     let path = env.root.path().join("pod.yaml");
     std::fs::write(&path, text).unwrap();
     let empty = env.root.path().join("no-cni");
     std::fs::create_dir_all(&empty).unwrap();
     let o = std::process::Command::new(runtime())
-        .arg("--root").arg(env.root.path())
-        .arg("--image-root").arg(&image_root)
+        .arg("--root")
+        .arg(env.root.path())
+        .arg("--image-root")
+        .arg(&image_root)
         .args(["pod", "run", "--cni-conf-dir", empty.to_str().unwrap(), path.to_str().unwrap()])
-        .output().unwrap();
+        .output()
+        .unwrap();
     assert_ok(&o);
     assert_eq!(env.wait_phase(&["Succeeded", "Failed"]), "Succeeded", "{}", show(&env.hull(&["pod", "ps", &env.name])));
     let log = env.logs("c");
@@ -540,7 +573,8 @@ fn pod_limits_are_enforced() {
         return;
     }
     let env = PodEnv::new("limits");
-    assert_ok(&env.run(r#"
+    assert_ok(&env.run(
+        r#"
 apiVersion: v1
 kind: Pod
 metadata: {name: NAME}
@@ -556,7 +590,8 @@ spec:
     image: ROOTFS
     command: [sh, -c, 'sleep 0.3; x=a; while true; do x=$x$x; done']
     resources: {limits: {memory: 64Mi, cpu: 500m}}
-"#));
+"#,
+    ));
     wait_for("the hog's exit", Duration::from_secs(30), || !env.record()["containers"][1]["lastExit"].is_null());
     let rec = env.record();
     let hog = &rec["containers"][1];
@@ -639,9 +674,11 @@ fn names_are_validated_and_errors_say_pod_or_container() {
         return;
     }
     let env = PodEnv::new("names");
-    let o = env.run("apiVersion: v1\nkind: Pod\nmetadata: {name: NAME_b}\nspec:\n  containers: [{name: c, image: ROOTFS, command: ['true']}]\n");
+    let o = env
+        .run("apiVersion: v1\nkind: Pod\nmetadata: {name: NAME_b}\nspec:\n  containers: [{name: c, image: ROOTFS, command: ['true']}]\n");
     assert_fails_mentioning(&o, &["metadata.name", "DNS-1123"]);
-    let o = env.run("apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  containers: [{name: C_1, image: ROOTFS, command: ['true']}]\n");
+    let o = env
+        .run("apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  containers: [{name: C_1, image: ROOTFS, command: ['true']}]\n");
     assert_fails_mentioning(&o, &["container name", "C_1", "DNS-1123"]);
     assert!(!env.root.path().join("pods").join(&env.name).exists());
     assert_fails_mentioning(&env.hull(&["--systemd-cgroup", "pod", "ls"]), &["--systemd-cgroup is not supported by hull pod"]);
@@ -652,7 +689,10 @@ fn names_are_validated_and_errors_say_pod_or_container() {
     }
     assert_ok(&env.run("apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers: [{name: c, image: ROOTFS, command: [sleep, '100']}]\n"));
     assert_fails_mentioning(&env.hull(&["pod", "logs", &env.name, "-c", "nope"]), &["has no container \"nope\""]);
-    assert_fails_mentioning(&env.run("apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  containers: [{name: c, image: ROOTFS, command: ['true']}]\n"), &["already exists"]);
+    assert_fails_mentioning(
+        &env.run("apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  containers: [{name: c, image: ROOTFS, command: ['true']}]\n"),
+        &["already exists"],
+    );
     env.remove_and_check();
 }
 
@@ -670,7 +710,18 @@ fn a_failed_pod_run_leaves_containers_with_a_longer_name_alone() {
     other.write_config();
     let other_id = format!("{}_b_c_0", env.name);
     let root = env.root.path().to_str().unwrap().to_string();
-    let o = run_cmd(std::process::Command::new(runtime()).args(["--root", &root, "run", "-d", "--bundle", other.bundle_path().to_str().unwrap(), &other_id]), CMD_TIMEOUT);
+    let o = run_cmd(
+        std::process::Command::new(runtime()).args([
+            "--root",
+            &root,
+            "run",
+            "-d",
+            "--bundle",
+            other.bundle_path().to_str().unwrap(),
+            &other_id,
+        ]),
+        CMD_TIMEOUT,
+    );
     assert_ok(&o);
     // Pod NAME fails after its sandbox and first container's config were made.
     let o = env.run("apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  containers:\n  - {name: c, image: ROOTFS, command: ['true']}\n  - {name: d, image: /no/such/rootfs, command: ['true']}\n");
@@ -691,7 +742,10 @@ fn same_pod_name_in_two_namespaces() {
     let manifest = "apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers: [{name: c, image: ROOTFS, command: [sh, -c, 'echo in-$NS; sleep 100'], env: [{name: NS, value: NSV}]}]\n";
     assert_ok(&env.run(&manifest.replace("NSV", "default")));
     // -n for `run`, and a manifest namespace that contradicts it is refused.
-    let text = manifest.replace("NSV", "other").replace("ROOTFS", rootfs().to_str().unwrap()).replace("NAME", &env.name);
+    let text = manifest
+        .replace("NSV", "other")
+        .replace("ROOTFS", rootfs().to_str().unwrap())
+        .replace("NAME", &env.name);
     let path = env.root.path().join("other.yaml");
     std::fs::write(&path, &text).unwrap();
     let empty = env.root.path().join("no-cni");
@@ -733,7 +787,8 @@ fn a_killed_supervisor_is_replaced_and_restarts_resume() {
         return;
     }
     let env = PodEnv::new("resup");
-    assert_ok(&env.run(r#"
+    assert_ok(&env.run(
+        r#"
 apiVersion: v1
 kind: Pod
 metadata: {name: NAME}
@@ -742,7 +797,8 @@ spec:
   terminationGracePeriodSeconds: 1
   containers:
   - {name: c, image: ROOTFS, command: [sh, -c, 'sleep 2; exit 3']}
-"#));
+"#,
+    ));
     let sup = env.record()["supervisorPid"].as_i64().unwrap();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(sup as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
     wait_for("the old supervisor gone", Duration::from_secs(5), || !Path::new(&format!("/proc/{sup}")).exists());
@@ -777,7 +833,8 @@ fn a_liveness_stop_does_not_stall_pod_stop() {
         return;
     }
     let env = PodEnv::new("nonblock");
-    assert_ok(&env.run(r#"
+    assert_ok(&env.run(
+        r#"
 apiVersion: v1
 kind: Pod
 metadata: {name: NAME}
@@ -793,7 +850,8 @@ spec:
       periodSeconds: 1
       failureThreshold: 1
       terminationGracePeriodSeconds: 60
-"#));
+"#,
+    ));
     // Let the probe fail and its 60 s stop begin.
     std::thread::sleep(Duration::from_secs(3));
     let t = std::time::Instant::now();

@@ -105,12 +105,19 @@ fn exec_probe_success_failure_and_output() {
     let m = failure(c.outcome(&exec(&["sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 3"])));
     assert!(m.contains("exited with code 3") && m.contains("to-stdout") && m.contains("to-stderr"), "{m}");
     // the command runs in the container (its hostname, its filesystem)
-    assert_eq!(c.outcome(&exec(&["sh", "-c", "test -x /bin/busybox && test \"$(hostname)\" = \"$(cat /proc/sys/kernel/hostname)\""])), Outcome::Success);
+    assert_eq!(
+        c.outcome(&exec(&["sh", "-c", "test -x /bin/busybox && test \"$(hostname)\" = \"$(cat /proc/sys/kernel/hostname)\""])),
+        Outcome::Success
+    );
     // the command gets a sane signal state: SIGPIPE at its default action
     // (Rust, cargo and the hull binary ignore it) and nothing blocked
     let m = failure(c.outcome(&exec(&["sh", "-c", "grep -E '^Sig(Ign|Blk)' /proc/self/status; exit 1"])));
     let mask = |field: &str| {
-        let line = m.lines().find_map(|l| l.split_once(&format!("{field}:"))).unwrap_or_else(|| panic!("no {field} in {m}")).1;
+        let line = m
+            .lines()
+            .find_map(|l| l.split_once(&format!("{field}:")))
+            .unwrap_or_else(|| panic!("no {field} in {m}"))
+            .1;
         u64::from_str_radix(line.trim(), 16).unwrap()
     };
     assert_eq!(mask("SigIgn") & (1 << (libc::SIGPIPE - 1)), 0, "SIGPIPE ignored: {m}");
@@ -216,7 +223,8 @@ fn http_get_probe_status_codes() {
         net_admin(env);
         env.add_mount(json!({"destination": "/www", "type": "bind", "source": dir.to_str().unwrap(), "options": ["rbind", "ro"]}));
     });
-    let get = |path: &str| ProbeAction::HttpGet { host: None, port: 8081, path: path.into(), headers: vec![("X-Probe".into(), "hull".into())] };
+    let get =
+        |path: &str| ProbeAction::HttpGet { host: None, port: 8081, path: path.into(), headers: vec![("X-Probe".into(), "hull".into())] };
     c.wait_success(&get("/healthz"));
     assert_eq!(c.outcome(&get("/index.html")), Outcome::Success);
     assert_eq!(c.outcome(&get("/")), Outcome::Success);
@@ -236,7 +244,10 @@ fn http_get_probe_times_out_on_a_silent_server() {
     let c = Running::start("probe-http-silent", "ip link set lo up && exec nc -ll -p 8083 -e sleep 30", net_admin);
     c.wait_success(&ProbeAction::TcpSocket { host: None, port: 8083 });
     let t = Instant::now();
-    let m = failure(c.check(&ProbeAction::HttpGet { host: None, port: 8083, path: "/".into(), headers: vec![] }, Duration::from_secs(1)).expect("a verdict"));
+    let m = failure(
+        c.check(&ProbeAction::HttpGet { host: None, port: 8083, path: "/".into(), headers: vec![] }, Duration::from_secs(1))
+            .expect("a verdict"),
+    );
     assert!(m.contains("timed out"), "{m}");
     assert!(t.elapsed() < Duration::from_secs(3), "took {:?}", t.elapsed());
 }

@@ -53,8 +53,7 @@ fn umask_from_config() {
     }
     let mut env = TestEnv::new("umask");
     env.config["process"]["user"]["umask"] = json!(0o027);
-    env.writable_tmp()
-        .sh("umask; touch /tmp/f; mkdir /tmp/d; stat -c %a /tmp/f /tmp/d");
+    env.writable_tmp().sh("umask; touch /tmp/f; mkdir /tmp/d; stat -c %a /tmp/f /tmp/d");
     let out = env.output_ok();
     assert_eq!(out, "0027\n640\n750\n");
 }
@@ -75,23 +74,13 @@ fn env_is_exactly_config_env_plus_home() {
         return;
     }
     let mut env = TestEnv::new("env");
-    env.config["process"]["env"] = json!([
-        "PATH=/bin:/usr/bin",
-        "FOO=bar",
-        "WITH_EQUALS=a=b=c",
-        "SPACES=x y  z"
-    ]);
+    env.config["process"]["env"] = json!(["PATH=/bin:/usr/bin", "FOO=bar", "WITH_EQUALS=a=b=c", "SPACES=x y  z"]);
     env.args(&["env"]);
     let out = env.output_ok();
     let mut vars: Vec<&str> = out.lines().collect();
     vars.sort();
     // HOME is added from the user's /etc/passwd entry when not in env
-    assert_eq!(
-        vars,
-        vec!["FOO=bar", "HOME=/root", "PATH=/bin:/usr/bin", "SPACES=x y  z", "WITH_EQUALS=a=b=c"],
-        "{}",
-        out
-    );
+    assert_eq!(vars, vec!["FOO=bar", "HOME=/root", "PATH=/bin:/usr/bin", "SPACES=x y  z", "WITH_EQUALS=a=b=c"], "{}", out);
 }
 
 #[test]
@@ -158,9 +147,7 @@ fn rlimits_applied() {
     let out = env.output_ok();
     assert!(out.starts_with("512\n"), "{}", out);
     let limit = |name: &str| -> Vec<String> {
-        out.lines()
-            .find(|l| l.starts_with(name))
-            .unwrap_or_else(|| panic!("no {} in {}", name, out))[name.len()..]
+        out.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {} in {}", name, out))[name.len()..]
             .split_whitespace()
             .take(2)
             .map(String::from)
@@ -233,8 +220,7 @@ fn capabilities_restrict_what_root_can_do() {
     // without CAP_CHOWN root cannot chown a file it does not own... it owns
     // it; use CAP_SYS_ADMIN instead: mounting needs it.
     let mut env = TestEnv::new("caps-effect");
-    env.writable_tmp()
-        .sh("mkdir /tmp/m; mount -t tmpfs none /tmp/m && echo mounted || echo denied");
+    env.writable_tmp().sh("mkdir /tmp/m; mount -t tmpfs none /tmp/m && echo mounted || echo denied");
     assert_eq!(env.output_ok().trim(), "denied");
 
     let mut env = TestEnv::new("caps-effect-admin");
@@ -242,8 +228,7 @@ fn capabilities_restrict_what_root_can_do() {
     env.config["process"]["capabilities"] = json!({
         "bounding": all, "effective": all, "permitted": all
     });
-    env.writable_tmp()
-        .sh("mkdir /tmp/m; mount -t tmpfs none /tmp/m && echo mounted || echo denied");
+    env.writable_tmp().sh("mkdir /tmp/m; mount -t tmpfs none /tmp/m && echo mounted || echo denied");
     assert_eq!(env.output_ok().trim(), "mounted");
 }
 
@@ -389,7 +374,7 @@ fn runs_as_pid_1_in_new_pid_namespace() {
     let mut lines = out.lines();
     assert_eq!(lines.next(), Some("1"), "{}", out);
     lines.next(); // header
-    // sh execs its last command, so ps is pid 1 and the only process
+                  // sh execs its last command, so ps is pid 1 and the only process
     let procs: Vec<&str> = lines.map(|l| l.trim()).collect();
     assert_eq!(procs, vec!["1 ps"], "{}", out);
 }

@@ -29,7 +29,12 @@ fn pull_multi_layer_and_multi_platform() {
     let name = format!("{}/test/busybox:latest", reg.host());
     let info = im.inspect(&name);
     assert_eq!(info["manifest_digest"], fx["manifest"]);
-    let snaps: Vec<PathBuf> = info["snapshots"].as_array().unwrap().iter().map(|s| PathBuf::from(s["path"].as_str().unwrap())).collect();
+    let snaps: Vec<PathBuf> = info["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| PathBuf::from(s["path"].as_str().unwrap()))
+        .collect();
     assert!(snaps[0].join("bin/busybox").is_file());
     assert_eq!(std::fs::read_to_string(snaps[2].join("etc/hull-release")).unwrap(), "layer3\n");
     assert_eq!(std::fs::read_to_string(snaps[2].join("opt/data/c")).unwrap(), "c\n");
@@ -64,10 +69,9 @@ fn blob_with_wrong_digest_is_refused() {
     let Some(reg) = Registry::start() else { return };
     reg.push("hull-test:latest", "test/bad:latest", false);
     let fx = fixture_digests();
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(image_layout().join("blobs/sha256").join(&fx["manifest"].as_str().unwrap()[7..])).unwrap(),
-    )
-    .unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(image_layout().join("blobs/sha256").join(&fx["manifest"].as_str().unwrap()[7..])).unwrap())
+            .unwrap();
     // Corrupt layer 2 in the registry's storage (same size, other bytes).
     let layer = manifest["layers"][1]["digest"].as_str().unwrap().to_string();
     let data = reg.blob_data(&layer);
@@ -155,7 +159,11 @@ impl FakeRegistry {
                             auth = v.trim().to_string();
                         }
                         if k.eq_ignore_ascii_case("range") {
-                            range = v.trim().strip_prefix("bytes=").and_then(|v| v.strip_suffix('-')).and_then(|n| n.parse::<usize>().ok());
+                            range = v
+                                .trim()
+                                .strip_prefix("bytes=")
+                                .and_then(|v| v.strip_suffix('-'))
+                                .and_then(|n| n.parse::<usize>().ok());
                         }
                     }
                 }
@@ -191,7 +199,8 @@ impl FakeRegistry {
                 };
                 match std::fs::read(layout.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))) {
                     Ok(body) if mode == Fake::Truncating && path.contains("/blobs/") && body.len() > 4096 => {
-                        let mut head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).into_bytes();
+                        let mut head =
+                            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).into_bytes();
                         head.extend_from_slice(&body[..body.len() / 2]);
                         let _ = (&conn).write_all(&head);
                         let _ = conn.shutdown(std::net::Shutdown::Both);
@@ -203,7 +212,11 @@ impl FakeRegistry {
                         respond(&conn, "206 Partial Content", &[("Content-Range", cr)], &body[from..])
                     }
                     Ok(body) if digest.starts_with("sha256:") => {
-                        let ct = if path.contains("/manifests/") { "application/vnd.oci.image.manifest.v1+json" } else { "application/octet-stream" };
+                        let ct = if path.contains("/manifests/") {
+                            "application/vnd.oci.image.manifest.v1+json"
+                        } else {
+                            "application/octet-stream"
+                        };
                         respond(&conn, "200 OK", &[("Content-Type", ct.to_string()), ("Docker-Content-Digest", digest.clone())], &body)
                     }
                     _ => respond(&conn, "404 Not Found", &[], b"{}"),
@@ -275,7 +288,8 @@ fn docker_schema2_manifest_and_list() {
         if all {
             cmd.arg("--all");
         }
-        cmd.arg(format!("oci:{}:{src}", image_layout().display())).arg(format!("docker://{}/{dest}", reg.host()));
+        cmd.arg(format!("oci:{}:{src}", image_layout().display()))
+            .arg(format!("docker://{}/{dest}", reg.host()));
         let o = run_cmd(&mut cmd, Duration::from_secs(120));
         assert_ok(&o);
     };
@@ -461,7 +475,10 @@ fn interrupted_pull_resumes() {
     assert!(s(&o.stderr).contains("layer"), "{}", show(&o));
     // Nothing half-written in the store: only the received part, kept in
     // ingest/ to resume from; no snapshot, no record.
-    let names: Vec<String> = std::fs::read_dir(im.root().join("ingest")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> = std::fs::read_dir(im.root().join("ingest"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     assert_eq!(names.len(), 1, "{names:?}");
     assert!(names[0].ends_with(".partial"), "{names:?}");
     let partial_len = std::fs::metadata(im.root().join("ingest").join(&names[0])).unwrap().len();

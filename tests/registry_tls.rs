@@ -12,48 +12,21 @@ use common::*;
 use image_common::*;
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let o = run_cmd(
-        Command::new("openssl").current_dir(dir).args(args),
-        Duration::from_secs(30),
-    );
+    let o = run_cmd(Command::new("openssl").current_dir(dir).args(args), Duration::from_secs(30));
     assert_ok(&o);
 }
 
 /// ca.pem/ca.key, a server certificate for 127.0.0.1 and a client one.
 fn make_certs(dir: &Path) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
     let mut a = vec!["req", "-x509"];
     a.extend(ec);
-    a.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=hull-test-ca",
-    ]);
-    a.extend([
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-    ]);
+    a.extend(["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=hull-test-ca"]);
+    a.extend(["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
     openssl(dir, &a);
-    for (name, ext) in [
-        (
-            "server",
-            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-        ),
-        ("client", "extendedKeyUsage=clientAuth\n"),
-    ] {
+    for (name, ext) in
+        [("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"), ("client", "extendedKeyUsage=clientAuth\n")]
+    {
         let mut a = vec!["req"];
         a.extend(ec);
         let key = format!("{name}.key");
@@ -61,11 +34,7 @@ fn make_certs(dir: &Path) {
         let subj = format!("/CN=hull-test-{name}");
         a.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
         openssl(dir, &a);
-        std::fs::write(
-            dir.join(format!("{name}.ext")),
-            format!("basicConstraints=CA:FALSE\n{ext}"),
-        )
-        .unwrap();
+        std::fs::write(dir.join(format!("{name}.ext")), format!("basicConstraints=CA:FALSE\n{ext}")).unwrap();
         let ext_file = format!("{name}.ext");
         let pem = format!("{name}.pem");
         openssl(
@@ -126,22 +95,12 @@ fn hosts_toml_ca_client_and_skip_verify() {
     let im = Images::new();
     let pull = |toml: &str| {
         std::fs::write(hd.join("hosts.toml"), format!("{server}{toml}")).unwrap();
-        im.hull(&[
-            "pull",
-            "--quiet",
-            "--hosts-dir",
-            hosts.path().to_str().unwrap(),
-            &name,
-        ])
+        im.hull(&["pull", "--quiet", "--hosts-dir", hosts.path().to_str().unwrap(), &name])
     };
     // The public roots do not know this CA.
     let o = pull("");
     assert_fails_mentioning(&o, &["tls/img:v1"]);
-    assert!(
-        s(&o.stderr).to_lowercase().contains("certificate"),
-        "{}",
-        show(&o)
-    );
+    assert!(s(&o.stderr).to_lowercase().contains("certificate"), "{}", show(&o));
     // The CA alone: the registry wants a client certificate.
     assert_fails(&pull("ca = \"ca.pem\"\n"));
     // CA and client pair.
@@ -154,13 +113,7 @@ fn hosts_toml_ca_client_and_skip_verify() {
         format!("[host.\"https://{}\"]\nskip_verify = true\nclient = [[\"client.pem\", \"client.key\"]]\n", reg.host()),
     )
     .unwrap();
-    let o = im2.hull(&[
-        "pull",
-        "--quiet",
-        "--hosts-dir",
-        hosts.path().to_str().unwrap(),
-        &name,
-    ]);
+    let o = im2.hull(&["pull", "--quiet", "--hosts-dir", hosts.path().to_str().unwrap(), &name]);
     assert_ok(&o);
     assert!(s(&o.stdout).contains("3 layers unpacked"), "{}", show(&o));
     // A bad CA file is an error naming it.

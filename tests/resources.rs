@@ -126,10 +126,7 @@ fn oom_kill_gives_an_event_and_the_state_flag() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
-    assert!(
-        lines.iter().any(|v| v["type"] == "oom" && v["id"] == json!(env.id)),
-        "no oom event in:\n{text}"
-    );
+    assert!(lines.iter().any(|v| v["type"] == "oom" && v["id"] == json!(env.id)), "no oom event in:\n{text}");
     if !is_runc() {
         let st = env.state_json();
         assert_eq!(st["oomKilled"], json!(true), "state: {st}");
@@ -466,14 +463,11 @@ fn v2_device_filter_denies_unlisted_devices() {
     if !require_root() {
         return;
     }
-    let mount = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
-        .into_iter()
-        .map(Path::new)
-        .find(|p| {
-            nix::sys::statfs::statfs(*p)
-                .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
-                .unwrap_or(false)
-        });
+    let mount = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"].into_iter().map(Path::new).find(|p| {
+        nix::sys::statfs::statfs(*p)
+            .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+            .unwrap_or(false)
+    });
     let Some(mount) = mount else {
         eprintln!("skipped v2_device_filter_denies_unlisted_devices: no cgroup2 mount");
         return;

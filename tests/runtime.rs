@@ -21,21 +21,14 @@ struct Rt {
 
 impl Rt {
     fn new() -> Rt {
-        let dir = tempfile::Builder::new()
-            .prefix("hull-rt")
-            .tempdir_in("/tmp")
-            .unwrap();
+        let dir = tempfile::Builder::new().prefix("hull-rt").tempdir_in("/tmp").unwrap();
         let no_cni = dir.path().join("no-cni");
         std::fs::create_dir_all(&no_cni).unwrap();
         let mut opts = RuntimeOptions::new(dir.path().join("state"), dir.path().join("run"));
         opts.hull = PathBuf::from(env!("CARGO_BIN_EXE_hull"));
         opts.image_root = dir.path().join("images");
         opts.cni.conf_dir = no_cni;
-        Rt {
-            rt: Arc::new(Runtime::open(opts.clone()).unwrap()),
-            opts,
-            dir,
-        }
+        Rt { rt: Arc::new(Runtime::open(opts.clone()).unwrap()), opts, dir }
     }
 
     fn root(&self) -> &Path {
@@ -45,11 +38,7 @@ impl Rt {
 
 impl Drop for Rt {
     fn drop(&mut self) {
-        for s in self
-            .rt
-            .list_sandboxes(&SandboxFilter::default())
-            .unwrap_or_default()
-        {
+        for s in self.rt.list_sandboxes(&SandboxFilter::default()).unwrap_or_default() {
             let _ = self.rt.remove_sandbox(&s.id);
         }
     }
@@ -69,13 +58,8 @@ fn sandbox_config(name: &str) -> SandboxConfig {
 
 fn container_config(name: &str, script: &str) -> ContainerConfig {
     let mut c = ContainerConfig {
-        metadata: ContainerMetadata {
-            name: name.into(),
-            attempt: 0,
-        },
-        image: ImageSpec {
-            image: rootfs().display().to_string(),
-        },
+        metadata: ContainerMetadata { name: name.into(), attempt: 0 },
+        image: ImageSpec { image: rootfs().display().to_string() },
         command: vec!["sh".into(), "-c".into(), script.into()],
         ..Default::default()
     };
@@ -84,20 +68,13 @@ fn container_config(name: &str, script: &str) -> ContainerConfig {
 }
 
 fn with_dir_mount(mut c: ContainerConfig, host: &Path, at: &str) -> ContainerConfig {
-    c.mounts.push(Mount {
-        container_path: at.into(),
-        host_path: host.into(),
-        ..Default::default()
-    });
+    c.mounts.push(Mount { container_path: at.into(), host_path: host.into(), ..Default::default() });
     c
 }
 
 fn log_text(st: &ContainerStatus) -> String {
     let text = std::fs::read_to_string(&st.log_path).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| l.splitn(4, ' ').nth(3))
-        .collect::<Vec<_>>()
-        .join("\n")
+    text.lines().filter_map(|l| l.splitn(4, ' ').nth(3)).collect::<Vec<_>>().join("\n")
 }
 
 /// What of a runtime is still on the host: mounts under its dirs, the
@@ -105,10 +82,7 @@ fn log_text(st: &ContainerStatus) -> String {
 fn leftovers(root: &Path, pids: &[i32], cgroups: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     let root_s = root.to_str().unwrap();
-    for l in std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-    {
+    for l in std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines() {
         if l.contains(root_s) {
             out.push(format!("mount: {l}"));
         }
@@ -153,99 +127,49 @@ fn sandbox_with_two_containers_created_then_started() {
     let ca = rt.create_container(&sb, &a).unwrap();
     let cb = rt.create_container(&sb, &b).unwrap();
     // Created, not started: the command has not run.
-    assert_eq!(
-        rt.container_status(&ca).unwrap().state,
-        ContainerState::Created
-    );
+    assert_eq!(rt.container_status(&ca).unwrap().state, ContainerState::Created);
     std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        std::fs::read_dir(out.path()).unwrap().next().is_none(),
-        "a created container ran its command"
-    );
+    assert!(std::fs::read_dir(out.path()).unwrap().next().is_none(), "a created container ran its command");
     rt.start_container(&ca).unwrap();
     rt.start_container(&cb).unwrap();
     let host = &st.metadata.name;
     for c in ["a", "b"] {
         let f = out.path().join(format!("{host}-{c}"));
-        wait_for(
-            &format!("{} written", f.display()),
-            Duration::from_secs(10),
-            || f.exists(),
-        );
+        wait_for(&format!("{} written", f.display()), Duration::from_secs(10), || f.exists());
     }
     // A second start is refused as a precondition failure.
-    assert_eq!(
-        rt.start_container(&ca).unwrap_err().kind(),
-        ErrorKind::FailedPrecondition
-    );
+    assert_eq!(rt.start_container(&ca).unwrap_err().kind(), ErrorKind::FailedPrecondition);
     let sa = rt.container_status(&ca).unwrap();
     let sbs = rt.container_status(&cb).unwrap();
-    assert_eq!(
-        (sa.state, sbs.state),
-        (ContainerState::Running, ContainerState::Running)
-    );
+    assert_eq!((sa.state, sbs.state), (ContainerState::Running, ContainerState::Running));
     let la = log_text(&sa);
     assert!(!la.is_empty(), "log of a: {:?}", sa.log_path);
     assert_eq!(la, log_text(&sbs), "the two share net and ipc namespaces");
-    assert_eq!(
-        la.lines().next().unwrap(),
-        std::fs::read_link(format!("/proc/{holder}/ns/net"))
-            .unwrap()
-            .to_str()
-            .unwrap()
-    );
+    assert_eq!(la.lines().next().unwrap(), std::fs::read_link(format!("/proc/{holder}/ns/net")).unwrap().to_str().unwrap());
     // The name index refuses a duplicate, naming the holder.
     let e = rt.create_container(&sb, &a).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::AlreadyExists);
     assert!(e.to_string().contains(ca.as_str()), "{e}");
     assert_eq!(rt.find_container(&sb, "a", 0).unwrap(), Some(ca.clone()));
-    let listed = rt
-        .list_containers(&ContainerFilter {
-            sandbox_id: Some(sb.clone()),
-            ..Default::default()
-        })
-        .unwrap();
+    let listed = rt.list_containers(&ContainerFilter { sandbox_id: Some(sb.clone()), ..Default::default() }).unwrap();
     assert_eq!(listed.len(), 2);
     let stats = rt.container_stats(&ca).unwrap();
     assert!(stats.memory_usage_bytes > 0 && stats.pids >= 1, "{stats:?}");
     rt.stop_container(&ca, Duration::from_secs(5)).unwrap();
     let sa = rt.container_status(&ca).unwrap();
-    assert_eq!(
-        (sa.state, sa.exit_code),
-        (ContainerState::Exited, Some(3)),
-        "{sa:?}"
-    );
+    assert_eq!((sa.state, sa.exit_code), (ContainerState::Exited, Some(3)), "{sa:?}");
     rt.remove_container(&ca).unwrap();
-    let kinds: Vec<(EventKind, Option<ContainerId>)> =
-        std::iter::from_fn(|| events.next_timeout(Duration::from_secs(2)))
-            .map(|e| (e.kind, e.container_id))
-            .collect();
-    let of_a: Vec<EventKind> = kinds
-        .iter()
-        .filter(|(_, c)| c.as_ref() == Some(&ca))
-        .map(|(k, _)| *k)
+    let kinds: Vec<(EventKind, Option<ContainerId>)> = std::iter::from_fn(|| events.next_timeout(Duration::from_secs(2)))
+        .map(|e| (e.kind, e.container_id))
         .collect();
-    assert_eq!(
-        of_a,
-        [
-            EventKind::Created,
-            EventKind::Started,
-            EventKind::Stopped,
-            EventKind::Deleted
-        ],
-        "{kinds:?}"
-    );
+    let of_a: Vec<EventKind> = kinds.iter().filter(|(_, c)| c.as_ref() == Some(&ca)).map(|(k, _)| *k).collect();
+    assert_eq!(of_a, [EventKind::Created, EventKind::Started, EventKind::Stopped, EventKind::Deleted], "{kinds:?}");
     assert!(kinds.contains(&(EventKind::Created, None)));
     let pids: Vec<i32> = vec![holder, sbs.pid.unwrap()];
     let cg = st.cgroup_parent.clone();
     rt.remove_sandbox(&sb).unwrap();
-    wait_for("nothing left", Duration::from_secs(10), || {
-        leftovers(env.root(), &pids, &[cg.clone()]).is_empty()
-    });
-    assert!(rt
-        .list_containers(&ContainerFilter::default())
-        .unwrap()
-        .is_empty());
+    wait_for("nothing left", Duration::from_secs(10), || leftovers(env.root(), &pids, &[cg.clone()]).is_empty());
+    assert!(rt.list_containers(&ContainerFilter::default()).unwrap().is_empty());
 }
 
 #[test]
@@ -257,75 +181,39 @@ fn stop_escalates_to_sigkill_after_the_timeout() {
     let rt = &env.rt;
     let sb = rt.create_sandbox(&sandbox_config("stop")).unwrap();
     let c = rt
-        .create_container(
-            &sb,
-            &container_config(
-                "stubborn",
-                "trap '' TERM; echo armed; while true; do sleep 1; done",
-            ),
-        )
+        .create_container(&sb, &container_config("stubborn", "trap '' TERM; echo armed; while true; do sleep 1; done"))
         .unwrap();
     rt.start_container(&c).unwrap();
-    wait_for("trap armed", Duration::from_secs(10), || {
-        log_text(&rt.container_status(&c).unwrap()).contains("armed")
-    });
+    wait_for("trap armed", Duration::from_secs(10), || log_text(&rt.container_status(&c).unwrap()).contains("armed"));
     let t = Instant::now();
     rt.stop_container(&c, Duration::from_millis(1500)).unwrap();
     let took = t.elapsed();
     let st = rt.container_status(&c).unwrap();
-    assert_eq!(
-        (st.state, st.exit_code),
-        (ContainerState::Exited, Some(137)),
-        "{st:?}"
-    );
-    assert!(
-        took >= Duration::from_millis(1400) && took < Duration::from_secs(8),
-        "took {took:?}"
-    );
+    assert_eq!((st.state, st.exit_code), (ContainerState::Exited, Some(137)), "{st:?}");
+    assert!(took >= Duration::from_millis(1400) && took < Duration::from_secs(8), "took {took:?}");
     // Stop and remove are idempotent.
     rt.stop_container(&c, Duration::from_secs(1)).unwrap();
     rt.remove_container(&c).unwrap();
     rt.remove_container(&c).unwrap();
     rt.stop_container(&c, Duration::from_secs(1)).unwrap();
-    assert_eq!(
-        rt.container_status(&c).unwrap_err().kind(),
-        ErrorKind::NotFound
-    );
+    assert_eq!(rt.container_status(&c).unwrap_err().kind(), ErrorKind::NotFound);
     // A created container that was never started stops at once.
-    let c2 = rt
-        .create_container(&sb, &container_config("never", "sleep 100"))
-        .unwrap();
+    let c2 = rt.create_container(&sb, &container_config("never", "sleep 100")).unwrap();
     let t = Instant::now();
     rt.stop_container(&c2, Duration::from_secs(20)).unwrap();
     assert!(t.elapsed() < Duration::from_secs(5));
-    assert_eq!(
-        rt.container_status(&c2).unwrap().state,
-        ContainerState::Exited
-    );
+    assert_eq!(rt.container_status(&c2).unwrap().state, ContainerState::Exited);
     let holder = rt.sandbox_status(&sb).unwrap().holder_pid.unwrap();
     rt.stop_sandbox(&sb, Duration::from_secs(1)).unwrap();
-    assert_eq!(
-        rt.sandbox_status(&sb).unwrap().state,
-        SandboxState::NotReady
-    );
+    assert_eq!(rt.sandbox_status(&sb).unwrap().state, SandboxState::NotReady);
     rt.stop_sandbox(&sb, Duration::from_secs(1)).unwrap();
     // No new container in a stopped sandbox.
-    assert_eq!(
-        rt.create_container(&sb, &container_config("late", "true"))
-            .unwrap_err()
-            .kind(),
-        ErrorKind::FailedPrecondition
-    );
+    assert_eq!(rt.create_container(&sb, &container_config("late", "true")).unwrap_err().kind(), ErrorKind::FailedPrecondition);
     rt.remove_sandbox(&sb).unwrap();
     rt.remove_sandbox(&sb).unwrap();
     rt.stop_sandbox(&sb, Duration::from_secs(1)).unwrap();
-    assert_eq!(
-        rt.sandbox_status(&sb).unwrap_err().kind(),
-        ErrorKind::NotFound
-    );
-    wait_for("holder gone", Duration::from_secs(5), || {
-        leftovers(env.root(), &[holder], &[]).is_empty()
-    });
+    assert_eq!(rt.sandbox_status(&sb).unwrap_err().kind(), ErrorKind::NotFound);
+    wait_for("holder gone", Duration::from_secs(5), || leftovers(env.root(), &[holder], &[]).is_empty());
 }
 
 #[test]
@@ -336,55 +224,24 @@ fn exec_sync_returns_output_and_kills_on_timeout() {
     let env = Rt::new();
     let rt = &env.rt;
     let sb = rt.create_sandbox(&sandbox_config("exec")).unwrap();
-    let c = rt
-        .create_container(&sb, &container_config("c", "sleep 100"))
-        .unwrap();
+    let c = rt.create_container(&sb, &container_config("c", "sleep 100")).unwrap();
     // Not running yet: refused.
-    assert_eq!(
-        rt.exec_sync(&c, &["true".into()], None).unwrap_err().kind(),
-        ErrorKind::FailedPrecondition
-    );
+    assert_eq!(rt.exec_sync(&c, &["true".into()], None).unwrap_err().kind(), ErrorKind::FailedPrecondition);
     rt.start_container(&c).unwrap();
     let r = rt
-        .exec_sync(
-            &c,
-            &[
-                "sh".into(),
-                "-c".into(),
-                "echo out; echo err >&2; exit 3".into(),
-            ],
-            Some(Duration::from_secs(10)),
-        )
+        .exec_sync(&c, &["sh".into(), "-c".into(), "echo out; echo err >&2; exit 3".into()], Some(Duration::from_secs(10)))
         .unwrap();
-    assert_eq!(
-        (r.stdout.as_slice(), r.stderr.as_slice(), r.exit_code),
-        (&b"out\n"[..], &b"err\n"[..], 3)
-    );
+    assert_eq!((r.stdout.as_slice(), r.stderr.as_slice(), r.exit_code), (&b"out\n"[..], &b"err\n"[..], 3));
     let t = Instant::now();
-    let e = rt
-        .exec_sync(
-            &c,
-            &["sleep".into(), "77".into()],
-            Some(Duration::from_millis(800)),
-        )
-        .unwrap_err();
+    let e = rt.exec_sync(&c, &["sleep".into(), "77".into()], Some(Duration::from_millis(800))).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::DeadlineExceeded, "{e}");
-    assert!(
-        t.elapsed() < Duration::from_secs(7),
-        "took {:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed() < Duration::from_secs(7), "took {:?}", t.elapsed());
     // The timed-out command is gone (killed and reaped).
     wait_for("sleep 77 gone", Duration::from_secs(5), || {
-        let r = rt
-            .exec_sync(&c, &["ps".into()], Some(Duration::from_secs(5)))
-            .unwrap();
+        let r = rt.exec_sync(&c, &["ps".into()], Some(Duration::from_secs(5))).unwrap();
         !String::from_utf8_lossy(&r.stdout).contains("sleep 77")
     });
-    assert_eq!(
-        rt.exec_sync(&c, &[], None).unwrap_err().kind(),
-        ErrorKind::InvalidArgument
-    );
+    assert_eq!(rt.exec_sync(&c, &[], None).unwrap_err().kind(), ErrorKind::InvalidArgument);
     rt.reopen_log(&c).unwrap();
     rt.remove_sandbox(&sb).unwrap();
 }
@@ -400,52 +257,30 @@ fn bad_configs_are_refused_by_field_and_leave_nothing() {
     bad.sysctls.insert("kernel.panic".into(), "1".into());
     let e = rt.create_sandbox(&bad).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
-    assert!(
-        e.to_string().contains("sysctls[kernel.panic]")
-            && e.to_string().contains("sandbox rt-test/"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("sysctls[kernel.panic]") && e.to_string().contains("sandbox rt-test/"), "{e}");
     let cfg = sandbox_config("dup");
     let sb = rt.create_sandbox(&cfg).unwrap();
     let e = rt.create_sandbox(&cfg).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::AlreadyExists);
     assert!(e.to_string().contains(sb.as_str()), "{e}");
-    assert_eq!(
-        rt.find_sandbox(&cfg.metadata.namespace, &cfg.metadata.name, 0)
-            .unwrap(),
-        Some(sb.clone())
-    );
+    assert_eq!(rt.find_sandbox(&cfg.metadata.namespace, &cfg.metadata.name, 0).unwrap(), Some(sb.clone()));
     // Another namespace, same name: fine.
     let mut other = cfg.clone();
     other.metadata.namespace = "rt-test-2".into();
     let sb2 = rt.create_sandbox(&other).unwrap();
     let mut c = container_config("c", "true");
     c.image.image = "no-such-image:1".into();
-    assert_eq!(
-        rt.create_container(&sb, &c).unwrap_err().kind(),
-        ErrorKind::NotFound
-    );
+    assert_eq!(rt.create_container(&sb, &c).unwrap_err().kind(), ErrorKind::NotFound);
     let mut c = container_config("c", "true");
     c.tty = true;
-    assert_eq!(
-        rt.create_container(&sb, &c).unwrap_err().kind(),
-        ErrorKind::Unimplemented
-    );
+    assert_eq!(rt.create_container(&sb, &c).unwrap_err().kind(), ErrorKind::Unimplemented);
     let mut c = container_config("c", "true");
     c.security_context.capabilities.add.push("CAP_NOPE".into());
     let e = rt.create_container(&sb, &c).unwrap_err();
-    assert!(
-        e.to_string().contains("CAP_NOPE") && e.to_string().contains("container \"c\""),
-        "{e}"
-    );
+    assert!(e.to_string().contains("CAP_NOPE") && e.to_string().contains("container \"c\""), "{e}");
     // Nothing of the failed containers is left: the name is free again.
-    assert!(rt
-        .list_containers(&ContainerFilter::default())
-        .unwrap()
-        .is_empty());
-    let ok = rt
-        .create_container(&sb, &container_config("c", "true"))
-        .unwrap();
+    assert!(rt.list_containers(&ContainerFilter::default()).unwrap().is_empty());
+    let ok = rt.create_container(&sb, &container_config("c", "true")).unwrap();
     assert_eq!(rt.find_container(&sb, "c", 0).unwrap(), Some(ok));
     rt.remove_sandbox(&sb).unwrap();
     rt.remove_sandbox(&sb2).unwrap();
@@ -462,21 +297,14 @@ fn twenty_sandboxes_from_threads_leave_nothing() {
         .map(|i| {
             let rt = env.rt.clone();
             std::thread::spawn(move || {
-                let sb = rt
-                    .create_sandbox(&sandbox_config(&format!("many{i}")))
-                    .unwrap();
-                let c = rt
-                    .create_container(&sb, &container_config("c", "echo hi; sleep 100"))
-                    .unwrap();
+                let sb = rt.create_sandbox(&sandbox_config(&format!("many{i}"))).unwrap();
+                let c = rt.create_container(&sb, &container_config("c", "echo hi; sleep 100")).unwrap();
                 rt.start_container(&c).unwrap();
                 let st = rt.sandbox_status(&sb).unwrap();
                 let cs = rt.container_status(&c).unwrap();
                 assert_eq!(cs.state, ContainerState::Running);
                 rt.remove_sandbox(&sb).unwrap();
-                (
-                    vec![st.holder_pid.unwrap(), cs.pid.unwrap()],
-                    st.cgroup_parent,
-                )
+                (vec![st.holder_pid.unwrap(), cs.pid.unwrap()], st.cgroup_parent)
             })
         })
         .collect();
@@ -487,45 +315,23 @@ fn twenty_sandboxes_from_threads_leave_nothing() {
         pids.extend(p);
         cgroups.push(cg);
     }
-    wait_for("nothing left", Duration::from_secs(10), || {
-        leftovers(env.root(), &pids, &cgroups).is_empty()
-    });
-    assert!(env
-        .rt
-        .list_sandboxes(&SandboxFilter::default())
-        .unwrap()
-        .is_empty());
-    assert!(env
-        .rt
-        .list_containers(&ContainerFilter::default())
-        .unwrap()
-        .is_empty());
+    wait_for("nothing left", Duration::from_secs(10), || leftovers(env.root(), &pids, &cgroups).is_empty());
+    assert!(env.rt.list_sandboxes(&SandboxFilter::default()).unwrap().is_empty());
+    assert!(env.rt.list_containers(&ContainerFilter::default()).unwrap().is_empty());
     let state = env.root().join("state");
     for d in ["sandboxes", "containers"] {
-        assert_eq!(
-            std::fs::read_dir(state.join(d)).unwrap().count(),
-            0,
-            "{d} left"
-        );
+        assert_eq!(std::fs::read_dir(state.join(d)).unwrap().count(), 0, "{d} left");
     }
     for d in ["names/sandboxes", "names/containers"] {
-        let n = std::fs::read_dir(state.join(d))
-            .map(|r| r.count())
-            .unwrap_or(0);
+        let n = std::fs::read_dir(state.join(d)).map(|r| r.count()).unwrap_or(0);
         assert_eq!(n, 0, "{d} left");
     }
-    assert_eq!(
-        std::fs::read_dir(env.root().join("run/oci"))
-            .unwrap()
-            .count(),
-        0
-    );
+    assert_eq!(std::fs::read_dir(env.root().join("run/oci")).unwrap().count(), 0);
 }
 
 /// Flip a record's phase on disk, as a creator that died mid-way left it.
 fn set_phase(path: &Path, phase: &str) {
-    let mut v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     v["phase"] = serde_json::Value::String(phase.into());
     std::fs::write(path, serde_json::to_vec(&v).unwrap()).unwrap();
 }
@@ -539,50 +345,19 @@ fn an_interrupted_create_is_undone_when_the_runtime_opens_again() {
     let rt = &env.rt;
     let cfg = sandbox_config("crash");
     let sb = rt.create_sandbox(&cfg).unwrap();
-    let c = rt
-        .create_container(&sb, &container_config("c", "sleep 100"))
-        .unwrap();
+    let c = rt.create_container(&sb, &container_config("c", "sleep 100")).unwrap();
     let ok = rt.create_sandbox(&sandbox_config("survivor")).unwrap();
     let holder = rt.sandbox_status(&sb).unwrap().holder_pid.unwrap();
     let pid = rt.container_status(&c).unwrap().pid.unwrap();
     let state = env.root().join("state");
-    set_phase(
-        &state
-            .join("sandboxes")
-            .join(sb.as_str())
-            .join("sandbox.json"),
-        "Creating",
-    );
-    set_phase(
-        &state
-            .join("containers")
-            .join(c.as_str())
-            .join("container.json"),
-        "Creating",
-    );
+    set_phase(&state.join("sandboxes").join(sb.as_str()).join("sandbox.json"), "Creating");
+    set_phase(&state.join("containers").join(c.as_str()).join("container.json"), "Creating");
     // A daemon restarting on the same directories.
     let again = Runtime::open(env.opts.clone()).unwrap();
-    assert_eq!(
-        again.sandbox_status(&sb).unwrap_err().kind(),
-        ErrorKind::NotFound
-    );
-    assert_eq!(
-        again.container_status(&c).unwrap_err().kind(),
-        ErrorKind::NotFound
-    );
-    assert_eq!(
-        again
-            .find_sandbox(&cfg.metadata.namespace, &cfg.metadata.name, 0)
-            .unwrap(),
-        None
-    );
-    assert_eq!(
-        again.sandbox_status(&ok).unwrap().state,
-        SandboxState::Ready,
-        "a finished sandbox is kept"
-    );
-    wait_for("holder and container gone", Duration::from_secs(10), || {
-        leftovers(env.root(), &[holder, pid], &[]).is_empty()
-    });
+    assert_eq!(again.sandbox_status(&sb).unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(again.container_status(&c).unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(again.find_sandbox(&cfg.metadata.namespace, &cfg.metadata.name, 0).unwrap(), None);
+    assert_eq!(again.sandbox_status(&ok).unwrap().state, SandboxState::Ready, "a finished sandbox is kept");
+    wait_for("holder and container gone", Duration::from_secs(10), || leftovers(env.root(), &[holder, pid], &[]).is_empty());
     again.remove_sandbox(&ok).unwrap();
 }

@@ -125,10 +125,8 @@ fn argument_filters_match_only_their_values() {
              "args": [{"index": 2, "value": 7, "valueTwo": 7, "op": "SCMP_CMP_MASKED_EQ"}]}
         ]}),
     );
-    env.sh(
-        "kill -0 $$; echo kill0=$?; kill -CONT $$; echo cont=$?; touch /tmp/f; \
-         chmod 707 /tmp/f; echo chmod707=$?; chmod 700 /tmp/f; echo chmod700=$?",
-    );
+    env.sh("kill -0 $$; echo kill0=$?; kill -CONT $$; echo cont=$?; touch /tmp/f; \
+         chmod 707 /tmp/f; echo chmod707=$?; chmod 700 /tmp/f; echo chmod700=$?");
     let o = env.run_fg();
     assert_ok(&o);
     let out = s(&o.stdout);
@@ -195,27 +193,15 @@ fn malformed_profiles_fail_create_naming_the_field_and_leave_nothing() {
     };
     let cases = [
         ("sc-bad-action", rule(json!({"action": "SCMP_ACT_BOGUS"})), vec!["syscalls[0].action"]),
-        (
-            "sc-bad-op",
-            rule(json!({"args": [{"index": 0, "value": 1, "op": "SCMP_CMP_BOGUS"}]})),
-            vec!["syscalls[0].args[0].op"],
-        ),
+        ("sc-bad-op", rule(json!({"args": [{"index": 0, "value": 1, "op": "SCMP_CMP_BOGUS"}]})), vec!["syscalls[0].args[0].op"]),
         (
             "sc-bad-index",
             rule(json!({"args": [{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}]})),
             vec!["syscalls[0].args[0].index", "index"],
         ),
-        (
-            "sc-bad-arch",
-            json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_VAX"]}),
-            vec!["architectures"],
-        ),
+        ("sc-bad-arch", json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_VAX"]}), vec!["architectures"]),
         ("sc-bad-default", json!({"defaultAction": "SCMP_ACT_MAYBE"}), vec!["defaultAction"]),
-        (
-            "sc-listener",
-            json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/seccomp-agent.sock"}),
-            vec!["listenerPath"],
-        ),
+        ("sc-listener", json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/seccomp-agent.sock"}), vec!["listenerPath"]),
     ];
     for (name, profile, needles) in cases {
         if is_runc() && name == "sc-listener" {
@@ -243,10 +229,8 @@ fn default_profile_runs_a_shell_and_blocks_namespaces_and_mounts() {
 
     // An ordinary shell session works under the profile.
     let mut env = with_profile("sc-default-shell", profile.clone());
-    env.sh(
-        "echo hi > /tmp/f && cat /tmp/f && ls / >/dev/null && mkdir /tmp/d && chmod 700 /tmp/d && \
-         uname -s && ps >/dev/null && (sleep 0.1 &) && wait && grep -E '^Seccomp:' /proc/self/status",
-    );
+    env.sh("echo hi > /tmp/f && cat /tmp/f && ls / >/dev/null && mkdir /tmp/d && chmod 700 /tmp/d && \
+         uname -s && ps >/dev/null && (sleep 0.1 &) && wait && grep -E '^Seccomp:' /proc/self/status");
     let o = env.run_fg();
     assert_ok(&o);
     assert_eq!(s(&o.stdout), "hi\nLinux\nSeccomp:\t2\n", "{}", show(&o));
@@ -402,9 +386,7 @@ fn selinux_labels_without_selinux_are_ignored_with_a_warning() {
         return;
     }
     if selinux_on_host() {
-        eprintln!(
-            "skipped: applying SELinux labels needs a policy with container types, which these tests do not assume"
-        );
+        eprintln!("skipped: applying SELinux labels needs a policy with container types, which these tests do not assume");
         return;
     }
     // Without SELinux a label has no effect: crun and youki run the

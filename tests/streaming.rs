@@ -142,7 +142,8 @@ fn spdy_exec_with_a_tty_sees_resize() {
         let error = c.open(&[("streamType", "error")]).await;
         let stdout = c.open(&[("streamType", "stdout")]).await;
         let resize = c.open(&[("streamType", "resize")]).await;
-        c.send(Frame::Data { stream_id: resize, fin: false, data: br#"{"Width":101,"Height":33}"#.to_vec() }).await;
+        c.send(Frame::Data { stream_id: resize, fin: false, data: br#"{"Width":101,"Height":33}"#.to_vec() })
+            .await;
         let got = c.collect(error).await;
         let out = String::from_utf8_lossy(&got[&stdout]).to_string();
         assert!(out.contains("33 101"), "{out:?}");
@@ -200,9 +201,10 @@ fn a_vanished_client_leaves_no_process() {
             }
         }
         let sleeping = || {
-            std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-                std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x00777\x00")
-            })
+            std::fs::read_dir("/proc")
+                .unwrap()
+                .flatten()
+                .any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x00777\x00"))
         };
         // "started" comes just before the shell execs sleep.
         wait_for("the exec'd sleep to run", Duration::from_secs(10), sleeping);
@@ -269,12 +271,7 @@ fn port_forward_over_spdy_and_websocket() {
                 env.config["process"]["capabilities"][set].as_array_mut().unwrap().push(json!("CAP_NET_ADMIN"));
             }
         };
-        let f = Fixture::new(
-            "stream-pf",
-            "ip link set lo up && while true; do echo hello-pf | nc -l -p 8080; done",
-            net_admin,
-        )
-        .await;
+        let f = Fixture::new("stream-pf", "ip link set lo up && while true; do echo hello-pf | nc -l -p 8080; done", net_admin).await;
         let netns = std::path::PathBuf::from(format!("/proc/{}/ns/net", f.env.pid()));
         let target = || Target::PortForward(PortForwardTarget { netns: netns.clone(), ports: vec![8080] });
         // Wait for the listener (nc starts after ip).
@@ -363,17 +360,19 @@ fn fifty_concurrent_execs_leave_nothing_behind() {
         }
         let id = f.env.id.clone();
         let execs = || {
-            std::fs::read_dir("/proc").unwrap().flatten().filter(|e| {
-                std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
-                    let c = String::from_utf8_lossy(&c).to_string();
-                    c.contains("\0exec\0") && c.contains(&id)
+            std::fs::read_dir("/proc")
+                .unwrap()
+                .flatten()
+                .filter(|e| {
+                    std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                        let c = String::from_utf8_lossy(&c).to_string();
+                        c.contains("\0exec\0") && c.contains(&id)
+                    })
                 })
-            }).count()
+                .count()
         };
         wait_for("every hull exec to end", Duration::from_secs(10), || execs() == 0);
         // Per-session files are gone too.
-        wait_for("session dirs removed", Duration::from_secs(10), || {
-            std::fs::read_dir(f._work.path()).unwrap().next().is_none()
-        });
+        wait_for("session dirs removed", Duration::from_secs(10), || std::fs::read_dir(f._work.path()).unwrap().next().is_none());
     });
 }

@@ -65,9 +65,7 @@ pub fn read_u64(dir: &Path, file: &str) -> Option<u64> {
 
 /// A flat keyed file ("key value" lines: memory.stat, cpu.stat, memory.events...).
 pub fn read_keyed(dir: &Path, file: &str) -> Vec<(String, u64)> {
-    read(dir, file)
-        .map(|text| parse_keyed(&text))
-        .unwrap_or_default()
+    read(dir, file).map(|text| parse_keyed(&text)).unwrap_or_default()
 }
 
 pub fn parse_keyed(text: &str) -> Vec<(String, u64)> {

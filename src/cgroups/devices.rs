@@ -24,13 +24,7 @@ impl Rule {
     }
 
     fn allow(kind: char, major: Option<i64>, minor: Option<i64>, access: &str) -> Rule {
-        Rule {
-            allow: true,
-            kind,
-            major,
-            minor,
-            access: access.into(),
-        }
+        Rule { allow: true, kind, major, minor, access: access.into() }
     }
 
     /// The line written to devices.allow / devices.deny.

@@ -61,7 +61,10 @@ pub fn check_resources(r: &LinuxResources, layout: Layout) -> Result<()> {
         }
         for (field, v) in [("limit", m.limit()), ("swap", m.swap()), ("reservation", m.reservation())] {
             if v.is_some_and(|v| v < -1) {
-                return Err(Error::resource(format!("linux.resources.memory.{field}"), format!("{} is not a byte count or -1", v.unwrap_or(0))));
+                return Err(Error::resource(
+                    format!("linux.resources.memory.{field}"),
+                    format!("{} is not a byte count or -1", v.unwrap_or(0)),
+                ));
             }
         }
         if m.swappiness().is_some_and(|s| s > 100) {
@@ -123,12 +126,7 @@ pub fn relative_path(cgroups_path: Option<&Path>, id: &str, own: Option<&str>) -
         match c {
             std::path::Component::Normal(n) => clean.push(n),
             std::path::Component::RootDir | std::path::Component::CurDir => {}
-            _ => {
-                return Err(Error::Config(format!(
-                    "linux.cgroupsPath: {} must not contain \"..\"",
-                    p.display()
-                )))
-            }
+            _ => return Err(Error::Config(format!("linux.cgroupsPath: {} must not contain \"..\"", p.display()))),
         }
     }
     if clean == Path::new("/") {
@@ -142,11 +140,7 @@ impl Cgroup {
     /// created is removed again.
     pub fn create(cgroups_path: Option<&Path>, id: &str) -> Result<Cgroup> {
         let layout = detect_layout();
-        let mut cg = Cgroup {
-            layout,
-            dirs: BTreeMap::new(),
-            created: Vec::new(),
-        };
+        let mut cg = Cgroup { layout, dirs: BTreeMap::new(), created: Vec::new() };
         let result = match layout {
             Layout::V1 => v1::create(&mut cg, cgroups_path, id),
             Layout::V2 => v2::create(&mut cg, cgroups_path, id),
@@ -161,9 +155,8 @@ impl Cgroup {
     /// Move a process into every hierarchy of this cgroup.
     pub fn add_pid(&self, pid: i32) -> Result<()> {
         for dir in self.dirs.values() {
-            std::fs::write(dir.join("cgroup.procs"), pid.to_string()).map_err(|e| {
-                Error::Cgroup(format!("add pid {pid} to {}: {e}", dir.display()))
-            })?;
+            std::fs::write(dir.join("cgroup.procs"), pid.to_string())
+                .map_err(|e| Error::Cgroup(format!("add pid {pid} to {}: {e}", dir.display())))?;
         }
         Ok(())
     }
@@ -348,15 +341,10 @@ mod tests {
         std::fs::write(t.path().join("memory.current"), "8192").unwrap();
         std::fs::write(t.path().join("memory.events"), "oom 1\noom_kill 1\n").unwrap();
         std::fs::write(t.path().join("pids.current"), "3").unwrap();
-        let cg = Cgroup {
-            layout: Layout::V2,
-            dirs: BTreeMap::from([(String::new(), t.path().to_path_buf())]),
-            created: Vec::new(),
-        };
-        let r: LinuxResources = serde_json::from_str(
-            r#"{"memory": {"limit": 1048576, "swap": 2097152}, "pids": {"limit": 5}, "cpu": {"shares": 2048}}"#,
-        )
-        .unwrap();
+        let cg = Cgroup { layout: Layout::V2, dirs: BTreeMap::from([(String::new(), t.path().to_path_buf())]), created: Vec::new() };
+        let r: LinuxResources =
+            serde_json::from_str(r#"{"memory": {"limit": 1048576, "swap": 2097152}, "pids": {"limit": 5}, "cpu": {"shares": 2048}}"#)
+                .unwrap();
         check_resources(&r, Layout::V2).unwrap();
         cg.apply_resources(&r).unwrap();
         let read = |f: &str| std::fs::read_to_string(t.path().join(f)).unwrap();

@@ -27,11 +27,23 @@ pub fn v1_hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
         if l.len() < 5 {
             continue;
         }
-        let known = ["cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "net_prio", "blkio", "perf_event", "hugetlb", "pids", "rdma", "misc"];
-        let mut names: Vec<&str> = super_opts
-            .split(',')
-            .filter(|o| known.contains(o) || o.starts_with("name="))
-            .collect();
+        let known = [
+            "cpu",
+            "cpuacct",
+            "cpuset",
+            "memory",
+            "devices",
+            "freezer",
+            "net_cls",
+            "net_prio",
+            "blkio",
+            "perf_event",
+            "hugetlb",
+            "pids",
+            "rdma",
+            "misc",
+        ];
+        let mut names: Vec<&str> = super_opts.split(',').filter(|o| known.contains(o) || o.starts_with("name=")).collect();
         if names.is_empty() {
             continue;
         }
@@ -40,11 +52,7 @@ pub fn v1_hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
         if out.iter().any(|h| h.name == name) {
             continue; // the same hierarchy mounted twice
         }
-        out.push(Hierarchy {
-            name,
-            mount_point: PathBuf::from(unescape(l[4])),
-            mount_root: unescape(l[3]),
-        });
+        out.push(Hierarchy { name, mount_point: PathBuf::from(unescape(l[4])), mount_root: unescape(l[3]) });
     }
     out
 }

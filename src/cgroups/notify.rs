@@ -29,9 +29,7 @@ pub enum OomWatcher {
 
 impl OomWatcher {
     pub fn new(cg: &Cgroup) -> Result<OomWatcher> {
-        let dir = cg
-            .memory_dir()
-            .ok_or_else(|| Error::Cgroup("the memory controller is not available".into()))?;
+        let dir = cg.memory_dir().ok_or_else(|| Error::Cgroup("the memory controller is not available".into()))?;
         match cg.layout {
             Layout::V1 => Self::v1(dir),
             Layout::V2 => Self::v2(dir),

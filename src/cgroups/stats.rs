@@ -119,12 +119,7 @@ pub fn parse_blkio_v1(text: &str) -> Vec<BlkioEntry> {
                 return None;
             }
             let (maj, min) = f[0].split_once(':')?;
-            Some(BlkioEntry {
-                major: maj.parse().ok()?,
-                minor: min.parse().ok()?,
-                op: f[1].to_string(),
-                value: f[2].parse().ok()?,
-            })
+            Some(BlkioEntry { major: maj.parse().ok()?, minor: min.parse().ok()?, op: f[1].to_string(), value: f[2].parse().ok()? })
         })
         .collect()
 }

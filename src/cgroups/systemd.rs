@@ -80,10 +80,7 @@ mod tests {
 
     #[test]
     fn paths_map_onto_cgroupfs() {
-        assert_eq!(
-            to_cgroupfs("user-1000.slice:docker:abc").unwrap(),
-            PathBuf::from("/user.slice/user-1000.slice/docker-abc.scope")
-        );
+        assert_eq!(to_cgroupfs("user-1000.slice:docker:abc").unwrap(), PathBuf::from("/user.slice/user-1000.slice/docker-abc.scope"));
         assert_eq!(to_cgroupfs(":hull:x").unwrap(), PathBuf::from("/system.slice/hull-x.scope"));
         assert_eq!(to_cgroupfs("system.slice::x").unwrap(), PathBuf::from("/system.slice/x.scope"));
         assert_eq!(to_cgroupfs("-.slice:p:sub.slice").unwrap(), PathBuf::from("/sub.slice"));

@@ -20,16 +20,12 @@ use crate::error::{Error, Result};
 
 /// The container's directory in the hierarchy that has controller `name`.
 pub(super) fn dir_of<'a>(cg: &'a Cgroup, name: &str) -> Option<&'a Path> {
-    cg.dirs
-        .iter()
-        .find(|(k, _)| k.split(',').any(|c| c == name))
-        .map(|(_, d)| d.as_path())
+    cg.dirs.iter().find(|(k, _)| k.split(',').any(|c| c == name)).map(|(_, d)| d.as_path())
 }
 
 fn apply_one<C: Controller>(cg: &Cgroup, r: &LinuxResources) -> Result<()> {
     let Some(field) = C::wanted(r) else { return Ok(()) };
-    let dir = dir_of(cg, C::NAME)
-        .ok_or_else(|| Error::resource(field, format!("the cgroup v1 {} controller is not mounted", C::NAME)))?;
+    let dir = dir_of(cg, C::NAME).ok_or_else(|| Error::resource(field, format!("the cgroup v1 {} controller is not mounted", C::NAME)))?;
     C::apply(dir, r)
 }
 
@@ -68,8 +64,7 @@ pub(super) fn stats(cg: &Cgroup) -> Stats {
 }
 
 pub(super) fn create(cg: &mut Cgroup, cgroups_path: Option<&Path>, id: &str) -> Result<()> {
-    let mi = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| Error::Cgroup(format!("read mountinfo: {e}")))?;
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| Error::Cgroup(format!("read mountinfo: {e}")))?;
     let own = mountinfo::own_cgroups(&std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default());
     for h in mountinfo::v1_hierarchies(&mi) {
         let rel = relative_path(cgroups_path, id, own.get(&h.name).map(String::as_str))?;
@@ -113,8 +108,7 @@ fn init_cpuset(dir: &Path) -> Result<()> {
         for d in chain.iter().rev() {
             let current = std::fs::read_to_string(d.join(file)).unwrap_or_default();
             if current.trim().is_empty() {
-                std::fs::write(d.join(file), value.trim())
-                    .map_err(|e| Error::Cgroup(format!("init {}/{file}: {e}", d.display())))?;
+                std::fs::write(d.join(file), value.trim()).map_err(|e| Error::Cgroup(format!("init {}/{file}: {e}", d.display())))?;
             }
         }
     }
@@ -127,8 +121,7 @@ pub(super) fn apply_devices(cg: &Cgroup, rules: &[Rule]) -> Result<()> {
     };
     for rule in rules {
         let file = if rule.allow { "devices.allow" } else { "devices.deny" };
-        std::fs::write(dir.join(file), rule.v1_line())
-            .map_err(|e| Error::Cgroup(format!("write {file} {:?}: {e}", rule.v1_line())))?;
+        std::fs::write(dir.join(file), rule.v1_line()).map_err(|e| Error::Cgroup(format!("write {file} {:?}: {e}", rule.v1_line())))?;
     }
     Ok(())
 }

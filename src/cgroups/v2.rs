@@ -95,8 +95,7 @@ pub(super) fn stats(cg: &Cgroup) -> Stats {
 pub(super) fn set_frozen(cg: &Cgroup, frozen: bool) -> Result<()> {
     let dir = cg.dirs.get("").ok_or_else(|| Error::Cgroup("no v2 cgroup".into()))?;
     let path = dir.join("cgroup.freeze");
-    std::fs::write(&path, if frozen { "1" } else { "0" })
-        .map_err(|e| Error::Cgroup(format!("write {}: {e}", path.display())))?;
+    std::fs::write(&path, if frozen { "1" } else { "0" }).map_err(|e| Error::Cgroup(format!("write {}: {e}", path.display())))?;
     // cgroup.events reports "frozen 1" once every task has stopped.
     for _ in 0..1000 {
         let events = std::fs::read_to_string(dir.join("cgroup.events")).unwrap_or_default();
@@ -138,7 +137,8 @@ mod tests {
 
     #[test]
     fn applies_every_controller_file() {
-        let t = crate::cgroups::controller::fake_cgroup(&["cpu.weight", "cpu.max", "cpuset.cpus", "memory.max", "memory.swap.max", "pids.max"]);
+        let t =
+            crate::cgroups::controller::fake_cgroup(&["cpu.weight", "cpu.max", "cpuset.cpus", "memory.max", "memory.swap.max", "pids.max"]);
         let r = LinuxResourcesBuilder::default()
             .cpu(LinuxCpuBuilder::default().shares(512u64).quota(20000i64).cpus("0").build().unwrap())
             .memory(LinuxMemoryBuilder::default().limit(1i64 << 26).build().unwrap())

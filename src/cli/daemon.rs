@@ -49,10 +49,7 @@ pub struct DaemonCmd {
 /// A global flag's value when it was given (on the command line or by its
 /// environment variable), not defaulted.
 fn given(matches: &ArgMatches, id: &str) -> bool {
-    matches!(
-        matches.value_source(id),
-        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-    )
+    matches!(matches.value_source(id), Some(ValueSource::CommandLine | ValueSource::EnvVariable))
 }
 
 pub fn run(cli: &Cli, cmd: &DaemonCmd, matches: &ArgMatches) -> i32 {
@@ -65,10 +62,7 @@ pub fn run(cli: &Cli, cmd: &DaemonCmd, matches: &ArgMatches) -> i32 {
         hosts_dir: cmd.hosts_dir.clone(),
         cni_conf_dir: cmd.cni_conf_dir.clone(),
         cni_bin_dirs: cmd.cni_bin_dirs.clone(),
-        log_level: cmd
-            .log_level
-            .clone()
-            .or_else(|| cli.debug.then(|| "debug".to_string())),
+        log_level: cmd.log_level.clone().or_else(|| cli.debug.then(|| "debug".to_string())),
         log_format: given(matches, "log_format").then(|| cli.log_format.clone()),
     };
     let result = DaemonConfig::load(cmd.config.as_deref(), &flags)

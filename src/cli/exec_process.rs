@@ -39,7 +39,10 @@ pub fn build(root: &StateRoot, e: &ExecCmd) -> Result<Process> {
             Some((a, b)) => (a, Some(b)),
             None => (u.as_str(), None),
         };
-        let parse = |s: &str| s.parse::<u32>().map_err(|_| Error::InvalidArgument(format!("--user {u:?}: expected UID[:GID] numbers")));
+        let parse = |s: &str| {
+            s.parse::<u32>()
+                .map_err(|_| Error::InvalidArgument(format!("--user {u:?}: expected UID[:GID] numbers")))
+        };
         let mut user = p.user().clone();
         user.set_uid(parse(uid)?);
         if let Some(g) = gid {
@@ -55,7 +58,11 @@ pub fn build(root: &StateRoot, e: &ExecCmd) -> Result<Process> {
     if !e.cap.is_empty() {
         let mut caps = p.capabilities().clone().unwrap_or_default();
         for name in &e.cap {
-            let full = if name.to_ascii_uppercase().starts_with("CAP_") { name.to_ascii_uppercase() } else { format!("CAP_{}", name.to_ascii_uppercase()) };
+            let full = if name.to_ascii_uppercase().starts_with("CAP_") {
+                name.to_ascii_uppercase()
+            } else {
+                format!("CAP_{}", name.to_ascii_uppercase())
+            };
             let cap: Capability = serde_json::from_value(serde_json::Value::String(full.clone()))
                 .map_err(|_| Error::InvalidArgument(format!("--cap {name:?}: unknown capability")))?;
             let add = |set: &Option<oci_spec::runtime::Capabilities>| {

@@ -4,8 +4,8 @@
 mod args;
 mod daemon;
 mod exec_process;
-mod pod;
 mod network;
+mod pod;
 
 use std::io::Write;
 use std::path::Path;
@@ -115,7 +115,8 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         }
         Command::Network(n) => network::run(&cli.root, n),
         Command::Pod(_) if cli.systemd_cgroup => Err(Error::InvalidArgument(
-            "--systemd-cgroup is not supported by hull pod: its pod cgroups are cgroupfs paths (/hull-pod-<uid>), not systemd slices".into(),
+            "--systemd-cgroup is not supported by hull pod: its pod cgroups are cgroupfs paths (/hull-pod-<uid>), not systemd slices"
+                .into(),
         )),
         Command::Pod(p) => pod::dispatch(&root, &cli.image_root, p),
         Command::Monitor { id, bundle, log_path, exit_file, ready_fd, hold_created } => {
@@ -134,7 +135,9 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             let ready = crate::monitor::ready_fd(*ready_fd)?;
             let mut sysctls = Vec::new();
             for kv in sysctl {
-                let (k, v) = kv.split_once('=').ok_or_else(|| Error::InvalidArgument(format!("--sysctl {kv:?}: expected KEY=VALUE")))?;
+                let (k, v) = kv
+                    .split_once('=')
+                    .ok_or_else(|| Error::InvalidArgument(format!("--sysctl {kv:?}: expected KEY=VALUE")))?;
                 sysctls.push((k.to_string(), v.to_string()));
             }
             let spec = crate::runtime::holder::HolderSpec {
@@ -156,8 +159,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Events { id, stats, interval } => {
-            let interval = oci::events::parse_interval(interval)
-                .map_err(|e| Error::InvalidArgument(format!("--interval: {e}")))?;
+            let interval = oci::events::parse_interval(interval).map_err(|e| Error::InvalidArgument(format!("--interval: {e}")))?;
             oci::events::events(&root, id, *stats, interval, &mut std::io::stdout().lock())?;
             Ok(0)
         }
@@ -242,8 +244,8 @@ fn update_resources(u: &args::UpdateCmd) -> Result<oci_spec::runtime::LinuxResou
 }
 
 fn print_json<T: serde::Serialize>(v: &T, pretty: bool) -> Result<()> {
-    let text = if pretty { serde_json::to_string_pretty(v) } else { serde_json::to_string(v) }
-        .map_err(|e| Error::InvalidState(e.to_string()))?;
+    let text =
+        if pretty { serde_json::to_string_pretty(v) } else { serde_json::to_string(v) }.map_err(|e| Error::InvalidState(e.to_string()))?;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{text}");
     Ok(())
@@ -316,10 +318,7 @@ fn ps(root: &StateRoot, id: &str, format: &str, ps_args: &[String]) -> Result<i3
         other => return Err(Error::InvalidArgument(format!("invalid format option {other:?}"))),
     }
     let args: Vec<String> = if ps_args.is_empty() { vec!["-ef".into()] } else { ps_args.to_vec() };
-    let out = std::process::Command::new("ps")
-        .args(&args)
-        .output()
-        .map_err(|e| Error::sys("run ps", e))?;
+    let out = std::process::Command::new("ps").args(&args).output().map_err(|e| Error::sys("run ps", e))?;
     if !out.status.success() {
         return Err(Error::InvalidArgument(format!("ps {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim())));
     }
@@ -351,8 +350,7 @@ fn spec(bundle: Option<&Path>, rootless: bool, seccomp_default: bool) -> Result<
     if seccomp_default {
         oci::spec_template::add_default_seccomp(&mut config);
     }
-    let text = serde_json::to_string_pretty(&config)
-        .map_err(|e| Error::InvalidState(e.to_string()))?;
+    let text = serde_json::to_string_pretty(&config).map_err(|e| Error::InvalidState(e.to_string()))?;
     std::fs::write(&path, text + "\n").map_err(|e| Error::sys(format!("write {}", path.display()), e))?;
     Ok(0)
 }

@@ -99,9 +99,10 @@ pub fn run(root: &Path, cmd: &NetworkCmd) -> Result<i32> {
             }
         }
         NetworkOp::Check(a) => {
-            let r = a.record.as_deref().ok_or_else(|| {
-                Error::InvalidArgument("check needs the ADD result: pass the --record written by add".into())
-            })?;
+            let r = a
+                .record
+                .as_deref()
+                .ok_or_else(|| Error::InvalidArgument("check needs the ADD result: pass the --record written by add".into()))?;
             read_record(r)?.check()?;
         }
         NetworkOp::NetnsCreate { name, dir, plugin_dirs } => {

@@ -5,23 +5,29 @@ use std::time::Duration;
 use super::args::PodCmd;
 use crate::error::{Error, Result};
 use crate::oci::state::StateRoot;
-use crate::pod::{self, store::{ContainerState, PodRecord}};
+use crate::pod::{
+    self,
+    store::{ContainerState, PodRecord},
+};
 
 pub fn dispatch(root: &StateRoot, image_root: &std::path::Path, cmd: &PodCmd) -> Result<i32> {
     match cmd {
         PodCmd::Run { file, namespace, backoff_base_ms, wait, cni_conf_dir, cni_bin_dirs } => {
-            let rec = pod::run(root, &pod::RunOptions {
-                manifest: file.clone(),
-                backoff_base: Duration::from_millis(*backoff_base_ms),
-                wait: Duration::from_secs(*wait),
-                cni: crate::network::CniOptions {
-                    conf_dir: cni_conf_dir.clone(),
-                    plugin_dirs: cni_bin_dirs.clone(),
-                    ..Default::default()
+            let rec = pod::run(
+                root,
+                &pod::RunOptions {
+                    manifest: file.clone(),
+                    backoff_base: Duration::from_millis(*backoff_base_ms),
+                    wait: Duration::from_secs(*wait),
+                    cni: crate::network::CniOptions {
+                        conf_dir: cni_conf_dir.clone(),
+                        plugin_dirs: cni_bin_dirs.clone(),
+                        ..Default::default()
+                    },
+                    image_root: image_root.to_path_buf(),
+                    namespace: namespace.clone(),
                 },
-                image_root: image_root.to_path_buf(),
-                namespace: namespace.clone(),
-            })?;
+            )?;
             let ips = if rec.ips.is_empty() { "no IP".to_string() } else { rec.ips.join(", ") };
             println!("pod/{} {} (uid {}, {ips})", rec.name, rec.phase, rec.uid);
             print_containers(&rec);
@@ -43,7 +49,12 @@ pub fn dispatch(root: &StateRoot, image_root: &std::path::Path, cmd: &PodCmd) ->
         }
         PodCmd::Ps { name, namespace } => {
             let rec = pod::status(root, &key(namespace, name)?)?;
-            println!("pod/{} {}{}", rec.name, rec.phase, if pod::supervisor_alive(&rec) || is_final(&rec) { "" } else { " (supervisor not running)" });
+            println!(
+                "pod/{} {}{}",
+                rec.name,
+                rec.phase,
+                if pod::supervisor_alive(&rec) || is_final(&rec) { "" } else { " (supervisor not running)" }
+            );
             print_containers(&rec);
             Ok(0)
         }
@@ -54,20 +65,14 @@ pub fn dispatch(root: &StateRoot, image_root: &std::path::Path, cmd: &PodCmd) ->
             let mut process = rec.config.process().clone().unwrap_or_default();
             process.set_args(Some(command.clone()));
             process.set_terminal(Some(false));
-            crate::oci::exec::exec(root, &crate::oci::exec::ExecOptions {
-                id,
-                process,
-                detach: false,
-                pid_file: None,
-                console_socket: None,
-                preserve_fds: 0,
-            })
+            crate::oci::exec::exec(
+                root,
+                &crate::oci::exec::ExecOptions { id, process, detach: false, pid_file: None, console_socket: None, preserve_fds: 0 },
+            )
         }
         PodCmd::Stop { name, namespace } => pod::stop(root, &key(namespace, name)?).map(|_| 0),
         PodCmd::Rm { name, namespace } => pod::remove(root, &key(namespace, name)?).map(|_| 0),
-        PodCmd::Supervise { name, backoff_base_ms } => {
-            pod::supervise(root, name, Duration::from_millis(*backoff_base_ms)).map(|_| 0)
-        }
+        PodCmd::Supervise { name, backoff_base_ms } => pod::supervise(root, name, Duration::from_millis(*backoff_base_ms)).map(|_| 0),
     }
 }
 
@@ -124,10 +129,20 @@ fn logs(root: &StateRoot, name: &str, container: Option<&str>, follow: bool) -> 
             offset = 0;
             continue;
         }
-        let c = rec.containers.iter().find(|c| match container {
-            Some(n) => c.name == n,
-            None => !c.init,
-        }).ok_or_else(|| Error::Runtime(crate::runtime::RuntimeError::not_found(format!("pod {:?} has no container {:?}", rec.name, container.unwrap_or("")))))?;
+        let c = rec
+            .containers
+            .iter()
+            .find(|c| match container {
+                Some(n) => c.name == n,
+                None => !c.init,
+            })
+            .ok_or_else(|| {
+                Error::Runtime(crate::runtime::RuntimeError::not_found(format!(
+                    "pod {:?} has no container {:?}",
+                    rec.name,
+                    container.unwrap_or("")
+                )))
+            })?;
         if c.state == ContainerState::Terminated && (is_final(&rec) || !pod::supervisor_alive(&rec)) {
             pod::print_log(&path, offset, &mut out);
             return Ok(0);

@@ -107,17 +107,11 @@ pub enum ConfigError {
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{field}: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
+    Invalid { field: &'static str, message: String },
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        field,
-        message: message.into(),
-    }
+    ConfigError::Invalid { field, message: message.into() }
 }
 
 impl DaemonConfig {
@@ -125,14 +119,8 @@ impl DaemonConfig {
     pub fn load(file: Option<&Path>, flags: &Overrides) -> Result<DaemonConfig, ConfigError> {
         let mut c = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.to_path_buf(),
-                    source,
-                })?;
-                Self::parse(&text).map_err(|message| ConfigError::Parse {
-                    path: path.to_path_buf(),
-                    message,
-                })?
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+                Self::parse(&text).map_err(|message| ConfigError::Parse { path: path.to_path_buf(), message })?
             }
             None => DaemonConfig::default(),
         };
@@ -178,43 +166,28 @@ impl DaemonConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         let len = self.socket.as_os_str().len();
         if !self.socket.is_absolute() {
-            return Err(invalid(
-                "socket",
-                format!("{} is not an absolute path", self.socket.display()),
-            ));
+            return Err(invalid("socket", format!("{} is not an absolute path", self.socket.display())));
         }
         if len > MAX_SOCKET_PATH {
             return Err(invalid(
                 "socket",
-                format!(
-                    "{} is {len} bytes long; a unix socket path has at most {MAX_SOCKET_PATH}",
-                    self.socket.display()
-                ),
+                format!("{} is {len} bytes long; a unix socket path has at most {MAX_SOCKET_PATH}", self.socket.display()),
             ));
         }
         let dirs: [(&'static str, &Path); 5] = [
             ("state_dir", &self.state_dir),
             ("run_dir", &self.run_dir),
-            (
-                "image_root",
-                self.image_root.as_deref().unwrap_or(Path::new("/")),
-            ),
+            ("image_root", self.image_root.as_deref().unwrap_or(Path::new("/"))),
             ("hosts_dir", &self.hosts_dir),
             ("cni_conf_dir", &self.cni_conf_dir),
         ];
         for (field, d) in dirs {
             if !d.is_absolute() {
-                return Err(invalid(
-                    field,
-                    format!("{} is not an absolute path", d.display()),
-                ));
+                return Err(invalid(field, format!("{} is not an absolute path", d.display())));
             }
         }
         if self.cni_bin_dirs.iter().any(|d| !d.is_absolute()) {
-            return Err(invalid(
-                "cni_bin_dirs",
-                "every directory must be an absolute path",
-            ));
+            return Err(invalid("cni_bin_dirs", "every directory must be an absolute path"));
         }
         if let Some(g) = &self.socket_group {
             if g.is_empty() {
@@ -223,45 +196,24 @@ impl DaemonConfig {
         }
         if let Some(p) = &self.seccomp_profile {
             if !p.is_absolute() {
-                return Err(invalid(
-                    "seccomp_profile",
-                    format!("{} is not an absolute path", p.display()),
-                ));
+                return Err(invalid("seccomp_profile", format!("{} is not an absolute path", p.display())));
             }
         }
         if let Some(a) = &self.stream_address {
             if a.parse::<std::net::SocketAddr>().is_err() {
-                return Err(invalid(
-                    "stream_address",
-                    format!("{a:?}: expected an IP address and port, e.g. 127.0.0.1:0"),
-                ));
+                return Err(invalid("stream_address", format!("{a:?}: expected an IP address and port, e.g. 127.0.0.1:0")));
             }
         }
-        if !matches!(
-            self.log_level.as_str(),
-            "error" | "warn" | "info" | "debug" | "trace"
-        ) {
-            return Err(invalid(
-                "log_level",
-                format!(
-                    "{:?}: expected error, warn, info, debug or trace",
-                    self.log_level
-                ),
-            ));
+        if !matches!(self.log_level.as_str(), "error" | "warn" | "info" | "debug" | "trace") {
+            return Err(invalid("log_level", format!("{:?}: expected error, warn, info, debug or trace", self.log_level)));
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
-            return Err(invalid(
-                "log_format",
-                format!("{:?}: expected text or json", self.log_format),
-            ));
+            return Err(invalid("log_format", format!("{:?}: expected text or json", self.log_format)));
         }
         if self.shutdown_timeout_seconds > MAX_SHUTDOWN_TIMEOUT {
             return Err(invalid(
                 "shutdown_timeout_seconds",
-                format!(
-                    "{} is more than {MAX_SHUTDOWN_TIMEOUT}",
-                    self.shutdown_timeout_seconds
-                ),
+                format!("{} is more than {MAX_SHUTDOWN_TIMEOUT}", self.shutdown_timeout_seconds),
             ));
         }
         Ok(())
@@ -276,17 +228,11 @@ impl DaemonConfig {
     }
 
     pub fn image_root(&self) -> PathBuf {
-        self.image_root
-            .clone()
-            .unwrap_or_else(|| self.state_dir.join("images"))
+        self.image_root.clone().unwrap_or_else(|| self.state_dir.join("images"))
     }
 
     pub fn cni_options(&self) -> crate::network::CniOptions {
-        crate::network::CniOptions {
-            conf_dir: self.cni_conf_dir.clone(),
-            plugin_dirs: self.cni_bin_dirs.clone(),
-            ..Default::default()
-        }
+        crate::network::CniOptions { conf_dir: self.cni_conf_dir.clone(), plugin_dirs: self.cni_bin_dirs.clone(), ..Default::default() }
     }
 }
 
@@ -315,15 +261,8 @@ mod tests {
         )
         .unwrap();
         let c = DaemonConfig::load(Some(&f), &Overrides::default()).unwrap();
-        assert_eq!(
-            (c.socket.as_path(), c.log_format.as_str()),
-            (Path::new("/tmp/a.sock"), "json")
-        );
-        assert_eq!(
-            c.image_root(),
-            Path::new("/srv/hull/images"),
-            "the image root follows the state dir"
-        );
+        assert_eq!((c.socket.as_path(), c.log_format.as_str()), (Path::new("/tmp/a.sock"), "json"));
+        assert_eq!(c.image_root(), Path::new("/srv/hull/images"), "the image root follows the state dir");
         assert_eq!(c.cni_bin_dirs, vec![PathBuf::from("/x")]);
         let flags = Overrides {
             socket: Some("/tmp/b.sock".into()),
@@ -336,10 +275,7 @@ mod tests {
         assert_eq!(c.socket, Path::new("/tmp/b.sock"));
         assert_eq!(c.image_root(), Path::new("/img"));
         assert_eq!(c.cni_bin_dirs.len(), 2);
-        assert_eq!(
-            (c.log_level.as_str(), c.socket_group.as_deref()),
-            ("debug", Some("kube"))
-        );
+        assert_eq!((c.log_level.as_str(), c.socket_group.as_deref()), ("debug", Some("kube")));
     }
 
     #[test]
@@ -353,54 +289,12 @@ mod tests {
             assert!(e.starts_with(field), "{e}");
         };
         let long = format!("/{}", "s".repeat(120));
-        check(
-            DaemonConfig {
-                socket: long.into(),
-                ..Default::default()
-            },
-            "socket",
-        );
-        check(
-            DaemonConfig {
-                socket: "rel.sock".into(),
-                ..Default::default()
-            },
-            "socket",
-        );
-        check(
-            DaemonConfig {
-                state_dir: "var".into(),
-                ..Default::default()
-            },
-            "state_dir",
-        );
-        check(
-            DaemonConfig {
-                log_level: "loud".into(),
-                ..Default::default()
-            },
-            "log_level",
-        );
-        check(
-            DaemonConfig {
-                log_format: "xml".into(),
-                ..Default::default()
-            },
-            "log_format",
-        );
-        check(
-            DaemonConfig {
-                stream_address: Some("localhost".into()),
-                ..Default::default()
-            },
-            "stream_address",
-        );
-        check(
-            DaemonConfig {
-                shutdown_timeout_seconds: 1 << 40,
-                ..Default::default()
-            },
-            "shutdown_timeout_seconds",
-        );
+        check(DaemonConfig { socket: long.into(), ..Default::default() }, "socket");
+        check(DaemonConfig { socket: "rel.sock".into(), ..Default::default() }, "socket");
+        check(DaemonConfig { state_dir: "var".into(), ..Default::default() }, "state_dir");
+        check(DaemonConfig { log_level: "loud".into(), ..Default::default() }, "log_level");
+        check(DaemonConfig { log_format: "xml".into(), ..Default::default() }, "log_format");
+        check(DaemonConfig { stream_address: Some("localhost".into()), ..Default::default() }, "stream_address");
+        check(DaemonConfig { shutdown_timeout_seconds: 1 << 40, ..Default::default() }, "shutdown_timeout_seconds");
     }
 }

@@ -9,8 +9,7 @@ use k8s_cri::v1 as cri;
 use tonic::Status;
 
 use super::convert::{
-    btree, hash, id_value, ids, namespace_options, nanos, opt_nanos, own_oom_score_adj, resources,
-    resources_message, seccomp,
+    btree, hash, id_value, ids, namespace_options, nanos, opt_nanos, own_oom_score_adj, resources, resources_message, seccomp,
 };
 use super::errors::{gone_is_ok, ignore_not_found, invalid, not_found, status as to_status};
 use super::sandbox::{id_matches, sandbox_id, shown};
@@ -24,21 +23,14 @@ pub fn container_id(field: &str, id: &str) -> Result<rt::ContainerId, Status> {
     if id.is_empty() {
         return Err(invalid(field, "empty"));
     }
-    rt::ContainerId::parse(id)
-        .map_err(|_| not_found(format!("container {:?} not found", shown(id))))
+    rt::ContainerId::parse(id).map_err(|_| not_found(format!("container {:?} not found", shown(id))))
 }
 
 /// A path inside the container: absolute, without `..`.
 fn container_path(field: &str, p: &str) -> Result<(), Status> {
     let path = Path::new(p);
-    if !path.is_absolute()
-        || path.components().any(|c| c == Component::ParentDir)
-        || p.contains('\0')
-    {
-        return Err(invalid(
-            field,
-            format!("{p:?} is not an absolute path without .."),
-        ));
+    if !path.is_absolute() || path.components().any(|c| c == Component::ParentDir) || p.contains('\0') {
+        return Err(invalid(field, format!("{p:?} is not an absolute path without ..")));
     }
     Ok(())
 }
@@ -46,85 +38,46 @@ fn container_path(field: &str, p: &str) -> Result<(), Status> {
 fn mount(i: usize, m: cri::Mount) -> Result<rt::Mount, Status> {
     let field = format!("config.mounts[{i}]");
     if m.image.is_some() {
-        return Err(super::errors::unimplemented(format!(
-            "{field}.image: image volumes are not supported"
-        )));
+        return Err(super::errors::unimplemented(format!("{field}.image: image volumes are not supported")));
     }
     if m.selinux_relabel {
         super::convert::selinux(
             &format!("{field}.selinux_relabel"),
-            &Some(cri::SeLinuxOption {
-                r#type: "relabel".into(),
-                ..Default::default()
-            }),
+            &Some(cri::SeLinuxOption { r#type: "relabel".into(), ..Default::default() }),
         )?;
     }
     if m.recursive_read_only {
-        return Err(super::errors::unimplemented(format!(
-            "{field}.recursive_read_only: not supported (Status says so)"
-        )));
+        return Err(super::errors::unimplemented(format!("{field}.recursive_read_only: not supported (Status says so)")));
     }
     if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
-        return Err(super::errors::unimplemented(format!(
-            "{field}: id-mapped mounts are not supported"
-        )));
+        return Err(super::errors::unimplemented(format!("{field}: id-mapped mounts are not supported")));
     }
     container_path(&format!("{field}.container_path"), &m.container_path)?;
     if !Path::new(&m.host_path).is_absolute() || m.host_path.contains('\0') {
-        return Err(invalid(
-            &format!("{field}.host_path"),
-            format!("{:?} is not an absolute path", m.host_path),
-        ));
+        return Err(invalid(&format!("{field}.host_path"), format!("{:?} is not an absolute path", m.host_path)));
     }
     let propagation = match cri::MountPropagation::try_from(m.propagation) {
         Ok(cri::MountPropagation::PropagationPrivate) => rt::MountPropagation::Private,
-        Ok(cri::MountPropagation::PropagationHostToContainer) => {
-            rt::MountPropagation::HostToContainer
-        }
+        Ok(cri::MountPropagation::PropagationHostToContainer) => rt::MountPropagation::HostToContainer,
         Ok(cri::MountPropagation::PropagationBidirectional) => rt::MountPropagation::Bidirectional,
-        Err(_) => {
-            return Err(invalid(
-                &format!("{field}.propagation"),
-                format!("unknown propagation {}", m.propagation),
-            ))
-        }
+        Err(_) => return Err(invalid(&format!("{field}.propagation"), format!("unknown propagation {}", m.propagation))),
     };
-    Ok(rt::Mount {
-        container_path: m.container_path,
-        host_path: m.host_path.into(),
-        readonly: m.readonly,
-        propagation,
-        tmpfs: false,
-    })
+    Ok(rt::Mount { container_path: m.container_path, host_path: m.host_path.into(), readonly: m.readonly, propagation, tmpfs: false })
 }
 
 /// `log_path`: relative to the sandbox's log directory, never out of it.
 fn log_path(p: &str) -> Result<String, Status> {
     let path = Path::new(p);
-    if path.is_absolute()
-        || path
-            .components()
-            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
-        || p.contains('\0')
-    {
-        return Err(invalid(
-            "config.log_path",
-            format!("{p:?} must be relative to the sandbox's log_directory, without .."),
-        ));
+    if path.is_absolute() || path.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) || p.contains('\0') {
+        return Err(invalid("config.log_path", format!("{p:?} must be relative to the sandbox's log_directory, without ..")));
     }
     Ok(p.to_string())
 }
 
 /// The CRI container config as hull's; `image` is what the store resolved
 /// the request's image to.
-pub fn container_config(
-    cri: &Cri,
-    c: cri::ContainerConfig,
-    image: String,
-) -> Result<rt::ContainerConfig, Status> {
-    let m = c
-        .metadata
-        .ok_or_else(|| invalid("config.metadata", "missing"))?;
+pub fn container_config(cri: &Cri, c: cri::ContainerConfig, image: String) -> Result<rt::ContainerConfig, Status> {
+    let m = c.metadata.ok_or_else(|| invalid("config.metadata", "missing"))?;
     if m.name.is_empty() {
         return Err(invalid("config.metadata.name", "empty"));
     }
@@ -132,68 +85,35 @@ pub fn container_config(
         return Err(invalid("config.windows", "hull runs Linux containers"));
     }
     if !c.cdi_devices.is_empty() {
-        return Err(super::errors::unimplemented(
-            "config.cdi_devices: CDI devices are not supported",
-        ));
+        return Err(super::errors::unimplemented("config.cdi_devices: CDI devices are not supported"));
     }
     let mut envs = Vec::with_capacity(c.envs.len());
     for (i, kv) in c.envs.into_iter().enumerate() {
-        if kv.key.is_empty()
-            || kv.key.contains('=')
-            || kv.key.contains('\0')
-            || kv.value.contains('\0')
-        {
-            return Err(invalid(
-                &format!("config.envs[{i}].key"),
-                format!("{:?} is not a variable name", kv.key),
-            ));
+        if kv.key.is_empty() || kv.key.contains('=') || kv.key.contains('\0') || kv.value.contains('\0') {
+            return Err(invalid(&format!("config.envs[{i}].key"), format!("{:?} is not a variable name", kv.key)));
         }
         envs.push((kv.key, kv.value));
     }
-    let mounts = c
-        .mounts
-        .into_iter()
-        .enumerate()
-        .map(|(i, m)| mount(i, m))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mounts = c.mounts.into_iter().enumerate().map(|(i, m)| mount(i, m)).collect::<Result<Vec<_>, _>>()?;
     let mut devices = Vec::new();
     for (i, d) in c.devices.into_iter().enumerate() {
-        container_path(
-            &format!("config.devices[{i}].container_path"),
-            &d.container_path,
-        )?;
+        container_path(&format!("config.devices[{i}].container_path"), &d.container_path)?;
         if !Path::new(&d.host_path).is_absolute() {
-            return Err(invalid(
-                &format!("config.devices[{i}].host_path"),
-                format!("{:?} is not an absolute path", d.host_path),
-            ));
+            return Err(invalid(&format!("config.devices[{i}].host_path"), format!("{:?} is not an absolute path", d.host_path)));
         }
         if d.permissions.is_empty() || !d.permissions.chars().all(|ch| "rwm".contains(ch)) {
-            return Err(invalid(
-                &format!("config.devices[{i}].permissions"),
-                format!("{:?}: expected some of r, w, m", d.permissions),
-            ));
+            return Err(invalid(&format!("config.devices[{i}].permissions"), format!("{:?}: expected some of r, w, m", d.permissions)));
         }
-        devices.push(rt::Device {
-            container_path: d.container_path,
-            host_path: d.host_path.into(),
-            permissions: d.permissions,
-        });
+        devices.push(rt::Device { container_path: d.container_path, host_path: d.host_path.into(), permissions: d.permissions });
     }
-    let log_path = if c.log_path.is_empty() {
-        String::new()
-    } else {
-        log_path(&c.log_path)?
-    };
+    let log_path = if c.log_path.is_empty() { String::new() } else { log_path(&c.log_path)? };
     let linux = c.linux.unwrap_or_default();
     let sc = linux.security_context.unwrap_or_default();
     let f = "config.linux.security_context";
     super::convert::selinux(&format!("{f}.selinux_options"), &sc.selinux_options)?;
     super::convert::apparmor(&format!("{f}.apparmor"), &sc.apparmor, "")?;
     if sc.supplemental_groups_policy != 0 {
-        return Err(super::errors::unimplemented(format!(
-            "{f}.supplemental_groups_policy: only Merge is supported"
-        )));
+        return Err(super::errors::unimplemented(format!("{f}.supplemental_groups_policy: only Merge is supported")));
     }
     let caps = sc.capabilities.unwrap_or_default();
     if !caps.add_ambient_capabilities.is_empty() {
@@ -202,15 +122,9 @@ pub fn container_config(
         )));
     }
     let security_context = rt::ContainerSecurityContext {
-        capabilities: rt::Capabilities {
-            add: caps.add_capabilities,
-            drop: caps.drop_capabilities,
-        },
+        capabilities: rt::Capabilities { add: caps.add_capabilities, drop: caps.drop_capabilities },
         privileged: sc.privileged,
-        namespace_options: namespace_options(
-            &format!("{f}.namespace_options"),
-            sc.namespace_options,
-        )?,
+        namespace_options: namespace_options(&format!("{f}.namespace_options"), sc.namespace_options)?,
         run_as_user: id_value(&format!("{f}.run_as_user"), &sc.run_as_user)?,
         run_as_group: id_value(&format!("{f}.run_as_group"), &sc.run_as_group)?,
         run_as_username: Some(sc.run_as_username).filter(|u| !u.is_empty()),
@@ -220,18 +134,11 @@ pub fn container_config(
         // The CRI's rule: the lists are the whole truth, empty means none.
         masked_paths: Some(sc.masked_paths),
         readonly_paths: Some(sc.readonly_paths),
-        seccomp: seccomp(
-            &format!("{f}.seccomp"),
-            sc.seccomp,
-            cri.config.seccomp_profile.as_ref(),
-        )?,
+        seccomp: seccomp(&format!("{f}.seccomp"), sc.seccomp, cri.config.seccomp_profile.as_ref())?,
         run_as_non_root: false,
     };
     Ok(rt::ContainerConfig {
-        metadata: rt::ContainerMetadata {
-            name: m.name,
-            attempt: m.attempt,
-        },
+        metadata: rt::ContainerMetadata { name: m.name, attempt: m.attempt },
         image: rt::ImageSpec { image },
         command: c.command,
         args: c.args,
@@ -245,28 +152,17 @@ pub fn container_config(
         stdin: c.stdin,
         stdin_once: c.stdin_once,
         tty: c.tty,
-        resources: resources(
-            "config.linux.resources",
-            linux.resources,
-            own_oom_score_adj(),
-        )?,
+        resources: resources("config.linux.resources", linux.resources, own_oom_score_adj())?,
         security_context,
         stop_signal: None,
         no_etc_files: false,
     })
 }
 
-pub async fn create(
-    cri: &Cri,
-    req: cri::CreateContainerRequest,
-) -> Result<cri::CreateContainerResponse, Status> {
+pub async fn create(cri: &Cri, req: cri::CreateContainerRequest) -> Result<cri::CreateContainerResponse, Status> {
     let sandbox = sandbox_id("pod_sandbox_id", &req.pod_sandbox_id)?;
     let config = req.config.ok_or_else(|| invalid("config", "missing"))?;
-    let image = config
-        .image
-        .as_ref()
-        .map(|i| i.image.clone())
-        .unwrap_or_default();
+    let image = config.image.as_ref().map(|i| i.image.clone()).unwrap_or_default();
     if image.is_empty() {
         return Err(invalid("config.image.image", "empty"));
     }
@@ -280,28 +176,17 @@ pub async fn create(
         let config = container_config(&cri2, config, id.to_string())?;
         for m in &config.mounts {
             if std::fs::symlink_metadata(&m.host_path).is_err() {
-                return Err(invalid(
-                    "config.mounts.host_path",
-                    format!("{} does not exist", m.host_path.display()),
-                ));
+                return Err(invalid("config.mounts.host_path", format!("{} does not exist", m.host_path.display())));
             }
         }
-        let cid = cri2
-            .runtime
-            .create_container(&sandbox, &config)
-            .map_err(to_status)?;
+        let cid = cri2.runtime.create_container(&sandbox, &config).map_err(to_status)?;
         tracing::info!(container = %cid, "container created");
-        Ok(cri::CreateContainerResponse {
-            container_id: cid.to_string(),
-        })
+        Ok(cri::CreateContainerResponse { container_id: cid.to_string() })
     })
     .await
 }
 
-pub async fn start(
-    cri: &Cri,
-    req: cri::StartContainerRequest,
-) -> Result<cri::StartContainerResponse, Status> {
+pub async fn start(cri: &Cri, req: cri::StartContainerRequest) -> Result<cri::StartContainerResponse, Status> {
     let id = container_id("container_id", &req.container_id)?;
     let runtime = cri.runtime.clone();
     blocking(move || runtime.start_container(&id).map_err(to_status)).await?;
@@ -309,10 +194,7 @@ pub async fn start(
 }
 
 /// Idempotent, like RemoveContainer: what does not exist is stopped.
-pub async fn stop(
-    cri: &Cri,
-    req: cri::StopContainerRequest,
-) -> Result<cri::StopContainerResponse, Status> {
+pub async fn stop(cri: &Cri, req: cri::StopContainerRequest) -> Result<cri::StopContainerResponse, Status> {
     let Some(id) = gone_is_ok(container_id("container_id", &req.container_id))? else {
         return Ok(cri::StopContainerResponse {});
     };
@@ -322,10 +204,7 @@ pub async fn stop(
     Ok(cri::StopContainerResponse {})
 }
 
-pub async fn remove(
-    cri: &Cri,
-    req: cri::RemoveContainerRequest,
-) -> Result<cri::RemoveContainerResponse, Status> {
+pub async fn remove(cri: &Cri, req: cri::RemoveContainerRequest) -> Result<cri::RemoveContainerResponse, Status> {
     let Some(id) = gone_is_ok(container_id("container_id", &req.container_id))? else {
         return Ok(cri::RemoveContainerResponse {});
     };
@@ -344,10 +223,7 @@ pub fn state_value(s: rt::ContainerState) -> i32 {
 }
 
 fn metadata_message(m: &rt::ContainerMetadata) -> cri::ContainerMetadata {
-    cri::ContainerMetadata {
-        name: m.name.clone(),
-        attempt: m.attempt,
-    }
+    cri::ContainerMetadata { name: m.name.clone(), attempt: m.attempt }
 }
 
 pub fn status_message(s: &rt::ContainerStatus) -> cri::ContainerStatus {
@@ -359,10 +235,7 @@ pub fn status_message(s: &rt::ContainerStatus) -> cri::ContainerStatus {
         started_at: opt_nanos(s.started_at),
         finished_at: opt_nanos(s.finished_at),
         exit_code: s.exit_code.unwrap_or(0),
-        image: Some(cri::ImageSpec {
-            image: s.image.clone(),
-            ..Default::default()
-        }),
+        image: Some(cri::ImageSpec { image: s.image.clone(), ..Default::default() }),
         // Containers are made from image ids (create resolves the name), so
         // this is the id ListImages reports: the kubelet's image GC matches them.
         image_ref: s.image.clone(),
@@ -372,10 +245,10 @@ pub fn status_message(s: &rt::ContainerStatus) -> cri::ContainerStatus {
         annotations: hash(&s.annotations),
         mounts: Vec::new(),
         log_path: s.log_path.display().to_string(),
-        resources: s.resources.as_ref().map(|r| cri::ContainerResources {
-            linux: Some(resources_message(r)),
-            windows: None,
-        }),
+        resources: s
+            .resources
+            .as_ref()
+            .map(|r| cri::ContainerResources { linux: Some(resources_message(r)), windows: None }),
         image_id: s.image.clone(),
         user: None,
     }
@@ -392,10 +265,7 @@ fn runtime_spec(runtime: &rt::Runtime, id: &str) -> Option<serde_json::Value> {
     serde_json::from_slice(&data).ok()
 }
 
-pub async fn status(
-    cri: &Cri,
-    req: cri::ContainerStatusRequest,
-) -> Result<cri::ContainerStatusResponse, Status> {
+pub async fn status(cri: &Cri, req: cri::ContainerStatusRequest) -> Result<cri::ContainerStatusResponse, Status> {
     let id = container_id("container_id", &req.container_id)?;
     let runtime = cri.runtime.clone();
     let images = cri.images.clone();
@@ -405,10 +275,7 @@ pub async fn status(
         let mut status = status_message(&s);
         // The image by its first name, as the pod spec shows it.
         if let Some(tag) = images.first_tag(&s.image) {
-            status.image = Some(cri::ImageSpec {
-                image: tag,
-                ..Default::default()
-            });
+            status.image = Some(cri::ImageSpec { image: tag, ..Default::default() });
         }
         let mut info = std::collections::HashMap::new();
         if verbose {
@@ -422,10 +289,7 @@ pub async fn status(
             });
             info.insert("info".to_string(), v.to_string());
         }
-        Ok(cri::ContainerStatusResponse {
-            status: Some(status),
-            info,
-        })
+        Ok(cri::ContainerStatusResponse { status: Some(status), info })
     })
     .await
 }
@@ -436,24 +300,14 @@ fn state_filter(v: i32) -> Result<rt::ContainerState, Status> {
         Ok(cri::ContainerState::ContainerRunning) => Ok(rt::ContainerState::Running),
         Ok(cri::ContainerState::ContainerExited) => Ok(rt::ContainerState::Exited),
         Ok(cri::ContainerState::ContainerUnknown) => Ok(rt::ContainerState::Unknown),
-        Err(_) => Err(invalid(
-            "filter.state.state",
-            format!("unknown container state {v}"),
-        )),
+        Err(_) => Err(invalid("filter.state.state", format!("unknown container state {v}"))),
     }
 }
 
 /// A runtime filter and the id prefixes left to match here; None when a
 /// filter id cannot match anything.
-pub fn container_filter(
-    id: &str,
-    sandbox: &str,
-    labels: std::collections::HashMap<String, String>,
-) -> Option<rt::ContainerFilter> {
-    let mut filter = rt::ContainerFilter {
-        label_selector: btree(labels),
-        ..Default::default()
-    };
+pub fn container_filter(id: &str, sandbox: &str, labels: std::collections::HashMap<String, String>) -> Option<rt::ContainerFilter> {
+    let mut filter = rt::ContainerFilter { label_selector: btree(labels), ..Default::default() };
     if id.len() == rt::id::ID_LEN {
         filter.id = Some(rt::ContainerId::parse(id).ok()?);
     }
@@ -463,10 +317,7 @@ pub fn container_filter(
     Some(filter)
 }
 
-pub async fn list(
-    cri: &Cri,
-    req: cri::ListContainersRequest,
-) -> Result<cri::ListContainersResponse, Status> {
+pub async fn list(cri: &Cri, req: cri::ListContainersRequest) -> Result<cri::ListContainersResponse, Status> {
     let f = req.filter.unwrap_or_default();
     let state = f.state.map(|s| state_filter(s.state)).transpose()?;
     let Some(mut filter) = container_filter(&f.id, &f.pod_sandbox_id, f.label_selector) else {
@@ -479,17 +330,12 @@ pub async fn list(
         let all = runtime.list_containers(&filter).map_err(to_status)?;
         let containers = all
             .iter()
-            .filter(|c| {
-                id_matches(&id, c.id.as_str()) && id_matches(&sandbox, c.sandbox_id.as_str())
-            })
+            .filter(|c| id_matches(&id, c.id.as_str()) && id_matches(&sandbox, c.sandbox_id.as_str()))
             .map(|c| cri::Container {
                 id: c.id.to_string(),
                 pod_sandbox_id: c.sandbox_id.to_string(),
                 metadata: Some(metadata_message(&c.metadata)),
-                image: Some(cri::ImageSpec {
-                    image: c.image.clone(),
-                    ..Default::default()
-                }),
+                image: Some(cri::ImageSpec { image: c.image.clone(), ..Default::default() }),
                 image_ref: c.image.clone(),
                 state: state_value(c.state),
                 created_at: nanos(c.created_at),
@@ -511,17 +357,13 @@ pub async fn update_resources(
     if req.windows.is_some() {
         return Err(invalid("windows", "hull runs Linux containers"));
     }
-    let r = resources("linux", req.linux, own_oom_score_adj())?
-        .ok_or_else(|| invalid("linux", "missing"))?;
+    let r = resources("linux", req.linux, own_oom_score_adj())?.ok_or_else(|| invalid("linux", "missing"))?;
     let runtime = cri.runtime.clone();
     blocking(move || runtime.update_resources(&id, &r).map_err(to_status)).await?;
     Ok(cri::UpdateContainerResourcesResponse {})
 }
 
-pub async fn reopen_log(
-    cri: &Cri,
-    req: cri::ReopenContainerLogRequest,
-) -> Result<cri::ReopenContainerLogResponse, Status> {
+pub async fn reopen_log(cri: &Cri, req: cri::ReopenContainerLogRequest) -> Result<cri::ReopenContainerLogResponse, Status> {
     let id = container_id("container_id", &req.container_id)?;
     let runtime = cri.runtime.clone();
     blocking(move || runtime.reopen_log(&id).map_err(to_status)).await?;
@@ -538,46 +380,23 @@ mod tests {
         for bad in ["../x.log", "/var/log/x", "a/../../b", "a\0b"] {
             let e = log_path(bad).unwrap_err();
             assert_eq!(e.code(), tonic::Code::InvalidArgument, "{bad}");
-            assert!(
-                e.message().starts_with("config.log_path"),
-                "{}",
-                e.message()
-            );
+            assert!(e.message().starts_with("config.log_path"), "{}", e.message());
         }
     }
 
     #[test]
     fn mounts_are_checked() {
-        let m = |c: &str, h: &str| cri::Mount {
-            container_path: c.into(),
-            host_path: h.into(),
-            ..Default::default()
-        };
+        let m = |c: &str, h: &str| cri::Mount { container_path: c.into(), host_path: h.into(), ..Default::default() };
         assert!(mount(0, m("/data", "/tmp")).is_ok());
-        assert!(mount(0, m("data", "/tmp"))
-            .unwrap_err()
-            .message()
-            .starts_with("config.mounts[0].container_path"));
+        assert!(mount(0, m("data", "/tmp")).unwrap_err().message().starts_with("config.mounts[0].container_path"));
         assert!(mount(1, m("/a/../../etc", "/tmp"))
             .unwrap_err()
             .message()
             .starts_with("config.mounts[1].container_path"));
-        assert!(mount(0, m("/data", "tmp"))
-            .unwrap_err()
-            .message()
-            .starts_with("config.mounts[0].host_path"));
-        let img = cri::Mount {
-            image: Some(cri::ImageSpec::default()),
-            ..m("/data", "")
-        };
-        assert_eq!(
-            mount(0, img).unwrap_err().code(),
-            tonic::Code::Unimplemented
-        );
-        let bad = cri::Mount {
-            propagation: 7,
-            ..m("/d", "/tmp")
-        };
+        assert!(mount(0, m("/data", "tmp")).unwrap_err().message().starts_with("config.mounts[0].host_path"));
+        let img = cri::Mount { image: Some(cri::ImageSpec::default()), ..m("/data", "") };
+        assert_eq!(mount(0, img).unwrap_err().code(), tonic::Code::Unimplemented);
+        let bad = cri::Mount { propagation: 7, ..m("/d", "/tmp") };
         assert!(mount(0, bad).is_err());
     }
 }

@@ -64,25 +64,11 @@ mod tests {
     #[test]
     fn kinds_become_codes() {
         assert_eq!(status(RuntimeError::not_found("x")).code(), Code::NotFound);
-        assert_eq!(
-            status(RuntimeError::new(ErrorKind::DeadlineExceeded, "t")).code(),
-            Code::DeadlineExceeded
-        );
+        assert_eq!(status(RuntimeError::new(ErrorKind::DeadlineExceeded, "t")).code(), Code::DeadlineExceeded);
         let s = invalid("metadata.name", "empty");
-        assert_eq!(
-            (s.code(), s.message()),
-            (Code::InvalidArgument, "metadata.name: empty")
-        );
-        assert_eq!(
-            from_crate(crate::Error::NotFound("c".into())).code(),
-            Code::NotFound
-        );
+        assert_eq!((s.code(), s.message()), (Code::InvalidArgument, "metadata.name: empty"));
+        assert_eq!(from_crate(crate::Error::NotFound("c".into())).code(), Code::NotFound);
         assert!(ignore_not_found(Err(RuntimeError::not_found("gone"))).is_ok());
-        assert_eq!(
-            ignore_not_found(Err(RuntimeError::internal("boom")))
-                .unwrap_err()
-                .code(),
-            Code::Internal
-        );
+        assert_eq!(ignore_not_found(Err(RuntimeError::internal("boom"))).unwrap_err().code(), Code::Internal);
     }
 }

@@ -30,27 +30,14 @@ fn kind_value(k: rt::EventKind) -> i32 {
 /// The event with the pod's status as it is now (none once it is gone).
 fn message(runtime: &rt::Runtime, e: &rt::Event) -> cri::ContainerEventResponse {
     let sandbox = runtime.sandbox_status(&e.sandbox_id).ok();
-    let filter = rt::ContainerFilter {
-        sandbox_id: Some(e.sandbox_id.clone()),
-        ..Default::default()
-    };
-    let containers = if sandbox.is_some() {
-        runtime.list_containers(&filter).unwrap_or_default()
-    } else {
-        Vec::new()
-    };
+    let filter = rt::ContainerFilter { sandbox_id: Some(e.sandbox_id.clone()), ..Default::default() };
+    let containers = if sandbox.is_some() { runtime.list_containers(&filter).unwrap_or_default() } else { Vec::new() };
     cri::ContainerEventResponse {
-        container_id: e
-            .container_id
-            .as_ref()
-            .map_or_else(|| e.sandbox_id.to_string(), |c| c.to_string()),
+        container_id: e.container_id.as_ref().map_or_else(|| e.sandbox_id.to_string(), |c| c.to_string()),
         container_event_type: kind_value(e.kind),
         created_at: nanos(e.at),
         pod_sandbox_status: sandbox.as_ref().map(super::sandbox::status_message),
-        containers_statuses: containers
-            .iter()
-            .map(super::container::status_message)
-            .collect(),
+        containers_statuses: containers.iter().map(super::container::status_message).collect(),
     }
 }
 

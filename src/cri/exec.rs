@@ -25,10 +25,7 @@ fn check_cmd(cmd: &[String]) -> Result<(), Status> {
         return Err(invalid("cmd", "empty"));
     }
     if cmd.len() > MAX_ARGS || cmd.iter().map(|a| a.len()).sum::<usize>() > MAX_ARG_BYTES {
-        return Err(invalid(
-            "cmd",
-            format!("more than {MAX_ARGS} arguments or {MAX_ARG_BYTES} bytes"),
-        ));
+        return Err(invalid("cmd", format!("more than {MAX_ARGS} arguments or {MAX_ARG_BYTES} bytes")));
     }
     if cmd.iter().any(|a| a.contains('\0')) {
         return Err(invalid("cmd", "an argument holds a NUL byte"));
@@ -36,24 +33,16 @@ fn check_cmd(cmd: &[String]) -> Result<(), Status> {
     Ok(())
 }
 
-pub async fn exec_sync(
-    cri: &Cri,
-    req: cri::ExecSyncRequest,
-) -> Result<cri::ExecSyncResponse, Status> {
+pub async fn exec_sync(cri: &Cri, req: cri::ExecSyncRequest) -> Result<cri::ExecSyncResponse, Status> {
     let id = container_id("container_id", &req.container_id)?;
     check_cmd(&req.cmd)?;
     if req.timeout < 0 {
         return Err(invalid("timeout", format!("{} is negative", req.timeout)));
     }
-    let timeout =
-        (req.timeout > 0).then(|| Duration::from_secs(req.timeout.min(MAX_EXEC_TIMEOUT) as u64));
+    let timeout = (req.timeout > 0).then(|| Duration::from_secs(req.timeout.min(MAX_EXEC_TIMEOUT) as u64));
     let runtime = cri.runtime.clone();
     let r = blocking(move || runtime.exec_sync(&id, &req.cmd, timeout).map_err(to_status)).await?;
-    Ok(cri::ExecSyncResponse {
-        stdout: r.stdout,
-        stderr: r.stderr,
-        exit_code: r.exit_code,
-    })
+    Ok(cri::ExecSyncResponse { stdout: r.stdout, stderr: r.stderr, exit_code: r.exit_code })
 }
 
 /// The container must exist and run.
@@ -62,10 +51,7 @@ async fn running(cri: &Cri, id: &str) -> Result<rt::ContainerId, Status> {
     let runtime = cri.runtime.clone();
     let s = blocking(move || runtime.container_status(&id).map_err(to_status)).await?;
     if s.state != rt::ContainerState::Running {
-        return Err(precondition(format!(
-            "container {} is not running ({:?})",
-            s.id, s.state
-        )));
+        return Err(precondition(format!("container {} is not running ({:?})", s.id, s.state)));
     }
     Ok(s.id)
 }
@@ -103,15 +89,10 @@ pub async fn attach(cri: &Cri, req: cri::AttachRequest) -> Result<cri::AttachRes
         return Err(invalid("stdin, stdout, stderr", "one of them must be set"));
     }
     running(cri, &req.container_id).await?;
-    Err(unimplemented(
-        "Attach: hull's monitor does not hold a container's stdin or terminal for attaching yet; Exec and ExecSync work",
-    ))
+    Err(unimplemented("Attach: hull's monitor does not hold a container's stdin or terminal for attaching yet; Exec and ExecSync work"))
 }
 
-pub async fn port_forward(
-    cri: &Cri,
-    req: cri::PortForwardRequest,
-) -> Result<cri::PortForwardResponse, Status> {
+pub async fn port_forward(cri: &Cri, req: cri::PortForwardRequest) -> Result<cri::PortForwardResponse, Status> {
     let id = sandbox_id("pod_sandbox_id", &req.pod_sandbox_id)?;
     if let Some(p) = req.port.iter().find(|p| !(1..=65535).contains(*p)) {
         return Err(invalid("port", format!("{p} is not a port")));

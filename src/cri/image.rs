@@ -49,8 +49,7 @@ fn resolve(store: &Store, recs: &Records, key: &str) -> Vec<ImageRecord> {
     recs.images
         .values()
         .filter(|rec| {
-            (&rec.manifest == d || rec.index.as_ref() == Some(d))
-                && Reference::parse(&rec.name).is_ok_and(|n| n.name() == r.name())
+            (&rec.manifest == d || rec.index.as_ref() == Some(d)) && Reference::parse(&rec.name).is_ok_and(|n| n.name() == r.name())
         })
         .cloned()
         .collect()
@@ -69,9 +68,7 @@ fn spec_of(image: Option<cri::ImageSpec>) -> Result<String, Status> {
 /// config runs as.
 fn image_message(store: &Store, recs: &Records, id: &Digest) -> Result<cri::Image, Status> {
     let names = names_of(recs, id);
-    let first = names
-        .first()
-        .ok_or_else(|| internal(format!("image {id} has no name")))?;
+    let first = names.first().ok_or_else(|| internal(format!("image {id} has no name")))?;
     let mut tags = BTreeSet::new();
     let mut digests = BTreeSet::new();
     for rec in &names {
@@ -81,11 +78,7 @@ fn image_message(store: &Store, recs: &Records, id: &Digest) -> Result<cri::Imag
         if r.digest.is_none() {
             tags.insert(rec.name.clone());
         }
-        digests.insert(format!(
-            "{}@{}",
-            r.name(),
-            rec.index.as_ref().unwrap_or(&rec.manifest)
-        ));
+        digests.insert(format!("{}@{}", r.name(), rec.index.as_ref().unwrap_or(&rec.manifest)));
     }
     let manifest = store.manifest(&first.manifest).map_err(from_crate)?;
     let config = store.config(id).map_err(from_crate)?;
@@ -104,10 +97,7 @@ fn image_message(store: &Store, recs: &Records, id: &Digest) -> Result<cri::Imag
         size,
         uid,
         username,
-        spec: Some(cri::ImageSpec {
-            image: id.to_string(),
-            ..Default::default()
-        }),
+        spec: Some(cri::ImageSpec { image: id.to_string(), ..Default::default() }),
         pinned: false,
     })
 }
@@ -123,9 +113,7 @@ fn auth_options(auth: Option<cri::AuthConfig>, opts: &mut PullOptions) -> Result
             .decode(a.auth.trim())
             .map_err(|e| invalid("auth.auth", format!("not base64: {e}")))?;
         let text = String::from_utf8(raw).map_err(|_| invalid("auth.auth", "not UTF-8"))?;
-        let (u, p) = text
-            .split_once(':')
-            .ok_or_else(|| invalid("auth.auth", "expected base64 of user:password"))?;
+        let (u, p) = text.split_once(':').ok_or_else(|| invalid("auth.auth", "expected base64 of user:password"))?;
         opts.credentials = Some((u.to_string(), p.to_string()));
     }
     if !a.identity_token.is_empty() {
@@ -151,43 +139,25 @@ impl Images {
     pub fn first_tag(&self, id: &str) -> Option<String> {
         let id = Digest::parse(id).ok()?;
         let recs = self.store.records().ok()?;
-        names_of(&recs, &id)
-            .into_iter()
-            .map(|r| r.name.clone())
-            .find(|n| !n.contains('@'))
+        names_of(&recs, &id).into_iter().map(|r| r.name.clone()).find(|n| !n.contains('@'))
     }
 
     /// The id of the image `key` names in the store (blocking).
     pub fn resolve_id(&self, key: &str) -> Result<Option<Digest>, Status> {
         let recs = self.store.records().map_err(from_crate)?;
-        Ok(resolve(&self.store, &recs, key)
-            .first()
-            .map(|r| r.config.clone()))
+        Ok(resolve(&self.store, &recs, key).first().map(|r| r.config.clone()))
     }
 
-    pub async fn pull(
-        self: Arc<Self>,
-        req: cri::PullImageRequest,
-    ) -> Result<cri::PullImageResponse, Status> {
+    pub async fn pull(self: Arc<Self>, req: cri::PullImageRequest) -> Result<cri::PullImageResponse, Status> {
         let image = spec_of(req.image)?;
         let reference = Reference::parse(&image).map_err(from_crate)?;
-        let mut opts = PullOptions {
-            insecure: self.insecure.clone(),
-            hosts_dir: Some(self.hosts_dir.clone()),
-            ..Default::default()
-        };
+        let mut opts = PullOptions { insecure: self.insecure.clone(), hosts_dir: Some(self.hosts_dir.clone()), ..Default::default() };
         auth_options(req.auth, &mut opts)?;
         // Requests with other credentials do not share a pull: theirs might
         // be the ones that work.
-        let key = format!(
-            "{reference}\n{:?}\n{:?}\n{:?}",
-            opts.credentials, opts.identity_token, opts.registry_token
-        );
+        let key = format!("{reference}\n{:?}\n{:?}\n{:?}", opts.credentials, opts.identity_token, opts.registry_token);
         let cell = {
-            let mut m = self
-                .inflight
-                .lock()
-                .map_err(|_| internal("pull table lock poisoned"))?;
+            let mut m = self.inflight.lock().map_err(|_| internal("pull table lock poisoned"))?;
             m.entry(key.clone()).or_default().clone()
         };
         let store = self.store.clone();
@@ -220,10 +190,7 @@ impl Images {
     }
 
     /// NotFound is an empty response, as the kubelet expects.
-    pub async fn status(
-        self: Arc<Self>,
-        req: cri::ImageStatusRequest,
-    ) -> Result<cri::ImageStatusResponse, Status> {
+    pub async fn status(self: Arc<Self>, req: cri::ImageStatusRequest) -> Result<cri::ImageStatusResponse, Status> {
         let key = spec_of(req.image)?;
         let verbose = req.verbose;
         blocking(move || {
@@ -234,7 +201,8 @@ impl Images {
             let image = image_message(&self.store, &recs, &rec.config)?;
             let mut info = HashMap::new();
             if verbose {
-                let config: serde_json::Value = crate::image::manifest::parse("config", &self.store.read_blob(&rec.config).map_err(from_crate)?).map_err(from_crate)?;
+                let config: serde_json::Value =
+                    crate::image::manifest::parse("config", &self.store.read_blob(&rec.config).map_err(from_crate)?).map_err(from_crate)?;
                 let chain = self.store.chain_ids(&rec).map_err(from_crate)?;
                 let v = serde_json::json!({"manifest": rec.manifest, "index": rec.index, "chainID": chain.last(), "imageSpec": config});
                 info.insert("info".to_string(), v.to_string());
@@ -244,28 +212,15 @@ impl Images {
         .await
     }
 
-    pub async fn list(
-        self: Arc<Self>,
-        req: cri::ListImagesRequest,
-    ) -> Result<cri::ListImagesResponse, Status> {
-        let filter = req
-            .filter
-            .and_then(|f| f.image)
-            .map(|i| i.image)
-            .filter(|i| !i.is_empty());
+    pub async fn list(self: Arc<Self>, req: cri::ListImagesRequest) -> Result<cri::ListImagesResponse, Status> {
+        let filter = req.filter.and_then(|f| f.image).map(|i| i.image).filter(|i| !i.is_empty());
         blocking(move || {
             let recs = self.store.records().map_err(from_crate)?;
             let ids: BTreeSet<Digest> = match &filter {
-                Some(key) => resolve(&self.store, &recs, key)
-                    .into_iter()
-                    .map(|r| r.config)
-                    .collect(),
+                Some(key) => resolve(&self.store, &recs, key).into_iter().map(|r| r.config).collect(),
                 None => recs.images.values().map(|r| r.config.clone()).collect(),
             };
-            let images = ids
-                .iter()
-                .map(|id| image_message(&self.store, &recs, id))
-                .collect::<Result<Vec<_>, _>>()?;
+            let images = ids.iter().map(|id| image_message(&self.store, &recs, id)).collect::<Result<Vec<_>, _>>()?;
             Ok(cri::ListImagesResponse { images })
         })
         .await
@@ -273,10 +228,7 @@ impl Images {
 
     /// By tag: that name goes. By id or digest: every name of the image.
     /// Removing what is not there succeeds.
-    pub async fn remove(
-        self: Arc<Self>,
-        req: cri::RemoveImageRequest,
-    ) -> Result<cri::RemoveImageResponse, Status> {
+    pub async fn remove(self: Arc<Self>, req: cri::RemoveImageRequest) -> Result<cri::RemoveImageResponse, Status> {
         let key = spec_of(req.image)?;
         blocking(move || {
             let recs = self.store.records().map_err(from_crate)?;
@@ -300,24 +252,18 @@ impl Images {
 
     /// The image store's use, and the rest of the state directory's (the
     /// containers' writable layers and logs).
-    pub async fn fs_info(
-        self: Arc<Self>,
-        state_dir: PathBuf,
-    ) -> Result<cri::ImageFsInfoResponse, Status> {
+    pub async fn fs_info(self: Arc<Self>, state_dir: PathBuf) -> Result<cri::ImageFsInfoResponse, Status> {
         blocking(move || {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_nanos() as i64)
                 .unwrap_or(0);
-            let usage =
-                |mountpoint: &std::path::Path, bytes: u64, inodes: u64| cri::FilesystemUsage {
-                    timestamp: now,
-                    fs_id: Some(cri::FilesystemIdentifier {
-                        mountpoint: mountpoint.display().to_string(),
-                    }),
-                    used_bytes: Some(cri::UInt64Value { value: bytes }),
-                    inodes_used: Some(cri::UInt64Value { value: inodes }),
-                };
+            let usage = |mountpoint: &std::path::Path, bytes: u64, inodes: u64| cri::FilesystemUsage {
+                timestamp: now,
+                fs_id: Some(cri::FilesystemIdentifier { mountpoint: mountpoint.display().to_string() }),
+                used_bytes: Some(cri::UInt64Value { value: bytes }),
+                inodes_used: Some(cri::UInt64Value { value: inodes }),
+            };
             let images = self.store.usage();
             let root = self.store.root().to_path_buf();
             let (mut bytes, mut inodes) = (0, 0);
@@ -348,37 +294,14 @@ mod tests {
     #[test]
     fn auth_forms() {
         let mut o = PullOptions::default();
-        auth_options(
-            Some(cri::AuthConfig {
-                username: "u".into(),
-                password: "p".into(),
-                ..Default::default()
-            }),
-            &mut o,
-        )
-        .unwrap();
+        auth_options(Some(cri::AuthConfig { username: "u".into(), password: "p".into(), ..Default::default() }), &mut o).unwrap();
         assert_eq!(o.credentials, Some(("u".into(), "p".into())));
         let mut o = PullOptions::default();
         let b = base64::engine::general_purpose::STANDARD.encode("alice:se:cret");
-        auth_options(
-            Some(cri::AuthConfig {
-                auth: b,
-                identity_token: "rt".into(),
-                ..Default::default()
-            }),
-            &mut o,
-        )
-        .unwrap();
+        auth_options(Some(cri::AuthConfig { auth: b, identity_token: "rt".into(), ..Default::default() }), &mut o).unwrap();
         assert_eq!(o.credentials, Some(("alice".into(), "se:cret".into())));
         assert_eq!(o.identity_token.as_deref(), Some("rt"));
-        let e = auth_options(
-            Some(cri::AuthConfig {
-                auth: "!!".into(),
-                ..Default::default()
-            }),
-            &mut PullOptions::default(),
-        )
-        .unwrap_err();
+        let e = auth_options(Some(cri::AuthConfig { auth: "!!".into(), ..Default::default() }), &mut PullOptions::default()).unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument);
         assert!(e.message().starts_with("auth.auth"), "{}", e.message());
     }

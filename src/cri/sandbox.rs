@@ -7,9 +7,7 @@ use std::time::Duration;
 use k8s_cri::v1 as cri;
 use tonic::Status;
 
-use super::convert::{
-    btree, hash, id_value, ids, namespace_message, namespace_options, nanos, resources, seccomp,
-};
+use super::convert::{btree, hash, id_value, ids, namespace_message, namespace_options, nanos, resources, seccomp};
 use super::errors::{gone_is_ok, ignore_not_found, invalid, status as to_status};
 use super::service::{blocking, Cri};
 use crate::runtime as rt;
@@ -24,8 +22,7 @@ pub fn sandbox_id(field: &str, id: &str) -> Result<rt::SandboxId, Status> {
         return Err(invalid(field, "empty"));
     }
     // What cannot be an id names no sandbox.
-    rt::SandboxId::parse(id)
-        .map_err(|_| super::errors::not_found(format!("sandbox {:?} not found", shown(id))))
+    rt::SandboxId::parse(id).map_err(|_| super::errors::not_found(format!("sandbox {:?} not found", shown(id))))
 }
 
 /// An id from a request, cut for messages.
@@ -39,16 +36,10 @@ fn port_mapping(i: usize, p: &cri::PortMapping) -> Result<Option<rt::PortMapping
         Ok(cri::Protocol::Tcp) => rt::Protocol::Tcp,
         Ok(cri::Protocol::Udp) => rt::Protocol::Udp,
         Ok(cri::Protocol::Sctp) => rt::Protocol::Sctp,
-        Err(_) => {
-            return Err(invalid(
-                &format!("{field}.protocol"),
-                format!("unknown protocol {}", p.protocol),
-            ))
-        }
+        Err(_) => return Err(invalid(&format!("{field}.protocol"), format!("unknown protocol {}", p.protocol))),
     };
     let port = |name: &str, v: i32| -> Result<u16, Status> {
-        u16::try_from(v)
-            .map_err(|_| invalid(&format!("{field}.{name}"), format!("{v} is not a port")))
+        u16::try_from(v).map_err(|_| invalid(&format!("{field}.{name}"), format!("{v} is not a port")))
     };
     let container_port = port("container_port", p.container_port)?;
     let host_port = port("host_port", p.host_port)?;
@@ -58,40 +49,20 @@ fn port_mapping(i: usize, p: &cri::PortMapping) -> Result<Option<rt::PortMapping
         return Ok(None);
     }
     if container_port == 0 {
-        return Err(invalid(
-            &format!("{field}.container_port"),
-            "0 is not a port",
-        ));
+        return Err(invalid(&format!("{field}.container_port"), "0 is not a port"));
     }
     if !p.host_ip.is_empty() && p.host_ip.parse::<std::net::IpAddr>().is_err() {
-        return Err(invalid(
-            &format!("{field}.host_ip"),
-            format!("{:?} is not an IP address", p.host_ip),
-        ));
+        return Err(invalid(&format!("{field}.host_ip"), format!("{:?} is not an IP address", p.host_ip)));
     }
-    Ok(Some(rt::PortMapping {
-        protocol,
-        container_port,
-        host_port,
-        host_ip: p.host_ip.clone(),
-    }))
+    Ok(Some(rt::PortMapping { protocol, container_port, host_port, host_ip: p.host_ip.clone() }))
 }
 
 /// The CRI sandbox config as hull's.
-pub fn sandbox_config(
-    cri: &Cri,
-    c: cri::PodSandboxConfig,
-    runtime_handler: &str,
-) -> Result<rt::SandboxConfig, Status> {
+pub fn sandbox_config(cri: &Cri, c: cri::PodSandboxConfig, runtime_handler: &str) -> Result<rt::SandboxConfig, Status> {
     if !runtime_handler.is_empty() {
-        return Err(invalid(
-            "runtime_handler",
-            format!("{runtime_handler:?}: hull has only the default handler (\"\")"),
-        ));
+        return Err(invalid("runtime_handler", format!("{runtime_handler:?}: hull has only the default handler (\"\")")));
     }
-    let m = c
-        .metadata
-        .ok_or_else(|| invalid("config.metadata", "missing"))?;
+    let m = c.metadata.ok_or_else(|| invalid("config.metadata", "missing"))?;
     if m.name.is_empty() {
         return Err(invalid("config.metadata.name", "empty"));
     }
@@ -106,69 +77,36 @@ pub fn sandbox_config(
     } else {
         let d = PathBuf::from(&c.log_directory);
         if !d.is_absolute() || d.components().any(|x| x == std::path::Component::ParentDir) {
-            return Err(invalid(
-                "config.log_directory",
-                format!("{:?} is not an absolute path without ..", c.log_directory),
-            ));
+            return Err(invalid("config.log_directory", format!("{:?} is not an absolute path without ..", c.log_directory)));
         }
         Some(d)
     };
-    let dns = c.dns_config.map(|d| rt::DnsConfig {
-        servers: d.servers,
-        searches: d.searches,
-        options: d.options,
-    });
+    let dns = c.dns_config.map(|d| rt::DnsConfig { servers: d.servers, searches: d.searches, options: d.options });
     let mut port_mappings = Vec::new();
     for (i, p) in c.port_mappings.iter().enumerate() {
         port_mappings.extend(port_mapping(i, p)?);
     }
     let linux = c.linux.unwrap_or_default();
     let sc = linux.security_context.unwrap_or_default();
-    super::convert::selinux(
-        "config.linux.security_context.selinux_options",
-        &sc.selinux_options,
-    )?;
+    super::convert::selinux("config.linux.security_context.selinux_options", &sc.selinux_options)?;
     super::convert::apparmor("config.linux.security_context.apparmor", &sc.apparmor, "")?;
     if !sc.seccomp_profile_path_is_empty() {
-        return Err(invalid(
-            "config.linux.security_context.seccomp_profile_path",
-            "deprecated; use seccomp",
-        ));
+        return Err(invalid("config.linux.security_context.seccomp_profile_path", "deprecated; use seccomp"));
     }
     if sc.supplemental_groups_policy != 0 {
-        return Err(super::errors::unimplemented(
-            "config.linux.security_context.supplemental_groups_policy: only Merge is supported",
-        ));
+        return Err(super::errors::unimplemented("config.linux.security_context.supplemental_groups_policy: only Merge is supported"));
     }
     let security_context = rt::SandboxSecurityContext {
-        namespace_options: namespace_options(
-            "config.linux.security_context.namespace_options",
-            sc.namespace_options,
-        )?,
+        namespace_options: namespace_options("config.linux.security_context.namespace_options", sc.namespace_options)?,
         privileged: sc.privileged,
         run_as_user: id_value("config.linux.security_context.run_as_user", &sc.run_as_user)?,
-        run_as_group: id_value(
-            "config.linux.security_context.run_as_group",
-            &sc.run_as_group,
-        )?,
-        supplemental_groups: ids(
-            "config.linux.security_context.supplemental_groups",
-            &sc.supplemental_groups,
-        )?,
+        run_as_group: id_value("config.linux.security_context.run_as_group", &sc.run_as_group)?,
+        supplemental_groups: ids("config.linux.security_context.supplemental_groups", &sc.supplemental_groups)?,
         readonly_rootfs: sc.readonly_rootfs,
-        seccomp: seccomp(
-            "config.linux.security_context.seccomp",
-            sc.seccomp,
-            cri.config.seccomp_profile.as_ref(),
-        )?,
+        seccomp: seccomp("config.linux.security_context.seccomp", sc.seccomp, cri.config.seccomp_profile.as_ref())?,
     };
     Ok(rt::SandboxConfig {
-        metadata: rt::SandboxMetadata {
-            name: m.name,
-            namespace: m.namespace,
-            uid: m.uid,
-            attempt: m.attempt,
-        },
+        metadata: rt::SandboxMetadata { name: m.name, namespace: m.namespace, uid: m.uid, attempt: m.attempt },
         hostname: c.hostname,
         log_directory,
         dns,
@@ -195,29 +133,17 @@ impl DeprecatedPath for cri::LinuxSandboxSecurityContext {
     }
 }
 
-pub async fn run(
-    cri: &Cri,
-    req: cri::RunPodSandboxRequest,
-) -> Result<cri::RunPodSandboxResponse, Status> {
-    let config = sandbox_config(
-        cri,
-        req.config.ok_or_else(|| invalid("config", "missing"))?,
-        &req.runtime_handler,
-    )?;
+pub async fn run(cri: &Cri, req: cri::RunPodSandboxRequest) -> Result<cri::RunPodSandboxResponse, Status> {
+    let config = sandbox_config(cri, req.config.ok_or_else(|| invalid("config", "missing"))?, &req.runtime_handler)?;
     let runtime = cri.runtime.clone();
     let id = blocking(move || runtime.create_sandbox(&config).map_err(to_status)).await?;
     tracing::info!(sandbox = %id, "sandbox ready");
-    Ok(cri::RunPodSandboxResponse {
-        pod_sandbox_id: id.to_string(),
-    })
+    Ok(cri::RunPodSandboxResponse { pod_sandbox_id: id.to_string() })
 }
 
 /// Idempotent: a sandbox that does not exist (or an id that cannot be one)
 /// is stopped already.
-pub async fn stop(
-    cri: &Cri,
-    req: cri::StopPodSandboxRequest,
-) -> Result<cri::StopPodSandboxResponse, Status> {
+pub async fn stop(cri: &Cri, req: cri::StopPodSandboxRequest) -> Result<cri::StopPodSandboxResponse, Status> {
     let Some(id) = gone_is_ok(sandbox_id("pod_sandbox_id", &req.pod_sandbox_id))? else {
         return Ok(cri::StopPodSandboxResponse {});
     };
@@ -226,10 +152,7 @@ pub async fn stop(
     Ok(cri::StopPodSandboxResponse {})
 }
 
-pub async fn remove(
-    cri: &Cri,
-    req: cri::RemovePodSandboxRequest,
-) -> Result<cri::RemovePodSandboxResponse, Status> {
+pub async fn remove(cri: &Cri, req: cri::RemovePodSandboxRequest) -> Result<cri::RemovePodSandboxResponse, Status> {
     let Some(id) = gone_is_ok(sandbox_id("pod_sandbox_id", &req.pod_sandbox_id))? else {
         return Ok(cri::RemovePodSandboxResponse {});
     };
@@ -246,25 +169,14 @@ fn state_value(s: rt::SandboxState) -> i32 {
 }
 
 fn metadata_message(m: &rt::SandboxMetadata) -> cri::PodSandboxMetadata {
-    cri::PodSandboxMetadata {
-        name: m.name.clone(),
-        uid: m.uid.clone(),
-        namespace: m.namespace.clone(),
-        attempt: m.attempt,
-    }
+    cri::PodSandboxMetadata { name: m.name.clone(), uid: m.uid.clone(), namespace: m.namespace.clone(), attempt: m.attempt }
 }
 
 pub fn status_message(s: &rt::SandboxStatus) -> cri::PodSandboxStatus {
-    let network = s
-        .ips
-        .split_first()
-        .map(|(ip, rest)| cri::PodSandboxNetworkStatus {
-            ip: ip.clone(),
-            additional_ips: rest
-                .iter()
-                .map(|ip| cri::PodIp { ip: ip.clone() })
-                .collect(),
-        });
+    let network = s.ips.split_first().map(|(ip, rest)| cri::PodSandboxNetworkStatus {
+        ip: ip.clone(),
+        additional_ips: rest.iter().map(|ip| cri::PodIp { ip: ip.clone() }).collect(),
+    });
     cri::PodSandboxStatus {
         id: s.id.to_string(),
         metadata: Some(metadata_message(&s.metadata)),
@@ -272,9 +184,7 @@ pub fn status_message(s: &rt::SandboxStatus) -> cri::PodSandboxStatus {
         created_at: nanos(s.created_at),
         network: Some(network.unwrap_or_default()),
         linux: Some(cri::LinuxPodSandboxStatus {
-            namespaces: Some(cri::Namespace {
-                options: Some(namespace_message(&s.namespace_options)),
-            }),
+            namespaces: Some(cri::Namespace { options: Some(namespace_message(&s.namespace_options)) }),
         }),
         labels: hash(&s.labels),
         annotations: hash(&s.annotations),
@@ -282,19 +192,13 @@ pub fn status_message(s: &rt::SandboxStatus) -> cri::PodSandboxStatus {
     }
 }
 
-pub async fn status(
-    cri: &Cri,
-    req: cri::PodSandboxStatusRequest,
-) -> Result<cri::PodSandboxStatusResponse, Status> {
+pub async fn status(cri: &Cri, req: cri::PodSandboxStatusRequest) -> Result<cri::PodSandboxStatusResponse, Status> {
     let id = sandbox_id("pod_sandbox_id", &req.pod_sandbox_id)?;
     let runtime = cri.runtime.clone();
     let verbose = req.verbose;
     blocking(move || {
         let s = runtime.sandbox_status(&id).map_err(to_status)?;
-        let filter = rt::ContainerFilter {
-            sandbox_id: Some(id.clone()),
-            ..Default::default()
-        };
+        let filter = rt::ContainerFilter { sandbox_id: Some(id.clone()), ..Default::default() };
         let containers = runtime.list_containers(&filter).map_err(to_status)?;
         let mut info = std::collections::HashMap::new();
         if verbose {
@@ -310,10 +214,7 @@ pub async fn status(
         Ok(cri::PodSandboxStatusResponse {
             status: Some(status_message(&s)),
             info,
-            containers_statuses: containers
-                .iter()
-                .map(super::container::status_message)
-                .collect(),
+            containers_statuses: containers.iter().map(super::container::status_message).collect(),
             timestamp: nanos(std::time::SystemTime::now()),
         })
     })
@@ -326,25 +227,14 @@ pub fn id_matches(filter: &str, id: &str) -> bool {
     filter.is_empty() || id.starts_with(filter)
 }
 
-pub async fn list(
-    cri: &Cri,
-    req: cri::ListPodSandboxRequest,
-) -> Result<cri::ListPodSandboxResponse, Status> {
+pub async fn list(cri: &Cri, req: cri::ListPodSandboxRequest) -> Result<cri::ListPodSandboxResponse, Status> {
     let f = req.filter.unwrap_or_default();
-    let mut filter = rt::SandboxFilter {
-        label_selector: btree(f.label_selector),
-        ..Default::default()
-    };
+    let mut filter = rt::SandboxFilter { label_selector: btree(f.label_selector), ..Default::default() };
     if let Some(s) = f.state {
         filter.state = Some(match cri::PodSandboxState::try_from(s.state) {
             Ok(cri::PodSandboxState::SandboxReady) => rt::SandboxState::Ready,
             Ok(cri::PodSandboxState::SandboxNotready) => rt::SandboxState::NotReady,
-            Err(_) => {
-                return Err(invalid(
-                    "filter.state.state",
-                    format!("unknown sandbox state {}", s.state),
-                ))
-            }
+            Err(_) => return Err(invalid("filter.state.state", format!("unknown sandbox state {}", s.state))),
         });
     }
     if f.id.len() == rt::id::ID_LEN {

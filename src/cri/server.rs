@@ -31,11 +31,7 @@ pub enum DaemonError {
     #[error(transparent)]
     Config(#[from] super::config::ConfigError),
     #[error("another hull daemon is serving {socket} (pid {pid}, lock {lock}); stop it first")]
-    AlreadyRunning {
-        socket: PathBuf,
-        lock: PathBuf,
-        pid: String,
-    },
+    AlreadyRunning { socket: PathBuf, lock: PathBuf, pid: String },
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -47,10 +43,7 @@ pub enum DaemonError {
 }
 
 fn io(what: impl Into<String>, source: impl Into<std::io::Error>) -> DaemonError {
-    DaemonError::Io {
-        what: what.into(),
-        source: source.into(),
-    }
+    DaemonError::Io { what: what.into(), source: source.into() }
 }
 
 /// Install the tracing subscriber: level and format from the config, to
@@ -62,13 +55,8 @@ pub fn init_logging(cfg: &DaemonConfig, log_file: Option<&Path>) -> Result<(), D
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::Layer;
-    let level: LevelFilter = cfg
-        .log_level
-        .parse()
-        .map_err(|_| DaemonError::Setup(format!("log_level {:?}", cfg.log_level)))?;
-    let filter = Targets::new()
-        .with_target("hull", level)
-        .with_default(std::cmp::min(level, LevelFilter::WARN));
+    let level: LevelFilter = cfg.log_level.parse().map_err(|_| DaemonError::Setup(format!("log_level {:?}", cfg.log_level)))?;
+    let filter = Targets::new().with_target("hull", level).with_default(std::cmp::min(level, LevelFilter::WARN));
     let writer: Box<dyn Fn() -> Box<dyn Write> + Send + Sync> = match log_file {
         Some(p) => {
             let f = std::fs::OpenOptions::new()
@@ -82,15 +70,9 @@ pub fn init_logging(cfg: &DaemonConfig, log_file: Option<&Path>) -> Result<(), D
         None => Box::new(|| Box::new(std::io::stderr()) as Box<dyn Write>),
     };
     let ansi = log_file.is_none() && nix::unistd::isatty(std::io::stderr()).unwrap_or(false);
-    let layer = tracing_subscriber::fmt::layer()
-        .with_target(false)
-        .with_writer(writer);
+    let layer = tracing_subscriber::fmt::layer().with_target(false).with_writer(writer);
     let layer = if cfg.log_format == "json" {
-        layer
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .boxed()
+        layer.json().with_current_span(true).with_span_list(false).boxed()
     } else {
         layer.with_ansi(ansi).boxed()
     };
@@ -136,21 +118,14 @@ fn lock_socket(socket: &Path) -> Result<Flock<File>, DaemonError> {
             return Err(DaemonError::AlreadyRunning {
                 socket: socket.to_path_buf(),
                 lock: path,
-                pid: if pid.is_empty() {
-                    "unknown".into()
-                } else {
-                    pid
-                },
+                pid: if pid.is_empty() { "unknown".into() } else { pid },
             });
         }
         Err((_, e)) => return Err(io(format!("lock {}", path.display()), e)),
     };
-    lock.set_len(0)
-        .map_err(|e| io(format!("truncate {}", path.display()), e))?;
-    lock.rewind()
-        .map_err(|e| io(format!("write {}", path.display()), e))?;
-    writeln!(lock, "{}", std::process::id())
-        .map_err(|e| io(format!("write {}", path.display()), e))?;
+    lock.set_len(0).map_err(|e| io(format!("truncate {}", path.display()), e))?;
+    lock.rewind().map_err(|e| io(format!("write {}", path.display()), e))?;
+    writeln!(lock, "{}", std::process::id()).map_err(|e| io(format!("write {}", path.display()), e))?;
     Ok(lock)
 }
 
@@ -161,9 +136,7 @@ fn socket_gid(group: &str) -> Result<nix::unistd::Gid, DaemonError> {
     }
     match nix::unistd::Group::from_name(group) {
         Ok(Some(g)) => Ok(g.gid),
-        Ok(None) => Err(DaemonError::Setup(format!(
-            "socket_group: no group named {group:?}"
-        ))),
+        Ok(None) => Err(DaemonError::Setup(format!("socket_group: no group named {group:?}"))),
         Err(e) => Err(io(format!("look up group {group:?}"), e)),
     }
 }
@@ -185,15 +158,9 @@ fn bind_socket(cfg: &DaemonConfig) -> Result<std::os::unix::net::UnixListener, D
     match std::fs::symlink_metadata(socket) {
         Ok(m) if m.file_type().is_socket() => {
             // Left by a daemon that was killed: the lock is ours, so no one serves it.
-            std::fs::remove_file(socket)
-                .map_err(|e| io(format!("remove stale {}", socket.display()), e))?;
+            std::fs::remove_file(socket).map_err(|e| io(format!("remove stale {}", socket.display()), e))?;
         }
-        Ok(_) => {
-            return Err(DaemonError::Setup(format!(
-                "{} exists and is not a socket; not replacing it",
-                socket.display()
-            )))
-        }
+        Ok(_) => return Err(DaemonError::Setup(format!("{} exists and is not a socket; not replacing it", socket.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io(format!("stat {}", socket.display()), e)),
     }
@@ -202,17 +169,13 @@ fn bind_socket(cfg: &DaemonConfig) -> Result<std::os::unix::net::UnixListener, D
     nix::sys::stat::umask(old);
     let listener = bound.map_err(|e| io(format!("bind {}", socket.display()), e))?;
     let mode = if let Some(gid) = gid {
-        nix::unistd::chown(socket, None, Some(gid))
-            .map_err(|e| io(format!("chown {}", socket.display()), e))?;
+        nix::unistd::chown(socket, None, Some(gid)).map_err(|e| io(format!("chown {}", socket.display()), e))?;
         0o660
     } else {
         0o600
     };
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| io(format!("chmod {}", socket.display()), e))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| io("set the socket non-blocking", e))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(mode)).map_err(|e| io(format!("chmod {}", socket.display()), e))?;
+    listener.set_nonblocking(true).map_err(|e| io("set the socket non-blocking", e))?;
     Ok(listener)
 }
 
@@ -230,11 +193,8 @@ pub fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
 }
 
 fn serve(cfg: DaemonConfig, listener: std::os::unix::net::UnixListener) -> Result<(), DaemonError> {
-    let images = Images::open(&cfg).map_err(|e| {
-        DaemonError::Setup(format!("image store {}: {e}", cfg.image_root().display()))
-    })?;
-    let runtime = super::service::open_runtime(&cfg)
-        .map_err(|e| DaemonError::Setup(format!("runtime: {}", super::errors::message(&e))))?;
+    let images = Images::open(&cfg).map_err(|e| DaemonError::Setup(format!("image store {}: {e}", cfg.image_root().display())))?;
+    let runtime = super::service::open_runtime(&cfg).map_err(|e| DaemonError::Setup(format!("runtime: {}", super::errors::message(&e))))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("hull-cri")
@@ -243,12 +203,9 @@ fn serve(cfg: DaemonConfig, listener: std::os::unix::net::UnixListener) -> Resul
     let grace = Duration::from_secs(cfg.shutdown_timeout_seconds);
     let socket = cfg.socket.clone();
     let done = rt.block_on(async move {
-        let listener = tokio::net::UnixListener::from_std(listener)
-            .map_err(|e| io("register the socket", e))?;
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(|e| io("SIGTERM handler", e))?;
-        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-            .map_err(|e| io("SIGINT handler", e))?;
+        let listener = tokio::net::UnixListener::from_std(listener).map_err(|e| io("register the socket", e))?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| io("SIGTERM handler", e))?;
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).map_err(|e| io("SIGINT handler", e))?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut stream_cfg = crate::stream::server::Config::new(cfg.run_dir.join("streams"));
         stream_cfg.addr = cfg.stream_addr();
@@ -256,13 +213,7 @@ fn serve(cfg: DaemonConfig, listener: std::os::unix::net::UnixListener) -> Resul
             .await
             .map_err(|e| io(format!("start the streaming server on {}", cfg.stream_addr()), e))?;
         tracing::info!(url = streams.base_url(), "streaming server");
-        let cri = Cri::new(
-            Arc::new(runtime),
-            Arc::new(images),
-            Arc::new(cfg),
-            stop_rx.clone(),
-            streams,
-        );
+        let cri = Cri::new(Arc::new(runtime), Arc::new(images), Arc::new(cfg), stop_rx.clone(), streams);
         let mut stop = stop_rx;
         let server = tonic::transport::Server::builder()
             .add_service(
@@ -291,18 +242,11 @@ fn serve(cfg: DaemonConfig, listener: std::os::unix::net::UnixListener) -> Resul
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
         };
-        info!(
-            signal,
-            grace_seconds = grace.as_secs(),
-            "stopping: no new connections, waiting for RPCs in flight; containers keep running"
-        );
+        info!(signal, grace_seconds = grace.as_secs(), "stopping: no new connections, waiting for RPCs in flight; containers keep running");
         let _ = stop_tx.send(true);
         match tokio::time::timeout(grace, &mut server).await {
             Ok(_) => info!("stopped"),
-            Err(_) => warn!(
-                "RPCs still in flight after {}s; exiting without them",
-                grace.as_secs()
-            ),
+            Err(_) => warn!("RPCs still in flight after {}s; exiting without them", grace.as_secs()),
         }
         Ok(())
     });

@@ -73,9 +73,7 @@ pub fn open_runtime(cfg: &DaemonConfig) -> crate::runtime::Result<Runtime> {
 }
 
 /// Run `f` on tokio's blocking pool, inside the RPC's span.
-pub async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, Status> + Send + 'static,
-) -> Result<T, Status> {
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Status> + Send + 'static) -> Result<T, Status> {
     let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || span.in_scope(f))
         .await
@@ -83,11 +81,7 @@ pub async fn blocking<T: Send + 'static>(
 }
 
 /// One RPC: its span, its outcome in the log.
-async fn rpc<T>(
-    name: &'static str,
-    ids: impl Display,
-    f: impl Future<Output = Result<T, Status>>,
-) -> Result<Response<T>, Status> {
+async fn rpc<T>(name: &'static str, ids: impl Display, f: impl Future<Output = Result<T, Status>>) -> Result<Response<T>, Status> {
     let span = info_span!("rpc", rpc = name, id = %ids);
     async move {
         let started = Instant::now();
@@ -108,9 +102,7 @@ async fn rpc<T>(
 }
 
 fn pod_ids(m: &Option<cri::PodSandboxMetadata>) -> String {
-    m.as_ref()
-        .map(|m| format!("{}/{}/{}", m.namespace, m.name, m.attempt))
-        .unwrap_or_default()
+    m.as_ref().map(|m| format!("{}/{}/{}", m.namespace, m.name, m.attempt)).unwrap_or_default()
 }
 
 fn image_name(i: &Option<cri::ImageSpec>) -> String {
@@ -121,24 +113,15 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<cri::ContainerEventResponse,
 
 #[tonic::async_trait]
 impl RuntimeService for Cri {
-    async fn version(
-        &self,
-        req: Request<cri::VersionRequest>,
-    ) -> Result<Response<cri::VersionResponse>, Status> {
+    async fn version(&self, req: Request<cri::VersionRequest>) -> Result<Response<cri::VersionResponse>, Status> {
         rpc("Version", "", version::version(req.into_inner())).await
     }
 
-    async fn status(
-        &self,
-        req: Request<cri::StatusRequest>,
-    ) -> Result<Response<cri::StatusResponse>, Status> {
+    async fn status(&self, req: Request<cri::StatusRequest>) -> Result<Response<cri::StatusResponse>, Status> {
         rpc("Status", "", version::status(self, req.into_inner())).await
     }
 
-    async fn runtime_config(
-        &self,
-        _req: Request<cri::RuntimeConfigRequest>,
-    ) -> Result<Response<cri::RuntimeConfigResponse>, Status> {
+    async fn runtime_config(&self, _req: Request<cri::RuntimeConfigRequest>) -> Result<Response<cri::RuntimeConfigResponse>, Status> {
         rpc("RuntimeConfig", "", version::runtime_config()).await
     }
 
@@ -146,38 +129,18 @@ impl RuntimeService for Cri {
         &self,
         req: Request<cri::UpdateRuntimeConfigRequest>,
     ) -> Result<Response<cri::UpdateRuntimeConfigResponse>, Status> {
-        rpc(
-            "UpdateRuntimeConfig",
-            "",
-            version::update_runtime_config(self, req.into_inner()),
-        )
-        .await
+        rpc("UpdateRuntimeConfig", "", version::update_runtime_config(self, req.into_inner())).await
     }
 
-    async fn run_pod_sandbox(
-        &self,
-        req: Request<cri::RunPodSandboxRequest>,
-    ) -> Result<Response<cri::RunPodSandboxResponse>, Status> {
+    async fn run_pod_sandbox(&self, req: Request<cri::RunPodSandboxRequest>) -> Result<Response<cri::RunPodSandboxResponse>, Status> {
         let r = req.into_inner();
-        let ids = r
-            .config
-            .as_ref()
-            .map(|c| pod_ids(&c.metadata))
-            .unwrap_or_default();
+        let ids = r.config.as_ref().map(|c| pod_ids(&c.metadata)).unwrap_or_default();
         rpc("RunPodSandbox", ids, sandbox::run(self, r)).await
     }
 
-    async fn stop_pod_sandbox(
-        &self,
-        req: Request<cri::StopPodSandboxRequest>,
-    ) -> Result<Response<cri::StopPodSandboxResponse>, Status> {
+    async fn stop_pod_sandbox(&self, req: Request<cri::StopPodSandboxRequest>) -> Result<Response<cri::StopPodSandboxResponse>, Status> {
         let r = req.into_inner();
-        rpc(
-            "StopPodSandbox",
-            r.pod_sandbox_id.clone(),
-            sandbox::stop(self, r),
-        )
-        .await
+        rpc("StopPodSandbox", r.pod_sandbox_id.clone(), sandbox::stop(self, r)).await
     }
 
     async fn remove_pod_sandbox(
@@ -185,12 +148,7 @@ impl RuntimeService for Cri {
         req: Request<cri::RemovePodSandboxRequest>,
     ) -> Result<Response<cri::RemovePodSandboxResponse>, Status> {
         let r = req.into_inner();
-        rpc(
-            "RemovePodSandbox",
-            r.pod_sandbox_id.clone(),
-            sandbox::remove(self, r),
-        )
-        .await
+        rpc("RemovePodSandbox", r.pod_sandbox_id.clone(), sandbox::remove(self, r)).await
     }
 
     async fn pod_sandbox_status(
@@ -198,25 +156,14 @@ impl RuntimeService for Cri {
         req: Request<cri::PodSandboxStatusRequest>,
     ) -> Result<Response<cri::PodSandboxStatusResponse>, Status> {
         let r = req.into_inner();
-        rpc(
-            "PodSandboxStatus",
-            r.pod_sandbox_id.clone(),
-            sandbox::status(self, r),
-        )
-        .await
+        rpc("PodSandboxStatus", r.pod_sandbox_id.clone(), sandbox::status(self, r)).await
     }
 
-    async fn list_pod_sandbox(
-        &self,
-        req: Request<cri::ListPodSandboxRequest>,
-    ) -> Result<Response<cri::ListPodSandboxResponse>, Status> {
+    async fn list_pod_sandbox(&self, req: Request<cri::ListPodSandboxRequest>) -> Result<Response<cri::ListPodSandboxResponse>, Status> {
         rpc("ListPodSandbox", "", sandbox::list(self, req.into_inner())).await
     }
 
-    async fn create_container(
-        &self,
-        req: Request<cri::CreateContainerRequest>,
-    ) -> Result<Response<cri::CreateContainerResponse>, Status> {
+    async fn create_container(&self, req: Request<cri::CreateContainerRequest>) -> Result<Response<cri::CreateContainerResponse>, Status> {
         let r = req.into_inner();
         let name = r
             .config
@@ -228,68 +175,28 @@ impl RuntimeService for Cri {
         rpc("CreateContainer", ids, container::create(self, r)).await
     }
 
-    async fn start_container(
-        &self,
-        req: Request<cri::StartContainerRequest>,
-    ) -> Result<Response<cri::StartContainerResponse>, Status> {
+    async fn start_container(&self, req: Request<cri::StartContainerRequest>) -> Result<Response<cri::StartContainerResponse>, Status> {
         let r = req.into_inner();
-        rpc(
-            "StartContainer",
-            r.container_id.clone(),
-            container::start(self, r),
-        )
-        .await
+        rpc("StartContainer", r.container_id.clone(), container::start(self, r)).await
     }
 
-    async fn stop_container(
-        &self,
-        req: Request<cri::StopContainerRequest>,
-    ) -> Result<Response<cri::StopContainerResponse>, Status> {
+    async fn stop_container(&self, req: Request<cri::StopContainerRequest>) -> Result<Response<cri::StopContainerResponse>, Status> {
         let r = req.into_inner();
-        rpc(
-            "StopContainer",
-            r.container_id.clone(),
-            container::stop(self, r),
-        )
-        .await
+        rpc("StopContainer", r.container_id.clone(), container::stop(self, r)).await
     }
 
-    async fn remove_container(
-        &self,
-        req: Request<cri::RemoveContainerRequest>,
-    ) -> Result<Response<cri::RemoveContainerResponse>, Status> {
+    async fn remove_container(&self, req: Request<cri::RemoveContainerRequest>) -> Result<Response<cri::RemoveContainerResponse>, Status> {
         let r = req.into_inner();
-        rpc(
-            "RemoveContainer",
-            r.container_id.clone(),
-            container::remove(self, r),
-        )
-        .await
+        rpc("RemoveContainer", r.container_id.clone(), container::remove(self, r)).await
     }
 
-    async fn list_containers(
-        &self,
-        req: Request<cri::ListContainersRequest>,
-    ) -> Result<Response<cri::ListContainersResponse>, Status> {
-        rpc(
-            "ListContainers",
-            "",
-            container::list(self, req.into_inner()),
-        )
-        .await
+    async fn list_containers(&self, req: Request<cri::ListContainersRequest>) -> Result<Response<cri::ListContainersResponse>, Status> {
+        rpc("ListContainers", "", container::list(self, req.into_inner())).await
     }
 
-    async fn container_status(
-        &self,
-        req: Request<cri::ContainerStatusRequest>,
-    ) -> Result<Response<cri::ContainerStatusResponse>, Status> {
+    async fn container_status(&self, req: Request<cri::ContainerStatusRequest>) -> Result<Response<cri::ContainerStatusResponse>, Status> {
         let r = req.into_inner();
-        rpc(
-            "ContainerStatus",
-            r.container_id.clone(),
-            container::status(self, r),
-        )
-        .await
+        rpc("ContainerStatus", r.container_id.clone(), container::status(self, r)).await
     }
 
     async fn update_container_resources(
@@ -297,12 +204,7 @@ impl RuntimeService for Cri {
         req: Request<cri::UpdateContainerResourcesRequest>,
     ) -> Result<Response<cri::UpdateContainerResourcesResponse>, Status> {
         let r = req.into_inner();
-        rpc(
-            "UpdateContainerResources",
-            r.container_id.clone(),
-            container::update_resources(self, r),
-        )
-        .await
+        rpc("UpdateContainerResources", r.container_id.clone(), container::update_resources(self, r)).await
     }
 
     async fn reopen_container_log(
@@ -310,99 +212,51 @@ impl RuntimeService for Cri {
         req: Request<cri::ReopenContainerLogRequest>,
     ) -> Result<Response<cri::ReopenContainerLogResponse>, Status> {
         let r = req.into_inner();
-        rpc(
-            "ReopenContainerLog",
-            r.container_id.clone(),
-            container::reopen_log(self, r),
-        )
-        .await
+        rpc("ReopenContainerLog", r.container_id.clone(), container::reopen_log(self, r)).await
     }
 
-    async fn exec_sync(
-        &self,
-        req: Request<cri::ExecSyncRequest>,
-    ) -> Result<Response<cri::ExecSyncResponse>, Status> {
+    async fn exec_sync(&self, req: Request<cri::ExecSyncRequest>) -> Result<Response<cri::ExecSyncResponse>, Status> {
         let r = req.into_inner();
         rpc("ExecSync", r.container_id.clone(), exec::exec_sync(self, r)).await
     }
 
-    async fn exec(
-        &self,
-        req: Request<cri::ExecRequest>,
-    ) -> Result<Response<cri::ExecResponse>, Status> {
+    async fn exec(&self, req: Request<cri::ExecRequest>) -> Result<Response<cri::ExecResponse>, Status> {
         let r = req.into_inner();
         rpc("Exec", r.container_id.clone(), exec::exec(self, r)).await
     }
 
-    async fn attach(
-        &self,
-        req: Request<cri::AttachRequest>,
-    ) -> Result<Response<cri::AttachResponse>, Status> {
+    async fn attach(&self, req: Request<cri::AttachRequest>) -> Result<Response<cri::AttachResponse>, Status> {
         let r = req.into_inner();
         rpc("Attach", r.container_id.clone(), exec::attach(self, r)).await
     }
 
-    async fn port_forward(
-        &self,
-        req: Request<cri::PortForwardRequest>,
-    ) -> Result<Response<cri::PortForwardResponse>, Status> {
+    async fn port_forward(&self, req: Request<cri::PortForwardRequest>) -> Result<Response<cri::PortForwardResponse>, Status> {
         let r = req.into_inner();
-        rpc(
-            "PortForward",
-            r.pod_sandbox_id.clone(),
-            exec::port_forward(self, r),
-        )
-        .await
+        rpc("PortForward", r.pod_sandbox_id.clone(), exec::port_forward(self, r)).await
     }
 
-    async fn container_stats(
-        &self,
-        req: Request<cri::ContainerStatsRequest>,
-    ) -> Result<Response<cri::ContainerStatsResponse>, Status> {
+    async fn container_stats(&self, req: Request<cri::ContainerStatsRequest>) -> Result<Response<cri::ContainerStatsResponse>, Status> {
         let r = req.into_inner();
-        rpc(
-            "ContainerStats",
-            r.container_id.clone(),
-            stats::container(self, r),
-        )
-        .await
+        rpc("ContainerStats", r.container_id.clone(), stats::container(self, r)).await
     }
 
     async fn list_container_stats(
         &self,
         req: Request<cri::ListContainerStatsRequest>,
     ) -> Result<Response<cri::ListContainerStatsResponse>, Status> {
-        rpc(
-            "ListContainerStats",
-            "",
-            stats::list_containers(self, req.into_inner()),
-        )
-        .await
+        rpc("ListContainerStats", "", stats::list_containers(self, req.into_inner())).await
     }
 
-    async fn pod_sandbox_stats(
-        &self,
-        req: Request<cri::PodSandboxStatsRequest>,
-    ) -> Result<Response<cri::PodSandboxStatsResponse>, Status> {
+    async fn pod_sandbox_stats(&self, req: Request<cri::PodSandboxStatsRequest>) -> Result<Response<cri::PodSandboxStatsResponse>, Status> {
         let r = req.into_inner();
-        rpc(
-            "PodSandboxStats",
-            r.pod_sandbox_id.clone(),
-            stats::sandbox(self, r),
-        )
-        .await
+        rpc("PodSandboxStats", r.pod_sandbox_id.clone(), stats::sandbox(self, r)).await
     }
 
     async fn list_pod_sandbox_stats(
         &self,
         req: Request<cri::ListPodSandboxStatsRequest>,
     ) -> Result<Response<cri::ListPodSandboxStatsResponse>, Status> {
-        rpc(
-            "ListPodSandboxStats",
-            "",
-            stats::list_sandboxes(self, req.into_inner()),
-        )
-        .await
+        rpc("ListPodSandboxStats", "", stats::list_sandboxes(self, req.into_inner())).await
     }
 
     async fn checkpoint_container(
@@ -411,92 +265,61 @@ impl RuntimeService for Cri {
     ) -> Result<Response<cri::CheckpointContainerResponse>, Status> {
         let r = req.into_inner();
         rpc("CheckpointContainer", r.container_id.clone(), async {
-            Err(super::errors::unimplemented(
-                "CheckpointContainer: hull does not checkpoint containers",
-            ))
+            Err(super::errors::unimplemented("CheckpointContainer: hull does not checkpoint containers"))
         })
         .await
     }
 
     type GetContainerEventsStream = EventStream;
 
-    async fn get_container_events(
-        &self,
-        req: Request<cri::GetEventsRequest>,
-    ) -> Result<Response<EventStream>, Status> {
-        rpc(
-            "GetContainerEvents",
-            "",
-            events::subscribe(self, req.into_inner()),
-        )
-        .await
+    async fn get_container_events(&self, req: Request<cri::GetEventsRequest>) -> Result<Response<EventStream>, Status> {
+        rpc("GetContainerEvents", "", events::subscribe(self, req.into_inner())).await
     }
 
     async fn list_metric_descriptors(
         &self,
         _req: Request<cri::ListMetricDescriptorsRequest>,
     ) -> Result<Response<cri::ListMetricDescriptorsResponse>, Status> {
-        rpc("ListMetricDescriptors", "", async {
-            Ok(cri::ListMetricDescriptorsResponse::default())
-        })
-        .await
+        rpc("ListMetricDescriptors", "", async { Ok(cri::ListMetricDescriptorsResponse::default()) }).await
     }
 
     async fn list_pod_sandbox_metrics(
         &self,
         _req: Request<cri::ListPodSandboxMetricsRequest>,
     ) -> Result<Response<cri::ListPodSandboxMetricsResponse>, Status> {
-        rpc("ListPodSandboxMetrics", "", async {
-            Ok(cri::ListPodSandboxMetricsResponse::default())
-        })
-        .await
+        rpc("ListPodSandboxMetrics", "", async { Ok(cri::ListPodSandboxMetricsResponse::default()) }).await
     }
 }
 
 #[tonic::async_trait]
 impl ImageService for Cri {
-    async fn list_images(
-        &self,
-        req: Request<cri::ListImagesRequest>,
-    ) -> Result<Response<cri::ListImagesResponse>, Status> {
+    async fn list_images(&self, req: Request<cri::ListImagesRequest>) -> Result<Response<cri::ListImagesResponse>, Status> {
         let images = self.images.clone();
         rpc("ListImages", "", images.list(req.into_inner())).await
     }
 
-    async fn image_status(
-        &self,
-        req: Request<cri::ImageStatusRequest>,
-    ) -> Result<Response<cri::ImageStatusResponse>, Status> {
+    async fn image_status(&self, req: Request<cri::ImageStatusRequest>) -> Result<Response<cri::ImageStatusResponse>, Status> {
         let r = req.into_inner();
         let ids = image_name(&r.image);
         let images = self.images.clone();
         rpc("ImageStatus", ids, images.status(r)).await
     }
 
-    async fn pull_image(
-        &self,
-        req: Request<cri::PullImageRequest>,
-    ) -> Result<Response<cri::PullImageResponse>, Status> {
+    async fn pull_image(&self, req: Request<cri::PullImageRequest>) -> Result<Response<cri::PullImageResponse>, Status> {
         let r = req.into_inner();
         let ids = image_name(&r.image);
         let images = self.images.clone();
         rpc("PullImage", ids, images.pull(r)).await
     }
 
-    async fn remove_image(
-        &self,
-        req: Request<cri::RemoveImageRequest>,
-    ) -> Result<Response<cri::RemoveImageResponse>, Status> {
+    async fn remove_image(&self, req: Request<cri::RemoveImageRequest>) -> Result<Response<cri::RemoveImageResponse>, Status> {
         let r = req.into_inner();
         let ids = image_name(&r.image);
         let images = self.images.clone();
         rpc("RemoveImage", ids, images.remove(r)).await
     }
 
-    async fn image_fs_info(
-        &self,
-        _req: Request<cri::ImageFsInfoRequest>,
-    ) -> Result<Response<cri::ImageFsInfoResponse>, Status> {
+    async fn image_fs_info(&self, _req: Request<cri::ImageFsInfoRequest>) -> Result<Response<cri::ImageFsInfoResponse>, Status> {
         let images = self.images.clone();
         let state_dir = self.config.state_dir.clone();
         rpc("ImageFsInfo", "", images.fs_info(state_dir)).await

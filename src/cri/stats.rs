@@ -51,10 +51,7 @@ fn cpu_and_memory(cri: &Cri, s: &rt::ContainerStats) -> (cri::CpuUsage, cri::Mem
     let cpu = cri::CpuUsage {
         timestamp: ts,
         usage_core_nano_seconds: u(s.cpu_usage_core_nanoseconds),
-        usage_nano_cores: cri
-            .cpu_samples
-            .rate(&s.id, at, s.cpu_usage_core_nanoseconds)
-            .and_then(u),
+        usage_nano_cores: cri.cpu_samples.rate(&s.id, at, s.cpu_usage_core_nanoseconds).and_then(u),
     };
     let memory = cri::MemoryUsage {
         timestamp: ts,
@@ -68,19 +65,12 @@ fn cpu_and_memory(cri: &Cri, s: &rt::ContainerStats) -> (cri::CpuUsage, cri::Mem
     (cpu, memory)
 }
 
-fn container_message(
-    cri: &Cri,
-    c: &rt::ContainerStatus,
-    s: &rt::ContainerStats,
-) -> cri::ContainerStats {
+fn container_message(cri: &Cri, c: &rt::ContainerStatus, s: &rt::ContainerStats) -> cri::ContainerStats {
     let (cpu, memory) = cpu_and_memory(cri, s);
     cri::ContainerStats {
         attributes: Some(cri::ContainerAttributes {
             id: c.id.to_string(),
-            metadata: Some(cri::ContainerMetadata {
-                name: c.metadata.name.clone(),
-                attempt: c.metadata.attempt,
-            }),
+            metadata: Some(cri::ContainerMetadata { name: c.metadata.name.clone(), attempt: c.metadata.attempt }),
             labels: hash(&c.labels),
             annotations: hash(&c.annotations),
         }),
@@ -96,38 +86,26 @@ fn writable_layer(cri: &Cri, id: &rt::ContainerId) -> Option<cri::FilesystemUsag
     let (dir, usage) = cri.runtime.writable_layer_usage(id)?;
     Some(cri::FilesystemUsage {
         timestamp: nanos(SystemTime::now()),
-        fs_id: Some(cri::FilesystemIdentifier {
-            mountpoint: dir.display().to_string(),
-        }),
+        fs_id: Some(cri::FilesystemIdentifier { mountpoint: dir.display().to_string() }),
         used_bytes: u(usage.bytes),
         inodes_used: u(usage.inodes),
     })
 }
 
-pub async fn container(
-    cri: &Cri,
-    req: cri::ContainerStatsRequest,
-) -> Result<cri::ContainerStatsResponse, Status> {
+pub async fn container(cri: &Cri, req: cri::ContainerStatsRequest) -> Result<cri::ContainerStatsResponse, Status> {
     let id = container_id("container_id", &req.container_id)?;
     let cri2 = cri.clone();
     blocking(move || {
         let c = cri2.runtime.container_status(&id).map_err(to_status)?;
         let s = cri2.runtime.container_stats(&id).map_err(to_status)?;
-        Ok(cri::ContainerStatsResponse {
-            stats: Some(container_message(&cri2, &c, &s)),
-        })
+        Ok(cri::ContainerStatsResponse { stats: Some(container_message(&cri2, &c, &s)) })
     })
     .await
 }
 
 /// Stats of the containers `filter` selects that have any (the runtime
 /// layer skips those without a cgroup).
-fn containers_stats(
-    cri: &Cri,
-    filter: &rt::ContainerFilter,
-    id: &str,
-    sandbox: &str,
-) -> Result<Vec<cri::ContainerStats>, Status> {
+fn containers_stats(cri: &Cri, filter: &rt::ContainerFilter, id: &str, sandbox: &str) -> Result<Vec<cri::ContainerStats>, Status> {
     let statuses: HashMap<String, rt::ContainerStatus> = cri
         .runtime
         .list_containers(filter)
@@ -136,20 +114,11 @@ fn containers_stats(
         .filter(|c| id_matches(id, c.id.as_str()) && id_matches(sandbox, c.sandbox_id.as_str()))
         .map(|c| (c.id.to_string(), c))
         .collect();
-    let stats = cri
-        .runtime
-        .list_container_stats(filter)
-        .map_err(to_status)?;
-    Ok(stats
-        .iter()
-        .filter_map(|s| statuses.get(&s.id).map(|c| container_message(cri, c, s)))
-        .collect())
+    let stats = cri.runtime.list_container_stats(filter).map_err(to_status)?;
+    Ok(stats.iter().filter_map(|s| statuses.get(&s.id).map(|c| container_message(cri, c, s))).collect())
 }
 
-pub async fn list_containers(
-    cri: &Cri,
-    req: cri::ListContainerStatsRequest,
-) -> Result<cri::ListContainerStatsResponse, Status> {
+pub async fn list_containers(cri: &Cri, req: cri::ListContainerStatsRequest) -> Result<cri::ListContainerStatsResponse, Status> {
     let f = req.filter.unwrap_or_default();
     let Some(filter) = container_filter(&f.id, &f.pod_sandbox_id, f.label_selector) else {
         return Ok(cri::ListContainerStatsResponse::default());
@@ -158,10 +127,8 @@ pub async fn list_containers(
     blocking(move || {
         let stats = containers_stats(&cri2, &filter, &f.id, &f.pod_sandbox_id)?;
         if f.id.is_empty() && f.pod_sandbox_id.is_empty() {
-            let mut live: std::collections::HashSet<String> = stats
-                .iter()
-                .filter_map(|s| s.attributes.as_ref().map(|a| a.id.clone()))
-                .collect();
+            let mut live: std::collections::HashSet<String> =
+                stats.iter().filter_map(|s| s.attributes.as_ref().map(|a| a.id.clone())).collect();
             if let Ok(sandboxes) = cri2.runtime.list_sandboxes(&rt::SandboxFilter::default()) {
                 live.extend(sandboxes.iter().map(|s| s.id.to_string()));
             }
@@ -181,10 +148,7 @@ fn network_usage(pid: i32) -> Option<cri::NetworkUsage> {
             continue;
         };
         let name = name.trim();
-        let f: Vec<u64> = rest
-            .split_whitespace()
-            .filter_map(|x| x.parse().ok())
-            .collect();
+        let f: Vec<u64> = rest.split_whitespace().filter_map(|x| x.parse().ok()).collect();
         if name == "lo" || f.len() < 16 {
             continue;
         }
@@ -196,31 +160,14 @@ fn network_usage(pid: i32) -> Option<cri::NetworkUsage> {
             tx_errors: u(f[10]),
         });
     }
-    let default_interface = interfaces
-        .iter()
-        .find(|i| i.name == "eth0")
-        .or(interfaces.first())
-        .cloned();
-    Some(cri::NetworkUsage {
-        timestamp: nanos(SystemTime::now()),
-        default_interface,
-        interfaces,
-    })
+    let default_interface = interfaces.iter().find(|i| i.name == "eth0").or(interfaces.first()).cloned();
+    Some(cri::NetworkUsage { timestamp: nanos(SystemTime::now()), default_interface, interfaces })
 }
 
 fn sandbox_message(cri: &Cri, s: &rt::SandboxStatus) -> Result<cri::PodSandboxStats, Status> {
     let stats = cri.runtime.sandbox_stats(&s.id).map_err(to_status)?;
-    let (cpu, memory) = cpu_and_memory(
-        cri,
-        &rt::ContainerStats {
-            id: s.id.to_string(),
-            ..stats.clone()
-        },
-    );
-    let filter = rt::ContainerFilter {
-        sandbox_id: Some(s.id.clone()),
-        ..Default::default()
-    };
+    let (cpu, memory) = cpu_and_memory(cri, &rt::ContainerStats { id: s.id.to_string(), ..stats.clone() });
+    let filter = rt::ContainerFilter { sandbox_id: Some(s.id.clone()), ..Default::default() };
     let containers = containers_stats(cri, &filter, "", "")?;
     let network = s
         .holder_pid
@@ -242,40 +189,26 @@ fn sandbox_message(cri: &Cri, s: &rt::SandboxStatus) -> Result<cri::PodSandboxSt
             cpu: Some(cpu),
             memory: Some(memory),
             network,
-            process: Some(cri::ProcessUsage {
-                timestamp: nanos(SystemTime::now()),
-                process_count: u(stats.pids),
-            }),
+            process: Some(cri::ProcessUsage { timestamp: nanos(SystemTime::now()), process_count: u(stats.pids) }),
             containers,
         }),
         windows: None,
     })
 }
 
-pub async fn sandbox(
-    cri: &Cri,
-    req: cri::PodSandboxStatsRequest,
-) -> Result<cri::PodSandboxStatsResponse, Status> {
+pub async fn sandbox(cri: &Cri, req: cri::PodSandboxStatsRequest) -> Result<cri::PodSandboxStatsResponse, Status> {
     let id = sandbox_id("pod_sandbox_id", &req.pod_sandbox_id)?;
     let cri2 = cri.clone();
     blocking(move || {
         let s = cri2.runtime.sandbox_status(&id).map_err(to_status)?;
-        Ok(cri::PodSandboxStatsResponse {
-            stats: Some(sandbox_message(&cri2, &s)?),
-        })
+        Ok(cri::PodSandboxStatsResponse { stats: Some(sandbox_message(&cri2, &s)?) })
     })
     .await
 }
 
-pub async fn list_sandboxes(
-    cri: &Cri,
-    req: cri::ListPodSandboxStatsRequest,
-) -> Result<cri::ListPodSandboxStatsResponse, Status> {
+pub async fn list_sandboxes(cri: &Cri, req: cri::ListPodSandboxStatsRequest) -> Result<cri::ListPodSandboxStatsResponse, Status> {
     let f = req.filter.unwrap_or_default();
-    let mut filter = rt::SandboxFilter {
-        label_selector: super::convert::btree(f.label_selector),
-        ..Default::default()
-    };
+    let mut filter = rt::SandboxFilter { label_selector: super::convert::btree(f.label_selector), ..Default::default() };
     if f.id.len() == rt::id::ID_LEN {
         match rt::SandboxId::parse(&f.id) {
             Ok(id) => filter.id = Some(id),
@@ -312,14 +245,7 @@ mod tests {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
         assert_eq!(s.rate("a", t0, 1_000), None);
         // half a core for two seconds
-        assert_eq!(
-            s.rate("a", t0 + Duration::from_secs(2), 1_000 + 1_000_000_000),
-            Some(500_000_000)
-        );
-        assert_eq!(
-            s.rate("a", t0 + Duration::from_secs(2), 5),
-            None,
-            "counter went back"
-        );
+        assert_eq!(s.rate("a", t0 + Duration::from_secs(2), 1_000 + 1_000_000_000), Some(500_000_000));
+        assert_eq!(s.rate("a", t0 + Duration::from_secs(2), 5), None, "counter went back");
     }
 }

@@ -22,38 +22,20 @@ pub async fn version(_req: cri::VersionRequest) -> Result<cri::VersionResponse, 
 }
 
 fn condition(kind: &str, ok: bool, reason: &str, message: String) -> cri::RuntimeCondition {
-    cri::RuntimeCondition {
-        r#type: kind.into(),
-        status: ok,
-        reason: reason.into(),
-        message,
-    }
+    cri::RuntimeCondition { r#type: kind.into(), status: ok, reason: reason.into(), message }
 }
 
 /// NetworkReady: a CNI network config is found (and parses).
 fn network_condition(cfg: &super::config::DaemonConfig) -> cri::RuntimeCondition {
     match CniConfig::discover(&cfg.cni_options()) {
-        Ok(c) => condition(
-            "NetworkReady",
-            true,
-            "",
-            format!("CNI network {:?} from {}", c.list.name, c.source.display()),
-        ),
+        Ok(c) => condition("NetworkReady", true, "", format!("CNI network {:?} from {}", c.list.name, c.source.display())),
         Err(NetworkError::NoConfig { dir }) => condition(
             "NetworkReady",
             false,
             "NetworkPluginNotReady",
-            format!(
-                "no CNI network config (*.conflist, *.conf, *.json) in {}",
-                dir.display()
-            ),
+            format!("no CNI network config (*.conflist, *.conf, *.json) in {}", dir.display()),
         ),
-        Err(e) => condition(
-            "NetworkReady",
-            false,
-            "NetworkPluginNotReady",
-            format!("CNI network config: {e}"),
-        ),
+        Err(e) => condition("NetworkReady", false, "NetworkPluginNotReady", format!("CNI network config: {e}")),
     }
 }
 
@@ -77,64 +59,34 @@ pub async fn status(cri: &Cri, req: cri::StatusRequest) -> Result<cri::StatusRes
         info,
         runtime_handlers: vec![cri::RuntimeHandler {
             name: String::new(),
-            features: Some(cri::RuntimeHandlerFeatures {
-                recursive_read_only_mounts: false,
-                user_namespaces: false,
-            }),
+            features: Some(cri::RuntimeHandlerFeatures { recursive_read_only_mounts: false, user_namespaces: false }),
         }],
-        features: Some(cri::RuntimeFeatures {
-            supplemental_groups_policy: false,
-        }),
+        features: Some(cri::RuntimeFeatures { supplemental_groups_policy: false }),
     })
 }
 
 pub async fn runtime_config() -> Result<cri::RuntimeConfigResponse, Status> {
-    Ok(cri::RuntimeConfigResponse {
-        linux: Some(cri::LinuxRuntimeConfiguration {
-            cgroup_driver: cri::CgroupDriver::Cgroupfs as i32,
-        }),
-    })
+    Ok(cri::RuntimeConfigResponse { linux: Some(cri::LinuxRuntimeConfiguration { cgroup_driver: cri::CgroupDriver::Cgroupfs as i32 }) })
 }
 
 /// The kubelet sends the node's pod CIDR here once it knows it.
-pub async fn update_runtime_config(
-    cri: &Cri,
-    req: cri::UpdateRuntimeConfigRequest,
-) -> Result<cri::UpdateRuntimeConfigResponse, Status> {
-    let cidr = req
-        .runtime_config
-        .and_then(|c| c.network_config)
-        .map(|n| n.pod_cidr)
-        .unwrap_or_default();
+pub async fn update_runtime_config(cri: &Cri, req: cri::UpdateRuntimeConfigRequest) -> Result<cri::UpdateRuntimeConfigResponse, Status> {
+    let cidr = req.runtime_config.and_then(|c| c.network_config).map(|n| n.pod_cidr).unwrap_or_default();
     if cidr.is_empty() {
         return Ok(cri::UpdateRuntimeConfigResponse {});
     }
-    let (addr, len) = cidr.split_once('/').ok_or_else(|| {
-        super::errors::invalid(
-            "runtime_config.network_config.pod_cidr",
-            format!("{cidr:?} is not a CIDR"),
-        )
-    })?;
+    let (addr, len) = cidr
+        .split_once('/')
+        .ok_or_else(|| super::errors::invalid("runtime_config.network_config.pod_cidr", format!("{cidr:?} is not a CIDR")))?;
     let max = match addr.parse::<std::net::IpAddr>() {
         Ok(std::net::IpAddr::V4(_)) => 32,
         Ok(std::net::IpAddr::V6(_)) => 128,
-        Err(_) => {
-            return Err(super::errors::invalid(
-                "runtime_config.network_config.pod_cidr",
-                format!("{cidr:?} is not a CIDR"),
-            ))
-        }
+        Err(_) => return Err(super::errors::invalid("runtime_config.network_config.pod_cidr", format!("{cidr:?} is not a CIDR"))),
     };
     if len.parse::<u8>().map_or(true, |l| l > max) {
-        return Err(super::errors::invalid(
-            "runtime_config.network_config.pod_cidr",
-            format!("{cidr:?} is not a CIDR"),
-        ));
+        return Err(super::errors::invalid("runtime_config.network_config.pod_cidr", format!("{cidr:?} is not a CIDR")));
     }
-    let mut slot = cri
-        .pod_cidr
-        .lock()
-        .map_err(|_| super::errors::internal("pod CIDR lock poisoned"))?;
+    let mut slot = cri.pod_cidr.lock().map_err(|_| super::errors::internal("pod CIDR lock poisoned"))?;
     if *slot != cidr {
         info!(pod_cidr = %cidr, "pod CIDR set");
         *slot = cidr;

@@ -53,7 +53,12 @@ pub fn process_env(image: &ImageConfig, extra: &[String]) -> Vec<String> {
 
 /// Read a file of the rootfs (/etc/passwd...) resolving it inside the root.
 fn read_in_root(root: &Path, path: &str) -> Option<String> {
-    let fd = nix::fcntl::open(root, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()).ok()?;
+    let fd = nix::fcntl::open(
+        root,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ok()?;
     let f = safe_path::open_in_root(&fd, Path::new(path), Create::Nothing).ok()??;
     let mut s = String::new();
     use std::io::Read;
@@ -150,19 +155,25 @@ pub fn create(store: &Store, rec: &ImageRecord, bundle: &Path, opts: &BundleOpti
         let cwd = c.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into());
         // Image volumes and the working directory exist in the rootfs (as
         // containerd's default "mkdir" image-volume mode does).
-        let root_fd = nix::fcntl::open(&rootfs, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-            .ctx(|| format!("open {}", rootfs.display()))?;
+        let root_fd = nix::fcntl::open(
+            &rootfs,
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ctx(|| format!("open {}", rootfs.display()))?;
         let mut dirs: Vec<String> = c.volumes.iter().flat_map(|v| v.keys().cloned()).collect();
         dirs.push(cwd.clone());
         for d in &dirs {
-            safe_path::open_in_root(&root_fd, Path::new(d), Create::Dir).map_err(|e| ImageError::Resolve { path: PathBuf::from(d), source: Box::new(e) })?;
+            safe_path::open_in_root(&root_fd, Path::new(d), Create::Dir)
+                .map_err(|e| ImageError::Resolve { path: PathBuf::from(d), source: Box::new(e) })?;
         }
         let mut spec: Value = crate::oci::spec_template::default_spec(false);
         spec["process"]["terminal"] = json!(false);
         spec["process"]["args"] = json!(args);
         spec["process"]["env"] = json!(process_env(&image, &opts.env));
         spec["process"]["cwd"] = json!(cwd);
-        spec["process"]["user"] = if extra.is_empty() { json!({"uid": uid, "gid": gid}) } else { json!({"uid": uid, "gid": gid, "additionalGids": extra}) };
+        spec["process"]["user"] =
+            if extra.is_empty() { json!({"uid": uid, "gid": gid}) } else { json!({"uid": uid, "gid": gid, "additionalGids": extra}) };
         spec["root"] = json!({"path": "rootfs", "readonly": false});
         let mut ann = serde_json::Map::new();
         ann.insert("org.opencontainers.image.ref.name".into(), json!(rec.name));

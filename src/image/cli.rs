@@ -7,8 +7,8 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::error::{ImageError, Result};
-use super::store::{ImageRecord, Store};
 use super::layout;
+use super::store::{ImageRecord, Store};
 
 #[derive(Args, Debug)]
 pub struct ImageCmd {
@@ -135,7 +135,9 @@ pub fn run(root: &Path, cmd: &ImageCmd) -> Result<i32> {
             let r = super::Reference::parse(reference)?;
             let credentials = match user {
                 Some(u) => {
-                    let (name, pass) = u.split_once(':').ok_or_else(|| ImageError::InvalidArgument("--user: expected USER:PASSWORD".into()))?;
+                    let (name, pass) = u
+                        .split_once(':')
+                        .ok_or_else(|| ImageError::InvalidArgument("--user: expected USER:PASSWORD".into()))?;
                     Some((name.to_string(), pass.to_string()))
                 }
                 None => None,
@@ -201,13 +203,7 @@ pub fn run(root: &Path, cmd: &ImageCmd) -> Result<i32> {
         }
         ImageSub::Prune => {
             let r = store.prune()?;
-            println!(
-                "removed {} blobs, {} snapshots, {} temp files: {} freed",
-                r.blobs,
-                r.snapshots,
-                r.temp,
-                human_bytes(r.bytes)
-            );
+            println!("removed {} blobs, {} snapshots, {} temp files: {} freed", r.blobs, r.snapshots, r.temp, human_bytes(r.bytes));
         }
         ImageSub::Df { format } => {
             let recs = store.records()?;
@@ -250,7 +246,10 @@ pub fn one(store: &Store, key: &str) -> Result<ImageRecord> {
 }
 
 fn image_size(store: &Store, rec: &ImageRecord) -> u64 {
-    store.manifest(&rec.manifest).map(|m| m.layers.iter().map(|l| l.size).sum::<u64>() + m.config.size).unwrap_or(0)
+    store
+        .manifest(&rec.manifest)
+        .map(|m| m.layers.iter().map(|l| l.size).sum::<u64>() + m.config.size)
+        .unwrap_or(0)
 }
 
 fn ls(store: &Store, format: &str, quiet: bool) -> Result<()> {
@@ -305,7 +304,8 @@ fn rm(store: &Store, key: &str, force: bool) -> Result<()> {
     let by_name = {
         let recs = store.records()?;
         let found = store.find(&recs, key);
-        let is_name = found.len() == 1 && (found[0].name == key || super::Reference::parse(key).is_ok_and(|r| r.to_string() == found[0].name));
+        let is_name =
+            found.len() == 1 && (found[0].name == key || super::Reference::parse(key).is_ok_and(|r| r.to_string() == found[0].name));
         if found.is_empty() {
             return Err(ImageError::NotFound(key.into()));
         }

@@ -108,7 +108,8 @@ impl Copier<'_> {
                 let opaque = xattr::get(&path, OPAQUE_XATTR).ok().flatten().is_some_and(|v| v == b"y");
                 if is_dir_at(&parent, &name) != Some(true) || opaque {
                     self.remove(&parent, &name, &relp)?;
-                    mkdirat(parent.as_fd(), name.as_os_str(), Mode::from_bits_truncate(0o700)).ctx(|| format!("mkdir {}", relp.display()))?;
+                    mkdirat(parent.as_fd(), name.as_os_str(), Mode::from_bits_truncate(0o700))
+                        .ctx(|| format!("mkdir {}", relp.display()))?;
                 }
                 self.dir(&relp)?;
                 self.meta(&parent, &name, &relp, &md, true)?;

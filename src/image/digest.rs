@@ -86,11 +86,7 @@ pub struct HashingReader<R> {
 
 impl<R: Read> HashingReader<R> {
     pub fn new(inner: R) -> Self {
-        HashingReader {
-            inner,
-            hasher: Sha256::new(),
-            count: 0,
-        }
+        HashingReader { inner, hasher: Sha256::new(), count: 0 }
     }
 
     pub fn count(&self) -> u64 {

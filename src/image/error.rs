@@ -53,16 +53,10 @@ pub type Result<T, E = ImageError> = std::result::Result<T, E>;
 
 impl ImageError {
     pub fn io(what: impl Into<String>, source: impl Into<std::io::Error>) -> Self {
-        ImageError::Io {
-            what: what.into(),
-            source: source.into(),
-        }
+        ImageError::Io { what: what.into(), source: source.into() }
     }
     pub fn json(what: impl Into<String>, source: serde_json::Error) -> Self {
-        ImageError::Json {
-            what: what.into(),
-            source,
-        }
+        ImageError::Json { what: what.into(), source }
     }
 }
 

@@ -151,7 +151,10 @@ mod tests {
     #[test]
     fn defaults_and_hosts_toml() {
         let r = Reference::parse("busybox").unwrap();
-        assert_eq!(hosts_for(None, &r, &[]).unwrap(), vec![Host { api: "https://registry-1.docker.io/v2".into(), resolve: true, pull: true, tls: Tls::default() }]);
+        assert_eq!(
+            hosts_for(None, &r, &[]).unwrap(),
+            vec![Host { api: "https://registry-1.docker.io/v2".into(), resolve: true, pull: true, tls: Tls::default() }]
+        );
         let local = Reference::parse("127.0.0.1:5000/a").unwrap();
         assert_eq!(hosts_for(None, &local, &[]).unwrap()[0].api, "http://127.0.0.1:5000/v2");
         let other = Reference::parse("reg.example:5000/a").unwrap();

@@ -108,7 +108,14 @@ pub fn complete(
 }
 
 /// Fetch the layers that are missing, a few at a time.
-fn fetch_layers(store: &Store, src: &dyn BlobSource, name: &str, m: &Manifest, progress: &dyn Progress, report: &mut IngestReport) -> Result<()> {
+fn fetch_layers(
+    store: &Store,
+    src: &dyn BlobSource,
+    name: &str,
+    m: &Manifest,
+    progress: &dyn Progress,
+    report: &mut IngestReport,
+) -> Result<()> {
     let queue = Mutex::new(m.layers.iter().enumerate().collect::<Vec<_>>());
     let results: Mutex<Vec<Result<(bool, u64)>>> = Mutex::new(Vec::new());
     std::thread::scope(|s| {
@@ -146,7 +153,13 @@ fn fetch_layers(store: &Store, src: &dyn BlobSource, name: &str, m: &Manifest, p
 /// Unpack each layer of `m` not yet unpacked into its chain-id snapshot.
 /// A snapshot is built in ingest/ and renamed into snapshots/ when its diff
 /// id checked out, so snapshots/ holds complete snapshots only.
-pub fn unpack_image(store: &Store, m: &Manifest, config: &ImageConfig, name: &str, progress: &dyn Progress) -> Result<(Vec<Digest>, usize, usize)> {
+pub fn unpack_image(
+    store: &Store,
+    m: &Manifest,
+    config: &ImageConfig,
+    name: &str,
+    progress: &dyn Progress,
+) -> Result<(Vec<Digest>, usize, usize)> {
     let chain = Digest::chain_ids(&config.rootfs.diff_ids);
     let (mut unpacked, mut reused) = (0, 0);
     for (i, (layer, chain_id)) in m.layers.iter().zip(&chain).enumerate() {

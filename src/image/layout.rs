@@ -25,10 +25,18 @@ impl LayoutSource {
     }
     fn read(&self, desc: &Descriptor) -> Result<Vec<u8>> {
         if desc.size > ingest::MAX_MANIFEST {
-            return Err(ImageError::Unsupported(format!("{}: manifest of {} bytes (limit {})", desc.digest, desc.size, ingest::MAX_MANIFEST)));
+            return Err(ImageError::Unsupported(format!(
+                "{}: manifest of {} bytes (limit {})",
+                desc.digest,
+                desc.size,
+                ingest::MAX_MANIFEST
+            )));
         }
         let mut data = Vec::new();
-        self.open(desc)?.take(desc.size + 1).read_to_end(&mut data).ctx(|| format!("read {}", self.path(&desc.digest).display()))?;
+        self.open(desc)?
+            .take(desc.size + 1)
+            .read_to_end(&mut data)
+            .ctx(|| format!("read {}", self.path(&desc.digest).display()))?;
         Ok(data)
     }
 }
@@ -131,10 +139,9 @@ fn resolve_platform(store: &Store, src: &LayoutSource, desc: &Descriptor, img: &
     }
     let index: Index = manifest::parse(&format!("{img}: index"), &data)?;
     let host = Platform::host();
-    let chosen = index.select(&host).ok_or_else(|| ImageError::NoPlatform {
-        reference: img.to_string(),
-        platform: host.to_string(),
-    })?;
+    let chosen = index
+        .select(&host)
+        .ok_or_else(|| ImageError::NoPlatform { reference: img.to_string(), platform: host.to_string() })?;
     let mdata = src.read(chosen)?;
     store.put_bytes(&mdata, Some(Expect { digest: &chosen.digest, size: Some(chosen.size) }), &format!("{img}: manifest"))?;
     Ok((chosen.digest.clone(), Some(desc.digest.clone())))
@@ -186,7 +193,13 @@ fn import_docker_archive(store: &Store, dir: &Path, name: Option<&str>) -> Resul
         let m = manifest::Manifest {
             schema_version: 2,
             media_type: Some(manifest::OCI_MANIFEST.into()),
-            config: Descriptor { media_type: manifest::OCI_CONFIG.into(), digest: config, size: config_size, platform: None, annotations: BTreeMap::new() },
+            config: Descriptor {
+                media_type: manifest::OCI_CONFIG.into(),
+                digest: config,
+                size: config_size,
+                platform: None,
+                annotations: BTreeMap::new(),
+            },
             layers,
             annotations: BTreeMap::new(),
         };
@@ -230,11 +243,11 @@ pub fn export(store: &Store, rec: &ImageRecord, dir: &Path) -> Result<()> {
     let index_path = dir.join("index.json");
     let mut index: Index = match fs::read(&index_path) {
         Ok(data) => manifest::parse(&index_path.display().to_string(), &data)?,
-        Err(_) => Index { schema_version: 2, media_type: Some(manifest::OCI_INDEX.into()), manifests: vec![], annotations: BTreeMap::new() },
+        Err(_) => {
+            Index { schema_version: 2, media_type: Some(manifest::OCI_INDEX.into()), manifests: vec![], annotations: BTreeMap::new() }
+        }
     };
-    index
-        .manifests
-        .retain(|d| d.annotations.get(manifest::ANNOTATION_REF_NAME) != Some(&rec.name));
+    index.manifests.retain(|d| d.annotations.get(manifest::ANNOTATION_REF_NAME) != Some(&rec.name));
     let config = store.config(&rec.config)?;
     index.manifests.push(Descriptor {
         media_type,

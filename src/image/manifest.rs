@@ -48,11 +48,7 @@ impl Platform {
             "riscv64" => ("riscv64", None),
             other => (other, None),
         };
-        Platform {
-            architecture: architecture.into(),
-            os: "linux".into(),
-            variant: variant.map(String::from),
-        }
+        Platform { architecture: architecture.into(), os: "linux".into(), variant: variant.map(String::from) }
     }
 
     /// Whether an image built for `self` runs here (an arm64 image with no
@@ -203,11 +199,7 @@ mod tests {
             media_type: OCI_MANIFEST.into(),
             digest: Digest::of(&[n]),
             size: 1,
-            platform: Some(Platform {
-                architecture: arch.into(),
-                os: "linux".into(),
-                variant: variant.map(String::from),
-            }),
+            platform: Some(Platform { architecture: arch.into(), os: "linux".into(), variant: variant.map(String::from) }),
             annotations: Default::default(),
         };
         let idx = Index {

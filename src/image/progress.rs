@@ -15,10 +15,7 @@ pub struct Bars {
 impl Bars {
     pub fn new(quiet: bool) -> Bars {
         let target = if quiet { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() };
-        Bars {
-            multi: MultiProgress::with_draw_target(target),
-            bars: Mutex::new(HashMap::new()),
-        }
+        Bars { multi: MultiProgress::with_draw_target(target), bars: Mutex::new(HashMap::new()) }
     }
 
     pub fn clear(&self) {

@@ -20,10 +20,7 @@ pub struct Reference {
 
 impl Reference {
     pub fn parse(input: &str) -> Result<Reference> {
-        let bad = |why: &str| ImageError::InvalidReference {
-            reference: input.to_string(),
-            why: why.to_string(),
-        };
+        let bad = |why: &str| ImageError::InvalidReference { reference: input.to_string(), why: why.to_string() };
         if input.is_empty() || input.len() > 4096 {
             return Err(bad("empty or too long"));
         }
@@ -53,15 +50,9 @@ impl Reference {
             }
             _ => (DEFAULT_REGISTRY.to_string(), name.to_string()),
         };
-        let registry = if registry == "index.docker.io" || registry == "registry-1.docker.io" {
-            DEFAULT_REGISTRY.to_string()
-        } else {
-            registry
-        };
-        if !registry
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
-        {
+        let registry =
+            if registry == "index.docker.io" || registry == "registry-1.docker.io" { DEFAULT_REGISTRY.to_string() } else { registry };
+        if !registry.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')) {
             return Err(bad("invalid registry name"));
         }
         if let Some((host, port)) = registry.rsplit_once(':') {
@@ -69,14 +60,12 @@ impl Reference {
                 return Err(bad("invalid registry port"));
             }
         }
-        let repository = if registry == DEFAULT_REGISTRY && !path.contains('/') {
-            format!("library/{path}")
-        } else {
-            path
-        };
+        let repository = if registry == DEFAULT_REGISTRY && !path.contains('/') { format!("library/{path}") } else { path };
         for comp in repository.split('/') {
             let ok = !comp.is_empty()
-                && comp.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
+                && comp
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
                 && comp.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
                 && comp.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
             if !ok {
@@ -88,12 +77,7 @@ impl Reference {
             (None, None) => Some("latest".to_string()),
             (None, Some(_)) => None,
         };
-        Ok(Reference {
-            registry,
-            repository,
-            tag,
-            digest,
-        })
+        Ok(Reference { registry, repository, tag, digest })
     }
 
     /// What the manifest is fetched by: the digest if pinned, else the tag.

@@ -130,12 +130,7 @@ impl Client {
         let hosts = hosts_for(opts.hosts_dir.as_deref(), reference, &opts.insecure)?
             .into_iter()
             .map(|host| {
-                Ok(HostState {
-                    base: format!("{}/{}", host.api, reference.repository),
-                    agent: agent(&host)?,
-                    host,
-                    auth: Mutex::new(None),
-                })
+                Ok(HostState { base: format!("{}/{}", host.api, reference.repository), agent: agent(&host)?, host, auth: Mutex::new(None) })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Client {
@@ -148,10 +143,7 @@ impl Client {
     }
 
     fn err(&self, what: impl Into<String>) -> ImageError {
-        ImageError::Registry {
-            reference: self.reference.to_string(),
-            what: what.into(),
-        }
+        ImageError::Registry { reference: self.reference.to_string(), what: what.into() }
     }
 
     /// GET `path` under the repository from the first host that has it
@@ -224,7 +216,12 @@ impl Client {
                 let service = param("service");
                 let resp = if let Some(refresh) = &self.identity_token {
                     // OAuth2 refresh-token grant (the distribution token spec's POST form).
-                    let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", refresh.as_str()), ("scope", scope.as_str()), ("client_id", "hull")];
+                    let mut form = vec![
+                        ("grant_type", "refresh_token"),
+                        ("refresh_token", refresh.as_str()),
+                        ("scope", scope.as_str()),
+                        ("client_id", "hull"),
+                    ];
                     if let Some(s) = &service {
                         form.push(("service", s.as_str()));
                     }
@@ -253,7 +250,10 @@ impl Client {
                     access_token: Option<String>,
                 }
                 let mut body = String::new();
-                resp.into_reader().take(1 << 20).read_to_string(&mut body).map_err(|e| self.err(format!("token: {e}")))?;
+                resp.into_reader()
+                    .take(1 << 20)
+                    .read_to_string(&mut body)
+                    .map_err(|e| self.err(format!("token: {e}")))?;
                 let t: Token = manifest::parse("token response", body.as_bytes())?;
                 let token = t.token.or(t.access_token).ok_or_else(|| self.err("token response without a token"))?;
                 format!("Bearer {token}")
@@ -338,10 +338,9 @@ pub fn pull(store: &Store, reference: &Reference, opts: &PullOptions, progress: 
     let (manifest_digest, index) = if manifest::is_index(&media_type) {
         let idx: Index = manifest::parse(&format!("{name}: index"), &data)?;
         let platform = opts.platform.clone().unwrap_or_else(Platform::host);
-        let chosen = idx.select(&platform).ok_or_else(|| ImageError::NoPlatform {
-            reference: name.clone(),
-            platform: platform.to_string(),
-        })?;
+        let chosen = idx
+            .select(&platform)
+            .ok_or_else(|| ImageError::NoPlatform { reference: name.clone(), platform: platform.to_string() })?;
         let (mdata, mtype, mdigest) = client.manifest(chosen.digest.as_str())?;
         if !manifest::is_manifest(&mtype) {
             return Err(client.err(format!("{}: expected an image manifest, got {mtype}", chosen.digest)));
@@ -360,7 +359,9 @@ mod tests {
 
     #[test]
     fn challenges() {
-        let (s, p) = parse_challenge(r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull""#);
+        let (s, p) = parse_challenge(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull""#,
+        );
         assert_eq!(s, "bearer");
         assert_eq!(p[0], ("realm".into(), "https://auth.docker.io/token".into()));
         assert_eq!(p[1], ("service".into(), "registry.docker.io".into()));

@@ -136,7 +136,13 @@ impl Store {
     /// Write a blob from `src`, verifying digest and size as it streams.
     /// Without `expect`, the blob is named by what was written. `progress`
     /// is called with the bytes written so far.
-    pub fn write_blob(&self, src: impl Read, expect: Option<Expect<'_>>, what: &str, mut progress: impl FnMut(u64)) -> Result<(Digest, u64)> {
+    pub fn write_blob(
+        &self,
+        src: impl Read,
+        expect: Option<Expect<'_>>,
+        what: &str,
+        mut progress: impl FnMut(u64),
+    ) -> Result<(Digest, u64)> {
         // Two pulls of the same blob: the second waits for the first and
         // then finds the blob there.
         let _busy = match &expect {
@@ -158,7 +164,14 @@ impl Store {
         result
     }
 
-    fn write_blob_to(&self, tmp: &Path, src: impl Read, expect: Option<&Expect<'_>>, what: &str, progress: &mut dyn FnMut(u64)) -> Result<(Digest, u64)> {
+    fn write_blob_to(
+        &self,
+        tmp: &Path,
+        src: impl Read,
+        expect: Option<&Expect<'_>>,
+        what: &str,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(Digest, u64)> {
         let file = File::create(tmp).ctx(|| format!("create {}", tmp.display()))?;
         // Locked while written, so prune leaves it alone.
         let mut file = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| ImageError::io(format!("lock {}", tmp.display()), e))?;
@@ -185,11 +198,7 @@ impl Store {
                 }
             }
             if &digest != e.digest {
-                return Err(ImageError::DigestMismatch {
-                    what: what.into(),
-                    expected: e.digest.to_string(),
-                    actual: digest.to_string(),
-                });
+                return Err(ImageError::DigestMismatch { what: what.into(), expected: e.digest.to_string(), actual: digest.to_string() });
             }
         }
         file.sync_all().ctx(|| format!("sync {}", tmp.display()))?;
@@ -662,7 +671,9 @@ mod tests {
             }
         }
         // Cut after 30000 bytes: kept as partial.
-        let err = s.write_blob_resumable(&d, size, "layer", |from| Ok((Cut(&data[from as usize..], 30_000), from)), |_| {}).unwrap_err();
+        let err = s
+            .write_blob_resumable(&d, size, "layer", |from| Ok((Cut(&data[from as usize..], 30_000), from)), |_| {})
+            .unwrap_err();
         assert!(err.to_string().contains("cut"), "{err}");
         let partial = s.ingest_dir().join(format!("{}.partial", d.hex()));
         assert_eq!(fs::metadata(&partial).unwrap().len(), 30_000);
@@ -671,10 +682,16 @@ mod tests {
         assert_eq!(fs::metadata(&partial).unwrap().len(), 50_000);
         // Resumed from 50000 to the end.
         let mut asked = None;
-        s.write_blob_resumable(&d, size, "layer", |from| {
-            asked = Some(from);
-            Ok((&data[from as usize..], from))
-        }, |_| {})
+        s.write_blob_resumable(
+            &d,
+            size,
+            "layer",
+            |from| {
+                asked = Some(from);
+                Ok((&data[from as usize..], from))
+            },
+            |_| {},
+        )
         .unwrap();
         assert_eq!(asked, Some(50_000));
         assert_eq!(s.read_blob(&d).unwrap(), data);
@@ -682,7 +699,9 @@ mod tests {
         // Wrong content after a resume: the partial is dropped, no blob.
         let other = Digest::of(b"x");
         s.write_blob_resumable(&other, 3, "layer", |_| Ok((&b"ab"[..], 0)), |_| {}).unwrap_err();
-        let err = s.write_blob_resumable(&other, 3, "layer", |from| Ok((&b"abc"[from as usize..], from)), |_| {}).unwrap_err();
+        let err = s
+            .write_blob_resumable(&other, 3, "layer", |from| Ok((&b"abc"[from as usize..], from)), |_| {})
+            .unwrap_err();
         assert!(matches!(err, ImageError::DigestMismatch { .. }), "{err}");
         assert!(!s.has_blob(&other));
         assert_eq!(fs::read_dir(s.ingest_dir()).unwrap().count(), 0);

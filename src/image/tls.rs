@@ -31,14 +31,9 @@ fn read_pem(path: &Path) -> Result<Vec<u8>> {
     use std::io::Read;
     let f = std::fs::File::open(path).ctx(|| format!("open {}", path.display()))?;
     let mut data = Vec::new();
-    f.take(MAX_PEM + 1)
-        .read_to_end(&mut data)
-        .ctx(|| format!("read {}", path.display()))?;
+    f.take(MAX_PEM + 1).read_to_end(&mut data).ctx(|| format!("read {}", path.display()))?;
     if data.len() as u64 > MAX_PEM {
-        return Err(ImageError::InvalidArgument(format!(
-            "{}: larger than {MAX_PEM} bytes",
-            path.display()
-        )));
+        return Err(ImageError::InvalidArgument(format!("{}: larger than {MAX_PEM} bytes", path.display())));
     }
     Ok(data)
 }
@@ -49,10 +44,7 @@ fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| ImageError::InvalidArgument(format!("{}: {e}", path.display())))?;
     if certs.is_empty() {
-        return Err(ImageError::InvalidArgument(format!(
-            "{}: no PEM certificate in it",
-            path.display()
-        )));
+        return Err(ImageError::InvalidArgument(format!("{}: no PEM certificate in it", path.display())));
     }
     Ok(certs)
 }
@@ -80,12 +72,7 @@ impl ServerCertVerifier for AnyServer {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -94,12 +81,7 @@ impl ServerCertVerifier for AnyServer {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -120,18 +102,14 @@ impl Tls {
             .with_safe_default_protocol_versions()
             .map_err(bad)?;
         let builder = if self.skip_verify {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AnyServer(provider)))
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(AnyServer(provider)))
         } else {
-            let mut roots = rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            };
+            let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
             for path in &self.ca {
                 for cert in certs(path)? {
-                    roots.add(cert).map_err(|e| {
-                        ImageError::InvalidArgument(format!("{what}: ca {}: {e}", path.display()))
-                    })?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| ImageError::InvalidArgument(format!("{what}: ca {}: {e}", path.display())))?;
                 }
             }
             builder.with_root_certificates(roots)
@@ -139,12 +117,8 @@ impl Tls {
         let config = match &self.client {
             Some((cert, key)) => {
                 let chain = certs(cert)?;
-                let key = PrivateKeyDer::from_pem_slice(&read_pem(key)?).map_err(|e| {
-                    ImageError::InvalidArgument(format!(
-                        "{what}: client key {}: {e}",
-                        key.display()
-                    ))
-                })?;
+                let key = PrivateKeyDer::from_pem_slice(&read_pem(key)?)
+                    .map_err(|e| ImageError::InvalidArgument(format!("{what}: client key {}: {e}", key.display())))?;
                 builder.with_client_auth_cert(chain, key).map_err(bad)?
             }
             None => builder.with_no_client_auth(),

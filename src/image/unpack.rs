@@ -77,12 +77,7 @@ pub fn unpack_layer(blob: impl Read, dest: &Path, lowers: &[PathBuf], layer: &st
         .iter()
         .filter_map(|l| nix::fcntl::open(l, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).ok())
         .collect();
-    let mut u = Unpacker {
-        root,
-        lowers,
-        layer,
-        dir_times: BTreeMap::new(),
-    };
+    let mut u = Unpacker { root, lowers, layer, dir_times: BTreeMap::new() };
     {
         let mut archive = tar::Archive::new(&mut hashing);
         let entries = archive.entries().ctx(|| format!("read {layer}"))?;
@@ -138,18 +133,11 @@ fn ignore_enoent(r: nix::Result<()>) -> nix::Result<()> {
 
 impl Unpacker<'_> {
     fn hostile(&self, entry: &Path, why: impl Into<String>) -> ImageError {
-        ImageError::HostileLayer {
-            layer: self.layer.into(),
-            entry: entry.display().to_string(),
-            why: why.into(),
-        }
+        ImageError::HostileLayer { layer: self.layer.into(), entry: entry.display().to_string(), why: why.into() }
     }
 
     fn resolve(&self, path: &Path, create: Create) -> Result<Option<OwnedFd>> {
-        safe_path::open_in_root(&self.root, path, create).map_err(|e| ImageError::Resolve {
-            path: path.to_path_buf(),
-            source: Box::new(e),
-        })
+        safe_path::open_in_root(&self.root, path, create).map_err(|e| ImageError::Resolve { path: path.to_path_buf(), source: Box::new(e) })
     }
 
     /// The parent directory of `path` (created if missing) and the name.
@@ -191,7 +179,9 @@ impl Unpacker<'_> {
                 .ctx(|| format!("{}: chown {}", self.layer, sofar.display()))?;
             fchmodat(parent.as_fd(), comp, Mode::from_bits_truncate(mode), FchmodatFlags::FollowSymlink)
                 .ctx(|| format!("{}: chmod {}", self.layer, sofar.display()))?;
-            parent = self.resolve(&sofar, Create::Nothing)?.ok_or_else(|| self.hostile(&sofar, "a symlink on the path does not lead to a directory inside the layer"))?;
+            parent = self
+                .resolve(&sofar, Create::Nothing)?
+                .ok_or_else(|| self.hostile(&sofar, "a symlink on the path does not lead to a directory inside the layer"))?;
         }
         Ok(parent)
     }
@@ -333,8 +323,14 @@ impl Unpacker<'_> {
                 let major = header.device_major().ok().flatten().unwrap_or(0);
                 let minor = header.device_minor().ok().flatten().unwrap_or(0);
                 self.clear(&parent, &name, false, &path)?;
-                mknodat(parent.as_fd(), name.as_os_str(), kind_flag, Mode::from_bits_truncate(0o600), nix::sys::stat::makedev(major.into(), minor.into()))
-                    .ctx(|| format!("{}: mknod {}", self.layer, path.display()))?;
+                mknodat(
+                    parent.as_fd(),
+                    name.as_os_str(),
+                    kind_flag,
+                    Mode::from_bits_truncate(0o600),
+                    nix::sys::stat::makedev(major.into(), minor.into()),
+                )
+                .ctx(|| format!("{}: mknod {}", self.layer, path.display()))?;
                 self.owner_mode(&parent, &name, &path, uid, gid, Some(mode))?;
                 let t = TimeSpec::new(mtime as i64, 0);
                 utimensat(parent.as_fd(), name.as_os_str(), &t, &t, UtimensatFlags::NoFollowSymlink)

@@ -4,8 +4,8 @@
 //! checked in full when the config is loaded (so a bad value fails create
 //! before anything exists) and applied by the process it concerns.
 use oci_spec::runtime::{
-    IOPriorityClass, Linux, LinuxPersonalityDomain, LinuxSchedulerFlag, LinuxSchedulerPolicy,
-    MemoryPolicyFlagType, MemoryPolicyModeType, Process,
+    IOPriorityClass, Linux, LinuxPersonalityDomain, LinuxSchedulerFlag, LinuxSchedulerPolicy, MemoryPolicyFlagType, MemoryPolicyModeType,
+    Process,
 };
 
 use super::syscall::{self, SchedAttr};
@@ -23,10 +23,7 @@ pub fn parse_list(field: &str, text: &str) -> Result<Vec<usize>> {
     let mut out = Vec::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let num = |s: &str| -> Result<usize> {
-            let n: usize = s
-                .trim()
-                .parse()
-                .map_err(|_| config(field, format!("{part:?} is not a number or range")))?;
+            let n: usize = s.trim().parse().map_err(|_| config(field, format!("{part:?} is not a number or range")))?;
             if n > MAX_INDEX {
                 return Err(config(field, format!("{n} is larger than {MAX_INDEX}")));
             }
@@ -81,63 +78,28 @@ fn sched_attr(process: &Process) -> Result<Option<SchedAttr>> {
         return Ok(None);
     };
     let f = "process.scheduler";
-    let policy = policy_number(*s.policy()).ok_or_else(|| {
-        config(
-            &format!("{f}.policy"),
-            "SCHED_ISO is not implemented by Linux",
-        )
-    })?;
+    let policy = policy_number(*s.policy()).ok_or_else(|| config(&format!("{f}.policy"), "SCHED_ISO is not implemented by Linux"))?;
     let nice = s.nice().unwrap_or(0);
     if !(-20..=19).contains(&nice) {
-        return Err(config(
-            &format!("{f}.nice"),
-            format!("{nice} is outside -20..19"),
-        ));
+        return Err(config(&format!("{f}.nice"), format!("{nice} is outside -20..19")));
     }
     let priority = s.priority().unwrap_or(0);
-    let realtime = matches!(
-        s.policy(),
-        LinuxSchedulerPolicy::SchedFifo | LinuxSchedulerPolicy::SchedRr
-    );
+    let realtime = matches!(s.policy(), LinuxSchedulerPolicy::SchedFifo | LinuxSchedulerPolicy::SchedRr);
     match (realtime, priority) {
         (true, 1..=99) | (false, 0) => {}
-        (true, p) => {
-            return Err(config(
-                &format!("{f}.priority"),
-                format!("{p} is outside 1..99 for {}", s.policy()),
-            ))
-        }
-        (false, p) => {
-            return Err(config(
-                &format!("{f}.priority"),
-                format!("{p}: only SCHED_FIFO and SCHED_RR take a priority"),
-            ))
-        }
+        (true, p) => return Err(config(&format!("{f}.priority"), format!("{p} is outside 1..99 for {}", s.policy()))),
+        (false, p) => return Err(config(&format!("{f}.priority"), format!("{p}: only SCHED_FIFO and SCHED_RR take a priority"))),
     }
     let deadline = *s.policy() == LinuxSchedulerPolicy::SchedDeadline;
     let dl = [s.runtime(), s.deadline(), s.period()];
     if !deadline && dl.iter().any(|v| v.is_some()) {
-        return Err(config(
-            f,
-            "runtime, deadline and period are for SCHED_DEADLINE only",
-        ));
+        return Err(config(f, "runtime, deadline and period are for SCHED_DEADLINE only"));
     }
-    let (runtime, dead, period) = (
-        s.runtime().unwrap_or(0),
-        s.deadline().unwrap_or(0),
-        s.period().unwrap_or(0),
-    );
+    let (runtime, dead, period) = (s.runtime().unwrap_or(0), s.deadline().unwrap_or(0), s.period().unwrap_or(0));
     if deadline && (runtime == 0 || runtime > dead || (period != 0 && dead > period)) {
-        return Err(config(
-            f,
-            "SCHED_DEADLINE needs 0 < runtime <= deadline <= period (period 0: the deadline)",
-        ));
+        return Err(config(f, "SCHED_DEADLINE needs 0 < runtime <= deadline <= period (period 0: the deadline)"));
     }
-    let flags = s
-        .flags()
-        .iter()
-        .flatten()
-        .fold(0, |acc, fl| acc | flag_bit(*fl));
+    let flags = s.flags().iter().flatten().fold(0, |acc, fl| acc | flag_bit(*fl));
     Ok(Some(SchedAttr {
         size: 0,
         sched_policy: policy,
@@ -161,10 +123,7 @@ fn io_priority(process: &Process) -> Result<Option<(u32, u32)>> {
     };
     let level = io.priority();
     if !(0..=7).contains(&level) {
-        return Err(config(
-            "process.ioPriority.priority",
-            format!("{level} is outside 0..7"),
-        ));
+        return Err(config("process.ioPriority.priority", format!("{level} is outside 0..7")));
     }
     Ok(Some((class, level as u32)))
 }
@@ -177,11 +136,7 @@ pub fn exec_cpu_affinity(process: &Process) -> Result<CpuLists> {
     let Some(a) = process.exec_cpu_affinity() else {
         return Ok((None, None));
     };
-    let initial = a
-        .initial()
-        .as_deref()
-        .map(|t| parse_list("process.execCPUAffinity.initial", t))
-        .transpose()?;
+    let initial = a.initial().as_deref().map(|t| parse_list("process.execCPUAffinity.initial", t)).transpose()?;
     let last = a
         .cpu_affinity_final()
         .as_deref()
@@ -197,10 +152,7 @@ fn personality(linux: Option<&Linux>) -> Result<Option<libc::c_ulong>> {
     };
     if p.flags().as_ref().is_some_and(|f| !f.is_empty()) {
         // The spec defines no flags yet.
-        return Err(Error::unsupported(
-            "linux.personality.flags",
-            "no personality flags are defined",
-        ));
+        return Err(Error::unsupported("linux.personality.flags", "no personality flags are defined"));
     }
     Ok(Some(match p.domain() {
         LinuxPersonalityDomain::PerLinux => 0x0000,
@@ -223,34 +175,15 @@ fn memory_policy(linux: Option<&Linux>) -> Result<Option<(libc::c_int, Vec<libc:
         MemoryPolicyModeType::MpolPreferredMany => 5,
         MemoryPolicyModeType::MpolWeightedInterleave => 6,
     };
-    let nodes = m
-        .nodes()
-        .as_deref()
-        .map(str::trim)
-        .filter(|n| !n.is_empty());
-    let nodes = nodes
-        .map(|n| parse_list(&format!("{f}.nodes"), n))
-        .transpose()?;
+    let nodes = m.nodes().as_deref().map(str::trim).filter(|n| !n.is_empty());
+    let nodes = nodes.map(|n| parse_list(&format!("{f}.nodes"), n)).transpose()?;
     match (m.mode(), &nodes) {
         (MemoryPolicyModeType::MpolDefault | MemoryPolicyModeType::MpolLocal, Some(_)) => {
-            return Err(config(
-                &format!("{f}.nodes"),
-                format!("must be empty for {}", m.mode()),
-            ))
+            return Err(config(&format!("{f}.nodes"), format!("must be empty for {}", m.mode())))
         }
         // MPOL_PREFERRED without nodes is "local allocation".
-        (
-            MemoryPolicyModeType::MpolDefault
-            | MemoryPolicyModeType::MpolLocal
-            | MemoryPolicyModeType::MpolPreferred,
-            None,
-        ) => {}
-        (_, None) => {
-            return Err(config(
-                &format!("{f}.nodes"),
-                format!("{} needs nodes", m.mode()),
-            ))
-        }
+        (MemoryPolicyModeType::MpolDefault | MemoryPolicyModeType::MpolLocal | MemoryPolicyModeType::MpolPreferred, None) => {}
+        (_, None) => return Err(config(&format!("{f}.nodes"), format!("{} needs nodes", m.mode()))),
         _ => {}
     }
     let mut flags = 0;
@@ -261,16 +194,8 @@ fn memory_policy(linux: Option<&Linux>) -> Result<Option<(libc::c_int, Vec<libc:
             MemoryPolicyFlagType::MpolFStaticNodes => 1 << 15,
         };
     }
-    if flags != 0
-        && matches!(
-            m.mode(),
-            MemoryPolicyModeType::MpolDefault | MemoryPolicyModeType::MpolLocal
-        )
-    {
-        return Err(config(
-            &format!("{f}.flags"),
-            format!("{} takes no flags", m.mode()),
-        ));
+    if flags != 0 && matches!(m.mode(), MemoryPolicyModeType::MpolDefault | MemoryPolicyModeType::MpolLocal) {
+        return Err(config(&format!("{f}.flags"), format!("{} takes no flags", m.mode())));
     }
     let mut mask = Vec::new();
     for n in nodes.into_iter().flatten() {
@@ -295,17 +220,11 @@ pub fn time_offsets(linux: Option<&Linux>) -> Result<Option<String>> {
     for clock in keys {
         let o = &offsets[clock];
         if clock != "monotonic" && clock != "boottime" {
-            return Err(config(
-                &format!("linux.timeOffsets.{clock}"),
-                "only monotonic and boottime clocks have offsets",
-            ));
+            return Err(config(&format!("linux.timeOffsets.{clock}"), "only monotonic and boottime clocks have offsets"));
         }
         let nanos = o.nanosecs().unwrap_or(0);
         if nanos >= 1_000_000_000 {
-            return Err(config(
-                &format!("linux.timeOffsets.{clock}.nanosecs"),
-                "must be below 1000000000",
-            ));
+            return Err(config(&format!("linux.timeOffsets.{clock}.nanosecs"), "must be below 1000000000"));
         }
         text.push_str(&format!("{clock} {} {nanos}\n", o.secs().unwrap_or(0)));
     }
@@ -328,20 +247,16 @@ pub fn check(process: &Process, linux: Option<&Linux>) -> Result<()> {
 /// CAP_SYS_NICE, which the container may not keep.
 pub fn apply(process: &Process, linux: Option<&Linux>) -> Result<()> {
     if let Some(attr) = sched_attr(process)? {
-        syscall::sched_setattr(&attr)
-            .map_err(|e| Error::sys("process.scheduler: sched_setattr", e))?;
+        syscall::sched_setattr(&attr).map_err(|e| Error::sys("process.scheduler: sched_setattr", e))?;
     }
     if let Some((class, level)) = io_priority(process)? {
-        syscall::ioprio_set(class, level)
-            .map_err(|e| Error::sys("process.ioPriority: ioprio_set", e))?;
+        syscall::ioprio_set(class, level).map_err(|e| Error::sys("process.ioPriority: ioprio_set", e))?;
     }
     if let Some(persona) = personality(linux)? {
-        syscall::set_personality(persona)
-            .map_err(|e| Error::sys("linux.personality: personality", e))?;
+        syscall::set_personality(persona).map_err(|e| Error::sys("linux.personality: personality", e))?;
     }
     if let Some((mode, mask)) = memory_policy(linux)? {
-        syscall::set_mempolicy(mode, &mask)
-            .map_err(|e| Error::sys("linux.memoryPolicy: set_mempolicy", e))?;
+        syscall::set_mempolicy(mode, &mask).map_err(|e| Error::sys("linux.memoryPolicy: set_mempolicy", e))?;
     }
     Ok(())
 }
@@ -350,11 +265,9 @@ pub fn apply(process: &Process, linux: Option<&Linux>) -> Result<()> {
 pub fn set_affinity(pid: i32, cpus: &[usize], field: &str) -> Result<()> {
     let mut set = nix::sched::CpuSet::new();
     for &c in cpus {
-        set.set(c)
-            .map_err(|e| Error::sys(format!("{field}: CPU {c}"), e))?;
+        set.set(c).map_err(|e| Error::sys(format!("{field}: CPU {c}"), e))?;
     }
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(pid), &set)
-        .map_err(|e| Error::sys(format!("{field}: sched_setaffinity"), e))
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(pid), &set).map_err(|e| Error::sys(format!("{field}: sched_setaffinity"), e))
 }
 
 #[cfg(test)]
@@ -362,11 +275,8 @@ mod tests {
     use super::*;
 
     fn process(v: serde_json::Value) -> Process {
-        let mut base =
-            serde_json::json!({"user": {"uid": 0, "gid": 0}, "args": ["sh"], "cwd": "/"});
-        base.as_object_mut()
-            .unwrap()
-            .extend(v.as_object().unwrap().clone());
+        let mut base = serde_json::json!({"user": {"uid": 0, "gid": 0}, "args": ["sh"], "cwd": "/"});
+        base.as_object_mut().unwrap().extend(v.as_object().unwrap().clone());
         serde_json::from_value(base).unwrap()
     }
 
@@ -378,51 +288,33 @@ mod tests {
     fn lists_parse_and_are_bounded() {
         assert_eq!(parse_list("f", "0-2,5,1").unwrap(), vec![0, 1, 2, 5]);
         assert!(parse_list("f", "3-1").is_err());
-        assert!(parse_list("f", "99999")
-            .unwrap_err()
-            .to_string()
-            .contains("f:"));
+        assert!(parse_list("f", "99999").unwrap_err().to_string().contains("f:"));
         assert!(parse_list("f", "").is_err());
         assert!(parse_list("f", "a").is_err());
     }
 
     #[test]
     fn scheduler_values_are_checked() {
-        let ok =
-            process(serde_json::json!({"scheduler": {"policy": "SCHED_FIFO", "priority": 10}}));
+        let ok = process(serde_json::json!({"scheduler": {"policy": "SCHED_FIFO", "priority": 10}}));
         assert_eq!(sched_attr(&ok).unwrap().unwrap().sched_policy, 1);
-        let bad =
-            process(serde_json::json!({"scheduler": {"policy": "SCHED_OTHER", "priority": 10}}));
-        assert!(sched_attr(&bad)
-            .unwrap_err()
-            .to_string()
-            .contains("process.scheduler.priority"));
+        let bad = process(serde_json::json!({"scheduler": {"policy": "SCHED_OTHER", "priority": 10}}));
+        assert!(sched_attr(&bad).unwrap_err().to_string().contains("process.scheduler.priority"));
         let bad = process(serde_json::json!({"scheduler": {"policy": "SCHED_ISO"}}));
-        assert!(sched_attr(&bad)
-            .unwrap_err()
-            .to_string()
-            .contains("SCHED_ISO"));
+        assert!(sched_attr(&bad).unwrap_err().to_string().contains("SCHED_ISO"));
         let bad = process(serde_json::json!({"scheduler": {"policy": "SCHED_BATCH", "nice": 40}}));
         assert!(sched_attr(&bad).unwrap_err().to_string().contains("nice"));
-        let dl = process(
-            serde_json::json!({"scheduler": {"policy": "SCHED_DEADLINE", "runtime": 10, "deadline": 5}}),
-        );
+        let dl = process(serde_json::json!({"scheduler": {"policy": "SCHED_DEADLINE", "runtime": 10, "deadline": 5}}));
         assert!(sched_attr(&dl).is_err());
     }
 
     #[test]
     fn memory_policy_modes_and_nodes() {
-        let l = linux(
-            serde_json::json!({"memoryPolicy": {"mode": "MPOL_BIND", "nodes": "0,65", "flags": ["MPOL_F_STATIC_NODES"]}}),
-        );
+        let l = linux(serde_json::json!({"memoryPolicy": {"mode": "MPOL_BIND", "nodes": "0,65", "flags": ["MPOL_F_STATIC_NODES"]}}));
         let (mode, mask) = memory_policy(Some(&l)).unwrap().unwrap();
         assert_eq!(mode, 2 | (1 << 15));
         assert_eq!(mask, vec![1, 2]);
         let l = linux(serde_json::json!({"memoryPolicy": {"mode": "MPOL_INTERLEAVE"}}));
-        assert!(memory_policy(Some(&l))
-            .unwrap_err()
-            .to_string()
-            .contains("linux.memoryPolicy.nodes"));
+        assert!(memory_policy(Some(&l)).unwrap_err().to_string().contains("linux.memoryPolicy.nodes"));
         let l = linux(serde_json::json!({"memoryPolicy": {"mode": "MPOL_DEFAULT", "nodes": "0"}}));
         assert!(memory_policy(Some(&l)).is_err());
         let l = linux(serde_json::json!({"memoryPolicy": {"mode": "MPOL_PREFERRED"}}));
@@ -431,18 +323,10 @@ mod tests {
 
     #[test]
     fn time_offsets_lines() {
-        let l = linux(
-            serde_json::json!({"timeOffsets": {"monotonic": {"secs": 86400}, "boottime": {"secs": -5, "nanosecs": 7}}}),
-        );
-        assert_eq!(
-            time_offsets(Some(&l)).unwrap().unwrap(),
-            "boottime -5 7\nmonotonic 86400 0\n"
-        );
+        let l = linux(serde_json::json!({"timeOffsets": {"monotonic": {"secs": 86400}, "boottime": {"secs": -5, "nanosecs": 7}}}));
+        assert_eq!(time_offsets(Some(&l)).unwrap().unwrap(), "boottime -5 7\nmonotonic 86400 0\n");
         let l = linux(serde_json::json!({"timeOffsets": {"realtime": {"secs": 1}}}));
-        assert!(time_offsets(Some(&l))
-            .unwrap_err()
-            .to_string()
-            .contains("linux.timeOffsets.realtime"));
+        assert!(time_offsets(Some(&l)).unwrap_err().to_string().contains("linux.timeOffsets.realtime"));
     }
 
     #[test]
@@ -450,9 +334,6 @@ mod tests {
         let l = linux(serde_json::json!({"personality": {"domain": "LINUX32"}}));
         assert_eq!(personality(Some(&l)).unwrap(), Some(8));
         let l = linux(serde_json::json!({"personality": {"domain": "LINUX", "flags": ["x"]}}));
-        assert!(personality(Some(&l))
-            .unwrap_err()
-            .to_string()
-            .contains("linux.personality.flags"));
+        assert!(personality(Some(&l)).unwrap_err().to_string().contains("linux.personality.flags"));
     }
 }

@@ -36,7 +36,9 @@ pub enum ParentMessage {
     Proceed,
     IdMapsWritten,
     /// To the init (or exec'd process): your pid on the host; begin setup.
-    Start { host_pid: i32 },
+    Start {
+        host_pid: i32,
+    },
     CreateRuntimeHooksDone,
 }
 
@@ -52,13 +54,8 @@ impl Channel {
     /// A connected pair: (hull's end, the child's end). Both are
     /// close-on-exec so neither leaks into the container program.
     pub fn pair() -> Result<(Channel, Channel)> {
-        let (a, b) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .sys_context(|| "socketpair for init handshake".into())?;
+        let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+            .sys_context(|| "socketpair for init handshake".into())?;
         Ok((Channel { fd: a }, Channel { fd: b }))
     }
 
@@ -69,8 +66,7 @@ impl Channel {
     pub fn send<M: Serialize>(&self, msg: &M) -> Result<()> {
         let mut bytes = serde_json::to_vec(msg).map_err(|e| Error::Init(e.to_string()))?;
         bytes.truncate(MAX_MESSAGE);
-        send(self.fd.as_raw_fd(), &bytes, MsgFlags::MSG_NOSIGNAL)
-            .sys_context(|| "send on init handshake socket".into())?;
+        send(self.fd.as_raw_fd(), &bytes, MsgFlags::MSG_NOSIGNAL).sys_context(|| "send on init handshake socket".into())?;
         Ok(())
     }
 
@@ -93,8 +89,7 @@ impl Channel {
 
     /// Receive, treating end-of-file as an error that says what was awaited.
     pub fn expect<M: for<'de> Deserialize<'de>>(&self, awaited: &str) -> Result<M> {
-        self.recv()?
-            .ok_or_else(|| Error::Init(format!("peer exited while hull waited for {awaited}")))
+        self.recv()?.ok_or_else(|| Error::Init(format!("peer exited while hull waited for {awaited}")))
     }
 }
 

@@ -16,8 +16,7 @@ use crate::linux::syscall;
 /// Set up the console and wire it to stdio. `socket` is a connected unix
 /// socket to whoever wants the pty master.
 pub fn setup(socket: &OwnedFd, size: Option<(u16, u16)>) -> Result<()> {
-    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
-        .sys_context(|| "open /dev/ptmx".into())?;
+    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).sys_context(|| "open /dev/ptmx".into())?;
     grantpt(&master).sys_context(|| "grantpt".into())?;
     unlockpt(&master).sys_context(|| "unlockpt".into())?;
     let name = ptsname_r(&master).sys_context(|| "ptsname".into())?;
@@ -50,8 +49,7 @@ pub fn send_fd(socket: &OwnedFd, fd: RawFd, name: &[u8]) -> Result<()> {
     let fds = [fd];
     let iov = [IoSlice::new(name)];
     let cmsg = [ControlMessage::ScmRights(&fds)];
-    sendmsg::<()>(socket.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
-        .sys_context(|| "send pty master to console socket".into())?;
+    sendmsg::<()>(socket.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None).sys_context(|| "send pty master to console socket".into())?;
     Ok(())
 }
 
@@ -59,8 +57,7 @@ pub fn send_fd(socket: &OwnedFd, fd: RawFd, name: &[u8]) -> Result<()> {
 /// the path is resolved on the host).
 pub fn connect(path: &Path) -> Result<OwnedFd> {
     use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
-    let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
-        .sys_context(|| "console socket".into())?;
+    let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).sys_context(|| "console socket".into())?;
     let addr = UnixAddr::new(path).sys_context(|| format!("console socket path {}", path.display()))?;
     connect(fd.as_raw_fd(), &addr).sys_context(|| format!("connect to console socket {}", path.display()))?;
     Ok(fd)

@@ -11,10 +11,10 @@ use oci_spec::runtime::Spec;
 use super::channel::{Channel, ChildMessage, ParentMessage};
 use super::{attrs, console, lsm, process, rootfs, syscall, sysctl};
 use crate::cgroups::Cgroup;
-use crate::seccomp::{self, Filter};
 use crate::error::{Error, Result, SysContext};
 use crate::oci::hooks::{self, HookKind};
 use crate::oci::state::{SpecState, Status, OCI_VERSION};
+use crate::seccomp::{self, Filter};
 
 /// What the init needs from hull (a copy made by fork).
 pub struct InitContext<'a> {
@@ -111,8 +111,7 @@ fn prepare(ctx: &InitContext) -> Result<Prepared> {
 
     // The fifo lives in hull's state dir, outside the rootfs: hold it (and
     // a handle on our fd table in the host's /proc) across the pivot.
-    let fifo = nix::fcntl::open(ctx.exec_fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
-        .sys_context(|| "open exec fifo".into())?;
+    let fifo = nix::fcntl::open(ctx.exec_fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).sys_context(|| "open exec fifo".into())?;
     let proc_fd_dir = nix::fcntl::open("/proc/self/fd", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .sys_context(|| "open /proc/self/fd".into())?;
 
@@ -134,7 +133,9 @@ fn prepare(ctx: &InitContext) -> Result<Prepared> {
         syscall::setdomainname(d)?;
     }
     if process.terminal().unwrap_or(false) {
-        let socket = ctx.console_socket.ok_or_else(|| Error::Init("terminal requested without a console socket".into()))?;
+        let socket = ctx
+            .console_socket
+            .ok_or_else(|| Error::Init("terminal requested without a console socket".into()))?;
         let size = process.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16));
         console::setup(socket, size)?;
     }
@@ -157,7 +158,12 @@ fn prepare(ctx: &InitContext) -> Result<Prepared> {
     let listener = match ctx.seccomp_listener {
         Some(socket) => Some(seccomp::Listener {
             socket: socket.try_clone().sys_context(|| "dup seccomp listener socket".into())?,
-            metadata: ctx.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()).and_then(|s| s.listener_metadata().clone()),
+            metadata: ctx
+                .spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.seccomp().as_ref())
+                .and_then(|s| s.listener_metadata().clone()),
             state: serde_json::to_value(hook_state(ctx, Status::Created, host_pid)).map_err(|e| Error::Init(e.to_string()))?,
         }),
         None => None,

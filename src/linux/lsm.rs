@@ -46,9 +46,7 @@ fn set(v: &Option<String>) -> Option<&str> {
 /// anything is created. `mount_label` is `linux.mountLabel` (None for exec).
 pub fn check(process: &Process, mount_label: Option<&String>, host: Host) -> Result<()> {
     if set(process.apparmor_profile()).is_some() && !host.apparmor {
-        return Err(Error::Config(
-            "process.apparmorProfile: apparmor profile specified but AppArmor is not enabled on the host".into(),
-        ));
+        return Err(Error::Config("process.apparmorProfile: apparmor profile specified but AppArmor is not enabled on the host".into()));
     }
     // Without SELinux a label has no effect at all: crun and youki run the
     // container without it and say so (runc refuses); hull follows them.
@@ -80,8 +78,7 @@ pub fn apply_exec_labels(process: &Process) -> Result<()> {
             .map_err(|e| Error::Init(format!("process.apparmorProfile {profile:?}: {e}")))?;
     }
     if let Some(label) = set(process.selinux_label()).filter(|_| selinux_enabled()) {
-        write_attr(&["/proc/thread-self/attr/exec"], label)
-            .map_err(|e| Error::Init(format!("process.selinuxLabel {label:?}: {e}")))?;
+        write_attr(&["/proc/thread-self/attr/exec"], label).map_err(|e| Error::Init(format!("process.selinuxLabel {label:?}: {e}")))?;
     }
     Ok(())
 }

@@ -68,11 +68,7 @@ pub struct NamespacePlan {
 
 impl NamespacePlan {
     pub fn from_spec(spec: &Spec) -> Result<NamespacePlan> {
-        let mut plan = NamespacePlan {
-            unshare: CloneFlags::empty(),
-            new_user: false,
-            joins: Vec::new(),
-        };
+        let mut plan = NamespacePlan { unshare: CloneFlags::empty(), new_user: false, joins: Vec::new() };
         let list = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
         for typ in ALL_TYPES {
             let Some(ns) = list.and_then(|l| l.iter().find(|n| n.typ() == typ)) else { continue };
@@ -98,11 +94,7 @@ impl NamespacePlan {
                 joins.push(Join { typ, fd: open_ns(&theirs)?, path: theirs });
             }
         }
-        Ok(NamespacePlan {
-            unshare: CloneFlags::empty(),
-            new_user: false,
-            joins,
-        })
+        Ok(NamespacePlan { unshare: CloneFlags::empty(), new_user: false, joins })
     }
 
     pub fn joins_user(&self) -> bool {
@@ -123,6 +115,5 @@ impl NamespacePlan {
 }
 
 fn open_ns(path: &std::path::Path) -> Result<OwnedFd> {
-    nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-        .sys_context(|| format!("open namespace {}", path.display()))
+    nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).sys_context(|| format!("open namespace {}", path.display()))
 }

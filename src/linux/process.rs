@@ -55,8 +55,7 @@ pub fn apply_rlimits(process: &Process) -> Result<()> {
                     rl.typ(),
                     rl.hard()
                 );
-                crate::linux::syscall::setrlimit(res, soft, hard)
-                    .sys_context(|| format!("setrlimit {:?}", rl.typ()))?;
+                crate::linux::syscall::setrlimit(res, soft, hard).sys_context(|| format!("setrlimit {:?}", rl.typ()))?;
             }
             Err(e) => return Err(Error::sys(format!("setrlimit {:?}", rl.typ()), e)),
         }
@@ -72,10 +71,7 @@ pub fn set_oom_score_adj(adj: i32) -> Result<()> {
     match std::fs::write(path, adj.to_string()) {
         Ok(()) => Ok(()),
         Err(e) if e.raw_os_error() == Some(libc::EACCES) || e.raw_os_error() == Some(libc::EPERM) => {
-            let current: i32 = std::fs::read_to_string(path)
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .unwrap_or(0);
+            let current: i32 = std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
             log::warn!("oomScoreAdj {adj}: not permitted here (no CAP_SYS_RESOURCE); kept at {current}");
             if adj > current {
                 std::fs::write(path, adj.to_string()).sys_context(|| format!("write {path}"))?;
@@ -89,10 +85,7 @@ pub fn set_oom_score_adj(adj: i32) -> Result<()> {
 fn to_caps(set: Option<&oci_spec::runtime::Capabilities>) -> Result<CapsHashSet> {
     let mut out = CapsHashSet::new();
     for c in set.into_iter().flatten() {
-        let name = serde_json::to_value(c)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
+        let name = serde_json::to_value(c).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
         match name.parse::<caps::Capability>() {
             Ok(cap) => {
                 out.insert(cap);
@@ -143,18 +136,12 @@ pub fn switch_user(process: &Process, in_user_ns_without_setgroups: bool) -> Res
             if bounding.contains(&cap) || !caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
                 continue;
             }
-            caps::drop(None, CapSet::Bounding, cap)
-                .map_err(|e| Error::Init(format!("drop {cap} from the bounding set: {e}")))?;
+            caps::drop(None, CapSet::Bounding, cap).map_err(|e| Error::Init(format!("drop {cap} from the bounding set: {e}")))?;
         }
     }
     nix::sys::prctl::set_keepcaps(true).sys_context(|| "PR_SET_KEEPCAPS".into())?;
     if !in_user_ns_without_setgroups {
-        let gids: Vec<nix::unistd::Gid> = user
-            .additional_gids()
-            .iter()
-            .flatten()
-            .map(|g| nix::unistd::Gid::from_raw(*g))
-            .collect();
+        let gids: Vec<nix::unistd::Gid> = user.additional_gids().iter().flatten().map(|g| nix::unistd::Gid::from_raw(*g)).collect();
         nix::unistd::setgroups(&gids).sys_context(|| "setgroups".into())?;
     }
     let gid = nix::unistd::Gid::from_raw(user.gid());
@@ -186,10 +173,7 @@ fn apply_caps(caps: Option<&LinuxCapabilities>) -> Result<()> {
         if missing.is_empty() {
             Error::Init(format!("process.capabilities.{set}: {e}"))
         } else {
-            Error::Init(format!(
-                "process.capabilities.{set}: cannot grant {}: the runtime does not hold it ({e})",
-                missing.join(", ")
-            ))
+            Error::Init(format!("process.capabilities.{set}: cannot grant {}: the runtime does not hold it ({e})", missing.join(", ")))
         }
     };
     // Each capset must leave effective within permitted, and raising
@@ -237,11 +221,7 @@ pub fn find_executable(program: &str, env: &[String]) -> Result<PathBuf> {
         let p = PathBuf::from(program);
         return check_executable(&p).map(|_| p).map_err(|e| Error::Init(format!("exec: {program:?}: {e}")));
     }
-    let path = env
-        .iter()
-        .rev()
-        .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or(DEFAULT_PATH);
+    let path = env.iter().rev().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
     for dir in path.split(':') {
         let dir = if dir.is_empty() { "." } else { dir };
         let candidate = Path::new(dir).join(program);

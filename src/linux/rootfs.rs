@@ -49,8 +49,7 @@ pub fn prepare(ctx: &RootfsContext) -> Result<()> {
     // private too, which pivot_root needs, and nothing mounted under the
     // rootfs propagates to its peers.
     let holder = mount_point_of(ctx.rootfs)?;
-    mount(NONE, &holder, NONE, MsFlags::MS_PRIVATE, NONE)
-        .sys_context(|| format!("make {} private", holder.display()))?;
+    mount(NONE, &holder, NONE, MsFlags::MS_PRIVATE, NONE).sys_context(|| format!("make {} private", holder.display()))?;
     // pivot_root needs the new root to be a mount point.
     mount(Some(ctx.rootfs), ctx.rootfs, NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE)
         .sys_context(|| format!("bind rootfs {}", ctx.rootfs.display()))?;
@@ -106,8 +105,7 @@ fn mount_point_of(path: &Path) -> Result<PathBuf> {
 pub fn root_propagation(spec: &Spec) -> Result<()> {
     let requested = spec.linux().as_ref().and_then(|l| l.rootfs_propagation().as_deref());
     if let Some(flags) = requested.and_then(mount_options::propagation_flag) {
-        mount(NONE, "/", NONE, flags, NONE)
-            .sys_context(|| format!("set rootfsPropagation {:?} on /", requested.unwrap_or_default()))?;
+        mount(NONE, "/", NONE, flags, NONE).sys_context(|| format!("set rootfsPropagation {:?} on /", requested.unwrap_or_default()))?;
     }
     Ok(())
 }
@@ -137,9 +135,7 @@ fn mount_entry(ctx: &RootfsContext, root: &OwnedFd, m: &Mount) -> Result<()> {
         refuse_symlink_destination(root, typ, m.destination())?;
     }
     let bind = opts.is_bind() || typ == "bind";
-    let source: Option<PathBuf> = m.source().as_ref().map(|s| {
-        if bind && s.is_relative() { ctx.bundle.join(s) } else { s.clone() }
-    });
+    let source: Option<PathBuf> = m.source().as_ref().map(|s| if bind && s.is_relative() { ctx.bundle.join(s) } else { s.clone() });
     let create = if bind && source.as_ref().is_some_and(|s| !s.is_dir()) { Create::File } else { Create::Dir };
     if bind {
         let src = source.as_ref().ok_or_else(|| Error::Config("bind mount without a source".into()))?;
@@ -185,8 +181,7 @@ fn mount_entry(ctx: &RootfsContext, root: &OwnedFd, m: &Mount) -> Result<()> {
             // Inside a user namespace without its own network namespace the
             // kernel refuses a new sysfs: fall back to binding the host's.
             Err(nix::errno::Errno::EPERM) if typ == "sysfs" && ctx.in_user_ns => {
-                mount(Some("/sys"), &target, NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE)
-                    .sys_context(|| "bind /sys".into())?;
+                mount(Some("/sys"), &target, NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE).sys_context(|| "bind /sys".into())?;
                 let mounted = reopen(root, m.destination())?;
                 remount_bind(&fd_path(&mounted), opts.flags)?;
             }
@@ -213,8 +208,7 @@ fn mount_entry(ctx: &RootfsContext, root: &OwnedFd, m: &Mount) -> Result<()> {
 }
 
 fn reopen(root: &OwnedFd, dest: &Path) -> Result<OwnedFd> {
-    open_in_root(root, dest, Create::Nothing)?
-        .ok_or_else(|| Error::Init(format!("{} vanished after mounting", dest.display())))
+    open_in_root(root, dest, Create::Nothing)?.ok_or_else(|| Error::Init(format!("{} vanished after mounting", dest.display())))
 }
 
 /// Bind `source` onto `dest` (inside the root), then remount to apply the
@@ -222,8 +216,7 @@ fn reopen(root: &OwnedFd, dest: &Path) -> Result<OwnedFd> {
 fn bind_in_root(root: &OwnedFd, source: &Path, dest: &Path, create: Create, flags: MsFlags) -> Result<()> {
     let target = open_in_root(root, dest, create)?.expect("created");
     let rec = flags & MsFlags::MS_REC;
-    mount(Some(source), &fd_path(&target), NONE, MsFlags::MS_BIND | rec, NONE)
-        .sys_context(|| format!("bind {}", source.display()))?;
+    mount(Some(source), &fd_path(&target), NONE, MsFlags::MS_BIND | rec, NONE).sys_context(|| format!("bind {}", source.display()))?;
     drop(target);
     let extra = flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
     if !extra.is_empty() {
@@ -281,16 +274,14 @@ fn mount_cgroup(ctx: &RootfsContext, root: &OwnedFd, m: &Mount, opts: &MountOpti
     match cg.layout {
         Layout::V2 => {
             if ctx.new_cgroup_ns {
-                mount(Some("cgroup2"), &target, Some("cgroup2"), opts.flags, NONE)
-                    .sys_context(|| "mount cgroup2".into())?;
+                mount(Some("cgroup2"), &target, Some("cgroup2"), opts.flags, NONE).sys_context(|| "mount cgroup2".into())?;
             } else if let Some(dir) = cg.dirs.get("") {
                 drop(target_fd);
                 bind_in_root(root, dir, dest, Create::Dir, opts.flags)?;
             }
         }
         Layout::V1 => {
-            mount(Some("tmpfs"), &target, Some("tmpfs"), flags, Some("mode=755"))
-                .sys_context(|| "mount tmpfs for cgroups".into())?;
+            mount(Some("tmpfs"), &target, Some("tmpfs"), flags, Some("mode=755")).sys_context(|| "mount tmpfs for cgroups".into())?;
             drop(target_fd);
             for (name, dir) in &cg.dirs {
                 bind_in_root(root, dir, &dest.join(name), Create::Dir, opts.flags)?;
@@ -407,8 +398,8 @@ pub fn enter_root(rootfs: &Path, no_pivot: bool) -> Result<()> {
         nix::unistd::chroot(".").sys_context(|| "chroot".into())?;
         return nix::unistd::chdir("/").sys_context(|| "chdir /".into());
     }
-    let old_root = nix::fcntl::open("/", OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-        .sys_context(|| "open /".into())?;
+    let old_root =
+        nix::fcntl::open("/", OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).sys_context(|| "open /".into())?;
     let new_root = nix::fcntl::open(rootfs, OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
         .sys_context(|| "open rootfs".into())?;
     nix::unistd::fchdir(&new_root).sys_context(|| "fchdir rootfs".into())?;
@@ -446,8 +437,7 @@ fn mask_path(p: &Path) -> Result<()> {
         Err(e) => return Err(Error::sys(format!("masked path {}", p.display()), e)),
     };
     if meta.is_dir() {
-        mount(Some("tmpfs"), p, Some("tmpfs"), MsFlags::MS_RDONLY, NONE)
-            .sys_context(|| format!("mask {}", p.display()))
+        mount(Some("tmpfs"), p, Some("tmpfs"), MsFlags::MS_RDONLY, NONE).sys_context(|| format!("mask {}", p.display()))
     } else {
         mount(Some("/dev/null"), p, NONE, MsFlags::MS_BIND, NONE).sys_context(|| format!("mask {}", p.display()))
     }

@@ -49,7 +49,9 @@ fn host_proc() -> Option<&'static OwnedFd> {
 /// The `Threads:` count of this process's /proc status.
 pub fn thread_count() -> Result<usize> {
     let via_fd = host_proc().and_then(|d| {
-        let fd = nix::fcntl::openat(d, "self/status", nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()).ok()?;
+        let fd =
+            nix::fcntl::openat(d, "self/status", nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+                .ok()?;
         std::io::read_to_string(File::from(fd)).ok()
     });
     let status = match via_fd {
@@ -69,12 +71,7 @@ pub fn cloexec_from(first: RawFd) -> Result<()> {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on fds;
     // it touches no memory.
     let rc = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            first as libc::c_uint,
-            libc::c_uint::MAX,
-            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
-        )
+        libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_uint)
     };
     if rc == 0 {
         return Ok(());
@@ -121,10 +118,7 @@ pub fn setdomainname(name: &str) -> Result<()> {
 }
 
 pub fn setrlimit(resource: libc::c_int, soft: u64, hard: u64) -> std::io::Result<()> {
-    let lim = libc::rlimit {
-        rlim_cur: soft,
-        rlim_max: hard,
-    };
+    let lim = libc::rlimit { rlim_cur: soft, rlim_max: hard };
     // SAFETY: `lim` is a valid rlimit struct on the stack. The cast of the
     // resource number matches glibc's __rlimit_resource_t (an int-sized enum).
     if unsafe { libc::setrlimit(resource as _, &lim) } < 0 {
@@ -222,12 +216,7 @@ pub fn set_controlling_terminal(fd: RawFd) -> Result<()> {
 }
 
 pub fn set_window_size(fd: RawFd, rows: u16, cols: u16) -> Result<()> {
-    let ws = libc::winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
+    let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
     // SAFETY: TIOCSWINSZ reads a winsize struct that lives on our stack.
     if unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) } < 0 {
         return Err(std::io::Error::last_os_error()).sys_context(|| "TIOCSWINSZ".into());
@@ -257,8 +246,7 @@ pub unsafe fn owned_fd(fd: RawFd) -> OwnedFd {
 //    through /proc/PID/exe fail with EROFS.
 // 2. fallback (kernels before 5.12, or no CAP_SYS_ADMIN): a sealed memfd copy.
 
-const SEALED_MARKER_SEALS: libc::c_int =
-    libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+const SEALED_MARKER_SEALS: libc::c_int = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
 
 /// True when this process's executable cannot be written: a sealed memfd,
 /// or a file on a read-only mount (our detached bind, or a read-only /usr).
@@ -315,24 +303,14 @@ fn readonly_detached_binary() -> std::io::Result<OwnedFd> {
     const MOUNT_ATTR_RDONLY: u64 = 0x1;
     // SAFETY: open_tree reads a NUL-terminated path; returns a new fd or -1.
     let fd = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            c"/proc/self/exe".as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
-        )
+        libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c"/proc/self/exe".as_ptr(), OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint)
     };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }
     // SAFETY: the kernel returned a fresh fd that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
+    let attr = MountAttr { attr_set: MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
     // SAFETY: mount_setattr reads `attr` (size given) and the empty path.
     let rc = unsafe {
         libc::syscall(
@@ -352,11 +330,9 @@ fn readonly_detached_binary() -> std::io::Result<OwnedFd> {
 
 fn sealed_memfd_copy() -> Result<OwnedFd> {
     let mut exe = File::open("/proc/self/exe").sys_context(|| "open /proc/self/exe".into())?;
-    let memfd = nix::sys::memfd::memfd_create(
-        c"hull",
-        nix::sys::memfd::MFdFlags::MFD_CLOEXEC | nix::sys::memfd::MFdFlags::MFD_ALLOW_SEALING,
-    )
-    .sys_context(|| "memfd_create".into())?;
+    let memfd =
+        nix::sys::memfd::memfd_create(c"hull", nix::sys::memfd::MFdFlags::MFD_CLOEXEC | nix::sys::memfd::MFdFlags::MFD_ALLOW_SEALING)
+            .sys_context(|| "memfd_create".into())?;
     let mut copy = File::from(memfd);
     std::io::copy(&mut exe, &mut copy).sys_context(|| "copy hull binary into memfd".into())?;
     // SAFETY: F_ADD_SEALS with an int argument on our own memfd.
@@ -500,11 +476,7 @@ pub fn set_personality(persona: libc::c_ulong) -> std::io::Result<()> {
 /// set_mempolicy(2): `mode` with its MPOL_F_* flags or'ed in, and a node
 /// mask of `mask.len() * 64` bits.
 pub fn set_mempolicy(mode: libc::c_int, mask: &[libc::c_ulong]) -> std::io::Result<()> {
-    let (ptr, maxnode) = if mask.is_empty() {
-        (std::ptr::null(), 0)
-    } else {
-        (mask.as_ptr(), mask.len() * libc::c_ulong::BITS as usize)
-    };
+    let (ptr, maxnode) = if mask.is_empty() { (std::ptr::null(), 0) } else { (mask.as_ptr(), mask.len() * libc::c_ulong::BITS as usize) };
     // SAFETY: the kernel reads maxnode bits from `mask`, which holds exactly
     // that many; a null mask goes with maxnode 0.
     let rc = unsafe { libc::syscall(libc::SYS_set_mempolicy, mode, ptr, maxnode as libc::c_ulong) };

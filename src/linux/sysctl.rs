@@ -24,25 +24,13 @@ pub fn check_namespaced(key: &str, spec: &Spec) -> std::result::Result<(), Strin
     }
     let key = key.replace('/', ".");
     if IPC_KEYS.contains(&key.as_str()) || key.starts_with("fs.mqueue.") {
-        return if private_namespace(spec, LinuxNamespaceType::Ipc) {
-            Ok(())
-        } else {
-            Err("needs a private IPC namespace".into())
-        };
+        return if private_namespace(spec, LinuxNamespaceType::Ipc) { Ok(()) } else { Err("needs a private IPC namespace".into()) };
     }
     if key.starts_with("net.") {
-        return if private_namespace(spec, LinuxNamespaceType::Network) {
-            Ok(())
-        } else {
-            Err("needs a private network namespace".into())
-        };
+        return if private_namespace(spec, LinuxNamespaceType::Network) { Ok(()) } else { Err("needs a private network namespace".into()) };
     }
     if key == "kernel.hostname" || key == "kernel.domainname" {
-        return if private_namespace(spec, LinuxNamespaceType::Uts) {
-            Ok(())
-        } else {
-            Err("needs a private UTS namespace".into())
-        };
+        return if private_namespace(spec, LinuxNamespaceType::Uts) { Ok(()) } else { Err("needs a private UTS namespace".into()) };
     }
     Err("not a namespaced sysctl: setting it would change the host".into())
 }

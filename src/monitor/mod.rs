@@ -183,8 +183,7 @@ fn prepare(root: &StateRoot, spec: &MonitorSpec) -> Result<Running> {
     mask.add(Signal::SIGCHLD);
     mask.add(Signal::SIGUSR1);
     mask.thread_block().sys_context(|| "block signals".into())?;
-    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-        .sys_context(|| "signalfd".into())?;
+    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).sys_context(|| "signalfd".into())?;
     // SAFETY: setting SIG_IGN installs no handler code.
     unsafe {
         let _ = nix::sys::signal::signal(Signal::SIGHUP, nix::sys::signal::SigHandler::SigIgn);
@@ -200,11 +199,7 @@ fn prepare(root: &StateRoot, spec: &MonitorSpec) -> Result<Running> {
     crate::linux::syscall::dup2_raw(out_w.as_raw_fd(), 1)?;
     crate::linux::syscall::dup2_raw(err_w.as_raw_fd(), 2)?;
     drop((out_w, err_w));
-    let opts = CreateOptions {
-        id: spec.id.clone(),
-        bundle: spec.bundle.clone(),
-        ..Default::default()
-    };
+    let opts = CreateOptions { id: spec.id.clone(), bundle: spec.bundle.clone(), ..Default::default() };
     let result = create::create(root, &opts, None).and_then(|rec| {
         if spec.hold_created {
             return Ok(rec);
@@ -250,10 +245,7 @@ fn supervise(root: &StateRoot, spec: &MonitorSpec, r: Running) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(_) => break,
         }
-        let ready: Vec<bool> = fds
-            .iter()
-            .map(|f| f.revents().is_some_and(|e| !e.is_empty()))
-            .collect();
+        let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|e| !e.is_empty())).collect();
         drop(fds);
         for (slot, is_ready) in open.iter().zip(&ready) {
             if !is_ready {

@@ -287,11 +287,7 @@ impl Attachment {
     }
 
     fn own_netns_refused(&self, command: CniCommand) -> NetworkError {
-        bad_request(format!(
-            "refusing CNI {} in {}: it is hull's own network namespace",
-            command.as_str(),
-            self.netns.display()
-        ))
+        bad_request(format!("refusing CNI {} in {}: it is hull's own network namespace", command.as_str(), self.netns.display()))
     }
 
     /// The spec's rules for the identifiers, checked before any plugin runs.
@@ -428,7 +424,10 @@ mod tests {
         let (_, _, second_add) = &c[1];
         assert_eq!(second_add["prevResult"]["ips"][0]["address"], "10.1.0.5/24");
         // Only declared and enabled capabilities are passed.
-        assert_eq!(second_add["runtimeConfig"], serde_json::json!({"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]}));
+        assert_eq!(
+            second_add["runtimeConfig"],
+            serde_json::json!({"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]})
+        );
         for (_, _, del) in &c[4..] {
             assert_eq!(del["prevResult"]["ips"][0]["address"], "10.1.0.6/24");
         }
@@ -457,7 +456,14 @@ mod tests {
         let log = dir.path().join("log");
         fake(dir.path(), "first", &log, false);
         let p = dir.path().join("second");
-        std::fs::write(&p, format!("#!/bin/sh\ncat >/dev/null\necho \"$CNI_COMMAND second {{}}\" >> {}\n[ \"$CNI_COMMAND\" = ADD ] && exec sleep 30\nexit 0\n", log.display())).unwrap();
+        std::fs::write(
+            &p,
+            format!(
+                "#!/bin/sh\ncat >/dev/null\necho \"$CNI_COMMAND second {{}}\" >> {}\n[ \"$CNI_COMMAND\" = ADD ] && exec sleep 30\nexit 0\n",
+                log.display()
+            ),
+        )
+        .unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         let ns = dir.path().join("ns");
         std::fs::write(&ns, "").unwrap();
@@ -493,7 +499,9 @@ mod tests {
     fn invalid_identifiers_are_refused_before_any_plugin_runs() {
         let dir = tempfile::tempdir().unwrap();
         let c = config(dir.path());
-        for (id, ns, ifname) in [("", "/ns", "eth0"), ("a/b", "/ns", "eth0"), ("c", "rel/ns", "eth0"), ("c", "/ns", "a:b"), ("c", "/ns", "0123456789abcdef")] {
+        for (id, ns, ifname) in
+            [("", "/ns", "eth0"), ("a/b", "/ns", "eth0"), ("c", "rel/ns", "eth0"), ("c", "/ns", "a:b"), ("c", "/ns", "0123456789abcdef")]
+        {
             let mut a = c.attachment(id, Path::new(ns), ifname);
             assert!(matches!(a.add(), Err(NetworkError::InvalidRequest(_))), "{id} {ns} {ifname}");
         }

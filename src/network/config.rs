@@ -99,9 +99,7 @@ impl CniConfig {
         let mut files: Vec<PathBuf> = entries
             .filter_map(|e| e.ok())
             .map(|e| e.path())
-            .filter(|p| {
-                matches!(p.extension().and_then(|e| e.to_str()), Some("conflist" | "conf" | "json")) && p.is_file()
-            })
+            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("conflist" | "conf" | "json")) && p.is_file())
             .collect();
         files.sort();
         let first = files.into_iter().next().ok_or_else(|| NetworkError::NoConfig { dir: opts.conf_dir.clone() })?;
@@ -112,12 +110,7 @@ impl CniConfig {
     pub fn from_file(path: &Path, opts: &CniOptions) -> Result<CniConfig> {
         let text = std::fs::read(path).map_err(|e| NetworkError::ConfigRead { path: path.to_path_buf(), source: e })?;
         let list = parse_config(&text, path)?;
-        Ok(CniConfig {
-            list,
-            source: path.to_path_buf(),
-            plugin_dirs: opts.plugin_dirs.clone(),
-            timeout: opts.timeout,
-        })
+        Ok(CniConfig { list, source: path.to_path_buf(), plugin_dirs: opts.plugin_dirs.clone(), timeout: opts.timeout })
     }
 
     /// The built-in network that brings `lo` up with the loopback plugin.
@@ -136,11 +129,8 @@ impl CniConfig {
 /// Parse a `.conflist`, or a single plugin config (an object with `type`
 /// and no `plugins`) wrapped into a list of one, as libcni does.
 pub fn parse_config(text: &[u8], path: &Path) -> Result<NetworkConfigList> {
-    let invalid = |field: &str, message: String| NetworkError::ConfigInvalid {
-        path: path.to_path_buf(),
-        field: field.to_string(),
-        message,
-    };
+    let invalid =
+        |field: &str, message: String| NetworkError::ConfigInvalid { path: path.to_path_buf(), field: field.to_string(), message };
     let value: Value = serde_json::from_slice(text).map_err(|e| invalid(".", e.to_string()))?;
     let Value::Object(mut obj) = value else {
         return Err(invalid(".", "expected a JSON object".into()));
@@ -241,7 +231,9 @@ mod tests {
         assert!(e.contains("field name"), "{e}");
         let e = parse(r#"{"cniVersion":"0.2.0","name":"n","plugins":[{"type":"bridge"}]}"#).unwrap_err().to_string();
         assert!(e.contains("field cniVersion") && e.contains("0.2.0"), "{e}");
-        let e = parse(r#"{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"../bin/sh"}]}"#).unwrap_err().to_string();
+        let e = parse(r#"{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"../bin/sh"}]}"#)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("plugins[0].type"), "{e}");
         let e = parse(r#"{"cniVersion":"1.0.0","name":"n","plugins":[]}"#).unwrap_err().to_string();
         assert!(e.contains("field plugins"), "{e}");
@@ -253,11 +245,7 @@ mod tests {
     fn discovery_takes_the_first_file_by_name() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("README"), "not a config").unwrap();
-        std::fs::write(
-            dir.path().join("20-b.conflist"),
-            r#"{"cniVersion":"1.0.0","name":"b","plugins":[{"type":"bridge"}]}"#,
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("20-b.conflist"), r#"{"cniVersion":"1.0.0","name":"b","plugins":[{"type":"bridge"}]}"#).unwrap();
         std::fs::write(dir.path().join("10-a.conf"), r#"{"cniVersion":"1.0.0","name":"a","type":"ptp"}"#).unwrap();
         let opts = CniOptions { conf_dir: dir.path().to_path_buf(), ..Default::default() };
         let c = CniConfig::discover(&opts).unwrap();

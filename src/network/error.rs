@@ -24,35 +24,16 @@ pub enum NetworkError {
     PluginNotFound { plugin: String, dirs: Vec<PathBuf> },
     /// The plugin reported an error (CNI error JSON on stdout).
     #[error("CNI plugin {plugin:?} {command} failed (code {code}): {msg}{}", details_suffix(details))]
-    Plugin {
-        plugin: String,
-        command: &'static str,
-        code: u32,
-        msg: String,
-        details: String,
-    },
+    Plugin { plugin: String, command: &'static str, code: u32, msg: String, details: String },
     /// The plugin failed without a CNI error: killed, or exited non-zero
     /// with something else than error JSON on stdout.
     #[error("CNI plugin {plugin:?} {command} failed ({status}): {output}")]
-    PluginFailed {
-        plugin: String,
-        command: &'static str,
-        status: String,
-        output: String,
-    },
+    PluginFailed { plugin: String, command: &'static str, status: String, output: String },
     #[error("CNI plugin {plugin:?} {command} did not finish within {timeout:?}; killed")]
-    PluginTimeout {
-        plugin: String,
-        command: &'static str,
-        timeout: Duration,
-    },
+    PluginTimeout { plugin: String, command: &'static str, timeout: Duration },
     /// A plugin's result is not a CNI result.
     #[error("CNI plugin {plugin:?} {command} returned an invalid result: {message}")]
-    BadResult {
-        plugin: String,
-        command: &'static str,
-        message: String,
-    },
+    BadResult { plugin: String, command: &'static str, message: String },
     /// The operation is not possible with this attachment (CHECK before
     /// ADD, CHECK on an old cniVersion...).
     #[error("{0}")]

@@ -262,7 +262,11 @@ mod tests {
     #[test]
     fn passes_env_and_stdin_and_reads_stdout() {
         let dir = tempfile::tempdir().unwrap();
-        script(dir.path(), "echoer", r#"printf '{"env":"%s %s %s %s %s","stdin":' "$CNI_COMMAND" "$CNI_CONTAINERID" "$CNI_NETNS" "$CNI_IFNAME" "$CNI_ARGS"; cat; printf '}'"#);
+        script(
+            dir.path(),
+            "echoer",
+            r#"printf '{"env":"%s %s %s %s %s","stdin":' "$CNI_COMMAND" "$CNI_CONTAINERID" "$CNI_NETNS" "$CNI_IFNAME" "$CNI_ARGS"; cat; printf '}'"#,
+        );
         let dirs = vec![dir.path().join("missing"), dir.path().to_path_buf()];
         let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(300_000));
         let out = invoke("echoer", big.as_bytes(), &inv(&dirs, Duration::from_secs(10))).unwrap();

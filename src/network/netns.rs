@@ -139,8 +139,7 @@ fn pin_new_netns(target: &Path) -> Result<()> {
         unsafe {
             if libc::unshare(libc::CLONE_NEWNET) != 0 {
                 report = [1, *libc::__errno_location()];
-            } else if libc::mount(src.as_ptr(), target_c.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) != 0
-            {
+            } else if libc::mount(src.as_ptr(), target_c.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) != 0 {
                 report = [2, *libc::__errno_location()];
             }
             if report[0] != 0 {
@@ -194,11 +193,8 @@ fn pin_new_netns(target: &Path) -> Result<()> {
     if got == bytes.len() {
         let step = i32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
         let errno = i32::from_ne_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
-        let what = if step == 1 {
-            "unshare(CLONE_NEWNET)".to_string()
-        } else {
-            format!("bind-mount the new netns onto {}", target.display())
-        };
+        let what =
+            if step == 1 { "unshare(CLONE_NEWNET)".to_string() } else { format!("bind-mount the new netns onto {}", target.display()) };
         return Err(NetworkError::sys(what, std::io::Error::from_raw_os_error(errno)));
     }
     if ready && is_netns(target) {

@@ -18,8 +18,7 @@ pub struct Bundle {
 /// Read and parse `<bundle>/config.json`; parse errors name the JSON path of
 /// the offending field.
 pub fn load_spec(path: &Path) -> Result<Spec> {
-    let text = std::fs::read(path)
-        .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+    let text = std::fs::read(path).map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
     parse_spec(&text)
 }
 
@@ -86,29 +85,18 @@ fn drop_unknown_capabilities(value: &mut serde_json::Value) {
 impl Bundle {
     /// Load and validate the bundle in `dir`.
     pub fn load(dir: &Path) -> Result<Bundle> {
-        let dir = std::path::absolute(dir)
-            .map_err(|e| Error::InvalidArgument(format!("bundle {}: {e}", dir.display())))?;
+        let dir = std::path::absolute(dir).map_err(|e| Error::InvalidArgument(format!("bundle {}: {e}", dir.display())))?;
         if !dir.is_dir() {
-            return Err(Error::InvalidArgument(format!(
-                "bundle {} is not a directory",
-                dir.display()
-            )));
+            return Err(Error::InvalidArgument(format!("bundle {} is not a directory", dir.display())));
         }
         let spec = load_spec(&dir.join("config.json"))?;
         let root = spec
             .root()
             .as_ref()
             .ok_or_else(|| Error::Config("root: missing (the container needs a rootfs)".into()))?;
-        let rootfs = if root.path().is_absolute() {
-            root.path().clone()
-        } else {
-            dir.join(root.path())
-        };
+        let rootfs = if root.path().is_absolute() { root.path().clone() } else { dir.join(root.path()) };
         if !rootfs.is_dir() {
-            return Err(Error::Config(format!(
-                "root.path: {} is not a directory",
-                rootfs.display()
-            )));
+            return Err(Error::Config(format!("root.path: {} is not a directory", rootfs.display())));
         }
         validate(&spec)?;
         Ok(Bundle { dir, rootfs, spec })
@@ -138,7 +126,10 @@ fn check_version(version: &str) -> Result<()> {
         Some(SUPPORTED_MAJOR) => Ok(()),
         Some(m) => Err(Error::unsupported(
             "ociVersion",
-            format!("{version:?} is of major version {m}; hull implements runtime-spec {SUPPORTED_MAJOR}.x (up to {})", super::state::OCI_VERSION),
+            format!(
+                "{version:?} is of major version {m}; hull implements runtime-spec {SUPPORTED_MAJOR}.x (up to {})",
+                super::state::OCI_VERSION
+            ),
         )),
         None => Err(Error::Config(format!("ociVersion: {version:?} is not a SemVer version"))),
     }
@@ -176,10 +167,7 @@ fn check_without_mount_namespace(spec: &Spec) -> Result<()> {
 /// Everything hull checks before it creates anything.
 pub fn validate(spec: &Spec) -> Result<()> {
     check_version(spec.version())?;
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| Error::Config("process: missing".into()))?;
+    let process = spec.process().as_ref().ok_or_else(|| Error::Config("process: missing".into()))?;
     validate_process(process)?;
     crate::linux::attrs::check(process, spec.linux().as_ref())?;
     // AppArmor/SELinux labels the host cannot apply are refused here.
@@ -187,10 +175,7 @@ pub fn validate(spec: &Spec) -> Result<()> {
     if let Some(mounts) = spec.mounts() {
         for (i, m) in mounts.iter().enumerate() {
             if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
-                return Err(Error::unsupported(
-                    format!("mounts[{i}].uidMappings/gidMappings"),
-                    "idmapped mounts are not implemented",
-                ));
+                return Err(Error::unsupported(format!("mounts[{i}].uidMappings/gidMappings"), "idmapped mounts are not implemented"));
             }
             crate::linux::mount_options::parse(m.options().as_deref().unwrap_or(&[]))
                 .map_err(|e| Error::Config(format!("mounts[{i}].options: {e}")))?;
@@ -208,33 +193,20 @@ pub fn validate(spec: &Spec) -> Result<()> {
         for (kind, list) in all {
             for (i, h) in list.iter().flatten().enumerate() {
                 if !h.path().is_absolute() {
-                    return Err(Error::Config(format!(
-                        "hooks.{kind}[{i}].path: {} is not absolute",
-                        h.path().display()
-                    )));
+                    return Err(Error::Config(format!("hooks.{kind}[{i}].path: {} is not absolute", h.path().display())));
                 }
                 if h.timeout().is_some_and(|t| t <= 0) {
-                    return Err(Error::Config(format!(
-                        "hooks.{kind}[{i}].timeout: must be greater than zero"
-                    )));
+                    return Err(Error::Config(format!("hooks.{kind}[{i}].timeout: must be greater than zero")));
                 }
             }
         }
     }
     let types = namespace_types(spec);
-    if spec.hostname().as_deref().is_some_and(|h| !h.is_empty())
-        && !private_namespace(spec, LinuxNamespaceType::Uts)
-    {
-        return Err(Error::Config(
-            "hostname: cannot set a hostname without a private UTS namespace".into(),
-        ));
+    if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !private_namespace(spec, LinuxNamespaceType::Uts) {
+        return Err(Error::Config("hostname: cannot set a hostname without a private UTS namespace".into()));
     }
-    if spec.domainname().as_deref().is_some_and(|h| !h.is_empty())
-        && !private_namespace(spec, LinuxNamespaceType::Uts)
-    {
-        return Err(Error::Config(
-            "domainname: cannot set a domainname without a private UTS namespace".into(),
-        ));
+    if spec.domainname().as_deref().is_some_and(|h| !h.is_empty()) && !private_namespace(spec, LinuxNamespaceType::Uts) {
+        return Err(Error::Config("domainname: cannot set a domainname without a private UTS namespace".into()));
     }
     if !types.contains(&LinuxNamespaceType::Mount) {
         check_without_mount_namespace(spec)?;
@@ -289,23 +261,16 @@ fn validate_process(process: &oci_spec::runtime::Process) -> Result<()> {
         return Err(Error::unsupported("process.commandLine", "it is for Windows"));
     }
     if !process.cwd().is_absolute() {
-        return Err(Error::Config(format!(
-            "process.cwd: {} is not an absolute path",
-            process.cwd().display()
-        )));
+        return Err(Error::Config(format!("process.cwd: {} is not an absolute path", process.cwd().display())));
     }
     for (i, e) in process.env().iter().flatten().enumerate() {
         if !e.contains('=') {
-            return Err(Error::Config(format!(
-                "process.env[{i}]: {e:?} is not of the form KEY=VALUE"
-            )));
+            return Err(Error::Config(format!("process.env[{i}]: {e:?} is not of the form KEY=VALUE")));
         }
     }
     let groups = process.user().additional_gids().as_ref().map_or(0, |g| g.len());
     if groups > NGROUPS_MAX {
-        return Err(Error::Config(format!(
-            "process.user.additionalGids: {groups} groups; the kernel allows at most {NGROUPS_MAX}"
-        )));
+        return Err(Error::Config(format!("process.user.additionalGids: {groups} groups; the kernel allows at most {NGROUPS_MAX}")));
     }
     Ok(())
 }
@@ -314,43 +279,31 @@ fn validate_linux(spec: &Spec, linux: &oci_spec::runtime::Linux) -> Result<()> {
     let mut seen = HashSet::new();
     for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
         if !seen.insert(ns.typ()) {
-            return Err(Error::Config(format!(
-                "linux.namespaces[{i}]: duplicate namespace type {}",
-                ns.typ()
-            )));
+            return Err(Error::Config(format!("linux.namespaces[{i}]: duplicate namespace type {}", ns.typ())));
         }
         if let Some(p) = ns.path() {
             if !p.exists() {
-                return Err(Error::Config(format!(
-                    "linux.namespaces[{i}].path: {} does not exist",
-                    p.display()
-                )));
+                return Err(Error::Config(format!("linux.namespaces[{i}].path: {} does not exist", p.display())));
             }
         }
     }
     let user_ns = seen.contains(&LinuxNamespaceType::User);
-    let has_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
-        || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+    let has_maps =
+        linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty()) || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
     if has_maps && !user_ns {
-        return Err(Error::Config(
-            "linux.uidMappings: id mappings need a user namespace".into(),
-        ));
+        return Err(Error::Config("linux.uidMappings: id mappings need a user namespace".into()));
     }
     if new_namespace(spec, LinuxNamespaceType::User) && !has_maps {
-        return Err(Error::Config(
-            "linux.uidMappings: a new user namespace needs uid and gid mappings".into(),
-        ));
+        return Err(Error::Config("linux.uidMappings: a new user namespace needs uid and gid mappings".into()));
     }
     if let Some(sysctl) = linux.sysctl() {
         for key in sysctl.keys() {
-            crate::linux::sysctl::check_namespaced(key, spec)
-                .map_err(|why| Error::Config(format!("linux.sysctl: {key:?}: {why}")))?;
+            crate::linux::sysctl::check_namespaced(key, spec).map_err(|why| Error::Config(format!("linux.sysctl: {key:?}: {why}")))?;
         }
     }
     if let Some(prop) = linux.rootfs_propagation() {
-        crate::linux::mount_options::propagation_flag(prop).ok_or_else(|| {
-            Error::Config(format!("linux.rootfsPropagation: unknown value {prop:?}"))
-        })?;
+        crate::linux::mount_options::propagation_flag(prop)
+            .ok_or_else(|| Error::Config(format!("linux.rootfsPropagation: unknown value {prop:?}")))?;
     }
     if linux.intel_rdt().is_some() {
         let why = if std::path::Path::new("/sys/fs/resctrl/schemata").exists() {
@@ -374,10 +327,7 @@ fn validate_linux(spec: &Spec, linux: &oci_spec::runtime::Linux) -> Result<()> {
     }
     for (i, d) in linux.devices().iter().flatten().enumerate() {
         if !d.path().is_absolute() || !d.path().starts_with("/dev") {
-            return Err(Error::Config(format!(
-                "linux.devices[{i}].path: {} must be an absolute path under /dev",
-                d.path().display()
-            )));
+            return Err(Error::Config(format!("linux.devices[{i}].path: {} must be an absolute path under /dev", d.path().display())));
         }
     }
     Ok(())

@@ -70,14 +70,10 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
     let process = spec.process().as_ref().expect("validated");
     let terminal = process.terminal().unwrap_or(false);
     if terminal && console.is_none() && opts.console_socket.is_none() {
-        return Err(Error::InvalidArgument(
-            "process.terminal is true: a --console-socket is needed to receive the pty".into(),
-        ));
+        return Err(Error::InvalidArgument("process.terminal is true: a --console-socket is needed to receive the pty".into()));
     }
     if !terminal && opts.console_socket.is_some() {
-        return Err(Error::InvalidArgument(
-            "--console-socket given but process.terminal is false".into(),
-        ));
+        return Err(Error::InvalidArgument("--console-socket given but process.terminal is false".into()));
     }
     let plan = NamespacePlan::from_spec(spec)?;
     let console = match (console, &opts.console_socket) {
@@ -180,8 +176,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
                 rollback.pids.push(Pid::from_raw(pid));
                 let _ = nix::sys::wait::waitpid(bootstrap, None);
                 record.pid = pid;
-                record.pid_start_time = process_start_time(pid)
-                    .ok_or_else(|| Error::Init("container init died at birth".into()))?;
+                record.pid_start_time = process_start_time(pid).ok_or_else(|| Error::Init("container init died at birth".into()))?;
                 // The init is in the container's network namespace already
                 // (the bootstrap unshared it): move the interfaces in before
                 // it sets up, so hooks and the program see them.
@@ -225,10 +220,7 @@ fn check_cgroup_unused(cgroup: &Cgroup, id: &str, default_path: bool) -> Result<
         let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
         let n = procs.lines().filter(|l| !l.trim().is_empty()).count();
         if n > 0 {
-            return Err(Error::Cgroup(format!(
-                "{} already has {n} process(es): it belongs to another container",
-                dir.display()
-            )));
+            return Err(Error::Cgroup(format!("{} already has {n} process(es): it belongs to another container", dir.display())));
         }
         if default_path && !cgroup.created.contains(dir) {
             return Err(Error::Cgroup(format!(
@@ -244,7 +236,12 @@ fn check_cgroup_unused(cgroup: &Cgroup, id: &str, default_path: bool) -> Result<
 /// an OOM kill names the memory limit that caused it (as runc does).
 fn init_died(spec: &oci_spec::runtime::Spec, cgroup: &Cgroup) -> Error {
     if cgroup.oom_kill_count().is_some_and(|n| n > 0) {
-        let limit = spec.linux().as_ref().and_then(|l| l.resources().as_ref()).and_then(|r| r.memory().as_ref()).and_then(|m| m.limit());
+        let limit = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref())
+            .and_then(|r| r.memory().as_ref())
+            .and_then(|m| m.limit());
         let what = match limit {
             Some(l) => format!("linux.resources.memory.limit ({l} bytes) is too low for it to start"),
             None => "the cgroup's memory limit is too low for it to start".to_string(),
@@ -261,10 +258,7 @@ fn cgroups_path(path: Option<&Path>, id: &str, systemd: bool) -> Result<Option<P
         return Ok(path.map(Path::to_path_buf));
     }
     let text = match path {
-        Some(p) => p
-            .to_str()
-            .ok_or_else(|| Error::Config("linux.cgroupsPath: not valid UTF-8".into()))?
-            .to_string(),
+        Some(p) => p.to_str().ok_or_else(|| Error::Config("linux.cgroupsPath: not valid UTF-8".into()))?.to_string(),
         None => crate::cgroups::systemd::default_path(id),
     };
     crate::cgroups::systemd::to_cgroupfs(&text).map(Some)
@@ -318,16 +312,10 @@ fn bootstrap(ctx: &InitContext, plan: &NamespacePlan) -> ! {
 /// The host uid and gid that the container's root maps to.
 fn root_ids_on_host(spec: &oci_spec::runtime::Spec) -> (u32, u32) {
     let find = |maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| {
-        maps.into_iter()
-            .flatten()
-            .find(|m| m.container_id() == 0)
-            .map_or(0, |m| m.host_id())
+        maps.into_iter().flatten().find(|m| m.container_id() == 0).map_or(0, |m| m.host_id())
     };
     let linux = spec.linux().as_ref();
-    (
-        find(linux.and_then(|l| l.uid_mappings().as_ref())),
-        find(linux.and_then(|l| l.gid_mappings().as_ref())),
-    )
+    (find(linux.and_then(|l| l.uid_mappings().as_ref())), find(linux.and_then(|l| l.gid_mappings().as_ref())))
 }
 
 fn write_id_maps(pid: i32, spec: &oci_spec::runtime::Spec) -> Result<()> {
@@ -348,10 +336,7 @@ fn write_id_maps(pid: i32, spec: &oci_spec::runtime::Spec) -> Result<()> {
 /// Write the pid file atomically, as runc does (containerd reads it).
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let path = std::path::absolute(path).sys_context(|| format!("pid file {}", path.display()))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("pid")
-    ));
+    let tmp = path.with_file_name(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("pid")));
     std::fs::write(&tmp, pid.to_string()).sys_context(|| format!("write {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).sys_context(|| format!("rename to {}", path.display()))
 }

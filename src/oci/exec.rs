@@ -242,4 +242,3 @@ pub fn exec(root: &StateRoot, opts: &ExecOptions) -> Result<i32> {
     }
     Ok(code)
 }
-

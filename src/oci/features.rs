@@ -6,16 +6,53 @@ use serde_json::{json, Value};
 
 pub fn features() -> Value {
     let mount_options = [
-        "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "lazytime", "loud",
-        "mand", "noatime", "nodev", "nodiratime", "noexec", "nolazytime", "nomand", "norelatime",
-        "nostrictatime", "nosuid", "private", "rbind", "relatime", "remount", "ro", "rprivate", "rshared",
-        "rslave", "runbindable", "rw", "shared", "silent", "slave", "strictatime", "suid", "sync",
+        "async",
+        "atime",
+        "bind",
+        "defaults",
+        "dev",
+        "diratime",
+        "dirsync",
+        "exec",
+        "lazytime",
+        "loud",
+        "mand",
+        "noatime",
+        "nodev",
+        "nodiratime",
+        "noexec",
+        "nolazytime",
+        "nomand",
+        "norelatime",
+        "nostrictatime",
+        "nosuid",
+        "private",
+        "rbind",
+        "relatime",
+        "remount",
+        "ro",
+        "rprivate",
+        "rshared",
+        "rslave",
+        "runbindable",
+        "rw",
+        "shared",
+        "silent",
+        "slave",
+        "strictatime",
+        "suid",
+        "sync",
         "unbindable",
     ];
     let mut mount_options: Vec<&str> = mount_options.to_vec();
     mount_options.extend(crate::linux::mount_options::RECURSIVE_OPTIONS);
     mount_options.sort_unstable();
-    let caps: Vec<String> = caps::all().into_iter().map(|c| c.to_string()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let caps: Vec<String> = caps::all()
+        .into_iter()
+        .map(|c| c.to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": super::state::OCI_VERSION,

@@ -48,11 +48,7 @@ pub fn run_all(kind: HookKind, hooks: Option<&Vec<Hook>>, state: &SpecState) -> 
 }
 
 fn run_one(kind: HookKind, hook: &Hook, state_json: &[u8]) -> Result<()> {
-    let fail = |message: String| Error::Hook {
-        kind: kind.to_string(),
-        path: hook.path().clone(),
-        message,
-    };
+    let fail = |message: String| Error::Hook { kind: kind.to_string(), path: hook.path().clone(), message };
     let args = hook.args().clone().unwrap_or_default();
     let mut cmd = Command::new(hook.path());
     if let Some((arg0, rest)) = args.split_first() {
@@ -88,11 +84,7 @@ fn run_one(kind: HookKind, hook: &Hook, state_json: &[u8]) -> Result<()> {
     let _ = output.rewind();
     let _ = output.take(4096).read_to_string(&mut text);
     let text = text.trim();
-    Err(fail(format!(
-        "{status}{}{}",
-        if text.is_empty() { "" } else { ", output: " },
-        text
-    )))
+    Err(fail(format!("{status}{}{}", if text.is_empty() { "" } else { ", output: " }, text)))
 }
 
 fn output_file() -> std::io::Result<std::fs::File> {
@@ -100,10 +92,7 @@ fn output_file() -> std::io::Result<std::fs::File> {
     Ok(std::fs::File::from(fd))
 }
 
-fn wait_bounded(
-    child: &mut std::process::Child,
-    timeout: Option<Duration>,
-) -> std::result::Result<std::process::ExitStatus, String> {
+fn wait_bounded(child: &mut std::process::Child, timeout: Option<Duration>) -> std::result::Result<std::process::ExitStatus, String> {
     let start = Instant::now();
     let mut pause = Duration::from_micros(200);
     loop {

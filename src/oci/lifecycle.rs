@@ -132,11 +132,7 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
             }
         }
         Status::Created | Status::Running | Status::Paused | Status::Creating if force => kill_and_wait(&rec)?,
-        s => {
-            return Err(Error::InvalidState(format!(
-                "cannot delete container {id} that is not stopped: {s}"
-            )))
-        }
+        s => return Err(Error::InvalidState(format!("cannot delete container {id} that is not stopped: {s}"))),
     }
     destroy(root, &rec)
 }
@@ -176,8 +172,7 @@ fn destroy(root: &StateRoot, rec: &ContainerRecord) -> Result<()> {
         cg.remove()?;
     }
     crate::linux::netdev::move_out(&rec.net_devices, &root.container_dir(&rec.id));
-    std::fs::remove_dir_all(root.container_dir(&rec.id))
-        .sys_context(|| format!("remove state of {}", rec.id))?;
+    std::fs::remove_dir_all(root.container_dir(&rec.id)).sys_context(|| format!("remove state of {}", rec.id))?;
     // runtime-spec: poststop failures are logged, and delete still succeeds.
     let h = rec.config.hooks().as_ref();
     if let Err(e) = hooks::run_all(HookKind::Poststop, h.and_then(|h| h.poststop().as_ref()), &rec.spec_state(Status::Stopped)) {
@@ -229,7 +224,10 @@ pub fn resume(root: &StateRoot, id: &str) -> Result<()> {
     if rec.status(root) != Status::Paused {
         return Err(Error::InvalidState("container not paused".into()));
     }
-    rec.cgroup.as_ref().ok_or_else(|| Error::Cgroup("container has no cgroup".into()))?.set_frozen(false)
+    rec.cgroup
+        .as_ref()
+        .ok_or_else(|| Error::Cgroup("container has no cgroup".into()))?
+        .set_frozen(false)
 }
 
 #[cfg(test)]

@@ -117,14 +117,11 @@ impl StateRoot {
     /// Make `<root>/<id>`, failing if the id is taken (the mkdir is the lock).
     pub fn claim(&self, id: &str) -> Result<PathBuf> {
         validate_id(id)?;
-        std::fs::create_dir_all(&self.path)
-            .sys_context(|| format!("create state root {}", self.path.display()))?;
+        std::fs::create_dir_all(&self.path).sys_context(|| format!("create state root {}", self.path.display()))?;
         let dir = self.container_dir(id);
         match std::fs::create_dir(&dir) {
             Ok(()) => Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                Err(Error::AlreadyExists(id.to_string()))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::AlreadyExists(id.to_string())),
             Err(e) => Err(Error::sys(format!("create {}", dir.display()), e)),
         }
     }
@@ -134,13 +131,10 @@ impl StateRoot {
         let path = self.container_dir(id).join(STATE_FILE);
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::NotFound(id.to_string()))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NotFound(id.to_string())),
             Err(e) => return Err(Error::sys(format!("read {}", path.display()), e)),
         };
-        serde_json::from_slice(&bytes)
-            .map_err(|e| Error::InvalidState(format!("corrupt state {}: {e}", path.display())))
+        serde_json::from_slice(&bytes).map_err(|e| Error::InvalidState(format!("corrupt state {}: {e}", path.display())))
     }
 
     /// Write the record atomically (temp file + rename).
@@ -180,15 +174,11 @@ pub fn validate_id(id: &str) -> Result<()> {
         && id.len() <= 1024
         && id != "."
         && id != ".."
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+'));
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+'));
     if ok {
         Ok(())
     } else {
-        Err(Error::InvalidArgument(format!(
-            "invalid container id {id:?}: use letters, digits, '_', '-', '.', '+'"
-        )))
+        Err(Error::InvalidArgument(format!("invalid container id {id:?}: use letters, digits, '_', '-', '.', '+'")))
     }
 }
 

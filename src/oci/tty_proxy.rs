@@ -18,8 +18,8 @@ pub struct ConsoleReceiver {
 }
 
 pub fn console_pair() -> Result<(ConsoleReceiver, OwnedFd)> {
-    let (a, b) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)
-        .sys_context(|| "console socketpair".into())?;
+    let (a, b) =
+        socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).sys_context(|| "console socketpair".into())?;
     Ok((ConsoleReceiver { ours: a }, b))
 }
 

@@ -37,15 +37,8 @@ pub fn exit_code(status: WaitStatus) -> Option<i32> {
 }
 
 /// Signals hull forwards to the container while it waits in the foreground.
-const FORWARDED: [Signal; 7] = [
-    Signal::SIGINT,
-    Signal::SIGTERM,
-    Signal::SIGHUP,
-    Signal::SIGQUIT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGWINCH,
-];
+const FORWARDED: [Signal; 7] =
+    [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGWINCH];
 
 /// Blocks the forwarded signals and SIGCHLD; call before the process can
 /// exit, and only after every fork (children inherit the mask; the

@@ -71,11 +71,7 @@ pub struct BackoffConfig {
 
 impl Default for BackoffConfig {
     fn default() -> Self {
-        BackoffConfig {
-            initial: Duration::from_secs(10),
-            cap: Duration::from_secs(300),
-            reset_after: Duration::from_secs(600),
-        }
+        BackoffConfig { initial: Duration::from_secs(10), cap: Duration::from_secs(300), reset_after: Duration::from_secs(600) }
     }
 }
 
@@ -84,11 +80,7 @@ impl BackoffConfig {
     pub fn scaled_down(factor: u32) -> Self {
         let d = BackoffConfig::default();
         let f = factor.max(1);
-        BackoffConfig {
-            initial: d.initial / f,
-            cap: d.cap / f,
-            reset_after: d.reset_after / f,
-        }
+        BackoffConfig { initial: d.initial / f, cap: d.cap / f, reset_after: d.reset_after / f }
     }
 }
 

@@ -6,17 +6,28 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use serde_json::{json, Value};
 
-use super::validate::parse_quantity;
 use super::sandbox::ns_path;
 use super::store::{Holder, PodDir};
+use super::validate::parse_quantity;
 use super::volumes::{self, oci_mount, HostVolume};
 use crate::error::{Error, Result, SysContext};
 
 /// containerd's default capability set for containers.
 const DEFAULT_CAPS: &[&str] = &[
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
 ];
 
 /// The kernel's (and kubelet's) largest cpu.shares.
@@ -40,11 +51,7 @@ fn spec_of(pod: &Pod) -> &PodSpec {
 /// path (or `dir:PATH`), which has no image config.
 pub enum ImageSource {
     Dir(PathBuf),
-    Store {
-        store: crate::image::store::Store,
-        record: crate::image::store::ImageRecord,
-        config: crate::image::manifest::ImageConfig,
-    },
+    Store { store: crate::image::store::Store, record: crate::image::store::ImageRecord, config: crate::image::manifest::ImageConfig },
 }
 
 impl ImageSource {
@@ -104,11 +111,21 @@ pub fn prepare(ctx: &BundleContext, c: &Container, field: &str, attempt_dir: &Pa
 /// hostPath) from an fd resolved once, onto `<attempt>/volumes/<i>`, and
 /// point the container's mount at that: the runtime's later lookup is then
 /// of a path only hull can change.
-fn stage_volume_mounts(ctx: &BundleContext, c: &Container, field: &str, attempt_dir: &Path, mut config: Value, host_mounts: &mut Vec<PathBuf>) -> Result<Value> {
+fn stage_volume_mounts(
+    ctx: &BundleContext,
+    c: &Container,
+    field: &str,
+    attempt_dir: &Path,
+    mut config: Value,
+    host_mounts: &mut Vec<PathBuf>,
+) -> Result<Value> {
     let vms = c.volume_mounts.as_deref().unwrap_or(&[]);
     let mounts = config["mounts"].as_array_mut().ok_or_else(|| Error::Init("config has no mounts".into()))?;
     // The volumeMounts are the last mounts of the config, in order.
-    let first = mounts.len().checked_sub(vms.len()).ok_or_else(|| Error::Init("volume mounts missing from the config".into()))?;
+    let first = mounts
+        .len()
+        .checked_sub(vms.len())
+        .ok_or_else(|| Error::Init("volume mounts missing from the config".into()))?;
     for (i, vm) in vms.iter().enumerate() {
         if !volumes::needs_staging(vm, ctx.volumes) {
             continue;
@@ -171,14 +188,13 @@ pub fn config(
     let command = c.command.clone().unwrap_or_default();
     let cargs = c.args.clone().unwrap_or_default();
     let args: Vec<String> = match image {
-        Some(img) => crate::image::bundle::process_args(img, &command, &cargs)
-            .map_err(|e| Error::InvalidArgument(format!("{field}: {e}")))?,
+        Some(img) => {
+            crate::image::bundle::process_args(img, &command, &cargs).map_err(|e| Error::InvalidArgument(format!("{field}: {e}")))?
+        }
         None => command.iter().chain(&cargs).cloned().collect(),
     };
     if args.is_empty() {
-        return Err(Error::InvalidArgument(format!(
-            "{field}: command is required (a local rootfs has no image config to take it from)"
-        )));
+        return Err(Error::InvalidArgument(format!("{field}: command is required (a local rootfs has no image config to take it from)")));
     }
     let mut extra = Vec::new();
     if let Some(h) = pod_hostname(ctx.pod) {
@@ -255,7 +271,10 @@ pub fn config(
         linux["resources"] = r;
     }
     if let Some(sysctls) = psc.and_then(|s| s.sysctls.as_ref()) {
-        linux["sysctl"] = json!(sysctls.iter().map(|s| (s.name.clone(), s.value.clone())).collect::<std::collections::BTreeMap<_, _>>());
+        linux["sysctl"] = json!(sysctls
+            .iter()
+            .map(|s| (s.name.clone(), s.value.clone()))
+            .collect::<std::collections::BTreeMap<_, _>>());
     }
     if privileged {
         let l = linux.as_object_mut().expect("object");
@@ -299,7 +318,11 @@ fn capabilities(c: &Container, privileged: bool, field: &str) -> Result<Vec<Stri
     let mut set: Vec<String> = DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
     let norm = |s: &str| {
         let up = s.to_ascii_uppercase();
-        if up.starts_with("CAP_") { up } else { format!("CAP_{up}") }
+        if up.starts_with("CAP_") {
+            up
+        } else {
+            format!("CAP_{up}")
+        }
     };
     if let Some(cs) = c.security_context.as_ref().and_then(|s| s.capabilities.as_ref()) {
         for d in cs.drop.iter().flatten() {
@@ -330,7 +353,10 @@ fn capabilities(c: &Container, privileged: bool, field: &str) -> Result<Vec<Stri
 /// limits.memory → memory limit (requests.memory is a scheduling hint).
 pub fn resources(c: &Container, field: &str) -> Result<Option<Value>> {
     let Some(r) = c.resources.as_ref() else { return Ok(None) };
-    let get = |map: &Option<std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>, key: &str, which: &str| -> Result<Option<f64>> {
+    let get = |map: &Option<std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+               key: &str,
+               which: &str|
+     -> Result<Option<f64>> {
         map.as_ref()
             .and_then(|m| m.get(key))
             .map(|q| parse_quantity(&q.0).map_err(|e| Error::InvalidArgument(format!("{field}.resources.{which}.{key}: {e}"))))
@@ -433,10 +459,15 @@ pub fn write_etc_files(pod: &Pod, dir: &PodDir, ips: &[String]) -> Result<()> {
             if let Some(se) = dc.searches.filter(|v| !v.is_empty()) {
                 s.push_str(&format!("search {}\n", se.join(" ")));
             }
-            let opts: Vec<String> = dc.options.iter().flatten().map(|o| match &o.value {
-                Some(v) => format!("{}:{v}", o.name.clone().unwrap_or_default()),
-                None => o.name.clone().unwrap_or_default(),
-            }).collect();
+            let opts: Vec<String> = dc
+                .options
+                .iter()
+                .flatten()
+                .map(|o| match &o.value {
+                    Some(v) => format!("{}:{v}", o.name.clone().unwrap_or_default()),
+                    None => o.name.clone().unwrap_or_default(),
+                })
+                .collect();
             if !opts.is_empty() {
                 s.push_str(&format!("options {}\n", opts.join(" ")));
             }

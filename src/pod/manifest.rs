@@ -39,7 +39,16 @@ const METADATA: &[(&str, Field)] = &[
 
 const PROBE: &[(&str, Field)] = &[
     ("exec", Object(&[("command", Leaf)])),
-    ("httpGet", Object(&[("path", Leaf), ("port", Leaf), ("host", Leaf), ("scheme", Leaf), ("httpHeaders", List(&[("name", Leaf), ("value", Leaf)]))])),
+    (
+        "httpGet",
+        Object(&[
+            ("path", Leaf),
+            ("port", Leaf),
+            ("host", Leaf),
+            ("scheme", Leaf),
+            ("httpHeaders", List(&[("name", Leaf), ("value", Leaf)])),
+        ]),
+    ),
     ("tcpSocket", Object(&[("port", Leaf), ("host", Leaf)])),
     ("initialDelaySeconds", Leaf),
     ("periodSeconds", Leaf),
@@ -147,7 +156,8 @@ pub fn parse(text: &str) -> Result<Manifest> {
     }
     let pod: Pod = validate::to_pod(value)?;
     let name = pod.metadata.name.as_deref().unwrap_or("");
-    crate::oci::state::validate_id(name).map_err(|_| Error::InvalidArgument(format!("pod manifest: metadata.name {name:?} is not a valid name")))?;
+    crate::oci::state::validate_id(name)
+        .map_err(|_| Error::InvalidArgument(format!("pod manifest: metadata.name {name:?} is not a valid name")))?;
     let spec = pod.spec.as_ref().ok_or_else(|| Error::InvalidArgument("pod manifest: spec is missing".into()))?;
     if spec.containers.is_empty() {
         return Err(Error::InvalidArgument("pod manifest: spec.containers must not be empty".into()));
@@ -183,7 +193,11 @@ fn check(value: &Value, path: &str, schema: &[(&str, Field)], warnings: &mut Vec
 }
 
 fn display(path: &str) -> &str {
-    if path.is_empty() { "the document" } else { path }
+    if path.is_empty() {
+        "the document"
+    } else {
+        path
+    }
 }
 
 #[cfg(test)]

@@ -66,7 +66,11 @@ fn new_uid() -> String {
 /// when it died), never every id that merely starts like the pod's.
 fn teardown(root: &StateRoot, store: &PodStore, rec: &PodRecord) {
     for c in &rec.containers {
-        let ids = [c.container_id.clone(), Some(supervisor::container_id(&rec.key(), &c.name, c.attempt)), Some(supervisor::container_id(&rec.key(), &c.name, c.attempt + 1))];
+        let ids = [
+            c.container_id.clone(),
+            Some(supervisor::container_id(&rec.key(), &c.name, c.attempt)),
+            Some(supervisor::container_id(&rec.key(), &c.name, c.attempt + 1)),
+        ];
         for id in ids.into_iter().flatten() {
             if root.load(&id).is_ok() {
                 let _ = crate::oci::lifecycle::delete(root, &id, true);
@@ -136,9 +140,7 @@ pub fn run(root: &StateRoot, opts: &RunOptions) -> Result<PodRecord> {
     let name = pod.metadata.name.clone().expect("validated");
     let namespace = match (&opts.namespace, &pod.metadata.namespace) {
         (Some(flag), Some(own)) if flag != own => {
-            return Err(Error::InvalidArgument(format!(
-                "metadata.namespace {own:?} does not match --namespace {flag:?}"
-            )))
+            return Err(Error::InvalidArgument(format!("metadata.namespace {own:?} does not match --namespace {flag:?}")))
         }
         (Some(ns), _) | (None, Some(ns)) => ns.clone(),
         (None, None) => "default".to_string(),
@@ -178,13 +180,16 @@ pub fn run(root: &StateRoot, opts: &RunOptions) -> Result<PodRecord> {
 fn set_up(root: &StateRoot, store: &PodStore, dir: &PodDir, rec: &mut PodRecord, opts: &RunOptions) -> Result<()> {
     let spec = rec.manifest.spec.clone().expect("validated");
     let host_net = spec.host_network.unwrap_or(false);
-    rec.holder = Some(sandbox::start_holder(Path::new("/proc/self/exe"), &sandbox::SandboxSpec {
-        hostname: bundle::pod_hostname(&rec.manifest),
-        network: !host_net,
-        uts: !host_net,
-        ipc: !spec.host_ipc.unwrap_or(false),
-        pid: spec.share_process_namespace.unwrap_or(false),
-    })?);
+    rec.holder = Some(sandbox::start_holder(
+        Path::new("/proc/self/exe"),
+        &sandbox::SandboxSpec {
+            hostname: bundle::pod_hostname(&rec.manifest),
+            network: !host_net,
+            uts: !host_net,
+            ipc: !spec.host_ipc.unwrap_or(false),
+            pid: spec.share_process_namespace.unwrap_or(false),
+        },
+    )?);
     if !host_net {
         attach_network(store, rec, &opts.cni)?;
     }
@@ -288,12 +293,8 @@ fn attach_network(store: &PodStore, rec: &mut PodRecord, cni: &crate::network::C
     let holder = rec.holder.expect("started before the network");
     // CNI gets a pinned path, not /proc/<holder>/ns/net: should the holder
     // die and its pid be reused, a DEL must not reach someone else's netns.
-    let netns = crate::network::netns::pin_netns(
-        Path::new(&sandbox::ns_path(&holder, "net")),
-        &store.dir(&rec.key()).path,
-        "netns",
-    )
-    .map_err(|e| Error::InvalidArgument(format!("pod network: {e}")))?;
+    let netns = crate::network::netns::pin_netns(Path::new(&sandbox::ns_path(&holder, "net")), &store.dir(&rec.key()).path, "netns")
+        .map_err(|e| Error::InvalidArgument(format!("pod network: {e}")))?;
     let mut att = config.attachment(&rec.uid, &netns, "eth0");
     att.port_mappings = host_ports(&rec.manifest).collect();
     att.args = vec![
@@ -305,7 +306,9 @@ fn attach_network(store: &PodStore, rec: &mut PodRecord, cni: &crate::network::C
     // Recorded before ADD: a crash in between still leaves enough for DEL.
     rec.network = serde_json::to_value(&att).ok();
     store.save(rec)?;
-    let result = att.add().map_err(|e| Error::InvalidArgument(format!("pod network (CNI {}): {e}", att.config.name)))?;
+    let result = att
+        .add()
+        .map_err(|e| Error::InvalidArgument(format!("pod network (CNI {}): {e}", att.config.name)))?;
     rec.ips = result.pod_ips().iter().map(|ip| ip.to_string()).collect();
     rec.network = serde_json::to_value(&att).ok();
     Ok(())
@@ -377,15 +380,8 @@ pub fn supervise(root: &StateRoot, name: &str, backoff_base: Duration) -> Result
     let spec = rec.manifest.spec.clone().expect("validated");
     // Volumes were made by `run`; only their host paths are needed here.
     let vols = volumes::existing(&dir, spec.volumes.as_deref().unwrap_or(&[]));
-    let mut sup = supervisor::Supervisor {
-        root,
-        store: &store,
-        dir,
-        rec,
-        volumes: vols,
-        backoff_base,
-        hull: PathBuf::from("/proc/self/exe"),
-    };
+    let mut sup =
+        supervisor::Supervisor { root, store: &store, dir, rec, volumes: vols, backoff_base, hull: PathBuf::from("/proc/self/exe") };
     sup.run()
 }
 
@@ -471,7 +467,12 @@ pub fn remove(root: &StateRoot, name: &str) -> Result<()> {
 /// The pods of one namespace.
 pub fn list(root: &StateRoot, namespace: &str) -> Vec<PodRecord> {
     let store = PodStore::new(&root.path);
-    store.names().iter().filter_map(|n| status(root, n).ok()).filter(|p| p.namespace == namespace).collect()
+    store
+        .names()
+        .iter()
+        .filter_map(|n| status(root, n).ok())
+        .filter(|p| p.namespace == namespace)
+        .collect()
 }
 
 /// "pod P has no container C" (or no app container), as a NotFound.

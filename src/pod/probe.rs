@@ -111,12 +111,7 @@ pub enum ProbeAction {
     /// Open a TCP connection; success when it is accepted.
     TcpSocket { host: Option<IpAddr>, port: u16 },
     /// HTTP/1.1 GET; a status in 200..400 is success. `path` starts with '/'.
-    HttpGet {
-        host: Option<IpAddr>,
-        port: u16,
-        path: String,
-        headers: Vec<(String, String)>,
-    },
+    HttpGet { host: Option<IpAddr>, port: u16, path: String, headers: Vec<(String, String)> },
 }
 
 /// The numbers of a probe, defaults applied.
@@ -206,7 +201,10 @@ impl ProbeSpec {
             for (i, hh) in h.http_headers.iter().flatten().enumerate() {
                 let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
                 if hh.name.is_empty() || !hh.name.chars().all(token) {
-                    return Err(ProbeError::invalid(format!("{field}.httpHeaders[{i}].name"), format!("{:?} is not a valid HTTP header name", hh.name)));
+                    return Err(ProbeError::invalid(
+                        format!("{field}.httpHeaders[{i}].name"),
+                        format!("{:?} is not a valid HTTP header name", hh.name),
+                    ));
                 }
                 if hh.value.chars().any(|c| c == '\r' || c == '\n' || c == '\0') {
                     return Err(ProbeError::invalid(format!("{field}.httpHeaders[{i}].value"), "must not contain line breaks"));
@@ -280,12 +278,9 @@ fn parse_host(field: &str, host: Option<&str>) -> Result<Option<IpAddr>, ProbeEr
     match host {
         None | Some("") => Ok(None),
         Some("localhost") => Ok(Some(IpAddr::from([127, 0, 0, 1]))),
-        Some(h) => h
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse()
-            .map(Some)
-            .map_err(|_| ProbeError::unsupported(field, format!("host {h:?} is a name; give an IP address (or leave it out for the pod's IP)"))),
+        Some(h) => h.trim_start_matches('[').trim_end_matches(']').parse().map(Some).map_err(|_| {
+            ProbeError::unsupported(field, format!("host {h:?} is a name; give an IP address (or leave it out for the pod's IP)"))
+        }),
     }
 }
 
@@ -356,14 +351,7 @@ impl Prober {
             ProbeKind::Liveness => Some(true),
             ProbeKind::Startup => None,
         };
-        Prober {
-            kind,
-            timing,
-            next_due: Some(container_started + timing.initial_delay),
-            last: None,
-            run: 0,
-            verdict,
-        }
+        Prober { kind, timing, next_due: Some(container_started + timing.initial_delay), last: None, run: 0, verdict }
     }
 
     pub fn kind(&self) -> ProbeKind {

@@ -39,18 +39,12 @@ pub fn start_holder(hull: &Path, spec: &SandboxSpec) -> Result<Holder> {
         },
     )
     .map_err(|e| crate::Error::Init(format!("pod sandbox: {e}")))?;
-    Ok(Holder {
-        pid: h.pid,
-        start_time: h.start_time,
-    })
+    Ok(Holder { pid: h.pid, start_time: h.start_time })
 }
 
 /// Stop the holder (its namespaces go when the last member leaves).
 pub fn stop_holder(h: &Holder) {
-    holder::stop(&crate::runtime::record::HolderRecord {
-        pid: h.pid,
-        start_time: h.start_time,
-    });
+    holder::stop(&crate::runtime::record::HolderRecord { pid: h.pid, start_time: h.start_time });
 }
 
 /// The namespace file of the holder for a type ("net", "ipc", "uts", "pid").

@@ -6,8 +6,8 @@ use k8s_openapi::api::core::v1::Pod;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result, SysContext};
-use crate::runtime::{ErrorKind, RuntimeError};
 use crate::monitor::exit::ExitRecord;
+use crate::runtime::{ErrorKind, RuntimeError};
 
 /// A pod's directory and the files in it.
 #[derive(Debug, Clone)]

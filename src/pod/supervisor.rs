@@ -63,11 +63,7 @@ impl Supervisor<'_> {
     }
 
     fn backoff_config(&self) -> BackoffConfig {
-        BackoffConfig {
-            initial: self.backoff_base,
-            cap: self.backoff_base * 30,
-            reset_after: self.backoff_base * 60,
-        }
+        BackoffConfig { initial: self.backoff_base, cap: self.backoff_base * 30, reset_after: self.backoff_base * 60 }
     }
 
     fn grace(&self) -> Duration {
@@ -174,12 +170,28 @@ impl Supervisor<'_> {
         let mut tracked: Vec<Tracked> = Vec::new();
         let config = self.backoff_config();
         for c in spec.init_containers.iter().flatten() {
-            tracked.push(Tracked { spec: c.clone(), init: true, restart_at: None, backoff: Backoff::new(config), probe_specs: Vec::new(), probes: None, kill_at: None });
+            tracked.push(Tracked {
+                spec: c.clone(),
+                init: true,
+                restart_at: None,
+                backoff: Backoff::new(config),
+                probe_specs: Vec::new(),
+                probes: None,
+                kill_at: None,
+            });
         }
         for c in &spec.containers {
             // Checked by `pod run` already; a failure here is a bug, not input.
             let probe_specs = probe::specs_of(c).unwrap_or_default();
-            tracked.push(Tracked { spec: c.clone(), init: false, restart_at: None, backoff: Backoff::new(config), probe_specs, probes: None, kill_at: None });
+            tracked.push(Tracked {
+                spec: c.clone(),
+                init: false,
+                restart_at: None,
+                backoff: Backoff::new(config),
+                probe_specs,
+                probes: None,
+                kill_at: None,
+            });
         }
         // A supervisor that takes over from a dead one finds containers
         // already done or running in the record: it adopts them.
@@ -326,7 +338,12 @@ impl Supervisor<'_> {
                 }
             }
             if !active {
-                let ok = self.rec.containers.iter().filter(|c| !c.init).all(|c| c.last_exit.as_ref().is_some_and(|e| e.exit_code == 0));
+                let ok = self
+                    .rec
+                    .containers
+                    .iter()
+                    .filter(|c| !c.init)
+                    .all(|c| c.last_exit.as_ref().is_some_and(|e| e.exit_code == 0));
                 self.rec.phase = if ok { "Succeeded" } else { "Failed" }.into();
                 self.save();
                 return Ok(());
@@ -446,7 +463,12 @@ pub fn initial_statuses(rec_manifest: &k8s_openapi::api::core::v1::Pod) -> Vec<C
         started_at: None,
         last_exit: None,
     };
-    spec.init_containers.iter().flatten().map(|c| mk(c, true)).chain(spec.containers.iter().map(|c| mk(c, false))).collect()
+    spec.init_containers
+        .iter()
+        .flatten()
+        .map(|c| mk(c, true))
+        .chain(spec.containers.iter().map(|c| mk(c, false)))
+        .collect()
 }
 
 /// Pod, namespace and container names as Kubernetes validates them, and
@@ -468,4 +490,3 @@ pub fn check_names(pod: &k8s_openapi::api::core::v1::Pod) -> Result<()> {
     }
     Ok(())
 }
-

@@ -11,8 +11,8 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 use serde_json::{json, Value};
 
-use super::validate::parse_quantity;
 use super::store::PodDir;
+use super::validate::parse_quantity;
 use crate::error::{Error, Result, SysContext};
 use crate::linux::bind;
 use crate::linux::safe_path::fd_path;
@@ -36,7 +36,10 @@ pub fn host_path(dir: &PodDir, v: &Volume) -> PathBuf {
 
 /// The host volumes of a pod whose volumes `prepare` already made.
 pub fn existing(dir: &PodDir, volumes: &[Volume]) -> Vec<HostVolume> {
-    volumes.iter().map(|v| HostVolume { name: v.name.clone(), path: host_path(dir, v), host_type: host_type(v) }).collect()
+    volumes
+        .iter()
+        .map(|v| HostVolume { name: v.name.clone(), path: host_path(dir, v), host_type: host_type(v) })
+        .collect()
 }
 
 fn host_type(v: &Volume) -> Option<String> {
@@ -53,9 +56,11 @@ pub fn prepare(dir: &PodDir, volumes: &[Volume], host_mounts: &mut Vec<PathBuf>)
         if let Some(ed) = &v.empty_dir {
             let path = host_path(dir, v);
             std::fs::create_dir_all(&path).sys_context(|| format!("create emptyDir {}", path.display()))?;
-            let size = ed.size_limit.as_ref().map(|q| {
-                parse_quantity(&q.0).map_err(|e| Error::InvalidArgument(format!("{field}.emptyDir.sizeLimit: {e}")))
-            }).transpose()?;
+            let size = ed
+                .size_limit
+                .as_ref()
+                .map(|q| parse_quantity(&q.0).map_err(|e| Error::InvalidArgument(format!("{field}.emptyDir.sizeLimit: {e}"))))
+                .transpose()?;
             let memory = match ed.medium.as_deref().unwrap_or("") {
                 "" => false,
                 "Memory" => true,
@@ -73,11 +78,22 @@ pub fn prepare(dir: &PodDir, volumes: &[Volume], host_mounts: &mut Vec<PathBuf>)
                     Some(bytes) => format!("size={},mode=0777", bytes.ceil() as u64),
                     None => "mode=0777".to_string(),
                 };
-                nix::mount::mount(Some("tmpfs"), &path, Some("tmpfs"), nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV, Some(data.as_str()))
-                    .sys_context(|| format!("mount tmpfs for emptyDir {}", v.name))?;
+                nix::mount::mount(
+                    Some("tmpfs"),
+                    &path,
+                    Some("tmpfs"),
+                    nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+                    Some(data.as_str()),
+                )
+                .sys_context(|| format!("mount tmpfs for emptyDir {}", v.name))?;
                 host_mounts.push(path.clone());
             } else {
-                let _ = nix::sys::stat::fchmodat(nix::fcntl::AT_FDCWD, &path, Mode::from_bits_truncate(0o777), nix::sys::stat::FchmodatFlags::FollowSymlink);
+                let _ = nix::sys::stat::fchmodat(
+                    nix::fcntl::AT_FDCWD,
+                    &path,
+                    Mode::from_bits_truncate(0o777),
+                    nix::sys::stat::FchmodatFlags::FollowSymlink,
+                );
             }
             out.push(HostVolume { name: v.name.clone(), path, host_type: None });
         } else if let Some(hp) = &v.host_path {
@@ -102,7 +118,12 @@ pub fn check_host_path(path: &Path, typ: &str) -> std::result::Result<(), String
     match (typ, &meta) {
         ("DirectoryOrCreate", Err(_)) => {
             std::fs::create_dir_all(path).map_err(|e| format!("create {p}: {e}"))?;
-            let _ = nix::sys::stat::fchmodat(nix::fcntl::AT_FDCWD, path, Mode::from_bits_truncate(0o755), nix::sys::stat::FchmodatFlags::FollowSymlink);
+            let _ = nix::sys::stat::fchmodat(
+                nix::fcntl::AT_FDCWD,
+                path,
+                Mode::from_bits_truncate(0o755),
+                nix::sys::stat::FchmodatFlags::FollowSymlink,
+            );
             return Ok(());
         }
         ("FileOrCreate", Err(_)) => {
@@ -170,8 +191,7 @@ fn open_sub_path(volume: &Path, sub: &str) -> std::result::Result<OwnedFd, Strin
 /// (a subPath in any volume, or a hostPath), so it must be mounted from an
 /// fd rather than by name.
 pub fn needs_staging(vm: &VolumeMount, volumes: &[HostVolume]) -> bool {
-    vm.sub_path.as_deref().is_some_and(|s| !s.is_empty())
-        || volumes.iter().any(|v| v.name == vm.name && v.host_type.is_some())
+    vm.sub_path.as_deref().is_some_and(|s| !s.is_empty()) || volumes.iter().any(|v| v.name == vm.name && v.host_type.is_some())
 }
 
 /// Resolve a volumeMount's source once (its subPath beneath the volume;

@@ -13,13 +13,10 @@ use super::error::{ErrorKind, Result, RuntimeError};
 /// Run `cmd` (a hull helper) with the report pipe on fd 3, in a session of
 /// its own; return what follows `ok `.
 pub fn run_reporting(mut cmd: Command, what: &str) -> Result<String> {
-    let (r, w) = std::io::pipe()
-        .map_err(|e| RuntimeError::with_source(ErrorKind::Internal, format!("{what}: pipe"), e))?;
+    let (r, w) = std::io::pipe().map_err(|e| RuntimeError::with_source(ErrorKind::Internal, format!("{what}: pipe"), e))?;
     let w: OwnedFd = w.into();
     let raw = w.as_raw_fd();
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     // SAFETY: the closure runs between fork and exec and only calls dup2
     // and setsid, both async-signal-safe; it allocates nothing.
     unsafe {
@@ -31,9 +28,9 @@ pub fn run_reporting(mut cmd: Command, what: &str) -> Result<String> {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(|e| {
-        RuntimeError::with_source(ErrorKind::Internal, format!("{what}: start hull"), e)
-    })?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| RuntimeError::with_source(ErrorKind::Internal, format!("{what}: start hull"), e))?;
     // Our copy of the write end goes, so EOF means the helper is done.
     drop(w);
     drop(cmd);
@@ -44,8 +41,6 @@ pub fn run_reporting(mut cmd: Command, what: &str) -> Result<String> {
     match answer.split_once(' ') {
         Some(("ok", rest)) => Ok(rest.trim().to_string()),
         Some(("err", msg)) => Err(RuntimeError::internal(format!("{what}: {msg}"))),
-        _ => Err(RuntimeError::internal(format!(
-            "{what}: hull exited ({status:?}) without a result"
-        ))),
+        _ => Err(RuntimeError::internal(format!("{what}: hull exited ({status:?}) without a result"))),
     }
 }

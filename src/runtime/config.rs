@@ -102,12 +102,7 @@ pub struct NamespaceOptions {
 
 impl Default for NamespaceOptions {
     fn default() -> NamespaceOptions {
-        NamespaceOptions {
-            network: NamespaceMode::Pod,
-            pid: NamespaceMode::Container,
-            ipc: NamespaceMode::Pod,
-            target_id: None,
-        }
+        NamespaceOptions { network: NamespaceMode::Pod, pid: NamespaceMode::Container, ipc: NamespaceMode::Pod, target_id: None }
     }
 }
 

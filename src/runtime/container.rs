@@ -31,32 +31,16 @@ pub fn stats_of(id: &str, cg: &crate::cgroups::Cgroup) -> ContainerStats {
     let raw = |k: &str| s.memory.raw.get(k).copied().unwrap_or(0);
     let usage = s.memory.usage.usage;
     // The kubelet's working set: usage less the inactive file pages.
-    let inactive = if cg.layout == crate::cgroups::Layout::V1 {
-        raw("total_inactive_file")
-    } else {
-        raw("inactive_file")
-    };
+    let inactive = if cg.layout == crate::cgroups::Layout::V1 { raw("total_inactive_file") } else { raw("inactive_file") };
     ContainerStats {
         id: id.to_string(),
         timestamp: Some(SystemTime::now()),
         cpu_usage_core_nanoseconds: s.cpu.usage.total,
         memory_usage_bytes: usage,
         memory_working_set_bytes: usage.saturating_sub(inactive),
-        memory_rss_bytes: if cg.layout == crate::cgroups::Layout::V1 {
-            raw("total_rss")
-        } else {
-            raw("anon")
-        },
-        memory_page_faults: if cg.layout == crate::cgroups::Layout::V1 {
-            raw("total_pgfault")
-        } else {
-            raw("pgfault")
-        },
-        memory_major_page_faults: if cg.layout == crate::cgroups::Layout::V1 {
-            raw("total_pgmajfault")
-        } else {
-            raw("pgmajfault")
-        },
+        memory_rss_bytes: if cg.layout == crate::cgroups::Layout::V1 { raw("total_rss") } else { raw("anon") },
+        memory_page_faults: if cg.layout == crate::cgroups::Layout::V1 { raw("total_pgfault") } else { raw("pgfault") },
+        memory_major_page_faults: if cg.layout == crate::cgroups::Layout::V1 { raw("total_pgmajfault") } else { raw("pgmajfault") },
         pids: s.pids.current,
     }
 }
@@ -64,9 +48,7 @@ pub fn stats_of(id: &str, cg: &crate::cgroups::Cgroup) -> ContainerStats {
 /// A relative log path without `..` (it is joined to the log directory).
 fn check_log_path(p: &str) -> Result<()> {
     if p.starts_with('/') || p.split('/').any(|c| c == ".." || c.is_empty()) || p.contains('\0') {
-        return Err(RuntimeError::invalid(format!(
-            "log_path {p:?}: must be relative to the sandbox log directory, without .."
-        )));
+        return Err(RuntimeError::invalid(format!("log_path {p:?}: must be relative to the sandbox log directory, without ..")));
     }
     Ok(())
 }
@@ -85,10 +67,7 @@ impl Runtime {
     }
 
     pub(super) fn load_container(&self, id: &ContainerId) -> Result<ContainerRecord> {
-        record::read(
-            &self.container_dir(id).join("container.json"),
-            &format!("container {id}"),
-        )
+        record::read(&self.container_dir(id).join("container.json"), &format!("container {id}"))
     }
 
     fn save_container(&self, rec: &ContainerRecord) -> Result<()> {
@@ -96,8 +75,7 @@ impl Runtime {
     }
 
     fn container_exists(&self, id: &str) -> bool {
-        ContainerId::parse(id)
-            .is_ok_and(|id| self.container_dir(&id).join("container.json").exists())
+        ContainerId::parse(id).is_ok_and(|id| self.container_dir(&id).join("container.json").exists())
     }
 
     /// Bring a record up to date with its exit record; true if it changed.
@@ -125,25 +103,15 @@ impl Runtime {
             return;
         };
         if self.refresh(&mut rec) && self.save_container(&rec).is_ok() {
-            self.bus
-                .publish(EventKind::Stopped, &rec.sandbox_id, Some(id));
+            self.bus.publish(EventKind::Stopped, &rec.sandbox_id, Some(id));
         }
     }
 
     /// Make a container in a Ready sandbox; its process waits in state
     /// Created until [`Runtime::start_container`].
-    pub fn create_container(
-        &self,
-        sandbox: &SandboxId,
-        config: &ContainerConfig,
-    ) -> Result<ContainerId> {
-        let what = format!(
-            "container {:?} in sandbox {}",
-            config.metadata.name,
-            sandbox.short()
-        );
-        super::sandbox::check_name("container metadata.name", &config.metadata.name)
-            .map_err(|e| e.context(&what))?;
+    pub fn create_container(&self, sandbox: &SandboxId, config: &ContainerConfig) -> Result<ContainerId> {
+        let what = format!("container {:?} in sandbox {}", config.metadata.name, sandbox.short());
+        super::sandbox::check_name("container metadata.name", &config.metadata.name).map_err(|e| e.context(&what))?;
         if !config.log_path.is_empty() {
             check_log_path(&config.log_path).map_err(|e| e.context(&what))?;
         }
@@ -156,10 +124,7 @@ impl Runtime {
             let _l = record::lock(&sdir, &format!("sandbox {sandbox}"))?;
             let mut s = self.load_sandbox(sandbox)?;
             if s.phase != SandboxPhase::Ready || !s.holder.is_some_and(|h| h.alive()) {
-                return Err(
-                    RuntimeError::precondition(format!("sandbox {sandbox} is not ready"))
-                        .context(&what),
-                );
+                return Err(RuntimeError::precondition(format!("sandbox {sandbox} is not ready")).context(&what));
             }
             s.containers.push(id.clone());
             self.save_sandbox(&s)?;
@@ -179,12 +144,7 @@ impl Runtime {
         Ok(id)
     }
 
-    fn create_listed(
-        &self,
-        sbox: &super::record::SandboxRecord,
-        id: &ContainerId,
-        config: &ContainerConfig,
-    ) -> Result<()> {
+    fn create_listed(&self, sbox: &super::record::SandboxRecord, id: &ContainerId, config: &ContainerConfig) -> Result<()> {
         let dir = self.container_dir(id);
         let run = self.container_run_dir(id);
         for d in [&dir, &run] {
@@ -214,18 +174,12 @@ impl Runtime {
             stop_signal: "SIGTERM".into(),
             resources: config.resources.clone(),
         };
-        let key = container_key(
-            sbox.id.as_str(),
-            &config.metadata.name,
-            config.metadata.attempt,
-        );
+        let key = container_key(sbox.id.as_str(), &config.metadata.name, config.metadata.attempt);
         // Locked before the first record (see `create_sandbox`).
         let lock = record::lock(&dir, &format!("container {id}"))?;
-        let reserved = self.save_container(&rec).and_then(|()| {
-            self.names.reserve(Kind::Container, &key, id.as_str(), |h| {
-                self.container_exists(h)
-            })
-        });
+        let reserved = self
+            .save_container(&rec)
+            .and_then(|()| self.names.reserve(Kind::Container, &key, id.as_str(), |h| self.container_exists(h)));
         if let Err(e) = reserved {
             let _ = std::fs::remove_dir_all(&dir);
             let _ = std::fs::remove_dir_all(&run);
@@ -245,11 +199,7 @@ impl Runtime {
         }
     }
 
-    fn set_up_container(
-        &self,
-        sbox: &super::record::SandboxRecord,
-        rec: &mut ContainerRecord,
-    ) -> Result<()> {
+    fn set_up_container(&self, sbox: &super::record::SandboxRecord, rec: &mut ContainerRecord) -> Result<()> {
         let c = rec.config.clone();
         let source = rootfs::resolve(&c.image.image, "image", &self.opts.image_root)?;
         rec.image_ref = source.image_ref();
@@ -258,9 +208,7 @@ impl Runtime {
             .clone()
             .or_else(|| source.config().and_then(|i| i.config.stop_signal.clone()))
             .unwrap_or_else(|| "SIGTERM".into());
-        lifecycle::parse_signal(&signal).map_err(|_| {
-            RuntimeError::invalid(format!("stop_signal {signal:?} is not a signal"))
-        })?;
+        lifecycle::parse_signal(&signal).map_err(|_| RuntimeError::invalid(format!("stop_signal {signal:?} is not a signal")))?;
         rec.stop_signal = signal;
         let dir = self.container_dir(&rec.id);
         let ro = c.security_context.readonly_rootfs;
@@ -269,17 +217,14 @@ impl Runtime {
         self.save_container(rec)?;
         let root_path = rootfs::path(&rfs).to_path_buf();
 
-        let h = sbox.holder.ok_or_else(|| {
-            RuntimeError::precondition(format!("sandbox {} has no holder", sbox.id))
-        })?;
+        let h = sbox
+            .holder
+            .ok_or_else(|| RuntimeError::precondition(format!("sandbox {} has no holder", sbox.id)))?;
         let sns = &sbox.config.security_context.namespace_options;
         let mut holder_ns: HashMap<String, PathBuf> = HashMap::new();
         if sns.network == NamespaceMode::Pod {
             // The pinned netns when there is one (it cannot be a reused pid).
-            let net = sbox
-                .netns
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(holder::ns_path(&h, "net")));
+            let net = sbox.netns.clone().unwrap_or_else(|| PathBuf::from(holder::ns_path(&h, "net")));
             holder_ns.insert("net".into(), net);
             holder_ns.insert("uts".into(), holder::ns_path(&h, "uts").into());
         }
@@ -289,37 +234,22 @@ impl Runtime {
         if sns.pid == NamespaceMode::Pod {
             holder_ns.insert("pid".into(), holder::ns_path(&h, "pid").into());
         }
-        let target_pid_ns = match (
-            &c.security_context.namespace_options.pid,
-            &c.security_context.namespace_options.target_id,
-        ) {
+        let target_pid_ns = match (&c.security_context.namespace_options.pid, &c.security_context.namespace_options.target_id) {
             (NamespaceMode::Target, Some(t)) => {
-                let trec = self
-                    .load_container(t)
-                    .map_err(|e| e.context("namespace_options.target_id"))?;
+                let trec = self.load_container(t).map_err(|e| e.context("namespace_options.target_id"))?;
                 if trec.sandbox_id != sbox.id {
-                    return Err(RuntimeError::invalid(format!(
-                        "namespace_options.target_id {t} is in another sandbox"
-                    )));
+                    return Err(RuntimeError::invalid(format!("namespace_options.target_id {t} is in another sandbox")));
                 }
                 let pid = trec
                     .pid
                     .filter(|_| trec.phase == ContainerPhase::Running)
-                    .ok_or_else(|| {
-                        RuntimeError::precondition(format!(
-                            "namespace_options.target_id {t} is not running"
-                        ))
-                    })?;
+                    .ok_or_else(|| RuntimeError::precondition(format!("namespace_options.target_id {t} is not running")))?;
                 Some(PathBuf::from(format!("/proc/{pid}/ns/pid")))
             }
             _ => None,
         };
         let m = &sbox.config.metadata;
-        let mut annotations: HashMap<String, String> = c
-            .annotations
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let mut annotations: HashMap<String, String> = c.annotations.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         for (k, v) in [
             ("io.kubernetes.pod.name", m.name.as_str()),
             ("io.kubernetes.pod.namespace", m.namespace.as_str()),
@@ -343,12 +273,10 @@ impl Runtime {
         };
         let oci = spec::build(&inputs)?;
         let bundle = self.container_run_dir(&rec.id).join("bundle");
-        std::fs::create_dir_all(&bundle)
-            .map_err(|e| io_err(format!("create {}", bundle.display()), e))?;
+        std::fs::create_dir_all(&bundle).map_err(|e| io_err(format!("create {}", bundle.display()), e))?;
         record::write_atomic(&bundle.join("config.json"), &oci)?;
         if let Some(parent) = rec.log_path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| io_err(format!("create {}", parent.display()), e))?;
+            std::fs::create_dir_all(parent).map_err(|e| io_err(format!("create {}", parent.display()), e))?;
         }
         let mspec = crate::monitor::MonitorSpec {
             state_root: self.oci_root().path.clone(),
@@ -404,11 +332,8 @@ impl Runtime {
         log::warn!("container {id}: its creation was interrupted; removing what it made");
         self.tear_down_container(&rec);
         let m = &rec.config.metadata;
-        self.names.release(
-            Kind::Container,
-            &container_key(rec.sandbox_id.as_str(), &m.name, m.attempt),
-            id.as_str(),
-        );
+        self.names
+            .release(Kind::Container, &container_key(rec.sandbox_id.as_str(), &m.name, m.attempt), id.as_str());
         drop(lock);
         if let Ok(_l) = record::lock(&self.sandbox_dir(&rec.sandbox_id), "sandbox") {
             if let Ok(mut s) = self.load_sandbox(&rec.sandbox_id) {
@@ -424,18 +349,13 @@ impl Runtime {
         let mut rec = self.load_container(id)?;
         self.refresh(&mut rec);
         if rec.phase != ContainerPhase::Created {
-            return Err(RuntimeError::precondition(format!(
-                "{what} is {:?}, not created",
-                rec.phase
-            )));
+            return Err(RuntimeError::precondition(format!("{what} is {:?}, not created", rec.phase)));
         }
-        lifecycle::start(&self.oci_root(), id.as_str())
-            .map_err(|e| RuntimeError::from(e).context(&what))?;
+        lifecycle::start(&self.oci_root(), id.as_str()).map_err(|e| RuntimeError::from(e).context(&what))?;
         rec.phase = ContainerPhase::Running;
         rec.started_at = Some(SystemTime::now());
         self.save_container(&rec)?;
-        self.bus
-            .publish(EventKind::Started, &rec.sandbox_id, Some(id));
+        self.bus.publish(EventKind::Started, &rec.sandbox_id, Some(id));
         Ok(())
     }
 
@@ -484,10 +404,7 @@ impl Runtime {
             self.note_exit(id);
         }
         if !unstopped.is_empty() {
-            return Err(RuntimeError::internal(format!(
-                "containers {} did not exit after SIGKILL",
-                unstopped.join(", ")
-            )));
+            return Err(RuntimeError::internal(format!("containers {} did not exit after SIGKILL", unstopped.join(", "))));
         }
         Ok(())
     }
@@ -495,8 +412,7 @@ impl Runtime {
     /// Remove a container (killed first if it runs) with its rootfs and
     /// records. Idempotent.
     pub fn remove_container(&self, id: &ContainerId) -> Result<()> {
-        let Some(sandbox) = record::unless_gone(self.load_container(id))?.map(|r| r.sandbox_id)
-        else {
+        let Some(sandbox) = record::unless_gone(self.load_container(id))?.map(|r| r.sandbox_id) else {
             return Ok(());
         };
         self.remove_container_locked(id)?;
@@ -512,11 +428,7 @@ impl Runtime {
     /// The removal itself; the caller updates (or holds) the sandbox record.
     pub(super) fn remove_container_locked(&self, id: &ContainerId) -> Result<()> {
         self.stop_containers(std::slice::from_ref(id), Duration::ZERO)?;
-        let Some(lock) = record::unless_gone(record::lock(
-            &self.container_dir(id),
-            &format!("container {id}"),
-        ))?
-        else {
+        let Some(lock) = record::unless_gone(record::lock(&self.container_dir(id), &format!("container {id}")))? else {
             return Ok(());
         };
         let Some(rec) = record::unless_gone(self.load_container(id))? else {
@@ -524,14 +436,10 @@ impl Runtime {
         };
         self.tear_down_container(&rec);
         let m = &rec.config.metadata;
-        self.names.release(
-            Kind::Container,
-            &container_key(rec.sandbox_id.as_str(), &m.name, m.attempt),
-            id.as_str(),
-        );
+        self.names
+            .release(Kind::Container, &container_key(rec.sandbox_id.as_str(), &m.name, m.attempt), id.as_str());
         drop(lock);
-        self.bus
-            .publish(EventKind::Deleted, &rec.sandbox_id, Some(id));
+        self.bus.publish(EventKind::Deleted, &rec.sandbox_id, Some(id));
         Ok(())
     }
 
@@ -588,11 +496,7 @@ impl Runtime {
             let Ok(rec) = self.load_container(&id) else {
                 continue;
             };
-            if filter
-                .sandbox_id
-                .as_ref()
-                .is_some_and(|s| *s != rec.sandbox_id)
-            {
+            if filter.sandbox_id.as_ref().is_some_and(|s| *s != rec.sandbox_id) {
                 continue;
             }
             let st = self.status_of_container(rec);
@@ -608,18 +512,10 @@ impl Runtime {
     }
 
     /// The id holding a container name in a sandbox, if any.
-    pub fn find_container(
-        &self,
-        sandbox: &SandboxId,
-        name: &str,
-        attempt: u32,
-    ) -> Result<Option<ContainerId>> {
+    pub fn find_container(&self, sandbox: &SandboxId, name: &str, attempt: u32) -> Result<Option<ContainerId>> {
         Ok(self
             .names
-            .lookup(
-                Kind::Container,
-                &container_key(sandbox.as_str(), name, attempt),
-            )
+            .lookup(Kind::Container, &container_key(sandbox.as_str(), name, attempt))
             .and_then(|id| ContainerId::parse(&id).ok())
             .filter(|id| self.container_exists(id.as_str())))
     }
@@ -628,10 +524,7 @@ impl Runtime {
     pub(super) fn live_container(&self, id: &ContainerId) -> Result<ContainerRecord> {
         let st = self.container_status(id)?;
         if !matches!(st.state, ContainerState::Created | ContainerState::Running) {
-            return Err(RuntimeError::precondition(format!(
-                "container {id} is {:?}",
-                st.state
-            )));
+            return Err(RuntimeError::precondition(format!("container {id} is {:?}", st.state)));
         }
         self.load_container(id)
     }
@@ -642,8 +535,7 @@ impl Runtime {
         let _lock = record::lock(&self.container_dir(id), &what)?;
         let mut rec = self.live_container(id)?;
         let patch = spec::oci_resources(resources, oci_spec::runtime::LinuxResources::default())?;
-        crate::oci::update::update(&self.oci_root(), id.as_str(), &patch)
-            .map_err(|e| RuntimeError::from(e).context(&what))?;
+        crate::oci::update::update(&self.oci_root(), id.as_str(), &patch).map_err(|e| RuntimeError::from(e).context(&what))?;
         rec.resources = Some(resources.clone());
         self.save_container(&rec)
     }
@@ -652,14 +544,10 @@ impl Runtime {
     pub fn reopen_log(&self, id: &ContainerId) -> Result<()> {
         let rec = self.live_container(id)?;
         let (Some(pid), Some(start)) = (rec.monitor_pid, rec.monitor_start_time) else {
-            return Err(RuntimeError::precondition(format!(
-                "container {id} has no monitor"
-            )));
+            return Err(RuntimeError::precondition(format!("container {id} has no monitor")));
         };
         if crate::oci::state::process_start_time(pid) != Some(start) {
-            return Err(RuntimeError::precondition(format!(
-                "the monitor of container {id} is gone"
-            )));
+            return Err(RuntimeError::precondition(format!("the monitor of container {id} is gone")));
         }
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGUSR1)
             .map_err(|e| io_err(format!("signal the monitor of container {id}"), e.into()))
@@ -671,9 +559,7 @@ impl Runtime {
             .oci_root()
             .load(id.as_str())
             .map_err(|e| RuntimeError::from(e).context(format!("container {id}")))?;
-        let cg = oci
-            .cgroup
-            .ok_or_else(|| RuntimeError::precondition(format!("container {id} has no cgroup")))?;
+        let cg = oci.cgroup.ok_or_else(|| RuntimeError::precondition(format!("container {id} has no cgroup")))?;
         Ok(stats_of(id.as_str(), &cg))
     }
 

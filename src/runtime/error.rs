@@ -80,11 +80,7 @@ pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
 
 impl RuntimeError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> RuntimeError {
-        RuntimeError {
-            kind,
-            message: message.into(),
-            source: None,
-        }
+        RuntimeError { kind, message: message.into(), source: None }
     }
 
     pub fn with_source(
@@ -92,11 +88,7 @@ impl RuntimeError {
         message: impl Into<String>,
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> RuntimeError {
-        RuntimeError {
-            kind,
-            message: message.into(),
-            source: Some(Box::new(source)),
-        }
+        RuntimeError { kind, message: message.into(), source: Some(Box::new(source)) }
     }
 
     pub fn not_found(message: impl Into<String>) -> RuntimeError {
@@ -117,10 +109,7 @@ impl RuntimeError {
 
     /// A field of a config that hull does not implement.
     pub fn unimplemented(field: impl fmt::Display, why: impl fmt::Display) -> RuntimeError {
-        RuntimeError::new(
-            ErrorKind::Unimplemented,
-            format!("{field} is not supported: {why}"),
-        )
+        RuntimeError::new(ErrorKind::Unimplemented, format!("{field} is not supported: {why}"))
     }
 
     pub fn kind(&self) -> ErrorKind {
@@ -150,9 +139,7 @@ impl fmt::Display for RuntimeError {
 
 impl std::error::Error for RuntimeError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -187,11 +174,7 @@ impl From<crate::Error> for RuntimeError {
             return r;
         }
         let kind = kind_of(&e);
-        RuntimeError {
-            kind,
-            message: e.to_string(),
-            source: Some(Box::new(e)),
-        }
+        RuntimeError { kind, message: e.to_string(), source: Some(Box::new(e)) }
     }
 }
 
@@ -211,11 +194,7 @@ mod tests {
             (ErrorKind::NotFound, GrpcCode::NotFound, 5),
             (ErrorKind::InvalidArgument, GrpcCode::InvalidArgument, 3),
             (ErrorKind::AlreadyExists, GrpcCode::AlreadyExists, 6),
-            (
-                ErrorKind::FailedPrecondition,
-                GrpcCode::FailedPrecondition,
-                9,
-            ),
+            (ErrorKind::FailedPrecondition, GrpcCode::FailedPrecondition, 9),
             (ErrorKind::DeadlineExceeded, GrpcCode::DeadlineExceeded, 4),
             (ErrorKind::Unimplemented, GrpcCode::Unimplemented, 12),
             (ErrorKind::Internal, GrpcCode::Internal, 13),
@@ -233,10 +212,7 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::NotFound);
         let e = RuntimeError::from(crate::Error::unsupported("linux.foo", "no"));
         assert_eq!(e.kind(), ErrorKind::Unimplemented);
-        let e = RuntimeError::from(crate::Error::sys(
-            "open x",
-            std::io::Error::from_raw_os_error(libc::EPERM),
-        ));
+        let e = RuntimeError::from(crate::Error::sys("open x", std::io::Error::from_raw_os_error(libc::EPERM)));
         assert_eq!(e.kind(), ErrorKind::Internal);
         assert!(std::error::Error::source(&e).is_some());
         let e = RuntimeError::from(crate::Error::from(crate::image::ImageError::NotFound("busybox".into())));
@@ -244,9 +220,6 @@ mod tests {
         let e = RuntimeError::from(crate::Error::from(crate::image::ImageError::InvalidArgument("x".into())));
         assert_eq!(e.kind(), ErrorKind::InvalidArgument);
         let e = RuntimeError::invalid("bad").context("sandbox default/a");
-        assert_eq!(
-            (e.kind(), e.to_string().as_str()),
-            (ErrorKind::InvalidArgument, "sandbox default/a: bad")
-        );
+        assert_eq!((e.kind(), e.to_string().as_str()), (ErrorKind::InvalidArgument, "sandbox default/a: bad"));
     }
 }

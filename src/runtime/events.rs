@@ -29,25 +29,12 @@ pub struct EventBus {
 impl EventBus {
     pub fn subscribe(&self) -> std::sync::mpsc::Receiver<Event> {
         let (tx, rx) = sync_channel(QUEUE);
-        self.subscribers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(tx);
+        self.subscribers.lock().unwrap_or_else(|p| p.into_inner()).push(tx);
         rx
     }
 
-    pub fn publish(
-        &self,
-        kind: EventKind,
-        sandbox_id: &SandboxId,
-        container_id: Option<&ContainerId>,
-    ) {
-        let ev = Event {
-            kind,
-            sandbox_id: sandbox_id.clone(),
-            container_id: container_id.cloned(),
-            at: SystemTime::now(),
-        };
+    pub fn publish(&self, kind: EventKind, sandbox_id: &SandboxId, container_id: Option<&ContainerId>) {
+        let ev = Event { kind, sandbox_id: sandbox_id.clone(), container_id: container_id.cloned(), at: SystemTime::now() };
         let mut subs = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
         subs.retain(|tx| match tx.try_send(ev.clone()) {
             Ok(()) => true,
@@ -66,29 +53,15 @@ pub fn exit_path(exits_dir: &Path, id: &ContainerId) -> PathBuf {
 }
 
 fn inotify_on(dir: &Path) -> Result<Inotify> {
-    let ino = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).map_err(|e| {
-        RuntimeError::with_source(ErrorKind::Internal, "inotify_init", std::io::Error::from(e))
-    })?;
-    ino.add_watch(
-        dir,
-        AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_CLOSE_WRITE,
-    )
-    .map_err(|e| {
-        RuntimeError::with_source(
-            ErrorKind::Internal,
-            format!("watch {}", dir.display()),
-            std::io::Error::from(e),
-        )
-    })?;
+    let ino = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
+        .map_err(|e| RuntimeError::with_source(ErrorKind::Internal, "inotify_init", std::io::Error::from(e)))?;
+    ino.add_watch(dir, AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_CLOSE_WRITE)
+        .map_err(|e| RuntimeError::with_source(ErrorKind::Internal, format!("watch {}", dir.display()), std::io::Error::from(e)))?;
     Ok(ino)
 }
 
 /// Wait until the container's exit record exists or `limit` passes.
-pub fn wait_exit(
-    exits_dir: &Path,
-    id: &ContainerId,
-    limit: Duration,
-) -> Result<Option<ExitRecord>> {
+pub fn wait_exit(exits_dir: &Path, id: &ContainerId, limit: Duration) -> Result<Option<ExitRecord>> {
     let path = exit_path(exits_dir, id);
     // Watch first, then look: an exit between the two is still seen.
     let ino = inotify_on(exits_dir)?;
@@ -102,18 +75,9 @@ pub fn wait_exit(
             return Ok(None);
         }
         let mut fds = [PollFd::new(ino.as_fd(), PollFlags::POLLIN)];
-        match poll(
-            &mut fds,
-            PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX),
-        ) {
+        match poll(&mut fds, PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => {
-                return Err(RuntimeError::with_source(
-                    ErrorKind::Internal,
-                    "poll inotify",
-                    std::io::Error::from(e),
-                ))
-            }
+            Err(e) => return Err(RuntimeError::with_source(ErrorKind::Internal, "poll inotify", std::io::Error::from(e))),
         }
         // Drain; what changed is checked by loading the file again.
         while let Ok(evs) = ino.read_events() {
@@ -158,10 +122,7 @@ pub fn watch(exits_dir: &Path, on_exit: impl Fn(ContainerId) + Send + 'static) -
                     }
                     for ev in evs {
                         let name = ev.name.as_ref().and_then(|n| n.to_str()).unwrap_or("");
-                        if let Some(id) = name
-                            .strip_suffix(".json")
-                            .and_then(|s| ContainerId::parse(s).ok())
-                        {
+                        if let Some(id) = name.strip_suffix(".json").and_then(|s| ContainerId::parse(s).ok()) {
                             on_exit(id);
                         }
                     }
@@ -169,10 +130,7 @@ pub fn watch(exits_dir: &Path, on_exit: impl Fn(ContainerId) + Send + 'static) -
             }
         })
         .map_err(|e| RuntimeError::with_source(ErrorKind::Internal, "start the exit watcher", e))?;
-    Ok(Watcher {
-        stop,
-        thread: Some(thread),
-    })
+    Ok(Watcher { stop, thread: Some(thread) })
 }
 
 #[cfg(test)]
@@ -185,23 +143,14 @@ mod tests {
         let id = ContainerId::generate().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let _w = watch(dir.path(), move |id| tx.send(id).unwrap()).unwrap();
-        assert_eq!(
-            wait_exit(dir.path(), &id, Duration::from_millis(50)).unwrap(),
-            None
-        );
+        assert_eq!(wait_exit(dir.path(), &id, Duration::from_millis(50)).unwrap(), None);
         let (d, i) = (dir.path().to_path_buf(), id.clone());
         let writer = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(100));
-            let rec = ExitRecord::from_status(
-                nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(1), 3),
-                "t".into(),
-                false,
-            );
+            let rec = ExitRecord::from_status(nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(1), 3), "t".into(), false);
             rec.save(&exit_path(&d, &i)).unwrap();
         });
-        let exit = wait_exit(dir.path(), &id, Duration::from_secs(10))
-            .unwrap()
-            .expect("exit seen");
+        let exit = wait_exit(dir.path(), &id, Duration::from_secs(10)).unwrap().expect("exit seen");
         assert_eq!(exit.exit_code, 3);
         writer.join().unwrap();
         assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), id);
@@ -216,10 +165,7 @@ mod tests {
         let sb = SandboxId::generate().unwrap();
         bus.publish(EventKind::Created, &sb, None);
         let ev = rx.try_recv().unwrap();
-        assert_eq!(
-            (ev.kind, ev.sandbox_id, ev.container_id),
-            (EventKind::Created, sb, None)
-        );
+        assert_eq!((ev.kind, ev.sandbox_id, ev.container_id), (EventKind::Created, sb, None));
         assert_eq!(bus.subscribers.lock().unwrap().len(), 1);
     }
 }

@@ -71,9 +71,7 @@ pub fn exec_via_hull(
     merge: bool,
 ) -> std::io::Result<ExecRun> {
     // In the container's own state directory, which goes with it.
-    let tag = super::id::SandboxId::generate()
-        .map(|i| i.short().to_string())
-        .unwrap_or_default();
+    let tag = super::id::SandboxId::generate().map(|i| i.short().to_string()).unwrap_or_default();
     let pid_file = oci_root.join(id).join(format!("exec-{tag}.pid"));
     let mut command = Command::new(hull);
     command
@@ -137,71 +135,35 @@ pub fn exec_via_hull(
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(hull_pid), Signal::SIGKILL);
         }
     }
-    let status = waiter
-        .join()
-        .map_err(|_| std::io::Error::other("exec waiter thread panicked"))?;
+    let status = waiter.join().map_err(|_| std::io::Error::other("exec waiter thread panicked"))?;
     let _ = std::fs::remove_file(&pid_file);
     let stdout = out_t.join().unwrap_or_default();
-    let stderr = err_t
-        .map(|t| t.join().unwrap_or_default())
-        .unwrap_or_default();
+    let stderr = err_t.map(|t| t.join().unwrap_or_default()).unwrap_or_default();
     let status = status?;
     use std::os::unix::process::ExitStatusExt;
-    let exit_code = (!timed_out).then(|| {
-        status
-            .code()
-            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
-    });
-    Ok(ExecRun {
-        stdout,
-        stderr,
-        exit_code,
-    })
+    let exit_code = (!timed_out).then(|| status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)));
+    Ok(ExecRun { stdout, stderr, exit_code })
 }
 
 impl Runtime {
     /// Run `cmd` in a running container and collect its output; after
     /// `timeout` (None: no limit) the process is killed and reaped and the
     /// error is DeadlineExceeded.
-    pub fn exec_sync(
-        &self,
-        id: &ContainerId,
-        cmd: &[String],
-        timeout: Option<Duration>,
-    ) -> Result<ExecSyncResult> {
+    pub fn exec_sync(&self, id: &ContainerId, cmd: &[String], timeout: Option<Duration>) -> Result<ExecSyncResult> {
         if cmd.is_empty() {
             return Err(RuntimeError::invalid("exec_sync: the command is empty"));
         }
         let rec = self.live_container(id)?;
         if rec.phase != super::record::ContainerPhase::Running {
-            return Err(RuntimeError::precondition(format!(
-                "container {id} is not running"
-            )));
+            return Err(RuntimeError::precondition(format!("container {id} is not running")));
         }
-        let run = exec_via_hull(
-            &self.opts.hull,
-            &self.oci_root().path,
-            id.as_str(),
-            cmd,
-            timeout,
-            EXEC_OUTPUT_LIMIT,
-            false,
-        )
-        .map_err(|e| {
-            RuntimeError::with_source(ErrorKind::Internal, format!("exec in container {id}"), e)
-        })?;
+        let run = exec_via_hull(&self.opts.hull, &self.oci_root().path, id.as_str(), cmd, timeout, EXEC_OUTPUT_LIMIT, false)
+            .map_err(|e| RuntimeError::with_source(ErrorKind::Internal, format!("exec in container {id}"), e))?;
         match run.exit_code {
-            Some(exit_code) => Ok(ExecSyncResult {
-                stdout: run.stdout,
-                stderr: run.stderr,
-                exit_code,
-            }),
+            Some(exit_code) => Ok(ExecSyncResult { stdout: run.stdout, stderr: run.stderr, exit_code }),
             None => Err(RuntimeError::new(
                 ErrorKind::DeadlineExceeded,
-                format!(
-                    "exec in container {id}: timed out after {:?}",
-                    timeout.unwrap_or_default()
-                ),
+                format!("exec in container {id}: timed out after {:?}", timeout.unwrap_or_default()),
             )),
         }
     }

@@ -38,17 +38,8 @@ pub struct HolderSpec {
 impl HolderSpec {
     /// The `hull sandbox-holder` arguments.
     pub fn args(&self) -> Vec<String> {
-        let mut a = vec![
-            "sandbox-holder".to_string(),
-            "--ready-fd".into(),
-            "3".into(),
-        ];
-        for (on, flag) in [
-            (self.network, "--net"),
-            (self.ipc, "--ipc"),
-            (self.uts, "--uts"),
-            (self.pid, "--pid"),
-        ] {
+        let mut a = vec!["sandbox-holder".to_string(), "--ready-fd".into(), "3".into()];
+        for (on, flag) in [(self.network, "--net"), (self.ipc, "--ipc"), (self.uts, "--uts"), (self.pid, "--pid")] {
             if on {
                 a.push(flag.into());
             }
@@ -80,32 +71,17 @@ impl HolderSpec {
     /// Whether a sysctl may be set: only in a namespace this holder makes
     /// (the rule of `linux::sysctl`).
     pub fn check_sysctl(&self, key: &str) -> std::result::Result<(), String> {
-        use oci_spec::runtime::{
-            LinuxBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, SpecBuilder,
-        };
+        use oci_spec::runtime::{LinuxBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, SpecBuilder};
         let mut nss = Vec::new();
-        for (on, t) in [
-            (self.network, LinuxNamespaceType::Network),
-            (self.ipc, LinuxNamespaceType::Ipc),
-            (self.uts, LinuxNamespaceType::Uts),
-        ] {
+        for (on, t) in
+            [(self.network, LinuxNamespaceType::Network), (self.ipc, LinuxNamespaceType::Ipc), (self.uts, LinuxNamespaceType::Uts)]
+        {
             if on {
-                nss.push(
-                    LinuxNamespaceBuilder::default()
-                        .typ(t)
-                        .build()
-                        .map_err(|e| e.to_string())?,
-                );
+                nss.push(LinuxNamespaceBuilder::default().typ(t).build().map_err(|e| e.to_string())?);
             }
         }
-        let linux = LinuxBuilder::default()
-            .namespaces(nss)
-            .build()
-            .map_err(|e| e.to_string())?;
-        let spec = SpecBuilder::default()
-            .linux(linux)
-            .build()
-            .map_err(|e| e.to_string())?;
+        let linux = LinuxBuilder::default().namespaces(nss).build().map_err(|e| e.to_string())?;
+        let spec = SpecBuilder::default().linux(linux).build().map_err(|e| e.to_string())?;
         crate::linux::sysctl::check_namespaced(key, &spec)
     }
 }
@@ -115,11 +91,8 @@ pub fn spawn(hull: &Path, spec: &HolderSpec) -> Result<HolderRecord> {
     let mut cmd = Command::new(hull);
     cmd.args(spec.args());
     let answer = super::child::run_reporting(cmd, "sandbox holder")?;
-    let pid: i32 = answer
-        .parse()
-        .map_err(|_| RuntimeError::internal(format!("sandbox holder said {answer:?}")))?;
-    let start_time = crate::oci::state::process_start_time(pid)
-        .ok_or_else(|| RuntimeError::internal("sandbox holder died at start"))?;
+    let pid: i32 = answer.parse().map_err(|_| RuntimeError::internal(format!("sandbox holder said {answer:?}")))?;
+    let start_time = crate::oci::state::process_start_time(pid).ok_or_else(|| RuntimeError::internal("sandbox holder died at start"))?;
     Ok(HolderRecord { pid, start_time })
 }
 
@@ -188,8 +161,7 @@ fn set_up(spec: &HolderSpec) -> crate::Result<()> {
     // /proc/sys/net and the IPC keys are those of the writer's namespaces,
     // which are now the pod's.
     for (key, value) in &spec.sysctls {
-        spec.check_sysctl(key)
-            .map_err(|why| Error::InvalidArgument(format!("sysctl {key}: {why}")))?;
+        spec.check_sysctl(key).map_err(|why| Error::InvalidArgument(format!("sysctl {key}: {why}")))?;
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
         std::fs::write(&path, value).sys_context(|| format!("sysctl {key}={value}"))?;
     }
@@ -199,15 +171,10 @@ fn set_up(spec: &HolderSpec) -> crate::Result<()> {
 /// In the holder: its user and seccomp filter. The namespaces it owns are
 /// made; it needs no privilege from here on.
 fn confine(spec: &HolderSpec) -> crate::Result<()> {
-    let id = |v: i64| {
-        u32::try_from(v).map_err(|_| Error::InvalidArgument(format!("id {v} out of range")))
-    };
+    let id = |v: i64| u32::try_from(v).map_err(|_| Error::InvalidArgument(format!("id {v} out of range")));
     if spec.uid.is_some() || spec.gid.is_some() || !spec.groups.is_empty() {
-        let groups: Vec<nix::unistd::Gid> = spec
-            .groups
-            .iter()
-            .map(|g| id(*g).map(nix::unistd::Gid::from_raw))
-            .collect::<crate::Result<_>>()?;
+        let groups: Vec<nix::unistd::Gid> =
+            spec.groups.iter().map(|g| id(*g).map(nix::unistd::Gid::from_raw)).collect::<crate::Result<_>>()?;
         nix::unistd::setgroups(&groups).sys_context(|| "setgroups".into())?;
         let gid = nix::unistd::Gid::from_raw(id(spec.gid.unwrap_or(0))?);
         nix::unistd::setresgid(gid, gid, gid).sys_context(|| format!("setresgid {gid}"))?;
@@ -232,12 +199,7 @@ fn holder_loop(keep: i32) -> ! {
         let _ = nix::unistd::close(fd);
     }
     let mut set = SigSet::empty();
-    for s in [
-        Signal::SIGCHLD,
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-    ] {
+    for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
         set.add(s);
     }
     let _ = set.thread_block();
@@ -272,29 +234,12 @@ mod tests {
         };
         assert_eq!(
             spec.args(),
-            [
-                "sandbox-holder",
-                "--ready-fd",
-                "3",
-                "--net",
-                "--ipc",
-                "--uts",
-                "--hostname",
-                "h",
-                "--sysctl",
-                "net.ipv4.ip_forward=1"
-            ]
+            ["sandbox-holder", "--ready-fd", "3", "--net", "--ipc", "--uts", "--hostname", "h", "--sysctl", "net.ipv4.ip_forward=1"]
         );
         assert!(spec.check_sysctl("net.ipv4.ip_forward").is_ok());
         assert!(spec.check_sysctl("kernel.shmmax").is_ok());
         assert!(spec.check_sysctl("kernel.panic").is_err());
-        let host_net = HolderSpec {
-            network: false,
-            ..spec
-        };
-        assert!(host_net
-            .check_sysctl("net.ipv4.ip_forward")
-            .unwrap_err()
-            .contains("network"));
+        let host_net = HolderSpec { network: false, ..spec };
+        assert!(host_net.check_sysctl("net.ipv4.ip_forward").unwrap_err().contains("network"));
     }
 }

@@ -15,12 +15,7 @@ fn random_hex() -> Result<String, RuntimeError> {
     let mut b = [0u8; ID_LEN / 2];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut b))
-        .map_err(|e| {
-            RuntimeError::new(
-                ErrorKind::Internal,
-                format!("read /dev/urandom for a new id: {e}"),
-            )
-        })?;
+        .map_err(|e| RuntimeError::new(ErrorKind::Internal, format!("read /dev/urandom for a new id: {e}")))?;
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
@@ -29,10 +24,7 @@ fn check_hex(what: &str, s: &str) -> Result<(), RuntimeError> {
         Ok(())
     } else {
         let shown: String = s.chars().take(80).collect();
-        Err(RuntimeError::new(
-            ErrorKind::InvalidArgument,
-            format!("{what} id {shown:?} is not {ID_LEN} lowercase hex digits"),
-        ))
+        Err(RuntimeError::new(ErrorKind::InvalidArgument, format!("{what} id {shown:?} is not {ID_LEN} lowercase hex digits")))
     }
 }
 
@@ -120,14 +112,7 @@ mod tests {
 
     #[test]
     fn bad_ids_are_invalid_arguments() {
-        for bad in [
-            "",
-            "abc",
-            &"A".repeat(64),
-            &"g".repeat(64),
-            &"0".repeat(65),
-            "../../etc/passwd",
-        ] {
+        for bad in ["", "abc", &"A".repeat(64), &"g".repeat(64), &"0".repeat(65), "../../etc/passwd"] {
             let e = ContainerId::parse(bad).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{bad}");
             assert!(e.to_string().contains("container id"), "{e}");

@@ -127,29 +127,18 @@ impl Runtime {
             opts.run_dir.join("exits"),
             opts.run_dir.join("oci"),
         ] {
-            std::fs::create_dir_all(&d).map_err(|e| {
-                RuntimeError::with_source(ErrorKind::Internal, format!("create {}", d.display()), e)
-            })?;
+            std::fs::create_dir_all(&d)
+                .map_err(|e| RuntimeError::with_source(ErrorKind::Internal, format!("create {}", d.display()), e))?;
         }
         let bus: std::sync::Arc<events::EventBus> = Default::default();
         // The watcher thread works on a second handle on the same
         // directories and event bus (a handle without a watcher).
-        let view = Runtime {
-            names: names::NameIndex::new(&opts.state_dir),
-            opts: opts.clone(),
-            bus: bus.clone(),
-            _watcher: None,
-        };
+        let view = Runtime { names: names::NameIndex::new(&opts.state_dir), opts: opts.clone(), bus: bus.clone(), _watcher: None };
         let watcher = events::watch(&opts.run_dir.join("exits"), move |id| view.note_exit(&id));
         if let Err(e) = &watcher {
             log::warn!("container exits will be seen only when asked: {e}");
         }
-        let rt = Runtime {
-            names: names::NameIndex::new(&opts.state_dir),
-            opts,
-            bus,
-            _watcher: watcher.ok(),
-        };
+        let rt = Runtime { names: names::NameIndex::new(&opts.state_dir), opts, bus, _watcher: watcher.ok() };
         rt.recover();
         Ok(rt)
     }
@@ -188,9 +177,7 @@ impl Runtime {
     /// Receive the events of this runtime from now on. A subscriber that
     /// stops reading is dropped once its queue holds 4096 events.
     pub fn subscribe(&self) -> Result<EventSubscription> {
-        Ok(EventSubscription {
-            rx: self.bus.subscribe(),
-        })
+        Ok(EventSubscription { rx: self.bus.subscribe() })
     }
 }
 

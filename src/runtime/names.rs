@@ -54,16 +54,12 @@ pub fn container_key(sandbox: &str, name: &str, attempt: u32) -> String {
 
 impl NameIndex {
     pub fn new(state_dir: &Path) -> NameIndex {
-        NameIndex {
-            dir: state_dir.join("names"),
-        }
+        NameIndex { dir: state_dir.join("names") }
     }
 
     /// Keys may hold any characters: the file is named by their digest.
     fn path(&self, kind: Kind, key: &str) -> PathBuf {
-        self.dir
-            .join(kind.dir())
-            .join(format!("{:x}", sha2::Sha256::digest(key.as_bytes())))
+        self.dir.join(kind.dir()).join(format!("{:x}", sha2::Sha256::digest(key.as_bytes())))
     }
 
     fn io(what: String, e: std::io::Error) -> RuntimeError {
@@ -73,25 +69,12 @@ impl NameIndex {
     /// Reserve `key` for `id`. `exists(holder)` says whether the id holding
     /// a name still has a record: an entry whose holder is gone (a crash
     /// between reserving and recording) is taken over.
-    pub fn reserve(
-        &self,
-        kind: Kind,
-        key: &str,
-        id: &str,
-        exists: impl Fn(&str) -> bool,
-    ) -> Result<()> {
+    pub fn reserve(&self, kind: Kind, key: &str, id: &str, exists: impl Fn(&str) -> bool) -> Result<()> {
         let path = self.path(kind, key);
         let dir = path.parent().expect("has a parent");
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Self::io(format!("create {}", dir.display()), e))?;
+        std::fs::create_dir_all(dir).map_err(|e| Self::io(format!("create {}", dir.display()), e))?;
         let tmp = dir.join(format!(".{id}.tmp"));
-        super::record::write_atomic(
-            &tmp,
-            &Entry {
-                key: key.to_string(),
-                id: id.to_string(),
-            },
-        )?;
+        super::record::write_atomic(&tmp, &Entry { key: key.to_string(), id: id.to_string() })?;
         let result = loop {
             match std::fs::hard_link(&tmp, &path) {
                 Ok(()) => break Ok(()),
@@ -101,11 +84,7 @@ impl NameIndex {
                         Some(holder) if exists(&holder) => {
                             break Err(RuntimeError::new(
                                 ErrorKind::AlreadyExists,
-                                format!(
-                                    "{} name {key:?} is already taken by {} {holder}",
-                                    kind.noun(),
-                                    kind.noun()
-                                ),
+                                format!("{} name {key:?} is already taken by {} {holder}", kind.noun(), kind.noun()),
                             ))
                         }
                         // Stale (or vanished meanwhile): drop it, try again.
@@ -150,27 +129,13 @@ mod tests {
         let idx = NameIndex::new(dir.path());
         let key = sandbox_key("default", "a", 0);
         idx.reserve(Kind::Sandbox, &key, "id1", |_| true).unwrap();
-        let e = idx
-            .reserve(Kind::Sandbox, &key, "id2", |_| true)
-            .unwrap_err();
+        let e = idx.reserve(Kind::Sandbox, &key, "id2", |_| true).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::AlreadyExists);
-        assert!(
-            e.to_string().contains("id1") && e.to_string().contains("default/a/0"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("id1") && e.to_string().contains("default/a/0"), "{e}");
         // Reserving again for the holder is fine; other keys are separate.
         idx.reserve(Kind::Sandbox, &key, "id1", |_| true).unwrap();
-        idx.reserve(
-            Kind::Sandbox,
-            &sandbox_key("default", "a", 1),
-            "id3",
-            |_| true,
-        )
-        .unwrap();
-        idx.reserve(Kind::Sandbox, &sandbox_key("other", "a", 0), "id4", |_| {
-            true
-        })
-        .unwrap();
+        idx.reserve(Kind::Sandbox, &sandbox_key("default", "a", 1), "id3", |_| true).unwrap();
+        idx.reserve(Kind::Sandbox, &sandbox_key("other", "a", 0), "id4", |_| true).unwrap();
         idx.reserve(Kind::Container, &key, "c1", |_| true).unwrap();
         assert_eq!(idx.lookup(Kind::Sandbox, &key).as_deref(), Some("id1"));
         // Only the holder releases.
@@ -185,10 +150,8 @@ mod tests {
     fn a_name_of_a_vanished_holder_is_taken_over() {
         let dir = tempfile::tempdir().unwrap();
         let idx = NameIndex::new(dir.path());
-        idx.reserve(Kind::Sandbox, "ns/x/0", "dead", |_| true)
-            .unwrap();
-        idx.reserve(Kind::Sandbox, "ns/x/0", "new", |h| h != "dead")
-            .unwrap();
+        idx.reserve(Kind::Sandbox, "ns/x/0", "dead", |_| true).unwrap();
+        idx.reserve(Kind::Sandbox, "ns/x/0", "new", |h| h != "dead").unwrap();
         assert_eq!(idx.lookup(Kind::Sandbox, "ns/x/0").as_deref(), Some("new"));
     }
 
@@ -198,11 +161,7 @@ mod tests {
         let wins: usize = (0..8)
             .map(|i| {
                 let d = dir.path().to_path_buf();
-                std::thread::spawn(move || {
-                    NameIndex::new(&d)
-                        .reserve(Kind::Sandbox, "ns/race/0", &format!("id{i}"), |_| true)
-                        .is_ok()
-                })
+                std::thread::spawn(move || NameIndex::new(&d).reserve(Kind::Sandbox, "ns/race/0", &format!("id{i}"), |_| true).is_ok())
             })
             .collect::<Vec<_>>()
             .into_iter()

@@ -19,20 +19,10 @@ use crate::monitor::exit::ExitRecord;
 
 /// Write `value` as JSON at `path`, atomically and durably.
 pub fn write_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(value)
-        .map_err(|e| RuntimeError::internal(format!("encode {}: {e}", path.display())))?;
-    let dir = path
-        .parent()
-        .ok_or_else(|| RuntimeError::internal(format!("{} has no parent", path.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("record")
-    ));
-    let io = |what: &str, e: std::io::Error| {
-        RuntimeError::with_source(ErrorKind::Internal, format!("{what} {}", tmp.display()), e)
-    };
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| RuntimeError::internal(format!("encode {}: {e}", path.display())))?;
+    let dir = path.parent().ok_or_else(|| RuntimeError::internal(format!("{} has no parent", path.display())))?;
+    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("record")));
+    let io = |what: &str, e: std::io::Error| RuntimeError::with_source(ErrorKind::Internal, format!("{what} {}", tmp.display()), e);
     let mut f = File::create(&tmp).map_err(|e| io("create", e))?;
     f.write_all(&bytes).map_err(|e| io("write", e))?;
     f.sync_all().map_err(|e| io("fsync", e))?;
@@ -51,9 +41,7 @@ pub fn read<T: DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
         std::io::ErrorKind::NotFound => RuntimeError::not_found(format!("{what} does not exist")),
         _ => RuntimeError::with_source(ErrorKind::Internal, format!("read {}", path.display()), e),
     })?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        RuntimeError::internal(format!("{what}: corrupt record {}: {e}", path.display()))
-    })
+    serde_json::from_slice(&bytes).map_err(|e| RuntimeError::internal(format!("{what}: corrupt record {}: {e}", path.display())))
 }
 
 /// NotFound as None: for the operations that succeed on what is gone.
@@ -78,10 +66,7 @@ pub fn ids_in<T: Ord>(dir: &Path, parse: impl Fn(&str) -> Result<T>) -> Vec<T> {
 }
 
 /// Whether every `key=value` of a selector is among the labels.
-pub fn labels_match(
-    selector: &std::collections::BTreeMap<String, String>,
-    labels: &std::collections::BTreeMap<String, String>,
-) -> bool {
+pub fn labels_match(selector: &std::collections::BTreeMap<String, String>, labels: &std::collections::BTreeMap<String, String>) -> bool {
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
@@ -112,17 +97,11 @@ fn lock_with(dir: &Path, what: &str, how: FlockArg) -> Result<ObjectLock> {
         .write(true)
         .open(dir.join("lock"))
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                RuntimeError::not_found(format!("{what} does not exist"))
-            }
+            std::io::ErrorKind::NotFound => RuntimeError::not_found(format!("{what} does not exist")),
             _ => RuntimeError::with_source(ErrorKind::Internal, format!("open lock of {what}"), e),
         })?;
     let lock = Flock::lock(file, how).map_err(|(_, e)| {
-        let kind = if e == nix::errno::Errno::EWOULDBLOCK {
-            ErrorKind::FailedPrecondition
-        } else {
-            ErrorKind::Internal
-        };
+        let kind = if e == nix::errno::Errno::EWOULDBLOCK { ErrorKind::FailedPrecondition } else { ErrorKind::Internal };
         RuntimeError::with_source(kind, format!("lock {what}"), std::io::Error::from(e))
     })?;
     Ok(ObjectLock { _lock: lock })
@@ -188,10 +167,7 @@ pub enum RootfsRecord {
     /// An overlay over a local directory, mounted at the path.
     Overlay(PathBuf),
     /// An image-store overlay (with its lease) mounted at the path.
-    Image {
-        mountpoint: PathBuf,
-        image_root: PathBuf,
-    },
+    Image { mountpoint: PathBuf, image_root: PathBuf },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -230,10 +206,7 @@ mod tests {
             config: SandboxConfig::default(),
             phase: SandboxPhase::Ready,
             created_at: SystemTime::now(),
-            holder: Some(HolderRecord {
-                pid: 1,
-                start_time: 2,
-            }),
+            holder: Some(HolderRecord { pid: 1, start_time: 2 }),
             netns: Some("/run/x/netns".into()),
             network: None,
             ips: vec!["10.0.0.2".into()],
@@ -245,27 +218,15 @@ mod tests {
         let path = dir.path().join("sandbox.json");
         write_atomic(&path, &rec).unwrap();
         let back: SandboxRecord = read(&path, "sandbox").unwrap();
-        assert_eq!(
-            (back.id, back.phase, back.containers),
-            (rec.id, rec.phase, rec.containers)
-        );
+        assert_eq!((back.id, back.phase, back.containers), (rec.id, rec.phase, rec.containers));
         assert_eq!(back.created_at, rec.created_at);
         // No temporary file is left beside it.
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name())
-            .collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("sandbox.json")]);
         let e = read::<SandboxRecord>(&dir.path().join("nope.json"), "sandbox x").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound);
         std::fs::write(&path, b"{").unwrap();
-        assert_eq!(
-            read::<SandboxRecord>(&path, "sandbox x")
-                .unwrap_err()
-                .kind(),
-            ErrorKind::Internal
-        );
+        assert_eq!(read::<SandboxRecord>(&path, "sandbox x").unwrap_err().kind(), ErrorKind::Internal);
     }
 
     #[test]
@@ -293,12 +254,6 @@ mod tests {
         assert!(try_lock(dir.path(), "obj").unwrap().is_none());
         drop(held);
         assert!(try_lock(dir.path(), "obj").unwrap().is_some());
-        assert_eq!(
-            lock(&dir.path().join("gone"), "sandbox x")
-                .err()
-                .unwrap()
-                .kind(),
-            ErrorKind::NotFound
-        );
+        assert_eq!(lock(&dir.path().join("gone"), "sandbox x").err().unwrap().kind(), ErrorKind::NotFound);
     }
 }

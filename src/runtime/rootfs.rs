@@ -45,10 +45,7 @@ pub fn resolve(image: &str, field: &str, image_root: &Path) -> Result<Source> {
     if path.starts_with('/') {
         let p = PathBuf::from(path);
         if !p.is_dir() {
-            return Err(RuntimeError::invalid(format!(
-                "{field}: {} is not a directory",
-                p.display()
-            )));
+            return Err(RuntimeError::invalid(format!("{field}: {} is not a directory", p.display())));
         }
         return Ok(Source::Dir(p));
     }
@@ -65,31 +62,14 @@ pub fn resolve(image: &str, field: &str, image_root: &Path) -> Result<Source> {
         return Err(not_found());
     }
     let store = Store::open(image_root).map_err(|e| RuntimeError::from(crate::Error::from(e)))?;
-    let recs = store
-        .records()
-        .map_err(|e| RuntimeError::from(crate::Error::from(e)))?;
-    let record = store
-        .find(&recs, image)
-        .into_iter()
-        .next()
-        .ok_or_else(not_found)?;
-    let config = store
-        .config(&record.config)
-        .map_err(|e| RuntimeError::from(crate::Error::from(e)))?;
-    Ok(Source::Store(Box::new(StoreImage {
-        store,
-        record,
-        config,
-    })))
+    let recs = store.records().map_err(|e| RuntimeError::from(crate::Error::from(e)))?;
+    let record = store.find(&recs, image).into_iter().next().ok_or_else(not_found)?;
+    let config = store.config(&record.config).map_err(|e| RuntimeError::from(crate::Error::from(e)))?;
+    Ok(Source::Store(Box::new(StoreImage { store, record, config })))
 }
 
 /// Make the rootfs at `rw_dir/rootfs` (its writable layer in `rw_dir`).
-pub fn mount(
-    source: &Source,
-    rw_dir: &Path,
-    image_root: &Path,
-    readonly: bool,
-) -> Result<RootfsRecord> {
+pub fn mount(source: &Source, rw_dir: &Path, image_root: &Path, readonly: bool) -> Result<RootfsRecord> {
     let target = rw_dir.join("rootfs");
     match source {
         Source::Dir(dir) if readonly => Ok(RootfsRecord::Direct(dir.clone())),
@@ -100,10 +80,7 @@ pub fn mount(
         Source::Store(i) => {
             crate::image::rootfs::mount_rootfs(&i.store, &i.record, &target, rw_dir)
                 .map_err(|e| RuntimeError::from(crate::Error::from(e)))?;
-            Ok(RootfsRecord::Image {
-                mountpoint: target,
-                image_root: image_root.to_path_buf(),
-            })
+            Ok(RootfsRecord::Image { mountpoint: target, image_root: image_root.to_path_buf() })
         }
     }
 }
@@ -121,24 +98,12 @@ pub fn mount_overlay(lower: &Path, rw_dir: &Path, target: &Path) -> Result<()> {
     let upper = rw_dir.join("upper");
     let work = rw_dir.join("work");
     for d in [&upper, &work, &target.to_path_buf()] {
-        std::fs::create_dir_all(d).map_err(|e| {
-            RuntimeError::with_source(
-                super::ErrorKind::Internal,
-                format!("create {}", d.display()),
-                e,
-            )
-        })?;
+        std::fs::create_dir_all(d)
+            .map_err(|e| RuntimeError::with_source(super::ErrorKind::Internal, format!("create {}", d.display()), e))?;
     }
     let data = crate::image::rootfs::overlay_options(&[lower.to_path_buf()], &upper, &work)
         .map_err(|e| RuntimeError::from(crate::Error::from(e)))?;
-    nix::mount::mount(
-        Some("overlay"),
-        target,
-        Some("overlay"),
-        nix::mount::MsFlags::empty(),
-        Some(data.as_str()),
-    )
-    .map_err(|e| {
+    nix::mount::mount(Some("overlay"), target, Some("overlay"), nix::mount::MsFlags::empty(), Some(data.as_str())).map_err(|e| {
         RuntimeError::with_source(
             super::ErrorKind::Internal,
             format!("mount overlay rootfs at {}", target.display()),
@@ -154,10 +119,7 @@ pub fn unmount(r: &RootfsRecord) {
         RootfsRecord::Overlay(p) => {
             let _ = nix::mount::umount2(p.as_path(), nix::mount::MntFlags::MNT_DETACH);
         }
-        RootfsRecord::Image {
-            mountpoint,
-            image_root,
-        } => match Store::open(image_root) {
+        RootfsRecord::Image { mountpoint, image_root } => match Store::open(image_root) {
             Ok(store) => {
                 if let Err(e) = crate::image::rootfs::unmount_rootfs(&store, mountpoint) {
                     log::warn!("unmount {}: {e}", mountpoint.display());

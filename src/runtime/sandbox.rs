@@ -19,12 +19,9 @@ fn io_err(what: String, e: std::io::Error) -> RuntimeError {
 /// A name or namespace as the kubelet sends them: non-empty, no `/`, no
 /// NUL, at most 253 bytes (they name directories and index keys).
 pub fn check_name(field: &str, v: &str) -> Result<()> {
-    if v.is_empty() || v.len() > 253 || v.contains('/') || v.contains('\0') || v == "." || v == ".."
-    {
+    if v.is_empty() || v.len() > 253 || v.contains('/') || v.contains('\0') || v == "." || v == ".." {
         let shown: String = v.chars().take(64).collect();
-        return Err(RuntimeError::invalid(format!(
-            "{field} {shown:?}: must be 1 to 253 bytes without '/'"
-        )));
+        return Err(RuntimeError::invalid(format!("{field} {shown:?}: must be 1 to 253 bytes without '/'")));
     }
     Ok(())
 }
@@ -34,28 +31,22 @@ pub fn validate(c: &SandboxConfig) -> Result<HolderSpec> {
     check_name("metadata.name", &c.metadata.name)?;
     check_name("metadata.namespace", &c.metadata.namespace)?;
     let ns = &c.security_context.namespace_options;
-    let pod_or_node = |field: &str, m: NamespaceMode| {
-        match m {
+    let pod_or_node = |field: &str, m: NamespaceMode| match m {
         NamespaceMode::Pod => Ok(true),
         NamespaceMode::Node => Ok(false),
-        other => Err(RuntimeError::invalid(format!("security_context.namespace_options.{field}: {other:?} is not a sandbox mode (POD or NODE)"))),
-    }
+        other => {
+            Err(RuntimeError::invalid(format!("security_context.namespace_options.{field}: {other:?} is not a sandbox mode (POD or NODE)")))
+        }
     };
     let network = pod_or_node("network", ns.network)?;
     let ipc = pod_or_node("ipc", ns.ipc)?;
     let pid = match ns.pid {
         NamespaceMode::Pod => true,
         NamespaceMode::Container | NamespaceMode::Node => false,
-        NamespaceMode::Target => {
-            return Err(RuntimeError::invalid(
-                "security_context.namespace_options.pid: TARGET is a container mode",
-            ))
-        }
+        NamespaceMode::Target => return Err(RuntimeError::invalid("security_context.namespace_options.pid: TARGET is a container mode")),
     };
     if !network && !c.port_mappings.is_empty() {
-        return Err(RuntimeError::invalid(
-            "port_mappings: a host-network sandbox has no ports to map",
-        ));
+        return Err(RuntimeError::invalid("port_mappings: a host-network sandbox has no ports to map"));
     }
     if let SecurityProfile::Localhost(p) = &c.security_context.seccomp {
         return Err(RuntimeError::unimplemented(
@@ -63,15 +54,9 @@ pub fn validate(c: &SandboxConfig) -> Result<HolderSpec> {
             "the sandbox holder takes no profile file",
         ));
     }
-    let hostname = if c.hostname.is_empty() {
-        c.metadata.name.clone()
-    } else {
-        c.hostname.clone()
-    };
+    let hostname = if c.hostname.is_empty() { c.metadata.name.clone() } else { c.hostname.clone() };
     if network && (hostname.len() > 64 || hostname.contains('\0')) {
-        return Err(RuntimeError::invalid(format!(
-            "hostname {hostname:?}: at most 64 bytes"
-        )));
+        return Err(RuntimeError::invalid(format!("hostname {hostname:?}: at most 64 bytes")));
     }
     let spec = HolderSpec {
         network,
@@ -79,11 +64,7 @@ pub fn validate(c: &SandboxConfig) -> Result<HolderSpec> {
         ipc,
         pid,
         hostname: network.then_some(hostname),
-        sysctls: c
-            .sysctls
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
+        sysctls: c.sysctls.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         seccomp_default: c.security_context.seccomp == SecurityProfile::RuntimeDefault,
         uid: c.security_context.run_as_user,
         gid: c.security_context.run_as_group,
@@ -91,58 +72,36 @@ pub fn validate(c: &SandboxConfig) -> Result<HolderSpec> {
     };
     for (k, v) in &c.sysctls {
         if v.contains('\0') || v.contains('\n') {
-            return Err(RuntimeError::invalid(format!(
-                "sysctls[{k}]: bad value {v:?}"
-            )));
+            return Err(RuntimeError::invalid(format!("sysctls[{k}]: bad value {v:?}")));
         }
-        spec.check_sysctl(k)
-            .map_err(|why| RuntimeError::invalid(format!("sysctls[{k}]: {why}")))?;
+        spec.check_sysctl(k).map_err(|why| RuntimeError::invalid(format!("sysctls[{k}]: {why}")))?;
     }
-    for (field, v) in [
-        ("run_as_user", c.security_context.run_as_user),
-        ("run_as_group", c.security_context.run_as_group),
-    ] {
+    for (field, v) in [("run_as_user", c.security_context.run_as_user), ("run_as_group", c.security_context.run_as_group)] {
         if let Some(v) = v {
-            u32::try_from(v).map_err(|_| {
-                RuntimeError::invalid(format!("security_context.{field}: {v} is not a valid id"))
-            })?;
+            u32::try_from(v).map_err(|_| RuntimeError::invalid(format!("security_context.{field}: {v} is not a valid id")))?;
         }
     }
     for g in &c.security_context.supplemental_groups {
-        u32::try_from(*g).map_err(|_| {
-            RuntimeError::invalid(format!(
-                "security_context.supplemental_groups: {g} is not a valid id"
-            ))
-        })?;
+        u32::try_from(*g).map_err(|_| RuntimeError::invalid(format!("security_context.supplemental_groups: {g} is not a valid id")))?;
     }
     if let Some(parent) = &c.cgroup_parent {
         if !parent.starts_with('/') || parent.split('/').any(|s| s == "..") || parent == "/" {
-            return Err(RuntimeError::invalid(format!(
-                "cgroup_parent {parent:?}: an absolute cgroupfs path below the root, without .."
-            )));
+            return Err(RuntimeError::invalid(format!("cgroup_parent {parent:?}: an absolute cgroupfs path below the root, without ..")));
         }
     }
     Ok(spec)
 }
 
 /// `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf` of the sandbox.
-pub fn etc_files(
-    c: &SandboxConfig,
-    ips: &[String],
-    host_network: bool,
-) -> [(&'static str, String); 3] {
+pub fn etc_files(c: &SandboxConfig, ips: &[String], host_network: bool) -> [(&'static str, String); 3] {
     let host = if host_network {
-        nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .unwrap_or_default()
+        nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default()
     } else if c.hostname.is_empty() {
         c.metadata.name.clone()
     } else {
         c.hostname.clone()
     };
-    let mut hosts =
-        String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    let mut hosts = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     for ip in ips {
         hosts.push_str(&format!("{}\t{host}\n", ip.split('/').next().unwrap_or(ip)));
     }
@@ -165,11 +124,7 @@ pub fn etc_files(
         }
         None => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
     };
-    [
-        ("hosts", hosts),
-        ("hostname", format!("{host}\n")),
-        ("resolv.conf", resolv),
-    ]
+    [("hosts", hosts), ("hostname", format!("{host}\n")), ("resolv.conf", resolv)]
 }
 
 /// Remove a cgroup path's leaf and the parents below the hierarchy roots
@@ -190,10 +145,7 @@ impl Runtime {
     }
 
     pub(super) fn load_sandbox(&self, id: &SandboxId) -> Result<SandboxRecord> {
-        record::read(
-            &self.sandbox_dir(id).join("sandbox.json"),
-            &format!("sandbox {id}"),
-        )
+        record::read(&self.sandbox_dir(id).join("sandbox.json"), &format!("sandbox {id}"))
     }
 
     pub(super) fn save_sandbox(&self, rec: &SandboxRecord) -> Result<()> {
@@ -202,11 +154,7 @@ impl Runtime {
 
     /// The sandbox's lock and record; None when it is gone.
     fn lock_sandbox(&self, id: &SandboxId) -> Result<Option<(record::ObjectLock, SandboxRecord)>> {
-        let Some(lock) = record::unless_gone(record::lock(
-            &self.sandbox_dir(id),
-            &format!("sandbox {id}"),
-        ))?
-        else {
+        let Some(lock) = record::unless_gone(record::lock(&self.sandbox_dir(id), &format!("sandbox {id}")))? else {
             return Ok(None);
         };
         Ok(record::unless_gone(self.load_sandbox(id))?.map(|r| (lock, r)))
@@ -237,15 +185,9 @@ impl Runtime {
             netns: None,
             network: None,
             ips: Vec::new(),
-            cgroup_parent: config
-                .cgroup_parent
-                .clone()
-                .unwrap_or_else(|| format!("/hull/pod-{}", id.short())),
+            cgroup_parent: config.cgroup_parent.clone().unwrap_or_else(|| format!("/hull/pod-{}", id.short())),
             cgroup: None,
-            log_directory: config
-                .log_directory
-                .clone()
-                .unwrap_or_else(|| dir.join("logs")),
+            log_directory: config.log_directory.clone().unwrap_or_else(|| dir.join("logs")),
             containers: Vec::new(),
         };
         // Locked from before the first record: while a creator lives, its
@@ -253,10 +195,9 @@ impl Runtime {
         let lock = record::lock(&dir, &what)?;
         // The record first, then the name: a name always points at a record.
         let key = sandbox_key(&m.namespace, &m.name, m.attempt);
-        let reserved = self.save_sandbox(&rec).and_then(|()| {
-            self.names
-                .reserve(Kind::Sandbox, &key, id.as_str(), |h| self.sandbox_exists(h))
-        });
+        let reserved = self
+            .save_sandbox(&rec)
+            .and_then(|()| self.names.reserve(Kind::Sandbox, &key, id.as_str(), |h| self.sandbox_exists(h)));
         if let Err(e) = reserved {
             let _ = std::fs::remove_dir_all(&dir);
             let _ = std::fs::remove_dir_all(&run);
@@ -285,27 +226,17 @@ impl Runtime {
 
     fn set_up_sandbox(&self, rec: &mut SandboxRecord, hspec: &HolderSpec) -> Result<()> {
         let run = self.sandbox_run_dir(&rec.id);
-        std::fs::create_dir_all(&rec.log_directory).map_err(|e| {
-            io_err(
-                format!("create log directory {}", rec.log_directory.display()),
-                e,
-            )
-        })?;
+        std::fs::create_dir_all(&rec.log_directory)
+            .map_err(|e| io_err(format!("create log directory {}", rec.log_directory.display()), e))?;
         // The pod cgroup, recorded before anything can be placed in it.
         let parent = Path::new(&rec.cgroup_parent);
-        let leaf = parent
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("pod")
-            .to_string();
+        let leaf = parent.file_name().and_then(|n| n.to_str()).unwrap_or("pod").to_string();
         let cg = crate::cgroups::Cgroup::create(Some(parent), &leaf)?;
         rec.cgroup = Some(cg.clone());
         self.save_sandbox(rec)?;
         if let Some(r) = &rec.config.resources {
-            let res = super::spec::oci_resources(r, oci_spec::runtime::LinuxResources::default())
-                .map_err(|e| e.context("resources"))?;
-            cg.apply_resources(&res)
-                .map_err(|e| RuntimeError::from(e).context("resources"))?;
+            let res = super::spec::oci_resources(r, oci_spec::runtime::LinuxResources::default()).map_err(|e| e.context("resources"))?;
+            cg.apply_resources(&res).map_err(|e| RuntimeError::from(e).context("resources"))?;
         }
         let h = holder::spawn(&self.opts.hull, hspec)?;
         rec.holder = Some(h);
@@ -314,8 +245,7 @@ impl Runtime {
             self.attach_network(rec, &h)?;
         }
         let etc = run.join("etc");
-        std::fs::create_dir_all(&etc)
-            .map_err(|e| io_err(format!("create {}", etc.display()), e))?;
+        std::fs::create_dir_all(&etc).map_err(|e| io_err(format!("create {}", etc.display()), e))?;
         for (file, text) in etc_files(&rec.config, &rec.ips, !hspec.network) {
             std::fs::write(etc.join(file), text).map_err(|e| io_err(format!("write {file}"), e))?;
         }
@@ -324,11 +254,7 @@ impl Runtime {
 
     /// Pin the holder's netns and CNI ADD it. Without any CNI config the
     /// sandbox has only its loopback (a port mapping is then an error).
-    fn attach_network(
-        &self,
-        rec: &mut SandboxRecord,
-        h: &super::record::HolderRecord,
-    ) -> Result<()> {
+    fn attach_network(&self, rec: &mut SandboxRecord, h: &super::record::HolderRecord) -> Result<()> {
         let config = match crate::network::CniConfig::discover(&self.opts.cni) {
             Ok(c) => c,
             Err(crate::network::NetworkError::NoConfig { dir }) => {
@@ -339,11 +265,7 @@ impl Runtime {
                         dir.display()
                     )));
                 }
-                log::warn!(
-                    "sandbox {}: no CNI network config in {}: only loopback",
-                    rec.id,
-                    dir.display()
-                );
+                log::warn!("sandbox {}: no CNI network config in {}: only loopback", rec.id, dir.display());
                 return Ok(());
             }
             Err(e) => return Err(RuntimeError::from(e).context("network")),
@@ -352,9 +274,8 @@ impl Runtime {
         // holder die and its pid be reused, a DEL must not reach someone
         // else's netns.
         let run = self.sandbox_run_dir(&rec.id);
-        let netns =
-            crate::network::netns::pin_netns(Path::new(&holder::ns_path(h, "net")), &run, "netns")
-                .map_err(|e| RuntimeError::from(e).context("network"))?;
+        let netns = crate::network::netns::pin_netns(Path::new(&holder::ns_path(h, "net")), &run, "netns")
+            .map_err(|e| RuntimeError::from(e).context("network"))?;
         rec.netns = Some(netns.clone());
         let mut att = config.attachment(rec.id.as_str(), &netns, "eth0");
         att.port_mappings = rec
@@ -378,9 +299,7 @@ impl Runtime {
         // Recorded before ADD: a crash in between still leaves enough for DEL.
         rec.network = Some(att.clone());
         self.save_sandbox(rec)?;
-        let result = att.add().map_err(|e| {
-            RuntimeError::from(e).context(format!("network (CNI {})", att.config.name))
-        })?;
+        let result = att.add().map_err(|e| RuntimeError::from(e).context(format!("network (CNI {})", att.config.name)))?;
         rec.ips = result.pod_ips().iter().map(|ip| ip.to_string()).collect();
         rec.network = Some(att);
         self.save_sandbox(rec)
@@ -428,11 +347,7 @@ impl Runtime {
         }
         self.release_sandbox(&mut rec, true);
         let m = &rec.config.metadata;
-        self.names.release(
-            Kind::Sandbox,
-            &sandbox_key(&m.namespace, &m.name, m.attempt),
-            id.as_str(),
-        );
+        self.names.release(Kind::Sandbox, &sandbox_key(&m.namespace, &m.name, m.attempt), id.as_str());
         let _ = std::fs::remove_dir_all(self.sandbox_run_dir(id));
         let _ = std::fs::remove_dir_all(&dir);
         drop(lock);
@@ -482,11 +397,7 @@ impl Runtime {
         }
         self.release_sandbox(&mut rec, true);
         let m = &rec.config.metadata;
-        self.names.release(
-            Kind::Sandbox,
-            &sandbox_key(&m.namespace, &m.name, m.attempt),
-            id.as_str(),
-        );
+        self.names.release(Kind::Sandbox, &sandbox_key(&m.namespace, &m.name, m.attempt), id.as_str());
         let run = self.sandbox_run_dir(id);
         std::fs::remove_dir_all(&run)
             .or_else(ignore_missing)
@@ -508,17 +419,9 @@ impl Runtime {
         SandboxStatus {
             id: rec.id.clone(),
             metadata: rec.config.metadata.clone(),
-            state: if ready {
-                SandboxState::Ready
-            } else {
-                SandboxState::NotReady
-            },
+            state: if ready { SandboxState::Ready } else { SandboxState::NotReady },
             created_at: rec.created_at,
-            ips: rec
-                .ips
-                .iter()
-                .map(|ip| ip.split('/').next().unwrap_or(ip).to_string())
-                .collect(),
+            ips: rec.ips.iter().map(|ip| ip.split('/').next().unwrap_or(ip).to_string()).collect(),
             namespace_options: rec.config.security_context.namespace_options.clone(),
             labels: rec.config.labels.clone(),
             annotations: rec.config.annotations.clone(),
@@ -550,12 +453,7 @@ impl Runtime {
     }
 
     /// The id holding a sandbox name, if any.
-    pub fn find_sandbox(
-        &self,
-        namespace: &str,
-        name: &str,
-        attempt: u32,
-    ) -> Result<Option<SandboxId>> {
+    pub fn find_sandbox(&self, namespace: &str, name: &str, attempt: u32) -> Result<Option<SandboxId>> {
         Ok(self
             .names
             .lookup(Kind::Sandbox, &sandbox_key(namespace, name, attempt))
@@ -566,9 +464,7 @@ impl Runtime {
     /// The pod cgroup's usage.
     pub fn sandbox_stats(&self, id: &SandboxId) -> Result<super::ContainerStats> {
         let rec = self.load_sandbox(id)?;
-        let cg = rec
-            .cgroup
-            .ok_or_else(|| RuntimeError::precondition(format!("sandbox {id} has no cgroup")))?;
+        let cg = rec.cgroup.ok_or_else(|| RuntimeError::precondition(format!("sandbox {id} has no cgroup")))?;
         Ok(super::container::stats_of(id.as_str(), &cg))
     }
 }
@@ -588,12 +484,7 @@ mod tests {
 
     fn cfg() -> SandboxConfig {
         SandboxConfig {
-            metadata: SandboxMetadata {
-                name: "web".into(),
-                namespace: "default".into(),
-                uid: "u1".into(),
-                attempt: 0,
-            },
+            metadata: SandboxMetadata { name: "web".into(), namespace: "default".into(), uid: "u1".into(), attempt: 0 },
             ..Default::default()
         }
     }
@@ -605,10 +496,7 @@ mod tests {
         assert_eq!(spec.hostname.as_deref(), Some("web"));
         let mut c = cfg();
         c.metadata.name = "a/b".into();
-        assert!(validate(&c)
-            .unwrap_err()
-            .to_string()
-            .contains("metadata.name"));
+        assert!(validate(&c).unwrap_err().to_string().contains("metadata.name"));
         let mut c = cfg();
         c.sysctls.insert("kernel.panic".into(), "1".into());
         let e = validate(&c).unwrap_err();
@@ -619,24 +507,14 @@ mod tests {
         assert!(validate(&c).unwrap_err().to_string().contains("network"));
         let mut c = cfg();
         c.security_context.namespace_options.network = NamespaceMode::Node;
-        c.port_mappings.push(PortMapping {
-            host_port: 80,
-            container_port: 80,
-            ..Default::default()
-        });
-        assert!(validate(&c)
-            .unwrap_err()
-            .to_string()
-            .contains("port_mappings"));
+        c.port_mappings.push(PortMapping { host_port: 80, container_port: 80, ..Default::default() });
+        assert!(validate(&c).unwrap_err().to_string().contains("port_mappings"));
         let mut c = cfg();
         c.security_context.namespace_options.ipc = NamespaceMode::Container;
         assert_eq!(validate(&c).unwrap_err().kind(), ErrorKind::InvalidArgument);
         let mut c = cfg();
         c.cgroup_parent = Some("rel/x".into());
-        assert!(validate(&c)
-            .unwrap_err()
-            .to_string()
-            .contains("cgroup_parent"));
+        assert!(validate(&c).unwrap_err().to_string().contains("cgroup_parent"));
         let mut c = cfg();
         c.security_context.run_as_user = Some(-5);
         assert!(validate(&c).is_err());
@@ -646,25 +524,15 @@ mod tests {
     fn etc_files_have_the_pod_ip_aliases_and_dns() {
         let mut c = cfg();
         c.hostname = "h1".into();
-        c.host_aliases.push(HostAlias {
-            ip: "10.1.1.1".into(),
-            hostnames: vec!["a".into(), "b".into()],
-        });
+        c.host_aliases.push(HostAlias { ip: "10.1.1.1".into(), hostnames: vec!["a".into(), "b".into()] });
         c.dns = Some(super::super::config::DnsConfig {
             servers: vec!["1.1.1.1".into()],
             searches: vec!["x.local".into()],
             options: vec!["ndots:5".into()],
         });
-        let [(_, hosts), (_, hostname), (_, resolv)] =
-            etc_files(&c, &["10.0.0.5/24".into()], false);
-        assert!(
-            hosts.contains("10.0.0.5\th1\n") && hosts.contains("10.1.1.1\ta b\n"),
-            "{hosts}"
-        );
+        let [(_, hosts), (_, hostname), (_, resolv)] = etc_files(&c, &["10.0.0.5/24".into()], false);
+        assert!(hosts.contains("10.0.0.5\th1\n") && hosts.contains("10.1.1.1\ta b\n"), "{hosts}");
         assert_eq!(hostname, "h1\n");
-        assert_eq!(
-            resolv,
-            "nameserver 1.1.1.1\nsearch x.local\noptions ndots:5\n"
-        );
+        assert_eq!(resolv, "nameserver 1.1.1.1\nsearch x.local\noptions ndots:5\n");
     }
 }

@@ -6,14 +6,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    Capabilities as CapSet, Capability, LinuxCapabilities, LinuxDevice, LinuxDeviceCgroup,
-    LinuxDeviceType, LinuxHugepageLimit, LinuxNamespace, LinuxNamespaceType,
-    LinuxResources as OciResources, Mount as OciMount, Spec,
+    Capabilities as CapSet, Capability, LinuxCapabilities, LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType, LinuxHugepageLimit,
+    LinuxNamespace, LinuxNamespaceType, LinuxResources as OciResources, Mount as OciMount, Spec,
 };
 
 use super::config::{
-    Capabilities, ContainerConfig, Device, LinuxResources, Mount, MountPropagation, NamespaceMode,
-    NamespaceOptions, SecurityProfile,
+    Capabilities, ContainerConfig, Device, LinuxResources, Mount, MountPropagation, NamespaceMode, NamespaceOptions, SecurityProfile,
 };
 use super::error::{ErrorKind, Result, RuntimeError};
 use crate::image::manifest::ImageConfig;
@@ -58,17 +56,13 @@ pub struct SpecInputs<'a> {
 }
 
 fn invalid(field: &str, why: impl std::fmt::Display) -> RuntimeError {
-    RuntimeError::new(
-        ErrorKind::InvalidArgument,
-        format!("container {field}: {why}"),
-    )
+    RuntimeError::new(ErrorKind::InvalidArgument, format!("container {field}: {why}"))
 }
 
 /// The base: hull's default spec (runc's), without a terminal, rlimits or a
 /// hostname of its own (the UTS namespace is the sandbox's).
 pub fn base() -> Spec {
-    let mut spec: Spec = serde_json::from_value(crate::oci::spec_template::default_spec(false))
-        .expect("the template is a valid spec");
+    let mut spec: Spec = serde_json::from_value(crate::oci::spec_template::default_spec(false)).expect("the template is a valid spec");
     let mut p = spec.process().clone().unwrap_or_default();
     p.set_terminal(Some(false));
     p.set_rlimits(None);
@@ -80,23 +74,16 @@ pub fn base() -> Spec {
 /// args (image Entrypoint/Cmd under the Kubernetes rules), env, cwd.
 pub fn process(spec: &mut Spec, c: &ContainerConfig, image: Option<&ImageConfig>) -> Result<()> {
     let args = match image {
-        Some(img) => crate::image::bundle::process_args(img, &c.command, &c.args)
-            .map_err(|e| invalid("command", e))?,
+        Some(img) => crate::image::bundle::process_args(img, &c.command, &c.args).map_err(|e| invalid("command", e))?,
         None => c.command.iter().chain(&c.args).cloned().collect(),
     };
     if args.is_empty() {
-        return Err(invalid(
-            "command",
-            "is required (a local rootfs has no image config to take it from)",
-        ));
+        return Err(invalid("command", "is required (a local rootfs has no image config to take it from)"));
     }
     let mut extra = Vec::new();
     for (i, (k, v)) in c.envs.iter().enumerate() {
         if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
-            return Err(invalid(
-                &format!("envs[{i}]"),
-                format!("bad variable name {k:?}"),
-            ));
+            return Err(invalid(&format!("envs[{i}]"), format!("bad variable name {k:?}")));
         }
         extra.push(format!("{k}={v}"));
     }
@@ -112,14 +99,8 @@ pub fn process(spec: &mut Spec, c: &ContainerConfig, image: Option<&ImageConfig>
             env
         }
     };
-    let image_cwd = image
-        .and_then(|i| i.config.working_dir.clone())
-        .filter(|w| !w.is_empty());
-    let cwd = if c.working_dir.is_empty() {
-        image_cwd.unwrap_or_else(|| "/".into())
-    } else {
-        c.working_dir.clone()
-    };
+    let image_cwd = image.and_then(|i| i.config.working_dir.clone()).filter(|w| !w.is_empty());
+    let cwd = if c.working_dir.is_empty() { image_cwd.unwrap_or_else(|| "/".into()) } else { c.working_dir.clone() };
     if !cwd.starts_with('/') {
         return Err(invalid("working_dir", format!("{cwd:?} is not absolute")));
     }
@@ -145,40 +126,28 @@ pub fn user(
     pod: (Option<i64>, Option<i64>, &[i64]),
 ) -> Result<()> {
     let sc = &c.security_context;
-    let lookup = |u: &str, field: &str| {
-        crate::image::bundle::resolve_user(u, rootfs)
-            .map_err(|e| invalid(field, format!("user {u:?}: {e}")))
-    };
+    let lookup =
+        |u: &str, field: &str| crate::image::bundle::resolve_user(u, rootfs).map_err(|e| invalid(field, format!("user {u:?}: {e}")));
     let (mut uid, mut gid, mut groups) = (0u32, 0u32, Vec::new());
     if let Some(name) = sc.run_as_username.as_deref().filter(|n| !n.is_empty()) {
         (uid, gid, groups) = lookup(name, "security_context.run_as_username")?;
     } else if let Some(u) = sc.run_as_user.or(pod.0) {
         uid = id_u32("security_context.run_as_user", u)?;
         // A numeric user keeps the image's group, as the kubelet does.
-        if let Some(img_user) = image
-            .and_then(|i| i.config.user.as_deref())
-            .filter(|u| !u.is_empty())
-        {
+        if let Some(img_user) = image.and_then(|i| i.config.user.as_deref()).filter(|u| !u.is_empty()) {
             if let Some((_, g)) = img_user.split_once(':') {
                 if let Ok(g) = g.parse() {
                     gid = g;
                 }
             }
         }
-    } else if let Some(img_user) = image
-        .and_then(|i| i.config.user.as_deref())
-        .filter(|u| !u.is_empty())
-    {
+    } else if let Some(img_user) = image.and_then(|i| i.config.user.as_deref()).filter(|u| !u.is_empty()) {
         (uid, gid, groups) = lookup(img_user, "image user")?;
     }
     if let Some(g) = sc.run_as_group.or(pod.1) {
         gid = id_u32("security_context.run_as_group", g)?;
     }
-    let extra = if sc.supplemental_groups.is_empty() {
-        pod.2
-    } else {
-        &sc.supplemental_groups[..]
-    };
+    let extra = if sc.supplemental_groups.is_empty() { pod.2 } else { &sc.supplemental_groups[..] };
     for g in extra {
         let g = id_u32("security_context.supplemental_groups", *g)?;
         if !groups.contains(&g) {
@@ -186,20 +155,13 @@ pub fn user(
         }
     }
     if sc.run_as_non_root && uid == 0 {
-        return Err(invalid(
-            "security_context.run_as_non_root",
-            "is set but the container would run as uid 0",
-        ));
+        return Err(invalid("security_context.run_as_non_root", "is set but the container would run as uid 0"));
     }
     let mut p = spec.process().clone().unwrap_or_default();
     let mut u = p.user().clone();
     u.set_uid(uid);
     u.set_gid(gid);
-    u.set_additional_gids(if groups.is_empty() {
-        None
-    } else {
-        Some(groups)
-    });
+    u.set_additional_gids(if groups.is_empty() { None } else { Some(groups) });
     p.set_user(u);
     spec.set_process(Some(p));
     Ok(())
@@ -217,17 +179,8 @@ fn cap_name(s: &str) -> String {
 /// The capability set: containerd's defaults with `drop` then `add`
 /// applied ("ALL" allowed in both), or every capability when privileged.
 pub fn capabilities(spec: &mut Spec, caps: &Capabilities, privileged: bool) -> Result<()> {
-    let all = || {
-        caps::all()
-            .into_iter()
-            .map(|c| c.to_string())
-            .collect::<Vec<_>>()
-    };
-    let mut set: Vec<String> = if privileged {
-        all()
-    } else {
-        DEFAULT_CAPS.iter().map(|s| s.to_string()).collect()
-    };
+    let all = || caps::all().into_iter().map(|c| c.to_string()).collect::<Vec<_>>();
+    let mut set: Vec<String> = if privileged { all() } else { DEFAULT_CAPS.iter().map(|s| s.to_string()).collect() };
     if !privileged {
         for d in &caps.drop {
             if d.eq_ignore_ascii_case("ALL") {
@@ -244,10 +197,7 @@ pub fn capabilities(spec: &mut Spec, caps: &Capabilities, privileged: bool) -> R
             }
             let n = cap_name(a);
             if n.parse::<caps::Capability>().is_err() {
-                return Err(invalid(
-                    "security_context.capabilities.add",
-                    format!("unknown capability {a:?}"),
-                ));
+                return Err(invalid("security_context.capabilities.add", format!("unknown capability {a:?}")));
             }
             if !set.contains(&n) {
                 set.push(n);
@@ -258,14 +208,8 @@ pub fn capabilities(spec: &mut Spec, caps: &Capabilities, privileged: bool) -> R
     let parsed: CapSet = set
         .iter()
         .map(|n| {
-            serde_json::from_value::<Capability>(serde_json::Value::String(n.clone())).map_err(
-                |_| {
-                    invalid(
-                        "security_context.capabilities",
-                        format!("{n} is not known to the OCI types"),
-                    )
-                },
-            )
+            serde_json::from_value::<Capability>(serde_json::Value::String(n.clone()))
+                .map_err(|_| invalid("security_context.capabilities", format!("{n} is not known to the OCI types")))
         })
         .collect::<Result<_>>()?;
     let mut lc = LinuxCapabilities::default();
@@ -296,68 +240,37 @@ fn ns(typ: LinuxNamespaceType, path: Option<&Path>) -> LinuxNamespace {
 /// Mount and cgroup namespaces of its own; network (with UTS), IPC and PID
 /// as the namespace options say: the sandbox holder's, the host's, its
 /// own, or (PID only) a target container's.
-pub fn namespaces(
-    spec: &mut Spec,
-    opts: &NamespaceOptions,
-    holder: &HashMap<String, PathBuf>,
-    target_pid: Option<&Path>,
-) -> Result<()> {
-    let mut list = vec![
-        ns(LinuxNamespaceType::Mount, None),
-        ns(LinuxNamespaceType::Cgroup, None),
-    ];
+pub fn namespaces(spec: &mut Spec, opts: &NamespaceOptions, holder: &HashMap<String, PathBuf>, target_pid: Option<&Path>) -> Result<()> {
+    let mut list = vec![ns(LinuxNamespaceType::Mount, None), ns(LinuxNamespaceType::Cgroup, None)];
     let from_holder = |key: &str, field: &str| {
         holder.get(key).map(PathBuf::as_path).ok_or_else(|| {
-            RuntimeError::precondition(format!("container namespace_options.{field} is POD but the sandbox has no {key} namespace of its own"))
+            RuntimeError::precondition(format!(
+                "container namespace_options.{field} is POD but the sandbox has no {key} namespace of its own"
+            ))
         })
     };
     match opts.network {
         NamespaceMode::Pod => {
-            list.push(ns(
-                LinuxNamespaceType::Network,
-                Some(from_holder("net", "network")?),
-            ));
-            list.push(ns(
-                LinuxNamespaceType::Uts,
-                Some(from_holder("uts", "network")?),
-            ));
+            list.push(ns(LinuxNamespaceType::Network, Some(from_holder("net", "network")?)));
+            list.push(ns(LinuxNamespaceType::Uts, Some(from_holder("uts", "network")?)));
         }
         NamespaceMode::Node => {}
         NamespaceMode::Container | NamespaceMode::Target => {
-            return Err(RuntimeError::unimplemented(
-                format!("container namespace_options.network {:?}", opts.network),
-                "only POD or NODE",
-            ));
+            return Err(RuntimeError::unimplemented(format!("container namespace_options.network {:?}", opts.network), "only POD or NODE"));
         }
     }
     match opts.ipc {
-        NamespaceMode::Pod => list.push(ns(
-            LinuxNamespaceType::Ipc,
-            Some(from_holder("ipc", "ipc")?),
-        )),
+        NamespaceMode::Pod => list.push(ns(LinuxNamespaceType::Ipc, Some(from_holder("ipc", "ipc")?))),
         NamespaceMode::Container => list.push(ns(LinuxNamespaceType::Ipc, None)),
         NamespaceMode::Node => {}
-        NamespaceMode::Target => {
-            return Err(invalid(
-                "namespace_options.ipc",
-                "TARGET is for the pid namespace only",
-            ))
-        }
+        NamespaceMode::Target => return Err(invalid("namespace_options.ipc", "TARGET is for the pid namespace only")),
     }
     match opts.pid {
-        NamespaceMode::Pod => list.push(ns(
-            LinuxNamespaceType::Pid,
-            Some(from_holder("pid", "pid")?),
-        )),
+        NamespaceMode::Pod => list.push(ns(LinuxNamespaceType::Pid, Some(from_holder("pid", "pid")?))),
         NamespaceMode::Container => list.push(ns(LinuxNamespaceType::Pid, None)),
         NamespaceMode::Node => {}
         NamespaceMode::Target => {
-            let p = target_pid.ok_or_else(|| {
-                invalid(
-                    "namespace_options.target_id",
-                    "TARGET pid mode needs a running target container",
-                )
-            })?;
+            let p = target_pid.ok_or_else(|| invalid("namespace_options.target_id", "TARGET pid mode needs a running target container"))?;
             list.push(ns(LinuxNamespaceType::Pid, Some(p)));
         }
     }
@@ -386,19 +299,8 @@ fn push_mount(mounts: &mut Vec<OciMount>, m: OciMount) {
 /// The sandbox's /etc/hosts, /etc/hostname and /etc/resolv.conf.
 pub fn etc_files(spec: &mut Spec, etc_dir: &Path, readonly: bool) {
     let mut mounts = spec.mounts().clone().unwrap_or_default();
-    for (file, dest) in [
-        ("hosts", "/etc/hosts"),
-        ("hostname", "/etc/hostname"),
-        ("resolv.conf", "/etc/resolv.conf"),
-    ] {
-        push_mount(
-            &mut mounts,
-            bind(
-                dest,
-                &etc_dir.join(file),
-                &["rbind", "rprivate", if readonly { "ro" } else { "rw" }],
-            ),
-        );
+    for (file, dest) in [("hosts", "/etc/hosts"), ("hostname", "/etc/hostname"), ("resolv.conf", "/etc/resolv.conf")] {
+        push_mount(&mut mounts, bind(dest, &etc_dir.join(file), &["rbind", "rprivate", if readonly { "ro" } else { "rw" }]));
     }
     spec.set_mounts(Some(mounts));
 }
@@ -410,13 +312,7 @@ pub fn mounts(spec: &mut Spec, list: &[Mount]) -> Result<()> {
     for (i, m) in list.iter().enumerate() {
         let field = format!("mounts[{i}]");
         if !m.container_path.starts_with('/') || m.container_path.split('/').any(|c| c == "..") {
-            return Err(invalid(
-                &field,
-                format!(
-                    "container_path {:?} must be absolute, without ..",
-                    m.container_path
-                ),
-            ));
+            return Err(invalid(&field, format!("container_path {:?} must be absolute, without ..", m.container_path)));
         }
         if m.tmpfs {
             let mut t = OciMount::default();
@@ -432,30 +328,17 @@ pub fn mounts(spec: &mut Spec, list: &[Mount]) -> Result<()> {
             continue;
         }
         if !m.host_path.is_absolute() {
-            return Err(invalid(
-                &field,
-                format!("host_path {} is not absolute", m.host_path.display()),
-            ));
+            return Err(invalid(&field, format!("host_path {} is not absolute", m.host_path.display())));
         }
         if std::fs::symlink_metadata(&m.host_path).is_err() {
-            return Err(invalid(
-                &field,
-                format!("host_path {} does not exist", m.host_path.display()),
-            ));
+            return Err(invalid(&field, format!("host_path {} does not exist", m.host_path.display())));
         }
         let prop = match m.propagation {
             MountPropagation::Private => "rprivate",
             MountPropagation::HostToContainer => "rslave",
             MountPropagation::Bidirectional => "rshared",
         };
-        push_mount(
-            &mut mounts,
-            bind(
-                &m.container_path,
-                &m.host_path,
-                &["rbind", prop, if m.readonly { "ro" } else { "rw" }],
-            ),
-        );
+        push_mount(&mut mounts, bind(&m.container_path, &m.host_path, &["rbind", prop, if m.readonly { "ro" } else { "rw" }]));
     }
     spec.set_mounts(Some(mounts));
     Ok(())
@@ -471,40 +354,23 @@ pub fn devices(spec: &mut Spec, list: &[Device]) -> Result<()> {
     for (i, d) in list.iter().enumerate() {
         let field = format!("devices[{i}]");
         if !d.container_path.starts_with('/') {
-            return Err(invalid(
-                &field,
-                format!("container_path {:?} is not absolute", d.container_path),
-            ));
+            return Err(invalid(&field, format!("container_path {:?} is not absolute", d.container_path)));
         }
-        let perms = if d.permissions.is_empty() {
-            "rwm"
-        } else {
-            d.permissions.as_str()
-        };
+        let perms = if d.permissions.is_empty() { "rwm" } else { d.permissions.as_str() };
         if !perms.chars().all(|c| matches!(c, 'r' | 'w' | 'm')) || perms.len() > 3 {
-            return Err(invalid(
-                &field,
-                format!("permissions {perms:?}: use r, w and m"),
-            ));
+            return Err(invalid(&field, format!("permissions {perms:?}: use r, w and m")));
         }
-        let meta = std::fs::metadata(&d.host_path)
-            .map_err(|e| invalid(&field, format!("host_path {}: {e}", d.host_path.display())))?;
+        let meta = std::fs::metadata(&d.host_path).map_err(|e| invalid(&field, format!("host_path {}: {e}", d.host_path.display())))?;
         let ft = meta.file_type();
         let typ = if ft.is_char_device() {
             LinuxDeviceType::C
         } else if ft.is_block_device() {
             LinuxDeviceType::B
         } else {
-            return Err(invalid(
-                &field,
-                format!("host_path {} is not a device", d.host_path.display()),
-            ));
+            return Err(invalid(&field, format!("host_path {} is not a device", d.host_path.display())));
         };
         let rdev = meta.rdev();
-        let (major, minor) = (
-            nix::sys::stat::major(rdev) as i64,
-            nix::sys::stat::minor(rdev) as i64,
-        );
+        let (major, minor) = (nix::sys::stat::major(rdev) as i64, nix::sys::stat::minor(rdev) as i64);
         let mut dev = LinuxDevice::default();
         dev.set_path(PathBuf::from(&d.container_path));
         dev.set_typ(typ);
@@ -535,10 +401,7 @@ pub fn oci_resources(r: &LinuxResources, base: OciResources) -> Result<OciResour
     let mut cpu = out.cpu().clone().unwrap_or_default();
     let mut set_cpu = false;
     if r.cpu_shares != 0 {
-        cpu.set_shares(Some(
-            u64::try_from(r.cpu_shares)
-                .map_err(|_| invalid("resources.cpu_shares", "is negative"))?,
-        ));
+        cpu.set_shares(Some(u64::try_from(r.cpu_shares).map_err(|_| invalid("resources.cpu_shares", "is negative"))?));
         set_cpu = true;
     }
     if r.cpu_quota != 0 {
@@ -546,10 +409,7 @@ pub fn oci_resources(r: &LinuxResources, base: OciResources) -> Result<OciResour
         set_cpu = true;
     }
     if r.cpu_period != 0 {
-        cpu.set_period(Some(
-            u64::try_from(r.cpu_period)
-                .map_err(|_| invalid("resources.cpu_period", "is negative"))?,
-        ));
+        cpu.set_period(Some(u64::try_from(r.cpu_period).map_err(|_| invalid("resources.cpu_period", "is negative"))?));
         set_cpu = true;
     }
     if !r.cpuset_cpus.is_empty() {
@@ -578,21 +438,13 @@ pub fn oci_resources(r: &LinuxResources, base: OciResources) -> Result<OciResour
         for h in &r.hugepage_limits {
             let mut l = LinuxHugepageLimit::default();
             l.set_page_size(h.page_size.clone());
-            l.set_limit(
-                i64::try_from(h.limit)
-                    .map_err(|_| invalid("resources.hugepage_limits", "limit too large"))?,
-            );
+            l.set_limit(i64::try_from(h.limit).map_err(|_| invalid("resources.hugepage_limits", "limit too large"))?);
             list.push(l);
         }
         out.set_hugepage_limits(Some(list));
     }
     if !r.unified.is_empty() {
-        out.set_unified(Some(
-            r.unified
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        ));
+        out.set_unified(Some(r.unified.iter().map(|(k, v)| (k.clone(), v.clone())).collect()));
     }
     Ok(out)
 }
@@ -600,10 +452,7 @@ pub fn oci_resources(r: &LinuxResources, base: OciResources) -> Result<OciResour
 /// The container's limits and its OOM score.
 pub fn resources(spec: &mut Spec, r: &LinuxResources) -> Result<()> {
     if !(-1000..=1000).contains(&r.oom_score_adj) {
-        return Err(invalid(
-            "resources.oom_score_adj",
-            format!("{} is outside -1000..1000", r.oom_score_adj),
-        ));
+        return Err(invalid("resources.oom_score_adj", format!("{} is outside -1000..1000", r.oom_score_adj)));
     }
     let mut linux = spec.linux().clone().unwrap_or_default();
     let res = oci_resources(r, linux.resources().clone().unwrap_or_default())?;
@@ -619,19 +468,11 @@ pub fn resources(spec: &mut Spec, r: &LinuxResources) -> Result<()> {
 
 /// Masked and read-only paths: given lists replace the defaults; a
 /// privileged container has none.
-pub fn paths(
-    spec: &mut Spec,
-    masked: Option<&[String]>,
-    readonly: Option<&[String]>,
-    privileged: bool,
-) -> Result<()> {
+pub fn paths(spec: &mut Spec, masked: Option<&[String]>, readonly: Option<&[String]>, privileged: bool) -> Result<()> {
     for (field, list) in [("masked_paths", masked), ("readonly_paths", readonly)] {
         for p in list.into_iter().flatten() {
             if !p.starts_with('/') {
-                return Err(invalid(
-                    &format!("security_context.{field}"),
-                    format!("{p:?} is not absolute"),
-                ));
+                return Err(invalid(&format!("security_context.{field}"), format!("{p:?} is not absolute")));
             }
         }
     }
@@ -665,13 +506,7 @@ pub fn privileged(spec: &mut Spec) {
     let mut mounts = spec.mounts().clone().unwrap_or_default();
     for m in mounts.iter_mut() {
         if m.destination() == Path::new("/sys") || m.destination() == Path::new("/sys/fs/cgroup") {
-            let opts: Vec<String> = m
-                .options()
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|o| o != "ro")
-                .collect();
+            let opts: Vec<String> = m.options().clone().unwrap_or_default().into_iter().filter(|o| o != "ro").collect();
             m.set_options(Some(opts));
         }
     }
@@ -696,18 +531,8 @@ pub fn seccomp(spec: &mut Spec, profile: &SecurityProfile, privileged: bool) -> 
             Some(crate::seccomp::runtime_default(&caps))
         }
         SecurityProfile::Localhost(path) => {
-            let text = std::fs::read(path).map_err(|e| {
-                invalid(
-                    "security_context.seccomp",
-                    format!("{}: {e}", path.display()),
-                )
-            })?;
-            Some(serde_json::from_slice(&text).map_err(|e| {
-                invalid(
-                    "security_context.seccomp",
-                    format!("{}: {e}", path.display()),
-                )
-            })?)
+            let text = std::fs::read(path).map_err(|e| invalid("security_context.seccomp", format!("{}: {e}", path.display())))?;
+            Some(serde_json::from_slice(&text).map_err(|e| invalid("security_context.seccomp", format!("{}: {e}", path.display())))?)
         }
     };
     let mut linux = spec.linux().clone().unwrap_or_default();
@@ -736,16 +561,10 @@ pub fn annotations(spec: &mut Spec, a: HashMap<String, String>) {
 /// Refuse what the monitor cannot give yet.
 pub fn io(c: &ContainerConfig) -> Result<()> {
     if c.tty {
-        return Err(RuntimeError::unimplemented(
-            "container tty",
-            "the monitor keeps no pty yet",
-        ));
+        return Err(RuntimeError::unimplemented("container tty", "the monitor keeps no pty yet"));
     }
     if c.stdin || c.stdin_once {
-        return Err(RuntimeError::unimplemented(
-            "container stdin",
-            "the monitor holds no stdin yet",
-        ));
+        return Err(RuntimeError::unimplemented("container stdin", "the monitor holds no stdin yet"));
     }
     Ok(())
 }
@@ -760,12 +579,7 @@ pub fn build(inp: &SpecInputs) -> Result<Spec> {
     user(&mut spec, c, inp.image, inp.rootfs, inp.pod_user)?;
     capabilities(&mut spec, &sc.capabilities, sc.privileged)?;
     no_new_privileges(&mut spec, sc.no_new_privs);
-    namespaces(
-        &mut spec,
-        &sc.namespace_options,
-        inp.holder_ns,
-        inp.target_pid_ns.as_deref(),
-    )?;
+    namespaces(&mut spec, &sc.namespace_options, inp.holder_ns, inp.target_pid_ns.as_deref())?;
     if let Some(etc) = inp.etc_dir {
         etc_files(&mut spec, etc, sc.readonly_rootfs);
     }
@@ -777,12 +591,7 @@ pub fn build(inp: &SpecInputs) -> Result<Spec> {
     if let Some(r) = &c.resources {
         resources(&mut spec, r)?;
     }
-    paths(
-        &mut spec,
-        sc.masked_paths.as_deref(),
-        sc.readonly_paths.as_deref(),
-        sc.privileged,
-    )?;
+    paths(&mut spec, sc.masked_paths.as_deref(), sc.readonly_paths.as_deref(), sc.privileged)?;
     seccomp(&mut spec, &sc.seccomp, sc.privileged)?;
     root(&mut spec, inp.rootfs, sc.readonly_rootfs);
     cgroups_path(&mut spec, &inp.cgroups_path);

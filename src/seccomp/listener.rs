@@ -53,19 +53,8 @@ impl Listener {
         let fds = [notify_fd];
         let cmsg = [ControlMessage::ScmRights(&fds)];
         let iov = [IoSlice::new(&payload)];
-        sendmsg::<()>(
-            self.socket.as_raw_fd(),
-            &iov,
-            &cmsg,
-            MsgFlags::MSG_NOSIGNAL,
-            None,
-        )
-        .map_err(|e| {
-            Error::sys(
-                "linux.seccomp.listenerPath: send the notification fd to the agent",
-                e,
-            )
-        })?;
+        sendmsg::<()>(self.socket.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None)
+            .map_err(|e| Error::sys("linux.seccomp.listenerPath: send the notification fd to the agent", e))?;
         Ok(())
     }
 }

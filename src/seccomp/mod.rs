@@ -9,8 +9,8 @@ mod default_profile;
 mod listener;
 mod translate;
 
-pub use listener::{connect_listener, Listener};
 pub use default_profile::runtime_default;
+pub use listener::{connect_listener, Listener};
 pub use translate::{compile, Filter};
 
 use libseccomp::{ScmpAction, ScmpArch, ScmpFilterContext};

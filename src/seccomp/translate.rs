@@ -1,9 +1,7 @@
 //! From the runtime-spec's `LinuxSeccomp` to a libseccomp filter, following
 //! runc's reading of the spec where the spec is silent.
 use libseccomp::{ScmpAction, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
-use oci_spec::runtime::{
-    LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag, LinuxSeccompOperator, LinuxSyscall,
-};
+use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag, LinuxSeccompOperator, LinuxSyscall};
 
 use super::{spec_name, SeccompError, ARCHES};
 
@@ -69,11 +67,7 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, SeccompError> {
     if let Some(p) = profile.listener_path().as_ref().filter(|p| !p.is_absolute()) {
         return Err(SeccompError::invalid(format!("{ROOT}.listenerPath"), format!("{} is not an absolute path", p.display())));
     }
-    let default = action(
-        &format!("{ROOT}.defaultErrnoRet"),
-        profile.default_action(),
-        profile.default_errno_ret(),
-    )?;
+    let default = action(&format!("{ROOT}.defaultErrnoRet"), profile.default_action(), profile.default_errno_ret())?;
     let mut ctx = ScmpFilterContext::new(default).map_err(SeccompError::lib("create a filter"))?;
     // hull sets no_new_privs itself, from process.noNewPrivileges; libseccomp
     // would otherwise set it on every load.
@@ -90,9 +84,8 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, SeccompError> {
         if ctx.is_arch_present(token).unwrap_or(false) {
             continue;
         }
-        ctx.add_arch(token).map_err(|e| {
-            SeccompError::invalid(&field, format!("{} is not supported by this libseccomp: {e}", spec_name(arch)))
-        })?;
+        ctx.add_arch(token)
+            .map_err(|e| SeccompError::invalid(&field, format!("{} is not supported by this libseccomp: {e}", spec_name(arch))))?;
     }
 
     for (i, flag) in profile.flags().iter().flatten().enumerate() {
@@ -102,10 +95,7 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, SeccompError> {
             LinuxSeccompFilterFlag::SeccompFilterFlagLog => ctx.set_ctl_log(true).map(|_| ()),
             LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => ctx.set_ctl_ssb(true).map(|_| ()),
             LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
-                return Err(SeccompError::unsupported(
-                    field,
-                    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV is not implemented",
-                ))
+                return Err(SeccompError::unsupported(field, "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV is not implemented"))
             }
         };
         set.map_err(|e| SeccompError::invalid(&field, format!("{} is not supported here: {e}", spec_name(flag))))?;
@@ -133,11 +123,8 @@ fn add_rule(ctx: &mut ScmpFilterContext, field: &str, rule: &LinuxSyscall, defau
     // libseccomp ANDs the conditions of one rule and allows one condition
     // per argument. Several conditions on the same argument cannot all hold
     // for `==`, so (as runc does) each becomes a rule of its own: an OR.
-    let rules: Vec<Vec<ScmpArgCompare>> = if per_index.iter().any(|n| *n > 1) {
-        conditions.into_iter().map(|c| vec![c]).collect()
-    } else {
-        vec![conditions]
-    };
+    let rules: Vec<Vec<ScmpArgCompare>> =
+        if per_index.iter().any(|n| *n > 1) { conditions.into_iter().map(|c| vec![c]).collect() } else { vec![conditions] };
     for (k, name) in rule.names().iter().enumerate() {
         let Ok(nr) = ScmpSyscall::from_name(name) else {
             log::debug!("seccomp: {field}.names[{k}]: unknown syscall {name:?} skipped");
@@ -162,8 +149,9 @@ fn action(errno_field: &str, a: LinuxSeccompAction, errno_ret: Option<u32>) -> R
     let code = || -> Result<u16, SeccompError> {
         match errno_ret {
             None => Ok(libc::EPERM as u16),
-            Some(n) => u16::try_from(n)
-                .map_err(|_| SeccompError::invalid(errno_field, format!("{n} does not fit the 16 bits the kernel returns"))),
+            Some(n) => {
+                u16::try_from(n).map_err(|_| SeccompError::invalid(errno_field, format!("{n} does not fit the 16 bits the kernel returns")))
+            }
         }
     };
     Ok(match a {
@@ -230,8 +218,7 @@ mod tests {
                 .unwrap();
         let c = condition("f", &arg).unwrap();
         assert_eq!(c, ScmpArgCompare::new(0, ScmpCompareOp::MaskedEqual(0x7E020000), 0));
-        let arg: LinuxSeccompArg =
-            serde_json::from_value(serde_json::json!({"index": 1, "value": 5, "op": "SCMP_CMP_NE"})).unwrap();
+        let arg: LinuxSeccompArg = serde_json::from_value(serde_json::json!({"index": 1, "value": 5, "op": "SCMP_CMP_NE"})).unwrap();
         assert_eq!(condition("f", &arg).unwrap(), ScmpArgCompare::new(1, ScmpCompareOp::NotEqual, 5));
     }
 

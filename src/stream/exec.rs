@@ -71,16 +71,8 @@ impl Process {
         }
         cmd.kill_on_drop(true);
         let child = cmd.spawn()?;
-        let mut p = Process {
-            stdin: None,
-            stdout: None,
-            stderr: None,
-            master: None,
-            done: false,
-            child,
-            pid_file,
-            work: work.to_path_buf(),
-        };
+        let mut p =
+            Process { stdin: None, stdout: None, stderr: None, master: None, done: false, child, pid_file, work: work.to_path_buf() };
         match listener {
             None => {
                 p.stdin = p.child.stdin.take().map(|w| Box::new(w) as Writer);

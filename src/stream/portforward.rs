@@ -52,10 +52,7 @@ pub fn error_message(port: u16, e: &std::io::Error) -> String {
 
 /// Copy the client's bytes to the pod's socket; the channel closing (the
 /// client's end of data) shuts the socket's write side.
-pub fn upstream(
-    mut wr: tokio::net::tcp::OwnedWriteHalf,
-    mut from: tokio::sync::mpsc::Receiver<Vec<u8>>,
-) -> tokio::task::JoinHandle<()> {
+pub fn upstream(mut wr: tokio::net::tcp::OwnedWriteHalf, mut from: tokio::sync::mpsc::Receiver<Vec<u8>>) -> tokio::task::JoinHandle<()> {
     use tokio::io::AsyncWriteExt;
     tokio::spawn(async move {
         while let Some(d) = from.recv().await {

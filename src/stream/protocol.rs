@@ -23,7 +23,11 @@ pub const PROTOCOL_HEADER: &str = "X-Stream-Protocol-Version";
 /// The first protocol of the client's list (in its order of preference)
 /// that the server speaks.
 pub fn negotiate<'a>(offered: &[String], ours: &[&'a str]) -> Option<&'a str> {
-    offered.iter().flat_map(|o| o.split(',')).map(str::trim).find_map(|o| ours.iter().find(|p| **p == o).copied())
+    offered
+        .iter()
+        .flat_map(|o| o.split(','))
+        .map(str::trim)
+        .find_map(|o| ours.iter().find(|p| **p == o).copied())
 }
 
 /// The version of remotecommand a negotiated name stands for (1..=5).

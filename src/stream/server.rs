@@ -93,12 +93,8 @@ impl Server {
         std::fs::create_dir_all(&config.work_dir)?;
         let listener = tokio::net::TcpListener::bind(config.addr).await?;
         let addr = listener.local_addr()?;
-        let state = Arc::new(State {
-            base: format!("http://{addr}"),
-            config,
-            tokens: Mutex::new(HashMap::new()),
-            sessions: AtomicU64::new(0),
-        });
+        let state =
+            Arc::new(State { base: format!("http://{addr}"), config, tokens: Mutex::new(HashMap::new()), sessions: AtomicU64::new(0) });
         let st = state.clone();
         tokio::spawn(async move {
             loop {
@@ -181,9 +177,18 @@ fn route(st: Arc<State>, mut req: Request<Incoming>) -> Result<Resp, Refusal> {
             Target::Exec(_) => protocol::SPDY_REMOTECOMMAND,
             Target::PortForward(_) => protocol::SPDY_PORTFORWARD,
         };
-        let offered: Vec<String> = req.headers().get_all(PROTOCOL_HEADER).iter().filter_map(|v| v.to_str().ok()).map(str::to_string).collect();
+        let offered: Vec<String> = req
+            .headers()
+            .get_all(PROTOCOL_HEADER)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_string)
+            .collect();
         let chosen = protocol::negotiate(&offered, ours).ok_or_else(|| {
-            refuse(StatusCode::FORBIDDEN, &format!("unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports {ours:?}"))
+            refuse(
+                StatusCode::FORBIDDEN,
+                &format!("unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports {ours:?}"),
+            )
         })?;
         let on_upgrade = hyper::upgrade::on(&mut req);
         let idle_timeout = st.config.idle_timeout;
@@ -195,9 +200,7 @@ fn route(st: Arc<State>, mut req: Request<Incoming>) -> Result<Resp, Refusal> {
             let handle = conn.handle();
             let session = async move {
                 match target {
-                    Target::Exec(t) => {
-                        super::spdy_front::exec(conn, protocol::remotecommand_version(chosen), t, session_dir(&st)).await
-                    }
+                    Target::Exec(t) => super::spdy_front::exec(conn, protocol::remotecommand_version(chosen), t, session_dir(&st)).await,
                     Target::PortForward(p) => super::spdy_front::port_forward(conn, p.netns).await,
                 }
             };
@@ -227,7 +230,13 @@ fn websocket(st: Arc<State>, mut req: Request<Incoming>, target: Target, query_p
         Target::Exec(_) => protocol::WS_REMOTECOMMAND,
         Target::PortForward(_) => protocol::WS_PORTFORWARD,
     };
-    let offered: Vec<String> = req.headers().get_all("sec-websocket-protocol").iter().filter_map(|v| v.to_str().ok()).map(str::to_string).collect();
+    let offered: Vec<String> = req
+        .headers()
+        .get_all("sec-websocket-protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_string)
+        .collect();
     let chosen = protocol::negotiate(&offered, ours).ok_or_else(|| {
         refuse(StatusCode::FORBIDDEN, &format!("unable to upgrade: client supports {offered:?}, server supports {ours:?}"))
     })?;
@@ -237,24 +246,22 @@ fn websocket(st: Arc<State>, mut req: Request<Incoming>, target: Target, query_p
     spawn_session(async move {
         let Ok(up) = on_upgrade.await else { return };
         let (io, clock) = IdleIo::new(TokioIo::new(up));
-        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
-            io,
-            tokio_tungstenite::tungstenite::protocol::Role::Server,
-            None,
-        )
-        .await;
-        let session = async move { match target {
-            Target::Exec(t) => super::ws_front::exec(ws, protocol::remotecommand_version(chosen), t, session_dir(&st)).await,
-            Target::PortForward(p) if chosen == protocol::TUNNEL_PORTFORWARD => {
-                let limits = Limits { max_concurrent_streams: st.config.max_streams, ..Limits::default() };
-                let conn = Connection::serve(super::ws_front::tunnel(ws), limits);
-                super::spdy_front::port_forward(conn, p.netns).await
+        let ws =
+            tokio_tungstenite::WebSocketStream::from_raw_socket(io, tokio_tungstenite::tungstenite::protocol::Role::Server, None).await;
+        let session = async move {
+            match target {
+                Target::Exec(t) => super::ws_front::exec(ws, protocol::remotecommand_version(chosen), t, session_dir(&st)).await,
+                Target::PortForward(p) if chosen == protocol::TUNNEL_PORTFORWARD => {
+                    let limits = Limits { max_concurrent_streams: st.config.max_streams, ..Limits::default() };
+                    let conn = Connection::serve(super::ws_front::tunnel(ws), limits);
+                    super::spdy_front::port_forward(conn, p.netns).await
+                }
+                Target::PortForward(p) => {
+                    let ports = if query_ports.is_empty() { p.ports } else { query_ports };
+                    super::ws_front::port_forward(ws, ports, p.netns).await
+                }
             }
-            Target::PortForward(p) => {
-                let ports = if query_ports.is_empty() { p.ports } else { query_ports };
-                super::ws_front::port_forward(ws, ports, p.netns).await
-            }
-        } };
+        };
         with_idle(clock, idle_timeout, session).await;
     });
     let mut r = reply(StatusCode::SWITCHING_PROTOCOLS, "");

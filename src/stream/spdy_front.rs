@@ -35,11 +35,7 @@ struct ExecStreams {
 /// Serve an exec on the connection until it ends.
 pub async fn exec(mut conn: Connection, version: u8, target: ExecTarget, work: PathBuf) {
     let want = |on: bool| on as usize;
-    let expected = 1
-        + want(target.stdin)
-        + want(target.stdout)
-        + want(target.stderr && !target.tty)
-        + want(target.tty && version >= 3);
+    let expected = 1 + want(target.stdin) + want(target.stdout) + want(target.stderr && !target.tty) + want(target.tty && version >= 3);
     let mut got = ExecStreams::default();
     let mut count = 0;
     let deadline = tokio::time::sleep(STREAM_CREATION_TIMEOUT);

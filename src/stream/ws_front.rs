@@ -153,14 +153,7 @@ where
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
 }
 
-async fn forward_port(
-    port: u16,
-    netns: PathBuf,
-    data_ch: u8,
-    err_ch: u8,
-    input: mpsc::Receiver<Vec<u8>>,
-    out: mpsc::Sender<Vec<u8>>,
-) {
+async fn forward_port(port: u16, netns: PathBuf, data_ch: u8, err_ch: u8, input: mpsc::Receiver<Vec<u8>>, out: mpsc::Sender<Vec<u8>>) {
     let tcp = match super::portforward::connect(&netns, port).await {
         Ok(t) => t,
         Err(e) => {

@@ -58,11 +58,7 @@ pub fn is_runc() -> bool {
     static IS_RUNC: OnceLock<bool> = OnceLock::new();
     *IS_RUNC.get_or_init(|| {
         let rt = runtime();
-        if rt
-            .file_name()
-            .map(|n| n.to_string_lossy().contains("runc"))
-            .unwrap_or(false)
-        {
+        if rt.file_name().map(|n| n.to_string_lossy().contains("runc")).unwrap_or(false) {
             return true;
         }
         Command::new(&rt)
@@ -114,18 +110,11 @@ pub fn run_cmd(cmd: &mut Command, timeout: Duration) -> Output {
 
 /// Like [`run_cmd`], with the command's stdout/stderr written to the given
 /// files (truncated first); the output read back from them is returned.
-pub fn run_cmd_to(
-    cmd: &mut Command,
-    timeout: Duration,
-    out_path: &Path,
-    err_path: &Path,
-) -> Output {
+pub fn run_cmd_to(cmd: &mut Command, timeout: Duration, out_path: &Path, err_path: &Path) -> Output {
     let out = File::create(out_path).expect("create stdout file");
     let err = File::create(err_path).expect("create stderr file");
     cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {:?}: {}", cmd, e));
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {:?}: {}", cmd, e));
     let deadline = Instant::now() + timeout;
     let status = loop {
         match child.try_wait().expect("try_wait") {
@@ -138,11 +127,7 @@ pub fn run_cmd_to(
             None => std::thread::sleep(Duration::from_millis(10)),
         }
     };
-    Output {
-        status,
-        stdout: fs::read(out_path).unwrap_or_default(),
-        stderr: fs::read(err_path).unwrap_or_default(),
-    }
+    Output { status, stdout: fs::read(out_path).unwrap_or_default(), stderr: fs::read(err_path).unwrap_or_default() }
 }
 
 /// Poll `cond` every 20ms until it is true or `timeout` passes.
@@ -158,9 +143,7 @@ pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
 
 /// Wait until `path` exists and return its contents.
 pub fn wait_file(path: &Path, timeout: Duration) -> String {
-    wait_for(&format!("file {}", path.display()), timeout, || {
-        path.exists()
-    });
+    wait_for(&format!("file {}", path.display()), timeout, || path.exists());
     // give the writer a moment to finish the write it started
     std::thread::sleep(Duration::from_millis(50));
     fs::read_to_string(path).unwrap_or_default()
@@ -172,12 +155,7 @@ pub fn s(b: &[u8]) -> String {
 
 /// Describe an Output for assertion messages.
 pub fn show(o: &Output) -> String {
-    format!(
-        "status={:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        o.status,
-        s(&o.stdout),
-        s(&o.stderr)
-    )
+    format!("status={:?}\n--- stdout ---\n{}\n--- stderr ---\n{}", o.status, s(&o.stdout), s(&o.stderr))
 }
 
 #[track_caller]
@@ -187,16 +165,8 @@ pub fn assert_ok(o: &Output) {
 
 #[track_caller]
 pub fn assert_fails(o: &Output) {
-    assert!(
-        !o.status.success(),
-        "command unexpectedly succeeded:\n{}",
-        show(o)
-    );
-    assert!(
-        !s(&o.stderr).trim().is_empty(),
-        "command failed but printed nothing on stderr:\n{}",
-        show(o)
-    );
+    assert!(!o.status.success(), "command unexpectedly succeeded:\n{}", show(o));
+    assert!(!s(&o.stderr).trim().is_empty(), "command failed but printed nothing on stderr:\n{}", show(o));
 }
 
 /// Assert a failed command's stderr mentions (case-insensitively) at least
@@ -205,36 +175,19 @@ pub fn assert_fails(o: &Output) {
 pub fn assert_fails_mentioning(o: &Output, needles: &[&str]) {
     assert_fails(o);
     let err = s(&o.stderr).to_lowercase();
-    assert!(
-        needles.iter().any(|n| err.contains(&n.to_lowercase())),
-        "stderr should mention one of {:?}:\n{}",
-        needles,
-        show(o)
-    );
+    assert!(needles.iter().any(|n| err.contains(&n.to_lowercase())), "stderr should mention one of {:?}:\n{}", needles, show(o));
 }
 
 /// Make a unique container id from a test name.
 pub fn unique_id(name: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    let clean: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let clean: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect();
     format!("hull-{}-{}-{}", clean, std::process::id(), n)
 }
 
 /// A temp dir under /tmp that any uid can use (tests drop privileges).
 pub fn host_tempdir(prefix: &str) -> tempfile::TempDir {
-    let d = tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir_in("/tmp")
-        .expect("tempdir");
+    let d = tempfile::Builder::new().prefix(prefix).tempdir_in("/tmp").expect("tempdir");
     fs::set_permissions(d.path(), fs::Permissions::from_mode(0o777)).unwrap();
     d
 }
@@ -258,37 +211,18 @@ impl TestEnv {
     /// process.args = `sh` (tests set their own).
     pub fn new(name: &str) -> TestEnv {
         let id = unique_id(name);
-        let root = tempfile::Builder::new()
-            .prefix("hull-root-")
-            .tempdir_in("/tmp")
-            .expect("root tempdir");
-        let bundle = tempfile::Builder::new()
-            .prefix("hull-bundle-")
-            .tempdir_in("/tmp")
-            .expect("bundle tempdir");
-        let o = run_cmd(
-            Command::new(runtime())
-                .arg("spec")
-                .current_dir(bundle.path()),
-            CMD_TIMEOUT,
-        );
+        let root = tempfile::Builder::new().prefix("hull-root-").tempdir_in("/tmp").expect("root tempdir");
+        let bundle = tempfile::Builder::new().prefix("hull-bundle-").tempdir_in("/tmp").expect("bundle tempdir");
+        let o = run_cmd(Command::new(runtime()).arg("spec").current_dir(bundle.path()), CMD_TIMEOUT);
         assert_ok(&o);
-        let text = fs::read_to_string(bundle.path().join("config.json"))
-            .expect("`spec` should write config.json in the current directory");
+        let text = fs::read_to_string(bundle.path().join("config.json")).expect("`spec` should write config.json in the current directory");
         let mut config: Value = serde_json::from_str(&text).expect("spec output is JSON");
         config["root"] = json!({"path": rootfs().to_str().unwrap(), "readonly": true});
         config["process"]["terminal"] = json!(false);
         config["process"]["args"] = json!(["sh"]);
         let out_file = bundle.path().join("container.out");
         let err_file = bundle.path().join("container.err");
-        TestEnv {
-            id,
-            root,
-            bundle,
-            config,
-            out_file,
-            err_file,
-        }
+        TestEnv { id, root, bundle, config, out_file, err_file }
     }
 
     pub fn bundle_path(&self) -> PathBuf {
@@ -348,19 +282,12 @@ impl TestEnv {
         if let Some(p) = path {
             ns["path"] = json!(p);
         }
-        self.config["linux"]["namespaces"]
-            .as_array_mut()
-            .unwrap()
-            .push(ns);
+        self.config["linux"]["namespaces"].as_array_mut().unwrap().push(ns);
         self
     }
 
     pub fn write_config(&self) {
-        fs::write(
-            self.bundle.path().join("config.json"),
-            serde_json::to_vec_pretty(&self.config).unwrap(),
-        )
-        .expect("write config.json");
+        fs::write(self.bundle.path().join("config.json"), serde_json::to_vec_pretty(&self.config).unwrap()).expect("write config.json");
     }
 
     /// `RUNTIME --root ROOT ARGS...`, stdio to temp files, bounded.
@@ -379,12 +306,7 @@ impl TestEnv {
     /// exec -d): output goes to this env's out/err files, which keep
     /// receiving the container's output afterwards.
     pub fn run_keep_io(&self, args: &[&str]) -> Output {
-        run_cmd_to(
-            &mut self.cmd(args),
-            CMD_TIMEOUT,
-            &self.out_file,
-            &self.err_file,
-        )
+        run_cmd_to(&mut self.cmd(args), CMD_TIMEOUT, &self.out_file, &self.err_file)
     }
 
     /// What the container has written to its stdout so far (after create or
@@ -442,8 +364,7 @@ impl TestEnv {
     pub fn state_json(&self) -> Value {
         let o = self.state();
         assert_ok(&o);
-        serde_json::from_slice(&o.stdout)
-            .unwrap_or_else(|e| panic!("state output is not JSON ({}):\n{}", e, show(&o)))
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("state output is not JSON ({}):\n{}", e, show(&o)))
     }
 
     /// Current status string, or None if `state` fails (container gone).
@@ -457,11 +378,7 @@ impl TestEnv {
     }
 
     pub fn wait_status(&self, want: &str) {
-        wait_for(
-            &format!("container {} to be {}", self.id, want),
-            WAIT_TIMEOUT,
-            || self.status().as_deref() == Some(want),
-        );
+        wait_for(&format!("container {} to be {}", self.id, want), WAIT_TIMEOUT, || self.status().as_deref() == Some(want));
     }
 
     pub fn pid(&self) -> i32 {
@@ -625,9 +542,7 @@ pub fn ns_link(pid: &str, ns: &str) -> String {
 /// Find the line of /proc/self/status-like text starting with `key:` and
 /// return its value.
 pub fn field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
-    text.lines()
-        .find(|l| l.starts_with(&format!("{}:", key)))
-        .map(|l| l[key.len() + 1..].trim())
+    text.lines().find(|l| l.starts_with(&format!("{}:", key))).map(|l| l[key.len() + 1..].trim())
 }
 
 /// What a TCP server at `addr` sends before closing (tried for ~5 s, until

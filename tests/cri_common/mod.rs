@@ -28,17 +28,9 @@ impl Daemon {
     /// A daemon on a fresh temp dir; `extra` flags are added (and kept for
     /// [`Daemon::restart`]).
     pub fn start(extra: &[&str]) -> Daemon {
-        let dir = tempfile::Builder::new()
-            .prefix("hull-cri-")
-            .tempdir_in("/tmp")
-            .unwrap();
+        let dir = tempfile::Builder::new().prefix("hull-cri-").tempdir_in("/tmp").unwrap();
         let socket = dir.path().join("hull.sock");
-        let mut d = Daemon {
-            dir,
-            socket,
-            child: None,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
+        let mut d = Daemon { dir, socket, child: None, extra: extra.iter().map(|s| s.to_string()).collect() };
         d.spawn();
         d
     }
@@ -54,23 +46,14 @@ impl Daemon {
     /// The command line every start of this daemon uses.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(runtime());
-        cmd.arg("--root")
-            .arg(self.path("run"))
-            .arg("--log")
-            .arg(self.path("daemon.log"))
-            .arg("daemon");
-        cmd.arg("--socket")
-            .arg(&self.socket)
-            .arg("--state-dir")
-            .arg(self.path("state"));
+        cmd.arg("--root").arg(self.path("run")).arg("--log").arg(self.path("daemon.log")).arg("daemon");
+        cmd.arg("--socket").arg(&self.socket).arg("--state-dir").arg(self.path("state"));
         if !self.extra.iter().any(|a| a == "--cni-conf-dir") {
             cmd.arg("--cni-conf-dir").arg(self.path("no-cni"));
         }
         cmd.arg("--log-level").arg("debug");
         cmd.args(&self.extra);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
         cmd
     }
 
@@ -86,12 +69,7 @@ impl Daemon {
             if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("hull daemon exited with {st}: {}", self.log());
             }
-            assert!(
-                Instant::now() < deadline,
-                "hull daemon did not listen on {}: {}",
-                self.socket.display(),
-                self.log()
-            );
+            assert!(Instant::now() < deadline, "hull daemon did not listen on {}: {}", self.socket.display(), self.log());
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -107,11 +85,7 @@ impl Daemon {
     /// SIGTERM and the exit status.
     pub fn terminate(&mut self) -> ExitStatus {
         let mut c = self.child.take().unwrap();
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(c.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
         wait_child(&mut c, Duration::from_secs(30))
     }
 
@@ -182,10 +156,7 @@ impl Daemon {
             self.child = Some(c);
             let deadline = Instant::now() + Duration::from_secs(10);
             while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
-                let exited = self
-                    .child
-                    .as_mut()
-                    .is_none_or(|c| !matches!(c.try_wait(), Ok(None)));
+                let exited = self.child.as_mut().is_none_or(|c| !matches!(c.try_wait(), Ok(None)));
                 if exited || Instant::now() > deadline {
                     return;
                 }
@@ -194,10 +165,7 @@ impl Daemon {
         }
         let socket = self.socket.clone();
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
                 return;
             };
             rt.block_on(async move {
@@ -205,18 +173,11 @@ impl Daemon {
                     return;
                 };
                 let mut c = RuntimeServiceClient::new(ch);
-                let Ok(list) = c
-                    .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
-                    .await
-                else {
+                let Ok(list) = c.list_pod_sandbox(cri::ListPodSandboxRequest { filter: None }).await else {
                     return;
                 };
                 for p in list.into_inner().items {
-                    let _ = c
-                        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
-                            pod_sandbox_id: p.id,
-                        })
-                        .await;
+                    let _ = c.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: p.id }).await;
                 }
             })
         })
@@ -236,18 +197,14 @@ async fn try_channel(path: &Path) -> Result<Channel, tonic::transport::Error> {
     Endpoint::from_static("http://[::]:50051")
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let p = path.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(p).await?))
-            }
+            async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(p).await?)) }
         }))
         .await
 }
 
 /// A gRPC channel over the unix socket at `path`.
 pub async fn channel(path: &Path) -> Channel {
-    try_channel(path)
-        .await
-        .expect("connect to the daemon's socket")
+    try_channel(path).await.expect("connect to the daemon's socket")
 }
 
 /// The gRPC code of a failed call (panics on success).

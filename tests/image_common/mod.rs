@@ -18,12 +18,8 @@ pub fn image_layout() -> PathBuf {
         .get_or_init(|| {
             let rootfs = rootfs();
             let out = rootfs.parent().unwrap().join("image-layout");
-            let script =
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("rootfs-fixtures/build-image.sh");
-            let o = run_cmd(
-                Command::new(script).arg(&rootfs).arg(&out),
-                std::time::Duration::from_secs(120),
-            );
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("rootfs-fixtures/build-image.sh");
+            let o = run_cmd(Command::new(script).arg(&rootfs).arg(&out), std::time::Duration::from_secs(120));
             assert_ok(&o);
             out
         })
@@ -40,25 +36,13 @@ pub struct Images {
 
 impl Images {
     pub fn new() -> Images {
-        Images {
-            dir: tempfile::Builder::new()
-                .prefix("hull-images-")
-                .tempdir()
-                .unwrap(),
-        }
+        Images { dir: tempfile::Builder::new().prefix("hull-images-").tempdir().unwrap() }
     }
     pub fn root(&self) -> PathBuf {
         self.dir.path().join("store")
     }
     pub fn hull(&self, args: &[&str]) -> Output {
-        run_cmd(
-            Command::new(runtime())
-                .arg("--image-root")
-                .arg(self.root())
-                .arg("image")
-                .args(args),
-            CMD_TIMEOUT,
-        )
+        run_cmd(Command::new(runtime()).arg("--image-root").arg(self.root()).arg("image").args(args), CMD_TIMEOUT)
     }
     #[track_caller]
     pub fn ok(&self, args: &[&str]) -> String {
@@ -70,9 +54,7 @@ impl Images {
         serde_json::from_str(&self.ok(&["inspect", name])).unwrap()
     }
     pub fn count(&self, sub: &str) -> usize {
-        std::fs::read_dir(self.root().join(sub))
-            .map(|d| d.count())
-            .unwrap_or(0)
+        std::fs::read_dir(self.root().join(sub)).map(|d| d.count()).unwrap_or(0)
     }
 }
 
@@ -85,11 +67,7 @@ pub struct Registry {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl Registry {
@@ -106,15 +84,10 @@ impl Registry {
             eprintln!("skipped: /usr/bin/docker-registry not installed (make setup)");
             return None;
         }
-        let mut dir = tempfile::Builder::new()
-            .prefix("hull-registry-")
-            .tempdir()
-            .unwrap();
+        let mut dir = tempfile::Builder::new().prefix("hull-registry-").tempdir().unwrap();
         for _attempt in 0..5 {
             let port = free_port();
-            let root = storage
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| dir.path().join("storage"));
+            let root = storage.map(Path::to_path_buf).unwrap_or_else(|| dir.path().join("storage"));
             let config = format!(
                 "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{http_extra}",
                 root.display()

@@ -75,8 +75,7 @@ impl Controller for Blkio {
                 .find(|e| !e.is_empty())
                 .unwrap_or_default()
         };
-        stats.blkio.io_service_bytes_recursive =
-            pick(["blkio.io_service_bytes_recursive", "blkio.throttle.io_service_bytes_recursive"]);
+        stats.blkio.io_service_bytes_recursive = pick(["blkio.io_service_bytes_recursive", "blkio.throttle.io_service_bytes_recursive"]);
         stats.blkio.io_serviced_recursive = pick(["blkio.io_serviced_recursive", "blkio.throttle.io_serviced_recursive"]);
     }
 }

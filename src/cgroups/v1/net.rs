@@ -28,7 +28,12 @@ impl Controller for NetPrio {
     const NAME: &'static str = "net_prio";
 
     fn wanted(r: &LinuxResources) -> Option<&'static str> {
-        r.network().as_ref()?.priorities().as_ref().filter(|p| !p.is_empty()).map(|_| "linux.resources.network.priorities")
+        r.network()
+            .as_ref()?
+            .priorities()
+            .as_ref()
+            .filter(|p| !p.is_empty())
+            .map(|_| "linux.resources.network.priorities")
     }
 
     fn apply(dir: &Path, r: &LinuxResources) -> Result<()> {

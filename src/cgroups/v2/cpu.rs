@@ -27,11 +27,7 @@ pub fn cpu_max(quota: i64, period: u64) -> Option<String> {
         return None;
     }
     let period = if period == 0 { 100_000 } else { period };
-    Some(if quota <= 0 {
-        format!("max {period}")
-    } else {
-        format!("{quota} {period}")
-    })
+    Some(if quota <= 0 { format!("max {period}") } else { format!("{quota} {period}") })
 }
 
 /// The quota and period in the directory's cpu.max ("max 100000" is
@@ -49,44 +45,28 @@ impl Controller for Cpu {
 
     fn wanted(r: &LinuxResources) -> Option<&'static str> {
         let c = r.cpu().as_ref()?;
-        let any = c.shares().is_some()
-            || c.quota().is_some()
-            || c.period().is_some()
-            || c.idle().is_some()
-            || c.burst().is_some();
+        let any = c.shares().is_some() || c.quota().is_some() || c.period().is_some() || c.idle().is_some() || c.burst().is_some();
         any.then_some("linux.resources.cpu")
     }
 
     fn apply(dir: &Path, r: &LinuxResources) -> Result<()> {
         let Some(c) = r.cpu() else { return Ok(()) };
         if c.realtime_runtime().is_some_and(|v| v != 0) {
-            return Err(Error::unsupported(
-                "linux.resources.cpu.realtimeRuntime",
-                "cgroup v2 has no realtime cpu controller",
-            ));
+            return Err(Error::unsupported("linux.resources.cpu.realtimeRuntime", "cgroup v2 has no realtime cpu controller"));
         }
         if c.realtime_period().is_some_and(|v| v != 0) {
-            return Err(Error::unsupported(
-                "linux.resources.cpu.realtimePeriod",
-                "cgroup v2 has no realtime cpu controller",
-            ));
+            return Err(Error::unsupported("linux.resources.cpu.realtimePeriod", "cgroup v2 has no realtime cpu controller"));
         }
         let weight = shares_to_weight(c.shares().unwrap_or(0));
         if weight != 0 {
             write(dir, "cpu.weight", weight, "linux.resources.cpu.shares")?;
         }
-        let (quota, period) = (
-            c.quota().filter(|q| *q != 0),
-            c.period().filter(|p| *p != 0),
-        );
+        let (quota, period) = (c.quota().filter(|q| *q != 0), c.period().filter(|p| *p != 0));
         if quota.is_some() || period.is_some() {
             // cpu.max holds both: the one not given keeps its value (an
             // `update` of the period alone must not lift the quota).
             let (current_quota, current_period) = current_max(dir);
-            if let Some(max) = cpu_max(
-                quota.unwrap_or(current_quota),
-                period.unwrap_or(current_period),
-            ) {
+            if let Some(max) = cpu_max(quota.unwrap_or(current_quota), period.unwrap_or(current_period)) {
                 write(dir, "cpu.max", max, "linux.resources.cpu.quota")?;
             }
         }
@@ -139,64 +119,29 @@ mod tests {
     fn writes_weight_and_max() {
         let t = fake_cgroup(&["cpu.weight", "cpu.max", "cpu.idle"]);
         let r = LinuxResourcesBuilder::default()
-            .cpu(
-                LinuxCpuBuilder::default()
-                    .shares(1024u64)
-                    .quota(50000i64)
-                    .period(100000u64)
-                    .build()
-                    .unwrap(),
-            )
+            .cpu(LinuxCpuBuilder::default().shares(1024u64).quota(50000i64).period(100000u64).build().unwrap())
             .build()
             .unwrap();
         Cpu::apply(t.path(), &r).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(t.path().join("cpu.weight")).unwrap(),
-            "39"
-        );
-        assert_eq!(
-            std::fs::read_to_string(t.path().join("cpu.max")).unwrap(),
-            "50000 100000"
-        );
-        assert_eq!(
-            std::fs::read_to_string(t.path().join("cpu.idle")).unwrap(),
-            "",
-            "idle is not set"
-        );
+        assert_eq!(std::fs::read_to_string(t.path().join("cpu.weight")).unwrap(), "39");
+        assert_eq!(std::fs::read_to_string(t.path().join("cpu.max")).unwrap(), "50000 100000");
+        assert_eq!(std::fs::read_to_string(t.path().join("cpu.idle")).unwrap(), "", "idle is not set");
     }
 
     #[test]
     fn quota_or_period_alone_keeps_the_other() {
         let t = fake_cgroup(&["cpu.max"]);
-        let cpu = |c: oci_spec::runtime::LinuxCpu| {
-            LinuxResourcesBuilder::default().cpu(c).build().unwrap()
-        };
+        let cpu = |c: oci_spec::runtime::LinuxCpu| LinuxResourcesBuilder::default().cpu(c).build().unwrap();
         let max = || std::fs::read_to_string(t.path().join("cpu.max")).unwrap();
         std::fs::write(t.path().join("cpu.max"), "30000 100000\n").unwrap();
-        Cpu::apply(
-            t.path(),
-            &cpu(LinuxCpuBuilder::default().period(50000u64).build().unwrap()),
-        )
-        .unwrap();
+        Cpu::apply(t.path(), &cpu(LinuxCpuBuilder::default().period(50000u64).build().unwrap())).unwrap();
         assert_eq!(max(), "30000 50000");
-        Cpu::apply(
-            t.path(),
-            &cpu(LinuxCpuBuilder::default().quota(40000i64).build().unwrap()),
-        )
-        .unwrap();
+        Cpu::apply(t.path(), &cpu(LinuxCpuBuilder::default().quota(40000i64).build().unwrap())).unwrap();
         assert_eq!(max(), "40000 50000");
-        Cpu::apply(
-            t.path(),
-            &cpu(LinuxCpuBuilder::default().quota(-1i64).build().unwrap()),
-        )
-        .unwrap();
+        Cpu::apply(t.path(), &cpu(LinuxCpuBuilder::default().quota(-1i64).build().unwrap())).unwrap();
         assert_eq!(max(), "max 50000");
         std::fs::write(t.path().join("cpu.max"), "max 100000\n").unwrap();
-        Cpu::apply(
-            t.path(),
-            &cpu(LinuxCpuBuilder::default().period(20000u64).build().unwrap()),
-        )
-        .unwrap();
+        Cpu::apply(t.path(), &cpu(LinuxCpuBuilder::default().period(20000u64).build().unwrap())).unwrap();
         assert_eq!(max(), "max 20000");
     }
 
@@ -204,12 +149,7 @@ mod tests {
     fn realtime_is_refused_by_name() {
         let t = tempfile::tempdir().unwrap();
         let r = LinuxResourcesBuilder::default()
-            .cpu(
-                LinuxCpuBuilder::default()
-                    .realtime_runtime(1000i64)
-                    .build()
-                    .unwrap(),
-            )
+            .cpu(LinuxCpuBuilder::default().realtime_runtime(1000i64).build().unwrap())
             .build()
             .unwrap();
         let err = Cpu::apply(t.path(), &r).unwrap_err().to_string();
@@ -219,7 +159,11 @@ mod tests {
     #[test]
     fn stats_in_nanoseconds() {
         let t = tempfile::tempdir().unwrap();
-        std::fs::write(t.path().join("cpu.stat"), "usage_usec 10\nuser_usec 6\nsystem_usec 4\nnr_periods 3\nnr_throttled 1\nthrottled_usec 2\n").unwrap();
+        std::fs::write(
+            t.path().join("cpu.stat"),
+            "usage_usec 10\nuser_usec 6\nsystem_usec 4\nnr_periods 3\nnr_throttled 1\nthrottled_usec 2\n",
+        )
+        .unwrap();
         let mut s = Stats::default();
         Cpu::stats(t.path(), &mut s);
         assert_eq!(s.cpu.usage.total, 10_000);

@@ -43,12 +43,7 @@ pub const ACC_READ: u32 = 2;
 pub const ACC_WRITE: u32 = 4;
 
 fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
-    Insn {
-        code,
-        regs: (src << 4) | (dst & 0x0f),
-        off,
-        imm,
-    }
+    Insn { code, regs: (src << 4) | (dst & 0x0f), off, imm }
 }
 
 fn access_bits(access: &str) -> u32 {
@@ -82,12 +77,7 @@ pub fn program(rules: &[Rule]) -> Result<Vec<Insn>> {
             'a' => None,
             'b' => Some(DEV_BLOCK),
             'c' => Some(DEV_CHAR),
-            k => {
-                return Err(Error::resource(
-                    "linux.resources.devices",
-                    format!("unknown device type {k:?}"),
-                ))
-            }
+            k => return Err(Error::resource("linux.resources.devices", format!("unknown device type {k:?}"))),
         };
         if let Some(t) = dev_type {
             jumps.push(block.len());
@@ -104,12 +94,8 @@ pub fn program(rules: &[Rule]) -> Result<Vec<Insn>> {
         if rule.kind != 'a' {
             for (reg, num) in [(4u8, rule.major), (5u8, rule.minor)] {
                 if let Some(n) = num {
-                    let n = i32::try_from(n).map_err(|_| {
-                        Error::resource(
-                            "linux.resources.devices",
-                            format!("device number {n} out of range"),
-                        )
-                    })?;
+                    let n = i32::try_from(n)
+                        .map_err(|_| Error::resource("linux.resources.devices", format!("device number {n} out of range")))?;
                     jumps.push(block.len());
                     block.push(insn(JNE_K, reg, 0, 0, n));
                 }
@@ -204,14 +190,7 @@ fn prog_load(insns: &[Insn], log: Option<&mut [u8]>) -> std::io::Result<OwnedFd>
     // the pointers in it (instructions, license, log buffer) point to live
     // buffers of the stated sizes for the duration of the call. The kernel
     // returns a new fd or -1.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_LOAD,
-            &attr as *const ProgLoadAttr,
-            std::mem::size_of::<ProgLoadAttr>(),
-        )
-    };
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, &attr as *const ProgLoadAttr, std::mem::size_of::<ProgLoadAttr>()) };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -245,13 +224,7 @@ pub fn load(rules: &[Rule]) -> Result<OwnedFd> {
         Err(_) if len > LOG_TAIL => format!("; the verifier's log ends: ...{text}"),
         Err(_) => format!("; the verifier's log: {text}"),
     };
-    Err(Error::resource(
-        "linux.resources.devices",
-        format!(
-            "load the eBPF device filter ({} instructions): {first}{detail}",
-            insns.len()
-        ),
-    ))
+    Err(Error::resource("linux.resources.devices", format!("load the eBPF device filter ({} instructions): {first}{detail}", insns.len())))
 }
 
 /// Load the program for `rules` and attach it to the cgroup `dir`. The
@@ -259,12 +232,8 @@ pub fn load(rules: &[Rule]) -> Result<OwnedFd> {
 /// is removed.
 pub fn apply(dir: &Path, rules: &[Rule]) -> Result<()> {
     let prog = load(rules)?;
-    let cgroup = std::fs::File::open(dir).map_err(|e| {
-        Error::resource(
-            "linux.resources.devices",
-            format!("open {}: {e}", dir.display()),
-        )
-    })?;
+    let cgroup =
+        std::fs::File::open(dir).map_err(|e| Error::resource("linux.resources.devices", format!("open {}: {e}", dir.display())))?;
     let attach = ProgAttachAttr {
         target_fd: cgroup.as_raw_fd() as u32,
         attach_bpf_fd: prog.as_raw_fd() as u32,
@@ -274,20 +243,11 @@ pub fn apply(dir: &Path, rules: &[Rule]) -> Result<()> {
     };
     // SAFETY: `attach` is a valid, zero-padded bpf_attr for BPF_PROG_ATTACH
     // whose fds are open for the duration of the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_ATTACH,
-            &attach as *const ProgAttachAttr,
-            std::mem::size_of::<ProgAttachAttr>(),
-        )
-    };
+    let rc =
+        unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_ATTACH, &attach as *const ProgAttachAttr, std::mem::size_of::<ProgAttachAttr>()) };
     if rc < 0 {
         let e = std::io::Error::last_os_error();
-        return Err(Error::resource(
-            "linux.resources.devices",
-            format!("attach the eBPF device filter to {}: {e}", dir.display()),
-        ));
+        return Err(Error::resource("linux.resources.devices", format!("attach the eBPF device filter to {}: {e}", dir.display())));
     }
     Ok(())
 }
@@ -354,13 +314,7 @@ mod tests {
     }
 
     fn rule(allow: bool, kind: char, major: Option<i64>, minor: Option<i64>, access: &str) -> Rule {
-        Rule {
-            allow,
-            kind,
-            major,
-            minor,
-            access: access.into(),
-        }
+        Rule { allow, kind, major, minor, access: access.into() }
     }
 
     #[test]
@@ -372,11 +326,7 @@ mod tests {
         let rw = ACC_READ | ACC_WRITE;
         assert_eq!(run(&p, DEV_CHAR, rw, 1, 3), 1, "/dev/null");
         assert_eq!(run(&p, DEV_CHAR, rw, 136, 7), 1, "a pty");
-        assert_eq!(
-            run(&p, DEV_CHAR, ACC_MKNOD, 8, 0),
-            1,
-            "mknod of any char device"
-        );
+        assert_eq!(run(&p, DEV_CHAR, ACC_MKNOD, 8, 0), 1, "mknod of any char device");
         assert_eq!(run(&p, DEV_BLOCK, ACC_READ, 8, 0), 0, "a disk");
         assert_eq!(run(&p, DEV_CHAR, rw, 1, 1), 0, "/dev/mem");
         assert_eq!(run(&p, DEV_CHAR, rw, 10, 229), 0, "/dev/fuse");
@@ -384,28 +334,12 @@ mod tests {
 
     #[test]
     fn later_rules_override_and_access_is_checked() {
-        let rules = vec![
-            rule(true, 'a', None, None, "rwm"),
-            rule(false, 'b', Some(8), None, "w"),
-            rule(true, 'c', Some(5), Some(1), "r"),
-        ];
+        let rules = vec![rule(true, 'a', None, None, "rwm"), rule(false, 'b', Some(8), None, "w"), rule(true, 'c', Some(5), Some(1), "r")];
         let p = program(&rules).unwrap();
         assert_well_formed(&p);
-        assert_eq!(
-            run(&p, DEV_BLOCK, ACC_WRITE, 8, 1),
-            0,
-            "write to sda1 denied"
-        );
-        assert_eq!(
-            run(&p, DEV_BLOCK, ACC_READ, 8, 1),
-            1,
-            "read allowed by the first rule"
-        );
-        assert_eq!(
-            run(&p, DEV_CHAR, ACC_READ | ACC_WRITE, 5, 1),
-            1,
-            "allowed by allow-all"
-        );
+        assert_eq!(run(&p, DEV_BLOCK, ACC_WRITE, 8, 1), 0, "write to sda1 denied");
+        assert_eq!(run(&p, DEV_BLOCK, ACC_READ, 8, 1), 1, "read allowed by the first rule");
+        assert_eq!(run(&p, DEV_CHAR, ACC_READ | ACC_WRITE, 5, 1), 1, "allowed by allow-all");
         assert_eq!(run(&p, DEV_BLOCK, ACC_READ, 9, 0), 1);
     }
 
@@ -457,14 +391,10 @@ mod tests {
     #[test]
     fn the_container_default_allow_list_loads_into_the_kernel() {
         let rules = container_default_rules();
-        assert!(
-            program(&rules).unwrap().len() > 100,
-            "a long program, as the kernel sees from containerd"
-        );
+        assert!(program(&rules).unwrap().len() > 100, "a long program, as the kernel sees from containerd");
         match load(&rules) {
             Ok(_) => {}
-            Err(e) if bpf_refused(&e, "the_container_default_allow_list_loads_into_the_kernel") => {
-            }
+            Err(e) if bpf_refused(&e, "the_container_default_allow_list_loads_into_the_kernel") => {}
             Err(e) => panic!("{e}"),
         }
     }
@@ -491,15 +421,7 @@ mod tests {
     fn instruction_encoding() {
         assert_eq!(std::mem::size_of::<Insn>(), 8);
         // r2 = *(u32 *)(r1 + 0)
-        assert_eq!(
-            insn(LDX_MEM_W, 2, 1, 0, 0),
-            Insn {
-                code: 0x61,
-                regs: 0x12,
-                off: 0,
-                imm: 0
-            }
-        );
+        assert_eq!(insn(LDX_MEM_W, 2, 1, 0, 0), Insn { code: 0x61, regs: 0x12, off: 0, imm: 0 });
         assert_eq!(EXIT, 0x95);
         assert_eq!(JNE_X, 0x5d);
     }

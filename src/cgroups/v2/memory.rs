@@ -57,39 +57,21 @@ impl Controller for Memory {
     fn apply(dir: &Path, r: &LinuxResources) -> Result<()> {
         let Some(m) = r.memory() else { return Ok(()) };
         if m.disable_oom_killer() == Some(true) {
-            return Err(Error::unsupported(
-                "linux.resources.memory.disableOOMKiller",
-                "cgroup v2 cannot disable the OOM killer",
-            ));
+            return Err(Error::unsupported("linux.resources.memory.disableOOMKiller", "cgroup v2 cannot disable the OOM killer"));
         }
         if m.swappiness().is_some() {
-            return Err(Error::unsupported(
-                "linux.resources.memory.swappiness",
-                "cgroup v2 has no per-cgroup swappiness",
-            ));
+            return Err(Error::unsupported("linux.resources.memory.swappiness", "cgroup v2 has no per-cgroup swappiness"));
         }
         if m.use_hierarchy() == Some(false) {
-            return Err(Error::unsupported(
-                "linux.resources.memory.useHierarchy",
-                "cgroup v2 is always hierarchical",
-            ));
+            return Err(Error::unsupported("linux.resources.memory.useHierarchy", "cgroup v2 is always hierarchical"));
         }
         let limit = m.limit().unwrap_or(0);
         let swap = m.swap().unwrap_or(0);
         // memory.swap.max is memory+swap minus the memory limit: given the
         // swap alone (an `update`), the limit in force is the one to count.
-        let in_force = || {
-            read_u64(dir, "memory.max")
-                .and_then(|v| i64::try_from(v).ok())
-                .unwrap_or(0)
-        };
-        let base = if limit == 0 && swap > 0 {
-            in_force()
-        } else {
-            limit
-        };
-        let swap =
-            swap_max(swap, base).map_err(|e| Error::resource("linux.resources.memory.swap", e))?;
+        let in_force = || read_u64(dir, "memory.max").and_then(|v| i64::try_from(v).ok()).unwrap_or(0);
+        let base = if limit == 0 && swap > 0 { in_force() } else { limit };
+        let swap = swap_max(swap, base).map_err(|e| Error::resource("linux.resources.memory.swap", e))?;
         // swap.max first: it is independent of memory.max, and a failure
         // then leaves memory.max untouched (as runc orders it).
         if let Some(v) = value(swap) {
@@ -137,14 +119,7 @@ mod tests {
 
     fn mem(limit: i64, swap: i64, reservation: i64) -> LinuxResources {
         LinuxResourcesBuilder::default()
-            .memory(
-                LinuxMemoryBuilder::default()
-                    .limit(limit)
-                    .swap(swap)
-                    .reservation(reservation)
-                    .build()
-                    .unwrap(),
-            )
+            .memory(LinuxMemoryBuilder::default().limit(limit).swap(swap).reservation(reservation).build().unwrap())
             .build()
             .unwrap()
     }
@@ -162,11 +137,7 @@ mod tests {
 
     #[test]
     fn writes_max_swap_low() {
-        let t = crate::cgroups::controller::fake_cgroup(&[
-            "memory.max",
-            "memory.swap.max",
-            "memory.low",
-        ]);
+        let t = crate::cgroups::controller::fake_cgroup(&["memory.max", "memory.swap.max", "memory.low"]);
         Memory::apply(t.path(), &mem(64 << 20, 128 << 20, 32 << 20)).unwrap();
         let r = |f: &str| std::fs::read_to_string(t.path().join(f)).unwrap();
         assert_eq!(r("memory.max"), (64u64 << 20).to_string());
@@ -184,11 +155,7 @@ mod tests {
         std::fs::write(t.path().join("memory.max"), format!("{}\n", 128u64 << 20)).unwrap();
         Memory::apply(t.path(), &mem(0, 256 << 20, 0)).unwrap();
         assert_eq!(r("memory.swap.max"), (128u64 << 20).to_string());
-        assert_eq!(
-            r("memory.max"),
-            format!("{}\n", 128u64 << 20),
-            "the limit is not rewritten"
-        );
+        assert_eq!(r("memory.max"), format!("{}\n", 128u64 << 20), "the limit is not rewritten");
         // Below the limit in force, or with no limit: refused as before.
         assert!(Memory::apply(t.path(), &mem(0, 64 << 20, 0)).is_err());
         std::fs::write(t.path().join("memory.max"), "max\n").unwrap();
@@ -198,9 +165,7 @@ mod tests {
     #[test]
     fn bad_swap_names_the_field() {
         let t = tempfile::tempdir().unwrap();
-        let err = Memory::apply(t.path(), &mem(100, 50, 0))
-            .unwrap_err()
-            .to_string();
+        let err = Memory::apply(t.path(), &mem(100, 50, 0)).unwrap_err().to_string();
         assert!(err.contains("linux.resources.memory.swap"), "{err}");
     }
 

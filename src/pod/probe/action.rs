@@ -69,15 +69,15 @@ pub fn run(action: &ProbeAction, timeout: Duration, target: &ProbeTarget) -> Res
 
 fn exec_check(command: &[String], timeout: Duration, target: &ProbeTarget) -> Result<Outcome, ProbeError> {
     let id = target.container_id;
-    let rec = target
-        .root
-        .load(id)
-        .map_err(|e| ProbeError::Container { id: id.into(), source: Box::new(e) })?;
+    let rec = target.root.load(id).map_err(|e| ProbeError::Container { id: id.into(), source: Box::new(e) })?;
     // A container that is not running gives no verdict (its exit is seen
     // elsewhere).
     let status = rec.status(target.root);
     if status != crate::oci::state::Status::Running {
-        return Err(ProbeError::Container { id: id.into(), source: Box::new(crate::Error::InvalidState(format!("container is {status}"))) });
+        return Err(ProbeError::Container {
+            id: id.into(),
+            source: Box::new(crate::Error::InvalidState(format!("container is {status}"))),
+        });
     }
     // `hull exec ID CMD...` runs the container's own process (user, env,
     // cwd, capabilities...) with the probe's command, in a child process.
@@ -183,7 +183,12 @@ fn http_get(addr: SocketAddr, request: &[u8], deadline: Instant) -> Outcome {
     }
     let (code, body) = match parse_response(&got) {
         Some(r) => r,
-        None => return Outcome::Failure(format!("Get {url:?}: malformed HTTP response {:?}", String::from_utf8_lossy(&got[..got.len().min(80)]))),
+        None => {
+            return Outcome::Failure(format!(
+                "Get {url:?}: malformed HTTP response {:?}",
+                String::from_utf8_lossy(&got[..got.len().min(80)])
+            ))
+        }
     };
     if (200..400).contains(&code) {
         Outcome::Success

@@ -55,10 +55,7 @@ fn http_get_fields_and_named_ports() {
     let s = spec(ProbeKind::Readiness, json!({"httpGet": {"port": "9090"}})).unwrap();
     assert!(matches!(s.action, ProbeAction::HttpGet { port: 9090, ref path, .. } if path == "/"));
     // the typed structs work as well as JSON
-    let p = Probe {
-        tcp_socket: Some(TCPSocketAction { host: Some("::1".into()), port: IntOrString::Int(1) }),
-        ..Default::default()
-    };
+    let p = Probe { tcp_socket: Some(TCPSocketAction { host: Some("::1".into()), port: IntOrString::Int(1) }), ..Default::default() };
     let s = ProbeSpec::from_k8s(ProbeKind::Liveness, &p, &[]).unwrap();
     assert_eq!(s.action, ProbeAction::TcpSocket { host: Some("::1".parse().unwrap()), port: 1 });
 }
@@ -103,7 +100,10 @@ fn refusals_name_the_field() {
     assert!(matches!(ProbeSpec::from_k8s(Liveness, &p, &[]), Err(ProbeError::Unsupported { .. })));
     let p = Probe {
         exec: Some(ExecAction { command: Some(vec!["x".into()]) }),
-        http_get: Some(HTTPGetAction { http_headers: Some(vec![HTTPHeader { name: "a".into(), value: "b".into() }]), ..Default::default() }),
+        http_get: Some(HTTPGetAction {
+            http_headers: Some(vec![HTTPHeader { name: "a".into(), value: "b".into() }]),
+            ..Default::default()
+        }),
         ..Default::default()
     };
     assert!(matches!(ProbeSpec::from_k8s(Liveness, &p, &[]), Err(ProbeError::Invalid { .. })));
@@ -201,7 +201,10 @@ fn specs(kinds: &[(ProbeKind, Timing)]) -> Vec<ProbeSpec> {
 fn startup_probe_holds_the_others_back() {
     use ProbeKind::*;
     let t0 = Instant::now();
-    let mut c = ContainerProbes::new(&specs(&[(Startup, timing(0, 1, 1, 30)), (Liveness, timing(2, 5, 1, 1)), (Readiness, timing(0, 3, 1, 1))]), t0);
+    let mut c = ContainerProbes::new(
+        &specs(&[(Startup, timing(0, 1, 1, 30)), (Liveness, timing(2, 5, 1, 1)), (Readiness, timing(0, 3, 1, 1))]),
+        t0,
+    );
     assert!(!c.started() && !c.ready());
     assert_eq!(c.due(t0), vec![Startup]);
     assert_eq!(c.record(Startup, t0, &fail()), None);

@@ -67,18 +67,53 @@ pub struct Setting {
 /// A decoded frame. `headers` fields hold the compressed header block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
-    SynStream { stream_id: u32, associated_to: u32, priority: u8, fin: bool, unidirectional: bool, headers: Vec<u8> },
-    SynReply { stream_id: u32, fin: bool, headers: Vec<u8> },
-    RstStream { stream_id: u32, status: u32 },
-    Settings { clear: bool, entries: Vec<Setting> },
-    Ping { id: u32 },
-    GoAway { last_good_stream_id: u32, status: u32 },
-    Headers { stream_id: u32, fin: bool, headers: Vec<u8> },
-    WindowUpdate { stream_id: u32, delta: u32 },
-    Data { stream_id: u32, fin: bool, data: Vec<u8> },
+    SynStream {
+        stream_id: u32,
+        associated_to: u32,
+        priority: u8,
+        fin: bool,
+        unidirectional: bool,
+        headers: Vec<u8>,
+    },
+    SynReply {
+        stream_id: u32,
+        fin: bool,
+        headers: Vec<u8>,
+    },
+    RstStream {
+        stream_id: u32,
+        status: u32,
+    },
+    Settings {
+        clear: bool,
+        entries: Vec<Setting>,
+    },
+    Ping {
+        id: u32,
+    },
+    GoAway {
+        last_good_stream_id: u32,
+        status: u32,
+    },
+    Headers {
+        stream_id: u32,
+        fin: bool,
+        headers: Vec<u8>,
+    },
+    WindowUpdate {
+        stream_id: u32,
+        delta: u32,
+    },
+    Data {
+        stream_id: u32,
+        fin: bool,
+        data: Vec<u8>,
+    },
     /// A control frame of a type this version does not define: the spec
     /// says to ignore it, so it is decoded only far enough to skip it.
-    Unknown { kind: u16 },
+    Unknown {
+        kind: u16,
+    },
 }
 
 /// Why bytes are not a valid frame. Each maps to the status the peer is
@@ -224,12 +259,8 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) -> Result<(), FrameError> {
             out.extend_from_slice(headers);
         }
         Frame::RstStream { stream_id, status } => two_words(out, RST_STREAM, *stream_id & STREAM_ID_MASK, *status)?,
-        Frame::GoAway { last_good_stream_id, status } => {
-            two_words(out, GOAWAY, *last_good_stream_id & STREAM_ID_MASK, *status)?
-        }
-        Frame::WindowUpdate { stream_id, delta } => {
-            two_words(out, WINDOW_UPDATE, *stream_id & STREAM_ID_MASK, *delta & STREAM_ID_MASK)?
-        }
+        Frame::GoAway { last_good_stream_id, status } => two_words(out, GOAWAY, *last_good_stream_id & STREAM_ID_MASK, *status)?,
+        Frame::WindowUpdate { stream_id, delta } => two_words(out, WINDOW_UPDATE, *stream_id & STREAM_ID_MASK, *delta & STREAM_ID_MASK)?,
         Frame::Ping { id } => {
             control_header(out, PING, 0, 4)?;
             out.extend_from_slice(&id.to_be_bytes());
@@ -302,10 +333,7 @@ mod tests {
         round_trip(Frame::SynReply { stream_id: 2, fin: true, headers: vec![9; 40] });
         round_trip(Frame::Headers { stream_id: 3, fin: false, headers: vec![] });
         round_trip(Frame::RstStream { stream_id: 5, status: rst::CANCEL });
-        round_trip(Frame::Settings {
-            clear: true,
-            entries: vec![Setting { flags: 1, id: setting::INITIAL_WINDOW_SIZE, value: 1 << 20 }],
-        });
+        round_trip(Frame::Settings { clear: true, entries: vec![Setting { flags: 1, id: setting::INITIAL_WINDOW_SIZE, value: 1 << 20 }] });
         round_trip(Frame::Ping { id: 0xdead_beef });
         round_trip(Frame::GoAway { last_good_stream_id: 7, status: goaway::OK });
         round_trip(Frame::WindowUpdate { stream_id: 0, delta: 65536 });
@@ -335,10 +363,7 @@ mod tests {
     #[test]
     fn bad_frames_are_refused() {
         let too_big = [0, 0, 0, 1, 0, 0x10, 0, 0];
-        assert_eq!(
-            decode(&too_big, 4096),
-            Err(FrameError::TooLarge { len: 0x100000, max: 4096, stream_id: Some(1) })
-        );
+        assert_eq!(decode(&too_big, 4096), Err(FrameError::TooLarge { len: 0x100000, max: 4096, stream_id: Some(1) }));
         let v2 = [0x80, 0x02, 0x00, 0x06, 0, 0, 0, 4, 0, 0, 0, 1];
         assert_eq!(decode(&v2, MAX_LENGTH), Err(FrameError::UnsupportedVersion(2)));
         let short_ping = [0x80, 0x03, 0x00, 0x06, 0, 0, 0, 3, 0, 0, 1];

@@ -231,10 +231,7 @@ mod tests {
     /// spdystream): proves the dictionary and framing interoperate.
     #[test]
     fn decodes_a_block_from_c_zlib() {
-        let block = hex(concat!(
-            "78bbe3c6a7c202e50e703a2b294a4dcc851625aca9a0800625b10add92547041",
-            "c192519a9303000000ffff"
-        ));
+        let block = hex(concat!("78bbe3c6a7c202e50e703a2b294a4dcc851625aca9a0800625b10add92547041", "c192519a9303000000ffff"));
         let h = HeaderDecoder::new().decode(&block).unwrap();
         assert_eq!(h.get("streamtype"), Some("error"));
         assert_eq!(h.0.len(), 2);

@@ -5,8 +5,8 @@
 //! Written here rather than taken from a crate: the one Rust SPDY crate
 //! (spdy-mux) is client-oriented and GPL-3.0-only, which hull's Apache-2.0
 //! licence cannot take.
+pub mod conn;
 pub mod dictionary;
 pub mod frame;
 pub mod headers;
 pub mod session;
-pub mod conn;

@@ -26,16 +26,30 @@ pub const MAX_DATA_FRAME: usize = 32 * 1024;
 pub enum Event {
     /// A new stream with its request headers; `fin` when the peer will
     /// send nothing more on it.
-    Opened { stream_id: u32, headers: Headers, fin: bool },
-    Data { stream_id: u32, data: Vec<u8> },
+    Opened {
+        stream_id: u32,
+        headers: Headers,
+        fin: bool,
+    },
+    Data {
+        stream_id: u32,
+        data: Vec<u8>,
+    },
     /// The peer half-closed the stream (FIN): no more data will come.
-    Finished { stream_id: u32 },
+    Finished {
+        stream_id: u32,
+    },
     /// The peer reset the stream, or this side did because the peer broke
     /// the stream's rules; nothing more is sent or received on it.
-    Reset { stream_id: u32, status: u32 },
+    Reset {
+        stream_id: u32,
+        status: u32,
+    },
     /// The peer is going away; streams above `last_good_stream_id` were
     /// not processed by it.
-    GoAway { last_good_stream_id: u32 },
+    GoAway {
+        last_good_stream_id: u32,
+    },
 }
 
 /// A failure of the whole connection; a GOAWAY has been queued and the
@@ -481,10 +495,13 @@ mod tests {
             let mut c2 = Client::new(Limits::default());
             c2.open(3, "stdin", false);
             let h = c2.enc.encode(&Headers::default()).unwrap();
-            let r = c2.send(Frame::SynStream { stream_id: bad, associated_to: 0, priority: 0, fin: false, unidirectional: false, headers: h });
+            let r =
+                c2.send(Frame::SynStream { stream_id: bad, associated_to: 0, priority: 0, fin: false, unidirectional: false, headers: h });
             assert!(matches!(r, Err(SessionError::Protocol(_))), "id {bad}");
             let frames = c2.received();
-            assert!(frames.iter().any(|(f, _)| matches!(f, Frame::GoAway { last_good_stream_id: 3, status: goaway::PROTOCOL_ERROR })));
+            assert!(frames
+                .iter()
+                .any(|(f, _)| matches!(f, Frame::GoAway { last_good_stream_id: 3, status: goaway::PROTOCOL_ERROR })));
         }
     }
 
@@ -541,7 +558,10 @@ mod tests {
         c.open(1, "a", false);
         c.open(3, "b", false);
         assert!(c.open(5, "c", false).is_empty());
-        assert!(c.received().iter().any(|(f, _)| *f == Frame::RstStream { stream_id: 5, status: rst::REFUSED_STREAM }));
+        assert!(c
+            .received()
+            .iter()
+            .any(|(f, _)| *f == Frame::RstStream { stream_id: 5, status: rst::REFUSED_STREAM }));
         // A reset by the client frees a slot.
         let ev = c.send(Frame::RstStream { stream_id: 1, status: rst::CANCEL }).unwrap();
         assert_eq!(ev, [Event::Reset { stream_id: 1, status: rst::CANCEL }]);
@@ -575,7 +595,14 @@ mod tests {
         // Data for a stream that never existed: a stream error only.
         assert!(c.send(Frame::Data { stream_id: 9, fin: false, data: vec![1] }).unwrap().is_empty());
         // A header block that is not zlib breaks the session.
-        let r = c.send(Frame::SynStream { stream_id: 11, associated_to: 0, priority: 0, fin: false, unidirectional: false, headers: b"junk".to_vec() });
+        let r = c.send(Frame::SynStream {
+            stream_id: 11,
+            associated_to: 0,
+            priority: 0,
+            fin: false,
+            unidirectional: false,
+            headers: b"junk".to_vec(),
+        });
         assert!(matches!(r, Err(SessionError::Headers(_))));
         // A frame too large to buffer breaks it too, before it is buffered.
         let mut s = Session::new(Limits::default());
