@@ -462,10 +462,10 @@ async fn bad_requests_get_the_right_codes_and_leave_nothing() {
         let c = cri::ExecRequest { container_id: id.into(), cmd: vec!["sh".into()], stdout: true, ..Default::default() };
         assert_eq!(code(rt.exec(c).await), Code::NotFound, "{id}");
         assert_eq!(code(exec(&mut rt, id, &["true"], 1).await), Code::NotFound, "{id}");
-        stop_container(&mut rt, &id, 1).await;
-        remove_container(&mut rt, &id).await;
-        stop_pod(&mut rt, &id).await;
-        remove_pod(&mut rt, &id).await;
+        stop_container(&mut rt, id, 1).await;
+        remove_container(&mut rt, id).await;
+        stop_pod(&mut rt, id).await;
+        remove_pod(&mut rt, id).await;
     }
     let e = err(rt
         .create_container(cri::CreateContainerRequest {

@@ -168,7 +168,7 @@ fn sandbox_with_two_containers_created_then_started() {
     let pids: Vec<i32> = vec![holder, sbs.pid.unwrap()];
     let cg = st.cgroup_parent.clone();
     rt.remove_sandbox(&sb).unwrap();
-    wait_for("nothing left", Duration::from_secs(10), || leftovers(env.root(), &pids, &[cg.clone()]).is_empty());
+    wait_for("nothing left", Duration::from_secs(10), || leftovers(env.root(), &pids, std::slice::from_ref(&cg)).is_empty());
     assert!(rt.list_containers(&ContainerFilter::default()).unwrap().is_empty());
 }
 

@@ -316,8 +316,8 @@ fn port_forward_over_spdy_and_websocket() {
         let mut first = HashMap::new();
         while let Some(Ok(m)) = tokio::time::timeout(T, ws.next()).await.unwrap() {
             if let Message::Binary(b) = m {
-                if !first.contains_key(&b[0]) {
-                    first.insert(b[0], b[1..].to_vec());
+                if let std::collections::hash_map::Entry::Vacant(e) = first.entry(b[0]) {
+                    e.insert(b[1..].to_vec());
                 } else if b[0] == 1 {
                     panic!("port-forward error: {}", String::from_utf8_lossy(&b[1..]));
                 } else if b[0] == 0 {

@@ -36,7 +36,7 @@ pub fn dispatch(root: &StateRoot, image_root: &std::path::Path, cmd: &PodCmd) ->
         }
         PodCmd::Ls { namespace } => {
             let pods = pod::list(root, namespace);
-            println!("{:<24} {:<10} {:<7} {:<9} {}", "NAME", "PHASE", "READY", "RESTARTS", "CREATED");
+            println!("{:<24} {:<10} {:<7} {:<9} CREATED", "NAME", "PHASE", "READY", "RESTARTS");
             for p in pods {
                 let app: Vec<_> = p.containers.iter().filter(|c| !c.init).collect();
                 // Ready as the kubelet says it: running and its readiness
@@ -88,7 +88,7 @@ fn is_final(rec: &PodRecord) -> bool {
 }
 
 fn print_containers(rec: &PodRecord) {
-    println!("{:<16} {:<11} {:<17} {:<9} {:<5} {:<6} {}", "CONTAINER", "STATE", "REASON", "RESTARTS", "EXIT", "READY", "ID");
+    println!("{:<16} {:<11} {:<17} {:<9} {:<5} {:<6} ID", "CONTAINER", "STATE", "REASON", "RESTARTS", "EXIT", "READY");
     for c in &rec.containers {
         let state = match c.state {
             ContainerState::Waiting => "waiting",

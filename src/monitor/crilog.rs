@@ -121,7 +121,7 @@ mod tests {
         assert_eq!(lines[0], ("stdout", false, "hello"));
         assert_eq!(lines[1], ("stderr", false, "oops"));
         assert_eq!(lines[2], ("stdout", false, "world"));
-        assert_eq!(lines[3].1, true);
+        assert!(lines[3].1);
         assert_eq!(lines[3].2.len(), MAX_LINE);
         assert_eq!(lines[4], ("stdout", false, "xxxxxxxxxx"));
         let ts = text.split(' ').next().unwrap();

@@ -49,6 +49,8 @@ fn spec_of(pod: &Pod) -> &PodSpec {
 /// Where a container's image comes from: hull's image store (a reference
 /// such as `busybox:latest`), or a local rootfs directory named by absolute
 /// path (or `dir:PATH`), which has no image config.
+// One value per container start: the variants' size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum ImageSource {
     Dir(PathBuf),
     Store { store: crate::image::store::Store, record: crate::image::store::ImageRecord, config: crate::image::manifest::ImageConfig },

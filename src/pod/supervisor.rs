@@ -204,6 +204,8 @@ impl Supervisor<'_> {
         }
         self.save();
         // Init containers, one at a time, each to success.
+        // idx indexes both `tracked` and the record's containers.
+        #[allow(clippy::needless_range_loop)]
         for idx in 0..tracked.len() {
             if !tracked[idx].init || init_done(self, idx) || self.rec.phase == "Running" {
                 continue;
@@ -253,6 +255,8 @@ impl Supervisor<'_> {
             }
         }
         // App containers.
+        // idx indexes both `tracked` and the record's containers.
+        #[allow(clippy::needless_range_loop)]
         for idx in 0..tracked.len() {
             if tracked[idx].init {
                 continue;
@@ -287,6 +291,8 @@ impl Supervisor<'_> {
             self.reap_monitors();
             let mut changed = false;
             let mut active = false;
+            // idx indexes both `tracked` and the record's containers.
+            #[allow(clippy::needless_range_loop)]
             for idx in 0..tracked.len() {
                 if tracked[idx].init {
                     continue;
