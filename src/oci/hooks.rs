@@ -2,7 +2,7 @@
 //! an optional timeout, and the hook's output in the error when it fails.
 use std::io::{Read, Seek, Write};
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use oci_spec::runtime::Hook;
@@ -63,14 +63,19 @@ fn run_one(kind: HookKind, hook: &Hook, state_json: &[u8]) -> Result<()> {
     // Output goes to an anonymous file so that a chatty hook cannot block on
     // a full pipe while we wait for it; it is quoted in the error.
     let mut output = output_file().map_err(|e| fail(format!("output file: {e}")))?;
-    cmd.stdin(Stdio::piped())
+    // The state goes in through an anonymous file too, written before the
+    // hook starts: a hook that never reads its stdin cannot block us, nor
+    // make the write raise SIGPIPE (hull's commands take SIGPIPE's default
+    // action, to end quietly when their output's reader goes away).
+    let mut input = output_file().map_err(|e| fail(format!("state file: {e}")))?;
+    input
+        .write_all(state_json)
+        .and_then(|()| input.seek(std::io::SeekFrom::Start(0)).map(|_| ()))
+        .map_err(|e| fail(format!("state file: {e}")))?;
+    cmd.stdin(input)
         .stdout(output.try_clone().map_err(|e| fail(e.to_string()))?)
         .stderr(output.try_clone().map_err(|e| fail(e.to_string()))?);
     let mut child = cmd.spawn().map_err(|e| fail(format!("cannot run: {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A hook that does not read its stdin must not fail the write (EPIPE).
-        let _ = stdin.write_all(state_json);
-    }
     let timeout = hook.timeout().map(|t| Duration::from_secs(t as u64));
     let status = wait_bounded(&mut child, timeout).map_err(|e| {
         let _ = child.kill();
