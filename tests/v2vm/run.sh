@@ -53,15 +53,16 @@ missing=$(ldd "$qemu" 2>/dev/null | sed -n 's/^\s*\(\S*\) => not found$/\1/p' | 
 
 # The test binaries, built on the host (the guest runs them from the
 # read-only view of the host's tree). The build's messages go to stderr.
-bins=$(${CARGO:-cargo} test --no-run --message-format=json --lib --test cgroup_v2 --test resources |
+bins=$(${CARGO:-cargo} test --no-run --message-format=json --lib --test cgroup_v2 --test resources --test cri_pod |
     jq -r 'select(.reason == "compiler-artifact" and .executable != null and .profile.test == true)
            | "\(.target.kind[0])-\(.target.name)=\(.executable)"' || true)
 bin() { sed -n "s/^$1=//p" <<<"$bins"; }
 lib_bin=$(bin lib-hull)
 v2_bin=$(bin test-cgroup_v2)
 res_bin=$(bin test-resources)
-[ -n "$lib_bin" ] && [ -n "$v2_bin" ] && [ -n "$res_bin" ] || {
-    echo "test-v2: could not build the test binaries (cargo test --no-run --lib --test cgroup_v2 --test resources)" >&2
+cri_bin=$(bin test-cri_pod)
+[ -n "$lib_bin" ] && [ -n "$v2_bin" ] && [ -n "$res_bin" ] && [ -n "$cri_bin" ] || {
+    echo "test-v2: could not build the test binaries (cargo test --no-run --lib --test cgroup_v2 --test resources --test cri_pod)" >&2
     exit 1
 }
 
@@ -73,6 +74,7 @@ export HULL_TEST_ROOTFS='$rootfs'
 export HULL_V2_LIB_TESTS='$lib_bin'
 export HULL_V2_TESTS='$v2_bin'
 export HULL_V2_RESOURCE_TESTS='$res_bin'
+export HULL_V2_CRI_TESTS='$cri_bin'
 EOF
 
 # The initramfs: busybox, /init, the settings and the modules init loads.
