@@ -23,15 +23,27 @@ vmdir=${HULL_V2VM_DIR:-$repo/target/v2vm}
 [ -d "$vmdir" ] && vmdir=$(cd "$vmdir" && pwd)
 rootfs=${HULL_TEST_ROOTFS:-$repo/target/fixtures/rootfs}
 [ -d "$rootfs" ] && rootfs=$(cd "$rootfs" && pwd)
-# The guest sees the host's tree, but has a /tmp and /run of its own.
-for p in "$repo" "$vmdir" "$rootfs"; do
-    case "$p/" in
-    /tmp/* | /run/*)
-        echo "test-v2: $p must not be under /tmp or /run (the guest has its own)" >&2
-        exit 1
-        ;;
-    esac
-done
+# The guest sees the host's tree but has a /tmp and /run of its own: a
+# checkout under them is bound back into the guest's at the same path (the
+# test binaries name their hull by absolute path). The fixtures and the VM
+# dir must then be inside the checkout.
+under_tmp() { case "$1/" in /tmp/* | /run/*) return 0 ;; esac; return 1; }
+if under_tmp "$repo"; then
+    for p in "$vmdir" "$rootfs"; do
+        case "$p/" in "$repo"/*) ;; *)
+            echo "test-v2: with the checkout under /tmp or /run, $p must be inside it" >&2
+            exit 1
+            ;;
+        esac
+    done
+else
+    for p in "$vmdir" "$rootfs"; do
+        if under_tmp "$p"; then
+            echo "test-v2: $p must not be under /tmp or /run (the guest has its own)" >&2
+            exit 1
+        fi
+    done
+fi
 timeout_s=${HULL_V2VM_TIMEOUT:-270}
 qemu=$vmdir/root/usr/bin/qemu-system-x86_64
 kernel=$vmdir/vmlinux
@@ -82,7 +94,7 @@ initrd=$share/initrd
 mkdir -p "$initrd/bin" "$initrd/modules"
 cp "$busybox" "$initrd/bin/busybox"
 install -m 0755 tests/v2vm/init "$initrd/init"
-printf "SHARE='%s'\nGUEST='%s'\n" "$share" "${HULL_V2VM_GUEST:-$repo/tests/v2vm/guest.sh}" >"$initrd/vm.conf"
+printf "SHARE='%s'\nGUEST='%s'\nREPO='%s'\n" "$share" "${HULL_V2VM_GUEST:-$repo/tests/v2vm/guest.sh}" "$repo" >"$initrd/vm.conf"
 for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci \
     9pnet 9pnet_virtio netfs fscache 9p overlay veth llc stp bridge virtio_blk loop; do
     f=$(find "$modules/kernel" -name "$m.ko" | head -1)
