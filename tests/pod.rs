@@ -77,8 +77,19 @@ impl PodEnv {
 }
 
 impl Drop for PodEnv {
+    /// Remove every pod under this env's root, in whatever namespace a
+    /// test (perhaps failing half-way) made it: outside `default` a pod's
+    /// directory is `NS_NAME`.
     fn drop(&mut self) {
         let _ = self.hull(&["pod", "rm", &self.name]);
+        let dirs = std::fs::read_dir(self.root.path().join("pods")).into_iter().flatten().flatten();
+        for d in dirs {
+            let key = d.file_name().to_string_lossy().to_string();
+            let _ = match key.split_once('_') {
+                Some((ns, name)) => self.hull(&["pod", "rm", "-n", ns, name]),
+                None => self.hull(&["pod", "rm", &key]),
+            };
+        }
     }
 }
 

@@ -105,6 +105,18 @@ fn release_network(store: &PodStore, rec: &PodRecord) {
 }
 
 /// The pod's cgroup parent directories, in every hierarchy.
+/// rmdir every cgroup below `dir`, deepest first (cgroup directories hold
+/// only control files, which rmdir takes along; one with processes fails
+/// and stays).
+fn remove_empty_children(dir: &Path) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_empty_children(&e.path());
+            let _ = std::fs::remove_dir(e.path());
+        }
+    }
+}
+
 fn remove_cgroup_parent(parent: &str) {
     let rel = parent.trim_start_matches('/');
     if rel.is_empty() {
@@ -115,7 +127,10 @@ fn remove_cgroup_parent(parent: &str) {
         crate::cgroups::Layout::V1 => std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten().map(|e| e.path()).collect(),
     };
     for base in bases {
-        // Deepest first, up to the hierarchy root.
+        // What is left below it first (a container cgroup whose OCI delete
+        // did not run: empty ones go, ones with processes stay), then the
+        // pod's own, then its parents up to the hierarchy root.
+        remove_empty_children(&base.join(rel));
         let mut p = base.join(rel);
         while p != base {
             if std::fs::remove_dir(&p).is_err() && p.exists() {
