@@ -176,7 +176,7 @@ impl Runtime {
         };
         let key = container_key(sbox.id.as_str(), &config.metadata.name, config.metadata.attempt);
         // Locked before the first record (see `create_sandbox`).
-        let lock = record::lock(&dir, &format!("container {id}"))?;
+        let lock = record::create_lock(&dir, &format!("container {id}"))?;
         let reserved = self
             .save_container(&rec)
             .and_then(|()| self.names.reserve(Kind::Container, &key, id.as_str(), |h| self.container_exists(h)));
@@ -312,8 +312,8 @@ impl Runtime {
             rootfs::unmount(r);
         }
         let _ = std::fs::remove_file(exit_path(&self.exits_dir(), &rec.id));
-        let _ = std::fs::remove_dir_all(self.container_run_dir(&rec.id));
-        let _ = std::fs::remove_dir_all(self.container_dir(&rec.id));
+        let _ = record::remove_object_dir(&self.container_run_dir(&rec.id));
+        let _ = record::remove_object_dir(&self.container_dir(&rec.id));
     }
 
     /// After a crash: undo a container whose creator died before it was

@@ -129,6 +129,7 @@ impl Runtime {
         ] {
             std::fs::create_dir_all(&d)
                 .map_err(|e| RuntimeError::with_source(ErrorKind::Internal, format!("create {}", d.display()), e))?;
+            record::sweep_removed(&d);
         }
         let bus: std::sync::Arc<events::EventBus> = Default::default();
         // The watcher thread works on a second handle on the same

@@ -78,21 +78,28 @@ pub struct ObjectLock {
 /// Lock the object whose directory is `dir`. NotFound when the directory
 /// is gone (removed by someone who held the lock before us).
 pub fn lock(dir: &Path, what: &str) -> Result<ObjectLock> {
-    lock_with(dir, what, FlockArg::LockExclusive)
+    lock_with(dir, what, FlockArg::LockExclusive, false)
+}
+
+/// The creator's lock on an object directory it just made: the only
+/// caller that makes the lock file. Everyone else opens it as it is, so a
+/// locker racing with a removal cannot leave a lone lock file behind.
+pub fn create_lock(dir: &Path, what: &str) -> Result<ObjectLock> {
+    lock_with(dir, what, FlockArg::LockExclusive, true)
 }
 
 /// The object's lock if nobody holds it now (None when someone does).
 pub fn try_lock(dir: &Path, what: &str) -> Result<Option<ObjectLock>> {
-    match lock_with(dir, what, FlockArg::LockExclusiveNonblock) {
+    match lock_with(dir, what, FlockArg::LockExclusiveNonblock, false) {
         Ok(l) => Ok(Some(l)),
         Err(e) if e.kind() == ErrorKind::FailedPrecondition => Ok(None),
         Err(e) => Err(e),
     }
 }
 
-fn lock_with(dir: &Path, what: &str, how: FlockArg) -> Result<ObjectLock> {
+fn lock_with(dir: &Path, what: &str, how: FlockArg, create: bool) -> Result<ObjectLock> {
     let file = std::fs::OpenOptions::new()
-        .create(true)
+        .create(create)
         .truncate(false)
         .write(true)
         .open(dir.join("lock"))
@@ -105,6 +112,31 @@ fn lock_with(dir: &Path, what: &str, how: FlockArg) -> Result<ObjectLock> {
         RuntimeError::with_source(kind, format!("lock {what}"), std::io::Error::from(e))
     })?;
     Ok(ObjectLock { _lock: lock })
+}
+
+/// Remove an object's directory: first renamed aside in one step (a
+/// locker opening it from now on finds nothing), then deleted. Leftovers
+/// of a removal cut short are named `.gone-*` and swept by
+/// [`sweep_removed`].
+pub fn remove_object_dir(dir: &Path) -> std::io::Result<()> {
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+        return Ok(());
+    };
+    let aside = parent.join(format!(".gone-{}", name.to_string_lossy()));
+    match std::fs::rename(dir, &aside) {
+        Ok(()) => std::fs::remove_dir_all(&aside),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(_) => std::fs::remove_dir_all(dir),
+    }
+}
+
+/// Delete what removals cut short (by a crash) left renamed aside in `parent`.
+pub fn sweep_removed(parent: &Path) {
+    for e in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().starts_with(".gone-") {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// The life of a sandbox as its record says.
@@ -199,6 +231,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_locker_after_removal_finds_nothing_and_makes_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("obj");
+        std::fs::create_dir(&dir).unwrap();
+        let held = create_lock(&dir, "obj").unwrap();
+        // A waiter that opened the lock file before the removal still gets it.
+        let waiter = std::thread::spawn({
+            let dir = dir.clone();
+            move || lock(&dir, "obj").map(drop).map_err(|e| e.kind())
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        remove_object_dir(&dir).unwrap();
+        drop(held);
+        let _ = waiter.join().unwrap();
+        assert_eq!(lock(&dir, "obj").map(drop).unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0, "nothing is left, no lone lock file");
+        // A removal cut short leaves its renamed-aside directory to the sweep.
+        std::fs::create_dir_all(root.path().join(".gone-x/y")).unwrap();
+        sweep_removed(root.path());
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+    }
+
+    #[test]
     fn records_round_trip_atomically() {
         let dir = tempfile::tempdir().unwrap();
         let rec = SandboxRecord {
@@ -232,6 +287,7 @@ mod tests {
     #[test]
     fn locks_exclude_each_other_across_threads() {
         let dir = tempfile::tempdir().unwrap();
+        drop(create_lock(dir.path(), "obj").unwrap());
         let counter = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let threads: Vec<_> = (0..4)
             .map(|_| {

@@ -192,7 +192,7 @@ impl Runtime {
         };
         // Locked from before the first record: while a creator lives, its
         // Creating record is not taken for a crash's leftovers (recover).
-        let lock = record::lock(&dir, &what)?;
+        let lock = record::create_lock(&dir, &what)?;
         // The record first, then the name: a name always points at a record.
         let key = sandbox_key(&m.namespace, &m.name, m.attempt);
         let reserved = self
@@ -348,8 +348,8 @@ impl Runtime {
         self.release_sandbox(&mut rec, true);
         let m = &rec.config.metadata;
         self.names.release(Kind::Sandbox, &sandbox_key(&m.namespace, &m.name, m.attempt), id.as_str());
-        let _ = std::fs::remove_dir_all(self.sandbox_run_dir(id));
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = record::remove_object_dir(&self.sandbox_run_dir(id));
+        let _ = record::remove_object_dir(&dir);
         drop(lock);
     }
 
@@ -399,10 +399,10 @@ impl Runtime {
         let m = &rec.config.metadata;
         self.names.release(Kind::Sandbox, &sandbox_key(&m.namespace, &m.name, m.attempt), id.as_str());
         let run = self.sandbox_run_dir(id);
-        std::fs::remove_dir_all(&run)
+        record::remove_object_dir(&run)
             .or_else(ignore_missing)
             .map_err(|e| io_err(format!("remove {}", run.display()), e))?;
-        std::fs::remove_dir_all(&dir)
+        record::remove_object_dir(&dir)
             .or_else(ignore_missing)
             .map_err(|e| io_err(format!("remove {}", dir.display()), e))?;
         drop(lock);
