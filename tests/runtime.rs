@@ -361,3 +361,23 @@ fn an_interrupted_create_is_undone_when_the_runtime_opens_again() {
     wait_for("holder and container gone", Duration::from_secs(10), || leftovers(env.root(), &[holder, pid], &[]).is_empty());
     again.remove_sandbox(&ok).unwrap();
 }
+
+#[test]
+fn a_pod_network_container_of_a_host_network_sandbox_shares_the_node_network() {
+    if !require_root() {
+        return;
+    }
+    let env = Rt::new();
+    let rt = &env.rt;
+    let mut cfg = sandbox_config("hostnet");
+    cfg.security_context.namespace_options.network = NamespaceMode::Node;
+    let sb = rt.create_sandbox(&cfg).unwrap();
+    // The container asks for the pod's network (the default), as a
+    // hand-written crictl config does: it gets the node's, the sandbox's.
+    let c = rt.create_container(&sb, &container_config("c", "sleep 100")).unwrap();
+    rt.start_container(&c).unwrap();
+    let out = rt.exec_sync(&c, &["readlink".into(), "/proc/self/ns/net".into()], Some(Duration::from_secs(30))).unwrap();
+    let host = std::fs::read_link("/proc/self/ns/net").unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), host.to_str().unwrap());
+    rt.remove_sandbox(&sb).unwrap();
+}

@@ -250,6 +250,10 @@ pub fn namespaces(spec: &mut Spec, opts: &NamespaceOptions, holder: &HashMap<Str
         })
     };
     match opts.network {
+        // A sandbox on the node's network (and UTS) has none of its own to
+        // join: its POD-network containers share the node's, as containerd
+        // runs them (the sandbox's namespaces are the host's there).
+        NamespaceMode::Pod if !holder.contains_key("net") && !holder.contains_key("uts") => {}
         NamespaceMode::Pod => {
             list.push(ns(LinuxNamespaceType::Network, Some(from_holder("net", "network")?)));
             list.push(ns(LinuxNamespaceType::Uts, Some(from_holder("uts", "network")?)));

@@ -141,6 +141,13 @@ fn namespaces_follow_the_options() {
     assert_eq!(namespaces(&mut spec, &target, &holder(), None).unwrap_err().kind(), ErrorKind::InvalidArgument);
     namespaces(&mut spec, &target, &holder(), Some(Path::new("/proc/7/ns/pid"))).unwrap();
     assert!(types(&spec).contains(&("Pid".into(), Some("/proc/7/ns/pid".into()))));
+    // A POD-network container of a host-network sandbox (no holder net
+    // or uts) shares the node's network, as containerd runs it.
+    let mut host_net = holder();
+    host_net.remove("net");
+    host_net.remove("uts");
+    namespaces(&mut spec, &NamespaceOptions::default(), &host_net, None).unwrap();
+    assert!(!types(&spec).iter().any(|(n, _)| n == "Network" || n == "Uts"));
     let own_net = NamespaceOptions { network: NamespaceMode::Container, ..Default::default() };
     assert_eq!(namespaces(&mut spec, &own_net, &holder(), None).unwrap_err().kind(), ErrorKind::Unimplemented);
 }
