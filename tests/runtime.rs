@@ -376,7 +376,9 @@ fn a_pod_network_container_of_a_host_network_sandbox_shares_the_node_network() {
     // hand-written crictl config does: it gets the node's, the sandbox's.
     let c = rt.create_container(&sb, &container_config("c", "sleep 100")).unwrap();
     rt.start_container(&c).unwrap();
-    let out = rt.exec_sync(&c, &["readlink".into(), "/proc/self/ns/net".into()], Some(Duration::from_secs(30))).unwrap();
+    let out = rt
+        .exec_sync(&c, &["readlink".into(), "/proc/self/ns/net".into()], Some(Duration::from_secs(30)))
+        .unwrap();
     let host = std::fs::read_link("/proc/self/ns/net").unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), host.to_str().unwrap());
     rt.remove_sandbox(&sb).unwrap();

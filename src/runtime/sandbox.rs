@@ -129,10 +129,33 @@ pub fn etc_files(c: &SandboxConfig, ips: &[String], host_network: bool) -> [(&'s
 
 /// Remove a cgroup path's leaf and the parents below the hierarchy roots
 /// that are empty, in every hierarchy (what the pod cgroup made).
-fn remove_cgroup(cg: &crate::cgroups::Cgroup) {
+fn remove_cgroup(cg: &crate::cgroups::Cgroup, parent: &str) {
     if let Err(e) = cg.remove() {
         log::warn!("{e}");
     }
+    // The default parent is shared by every sandbox: the last one out
+    // removes it, under the lock creators hold while they make their pod
+    // cgroup below it (rmdir of a parent in use fails, and is left).
+    if parent.starts_with(DEFAULT_CGROUP_PARENT) {
+        let _l = cgroup_parent_lock(nix::fcntl::FlockArg::LockExclusive);
+        for dir in cg.dirs.values() {
+            if let Some(p) = dir.parent().filter(|p| p.ends_with(DEFAULT_CGROUP_PARENT.trim_matches('/'))) {
+                let _ = std::fs::remove_dir(p);
+            }
+        }
+    }
+}
+
+/// Where sandboxes' cgroups go when the config names no parent.
+const DEFAULT_CGROUP_PARENT: &str = "/hull/";
+
+/// A lock on the cgroup mount (the same for every runtime root on the
+/// host): shared while a pod cgroup is made below the default parent,
+/// exclusive while that parent is removed. None where it cannot be taken
+/// (then the parent is only removed when empty, racing as before).
+fn cgroup_parent_lock(how: nix::fcntl::FlockArg) -> Option<nix::fcntl::Flock<std::fs::File>> {
+    let dir = std::fs::File::open("/sys/fs/cgroup").ok()?;
+    nix::fcntl::Flock::lock(dir, how).ok()
 }
 
 impl Runtime {
@@ -185,7 +208,7 @@ impl Runtime {
             netns: None,
             network: None,
             ips: Vec::new(),
-            cgroup_parent: config.cgroup_parent.clone().unwrap_or_else(|| format!("/hull/pod-{}", id.short())),
+            cgroup_parent: config.cgroup_parent.clone().unwrap_or_else(|| format!("{DEFAULT_CGROUP_PARENT}pod-{}", id.short())),
             cgroup: None,
             log_directory: config.log_directory.clone().unwrap_or_else(|| dir.join("logs")),
             containers: Vec::new(),
@@ -231,7 +254,10 @@ impl Runtime {
         // The pod cgroup, recorded before anything can be placed in it.
         let parent = Path::new(&rec.cgroup_parent);
         let leaf = parent.file_name().and_then(|n| n.to_str()).unwrap_or("pod").to_string();
-        let cg = crate::cgroups::Cgroup::create(Some(parent), &leaf)?;
+        let cg = {
+            let _l = cgroup_parent_lock(nix::fcntl::FlockArg::LockShared);
+            crate::cgroups::Cgroup::create(Some(parent), &leaf)?
+        };
         rec.cgroup = Some(cg.clone());
         self.save_sandbox(rec)?;
         if let Some(r) = &rec.config.resources {
@@ -323,7 +349,7 @@ impl Runtime {
         rec.ips.clear();
         if remove_cgroup_too {
             if let Some(cg) = rec.cgroup.take() {
-                remove_cgroup(&cg);
+                remove_cgroup(&cg, &rec.cgroup_parent);
             }
         }
     }
