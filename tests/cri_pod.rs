@@ -201,6 +201,11 @@ async fn two_containers_share_network_volume_and_hostname() {
     assert_eq!(got, "hello from the volume\n");
     sh(&mut rt, &client, "echo from-client > /shared/back").await;
     assert_eq!(std::fs::read_to_string(vol.join("back")).unwrap(), "from-client\n");
+    // ContainerStatus lists the mount, as crictl inspect shows it.
+    let mounts = status(&mut rt, &client).await.mounts;
+    assert_eq!(mounts.len(), 1, "{mounts:?}");
+    assert_eq!((mounts[0].container_path.as_str(), mounts[0].host_path.as_str()), ("/shared", vol.to_str().unwrap()));
+    assert!(!mounts[0].readonly);
     // The same hostname; resolv.conf from dns_config, one line each.
     assert_eq!(sh(&mut rt, &server, "hostname").await, "share-host\n");
     assert_eq!(sh(&mut rt, &client, "hostname").await, "share-host\n");

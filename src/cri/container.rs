@@ -226,6 +226,21 @@ fn metadata_message(m: &rt::ContainerMetadata) -> cri::ContainerMetadata {
     cri::ContainerMetadata { name: m.name.clone(), attempt: m.attempt }
 }
 
+fn mount_message(m: &rt::Mount) -> cri::Mount {
+    let propagation = match m.propagation {
+        rt::MountPropagation::Private => cri::MountPropagation::PropagationPrivate,
+        rt::MountPropagation::HostToContainer => cri::MountPropagation::PropagationHostToContainer,
+        rt::MountPropagation::Bidirectional => cri::MountPropagation::PropagationBidirectional,
+    };
+    cri::Mount {
+        container_path: m.container_path.clone(),
+        host_path: m.host_path.display().to_string(),
+        readonly: m.readonly,
+        propagation: propagation as i32,
+        ..Default::default()
+    }
+}
+
 pub fn status_message(s: &rt::ContainerStatus) -> cri::ContainerStatus {
     cri::ContainerStatus {
         id: s.id.to_string(),
@@ -243,7 +258,7 @@ pub fn status_message(s: &rt::ContainerStatus) -> cri::ContainerStatus {
         message: s.message.clone(),
         labels: hash(&s.labels),
         annotations: hash(&s.annotations),
-        mounts: Vec::new(),
+        mounts: s.mounts.iter().map(mount_message).collect(),
         log_path: s.log_path.display().to_string(),
         resources: s
             .resources

@@ -480,6 +480,7 @@ impl Runtime {
             log_path: rec.log_path.clone(),
             pid: rec.pid.filter(|_| alive),
             resources: rec.resources.clone(),
+            mounts: rec.config.mounts.clone(),
         }
     }
 

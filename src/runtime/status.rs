@@ -70,6 +70,8 @@ pub struct ContainerStatus {
     /// The container's init on the host, while it runs.
     pub pid: Option<i32>,
     pub resources: Option<LinuxResources>,
+    /// The mounts the container was created with (CRI `mounts`).
+    pub mounts: Vec<super::Mount>,
 }
 
 /// Which sandboxes `list_sandboxes` returns; every set field must match.
