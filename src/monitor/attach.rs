@@ -39,9 +39,9 @@ pub const IN_HELLO_STDIN: u8 = 3;
 /// The largest packet either side sends (its first byte included).
 pub const MAX_PACKET: usize = 32 * 1024 + 1;
 /// Output queued for one client before it is dropped as too slow.
-pub const CLIENT_QUEUE_LIMIT: usize = 4 << 20;
+pub const CLIENT_QUEUE_LIMIT: usize = 2 << 20;
 /// Clients attached at once; more are refused (accepted and closed).
-pub const MAX_CLIENTS: usize = 32;
+pub const MAX_CLIENTS: usize = 16;
 
 /// How the container's stdio is set up (CRI `stdin`, `stdin_once`, `tty`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -155,7 +155,8 @@ impl Hub {
         v
     }
 
-    /// Act on the poll results for [`Hub::poll_fds`] (same order).
+    /// Act on the poll results for [`Hub::poll_fds`] (same order; nothing
+    /// else may change the hub between the two calls).
     pub fn handle(&mut self, revents: &[PollFlags]) {
         let (want_input_out, read_clients) = self.stdin_flags();
         let mut i = 0;

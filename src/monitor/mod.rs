@@ -298,6 +298,9 @@ fn supervise(root: &StateRoot, spec: &MonitorSpec, r: Running) {
         }
         let revents: Vec<PollFlags> = fds.iter().map(|f| f.revents().unwrap_or(PollFlags::empty())).collect();
         drop(fds);
+        // First, while the hub is as it was when polled (output below may
+        // drop clients and so shift its part of the poll set).
+        hub.handle(&revents[open.len() + 1..]);
         for (slot, ev) in open.iter().zip(&revents) {
             if ev.is_empty() {
                 continue;
@@ -318,7 +321,6 @@ fn supervise(root: &StateRoot, spec: &MonitorSpec, r: Running) {
                 hub.broadcast(tag, &buf[..n]);
             }
         }
-        hub.handle(&revents[open.len() + 1..]);
         if !revents[open.len()].is_empty() {
             while let Ok(Some(info)) = r.signals.read_signal() {
                 if info.ssi_signo == Signal::SIGUSR1 as u32 {
