@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{require_root, rootfs, unique_id, wait_for};
+use common::{open_fds, parent_pid, require_root, rootfs, settled_fds, unique_id, wait_for};
 use futures_util::{SinkExt, StreamExt};
 use hull::runtime::*;
 use hull::stream::server::{Config, Server, Target};
@@ -111,15 +111,6 @@ async fn ws_read(ws: &mut tokio_tungstenite::WebSocketStream<TcpStream>, chans: 
     }
 }
 
-fn open_fds(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
-}
-
-fn monitor_of(st: &ContainerStatus) -> i32 {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", st.pid.unwrap())).unwrap();
-    stat.rsplit(") ").next().unwrap().split(' ').nth(1).unwrap().parse().unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn websocket_attach_with_stdin_once_gets_eof_and_success() {
     if !require_root() {
@@ -151,8 +142,8 @@ async fn two_clients_on_a_tty_then_both_vanish_and_the_container_runs_on() {
     let f = Fixture::new("spdy-attach").await;
     let id = f.container("sh", "exec sh", true, false);
     let st = f.state(&id);
-    let monitor = monitor_of(&st);
-    let before = open_fds(monitor);
+    let monitor = parent_pid(st.pid.unwrap());
+    let before = settled_fds(monitor, &st.log_path);
 
     // An output-only WebSocket client (v4) watches.
     let mut watcher = ws_connect(&f.url(&id, false), "v4.channel.k8s.io").await;

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{require_root, rootfs, unique_id, wait_for};
+use common::{open_fds, parent_pid, require_root, rootfs, settled_fds, unique_id, wait_for};
 use hull::runtime::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -375,15 +375,6 @@ fn read_until(conn: &hull::runtime::attach::AttachConn, want: &str) -> String {
     String::from_utf8_lossy(&got).to_string()
 }
 
-fn open_fds(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
-}
-
-fn parent_of(pid: i32) -> i32 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    stat.rsplit(") ").next().unwrap().split(' ').nth(1).unwrap().parse().unwrap()
-}
-
 #[test]
 fn stdin_and_tty_containers_held_by_the_monitor_for_attach() {
     if !require_root() {
@@ -430,8 +421,8 @@ fn stdin_and_tty_containers_held_by_the_monitor_for_attach() {
     let point = rt.attach(&tid).unwrap();
     assert!(point.tty);
     let st = rt.container_status(&tid).unwrap();
-    let monitor = parent_of(st.pid.unwrap());
-    let before = open_fds(monitor);
+    let monitor = parent_pid(st.pid.unwrap());
+    let before = settled_fds(monitor, &st.log_path);
     let conn = point.connect(true).unwrap();
     conn.resize(33, 101).unwrap();
     conn.write_stdin(b"abc\n").unwrap();
@@ -455,14 +446,14 @@ fn stdin_and_tty_containers_held_by_the_monitor_for_attach() {
     let fid = rt.create_container(&sb, &flood).unwrap();
     rt.start_container(&fid).unwrap();
     let fpoint = rt.attach(&fid).unwrap();
-    let fmon = parent_of(rt.container_status(&fid).unwrap().pid.unwrap());
-    let fbefore = open_fds(fmon);
+    let fst = rt.container_status(&fid).unwrap();
+    let fmon = parent_pid(fst.pid.unwrap());
+    let fbefore = settled_fds(fmon, &fst.log_path);
     let clients: Vec<_> = (0..3).map(|_| fpoint.connect(false).unwrap()).collect();
     wait_for("the flood's clients attached", Duration::from_secs(10), || open_fds(fmon) == fbefore + 3);
     clients[0].write_stdin(b"go\n").unwrap();
     wait_for("the slow clients dropped", Duration::from_secs(60), || open_fds(fmon) == fbefore);
-    let fst = rt.container_status(&fid).unwrap();
-    assert_eq!(fst.state, ContainerState::Running);
+    assert_eq!(rt.container_status(&fid).unwrap().state, ContainerState::Running);
     wait_for("the flood in the log", Duration::from_secs(30), || std::fs::metadata(&fst.log_path).is_ok_and(|m| m.len() > 12 << 20));
     drop(clients);
     let monitors = [monitor, fmon];
