@@ -153,7 +153,7 @@ async fn two_clients_on_a_tty_then_both_vanish_and_the_container_runs_on() {
     let stdin = c.open(&[("streamType", "stdin")]).await;
     let stdout = c.open(&[("streamType", "stdout")]).await;
     let resize = c.open(&[("streamType", "resize")]).await;
-    wait_for("both clients attached", Duration::from_secs(10), || open_fds(monitor) == before + 2);
+    wait_for("both clients attached", Duration::from_secs(30), || open_fds(monitor) == before + 2);
     c.send(Frame::Data { stream_id: resize, fin: false, data: br#"{"Width":120,"Height":40}"#.to_vec() })
         .await;
     c.send(Frame::Data { stream_id: stdin, fin: false, data: b"stty size; echo both-$((2+3))\n".to_vec() })

@@ -450,7 +450,7 @@ fn stdin_and_tty_containers_held_by_the_monitor_for_attach() {
     let fmon = parent_pid(fst.pid.unwrap());
     let fbefore = settled_fds(fmon, &fst.log_path);
     let clients: Vec<_> = (0..3).map(|_| fpoint.connect(false).unwrap()).collect();
-    wait_for("the flood's clients attached", Duration::from_secs(10), || open_fds(fmon) == fbefore + 3);
+    wait_for("the flood's clients attached", Duration::from_secs(30), || open_fds(fmon) == fbefore + 3);
     clients[0].write_stdin(b"go\n").unwrap();
     wait_for("the slow clients dropped", Duration::from_secs(60), || open_fds(fmon) == fbefore);
     assert_eq!(rt.container_status(&fid).unwrap().state, ContainerState::Running);
