@@ -439,6 +439,30 @@ fn stdin_and_tty_containers_held_by_the_monitor_for_attach() {
     wait_for("the tty monitor back to its fds", Duration::from_secs(10), || open_fds(monitor) == before);
     assert_eq!(rt.container_status(&tid).unwrap().state, ContainerState::Running);
 
+    // A terminal with stdin_once: once the first stdin client is done, no
+    // more input reaches the shell (its terminal stays, as with conmon).
+    let mut once = container_config("once", "exec sh");
+    once.stdin = true;
+    once.stdin_once = true;
+    once.tty = true;
+    let oid = rt.create_container(&sb, &once).unwrap();
+    rt.start_container(&oid).unwrap();
+    let opoint = rt.attach(&oid).unwrap();
+    let first = opoint.connect(true).unwrap();
+    first.write_stdin(b"echo one-$((0+1))\n").unwrap();
+    assert!(read_until(&first, "one-1").contains("one-1"));
+    drop(first);
+    let second = opoint.connect(true).unwrap();
+    second.write_stdin(b"echo two-$((1+1))\n").unwrap();
+    second.set_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut late = Vec::new();
+    while let Ok(Some(hull::runtime::attach::Output::Stdout(d))) = second.recv() {
+        late.extend_from_slice(&d);
+    }
+    assert!(!String::from_utf8_lossy(&late).contains("two-2"), "{:?}", String::from_utf8_lossy(&late));
+    assert_eq!(rt.container_status(&oid).unwrap().state, ContainerState::Running);
+    drop(second);
+
     // Clients that never read while the output floods (12.5 MiB) are
     // dropped by the monitor; the container runs on.
     let mut flood = container_config("flood", "read x; dd if=/dev/zero bs=65536 count=200 2>/dev/null | tr '\\0' x; echo; sleep 1000");
