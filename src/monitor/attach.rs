@@ -201,6 +201,7 @@ impl Hub {
                     // SAFETY: accept4 just returned this fd to us alone.
                     let fd = unsafe { crate::linux::syscall::owned_fd(fd) };
                     if self.clients.len() >= MAX_CLIENTS {
+                        log::warn!("{MAX_CLIENTS} clients are attached already: one more refused");
                         continue;
                     }
                     self.clients
