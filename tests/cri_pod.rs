@@ -544,13 +544,16 @@ async fn bad_requests_get_the_right_codes_and_leave_nothing() {
     // tty and stderr together is not a request the kubelet makes.
     let bad = cri::ExecRequest { tty: true, stderr: true, ..ex(&created) };
     assert_eq!(code(rt.exec(bad).await), Code::InvalidArgument);
-    // Attach says what is missing; PortForward gets a URL for a ready pod
+    // Attach: stdin of a container made without it is refused naming the
+    // field; output only gets a URL. PortForward gets a URL for a ready pod
     // and NotFound for an unknown one.
-    let e = err(rt
-        .attach(cri::AttachRequest { container_id: created.clone(), stdout: true, ..Default::default() })
-        .await);
-    assert_eq!(e.code(), Code::Unimplemented);
-    assert!(e.message().contains("attach"), "{}", e.message());
+    let at = |stdin: bool| cri::AttachRequest { container_id: created.clone(), stdin, stdout: true, ..Default::default() };
+    let e = err(rt.attach(at(true)).await);
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(e.message().contains("stdin"), "{}", e.message());
+    assert!(rt.attach(at(false)).await.unwrap().into_inner().url.contains("/attach/"));
+    let unknown = cri::AttachRequest { container_id: "0".repeat(64), stdout: true, ..Default::default() };
+    assert_eq!(code(rt.attach(unknown).await), Code::NotFound);
     let pf = rt
         .port_forward(cri::PortForwardRequest { pod_sandbox_id: pod.clone(), port: vec![80] })
         .await
@@ -905,6 +908,46 @@ async fn security_context_reaches_the_process() {
     let r = exec(&mut rt, &id, &["sh", "-c", "touch /nope"], 10).await.unwrap();
     assert_ne!(r.exit_code, 0, "read-only rootfs");
     assert_eq!(sh(&mut rt, &id, "cat /proc/sys/net/ipv4/ip_unprivileged_port_start").await.trim(), "80");
+    remove_pod(&mut rt, &pod).await;
+    assert!(mounts_under(&d).is_empty());
+}
+
+/// Attach as crictl does (`crictl attach -it`): to a shell started with
+/// stdin and a tty, over SPDY: the window size it sets, its input, the
+/// shell's output; `exit` ends the container and the attach with Success.
+#[tokio::test(flavor = "multi_thread")]
+async fn attach_to_a_shell_with_stdin_and_tty() {
+    use hull::stream::spdy::frame::Frame;
+    let Some(d) = daemon() else { return };
+    let mut rt = d.runtime().await;
+    let config = pod_config("attach", &d);
+    let pod = run_pod(&mut rt, config.clone()).await;
+    let mut c = container_config("sh", &["sh"]);
+    c.stdin = true;
+    c.stdin_once = true;
+    c.tty = true;
+    let id = start_container(&mut rt, &pod, c, &config).await;
+    let req = cri::AttachRequest { container_id: id.clone(), stdin: true, stdout: true, tty: true, ..Default::default() };
+    let url = rt.attach(req).await.unwrap().into_inner().url;
+    let mut c = stream_common::Client::connect(&url, "v4.channel.k8s.io").await;
+    let error = c.open(&[("streamType", "error")]).await;
+    let stdin = c.open(&[("streamType", "stdin")]).await;
+    let stdout = c.open(&[("streamType", "stdout")]).await;
+    let resize = c.open(&[("streamType", "resize")]).await;
+    c.send(Frame::Data { stream_id: resize, fin: false, data: br#"{"Width":91,"Height":27}"#.to_vec() })
+        .await;
+    c.send(Frame::Data { stream_id: stdin, fin: false, data: b"stty size; echo via-$((6*7))\n".to_vec() })
+        .await;
+    let out = c.read_until(stdout, "via-42").await;
+    assert!(out.contains("27 91"), "{out:?}");
+    c.send(Frame::Data { stream_id: stdin, fin: false, data: b"exit 0\n".to_vec() }).await;
+    let got = c.collect(error).await;
+    assert_eq!(stream_common::status_json(&got[&error])["status"], "Success");
+    let st = wait_state(&mut rt, &id, cri::ContainerState::ContainerExited, Duration::from_secs(20)).await;
+    assert_eq!(st.exit_code, 0);
+    // The terminal's output is in the log as stdout.
+    let log = std::fs::read_to_string(&st.log_path).unwrap();
+    assert!(log.contains(" stdout ") && log.contains("via-42") && !log.contains(" stderr "), "{log}");
     remove_pod(&mut rt, &pod).await;
     assert!(mounts_under(&d).is_empty());
 }

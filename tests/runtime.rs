@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{require_root, rootfs, unique_id, wait_for};
+use common::{open_fds, parent_pid, require_root, rootfs, settled_fds, unique_id, wait_for};
 use hull::runtime::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -272,9 +272,6 @@ fn bad_configs_are_refused_by_field_and_leave_nothing() {
     c.image.image = "no-such-image:1".into();
     assert_eq!(rt.create_container(&sb, &c).unwrap_err().kind(), ErrorKind::NotFound);
     let mut c = container_config("c", "true");
-    c.tty = true;
-    assert_eq!(rt.create_container(&sb, &c).unwrap_err().kind(), ErrorKind::Unimplemented);
-    let mut c = container_config("c", "true");
     c.security_context.capabilities.add.push("CAP_NOPE".into());
     let e = rt.create_container(&sb, &c).unwrap_err();
     assert!(e.to_string().contains("CAP_NOPE") && e.to_string().contains("container \"c\""), "{e}");
@@ -360,6 +357,132 @@ fn an_interrupted_create_is_undone_when_the_runtime_opens_again() {
     assert_eq!(again.sandbox_status(&ok).unwrap().state, SandboxState::Ready, "a finished sandbox is kept");
     wait_for("holder and container gone", Duration::from_secs(10), || leftovers(env.root(), &[holder, pid], &[]).is_empty());
     again.remove_sandbox(&ok).unwrap();
+}
+
+/// Read an attached client's output until it holds `want` (or the
+/// container's output ends); what came.
+fn read_until(conn: &hull::runtime::attach::AttachConn, want: &str) -> String {
+    use hull::runtime::attach::Output;
+    conn.set_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).contains(want) {
+        match conn.recv() {
+            Ok(Some(Output::Stdout(d) | Output::Stderr(d))) => got.extend_from_slice(&d),
+            Ok(None) => break,
+            Err(e) => panic!("attach recv: {e}; got {:?}", String::from_utf8_lossy(&got)),
+        }
+    }
+    String::from_utf8_lossy(&got).to_string()
+}
+
+#[test]
+fn stdin_and_tty_containers_held_by_the_monitor_for_attach() {
+    if !require_root() {
+        return;
+    }
+    let env = Rt::new();
+    let rt = &env.rt;
+    let sb = rt.create_sandbox(&sandbox_config("attach")).unwrap();
+
+    // stdin on a pipe, stdin_once: input reaches cat; a client without
+    // stdin comes and goes; the stdin client's detach is the container's EOF.
+    let mut c = container_config("cat", "cat; echo done-$?");
+    c.stdin = true;
+    c.stdin_once = true;
+    let id = rt.create_container(&sb, &c).unwrap();
+    rt.start_container(&id).unwrap();
+    let point = rt.attach(&id).unwrap();
+    assert!(point.stdin && point.stdin_once && !point.tty);
+    let a = point.connect(true).unwrap();
+    let watcher = point.connect(false).unwrap();
+    a.write_stdin(b"hello\n").unwrap();
+    assert!(read_until(&a, "hello\n").contains("hello"));
+    assert!(read_until(&watcher, "hello\n").contains("hello"));
+    drop(watcher);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(rt.container_status(&id).unwrap().state, ContainerState::Running, "a client without stdin left");
+    a.write_stdin(b"more\n").unwrap();
+    assert!(read_until(&a, "more\n").contains("more"));
+    drop(a);
+    wait_for("cat to see EOF and exit", Duration::from_secs(20), || rt.container_status(&id).unwrap().state == ContainerState::Exited);
+    let st = rt.container_status(&id).unwrap();
+    assert_eq!(st.exit_code, Some(0));
+    assert_eq!(log_text(&st), "hello\nmore\ndone-0");
+    // An exited container is not attachable.
+    assert_eq!(rt.attach(&id).unwrap_err().kind(), ErrorKind::FailedPrecondition);
+
+    // A terminal: the window size a client sets is the shell's, its input
+    // is echoed, and its output goes to the log as stdout.
+    let mut t = container_config("tty", "read x; stty size; echo got-$x; tty; sleep 1000");
+    t.stdin = true;
+    t.tty = true;
+    let tid = rt.create_container(&sb, &t).unwrap();
+    rt.start_container(&tid).unwrap();
+    let point = rt.attach(&tid).unwrap();
+    assert!(point.tty);
+    let st = rt.container_status(&tid).unwrap();
+    let monitor = parent_pid(st.pid.unwrap());
+    let before = settled_fds(monitor, &st.log_path);
+    let conn = point.connect(true).unwrap();
+    conn.resize(33, 101).unwrap();
+    conn.write_stdin(b"abc\n").unwrap();
+    let out = read_until(&conn, "/dev/pts/");
+    assert!(out.contains("33 101") && out.contains("got-abc") && out.contains("/dev/pts/"), "{out:?}");
+    wait_for("the tty output in the log", Duration::from_secs(10), || log_text(&st).contains("/dev/pts/"));
+    let text = std::fs::read_to_string(&st.log_path).unwrap();
+    assert!(text.lines().all(|l| l.split(' ').nth(1) == Some("stdout")), "{text}");
+    // Clients that attach and vanish at once.
+    drop(conn);
+    for _ in 0..3 {
+        drop(point.connect(true).unwrap());
+    }
+    wait_for("the tty monitor back to its fds", Duration::from_secs(10), || open_fds(monitor) == before);
+    assert_eq!(rt.container_status(&tid).unwrap().state, ContainerState::Running);
+
+    // A terminal with stdin_once: once the first stdin client is done, no
+    // more input reaches the shell (its terminal stays, as with conmon).
+    let mut once = container_config("once", "exec sh");
+    once.stdin = true;
+    once.stdin_once = true;
+    once.tty = true;
+    let oid = rt.create_container(&sb, &once).unwrap();
+    rt.start_container(&oid).unwrap();
+    let opoint = rt.attach(&oid).unwrap();
+    let first = opoint.connect(true).unwrap();
+    first.write_stdin(b"echo one-$((0+1))\n").unwrap();
+    assert!(read_until(&first, "one-1").contains("one-1"));
+    drop(first);
+    let second = opoint.connect(true).unwrap();
+    second.write_stdin(b"echo two-$((1+1))\n").unwrap();
+    second.set_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut late = Vec::new();
+    while let Ok(Some(hull::runtime::attach::Output::Stdout(d))) = second.recv() {
+        late.extend_from_slice(&d);
+    }
+    assert!(!String::from_utf8_lossy(&late).contains("two-2"), "{:?}", String::from_utf8_lossy(&late));
+    assert_eq!(rt.container_status(&oid).unwrap().state, ContainerState::Running);
+    drop(second);
+
+    // Clients that never read while the output floods (12.5 MiB) are
+    // dropped by the monitor; the container runs on.
+    let mut flood = container_config("flood", "read x; dd if=/dev/zero bs=65536 count=200 2>/dev/null | tr '\\0' x; echo; sleep 1000");
+    flood.stdin = true;
+    let fid = rt.create_container(&sb, &flood).unwrap();
+    rt.start_container(&fid).unwrap();
+    let fpoint = rt.attach(&fid).unwrap();
+    let fst = rt.container_status(&fid).unwrap();
+    let fmon = parent_pid(fst.pid.unwrap());
+    let fbefore = settled_fds(fmon, &fst.log_path);
+    let clients: Vec<_> = (0..3).map(|_| fpoint.connect(false).unwrap()).collect();
+    wait_for("the flood's clients attached", Duration::from_secs(30), || open_fds(fmon) == fbefore + 3);
+    clients[0].write_stdin(b"go\n").unwrap();
+    wait_for("the slow clients dropped", Duration::from_secs(60), || open_fds(fmon) == fbefore);
+    assert_eq!(rt.container_status(&fid).unwrap().state, ContainerState::Running);
+    wait_for("the flood in the log", Duration::from_secs(30), || std::fs::metadata(&fst.log_path).is_ok_and(|m| m.len() > 12 << 20));
+    drop(clients);
+    let monitors = [monitor, fmon];
+    rt.remove_sandbox(&sb).unwrap();
+    assert!(leftovers(env.root(), &monitors, &[]).is_empty(), "{:?}", leftovers(env.root(), &monitors, &[]));
 }
 
 #[test]

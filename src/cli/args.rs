@@ -231,6 +231,18 @@ pub enum Command {
         /// Leave the container created; `hull start` (or the runtime layer) starts it
         #[arg(long = "hold-created")]
         hold_created: bool,
+        /// Hold the container's stdin open on a pipe for attaching clients
+        #[arg(long)]
+        stdin: bool,
+        /// Close the container's stdin when the first client that brought stdin is done
+        #[arg(long = "stdin-once")]
+        stdin_once: bool,
+        /// The container has a terminal (process.terminal): keep its pty master
+        #[arg(long)]
+        tty: bool,
+        /// Serve attaching clients on this unix socket (made root-only)
+        #[arg(long = "attach-socket")]
+        attach_socket: Option<PathBuf>,
     },
     /// Internal: a pod sandbox's namespaces holder (started by the runtime layer)
     #[command(hide = true, name = "sandbox-holder")]

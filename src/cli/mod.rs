@@ -119,7 +119,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
                 .into(),
         )),
         Command::Pod(p) => pod::dispatch(&root, &cli.image_root, p),
-        Command::Monitor { id, bundle, log_path, exit_file, ready_fd, hold_created } => {
+        Command::Monitor { id, bundle, log_path, exit_file, ready_fd, hold_created, stdin, stdin_once, tty, attach_socket } => {
             let ready = crate::monitor::ready_fd(*ready_fd)?;
             let spec = crate::monitor::MonitorSpec {
                 state_root: cli.root.clone(),
@@ -129,7 +129,9 @@ fn dispatch(cli: &Cli) -> Result<i32> {
                 exit_file: exit_file.clone(),
                 hold_created: *hold_created,
             };
-            Ok(crate::monitor::run(&root, &spec, ready))
+            let stdio =
+                crate::monitor::attach::Stdio { stdin: *stdin, stdin_once: *stdin_once, tty: *tty, attach_socket: attach_socket.clone() };
+            Ok(crate::monitor::run(&root, &spec, &stdio, ready))
         }
         Command::SandboxHolder { ready_fd, net, ipc, uts, pid, hostname, sysctl, seccomp_default, uid, gid, groups } => {
             let ready = crate::monitor::ready_fd(*ready_fd)?;

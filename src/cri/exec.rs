@@ -1,15 +1,15 @@
 //! ExecSync, and the streaming RPCs (Exec, Attach, PortForward): those are
 //! validated like the kubelet needs (unknown → NotFound, not running →
 //! FailedPrecondition) and answered with a single-use URL on the streaming
-//! server (src/stream). Attach is UNIMPLEMENTED until the monitor holds
-//! the container's stdin and terminal for it.
+//! server (src/stream). Attach goes to the container's stdio, which its
+//! monitor holds (stdin pipe or terminal, output fan-out).
 use std::time::Duration;
 
 use k8s_cri::v1 as cri;
 use tonic::Status;
 
 use super::container::container_id;
-use super::errors::{invalid, precondition, status as to_status, unimplemented};
+use super::errors::{invalid, precondition, status as to_status};
 use super::sandbox::sandbox_id;
 use super::service::{blocking, Cri};
 use crate::runtime as rt;
@@ -88,8 +88,18 @@ pub async fn attach(cri: &Cri, req: cri::AttachRequest) -> Result<cri::AttachRes
     if !(req.stdin || req.stdout || req.stderr) {
         return Err(invalid("stdin, stdout, stderr", "one of them must be set"));
     }
-    running(cri, &req.container_id).await?;
-    Err(unimplemented("Attach: hull's monitor does not hold a container's stdin or terminal for attaching yet; Exec and ExecSync work"))
+    let id = running(cri, &req.container_id).await?;
+    let runtime = cri.runtime.clone();
+    let point = blocking(move || runtime.attach(&id).map_err(to_status)).await?;
+    if req.stdin && !point.stdin {
+        return Err(precondition(format!("stdin: container {} was not created with stdin", point.container)));
+    }
+    if req.tty && !point.tty {
+        return Err(precondition(format!("tty: container {} was not created with a tty", point.container)));
+    }
+    let target = crate::stream::session::AttachTarget { point, stdin: req.stdin, stdout: req.stdout, stderr: req.stderr };
+    let url = url(cri.streams.issue(crate::stream::server::Target::Attach(target)))?;
+    Ok(cri::AttachResponse { url })
 }
 
 pub async fn port_forward(cri: &Cri, req: cri::PortForwardRequest) -> Result<cri::PortForwardResponse, Status> {

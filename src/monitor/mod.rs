@@ -3,7 +3,10 @@
 //! starts the OCI container with stdout/stderr on pipes it holds, writes
 //! them to a log file in the CRI format, reopens the log on SIGUSR1 (log
 //! rotation), waits for the container's init as its subreaper, and records
-//! the exit (code, signal, times, OOM) atomically on disk.
+//! the exit (code, signal, times, OOM) atomically on disk. With `stdin` or
+//! `tty` it also holds the container's stdin pipe or pty master and serves
+//! attaching clients on a socket ([`attach`]).
+pub mod attach;
 pub mod crilog;
 pub mod exit;
 
@@ -61,6 +64,12 @@ pub fn spawn(spec: &MonitorSpec, hull: &Path) -> Result<i32> {
 /// process forks the monitor itself and exits once it reported, so the
 /// monitor is never the caller's child.
 pub fn spawn_monitor(spec: &MonitorSpec, hull: &Path) -> Result<Spawned> {
+    spawn_monitor_io(spec, &attach::Stdio::default(), hull)
+}
+
+/// [`spawn_monitor`] for a container whose stdio the monitor holds for
+/// attaching (stdin pipe, terminal, attach socket).
+pub fn spawn_monitor_io(spec: &MonitorSpec, stdio: &attach::Stdio, hull: &Path) -> Result<Spawned> {
     let (mut ready_r, ready_w) = std::io::pipe().sys_context(|| "monitor ready pipe".into())?;
     let ready_fd: OwnedFd = ready_w.into();
     let mut cmd = Command::new(hull);
@@ -76,10 +85,13 @@ pub fn spawn_monitor(spec: &MonitorSpec, hull: &Path) -> Result<Spawned> {
         .arg("--ready-fd")
         .arg("3")
         .args(spec.hold_created.then_some("--hold-created"))
-        .arg(&spec.id)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .args(stdio.stdin.then_some("--stdin"))
+        .args(stdio.stdin_once.then_some("--stdin-once"))
+        .args(stdio.tty.then_some("--tty"));
+    if let Some(sock) = &stdio.attach_socket {
+        cmd.arg("--attach-socket").arg(sock);
+    }
+    cmd.arg(&spec.id).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     let raw = ready_fd.as_raw_fd();
     // SAFETY: between fork and exec the closure only calls dup2/setsid,
     // which are async-signal-safe.
@@ -135,7 +147,7 @@ pub fn read_report(r: &mut impl Read) -> String {
 
 /// The monitor process itself (`hull monitor`, hidden). Reports on `ready`
 /// and returns the exit code for the monitor process.
-pub fn run(root: &StateRoot, spec: &MonitorSpec, ready: OwnedFd) -> i32 {
+pub fn run(root: &StateRoot, spec: &MonitorSpec, stdio: &attach::Stdio, ready: OwnedFd) -> i32 {
     let mut ready = std::fs::File::from(ready);
     // The monitor is a child of this (fresh, single-threaded) process, which
     // exits at once: so the monitor is reparented away from whoever spawned
@@ -149,7 +161,7 @@ pub fn run(root: &StateRoot, spec: &MonitorSpec, ready: OwnedFd) -> i32 {
         }
     }
     let _ = nix::unistd::setsid();
-    match prepare(root, spec) {
+    match prepare(root, spec, stdio) {
         Ok(running) => {
             // A line: a created container's init still holds a copy of
             // this pipe until it execs, so the reader cannot wait for EOF.
@@ -169,13 +181,15 @@ pub fn run(root: &StateRoot, spec: &MonitorSpec, ready: OwnedFd) -> i32 {
 
 struct Running {
     pid: i32,
+    /// The stdout pipe, or the pty master (a terminal's only output).
     stdout: OwnedFd,
-    stderr: OwnedFd,
+    stderr: Option<OwnedFd>,
+    hub: attach::Hub,
     signals: SignalFd,
     started_at: String,
 }
 
-fn prepare(root: &StateRoot, spec: &MonitorSpec) -> Result<Running> {
+fn prepare(root: &StateRoot, spec: &MonitorSpec, stdio: &attach::Stdio) -> Result<Running> {
     nix::sys::prctl::set_child_subreaper(true).sys_context(|| "PR_SET_CHILD_SUBREAPER".into())?;
     // SIGCHLD and SIGUSR1 arrive through a signalfd; SIGTERM/SIGINT are
     // ignored so that stopping the caller's session does not stop us.
@@ -189,36 +203,71 @@ fn prepare(root: &StateRoot, spec: &MonitorSpec) -> Result<Running> {
         let _ = nix::sys::signal::signal(Signal::SIGHUP, nix::sys::signal::SigHandler::SigIgn);
         let _ = nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn);
     }
-    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).sys_context(|| "pipe".into())?;
-    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).sys_context(|| "pipe".into())?;
+    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).sys_context(|| "pipe".into());
     let devnull = std::fs::File::open("/dev/null").sys_context(|| "open /dev/null".into())?;
     // The container inherits our stdio: point it at the pipes for the
     // create, then give our own stdio back to /dev/null so that only the
-    // container holds the write ends (EOF means it is gone).
-    crate::linux::syscall::dup2_raw(devnull.as_raw_fd(), 0)?;
-    crate::linux::syscall::dup2_raw(out_w.as_raw_fd(), 1)?;
-    crate::linux::syscall::dup2_raw(err_w.as_raw_fd(), 2)?;
-    drop((out_w, err_w));
+    // container holds its ends (EOF means it is gone). A terminal is made
+    // by the container's init, which sends us the master.
+    let mut console = None;
+    let (mut out_r, mut err_r, mut stdin_w) = (None, None, None);
+    if stdio.tty {
+        let (ours, theirs) = nix::sys::socket::socketpair(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::Stream,
+            None,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        )
+        .sys_context(|| "console socketpair".into())?;
+        console = Some((ours, theirs));
+    } else {
+        let (r, w) = pipe()?;
+        crate::linux::syscall::dup2_raw(w.as_raw_fd(), 1)?;
+        out_r = Some(r);
+        let (r, w) = pipe()?;
+        crate::linux::syscall::dup2_raw(w.as_raw_fd(), 2)?;
+        err_r = Some(r);
+        if stdio.stdin {
+            let (r, w) = pipe()?;
+            crate::linux::syscall::dup2_raw(r.as_raw_fd(), 0)?;
+            stdin_w = Some(w);
+        } else {
+            crate::linux::syscall::dup2_raw(devnull.as_raw_fd(), 0)?;
+        }
+    }
+    let (console_ours, console_theirs) = console.map(|(a, b)| (Some(a), Some(b))).unwrap_or((None, None));
     let opts = CreateOptions { id: spec.id.clone(), bundle: spec.bundle.clone(), ..Default::default() };
-    let result = create::create(root, &opts, None).and_then(|rec| {
+    let result = create::create(root, &opts, console_theirs).and_then(|rec| {
         if spec.hold_created {
             return Ok(rec);
         }
         lifecycle::start(root, &spec.id).map(|_| rec)
     });
-    crate::linux::syscall::dup2_raw(devnull.as_raw_fd(), 1)?;
-    crate::linux::syscall::dup2_raw(devnull.as_raw_fd(), 2)?;
-    let rec = match result {
+    for fd in 0..3 {
+        crate::linux::syscall::dup2_raw(devnull.as_raw_fd(), fd)?;
+    }
+    let master = match (&result, console_ours) {
+        (Ok(_), Some(sock)) => Some(receive_master(&sock)),
+        _ => None,
+    }
+    .transpose();
+    let (rec, master) = match result.and_then(|r| master.map(|m| (r, m))) {
         Ok(r) => r,
         Err(e) => {
             let _ = lifecycle::delete(root, &spec.id, true);
             return Err(e);
         }
     };
+    let dup = |m: &OwnedFd| m.try_clone().sys_context(|| "dup pty master".into());
+    let (stdout, input, master) = match master {
+        Some(m) => (dup(&m)?, if stdio.stdin { Some(dup(&m)?) } else { None }, Some(m)),
+        None => (out_r.ok_or_else(|| Error::Init("no stdout pipe".into()))?, stdin_w, None),
+    };
     Ok(Running {
         pid: rec.pid,
-        stdout: out_r,
+        stdout,
         stderr: err_r,
+        hub: attach::Hub::new(stdio, input, master)?,
         signals,
         started_at: humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
     })
@@ -226,7 +275,8 @@ fn prepare(root: &StateRoot, spec: &MonitorSpec) -> Result<Running> {
 
 fn supervise(root: &StateRoot, spec: &MonitorSpec, r: Running) {
     let mut log = crilog::CriLog::open(&spec.log_path);
-    let mut streams = [(Some(r.stdout), crilog::Stream::Stdout), (Some(r.stderr), crilog::Stream::Stderr)];
+    let mut hub = r.hub;
+    let mut streams = [(Some(r.stdout), crilog::Stream::Stdout), (r.stderr, crilog::Stream::Stderr)];
     let mut status: Option<WaitStatus> = None;
     let mut drain_deadline: Option<Instant> = None;
     let mut buf = vec![0u8; 32 * 1024];
@@ -240,27 +290,38 @@ fn supervise(root: &StateRoot, spec: &MonitorSpec, r: Running) {
             .map(|i| PollFd::new(streams[*i].0.as_ref().expect("open").as_fd(), PollFlags::POLLIN))
             .collect();
         fds.push(PollFd::new(r.signals.as_fd(), PollFlags::POLLIN));
+        fds.extend(hub.poll_fds().into_iter().map(|i| PollFd::new(i.fd, i.flags)));
         let timeout = if status.is_some() { PollTimeout::from(100u16) } else { PollTimeout::NONE };
         match poll(&mut fds, timeout) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(_) => break,
         }
-        let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|e| !e.is_empty())).collect();
+        let revents: Vec<PollFlags> = fds.iter().map(|f| f.revents().unwrap_or(PollFlags::empty())).collect();
         drop(fds);
-        for (slot, is_ready) in open.iter().zip(&ready) {
-            if !is_ready {
+        // First, while the hub is as it was when polled (output below may
+        // drop clients and so shift its part of the poll set).
+        hub.handle(&revents[open.len() + 1..]);
+        for (slot, ev) in open.iter().zip(&revents) {
+            if ev.is_empty() {
                 continue;
             }
             let (fd, stream) = &mut streams[*slot];
-            let n = nix::unistd::read(fd.as_ref().expect("open"), &mut buf).unwrap_or(0);
+            // A pty master reads EIO once the terminal's last user closed
+            // it: its end of file. It is non-blocking (shared with input).
+            let n = match nix::unistd::read(fd.as_ref().expect("open"), &mut buf) {
+                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => continue,
+                r => r.unwrap_or(0),
+            };
             if n == 0 {
                 log.flush_partial(*stream);
                 *fd = None;
             } else {
                 log.write(*stream, &buf[..n]);
+                let tag = if *stream == crilog::Stream::Stdout { attach::OUT_STDOUT } else { attach::OUT_STDERR };
+                hub.broadcast(tag, &buf[..n]);
             }
         }
-        if *ready.last().unwrap_or(&false) {
+        if !revents[open.len()].is_empty() {
             while let Ok(Some(info)) = r.signals.read_signal() {
                 if info.ssi_signo == Signal::SIGUSR1 as u32 {
                     log.reopen();
@@ -278,6 +339,7 @@ fn supervise(root: &StateRoot, spec: &MonitorSpec, r: Running) {
             log.flush_partial(*stream);
         }
     }
+    hub.finish(Duration::from_secs(1));
     let record = ExitRecord::from_status(
         status.unwrap_or(WaitStatus::Exited(nix::unistd::Pid::from_raw(r.pid), 255)),
         r.started_at,
@@ -285,6 +347,16 @@ fn supervise(root: &StateRoot, spec: &MonitorSpec, r: Running) {
     );
     if let Err(e) = record.save(&spec.exit_file) {
         log::error!("monitor {}: {e}", spec.id);
+    }
+}
+
+/// The pty master the container's init sent on the console socket (it
+/// did so before create returned; the wait is bounded all the same).
+fn receive_master(sock: &OwnedFd) -> Result<OwnedFd> {
+    let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
+    match poll(&mut fds, PollTimeout::from(10_000u16)) {
+        Ok(n) if n > 0 => crate::oci::tty_proxy::receive_master_on(sock.as_fd()),
+        _ => Err(Error::Init("the container's init sent no terminal".into())),
     }
 }
 

@@ -62,7 +62,7 @@ impl Runtime {
         self.opts.state_dir.join("containers").join(id.as_str())
     }
 
-    fn container_run_dir(&self, id: &ContainerId) -> PathBuf {
+    pub(super) fn container_run_dir(&self, id: &ContainerId) -> PathBuf {
         self.opts.run_dir.join("containers").join(id.as_str())
     }
 
@@ -115,7 +115,6 @@ impl Runtime {
         if !config.log_path.is_empty() {
             check_log_path(&config.log_path).map_err(|e| e.context(&what))?;
         }
-        spec::io(config).map_err(|e| e.context(&what))?;
         let id = ContainerId::generate()?;
         // Listed in the sandbox first (under its lock): a sandbox stop or
         // removal from now on knows about this container.
@@ -286,7 +285,13 @@ impl Runtime {
             exit_file: exit_path(&self.exits_dir(), &rec.id),
             hold_created: true,
         };
-        let spawned = crate::monitor::spawn_monitor(&mspec, &self.opts.hull)?;
+        let stdio = crate::monitor::attach::Stdio {
+            stdin: c.stdin,
+            stdin_once: c.stdin && c.stdin_once,
+            tty: c.tty,
+            attach_socket: Some(self.attach_socket(&rec.id)),
+        };
+        let spawned = crate::monitor::spawn_monitor_io(&mspec, &stdio, &self.opts.hull)?;
         rec.pid = Some(spawned.init_pid);
         rec.pid_start_time = crate::oci::state::process_start_time(spawned.init_pid);
         rec.monitor_pid = Some(spawned.monitor_pid);

@@ -28,6 +28,10 @@
 //!   remove; stop and remove of what is gone succeed (the kubelet retries).
 //! - **Events**: exits are noticed from the monitors' exit records with
 //!   inotify; [`Runtime::subscribe`] delivers created/started/stopped/deleted.
+//! - **Attach**: a container made with `stdin` or `tty` has its stdin pipe
+//!   or pty master held by its monitor; [`Runtime::attach`] names the
+//!   monitor's attach socket, which fans its output out to clients and takes
+//!   their input and terminal sizes ([`attach`]).
 //! - **No fork in this process**: everything that needs a fresh process
 //!   (holder, monitor, exec) is a hull binary exec'd with a hidden
 //!   subcommand, so the layer is safe to call from a multi-threaded program
@@ -37,6 +41,7 @@
 //! # Errors
 //! Every method returns [`RuntimeError`], whose [`ErrorKind`] maps onto a
 //! gRPC code with the one function [`grpc_code`].
+pub mod attach;
 mod child;
 pub mod config;
 mod container;

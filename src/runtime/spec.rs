@@ -108,6 +108,8 @@ pub fn process(spec: &mut Spec, c: &ContainerConfig, image: Option<&ImageConfig>
     p.set_args(Some(args));
     p.set_env(Some(env));
     p.set_cwd(PathBuf::from(cwd));
+    // The monitor receives the pty master (it holds it for attaching).
+    p.set_terminal(Some(c.tty));
     spec.set_process(Some(p));
     Ok(())
 }
@@ -562,22 +564,10 @@ pub fn annotations(spec: &mut Spec, a: HashMap<String, String>) {
     spec.set_annotations(if a.is_empty() { None } else { Some(a) });
 }
 
-/// Refuse what the monitor cannot give yet.
-pub fn io(c: &ContainerConfig) -> Result<()> {
-    if c.tty {
-        return Err(RuntimeError::unimplemented("container tty", "the monitor keeps no pty yet"));
-    }
-    if c.stdin || c.stdin_once {
-        return Err(RuntimeError::unimplemented("container stdin", "the monitor holds no stdin yet"));
-    }
-    Ok(())
-}
-
 /// Every step, in order; then the OCI layer's own validation.
 pub fn build(inp: &SpecInputs) -> Result<Spec> {
     let c = inp.config;
     let sc = &c.security_context;
-    io(c)?;
     let mut spec = base();
     process(&mut spec, c, inp.image)?;
     user(&mut spec, c, inp.image, inp.rootfs, inp.pod_user)?;

@@ -3,7 +3,8 @@
 //! the kubelet for the API server) upgrades an HTTP connection there to
 //! SPDY/3.1 ([`spdy`], [`spdy_front`]) or WebSocket ([`ws_front`]) and
 //! speaks the Kubernetes subprotocols ([`protocol`]). Sessions run `hull
-//! exec` as a child ([`exec`], [`session`]) or connect inside the pod's
+//! exec` as a child ([`exec`], [`session`]), attach to the container's
+//! stdio at its monitor's attach socket (`runtime::attach`), or connect inside the pod's
 //! network namespace ([`portforward`]); nothing forks.
 pub mod exec;
 pub mod portforward;

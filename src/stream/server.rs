@@ -22,6 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use super::exec::ExecTarget;
 use super::portforward::PortForwardTarget;
 use super::protocol::{self, PROTOCOL_HEADER};
+use super::session::AttachTarget;
 use super::spdy::conn::Connection;
 use super::spdy::session::Limits;
 
@@ -57,6 +58,7 @@ impl Config {
 #[derive(Debug, Clone)]
 pub enum Target {
     Exec(ExecTarget),
+    Attach(AttachTarget),
     PortForward(PortForwardTarget),
 }
 
@@ -64,6 +66,7 @@ impl Target {
     fn path(&self) -> &'static str {
         match self {
             Target::Exec(_) => "exec",
+            Target::Attach(_) => "attach",
             Target::PortForward(_) => "portforward",
         }
     }
@@ -156,7 +159,7 @@ async fn handle(st: Arc<State>, req: Request<Incoming>) -> Result<Resp, std::con
 fn route(st: Arc<State>, mut req: Request<Incoming>) -> Result<Resp, Refusal> {
     let path = req.uri().path().trim_start_matches('/').to_string();
     let (kind, token) = path.split_once('/').ok_or_else(|| refuse(StatusCode::NOT_FOUND, "not found"))?;
-    if !matches!(kind, "exec" | "portforward") || token.is_empty() || token.contains('/') {
+    if !matches!(kind, "exec" | "attach" | "portforward") || token.is_empty() || token.contains('/') {
         return Err(refuse(StatusCode::NOT_FOUND, "not found"));
     }
     // The token is used up by this lookup, whatever follows: it is single-use.
@@ -174,7 +177,7 @@ fn route(st: Arc<State>, mut req: Request<Incoming>) -> Result<Resp, Refusal> {
     let query_ports = query_ports(req.uri().query().unwrap_or(""));
     if upgrade == "spdy/3.1" {
         let ours = match target {
-            Target::Exec(_) => protocol::SPDY_REMOTECOMMAND,
+            Target::Exec(_) | Target::Attach(_) => protocol::SPDY_REMOTECOMMAND,
             Target::PortForward(_) => protocol::SPDY_PORTFORWARD,
         };
         let offered: Vec<String> = req
@@ -201,6 +204,7 @@ fn route(st: Arc<State>, mut req: Request<Incoming>) -> Result<Resp, Refusal> {
             let session = async move {
                 match target {
                     Target::Exec(t) => super::spdy_front::exec(conn, protocol::remotecommand_version(chosen), t, session_dir(&st)).await,
+                    Target::Attach(t) => super::spdy_front::attach(conn, protocol::remotecommand_version(chosen), t).await,
                     Target::PortForward(p) => super::spdy_front::port_forward(conn, p.netns).await,
                 }
             };
@@ -227,7 +231,7 @@ fn websocket(st: Arc<State>, mut req: Request<Incoming>, target: Target, query_p
         return Err(refuse(StatusCode::BAD_REQUEST, "websocket upgrade needs Sec-WebSocket-Key and version 13"));
     }
     let ours = match target {
-        Target::Exec(_) => protocol::WS_REMOTECOMMAND,
+        Target::Exec(_) | Target::Attach(_) => protocol::WS_REMOTECOMMAND,
         Target::PortForward(_) => protocol::WS_PORTFORWARD,
     };
     let offered: Vec<String> = req
@@ -251,6 +255,7 @@ fn websocket(st: Arc<State>, mut req: Request<Incoming>, target: Target, query_p
         let session = async move {
             match target {
                 Target::Exec(t) => super::ws_front::exec(ws, protocol::remotecommand_version(chosen), t, session_dir(&st)).await,
+                Target::Attach(t) => super::ws_front::attach(ws, protocol::remotecommand_version(chosen), t).await,
                 Target::PortForward(p) if chosen == protocol::TUNNEL_PORTFORWARD => {
                     let limits = Limits { max_concurrent_streams: st.config.max_streams, ..Limits::default() };
                     let conn = Connection::serve(super::ws_front::tunnel(ws), limits);

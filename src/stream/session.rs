@@ -12,6 +12,40 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::exec::{ExecTarget, Process, Reader};
 use super::protocol::{final_status, TerminalSize};
+use crate::runtime::attach::{AttachPoint, Output};
+
+/// The client streams a remotecommand session (exec or attach) has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wanted {
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    pub tty: bool,
+}
+
+impl ExecTarget {
+    pub fn wanted(&self) -> Wanted {
+        Wanted { stdin: self.stdin, stdout: self.stdout, stderr: self.stderr, tty: self.tty }
+    }
+}
+
+/// An attach, resolved by whoever issued its token: the container's attach
+/// point and the streams the client asked for.
+#[derive(Debug, Clone)]
+pub struct AttachTarget {
+    pub point: AttachPoint,
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+}
+
+impl AttachTarget {
+    /// A terminal's output is one stream; stdin only where the container has one.
+    pub fn wanted(&self) -> Wanted {
+        let tty = self.point.tty;
+        Wanted { stdin: self.stdin && self.point.stdin, stdout: self.stdout, stderr: self.stderr && !tty, tty }
+    }
+}
 
 /// What goes out on one of the client's streams.
 #[derive(Debug)]
@@ -104,6 +138,68 @@ pub async fn run_exec(target: ExecTarget, work: PathBuf, io: ExecIo) {
     };
     let _ = error.send(Out::Data(final_bytes)).await;
     close_all([Some(&error)]).await;
+}
+
+/// Attach to the container's stdio at its monitor until the container's
+/// output ends (then the status is Success, as the kubelet reports it) or
+/// the client leaves (a detach: the container runs on).
+pub async fn run_attach(target: AttachTarget, io: ExecIo) {
+    let ExecIo { version, stdin, resize, stdout, stderr, error, mut gone } = io;
+    let point = target.point.clone();
+    let conn = match point.connect(stdin.is_some()).and_then(|c| c.into_async()) {
+        Ok(c) => c,
+        Err(e) => {
+            close_all([stdout.as_ref(), stderr.as_ref()]).await;
+            let _ = error.send(Out::Data(final_status(version, None, Some(&e.to_string())))).await;
+            close_all([Some(&error)]).await;
+            return;
+        }
+    };
+    let (mut stdin, mut resize) = (stdin, resize);
+    let failure = loop {
+        tokio::select! {
+            out = conn.recv() => match out {
+                Ok(Some(Output::Stdout(d))) => if let Some(s) = &stdout {
+                    let _ = s.send(Out::Data(d)).await;
+                },
+                Ok(Some(Output::Stderr(d))) => if let Some(s) = &stderr {
+                    let _ = s.send(Out::Data(d)).await;
+                },
+                Ok(None) => break None,
+                Err(e) => break Some(format!("attach to container {}: {e}", point.container)),
+            },
+            _ = &mut gone => return,
+            data = recv_stdin(&mut stdin) => {
+                let sent = match data {
+                    Some(d) => conn.write_stdin(&d).await,
+                    None => {
+                        stdin = None;
+                        conn.close_stdin().await
+                    }
+                };
+                if let Err(e) = sent {
+                    break Some(format!("attach to container {}: {e}", point.container));
+                }
+            }
+            size = recv_resize(&mut resize) => match size {
+                Some(s) => { let _ = conn.resize(s.height, s.width).await; }
+                None => resize = None,
+            },
+        }
+    };
+    drop(conn);
+    close_all([stdout.as_ref(), stderr.as_ref()]).await;
+    let _ = error
+        .send(Out::Data(final_status(version, failure.is_none().then_some(0), failure.as_deref())))
+        .await;
+    close_all([Some(&error)]).await;
+}
+
+async fn recv_stdin(r: &mut Option<mpsc::Receiver<Vec<u8>>>) -> Option<Vec<u8>> {
+    match r {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn recv_resize(r: &mut Option<mpsc::Receiver<TerminalSize>>) -> Option<TerminalSize> {

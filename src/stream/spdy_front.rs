@@ -1,4 +1,4 @@
-//! Exec and port-forward over an upgraded SPDY/3.1 connection, as crictl
+//! Exec, attach and port-forward over an upgraded SPDY/3.1 connection, as crictl
 //! and the kubelet speak them: the client opens one stream per stdio
 //! stream (typed by the `streamType` header), or a data/error pair per
 //! port-forward request (`port`, `requestID`).
@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::exec::ExecTarget;
 use super::protocol::{stream_type, ResizeDecoder};
-use super::session::{run_exec, ExecIo, Out};
+use super::session::{run_attach, run_exec, AttachTarget, ExecIo, Out, Wanted};
 use super::spdy::conn::{Connection, Stream, StreamReader, StreamWriter};
 use super::spdy::headers::Headers;
 
@@ -33,9 +33,25 @@ struct ExecStreams {
 }
 
 /// Serve an exec on the connection until it ends.
-pub async fn exec(mut conn: Connection, version: u8, target: ExecTarget, work: PathBuf) {
+pub async fn exec(conn: Connection, version: u8, target: ExecTarget, work: PathBuf) {
+    let wanted = target.wanted();
+    remotecommand(conn, version, wanted, move |io| run_exec(target, work, io)).await
+}
+
+/// Serve an attach on the connection until it ends.
+pub async fn attach(conn: Connection, version: u8, target: AttachTarget) {
+    let wanted = target.wanted();
+    remotecommand(conn, version, wanted, move |io| run_attach(target, io)).await
+}
+
+/// The streams of an exec or attach, then the session on them.
+async fn remotecommand<F, Fut>(mut conn: Connection, version: u8, w: Wanted, session: F)
+where
+    F: FnOnce(ExecIo) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let want = |on: bool| on as usize;
-    let expected = 1 + want(target.stdin) + want(target.stdout) + want(target.stderr && !target.tty) + want(target.tty && version >= 3);
+    let expected = 1 + want(w.stdin) + want(w.stdout) + want(w.stderr && !w.tty) + want(w.tty && version >= 3);
     let mut got = ExecStreams::default();
     let mut count = 0;
     let deadline = tokio::time::sleep(STREAM_CREATION_TIMEOUT);
@@ -100,7 +116,7 @@ pub async fn exec(mut conn: Connection, version: u8, target: ExecTarget, work: P
         error: error_sink,
         gone,
     };
-    run_exec(target, work, io).await;
+    session(io).await;
     for p in pumps {
         let _ = tokio::time::timeout(Duration::from_secs(5), p).await;
     }

@@ -1,4 +1,4 @@
-//! Exec and port-forward over WebSocket: the channel protocols (the first
+//! Exec, attach and port-forward over WebSocket: the channel protocols (the first
 //! byte of every binary message names the channel; v5 adds a close signal),
 //! and SPDY tunnelled in binary messages for port-forward (KEP-4006).
 
@@ -12,12 +12,32 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::exec::ExecTarget;
 use super::protocol::{channel, ResizeDecoder};
-use super::session::{run_exec, ExecIo, Out, Sink};
+use super::session::{run_attach, run_exec, AttachTarget, ExecIo, Out, Sink, Wanted};
 
 /// Serve an exec on a WebSocket until it ends.
 pub async fn exec<T>(ws: WebSocketStream<T>, version: u8, target: ExecTarget, work: PathBuf)
 where
     T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let wanted = target.wanted();
+    remotecommand(ws, version, wanted, move |io| run_exec(target, work, io)).await
+}
+
+/// Serve an attach on a WebSocket until it ends.
+pub async fn attach<T>(ws: WebSocketStream<T>, version: u8, target: AttachTarget)
+where
+    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let wanted = target.wanted();
+    remotecommand(ws, version, wanted, move |io| run_attach(target, io)).await
+}
+
+/// The channels of an exec or attach, then the session on them.
+async fn remotecommand<T, F, Fut>(ws: WebSocketStream<T>, version: u8, w: Wanted, session: F)
+where
+    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    F: FnOnce(ExecIo) -> Fut,
+    Fut: std::future::Future<Output = ()>,
 {
     let (mut tx, mut rx) = ws.split();
     let (out_tx, mut out_rx) = mpsc::channel::<(u8, Out)>(16);
@@ -47,7 +67,7 @@ where
     let (stdin_tx, stdin_rx) = mpsc::channel::<Vec<u8>>(4);
     let (resize_tx, resize_rx) = mpsc::channel(4);
     let (gone_tx, gone) = oneshot::channel();
-    let tty = target.tty;
+    let tty = w.tty;
     let reader = tokio::spawn(async move {
         let mut stdin_tx = Some(stdin_tx);
         let mut dec = ResizeDecoder::default();
@@ -82,15 +102,15 @@ where
     });
     let io = ExecIo {
         version,
-        stdin: target.stdin.then_some(stdin_rx),
+        stdin: w.stdin.then_some(stdin_rx),
         resize: tty.then_some(resize_rx),
-        stdout: sink(channel::STDOUT, target.stdout),
-        stderr: sink(channel::STDERR, target.stderr && !tty),
+        stdout: sink(channel::STDOUT, w.stdout),
+        stderr: sink(channel::STDERR, w.stderr && !tty),
         error: channel_sink(channel::ERROR, out_tx.clone()),
         gone,
     };
     drop(out_tx);
-    run_exec(target, work, io).await;
+    session(io).await;
     reader.abort();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
 }

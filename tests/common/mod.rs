@@ -561,3 +561,24 @@ pub fn read_tcp(addr: std::net::SocketAddr) -> String {
     }
     String::new()
 }
+
+/// How many fds a process has open.
+pub fn open_fds(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
+/// A process's parent (a container init's is its monitor, the subreaper).
+pub fn parent_pid(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat.rsplit(") ").next().unwrap().split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+/// A container monitor's fd count once it is set up (its log open: it
+/// opens it after reporting the container created).
+pub fn settled_fds(monitor: i32, log: &Path) -> usize {
+    wait_for("the monitor to open the log", Duration::from_secs(20), || {
+        std::fs::read_dir(format!("/proc/{monitor}/fd"))
+            .is_ok_and(|d| d.flatten().any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == log)))
+    });
+    open_fds(monitor)
+}

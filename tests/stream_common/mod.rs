@@ -138,6 +138,23 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Data of `stream` until it holds `want`; panics if the server closes
+    /// first or resets a stream.
+    pub async fn read_until(&mut self, stream: u32, want: &str) -> String {
+        let mut out = Vec::new();
+        while !String::from_utf8_lossy(&out).contains(want) {
+            match self.next().await {
+                Some(Frame::Data { stream_id, data, .. }) if stream_id == stream => out.extend_from_slice(&data),
+                Some(Frame::RstStream { stream_id, status }) => panic!("stream {stream_id} reset ({status})"),
+                Some(_) => {}
+                None => panic!("closed; got {:?}", String::from_utf8_lossy(&out)),
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
 pub fn status_json(b: &[u8]) -> serde_json::Value {
     serde_json::from_slice(b).unwrap_or_else(|e| panic!("status {:?}: {e}", String::from_utf8_lossy(b)))
 }

@@ -294,5 +294,6 @@ fn build_validates_the_whole_spec() {
     assert!(spec.hostname().is_none());
     let mut tty = c.clone();
     tty.tty = true;
-    assert_eq!(build(&SpecInputs { config: &tty, ..inp }).unwrap_err().kind(), ErrorKind::Unimplemented);
+    let spec = build(&SpecInputs { config: &tty, ..inp }).unwrap();
+    assert_eq!(spec.process().as_ref().unwrap().terminal(), Some(true));
 }
