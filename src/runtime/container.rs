@@ -173,6 +173,7 @@ impl Runtime {
             monitor_start_time: None,
             stop_signal: "SIGTERM".into(),
             resources: config.resources.clone(),
+            staged_mounts: Vec::new(),
         };
         let key = container_key(sbox.id.as_str(), &config.metadata.name, config.metadata.attempt);
         // Locked before the first record (see `create_sandbox`).
@@ -216,6 +217,15 @@ impl Runtime {
         rec.rootfs = Some(rfs.clone());
         self.save_container(rec)?;
         let root_path = rootfs::path(&rfs).to_path_buf();
+        // Bind sources resolved once and held by hull's own mounts; the
+        // paths are recorded before anything is mounted there.
+        let staged_dir = self.container_run_dir(&rec.id).join("mounts");
+        rec.staged_mounts = (0..c.mounts.len())
+            .filter(|i| !c.mounts[*i].tmpfs)
+            .map(|i| staged_dir.join(i.to_string()))
+            .collect();
+        self.save_container(rec)?;
+        let c = ContainerConfig { mounts: super::mounts::stage(&c.mounts, &staged_dir, &mut Vec::new())?, ..c };
 
         let h = sbox
             .holder
@@ -308,6 +318,7 @@ impl Runtime {
                 }
             }
         }
+        super::mounts::unstage(&rec.staged_mounts);
         if let Some(r) = &rec.rootfs {
             rootfs::unmount(r);
         }

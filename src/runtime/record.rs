@@ -224,6 +224,10 @@ pub struct ContainerRecord {
     /// The signal stop sends first (config, image, or SIGTERM).
     pub stop_signal: String,
     pub resources: Option<LinuxResources>,
+    /// The bind sources staged from fds under the container's run
+    /// directory (see `mounts`), unmounted on removal.
+    #[serde(default)]
+    pub staged_mounts: Vec<PathBuf>,
 }
 
 #[cfg(test)]
