@@ -890,3 +890,75 @@ spec:
     assert_eq!(env.record()["phase"], "Stopped");
     env.remove_and_check();
 }
+
+/// A container that cannot be made (its hostPath is gone) waits with
+/// reason CreateContainerError and the runtime's message, is tried again
+/// with back-off, and runs again once its source is back.
+#[test]
+fn a_container_that_cannot_be_created_is_reported_and_retried() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let env = PodEnv::new("createerr");
+    let host = env.root.path().join("host-src");
+    std::fs::create_dir(&host).unwrap();
+    let manifest = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: NAME}
+spec:
+  restartPolicy: Always
+  terminationGracePeriodSeconds: 1
+  volumes: [{name: h, hostPath: {path: HOSTDIR, type: Directory}}]
+  containers:
+  - {name: c, image: ROOTFS, command: [sh, -c, 'sleep 0.5; exit 1'], volumeMounts: [{name: h, mountPath: /h}]}
+"#
+    .replace("HOSTDIR", host.to_str().unwrap());
+    assert_ok(&env.run(&manifest));
+    std::fs::remove_dir(&host).unwrap();
+    wait_for("CreateContainerError", Duration::from_secs(30), || env.record()["containers"][0]["reason"] == "CreateContainerError");
+    let c = env.record()["containers"][0].clone();
+    assert!(c["message"].as_str().unwrap_or("").contains("does not exist"), "{c}");
+    let ps = s(&env.hull(&["pod", "ps", &env.name]).stdout);
+    assert!(ps.contains("CreateContainerError"), "{ps}");
+    std::fs::create_dir(&host).unwrap();
+    wait_for("a new attempt running", Duration::from_secs(30), || {
+        let c = &env.record()["containers"][0];
+        c["reason"] != "CreateContainerError" && c["attempt"].as_u64().unwrap_or(0) >= 1
+    });
+    env.remove_and_check();
+}
+
+/// Concurrent `pod rm` of one pod take turns and all succeed; a pod
+/// directory that a `pod run` cut short left without a record is removed
+/// by `pod rm` rather than blocking the name for good.
+#[test]
+fn concurrent_removals_all_succeed_and_a_bare_pod_directory_is_removable() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let env = PodEnv::new("rm5");
+    assert_ok(&env.run(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers: [{name: c, image: ROOTFS, command: [sleep, '100']}]\n",
+    ));
+    let uid = env.uid();
+    let holder = env.view()["holderPid"].as_i64();
+    let outs: Vec<Output> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..5).map(|_| sc.spawn(|| env.hull(&["pod", "rm", &env.name]))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for o in &outs {
+        assert_ok(o);
+    }
+    let root = env.root.path().to_str().unwrap().to_string();
+    wait_for("pod resources gone", Duration::from_secs(10), || pod_leftovers(&root, &uid, holder).is_empty());
+    assert!(!env.root.path().join("pods").join(&env.name).exists(), "pod dir left");
+    // A claimed directory without a record (a run killed right after it).
+    std::fs::create_dir_all(env.root.path().join("pods").join(&env.name)).unwrap();
+    assert_fails_mentioning(
+        &env.run("apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  containers: [{name: c, image: ROOTFS, command: ['true']}]\n"),
+        &["already exists"],
+    );
+    assert_ok(&env.hull(&["pod", "rm", &env.name]));
+    assert!(!env.root.path().join("pods").join(&env.name).exists(), "bare pod dir left");
+}

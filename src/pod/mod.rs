@@ -113,6 +113,7 @@ pub fn run(root: &StateRoot, rt: &Runtime, opts: &RunOptions) -> Result<PodRecor
     names::check_label("namespace", &namespace)?;
     let key = store::pod_key(&namespace, &name);
     let store = PodStore::new(&root.path);
+    let lock = store.lock(&key)?;
     let dir = store.claim(&key)?;
     let uid = pod.metadata.uid.clone().unwrap_or_else(new_uid);
     let mut rec = PodRecord {
@@ -137,6 +138,7 @@ pub fn run(root: &StateRoot, rt: &Runtime, opts: &RunOptions) -> Result<PodRecor
         }
         return Err(e);
     }
+    drop(lock);
     wait_started(&store, &key, opts.wait)
 }
 
@@ -341,6 +343,12 @@ pub fn supervisor_alive(rec: &PodRecord) -> bool {
 /// supervisor did not do, e.g. because it died, is done here), which gives
 /// the network back, as kubelet's StopPodSandbox does.
 pub fn stop(root: &StateRoot, rt: &Runtime, name: &str) -> Result<()> {
+    let _lock = PodStore::new(&root.path).lock(name)?;
+    stop_locked(root, rt, name)
+}
+
+/// [`stop`], by a caller that holds the pod's lock.
+fn stop_locked(root: &StateRoot, rt: &Runtime, name: &str) -> Result<()> {
     let store = PodStore::new(&root.path);
     let rec = store.load(name)?;
     let dir = store.dir(name);
@@ -363,17 +371,42 @@ pub fn stop(root: &StateRoot, rt: &Runtime, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Stop (if needed) and remove everything of the pod.
+/// Stop (if needed) and remove everything of the pod. Concurrent
+/// removals of one pod take turns and all succeed; a directory that a
+/// `pod run` cut short left without a record is removed too.
 pub fn remove(root: &StateRoot, rt: &Runtime, name: &str) -> Result<()> {
     let store = PodStore::new(&root.path);
-    let rec = store.load(name)?;
-    stop(root, rt, name)?;
+    let existed = store.dir(name).path.exists();
+    let _lock = store.lock(name)?;
+    let rec = match store.load(name) {
+        Ok(rec) => rec,
+        Err(Error::Runtime(e)) if e.kind() == crate::runtime::ErrorKind::NotFound && existed => {
+            return remove_unrecorded(rt, &store, name);
+        }
+        Err(e) => return Err(e),
+    };
+    stop_locked(root, rt, name)?;
     let rec = store.load(name).unwrap_or(rec);
     if supervisor_alive(&rec) {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.supervisor_pid), nix::sys::signal::Signal::SIGKILL);
         crate::oci::wait::wait_gone(rec.supervisor_pid, Duration::from_secs(5));
     }
     teardown(rt, &store, &rec)
+}
+
+/// A pod directory without a record: a `pod run` killed between claiming
+/// it and its first write, or a removal that already finished. The
+/// sandbox, if one was made, is found by the pod's name.
+fn remove_unrecorded(rt: &Runtime, store: &PodStore, key: &str) -> Result<()> {
+    let (namespace, name) = key.split_once('_').unwrap_or(("default", key));
+    if let Some(id) = rt.find_sandbox(namespace, name, 0)? {
+        rt.remove_sandbox(&id)?;
+    }
+    let dir = store.dir(key).path;
+    match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::sys(format!("remove {}", dir.display()), e)),
+        _ => Ok(()),
+    }
 }
 
 /// The pods of one namespace.

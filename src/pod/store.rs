@@ -138,6 +138,22 @@ impl PodStore {
         PodDir { path: self.path.join(name) }
     }
 
+    /// Serialise the commands that change a pod (run, stop, rm): an
+    /// exclusive flock on a file outside the pod's directory (which rm
+    /// removes), kept for the next command.
+    pub fn lock(&self, name: &str) -> Result<nix::fcntl::Flock<std::fs::File>> {
+        crate::oci::state::validate_id(name)?;
+        let dir = self.path.with_file_name("pod-runtime").join("pod-locks");
+        std::fs::create_dir_all(&dir).sys_context(|| format!("create {}", dir.display()))?;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(format!("{name}.lock")))
+            .sys_context(|| format!("open the lock of pod {}", shown(name)))?;
+        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| Error::sys("lock the pod", e))
+    }
+
     /// Make the pod's directory; the mkdir is the lock against a second pod
     /// of the same name.
     pub fn claim(&self, name: &str) -> Result<PodDir> {

@@ -341,8 +341,12 @@ impl Supervisor<'_> {
                         active = true;
                         if tracked[idx].restart_at.is_some_and(|t| Instant::now() >= t) {
                             tracked[idx].restart_at = None;
-                            self.cleanup_attempt(idx);
-                            self.bump_attempt(idx);
+                            // An attempt that was never created is tried
+                            // again under its number, as the kubelet does.
+                            if self.rec.containers[idx].reason != "CreateContainerError" {
+                                self.cleanup_attempt(idx);
+                                self.bump_attempt(idx);
+                            }
                             self.start_app(&mut tracked[idx], idx);
                             changed = true;
                         }
