@@ -962,3 +962,39 @@ fn concurrent_removals_all_succeed_and_a_bare_pod_directory_is_removable() {
     assert_ok(&env.hull(&["pod", "rm", &env.name]));
     assert!(!env.root.path().join("pods").join(&env.name).exists(), "bare pod dir left");
 }
+
+/// A container whose monitor was killed (so no exit record will come) is
+/// not shown running for ever: once its process is gone it is terminated
+/// with reason Unknown, and restartPolicy acts on it.
+#[test]
+fn a_container_that_died_with_its_monitor_is_seen_and_restarted() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let env = PodEnv::new("monkill");
+    assert_ok(&env.run(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  restartPolicy: Always\n  terminationGracePeriodSeconds: 1\n  containers: [{name: c, image: ROOTFS, command: [sleep, '1000']}]\n",
+    ));
+    let id = env.record()["containers"][0]["containerId"].as_str().unwrap_or("").to_string();
+    assert!(!id.is_empty());
+    let state: serde_json::Value = serde_json::from_slice(&env.oci(&["state", &id]).stdout).unwrap_or_default();
+    let init = state["pid"].as_i64().expect("the container's pid") as i32;
+    let monitors: Vec<i32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_string_lossy().parse().ok()?;
+            let cmd = s(&std::fs::read(e.path().join("cmdline")).unwrap_or_default()).replace('\0', " ");
+            (cmd.contains(" monitor ") && cmd.contains(&id)).then_some(pid)
+        })
+        .collect();
+    assert_eq!(monitors.len(), 1, "the container's monitor");
+    let kill = |pid: i32| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    kill(monitors[0]);
+    wait_for("the monitor gone", Duration::from_secs(10), || !Path::new(&format!("/proc/{}/cmdline", monitors[0])).exists());
+    kill(init);
+    wait_for("a restart", Duration::from_secs(30), || env.record()["containers"][0]["restartCount"].as_u64().unwrap_or(0) >= 1);
+    assert_eq!(env.record()["containers"][0]["lastExit"]["reason"], "Unknown", "{}", env.record()["containers"][0]);
+    wait_for("the new attempt running", Duration::from_secs(20), || env.record()["containers"][0]["state"] == "Running");
+    env.remove_and_check();
+}

@@ -45,6 +45,14 @@ pub fn stats_of(id: &str, cg: &crate::cgroups::Cgroup) -> ContainerStats {
     }
 }
 
+/// Whether a container's init still runs (its recorded pid, not recycled,
+/// not a zombie).
+fn init_alive(rec: &ContainerRecord) -> bool {
+    rec.pid
+        .zip(rec.pid_start_time)
+        .is_some_and(|(p, t)| crate::oci::state::process_start_time(p) == Some(t))
+}
+
 /// A relative log path without `..` (it is joined to the log directory).
 fn check_log_path(p: &str) -> Result<()> {
     if p.starts_with('/') || p.split('/').any(|c| c == ".." || c.is_empty()) || p.contains('\0') {
@@ -311,7 +319,9 @@ impl Runtime {
         let id = rec.id.as_str();
         if oci.load(id).is_ok() {
             let _ = lifecycle::kill(&oci, id, Signal::SIGKILL, true);
-            let _ = wait_exit(&self.exits_dir(), &rec.id, KILL_GRACE);
+            if init_alive(rec) {
+                let _ = wait_exit(&self.exits_dir(), &rec.id, KILL_GRACE);
+            }
             if let Err(e) = lifecycle::delete(&oci, id, true) {
                 if !matches!(e, crate::Error::NotFound(_)) {
                     log::warn!("container {id}: delete: {e}");
@@ -390,6 +400,9 @@ impl Runtime {
             match rec.phase {
                 ContainerPhase::Exited => continue,
                 ContainerPhase::Creating if oci.load(id.as_str()).is_err() => continue,
+                // Gone without an exit record (its monitor died too):
+                // there is nothing left to stop.
+                ContainerPhase::Created | ContainerPhase::Running if !init_alive(&rec) => continue,
                 _ => {}
             }
             // A created container's init is pid 1 of its namespace and has
@@ -456,14 +469,17 @@ impl Runtime {
 
     fn status_of_container(&self, mut rec: ContainerRecord) -> ContainerStatus {
         self.refresh(&mut rec);
-        let alive = rec
-            .pid
-            .zip(rec.pid_start_time)
+        let alive = init_alive(&rec);
+        // An init that has just ended while its monitor lives: the exit
+        // record is being written; the container is not Unknown.
+        let monitor = rec
+            .monitor_pid
+            .zip(rec.monitor_start_time)
             .is_some_and(|(p, t)| crate::oci::state::process_start_time(p) == Some(t));
         let state = match rec.phase {
             ContainerPhase::Creating => ContainerState::Unknown,
-            ContainerPhase::Created if alive => ContainerState::Created,
-            ContainerPhase::Running if alive => ContainerState::Running,
+            ContainerPhase::Created if alive || monitor => ContainerState::Created,
+            ContainerPhase::Running if alive || monitor => ContainerState::Running,
             ContainerPhase::Exited => ContainerState::Exited,
             // Neither running nor an exit record: the monitor is gone.
             _ => ContainerState::Unknown,
