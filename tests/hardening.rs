@@ -120,6 +120,9 @@ kind: Pod
 metadata: {name: NAME}
 spec:
   restartPolicy: Never
+  # The swapper is pid 1 of its namespace and ignores SIGTERM: no grace
+  # period to sit out (a loaded machine made `pod rm` pass its 60 s).
+  terminationGracePeriodSeconds: 1
   volumes:
   - {name: shared, hostPath: {path: SHARED, type: Directory}}
   - {name: bin, hostPath: {path: BIN, type: Directory}}

@@ -45,6 +45,20 @@ impl PodEnv {
         serde_json::from_str(&read_all(&p)).unwrap_or(serde_json::Value::Null)
     }
 
+    /// `pod ps -o json`: the record with what the runtime knows of the
+    /// sandbox (ips, holderPid).
+    fn view(&self) -> serde_json::Value {
+        let o = self.hull(&["pod", "ps", "-o", "json", &self.name]);
+        serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// hull on the OCI state of the pods' runtime layer (their containers).
+    fn oci(&self, args: &[&str]) -> Output {
+        let mut cmd = std::process::Command::new(runtime());
+        cmd.arg("--root").arg(self.root.path().join("pod-runtime/run/oci")).args(args);
+        run_cmd(&mut cmd, Duration::from_secs(60))
+    }
+
     fn wait_phase(&self, phases: &[&str]) -> String {
         let mut phase = String::new();
         wait_for(&format!("pod phase in {phases:?}"), Duration::from_secs(20), || {
@@ -66,9 +80,8 @@ impl PodEnv {
 
     /// Remove the pod and check that nothing of it is left on the host.
     fn remove_and_check(&self) {
-        let rec = self.record();
         let uid = self.uid();
-        let holder = rec["holder"]["pid"].as_i64();
+        let holder = self.view()["holderPid"].as_i64();
         assert_ok(&self.hull(&["pod", "rm", &self.name]));
         let root = self.root.path().to_str().unwrap().to_string();
         wait_for("pod resources gone", Duration::from_secs(5), || pod_leftovers(&root, &uid, holder).is_empty());
@@ -356,7 +369,7 @@ spec:
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(sup as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let id = env.record()["containers"][0]["containerId"].as_str().unwrap().to_string();
-    let st = env.hull(&["state", &id]);
+    let st = env.oci(&["state", &id]);
     assert!(s(&st.stdout).contains("\"running\""), "container should still run: {}", show(&st));
     wait_for("exit 7 in ps", Duration::from_secs(10), || s(&env.hull(&["pod", "ps", &env.name]).stdout).contains(" 7 "));
     env.remove_and_check();
@@ -376,10 +389,14 @@ metadata: {name: NAME}
 spec:
   restartPolicy: Always
   terminationGracePeriodSeconds: 1
+  volumes: [{name: w, emptyDir: {}}]
   containers:
   - name: c
     image: ROOTFS
-    command: [sh, -c, 'touch /tmp/healthy; sleep 1; rm /tmp/healthy; exec sleep 1000']
+    # Only the first attempt turns unhealthy: the new one stays ready (a
+    # loaded machine need not catch a short healthy window).
+    command: [sh, -c, 'touch /tmp/healthy; if [ ! -e /w/once ]; then touch /w/once; sleep 1; rm /tmp/healthy; fi; exec sleep 1000']
+    volumeMounts: [{name: w, mountPath: /w}]
     livenessProbe:
       exec: {command: [cat, /tmp/healthy]}
       periodSeconds: 1
@@ -389,16 +406,18 @@ spec:
       periodSeconds: 1
 "#,
     ));
+    let first = env.record()["containers"][0]["containerId"].as_str().unwrap_or("").to_string();
     wait_for("a restart after the liveness failure", Duration::from_secs(20), || {
         env.record()["containers"][0]["restartCount"].as_u64().unwrap_or(0) >= 1
     });
     let rec = env.record();
     let c = &rec["containers"][0];
     assert_eq!(c["lastExit"]["exitCode"], 137, "{c}");
-    assert_eq!(c["containerId"].as_str().unwrap(), format!("{}_c_1", env.name), "a new container: {c}");
+    assert_eq!(c["attempt"], 1, "{c}");
+    assert!(!first.is_empty() && c["containerId"].as_str().unwrap() != first, "a new container: {c}");
     // The old container is gone, the new one runs.
-    assert_fails(&env.hull(&["state", &format!("{}_c_0", env.name)]));
-    wait_for("new container ready", Duration::from_secs(10), || env.record()["containers"][0]["ready"] == true);
+    assert_fails(&env.oci(&["state", &first]));
+    wait_for("new container ready", Duration::from_secs(30), || env.record()["containers"][0]["ready"] == true);
     env.remove_and_check();
 }
 
@@ -482,13 +501,13 @@ spec:
         cleanup();
         panic!("{}", show(&o));
     }
-    let ip: std::net::IpAddr = env.record()["ips"][0].as_str().expect("pod IP").parse().unwrap();
+    let ip: std::net::IpAddr = env.view()["ips"][0].as_str().expect("pod IP").parse().unwrap();
     assert!(ip.to_string().starts_with(&format!("172.31.{subnet_octet}.")), "{ip}");
     let fetch = read_tcp;
     let direct = fetch(std::net::SocketAddr::new(ip, 8080));
     let gateway: std::net::IpAddr = format!("172.31.{subnet_octet}.1").parse().unwrap();
     let mapped = fetch(std::net::SocketAddr::new(gateway, host_port));
-    let hosts = read_all(&env.root.path().join("pods").join(&env.name).join("etc/hosts"));
+    let hosts = s(&env.hull(&["pod", "exec", &env.name, "--", "cat", "/etc/hosts"]).stdout);
     // Stopping the pod gives the network back (CNI DEL), before rm.
     let stopped = env.hull(&["pod", "stop", &env.name]);
     let veths_after_stop = s(&std::process::Command::new("ip")
@@ -496,7 +515,7 @@ spec:
         .output()
         .unwrap()
         .stdout);
-    let network_after_stop = env.record()["network"].clone();
+    let network_after_stop = env.view();
     env.remove_and_check();
     let veths = s(&std::process::Command::new("ip")
         .args(["-o", "link", "show", "master", &bridge])
@@ -507,7 +526,7 @@ spec:
     cleanup();
     assert_ok(&stopped);
     assert!(veths_after_stop.trim().is_empty(), "veth left after pod stop: {veths_after_stop}");
-    assert!(network_after_stop.is_null(), "{network_after_stop}");
+    assert!(network_after_stop["ips"].as_array().is_some_and(|a| a.is_empty()), "{network_after_stop}");
     assert_eq!(direct.trim(), "pong", "pod IP {ip}:8080");
     assert_eq!(mapped.trim(), "pong", "hostPort {host_port} via {gateway}");
     assert!(hosts.contains(&ip.to_string()), "{hosts}");
@@ -873,5 +892,113 @@ spec:
     assert_ok(&env.hull(&["pod", "stop", &env.name]));
     assert!(t.elapsed() < Duration::from_secs(10), "pod stop took {:?}", t.elapsed());
     assert_eq!(env.record()["phase"], "Stopped");
+    env.remove_and_check();
+}
+
+/// A container that cannot be made (its hostPath is gone) waits with
+/// reason CreateContainerError and the runtime's message, is tried again
+/// with back-off, and runs again once its source is back.
+#[test]
+fn a_container_that_cannot_be_created_is_reported_and_retried() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let env = PodEnv::new("createerr");
+    let host = env.root.path().join("host-src");
+    std::fs::create_dir(&host).unwrap();
+    let manifest = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: NAME}
+spec:
+  restartPolicy: Always
+  terminationGracePeriodSeconds: 1
+  volumes: [{name: h, hostPath: {path: HOSTDIR, type: Directory}}]
+  containers:
+  - {name: c, image: ROOTFS, command: [sh, -c, 'sleep 0.5; exit 1'], volumeMounts: [{name: h, mountPath: /h}]}
+"#
+    .replace("HOSTDIR", host.to_str().unwrap());
+    assert_ok(&env.run(&manifest));
+    std::fs::remove_dir(&host).unwrap();
+    wait_for("CreateContainerError", Duration::from_secs(30), || env.record()["containers"][0]["reason"] == "CreateContainerError");
+    let c = env.record()["containers"][0].clone();
+    assert!(c["message"].as_str().unwrap_or("").contains("does not exist"), "{c}");
+    let ps = s(&env.hull(&["pod", "ps", &env.name]).stdout);
+    assert!(ps.contains("CreateContainerError"), "{ps}");
+    std::fs::create_dir(&host).unwrap();
+    wait_for("a new attempt running", Duration::from_secs(30), || {
+        let c = &env.record()["containers"][0];
+        c["reason"] != "CreateContainerError" && c["attempt"].as_u64().unwrap_or(0) >= 1
+    });
+    env.remove_and_check();
+}
+
+/// Concurrent `pod rm` of one pod take turns and all succeed; a pod
+/// directory that a `pod run` cut short left without a record is removed
+/// by `pod rm` rather than blocking the name for good.
+#[test]
+fn concurrent_removals_all_succeed_and_a_bare_pod_directory_is_removable() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let env = PodEnv::new("rm5");
+    assert_ok(&env.run(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers: [{name: c, image: ROOTFS, command: [sleep, '100']}]\n",
+    ));
+    let uid = env.uid();
+    let holder = env.view()["holderPid"].as_i64();
+    let outs: Vec<Output> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..5).map(|_| sc.spawn(|| env.hull(&["pod", "rm", &env.name]))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for o in &outs {
+        assert_ok(o);
+    }
+    let root = env.root.path().to_str().unwrap().to_string();
+    wait_for("pod resources gone", Duration::from_secs(10), || pod_leftovers(&root, &uid, holder).is_empty());
+    assert!(!env.root.path().join("pods").join(&env.name).exists(), "pod dir left");
+    // A claimed directory without a record (a run killed right after it).
+    std::fs::create_dir_all(env.root.path().join("pods").join(&env.name)).unwrap();
+    assert_fails_mentioning(
+        &env.run("apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  containers: [{name: c, image: ROOTFS, command: ['true']}]\n"),
+        &["already exists"],
+    );
+    assert_ok(&env.hull(&["pod", "rm", &env.name]));
+    assert!(!env.root.path().join("pods").join(&env.name).exists(), "bare pod dir left");
+}
+
+/// A container whose monitor was killed (so no exit record will come) is
+/// not shown running for ever: once its process is gone it is terminated
+/// with reason Unknown, and restartPolicy acts on it.
+#[test]
+fn a_container_that_died_with_its_monitor_is_seen_and_restarted() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let env = PodEnv::new("monkill");
+    assert_ok(&env.run(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  restartPolicy: Always\n  terminationGracePeriodSeconds: 1\n  containers: [{name: c, image: ROOTFS, command: [sleep, '1000']}]\n",
+    ));
+    let id = env.record()["containers"][0]["containerId"].as_str().unwrap_or("").to_string();
+    assert!(!id.is_empty());
+    let state: serde_json::Value = serde_json::from_slice(&env.oci(&["state", &id]).stdout).unwrap_or_default();
+    let init = state["pid"].as_i64().expect("the container's pid") as i32;
+    let monitors: Vec<i32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_string_lossy().parse().ok()?;
+            let cmd = s(&std::fs::read(e.path().join("cmdline")).unwrap_or_default()).replace('\0', " ");
+            (cmd.contains(" monitor ") && cmd.contains(&id)).then_some(pid)
+        })
+        .collect();
+    assert_eq!(monitors.len(), 1, "the container's monitor");
+    let kill = |pid: i32| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    kill(monitors[0]);
+    wait_for("the monitor gone", Duration::from_secs(10), || !Path::new(&format!("/proc/{}/cmdline", monitors[0])).exists());
+    kill(init);
+    wait_for("a restart", Duration::from_secs(30), || env.record()["containers"][0]["restartCount"].as_u64().unwrap_or(0) >= 1);
+    assert_eq!(env.record()["containers"][0]["lastExit"]["reason"], "Unknown", "{}", env.record()["containers"][0]);
+    wait_for("the new attempt running", Duration::from_secs(20), || env.record()["containers"][0]["state"] == "Running");
     env.remove_and_check();
 }

@@ -326,6 +326,9 @@ pub enum PodCmd {
         /// The pod's namespace
         #[arg(short = 'n', long, default_value = "default")]
         namespace: String,
+        /// table, or json: the pod's record with its sandbox's addresses and holder
+        #[arg(short = 'o', long, default_value = "table", value_parser = ["table", "json"])]
+        output: String,
     },
     /// Print a container's log
     Logs {

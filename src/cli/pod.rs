@@ -11,31 +11,38 @@ use crate::pod::{
 };
 
 pub fn dispatch(root: &StateRoot, image_root: &std::path::Path, cmd: &PodCmd) -> Result<i32> {
+    let cni = match cmd {
+        PodCmd::Run { cni_conf_dir, cni_bin_dirs, .. } => {
+            crate::network::CniOptions { conf_dir: cni_conf_dir.clone(), plugin_dirs: cni_bin_dirs.clone(), ..Default::default() }
+        }
+        _ => Default::default(),
+    };
+    let rt = pod::open_runtime(root, image_root, cni)?;
     match cmd {
-        PodCmd::Run { file, namespace, backoff_base_ms, wait, cni_conf_dir, cni_bin_dirs } => {
+        PodCmd::Run { file, namespace, backoff_base_ms, wait, .. } => {
             let rec = pod::run(
                 root,
+                &rt,
                 &pod::RunOptions {
                     manifest: file.clone(),
                     backoff_base: Duration::from_millis(*backoff_base_ms),
                     wait: Duration::from_secs(*wait),
-                    cni: crate::network::CniOptions {
-                        conf_dir: cni_conf_dir.clone(),
-                        plugin_dirs: cni_bin_dirs.clone(),
-                        ..Default::default()
-                    },
-                    image_root: image_root.to_path_buf(),
                     namespace: namespace.clone(),
                 },
             )?;
-            let ips = if rec.ips.is_empty() { "no IP".to_string() } else { rec.ips.join(", ") };
+            let view = pod::view(&rt, rec);
+            let ips = if view.ips.is_empty() { "no IP".to_string() } else { view.ips.join(", ") };
+            let rec = &view.record;
             println!("pod/{} {} (uid {}, {ips})", rec.name, rec.phase, rec.uid);
-            print_containers(&rec);
-            let failed = rec.containers.iter().any(|c| c.reason == "StartError");
-            Ok(if failed { 1 } else { 0 })
+            print_containers(rec);
+            let failed: Vec<_> = rec.containers.iter().filter(|c| pod::start_failed(c)).collect();
+            for c in &failed {
+                eprintln!("hull: container {} did not start: {}: {}", c.name, c.reason, c.message);
+            }
+            Ok(if failed.is_empty() { 0 } else { 1 })
         }
         PodCmd::Ls { namespace } => {
-            let pods = pod::list(root, namespace);
+            let pods = pod::list(root, &rt, namespace);
             println!("{:<24} {:<10} {:<7} {:<9} CREATED", "NAME", "PHASE", "READY", "RESTARTS");
             for p in pods {
                 let app: Vec<_> = p.containers.iter().filter(|c| !c.init).collect();
@@ -47,32 +54,48 @@ pub fn dispatch(root: &StateRoot, image_root: &std::path::Path, cmd: &PodCmd) ->
             }
             Ok(0)
         }
-        PodCmd::Ps { name, namespace } => {
-            let rec = pod::status(root, &key(namespace, name)?)?;
+        PodCmd::Ps { name, namespace, output } => {
+            let rec = pod::status(root, &rt, &key(namespace, name)?)?;
+            if output == "json" {
+                let view = pod::view(&rt, rec);
+                println!("{}", serde_json::to_string_pretty(&view).map_err(|e| Error::InvalidState(e.to_string()))?);
+                return Ok(0);
+            }
             println!(
                 "pod/{} {}{}",
                 rec.name,
                 rec.phase,
-                if pod::supervisor_alive(&rec) || is_final(&rec) { "" } else { " (supervisor not running)" }
+                if pod::supervisor_alive(&rec) || rec.is_final() { "" } else { " (supervisor not running)" }
             );
             print_containers(&rec);
             Ok(0)
         }
-        PodCmd::Logs { name, namespace, container, follow } => logs(root, &key(namespace, name)?, container.as_deref(), *follow),
+        PodCmd::Logs { name, namespace, container, follow } => logs(root, &rt, &key(namespace, name)?, container.as_deref(), *follow),
         PodCmd::Exec { name, namespace, container, command } => {
-            let id = pod::running_container(root, &key(namespace, name)?, container.as_deref())?;
-            let rec = root.load(&id)?;
+            let id = pod::running_container(root, &rt, &key(namespace, name)?, container.as_deref())?;
+            let oci = rt.oci_root();
+            let rec = oci.load(id.as_str())?;
             let mut process = rec.config.process().clone().unwrap_or_default();
             process.set_args(Some(command.clone()));
             process.set_terminal(Some(false));
+            // The runtime's exit watcher is a thread, and the OCI exec forks:
+            // this process is single-threaded again once the runtime is gone.
+            drop(rt);
             crate::oci::exec::exec(
-                root,
-                &crate::oci::exec::ExecOptions { id, process, detach: false, pid_file: None, console_socket: None, preserve_fds: 0 },
+                &oci,
+                &crate::oci::exec::ExecOptions {
+                    id: id.to_string(),
+                    process,
+                    detach: false,
+                    pid_file: None,
+                    console_socket: None,
+                    preserve_fds: 0,
+                },
             )
         }
-        PodCmd::Stop { name, namespace } => pod::stop(root, &key(namespace, name)?).map(|_| 0),
-        PodCmd::Rm { name, namespace } => pod::remove(root, &key(namespace, name)?).map(|_| 0),
-        PodCmd::Supervise { name, backoff_base_ms } => pod::supervise(root, name, Duration::from_millis(*backoff_base_ms)).map(|_| 0),
+        PodCmd::Stop { name, namespace } => pod::stop(root, &rt, &key(namespace, name)?).map(|_| 0),
+        PodCmd::Rm { name, namespace } => pod::remove(root, &rt, &key(namespace, name)?).map(|_| 0),
+        PodCmd::Supervise { name, backoff_base_ms } => pod::supervise(root, rt, name, Duration::from_millis(*backoff_base_ms)).map(|_| 0),
     }
 }
 
@@ -81,10 +104,6 @@ fn key(namespace: &str, name: &str) -> Result<String> {
     pod::names::check_label("--namespace", namespace)?;
     pod::names::check_subdomain("pod name", name)?;
     Ok(pod::store::pod_key(namespace, name))
-}
-
-fn is_final(rec: &PodRecord) -> bool {
-    matches!(rec.phase.as_str(), "Succeeded" | "Failed" | "Stopped")
 }
 
 fn print_containers(rec: &PodRecord) {
@@ -105,13 +124,13 @@ fn print_containers(rec: &PodRecord) {
             c.restart_count,
             exit,
             c.ready,
-            c.container_id.as_deref().unwrap_or("-")
+            c.container_id.as_ref().map_or("-", |id| id.short())
         );
     }
 }
 
-fn logs(root: &StateRoot, name: &str, container: Option<&str>, follow: bool) -> Result<i32> {
-    let mut path = pod::log_path(root, name, container)?;
+fn logs(root: &StateRoot, rt: &crate::runtime::Runtime, name: &str, container: Option<&str>, follow: bool) -> Result<i32> {
+    let mut path = pod::log_path(root, rt, name, container)?;
     let mut offset = 0u64;
     let mut out = std::io::stdout();
     loop {
@@ -120,8 +139,8 @@ fn logs(root: &StateRoot, name: &str, container: Option<&str>, follow: bool) -> 
         if !follow {
             return Ok(0);
         }
-        let rec = pod::status(root, name)?;
-        let current = pod::log_path(root, name, container)?;
+        let rec = pod::status(root, rt, name)?;
+        let current = pod::log_path(root, rt, name, container)?;
         if current != path {
             // A restart began a new log: finish the old one, go on with it.
             pod::print_log(&path, offset, &mut out);
@@ -143,7 +162,7 @@ fn logs(root: &StateRoot, name: &str, container: Option<&str>, follow: bool) -> 
                     container.unwrap_or("")
                 )))
             })?;
-        if c.state == ContainerState::Terminated && (is_final(&rec) || !pod::supervisor_alive(&rec)) {
+        if c.state == ContainerState::Terminated && (rec.is_final() || !pod::supervisor_alive(&rec)) {
             pod::print_log(&path, offset, &mut out);
             return Ok(0);
         }

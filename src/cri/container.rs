@@ -62,7 +62,13 @@ fn mount(i: usize, m: cri::Mount) -> Result<rt::Mount, Status> {
         Ok(cri::MountPropagation::PropagationBidirectional) => rt::MountPropagation::Bidirectional,
         Err(_) => return Err(invalid(&format!("{field}.propagation"), format!("unknown propagation {}", m.propagation))),
     };
-    Ok(rt::Mount { container_path: m.container_path, host_path: m.host_path.into(), readonly: m.readonly, propagation, tmpfs: false })
+    Ok(rt::Mount {
+        container_path: m.container_path,
+        host_path: m.host_path.into(),
+        readonly: m.readonly,
+        propagation,
+        ..Default::default()
+    })
 }
 
 /// `log_path`: relative to the sandbox's log directory, never out of it.

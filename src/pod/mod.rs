@@ -1,27 +1,30 @@
-//! Pods without a kubelet: `hull pod run pod.yaml` and friends.
+//! Pods without a kubelet: `hull pod run pod.yaml` and friends, a front end
+//! over the runtime layer as the kubelet is one over CRI.
 //!
-//! A pod is a sandbox (a holder process owning the shared namespaces, see
-//! [`sandbox`]), volumes ([`volumes`]), and containers made from the
-//! manifest ([`bundle`]), each run by a monitor process, all driven by a
-//! per-pod supervisor process ([`supervisor`]) that outlives the command.
+//! A manifest becomes a runtime sandbox and, per container attempt, a
+//! runtime container ([`translate`]); the pod's volumes are made on the
+//! host first ([`volumes`]); a per-pod supervisor process ([`supervisor`])
+//! that outlives the command runs init containers, restarts, back-off and
+//! probes by calling the runtime. The pod's own record ([`store`]) keeps
+//! only what the runtime layer does not.
 pub mod backoff;
-pub mod bundle;
 pub mod manifest;
 pub mod names;
 pub mod probe;
-pub mod sandbox;
 pub mod store;
 pub mod supervisor;
+pub mod translate;
 pub mod validate;
 pub mod volumes;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result, SysContext};
-use crate::monitor::exit::ExitRecord;
 use crate::oci::state::StateRoot;
+use crate::runtime::{Runtime, RuntimeOptions, SandboxId};
 use store::{ContainerState, PodDir, PodRecord, PodStore};
 
 /// Options of `hull pod run`.
@@ -31,13 +34,23 @@ pub struct RunOptions {
     pub backoff_base: Duration,
     /// How long to wait for the containers to be running.
     pub wait: Duration,
-    /// Where the CNI network config and plugins are.
-    pub cni: crate::network::CniOptions,
-    /// hull's image store (`image:` references other than local paths).
-    pub image_root: PathBuf,
     /// `-n/--namespace`; None: the manifest's `metadata.namespace`, else
     /// `default`.
     pub namespace: Option<String>,
+}
+
+/// The runtime layer `hull pod` stands on under a hull root: its records
+/// in `<root>/pod-runtime`, its runtime files (OCI state, exit records,
+/// netns pins) in `<root>/pod-runtime/run`.
+pub fn open_runtime(root: &StateRoot, image_root: &Path, cni: crate::network::CniOptions) -> Result<Runtime> {
+    let base = root.path.join("pod-runtime");
+    let mut opts = RuntimeOptions::new(&base, base.join("run"));
+    opts.image_root = image_root.to_path_buf();
+    opts.cni = cni;
+    // This process may run from a sealed copy of the binary (see main),
+    // which has no path to exec: its own /proc link is the one that works.
+    opts.hull = PathBuf::from("/proc/self/exe");
+    Ok(Runtime::open(opts)?)
 }
 
 /// Read a manifest from a file, or stdin for "-".
@@ -60,91 +73,28 @@ fn new_uid() -> String {
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
-/// Undo a pod's host-side resources; used by `rm` and by a failed `run`.
-/// Only the containers the record names are deleted (each container's
-/// current attempt, and the next one a supervisor may have been starting
-/// when it died), never every id that merely starts like the pod's.
-fn teardown(root: &StateRoot, store: &PodStore, rec: &PodRecord) {
-    for c in &rec.containers {
-        let ids = [
-            c.container_id.clone(),
-            Some(supervisor::container_id(&rec.key(), &c.name, c.attempt)),
-            Some(supervisor::container_id(&rec.key(), &c.name, c.attempt + 1)),
-        ];
-        for id in ids.into_iter().flatten() {
-            if root.load(&id).is_ok() {
-                let _ = crate::oci::lifecycle::delete(root, &id, true);
-            }
-        }
-    }
-    // Container rootfs overlays (with their image-store leases), then volumes.
-    let (rootfs, others): (Vec<PathBuf>, Vec<PathBuf>) = rec.host_mounts.iter().cloned().partition(|m| m.ends_with("rootfs"));
-    for m in rootfs.iter().rev() {
-        bundle::unmount_rootfs(&rec.image_root, m);
-    }
-    volumes::unmount_all(&others);
-    release_network(store, rec);
-    if let Some(h) = &rec.holder {
-        sandbox::stop_holder(h);
-    }
-    remove_cgroup_parent(&rec.cgroup_parent);
-    let _ = std::fs::remove_dir_all(&store.dir(&rec.key()).path);
+/// The pod's sandbox: the record's, else (a `pod run` cut short between
+/// making it and writing its id) the one the runtime's name index holds.
+fn sandbox_of(rt: &Runtime, rec: &PodRecord) -> Option<SandboxId> {
+    rec.sandbox_id.clone().or_else(|| rt.find_sandbox(&rec.namespace, &rec.name, 0).ok().flatten())
 }
 
-/// CNI DEL and the netns pin (idempotent: DEL of what is gone succeeds).
-fn release_network(store: &PodStore, rec: &PodRecord) {
-    if let Some(att) = rec.network.clone().and_then(|v| serde_json::from_value::<crate::network::Attachment>(v).ok()) {
-        if let Err(e) = att.del() {
-            log::warn!("pod {}: CNI DEL: {e}", rec.name);
-        }
+/// Undo everything of a pod: the runtime sandbox (its containers, holder,
+/// network, cgroups), the volumes mounted on the host, the pod directory.
+/// Used by `rm` and by a failed `run`. A sandbox that cannot be removed
+/// keeps the record, so that a later `rm` can try again.
+fn teardown(rt: &Runtime, store: &PodStore, rec: &PodRecord) -> Result<()> {
+    if let Some(id) = sandbox_of(rt, rec) {
+        rt.remove_sandbox(&id)?;
     }
-    let pinned = store.dir(&rec.key()).path.join("netns");
-    if pinned.exists() {
-        let _ = crate::network::netns::remove_netns(&pinned);
-    }
+    volumes::unmount_all(&rec.volume_mounts);
+    let dir = store.dir(&rec.key()).path;
+    std::fs::remove_dir_all(&dir)
+        .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
+        .sys_context(|| format!("remove {}", dir.display()))
 }
 
-/// The pod's cgroup parent directories, in every hierarchy.
-/// rmdir every cgroup below `dir`, deepest first (cgroup directories hold
-/// only control files, which rmdir takes along; one with processes fails
-/// and stays).
-fn remove_empty_children(dir: &Path) {
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.file_type().is_ok_and(|t| t.is_dir()) {
-            remove_empty_children(&e.path());
-            let _ = std::fs::remove_dir(e.path());
-        }
-    }
-}
-
-fn remove_cgroup_parent(parent: &str) {
-    let rel = parent.trim_start_matches('/');
-    if rel.is_empty() {
-        return;
-    }
-    let bases: Vec<PathBuf> = match crate::cgroups::detect_layout() {
-        crate::cgroups::Layout::V2 => vec![PathBuf::from("/sys/fs/cgroup")],
-        crate::cgroups::Layout::V1 => std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten().map(|e| e.path()).collect(),
-    };
-    for base in bases {
-        // What is left below it first (a container cgroup whose OCI delete
-        // did not run: empty ones go, ones with processes stay), then the
-        // pod's own, then its parents up to the hierarchy root.
-        remove_empty_children(&base.join(rel));
-        let mut p = base.join(rel);
-        while p != base {
-            if std::fs::remove_dir(&p).is_err() && p.exists() {
-                break;
-            }
-            match p.parent() {
-                Some(q) => p = q.to_path_buf(),
-                None => break,
-            }
-        }
-    }
-}
-
-pub fn run(root: &StateRoot, opts: &RunOptions) -> Result<PodRecord> {
+pub fn run(root: &StateRoot, rt: &Runtime, opts: &RunOptions) -> Result<PodRecord> {
     let text = read_manifest(&opts.manifest)?;
     let m = manifest::parse(&text)?;
     for w in &m.warnings {
@@ -163,6 +113,7 @@ pub fn run(root: &StateRoot, opts: &RunOptions) -> Result<PodRecord> {
     names::check_label("namespace", &namespace)?;
     let key = store::pod_key(&namespace, &name);
     let store = PodStore::new(&root.path);
+    let lock = store.lock(&key)?;
     let dir = store.claim(&key)?;
     let uid = pod.metadata.uid.clone().unwrap_or_else(new_uid);
     let mut rec = PodRecord {
@@ -172,164 +123,72 @@ pub fn run(root: &StateRoot, opts: &RunOptions) -> Result<PodRecord> {
         created: humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
         phase: "Pending".into(),
         manifest: pod.clone(),
-        holder: None,
+        sandbox_id: None,
         supervisor_pid: 0,
         backoff_base_ms: u64::try_from(opts.backoff_base.as_millis()).unwrap_or(u64::MAX),
-        ips: Vec::new(),
-        network: None,
-        host_mounts: Vec::new(),
-        cgroup_parent: format!("/hull-pod-{uid}"),
-        image_root: opts.image_root.clone(),
+        volume_mounts: Vec::new(),
+        image_root: rt.options().image_root.clone(),
         containers: supervisor::initial_statuses(&pod),
     };
-    match set_up(root, &store, &dir, &mut rec, opts) {
-        Ok(()) => {}
-        Err(e) => {
-            teardown(root, &store, &rec);
-            return Err(e);
+    // The record first: from here on `pod rm` finds what was made.
+    let made = store.save(&rec).and_then(|()| set_up(root, rt, &store, &dir, &mut rec, opts));
+    if let Err(e) = made {
+        if let Err(te) = teardown(rt, &store, &rec) {
+            log::warn!("pod {}: undo a failed run: {te}", store::shown(&key));
         }
+        return Err(e);
     }
+    drop(lock);
     wait_started(&store, &key, opts.wait)
 }
 
-fn set_up(root: &StateRoot, store: &PodStore, dir: &PodDir, rec: &mut PodRecord, opts: &RunOptions) -> Result<()> {
+fn set_up(root: &StateRoot, rt: &Runtime, store: &PodStore, dir: &PodDir, rec: &mut PodRecord, opts: &RunOptions) -> Result<()> {
     let spec = rec.manifest.spec.clone().expect("validated");
-    let host_net = spec.host_network.unwrap_or(false);
-    rec.holder = Some(sandbox::start_holder(
-        Path::new("/proc/self/exe"),
-        &sandbox::SandboxSpec {
-            hostname: bundle::pod_hostname(&rec.manifest),
-            network: !host_net,
-            uts: !host_net,
-            ipc: !spec.host_ipc.unwrap_or(false),
-            pid: spec.share_process_namespace.unwrap_or(false),
-        },
-    )?);
-    if !host_net {
-        attach_network(store, rec, &opts.cni)?;
-    }
-    bundle::write_etc_files(&rec.manifest, dir, &rec.ips)?;
-    make_pod_cgroup(rec)?;
-    let vols = volumes::prepare(dir, spec.volumes.as_deref().unwrap_or(&[]), &mut rec.host_mounts)?;
-    // Build and validate every container's config now, so that a bad
-    // manifest fails here rather than in the supervisor.
-    let ctx = bundle::BundleContext {
-        pod: &rec.manifest,
-        image_root: &rec.image_root,
-        dir,
-        holder: rec.holder.as_ref(),
-        volumes: &vols,
-        cgroup_parent: &rec.cgroup_parent,
-    };
+    let vols = volumes::prepare(dir, spec.volumes.as_deref().unwrap_or(&[]), &mut rec.volume_mounts);
+    store.save(rec)?;
+    let vols = vols?;
+    // Translate and check every container now, so that a bad manifest
+    // fails here rather than in the supervisor.
     for (kind, list) in [("initContainers", spec.init_containers.clone().unwrap_or_default()), ("containers", spec.containers.clone())] {
         for (i, c) in list.iter().enumerate() {
             let field = format!("spec.{kind}[{i}]");
-            probe::specs_of(c).map_err(|e| Error::InvalidArgument(format!("{field}: {e}")))?;
-            let image = bundle::resolve_image(c.image.as_deref().unwrap_or(""), &field, &rec.image_root)?;
-            // An image's rootfs is not mounted yet: its User (a name to look
-            // up in its /etc/passwd) is resolved when the container starts.
-            let (probe_root, image_config) = match &image {
-                bundle::ImageSource::Dir(d) => (d.clone(), None),
-                bundle::ImageSource::Store { config, .. } => {
-                    let mut c = config.clone();
-                    c.config.user = None;
-                    (dir.path.clone(), Some(c))
-                }
-            };
-            let config = bundle::config(&ctx, c, &field, &probe_root, true, image_config.as_ref())?;
-            let spec = crate::oci::config::parse_spec(config.to_string().as_bytes())
-                .map_err(|e| Error::InvalidArgument(format!("{field}: {e}")))?;
-            crate::oci::config::validate(&spec).map_err(|e| Error::InvalidArgument(format!("{field}: {e}")))?;
+            check_container(rt, &rec.manifest, c, &field, &vols)?;
         }
     }
+    let config = translate::sandbox_config(&rec.manifest, &rec.namespace, &rec.uid, &dir.logs())?;
+    let id = rt.create_sandbox(&config).map_err(|e| e.context("pod sandbox"))?;
+    rec.sandbox_id = Some(id);
     store.save(rec)?;
-    spawn_supervisor(root, dir, &rec.key(), opts.backoff_base)?;
+    spawn_supervisor(root, dir, &rec.key(), opts.backoff_base, &rec.image_root)?;
     Ok(())
 }
 
-/// The pod cgroup (`/hull-pod-<uid>`), parent of its containers' cgroups,
-/// with the pod-level limits. Removed by `teardown` after the containers'.
-fn make_pod_cgroup(rec: &PodRecord) -> Result<()> {
-    let parent = Path::new(&rec.cgroup_parent);
-    let (dir, leaf) = (parent.parent().unwrap_or(Path::new("/")), parent.file_name().and_then(|n| n.to_str()).unwrap_or("pod"));
-    let cg = crate::cgroups::Cgroup::create(Some(&dir.join(leaf)), leaf)?;
-    if let Some(r) = bundle::pod_resources(&rec.manifest)? {
-        let res: oci_spec::runtime::LinuxResources =
-            serde_json::from_value(r).map_err(|e| Error::InvalidArgument(format!("pod resources: {e}")))?;
-        if let Err(e) = cg.apply_resources(&res) {
-            let _ = cg.remove();
-            return Err(e);
-        }
+/// A container's probes, translation, image, command and volume sources,
+/// each error naming the manifest field.
+fn check_container(
+    rt: &Runtime,
+    pod: &k8s_openapi::api::core::v1::Pod,
+    c: &k8s_openapi::api::core::v1::Container,
+    field: &str,
+    vols: &[translate::HostVolume],
+) -> Result<()> {
+    probe::specs_of(c).map_err(|e| Error::InvalidArgument(format!("{field}: {e}")))?;
+    let config = translate::container_config(pod, c, field, vols, 0)?;
+    let image = crate::runtime::rootfs::resolve(&config.image.image, &format!("{field}.image"), &rt.options().image_root)?;
+    let mut spec = crate::runtime::spec::base();
+    crate::runtime::spec::process(&mut spec, &config, image.config()).map_err(|e| Error::InvalidArgument(format!("{field}: {e}")))?;
+    for (i, m) in config.mounts.iter().enumerate() {
+        let vm = format!("{field}.volumeMounts[{i}]");
+        crate::runtime::mounts::open_source(m, &vm).map_err(|e| {
+            let why = e.to_string();
+            let why = why.split_once(": ").map_or(why.as_str(), |(_, w)| w).to_string();
+            Error::InvalidArgument(if m.sub_path.is_empty() { format!("{vm}: {why}") } else { format!("{vm}.subPath: {why}") })
+        })?;
     }
     Ok(())
 }
 
-/// Container ports with a hostPort, as CNI port mappings.
-fn host_ports(pod: &k8s_openapi::api::core::v1::Pod) -> impl Iterator<Item = crate::network::PortMapping> + '_ {
-    let spec = pod.spec.as_ref().expect("validated");
-    spec.containers.iter().flat_map(|c| c.ports.iter().flatten()).filter_map(|p| {
-        let host_port = u16::try_from(p.host_port?).ok()?;
-        Some(crate::network::PortMapping {
-            host_port,
-            container_port: u16::try_from(p.container_port).unwrap_or(0),
-            protocol: p.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase(),
-            host_ip: p.host_ip.clone().unwrap_or_default(),
-        })
-    })
-}
-
-/// CNI ADD for the pod's network namespace (the holder's). Without any CNI
-/// config the pod keeps only its loopback, which is said on stderr, and a
-/// hostPort (which needs the portmap plugin) is an error.
-fn attach_network(store: &PodStore, rec: &mut PodRecord, cni: &crate::network::CniOptions) -> Result<()> {
-    let config = match crate::network::CniConfig::discover(cni) {
-        Ok(c) => c,
-        Err(crate::network::NetworkError::NoConfig { dir }) => {
-            if let Some(p) = host_ports(&rec.manifest).next() {
-                return Err(Error::InvalidArgument(format!(
-                    "hostPort {}: needs a CNI network with the portmap plugin, and {} has no network config",
-                    p.host_port,
-                    dir.display()
-                )));
-            }
-            eprintln!("hull: warning: no CNI network config in {}: the pod has only its loopback", dir.display());
-            return Ok(());
-        }
-        Err(e) => return Err(Error::InvalidArgument(format!("pod network: {e}"))),
-    };
-    if let Some(p) = host_ports(&rec.manifest).next().filter(|_| !config.maps_ports()) {
-        return Err(Error::InvalidArgument(format!(
-            "hostPort {}: the CNI network {:?} ({}) has no plugin with the portMappings capability (portmap): the port would not be mapped",
-            p.host_port,
-            config.list.name,
-            config.source.display()
-        )));
-    }
-    let holder = rec.holder.expect("started before the network");
-    // CNI gets a pinned path, not /proc/<holder>/ns/net: should the holder
-    // die and its pid be reused, a DEL must not reach someone else's netns.
-    let netns = crate::network::netns::pin_netns(Path::new(&sandbox::ns_path(&holder, "net")), &store.dir(&rec.key()).path, "netns")
-        .map_err(|e| Error::InvalidArgument(format!("pod network: {e}")))?;
-    let mut att = config.attachment(&rec.uid, &netns, "eth0");
-    att.port_mappings = host_ports(&rec.manifest).collect();
-    att.args = vec![
-        ("K8S_POD_NAMESPACE".into(), rec.namespace.clone()),
-        ("K8S_POD_NAME".into(), rec.name.clone()),
-        ("K8S_POD_INFRA_CONTAINER_ID".into(), rec.uid.clone()),
-        ("K8S_POD_UID".into(), rec.uid.clone()),
-    ];
-    // Recorded before ADD: a crash in between still leaves enough for DEL.
-    rec.network = serde_json::to_value(&att).ok();
-    store.save(rec)?;
-    let result = att
-        .add()
-        .map_err(|e| Error::InvalidArgument(format!("pod network (CNI {}): {e}", att.config.name)))?;
-    rec.ips = result.pod_ips().iter().map(|ip| ip.to_string()).collect();
-    rec.network = serde_json::to_value(&att).ok();
-    Ok(())
-}
-
-fn spawn_supervisor(root: &StateRoot, dir: &PodDir, name: &str, backoff: Duration) -> Result<()> {
+fn spawn_supervisor(root: &StateRoot, dir: &PodDir, name: &str, backoff: Duration, image_root: &Path) -> Result<()> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -338,6 +197,8 @@ fn spawn_supervisor(root: &StateRoot, dir: &PodDir, name: &str, backoff: Duratio
     let mut cmd = std::process::Command::new("/proc/self/exe");
     cmd.arg("--root")
         .arg(&root.path)
+        .arg("--image-root")
+        .arg(image_root)
         .arg("--log")
         .arg(dir.path.join("supervisor.log"))
         .args(["pod", "supervise", "--backoff-base-ms"])
@@ -357,23 +218,28 @@ fn spawn_supervisor(root: &StateRoot, dir: &PodDir, name: &str, backoff: Duratio
     Ok(())
 }
 
-/// Wait (bounded) until every app container runs, or the pod ended.
+/// Wait (bounded) until every app container runs, or the pod ended, or a
+/// container could not be created or started.
 fn wait_started(store: &PodStore, name: &str, limit: Duration) -> Result<PodRecord> {
     let start = Instant::now();
     loop {
         let rec = store.load(name)?;
         let app = rec.containers.iter().filter(|c| !c.init);
         let all_running = app.clone().all(|c| c.state == ContainerState::Running);
-        let failed_start = rec.containers.iter().any(|c| c.reason == "StartError");
-        if all_running || failed_start || matches!(rec.phase.as_str(), "Succeeded" | "Failed" | "Stopped") || start.elapsed() > limit {
+        if all_running || rec.containers.iter().any(start_failed) || rec.is_final() || start.elapsed() > limit {
             return Ok(rec);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
+/// A container the runtime could not create or start.
+pub fn start_failed(c: &store::ContainerStatus) -> bool {
+    matches!(c.reason.as_str(), "CreateContainerError" | "RunContainerError")
+}
+
 /// Entry point of the detached supervisor process.
-pub fn supervise(root: &StateRoot, name: &str, backoff_base: Duration) -> Result<()> {
+pub fn supervise(root: &StateRoot, rt: Runtime, name: &str, backoff_base: Duration) -> Result<()> {
     nix::sys::prctl::set_child_subreaper(false).ok();
     let store = PodStore::new(&root.path);
     let dir = store.dir(name);
@@ -392,134 +258,198 @@ pub fn supervise(root: &StateRoot, name: &str, backoff_base: Duration) -> Result
     };
     let mut rec = store.load(name)?;
     rec.supervisor_pid = std::process::id() as i32;
+    let sandbox = rec
+        .sandbox_id
+        .clone()
+        .ok_or_else(|| Error::InvalidState(format!("pod {}: no sandbox", store::shown(name))))?;
     let spec = rec.manifest.spec.clone().expect("validated");
     // Volumes were made by `run`; only their host paths are needed here.
     let vols = volumes::existing(&dir, spec.volumes.as_deref().unwrap_or(&[]));
-    let mut sup =
-        supervisor::Supervisor { root, store: &store, dir, rec, volumes: vols, backoff_base, hull: PathBuf::from("/proc/self/exe") };
+    let mut sup = supervisor::Supervisor {
+        rt: Arc::new(rt),
+        store: &store,
+        dir,
+        rec,
+        sandbox,
+        volumes: vols,
+        backoff_base,
+        hull: PathBuf::from("/proc/self/exe"),
+    };
     sup.run()
 }
 
 /// The current state of a pod's containers, with exits read from the
-/// monitors' records (they are right even if the supervisor died). A pod
-/// whose supervisor died before the pod ended gets a new one, which takes
-/// over from the record (running containers are adopted, restarts and
-/// probes resume).
-pub fn status(root: &StateRoot, name: &str) -> Result<PodRecord> {
+/// runtime (right even if the supervisor died). A pod whose supervisor
+/// died before the pod ended gets a new one, which takes over from the
+/// record (running containers are adopted, restarts and probes resume).
+pub fn status(root: &StateRoot, rt: &Runtime, name: &str) -> Result<PodRecord> {
     let store = PodStore::new(&root.path);
     let mut rec = store.load(name)?;
     let dir = store.dir(name);
-    let ended = matches!(rec.phase.as_str(), "Succeeded" | "Failed" | "Stopped");
-    if rec.supervisor_pid > 0 && !ended && !supervisor_alive(&rec) && !dir.stop_request().exists() {
+    if rec.supervisor_pid > 0 && !rec.is_final() && !supervisor_alive(&rec) && !dir.stop_request().exists() {
         log::warn!("pod {name}: its supervisor is gone; starting a new one");
-        spawn_supervisor(root, &dir, name, Duration::from_millis(rec.backoff_base_ms))?;
+        spawn_supervisor(root, &dir, name, Duration::from_millis(rec.backoff_base_ms), &rec.image_root)?;
     }
     for c in &mut rec.containers {
-        if c.state == ContainerState::Running {
-            if let Some(exit) = ExitRecord::load(&dir.attempt(&c.name, c.attempt).join("exit.json")) {
-                c.state = ContainerState::Terminated;
-                c.reason = exit.reason.clone();
-                c.ready = false;
-                c.last_exit = Some(exit);
-            }
+        if c.state != ContainerState::Running {
+            continue;
         }
+        let Some(exit) = c
+            .container_id
+            .as_ref()
+            .and_then(|id| rt.container_status(id).ok())
+            .and_then(|st| supervisor::exit_of(&st))
+        else {
+            continue;
+        };
+        c.state = ContainerState::Terminated;
+        c.reason = exit.reason.clone();
+        c.ready = false;
+        c.last_exit = Some(exit);
     }
     Ok(rec)
+}
+
+/// A pod's record with what the runtime knows of its sandbox (the view
+/// `pod ps -o json` prints).
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodView {
+    #[serde(flatten)]
+    pub record: PodRecord,
+    /// The sandbox's addresses (none once it is stopped).
+    pub ips: Vec<String>,
+    /// The sandbox holder, while it runs.
+    pub holder_pid: Option<i32>,
+    pub sandbox_ready: bool,
+}
+
+pub fn view(rt: &Runtime, rec: PodRecord) -> PodView {
+    let st = sandbox_of(rt, &rec).and_then(|id| rt.sandbox_status(&id).ok());
+    PodView {
+        ips: st.as_ref().map(|s| s.ips.clone()).unwrap_or_default(),
+        holder_pid: st.as_ref().and_then(|s| s.holder_pid),
+        sandbox_ready: st.is_some_and(|s| s.state == crate::runtime::SandboxState::Ready),
+        record: rec,
+    }
 }
 
 pub fn supervisor_alive(rec: &PodRecord) -> bool {
     rec.supervisor_pid > 0 && crate::oci::state::process_start_time(rec.supervisor_pid).is_some()
 }
 
-/// Ask the supervisor to stop the pod's containers; wait (bounded).
-pub fn stop(root: &StateRoot, name: &str) -> Result<()> {
+/// Ask the supervisor to stop the pod's containers; wait (bounded). Then
+/// stop the sandbox through the runtime (idempotent: whatever the
+/// supervisor did not do, e.g. because it died, is done here), which gives
+/// the network back, as kubelet's StopPodSandbox does.
+pub fn stop(root: &StateRoot, rt: &Runtime, name: &str) -> Result<()> {
+    let _lock = PodStore::new(&root.path).lock(name)?;
+    stop_locked(root, rt, name)
+}
+
+/// [`stop`], by a caller that holds the pod's lock.
+fn stop_locked(root: &StateRoot, rt: &Runtime, name: &str) -> Result<()> {
     let store = PodStore::new(&root.path);
     let rec = store.load(name)?;
     let dir = store.dir(name);
     std::fs::write(dir.stop_request(), b"").sys_context(|| "request stop".into())?;
     let grace = validate::grace_period(rec.manifest.spec.as_ref().and_then(|s| s.termination_grace_period_seconds));
-    let deadline = Instant::now() + grace + Duration::from_secs(15);
-    while supervisor_alive(&store.load(name)?) && Instant::now() < deadline {
+    let deadline = Instant::now().checked_add(grace + Duration::from_secs(15));
+    while supervisor_alive(&store.load(name)?) && deadline.is_none_or(|d| Instant::now() < d) {
         std::thread::sleep(Duration::from_millis(20));
     }
-    // No supervisor (it died, or the pod had ended): stop containers directly.
     let rec = store.load(name)?;
-    for c in &rec.containers {
-        if let Some(id) = &c.container_id {
-            if let Ok(crec) = root.load(id) {
-                if crec.init_alive() {
-                    let _ = crate::oci::lifecycle::kill(root, id, nix::sys::signal::Signal::SIGKILL, true);
-                    crate::oci::wait::wait_gone(crec.pid, Duration::from_secs(10));
-                }
-            }
-        }
+    if let Some(id) = sandbox_of(rt, &rec) {
+        rt.stop_sandbox(&id, grace)?;
     }
-    // A stopped pod gives its network back, as kubelet's StopPodSandbox does.
-    let mut rec = store.load(name)?;
-    if rec.network.is_some() {
-        release_network(&store, &rec);
-        rec.network = None;
-        rec.ips.clear();
+    // A pod whose supervisor was gone: its phase says so now.
+    let mut rec = status(root, rt, name)?;
+    if !rec.is_final() {
+        rec.phase = "Stopped".into();
         store.save(&rec)?;
     }
     Ok(())
 }
 
-/// Stop (if needed) and remove everything of the pod.
-pub fn remove(root: &StateRoot, name: &str) -> Result<()> {
+/// Stop (if needed) and remove everything of the pod. Concurrent
+/// removals of one pod take turns and all succeed; a directory that a
+/// `pod run` cut short left without a record is removed too.
+pub fn remove(root: &StateRoot, rt: &Runtime, name: &str) -> Result<()> {
     let store = PodStore::new(&root.path);
-    let rec = store.load(name)?;
-    stop(root, name)?;
+    let existed = store.dir(name).path.exists();
+    let _lock = store.lock(name)?;
+    let rec = match store.load(name) {
+        Ok(rec) => rec,
+        Err(Error::Runtime(e)) if e.kind() == crate::runtime::ErrorKind::NotFound && existed => {
+            return remove_unrecorded(rt, &store, name);
+        }
+        Err(e) => return Err(e),
+    };
+    stop_locked(root, rt, name)?;
     let rec = store.load(name).unwrap_or(rec);
     if supervisor_alive(&rec) {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.supervisor_pid), nix::sys::signal::Signal::SIGKILL);
         crate::oci::wait::wait_gone(rec.supervisor_pid, Duration::from_secs(5));
     }
-    teardown(root, &store, &rec);
-    Ok(())
+    teardown(rt, &store, &rec)
+}
+
+/// A pod directory without a record: a `pod run` killed between claiming
+/// it and its first write, or a removal that already finished. The
+/// sandbox, if one was made, is found by the pod's name.
+fn remove_unrecorded(rt: &Runtime, store: &PodStore, key: &str) -> Result<()> {
+    let (namespace, name) = key.split_once('_').unwrap_or(("default", key));
+    if let Some(id) = rt.find_sandbox(namespace, name, 0)? {
+        rt.remove_sandbox(&id)?;
+    }
+    let dir = store.dir(key).path;
+    match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::sys(format!("remove {}", dir.display()), e)),
+        _ => Ok(()),
+    }
 }
 
 /// The pods of one namespace.
-pub fn list(root: &StateRoot, namespace: &str) -> Vec<PodRecord> {
+pub fn list(root: &StateRoot, rt: &Runtime, namespace: &str) -> Vec<PodRecord> {
     let store = PodStore::new(&root.path);
     store
         .names()
         .iter()
-        .filter_map(|n| status(root, n).ok())
+        .filter_map(|n| status(root, rt, n).ok())
         .filter(|p| p.namespace == namespace)
         .collect()
 }
 
 /// "pod P has no container C" (or no app container), as a NotFound.
 fn no_container(key: &str, container: Option<&str>) -> Error {
-    let pod = key.replacen('_', "/", 1);
+    let pod = store::shown(key);
     Error::Runtime(crate::runtime::RuntimeError::not_found(match container {
         Some(c) => format!("pod {pod:?} has no container {c:?}"),
         None => format!("pod {pod:?} has no app container"),
     }))
 }
 
-/// The log file of a container's current attempt.
-pub fn log_path(root: &StateRoot, name: &str, container: Option<&str>) -> Result<PathBuf> {
-    let rec = status(root, name)?;
-    let c = match container {
+fn find_container<'a>(rec: &'a PodRecord, name: &str, container: Option<&str>) -> Result<&'a store::ContainerStatus> {
+    match container {
         Some(cn) => rec.containers.iter().find(|c| c.name == cn),
         None => rec.containers.iter().find(|c| !c.init),
     }
-    .ok_or_else(|| no_container(name, container))?;
+    .ok_or_else(|| no_container(name, container))
+}
+
+/// The log file of a container's current attempt.
+pub fn log_path(root: &StateRoot, rt: &Runtime, name: &str, container: Option<&str>) -> Result<PathBuf> {
+    let rec = status(root, rt, name)?;
+    let c = find_container(&rec, name, container)?;
     Ok(PodStore::new(&root.path).dir(name).log(&c.name, c.attempt))
 }
 
-/// The OCI id of a container's current attempt, if it is running.
-pub fn running_container(root: &StateRoot, name: &str, container: Option<&str>) -> Result<String> {
-    let rec = status(root, name)?;
-    let c = match container {
-        Some(cn) => rec.containers.iter().find(|c| c.name == cn),
-        None => rec.containers.iter().find(|c| !c.init),
-    }
-    .ok_or_else(|| no_container(name, container))?;
+/// The runtime id of a container's current attempt, if it is running.
+pub fn running_container(root: &StateRoot, rt: &Runtime, name: &str, container: Option<&str>) -> Result<crate::runtime::ContainerId> {
+    let rec = status(root, rt, name)?;
+    let c = find_container(&rec, name, container)?;
     if c.state != ContainerState::Running {
-        return Err(Error::InvalidState(format!("container {} of pod {name} is not running", c.name)));
+        return Err(Error::InvalidState(format!("container {} of pod {} is not running", c.name, store::shown(name))));
     }
     c.container_id.clone().ok_or_else(|| Error::InvalidState("no container id".into()))
 }

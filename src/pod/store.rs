@@ -1,5 +1,9 @@
-//! Where a pod lives on disk (`<root>/pods/<name>/`) and the record its
-//! supervisor keeps up to date there.
+//! Where a pod lives on disk (`<root>/pods/<key>/`) and the record its
+//! supervisor keeps there: only what the runtime layer does not keep (the
+//! manifest, the sandbox id, the supervisor, the volumes made on the host,
+//! and per container the attempt, restarts, readiness and last exit the
+//! kubelet would keep). The sandbox and the containers themselves (holder,
+//! network, cgroups, rootfs, processes) are the runtime layer's records.
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::Pod;
@@ -7,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result, SysContext};
 use crate::monitor::exit::ExitRecord;
-use crate::runtime::{ErrorKind, RuntimeError};
+use crate::runtime::{ContainerId, ErrorKind, RuntimeError, SandboxId};
 
 /// A pod's directory and the files in it.
 #[derive(Debug, Clone)]
@@ -22,16 +26,13 @@ impl PodDir {
     pub fn volume(&self, name: &str) -> PathBuf {
         self.path.join("volumes").join(name)
     }
-    pub fn etc(&self) -> PathBuf {
-        self.path.join("etc")
-    }
-    /// One attempt (run) of a container.
-    pub fn attempt(&self, container: &str, attempt: u32) -> PathBuf {
-        self.path.join("containers").join(format!("{container}-{attempt}"))
+    /// The sandbox's log directory.
+    pub fn logs(&self) -> PathBuf {
+        self.path.join("logs")
     }
     /// Kubelet's log layout: `<container>/<restart count>.log`.
     pub fn log(&self, container: &str, attempt: u32) -> PathBuf {
-        self.path.join("logs").join(container).join(format!("{attempt}.log"))
+        self.logs().join(container).join(format!("{attempt}.log"))
     }
     /// Held (flock) by the pod's supervisor while it runs: at most one.
     pub fn supervisor_lock(&self) -> PathBuf {
@@ -39,19 +40,6 @@ impl PodDir {
     }
     pub fn stop_request(&self) -> PathBuf {
         self.path.join("stop")
-    }
-}
-
-/// The namespaces holder of a pod (see `sandbox`).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Holder {
-    pub pid: i32,
-    pub start_time: u64,
-}
-
-impl Holder {
-    pub fn alive(&self) -> bool {
-        crate::oci::state::process_start_time(self.pid) == Some(self.start_time)
     }
 }
 
@@ -69,11 +57,15 @@ pub struct ContainerStatus {
     pub name: String,
     pub init: bool,
     pub state: ContainerState,
-    /// Why it is waiting or terminated (CrashLoopBackOff, Completed, Error, OOMKilled...).
+    /// Why it is waiting or terminated (CrashLoopBackOff, Completed, Error,
+    /// OOMKilled, CreateContainerError, RunContainerError...).
     pub reason: String,
+    /// What went wrong, for a reason that is an error.
+    #[serde(default)]
+    pub message: String,
     pub restart_count: u32,
-    /// The current (or last) attempt's OCI container id.
-    pub container_id: Option<String>,
+    /// The runtime container of the current (or last) attempt.
+    pub container_id: Option<ContainerId>,
     pub attempt: u32,
     pub ready: bool,
     pub started_at: Option<String>,
@@ -85,42 +77,29 @@ pub struct ContainerStatus {
 pub struct PodRecord {
     pub name: String,
     /// The pod's namespace (`default` unless the manifest or `-n` says).
-    #[serde(default = "default_namespace")]
     pub namespace: String,
     pub uid: String,
     pub created: String,
     /// Pending, Running, Succeeded, Failed (Kubernetes phases), or Stopped.
     pub phase: String,
     pub manifest: Pod,
-    pub holder: Option<Holder>,
+    /// The runtime sandbox; None until it is made (a crash before the id
+    /// was written is found again by the runtime's name index).
+    pub sandbox_id: Option<SandboxId>,
     pub supervisor_pid: i32,
     /// The supervisor's restart back-off base, for one started anew.
-    #[serde(default = "default_backoff_ms")]
     pub backoff_base_ms: u64,
-    pub ips: Vec<String>,
-    /// CNI attachment to undo on removal (opaque to everything but network).
-    #[serde(default)]
-    pub network: Option<serde_json::Value>,
-    /// Mounts on the host that removal must undo (overlays, tmpfs volumes).
-    pub host_mounts: Vec<PathBuf>,
-    pub cgroup_parent: String,
+    /// tmpfs emptyDirs mounted on the host (listed before each mount is
+    /// made), unmounted on removal.
+    pub volume_mounts: Vec<PathBuf>,
     /// The image store the containers' images come from.
-    #[serde(default)]
     pub image_root: PathBuf,
     pub containers: Vec<ContainerStatus>,
 }
 
-fn default_backoff_ms() -> u64 {
-    10_000
-}
-
-fn default_namespace() -> String {
-    "default".into()
-}
-
 /// The key of a pod under a root: its name in `default`, `NS_NAME` in
 /// another namespace. Unambiguous since names and namespaces hold no `_`;
-/// the pod's directory and its containers' OCI ids are made from it.
+/// the pod's directory is named by it.
 pub fn pod_key(namespace: &str, name: &str) -> String {
     if namespace == "default" {
         name.to_string()
@@ -130,13 +109,17 @@ pub fn pod_key(namespace: &str, name: &str) -> String {
 }
 
 /// A key as people write it: `NAME` or `NS/NAME`.
-fn shown(key: &str) -> String {
+pub fn shown(key: &str) -> String {
     key.replacen('_', "/", 1)
 }
 
 impl PodRecord {
     pub fn key(&self) -> String {
         pod_key(&self.namespace, &self.name)
+    }
+
+    pub fn is_final(&self) -> bool {
+        matches!(self.phase.as_str(), "Succeeded" | "Failed" | "Stopped")
     }
 }
 
@@ -153,6 +136,22 @@ impl PodStore {
 
     pub fn dir(&self, name: &str) -> PodDir {
         PodDir { path: self.path.join(name) }
+    }
+
+    /// Serialise the commands that change a pod (run, stop, rm): an
+    /// exclusive flock on a file outside the pod's directory (which rm
+    /// removes), kept for the next command.
+    pub fn lock(&self, name: &str) -> Result<nix::fcntl::Flock<std::fs::File>> {
+        crate::oci::state::validate_id(name)?;
+        let dir = self.path.with_file_name("pod-runtime").join("pod-locks");
+        std::fs::create_dir_all(&dir).sys_context(|| format!("create {}", dir.display()))?;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(format!("{name}.lock")))
+            .sys_context(|| format!("open the lock of pod {}", shown(name)))?;
+        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| Error::sys("lock the pod", e))
     }
 
     /// Make the pod's directory; the mkdir is the lock against a second pod
@@ -180,14 +179,14 @@ impl PodStore {
         serde_json::from_slice(&bytes).map_err(|e| Error::InvalidState(format!("corrupt {}: {e}", path.display())))
     }
 
+    /// Write the record atomically and durably (write, fsync, rename).
     pub fn save(&self, rec: &PodRecord) -> Result<()> {
-        let path = self.dir(&rec.key()).record();
-        let tmp = path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec_pretty(rec).map_err(|e| Error::InvalidState(e.to_string()))?;
-        std::fs::write(&tmp, bytes).sys_context(|| format!("write {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).sys_context(|| format!("rename {}", path.display()))
+        crate::runtime::record::write_atomic(&self.dir(&rec.key()).record(), rec)?;
+        Ok(())
     }
 
+    /// The pod's directories that hold a record (a claimed directory
+    /// without one is a `pod run` cut short before its first write).
     pub fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(&self.path)
             .into_iter()

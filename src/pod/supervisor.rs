@@ -1,33 +1,29 @@
 //! The pod supervisor: one detached process per pod (`hull pod supervise`)
-//! that runs the init containers in order, starts the app containers,
-//! restarts them as restartPolicy says with kubelet's back-off, and stops
-//! them on request. It writes the pod record after every change; the
-//! containers themselves are watched by their monitors, whose exit files
-//! are the truth about exits (so a killed supervisor loses nothing).
+//! doing what the kubelet does for a pod, on the runtime layer: it runs
+//! the init containers in order, creates and starts the app containers
+//! (each attempt a new runtime container, numbered as the kubelet numbers
+//! attempts), restarts them as restartPolicy says with kubelet's back-off,
+//! probes them, and stops them on request. It writes the pod record after
+//! every change; the runtime's records and the monitors' exit records are
+//! the truth about the containers, so a killed supervisor loses nothing.
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::api::core::v1::Container;
-use nix::sys::signal::Signal;
 
 use super::backoff::{should_restart, Backoff, BackoffConfig, RestartPolicy};
-use super::bundle::{self, BundleContext};
 use super::probe::{self, ContainerProbes, ProbeSpec, ProbeTarget, Transition};
 use super::store::{ContainerState, ContainerStatus, PodDir, PodRecord, PodStore};
-use super::volumes::HostVolume;
+use super::translate::{self, HostVolume};
 use crate::error::{Error, Result};
-use crate::monitor::{self, exit::ExitRecord, MonitorSpec};
-use crate::oci::lifecycle;
-use crate::oci::state::StateRoot;
-
-/// The OCI id of one attempt of a container.
-pub fn container_id(pod: &str, container: &str, attempt: u32) -> String {
-    format!("{pod}_{container}_{attempt}")
-}
+use crate::monitor::exit::ExitRecord;
+use crate::runtime::{self, Runtime, SandboxId};
 
 /// What the supervisor tracks per container beyond the record.
 struct Tracked {
     spec: Container,
+    field: String,
     init: bool,
     /// When a waiting container may start again.
     restart_at: Option<Instant>,
@@ -35,19 +31,46 @@ struct Tracked {
     probe_specs: Vec<ProbeSpec>,
     /// The running attempt's probes.
     probes: Option<ContainerProbes>,
-    /// A stop in progress (a failed liveness probe): SIGKILL is due then.
-    kill_at: Option<Instant>,
+    /// A stop in progress (a failed liveness probe), on its own thread so
+    /// that its grace period holds up nothing else.
+    stopping: Option<std::thread::JoinHandle<()>>,
 }
 
 pub struct Supervisor<'a> {
-    pub root: &'a StateRoot,
+    pub rt: Arc<Runtime>,
     pub store: &'a PodStore,
     pub dir: PodDir,
     pub rec: PodRecord,
+    pub sandbox: SandboxId,
     pub volumes: Vec<HostVolume>,
     pub backoff_base: Duration,
-    /// The hull binary monitors are started from.
+    /// The hull binary exec probes run.
     pub hull: PathBuf,
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_nanos(t).to_string()
+}
+
+/// A runtime container's end as the pod record keeps it.
+pub fn exit_of(st: &runtime::ContainerStatus) -> Option<ExitRecord> {
+    let code = match st.state {
+        runtime::ContainerState::Exited => st.exit_code.unwrap_or(255),
+        // The monitor is gone without an exit record: nobody can say how
+        // it ended, but it has (the kubelet reports such a container as
+        // terminated, reason Unknown).
+        runtime::ContainerState::Unknown if st.pid.is_none() => 255,
+        _ => return None,
+    };
+    let reason = if st.state == runtime::ContainerState::Exited { st.reason.clone() } else { "Unknown".to_string() };
+    Some(ExitRecord {
+        exit_code: code,
+        signal: (code > 128 && code < 128 + 65).then_some(code - 128),
+        started_at: st.started_at.map(rfc3339).unwrap_or_default(),
+        finished_at: rfc3339(st.finished_at.unwrap_or_else(SystemTime::now)),
+        oom_killed: reason == "OOMKilled",
+        reason,
+    })
 }
 
 impl Supervisor<'_> {
@@ -74,86 +97,77 @@ impl Supervisor<'_> {
         self.dir.stop_request().exists()
     }
 
-    /// Start attempt `attempt` of container `idx` (index into rec.containers).
-    fn start(&mut self, idx: usize, spec: &Container) -> Result<()> {
+    /// Create and start the current attempt of container `idx`. The id is
+    /// in the record before the start, so a supervisor that dies in
+    /// between leaves a container its successor finds.
+    fn start(&mut self, idx: usize, t: &Tracked) -> Result<()> {
         let attempt = self.rec.containers[idx].attempt;
-        let name = spec.name.clone();
-        let id = container_id(&self.rec.key(), &name, attempt);
-        let attempt_dir = self.dir.attempt(&name, attempt);
-        let field = format!("spec.{}[{}]", if self.rec.containers[idx].init { "initContainers" } else { "containers" }, name);
-        let ctx = BundleContext {
-            pod: &self.rec.manifest,
-            image_root: &self.rec.image_root,
-            dir: &self.dir,
-            holder: self.rec.holder.as_ref(),
-            volumes: &self.volumes,
-            cgroup_parent: &self.rec.cgroup_parent,
-        };
-        let bundle = bundle::prepare(&ctx, spec, &field, &attempt_dir, &mut self.rec.host_mounts)?;
-        let log_path = self.dir.log(&name, attempt);
-        let mspec = MonitorSpec {
-            state_root: self.root.path.clone(),
-            id: id.clone(),
-            bundle,
-            log_path,
-            exit_file: attempt_dir.join("exit.json"),
-            hold_created: false,
-        };
+        let name = t.spec.name.clone();
+        // What a dead supervisor may have left of this very attempt.
+        if let Ok(Some(old)) = self.rt.find_container(&self.sandbox, &name, attempt) {
+            let _ = self.rt.remove_container(&old);
+        }
+        let config = translate::container_config(&self.rec.manifest, &t.spec, &t.field, &self.volumes, attempt)?;
+        let created = self.rt.create_container(&self.sandbox, &config);
         let c = &mut self.rec.containers[idx];
-        c.container_id = Some(id);
-        match monitor::spawn(&mspec, &self.hull) {
-            Ok(_) => {
+        let id = match created {
+            Ok(id) => id,
+            Err(e) => {
+                c.state = ContainerState::Waiting;
+                c.reason = "CreateContainerError".into();
+                c.message = e.to_string();
+                return Err(e.into());
+            }
+        };
+        c.container_id = Some(id.clone());
+        self.save();
+        let started = self.rt.start_container(&id);
+        let c = &mut self.rec.containers[idx];
+        match started {
+            Ok(()) => {
                 c.state = ContainerState::Running;
                 c.reason = String::new();
+                c.message = String::new();
                 c.ready = true;
-                c.started_at = Some(humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string());
+                c.started_at = Some(rfc3339(SystemTime::now()));
                 Ok(())
             }
             Err(e) => {
-                c.state = ContainerState::Terminated;
-                c.reason = "StartError".into();
-                c.last_exit = None;
-                Err(e)
+                c.state = ContainerState::Waiting;
+                c.reason = "RunContainerError".into();
+                c.message = e.to_string();
+                Err(e.into())
             }
         }
     }
 
-    /// Remove what an attempt left: the OCI container and its rootfs mount.
+    /// Remove the runtime container of an attempt (its log stays).
     fn cleanup_attempt(&mut self, idx: usize) {
-        let c = &self.rec.containers[idx];
-        if let Some(id) = &c.container_id {
-            let _ = lifecycle::delete(self.root, id, true);
+        if let Some(id) = self.rec.containers[idx].container_id.clone() {
+            if let Err(e) = self.rt.remove_container(&id) {
+                log::warn!("pod {}: remove container {id}: {e}", self.rec.name);
+            }
         }
-        let attempt_dir = self.dir.attempt(&c.name, c.attempt);
-        bundle::unmount_attempt(&self.rec.image_root, &attempt_dir, &mut self.rec.host_mounts);
     }
 
     fn exit_of(&self, idx: usize) -> Option<ExitRecord> {
-        let c = &self.rec.containers[idx];
-        ExitRecord::load(&self.dir.attempt(&c.name, c.attempt).join("exit.json"))
-    }
-
-    /// Stop a running container: SIGTERM, the grace period, then SIGKILL.
-    pub fn stop_container(&mut self, idx: usize, grace: Duration) {
-        let Some(id) = self.rec.containers[idx].container_id.clone() else { return };
-        if self.rec.containers[idx].state != ContainerState::Running {
-            return;
-        }
-        let _ = lifecycle::kill(self.root, &id, Signal::SIGTERM, false);
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline && self.exit_of(idx).is_none() {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        if self.exit_of(idx).is_none() {
-            let _ = lifecycle::kill(self.root, &id, Signal::SIGKILL, true);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline && self.exit_of(idx).is_none() {
-                std::thread::sleep(Duration::from_millis(20));
-            }
+        let id = self.rec.containers[idx].container_id.as_ref()?;
+        match self.rt.container_status(id) {
+            Ok(st) => exit_of(&st),
+            // Removed behind our back: it has ended, how is unknown.
+            Err(e) if e.kind() == runtime::ErrorKind::NotFound => Some(ExitRecord {
+                exit_code: 255,
+                signal: None,
+                started_at: String::new(),
+                finished_at: rfc3339(SystemTime::now()),
+                oom_killed: false,
+                reason: "Unknown".into(),
+            }),
+            Err(_) => None,
         }
     }
 
-    /// Record an exit seen in the monitor's file.
+    /// Record an exit the runtime knows of.
     fn note_exit(&mut self, idx: usize) -> bool {
         let Some(exit) = self.exit_of(idx) else { return false };
         let c = &mut self.rec.containers[idx];
@@ -164,35 +178,40 @@ impl Supervisor<'_> {
         true
     }
 
+    /// Move an attempt to the next number (the kubelet's attempt is the
+    /// restart count).
+    fn bump_attempt(&mut self, idx: usize) {
+        let c = &mut self.rec.containers[idx];
+        c.attempt += 1;
+        c.restart_count += 1;
+    }
+
+    fn tracked(&self) -> Vec<Tracked> {
+        let spec = self.rec.manifest.spec.clone().expect("validated");
+        let config = self.backoff_config();
+        let mk = |c: &Container, field: String, init: bool| Tracked {
+            spec: c.clone(),
+            field,
+            init,
+            restart_at: None,
+            backoff: Backoff::new(config),
+            // Checked by `pod run` already; a failure here is a bug, not input.
+            probe_specs: if init { Vec::new() } else { probe::specs_of(c).unwrap_or_default() },
+            probes: None,
+            stopping: None,
+        };
+        spec.init_containers
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, c)| mk(c, format!("spec.initContainers[{i}]"), true))
+            .chain(spec.containers.iter().enumerate().map(|(i, c)| mk(c, format!("spec.containers[{i}]"), false)))
+            .collect()
+    }
+
     /// Run the pod to its end (or until stopped).
     pub fn run(&mut self) -> Result<()> {
-        let spec = self.rec.manifest.spec.clone().expect("validated");
-        let mut tracked: Vec<Tracked> = Vec::new();
-        let config = self.backoff_config();
-        for c in spec.init_containers.iter().flatten() {
-            tracked.push(Tracked {
-                spec: c.clone(),
-                init: true,
-                restart_at: None,
-                backoff: Backoff::new(config),
-                probe_specs: Vec::new(),
-                probes: None,
-                kill_at: None,
-            });
-        }
-        for c in &spec.containers {
-            // Checked by `pod run` already; a failure here is a bug, not input.
-            let probe_specs = probe::specs_of(c).unwrap_or_default();
-            tracked.push(Tracked {
-                spec: c.clone(),
-                init: false,
-                restart_at: None,
-                backoff: Backoff::new(config),
-                probe_specs,
-                probes: None,
-                kill_at: None,
-            });
-        }
+        let mut tracked = self.tracked();
         // A supervisor that takes over from a dead one finds containers
         // already done or running in the record: it adopts them.
         let init_done = |s: &Self, idx: usize| {
@@ -215,13 +234,13 @@ impl Supervisor<'_> {
                     return self.finish_stop();
                 }
                 let adopted = self.rec.containers[idx].state == ContainerState::Running;
-                if adopted {
-                    // Its exit (maybe long past) is in the monitor's file.
-                } else if let Err(e) = self.start(idx, &tracked[idx].spec.clone()) {
-                    log::error!("{e}");
-                    self.rec.phase = "Failed".into();
-                    self.save();
-                    return Err(e);
+                if !adopted {
+                    if let Err(e) = self.start(idx, &tracked[idx]) {
+                        log::error!("{e}");
+                        self.rec.phase = "Failed".into();
+                        self.save();
+                        return Err(e);
+                    }
                 }
                 self.save();
                 while self.exit_of(idx).is_none() {
@@ -275,10 +294,7 @@ impl Supervisor<'_> {
                 ContainerState::Terminated if self.rec.containers[idx].container_id.is_some() => continue,
                 _ => {}
             }
-            match self.start(idx, &tracked[idx].spec.clone()) {
-                Ok(()) => self.arm_probes(&mut tracked[idx], idx),
-                Err(e) => log::error!("{e}"),
-            }
+            self.start_app(&mut tracked[idx], idx);
         }
         self.rec.phase = "Running".into();
         self.save();
@@ -300,21 +316,15 @@ impl Supervisor<'_> {
                 match self.rec.containers[idx].state {
                     ContainerState::Running => {
                         active = true;
-                        if !self.note_exit(idx) {
-                            if tracked[idx].kill_at.is_some_and(|t| Instant::now() >= t) {
-                                // The grace period of a probe-failure stop is over.
-                                tracked[idx].kill_at = None;
-                                if let Some(id) = &self.rec.containers[idx].container_id {
-                                    let _ = lifecycle::kill(self.root, id, Signal::SIGKILL, true);
-                                }
-                            } else if tracked[idx].kill_at.is_none() {
-                                changed |= self.run_probes(&mut tracked[idx], idx);
-                            }
+                        if !self.note_exit(idx) && tracked[idx].stopping.is_none() {
+                            changed |= self.run_probes(&mut tracked[idx], idx);
                         }
                         if self.rec.containers[idx].state == ContainerState::Terminated {
                             changed = true;
                             tracked[idx].probes = None;
-                            tracked[idx].kill_at = None;
+                            if let Some(h) = tracked[idx].stopping.take() {
+                                let _ = h.join();
+                            }
                             let code = self.rec.containers[idx].last_exit.as_ref().map_or(1, |e| e.exit_code);
                             if should_restart(self.policy(), code) {
                                 let wait = tracked[idx].backoff.restart_delay(Instant::now());
@@ -331,12 +341,13 @@ impl Supervisor<'_> {
                         active = true;
                         if tracked[idx].restart_at.is_some_and(|t| Instant::now() >= t) {
                             tracked[idx].restart_at = None;
-                            self.cleanup_attempt(idx);
-                            self.bump_attempt(idx);
-                            match self.start(idx, &tracked[idx].spec.clone()) {
-                                Ok(()) => self.arm_probes(&mut tracked[idx], idx),
-                                Err(e) => log::error!("{e}"),
+                            // An attempt that was never created is tried
+                            // again under its number, as the kubelet does.
+                            if self.rec.containers[idx].reason != "CreateContainerError" {
+                                self.cleanup_attempt(idx);
+                                self.bump_attempt(idx);
                             }
+                            self.start_app(&mut tracked[idx], idx);
                             changed = true;
                         }
                     }
@@ -361,6 +372,21 @@ impl Supervisor<'_> {
         }
     }
 
+    /// Start an app container's attempt; one that cannot be created or
+    /// started waits and is tried again with back-off, as the kubelet
+    /// retries CreateContainerError and RunContainerError.
+    fn start_app(&mut self, t: &mut Tracked, idx: usize) {
+        match self.start(idx, t) {
+            Ok(()) => self.arm_probes(t, idx),
+            Err(e) => {
+                log::error!("pod {}: {e}", self.rec.name);
+                let wait = t.backoff.restart_delay(Instant::now());
+                t.restart_at = Some(Instant::now() + wait);
+            }
+        }
+        self.save();
+    }
+
     /// A container just started: its probes begin (readiness starts false).
     fn arm_probes(&mut self, t: &mut Tracked, idx: usize) {
         if t.probe_specs.is_empty() {
@@ -381,17 +407,18 @@ impl Supervisor<'_> {
             return false;
         }
         let Some(id) = self.rec.containers[idx].container_id.clone() else { return false };
-        let netns = match self.rec.holder {
-            Some(h) if !self.rec.manifest.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false) => {
-                PathBuf::from(super::sandbox::ns_path(&h, "net"))
-            }
+        let sandbox = self.rt.sandbox_status(&self.sandbox).ok();
+        let host_net = self.rec.manifest.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
+        let netns = match sandbox.as_ref().and_then(|s| s.holder_pid) {
+            Some(pid) if !host_net => PathBuf::from(format!("/proc/{pid}/ns/net")),
             _ => PathBuf::from("/proc/self/ns/net"),
         };
-        let pod_ip = self.rec.ips.first().and_then(|ip| ip.split('/').next()?.parse().ok());
+        let pod_ip = sandbox.as_ref().and_then(|s| s.ips.first()).and_then(|ip| ip.parse().ok());
+        let oci = self.rt.oci_root();
         let mut changed = false;
         for kind in due {
             let Some(spec) = t.probe_specs.iter().find(|s| s.kind == kind).cloned() else { continue };
-            let target = ProbeTarget { root: self.root, hull: &self.hull, container_id: &id, netns: &netns, pod_ip };
+            let target = ProbeTarget { root: &oci, hull: &self.hull, container_id: id.as_str(), netns: &netns, pod_ip };
             let outcome = match probe::run(&spec.action, spec.timing.timeout, &target) {
                 Ok(o) => o,
                 Err(e) => {
@@ -404,13 +431,15 @@ impl Supervisor<'_> {
                     log::warn!("pod {} container {}: {} failed: {message}", self.rec.name, t.spec.name, kind.field());
                     let grace = spec.termination_grace_period.unwrap_or_else(|| self.grace());
                     self.rec.containers[idx].ready = false;
-                    // SIGTERM now, SIGKILL when the grace period is over
-                    // (the main loop): the other containers' probes and a
-                    // `pod stop` go on meanwhile.
-                    if let Some(id) = &self.rec.containers[idx].container_id {
-                        let _ = lifecycle::kill(self.root, id, Signal::SIGTERM, false);
-                    }
-                    t.kill_at = Some(Instant::now() + grace);
+                    // The stop signal now, SIGKILL when the grace period is
+                    // over, on a thread of its own: the other containers'
+                    // probes and a `pod stop` go on meanwhile.
+                    let rt = self.rt.clone();
+                    t.stopping = Some(std::thread::spawn(move || {
+                        if let Err(e) = rt.stop_container(&id, grace) {
+                            log::warn!("stop container {id}: {e}");
+                        }
+                    }));
                     return true;
                 }
                 Some(Transition::Ready) => {
@@ -427,24 +456,24 @@ impl Supervisor<'_> {
         changed
     }
 
-    fn bump_attempt(&mut self, idx: usize) {
-        let c = &mut self.rec.containers[idx];
-        c.attempt += 1;
-        c.restart_count += 1;
-    }
-
+    /// Stop every container (one shared grace period), give the network
+    /// back and stop the holder: the runtime's sandbox stop.
     fn finish_stop(&mut self) -> Result<()> {
         let grace = self.grace();
+        if let Err(e) = self.rt.stop_sandbox(&self.sandbox, grace) {
+            log::error!("pod {}: stop: {e}", self.rec.name);
+        }
         for idx in 0..self.rec.containers.len() {
-            self.stop_container(idx, grace);
-            self.note_exit(idx);
+            if self.rec.containers[idx].state == ContainerState::Running {
+                self.note_exit(idx);
+            }
         }
         self.rec.phase = "Stopped".into();
         self.save();
         Ok(())
     }
 
-    /// Monitors are our children until they exit: reap them.
+    /// `hull monitor` children exit once they have reported: reap them.
     fn reap_monitors(&self) {
         while let Ok(s) = nix::sys::wait::waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
             if s == nix::sys::wait::WaitStatus::StillAlive {
@@ -455,13 +484,14 @@ impl Supervisor<'_> {
 }
 
 /// Fresh statuses for every container of the manifest.
-pub fn initial_statuses(rec_manifest: &k8s_openapi::api::core::v1::Pod) -> Vec<ContainerStatus> {
-    let spec = rec_manifest.spec.as_ref().expect("validated");
+pub fn initial_statuses(pod: &k8s_openapi::api::core::v1::Pod) -> Vec<ContainerStatus> {
+    let spec = pod.spec.as_ref().expect("validated");
     let mk = |c: &Container, init: bool| ContainerStatus {
         name: c.name.clone(),
         init,
         state: ContainerState::Waiting,
         reason: "ContainerCreating".into(),
+        message: String::new(),
         restart_count: 0,
         container_id: None,
         attempt: 0,
@@ -478,7 +508,7 @@ pub fn initial_statuses(rec_manifest: &k8s_openapi::api::core::v1::Pod) -> Vec<C
 }
 
 /// Pod, namespace and container names as Kubernetes validates them, and
-/// no container name twice (they name directories and ids).
+/// no container name twice (they name log directories and runtime names).
 pub fn check_names(pod: &k8s_openapi::api::core::v1::Pod) -> Result<()> {
     let spec = pod.spec.as_ref().expect("validated");
     if let Some(name) = &pod.metadata.name {

@@ -1,30 +1,19 @@
-//! Pod volumes: emptyDir (a directory per pod, or a tmpfs for
-//! `medium: Memory`) and hostPath with Kubernetes' type checks; and the
-//! OCI mounts for a container's volumeMounts, with subPath resolved safely
-//! inside its volume.
-use std::os::fd::OwnedFd;
+//! Pod volumes, made on the host as the kubelet's volume manager makes
+//! them: emptyDir (a directory in the pod's directory, or a tmpfs for
+//! `medium: Memory`) and hostPath with Kubernetes' type checks. The
+//! containers' volumeMounts become runtime mounts (`translate::mount`),
+//! whose sources (and subPaths) the runtime layer resolves once and mounts
+//! from an fd.
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{Volume, VolumeMount};
-use nix::fcntl::OFlag;
+use k8s_openapi::api::core::v1::Volume;
 use nix::sys::stat::Mode;
-use serde_json::{json, Value};
 
 use super::store::PodDir;
+pub use super::translate::HostVolume;
 use super::validate::parse_quantity;
 use crate::error::{Error, Result, SysContext};
-use crate::linux::bind;
-use crate::linux::safe_path::fd_path;
-
-/// A volume ready on the host.
-#[derive(Debug, Clone)]
-pub struct HostVolume {
-    pub name: String,
-    pub path: PathBuf,
-    /// A hostPath's type ("" when unchecked); None for an emptyDir.
-    pub host_type: Option<String>,
-}
 
 /// Where a volume is on the host (emptyDir: under the pod's directory).
 pub fn host_path(dir: &PodDir, v: &Volume) -> PathBuf {
@@ -139,88 +128,6 @@ pub fn check_host_path(path: &Path, typ: &str) -> std::result::Result<(), String
     check_type(meta.map(|m| m.mode()).unwrap_or(0), typ, path)
 }
 
-/// The OCI mount for one volumeMount.
-pub fn oci_mount(vm: &VolumeMount, volumes: &[HostVolume], field: &str) -> Result<Value> {
-    let vol = volumes
-        .iter()
-        .find(|v| v.name == vm.name)
-        .ok_or_else(|| Error::InvalidArgument(format!("{field}.name: no volume named {:?}", vm.name)))?;
-    if !vm.mount_path.starts_with('/') {
-        return Err(Error::InvalidArgument(format!("{field}.mountPath: {:?} is not absolute", vm.mount_path)));
-    }
-    let source = match vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
-        Some(sub) => resolve_sub_path(&vol.path, sub).map_err(|e| Error::InvalidArgument(format!("{field}.subPath: {e}")))?,
-        None => vol.path.clone(),
-    };
-    let mut options = vec!["rbind".to_string()];
-    options.push(if vm.read_only.unwrap_or(false) { "ro" } else { "rw" }.into());
-    options.push(
-        match vm.mount_propagation.as_deref().unwrap_or("None") {
-            "None" => "rprivate",
-            "HostToContainer" => "rslave",
-            "Bidirectional" => "rshared",
-            other => return Err(Error::InvalidArgument(format!("{field}.mountPropagation: unknown value {other:?}"))),
-        }
-        .into(),
-    );
-    Ok(json!({"destination": vm.mount_path, "type": "bind", "source": source, "options": options}))
-}
-
-/// Resolve `sub` beneath `volume` and return the path it names now: ".."
-/// and symlinks may move around inside the volume but never out of it
-/// (openat2 RESOLVE_BENEATH). A missing subPath is created as a directory,
-/// as kubelet does. This is a check; the mount itself is made from an fd
-/// (`stage_mount`), never from this path.
-pub fn resolve_sub_path(volume: &Path, sub: &str) -> std::result::Result<PathBuf, String> {
-    let fd = open_sub_path(volume, sub)?;
-    std::fs::read_link(fd_path(&fd)).map_err(|e| e.to_string())
-}
-
-fn open_sub_path(volume: &Path, sub: &str) -> std::result::Result<OwnedFd, String> {
-    if Path::new(sub).is_absolute() {
-        return Err(format!("{sub:?} must be a relative path"));
-    }
-    let root = bind::open_root(volume).map_err(|e| e.to_string())?;
-    bind::resolve_source(&root, Path::new(sub), true, "volume").map_err(|e| match e {
-        Error::InvalidArgument(m) => m,
-        e => e.to_string(),
-    })
-}
-
-/// Whether a volumeMount's source is in a tree that may change under hull
-/// (a subPath in any volume, or a hostPath), so it must be mounted from an
-/// fd rather than by name.
-pub fn needs_staging(vm: &VolumeMount, volumes: &[HostVolume]) -> bool {
-    vm.sub_path.as_deref().is_some_and(|s| !s.is_empty()) || volumes.iter().any(|v| v.name == vm.name && v.host_type.is_some())
-}
-
-/// Resolve a volumeMount's source once (its subPath beneath the volume;
-/// a hostPath checked against its type on the opened fd) and bind that fd
-/// onto `target`, a path in the attempt's own directory that the container
-/// cannot reach. The container's mount is then made from `target`.
-pub fn stage_mount(vm: &VolumeMount, volumes: &[HostVolume], field: &str, target: &Path) -> Result<()> {
-    let vol = volumes
-        .iter()
-        .find(|v| v.name == vm.name)
-        .ok_or_else(|| Error::InvalidArgument(format!("{field}.name: no volume named {:?}", vm.name)))?;
-    let fd = match vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
-        Some(sub) => open_sub_path(&vol.path, sub).map_err(|e| Error::InvalidArgument(format!("{field}.subPath: {e}")))?,
-        None => {
-            // A hostPath is the manifest author's host path: its symlinks
-            // are followed, once; the type is checked on what was opened.
-            let fd = nix::fcntl::open(&vol.path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
-                .sys_context(|| format!("{field}: open hostPath {}", vol.path.display()))?;
-            let st = bind::fstat(&fd)?;
-            if let Some(typ) = vol.host_type.as_deref() {
-                check_type(st.st_mode, typ, &vol.path)
-                    .map_err(|e| Error::InvalidArgument(format!("{field}: hostPath type check failed: {e}")))?;
-            }
-            fd
-        }
-    };
-    bind::stage(&fd, target)
-}
-
 /// `check_host_path`'s type rules on an already opened file's mode.
 fn check_type(mode: libc::mode_t, typ: &str, path: &Path) -> std::result::Result<(), String> {
     let fmt = mode & libc::S_IFMT;
@@ -250,20 +157,6 @@ pub fn unmount_all(paths: &[PathBuf]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sub_path_cannot_escape_through_symlinks() {
-        let t = tempfile::tempdir().unwrap();
-        let vol = t.path().join("vol");
-        std::fs::create_dir(&vol).unwrap();
-        std::os::unix::fs::symlink("/etc", vol.join("evil")).unwrap();
-        std::os::unix::fs::symlink("../..", vol.join("up")).unwrap();
-        assert!(resolve_sub_path(&vol, "evil").unwrap_err().contains("outside"));
-        assert!(resolve_sub_path(&vol, "up/x").unwrap_err().contains("outside"));
-        assert!(resolve_sub_path(&vol, "../x").unwrap_err().contains("outside"));
-        let made = resolve_sub_path(&vol, "a/b").unwrap();
-        assert!(made.ends_with("vol/a/b") && made.is_dir());
-    }
 
     #[test]
     fn host_path_types() {

@@ -185,6 +185,28 @@ pub struct Mount {
     /// Mount a fresh tmpfs instead of binding `host_path` (hull's
     /// extension for `emptyDir: {medium: Memory}` shared by no one).
     pub tmpfs: bool,
+    /// A path beneath `host_path` to bind instead of `host_path` itself
+    /// (Kubernetes `subPath`): resolved inside it, symlinks and `..` never
+    /// leading out, missing directories made as the kubelet makes them.
+    /// Empty: `host_path` itself.
+    #[serde(default)]
+    pub sub_path: String,
+    /// What the source must be, checked on the file that was opened
+    /// (Kubernetes hostPath types).
+    #[serde(default)]
+    pub source_type: SourceType,
+}
+
+/// The kind of file a bind source must be.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SourceType {
+    #[default]
+    Any,
+    Directory,
+    File,
+    Socket,
+    CharDevice,
+    BlockDevice,
 }
 
 /// A host device node made in the container (CRI `Device`).

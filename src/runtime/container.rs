@@ -45,6 +45,14 @@ pub fn stats_of(id: &str, cg: &crate::cgroups::Cgroup) -> ContainerStats {
     }
 }
 
+/// Whether a container's init still runs (its recorded pid, not recycled,
+/// not a zombie).
+fn init_alive(rec: &ContainerRecord) -> bool {
+    rec.pid
+        .zip(rec.pid_start_time)
+        .is_some_and(|(p, t)| crate::oci::state::process_start_time(p) == Some(t))
+}
+
 /// A relative log path without `..` (it is joined to the log directory).
 fn check_log_path(p: &str) -> Result<()> {
     if p.starts_with('/') || p.split('/').any(|c| c == ".." || c.is_empty()) || p.contains('\0') {
@@ -172,6 +180,7 @@ impl Runtime {
             monitor_start_time: None,
             stop_signal: "SIGTERM".into(),
             resources: config.resources.clone(),
+            staged_mounts: Vec::new(),
         };
         let key = container_key(sbox.id.as_str(), &config.metadata.name, config.metadata.attempt);
         // Locked before the first record (see `create_sandbox`).
@@ -215,6 +224,15 @@ impl Runtime {
         rec.rootfs = Some(rfs.clone());
         self.save_container(rec)?;
         let root_path = rootfs::path(&rfs).to_path_buf();
+        // Bind sources resolved once and held by hull's own mounts; the
+        // paths are recorded before anything is mounted there.
+        let staged_dir = self.container_run_dir(&rec.id).join("mounts");
+        rec.staged_mounts = (0..c.mounts.len())
+            .filter(|i| !c.mounts[*i].tmpfs)
+            .map(|i| staged_dir.join(i.to_string()))
+            .collect();
+        self.save_container(rec)?;
+        let c = ContainerConfig { mounts: super::mounts::stage(&c.mounts, &staged_dir, &mut Vec::new())?, ..c };
 
         let h = sbox
             .holder
@@ -306,13 +324,16 @@ impl Runtime {
         let id = rec.id.as_str();
         if oci.load(id).is_ok() {
             let _ = lifecycle::kill(&oci, id, Signal::SIGKILL, true);
-            let _ = wait_exit(&self.exits_dir(), &rec.id, KILL_GRACE);
+            if init_alive(rec) {
+                let _ = wait_exit(&self.exits_dir(), &rec.id, KILL_GRACE);
+            }
             if let Err(e) = lifecycle::delete(&oci, id, true) {
                 if !matches!(e, crate::Error::NotFound(_)) {
                     log::warn!("container {id}: delete: {e}");
                 }
             }
         }
+        super::mounts::unstage(&rec.staged_mounts);
         if let Some(r) = &rec.rootfs {
             rootfs::unmount(r);
         }
@@ -384,6 +405,9 @@ impl Runtime {
             match rec.phase {
                 ContainerPhase::Exited => continue,
                 ContainerPhase::Creating if oci.load(id.as_str()).is_err() => continue,
+                // Gone without an exit record (its monitor died too):
+                // there is nothing left to stop.
+                ContainerPhase::Created | ContainerPhase::Running if !init_alive(&rec) => continue,
                 _ => {}
             }
             // A created container's init is pid 1 of its namespace and has
@@ -450,14 +474,17 @@ impl Runtime {
 
     fn status_of_container(&self, mut rec: ContainerRecord) -> ContainerStatus {
         self.refresh(&mut rec);
-        let alive = rec
-            .pid
-            .zip(rec.pid_start_time)
+        let alive = init_alive(&rec);
+        // An init that has just ended while its monitor lives: the exit
+        // record is being written; the container is not Unknown.
+        let monitor = rec
+            .monitor_pid
+            .zip(rec.monitor_start_time)
             .is_some_and(|(p, t)| crate::oci::state::process_start_time(p) == Some(t));
         let state = match rec.phase {
             ContainerPhase::Creating => ContainerState::Unknown,
-            ContainerPhase::Created if alive => ContainerState::Created,
-            ContainerPhase::Running if alive => ContainerState::Running,
+            ContainerPhase::Created if alive || monitor => ContainerState::Created,
+            ContainerPhase::Running if alive || monitor => ContainerState::Running,
             ContainerPhase::Exited => ContainerState::Exited,
             // Neither running nor an exit record: the monitor is gone.
             _ => ContainerState::Unknown,

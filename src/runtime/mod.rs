@@ -51,6 +51,7 @@ pub mod exec;
 pub mod holder;
 pub mod id;
 mod layer;
+pub mod mounts;
 pub mod names;
 pub mod record;
 pub mod rootfs;

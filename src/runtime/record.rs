@@ -21,7 +21,12 @@ use crate::monitor::exit::ExitRecord;
 pub fn write_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(value).map_err(|e| RuntimeError::internal(format!("encode {}: {e}", path.display())))?;
     let dir = path.parent().ok_or_else(|| RuntimeError::internal(format!("{} has no parent", path.display())))?;
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("record")));
+    // A name of this writer's own: two processes writing one record (a
+    // pod's supervisor and a `hull pod` command) never share a temp file.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("record");
+    let tmp = dir.join(format!(".{name}.{}-{seq}.tmp", std::process::id()));
     let io = |what: &str, e: std::io::Error| RuntimeError::with_source(ErrorKind::Internal, format!("{what} {}", tmp.display()), e);
     let mut f = File::create(&tmp).map_err(|e| io("create", e))?;
     f.write_all(&bytes).map_err(|e| io("write", e))?;
@@ -224,6 +229,10 @@ pub struct ContainerRecord {
     /// The signal stop sends first (config, image, or SIGTERM).
     pub stop_signal: String,
     pub resources: Option<LinuxResources>,
+    /// The bind sources staged from fds under the container's run
+    /// directory (see `mounts`), unmounted on removal.
+    #[serde(default)]
+    pub staged_mounts: Vec<PathBuf>,
 }
 
 #[cfg(test)]

@@ -296,6 +296,14 @@ impl Runtime {
             }
             Err(e) => return Err(RuntimeError::from(e).context("network")),
         };
+        if let Some(p) = rec.config.port_mappings.first().filter(|_| !config.maps_ports()) {
+            return Err(RuntimeError::invalid(format!(
+                "port_mappings: host port {}: the CNI network {:?} ({}) has no plugin with the portMappings capability (portmap): the port would not be mapped",
+                p.host_port,
+                config.list.name,
+                config.source.display()
+            )));
+        }
         // CNI gets a pinned path, not /proc/<holder>/ns/net: should the
         // holder die and its pid be reused, a DEL must not reach someone
         // else's netns.

@@ -163,6 +163,7 @@ fn mounts_have_propagation_readonly_and_replace_defaults() {
             readonly: true,
             propagation: MountPropagation::HostToContainer,
             tmpfs: false,
+            ..Default::default()
         },
         Mount {
             container_path: "/dev/shm".into(),
@@ -170,6 +171,7 @@ fn mounts_have_propagation_readonly_and_replace_defaults() {
             readonly: false,
             propagation: MountPropagation::Bidirectional,
             tmpfs: false,
+            ..Default::default()
         },
         Mount { container_path: "/scratch".into(), tmpfs: true, ..Default::default() },
     ];
