@@ -21,6 +21,8 @@
 
 #![allow(dead_code)]
 
+pub mod certs;
+
 use serde_json::{json, Value};
 use std::fs::{self, File};
 use std::io::Read;
