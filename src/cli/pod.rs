@@ -59,17 +59,10 @@ pub fn dispatch(root: &StateRoot, image_root: &std::path::Path, cmd: &PodCmd) ->
             Ok(0)
         }
         PodCmd::Logs { name, namespace, container, follow } => logs(root, &key(namespace, name)?, container.as_deref(), *follow),
-        PodCmd::Exec { name, namespace, container, command } => {
-            let id = pod::running_container(root, &key(namespace, name)?, container.as_deref())?;
-            let rec = root.load(&id)?;
-            let mut process = rec.config.process().clone().unwrap_or_default();
-            process.set_args(Some(command.clone()));
-            process.set_terminal(Some(false));
-            crate::oci::exec::exec(
-                root,
-                &crate::oci::exec::ExecOptions { id, process, detach: false, pid_file: None, console_socket: None, preserve_fds: 0 },
-            )
+        PodCmd::Exec { name, namespace, container, command, stdin, tty } => {
+            super::pod_stream::exec(root, &key(namespace, name)?, container.as_deref(), command, *tty, *stdin)
         }
+        PodCmd::PortForward { name, namespace, ports } => super::pod_stream::port_forward(root, &key(namespace, name)?, ports),
         PodCmd::Stop { name, namespace } => pod::stop(root, &key(namespace, name)?).map(|_| 0),
         PodCmd::Rm { name, namespace } => pod::remove(root, &key(namespace, name)?).map(|_| 0),
         PodCmd::Supervise { name, backoff_base_ms } => pod::supervise(root, name, Duration::from_millis(*backoff_base_ms)).map(|_| 0),

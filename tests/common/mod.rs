@@ -22,6 +22,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod pty;
 
 use serde_json::{json, Value};
 use std::fs::{self, File};
