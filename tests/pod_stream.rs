@@ -66,19 +66,29 @@ fn pod_exec_interactive_terminal_follows_resizes() {
     let pty = nix::pty::openpty(Some(&size(24, 80)), None).unwrap();
     let before = tcgetattr(&pty.slave).unwrap();
     assert!(before.local_flags.contains(LocalFlags::ICANON | LocalFlags::ECHO));
-    let mut cmd = pod.cmd(&["pod", "exec", "-it", &pod.name, "--", "sh", "-c", "tty; stty size; read x; echo got-$x; stty size"]);
+    let mut cmd =
+        pod.cmd(&["pod", "exec", "-it", &pod.name, "--", "sh", "-c", "tty; stty size; while read x; do echo got-$x; stty size; done"]);
     let mut child = spawn_on_terminal(&mut cmd, &pty.slave);
     let first = read_master(pty.master.try_clone().unwrap(), "24 80");
     assert!(first.contains("/dev/pts/") && first.contains("24 80"), "{first:?}");
     // Our terminal grows: hull (its foreground process) gets SIGWINCH and
-    // resizes the container's terminal; then a line of input goes through.
+    // resizes the container's terminal. Each line of input makes the shell
+    // print the size again: a few tries, as a loaded machine may take a
+    // while to deliver the signal.
     // SAFETY: TIOCSWINSZ reads the winsize on our stack.
     assert_eq!(unsafe { libc::ioctl(pty.master.as_raw_fd(), libc::TIOCSWINSZ, &size(33, 101)) }, 0);
-    std::thread::sleep(Duration::from_millis(500));
     let mut m = std::fs::File::from(pty.master.try_clone().unwrap());
-    m.write_all(b"hi\n").unwrap();
-    let second = read_master(pty.master.try_clone().unwrap(), "33 101");
+    let mut second = String::new();
+    for _ in 0..3 {
+        m.write_all(b"hi\n").unwrap();
+        second = read_master(pty.master.try_clone().unwrap(), "33 101");
+        if second.contains("33 101") {
+            break;
+        }
+    }
     assert!(second.contains("got-hi") && second.contains("33 101"), "{second:?}");
+    // End of input (^D at the start of a line) ends the loop and the shell.
+    m.write_all(b"\x04").unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
