@@ -610,15 +610,16 @@ fn daemon_serves_streams_over_tls_from_its_flags() {
     let (cert, key) = (certs.path().join("server.pem"), certs.path().join("server.key"));
     let flags = ["--stream-tls-cert", cert.to_str().unwrap(), "--stream-tls-key", key.to_str().unwrap()];
     let mut d = cri_common::Daemon::start(&flags);
-    // The daemon logs its streaming base URL; the CRI's URLs are under it.
-    let base = d
-        .log()
-        .lines()
-        .find_map(|l| {
+    // The daemon logs its streaming base URL (just after its socket is
+    // up); the CRI's URLs are under it.
+    let url_in_log = |log: String| {
+        log.lines().find_map(|l| {
             l.split_once("url=")
                 .map(|(_, u)| u.split_whitespace().next().unwrap().trim_matches('"').to_string())
         })
-        .unwrap_or_else(|| panic!("no streaming server URL in the log: {}", d.log()));
+    };
+    wait_for("the streaming URL in the daemon's log", Duration::from_secs(20), || url_in_log(d.log()).is_some());
+    let base = url_in_log(d.log()).unwrap();
     assert!(base.starts_with("https://127.0.0.1:"), "{base}");
     rt().block_on(async {
         let client = tls_client(&certs.path().join("ca.pem"));

@@ -105,6 +105,11 @@ impl Server {
         tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else { continue };
+                // Small frames (WINDOW_UPDATE, a terminal's keystrokes) go
+                // out at once, not held back by Nagle's algorithm waiting
+                // for the peer's delayed ACK (Go's servers and clients, the
+                // kubelet's and crictl's, turn it off too).
+                let _ = tcp.set_nodelay(true);
                 let st = st.clone();
                 let tls = tls.clone();
                 tokio::spawn(async move {

@@ -51,6 +51,8 @@ pub fn tls_client(ca_pem: &std::path::Path) -> Arc<rustls::ClientConfig> {
 pub async fn try_dial(url: &str, tls: Option<&Arc<rustls::ClientConfig>>) -> std::io::Result<BoxIo> {
     let (addr, _) = split_url(url);
     let tcp = TcpStream::connect(&addr).await?;
+    // As Go's clients (crictl, the kubelet): no Nagle delay on small frames.
+    tcp.set_nodelay(true)?;
     if !url.starts_with("https://") {
         return Ok(Box::new(tcp));
     }
