@@ -11,6 +11,7 @@
 #   make bench     hull vs runc vs crun benchmark (BENCH_ITERS=100 by default),
 #                  then image pull + unpack: hull vs containerd's ctr, then
 #                  the CRI: hull daemon vs containerd's CRI plugin
+#                  (pod life cycle, memory, ExecSync and streaming exec)
 #   make fuzz      run every fuzz target in fuzz/ for FUZZ_SECONDS (60) each;
 #                  fails on a crash (not part of make test)
 #   make demo      run the example pod (examples/pod.yaml) with target/release/hull

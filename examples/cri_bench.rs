@@ -13,6 +13,12 @@
 //! stopped with timeout 0 (SIGKILL at once, the same in both). With
 //! `--daemon-pid`, the daemon's RSS idle and with 10 pods is read, and the
 //! per-pod overhead (all processes' Pss with 10 pods minus without, per pod).
+//!
+//! Then exec, in one running container: `ExecSync` of `true` and a
+//! streaming exec of `true` (the Exec RPC, the SPDY/3.1 upgrade at its URL,
+//! remotecommand v4 streams, the exit status: what crictl exec and the
+//! kubelet do), `--exec-iters` times each (p50/p99), and the throughput of
+//! a streaming exec writing `--exec-mb` MiB to stdout (the best of 3).
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -21,6 +27,11 @@ use hyper_util::rt::TokioIo;
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::{Channel, Endpoint, Uri};
+
+/// The tests' hand-driven SPDY/3.1 client (remotecommand as crictl speaks
+/// it), shared rather than written twice.
+#[path = "../tests/stream_common/mod.rs"]
+mod stream_common;
 
 const STEPS: [&str; 7] =
     ["RunPodSandbox", "CreateContainer", "StartContainer", "StopContainer", "RemoveContainer", "StopPodSandbox", "RemovePodSandbox"];
@@ -39,6 +50,8 @@ struct Args {
     /// adds besides the containers' own (hull: holder and monitors;
     /// containerd: shim and pause).
     overhead: Vec<String>,
+    exec_iters: usize,
+    exec_mb: usize,
 }
 
 fn args() -> Args {
@@ -51,6 +64,8 @@ fn args() -> Args {
         daemon_pid: None,
         out: None,
         overhead: Vec::new(),
+        exec_iters: 50,
+        exec_mb: 64,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -64,10 +79,14 @@ fn args() -> Args {
             "--daemon-pid" => a.daemon_pid = Some(v().parse().expect("--daemon-pid")),
             "--out" => a.out = Some(v().into()),
             "--overhead" => a.overhead.push(v()),
+            "--exec-iters" => a.exec_iters = v().parse().expect("--exec-iters"),
+            "--exec-mb" => a.exec_mb = v().parse().expect("--exec-mb"),
             _ => panic!("unknown argument {k}"),
         }
     }
     assert!(!a.socket.as_os_str().is_empty() && !a.image.is_empty(), "--socket and --image are required");
+    assert!(a.exec_iters > 0 && a.exec_iters <= 100_000, "--exec-iters: 1 to 100000");
+    assert!(a.exec_mb > 0 && a.exec_mb <= 4096, "--exec-mb: 1 to 4096");
     a
 }
 
@@ -255,6 +274,85 @@ async fn memory(c: &RuntimeServiceClient<Channel>, a: &Args, logs: &str) -> serd
     })
 }
 
+/// One streaming exec as crictl does it: the Exec RPC, then SPDY at its
+/// URL; the command's stdout length and the Status JSON's status.
+async fn stream_exec(c: &mut RuntimeServiceClient<Channel>, id: &str, cmd: &[&str]) -> (usize, String) {
+    let req = cri::ExecRequest {
+        container_id: id.into(),
+        cmd: cmd.iter().map(|s| s.to_string()).collect(),
+        stdout: true,
+        stderr: true,
+        ..Default::default()
+    };
+    let url = tokio::time::timeout(CALL_TIMEOUT, c.exec(req))
+        .await
+        .expect("Exec: no answer")
+        .expect("Exec")
+        .into_inner()
+        .url;
+    let mut s = stream_common::Client::connect(&url, "v4.channel.k8s.io").await;
+    s.reset_ends = true;
+    let error = s.open(&[("streamType", "error")]).await;
+    let stdout = s.open(&[("streamType", "stdout")]).await;
+    s.open(&[("streamType", "stderr")]).await;
+    let got = tokio::time::timeout(CALL_TIMEOUT, s.collect(error)).await.expect("streaming exec: no end");
+    let status = stream_common::status_json(&got[&error])["status"].as_str().unwrap_or("").to_string();
+    (got.get(&stdout).map_or(0, Vec::len), status)
+}
+
+/// ExecSync and streaming exec latency, and streaming exec throughput, in
+/// one container of a pod of its own.
+async fn exec_bench(a: &Args, logs: &str) -> serde_json::Value {
+    let mut c = connect(a.socket.clone()).await;
+    let mut t = BTreeMap::new();
+    let name = format!("{}-exec", a.label);
+    let config = sandbox_config(&name, logs);
+    let sb = timed(
+        &mut t,
+        "RunPodSandbox",
+        c.run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() }),
+    )
+    .await
+    .pod_sandbox_id;
+    let create =
+        cri::CreateContainerRequest { pod_sandbox_id: sb.clone(), config: Some(container_config(&a.image)), sandbox_config: Some(config) };
+    let id = timed(&mut t, "CreateContainer", c.create_container(create)).await.container_id;
+    timed(&mut t, "StartContainer", c.start_container(cri::StartContainerRequest { container_id: id.clone() })).await;
+    let sync =
+        |cmd: &[&str]| cri::ExecSyncRequest { container_id: id.clone(), cmd: cmd.iter().map(|s| s.to_string()).collect(), timeout: 60 };
+    // Warm up both paths (page cache, the streaming server's first connection).
+    for _ in 0..3 {
+        timed(&mut t, "warm", c.exec_sync(sync(&["true"]))).await;
+        stream_exec(&mut c, &id, &["true"]).await;
+    }
+    let mut lat = BTreeMap::new();
+    for _ in 0..a.exec_iters {
+        let r = timed(&mut lat, "ExecSync", c.exec_sync(sync(&["true"]))).await;
+        assert_eq!(r.exit_code, 0, "ExecSync true: {}", String::from_utf8_lossy(&r.stderr));
+        let t0 = Instant::now();
+        let (_, status) = stream_exec(&mut c, &id, &["true"]).await;
+        assert_eq!(status, "Success", "streaming exec of true");
+        lat.entry("Exec").or_default().push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    let bytes = a.exec_mb * 1024 * 1024;
+    let script = format!("head -c {bytes} /dev/zero");
+    let mut best = 0f64;
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let (n, status) = stream_exec(&mut c, &id, &["sh", "-c", &script]).await;
+        let secs = t0.elapsed().as_secs_f64();
+        assert_eq!((n, status.as_str()), (bytes, "Success"), "streaming exec of {} MiB", a.exec_mb);
+        best = best.max(bytes as f64 / (1024.0 * 1024.0) / secs);
+    }
+    timed(&mut t, "StopPodSandbox", c.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: sb.clone() })).await;
+    timed(&mut t, "RemovePodSandbox", c.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sb })).await;
+    let mut steps = serde_json::Map::new();
+    for (k, v) in lat.iter_mut() {
+        steps.insert(k.to_string(), serde_json::json!({ "p50_ms": pct(v, 0.5), "p99_ms": pct(v, 0.99) }));
+    }
+    serde_json::json!({ "iters": a.exec_iters, "latency": steps, "stream_mb": a.exec_mb, "stream_mib_per_s": best })
+}
+
 /// Remove every pod of the bench's namespace (what a failed run left).
 async fn remove_all(mut c: RuntimeServiceClient<Channel>) {
     let Ok(list) = c.list_pod_sandbox(cri::ListPodSandboxRequest::default()).await else { return };
@@ -298,6 +396,7 @@ async fn bench(mut a: Args, c: RuntimeServiceClient<Channel>) {
         }
     }
     let mem = memory(&c, &a, &logs).await;
+    let exec = exec_bench(&a, &logs).await;
     let _ = std::fs::remove_dir_all(&logs);
     let mut steps = serde_json::Map::new();
     for s in STEPS {
@@ -311,7 +410,7 @@ async fn bench(mut a: Args, c: RuntimeServiceClient<Channel>) {
             }),
         );
     }
-    let out = serde_json::json!({ "runtime": a.label, "pods": a.pods, "rounds": a.rounds, "steps": steps, "memory": mem });
+    let out = serde_json::json!({ "runtime": a.label, "pods": a.pods, "rounds": a.rounds, "steps": steps, "memory": mem, "exec": exec });
     println!("{out}");
     if let Some(p) = &a.out {
         std::fs::write(p, out.to_string()).unwrap();

@@ -4,9 +4,10 @@
 
 mod common;
 
+use common::pty::*;
 use common::*;
 use serde_json::json;
-use std::io::{IoSliceMut, Read};
+use std::io::IoSliceMut;
 use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::time::{Duration, Instant};
@@ -39,38 +40,6 @@ fn receive_master(listener: &UnixListener) -> OwnedFd {
         }
     }
     panic!("no SCM_RIGHTS fd received on the console socket");
-}
-
-/// Read the pty master until `until` appears in the output, EOF/EIO (slave
-/// closed) or timeout.
-fn read_master(master: OwnedFd, until: &str) -> String {
-    let mut f = std::fs::File::from(master);
-    let fd = f.as_raw_fd();
-    let mut out = Vec::new();
-    let deadline = Instant::now() + WAIT_TIMEOUT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-        let r = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(500) as i32) };
-        if r == 0 {
-            continue;
-        }
-        let mut buf = [0u8; 4096];
-        match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                out.extend_from_slice(&buf[..n]);
-                if String::from_utf8_lossy(&out).contains(until) {
-                    break;
-                }
-            }
-            Err(_) => break, // EIO once the slave side is closed
-        }
-    }
-    String::from_utf8_lossy(&out).replace('\r', "")
 }
 
 fn console_listener(env: &TestEnv) -> (UnixListener, std::path::PathBuf) {
@@ -242,7 +211,6 @@ fn interactive_exec_follows_resizes_and_restores_the_terminal() {
         return;
     }
     use nix::sys::termios::{tcgetattr, LocalFlags};
-    use std::os::unix::process::CommandExt;
     let mut env = TestEnv::new("tty-winch");
     env.sh("sleep 30");
     env.write_config();
@@ -258,20 +226,7 @@ fn interactive_exec_follows_resizes_and_restores_the_terminal() {
     let mut child = loop {
         tries += 1;
         let mut cmd = env.cmd(&["exec", "-t", &env.id, "sh", "-c", "stty size; read x; stty size"]);
-        cmd.stdin(pty.slave.try_clone().unwrap())
-            .stdout(pty.slave.try_clone().unwrap())
-            .stderr(pty.slave.try_clone().unwrap());
-        // SAFETY: setsid and TIOCSCTTY are async-signal-safe: the pty slave
-        // becomes hull's controlling terminal, as a login shell's would be.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().unwrap();
+        let mut child = spawn_on_terminal(&mut cmd, &pty.slave);
         let first = read_master(pty.master.try_clone().unwrap(), "24 80");
         if first.contains("24 80") {
             break child;

@@ -5,60 +5,9 @@ mod common;
 mod image_common;
 
 use std::path::Path;
-use std::process::Command;
-use std::time::Duration;
 
 use common::*;
 use image_common::*;
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let o = run_cmd(Command::new("openssl").current_dir(dir).args(args), Duration::from_secs(30));
-    assert_ok(&o);
-}
-
-/// ca.pem/ca.key, a server certificate for 127.0.0.1 and a client one.
-fn make_certs(dir: &Path) {
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-    let mut a = vec!["req", "-x509"];
-    a.extend(ec);
-    a.extend(["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=hull-test-ca"]);
-    a.extend(["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
-    openssl(dir, &a);
-    for (name, ext) in
-        [("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"), ("client", "extendedKeyUsage=clientAuth\n")]
-    {
-        let mut a = vec!["req"];
-        a.extend(ec);
-        let key = format!("{name}.key");
-        let csr = format!("{name}.csr");
-        let subj = format!("/CN=hull-test-{name}");
-        a.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
-        openssl(dir, &a);
-        std::fs::write(dir.join(format!("{name}.ext")), format!("basicConstraints=CA:FALSE\n{ext}")).unwrap();
-        let ext_file = format!("{name}.ext");
-        let pem = format!("{name}.pem");
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &pem,
-                "-days",
-                "2",
-                "-extfile",
-                &ext_file,
-            ],
-        );
-    }
-}
 
 #[test]
 fn hosts_toml_ca_client_and_skip_verify() {
@@ -76,7 +25,7 @@ fn hosts_toml_ca_client_and_skip_verify() {
     };
     plain.push("hull-test:latest", "tls/img:v1", false);
     let certs = tempfile::tempdir().unwrap();
-    make_certs(certs.path());
+    common::certs::make_certs(certs.path());
     let c = certs.path().display();
     let tls = format!("  tls:\n    certificate: {c}/server.pem\n    key: {c}/server.key\n    clientcas:\n      - {c}/ca.pem\n");
     let Some(reg) = Registry::start_with(Some(&plain.dir.path().join("storage")), &tls) else {

@@ -4,9 +4,11 @@
 //! client shares no connection code with the server) and WebSocket.
 //! Needs root.
 mod common;
+mod cri_common;
 mod stream_common;
 
 use std::collections::HashMap;
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -39,6 +41,16 @@ struct Fixture {
 
 impl Fixture {
     async fn new(name: &str, script: &str, edit: impl FnOnce(&mut TestEnv)) -> Fixture {
+        Fixture::new_with(name, script, edit, None).await
+    }
+
+    /// With `tls`, the server speaks TLS.
+    async fn new_with(
+        name: &str,
+        script: &str,
+        edit: impl FnOnce(&mut TestEnv),
+        tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    ) -> Fixture {
         let mut env = TestEnv::new(name);
         env.sh(script);
         edit(&mut env);
@@ -46,6 +58,7 @@ impl Fixture {
         let work = tempfile::tempdir().unwrap();
         let mut cfg = Config::new(work.path().to_path_buf());
         cfg.token_ttl = Duration::from_secs(5);
+        cfg.tls = tls;
         let server = Server::start(cfg).await.unwrap();
         Fixture { env, server, _work: work }
     }
@@ -257,6 +270,13 @@ fn websocket_exec_v5_with_stdin_close_and_v4() {
     });
 }
 
+/// The container may bring its loopback up (`ip link set lo up`).
+fn net_admin(env: &mut TestEnv) {
+    for set in ["bounding", "effective", "permitted"] {
+        env.config["process"]["capabilities"][set].as_array_mut().unwrap().push(json!("CAP_NET_ADMIN"));
+    }
+}
+
 #[test]
 fn port_forward_over_spdy_and_websocket() {
     if !can_run() {
@@ -266,11 +286,6 @@ fn port_forward_over_spdy_and_websocket() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     use tokio_tungstenite::tungstenite::Message;
     rt().block_on(async {
-        let net_admin = |env: &mut TestEnv| {
-            for set in ["bounding", "effective", "permitted"] {
-                env.config["process"]["capabilities"][set].as_array_mut().unwrap().push(json!("CAP_NET_ADMIN"));
-            }
-        };
         let f = Fixture::new("stream-pf", "ip link set lo up && while true; do echo hello-pf | nc -l -p 8080; done", net_admin).await;
         let netns = std::path::PathBuf::from(format!("/proc/{}/ns/net", f.env.pid()));
         let target = || Target::PortForward(PortForwardTarget { netns: netns.clone(), ports: vec![8080] });
@@ -375,4 +390,251 @@ fn fifty_concurrent_execs_leave_nothing_behind() {
         // Per-session files are gone too.
         wait_for("session dirs removed", Duration::from_secs(10), || std::fs::read_dir(f._work.path()).unwrap().next().is_none());
     });
+}
+
+/// Whether a socket in the network namespace of `pid` listens on TCP `port`.
+fn listens(pid: i32, port: u16) -> bool {
+    let hex = format!(":{port:04X}");
+    ["tcp", "tcp6"].iter().any(|f| {
+        std::fs::read_to_string(format!("/proc/{pid}/net/{f}")).is_ok_and(|t| {
+            t.lines().skip(1).any(|l| {
+                let v: Vec<&str> = l.split_whitespace().collect();
+                v.len() > 3 && v[1].ends_with(&hex) && v[3] == "0A"
+            })
+        })
+    })
+}
+
+/// Read SPDY data streams until each of `want` (data stream, error
+/// stream, bytes) got its bytes; fail on a reset, on data on an error
+/// stream, or on the connection closing.
+async fn read_streams(c: &mut Client, want: &[(u32, u32, usize)]) -> HashMap<u32, Vec<u8>> {
+    let mut got: HashMap<u32, Vec<u8>> = HashMap::new();
+    while want.iter().any(|(d, _, n)| got.get(d).map_or(0, Vec::len) < *n) {
+        match c.next().await {
+            Some(Frame::Data { stream_id, data, .. }) if want.iter().any(|w| w.1 == stream_id) && !data.is_empty() => {
+                panic!("error stream {stream_id}: {}", String::from_utf8_lossy(&data))
+            }
+            Some(Frame::Data { stream_id, data, .. }) => got.entry(stream_id).or_default().extend_from_slice(&data),
+            Some(Frame::RstStream { stream_id, status }) => panic!("stream {stream_id} reset ({status})"),
+            Some(_) => {}
+            None => panic!("closed with {got:?}"),
+        }
+    }
+    got
+}
+
+#[test]
+fn port_forward_spdy_tunnelled_in_websocket() {
+    if !can_run() {
+        return;
+    }
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    rt().block_on(async {
+        // An echo server that forks per connection, so two forwarded
+        // connections are served at once.
+        let f = Fixture::new("stream-tunnel", "ip link set lo up && exec nc -ll -p 8080 -e cat", net_admin).await;
+        let netns = std::path::PathBuf::from(format!("/proc/{}/ns/net", f.env.pid()));
+        wait_for("nc to listen on 8080", Duration::from_secs(20), || listens(f.env.pid(), 8080));
+        let url = f.server.issue(Target::PortForward(PortForwardTarget { netns, ports: vec![8080] })).unwrap();
+        let (addr, _) = split_url(&url);
+        let mut req = url.replace("http://", "ws://").into_client_request().unwrap();
+        req.headers_mut().insert("Sec-WebSocket-Protocol", "SPDY/3.1+portforward.k8s.io".parse().unwrap());
+        let tcp = TcpStream::connect(&addr).await.unwrap();
+        let (ws, resp) = tokio_tungstenite::client_async(req, tcp).await.unwrap();
+        assert_eq!(resp.headers()["sec-websocket-protocol"], "SPDY/3.1+portforward.k8s.io");
+        let mut c = Client::tunnel(ws);
+
+        // A refused port reports on its own error stream; the connection
+        // goes on.
+        let err_bad = c.open(&[("streamType", "error"), ("port", "8089"), ("requestID", "0")]).await;
+        c.open(&[("streamType", "data"), ("port", "8089"), ("requestID", "0")]).await;
+        let got = c.collect(err_bad).await;
+        let msg = String::from_utf8_lossy(&got[&err_bad]).to_string();
+        assert!(msg.contains("8089") && msg.to_lowercase().contains("refused"), "{msg}");
+
+        // Two requests in parallel on the one connection, each its own
+        // connection to the echo server.
+        let mut reqs = Vec::new();
+        for id in ["1", "2"] {
+            let err = c.open(&[("streamType", "error"), ("port", "8080"), ("requestID", id)]).await;
+            let data = c.open(&[("streamType", "data"), ("port", "8080"), ("requestID", id)]).await;
+            reqs.push((err, data));
+        }
+        for (i, (_, data)) in reqs.iter().enumerate() {
+            c.send(Frame::Data { stream_id: *data, fin: false, data: format!("ping-{i}\n").into_bytes() }).await;
+        }
+        let want: Vec<(u32, u32, usize)> = reqs.iter().map(|(err, data)| (*data, *err, "ping-0\n".len())).collect();
+        let got = read_streams(&mut c, &want).await;
+        for (i, (_, data)) in reqs.iter().enumerate() {
+            assert_eq!(got[data], format!("ping-{i}\n").as_bytes());
+        }
+        // 1 MiB through one of them and back, intact (flow control both
+        // ways inside the tunnel).
+        let (err, data) = reqs[0];
+        let big: Vec<u8> = (0..1024 * 1024).map(|i| b'a' + (i % 26) as u8).collect();
+        // The client keeps to the windows the server gives (its SETTINGS'
+        // initial window per stream, the SPDY/3.1 default of 64 KiB for
+        // the session, then its WINDOW_UPDATEs); the pings spent 14 bytes
+        // of the session's window.
+        let (mut sent, mut back) = (0, Vec::new());
+        let (mut window, mut session) = (c.peer_window as usize, 65536usize - 14);
+        while back.len() < big.len() {
+            let n = (big.len() - sent).min(16 * 1024).min(window).min(session);
+            if n > 0 {
+                c.send(Frame::Data { stream_id: data, fin: false, data: big[sent..sent + n].to_vec() }).await;
+                sent += n;
+                window -= n;
+                session -= n;
+                continue;
+            }
+            match c.next().await {
+                Some(Frame::Data { stream_id, data: d, .. }) if stream_id == data => {
+                    let n = d.len() as u32;
+                    if n > 0 {
+                        c.send(Frame::WindowUpdate { stream_id, delta: n }).await;
+                        c.send(Frame::WindowUpdate { stream_id: 0, delta: n }).await;
+                    }
+                    back.extend_from_slice(&d);
+                }
+                Some(Frame::WindowUpdate { stream_id, delta }) if stream_id == data => window += delta as usize,
+                Some(Frame::WindowUpdate { stream_id: 0, delta }) => session += delta as usize,
+                Some(Frame::RstStream { stream_id, status }) => panic!("stream {stream_id} reset ({status})"),
+                Some(Frame::Data { stream_id, data: d, .. }) if stream_id == err && !d.is_empty() => {
+                    panic!("error stream: {}", String::from_utf8_lossy(&d))
+                }
+                Some(_) => {}
+                None => panic!("closed after {} bytes back", back.len()),
+            }
+        }
+        assert!(back == big, "the echoed megabyte differs");
+        // The client's FIN ends that forwarded connection (cat sees EOF),
+        // and with it the request's error stream, empty.
+        c.send(Frame::Data { stream_id: data, fin: true, data: vec![] }).await;
+        let rest = c.collect(err).await;
+        assert!(rest.get(&err).is_none_or(|v| v.is_empty()), "{rest:?}");
+    });
+}
+
+/// ca.pem and the server's certificate for 127.0.0.1 (by the test CA), and
+/// the streaming server's TLS config from them.
+fn test_ca(dir: &std::path::Path) -> std::sync::Arc<rustls::ServerConfig> {
+    common::certs::make_certs(dir);
+    hull::stream::tls::server_config(&dir.join("server.pem"), &dir.join("server.key")).unwrap()
+}
+
+#[test]
+fn exec_over_tls_with_a_test_ca() {
+    if !can_run() {
+        return;
+    }
+    if !common::certs::have_openssl() {
+        eprintln!("skipped: openssl not installed (the test CA is made with it)");
+        return;
+    }
+    use futures_util::StreamExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+    rt().block_on(async {
+        let certs = tempfile::tempdir().unwrap();
+        let tls = test_ca(certs.path());
+        let f = Fixture::new_with("stream-tls", "exec sleep 1000", |_| {}, Some(tls)).await;
+        assert!(f.server.base_url().starts_with("https://127.0.0.1:"), "{}", f.server.base_url());
+        let client = tls_client(&certs.path().join("ca.pem"));
+
+        // SPDY over TLS, as crictl and the kubelet with a TLS streaming server.
+        let url = f.exec_url(&["sh", "-c", "echo over-tls; read x; echo got-$x >&2; exit 6"], false, true);
+        assert!(url.starts_with("https://"), "{url}");
+        let mut c = Client::connect_on(dial(&url, Some(&client)).await, &url, "v4.channel.k8s.io").await;
+        let error = c.open(&[("streamType", "error")]).await;
+        let stdin = c.open(&[("streamType", "stdin")]).await;
+        let stdout = c.open(&[("streamType", "stdout")]).await;
+        let stderr = c.open(&[("streamType", "stderr")]).await;
+        c.send(Frame::Data { stream_id: stdin, fin: true, data: b"secret\n".to_vec() }).await;
+        let got = c.collect(error).await;
+        assert_eq!(got.get(&stdout).map(|v| v.as_slice()), Some(&b"over-tls\n"[..]));
+        assert_eq!(got.get(&stderr).map(|v| v.as_slice()), Some(&b"got-secret\n"[..]));
+        assert_eq!(status_json(&got[&error])["details"]["causes"][0]["message"], "6");
+
+        // WebSocket over TLS (wss), v5.
+        let url = f.exec_url(&["sh", "-c", "echo wss"], false, false);
+        let io = dial(&url, Some(&client)).await;
+        let mut req = url.replace("https://", "wss://").into_client_request().unwrap();
+        req.headers_mut().insert("Sec-WebSocket-Protocol", "v5.channel.k8s.io".parse().unwrap());
+        let (mut ws, _) = tokio_tungstenite::client_async(req, io).await.unwrap();
+        let mut out = Vec::new();
+        while let Some(Ok(m)) = tokio::time::timeout(T, ws.next()).await.unwrap() {
+            match m {
+                Message::Binary(b) if b[0] == 1 => out.extend_from_slice(&b[1..]),
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+        assert_eq!(out, b"wss\n");
+        let _ = ws.close(None).await;
+
+        // A client that does not trust the test CA gets no connection,
+        // and plain HTTP on the TLS port gets no upgrade.
+        let url = f.exec_url(&["true"], false, false);
+        let stranger = tls_client(&certs.path().join("server.pem"));
+        let e = try_dial(&url, Some(&stranger)).await.err().expect("a handshake with an unknown issuer");
+        assert!(e.to_string().to_lowercase().contains("issuer") || e.to_string().contains("certificate"), "{e}");
+        let (addr, path) = split_url(&url);
+        let mut tcp = TcpStream::connect(&addr).await.unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n");
+        tcp.write_all(req.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(T, tcp.read_to_end(&mut answer)).await.expect("the server closes a plain-text connection");
+        assert!(!String::from_utf8_lossy(&answer).contains(" 101 "), "{}", String::from_utf8_lossy(&answer));
+        // The token was not spent by those: a trusting client still execs.
+        let mut c = Client::connect_on(dial(&url, Some(&client)).await, &url, "v4.channel.k8s.io").await;
+        let error = c.open(&[("streamType", "error")]).await;
+        c.open(&[("streamType", "stdout")]).await;
+        c.open(&[("streamType", "stderr")]).await;
+        assert_eq!(status_json(&c.collect(error).await[&error])["status"], "Success");
+    });
+}
+
+#[test]
+fn daemon_serves_streams_over_tls_from_its_flags() {
+    if !can_run() {
+        return;
+    }
+    if !common::certs::have_openssl() {
+        eprintln!("skipped: openssl not installed (the test CA is made with it)");
+        return;
+    }
+    let certs = tempfile::tempdir().unwrap();
+    common::certs::make_certs(certs.path());
+    let (cert, key) = (certs.path().join("server.pem"), certs.path().join("server.key"));
+    let flags = ["--stream-tls-cert", cert.to_str().unwrap(), "--stream-tls-key", key.to_str().unwrap()];
+    let mut d = cri_common::Daemon::start(&flags);
+    // The daemon logs its streaming base URL (just after its socket is
+    // up); the CRI's URLs are under it.
+    let url_in_log = |log: String| {
+        log.lines().find_map(|l| {
+            l.split_once("url=")
+                .map(|(_, u)| u.split_whitespace().next().unwrap().trim_matches('"').to_string())
+        })
+    };
+    wait_for("the streaming URL in the daemon's log", Duration::from_secs(20), || url_in_log(d.log()).is_some());
+    let base = url_in_log(d.log()).unwrap();
+    assert!(base.starts_with("https://127.0.0.1:"), "{base}");
+    rt().block_on(async {
+        let client = tls_client(&certs.path().join("ca.pem"));
+        let url = format!("{base}/exec/0123");
+        let (code, ..) = upgrade_on(dial(&url, Some(&client)).await, &url, &[]).await;
+        assert_eq!(code, 404, "an unknown token, answered over TLS");
+    });
+    assert!(d.terminate().success());
+    // Half a pair, or a key that is not there: refused, naming it.
+    let o = run_cmd(Command::new(runtime()).args(["daemon", "--stream-tls-cert", cert.to_str().unwrap()]), CMD_TIMEOUT);
+    assert_fails_mentioning(&o, &["--stream-tls-key"]);
+    let missing = certs.path().join("nokey.pem");
+    let bad = ["--stream-tls-cert", cert.to_str().unwrap(), "--stream-tls-key", missing.to_str().unwrap()];
+    let sock = d.path("other.sock");
+    let o = run_cmd(Command::new(runtime()).args(["daemon", "--socket", sock.to_str().unwrap()]).args(bad), CMD_TIMEOUT);
+    assert_fails_mentioning(&o, &["stream_tls", "nokey.pem"]);
+    assert!(!sock.exists(), "nothing bound");
 }

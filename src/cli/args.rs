@@ -344,7 +344,7 @@ pub enum PodCmd {
         #[arg(short, long)]
         follow: bool,
     },
-    /// Run a command in a container of the pod
+    /// Run a command in a container of the pod (-it: an interactive terminal)
     Exec {
         /// The pod's name (metadata.name)
         name: String,
@@ -354,9 +354,29 @@ pub enum PodCmd {
         /// The container (default: the first app container)
         #[arg(short, long)]
         container: Option<String>,
+        /// Pass stdin to the command (without it, stdin is /dev/null)
+        #[arg(short = 'i', long)]
+        stdin: bool,
+        /// A terminal for the command: ours goes raw while it runs and its size
+        /// follows ours (SIGWINCH)
+        #[arg(short = 't', long)]
+        tty: bool,
         /// The command and its arguments
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         command: Vec<String>,
+    },
+    /// Forward a local port to a port in the pod's network namespace (listens on
+    /// 127.0.0.1 until interrupted)
+    #[command(name = "port-forward")]
+    PortForward {
+        /// The pod's name (metadata.name)
+        name: String,
+        /// LOCAL:REMOTE, PORT (the same both sides) or :REMOTE (any free local port;
+        /// the port taken is printed)
+        ports: String,
+        /// The pod's namespace
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
     },
     /// Stop the pod's containers (SIGTERM, grace period, SIGKILL)
     Stop {

@@ -19,7 +19,8 @@ SIGTERM or SIGINT: stop serving, finish the RPCs in flight, exit 0; containers k
 )]
 pub struct DaemonCmd {
     /// TOML config file (socket, state_dir, run_dir, image_root, hosts_dir, cni_conf_dir,
-    /// cni_bin_dirs, seccomp_profile, log_level, log_format, ...)
+    /// cni_bin_dirs, seccomp_profile, stream_address, stream_tls_cert, stream_tls_key,
+    /// log_level, log_format, ...)
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// The socket to serve on [default: /run/hull/hull.sock]
@@ -41,6 +42,17 @@ pub struct DaemonCmd {
     /// CNI plugin directory (repeat for several) [default: /usr/lib/cni, /opt/cni/bin]
     #[arg(long = "cni-bin-dir")]
     pub cni_bin_dirs: Vec<PathBuf>,
+    /// Where the streaming server (the Exec and PortForward URLs) listens, IP:PORT
+    /// [default: 127.0.0.1:0, loopback and any port]
+    #[arg(long = "stream-address")]
+    pub stream_address: Option<String>,
+    /// Serve the streaming URLs over TLS with this PEM certificate chain (needs
+    /// --stream-tls-key)
+    #[arg(long = "stream-tls-cert", requires = "stream_tls_key")]
+    pub stream_tls_cert: Option<PathBuf>,
+    /// The PEM private key of --stream-tls-cert
+    #[arg(long = "stream-tls-key", requires = "stream_tls_cert")]
+    pub stream_tls_key: Option<PathBuf>,
     /// error, warn, info, debug or trace [default: info; --debug: debug]
     #[arg(long = "log-level", value_parser = ["error", "warn", "info", "debug", "trace"])]
     pub log_level: Option<String>,
@@ -62,6 +74,9 @@ pub fn run(cli: &Cli, cmd: &DaemonCmd, matches: &ArgMatches) -> i32 {
         hosts_dir: cmd.hosts_dir.clone(),
         cni_conf_dir: cmd.cni_conf_dir.clone(),
         cni_bin_dirs: cmd.cni_bin_dirs.clone(),
+        stream_address: cmd.stream_address.clone(),
+        stream_tls_cert: cmd.stream_tls_cert.clone(),
+        stream_tls_key: cmd.stream_tls_key.clone(),
         log_level: cmd.log_level.clone().or_else(|| cli.debug.then(|| "debug".to_string())),
         log_format: given(matches, "log_format").then(|| cli.log_format.clone()),
     };

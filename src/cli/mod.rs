@@ -6,6 +6,7 @@ mod daemon;
 mod exec_process;
 mod network;
 mod pod;
+mod pod_stream;
 
 use std::io::Write;
 use std::path::Path;

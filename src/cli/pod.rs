@@ -71,28 +71,10 @@ pub fn dispatch(root: &StateRoot, image_root: &std::path::Path, cmd: &PodCmd) ->
             Ok(0)
         }
         PodCmd::Logs { name, namespace, container, follow } => logs(root, &rt, &key(namespace, name)?, container.as_deref(), *follow),
-        PodCmd::Exec { name, namespace, container, command } => {
-            let id = pod::running_container(root, &rt, &key(namespace, name)?, container.as_deref())?;
-            let oci = rt.oci_root();
-            let rec = oci.load(id.as_str())?;
-            let mut process = rec.config.process().clone().unwrap_or_default();
-            process.set_args(Some(command.clone()));
-            process.set_terminal(Some(false));
-            // The runtime's exit watcher is a thread, and the OCI exec forks:
-            // this process is single-threaded again once the runtime is gone.
-            drop(rt);
-            crate::oci::exec::exec(
-                &oci,
-                &crate::oci::exec::ExecOptions {
-                    id: id.to_string(),
-                    process,
-                    detach: false,
-                    pid_file: None,
-                    console_socket: None,
-                    preserve_fds: 0,
-                },
-            )
+        PodCmd::Exec { name, namespace, container, command, stdin, tty } => {
+            super::pod_stream::exec(root, rt, &key(namespace, name)?, container.as_deref(), command, *tty, *stdin)
         }
+        PodCmd::PortForward { name, namespace, ports } => super::pod_stream::port_forward(root, rt, &key(namespace, name)?, ports),
         PodCmd::Stop { name, namespace } => pod::stop(root, &rt, &key(namespace, name)?).map(|_| 0),
         PodCmd::Rm { name, namespace } => pod::remove(root, &rt, &key(namespace, name)?).map(|_| 0),
         PodCmd::Supervise { name, backoff_base_ms } => pod::supervise(root, rt, name, Duration::from_millis(*backoff_base_ms)).map(|_| 0),

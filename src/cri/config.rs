@@ -21,6 +21,8 @@
 //! `stream_address` is where the streaming server (the URLs Exec and
 //! PortForward return) listens: default `127.0.0.1:0` (loopback, any port),
 //! as containerd's; the kubelet connects to it from the same node.
+//! `stream_tls_cert` and `stream_tls_key` (PEM files, both or neither)
+//! make it serve TLS, and its URLs `https://`.
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -53,6 +55,10 @@ pub struct DaemonConfig {
     /// built-in default profile.
     pub seccomp_profile: Option<PathBuf>,
     pub stream_address: Option<String>,
+    /// The streaming server's certificate chain and key (PEM); both or
+    /// neither: with them it serves TLS.
+    pub stream_tls_cert: Option<PathBuf>,
+    pub stream_tls_key: Option<PathBuf>,
     pub log_level: String,
     pub log_format: String,
     pub shutdown_timeout_seconds: u64,
@@ -73,6 +79,8 @@ impl Default for DaemonConfig {
             cni_bin_dirs: cni.plugin_dirs,
             seccomp_profile: None,
             stream_address: None,
+            stream_tls_cert: None,
+            stream_tls_key: None,
             log_level: "info".into(),
             log_format: "text".into(),
             shutdown_timeout_seconds: 10,
@@ -92,6 +100,9 @@ pub struct Overrides {
     pub cni_conf_dir: Option<PathBuf>,
     /// Empty: not given.
     pub cni_bin_dirs: Vec<PathBuf>,
+    pub stream_address: Option<String>,
+    pub stream_tls_cert: Option<PathBuf>,
+    pub stream_tls_key: Option<PathBuf>,
     pub log_level: Option<String>,
     pub log_format: Option<String>,
 }
@@ -149,8 +160,15 @@ impl DaemonConfig {
         if f.image_root.is_some() {
             self.image_root = f.image_root.clone();
         }
-        if f.socket_group.is_some() {
-            self.socket_group = f.socket_group.clone();
+        for (slot, v) in [(&mut self.socket_group, &f.socket_group), (&mut self.stream_address, &f.stream_address)] {
+            if v.is_some() {
+                slot.clone_from(v);
+            }
+        }
+        for (slot, v) in [(&mut self.stream_tls_cert, &f.stream_tls_cert), (&mut self.stream_tls_key, &f.stream_tls_key)] {
+            if v.is_some() {
+                slot.clone_from(v);
+            }
         }
         if !f.cni_bin_dirs.is_empty() {
             self.cni_bin_dirs = f.cni_bin_dirs.clone();
@@ -202,6 +220,16 @@ impl DaemonConfig {
         if let Some(a) = &self.stream_address {
             if a.parse::<std::net::SocketAddr>().is_err() {
                 return Err(invalid("stream_address", format!("{a:?}: expected an IP address and port, e.g. 127.0.0.1:0")));
+            }
+        }
+        match (&self.stream_tls_cert, &self.stream_tls_key) {
+            (Some(_), None) => return Err(invalid("stream_tls_key", "missing: stream_tls_cert needs its key")),
+            (None, Some(_)) => return Err(invalid("stream_tls_cert", "missing: stream_tls_key needs its certificate")),
+            _ => {}
+        }
+        for (field, p) in [("stream_tls_cert", &self.stream_tls_cert), ("stream_tls_key", &self.stream_tls_key)] {
+            if let Some(p) = p.as_ref().filter(|p| !p.is_absolute()) {
+                return Err(invalid(field, format!("{} is not an absolute path", p.display())));
             }
         }
         if !matches!(self.log_level.as_str(), "error" | "warn" | "info" | "debug" | "trace") {
@@ -296,5 +324,21 @@ mod tests {
         check(DaemonConfig { log_format: "xml".into(), ..Default::default() }, "log_format");
         check(DaemonConfig { stream_address: Some("localhost".into()), ..Default::default() }, "stream_address");
         check(DaemonConfig { shutdown_timeout_seconds: 1 << 40, ..Default::default() }, "shutdown_timeout_seconds");
+        check(DaemonConfig { stream_tls_cert: Some("/c.pem".into()), ..Default::default() }, "stream_tls_key");
+        check(DaemonConfig { stream_tls_key: Some("/k.pem".into()), ..Default::default() }, "stream_tls_cert");
+        let rel = DaemonConfig { stream_tls_cert: Some("c.pem".into()), stream_tls_key: Some("/k.pem".into()), ..Default::default() };
+        check(rel, "stream_tls_cert");
+    }
+
+    #[test]
+    fn stream_settings_from_the_file_and_flags() {
+        let c =
+            DaemonConfig::parse("stream_address = \"127.0.0.1:9\"\nstream_tls_cert = \"/c.pem\"\nstream_tls_key = \"/k.pem\"\n").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.stream_addr(), "127.0.0.1:9".parse().unwrap());
+        let mut c2 = c.clone();
+        c2.apply(&Overrides { stream_address: Some("127.0.0.1:10".into()), stream_tls_key: Some("/k2.pem".into()), ..Default::default() });
+        assert_eq!(c2.stream_addr(), "127.0.0.1:10".parse().unwrap());
+        assert_eq!((c2.stream_tls_cert.as_deref(), c2.stream_tls_key.as_deref()), (Some(Path::new("/c.pem")), Some(Path::new("/k2.pem"))));
     }
 }

@@ -183,16 +183,24 @@ use std::os::unix::fs::DirBuilderExt;
 
 /// Run the daemon until SIGTERM or SIGINT. Logging must be initialised.
 pub fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
+    // Before the socket: bad TLS files leave nothing behind.
+    let tls = match (&cfg.stream_tls_cert, &cfg.stream_tls_key) {
+        (Some(cert), Some(key)) => Some(
+            crate::stream::tls::server_config(cert, key)
+                .map_err(|e| DaemonError::Setup(format!("stream_tls_cert, stream_tls_key: {e}")))?,
+        ),
+        _ => None,
+    };
     let _lock = lock_socket(&cfg.socket)?;
     let listener = bind_socket(&cfg)?;
-    let result = serve(cfg.clone(), listener);
+    let result = serve(cfg.clone(), listener, tls);
     // The socket goes with the daemon (the lock file stays: removing a
     // file others may be about to lock would let two daemons run).
     let _ = std::fs::remove_file(&cfg.socket);
     result
 }
 
-fn serve(cfg: DaemonConfig, listener: std::os::unix::net::UnixListener) -> Result<(), DaemonError> {
+fn serve(cfg: DaemonConfig, listener: std::os::unix::net::UnixListener, tls: Option<Arc<rustls::ServerConfig>>) -> Result<(), DaemonError> {
     let images = Images::open(&cfg).map_err(|e| DaemonError::Setup(format!("image store {}: {e}", cfg.image_root().display())))?;
     let runtime = super::service::open_runtime(&cfg).map_err(|e| DaemonError::Setup(format!("runtime: {}", super::errors::message(&e))))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -209,6 +217,7 @@ fn serve(cfg: DaemonConfig, listener: std::os::unix::net::UnixListener) -> Resul
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut stream_cfg = crate::stream::server::Config::new(cfg.run_dir.join("streams"));
         stream_cfg.addr = cfg.stream_addr();
+        stream_cfg.tls = tls;
         let streams = crate::stream::server::Server::start(stream_cfg)
             .await
             .map_err(|e| io(format!("start the streaming server on {}", cfg.stream_addr()), e))?;

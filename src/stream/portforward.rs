@@ -32,6 +32,17 @@ pub async fn connect(netns: &Path, port: u16) -> std::io::Result<tokio::net::Tcp
     tokio::net::TcpStream::from_std(stream)
 }
 
+/// Connect to `port` on the pod's loopback, blocking (for a caller that is
+/// not on tokio: `hull pod port-forward`).
+pub fn connect_blocking(netns: &Path, port: u16) -> std::io::Result<TcpStream> {
+    let netns = netns.to_path_buf();
+    std::thread::Builder::new()
+        .name("hull-portfwd".into())
+        .spawn(move || connect_in(&netns, port))?
+        .join()
+        .map_err(|_| std::io::Error::other("port-forward connector thread died"))?
+}
+
 /// Runs on its own thread, which ends right after: setns(CLONE_NEWNET)
 /// changes only the calling thread's namespace.
 fn connect_in(netns: &Path, port: u16) -> std::io::Result<TcpStream> {

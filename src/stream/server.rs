@@ -40,6 +40,9 @@ pub struct Config {
     pub max_streams: u32,
     /// Private directory for per-session files (console sockets).
     pub work_dir: PathBuf,
+    /// Serve TLS with this config (URLs are then `https://`); None: plain
+    /// HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Config {
@@ -50,6 +53,7 @@ impl Config {
             idle_timeout: Duration::from_secs(4 * 3600),
             max_streams: 100,
             work_dir,
+            tls: None,
         }
     }
 }
@@ -96,17 +100,32 @@ impl Server {
         std::fs::create_dir_all(&config.work_dir)?;
         let listener = tokio::net::TcpListener::bind(config.addr).await?;
         let addr = listener.local_addr()?;
+        let scheme = if config.tls.is_some() { "https" } else { "http" };
+        let tls = config.tls.clone().map(tokio_rustls::TlsAcceptor::from);
         let state =
-            Arc::new(State { base: format!("http://{addr}"), config, tokens: Mutex::new(HashMap::new()), sessions: AtomicU64::new(0) });
+            Arc::new(State { base: format!("{scheme}://{addr}"), config, tokens: Mutex::new(HashMap::new()), sessions: AtomicU64::new(0) });
         let st = state.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else { continue };
+                // Small frames (WINDOW_UPDATE, a terminal's keystrokes) go
+                // out at once, not held back by Nagle's algorithm waiting
+                // for the peer's delayed ACK (Go's servers and clients, the
+                // kubelet's and crictl's, turn it off too).
+                let _ = tcp.set_nodelay(true);
                 let st = st.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| handle(st.clone(), req));
-                    let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc);
-                    let _ = conn.with_upgrades().await;
+                    match tls {
+                        None => serve_connection(st, tcp).await,
+                        // The handshake runs in the connection's own task,
+                        // bounded, so a silent client holds up nobody.
+                        Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                            Ok(Ok(tls)) => serve_connection(st, tls).await,
+                            Ok(Err(e)) => log::debug!("streaming connection: TLS handshake: {e}"),
+                            Err(_) => log::debug!("streaming connection: no TLS handshake in {TLS_HANDSHAKE_TIMEOUT:?}"),
+                        },
+                    }
                 });
             }
         });
@@ -128,6 +147,19 @@ impl Server {
         tokens.insert(token.clone(), Issued { target, expires: now + self.state.config.token_ttl });
         Ok(format!("{}/{path}/{token}", self.state.base))
     }
+}
+
+/// How long a client has to complete the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serve HTTP/1.1 (with upgrades) on one accepted connection.
+async fn serve_connection<I>(st: Arc<State>, io: I)
+where
+    I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| handle(st.clone(), req));
+    let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), svc);
+    let _ = conn.with_upgrades().await;
 }
 
 /// 128 random bits: a URL nobody can guess, or no URL.

@@ -4,20 +4,28 @@
 # (examples/cri_bench.rs): per-step latency of a pod's life cycle for 1 and
 # for N concurrent pods, the daemon's RSS idle and with 10 pods, and the
 # per-pod processes' memory (hull: holder + monitor; containerd: shim +
-# pause). Both runtimes get their own socket, state and image dirs, the
-# fixture image, host-network pods (no CNI in either) and SIGKILL stops.
+# pause), then exec in a running container: ExecSync and streaming exec
+# (Exec RPC + SPDY/3.1 at its URL, as crictl exec) latency, and streaming
+# exec throughput (MiB/s of stdout). Both runtimes get their own socket,
+# state and image dirs, the fixture image, host-network pods (no CNI in
+# either) and SIGKILL stops.
 #
 #   tests/bench/cri_bench.sh     (make bench runs it)
 #
 # Environment: CRI_BENCH_PODS=20 (concurrent pods), CRI_BENCH_ROUNDS=10,
-# HULL (default target/release/hull), BENCH_OUT (default target/bench).
+# CRI_BENCH_EXEC_ITERS=100 (execs of each kind), CRI_BENCH_EXEC_MB=256
+# (stdout of the throughput exec), HULL (default target/release/hull),
+# CRI_BENCH_CLIENT (default target/release/examples/cri_bench), BENCH_OUT
+# (default target/bench).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
 HULL=${HULL:-$REPO/target/release/hull}
-CLIENT=$REPO/target/release/examples/cri_bench
+CLIENT=${CRI_BENCH_CLIENT:-$REPO/target/release/examples/cri_bench}
 PODS=${CRI_BENCH_PODS:-20}
 ROUNDS=${CRI_BENCH_ROUNDS:-10}
+EXEC_ITERS=${CRI_BENCH_EXEC_ITERS:-100}
+EXEC_MB=${CRI_BENCH_EXEC_MB:-256}
 OUT=${BENCH_OUT:-$REPO/target/bench}
 LAYOUT=$REPO/target/fixtures/image-layout
 mkdir -p "$OUT"
@@ -115,11 +123,12 @@ HULL_PID=$!
 wait_socket "$H/sock" 30
 
 echo "== CRI: $PODS concurrent pods, $ROUNDS rounds (hull daemon vs containerd $(containerd --version | awk '{print $3}') + runc)"
+EXEC=(--exec-iters "$EXEC_ITERS" --exec-mb "$EXEC_MB")
 timeout 1200 "$CLIENT" --socket "$H/sock" --label hull --image hull-test:latest --pods "$PODS" --rounds "$ROUNDS" \
-    --daemon-pid "$HULL_PID" --overhead hull --out "$OUT/cri-hull.json" >/dev/null
+    --daemon-pid "$HULL_PID" --overhead hull "${EXEC[@]}" --out "$OUT/cri-hull.json" >/dev/null
 timeout 1200 "$CLIENT" --socket "$C/sock" --label containerd --image docker.io/library/hull-test:latest --pods "$PODS" \
     --rounds "$ROUNDS" --daemon-pid "$CTD_PID" --overhead containerd-shim-runc-v2 --overhead 2147483647 \
-    --out "$OUT/cri-containerd.json" >/dev/null
+    "${EXEC[@]}" --out "$OUT/cri-containerd.json" >/dev/null
 
 python3 - "$OUT/cri-hull.json" "$OUT/cri-containerd.json" <<'EOF'
 import json, sys
@@ -141,4 +150,12 @@ print(f"daemon RSS idle: hull {mib(hm['daemon_rss_idle_kib']):.1f} MiB, containe
 print(f"per pod (Pss): hull {mib(hm['per_pod_overhead_pss_kib']):.2f} MiB in {hm['per_pod_processes']:.0f} processes "
       f"(holder + monitor), containerd {mib(cm['per_pod_overhead_pss_kib']):.2f} MiB in {cm['per_pod_processes']:.0f} "
       f"(shim + pause); ratio {hm['per_pod_overhead_pss_kib']/max(cm['per_pod_overhead_pss_kib'],1):.2f}")
+he, ce = h["exec"], c["exec"]
+print(f"exec, {he['iters']} of each ({'hull p50':>9} {'p99':>8} {'ctrd p50':>9} {'p99':>8} {'ratio':>6}):")
+for k, what in (("ExecSync", "ExecSync true"), ("Exec", "streaming exec true")):
+    a, b = he["latency"][k], ce["latency"][k]
+    print(f"  {what:21} {a['p50_ms']:8.1f}ms {a['p99_ms']:6.1f}ms {b['p50_ms']:8.1f}ms {b['p99_ms']:6.1f}ms "
+          f"{a['p50_ms']/b['p50_ms']:6.2f}")
+print(f"  streaming exec stdout ({he['stream_mb']} MiB, best of 3): hull {he['stream_mib_per_s']:.0f} MiB/s, "
+      f"containerd {ce['stream_mib_per_s']:.0f} MiB/s; ratio {he['stream_mib_per_s']/ce['stream_mib_per_s']:.2f}")
 EOF

@@ -21,6 +21,9 @@
 
 #![allow(dead_code)]
 
+pub mod certs;
+pub mod pty;
+
 use serde_json::{json, Value};
 use std::fs::{self, File};
 use std::io::Read;
