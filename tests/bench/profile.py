@@ -391,6 +391,12 @@ def callgrind_total(path):
     raise RuntimeError("%s: no instruction total" % path)
 
 
+RO_BIND_SH = r"""
+d=$1; shift
+mount --bind "$d" "$d" && mount -o remount,bind,ro "$d" && exec "$@"
+"""
+
+
 def measure_callgrind(r, a):
     """User-space instructions of `start`, `state` and `delete` (callgrind,
     one process each; the container is created outside valgrind). create,
@@ -401,15 +407,28 @@ def measure_callgrind(r, a):
     os.makedirs(d)
     cid = "prof-%s-%d-cg" % (a.runtime, os.getpid())
     out = {}
-    vg = lambda k: [shutil.which("valgrind"), "--tool=callgrind", "--callgrind-out-file=%s/%s.out" % (d, k)]
+    # crun re-executes itself from a sealed copy at every command, unless
+    # its binary is on a read-only mount, and valgrind cannot follow that
+    # exec through an fd: each runtime runs from a copy on a read-only bind
+    # mount (in a private mount namespace).
+    ro = os.path.join(d, "ro")
+    os.makedirs(ro)
+    exe = os.path.join(ro, os.path.basename(a.binary))
+    shutil.copy2(a.binary, exe)
+
+    def vg(k, *args):
+        argv = [shutil.which("unshare"), "-m", "/bin/sh", "-c", RO_BIND_SH, "sh", ro,
+                shutil.which("valgrind"), "--tool=callgrind", "--callgrind-out-file=%s/%s.out" % (d, k),
+                exe, "--root", a.state] + list(args)
+        r.wait(r.spawn(argv), "%s under callgrind" % k)
+        out[k] = callgrind_total(os.path.join(d, "%s.out" % k))
+
     try:
         r.call("create", "--bundle", a.bundle, cid)
-        for k, args in (("state", ("state", cid)), ("start", ("start", cid))):
-            r.call(*args, prefix=vg(k))
-            out[k] = callgrind_total(os.path.join(d, "%s.out" % k))
+        vg("state", "state", cid)
+        vg("start", "start", cid)
         wait_stopped(r, cid)
-        r.call("delete", cid, prefix=vg("delete"))
-        out["delete"] = callgrind_total(os.path.join(d, "delete.out"))
+        vg("delete", "delete", cid)
     finally:
         r.quiet("delete", "--force", cid)
         reap()
