@@ -12,6 +12,10 @@
 #                  then image pull + unpack: hull vs containerd's ctr, then
 #                  the CRI: hull daemon vs containerd's CRI plugin
 #                  (pod life cycle, memory, ExecSync and streaming exec)
+#   make profile   where one container's create/start/delete spends its time
+#                  (phases under strace, kernel floor, syscalls), peak RSS
+#                  of each command and callgrind instruction counts: hull
+#                  vs crun (tests/bench/profile.sh; PROFILE_ITERS=20)
 #   make fuzz      run every fuzz target in fuzz/ for FUZZ_SECONDS (60) each;
 #                  fails on a crash (not part of make test)
 #   make demo      run the example pod (examples/pod.yaml) with target/release/hull
@@ -61,7 +65,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := oci_config pod_manifest image_json layer_unpack hosts_toml cni_result cri_log_line
 FUZZ_SCRATCH := $(CURDIR)/target/fuzz-corpus
 
-.PHONY: all setup build fixtures test test-v2 bench demo clean fuzz
+.PHONY: all setup build fixtures test test-v2 bench profile demo clean fuzz
 
 all: build
 
@@ -116,6 +120,9 @@ bench: setup fixtures build
 	HULL=$(HULL) tests/bench/image_bench.sh
 	$(CARGO) build --release --example cri_bench
 	HULL=$(HULL) tests/bench/cri_bench.sh
+
+profile: setup fixtures build
+	HULL=$(HULL) tests/bench/profile.sh
 
 demo: setup fixtures build
 	HULL=$(HULL) HULL_TEST_ROOTFS=$(ROOTFS) examples/demo.sh

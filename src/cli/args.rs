@@ -244,33 +244,6 @@ pub enum Command {
         #[arg(long = "attach-socket")]
         attach_socket: Option<PathBuf>,
     },
-    /// Internal: a pod sandbox's namespaces holder (started by the runtime layer)
-    #[command(hide = true, name = "sandbox-holder")]
-    SandboxHolder {
-        #[arg(long = "ready-fd")]
-        ready_fd: i32,
-        #[arg(long)]
-        net: bool,
-        #[arg(long)]
-        ipc: bool,
-        #[arg(long)]
-        uts: bool,
-        #[arg(long)]
-        pid: bool,
-        #[arg(long)]
-        hostname: Option<String>,
-        /// KEY=VALUE, set inside the new namespaces
-        #[arg(long)]
-        sysctl: Vec<String>,
-        #[arg(long = "seccomp-default")]
-        seccomp_default: bool,
-        #[arg(long, allow_hyphen_values = true)]
-        uid: Option<i64>,
-        #[arg(long, allow_hyphen_values = true)]
-        gid: Option<i64>,
-        #[arg(long = "group", allow_hyphen_values = true)]
-        groups: Vec<i64>,
-    },
     /// Pod networking by hand: CNI add/del/check, pinned network namespaces
     Network(super::network::NetworkCmd),
     /// Images: pull, import, export, ls, inspect, rm, prune, df, mount, bundle

@@ -4,6 +4,7 @@
 mod args;
 mod daemon;
 mod exec_process;
+mod lean;
 mod network;
 mod pod;
 mod pod_stream;
@@ -21,7 +22,11 @@ use args::{Cli, Command};
 
 /// Parse the command line, run the command, return the exit code.
 pub fn main() -> i32 {
-    let matches = Cli::command().get_matches();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(code) = lean::dispatch(&args) {
+        return code;
+    }
+    let matches = Cli::command().get_matches_from(args);
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if let Command::Daemon(d) = &cli.command {
         // The daemon logs with tracing (it takes over the `log` records too).
@@ -133,29 +138,6 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             let stdio =
                 crate::monitor::attach::Stdio { stdin: *stdin, stdin_once: *stdin_once, tty: *tty, attach_socket: attach_socket.clone() };
             Ok(crate::monitor::run(&root, &spec, &stdio, ready))
-        }
-        Command::SandboxHolder { ready_fd, net, ipc, uts, pid, hostname, sysctl, seccomp_default, uid, gid, groups } => {
-            let ready = crate::monitor::ready_fd(*ready_fd)?;
-            let mut sysctls = Vec::new();
-            for kv in sysctl {
-                let (k, v) = kv
-                    .split_once('=')
-                    .ok_or_else(|| Error::InvalidArgument(format!("--sysctl {kv:?}: expected KEY=VALUE")))?;
-                sysctls.push((k.to_string(), v.to_string()));
-            }
-            let spec = crate::runtime::holder::HolderSpec {
-                network: *net,
-                ipc: *ipc,
-                uts: *uts,
-                pid: *pid,
-                hostname: hostname.clone(),
-                sysctls,
-                seccomp_default: *seccomp_default,
-                uid: *uid,
-                gid: *gid,
-                groups: groups.clone(),
-            };
-            Ok(crate::runtime::holder::main(&spec, ready))
         }
         Command::Update(u) => {
             oci::update::update(&root, &u.id, &update_resources(u)?)?;

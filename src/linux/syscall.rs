@@ -172,6 +172,26 @@ pub fn set_loopback_up() -> Result<()> {
     Ok(())
 }
 
+/// What a long-lived helper (a container's monitor, a sandbox holder)
+/// calls once it is set up: drop the code pages it no longer runs
+/// ([`trim_resident_code`]), then hand the heap's free pages back to the
+/// kernel (set-up parsed configs and specs; glibc keeps freed memory for
+/// reuse unless asked, and the smaps read above is one more such block).
+pub fn shrink_resident() {
+    trim_resident_code();
+    // SAFETY: malloc_trim only releases free memory of malloc's own heap.
+    unsafe { libc::malloc_trim(0) };
+}
+
+/// One malloc arena for the process: glibc gives each thread that
+/// allocates an arena of its own (64 MiB of address space, pages that are
+/// rarely returned); a helper that runs the odd thread needs none of that.
+/// Call before any thread starts.
+pub fn single_malloc_arena() {
+    // SAFETY: mallopt sets a malloc parameter; no pointers involved.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+}
+
 /// Drop this process's resident read-only file pages (hull's and the
 /// shared libraries' code and constants): a long-lived helper (the
 /// container monitor) ran a lot of code once to set up and then loops in a
@@ -204,6 +224,21 @@ pub fn trim_resident_code() {
             }
         }
     }
+}
+
+/// A pidfd for `pid` (pidfd_open(2), Linux 5.3): it polls readable once
+/// the process has exited. None on kernels without it. The caller checks
+/// afterwards that the pid still names the process it means (a pid can be
+/// reused before the open).
+pub fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    if pid <= 0 {
+        return None;
+    }
+    // SAFETY: pidfd_open takes a pid and flags, no pointers; it returns a
+    // new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a fresh fd from the kernel that nothing else owns.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 /// Make the pty slave our controlling terminal (after setsid).

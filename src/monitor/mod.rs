@@ -148,6 +148,7 @@ pub fn read_report(r: &mut impl Read) -> String {
 /// The monitor process itself (`hull monitor`, hidden). Reports on `ready`
 /// and returns the exit code for the monitor process.
 pub fn run(root: &StateRoot, spec: &MonitorSpec, stdio: &attach::Stdio, ready: OwnedFd) -> i32 {
+    crate::linux::syscall::single_malloc_arena();
     let mut ready = std::fs::File::from(ready);
     // The monitor is a child of this (fresh, single-threaded) process, which
     // exits at once: so the monitor is reparented away from whoever spawned
@@ -168,7 +169,7 @@ pub fn run(root: &StateRoot, spec: &MonitorSpec, stdio: &attach::Stdio, ready: O
             let _ = writeln!(ready, "ok {} {}", running.pid, std::process::id());
             drop(ready);
             // Setting up ran most of hull; waiting needs little of it.
-            crate::linux::syscall::trim_resident_code();
+            crate::linux::syscall::shrink_resident();
             supervise(root, spec, running);
             0
         }

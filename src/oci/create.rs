@@ -2,6 +2,7 @@
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
+use nix::sched::CloneFlags;
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 
@@ -268,6 +269,22 @@ fn cgroups_path(path: Option<&Path>, id: &str, systemd: bool) -> Result<Option<P
 /// (which is then pid 1 of a new pid namespace) and exits.
 fn bootstrap(ctx: &InitContext, plan: &NamespacePlan) -> ! {
     let result = (|| -> Result<()> {
+        // The parent's cgroup.procs write for us waits out an RCU grace
+        // period (the first migration of a thread group): meanwhile make
+        // the new namespaces, which is most of the rest of this process's
+        // work. Only the plain case (no user namespace, nothing joined),
+        // where the order of unshare and setns cannot matter. Not the
+        // cgroup namespace: its root is the cgroup of whoever unshares it,
+        // so that waits until we are in the container's. Nothing of the
+        // container runs before the init, which is forked below, after the
+        // parent said we are in the cgroup, and so starts inside it.
+        let early = match plan.new_user || !plan.joins.is_empty() {
+            true => CloneFlags::empty(),
+            false => plan.unshare - CloneFlags::CLONE_NEWCGROUP,
+        };
+        if !early.is_empty() {
+            nix::sched::unshare(early).sys_context(|| format!("unshare {early:?}"))?;
+        }
         match ctx.channel.expect::<ParentMessage>("cgroup placement")? {
             ParentMessage::Proceed => {}
             other => return Err(Error::Init(format!("unexpected message {other:?}"))),
@@ -288,7 +305,10 @@ fn bootstrap(ctx: &InitContext, plan: &NamespacePlan) -> ! {
             nix::unistd::setresuid(root_uid, root_uid, root_uid).sys_context(|| "become root in user namespace".into())?;
         }
         plan.join_all(false)?;
-        nix::sched::unshare(plan.unshare).sys_context(|| format!("unshare {:?}", plan.unshare))?;
+        let late = plan.unshare - early;
+        if !late.is_empty() {
+            nix::sched::unshare(late).sys_context(|| format!("unshare {late:?}"))?;
+        }
         // A new time namespace takes its clock offsets before any process
         // is in it: the init forked next is its first member.
         if let Some(offsets) = crate::linux::attrs::time_offsets(ctx.spec.linux().as_ref())? {

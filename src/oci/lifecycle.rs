@@ -1,9 +1,11 @@
 //! The operations on an existing container: start, kill, delete, pause,
 //! resume, and the queries state, list and ps.
 use std::io::Read;
-use std::time::Duration;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
@@ -22,13 +24,24 @@ pub fn start(root: &StateRoot, id: &str) -> Result<ContainerRecord> {
         s => return Err(Error::InvalidState(format!("cannot start an already {s} container"))),
     }
     let fifo_path = root.container_dir(id).join(EXEC_FIFO);
+    // The exec fifo is polled together with a pidfd of the init, so that
+    // neither its byte nor its death is waited for with sleeps. The pidfd
+    // comes first, while the init is still blocked opening its end of the
+    // fifo (it cannot go on, exec and exit before we open ours), and the
+    // pid is checked again after it, so the pidfd is the init's and not a
+    // recycled pid's.
+    let pidfd = crate::linux::syscall::pidfd_open(rec.pid);
+    if !rec.init_alive() {
+        let _ = std::fs::remove_file(&fifo_path);
+        return Err(Error::InvalidState("container init exited before start".into()));
+    }
     // Non-blocking open: if init died meanwhile there is no writer, and a
-    // blocking read would then wait forever; poll for its byte instead.
+    // blocking read would then wait forever.
     let fifo = nix::fcntl::open(&fifo_path, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())
         .sys_context(|| "open exec fifo".into())?;
     let mut file = std::fs::File::from(fifo);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let mut buf = [0u8; 1];
-    let mut waited = Duration::ZERO;
     loop {
         match file.read(&mut buf) {
             Ok(1) => break,
@@ -40,26 +53,23 @@ pub fn start(root: &StateRoot, id: &str) -> Result<ContainerRecord> {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(Error::sys("read exec fifo", e)),
         }
-        if waited > Duration::from_secs(30) {
+        if Instant::now() > deadline {
             return Err(Error::InvalidState("container init did not take the start signal within 30s".into()));
         }
-        let step = Duration::from_micros(200);
-        std::thread::sleep(step);
-        waited += step;
+        wait_fifo(&file, pidfd.as_ref(), deadline);
     }
     // Then EOF: the init's end of the fifo closes when it execs the program
     // (or dies trying).
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         match file.read(&mut buf) {
             Ok(0) => break,
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if !rec.init_alive() || waited > Duration::from_secs(60) {
+                if !rec.init_alive() || Instant::now() > deadline {
                     break;
                 }
-                let step = Duration::from_micros(100);
-                std::thread::sleep(step);
-                waited += step;
+                wait_fifo(&file, pidfd.as_ref(), deadline);
             }
             Err(e) => return Err(Error::sys("read exec fifo", e)),
         }
@@ -72,6 +82,21 @@ pub fn start(root: &StateRoot, id: &str) -> Result<ContainerRecord> {
         log::warn!("{e}");
     }
     Ok(rec)
+}
+
+/// Block until the exec fifo has data or its writer closed, the init exits
+/// (its pidfd turns readable) or the deadline passes. Without a pidfd the
+/// wait is cut into 10 ms slices, after each of which the caller looks at
+/// the init again.
+fn wait_fifo(fifo: &std::fs::File, pidfd: Option<&OwnedFd>, deadline: Instant) {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let slice = if pidfd.is_some() { left } else { left.min(Duration::from_millis(10)) };
+    let ms = u16::try_from(slice.as_millis().max(1)).unwrap_or(u16::MAX);
+    let mut fds = vec![PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
+    if let Some(p) = pidfd {
+        fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
+    }
+    let _ = poll(&mut fds, PollTimeout::from(ms));
 }
 
 /// Parse a signal as runc does: "KILL", "SIGKILL" or "9".

@@ -68,6 +68,41 @@ impl HolderSpec {
         a
     }
 
+    /// The spec back from [`HolderSpec::args`] (without the leading
+    /// `sandbox-holder`), and the report fd. Only what `args` writes is
+    /// accepted; anything else is an error naming it.
+    pub fn parse_args(args: &[String]) -> std::result::Result<(HolderSpec, i32), String> {
+        let mut spec = HolderSpec::default();
+        let mut ready_fd = None;
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            let mut value = || it.next().ok_or_else(|| format!("{flag}: a value is needed"));
+            let number = |v: &String| v.parse::<i64>().map_err(|_| format!("{flag} {v:?}: not a number"));
+            match flag.as_str() {
+                "--ready-fd" => {
+                    let v = value()?;
+                    ready_fd = Some(v.parse::<i32>().map_err(|_| format!("--ready-fd {v:?}: not an fd number"))?);
+                }
+                "--net" => spec.network = true,
+                "--ipc" => spec.ipc = true,
+                "--uts" => spec.uts = true,
+                "--pid" => spec.pid = true,
+                "--seccomp-default" => spec.seccomp_default = true,
+                "--hostname" => spec.hostname = Some(value()?.clone()),
+                "--sysctl" => {
+                    let kv = value()?;
+                    let (k, v) = kv.split_once('=').ok_or_else(|| format!("--sysctl {kv:?}: expected KEY=VALUE"))?;
+                    spec.sysctls.push((k.to_string(), v.to_string()));
+                }
+                "--uid" => spec.uid = Some(number(value()?)?),
+                "--gid" => spec.gid = Some(number(value()?)?),
+                "--group" => spec.groups.push(number(value()?)?),
+                other => return Err(format!("unknown argument {other:?}")),
+            }
+        }
+        Ok((spec, ready_fd.ok_or("--ready-fd is required")?))
+    }
+
     /// Whether a sysctl may be set: only in a namespace this holder makes
     /// (the rule of `linux::sysctl`).
     pub fn check_sysctl(&self, key: &str) -> std::result::Result<(), String> {
@@ -203,7 +238,7 @@ fn holder_loop(keep: i32) -> ! {
         set.add(s);
     }
     let _ = set.thread_block();
-    crate::linux::syscall::trim_resident_code();
+    crate::linux::syscall::shrink_resident();
     loop {
         match set.wait() {
             Ok(Signal::SIGCHLD) => loop {
@@ -223,6 +258,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn parse_args_round_trips_and_refuses_the_unknown() {
+        let spec = HolderSpec {
+            pid: true,
+            seccomp_default: true,
+            uid: Some(-1),
+            gid: Some(1000),
+            groups: vec![5, 6],
+            sysctls: vec![("kernel.shmmax".into(), "a=b".into())],
+            ..Default::default()
+        };
+        assert_eq!(HolderSpec::parse_args(&spec.args()[1..]).unwrap(), (spec, 3));
+        let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+        assert!(HolderSpec::parse_args(&s(&["--net"])).unwrap_err().contains("--ready-fd"));
+        assert!(HolderSpec::parse_args(&s(&["--ready-fd", "3", "--bogus"])).unwrap_err().contains("--bogus"));
+        assert!(HolderSpec::parse_args(&s(&["--ready-fd", "3", "--uid"])).unwrap_err().contains("--uid"));
+        assert!(HolderSpec::parse_args(&s(&["--ready-fd", "x"])).is_err());
+        assert!(HolderSpec::parse_args(&s(&["--ready-fd", "3", "--sysctl", "novalue"])).is_err());
+    }
+
+    #[test]
     fn args_and_sysctl_rules() {
         let spec = HolderSpec {
             network: true,
@@ -239,6 +294,8 @@ mod tests {
         assert!(spec.check_sysctl("net.ipv4.ip_forward").is_ok());
         assert!(spec.check_sysctl("kernel.shmmax").is_ok());
         assert!(spec.check_sysctl("kernel.panic").is_err());
+        let (back, fd) = HolderSpec::parse_args(&spec.args()[1..]).unwrap();
+        assert_eq!((back, fd), (spec.clone(), 3));
         let host_net = HolderSpec { network: false, ..spec };
         assert!(host_net.check_sysctl("net.ipv4.ip_forward").unwrap_err().contains("network"));
     }
