@@ -107,7 +107,16 @@ impl Server {
         let st = state.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let tcp = match listener.accept().await {
+                    Ok((tcp, _)) => tcp,
+                    Err(e) => {
+                        // Out of fds or memory: wait a little for some to be
+                        // freed rather than spin on the failing accept.
+                        tracing::warn!("stream server: accept: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
                 // Small frames (WINDOW_UPDATE, a terminal's keystrokes) go
                 // out at once, not held back by Nagle's algorithm waiting
                 // for the peer's delayed ACK (Go's servers and clients, the
