@@ -438,6 +438,95 @@ fn recursive_mount_options_reach_every_submount() {
     assert!(host_line.split(' ').nth(5).unwrap().starts_with("rw"), "{host_line}");
 }
 
+// --- idmapped mounts ---
+
+/// A host dir with files owned by 0:0 and 5:7 and 3000:3000, and a tmpfs
+/// submount holding a root-owned file.
+fn idmap_source(prefix: &str) -> (tempfile::TempDir, Unmount) {
+    let dir = host_tempdir(prefix);
+    for (name, uid, gid) in [("a", 0, 0), ("b", 5, 7), ("c", 3000, 3000)] {
+        let p = dir.path().join(name);
+        fs::write(&p, name).unwrap();
+        std::os::unix::fs::chown(&p, Some(uid), Some(gid)).unwrap();
+    }
+    let sub = dir.path().join("sub");
+    fs::create_dir(&sub).unwrap();
+    assert_ok(&host("mount", &["-t", "tmpfs", "-o", "size=1m", "hull-idmap-sub", sub.to_str().unwrap()]));
+    let guard = Unmount(sub.clone());
+    fs::write(sub.join("s"), "s").unwrap();
+    (dir, guard)
+}
+
+#[test]
+fn idmapped_mount_shows_files_with_mapped_owners() {
+    if !require_root() {
+        return;
+    }
+    let (dir, _guard) = idmap_source("hull-idmap-");
+    let d = dir.path().to_str().unwrap();
+    let uid = json!([{"containerID": 0, "hostID": 1234, "size": 10}]);
+    let gid = json!([{"containerID": 0, "hostID": 2345, "size": 10}]);
+    let mut env = TestEnv::new("idmap");
+    // mappings on an rbind: the whole tree; "idmap": the top mount only
+    env.add_mount(
+        json!({"destination": "/mnt/r", "type": "bind", "source": d, "options": ["rbind"], "uidMappings": uid, "gidMappings": gid}),
+    );
+    env.add_mount(json!({"destination": "/mnt/t", "type": "bind", "source": d, "options": ["rbind", "idmap"], "uidMappings": uid, "gidMappings": gid}));
+    env.sh("cd /mnt/r && stat -c '%n %u %g' a b c sub/s; stat -c '%n %u %g' /mnt/t/a /mnt/t/sub/s");
+    let out = env.output_ok();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        ["a 1234 2345", "b 1239 2352", "c 65534 65534", "sub/s 1234 2345", "/mnt/t/a 1234 2345", "/mnt/t/sub/s 0 0"],
+        "{out}"
+    );
+    // the host's view is unchanged
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&fs::metadata(dir.path().join("b")).unwrap()), 5);
+}
+
+#[test]
+fn idmap_option_without_mappings_uses_the_user_namespace_mappings() {
+    if !require_root() {
+        return;
+    }
+    let (dir, _guard) = idmap_source("hull-idmap-userns-");
+    let mut env = TestEnv::new("idmap-userns");
+    env.set_namespace("user", None);
+    env.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    env.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    env.config["mounts"].as_array_mut().unwrap().retain(|m| m["destination"] != "/sys/fs/cgroup");
+    // destinations that exist in the rootfs (the container's root cannot
+    // create directories in a rootfs owned by the host's root)
+    env.add_mount(json!({"destination": "/mnt/r", "type": "bind", "source": dir.path(), "options": ["bind", "idmap"]}));
+    env.add_mount(json!({"destination": "/mnt/t", "type": "bind", "source": dir.path(), "options": ["rbind"]}));
+    // through the idmapped mount the container's root owns what the host's
+    // root owns; through a plain bind the host's root is unmapped (65534)
+    env.sh("stat -c '%u %g' /mnt/r/a /mnt/r/b /mnt/t/a");
+    assert_eq!(env.output_ok(), "0 0\n5 7\n65534 65534\n");
+}
+
+#[test]
+fn idmapped_mount_of_a_filesystem_without_idmapping_is_refused() {
+    if !require_root() {
+        return;
+    }
+    let mut env = TestEnv::new("idmap-proc");
+    let maps = json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
+    env.add_mount(
+        json!({"destination": "/mnt/p", "type": "bind", "source": "/proc", "options": ["bind"], "uidMappings": maps, "gidMappings": maps}),
+    );
+    env.args(&["true"]);
+    let n = env.config["mounts"].as_array().unwrap().len() - 1;
+    assert_fails_mentioning(&env.create(), &[&format!("mounts[{n}]"), "/mnt/p", "does not support idmapped mounts"]);
+    assert_no_leftovers(&env);
+    // and a mapping on a mount that is not a bind is refused by name
+    let mut env = TestEnv::new("idmap-tmpfs");
+    env.add_mount(json!({"destination": "/mnt/t", "type": "tmpfs", "source": "tmpfs", "uidMappings": maps, "gidMappings": maps}));
+    env.args(&["true"]);
+    assert_fails_mentioning(&env.create(), &["uidMappings", "bind"]);
+    assert_no_leftovers(&env);
+}
+
 // --- hooks ---
 
 #[test]
@@ -956,8 +1045,9 @@ fn features_report_what_is_implemented() {
     assert!(has(&f["linux"]["memoryPolicy"]["flags"], "MPOL_F_STATIC_NODES"));
     // what is refused is not claimed
     assert_eq!(f["linux"]["intelRdt"]["enabled"], false);
-    assert_eq!(f["linux"]["mountExtensions"]["idmap"]["enabled"], false);
-    assert!(!has(&f["mountOptions"], "idmap") && !has(&f["mountOptions"], "tmpcopyup"));
+    assert_eq!(f["linux"]["mountExtensions"]["idmap"]["enabled"], true);
+    assert!(has(&f["mountOptions"], "idmap") && has(&f["mountOptions"], "ridmap"));
+    assert!(!has(&f["mountOptions"], "tmpcopyup"));
     let ann = f["annotations"].to_string();
     assert!(ann.contains("scheduler") && ann.contains("ioPriority") && ann.contains("timeOffsets"), "{ann}");
 }

@@ -134,6 +134,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
         new_cgroup_ns: new_namespace(spec, LinuxNamespaceType::Cgroup),
         mount_ns: super::config::namespace_types(spec).contains(&LinuxNamespaceType::Mount),
         seccomp_listener: seccomp_listener.as_ref(),
+        idmapped: &[],
     };
     if process.exec_cpu_affinity().is_some() {
         log::warn!("process.execCPUAffinity applies to processes started by exec (runtime-spec), not to the container's init");
@@ -272,6 +273,10 @@ fn bootstrap(ctx: &InitContext, plan: &NamespacePlan) -> ! {
             ParentMessage::Proceed => {}
             other => return Err(Error::Init(format!("unexpected message {other:?}"))),
         }
+        // Idmapping needs the host's privilege over the source filesystem:
+        // clone and map the trees before entering any namespace.
+        let idmapped = if ctx.mount_ns { crate::linux::idmap::prepare(ctx.spec, ctx.bundle)? } else { Vec::new() };
+        let ctx = &InitContext { idmapped: &idmapped, ..*ctx };
         plan.join_all(true)?;
         if plan.new_user {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER).sys_context(|| "unshare user namespace".into())?;
