@@ -858,12 +858,11 @@ struct AgentGot {
     fd_link: String,
 }
 
-/// A one-shot seccomp agent: accepts one connection, receives the message
-/// and its fd, then closes the fd (the notified syscalls then fail with
-/// ENOSYS, which the container sees).
-fn one_shot_agent(path: &Path) -> std::thread::JoinHandle<AgentGot> {
+/// A seccomp agent that accepts one connection and hands back the message
+/// and the notification fd it carried, never reading a notification.
+fn holding_agent(path: &Path) -> std::thread::JoinHandle<(Value, std::os::fd::OwnedFd)> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    use std::os::fd::AsRawFd;
+    use std::os::fd::{AsRawFd, FromRawFd};
     let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
     std::thread::spawn(move || {
         let (stream, _) = listener.accept().unwrap();
@@ -881,9 +880,22 @@ fn one_shot_agent(path: &Path) -> std::thread::JoinHandle<AgentGot> {
             (msg.bytes, fds)
         };
         assert_eq!(fds.len(), 1, "one fd expected");
-        let fd_link = fs::read_link(format!("/proc/self/fd/{}", fds[0])).unwrap().display().to_string();
-        let _ = nix::unistd::close(fds[0]);
-        AgentGot { message: serde_json::from_slice(&buf[..n]).unwrap(), fd_link }
+        // SAFETY (test): the fd just arrived with SCM_RIGHTS and is ours.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[0]) };
+        (serde_json::from_slice(&buf[..n]).unwrap(), fd)
+    })
+}
+
+/// A one-shot seccomp agent: receives the message and its fd, then closes
+/// the fd (the notified syscalls then fail with ENOSYS, which the
+/// container sees).
+fn one_shot_agent(path: &Path) -> std::thread::JoinHandle<AgentGot> {
+    use std::os::fd::AsRawFd;
+    let held = holding_agent(path);
+    std::thread::spawn(move || {
+        let (message, fd) = held.join().unwrap();
+        let fd_link = fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap().display().to_string();
+        AgentGot { message, fd_link }
     })
 }
 
@@ -920,6 +932,75 @@ fn seccomp_notify_fd_goes_to_the_listener_with_the_state() {
     env.wait_status("stopped");
     let out = env.container_stdout();
     assert!(out.contains("mkdir-rc=1") && out.contains("not implemented"), "{out}");
+}
+
+/// Receive one notification on a seccomp notify fd (SECCOMP_IOCTL_NOTIF_RECV)
+/// and leave it unanswered; false if none came within a minute.
+fn receive_notification(fd: &std::os::fd::OwnedFd) -> bool {
+    use std::os::fd::{AsFd, AsRawFd};
+    let mut pfd = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
+    if nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(60_000u16)).unwrap_or(0) != 1 {
+        return false;
+    }
+    // struct seccomp_notif: id, pid, flags, struct seccomp_data (80 bytes),
+    // zeroed as the kernel wants; _IOWR('!', 0, struct seccomp_notif).
+    let mut notif = [0u8; 80];
+    const SECCOMP_IOCTL_NOTIF_RECV: libc::c_ulong = 0xC050_2100;
+    // SAFETY (test): the kernel writes at most the 80 bytes of `notif`.
+    unsafe { libc::ioctl(fd.as_raw_fd(), SECCOMP_IOCTL_NOTIF_RECV, notif.as_mut_ptr()) == 0 }
+}
+
+/// With SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV a task whose notification
+/// the agent has received waits for the answer through any non-fatal
+/// signal (state D); without the flag the signal interrupts the wait.
+#[test]
+fn seccomp_wait_killable_recv_makes_a_received_notification_wait_killable() {
+    if !require_root() {
+        return;
+    }
+    let flag = "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV";
+    let env = TestEnv::new("seccomp-features");
+    let f: Value = serde_json::from_slice(&env.run(&["features"]).stdout).unwrap();
+    if !f["linux"]["seccomp"]["supportedFlags"].as_array().unwrap().iter().any(|x| x == flag) {
+        eprintln!("skipped: this kernel has no {flag} (Linux 5.19+)");
+        return;
+    }
+    for (flags, want) in [(json!([flag]), "D"), (json!([]), "T")] {
+        let dir = host_tempdir("hull-seccomp-killable-");
+        let sock = dir.path().join("agent.sock");
+        let agent = holding_agent(&sock);
+        let mut env = TestEnv::new("seccomp-killable");
+        env.config["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": sock.to_str().unwrap(),
+            "flags": flags,
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+        });
+        env.writable_tmp();
+        env.args(&["mkdir", "/tmp/notified"]);
+        env.create_ok();
+        let pid = env.pid();
+        env.start_ok();
+        let (_, fd) = agent.join().unwrap();
+        assert!(receive_notification(&fd), "no notification within a minute");
+        wait_for("mkdir waiting for the agent", std::time::Duration::from_secs(60), || {
+            fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|w| w.contains("seccomp"))
+        });
+        // A non-fatal signal (SIGSTOP, which reaches a pid namespace's init
+        // from outside) interrupts the wait and stops the task (T) without
+        // the flag; with it the task goes on waiting, killably (D).
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGSTOP).unwrap();
+        let state = || {
+            fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| stat_fields(&s)[0].clone())
+                .unwrap_or_default()
+        };
+        wait_for("the signal to be handled", std::time::Duration::from_secs(60), || matches!(state().as_str(), "D" | "T" | "t"));
+        assert_eq!(state(), want, "flags {flags}");
+        drop(fd);
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        env.wait_status("stopped");
+    }
 }
 
 #[test]

@@ -493,6 +493,50 @@ pub fn move_mount_to(fd: &OwnedFd, target: &OwnedFd) -> std::io::Result<()> {
     Ok(())
 }
 
+/// seccomp(2) SECCOMP_FILTER_FLAG_* bits.
+pub const SECCOMP_FILTER_FLAG_TSYNC: u32 = 1;
+pub const SECCOMP_FILTER_FLAG_LOG: u32 = 2;
+pub const SECCOMP_FILTER_FLAG_SPEC_ALLOW: u32 = 4;
+pub const SECCOMP_FILTER_FLAG_NEW_LISTENER: u32 = 8;
+pub const SECCOMP_FILTER_FLAG_TSYNC_ESRCH: u32 = 16;
+pub const SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV: u32 = 32;
+const SECCOMP_SET_MODE_FILTER: libc::c_uint = 1;
+
+/// The kernel's `struct sock_fprog`.
+#[repr(C)]
+struct SockFprog {
+    len: libc::c_ushort,
+    filter: *const u8,
+}
+
+/// Whether this kernel knows every bit of `flags` for
+/// SECCOMP_SET_MODE_FILTER: with a NULL program a known set fails with
+/// EFAULT, an unknown bit with EINVAL, and nothing is installed.
+pub fn seccomp_flags_known(flags: u32) -> bool {
+    // SAFETY: a NULL program is never read: the kernel checks the flags
+    // first and fails with EFAULT on the copy.
+    let rc = unsafe { libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, std::ptr::null::<SockFprog>()) };
+    rc < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EFAULT)
+}
+
+/// Install the classic-BPF program `prog` (struct sock_filter entries, 8
+/// bytes each, as libseccomp exports them) with `flags`. Returns the
+/// notification fd when `flags` has NEW_LISTENER.
+pub fn seccomp_set_mode_filter(prog: &[u8], flags: u32) -> std::io::Result<Option<RawFd>> {
+    let len = prog.len() / 8;
+    if !prog.len().is_multiple_of(8) || len == 0 || len > libc::c_ushort::MAX as usize {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let fprog = SockFprog { len: len as libc::c_ushort, filter: prog.as_ptr() };
+    // SAFETY: `fprog` points at `len` whole 8-byte entries of `prog`, which
+    // outlives the call; the kernel copies the program before returning.
+    let rc = unsafe { libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &fprog as *const SockFprog) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((flags & SECCOMP_FILTER_FLAG_NEW_LISTENER != 0).then_some(rc as RawFd))
+}
+
 /// The kernel's `struct sched_attr` (SCHED_ATTR_SIZE_VER0, 48 bytes).
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
