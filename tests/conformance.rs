@@ -850,6 +850,44 @@ fn exec_cpu_affinity_final_applies_to_exec_process() {
     assert_fails_mentioning(&o, &["execCPUAffinity.final"]);
 }
 
+/// execCPUAffinity.initial alone: the exec'd process keeps the affinity set
+/// before it joined the container's cgroup. Observable since Linux 6.2,
+/// which keeps a task's requested affinity when a cpuset attach changes
+/// its CPUs (before that a cpuset join reset it to the cpuset's CPUs).
+#[test]
+fn exec_cpu_affinity_initial_is_kept_without_final() {
+    if !require_root() {
+        return;
+    }
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut v = release.trim().split(|c: char| !c.is_ascii_digit()).map(|n| n.parse::<u32>().unwrap_or(0));
+    if (v.next().unwrap_or(0), v.next().unwrap_or(0)) < (6, 2) {
+        eprintln!("skipped: kernel {} resets the affinity on a cpuset join (6.2+ keeps it)", release.trim());
+        return;
+    }
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        eprintln!("skipped: needs two CPUs");
+        return;
+    }
+    let mut env = TestEnv::new("exec-affinity-initial");
+    env.args(&["sleep", "1000"]);
+    env.start_running();
+    let mut process = env.config["process"].clone();
+    process["args"] = json!(["sh", "-c", "grep Cpus_allowed_list /proc/self/status"]);
+    process["execCPUAffinity"] = json!({"initial": "1"});
+    let p = env.bundle_path().join("process.json");
+    fs::write(&p, process.to_string()).unwrap();
+    let o = env.run(&["exec", "--process", p.to_str().unwrap(), &env.id]);
+    assert_ok(&o);
+    assert_eq!(s(&o.stdout).split_whitespace().last(), Some("1"), "{}", show(&o));
+    // final, set after the cgroup join, wins over initial
+    process["execCPUAffinity"] = json!({"initial": "1", "final": "0"});
+    fs::write(&p, process.to_string()).unwrap();
+    let o = env.run(&["exec", "--process", p.to_str().unwrap(), &env.id]);
+    assert_ok(&o);
+    assert_eq!(s(&o.stdout).split_whitespace().last(), Some("0"), "{}", show(&o));
+}
+
 // --- seccomp user notification ---
 
 /// What a seccomp agent got: the message and where the fd pointed.
