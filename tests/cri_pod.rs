@@ -912,6 +912,60 @@ async fn security_context_reaches_the_process() {
     assert!(mounts_under(&d).is_empty());
 }
 
+/// Lazily unmounts a test's host mount, also when the test fails.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = run_cmd(std::process::Command::new("umount").arg("-l").arg(&self.0), CMD_TIMEOUT);
+    }
+}
+
+/// recursive_read_only: a submount of the bound directory is read-only in
+/// the container too (a plain readonly bind leaves it writable).
+#[tokio::test(flavor = "multi_thread")]
+async fn recursive_read_only_mount_reaches_submounts() {
+    let Some(d) = daemon() else { return };
+    let mut rt = d.runtime().await;
+    let runtime_status = rt.status(cri::StatusRequest { verbose: false }).await.unwrap().into_inner();
+    assert!(runtime_status.runtime_handlers[0].features.as_ref().unwrap().recursive_read_only_mounts);
+    let dir = host_tempdir("hull-cri-rro-");
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    assert_ok(&run_cmd(std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m", "hull-cri-rro"]).arg(&sub), CMD_TIMEOUT));
+    let _guard = Unmount(sub.clone());
+    let cfg = pod_config("rro", &d);
+    let pod = run_pod(&mut rt, cfg.clone()).await;
+    let bind = |path: &str, rro: bool| cri::Mount {
+        container_path: path.into(),
+        host_path: dir.path().to_str().unwrap().into(),
+        readonly: true,
+        recursive_read_only: rro,
+        ..Default::default()
+    };
+    // The CRI: recursive_read_only needs readonly and private propagation.
+    let mut bad = container_config("bad", &["true"]);
+    bad.mounts = vec![cri::Mount { readonly: false, ..bind("/r", true) }];
+    let e = rt
+        .create_container(cri::CreateContainerRequest { pod_sandbox_id: pod.clone(), config: Some(bad), sandbox_config: Some(cfg.clone()) })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("config.mounts[0].readonly"), "{e:?}");
+    let mut c = container_config("rro", &["sleep", "1000"]);
+    c.mounts = vec![bind("/r", true), bind("/plain", false)];
+    let id = start_container(&mut rt, &pod, c, &cfg).await;
+    let out = sh(&mut rt, &id, "touch /r/sub/x 2>/dev/null && echo RRO-WRITABLE; touch /plain/sub/y && echo PLAIN-WRITABLE; true").await;
+    assert_eq!(out, "PLAIN-WRITABLE\n", "the rro submount is read-only, the plain one is not");
+    let info = sh(&mut rt, &id, "grep ' /r/sub ' /proc/self/mountinfo").await;
+    assert!(info.split(' ').nth(5).unwrap_or_default().split(',').any(|o| o == "ro"), "{info}");
+    let st = status(&mut rt, &id).await;
+    let m = st.mounts.iter().find(|m| m.container_path == "/r").unwrap();
+    assert!(m.recursive_read_only && m.readonly, "{m:?}");
+    remove_pod(&mut rt, &pod).await;
+    assert!(mounts_under(&d).is_empty());
+}
+
 /// Attach as crictl does (`crictl attach -it`): to a shell started with
 /// stdin and a tty, over SPDY: the window size it sets, its input, the
 /// shell's output; `exit` ends the container and the attach with Success.

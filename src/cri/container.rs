@@ -46,9 +46,6 @@ fn mount(i: usize, m: cri::Mount) -> Result<rt::Mount, Status> {
             &Some(cri::SeLinuxOption { r#type: "relabel".into(), ..Default::default() }),
         )?;
     }
-    if m.recursive_read_only {
-        return Err(super::errors::unimplemented(format!("{field}.recursive_read_only: not supported (Status says so)")));
-    }
     if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
         return Err(super::errors::unimplemented(format!("{field}: id-mapped mounts are not supported")));
     }
@@ -62,7 +59,24 @@ fn mount(i: usize, m: cri::Mount) -> Result<rt::Mount, Status> {
         Ok(cri::MountPropagation::PropagationBidirectional) => rt::MountPropagation::Bidirectional,
         Err(_) => return Err(invalid(&format!("{field}.propagation"), format!("unknown propagation {}", m.propagation))),
     };
-    Ok(rt::Mount { container_path: m.container_path, host_path: m.host_path.into(), readonly: m.readonly, propagation, tmpfs: false })
+    // The CRI: a recursive read-only mount is read-only and private (a
+    // submount propagated in later would not be read-only).
+    if m.recursive_read_only {
+        if !m.readonly {
+            return Err(invalid(&format!("{field}.readonly"), "recursive_read_only needs readonly true"));
+        }
+        if propagation != rt::MountPropagation::Private {
+            return Err(invalid(&format!("{field}.propagation"), "recursive_read_only needs PROPAGATION_PRIVATE"));
+        }
+    }
+    Ok(rt::Mount {
+        container_path: m.container_path,
+        host_path: m.host_path.into(),
+        readonly: m.readonly,
+        propagation,
+        tmpfs: false,
+        recursive_readonly: m.recursive_read_only,
+    })
 }
 
 /// `log_path`: relative to the sandbox's log directory, never out of it.
@@ -236,6 +250,7 @@ fn mount_message(m: &rt::Mount) -> cri::Mount {
         container_path: m.container_path.clone(),
         host_path: m.host_path.display().to_string(),
         readonly: m.readonly,
+        recursive_read_only: m.recursive_readonly,
         propagation: propagation as i32,
         ..Default::default()
     }
@@ -413,5 +428,11 @@ mod tests {
         assert_eq!(mount(0, img).unwrap_err().code(), tonic::Code::Unimplemented);
         let bad = cri::Mount { propagation: 7, ..m("/d", "/tmp") };
         assert!(mount(0, bad).is_err());
+        let rro = cri::Mount { recursive_read_only: true, readonly: true, ..m("/d", "/tmp") };
+        assert!(mount(0, rro.clone()).unwrap().recursive_readonly);
+        let e = mount(0, cri::Mount { readonly: false, ..rro.clone() }).unwrap_err();
+        assert!(e.message().starts_with("config.mounts[0].readonly"), "{}", e.message());
+        let e = mount(0, cri::Mount { propagation: cri::MountPropagation::PropagationHostToContainer as i32, ..rro }).unwrap_err();
+        assert!(e.message().starts_with("config.mounts[0].propagation"), "{}", e.message());
     }
 }

@@ -185,6 +185,10 @@ pub struct Mount {
     /// Mount a fresh tmpfs instead of binding `host_path` (hull's
     /// extension for `emptyDir: {medium: Memory}` shared by no one).
     pub tmpfs: bool,
+    /// Read-only down to every submount of the bind (CRI
+    /// `recursive_read_only`; `readonly` is set too).
+    #[serde(default)]
+    pub recursive_readonly: bool,
 }
 
 /// A host device node made in the container (CRI `Device`).
