@@ -136,6 +136,23 @@ async fn wait_state(rt: &mut Rt, id: &str, state: cri::ContainerState, timeout: 
     }
 }
 
+async fn container_stats(rt: &mut Rt, id: &str) -> cri::ContainerStats {
+    rt.container_stats(cri::ContainerStatsRequest { container_id: id.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats
+        .unwrap()
+}
+
+async fn all_container_stats(rt: &mut Rt) -> Vec<cri::ContainerStats> {
+    rt.list_container_stats(cri::ListContainerStatsRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats
+}
+
 async fn stop_pod(rt: &mut Rt, id: &str) {
     rt.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: id.into() }).await.unwrap();
 }
@@ -630,13 +647,7 @@ async fn resources_stats_oom_and_events() {
     // the writable layer holds what the container wrote.
     sh(&mut rt, &busy, "dd if=/dev/zero of=/written bs=1024 count=2048 2>/dev/null; mkdir /d1 /d2").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let s1 = rt
-        .container_stats(cri::ContainerStatsRequest { container_id: busy.clone() })
-        .await
-        .unwrap()
-        .into_inner()
-        .stats
-        .unwrap();
+    let s1 = container_stats(&mut rt, &busy).await;
     assert!(s1.cpu.as_ref().unwrap().usage_core_nano_seconds.as_ref().unwrap().value > 0);
     assert!(s1.memory.as_ref().unwrap().working_set_bytes.as_ref().unwrap().value > 0);
     assert_eq!(s1.attributes.as_ref().unwrap().metadata.as_ref().unwrap().name, "busy");
@@ -644,12 +655,7 @@ async fn resources_stats_oom_and_events() {
     assert!(layer.used_bytes.as_ref().unwrap().value >= 2 << 20, "{layer:?}");
     assert!(layer.inodes_used.as_ref().unwrap().value >= 3, "{layer:?}");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let all = rt
-        .list_container_stats(cri::ListContainerStatsRequest { filter: None })
-        .await
-        .unwrap()
-        .into_inner()
-        .stats;
+    let all = all_container_stats(&mut rt).await;
     let s2 = all.iter().find(|s| s.attributes.as_ref().unwrap().id == busy).unwrap();
     assert!(s2.cpu.as_ref().unwrap().usage_nano_cores.as_ref().unwrap().value > 0);
     let ps = rt
@@ -964,6 +970,45 @@ async fn recursive_read_only_mount_reaches_submounts() {
     assert!(m.recursive_read_only && m.readonly, "{m:?}");
     remove_pod(&mut rt, &pod).await;
     assert!(mounts_under(&d).is_empty());
+}
+
+/// ContainerStats.swap from the container's memory cgroup: usage, and what
+/// is left of its swap limit (bounded by the host's swap).
+#[tokio::test(flavor = "multi_thread")]
+async fn container_stats_report_swap() {
+    let Some(d) = daemon() else { return };
+    let v1_memsw = std::path::Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists();
+    let v2_swap = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").is_ok_and(|c| c.contains("memory"));
+    if !v1_memsw && !v2_swap {
+        eprintln!("skipped: no swap accounting on this host");
+        return;
+    }
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let host_swap: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("SwapTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap()
+        * 1024;
+    let mut rt = d.runtime().await;
+    let cfg = pod_config("swap", &d);
+    let pod = run_pod(&mut rt, cfg.clone()).await;
+    let mut c = container_config("swap", &["sleep", "1000"]);
+    // 64 MiB of memory, 96 MiB of memory+swap: a 32 MiB swap limit.
+    c.linux.as_mut().unwrap().resources =
+        Some(cri::LinuxContainerResources { memory_limit_in_bytes: 64 << 20, memory_swap_limit_in_bytes: 96 << 20, ..Default::default() });
+    let id = start_container(&mut rt, &pod, c, &cfg).await;
+    let stats = container_stats(&mut rt, &id).await;
+    let sw = stats.swap.expect("swap stats");
+    let usage = sw.swap_usage_bytes.unwrap().value;
+    if host_swap == 0 {
+        assert_eq!(usage, 0, "the host has no swap");
+    }
+    assert!(sw.timestamp > 0);
+    assert_eq!(sw.swap_available_bytes.unwrap().value, (32u64 << 20).min(host_swap).saturating_sub(usage));
+    let all = all_container_stats(&mut rt).await;
+    assert!(all.iter().find(|s| s.attributes.as_ref().unwrap().id == id).unwrap().swap.is_some());
+    remove_pod(&mut rt, &pod).await;
 }
 
 /// Attach as crictl does (`crictl attach -it`): to a shell started with
