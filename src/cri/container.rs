@@ -47,7 +47,12 @@ fn mount(i: usize, m: cri::Mount) -> Result<rt::Mount, Status> {
         )?;
     }
     if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
-        return Err(super::errors::unimplemented(format!("{field}: id-mapped mounts are not supported")));
+        // The CRI's mount mappings are those of the pod's user namespace
+        // (the kubelet sends them only for a pod with hostUsers: false),
+        // and hull's CRI has no pod user namespaces (Status says so).
+        return Err(super::errors::unimplemented(format!(
+            "{field}.uidMappings/gidMappings: id-mapped mounts come with pod user namespaces, which hull's CRI does not support"
+        )));
     }
     container_path(&format!("{field}.container_path"), &m.container_path)?;
     if !Path::new(&m.host_path).is_absolute() || m.host_path.contains('\0') {
@@ -428,6 +433,10 @@ mod tests {
         assert_eq!(mount(0, img).unwrap_err().code(), tonic::Code::Unimplemented);
         let bad = cri::Mount { propagation: 7, ..m("/d", "/tmp") };
         assert!(mount(0, bad).is_err());
+        let ids = vec![cri::IdMapping { host_id: 1000, container_id: 0, length: 1 }];
+        let e = mount(0, cri::Mount { uid_mappings: ids.clone(), gid_mappings: ids, ..m("/d", "/tmp") }).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unimplemented);
+        assert!(e.message().starts_with("config.mounts[0].uidMappings"), "{}", e.message());
         let rro = cri::Mount { recursive_read_only: true, readonly: true, ..m("/d", "/tmp") };
         assert!(mount(0, rro.clone()).unwrap().recursive_readonly);
         let e = mount(0, cri::Mount { readonly: false, ..rro.clone() }).unwrap_err();
