@@ -978,7 +978,9 @@ async fn recursive_read_only_mount_reaches_submounts() {
 async fn container_stats_report_swap() {
     let Some(d) = daemon() else { return };
     let v1_memsw = std::path::Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists();
-    let v2_swap = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").is_ok_and(|c| c.contains("memory"));
+    // v2 has memory.swap.* in a kernel with swap support (/proc/swaps).
+    let v2_swap = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").is_ok_and(|c| c.contains("memory"))
+        && std::path::Path::new("/proc/swaps").exists();
     if !v1_memsw && !v2_swap {
         eprintln!("skipped: no swap accounting on this host");
         return;
