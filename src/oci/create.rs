@@ -269,13 +269,18 @@ fn cgroups_path(path: Option<&Path>, id: &str, systemd: bool) -> Result<Option<P
 /// (which is then pid 1 of a new pid namespace) and exits.
 fn bootstrap(ctx: &InitContext, plan: &NamespacePlan) -> ! {
     let result = (|| -> Result<()> {
+        // Idmapping needs the host's privilege over the source filesystem:
+        // clone and map the trees first, before any unshare or setns (the
+        // helper forked for each mapping must not land in a new pid
+        // namespace, whose pid 1 it would become and whose end its exit
+        // would be). An error waits for the parent's next message, which
+        // it sends regardless.
+        let idmapped = if ctx.mount_ns { crate::linux::idmap::prepare(ctx.spec, ctx.bundle) } else { Ok(Vec::new()) };
         match ctx.channel.expect::<ParentMessage>("cgroup placement")? {
             ParentMessage::Proceed => {}
             other => return Err(Error::Init(format!("unexpected message {other:?}"))),
         }
-        // Idmapping needs the host's privilege over the source filesystem:
-        // clone and map the trees before entering any namespace.
-        let idmapped = if ctx.mount_ns { crate::linux::idmap::prepare(ctx.spec, ctx.bundle)? } else { Vec::new() };
+        let idmapped = idmapped?;
         let ctx = &InitContext { idmapped: &idmapped, ..*ctx };
         plan.join_all(true)?;
         if plan.new_user {
