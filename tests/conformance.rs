@@ -438,6 +438,95 @@ fn recursive_mount_options_reach_every_submount() {
     assert!(host_line.split(' ').nth(5).unwrap().starts_with("rw"), "{host_line}");
 }
 
+// --- idmapped mounts ---
+
+/// A host dir with files owned by 0:0 and 5:7 and 3000:3000, and a tmpfs
+/// submount holding a root-owned file.
+fn idmap_source(prefix: &str) -> (tempfile::TempDir, Unmount) {
+    let dir = host_tempdir(prefix);
+    for (name, uid, gid) in [("a", 0, 0), ("b", 5, 7), ("c", 3000, 3000)] {
+        let p = dir.path().join(name);
+        fs::write(&p, name).unwrap();
+        std::os::unix::fs::chown(&p, Some(uid), Some(gid)).unwrap();
+    }
+    let sub = dir.path().join("sub");
+    fs::create_dir(&sub).unwrap();
+    assert_ok(&host("mount", &["-t", "tmpfs", "-o", "size=1m", "hull-idmap-sub", sub.to_str().unwrap()]));
+    let guard = Unmount(sub.clone());
+    fs::write(sub.join("s"), "s").unwrap();
+    (dir, guard)
+}
+
+#[test]
+fn idmapped_mount_shows_files_with_mapped_owners() {
+    if !require_root() {
+        return;
+    }
+    let (dir, _guard) = idmap_source("hull-idmap-");
+    let d = dir.path().to_str().unwrap();
+    let uid = json!([{"containerID": 0, "hostID": 1234, "size": 10}]);
+    let gid = json!([{"containerID": 0, "hostID": 2345, "size": 10}]);
+    let mut env = TestEnv::new("idmap");
+    // mappings on an rbind: the whole tree; "idmap": the top mount only
+    env.add_mount(
+        json!({"destination": "/mnt/r", "type": "bind", "source": d, "options": ["rbind"], "uidMappings": uid, "gidMappings": gid}),
+    );
+    env.add_mount(json!({"destination": "/mnt/t", "type": "bind", "source": d, "options": ["rbind", "idmap"], "uidMappings": uid, "gidMappings": gid}));
+    env.sh("cd /mnt/r && stat -c '%n %u %g' a b c sub/s; stat -c '%n %u %g' /mnt/t/a /mnt/t/sub/s");
+    let out = env.output_ok();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        ["a 1234 2345", "b 1239 2352", "c 65534 65534", "sub/s 1234 2345", "/mnt/t/a 1234 2345", "/mnt/t/sub/s 0 0"],
+        "{out}"
+    );
+    // the host's view is unchanged
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&fs::metadata(dir.path().join("b")).unwrap()), 5);
+}
+
+#[test]
+fn idmap_option_without_mappings_uses_the_user_namespace_mappings() {
+    if !require_root() {
+        return;
+    }
+    let (dir, _guard) = idmap_source("hull-idmap-userns-");
+    let mut env = TestEnv::new("idmap-userns");
+    env.set_namespace("user", None);
+    env.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    env.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    env.config["mounts"].as_array_mut().unwrap().retain(|m| m["destination"] != "/sys/fs/cgroup");
+    // destinations that exist in the rootfs (the container's root cannot
+    // create directories in a rootfs owned by the host's root)
+    env.add_mount(json!({"destination": "/mnt/r", "type": "bind", "source": dir.path(), "options": ["bind", "idmap"]}));
+    env.add_mount(json!({"destination": "/mnt/t", "type": "bind", "source": dir.path(), "options": ["rbind"]}));
+    // through the idmapped mount the container's root owns what the host's
+    // root owns; through a plain bind the host's root is unmapped (65534)
+    env.sh("stat -c '%u %g' /mnt/r/a /mnt/r/b /mnt/t/a");
+    assert_eq!(env.output_ok(), "0 0\n5 7\n65534 65534\n");
+}
+
+#[test]
+fn idmapped_mount_of_a_filesystem_without_idmapping_is_refused() {
+    if !require_root() {
+        return;
+    }
+    let mut env = TestEnv::new("idmap-proc");
+    let maps = json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
+    env.add_mount(
+        json!({"destination": "/mnt/p", "type": "bind", "source": "/proc", "options": ["bind"], "uidMappings": maps, "gidMappings": maps}),
+    );
+    env.args(&["true"]);
+    let n = env.config["mounts"].as_array().unwrap().len() - 1;
+    assert_fails_mentioning(&env.create(), &[&format!("mounts[{n}]"), "/mnt/p", "does not support idmapped mounts"]);
+    assert_no_leftovers(&env);
+    // and a mapping on a mount that is not a bind is refused by name
+    let mut env = TestEnv::new("idmap-tmpfs");
+    env.add_mount(json!({"destination": "/mnt/t", "type": "tmpfs", "source": "tmpfs", "uidMappings": maps, "gidMappings": maps}));
+    env.args(&["true"]);
+    assert_fails_mentioning(&env.create(), &["uidMappings", "bind"]);
+    assert_no_leftovers(&env);
+}
+
 // --- hooks ---
 
 #[test]
@@ -761,6 +850,44 @@ fn exec_cpu_affinity_final_applies_to_exec_process() {
     assert_fails_mentioning(&o, &["execCPUAffinity.final"]);
 }
 
+/// execCPUAffinity.initial alone: the exec'd process keeps the affinity set
+/// before it joined the container's cgroup. Observable since Linux 6.2,
+/// which keeps a task's requested affinity when a cpuset attach changes
+/// its CPUs (before that a cpuset join reset it to the cpuset's CPUs).
+#[test]
+fn exec_cpu_affinity_initial_is_kept_without_final() {
+    if !require_root() {
+        return;
+    }
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut v = release.trim().split(|c: char| !c.is_ascii_digit()).map(|n| n.parse::<u32>().unwrap_or(0));
+    if (v.next().unwrap_or(0), v.next().unwrap_or(0)) < (6, 2) {
+        eprintln!("skipped: kernel {} resets the affinity on a cpuset join (6.2+ keeps it)", release.trim());
+        return;
+    }
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        eprintln!("skipped: needs two CPUs");
+        return;
+    }
+    let mut env = TestEnv::new("exec-affinity-initial");
+    env.args(&["sleep", "1000"]);
+    env.start_running();
+    let mut process = env.config["process"].clone();
+    process["args"] = json!(["sh", "-c", "grep Cpus_allowed_list /proc/self/status"]);
+    process["execCPUAffinity"] = json!({"initial": "1"});
+    let p = env.bundle_path().join("process.json");
+    fs::write(&p, process.to_string()).unwrap();
+    let o = env.run(&["exec", "--process", p.to_str().unwrap(), &env.id]);
+    assert_ok(&o);
+    assert_eq!(s(&o.stdout).split_whitespace().last(), Some("1"), "{}", show(&o));
+    // final, set after the cgroup join, wins over initial
+    process["execCPUAffinity"] = json!({"initial": "1", "final": "0"});
+    fs::write(&p, process.to_string()).unwrap();
+    let o = env.run(&["exec", "--process", p.to_str().unwrap(), &env.id]);
+    assert_ok(&o);
+    assert_eq!(s(&o.stdout).split_whitespace().last(), Some("0"), "{}", show(&o));
+}
+
 // --- seccomp user notification ---
 
 /// What a seccomp agent got: the message and where the fd pointed.
@@ -769,12 +896,11 @@ struct AgentGot {
     fd_link: String,
 }
 
-/// A one-shot seccomp agent: accepts one connection, receives the message
-/// and its fd, then closes the fd (the notified syscalls then fail with
-/// ENOSYS, which the container sees).
-fn one_shot_agent(path: &Path) -> std::thread::JoinHandle<AgentGot> {
+/// A seccomp agent that accepts one connection and hands back the message
+/// and the notification fd it carried, never reading a notification.
+fn holding_agent(path: &Path) -> std::thread::JoinHandle<(Value, std::os::fd::OwnedFd)> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    use std::os::fd::AsRawFd;
+    use std::os::fd::{AsRawFd, FromRawFd};
     let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
     std::thread::spawn(move || {
         let (stream, _) = listener.accept().unwrap();
@@ -792,9 +918,22 @@ fn one_shot_agent(path: &Path) -> std::thread::JoinHandle<AgentGot> {
             (msg.bytes, fds)
         };
         assert_eq!(fds.len(), 1, "one fd expected");
-        let fd_link = fs::read_link(format!("/proc/self/fd/{}", fds[0])).unwrap().display().to_string();
-        let _ = nix::unistd::close(fds[0]);
-        AgentGot { message: serde_json::from_slice(&buf[..n]).unwrap(), fd_link }
+        // SAFETY (test): the fd just arrived with SCM_RIGHTS and is ours.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[0]) };
+        (serde_json::from_slice(&buf[..n]).unwrap(), fd)
+    })
+}
+
+/// A one-shot seccomp agent: receives the message and its fd, then closes
+/// the fd (the notified syscalls then fail with ENOSYS, which the
+/// container sees).
+fn one_shot_agent(path: &Path) -> std::thread::JoinHandle<AgentGot> {
+    use std::os::fd::AsRawFd;
+    let held = holding_agent(path);
+    std::thread::spawn(move || {
+        let (message, fd) = held.join().unwrap();
+        let fd_link = fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap().display().to_string();
+        AgentGot { message, fd_link }
     })
 }
 
@@ -831,6 +970,75 @@ fn seccomp_notify_fd_goes_to_the_listener_with_the_state() {
     env.wait_status("stopped");
     let out = env.container_stdout();
     assert!(out.contains("mkdir-rc=1") && out.contains("not implemented"), "{out}");
+}
+
+/// Receive one notification on a seccomp notify fd (SECCOMP_IOCTL_NOTIF_RECV)
+/// and leave it unanswered; false if none came within a minute.
+fn receive_notification(fd: &std::os::fd::OwnedFd) -> bool {
+    use std::os::fd::{AsFd, AsRawFd};
+    let mut pfd = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
+    if nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(60_000u16)).unwrap_or(0) != 1 {
+        return false;
+    }
+    // struct seccomp_notif: id, pid, flags, struct seccomp_data (80 bytes),
+    // zeroed as the kernel wants; _IOWR('!', 0, struct seccomp_notif).
+    let mut notif = [0u8; 80];
+    const SECCOMP_IOCTL_NOTIF_RECV: libc::c_ulong = 0xC050_2100;
+    // SAFETY (test): the kernel writes at most the 80 bytes of `notif`.
+    unsafe { libc::ioctl(fd.as_raw_fd(), SECCOMP_IOCTL_NOTIF_RECV, notif.as_mut_ptr()) == 0 }
+}
+
+/// With SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV a task whose notification
+/// the agent has received waits for the answer through any non-fatal
+/// signal (state D); without the flag the signal interrupts the wait.
+#[test]
+fn seccomp_wait_killable_recv_makes_a_received_notification_wait_killable() {
+    if !require_root() {
+        return;
+    }
+    let flag = "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV";
+    let env = TestEnv::new("seccomp-features");
+    let f: Value = serde_json::from_slice(&env.run(&["features"]).stdout).unwrap();
+    if !f["linux"]["seccomp"]["supportedFlags"].as_array().unwrap().iter().any(|x| x == flag) {
+        eprintln!("skipped: this kernel has no {flag} (Linux 5.19+)");
+        return;
+    }
+    for (flags, want) in [(json!([flag]), "D"), (json!([]), "T")] {
+        let dir = host_tempdir("hull-seccomp-killable-");
+        let sock = dir.path().join("agent.sock");
+        let agent = holding_agent(&sock);
+        let mut env = TestEnv::new("seccomp-killable");
+        env.config["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": sock.to_str().unwrap(),
+            "flags": flags,
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+        });
+        env.writable_tmp();
+        env.args(&["mkdir", "/tmp/notified"]);
+        env.create_ok();
+        let pid = env.pid();
+        env.start_ok();
+        let (_, fd) = agent.join().unwrap();
+        assert!(receive_notification(&fd), "no notification within a minute");
+        wait_for("mkdir waiting for the agent", std::time::Duration::from_secs(60), || {
+            fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|w| w.contains("seccomp"))
+        });
+        // A non-fatal signal (SIGSTOP, which reaches a pid namespace's init
+        // from outside) interrupts the wait and stops the task (T) without
+        // the flag; with it the task goes on waiting, killably (D).
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGSTOP).unwrap();
+        let state = || {
+            fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| stat_fields(&s)[0].clone())
+                .unwrap_or_default()
+        };
+        wait_for("the signal to be handled", std::time::Duration::from_secs(60), || matches!(state().as_str(), "D" | "T" | "t"));
+        assert_eq!(state(), want, "flags {flags}");
+        drop(fd);
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        env.wait_status("stopped");
+    }
 }
 
 #[test]
@@ -956,8 +1164,9 @@ fn features_report_what_is_implemented() {
     assert!(has(&f["linux"]["memoryPolicy"]["flags"], "MPOL_F_STATIC_NODES"));
     // what is refused is not claimed
     assert_eq!(f["linux"]["intelRdt"]["enabled"], false);
-    assert_eq!(f["linux"]["mountExtensions"]["idmap"]["enabled"], false);
-    assert!(!has(&f["mountOptions"], "idmap") && !has(&f["mountOptions"], "tmpcopyup"));
+    assert_eq!(f["linux"]["mountExtensions"]["idmap"]["enabled"], true);
+    assert!(has(&f["mountOptions"], "idmap") && has(&f["mountOptions"], "ridmap"));
+    assert!(!has(&f["mountOptions"], "tmpcopyup"));
     let ann = f["annotations"].to_string();
     assert!(ann.contains("scheduler") && ann.contains("ioPriority") && ann.contains("timeOffsets"), "{ann}");
 }

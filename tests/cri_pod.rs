@@ -136,6 +136,23 @@ async fn wait_state(rt: &mut Rt, id: &str, state: cri::ContainerState, timeout: 
     }
 }
 
+async fn container_stats(rt: &mut Rt, id: &str) -> cri::ContainerStats {
+    rt.container_stats(cri::ContainerStatsRequest { container_id: id.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats
+        .unwrap()
+}
+
+async fn all_container_stats(rt: &mut Rt) -> Vec<cri::ContainerStats> {
+    rt.list_container_stats(cri::ListContainerStatsRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats
+}
+
 async fn stop_pod(rt: &mut Rt, id: &str) {
     rt.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: id.into() }).await.unwrap();
 }
@@ -630,13 +647,7 @@ async fn resources_stats_oom_and_events() {
     // the writable layer holds what the container wrote.
     sh(&mut rt, &busy, "dd if=/dev/zero of=/written bs=1024 count=2048 2>/dev/null; mkdir /d1 /d2").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let s1 = rt
-        .container_stats(cri::ContainerStatsRequest { container_id: busy.clone() })
-        .await
-        .unwrap()
-        .into_inner()
-        .stats
-        .unwrap();
+    let s1 = container_stats(&mut rt, &busy).await;
     assert!(s1.cpu.as_ref().unwrap().usage_core_nano_seconds.as_ref().unwrap().value > 0);
     assert!(s1.memory.as_ref().unwrap().working_set_bytes.as_ref().unwrap().value > 0);
     assert_eq!(s1.attributes.as_ref().unwrap().metadata.as_ref().unwrap().name, "busy");
@@ -644,12 +655,7 @@ async fn resources_stats_oom_and_events() {
     assert!(layer.used_bytes.as_ref().unwrap().value >= 2 << 20, "{layer:?}");
     assert!(layer.inodes_used.as_ref().unwrap().value >= 3, "{layer:?}");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let all = rt
-        .list_container_stats(cri::ListContainerStatsRequest { filter: None })
-        .await
-        .unwrap()
-        .into_inner()
-        .stats;
+    let all = all_container_stats(&mut rt).await;
     let s2 = all.iter().find(|s| s.attributes.as_ref().unwrap().id == busy).unwrap();
     assert!(s2.cpu.as_ref().unwrap().usage_nano_cores.as_ref().unwrap().value > 0);
     let ps = rt
@@ -910,6 +916,101 @@ async fn security_context_reaches_the_process() {
     assert_eq!(sh(&mut rt, &id, "cat /proc/sys/net/ipv4/ip_unprivileged_port_start").await.trim(), "80");
     remove_pod(&mut rt, &pod).await;
     assert!(mounts_under(&d).is_empty());
+}
+
+/// Lazily unmounts a test's host mount, also when the test fails.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = run_cmd(std::process::Command::new("umount").arg("-l").arg(&self.0), CMD_TIMEOUT);
+    }
+}
+
+/// recursive_read_only: a submount of the bound directory is read-only in
+/// the container too (a plain readonly bind leaves it writable).
+#[tokio::test(flavor = "multi_thread")]
+async fn recursive_read_only_mount_reaches_submounts() {
+    let Some(d) = daemon() else { return };
+    let mut rt = d.runtime().await;
+    let runtime_status = rt.status(cri::StatusRequest { verbose: false }).await.unwrap().into_inner();
+    assert!(runtime_status.runtime_handlers[0].features.as_ref().unwrap().recursive_read_only_mounts);
+    let dir = host_tempdir("hull-cri-rro-");
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    assert_ok(&run_cmd(std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m", "hull-cri-rro"]).arg(&sub), CMD_TIMEOUT));
+    let _guard = Unmount(sub.clone());
+    let cfg = pod_config("rro", &d);
+    let pod = run_pod(&mut rt, cfg.clone()).await;
+    let bind = |path: &str, rro: bool| cri::Mount {
+        container_path: path.into(),
+        host_path: dir.path().to_str().unwrap().into(),
+        readonly: true,
+        recursive_read_only: rro,
+        ..Default::default()
+    };
+    // The CRI: recursive_read_only needs readonly and private propagation.
+    let mut bad = container_config("bad", &["true"]);
+    bad.mounts = vec![cri::Mount { readonly: false, ..bind("/r", true) }];
+    let e = rt
+        .create_container(cri::CreateContainerRequest { pod_sandbox_id: pod.clone(), config: Some(bad), sandbox_config: Some(cfg.clone()) })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("config.mounts[0].readonly"), "{e:?}");
+    let mut c = container_config("rro", &["sleep", "1000"]);
+    c.mounts = vec![bind("/r", true), bind("/plain", false)];
+    let id = start_container(&mut rt, &pod, c, &cfg).await;
+    let out = sh(&mut rt, &id, "touch /r/sub/x 2>/dev/null && echo RRO-WRITABLE; touch /plain/sub/y && echo PLAIN-WRITABLE; true").await;
+    assert_eq!(out, "PLAIN-WRITABLE\n", "the rro submount is read-only, the plain one is not");
+    let info = sh(&mut rt, &id, "grep ' /r/sub ' /proc/self/mountinfo").await;
+    assert!(info.split(' ').nth(5).unwrap_or_default().split(',').any(|o| o == "ro"), "{info}");
+    let st = status(&mut rt, &id).await;
+    let m = st.mounts.iter().find(|m| m.container_path == "/r").unwrap();
+    assert!(m.recursive_read_only && m.readonly, "{m:?}");
+    remove_pod(&mut rt, &pod).await;
+    assert!(mounts_under(&d).is_empty());
+}
+
+/// ContainerStats.swap from the container's memory cgroup: usage, and what
+/// is left of its swap limit (bounded by the host's swap).
+#[tokio::test(flavor = "multi_thread")]
+async fn container_stats_report_swap() {
+    let Some(d) = daemon() else { return };
+    let v1_memsw = std::path::Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists();
+    // v2 has memory.swap.* in a kernel with swap support (/proc/swaps).
+    let v2_swap = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").is_ok_and(|c| c.contains("memory"))
+        && std::path::Path::new("/proc/swaps").exists();
+    if !v1_memsw && !v2_swap {
+        eprintln!("skipped: no swap accounting on this host");
+        return;
+    }
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let host_swap: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("SwapTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap()
+        * 1024;
+    let mut rt = d.runtime().await;
+    let cfg = pod_config("swap", &d);
+    let pod = run_pod(&mut rt, cfg.clone()).await;
+    let mut c = container_config("swap", &["sleep", "1000"]);
+    // 64 MiB of memory, 96 MiB of memory+swap: a 32 MiB swap limit.
+    c.linux.as_mut().unwrap().resources =
+        Some(cri::LinuxContainerResources { memory_limit_in_bytes: 64 << 20, memory_swap_limit_in_bytes: 96 << 20, ..Default::default() });
+    let id = start_container(&mut rt, &pod, c, &cfg).await;
+    let stats = container_stats(&mut rt, &id).await;
+    let sw = stats.swap.expect("swap stats");
+    let usage = sw.swap_usage_bytes.unwrap().value;
+    if host_swap == 0 {
+        assert_eq!(usage, 0, "the host has no swap");
+    }
+    assert!(sw.timestamp > 0);
+    assert_eq!(sw.swap_available_bytes.unwrap().value, (32u64 << 20).min(host_swap).saturating_sub(usage));
+    let all = all_container_stats(&mut rt).await;
+    assert!(all.iter().find(|s| s.attributes.as_ref().unwrap().id == id).unwrap().swap.is_some());
+    remove_pod(&mut rt, &pod).await;
 }
 
 /// Attach as crictl does (`crictl attach -it`): to a shell started with

@@ -28,6 +28,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// Swap in use by a cgroup, and its swap limit (None: unlimited).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SwapUsage {
+    pub usage: u64,
+    pub limit: Option<u64>,
+}
+
 /// Which cgroup layout the host has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Layout {
@@ -195,6 +202,16 @@ impl Cgroup {
         }
     }
 
+    /// The cgroup's swap use (None without swap accounting: v1 without
+    /// `memory.memsw.*`, v2 without `memory.swap.current`).
+    pub fn swap_usage(&self) -> Option<SwapUsage> {
+        let dir = self.memory_dir()?;
+        match self.layout {
+            Layout::V1 => v1::memory::swap_usage(dir),
+            Layout::V2 => v2::memory::swap_usage(dir),
+        }
+    }
+
     /// Apply the device rules (v1 devices controller, v2 eBPF filter).
     pub fn apply_devices(&self, resources: Option<&LinuxResources>, extra: &[devices::Rule]) -> Result<()> {
         let mut rules: Vec<devices::Rule> = resources
@@ -358,6 +375,11 @@ mod tests {
         assert_eq!(stats.pids.current, 3);
         assert_eq!(stats.pids.limit, 5);
         assert_eq!(cg.oom_kill_count(), Some(1));
+        assert_eq!(cg.swap_usage(), None, "no memory.swap.current");
+        std::fs::write(t.path().join("memory.swap.current"), "4096").unwrap();
+        assert_eq!(cg.swap_usage(), Some(SwapUsage { usage: 4096, limit: Some(1048576) }));
+        std::fs::write(t.path().join("memory.swap.max"), "max\n").unwrap();
+        assert_eq!(cg.swap_usage(), Some(SwapUsage { usage: 4096, limit: None }));
     }
 
     #[test]

@@ -46,11 +46,13 @@ fn mount(i: usize, m: cri::Mount) -> Result<rt::Mount, Status> {
             &Some(cri::SeLinuxOption { r#type: "relabel".into(), ..Default::default() }),
         )?;
     }
-    if m.recursive_read_only {
-        return Err(super::errors::unimplemented(format!("{field}.recursive_read_only: not supported (Status says so)")));
-    }
     if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
-        return Err(super::errors::unimplemented(format!("{field}: id-mapped mounts are not supported")));
+        // The CRI's mount mappings are those of the pod's user namespace
+        // (the kubelet sends them only for a pod with hostUsers: false),
+        // and hull's CRI has no pod user namespaces (Status says so).
+        return Err(super::errors::unimplemented(format!(
+            "{field}.uidMappings/gidMappings: id-mapped mounts come with pod user namespaces, which hull's CRI does not support"
+        )));
     }
     container_path(&format!("{field}.container_path"), &m.container_path)?;
     if !Path::new(&m.host_path).is_absolute() || m.host_path.contains('\0') {
@@ -62,11 +64,22 @@ fn mount(i: usize, m: cri::Mount) -> Result<rt::Mount, Status> {
         Ok(cri::MountPropagation::PropagationBidirectional) => rt::MountPropagation::Bidirectional,
         Err(_) => return Err(invalid(&format!("{field}.propagation"), format!("unknown propagation {}", m.propagation))),
     };
+    // The CRI: a recursive read-only mount is read-only and private (a
+    // submount propagated in later would not be read-only).
+    if m.recursive_read_only {
+        if !m.readonly {
+            return Err(invalid(&format!("{field}.readonly"), "recursive_read_only needs readonly true"));
+        }
+        if propagation != rt::MountPropagation::Private {
+            return Err(invalid(&format!("{field}.propagation"), "recursive_read_only needs PROPAGATION_PRIVATE"));
+        }
+    }
     Ok(rt::Mount {
         container_path: m.container_path,
         host_path: m.host_path.into(),
         readonly: m.readonly,
         propagation,
+        recursive_readonly: m.recursive_read_only,
         ..Default::default()
     })
 }
@@ -242,6 +255,7 @@ fn mount_message(m: &rt::Mount) -> cri::Mount {
         container_path: m.container_path.clone(),
         host_path: m.host_path.display().to_string(),
         readonly: m.readonly,
+        recursive_read_only: m.recursive_readonly,
         propagation: propagation as i32,
         ..Default::default()
     }
@@ -419,5 +433,15 @@ mod tests {
         assert_eq!(mount(0, img).unwrap_err().code(), tonic::Code::Unimplemented);
         let bad = cri::Mount { propagation: 7, ..m("/d", "/tmp") };
         assert!(mount(0, bad).is_err());
+        let ids = vec![cri::IdMapping { host_id: 1000, container_id: 0, length: 1 }];
+        let e = mount(0, cri::Mount { uid_mappings: ids.clone(), gid_mappings: ids, ..m("/d", "/tmp") }).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unimplemented);
+        assert!(e.message().starts_with("config.mounts[0].uidMappings"), "{}", e.message());
+        let rro = cri::Mount { recursive_read_only: true, readonly: true, ..m("/d", "/tmp") };
+        assert!(mount(0, rro.clone()).unwrap().recursive_readonly);
+        let e = mount(0, cri::Mount { readonly: false, ..rro.clone() }).unwrap_err();
+        assert!(e.message().starts_with("config.mounts[0].readonly"), "{}", e.message());
+        let e = mount(0, cri::Mount { propagation: cri::MountPropagation::PropagationHostToContainer as i32, ..rro }).unwrap_err();
+        assert!(e.message().starts_with("config.mounts[0].propagation"), "{}", e.message());
     }
 }

@@ -77,8 +77,30 @@ fn container_message(cri: &Cri, c: &rt::ContainerStatus, s: &rt::ContainerStats)
         cpu: Some(cpu),
         memory: Some(memory),
         writable_layer: writable_layer(cri, &c.id),
-        swap: None,
+        swap: swap(s, host_swap_total()),
     }
+}
+
+/// The host's swap size (/proc/meminfo SwapTotal), which bounds what an
+/// unlimited cgroup can swap.
+fn host_swap_total() -> u64 {
+    let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    info.lines()
+        .find_map(|l| l.strip_prefix("SwapTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb.saturating_mul(1024))
+}
+
+/// The CRI's swap numbers: usage, and available = limit - usage, the limit
+/// being the cgroup's, or the host's swap when the cgroup has none.
+fn swap(s: &rt::ContainerStats, host_total: u64) -> Option<cri::SwapUsage> {
+    let sw = s.swap?;
+    let limit = sw.limit.map_or(host_total, |l| l.min(host_total));
+    Some(cri::SwapUsage {
+        timestamp: nanos(s.timestamp.unwrap_or_else(SystemTime::now)),
+        swap_available_bytes: u(limit.saturating_sub(sw.usage)),
+        swap_usage_bytes: u(sw.usage),
+    })
 }
 
 /// The container's writable layer: its upper directory's bytes and inodes.
@@ -238,6 +260,17 @@ pub async fn list_sandboxes(cri: &Cri, req: cri::ListPodSandboxStatsRequest) -> 
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn swap_available_is_the_limit_less_usage() {
+        let st = |limit| rt::ContainerStats { swap: Some(crate::cgroups::SwapUsage { usage: 100, limit }), ..Default::default() };
+        let got = swap(&st(Some(1000)), 1 << 20).unwrap();
+        assert_eq!((got.swap_usage_bytes.unwrap().value, got.swap_available_bytes.unwrap().value), (100, 900));
+        // unlimited: the host's swap bounds it
+        let got = swap(&st(None), 600).unwrap();
+        assert_eq!(got.swap_available_bytes.unwrap().value, 500);
+        assert!(swap(&rt::ContainerStats::default(), 600).is_none(), "no swap accounting");
+    }
 
     #[test]
     fn nano_cores_from_two_samples() {

@@ -59,7 +59,7 @@ pub async fn status(cri: &Cri, req: cri::StatusRequest) -> Result<cri::StatusRes
         info,
         runtime_handlers: vec![cri::RuntimeHandler {
             name: String::new(),
-            features: Some(cri::RuntimeHandlerFeatures { recursive_read_only_mounts: false, user_namespaces: false }),
+            features: Some(cri::RuntimeHandlerFeatures { recursive_read_only_mounts: true, user_namespaces: false }),
         }],
         features: Some(cri::RuntimeFeatures { supplemental_groups_policy: false }),
     })

@@ -76,6 +76,10 @@ impl Channel {
         let n = loop {
             match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
                 Err(nix::errno::Errno::EINTR) => continue,
+                // A peer that died with a message of ours unread (killed
+                // before it read it: an OOM kill at start-up) resets the
+                // connection: it is gone, as at end-of-file.
+                Err(nix::errno::Errno::ECONNRESET) => return Ok(None),
                 other => break other.sys_context(|| "receive on init handshake socket".into())?,
             }
         };
@@ -105,6 +109,11 @@ mod tests {
             Some(ChildMessage::InitForked { pid }) => assert_eq!(pid, 42),
             other => panic!("unexpected {other:?}"),
         }
+        drop(b);
+        assert!(a.recv::<ChildMessage>().unwrap().is_none());
+        // A peer gone with our message unread resets the connection: also None.
+        let (a, b) = Channel::pair().unwrap();
+        a.send(&ParentMessage::Proceed).unwrap();
         drop(b);
         assert!(a.recv::<ChildMessage>().unwrap().is_none());
     }

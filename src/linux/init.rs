@@ -37,6 +37,8 @@ pub struct InitContext<'a> {
     pub mount_ns: bool,
     /// The connection to linux.seccomp.listenerPath, made by hull.
     pub seccomp_listener: Option<&'a OwnedFd>,
+    /// The idmapped trees, one slot per entry of `mounts` (linux::idmap).
+    pub idmapped: &'a [Option<OwnedFd>],
 }
 
 /// What is left to do once `start` releases the init.
@@ -91,6 +93,7 @@ fn prepare(ctx: &InitContext) -> Result<Prepared> {
             cgroup: ctx.cgroup,
             in_user_ns: ctx.new_user_ns,
             new_cgroup_ns: ctx.new_cgroup_ns,
+            idmapped: ctx.idmapped,
         })?;
     }
     ctx.channel.send(&ChildMessage::RunCreateRuntimeHooks)?;

@@ -164,7 +164,10 @@ pub fn parse(options: &[String]) -> Result<MountOptions, String> {
             "loud" => (MsFlags::empty(), MsFlags::MS_SILENT),
             "bind" => (MsFlags::MS_BIND, MsFlags::empty()),
             "rbind" => (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty()),
-            "tmpcopyup" | "idmap" | "ridmap" => {
+            // Idmapped mounts are prepared from the mount's mappings
+            // (linux::idmap), not by mount(2).
+            "idmap" | "ridmap" => continue,
+            "tmpcopyup" => {
                 return Err(format!("option {opt:?} is not supported"));
             }
             other if recursive_attr(other).is_some() => {

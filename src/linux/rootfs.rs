@@ -23,6 +23,9 @@ pub struct RootfsContext<'a> {
     /// Inside a new user namespace device nodes cannot be made: bind them.
     pub in_user_ns: bool,
     pub new_cgroup_ns: bool,
+    /// Detached idmapped trees by mount index, moved into place instead of
+    /// a bind (linux::idmap).
+    pub idmapped: &'a [Option<OwnedFd>],
 }
 
 const NONE: Option<&str> = None;
@@ -58,7 +61,8 @@ pub fn prepare(ctx: &RootfsContext) -> Result<()> {
 
     let mounts = ctx.spec.mounts().as_deref().unwrap_or(&[]);
     for (i, m) in mounts.iter().enumerate() {
-        mount_entry(ctx, &root, m).map_err(|e| e.with_context(format!("mounts[{i}] ({})", m.destination().display())))?;
+        let idmapped = ctx.idmapped.get(i).and_then(Option::as_ref);
+        mount_entry(ctx, &root, m, idmapped).map_err(|e| e.with_context(format!("mounts[{i}] ({})", m.destination().display())))?;
     }
     let dev_from_host = mounts.iter().any(|m| {
         m.destination() == Path::new("/dev") && mount_options::parse(m.options().as_deref().unwrap_or(&[])).is_ok_and(|o| o.is_bind())
@@ -125,7 +129,7 @@ fn refuse_symlink_destination(root: &OwnedFd, typ: &str, dest: &Path) -> Result<
     }
 }
 
-fn mount_entry(ctx: &RootfsContext, root: &OwnedFd, m: &Mount) -> Result<()> {
+fn mount_entry(ctx: &RootfsContext, root: &OwnedFd, m: &Mount, idmapped: Option<&OwnedFd>) -> Result<()> {
     let opts = mount_options::parse(m.options().as_deref().unwrap_or(&[])).map_err(Error::Config)?;
     let typ = m.typ().as_deref().unwrap_or("");
     if typ == "cgroup" || typ == "cgroup2" {
@@ -145,7 +149,10 @@ fn mount_entry(ctx: &RootfsContext, root: &OwnedFd, m: &Mount) -> Result<()> {
     }
     let target_fd = open_in_root(root, m.destination(), create)?.expect("created");
     let target = fd_path(&target_fd);
-    if bind {
+    if let Some(tree) = idmapped {
+        super::syscall::move_mount_to(tree, &target_fd)
+            .sys_context(|| format!("move idmapped {} into place", source.as_deref().expect("checked").display()))?;
+    } else if bind {
         let rec = opts.flags & MsFlags::MS_REC;
         mount(source.as_deref(), &target, NONE, MsFlags::MS_BIND | rec, NONE)
             .sys_context(|| format!("bind {}", source.as_deref().expect("checked").display()))?;

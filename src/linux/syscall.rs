@@ -460,6 +460,118 @@ pub fn mount_setattr_recursive(fd: &OwnedFd, set: u64, clear: u64) -> std::io::R
     Ok(())
 }
 
+/// open_tree(2) with OPEN_TREE_CLONE: a detached copy of the mount at
+/// `path` (with its submounts when `recursive`), close-on-exec. Attributes
+/// that only a detached mount may take (an idmapping) are set on it before
+/// move_mount puts it in place.
+pub fn open_tree_clone(path: &std::path::Path, recursive: bool) -> std::io::Result<OwnedFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    let cpath = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | if recursive { AT_RECURSIVE } else { 0 };
+    // SAFETY: open_tree reads the NUL-terminated path for the duration of
+    // the call; the fd it returns is new and owned by nobody else.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, cpath.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh fd from the kernel, not yet owned.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// mount_setattr(2) MOUNT_ATTR_IDMAP on the detached mount `fd` (and its
+/// submounts when `recursive`), mapping ids through the user namespace
+/// `userns`.
+pub fn mount_setattr_idmap(fd: &OwnedFd, userns: &OwnedFd, recursive: bool) -> std::io::Result<()> {
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+    let attr = MountAttr { attr_set: MOUNT_ATTR_IDMAP, attr_clr: 0, propagation: 0, userns_fd: userns.as_raw_fd() as u64 };
+    let flags = libc::AT_EMPTY_PATH as libc::c_uint | if recursive { AT_RECURSIVE } else { 0 };
+    // SAFETY: as in mount_setattr_recursive; both fds are open and ours
+    // for the whole call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// move_mount(2) of the detached mount `fd` onto the directory or file
+/// `target` is open on (an O_PATH fd resolved inside the rootfs).
+pub fn move_mount_to(fd: &OwnedFd, target: &OwnedFd) -> std::io::Result<()> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+    // SAFETY: both paths are the empty NUL-terminated string; both fds are
+    // open and ours for the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// seccomp(2) SECCOMP_FILTER_FLAG_* bits.
+pub const SECCOMP_FILTER_FLAG_TSYNC: u32 = 1;
+pub const SECCOMP_FILTER_FLAG_LOG: u32 = 2;
+pub const SECCOMP_FILTER_FLAG_SPEC_ALLOW: u32 = 4;
+pub const SECCOMP_FILTER_FLAG_NEW_LISTENER: u32 = 8;
+pub const SECCOMP_FILTER_FLAG_TSYNC_ESRCH: u32 = 16;
+pub const SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV: u32 = 32;
+const SECCOMP_SET_MODE_FILTER: libc::c_uint = 1;
+
+/// The kernel's `struct sock_fprog`.
+#[repr(C)]
+struct SockFprog {
+    len: libc::c_ushort,
+    filter: *const u8,
+}
+
+/// Whether this kernel knows every bit of `flags` for
+/// SECCOMP_SET_MODE_FILTER: with a NULL program a known set fails with
+/// EFAULT, an unknown bit with EINVAL, and nothing is installed.
+pub fn seccomp_flags_known(flags: u32) -> bool {
+    // SAFETY: a NULL program is never read: the kernel checks the flags
+    // first and fails with EFAULT on the copy.
+    let rc = unsafe { libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, std::ptr::null::<SockFprog>()) };
+    rc < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EFAULT)
+}
+
+/// Install the classic-BPF program `prog` (struct sock_filter entries, 8
+/// bytes each, as libseccomp exports them) with `flags`. Returns the
+/// notification fd when `flags` has NEW_LISTENER.
+pub fn seccomp_set_mode_filter(prog: &[u8], flags: u32) -> std::io::Result<Option<RawFd>> {
+    let len = prog.len() / 8;
+    if !prog.len().is_multiple_of(8) || len == 0 || len > libc::c_ushort::MAX as usize {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let fprog = SockFprog { len: len as libc::c_ushort, filter: prog.as_ptr() };
+    // SAFETY: `fprog` points at `len` whole 8-byte entries of `prog`, which
+    // outlives the call; the kernel copies the program before returning.
+    let rc = unsafe { libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &fprog as *const SockFprog) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((flags & SECCOMP_FILTER_FLAG_NEW_LISTENER != 0).then_some(rc as RawFd))
+}
+
 /// The kernel's `struct sched_attr` (SCHED_ATTR_SIZE_VER0, 48 bytes).
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]

@@ -174,9 +174,7 @@ pub fn validate(spec: &Spec) -> Result<()> {
     crate::linux::lsm::check_spec(spec, process)?;
     if let Some(mounts) = spec.mounts() {
         for (i, m) in mounts.iter().enumerate() {
-            if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
-                return Err(Error::unsupported(format!("mounts[{i}].uidMappings/gidMappings"), "idmapped mounts are not implemented"));
-            }
+            crate::linux::idmap::request(spec, i, m)?;
             crate::linux::mount_options::parse(m.options().as_deref().unwrap_or(&[]))
                 .map_err(|e| Error::Config(format!("mounts[{i}].options: {e}")))?;
         }

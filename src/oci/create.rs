@@ -135,6 +135,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
         new_cgroup_ns: new_namespace(spec, LinuxNamespaceType::Cgroup),
         mount_ns: super::config::namespace_types(spec).contains(&LinuxNamespaceType::Mount),
         seccomp_listener: seccomp_listener.as_ref(),
+        idmapped: &[],
     };
     if process.exec_cpu_affinity().is_some() {
         log::warn!("process.execCPUAffinity applies to processes started by exec (runtime-spec), not to the container's init");
@@ -269,6 +270,13 @@ fn cgroups_path(path: Option<&Path>, id: &str, systemd: bool) -> Result<Option<P
 /// (which is then pid 1 of a new pid namespace) and exits.
 fn bootstrap(ctx: &InitContext, plan: &NamespacePlan) -> ! {
     let result = (|| -> Result<()> {
+        // Idmapping needs the host's privilege over the source filesystem:
+        // clone and map the trees first, before any unshare or setns (the
+        // helper forked for each mapping must not land in a new pid
+        // namespace, whose pid 1 it would become and whose end its exit
+        // would be). An error waits for the parent's next message, which
+        // it sends regardless.
+        let idmapped = if ctx.mount_ns { crate::linux::idmap::prepare(ctx.spec, ctx.bundle) } else { Ok(Vec::new()) };
         // The parent's cgroup.procs write for us waits out an RCU grace
         // period (the first migration of a thread group): meanwhile make
         // the new namespaces, which is most of the rest of this process's
@@ -289,6 +297,8 @@ fn bootstrap(ctx: &InitContext, plan: &NamespacePlan) -> ! {
             ParentMessage::Proceed => {}
             other => return Err(Error::Init(format!("unexpected message {other:?}"))),
         }
+        let idmapped = idmapped?;
+        let ctx = &InitContext { idmapped: &idmapped, ..*ctx };
         plan.join_all(true)?;
         if plan.new_user {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER).sys_context(|| "unshare user namespace".into())?;

@@ -246,6 +246,7 @@ pub fn mount(vm: &VolumeMount, volumes: &[HostVolume], field: &str) -> Result<Mo
         readonly: vm.read_only.unwrap_or(false),
         propagation,
         tmpfs: false,
+        recursive_readonly: false,
         sub_path,
         source_type: source_type(vol.host_type.as_deref()).map_err(|e| Error::InvalidArgument(format!("{field}: {e}")))?,
     })

@@ -195,6 +195,10 @@ pub struct Mount {
     /// (Kubernetes hostPath types).
     #[serde(default)]
     pub source_type: SourceType,
+    /// Read-only down to every submount of the bind (CRI
+    /// `recursive_read_only`; `readonly` is set too).
+    #[serde(default)]
+    pub recursive_readonly: bool,
 }
 
 /// The kind of file a bind source must be.

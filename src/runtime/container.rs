@@ -42,6 +42,7 @@ pub fn stats_of(id: &str, cg: &crate::cgroups::Cgroup) -> ContainerStats {
         memory_page_faults: if cg.layout == crate::cgroups::Layout::V1 { raw("total_pgfault") } else { raw("pgfault") },
         memory_major_page_faults: if cg.layout == crate::cgroups::Layout::V1 { raw("total_pgmajfault") } else { raw("pgmajfault") },
         pids: s.pids.current,
+        swap: cg.swap_usage(),
     }
 }
 

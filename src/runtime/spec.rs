@@ -344,7 +344,12 @@ pub fn mounts(spec: &mut Spec, list: &[Mount]) -> Result<()> {
             MountPropagation::HostToContainer => "rslave",
             MountPropagation::Bidirectional => "rshared",
         };
-        push_mount(&mut mounts, bind(&m.container_path, &m.host_path, &["rbind", prop, if m.readonly { "ro" } else { "rw" }]));
+        let mut opts = vec!["rbind", prop, if m.readonly { "ro" } else { "rw" }];
+        if m.recursive_readonly {
+            // mount_setattr(AT_RECURSIVE) on the whole bound tree.
+            opts.push("rro");
+        }
+        push_mount(&mut mounts, bind(&m.container_path, &m.host_path, &opts));
     }
     spec.set_mounts(Some(mounts));
     Ok(())

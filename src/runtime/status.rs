@@ -105,6 +105,8 @@ pub struct ContainerStats {
     pub memory_page_faults: u64,
     pub memory_major_page_faults: u64,
     pub pids: u64,
+    /// None without swap accounting.
+    pub swap: Option<crate::cgroups::SwapUsage>,
 }
 
 /// What `exec_sync` returns. Output beyond [`super::EXEC_OUTPUT_LIMIT`]

@@ -27,6 +27,12 @@ pub enum SeccompError {
     #[error("config.json: {field} is not supported: {why}")]
     Unsupported { field: String, why: String },
     #[error("seccomp: {what}: {source}")]
+    Kernel {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("seccomp: {what}: {source}")]
     Libseccomp {
         what: String,
         #[source]
@@ -83,7 +89,8 @@ pub(crate) fn spec_name<T: serde::Serialize>(v: &T) -> String {
 }
 
 /// The filter flags hull knows, with the libseccomp attribute each sets.
-const FLAGS: &[&str] = &["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_LOG"];
+const FLAGS: &[&str] =
+    &["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"];
 
 /// The `linux.seccomp` part of `hull features`, in runc's shape: what this
 /// build (and the libseccomp and kernel under it) can really do.
@@ -107,6 +114,10 @@ pub fn features() -> Value {
             "SECCOMP_FILTER_FLAG_TSYNC" => scratch.set_ctl_tsync(true).is_ok(),
             "SECCOMP_FILTER_FLAG_SPEC_ALLOW" => scratch.set_ctl_ssb(true).is_ok(),
             "SECCOMP_FILTER_FLAG_LOG" => scratch.set_ctl_log(true).is_ok(),
+            // Loaded by hull itself (translate::wait_killable_filter).
+            "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV" => crate::linux::syscall::seccomp_flags_known(
+                crate::linux::syscall::SECCOMP_FILTER_FLAG_NEW_LISTENER | crate::linux::syscall::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
+            ),
             _ => false,
         })
         .collect();
@@ -139,6 +150,6 @@ mod tests {
         assert!(archs.contains(&"SCMP_ARCH_X86_64") && archs.contains(&"SCMP_ARCH_X86"), "{archs:?}");
         assert!(!archs.contains(&"SCMP_ARCH_NATIVE"));
         assert!(f["actions"].as_array().unwrap().iter().any(|a| a == "SCMP_ACT_NOTIFY"));
-        assert_eq!(f["knownFlags"].as_array().unwrap().len(), 3);
+        assert_eq!(f["knownFlags"].as_array().unwrap().len(), 4);
     }
 }

@@ -4,6 +4,7 @@ use libseccomp::{ScmpAction, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, S
 use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag, LinuxSeccompOperator, LinuxSyscall};
 
 use super::{spec_name, SeccompError, ARCHES};
+use crate::linux::syscall as sys;
 
 /// The kernel passes six syscall arguments.
 const MAX_ARGS: usize = 6;
@@ -14,6 +15,9 @@ pub struct Filter {
     /// Some rule says SCMP_ACT_NOTIFY: loading yields a notification fd
     /// for the seccomp agent at linux.seccomp.listenerPath.
     notify: bool,
+    /// A flag this libseccomp cannot set (WAIT_KILLABLE_RECV needs 2.6):
+    /// the exported program and the kernel flags, loaded with seccomp(2).
+    direct: Option<(Vec<u8>, u32)>,
 }
 
 impl std::fmt::Debug for Filter {
@@ -31,6 +35,10 @@ impl Filter {
     /// Returns the user-notification fd when the filter has SCMP_ACT_NOTIFY
     /// rules (close-on-exec, as the kernel makes it).
     pub fn load(&self) -> Result<Option<std::os::fd::RawFd>, SeccompError> {
+        if let Some((prog, flags)) = &self.direct {
+            return crate::linux::syscall::seccomp_set_mode_filter(prog, *flags)
+                .map_err(|e| SeccompError::Kernel { what: "load the filter".into(), source: e });
+        }
         self.ctx.load().map_err(SeccompError::lib("load the filter"))?;
         if !self.notify {
             return Ok(None);
@@ -88,14 +96,27 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, SeccompError> {
             .map_err(|e| SeccompError::invalid(&field, format!("{} is not supported by this libseccomp: {e}", spec_name(arch))))?;
     }
 
+    // The kernel's flag bits as well, for a filter that hull loads itself.
+    let mut kernel_flags = 0u32;
+    let mut wait_killable = None;
     for (i, flag) in profile.flags().iter().flatten().enumerate() {
         let field = format!("{ROOT}.flags[{i}]");
         let set = match flag {
-            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => ctx.set_ctl_tsync(true).map(|_| ()),
-            LinuxSeccompFilterFlag::SeccompFilterFlagLog => ctx.set_ctl_log(true).map(|_| ()),
-            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => ctx.set_ctl_ssb(true).map(|_| ()),
+            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => {
+                kernel_flags |= sys::SECCOMP_FILTER_FLAG_TSYNC;
+                ctx.set_ctl_tsync(true).map(|_| ())
+            }
+            LinuxSeccompFilterFlag::SeccompFilterFlagLog => {
+                kernel_flags |= sys::SECCOMP_FILTER_FLAG_LOG;
+                ctx.set_ctl_log(true).map(|_| ())
+            }
+            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => {
+                kernel_flags |= sys::SECCOMP_FILTER_FLAG_SPEC_ALLOW;
+                ctx.set_ctl_ssb(true).map(|_| ())
+            }
             LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
-                return Err(SeccompError::unsupported(field, "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV is not implemented"))
+                wait_killable = Some(field);
+                continue;
             }
         };
         set.map_err(|e| SeccompError::invalid(&field, format!("{} is not supported here: {e}", spec_name(flag))))?;
@@ -104,7 +125,50 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, SeccompError> {
     for (i, rule) in profile.syscalls().iter().flatten().enumerate() {
         add_rule(&mut ctx, &format!("{ROOT}.syscalls[{i}]"), rule, default)?;
     }
-    Ok(Filter { ctx, notify })
+    let direct = match wait_killable {
+        Some(field) => Some(wait_killable_filter(&ctx, &field, notify, kernel_flags)?),
+        None => None,
+    };
+    Ok(Filter { ctx, notify, direct })
+}
+
+/// SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (Linux 5.19): once the agent has
+/// received a task's notification, only a fatal signal ends the task's wait
+/// for the answer (a signal would otherwise restart the syscall, and a
+/// non-idempotent one the agent already acted on). libseccomp before 2.6 has no attribute for it, so the
+/// program is exported and loaded with seccomp(2), with the listener and
+/// the other flags. The flag only means something for a listener: the
+/// kernel refuses it without one, and so does hull, by name.
+fn wait_killable_filter(ctx: &ScmpFilterContext, field: &str, notify: bool, flags: u32) -> Result<(Vec<u8>, u32), SeccompError> {
+    use std::io::{Read, Seek};
+    if !notify {
+        return Err(SeccompError::invalid(
+            field,
+            "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs an SCMP_ACT_NOTIFY rule (it applies to the notification listener)",
+        ));
+    }
+    let mut flags = flags | sys::SECCOMP_FILTER_FLAG_NEW_LISTENER | sys::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
+    // The kernel takes TSYNC with a listener only with TSYNC_ESRCH (as
+    // libseccomp passes it).
+    if flags & sys::SECCOMP_FILTER_FLAG_TSYNC != 0 {
+        flags |= sys::SECCOMP_FILTER_FLAG_TSYNC_ESRCH;
+    }
+    if !sys::seccomp_flags_known(flags) {
+        return Err(SeccompError::unsupported(field, "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV: this kernel does not have it (Linux 5.19+)"));
+    }
+    let kernel = |what: &str| {
+        let what = what.to_string();
+        move |source| SeccompError::Kernel { what, source }
+    };
+    let memfd = nix::sys::memfd::memfd_create(c"hull-seccomp-bpf", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+        .map_err(|e| SeccompError::Kernel { what: "memfd for the BPF program".into(), source: e.into() })?;
+    let mut file = std::fs::File::from(memfd);
+    ctx.export_bpf(&file).map_err(SeccompError::lib("export the BPF program"))?;
+    let mut prog = Vec::new();
+    file.rewind()
+        .and_then(|_| file.read_to_end(&mut prog))
+        .map_err(kernel("read back the BPF program"))?;
+    Ok((prog, flags))
 }
 
 fn add_rule(ctx: &mut ScmpFilterContext, field: &str, rule: &LinuxSyscall, default: ScmpAction) -> Result<(), SeccompError> {
@@ -261,6 +325,25 @@ mod tests {
         assert!(e.contains("linux.seccomp.syscalls[0].names"), "{e}");
         let e = err(serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 100000}));
         assert!(e.contains("linux.seccomp.defaultErrnoRet"), "{e}");
+    }
+
+    #[test]
+    fn wait_killable_recv_is_loaded_with_the_listener() {
+        let e = err(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]}));
+        assert!(e.contains("linux.seccomp.flags[0]") && e.contains("SCMP_ACT_NOTIFY"), "{e}");
+        let known = sys::seccomp_flags_known(sys::SECCOMP_FILTER_FLAG_NEW_LISTENER | sys::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV);
+        let r = compile(&profile(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock",
+            "flags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]})));
+        match r {
+            Ok(f) => {
+                assert!(known);
+                let (prog, flags) = f.direct.as_ref().expect("loaded by hull");
+                assert_eq!(*prog, f.bpf().unwrap());
+                assert_eq!(*flags, 1 | 8 | 16 | 32);
+            }
+            Err(e) => assert!(!known && e.to_string().contains("5.19"), "{e}"),
+        }
     }
 
     #[test]

@@ -90,6 +90,19 @@ impl Controller for Memory {
     }
 }
 
+/// memsw counts memory and swap together: swap is memsw less memory, its
+/// limit memsw's less memory's. A limit at the kernel's "unlimited"
+/// (PAGE_COUNTER_MAX pages, near 2^63) is none.
+pub fn swap_usage(dir: &Path) -> Option<crate::cgroups::SwapUsage> {
+    const UNLIMITED: u64 = 1 << 62;
+    let memsw = read_u64(dir, "memory.memsw.usage_in_bytes")?;
+    let memsw_limit = read_u64(dir, "memory.memsw.limit_in_bytes")?;
+    let usage = read_u64(dir, "memory.usage_in_bytes").unwrap_or(0);
+    let limit = read_u64(dir, "memory.limit_in_bytes").unwrap_or(u64::MAX);
+    let swap_limit = (memsw_limit < UNLIMITED).then(|| memsw_limit.saturating_sub(limit.min(memsw_limit)));
+    Some(crate::cgroups::SwapUsage { usage: memsw.saturating_sub(usage), limit: swap_limit })
+}
+
 /// How many processes the OOM killer killed in this cgroup.
 pub fn oom_kill_count(dir: &Path) -> Option<u64> {
     keyed(dir, "memory.oom_control", "oom_kill")
@@ -106,6 +119,20 @@ mod tests {
             std::fs::write(t.path().join(f), "9223372036854771712").unwrap();
         }
         t
+    }
+
+    #[test]
+    fn swap_is_memsw_less_memory() {
+        let t = tempfile::tempdir().unwrap();
+        let w = |f: &str, v: &str| std::fs::write(t.path().join(f), v).unwrap();
+        assert_eq!(swap_usage(t.path()), None, "no swap accounting");
+        w("memory.usage_in_bytes", "1000");
+        w("memory.limit_in_bytes", "4096");
+        w("memory.memsw.usage_in_bytes", "1500");
+        w("memory.memsw.limit_in_bytes", "10240");
+        assert_eq!(swap_usage(t.path()), Some(crate::cgroups::SwapUsage { usage: 500, limit: Some(6144) }));
+        w("memory.memsw.limit_in_bytes", "9223372036854771712");
+        assert_eq!(swap_usage(t.path()), Some(crate::cgroups::SwapUsage { usage: 500, limit: None }));
     }
 
     #[test]

@@ -107,6 +107,16 @@ impl Controller for Memory {
     }
 }
 
+/// memory.swap.current, and memory.swap.max ("max": no limit).
+pub fn swap_usage(dir: &Path) -> Option<crate::cgroups::SwapUsage> {
+    let usage = read_u64(dir, "memory.swap.current")?;
+    let limit = match read(dir, "memory.swap.max").as_deref() {
+        Some("max") | None => None,
+        Some(v) => v.parse().ok(),
+    };
+    Some(crate::cgroups::SwapUsage { usage, limit })
+}
+
 /// How many processes the OOM killer killed in this cgroup.
 pub fn oom_kill_count(dir: &Path) -> Option<u64> {
     keyed(dir, "memory.events", "oom_kill")

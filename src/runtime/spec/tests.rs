@@ -174,6 +174,13 @@ fn mounts_have_propagation_readonly_and_replace_defaults() {
             ..Default::default()
         },
         Mount { container_path: "/scratch".into(), tmpfs: true, ..Default::default() },
+        Mount {
+            container_path: "/rro".into(),
+            host_path: dir.path().into(),
+            readonly: true,
+            recursive_readonly: true,
+            ..Default::default()
+        },
     ];
     mounts(&mut spec, &list).unwrap();
     let ms = spec.mounts().clone().unwrap();
@@ -183,6 +190,7 @@ fn mounts_have_propagation_readonly_and_replace_defaults() {
     assert_eq!(shm.len(), 1, "the default /dev/shm is replaced");
     assert_eq!(shm[0].options().clone().unwrap(), ["rbind", "rshared", "rw"]);
     assert_eq!(find("/scratch")[0].typ().as_deref(), Some("tmpfs"));
+    assert_eq!(find("/rro")[0].options().clone().unwrap(), ["rbind", "rprivate", "ro", "rro"]);
     for bad in [
         Mount { container_path: "data".into(), host_path: dir.path().into(), ..Default::default() },
         Mount { container_path: "/a/../b".into(), host_path: dir.path().into(), ..Default::default() },
