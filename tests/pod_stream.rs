@@ -23,10 +23,16 @@ impl Pod {
     /// Run a pod whose one container (`app`) runs `script`, without CNI
     /// (loopback only), and wait until exec in it works.
     fn run(name: &str, script: &str) -> Pod {
+        Pod::run_with(name, script, "")
+    }
+
+    /// As [`Pod::run`], with `extra` lines added to the container (e.g.
+    /// `    stdin: true\n`).
+    fn run_with(name: &str, script: &str, extra: &str) -> Pod {
         let root = tempfile::Builder::new().prefix("hull-podst-").tempdir_in("/tmp").unwrap();
         let p = Pod { root, name: unique_id(name).replace('_', "-").to_lowercase() };
         let manifest = format!(
-            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {}}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: app\n    image: {}\n    command: [sh, -c, '{script}']\n",
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {}}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: app\n    image: {}\n    command: [sh, -c, '{script}']\n{extra}",
             p.name,
             rootfs().display()
         );
@@ -173,4 +179,73 @@ fn pod_port_forward_to_the_pods_loopback() {
         c.read_to_end(&mut rest).unwrap();
         assert!(rest.is_empty(), "{rest:?}");
     }
+}
+
+/// Wait (bounded) for a child to end; its exit code.
+fn wait_child(child: &mut std::process::Child, what: &str) -> Option<i32> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what} did not end");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn pod_attach_passes_stdin_once_and_output() {
+    if !require_root() {
+        return;
+    }
+    // The container's stdin is held by its monitor; stdinOnce: our end of
+    // input is the container's.
+    let pod = Pod::run_with("pod-attach", "cat; echo done-$?", "    stdin: true\n    stdinOnce: true\n");
+    let mut c = pod.cmd(&["pod", "attach", &pod.name]);
+    c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"hello-attach\n").unwrap();
+    let code = wait_child(&mut child, "hull pod attach");
+    let mut out = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("hello-attach") && out.contains("done-0"), "{out:?} {err}");
+    // A pod that does not exist is refused.
+    let missing = pod.hull(&["pod", "attach", "no-such-pod"]);
+    assert!(!missing.status.success());
+}
+
+#[test]
+fn pod_attach_with_a_tty_gives_our_size_and_input() {
+    if !require_root() {
+        return;
+    }
+    use nix::sys::termios::{tcgetattr, LocalFlags};
+    let pod = Pod::run_with("pod-attach-t", "read l; stty size; echo got-$l", "    stdin: true\n    tty: true\n");
+    let size = libc::winsize { ws_row: 33, ws_col: 77, ws_xpixel: 0, ws_ypixel: 0 };
+    let pty = nix::pty::openpty(Some(&size), None).unwrap();
+    let before = tcgetattr(&pty.slave).unwrap();
+    assert!(before.local_flags.contains(LocalFlags::ICANON));
+    let mut child = spawn_on_terminal(&mut pod.cmd(&["pod", "attach", &pod.name]), &pty.slave);
+    // The container reads a line: ours, typed once attach is connected (a
+    // few tries, since the first keystrokes may come before it is).
+    let mut m = std::fs::File::from(pty.master.try_clone().unwrap());
+    let mut out = String::new();
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(500));
+        m.write_all(b"xy\r").unwrap();
+        out = read_master(pty.master.try_clone().unwrap(), "got-");
+        if out.contains("got-") {
+            break;
+        }
+    }
+    assert!(out.contains("33 77") && out.contains("got-xy"), "{out:?}");
+    assert_eq!(wait_child(&mut child, "hull pod attach -t"), Some(0));
+    let after = tcgetattr(&pty.slave).unwrap();
+    assert_eq!(after.local_flags, before.local_flags, "the terminal's mode is restored");
 }

@@ -351,6 +351,20 @@ pub enum PodCmd {
         #[arg(short = 'n', long, default_value = "default")]
         namespace: String,
     },
+    /// Attach to the running process of a container of the pod (its stdin,
+    /// when the container has `stdin: true`, and its output; with `tty: true`
+    /// our terminal goes raw and its size follows ours). Detach: end our
+    /// input (Ctrl-D without a tty) or interrupt.
+    Attach {
+        /// The pod's name (metadata.name)
+        name: String,
+        /// The pod's namespace
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// The container (default: the first app container)
+        #[arg(short, long)]
+        container: Option<String>,
+    },
     /// Stop the pod's containers (SIGTERM, grace period, SIGKILL)
     Stop {
         /// The pod's name (metadata.name)

@@ -74,6 +74,7 @@ pub fn dispatch(root: &StateRoot, image_root: &std::path::Path, cmd: &PodCmd) ->
         PodCmd::Exec { name, namespace, container, command, stdin, tty } => {
             super::pod_stream::exec(root, rt, &key(namespace, name)?, container.as_deref(), command, *tty, *stdin)
         }
+        PodCmd::Attach { name, namespace, container } => super::pod_stream::attach(root, rt, &key(namespace, name)?, container.as_deref()),
         PodCmd::PortForward { name, namespace, ports } => super::pod_stream::port_forward(root, rt, &key(namespace, name)?, ports),
         PodCmd::Stop { name, namespace } => pod::stop(root, &rt, &key(namespace, name)?).map(|_| 0),
         PodCmd::Rm { name, namespace } => pod::remove(root, &rt, &key(namespace, name)?).map(|_| 0),

@@ -61,6 +61,92 @@ pub fn exec(root: &StateRoot, rt: Runtime, key: &str, container: Option<&str>, c
     )
 }
 
+/// `hull pod attach`: our stdin to the container's (when it has one),
+/// its output to ours, until its output ends or our input does. With a
+/// tty: our terminal raw meanwhile, and its size (now and on SIGWINCH)
+/// given to the container's.
+pub fn attach(root: &StateRoot, rt: Runtime, key: &str, container: Option<&str>) -> Result<i32> {
+    use crate::runtime::attach::Output;
+    let id = pod::running_container(root, &rt, key, container)?;
+    let point = rt.attach(&id).map_err(Error::Runtime)?;
+    drop(rt);
+    let io = |what: &str, e: std::io::Error| Error::InvalidState(format!("attach to container {}: {what}: {e}", point.container.short()));
+    // SIGWINCH is taken by a thread with sigwait: blocked here first, so
+    // every thread started below has it blocked too.
+    let winch = nix::sys::signal::SigSet::from(nix::sys::signal::Signal::SIGWINCH);
+    if point.tty {
+        let _ = winch.thread_block();
+    }
+    let conn = Arc::new(point.connect(point.stdin).map_err(|e| io("connect", e))?);
+    let stdin = std::io::stdin();
+    let terminal = point.tty && nix::unistd::isatty(&stdin).unwrap_or(false);
+    let _raw = terminal.then(|| RawTerminal::enter(&stdin)).flatten();
+    if terminal {
+        send_window_size(&conn);
+        let c = conn.clone();
+        std::thread::spawn(move || {
+            while winch.wait().is_ok() {
+                send_window_size(&c);
+            }
+        });
+    }
+    if point.stdin {
+        let c = conn.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            let mut input = std::io::stdin().lock();
+            loop {
+                match std::io::Read::read(&mut input, &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if c.write_stdin(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = c.close_stdin();
+        });
+    }
+    use std::io::Write;
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    while let Some(o) = conn.recv().map_err(|e| io("receive", e))? {
+        let _ = match o {
+            Output::Stdout(d) => out.write_all(&d).and_then(|()| out.flush()),
+            Output::Stderr(d) => err.write_all(&d),
+        };
+    }
+    Ok(0)
+}
+
+fn send_window_size(conn: &crate::runtime::attach::AttachConn) {
+    if let Some((rows, cols)) = crate::oci::tty_proxy::window_size(std::io::stdin().as_raw_fd()) {
+        let _ = conn.resize(rows, cols);
+    }
+}
+
+/// Our terminal in raw mode, restored on drop.
+struct RawTerminal {
+    saved: nix::sys::termios::Termios,
+}
+
+impl RawTerminal {
+    fn enter(stdin: &std::io::Stdin) -> Option<RawTerminal> {
+        use nix::sys::termios;
+        let saved = termios::tcgetattr(stdin).ok()?;
+        let mut raw = saved.clone();
+        termios::cfmakeraw(&mut raw);
+        termios::tcsetattr(stdin, termios::SetArg::TCSANOW, &raw).ok()?;
+        Some(RawTerminal { saved })
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        let _ = nix::sys::termios::tcsetattr(std::io::stdin(), nix::sys::termios::SetArg::TCSANOW, &self.saved);
+    }
+}
+
 /// `LOCAL:REMOTE`, `PORT` (the same both sides) or `:REMOTE` (any free
 /// local port), as kubectl port-forward takes them.
 pub fn parse_ports(spec: &str) -> Result<(u16, u16)> {

@@ -140,3 +140,10 @@ fn copy_window_size(from: i32, to: i32) {
         }
     }
 }
+
+/// The window size (rows, columns) of the terminal at `fd`, if it is one.
+pub fn window_size(fd: i32) -> Option<(u16, u16)> {
+    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCGWINSZ fills the struct on our stack.
+    (unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0).then_some((ws.ws_row, ws.ws_col))
+}

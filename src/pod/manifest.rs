@@ -83,6 +83,9 @@ const CONTAINER: &[(&str, Field)] = &[
     ("livenessProbe", Object(PROBE)),
     ("readinessProbe", Object(PROBE)),
     ("startupProbe", Object(PROBE)),
+    ("stdin", Leaf),
+    ("stdinOnce", Leaf),
+    ("tty", Leaf),
     ("terminationMessagePath", Ignored("termination messages are not collected")),
     ("terminationMessagePolicy", Ignored("termination messages are not collected")),
 ];

@@ -290,6 +290,10 @@ pub fn container_config(pod: &Pod, c: &Container, field: &str, volumes: &[HostVo
         ]),
         annotations,
         resources: container_resources(c, field)?,
+        // Held by the container's monitor for `hull pod attach`.
+        stdin: c.stdin.unwrap_or(false),
+        stdin_once: c.stdin_once.unwrap_or(false),
+        tty: c.tty.unwrap_or(false),
         security_context: ContainerSecurityContext {
             capabilities: Capabilities {
                 add: caps.and_then(|c| c.add.clone()).unwrap_or_default(),
