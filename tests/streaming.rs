@@ -286,7 +286,12 @@ fn port_forward_over_spdy_and_websocket() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     use tokio_tungstenite::tungstenite::Message;
     rt().block_on(async {
-        let f = Fixture::new("stream-pf", "ip link set lo up && while true; do echo hello-pf | nc -l -p 8080; done", net_admin).await;
+        let f = Fixture::new(
+            "stream-pf",
+            "ip link set lo up && httpd -p 127.0.0.1:8081 -h /etc && while true; do echo hello-pf | nc -l -p 8080; done",
+            net_admin,
+        )
+        .await;
         let netns = std::path::PathBuf::from(format!("/proc/{}/ns/net", f.env.pid()));
         let target = || Target::PortForward(PortForwardTarget { netns: netns.clone(), ports: vec![8080] });
         // Wait for the listener (nc starts after ip).
@@ -317,6 +322,16 @@ fn port_forward_over_spdy_and_websocket() {
         c.send(Frame::Data { stream_id: data, fin: true, data: vec![] }).await;
         let rest = c.collect(err).await;
         assert!(rest.get(&err).is_none_or(|v| v.is_empty()), "{rest:?}");
+        // A busybox httpd in the pod answers a GET through the same
+        // connection (HTTP/1.0: it closes after the answer, which ends the
+        // data stream).
+        let _err_http = c.open(&[("streamType", "error"), ("port", "8081"), ("requestID", "2")]).await;
+        let data_http = c.open(&[("streamType", "data"), ("port", "8081"), ("requestID", "2")]).await;
+        c.send(Frame::Data { stream_id: data_http, fin: false, data: b"GET /hostname HTTP/1.0\r\n\r\n".to_vec() })
+            .await;
+        let answer = c.collect(data_http).await;
+        let answer = String::from_utf8_lossy(answer.get(&data_http).map(Vec::as_slice).unwrap_or_default()).to_string();
+        assert!(answer.starts_with("HTTP/1.") && answer.contains(" 200 "), "{answer:?}");
 
         // WebSocket, v4.portforward.k8s.io: port-prefixed channels 0 and 1
         // (after the container's loop has started its next nc).
@@ -513,6 +528,16 @@ fn port_forward_spdy_tunnelled_in_websocket() {
         c.send(Frame::Data { stream_id: data, fin: true, data: vec![] }).await;
         let rest = c.collect(err).await;
         assert!(rest.get(&err).is_none_or(|v| v.is_empty()), "{rest:?}");
+        // A busybox httpd in the pod answers a GET through the same
+        // connection (HTTP/1.0: it closes after the answer, which ends the
+        // data stream).
+        let _err_http = c.open(&[("streamType", "error"), ("port", "8081"), ("requestID", "2")]).await;
+        let data_http = c.open(&[("streamType", "data"), ("port", "8081"), ("requestID", "2")]).await;
+        c.send(Frame::Data { stream_id: data_http, fin: false, data: b"GET /hostname HTTP/1.0\r\n\r\n".to_vec() })
+            .await;
+        let answer = c.collect(data_http).await;
+        let answer = String::from_utf8_lossy(answer.get(&data_http).map(Vec::as_slice).unwrap_or_default()).to_string();
+        assert!(answer.starts_with("HTTP/1.") && answer.contains(" 200 "), "{answer:?}");
     });
 }
 
