@@ -495,13 +495,14 @@ fn idmap_option_without_mappings_uses_the_user_namespace_mappings() {
     env.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
     env.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
     env.config["mounts"].as_array_mut().unwrap().retain(|m| m["destination"] != "/sys/fs/cgroup");
-    // destinations that exist in the rootfs (the container's root cannot
-    // create directories in a rootfs owned by the host's root)
-    env.add_mount(json!({"destination": "/mnt/r", "type": "bind", "source": dir.path(), "options": ["bind", "idmap"]}));
-    env.add_mount(json!({"destination": "/mnt/t", "type": "bind", "source": dir.path(), "options": ["rbind"]}));
+    // destinations the fixture rootfs is built with (the container's root
+    // cannot create directories in a rootfs owned by the host's root, and
+    // other tests' mount points may not be made yet)
+    env.add_mount(json!({"destination": "/home/alice", "type": "bind", "source": dir.path(), "options": ["bind", "idmap"]}));
+    env.add_mount(json!({"destination": "/home/bob", "type": "bind", "source": dir.path(), "options": ["rbind"]}));
     // through the idmapped mount the container's root owns what the host's
     // root owns; through a plain bind the host's root is unmapped (65534)
-    env.sh("stat -c '%u %g' /mnt/r/a /mnt/r/b /mnt/t/a");
+    env.sh("stat -c '%u %g' /home/alice/a /home/alice/b /home/bob/a");
     assert_eq!(env.output_ok(), "0 0\n5 7\n65534 65534\n");
 }
 
