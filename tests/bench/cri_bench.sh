@@ -46,6 +46,15 @@ cleanup() {
     [ -n "$CTD_PID" ] && kill "$CTD_PID" 2>/dev/null && wait "$CTD_PID" 2>/dev/null || true
     # Whatever a failed run left: containers of both, then mounts, then dirs.
     pkill -9 -f "$W" 2>/dev/null || true
+    # hull's sandbox holders do not name the dirs: their pids are in the
+    # daemon's sandbox records (each checked to be a holder before the kill).
+    local pid
+    for pid in $(python3 -c 'import json,sys
+for f in sys.argv[1:]:
+    h = json.load(open(f)).get("holder")
+    if h: print(h["pid"])' "$W"/hull/state/sandboxes/*/sandbox.json 2>/dev/null); do
+        tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q sandbox-holder && kill -9 "$pid" 2>/dev/null || true
+    done
     grep " $W" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
     cgroups | comm -13 "$W/cgroups.before" - | sort -r | xargs -r rmdir 2>/dev/null || true
     rm -rf "$W" 2>/dev/null || true
