@@ -258,4 +258,9 @@ fn interactive_exec_follows_resizes_and_restores_the_terminal() {
     let after = tcgetattr(&pty.slave).unwrap();
     assert_eq!(after.local_flags, before.local_flags, "the terminal's mode is restored");
     assert_eq!(after.input_flags, before.input_flags);
+    // The exec's pty was not bound onto the container's /dev/console (its
+    // mount namespace is the container's; runc's exec leaves it alone too).
+    let mounts = run_cmd(&mut env.cmd(&["exec", &env.id, "cat", "/proc/self/mountinfo"]), Duration::from_secs(30));
+    let text = String::from_utf8_lossy(&mounts.stdout).to_string();
+    assert!(mounts.status.success() && !text.contains(" /dev/console "), "{text}");
 }

@@ -14,8 +14,11 @@ use crate::error::{Result, SysContext};
 use crate::linux::syscall;
 
 /// Set up the console and wire it to stdio. `socket` is a connected unix
-/// socket to whoever wants the pty master.
-pub fn setup(socket: &OwnedFd, size: Option<(u16, u16)>) -> Result<()> {
+/// socket to whoever wants the pty master. `bind_console`: also bind the
+/// slave onto /dev/console — for the container's init only; an exec'd
+/// process shares the container's mount namespace and leaves its
+/// /dev/console alone (as runc's exec does).
+pub fn setup(socket: &OwnedFd, size: Option<(u16, u16)>, bind_console: bool) -> Result<()> {
     let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).sys_context(|| "open /dev/ptmx".into())?;
     grantpt(&master).sys_context(|| "grantpt".into())?;
     unlockpt(&master).sys_context(|| "unlockpt".into())?;
@@ -27,7 +30,9 @@ pub fn setup(socket: &OwnedFd, size: Option<(u16, u16)>) -> Result<()> {
     }
     send_fd(socket, master.as_raw_fd(), name.as_bytes())?;
     drop(master);
-    bind_dev_console(&name)?;
+    if bind_console {
+        bind_dev_console(&name)?;
+    }
     for fd in 0..3 {
         syscall::dup2_raw(slave.as_raw_fd(), fd)?;
     }

@@ -140,7 +140,7 @@ fn prepare(ctx: &InitContext) -> Result<Prepared> {
             .console_socket
             .ok_or_else(|| Error::Init("terminal requested without a console socket".into()))?;
         let size = process.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16));
-        console::setup(socket, size)?;
+        console::setup(socket, size, true)?;
     }
     rootfs::finish(ctx.spec)?;
     if let Some(adj) = process.oom_score_adj() {

@@ -183,7 +183,7 @@ fn exec_child(ch: &Channel, child: &ExecChild) -> ! {
         if let Some(socket) = child.console {
             nix::unistd::setsid().sys_context(|| "setsid".into())?;
             let size = process.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16));
-            console::setup(socket, size)?;
+            console::setup(socket, size, false)?;
         }
         if let Some(root) = &child.chroot_to {
             crate::linux::rootfs::chroot_into(root)?;
