@@ -5,7 +5,6 @@ mod common;
 mod stream_common;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::{open_fds, parent_pid, require_root, rootfs, settled_fds, unique_id, wait_for};
@@ -31,13 +30,7 @@ struct Fixture {
 impl Fixture {
     async fn new(name: &str) -> Fixture {
         let dir = tempfile::Builder::new().prefix("hull-attach").tempdir_in("/tmp").unwrap();
-        let no_cni = dir.path().join("no-cni");
-        std::fs::create_dir_all(&no_cni).unwrap();
-        let mut opts = RuntimeOptions::new(dir.path().join("state"), dir.path().join("run"));
-        opts.hull = PathBuf::from(env!("CARGO_BIN_EXE_hull"));
-        opts.image_root = dir.path().join("images");
-        opts.cni.conf_dir = no_cni;
-        let rt = Runtime::open(opts).unwrap();
+        let rt = Runtime::open(common::runtime_options(dir.path())).unwrap();
         let cfg = SandboxConfig {
             metadata: SandboxMetadata {
                 name: unique_id(name).replace('_', "-").to_lowercase(),

@@ -7,7 +7,7 @@ mod common;
 
 use common::{open_fds, parent_pid, require_root, rootfs, settled_fds, unique_id, wait_for};
 use hull::runtime::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,12 +22,7 @@ struct Rt {
 impl Rt {
     fn new() -> Rt {
         let dir = tempfile::Builder::new().prefix("hull-rt").tempdir_in("/tmp").unwrap();
-        let no_cni = dir.path().join("no-cni");
-        std::fs::create_dir_all(&no_cni).unwrap();
-        let mut opts = RuntimeOptions::new(dir.path().join("state"), dir.path().join("run"));
-        opts.hull = PathBuf::from(env!("CARGO_BIN_EXE_hull"));
-        opts.image_root = dir.path().join("images");
-        opts.cni.conf_dir = no_cni;
+        let opts = common::runtime_options(dir.path());
         Rt { rt: Arc::new(Runtime::open(opts.clone()).unwrap()), opts, dir }
     }
 

@@ -585,3 +585,15 @@ pub fn settled_fds(monitor: i32, log: &Path) -> usize {
     });
     open_fds(monitor)
 }
+
+/// Options for a runtime layer of a test's own under `dir` (state, run and
+/// image dirs there), running this build's hull, with no CNI network.
+pub fn runtime_options(dir: &std::path::Path) -> hull::runtime::RuntimeOptions {
+    let no_cni = dir.join("no-cni");
+    std::fs::create_dir_all(&no_cni).unwrap();
+    let mut opts = hull::runtime::RuntimeOptions::new(dir.join("state"), dir.join("run"));
+    opts.hull = runtime();
+    opts.image_root = dir.join("images");
+    opts.cni.conf_dir = no_cni;
+    opts
+}
