@@ -152,26 +152,29 @@ fn namespaces() -> cri::NamespaceOption {
     }
 }
 
+/// A pod of its own with one started container, each step timed: the
+/// sandbox id and the container id.
+async fn start_pod(
+    c: &mut RuntimeServiceClient<Channel>,
+    t: &mut BTreeMap<&'static str, Vec<f64>>,
+    name: &str,
+    image: &str,
+    logs: &str,
+) -> (String, String) {
+    let config = sandbox_config(name, logs);
+    let run = cri::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() };
+    let sb = timed(t, "RunPodSandbox", c.run_pod_sandbox(run)).await.pod_sandbox_id;
+    let create =
+        cri::CreateContainerRequest { pod_sandbox_id: sb.clone(), config: Some(container_config(image)), sandbox_config: Some(config) };
+    let id = timed(t, "CreateContainer", c.create_container(create)).await.container_id;
+    timed(t, "StartContainer", c.start_container(cri::StartContainerRequest { container_id: id.clone() })).await;
+    (sb, id)
+}
+
 /// One pod's whole life, each step timed.
 async fn lifecycle(mut c: RuntimeServiceClient<Channel>, name: String, image: String, logs: String) -> BTreeMap<&'static str, Vec<f64>> {
     let mut t = BTreeMap::new();
-    let config = sandbox_config(&name, &logs);
-    let sb = timed(
-        &mut t,
-        "RunPodSandbox",
-        c.run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() }),
-    )
-    .await
-    .pod_sandbox_id;
-    let ctr = container_config(&image);
-    let id = timed(
-        &mut t,
-        "CreateContainer",
-        c.create_container(cri::CreateContainerRequest { pod_sandbox_id: sb.clone(), config: Some(ctr), sandbox_config: Some(config) }),
-    )
-    .await
-    .container_id;
-    timed(&mut t, "StartContainer", c.start_container(cri::StartContainerRequest { container_id: id.clone() })).await;
+    let (sb, id) = start_pod(&mut c, &mut t, &name, &image, &logs).await;
     timed(&mut t, "StopContainer", c.stop_container(cri::StopContainerRequest { container_id: id.clone(), timeout: 0 })).await;
     timed(&mut t, "RemoveContainer", c.remove_container(cri::RemoveContainerRequest { container_id: id })).await;
     timed(&mut t, "StopPodSandbox", c.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: sb.clone() })).await;
@@ -232,27 +235,7 @@ async fn memory(c: &RuntimeServiceClient<Channel>, a: &Args, logs: &str) -> serd
     let mut t = BTreeMap::new();
     for i in 0..10 {
         let name = format!("{}-mem-{i}", a.label);
-        let config = sandbox_config(&name, logs);
-        let sb = timed(
-            &mut t,
-            "RunPodSandbox",
-            cl.run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() }),
-        )
-        .await
-        .pod_sandbox_id;
-        let ctr = container_config(&a.image);
-        let id = timed(
-            &mut t,
-            "CreateContainer",
-            cl.create_container(cri::CreateContainerRequest {
-                pod_sandbox_id: sb.clone(),
-                config: Some(ctr),
-                sandbox_config: Some(config),
-            }),
-        )
-        .await
-        .container_id;
-        timed(&mut t, "StartContainer", cl.start_container(cri::StartContainerRequest { container_id: id })).await;
+        let (sb, _) = start_pod(&mut cl, &mut t, &name, &a.image, logs).await;
         pods.push(sb);
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -306,18 +289,7 @@ async fn exec_bench(a: &Args, logs: &str) -> serde_json::Value {
     let mut c = connect(a.socket.clone()).await;
     let mut t = BTreeMap::new();
     let name = format!("{}-exec", a.label);
-    let config = sandbox_config(&name, logs);
-    let sb = timed(
-        &mut t,
-        "RunPodSandbox",
-        c.run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() }),
-    )
-    .await
-    .pod_sandbox_id;
-    let create =
-        cri::CreateContainerRequest { pod_sandbox_id: sb.clone(), config: Some(container_config(&a.image)), sandbox_config: Some(config) };
-    let id = timed(&mut t, "CreateContainer", c.create_container(create)).await.container_id;
-    timed(&mut t, "StartContainer", c.start_container(cri::StartContainerRequest { container_id: id.clone() })).await;
+    let (sb, id) = start_pod(&mut c, &mut t, &name, &a.image, logs).await;
     let sync =
         |cmd: &[&str]| cri::ExecSyncRequest { container_id: id.clone(), cmd: cmd.iter().map(|s| s.to_string()).collect(), timeout: 60 };
     // Warm up both paths (page cache, the streaming server's first connection).

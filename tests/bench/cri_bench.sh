@@ -39,7 +39,7 @@ W=$(mktemp -d /tmp/hull-cri-bench.XXXXXX)
 CTD_PID=""; HULL_PID=""
 # cgroups the two runtimes make (hull: hull/, containerd: k8s.io/): those
 # new after the run and empty are removed if a failed run left them.
-cgroups() { find /sys/fs/cgroup/*/hull /sys/fs/cgroup/*/k8s.io -mindepth 1 -type d 2>/dev/null | sort; }
+cgroups() { find /sys/fs/cgroup/*/hull /sys/fs/cgroup/*/k8s.io -mindepth 1 -type d 2>/dev/null | sort || true; }
 cgroups > "$W/cgroups.before"
 cleanup() {
     [ -n "$HULL_PID" ] && kill "$HULL_PID" 2>/dev/null && wait "$HULL_PID" 2>/dev/null || true
