@@ -758,6 +758,39 @@ async fn fifty_sandboxes_at_once() {
     assert!(mounts_under(&d).is_empty());
 }
 
+/// Root, the CNI plugins and the fixture image; else says why not.
+fn cni_tests_can_run() -> bool {
+    if !require_root() {
+        return false;
+    }
+    if !std::path::Path::new("/usr/lib/cni/bridge").exists() {
+        eprintln!("skipped: containernetworking-plugins not installed");
+        return false;
+    }
+    let layout = rootfs().parent().unwrap().join("image-layout");
+    if !layout.join("index.json").exists() {
+        eprintln!("skipped: {} missing (make fixtures builds it)", layout.display());
+        return false;
+    }
+    true
+}
+
+/// A bridge the test made, removed when it ends (also on failure).
+struct BridgeCleanup(String, String);
+
+impl BridgeCleanup {
+    fn new(bridge: &str) -> BridgeCleanup {
+        BridgeCleanup(bridge.into(), std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default())
+    }
+}
+
+impl Drop for BridgeCleanup {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip").args(["link", "del", &self.0]).status();
+        let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", &self.1);
+    }
+}
+
 /// A pod on a CNI bridge of the test's own (bridge name, subnet, IPAM dir):
 /// PodSandboxStatus reports its IP, the host reaches it, a hostPort works
 /// through the bridge's address and from the node itself at 127.0.0.1, and
@@ -765,16 +798,7 @@ async fn fifty_sandboxes_at_once() {
 /// this machine.
 #[tokio::test(flavor = "multi_thread")]
 async fn cni_pod_ip_and_host_port() {
-    if !require_root() {
-        return;
-    }
-    if !std::path::Path::new("/usr/lib/cni/bridge").exists() {
-        eprintln!("skipped: containernetworking-plugins not installed");
-        return;
-    }
-    let layout = rootfs().parent().unwrap().join("image-layout");
-    if !layout.join("index.json").exists() {
-        eprintln!("skipped: {} missing (make fixtures builds it)", layout.display());
+    if !cni_tests_can_run() {
         return;
     }
     let pid = std::process::id();
@@ -791,15 +815,7 @@ async fn cni_pod_ip_and_host_port() {
         ]
     });
     std::fs::write(cni.path().join("10-test.conflist"), conf.to_string()).unwrap();
-    let forward_before = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default();
-    struct Cleanup(String, String);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("ip").args(["link", "del", &self.0]).status();
-            let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", &self.1);
-        }
-    }
-    let _cleanup = Cleanup(bridge.clone(), forward_before);
+    let _cleanup = BridgeCleanup::new(&bridge);
     let d = Daemon::start(&["--cni-conf-dir", cni.path().to_str().unwrap()]);
     d.import_fixture();
     let mut rt = d.runtime().await;
@@ -846,6 +862,82 @@ async fn cni_pod_ip_and_host_port() {
     let rules =
         String::from_utf8_lossy(&std::process::Command::new("iptables-save").output().map(|o| o.stdout).unwrap_or_default()).into_owned();
     assert!(!rules.contains(&format!("--dport {hp} ")) && !rules.contains(&format!("--dports {hp}")), "portmap rule left");
+    assert!(mounts_under(&d).is_empty());
+}
+
+/// The network condition of Status.
+async fn network_ready(rt: &mut Rt) -> cri::RuntimeCondition {
+    let st = rt.status(cri::StatusRequest::default()).await.unwrap().into_inner();
+    st.status.unwrap().conditions.into_iter().find(|c| c.r#type == "NetworkReady").unwrap()
+}
+
+/// `cni_conf_template` as containerd's `conf_template`: the daemon starts
+/// with no CNI config (NetworkReady false); the kubelet's
+/// UpdateRuntimeConfig with the node's pod CIDR renders the template into
+/// the conf dir (made if missing), NetworkReady turns true, and the next
+/// sandbox gets its address from that CIDR. Once a config is there a new
+/// CIDR leaves it alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_cidr_renders_the_cni_conf_template() {
+    if !cni_tests_can_run() {
+        return;
+    }
+    let pid = std::process::id();
+    let bridge = format!("hcrt{}", pid % 100000);
+    let octet = 100 + pid % 100;
+    let dir = tempfile::tempdir().unwrap();
+    let conf_dir = dir.path().join("net.d");
+    let template = dir.path().join("net.tmpl");
+    // The operator's part (bridge, IPAM dir) is fixed; the kubelet's CIDR comes in.
+    let text = r#"{
+  "cniVersion": "1.0.0", "name": "hulltpl@PID@",
+  "plugins": [{"type": "bridge", "bridge": "@BRIDGE@", "isGateway": true, "ipMasq": false,
+    "ipam": {"type": "host-local", "dataDir": "@DIR@/ipam",
+      "ranges": [ {{- range $i, $r := .PodCIDRRanges}}{{if $i}}, {{end}}[{"subnet": "{{$r}}"}]{{end}} ],
+      "routes": [ {{- range $i, $r := .Routes}}{{if $i}}, {{end}}{"dst": "{{$r}}"}{{end}} ] }}]
+}
+"#
+    .replace("@PID@", &pid.to_string())
+    .replace("@BRIDGE@", &bridge)
+    .replace("@DIR@", dir.path().to_str().unwrap());
+    std::fs::write(&template, text).unwrap();
+    let _cleanup = BridgeCleanup::new(&bridge);
+    let d = Daemon::start(&["--cni-conf-dir", conf_dir.to_str().unwrap(), "--cni-conf-template", template.to_str().unwrap()]);
+    d.import_fixture();
+    let mut rt = d.runtime().await;
+    let net = network_ready(&mut rt).await;
+    assert!(!net.status && net.reason == "NetworkPluginNotReady", "{net:?}");
+
+    let cidr = format!("172.29.{octet}.0/24");
+    let upd = |cidr: &str| cri::UpdateRuntimeConfigRequest {
+        runtime_config: Some(cri::RuntimeConfig { network_config: Some(cri::NetworkConfig { pod_cidr: cidr.into() }) }),
+    };
+    rt.update_runtime_config(upd(&cidr)).await.unwrap();
+    let written = conf_dir.join("10-hull-net.conflist");
+    let conf: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&written).unwrap()).unwrap();
+    assert_eq!(conf["plugins"][0]["ipam"]["ranges"][0][0]["subnet"], cidr.as_str(), "{conf}");
+    assert_eq!(conf["plugins"][0]["ipam"]["routes"][0]["dst"], "0.0.0.0/0", "{conf}");
+    let names: Vec<_> = std::fs::read_dir(&conf_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names.len(), 1, "no temp file left: {names:?}");
+    let net = network_ready(&mut rt).await;
+    assert!(net.status, "{net:?}");
+    assert!(net.message.contains(&format!("hulltpl{pid}")), "{}", net.message);
+
+    let cfg = pod_config("tpl", &d);
+    let pod = run_pod(&mut rt, cfg.clone()).await;
+    let st = rt
+        .pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: pod.clone(), verbose: false })
+        .await
+        .unwrap()
+        .into_inner();
+    let ip = st.status.unwrap().network.unwrap().ip;
+    assert!(ip.starts_with(&format!("172.29.{octet}.")), "pod IP {ip:?} not in {cidr}");
+
+    // A config exists now: another CIDR changes nothing (containerd's rule).
+    rt.update_runtime_config(upd("172.29.250.0/24")).await.unwrap();
+    assert!(std::fs::read_to_string(&written).unwrap().contains(&cidr));
+    stop_pod(&mut rt, &pod).await;
+    remove_pod(&mut rt, &pod).await;
     assert!(mounts_under(&d).is_empty());
 }
 

@@ -12,6 +12,7 @@
 //! insecure_registries = []              # host[:port] reached over plain HTTP
 //! cni_conf_dir = "/etc/cni/net.d"
 //! cni_bin_dirs = ["/usr/lib/cni", "/opt/cni/bin"]
+//! cni_conf_template = ""                # optional: rendered with the pod CIDR when no CNI config exists
 //! seccomp_profile = ""                  # RuntimeDefault: this OCI seccomp JSON; empty: hull's built-in
 //! log_level = "info"                    # error, warn, info, debug, trace
 //! log_format = "text"                   # or json
@@ -23,6 +24,10 @@
 //! as containerd's; the kubelet connects to it from the same node.
 //! `stream_tls_cert` and `stream_tls_key` (PEM files, both or neither)
 //! make it serve TLS, and its URLs `https://`.
+//!
+//! `cni_conf_template` is containerd's `conf_template`: when the kubelet
+//! sends the node's pod CIDR and the CNI conf dir has no config, the
+//! template is rendered into it (see [`super::cni_template`]).
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -51,6 +56,9 @@ pub struct DaemonConfig {
     pub insecure_registries: Vec<String>,
     pub cni_conf_dir: PathBuf,
     pub cni_bin_dirs: Vec<PathBuf>,
+    /// A CNI config template rendered with the pod CIDR (containerd's
+    /// `conf_template`).
+    pub cni_conf_template: Option<PathBuf>,
     /// The profile a RuntimeDefault seccomp request gets; None: hull's
     /// built-in default profile.
     pub seccomp_profile: Option<PathBuf>,
@@ -77,6 +85,7 @@ impl Default for DaemonConfig {
             insecure_registries: Vec::new(),
             cni_conf_dir: cni.conf_dir,
             cni_bin_dirs: cni.plugin_dirs,
+            cni_conf_template: None,
             seccomp_profile: None,
             stream_address: None,
             stream_tls_cert: None,
@@ -100,6 +109,7 @@ pub struct Overrides {
     pub cni_conf_dir: Option<PathBuf>,
     /// Empty: not given.
     pub cni_bin_dirs: Vec<PathBuf>,
+    pub cni_conf_template: Option<PathBuf>,
     pub stream_address: Option<String>,
     pub stream_tls_cert: Option<PathBuf>,
     pub stream_tls_key: Option<PathBuf>,
@@ -157,15 +167,17 @@ impl DaemonConfig {
         set(&mut self.run_dir, &f.run_dir);
         set(&mut self.hosts_dir, &f.hosts_dir);
         set(&mut self.cni_conf_dir, &f.cni_conf_dir);
-        if f.image_root.is_some() {
-            self.image_root = f.image_root.clone();
-        }
         for (slot, v) in [(&mut self.socket_group, &f.socket_group), (&mut self.stream_address, &f.stream_address)] {
             if v.is_some() {
                 slot.clone_from(v);
             }
         }
-        for (slot, v) in [(&mut self.stream_tls_cert, &f.stream_tls_cert), (&mut self.stream_tls_key, &f.stream_tls_key)] {
+        for (slot, v) in [
+            (&mut self.image_root, &f.image_root),
+            (&mut self.cni_conf_template, &f.cni_conf_template),
+            (&mut self.stream_tls_cert, &f.stream_tls_cert),
+            (&mut self.stream_tls_key, &f.stream_tls_key),
+        ] {
             if v.is_some() {
                 slot.clone_from(v);
             }
@@ -212,11 +224,6 @@ impl DaemonConfig {
                 return Err(invalid("socket_group", "empty group name"));
             }
         }
-        if let Some(p) = &self.seccomp_profile {
-            if !p.is_absolute() {
-                return Err(invalid("seccomp_profile", format!("{} is not an absolute path", p.display())));
-            }
-        }
         if let Some(a) = &self.stream_address {
             if a.parse::<std::net::SocketAddr>().is_err() {
                 return Err(invalid("stream_address", format!("{a:?}: expected an IP address and port, e.g. 127.0.0.1:0")));
@@ -227,7 +234,13 @@ impl DaemonConfig {
             (None, Some(_)) => return Err(invalid("stream_tls_cert", "missing: stream_tls_key needs its certificate")),
             _ => {}
         }
-        for (field, p) in [("stream_tls_cert", &self.stream_tls_cert), ("stream_tls_key", &self.stream_tls_key)] {
+        let files = [
+            ("seccomp_profile", &self.seccomp_profile),
+            ("cni_conf_template", &self.cni_conf_template),
+            ("stream_tls_cert", &self.stream_tls_cert),
+            ("stream_tls_key", &self.stream_tls_key),
+        ];
+        for (field, p) in files {
             if let Some(p) = p.as_ref().filter(|p| !p.is_absolute()) {
                 return Err(invalid(field, format!("{} is not an absolute path", p.display())));
             }
@@ -328,6 +341,16 @@ mod tests {
         check(DaemonConfig { stream_tls_key: Some("/k.pem".into()), ..Default::default() }, "stream_tls_cert");
         let rel = DaemonConfig { stream_tls_cert: Some("c.pem".into()), stream_tls_key: Some("/k.pem".into()), ..Default::default() };
         check(rel, "stream_tls_cert");
+        check(DaemonConfig { cni_conf_template: Some("t.json".into()), ..Default::default() }, "cni_conf_template");
+    }
+
+    #[test]
+    fn template_from_the_file_and_flags() {
+        let c = DaemonConfig::parse("cni_conf_template = \"/etc/hull/net.tmpl\"\n").unwrap();
+        c.validate().unwrap();
+        let mut c2 = c.clone();
+        c2.apply(&Overrides { cni_conf_template: Some("/t2".into()), ..Default::default() });
+        assert_eq!(c2.cni_conf_template.as_deref(), Some(Path::new("/t2")));
     }
 
     #[test]
