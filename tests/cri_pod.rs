@@ -75,6 +75,11 @@ async fn run_pod(rt: &mut Rt, config: cri::PodSandboxConfig) -> String {
 
 /// A daemon with the fixture image imported; None when fixtures are missing.
 fn daemon() -> Option<Daemon> {
+    daemon_with(&[])
+}
+
+/// [`daemon`] with these flags.
+fn daemon_with(flags: &[&str]) -> Option<Daemon> {
     if !require_root() {
         return None;
     }
@@ -83,7 +88,7 @@ fn daemon() -> Option<Daemon> {
         eprintln!("skipped: {} missing (make fixtures builds it)", layout.display());
         return None;
     }
-    let d = Daemon::start(&[]);
+    let d = Daemon::start(flags);
     d.import_fixture();
     Some(d)
 }
@@ -939,6 +944,89 @@ async fn pod_cidr_renders_the_cni_conf_template() {
     stop_pod(&mut rt, &pod).await;
     remove_pod(&mut rt, &pod).await;
     assert!(mounts_under(&d).is_empty());
+}
+
+/// Slices the test made below each v1 hierarchy (or the unified one),
+/// removed deepest first when it ends, also on failure.
+struct SliceCleanup(Vec<String>);
+
+impl Drop for SliceCleanup {
+    fn drop(&mut self) {
+        let roots = std::fs::read_dir("/sys/fs/cgroup")
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_else(|_| vec![]);
+        for root in roots.iter().chain(std::iter::once(&std::path::PathBuf::from("/sys/fs/cgroup"))) {
+            for rel in self.0.iter().rev() {
+                let _ = std::fs::remove_dir(root.join(rel));
+            }
+        }
+    }
+}
+
+/// The systemd cgroup driver (as kubeadm sets kubelets up): RuntimeConfig
+/// says so, a pod's slice, in the kubelet's expanded form, lands where
+/// systemd nests it with its containers as scopes inside; the slices hull
+/// made go with the pod. A cgroupfs path is refused under it, and a slice
+/// under the cgroupfs driver.
+#[tokio::test(flavor = "multi_thread")]
+async fn systemd_cgroup_driver_places_pods_in_slices() {
+    let Some(d) = daemon_with(&["--cgroup-driver", "systemd"]) else { return };
+    let mut rt = d.runtime().await;
+    let rc = rt.runtime_config(cri::RuntimeConfigRequest {}).await.unwrap().into_inner();
+    assert_eq!(rc.linux.unwrap().cgroup_driver, cri::CgroupDriver::Systemd as i32);
+
+    let top = format!("hullt{}", std::process::id());
+    let slices = [
+        format!("{top}.slice"),
+        format!("{top}.slice/{top}-besteffort.slice"),
+        format!("{top}.slice/{top}-besteffort.slice/{top}-besteffort-podu1.slice"),
+    ];
+    let _cleanup = SliceCleanup(slices.to_vec());
+    let mut cfg = pod_config("sd", &d);
+    cfg.linux.as_mut().unwrap().cgroup_parent = format!("/{}", slices[2]);
+    let pod = run_pod(&mut rt, cfg.clone()).await;
+    let id = start_container(&mut rt, &pod, container_config("c", &["sleep", "1000"]), &cfg).await;
+    wait_state(&mut rt, &id, cri::ContainerState::ContainerRunning, Duration::from_secs(20)).await;
+    let info = rt
+        .container_status(cri::ContainerStatusRequest { container_id: id.clone(), verbose: true })
+        .await
+        .unwrap()
+        .into_inner();
+    let pid = serde_json::from_str::<serde_json::Value>(&info.info["info"]).unwrap()["pid"].as_i64().expect("pid");
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let want = format!("/{}/hull-{id}.scope", slices[2]);
+    let memory = cgroups.lines().find(|l| l.split(':').nth(1).is_some_and(|c| c.split(',').any(|c| c == "memory")));
+    let line = memory
+        .or_else(|| cgroups.lines().find(|l| l.starts_with("0::")))
+        .expect("a memory or unified cgroup line");
+    assert!(line.ends_with(&want), "container in {line}, not {want}:\n{cgroups}");
+    let hierarchy = if memory.is_some() { "/sys/fs/cgroup/memory" } else { "/sys/fs/cgroup" };
+    assert!(std::path::Path::new(hierarchy).join(&slices[2]).is_dir());
+
+    // The kubelet's cgroupfs-style name under this driver: refused by name.
+    let mut bad = pod_config("sd-bad", &d);
+    bad.linux.as_mut().unwrap().cgroup_parent = "/kubepods/besteffort/podu2".into();
+    let e = err(rt
+        .run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(bad), runtime_handler: String::new() })
+        .await);
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("config.linux.cgroup_parent") && e.message().contains("cgroup_driver is systemd"), "{}", e.message());
+
+    stop_pod(&mut rt, &pod).await;
+    remove_pod(&mut rt, &pod).await;
+    assert!(!std::path::Path::new(hierarchy).join(&slices[0]).exists(), "the slices hull made are removed with the pod");
+
+    // The cgroupfs driver (the default) refuses a slice.
+    let Some(d2) = daemon() else { return };
+    let mut rt2 = d2.runtime().await;
+    let mut cfg2 = pod_config("fs", &d2);
+    cfg2.linux.as_mut().unwrap().cgroup_parent = format!("{top}-besteffort-podu3.slice");
+    let e = err(rt2
+        .run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(cfg2), runtime_handler: String::new() })
+        .await);
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("config.linux.cgroup_parent") && e.message().contains("cgroup_driver is cgroupfs"), "{}", e.message());
+    assert!(!std::path::Path::new(hierarchy).join(&slices[0]).exists(), "nothing made");
 }
 
 /// SIGTERM while an ExecSync runs: the RPC finishes with its output, the

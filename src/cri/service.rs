@@ -125,7 +125,7 @@ impl RuntimeService for Cri {
     }
 
     async fn runtime_config(&self, _req: Request<cri::RuntimeConfigRequest>) -> Result<Response<cri::RuntimeConfigResponse>, Status> {
-        rpc("RuntimeConfig", "", version::runtime_config()).await
+        rpc("RuntimeConfig", "", version::runtime_config(self)).await
     }
 
     async fn update_runtime_config(

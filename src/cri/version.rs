@@ -5,6 +5,7 @@ use tonic::Status;
 use tracing::{debug, info};
 
 use super::cni_template::{self, Data, Outcome};
+use super::config::CgroupDriver;
 use super::service::{blocking, Cri};
 use crate::network::{CniConfig, NetworkError};
 
@@ -66,8 +67,13 @@ pub async fn status(cri: &Cri, req: cri::StatusRequest) -> Result<cri::StatusRes
     })
 }
 
-pub async fn runtime_config() -> Result<cri::RuntimeConfigResponse, Status> {
-    Ok(cri::RuntimeConfigResponse { linux: Some(cri::LinuxRuntimeConfiguration { cgroup_driver: cri::CgroupDriver::Cgroupfs as i32 }) })
+/// The kubelet (KubeletCgroupDriverFromCRI) takes its cgroup driver from here.
+pub async fn runtime_config(cri: &Cri) -> Result<cri::RuntimeConfigResponse, Status> {
+    let driver = match cri.config.cgroup_driver {
+        CgroupDriver::Cgroupfs => cri::CgroupDriver::Cgroupfs,
+        CgroupDriver::Systemd => cri::CgroupDriver::Systemd,
+    };
+    Ok(cri::RuntimeConfigResponse { linux: Some(cri::LinuxRuntimeConfiguration { cgroup_driver: driver as i32 }) })
 }
 
 /// The kubelet sends the node's pod CIDR here once it knows it (one CIDR,
