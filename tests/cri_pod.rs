@@ -946,11 +946,12 @@ async fn pod_cidr_renders_the_cni_conf_template() {
     assert!(mounts_under(&d).is_empty());
 }
 
-/// Slices the test made below each v1 hierarchy (or the unified one),
-/// removed deepest first when it ends, also on failure.
-struct SliceCleanup(Vec<String>);
+/// Cgroups (relative paths, outermost first) the test or hull made below
+/// each v1 hierarchy (or the unified one), removed deepest first when the
+/// test ends, also on failure.
+struct CgroupCleanup(Vec<String>);
 
-impl Drop for SliceCleanup {
+impl Drop for CgroupCleanup {
     fn drop(&mut self) {
         let roots = std::fs::read_dir("/sys/fs/cgroup")
             .map(|d| d.flatten().map(|e| e.path()).collect())
@@ -981,7 +982,7 @@ async fn systemd_cgroup_driver_places_pods_in_slices() {
         format!("{top}.slice/{top}-besteffort.slice"),
         format!("{top}.slice/{top}-besteffort.slice/{top}-besteffort-podu1.slice"),
     ];
-    let _cleanup = SliceCleanup(slices.to_vec());
+    let _cleanup = CgroupCleanup(slices.to_vec());
     let mut cfg = pod_config("sd", &d);
     cfg.linux.as_mut().unwrap().cgroup_parent = format!("/{}", slices[2]);
     let pod = run_pod(&mut rt, cfg.clone()).await;
@@ -1027,6 +1028,48 @@ async fn systemd_cgroup_driver_places_pods_in_slices() {
     assert_eq!(e.code(), Code::InvalidArgument);
     assert!(e.message().contains("config.linux.cgroup_parent") && e.message().contains("cgroup_driver is cgroupfs"), "{}", e.message());
     assert!(!std::path::Path::new(hierarchy).join(&slices[0]).exists(), "nothing made");
+}
+
+/// The pod cgroup is the kubelet's: it sizes it before RunPodSandbox
+/// (limits only where every container has one, plus the RuntimeClass
+/// overhead). The sandbox's `resources` (the sum of the limits that are
+/// set) and `overhead` are checked, and not written over the kubelet's
+/// limit, which would cap a container that has none of its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_kubelets_pod_cgroup_limits_stay() {
+    let memory = std::path::Path::new("/sys/fs/cgroup/memory");
+    if require_root() && !memory.join("memory.limit_in_bytes").exists() {
+        eprintln!("skipped: no cgroup v1 memory hierarchy");
+        return;
+    }
+    let Some(d) = daemon() else { return };
+    let mut rt = d.runtime().await;
+    let parent = format!("hullkp{}", std::process::id());
+    let _cleanup = CgroupCleanup(vec![parent.clone(), format!("{parent}/podu1")]);
+    let pod_cg = memory.join(&parent).join("podu1");
+    std::fs::create_dir_all(&pod_cg).unwrap();
+    std::fs::write(pod_cg.join("memory.limit_in_bytes"), "268435456").unwrap();
+    let limit = || std::fs::read_to_string(pod_cg.join("memory.limit_in_bytes")).unwrap().trim().to_string();
+    assert_eq!(limit(), "268435456", "the kubelet's 256 MiB");
+    let mut cfg = pod_config("kp", &d);
+    let linux = cfg.linux.as_mut().unwrap();
+    linux.cgroup_parent = format!("/{parent}/podu1");
+    linux.resources =
+        Some(cri::LinuxContainerResources { cpu_period: 100_000, cpu_shares: 102, memory_limit_in_bytes: 64 << 20, ..Default::default() });
+    linux.overhead = Some(cri::LinuxContainerResources { memory_limit_in_bytes: 16 << 20, ..Default::default() });
+    let pod = run_pod(&mut rt, cfg.clone()).await;
+    assert_eq!(limit(), "268435456", "RunPodSandbox left the kubelet's limit alone");
+
+    let mut bad = pod_config("kp-bad", &d);
+    bad.linux.as_mut().unwrap().overhead = Some(cri::LinuxContainerResources { memory_limit_in_bytes: -5, ..Default::default() });
+    let e = err(rt
+        .run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(bad), runtime_handler: String::new() })
+        .await);
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().starts_with("config.linux.overhead.memory_limit_in_bytes"), "{}", e.message());
+    stop_pod(&mut rt, &pod).await;
+    remove_pod(&mut rt, &pod).await;
+    assert!(pod_cg.is_dir(), "the kubelet's pod cgroup is not hull's to remove");
 }
 
 /// SIGTERM while an ExecSync runs: the RPC finishes with its output, the

@@ -116,7 +116,17 @@ pub fn sandbox_config(cri: &Cri, c: cri::PodSandboxConfig, runtime_handler: &str
         labels: btree(c.labels),
         annotations: btree(c.annotations),
         cgroup_parent: cgroup_parent(cri.config.cgroup_driver, &linux.cgroup_parent)?,
-        resources: resources("config.linux.resources", linux.resources, None)?,
+        // The sum of the containers' resources and the RuntimeClass
+        // overhead are the sandbox's size for runtimes that need one (VMs).
+        // The pod cgroup is the kubelet's to size (limits only where every
+        // container has one, plus the overhead): writing this sum there
+        // would cap a pod whose other containers have no limit. Checked,
+        // not applied, as containerd and CRI-O do.
+        resources: {
+            resources("config.linux.resources", linux.resources, None)?;
+            resources("config.linux.overhead", linux.overhead, None)?;
+            None
+        },
         sysctls: btree(linux.sysctls),
         security_context,
     })
