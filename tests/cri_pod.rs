@@ -912,6 +912,7 @@ async fn pod_cidr_renders_the_cni_conf_template() {
     let mut rt = d.runtime().await;
     let net = network_ready(&mut rt).await;
     assert!(!net.status && net.reason == "NetworkPluginNotReady", "{net:?}");
+    assert!(net.message.contains("cni_conf_template"), "{}", net.message);
 
     let cidr = format!("172.29.{octet}.0/24");
     let upd = |cidr: &str| cri::UpdateRuntimeConfigRequest {

@@ -31,12 +31,14 @@ fn condition(kind: &str, ok: bool, reason: &str, message: String) -> cri::Runtim
 fn network_condition(cfg: &super::config::DaemonConfig) -> cri::RuntimeCondition {
     match CniConfig::discover(&cfg.cni_options()) {
         Ok(c) => condition("NetworkReady", true, "", format!("CNI network {:?} from {}", c.list.name, c.source.display())),
-        Err(NetworkError::NoConfig { dir }) => condition(
-            "NetworkReady",
-            false,
-            "NetworkPluginNotReady",
-            format!("no CNI network config (*.conflist, *.conf, *.json) in {}", dir.display()),
-        ),
+        Err(NetworkError::NoConfig { dir }) => {
+            let pending = match &cfg.cni_conf_template {
+                Some(t) => format!("; cni_conf_template {} is rendered there once the kubelet sends the pod CIDR", t.display()),
+                None => String::new(),
+            };
+            let message = format!("no CNI network config (*.conflist, *.conf, *.json) in {}{pending}", dir.display());
+            condition("NetworkReady", false, "NetworkPluginNotReady", message)
+        }
         Err(e) => condition("NetworkReady", false, "NetworkPluginNotReady", format!("CNI network config: {e}")),
     }
 }
