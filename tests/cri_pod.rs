@@ -1004,6 +1004,9 @@ async fn systemd_cgroup_driver_places_pods_in_slices() {
     assert!(line.ends_with(&want), "container in {line}, not {want}:\n{cgroups}");
     let hierarchy = if memory.is_some() { "/sys/fs/cgroup/memory" } else { "/sys/fs/cgroup" };
     assert!(std::path::Path::new(hierarchy).join(&slices[2]).is_dir());
+    // Its stats come from that scope.
+    let stats = container_stats(&mut rt, &id).await;
+    assert!(stats.memory.as_ref().unwrap().working_set_bytes.as_ref().unwrap().value > 0, "{stats:?}");
 
     // The kubelet's cgroupfs-style name under this driver: refused by name.
     let mut bad = pod_config("sd-bad", &d);
