@@ -48,9 +48,14 @@ async fn socket_lock_signals_and_runtime_info() {
         runtime_config: Some(cri::RuntimeConfig { network_config: Some(cri::NetworkConfig { pod_cidr: cidr.into() }) }),
     };
     rt.update_runtime_config(upd("10.88.0.0/16")).await.unwrap();
-    let e = err(rt.update_runtime_config(upd("10.88.0.0/99")).await);
-    assert_eq!(e.code(), Code::InvalidArgument);
-    assert!(e.message().contains("pod_cidr"), "{}", e.message());
+    // Dual stack: one CIDR per family. Without cni_conf_template nothing is written.
+    rt.update_runtime_config(upd("10.88.0.0/16, fd00:88::/64")).await.unwrap();
+    assert_eq!(std::fs::read_dir(d.path("no-cni")).unwrap().count(), 0);
+    for bad in ["10.88.0.0/99", "10.88.0.0/16,nope"] {
+        let e = err(rt.update_runtime_config(upd(bad)).await);
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert!(e.message().contains("pod_cidr"), "{}", e.message());
+    }
 
     // What hull does not do says so.
     let e = err(rt
@@ -131,6 +136,15 @@ async fn config_file_flags_and_socket_group() {
         let o = run_cmd(&mut d.command(), CMD_TIMEOUT);
         assert_fails_mentioning(&o, &[needle]);
     }
+    // A CNI template with an action hull does not know: refused at start, by name.
+    std::fs::write(&cfg, "").unwrap();
+    let tpl = cfg_dir.path().join("net.tmpl");
+    std::fs::write(&tpl, "{\"subnet\": \"{{index .PodCIDRRanges 0}}\"}").unwrap();
+    let o = run_cmd(d.command().arg("--cni-conf-template").arg(&tpl), CMD_TIMEOUT);
+    assert_fails_mentioning(&o, &["cni_conf_template"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("line 1: {{index .PodCIDRRanges 0}}: unknown action"), "{stderr}");
+    assert!(!d.socket.exists(), "nothing served");
 }
 
 fn image_ref(r: &Registry, repo: &str) -> String {

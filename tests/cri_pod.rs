@@ -75,6 +75,11 @@ async fn run_pod(rt: &mut Rt, config: cri::PodSandboxConfig) -> String {
 
 /// A daemon with the fixture image imported; None when fixtures are missing.
 fn daemon() -> Option<Daemon> {
+    daemon_with(&[])
+}
+
+/// [`daemon`] with these flags.
+fn daemon_with(flags: &[&str]) -> Option<Daemon> {
     if !require_root() {
         return None;
     }
@@ -83,7 +88,7 @@ fn daemon() -> Option<Daemon> {
         eprintln!("skipped: {} missing (make fixtures builds it)", layout.display());
         return None;
     }
-    let d = Daemon::start(&[]);
+    let d = Daemon::start(flags);
     d.import_fixture();
     Some(d)
 }
@@ -758,6 +763,39 @@ async fn fifty_sandboxes_at_once() {
     assert!(mounts_under(&d).is_empty());
 }
 
+/// Root, the CNI plugins and the fixture image; else says why not.
+fn cni_tests_can_run() -> bool {
+    if !require_root() {
+        return false;
+    }
+    if !std::path::Path::new("/usr/lib/cni/bridge").exists() {
+        eprintln!("skipped: containernetworking-plugins not installed");
+        return false;
+    }
+    let layout = rootfs().parent().unwrap().join("image-layout");
+    if !layout.join("index.json").exists() {
+        eprintln!("skipped: {} missing (make fixtures builds it)", layout.display());
+        return false;
+    }
+    true
+}
+
+/// A bridge the test made, removed when it ends (also on failure).
+struct BridgeCleanup(String, String);
+
+impl BridgeCleanup {
+    fn new(bridge: &str) -> BridgeCleanup {
+        BridgeCleanup(bridge.into(), std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default())
+    }
+}
+
+impl Drop for BridgeCleanup {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip").args(["link", "del", &self.0]).status();
+        let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", &self.1);
+    }
+}
+
 /// A pod on a CNI bridge of the test's own (bridge name, subnet, IPAM dir):
 /// PodSandboxStatus reports its IP, the host reaches it, a hostPort works
 /// through the bridge's address and from the node itself at 127.0.0.1, and
@@ -765,16 +803,7 @@ async fn fifty_sandboxes_at_once() {
 /// this machine.
 #[tokio::test(flavor = "multi_thread")]
 async fn cni_pod_ip_and_host_port() {
-    if !require_root() {
-        return;
-    }
-    if !std::path::Path::new("/usr/lib/cni/bridge").exists() {
-        eprintln!("skipped: containernetworking-plugins not installed");
-        return;
-    }
-    let layout = rootfs().parent().unwrap().join("image-layout");
-    if !layout.join("index.json").exists() {
-        eprintln!("skipped: {} missing (make fixtures builds it)", layout.display());
+    if !cni_tests_can_run() {
         return;
     }
     let pid = std::process::id();
@@ -791,15 +820,7 @@ async fn cni_pod_ip_and_host_port() {
         ]
     });
     std::fs::write(cni.path().join("10-test.conflist"), conf.to_string()).unwrap();
-    let forward_before = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default();
-    struct Cleanup(String, String);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("ip").args(["link", "del", &self.0]).status();
-            let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", &self.1);
-        }
-    }
-    let _cleanup = Cleanup(bridge.clone(), forward_before);
+    let _cleanup = BridgeCleanup::new(&bridge);
     let d = Daemon::start(&["--cni-conf-dir", cni.path().to_str().unwrap()]);
     d.import_fixture();
     let mut rt = d.runtime().await;
@@ -847,6 +868,212 @@ async fn cni_pod_ip_and_host_port() {
         String::from_utf8_lossy(&std::process::Command::new("iptables-save").output().map(|o| o.stdout).unwrap_or_default()).into_owned();
     assert!(!rules.contains(&format!("--dport {hp} ")) && !rules.contains(&format!("--dports {hp}")), "portmap rule left");
     assert!(mounts_under(&d).is_empty());
+}
+
+/// The network condition of Status.
+async fn network_ready(rt: &mut Rt) -> cri::RuntimeCondition {
+    let st = rt.status(cri::StatusRequest::default()).await.unwrap().into_inner();
+    st.status.unwrap().conditions.into_iter().find(|c| c.r#type == "NetworkReady").unwrap()
+}
+
+/// `cni_conf_template` as containerd's `conf_template`: the daemon starts
+/// with no CNI config (NetworkReady false); the kubelet's
+/// UpdateRuntimeConfig with the node's pod CIDR renders the template into
+/// the conf dir (made if missing), NetworkReady turns true, and the next
+/// sandbox gets its address from that CIDR. Once a config is there a new
+/// CIDR leaves it alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_cidr_renders_the_cni_conf_template() {
+    if !cni_tests_can_run() {
+        return;
+    }
+    let pid = std::process::id();
+    let bridge = format!("hcrt{}", pid % 100000);
+    let octet = 100 + pid % 100;
+    let dir = tempfile::tempdir().unwrap();
+    let conf_dir = dir.path().join("net.d");
+    let template = dir.path().join("net.tmpl");
+    // The operator's part (bridge, IPAM dir) is fixed; the kubelet's CIDR comes in.
+    let text = r#"{
+  "cniVersion": "1.0.0", "name": "hulltpl@PID@",
+  "plugins": [{"type": "bridge", "bridge": "@BRIDGE@", "isGateway": true, "ipMasq": false,
+    "ipam": {"type": "host-local", "dataDir": "@DIR@/ipam",
+      "ranges": [ {{- range $i, $r := .PodCIDRRanges}}{{if $i}}, {{end}}[{"subnet": "{{$r}}"}]{{end}} ],
+      "routes": [ {{- range $i, $r := .Routes}}{{if $i}}, {{end}}{"dst": "{{$r}}"}{{end}} ] }}]
+}
+"#
+    .replace("@PID@", &pid.to_string())
+    .replace("@BRIDGE@", &bridge)
+    .replace("@DIR@", dir.path().to_str().unwrap());
+    std::fs::write(&template, text).unwrap();
+    let _cleanup = BridgeCleanup::new(&bridge);
+    let d = Daemon::start(&["--cni-conf-dir", conf_dir.to_str().unwrap(), "--cni-conf-template", template.to_str().unwrap()]);
+    d.import_fixture();
+    let mut rt = d.runtime().await;
+    let net = network_ready(&mut rt).await;
+    assert!(!net.status && net.reason == "NetworkPluginNotReady", "{net:?}");
+    assert!(net.message.contains("cni_conf_template"), "{}", net.message);
+
+    let cidr = format!("172.29.{octet}.0/24");
+    let upd = |cidr: &str| cri::UpdateRuntimeConfigRequest {
+        runtime_config: Some(cri::RuntimeConfig { network_config: Some(cri::NetworkConfig { pod_cidr: cidr.into() }) }),
+    };
+    rt.update_runtime_config(upd(&cidr)).await.unwrap();
+    let written = conf_dir.join("10-hull-net.conflist");
+    let conf: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&written).unwrap()).unwrap();
+    assert_eq!(conf["plugins"][0]["ipam"]["ranges"][0][0]["subnet"], cidr.as_str(), "{conf}");
+    assert_eq!(conf["plugins"][0]["ipam"]["routes"][0]["dst"], "0.0.0.0/0", "{conf}");
+    let names: Vec<_> = std::fs::read_dir(&conf_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names.len(), 1, "no temp file left: {names:?}");
+    let net = network_ready(&mut rt).await;
+    assert!(net.status, "{net:?}");
+    assert!(net.message.contains(&format!("hulltpl{pid}")), "{}", net.message);
+
+    let cfg = pod_config("tpl", &d);
+    let pod = run_pod(&mut rt, cfg.clone()).await;
+    let st = rt
+        .pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: pod.clone(), verbose: false })
+        .await
+        .unwrap()
+        .into_inner();
+    let ip = st.status.unwrap().network.unwrap().ip;
+    assert!(ip.starts_with(&format!("172.29.{octet}.")), "pod IP {ip:?} not in {cidr}");
+
+    // A config exists now: another CIDR changes nothing (containerd's rule).
+    rt.update_runtime_config(upd("172.29.250.0/24")).await.unwrap();
+    assert!(std::fs::read_to_string(&written).unwrap().contains(&cidr));
+    stop_pod(&mut rt, &pod).await;
+    remove_pod(&mut rt, &pod).await;
+    assert!(mounts_under(&d).is_empty());
+}
+
+/// Cgroups (relative paths, outermost first) the test or hull made below
+/// each v1 hierarchy (or the unified one), removed deepest first when the
+/// test ends, also on failure.
+struct CgroupCleanup(Vec<String>);
+
+impl Drop for CgroupCleanup {
+    fn drop(&mut self) {
+        let roots = std::fs::read_dir("/sys/fs/cgroup")
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_else(|_| vec![]);
+        for root in roots.iter().chain(std::iter::once(&std::path::PathBuf::from("/sys/fs/cgroup"))) {
+            for rel in self.0.iter().rev() {
+                let _ = std::fs::remove_dir(root.join(rel));
+            }
+        }
+    }
+}
+
+/// The systemd cgroup driver (as kubeadm sets kubelets up): RuntimeConfig
+/// says so, a pod's slice, in the kubelet's expanded form, lands where
+/// systemd nests it with its containers as scopes inside; the slices hull
+/// made go with the pod. A cgroupfs path is refused under it, and a slice
+/// under the cgroupfs driver.
+#[tokio::test(flavor = "multi_thread")]
+async fn systemd_cgroup_driver_places_pods_in_slices() {
+    let Some(d) = daemon_with(&["--cgroup-driver", "systemd"]) else { return };
+    let mut rt = d.runtime().await;
+    let rc = rt.runtime_config(cri::RuntimeConfigRequest {}).await.unwrap().into_inner();
+    assert_eq!(rc.linux.unwrap().cgroup_driver, cri::CgroupDriver::Systemd as i32);
+
+    let top = format!("hullt{}", std::process::id());
+    let slices = [
+        format!("{top}.slice"),
+        format!("{top}.slice/{top}-besteffort.slice"),
+        format!("{top}.slice/{top}-besteffort.slice/{top}-besteffort-podu1.slice"),
+    ];
+    let _cleanup = CgroupCleanup(slices.to_vec());
+    let mut cfg = pod_config("sd", &d);
+    cfg.linux.as_mut().unwrap().cgroup_parent = format!("/{}", slices[2]);
+    let pod = run_pod(&mut rt, cfg.clone()).await;
+    let id = start_container(&mut rt, &pod, container_config("c", &["sleep", "1000"]), &cfg).await;
+    wait_state(&mut rt, &id, cri::ContainerState::ContainerRunning, Duration::from_secs(20)).await;
+    let info = rt
+        .container_status(cri::ContainerStatusRequest { container_id: id.clone(), verbose: true })
+        .await
+        .unwrap()
+        .into_inner();
+    let pid = serde_json::from_str::<serde_json::Value>(&info.info["info"]).unwrap()["pid"].as_i64().expect("pid");
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let want = format!("/{}/hull-{id}.scope", slices[2]);
+    let memory = cgroups.lines().find(|l| l.split(':').nth(1).is_some_and(|c| c.split(',').any(|c| c == "memory")));
+    let line = memory
+        .or_else(|| cgroups.lines().find(|l| l.starts_with("0::")))
+        .expect("a memory or unified cgroup line");
+    assert!(line.ends_with(&want), "container in {line}, not {want}:\n{cgroups}");
+    let hierarchy = if memory.is_some() { "/sys/fs/cgroup/memory" } else { "/sys/fs/cgroup" };
+    assert!(std::path::Path::new(hierarchy).join(&slices[2]).is_dir());
+    // Its stats come from that scope.
+    let stats = container_stats(&mut rt, &id).await;
+    assert!(stats.memory.as_ref().unwrap().working_set_bytes.as_ref().unwrap().value > 0, "{stats:?}");
+
+    // The kubelet's cgroupfs-style name under this driver: refused by name.
+    let mut bad = pod_config("sd-bad", &d);
+    bad.linux.as_mut().unwrap().cgroup_parent = "/kubepods/besteffort/podu2".into();
+    let e = err(rt
+        .run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(bad), runtime_handler: String::new() })
+        .await);
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("config.linux.cgroup_parent") && e.message().contains("cgroup_driver is systemd"), "{}", e.message());
+
+    stop_pod(&mut rt, &pod).await;
+    remove_pod(&mut rt, &pod).await;
+    assert!(!std::path::Path::new(hierarchy).join(&slices[0]).exists(), "the slices hull made are removed with the pod");
+
+    // The cgroupfs driver (the default) refuses a slice.
+    let Some(d2) = daemon() else { return };
+    let mut rt2 = d2.runtime().await;
+    let mut cfg2 = pod_config("fs", &d2);
+    cfg2.linux.as_mut().unwrap().cgroup_parent = format!("{top}-besteffort-podu3.slice");
+    let e = err(rt2
+        .run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(cfg2), runtime_handler: String::new() })
+        .await);
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("config.linux.cgroup_parent") && e.message().contains("cgroup_driver is cgroupfs"), "{}", e.message());
+    assert!(!std::path::Path::new(hierarchy).join(&slices[0]).exists(), "nothing made");
+}
+
+/// The pod cgroup is the kubelet's: it sizes it before RunPodSandbox
+/// (limits only where every container has one, plus the RuntimeClass
+/// overhead). The sandbox's `resources` (the sum of the limits that are
+/// set) and `overhead` are checked, and not written over the kubelet's
+/// limit, which would cap a container that has none of its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_kubelets_pod_cgroup_limits_stay() {
+    let memory = std::path::Path::new("/sys/fs/cgroup/memory");
+    if require_root() && !memory.join("memory.limit_in_bytes").exists() {
+        eprintln!("skipped: no cgroup v1 memory hierarchy");
+        return;
+    }
+    let Some(d) = daemon() else { return };
+    let mut rt = d.runtime().await;
+    let parent = format!("hullkp{}", std::process::id());
+    let _cleanup = CgroupCleanup(vec![parent.clone(), format!("{parent}/podu1")]);
+    let pod_cg = memory.join(&parent).join("podu1");
+    std::fs::create_dir_all(&pod_cg).unwrap();
+    std::fs::write(pod_cg.join("memory.limit_in_bytes"), "268435456").unwrap();
+    let limit = || std::fs::read_to_string(pod_cg.join("memory.limit_in_bytes")).unwrap().trim().to_string();
+    assert_eq!(limit(), "268435456", "the kubelet's 256 MiB");
+    let mut cfg = pod_config("kp", &d);
+    let linux = cfg.linux.as_mut().unwrap();
+    linux.cgroup_parent = format!("/{parent}/podu1");
+    linux.resources =
+        Some(cri::LinuxContainerResources { cpu_period: 100_000, cpu_shares: 102, memory_limit_in_bytes: 64 << 20, ..Default::default() });
+    linux.overhead = Some(cri::LinuxContainerResources { memory_limit_in_bytes: 16 << 20, ..Default::default() });
+    let pod = run_pod(&mut rt, cfg.clone()).await;
+    assert_eq!(limit(), "268435456", "RunPodSandbox left the kubelet's limit alone");
+
+    let mut bad = pod_config("kp-bad", &d);
+    bad.linux.as_mut().unwrap().overhead = Some(cri::LinuxContainerResources { memory_limit_in_bytes: -5, ..Default::default() });
+    let e = err(rt
+        .run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(bad), runtime_handler: String::new() })
+        .await);
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().starts_with("config.linux.overhead.memory_limit_in_bytes"), "{}", e.message());
+    stop_pod(&mut rt, &pod).await;
+    remove_pod(&mut rt, &pod).await;
+    assert!(pod_cg.is_dir(), "the kubelet's pod cgroup is not hull's to remove");
 }
 
 /// SIGTERM while an ExecSync runs: the RPC finishes with its output, the

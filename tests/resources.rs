@@ -344,7 +344,17 @@ fn events_ends_without_oom_when_the_container_is_deleted() {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(400));
+    // A first stats line before the delete: under load (the emulated v2 VM)
+    // events may take longer than any fixed sleep to start.
+    let deadline = Instant::now() + WAIT_TIMEOUT;
+    while !fs::read_to_string(&events_out).unwrap_or_default().contains("\"type\":\"stats\"") {
+        if Instant::now() > deadline || events.try_wait().unwrap().is_some() {
+            let _ = events.kill();
+            let _ = events.wait();
+            panic!("no stats line from events: {}", fs::read_to_string(&events_out).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert_ok(&env.run(&["delete", "--force", &env.id]));
     let deadline = Instant::now() + WAIT_TIMEOUT;
     while events.try_wait().unwrap().is_none() {

@@ -443,10 +443,17 @@ fn stdin_and_tty_containers_held_by_the_monitor_for_attach() {
     let oid = rt.create_container(&sb, &once).unwrap();
     rt.start_container(&oid).unwrap();
     let opoint = rt.attach(&oid).unwrap();
+    let ost = rt.container_status(&oid).unwrap();
+    let omonitor = parent_pid(ost.pid.unwrap());
+    let unattached = settled_fds(omonitor, &ost.log_path);
     let first = opoint.connect(true).unwrap();
     first.write_stdin(b"echo one-$((0+1))\n").unwrap();
     assert!(read_until(&first, "one-1").contains("one-1"));
     drop(first);
+    // The monitor sees the first client go only once every copy of its fd
+    // is closed: a child forked meanwhile by another test's thread holds one
+    // until it execs. The second client comes after that.
+    wait_for("the monitor to see the first client go", Duration::from_secs(20), || open_fds(omonitor) <= unattached);
     let second = opoint.connect(true).unwrap();
     second.write_stdin(b"echo two-$((1+1))\n").unwrap();
     second.set_timeout(Some(Duration::from_secs(2))).unwrap();

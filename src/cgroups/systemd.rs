@@ -40,6 +40,18 @@ pub fn to_cgroupfs(path: &str) -> Result<PathBuf> {
     Ok(out)
 }
 
+/// The cgroupfs path of a container below a pod cgroup: under a slice, a
+/// scope `hull-<id>.scope` (what systemd would call a unit there, as
+/// containerd's `cri-containerd-<id>.scope`); under any other path, `<id>`.
+pub fn child_path(parent: &str, id: &str) -> String {
+    let parent = parent.trim_end_matches('/');
+    if parent.ends_with(".slice") {
+        format!("{parent}/hull-{id}.scope")
+    } else {
+        format!("{parent}/{id}")
+    }
+}
+
 /// systemd's slice nesting: "a-b-c.slice" lives in
 /// "/a.slice/a-b.slice/a-b-c.slice"; "-.slice" is the root.
 pub fn expand_slice(slice: &str) -> std::result::Result<PathBuf, String> {
@@ -76,6 +88,12 @@ mod tests {
         assert!(expand_slice("a--b.slice").is_err());
         assert!(expand_slice("-a.slice").is_err());
         assert!(expand_slice("nope").is_err());
+    }
+
+    #[test]
+    fn children_of_slices_are_scopes() {
+        assert_eq!(child_path("/a.slice/a-b.slice", "c1"), "/a.slice/a-b.slice/hull-c1.scope");
+        assert_eq!(child_path("/kubepods/besteffort/pod1/", "c1"), "/kubepods/besteffort/pod1/c1");
     }
 
     #[test]

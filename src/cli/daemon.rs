@@ -11,16 +11,16 @@ use crate::cri::config::{DaemonConfig, Overrides};
 #[command(
     about = "Serve the Kubernetes CRI v1 (RuntimeService, ImageService) on a unix socket",
     long_about = "Serve the Kubernetes CRI v1 (RuntimeService and ImageService) on a unix socket,\n\
-so a kubelet (containerRuntimeEndpoint: unix:///run/hull/hull.sock, cgroupDriver:\n\
-cgroupfs) or crictl runs pods on hull. Settings come from --config FILE (TOML; every\n\
+so a kubelet (containerRuntimeEndpoint: unix:///run/hull/hull.sock; its cgroupDriver\n\
+is taken from --cgroup-driver) or crictl runs pods on hull. Settings come from --config FILE (TOML; every\n\
 key has a default, see README) and these flags, which win over the file; the global\n\
 --root is the run dir, --image-root the image store, --log and --log-format the log.\n\
 SIGTERM or SIGINT: stop serving, finish the RPCs in flight, exit 0; containers keep running."
 )]
 pub struct DaemonCmd {
     /// TOML config file (socket, state_dir, run_dir, image_root, hosts_dir, cni_conf_dir,
-    /// cni_bin_dirs, seccomp_profile, stream_address, stream_tls_cert, stream_tls_key,
-    /// log_level, log_format, ...)
+    /// cni_bin_dirs, cni_conf_template, cgroup_driver, seccomp_profile, stream_address,
+    /// stream_tls_cert, stream_tls_key, log_level, log_format, ...)
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// The socket to serve on [default: /run/hull/hull.sock]
@@ -42,6 +42,16 @@ pub struct DaemonCmd {
     /// CNI plugin directory (repeat for several) [default: /usr/lib/cni, /opt/cni/bin]
     #[arg(long = "cni-bin-dir")]
     pub cni_bin_dirs: Vec<PathBuf>,
+    /// A CNI config template (containerd's conf_template: .PodCIDR, .PodCIDRRanges,
+    /// .Routes): when the kubelet sends the pod CIDR and the CNI conf dir has no config,
+    /// it is rendered there as 10-hull-net.conflist
+    #[arg(long = "cni-conf-template")]
+    pub cni_conf_template: Option<PathBuf>,
+    /// How pod cgroup parents are named, and what RuntimeConfig tells the kubelet:
+    /// cgroupfs (/kubepods/burstable/pod<uid>) or systemd (kubepods-burstable-pod<uid>.slice,
+    /// placed where systemd would put it) [default: cgroupfs]
+    #[arg(long = "cgroup-driver", value_parser = ["cgroupfs", "systemd"])]
+    pub cgroup_driver: Option<String>,
     /// Where the streaming server (the Exec and PortForward URLs) listens, IP:PORT
     /// [default: 127.0.0.1:0, loopback and any port]
     #[arg(long = "stream-address")]
@@ -74,6 +84,8 @@ pub fn run(cli: &Cli, cmd: &DaemonCmd, matches: &ArgMatches) -> i32 {
         hosts_dir: cmd.hosts_dir.clone(),
         cni_conf_dir: cmd.cni_conf_dir.clone(),
         cni_bin_dirs: cmd.cni_bin_dirs.clone(),
+        cni_conf_template: cmd.cni_conf_template.clone(),
+        cgroup_driver: cmd.cgroup_driver.as_deref().and_then(|d| d.parse().ok()),
         stream_address: cmd.stream_address.clone(),
         stream_tls_cert: cmd.stream_tls_cert.clone(),
         stream_tls_key: cmd.stream_tls_key.clone(),

@@ -12,6 +12,8 @@
 //! insecure_registries = []              # host[:port] reached over plain HTTP
 //! cni_conf_dir = "/etc/cni/net.d"
 //! cni_bin_dirs = ["/usr/lib/cni", "/opt/cni/bin"]
+//! cni_conf_template = ""                # optional: rendered with the pod CIDR when no CNI config exists
+//! cgroup_driver = "cgroupfs"            # or systemd: pod cgroup parents are slices
 //! seccomp_profile = ""                  # RuntimeDefault: this OCI seccomp JSON; empty: hull's built-in
 //! log_level = "info"                    # error, warn, info, debug, trace
 //! log_format = "text"                   # or json
@@ -23,6 +25,15 @@
 //! as containerd's; the kubelet connects to it from the same node.
 //! `stream_tls_cert` and `stream_tls_key` (PEM files, both or neither)
 //! make it serve TLS, and its URLs `https://`.
+//!
+//! `cni_conf_template` is containerd's `conf_template`: when the kubelet
+//! sends the node's pod CIDR and the CNI conf dir has no config, the
+//! template is rendered into it (see [`super::cni_template`]).
+//! `cgroup_driver` is what RuntimeConfig answers the kubelet (which then
+//! uses the same driver): `cgroupfs`, pod cgroup parents are paths
+//! (`/kubepods/burstable/pod<uid>`); `systemd`, they are slices
+//! (`kubepods-burstable-pod<uid>.slice`), placed where systemd would put
+//! them (no systemd is asked; see [`crate::cgroups::systemd`]).
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -51,6 +62,10 @@ pub struct DaemonConfig {
     pub insecure_registries: Vec<String>,
     pub cni_conf_dir: PathBuf,
     pub cni_bin_dirs: Vec<PathBuf>,
+    /// A CNI config template rendered with the pod CIDR (containerd's
+    /// `conf_template`).
+    pub cni_conf_template: Option<PathBuf>,
+    pub cgroup_driver: CgroupDriver,
     /// The profile a RuntimeDefault seccomp request gets; None: hull's
     /// built-in default profile.
     pub seccomp_profile: Option<PathBuf>,
@@ -77,6 +92,8 @@ impl Default for DaemonConfig {
             insecure_registries: Vec::new(),
             cni_conf_dir: cni.conf_dir,
             cni_bin_dirs: cni.plugin_dirs,
+            cni_conf_template: None,
+            cgroup_driver: CgroupDriver::Cgroupfs,
             seccomp_profile: None,
             stream_address: None,
             stream_tls_cert: None,
@@ -84,6 +101,28 @@ impl Default for DaemonConfig {
             log_level: "info".into(),
             log_format: "text".into(),
             shutdown_timeout_seconds: 10,
+        }
+    }
+}
+
+/// How pod cgroup parents are named (the kubelet's `cgroupDriver`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupDriver {
+    /// Paths: `/kubepods/besteffort/pod<uid>`.
+    #[default]
+    Cgroupfs,
+    /// Slices: `kubepods-besteffort-pod<uid>.slice`.
+    Systemd,
+}
+
+impl std::str::FromStr for CgroupDriver {
+    type Err = String;
+    fn from_str(s: &str) -> Result<CgroupDriver, String> {
+        match s {
+            "cgroupfs" => Ok(CgroupDriver::Cgroupfs),
+            "systemd" => Ok(CgroupDriver::Systemd),
+            _ => Err(format!("{s:?}: expected cgroupfs or systemd")),
         }
     }
 }
@@ -100,6 +139,8 @@ pub struct Overrides {
     pub cni_conf_dir: Option<PathBuf>,
     /// Empty: not given.
     pub cni_bin_dirs: Vec<PathBuf>,
+    pub cni_conf_template: Option<PathBuf>,
+    pub cgroup_driver: Option<CgroupDriver>,
     pub stream_address: Option<String>,
     pub stream_tls_cert: Option<PathBuf>,
     pub stream_tls_key: Option<PathBuf>,
@@ -157,15 +198,20 @@ impl DaemonConfig {
         set(&mut self.run_dir, &f.run_dir);
         set(&mut self.hosts_dir, &f.hosts_dir);
         set(&mut self.cni_conf_dir, &f.cni_conf_dir);
-        if f.image_root.is_some() {
-            self.image_root = f.image_root.clone();
+        if let Some(d) = f.cgroup_driver {
+            self.cgroup_driver = d;
         }
         for (slot, v) in [(&mut self.socket_group, &f.socket_group), (&mut self.stream_address, &f.stream_address)] {
             if v.is_some() {
                 slot.clone_from(v);
             }
         }
-        for (slot, v) in [(&mut self.stream_tls_cert, &f.stream_tls_cert), (&mut self.stream_tls_key, &f.stream_tls_key)] {
+        for (slot, v) in [
+            (&mut self.image_root, &f.image_root),
+            (&mut self.cni_conf_template, &f.cni_conf_template),
+            (&mut self.stream_tls_cert, &f.stream_tls_cert),
+            (&mut self.stream_tls_key, &f.stream_tls_key),
+        ] {
             if v.is_some() {
                 slot.clone_from(v);
             }
@@ -212,11 +258,6 @@ impl DaemonConfig {
                 return Err(invalid("socket_group", "empty group name"));
             }
         }
-        if let Some(p) = &self.seccomp_profile {
-            if !p.is_absolute() {
-                return Err(invalid("seccomp_profile", format!("{} is not an absolute path", p.display())));
-            }
-        }
         if let Some(a) = &self.stream_address {
             if a.parse::<std::net::SocketAddr>().is_err() {
                 return Err(invalid("stream_address", format!("{a:?}: expected an IP address and port, e.g. 127.0.0.1:0")));
@@ -227,7 +268,13 @@ impl DaemonConfig {
             (None, Some(_)) => return Err(invalid("stream_tls_cert", "missing: stream_tls_key needs its certificate")),
             _ => {}
         }
-        for (field, p) in [("stream_tls_cert", &self.stream_tls_cert), ("stream_tls_key", &self.stream_tls_key)] {
+        let files = [
+            ("seccomp_profile", &self.seccomp_profile),
+            ("cni_conf_template", &self.cni_conf_template),
+            ("stream_tls_cert", &self.stream_tls_cert),
+            ("stream_tls_key", &self.stream_tls_key),
+        ];
+        for (field, p) in files {
             if let Some(p) = p.as_ref().filter(|p| !p.is_absolute()) {
                 return Err(invalid(field, format!("{} is not an absolute path", p.display())));
             }
@@ -328,6 +375,22 @@ mod tests {
         check(DaemonConfig { stream_tls_key: Some("/k.pem".into()), ..Default::default() }, "stream_tls_cert");
         let rel = DaemonConfig { stream_tls_cert: Some("c.pem".into()), stream_tls_key: Some("/k.pem".into()), ..Default::default() };
         check(rel, "stream_tls_cert");
+        check(DaemonConfig { cni_conf_template: Some("t.json".into()), ..Default::default() }, "cni_conf_template");
+        let err = DaemonConfig::parse("cgroup_driver = \"systemd-ish\"").unwrap_err();
+        assert!(err.contains("cgroup_driver"), "{err}");
+    }
+
+    #[test]
+    fn cgroup_driver_and_template_from_the_file_and_flags() {
+        let c = DaemonConfig::parse("cgroup_driver = \"systemd\"\ncni_conf_template = \"/etc/hull/net.tmpl\"\n").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.cgroup_driver, CgroupDriver::Systemd);
+        assert_eq!(DaemonConfig::default().cgroup_driver, CgroupDriver::Cgroupfs);
+        let mut c2 = c.clone();
+        c2.apply(&Overrides { cgroup_driver: Some(CgroupDriver::Cgroupfs), cni_conf_template: Some("/t2".into()), ..Default::default() });
+        assert_eq!((c2.cgroup_driver, c2.cni_conf_template.as_deref()), (CgroupDriver::Cgroupfs, Some(Path::new("/t2"))));
+        assert_eq!("systemd".parse::<CgroupDriver>(), Ok(CgroupDriver::Systemd));
+        assert!("Systemd".parse::<CgroupDriver>().is_err());
     }
 
     #[test]

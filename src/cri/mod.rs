@@ -2,7 +2,8 @@
 //! ImageService over a unix socket, as a thin translation onto the runtime
 //! layer ([`crate::runtime`]) and the image store ([`crate::image`]).
 //!
-//! - [`config`]: the daemon's TOML settings and the flags over them.
+//! - [`config`]: the daemon's TOML settings and the flags over them;
+//!   [`cni_template`]: the CNI config rendered from the pod CIDR.
 //! - [`server`]: socket, lock file, tokio and tonic, signals, logging.
 //! - [`service`]: the two services' RPCs, each in its span, routed to:
 //!   [`version`] (Version, Status, RuntimeConfig, UpdateRuntimeConfig),
@@ -12,6 +13,7 @@
 //!
 //! Bindings: the `k8s-cri` crate's `runtime.v1` (CRI API v1). Nothing here
 //! forks: the runtime layer starts processes by exec'ing hull.
+pub mod cni_template;
 pub mod config;
 pub mod container;
 pub mod convert;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use k8s_cri::v1 as cri;
 use tonic::Status;
 
+use super::config::CgroupDriver;
 use super::convert::{btree, hash, id_value, ids, namespace_message, namespace_options, nanos, resources, seccomp};
 use super::errors::{gone_is_ok, ignore_not_found, invalid, status as to_status};
 use super::service::{blocking, Cri};
@@ -114,11 +115,60 @@ pub fn sandbox_config(cri: &Cri, c: cri::PodSandboxConfig, runtime_handler: &str
         host_aliases: Vec::new(),
         labels: btree(c.labels),
         annotations: btree(c.annotations),
-        cgroup_parent: Some(linux.cgroup_parent).filter(|p| !p.is_empty()),
-        resources: resources("config.linux.resources", linux.resources, None)?,
+        cgroup_parent: cgroup_parent(cri.config.cgroup_driver, &linux.cgroup_parent)?,
+        // The sum of the containers' resources and the RuntimeClass
+        // overhead are the sandbox's size for runtimes that need one (VMs).
+        // The pod cgroup is the kubelet's to size (limits only where every
+        // container has one, plus the overhead): writing this sum there
+        // would cap a pod whose other containers have no limit. Checked,
+        // not applied, as containerd and CRI-O do.
+        resources: {
+            resources("config.linux.resources", linux.resources, None)?;
+            resources("config.linux.overhead", linux.overhead, None)?;
+            None
+        },
         sysctls: btree(linux.sysctls),
         security_context,
     })
+}
+
+/// The pod cgroup as a cgroupfs path, from the kubelet's name for it: a
+/// path with the cgroupfs driver (`/kubepods/burstable/pod<uid>`), a slice
+/// with the systemd driver (`kubepods-burstable-pod<uid>.slice`, or the
+/// kubelet's expanded `/kubepods.slice/kubepods-burstable.slice/...`),
+/// placed where systemd nests it. A name of the other driver is refused:
+/// the kubelet and the daemon disagree on the driver.
+fn cgroup_parent(driver: CgroupDriver, parent: &str) -> Result<Option<String>, Status> {
+    const FIELD: &str = "config.linux.cgroup_parent";
+    if parent.is_empty() {
+        return Ok(None);
+    }
+    let base = parent.rsplit('/').next().unwrap_or(parent);
+    let slice = base.ends_with(".slice");
+    match driver {
+        CgroupDriver::Cgroupfs if slice => Err(invalid(
+            FIELD,
+            format!("{parent:?} is a systemd slice, and the daemon's cgroup_driver is cgroupfs (cgroup_driver = \"systemd\" takes slices)"),
+        )),
+        CgroupDriver::Cgroupfs => Ok(Some(parent.to_string())),
+        CgroupDriver::Systemd if !slice => {
+            Err(invalid(FIELD, format!("{parent:?} is not a systemd slice (NAME.slice), and the daemon's cgroup_driver is systemd")))
+        }
+        CgroupDriver::Systemd => {
+            // systemd's unit name characters and length.
+            if base.len() > 255 || !base.bytes().all(|b| b.is_ascii_alphanumeric() || b":_.-\\".contains(&b)) {
+                return Err(invalid(FIELD, format!("{base:?} is not a valid slice name")));
+            }
+            let path = crate::cgroups::systemd::expand_slice(base).map_err(|e| invalid(FIELD, e))?;
+            if path == std::path::Path::new("/") {
+                return Err(invalid(FIELD, "the root slice cannot be a pod's cgroup"));
+            }
+            if parent.contains('/') && std::path::Path::new(parent) != path {
+                return Err(invalid(FIELD, format!("{parent:?}: systemd nests {base} at {}", path.display())));
+            }
+            Ok(Some(path.to_string_lossy().into_owned()))
+        }
+    }
 }
 
 /// `seccomp_profile_path` is a deprecated field; generated code marks it so.
@@ -263,4 +313,35 @@ pub async fn list(cri: &Cri, req: cri::ListPodSandboxRequest) -> Result<cri::Lis
         Ok(cri::ListPodSandboxResponse { items })
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroup_parents_by_driver() {
+        let fs = |p: &str| cgroup_parent(CgroupDriver::Cgroupfs, p);
+        let sd = |p: &str| cgroup_parent(CgroupDriver::Systemd, p);
+        assert_eq!(fs("").unwrap(), None);
+        assert_eq!(sd("").unwrap(), None);
+        assert_eq!(fs("/kubepods/besteffort/pod1").unwrap().as_deref(), Some("/kubepods/besteffort/pod1"));
+        let want = "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1_2.slice";
+        assert_eq!(sd("kubepods-besteffort-pod1_2.slice").unwrap().as_deref(), Some(want));
+        assert_eq!(sd(want).unwrap().as_deref(), Some(want), "the kubelet's expanded form");
+        for (r, needle) in [
+            (fs("kubepods-besteffort-pod1.slice"), "cgroup_driver is cgroupfs"),
+            (fs("/kubepods.slice/kubepods-pod1.slice"), "cgroup_driver is cgroupfs"),
+            (sd("/kubepods/besteffort/pod1"), "cgroup_driver is systemd"),
+            (sd("/a.slice/kubepods-pod1.slice"), "systemd nests kubepods-pod1.slice at /kubepods.slice/kubepods-pod1.slice"),
+            (sd("-.slice"), "root slice"),
+            (sd("a--b.slice"), "not a valid slice name"),
+            (sd("a b.slice"), "not a valid slice name"),
+            (sd(&format!("{}.slice", "a".repeat(300))), "not a valid slice name"),
+        ] {
+            let e = r.unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument);
+            assert!(e.message().starts_with("config.linux.cgroup_parent: ") && e.message().contains(needle), "{}", e.message());
+        }
+    }
 }

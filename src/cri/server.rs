@@ -183,7 +183,7 @@ use std::os::unix::fs::DirBuilderExt;
 
 /// Run the daemon until SIGTERM or SIGINT. Logging must be initialised.
 pub fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
-    // Before the socket: bad TLS files leave nothing behind.
+    // Before the socket: bad TLS files or a bad template leave nothing behind.
     let tls = match (&cfg.stream_tls_cert, &cfg.stream_tls_key) {
         (Some(cert), Some(key)) => Some(
             crate::stream::tls::server_config(cert, key)
@@ -191,6 +191,9 @@ pub fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
         ),
         _ => None,
     };
+    if let Some(t) = &cfg.cni_conf_template {
+        super::cni_template::Template::load(t).map_err(|e| DaemonError::Setup(format!("cni_conf_template: {e}")))?;
+    }
     let _lock = lock_socket(&cfg.socket)?;
     let listener = bind_socket(&cfg)?;
     let result = serve(cfg.clone(), listener, tls);

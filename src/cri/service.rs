@@ -29,6 +29,8 @@ pub struct State {
     pub stop: tokio::sync::watch::Receiver<bool>,
     /// The pod CIDR from UpdateRuntimeConfig.
     pub pod_cidr: Mutex<String>,
+    /// Held while the CNI config template is rendered.
+    pub cni_template_lock: Mutex<()>,
     pub cpu_samples: super::stats::CpuSamples,
     /// The streaming server the Exec and PortForward URLs point at.
     pub streams: crate::stream::server::Server,
@@ -59,6 +61,7 @@ impl Cri {
             stop,
             streams,
             pod_cidr: Mutex::new(String::new()),
+            cni_template_lock: Mutex::new(()),
             cpu_samples: Default::default(),
         }))
     }
@@ -122,7 +125,7 @@ impl RuntimeService for Cri {
     }
 
     async fn runtime_config(&self, _req: Request<cri::RuntimeConfigRequest>) -> Result<Response<cri::RuntimeConfigResponse>, Status> {
-        rpc("RuntimeConfig", "", version::runtime_config()).await
+        rpc("RuntimeConfig", "", version::runtime_config(self)).await
     }
 
     async fn update_runtime_config(

@@ -2,8 +2,10 @@
 //! asks about the runtime itself.
 use k8s_cri::v1 as cri;
 use tonic::Status;
-use tracing::info;
+use tracing::{debug, info};
 
+use super::cni_template::{self, Data, Outcome};
+use super::config::CgroupDriver;
 use super::service::{blocking, Cri};
 use crate::network::{CniConfig, NetworkError};
 
@@ -29,12 +31,14 @@ fn condition(kind: &str, ok: bool, reason: &str, message: String) -> cri::Runtim
 fn network_condition(cfg: &super::config::DaemonConfig) -> cri::RuntimeCondition {
     match CniConfig::discover(&cfg.cni_options()) {
         Ok(c) => condition("NetworkReady", true, "", format!("CNI network {:?} from {}", c.list.name, c.source.display())),
-        Err(NetworkError::NoConfig { dir }) => condition(
-            "NetworkReady",
-            false,
-            "NetworkPluginNotReady",
-            format!("no CNI network config (*.conflist, *.conf, *.json) in {}", dir.display()),
-        ),
+        Err(NetworkError::NoConfig { dir }) => {
+            let pending = match &cfg.cni_conf_template {
+                Some(t) => format!("; cni_conf_template {} is rendered there once the kubelet sends the pod CIDR", t.display()),
+                None => String::new(),
+            };
+            let message = format!("no CNI network config (*.conflist, *.conf, *.json) in {}{pending}", dir.display());
+            condition("NetworkReady", false, "NetworkPluginNotReady", message)
+        }
         Err(e) => condition("NetworkReady", false, "NetworkPluginNotReady", format!("CNI network config: {e}")),
     }
 }
@@ -65,31 +69,50 @@ pub async fn status(cri: &Cri, req: cri::StatusRequest) -> Result<cri::StatusRes
     })
 }
 
-pub async fn runtime_config() -> Result<cri::RuntimeConfigResponse, Status> {
-    Ok(cri::RuntimeConfigResponse { linux: Some(cri::LinuxRuntimeConfiguration { cgroup_driver: cri::CgroupDriver::Cgroupfs as i32 }) })
+/// The kubelet (KubeletCgroupDriverFromCRI) takes its cgroup driver from here.
+pub async fn runtime_config(cri: &Cri) -> Result<cri::RuntimeConfigResponse, Status> {
+    let driver = match cri.config.cgroup_driver {
+        CgroupDriver::Cgroupfs => cri::CgroupDriver::Cgroupfs,
+        CgroupDriver::Systemd => cri::CgroupDriver::Systemd,
+    };
+    Ok(cri::RuntimeConfigResponse { linux: Some(cri::LinuxRuntimeConfiguration { cgroup_driver: driver as i32 }) })
 }
 
-/// The kubelet sends the node's pod CIDR here once it knows it.
+/// The kubelet sends the node's pod CIDR here once it knows it (one CIDR,
+/// or one per address family joined by commas). With a
+/// `cni_conf_template` and no CNI config yet, it is rendered into the CNI
+/// conf dir, as containerd does; the next Status and RunPodSandbox find it.
 pub async fn update_runtime_config(cri: &Cri, req: cri::UpdateRuntimeConfigRequest) -> Result<cri::UpdateRuntimeConfigResponse, Status> {
     let cidr = req.runtime_config.and_then(|c| c.network_config).map(|n| n.pod_cidr).unwrap_or_default();
     if cidr.is_empty() {
         return Ok(cri::UpdateRuntimeConfigResponse {});
     }
-    let (addr, len) = cidr
-        .split_once('/')
-        .ok_or_else(|| super::errors::invalid("runtime_config.network_config.pod_cidr", format!("{cidr:?} is not a CIDR")))?;
-    let max = match addr.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(_)) => 32,
-        Ok(std::net::IpAddr::V6(_)) => 128,
-        Err(_) => return Err(super::errors::invalid("runtime_config.network_config.pod_cidr", format!("{cidr:?} is not a CIDR"))),
+    let data = Data::from_pod_cidr(&cidr).map_err(|e| super::errors::invalid("runtime_config.network_config.pod_cidr", e))?;
+    {
+        let cidr = data.pod_cidr_ranges.join(",");
+        let mut slot = cri.pod_cidr.lock().map_err(|_| super::errors::internal("pod CIDR lock poisoned"))?;
+        if *slot != cidr {
+            info!(pod_cidr = %cidr, "pod CIDR set");
+            *slot = cidr;
+        }
+    }
+    let Some(template) = cri.config.cni_conf_template.clone() else {
+        debug!("no cni_conf_template: the CNI network config is left to the node's other components");
+        return Ok(cri::UpdateRuntimeConfigResponse {});
     };
-    if len.parse::<u8>().map_or(true, |l| l > max) {
-        return Err(super::errors::invalid("runtime_config.network_config.pod_cidr", format!("{cidr:?} is not a CIDR")));
-    }
-    let mut slot = cri.pod_cidr.lock().map_err(|_| super::errors::internal("pod CIDR lock poisoned"))?;
-    if *slot != cidr {
-        info!(pod_cidr = %cidr, "pod CIDR set");
-        *slot = cidr;
-    }
+    let cri = cri.clone();
+    blocking(move || {
+        // One writer at a time: a second call finds the first one's file.
+        let _one = cri.cni_template_lock.lock().map_err(|_| super::errors::internal("CNI template lock poisoned"))?;
+        match cni_template::write_config(&cri.config.cni_options(), &template, &data) {
+            Ok(Outcome::Present(p)) => debug!(config = %p.display(), "a CNI config exists: cni_conf_template not rendered"),
+            Ok(Outcome::Written(p)) => {
+                info!(config = %p.display(), template = %template.display(), "CNI config written from cni_conf_template")
+            }
+            Err(e) => return Err(super::errors::precondition(format!("cni_conf_template: {e}"))),
+        }
+        Ok(())
+    })
+    .await?;
     Ok(cri::UpdateRuntimeConfigResponse {})
 }

@@ -285,7 +285,7 @@ impl Runtime {
             holder_ns: &holder_ns,
             target_pid_ns,
             etc_dir: (!c.no_etc_files).then_some(etc.as_path()),
-            cgroups_path: format!("{}/{}", sbox.cgroup_parent.trim_end_matches('/'), rec.id),
+            cgroups_path: crate::cgroups::systemd::child_path(&sbox.cgroup_parent, rec.id.as_str()),
             pod_user: (None, None, &[]),
             annotations,
         };

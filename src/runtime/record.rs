@@ -20,6 +20,11 @@ use crate::monitor::exit::ExitRecord;
 /// Write `value` as JSON at `path`, atomically and durably.
 pub fn write_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(value).map_err(|e| RuntimeError::internal(format!("encode {}: {e}", path.display())))?;
+    write_bytes_atomic(path, &bytes)
+}
+
+/// Write a file whole or not at all: a temp file beside it, synced, renamed.
+pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().ok_or_else(|| RuntimeError::internal(format!("{} has no parent", path.display())))?;
     // A name of this writer's own: two processes writing one record (a
     // pod's supervisor and a `hull pod` command) never share a temp file.
@@ -29,7 +34,7 @@ pub fn write_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let tmp = dir.join(format!(".{name}.{}-{seq}.tmp", std::process::id()));
     let io = |what: &str, e: std::io::Error| RuntimeError::with_source(ErrorKind::Internal, format!("{what} {}", tmp.display()), e);
     let mut f = File::create(&tmp).map_err(|e| io("create", e))?;
-    f.write_all(&bytes).map_err(|e| io("write", e))?;
+    f.write_all(bytes).map_err(|e| io("write", e))?;
     f.sync_all().map_err(|e| io("fsync", e))?;
     drop(f);
     std::fs::rename(&tmp, path).map_err(|e| io("rename", e))?;

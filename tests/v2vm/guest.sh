@@ -38,6 +38,9 @@ run "$HULL_V2_RESOURCE_TESTS" pause_freezes events_ends events_on_a_missing v2_
 # not skip.
 run "$HULL_V2_CRI_TESTS" exec_sync_timeout_logs_and_reopen
 if grep -qi 'skipped' /tmp/hull-v2vm.out; then echo "hull-v2vm: the CRI pod test skipped"; rc=1; fi
+# The systemd cgroup driver's slices and scopes on the unified hierarchy.
+run "$HULL_V2_CRI_TESTS" systemd_cgroup_driver_places_pods_in_slices
+if grep -qi 'skipped' /tmp/hull-v2vm.out; then echo "hull-v2vm: the CRI slice test skipped"; rc=1; fi
 # Nothing of any test is left: no cgroup, no mount of a test's dirs, no
 # process but this shell's.
 left=$(find /sys/fs/cgroup -mindepth 1 -maxdepth 3 -type d -name '*hull*')
