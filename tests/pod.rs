@@ -34,10 +34,17 @@ impl PodEnv {
     }
 
     fn run_with_cni(&self, manifest: &str, cni_dir: &Path) -> Output {
+        self.run_full(manifest, cni_dir, &["--backoff-base-ms", "100"])
+    }
+
+    fn run_full(&self, manifest: &str, cni_dir: &Path, flags: &[&str]) -> Output {
         let text = manifest.replace("ROOTFS", rootfs().to_str().unwrap()).replace("NAME", &self.name);
         let path = self.root.path().join("pod.yaml");
         std::fs::write(&path, text).unwrap();
-        self.hull(&["pod", "run", "--backoff-base-ms", "100", "--cni-conf-dir", cni_dir.to_str().unwrap(), path.to_str().unwrap()])
+        let mut args = vec!["pod", "run", "--cni-conf-dir", cni_dir.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        args.push(path.to_str().unwrap());
+        self.hull(&args)
     }
 
     fn record(&self) -> serde_json::Value {
@@ -892,6 +899,45 @@ spec:
     assert_ok(&env.hull(&["pod", "stop", &env.name]));
     assert!(t.elapsed() < Duration::from_secs(10), "pod stop took {:?}", t.elapsed());
     assert_eq!(env.record()["phase"], "Stopped");
+    env.remove_and_check();
+}
+
+/// `pod stop` is a call the supervisor wakes on: a pod whose init
+/// container sits in a ten-minute back-off stops at once (the bound is
+/// generous, a wait for the back-off would take ten minutes).
+#[test]
+fn a_stop_during_a_long_back_off_returns_promptly() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let env = PodEnv::new("stopcall");
+    let empty = env.root.path().join("no-cni");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = env.run_full(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  restartPolicy: Always\n  initContainers: [{name: i, image: ROOTFS, command: ['false']}]\n  containers: [{name: c, image: ROOTFS, command: [sleep, '1000']}]\n",
+        &empty,
+        &["--backoff-base-ms", "600000", "--wait", "1"],
+    );
+    // `pod run` gives up waiting for the app container after a second (the
+    // pod runs on); the init container's first restart is at once, the
+    // second waits the back-off.
+    assert!(out.status.code().is_some(), "{out:?}");
+    // Its second exit recorded (restart 1 terminated) and no third start:
+    // the supervisor waits out the back-off.
+    wait_for("the init container in its long back-off", Duration::from_secs(30), || {
+        let c = &env.record()["containers"][0];
+        c["restartCount"] == 1 && c["state"] == "Terminated"
+    });
+    // The supervisor is in its back-off wait: give it a moment to be there.
+    std::thread::sleep(Duration::from_millis(300));
+    let t = std::time::Instant::now();
+    assert_ok(&env.hull(&["pod", "stop", &env.name]));
+    assert!(t.elapsed() < Duration::from_secs(60), "pod stop took {:?}", t.elapsed());
+    assert_eq!(env.record()["phase"], "Stopped");
+    // The supervisor has ended (a zombie until whoever adopted it reaps it).
+    let sup = env.record()["supervisorPid"].as_i64().unwrap_or(0);
+    let stat = std::fs::read_to_string(format!("/proc/{sup}/stat")).unwrap_or_default();
+    assert!(stat.is_empty() || stat.rsplit(") ").next().is_some_and(|r| r.starts_with('Z')), "supervisor still runs: {stat}");
     env.remove_and_check();
 }
 

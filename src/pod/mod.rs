@@ -16,6 +16,7 @@ pub mod supervisor;
 pub mod translate;
 pub mod validate;
 pub mod volumes;
+pub mod wake;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -352,11 +353,14 @@ fn stop_locked(root: &StateRoot, rt: &Runtime, name: &str) -> Result<()> {
     let store = PodStore::new(&root.path);
     let rec = store.load(name)?;
     let dir = store.dir(name);
+    // The durable request first (a supervisor started later reads it),
+    // then the call that wakes the running one.
     std::fs::write(dir.stop_request(), b"").sys_context(|| "request stop".into())?;
+    wake::call_stop(&dir.stop_fifo())?;
     let grace = validate::grace_period(rec.manifest.spec.as_ref().and_then(|s| s.termination_grace_period_seconds));
-    let deadline = Instant::now().checked_add(grace + Duration::from_secs(15));
-    while supervisor_alive(&store.load(name)?) && deadline.is_none_or(|d| Instant::now() < d) {
-        std::thread::sleep(Duration::from_millis(20));
+    let rec = store.load(name)?;
+    if supervisor_alive(&rec) {
+        wake::wait_process_gone(rec.supervisor_pid, grace.saturating_add(Duration::from_secs(15)));
     }
     let rec = store.load(name)?;
     if let Some(id) = sandbox_of(rt, &rec) {

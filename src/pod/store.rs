@@ -41,6 +41,10 @@ impl PodDir {
     pub fn stop_request(&self) -> PathBuf {
         self.path.join("stop")
     }
+    /// The FIFO a running supervisor listens on for stop calls.
+    pub fn stop_fifo(&self) -> PathBuf {
+        self.path.join("stop.fifo")
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

@@ -16,6 +16,7 @@ use super::backoff::{should_restart, Backoff, BackoffConfig, RestartPolicy};
 use super::probe::{self, ContainerProbes, ProbeSpec, ProbeTarget, Transition};
 use super::store::{ContainerState, ContainerStatus, PodDir, PodRecord, PodStore};
 use super::translate::{self, HostVolume};
+use super::wake::Wakeups;
 use crate::error::{Error, Result};
 use crate::monitor::exit::ExitRecord;
 use crate::runtime::{self, Runtime, SandboxId};
@@ -93,8 +94,48 @@ impl Supervisor<'_> {
         super::validate::grace_period(self.rec.manifest.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
     }
 
+    /// The durable stop request: read at start and when a stop call
+    /// wakes the supervisor, never polled.
     fn stop_requested(&self) -> bool {
         self.dir.stop_request().exists()
+    }
+
+    /// Sleep until an event (a stop call, an exit record, the end of a
+    /// running container's monitor or init) or `until`. True when a stop
+    /// was requested.
+    fn wait_event(&mut self, wake: &mut Wakeups, until: Option<Instant>) -> bool {
+        self.reap_monitors();
+        let mut procs = Vec::new();
+        let mut look_now = false;
+        for c in self.rec.containers.iter().filter(|c| c.state == ContainerState::Running) {
+            let Some(id) = &c.container_id else { continue };
+            match self.rt.container_pidfds(id) {
+                Ok(fds) if !fds.is_empty() => procs.extend(fds),
+                // Neither its monitor nor its init runs: its status says
+                // how it ended, now.
+                _ => look_now |= wake.watches_processes(),
+            }
+        }
+        let until = if look_now { Some(Instant::now()) } else { until };
+        wake.wait(&procs, until) && self.stop_requested()
+    }
+
+    /// When the main loop must look again with no event: the next probe
+    /// due, the next restart.
+    fn next_timer(&self, tracked: &[Tracked]) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        for (idx, t) in tracked.iter().enumerate().filter(|(_, t)| !t.init) {
+            let at = match self.rec.containers[idx].state {
+                ContainerState::Running if t.stopping.is_none() => t.probes.as_ref().and_then(|p| p.next_due()),
+                ContainerState::Waiting => t.restart_at,
+                _ => None,
+            };
+            next = match (next, at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        next
     }
 
     /// Create and start the current attempt of container `idx`. The id is
@@ -212,6 +253,12 @@ impl Supervisor<'_> {
     /// Run the pod to its end (or until stopped).
     pub fn run(&mut self) -> Result<()> {
         let mut tracked = self.tracked();
+        // Listening before the request is read: a stop asked from here on
+        // wakes the loop, one asked before is read just below.
+        let mut wake = Wakeups::open(&self.dir.stop_fifo(), &self.rt.exits_dir())?;
+        if self.stop_requested() {
+            return self.finish_stop();
+        }
         // A supervisor that takes over from a dead one finds containers
         // already done or running in the record: it adopts them.
         let init_done = |s: &Self, idx: usize| {
@@ -230,9 +277,6 @@ impl Supervisor<'_> {
                 continue;
             }
             loop {
-                if self.stop_requested() {
-                    return self.finish_stop();
-                }
                 let adopted = self.rec.containers[idx].state == ContainerState::Running;
                 if !adopted {
                     if let Err(e) = self.start(idx, &tracked[idx]) {
@@ -244,11 +288,9 @@ impl Supervisor<'_> {
                 }
                 self.save();
                 while self.exit_of(idx).is_none() {
-                    if self.stop_requested() {
+                    if self.wait_event(&mut wake, None) {
                         return self.finish_stop();
                     }
-                    self.reap_monitors();
-                    std::thread::sleep(Duration::from_millis(50));
                 }
                 self.note_exit(idx);
                 let code = self.rec.containers[idx].last_exit.as_ref().map_or(1, |e| e.exit_code);
@@ -263,13 +305,12 @@ impl Supervisor<'_> {
                     return Ok(());
                 }
                 self.bump_attempt(idx);
-                // The back-off in slices: a `pod stop` meanwhile is not held up.
+                // A `pod stop` during the back-off wakes the wait.
                 let until = Instant::now() + tracked[idx].backoff.restart_delay(Instant::now());
                 while Instant::now() < until {
-                    if self.stop_requested() {
+                    if self.wait_event(&mut wake, Some(until)) {
                         return self.finish_stop();
                     }
-                    std::thread::sleep(until.saturating_duration_since(Instant::now()).min(Duration::from_millis(50)));
                 }
             }
         }
@@ -298,13 +339,9 @@ impl Supervisor<'_> {
         }
         self.rec.phase = "Running".into();
         self.save();
-        // From here on the supervisor mostly sleeps and polls.
+        // From here on the supervisor mostly sleeps on events.
         crate::linux::syscall::trim_resident_code();
         loop {
-            if self.stop_requested() {
-                return self.finish_stop();
-            }
-            self.reap_monitors();
             let mut changed = false;
             let mut active = false;
             // idx indexes both `tracked` and the record's containers.
@@ -368,7 +405,12 @@ impl Supervisor<'_> {
             if changed {
                 self.save();
             }
-            std::thread::sleep(Duration::from_millis(100));
+            // A change (an exit noted, a restart) is looked at again at
+            // once: it may have ended the pod or armed a timer.
+            let next = if changed { Some(Instant::now()) } else { self.next_timer(&tracked) };
+            if self.wait_event(&mut wake, next) {
+                return self.finish_stop();
+            }
         }
     }
 
