@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use k8s_openapi::api::core::v1::Container;
 
 use super::backoff::{should_restart, Backoff, BackoffConfig, RestartPolicy};
+use super::eviction::{self, DiskLimit};
 use super::probe::{self, ContainerProbes, ProbeSpec, ProbeTarget, Transition};
 use super::store::{ContainerState, ContainerStatus, PodDir, PodRecord, PodStore};
 use super::translate::{self, HostVolume};
@@ -35,6 +36,20 @@ struct Tracked {
     /// A stop in progress (a failed liveness probe), on its own thread so
     /// that its grace period holds up nothing else.
     stopping: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What the supervisor waits on: its wake-ups, and the disk emptyDirs
+/// whose usage it measures every [`eviction::CHECK_EVERY`].
+struct Events {
+    wake: Wakeups,
+    limits: Vec<DiskLimit>,
+    next_check: Instant,
+}
+
+/// Why the supervisor's loop ends early.
+enum End {
+    Stop,
+    Evict(String),
 }
 
 pub struct Supervisor<'a> {
@@ -101,9 +116,9 @@ impl Supervisor<'_> {
     }
 
     /// Sleep until an event (a stop call, an exit record, the end of a
-    /// running container's monitor or init) or `until`. True when a stop
-    /// was requested.
-    fn wait_event(&mut self, wake: &mut Wakeups, until: Option<Instant>) -> bool {
+    /// running container's monitor or init), `until`, or the next volume
+    /// check. Some when the pod must end: stopped, or evicted.
+    fn wait_event(&mut self, ev: &mut Events, until: Option<Instant>) -> Option<End> {
         self.reap_monitors();
         let mut procs = Vec::new();
         let mut look_now = false;
@@ -113,11 +128,30 @@ impl Supervisor<'_> {
                 Ok(fds) if !fds.is_empty() => procs.extend(fds),
                 // Neither its monitor nor its init runs: its status says
                 // how it ended, now.
-                _ => look_now |= wake.watches_processes(),
+                _ => look_now |= ev.wake.watches_processes(),
             }
         }
-        let until = if look_now { Some(Instant::now()) } else { until };
-        wake.wait(&procs, until) && self.stop_requested()
+        let mut until = if look_now { Some(Instant::now()) } else { until };
+        if !ev.limits.is_empty() {
+            until = Some(until.map_or(ev.next_check, |u| u.min(ev.next_check)));
+        }
+        if ev.wake.wait(&procs, until) && self.stop_requested() {
+            return Some(End::Stop);
+        }
+        if !ev.limits.is_empty() && Instant::now() >= ev.next_check {
+            ev.next_check = Instant::now() + eviction::CHECK_EVERY;
+            if let Some(message) = eviction::exceeded(&ev.limits) {
+                return Some(End::Evict(message));
+            }
+        }
+        None
+    }
+
+    fn end(&mut self, end: End) -> Result<()> {
+        match end {
+            End::Stop => self.finish_stop(),
+            End::Evict(message) => self.evict(message),
+        }
     }
 
     /// When the main loop must look again with no event: the next probe
@@ -255,10 +289,13 @@ impl Supervisor<'_> {
         let mut tracked = self.tracked();
         // Listening before the request is read: a stop asked from here on
         // wakes the loop, one asked before is read just below.
-        let mut wake = Wakeups::open(&self.dir.stop_fifo(), &self.rt.exits_dir())?;
+        let wake = Wakeups::open(&self.dir.stop_fifo(), &self.rt.exits_dir())?;
         if self.stop_requested() {
             return self.finish_stop();
         }
+        let volumes = self.rec.manifest.spec.as_ref().and_then(|s| s.volumes.clone()).unwrap_or_default();
+        let limits = eviction::limits_of(&super::rec_volumes_dir(&self.rec), &volumes);
+        let mut ev = Events { wake, limits, next_check: Instant::now() + eviction::CHECK_EVERY };
         // A supervisor that takes over from a dead one finds containers
         // already done or running in the record: it adopts them.
         let init_done = |s: &Self, idx: usize| {
@@ -288,8 +325,8 @@ impl Supervisor<'_> {
                 }
                 self.save();
                 while self.exit_of(idx).is_none() {
-                    if self.wait_event(&mut wake, None) {
-                        return self.finish_stop();
+                    if let Some(end) = self.wait_event(&mut ev, None) {
+                        return self.end(end);
                     }
                 }
                 self.note_exit(idx);
@@ -308,8 +345,8 @@ impl Supervisor<'_> {
                 // A `pod stop` during the back-off wakes the wait.
                 let until = Instant::now() + tracked[idx].backoff.restart_delay(Instant::now());
                 while Instant::now() < until {
-                    if self.wait_event(&mut wake, Some(until)) {
-                        return self.finish_stop();
+                    if let Some(end) = self.wait_event(&mut ev, Some(until)) {
+                        return self.end(end);
                     }
                 }
             }
@@ -408,8 +445,8 @@ impl Supervisor<'_> {
             // A change (an exit noted, a restart) is looked at again at
             // once: it may have ended the pod or armed a timer.
             let next = if changed { Some(Instant::now()) } else { self.next_timer(&tracked) };
-            if self.wait_event(&mut wake, next) {
-                return self.finish_stop();
+            if let Some(end) = self.wait_event(&mut ev, next) {
+                return self.end(end);
             }
         }
     }
@@ -501,7 +538,25 @@ impl Supervisor<'_> {
     /// Stop every container (one shared grace period), give the network
     /// back and stop the holder: the runtime's sandbox stop.
     fn finish_stop(&mut self) -> Result<()> {
-        let grace = self.grace();
+        self.stop_all(self.grace(), "Stopped")
+    }
+
+    /// A volume over its limit: the kubelet's local storage eviction. The
+    /// containers are killed at once (the kubelet evicts for local storage
+    /// with no grace period), the network given back, and the pod is
+    /// Failed with reason Evicted and the message.
+    fn evict(&mut self, message: String) -> Result<()> {
+        log::warn!("pod {}: evicted: {message}", self.rec.name);
+        // Recorded first: a supervisor that dies here leaves an evicted pod.
+        self.rec.reason = "Evicted".into();
+        self.rec.message = message;
+        self.save();
+        self.stop_all(Duration::ZERO, "Failed")
+    }
+
+    /// The sandbox stopped with `grace`, the containers' exits noted, the
+    /// pod in `phase`.
+    fn stop_all(&mut self, grace: Duration, phase: &str) -> Result<()> {
         if let Err(e) = self.rt.stop_sandbox(&self.sandbox, grace) {
             log::error!("pod {}: stop: {e}", self.rec.name);
         }
@@ -510,7 +565,7 @@ impl Supervisor<'_> {
                 self.note_exit(idx);
             }
         }
-        self.rec.phase = "Stopped".into();
+        self.rec.phase = phase.into();
         self.save();
         Ok(())
     }
