@@ -25,7 +25,7 @@ trap cleanup EXIT
 
 sed "s|ROOTFS|$ROOTFS|" examples/pod.yaml > "$STATE/pod.yaml"
 echo "+ hull pod run examples/pod.yaml"
-"$HULL" --root "$STATE" pod run "$STATE/pod.yaml"
+"$HULL" --root "$STATE" pod run --state-dir "$STATE/state" "$STATE/pod.yaml"
 echo
 echo "+ waiting for the pod to finish"
 for _ in $(seq 1 100); do

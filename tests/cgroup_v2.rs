@@ -667,6 +667,14 @@ spec:
     let pod_dir = Path::new("/sys/fs/cgroup").join(format!("hull-pod-{uid}"));
     let pod_mem = read_all(&pod_dir.join("memory.max"));
     let pod_cpu = read_all(&pod_dir.join("cpu.max"));
+    // The sandbox holder lives in its own leaf of the pod cgroup: the pod
+    // cgroup itself, parent of the containers' cgroups, holds no process.
+    let view: Value = serde_json::from_slice(&hull(&["pod", "ps", "-o", "json", &name]).stdout).unwrap_or(Value::Null);
+    let holder_cg = view["holderPid"]
+        .as_i64()
+        .map(|p| read_all(Path::new(&format!("/proc/{p}/cgroup"))))
+        .unwrap_or_default();
+    let pod_procs = read_all(&pod_dir.join("cgroup.procs"));
     wait_for("the hog's exit", Duration::from_secs(60), || !record()["containers"][1]["lastExit"].is_null());
     let rec = record();
     let logs = hull(&["pod", "logs", &name, "-c", "steady"]);
@@ -674,6 +682,8 @@ spec:
     let hog = &rec["containers"][1];
     assert_eq!(pod_mem.trim(), (96 * MIB).to_string(), "pod memory.max");
     assert_eq!(pod_cpu.trim(), "75000 100000", "pod cpu.max");
+    assert_eq!(holder_cg.trim(), format!("0::/hull-pod-{uid}/{}", rec["sandboxId"].as_str().unwrap_or("?")), "holder's cgroup");
+    assert_eq!(pod_procs.trim(), "", "processes in the pod cgroup itself");
     assert_eq!(hog["lastExit"]["exitCode"], 137, "{hog}");
     assert_eq!(hog["lastExit"]["reason"], "OOMKilled", "{hog}");
     assert_ok(&logs);

@@ -533,6 +533,8 @@ fn netns_create_and_remove_leave_nothing() {
     let new = std::fs::metadata(&ns).unwrap();
     use std::os::unix::fs::MetadataExt;
     assert_ne!(host.ino(), new.ino(), "the pinned netns is the host's");
+    // Made in a thread of its own (no fork): this thread stays in its netns.
+    assert_eq!(std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino(), host.ino());
     // Only lo, and it is down until loopback_up.
     let links = s(&in_netns(&ns, &["ip", "-o", "link"]).stdout);
     assert_eq!(links.lines().count(), 1, "{links}");

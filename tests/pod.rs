@@ -34,10 +34,23 @@ impl PodEnv {
     }
 
     fn run_with_cni(&self, manifest: &str, cni_dir: &Path) -> Output {
+        self.run_full(manifest, cni_dir, &["--backoff-base-ms", "100"])
+    }
+
+    fn run_full(&self, manifest: &str, cni_dir: &Path, flags: &[&str]) -> Output {
         let text = manifest.replace("ROOTFS", rootfs().to_str().unwrap()).replace("NAME", &self.name);
         let path = self.root.path().join("pod.yaml");
         std::fs::write(&path, text).unwrap();
-        self.hull(&["pod", "run", "--backoff-base-ms", "100", "--cni-conf-dir", cni_dir.to_str().unwrap(), path.to_str().unwrap()])
+        let state = self.state_dir();
+        let mut args = vec!["pod", "run", "--state-dir", state.to_str().unwrap(), "--cni-conf-dir", cni_dir.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        args.push(path.to_str().unwrap());
+        self.hull(&args)
+    }
+
+    /// This env's `--state-dir` (emptyDirs on disk).
+    fn state_dir(&self) -> PathBuf {
+        self.root.path().join("state")
     }
 
     fn record(&self) -> serde_json::Value {
@@ -86,6 +99,7 @@ impl PodEnv {
         let root = self.root.path().to_str().unwrap().to_string();
         wait_for("pod resources gone", Duration::from_secs(5), || pod_leftovers(&root, &uid, holder).is_empty());
         assert!(!self.root.path().join("pods").join(&self.name).exists(), "pod dir left");
+        assert!(!self.state_dir().join("pods").join(&uid).exists(), "pod state dir (emptyDirs) left");
     }
 }
 
@@ -151,9 +165,9 @@ spec:
       for n in net ipc uts mnt; do echo "$n $(readlink /proc/self/ns/$n)"; done
       touch /tmp/only-in-a 2>/dev/null || mkdir -p /only-in-a
       touch /dev/mqueue/hull-ipc-check
-      echo from-a > /shared/msg
       nc -l -p 7070 -e echo pong &
-      sleep 2
+      echo from-a > /shared/msg
+      sleep 6
     volumeMounts: [{name: shared, mountPath: /shared}]
   - name: b
     image: ROOTFS
@@ -164,7 +178,7 @@ spec:
       for n in net ipc uts mnt; do echo "$n $(readlink /proc/self/ns/$n)"; done
       for i in $(seq 1 50); do [ -f /shared/msg ] && break; sleep 0.1; done
       echo "read $(cat /shared/msg)"
-      for i in $(seq 1 20); do r=$(nc 127.0.0.1 7070 </dev/null) && [ -n "$r" ] && break; sleep 0.1; done
+      for i in $(seq 1 50); do r=$(nc 127.0.0.1 7070 </dev/null) && [ -n "$r" ] && break; sleep 0.1; done
       echo "net $r"
       if [ -e /tmp/only-in-a ] || [ -e /only-in-a ]; then echo sees-a-files; else echo own-filesystem; fi
       ls /dev/mqueue
@@ -892,6 +906,130 @@ spec:
     assert_ok(&env.hull(&["pod", "stop", &env.name]));
     assert!(t.elapsed() < Duration::from_secs(10), "pod stop took {:?}", t.elapsed());
     assert_eq!(env.record()["phase"], "Stopped");
+    env.remove_and_check();
+}
+
+/// emptyDirs as the kubelet makes them: on disk under the state directory
+/// (a plain directory, no mount of its own), `medium: Memory` a tmpfs of
+/// its sizeLimit; a container writing past a disk emptyDir's sizeLimit
+/// gets the pod evicted (Failed, reason Evicted, a message naming the
+/// volume and the limit), and removal removes the volumes.
+#[test]
+fn empty_dirs_on_disk_and_in_memory_and_eviction_past_a_size_limit() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let env = PodEnv::new("evict");
+    assert_ok(&env.run(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: NAME}
+spec:
+  restartPolicy: Always
+  terminationGracePeriodSeconds: 30
+  volumes:
+  - {name: d, emptyDir: {sizeLimit: 1Mi}}
+  - {name: m, emptyDir: {medium: Memory, sizeLimit: 2Mi}}
+  containers:
+  - name: c
+    image: ROOTFS
+    command: [sh, -c, 'trap "" TERM; echo hi > /m/x; until [ -f /d/go ]; do sleep 0.1; done; dd if=/dev/zero of=/d/big bs=1024 count=2048; sleep 1000']
+    volumeMounts: [{name: d, mountPath: /d}, {name: m, mountPath: /m}]
+"#,
+    ));
+    let vols = env.state_dir().join("pods").join(env.uid()).join("volumes");
+    use std::os::unix::fs::MetadataExt;
+    let dev = |p: &Path| std::fs::metadata(p).unwrap().dev();
+    let tmpfs = |p: &Path| nix::sys::statfs::statfs(p).unwrap().filesystem_type() == nix::sys::statfs::TMPFS_MAGIC;
+    // On disk: under the state dir, in its parent's filesystem.
+    assert!(vols.join("d").is_dir(), "no disk emptyDir at {}", vols.display());
+    assert_eq!(dev(&vols.join("d")), dev(&vols), "the disk emptyDir is a mount of its own");
+    // In memory: a tmpfs of the limit's size, the container's file in it.
+    let m = vols.join("m");
+    assert!(tmpfs(&m) && dev(&m) != dev(&vols), "the Memory emptyDir is not a tmpfs");
+    let st = nix::sys::statvfs::statvfs(&m).unwrap();
+    assert_eq!(st.blocks() as u64 * st.fragment_size() as u64, 2 << 20);
+    wait_for("the container's file in the Memory emptyDir", Duration::from_secs(10), || m.join("x").exists());
+    // Within the limit: still running after a few checks.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(env.record()["phase"], "Running");
+    std::fs::write(vols.join("d/go"), "").unwrap();
+    // Past it: evicted at the next check, the container killed at once
+    // (it ignores SIGTERM and has 30 s of grace).
+    assert_eq!(env.wait_phase(&["Failed", "Succeeded", "Stopped"]), "Failed");
+    let rec = env.record();
+    assert_eq!(rec["reason"], "Evicted", "{rec}");
+    let msg = rec["message"].as_str().unwrap_or("");
+    assert!(msg.contains("\"d\"") && msg.contains("1Mi"), "{msg}");
+    assert_eq!(rec["containers"][0]["state"], "Terminated", "{rec}");
+    let ps = s(&env.hull(&["pod", "ps", &env.name]).stdout);
+    assert!(ps.contains("Failed (Evicted: ") && ps.contains("1Mi"), "{ps}");
+    let ls = s(&env.hull(&["pod", "ls"]).stdout);
+    assert!(ls.lines().any(|l| l.starts_with(&env.name) && l.contains("Evicted")), "{ls}");
+    env.remove_and_check();
+    assert!(!vols.exists());
+}
+
+/// A pod uid names the pod's state directory: a uid that is not a plain
+/// name is refused naming the field, and a second pod with the uid of a
+/// running one is refused without touching the first's volumes.
+#[test]
+fn pod_uids_are_checked_and_not_shared() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let env = PodEnv::new("uid");
+    let uid = format!("uid-{}", env.name);
+    let manifest = "apiVersion: v1\nkind: Pod\nmetadata: {name: NAME, uid: UID}\nspec:\n  terminationGracePeriodSeconds: 1\n  volumes: [{name: v, emptyDir: {}}]\n  containers: [{name: c, image: ROOTFS, command: [sh, -c, 'echo kept > /v/f; sleep 100'], volumeMounts: [{name: v, mountPath: /v}]}]\n";
+    assert_fails_mentioning(&env.run(&manifest.replace("UID", "'../x'")), &["metadata.uid"]);
+    assert!(!env.state_dir().join("x").exists() && !env.state_dir().join("pods").exists());
+    assert_ok(&env.run(&manifest.replace("UID", &uid)));
+    let f = env.state_dir().join("pods").join(&uid).join("volumes/v/f");
+    wait_for("the first pod's file", Duration::from_secs(10), || f.exists());
+    let o = env.run(&manifest.replace("NAME", "NAME-b").replace("UID", &uid));
+    assert_fails_mentioning(&o, &["metadata.uid"]);
+    assert!(!env.root.path().join("pods").join(format!("{}-b", env.name)).exists(), "the refused pod left its directory");
+    assert_eq!(read_all(&f), "kept\n", "the refused pod touched the first's volume");
+    env.remove_and_check();
+}
+
+/// `pod stop` is a call the supervisor wakes on: a pod whose init
+/// container sits in a ten-minute back-off stops at once (the bound is
+/// generous, a wait for the back-off would take ten minutes).
+#[test]
+fn a_stop_during_a_long_back_off_returns_promptly() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let env = PodEnv::new("stopcall");
+    let empty = env.root.path().join("no-cni");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = env.run_full(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  restartPolicy: Always\n  initContainers: [{name: i, image: ROOTFS, command: ['false']}]\n  containers: [{name: c, image: ROOTFS, command: [sleep, '1000']}]\n",
+        &empty,
+        &["--backoff-base-ms", "600000", "--wait", "1"],
+    );
+    // `pod run` gives up waiting for the app container after a second (the
+    // pod runs on); the init container's first restart is at once, the
+    // second waits the back-off.
+    assert!(out.status.code().is_some(), "{out:?}");
+    // Its second exit recorded (restart 1 terminated) and no third start:
+    // the supervisor waits out the back-off.
+    wait_for("the init container in its long back-off", Duration::from_secs(30), || {
+        let c = &env.record()["containers"][0];
+        c["restartCount"] == 1 && c["state"] == "Terminated"
+    });
+    // The supervisor is in its back-off wait: give it a moment to be there.
+    std::thread::sleep(Duration::from_millis(300));
+    let t = std::time::Instant::now();
+    assert_ok(&env.hull(&["pod", "stop", &env.name]));
+    assert!(t.elapsed() < Duration::from_secs(60), "pod stop took {:?}", t.elapsed());
+    assert_eq!(env.record()["phase"], "Stopped");
+    // The supervisor has ended (a zombie until whoever adopted it reaps it).
+    let sup = env.record()["supervisorPid"].as_i64().unwrap_or(0);
+    let stat = std::fs::read_to_string(format!("/proc/{sup}/stat")).unwrap_or_default();
+    assert!(stat.is_empty() || stat.rsplit(") ").next().is_some_and(|r| r.starts_with('Z')), "supervisor still runs: {stat}");
     env.remove_and_check();
 }
 

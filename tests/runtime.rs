@@ -111,6 +111,22 @@ fn sandbox_with_two_containers_created_then_started() {
     let st = rt.sandbox_status(&sb).unwrap();
     assert_eq!(st.state, SandboxState::Ready);
     let holder = st.holder_pid.expect("a holder");
+    // The holder lives in the pod cgroup, in its own leaf named by the
+    // sandbox id (containerd's place for pause), in every hierarchy.
+    let holder_cg = format!("{}/{}", st.cgroup_parent, sb.as_str());
+    let lines = std::fs::read_to_string(format!("/proc/{holder}/cgroup")).unwrap();
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let mut checked = 0;
+    for l in lines.lines() {
+        let mut f = l.splitn(3, ':').skip(1);
+        let (ctrls, path) = (f.next().unwrap(), f.next().unwrap());
+        // On a hybrid host the empty cgroup2 mount ("0::") is not hull's.
+        if v2 || !ctrls.is_empty() {
+            assert_eq!(path, holder_cg, "holder's cgroups:\n{lines}");
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "{lines}");
     let out = tempfile::tempdir_in(env.root()).unwrap();
     // The shell is pid 1 of its PID namespace: SIGTERM reaches it only
     // through a trap.

@@ -279,6 +279,9 @@ pub enum PodCmd {
         /// How long to wait for the containers to start (seconds)
         #[arg(long, default_value_t = 60)]
         wait: u64,
+        /// Where the pod's persistent files go: emptyDirs on disk in <DIR>/pods/<uid>/volumes
+        #[arg(long = "state-dir", default_value = "/var/lib/hull")]
+        state_dir: PathBuf,
         /// CNI network config directory (the first config in it is used)
         #[arg(long = "cni-conf-dir", default_value = "/etc/cni/net.d")]
         cni_conf_dir: PathBuf,

@@ -19,7 +19,13 @@ pub fn dispatch(root: &StateRoot, image_root: &std::path::Path, cmd: &PodCmd) ->
     };
     let rt = pod::open_runtime(root, image_root, cni)?;
     match cmd {
-        PodCmd::Run { file, namespace, backoff_base_ms, wait, .. } => {
+        PodCmd::Run { file, namespace, backoff_base_ms, wait, state_dir, .. } => {
+            // Recorded in the pod record: the same for every later command.
+            let state_dir = if state_dir.is_absolute() {
+                state_dir.clone()
+            } else {
+                std::env::current_dir().map_err(|e| Error::sys("current directory", e))?.join(state_dir)
+            };
             let rec = pod::run(
                 root,
                 &rt,
@@ -28,6 +34,7 @@ pub fn dispatch(root: &StateRoot, image_root: &std::path::Path, cmd: &PodCmd) ->
                     backoff_base: Duration::from_millis(*backoff_base_ms),
                     wait: Duration::from_secs(*wait),
                     namespace: namespace.clone(),
+                    state_dir,
                 },
             )?;
             let view = pod::view(&rt, rec);
@@ -50,7 +57,9 @@ pub fn dispatch(root: &StateRoot, image_root: &std::path::Path, cmd: &PodCmd) ->
                 // probe (if any) passing.
                 let ready = app.iter().filter(|c| c.state == ContainerState::Running && c.ready).count();
                 let restarts: u32 = p.containers.iter().map(|c| c.restart_count).sum();
-                println!("{:<24} {:<10} {:<7} {:<9} {}", p.name, p.phase, format!("{ready}/{}", app.len()), restarts, p.created);
+                // The reason when the kubelet gives one (Evicted), as kubectl's STATUS.
+                let phase = if p.reason.is_empty() { &p.phase } else { &p.reason };
+                println!("{:<24} {:<10} {:<7} {:<9} {}", p.name, phase, format!("{ready}/{}", app.len()), restarts, p.created);
             }
             Ok(0)
         }
@@ -62,9 +71,10 @@ pub fn dispatch(root: &StateRoot, image_root: &std::path::Path, cmd: &PodCmd) ->
                 return Ok(0);
             }
             println!(
-                "pod/{} {}{}",
+                "pod/{} {}{}{}",
                 rec.name,
                 rec.phase,
+                if rec.reason.is_empty() { String::new() } else { format!(" ({}: {})", rec.reason, rec.message) },
                 if pod::supervisor_alive(&rec) || rec.is_final() { "" } else { " (supervisor not running)" }
             );
             print_containers(&rec);

@@ -1,23 +1,18 @@
 //! Pinned network namespaces for pods: a new netns kept alive by a bind
 //! mount of its nsfs file onto `<dir>/<name>`, with no process holding it.
 //!
-//! The namespace is made by a short-lived forked child (unshare + bind
-//! mount + exit), never in the caller: the caller stays in the host netns
-//! and keeps no extra thread. Every error path removes what it made.
-use std::ffi::CString;
-use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::ffi::OsStrExt;
+//! The namespace is made by a short-lived thread (unshare + bind mount +
+//! exit), never by forking and never in the caller's own threads: they stay
+//! in the host netns. Every error path removes what it made.
 use std::path::{Path, PathBuf};
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::statfs::{statfs, NSFS_MAGIC};
 
 use super::attachment::Attachment;
 use super::config::{CniConfig, CniOptions};
 use super::error::{NetworkError, Result};
 
-/// How long the netns helper child may take (unshare + one bind mount).
+/// How long the netns helper thread may take (unshare + one bind mount).
 const HELPER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Create a new, empty network namespace pinned at `dir/name` (`dir` is
@@ -25,8 +20,8 @@ const HELPER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 pub fn create_netns(dir: &Path, name: &str) -> Result<PathBuf> {
     let path = new_netns_file(dir, name)?;
     if let Err(e) = pin_new_netns(&path) {
-        // The child may have mounted before failing to report (killed):
-        // unmount as well as unlink.
+        // The thread may have mounted before the wait gave up: unmount as
+        // well as unlink.
         let _ = remove_netns(&path);
         return Err(e);
     }
@@ -119,104 +114,52 @@ pub fn loopback_up(netns: &Path, container_id: &str, opts: &CniOptions) -> Resul
     Ok(att)
 }
 
-/// Fork a child that unshares a new netns and bind-mounts its own
-/// /proc/self/ns/net onto `target`, then exits. Its errno comes back over a
-/// pipe with the step that failed.
+/// Make a new netns in a short-lived thread and bind-mount that thread's
+/// `/proc/thread-self/ns/net` onto `target`. A network namespace is a
+/// per-task attribute, so `unshare(CLONE_NEWNET)` moves only that thread;
+/// the caller's threads stay in their namespace, and nothing forks (the
+/// caller may be a threaded daemon). The thread exits at once: the mount
+/// is what keeps the namespace alive.
 fn pin_new_netns(target: &Path) -> Result<()> {
-    let target_c = CString::new(target.as_os_str().as_bytes())
-        .map_err(|_| NetworkError::InvalidRequest(format!("netns path {} contains a NUL byte", target.display())))?;
-    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| NetworkError::sys("pipe", e))?;
-    let src = c"/proc/self/ns/net";
-    // SAFETY: between fork and _exit the child makes only raw syscalls
-    // (unshare, mount, write, _exit), all async-signal-safe, on memory
-    // prepared before the fork (the two C strings, a stack array). So this
-    // is sound even when the caller has other threads (the test harness):
-    // the child takes no lock and allocates nothing.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
-        let mut report = [0i32; 2];
-        // SAFETY: plain syscalls with valid NUL-terminated strings.
-        unsafe {
-            if libc::unshare(libc::CLONE_NEWNET) != 0 {
-                report = [1, *libc::__errno_location()];
-            } else if libc::mount(src.as_ptr(), target_c.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) != 0 {
-                report = [2, *libc::__errno_location()];
-            }
-            if report[0] != 0 {
-                libc::write(wr.as_raw_fd(), report.as_ptr().cast(), std::mem::size_of_val(&report));
-            }
-            libc::_exit(report[0]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = target.to_path_buf();
+    let worker = std::thread::Builder::new()
+        .name("hull-netns".into())
+        .spawn(move || {
+            let result = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| NetworkError::sys("unshare(CLONE_NEWNET)", e))
+                .and_then(|()| {
+                    nix::mount::mount(Some("/proc/thread-self/ns/net"), &path, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
+                        .map_err(|e| NetworkError::sys(format!("bind-mount the new netns onto {}", path.display()), e))
+                });
+            let _ = tx.send(result);
+        })
+        .map_err(|e| NetworkError::sys("start a thread to create a netns", e))?;
+    // A mount that hangs (a target on a dead network filesystem) must not
+    // hang hull: a bounded wait, after which the thread is left to finish
+    // on its own (it holds nothing but its namespace).
+    match rx.recv_timeout(HELPER_TIMEOUT) {
+        Ok(result) => {
+            // Joined, so the thread is gone (the kernel clears its tid at
+            // exit): a caller that is otherwise single-threaded is so again
+            // and may fork.
+            let _ = worker.join();
+            result?;
+        }
+        Err(_) => {
+            return Err(NetworkError::sys(
+                format!("create a netns at {}", target.display()),
+                std::io::Error::from(std::io::ErrorKind::TimedOut),
+            ))
         }
     }
-    if pid < 0 {
-        return Err(NetworkError::sys("fork to create a netns", std::io::Error::last_os_error()));
-    }
-    drop(wr);
-    // The pipe reaches EOF when the child exits (its copy of the write end
-    // closes), after 8 bytes if a step failed. A mount that hangs (a target
-    // on a dead network filesystem) must not hang hull: bounded wait.
-    let mut reader = std::fs::File::from(rd);
-    let ready = {
-        let mut fds = [PollFd::new(reader.as_fd(), PollFlags::POLLIN)];
-        let deadline = std::time::Instant::now() + HELPER_TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match poll(&mut fds, PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)) {
-                Err(nix::errno::Errno::EINTR) if !left.is_zero() => continue,
-                Ok(n) => break n > 0,
-                Err(_) => break false,
-            }
-        }
-    };
-    if !ready {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-    }
-    let mut bytes = [0u8; 8];
-    let got = if ready { read_full(&mut reader, &mut bytes) } else { 0 };
-    // Reap it. ECHILD is possible if the caller reaps every child (a
-    // subreaper loop) or ignores SIGCHLD; the result then comes from the
-    // pipe and the mount itself, not the exit status.
-    // A killed child stuck in the kernel may not die at once: then give up
-    // on it after a second rather than block.
-    let flags = if ready { None } else { Some(nix::sys::wait::WaitPidFlag::WNOHANG) };
-    let mut tries = 0;
-    let status = loop {
-        match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), flags) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            Ok(nix::sys::wait::WaitStatus::StillAlive) if tries < 100 => {
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            other => break other,
-        }
-    };
-    if got == bytes.len() {
-        let step = i32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-        let errno = i32::from_ne_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
-        let what =
-            if step == 1 { "unshare(CLONE_NEWNET)".to_string() } else { format!("bind-mount the new netns onto {}", target.display()) };
-        return Err(NetworkError::sys(what, std::io::Error::from_raw_os_error(errno)));
-    }
-    if ready && is_netns(target) {
+    if is_netns(target) {
         return Ok(());
     }
     Err(NetworkError::sys(
         format!("create a netns at {}", target.display()),
-        std::io::Error::other(format!("helper child ended with {status:?}")),
+        std::io::Error::other("the bind mount is not a network namespace"),
     ))
-}
-
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> usize {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
-    got
 }
 
 #[cfg(test)]

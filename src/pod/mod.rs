@@ -8,6 +8,7 @@
 //! probes by calling the runtime. The pod's own record ([`store`]) keeps
 //! only what the runtime layer does not.
 pub mod backoff;
+pub mod eviction;
 pub mod manifest;
 pub mod names;
 pub mod probe;
@@ -16,6 +17,7 @@ pub mod supervisor;
 pub mod translate;
 pub mod validate;
 pub mod volumes;
+pub mod wake;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -37,6 +39,9 @@ pub struct RunOptions {
     /// `-n/--namespace`; None: the manifest's `metadata.namespace`, else
     /// `default`.
     pub namespace: Option<String>,
+    /// Where pods' persistent files go (emptyDirs on disk):
+    /// `<state_dir>/pods/<uid>`; `/var/lib/hull` by default.
+    pub state_dir: PathBuf,
 }
 
 /// The runtime layer `hull pod` stands on under a hull root: its records
@@ -88,6 +93,9 @@ fn teardown(rt: &Runtime, store: &PodStore, rec: &PodRecord) -> Result<()> {
         rt.remove_sandbox(&id)?;
     }
     volumes::unmount_all(&rec.volume_mounts);
+    if let Some(state) = &rec.state_dir {
+        volumes::remove_pod_state(state)?;
+    }
     let dir = store.dir(&rec.key()).path;
     std::fs::remove_dir_all(&dir)
         .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
@@ -113,9 +121,10 @@ pub fn run(root: &StateRoot, rt: &Runtime, opts: &RunOptions) -> Result<PodRecor
     names::check_label("namespace", &namespace)?;
     let key = store::pod_key(&namespace, &name);
     let store = PodStore::new(&root.path);
+    let uid = pod.metadata.uid.clone().unwrap_or_else(new_uid);
+    volumes::check_uid(&uid)?;
     let lock = store.lock(&key)?;
     let dir = store.claim(&key)?;
-    let uid = pod.metadata.uid.clone().unwrap_or_else(new_uid);
     let mut rec = PodRecord {
         name: name.clone(),
         namespace,
@@ -127,6 +136,9 @@ pub fn run(root: &StateRoot, rt: &Runtime, opts: &RunOptions) -> Result<PodRecor
         supervisor_pid: 0,
         backoff_base_ms: u64::try_from(opts.backoff_base.as_millis()).unwrap_or(u64::MAX),
         volume_mounts: Vec::new(),
+        state_dir: None,
+        reason: String::new(),
+        message: String::new(),
         image_root: rt.options().image_root.clone(),
         containers: supervisor::initial_statuses(&pod),
     };
@@ -144,7 +156,8 @@ pub fn run(root: &StateRoot, rt: &Runtime, opts: &RunOptions) -> Result<PodRecor
 
 fn set_up(root: &StateRoot, rt: &Runtime, store: &PodStore, dir: &PodDir, rec: &mut PodRecord, opts: &RunOptions) -> Result<()> {
     let spec = rec.manifest.spec.clone().expect("validated");
-    let vols = volumes::prepare(dir, spec.volumes.as_deref().unwrap_or(&[]), &mut rec.volume_mounts);
+    let pod_state = volumes::pod_state_dir(&opts.state_dir, &rec.uid);
+    let vols = volumes::prepare(&pod_state, spec.volumes.as_deref().unwrap_or(&[]), &mut rec.state_dir, &mut rec.volume_mounts);
     store.save(rec)?;
     let vols = vols?;
     // Translate and check every container now, so that a bad manifest
@@ -264,7 +277,7 @@ pub fn supervise(root: &StateRoot, rt: Runtime, name: &str, backoff_base: Durati
         .ok_or_else(|| Error::InvalidState(format!("pod {}: no sandbox", store::shown(name))))?;
     let spec = rec.manifest.spec.clone().expect("validated");
     // Volumes were made by `run`; only their host paths are needed here.
-    let vols = volumes::existing(&dir, spec.volumes.as_deref().unwrap_or(&[]));
+    let vols = volumes::existing(&rec_volumes_dir(&rec), spec.volumes.as_deref().unwrap_or(&[]));
     let mut sup = supervisor::Supervisor {
         rt: Arc::new(rt),
         store: &store,
@@ -276,6 +289,11 @@ pub fn supervise(root: &StateRoot, rt: Runtime, name: &str, backoff_base: Durati
         hull: PathBuf::from("/proc/self/exe"),
     };
     sup.run()
+}
+
+/// Where a pod's emptyDirs are (nowhere when it has none).
+pub fn rec_volumes_dir(rec: &PodRecord) -> PathBuf {
+    rec.state_dir.as_deref().map(volumes::volumes_dir).unwrap_or_default()
 }
 
 /// The current state of a pod's containers, with exits read from the
@@ -352,11 +370,14 @@ fn stop_locked(root: &StateRoot, rt: &Runtime, name: &str) -> Result<()> {
     let store = PodStore::new(&root.path);
     let rec = store.load(name)?;
     let dir = store.dir(name);
+    // The durable request first (a supervisor started later reads it),
+    // then the call that wakes the running one.
     std::fs::write(dir.stop_request(), b"").sys_context(|| "request stop".into())?;
+    wake::call_stop(&dir.stop_fifo())?;
     let grace = validate::grace_period(rec.manifest.spec.as_ref().and_then(|s| s.termination_grace_period_seconds));
-    let deadline = Instant::now().checked_add(grace + Duration::from_secs(15));
-    while supervisor_alive(&store.load(name)?) && deadline.is_none_or(|d| Instant::now() < d) {
-        std::thread::sleep(Duration::from_millis(20));
+    let rec = store.load(name)?;
+    if supervisor_alive(&rec) {
+        wake::wait_process_gone(rec.supervisor_pid, grace.saturating_add(Duration::from_secs(15)));
     }
     let rec = store.load(name)?;
     if let Some(id) = sandbox_of(rt, &rec) {

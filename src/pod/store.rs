@@ -23,9 +23,6 @@ impl PodDir {
     pub fn record(&self) -> PathBuf {
         self.path.join("pod.json")
     }
-    pub fn volume(&self, name: &str) -> PathBuf {
-        self.path.join("volumes").join(name)
-    }
     /// The sandbox's log directory.
     pub fn logs(&self) -> PathBuf {
         self.path.join("logs")
@@ -40,6 +37,10 @@ impl PodDir {
     }
     pub fn stop_request(&self) -> PathBuf {
         self.path.join("stop")
+    }
+    /// The FIFO a running supervisor listens on for stop calls.
+    pub fn stop_fifo(&self) -> PathBuf {
+        self.path.join("stop.fifo")
     }
 }
 
@@ -92,6 +93,16 @@ pub struct PodRecord {
     /// tmpfs emptyDirs mounted on the host (listed before each mount is
     /// made), unmounted on removal.
     pub volume_mounts: Vec<PathBuf>,
+    /// The pod's directory under the state directory
+    /// (`<state dir>/pods/<uid>`, its emptyDirs in `volumes/`), once made;
+    /// removed with the pod.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    /// Why the pod ended, when the kubelet would say (`Evicted`), and how.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
     /// The image store the containers' images come from.
     pub image_root: PathBuf,
     pub containers: Vec<ContainerStatus>,

@@ -13,9 +13,11 @@ use std::time::{Duration, Instant, SystemTime};
 use k8s_openapi::api::core::v1::Container;
 
 use super::backoff::{should_restart, Backoff, BackoffConfig, RestartPolicy};
+use super::eviction::{self, DiskLimit};
 use super::probe::{self, ContainerProbes, ProbeSpec, ProbeTarget, Transition};
 use super::store::{ContainerState, ContainerStatus, PodDir, PodRecord, PodStore};
 use super::translate::{self, HostVolume};
+use super::wake::Wakeups;
 use crate::error::{Error, Result};
 use crate::monitor::exit::ExitRecord;
 use crate::runtime::{self, Runtime, SandboxId};
@@ -34,6 +36,20 @@ struct Tracked {
     /// A stop in progress (a failed liveness probe), on its own thread so
     /// that its grace period holds up nothing else.
     stopping: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What the supervisor waits on: its wake-ups, and the disk emptyDirs
+/// whose usage it measures every [`eviction::CHECK_EVERY`].
+struct Events {
+    wake: Wakeups,
+    limits: Vec<DiskLimit>,
+    next_check: Instant,
+}
+
+/// Why the supervisor's loop ends early.
+enum End {
+    Stop,
+    Evict(String),
 }
 
 pub struct Supervisor<'a> {
@@ -93,8 +109,67 @@ impl Supervisor<'_> {
         super::validate::grace_period(self.rec.manifest.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
     }
 
+    /// The durable stop request: read at start and when a stop call
+    /// wakes the supervisor, never polled.
     fn stop_requested(&self) -> bool {
         self.dir.stop_request().exists()
+    }
+
+    /// Sleep until an event (a stop call, an exit record, the end of a
+    /// running container's monitor or init), `until`, or the next volume
+    /// check. Some when the pod must end: stopped, or evicted.
+    fn wait_event(&mut self, ev: &mut Events, until: Option<Instant>) -> Option<End> {
+        self.reap_monitors();
+        let mut procs = Vec::new();
+        let mut look_now = false;
+        for c in self.rec.containers.iter().filter(|c| c.state == ContainerState::Running) {
+            let Some(id) = &c.container_id else { continue };
+            match self.rt.container_pidfds(id) {
+                Ok(fds) if !fds.is_empty() => procs.extend(fds),
+                // Neither its monitor nor its init runs: its status says
+                // how it ended, now.
+                _ => look_now |= ev.wake.watches_processes(),
+            }
+        }
+        let mut until = if look_now { Some(Instant::now()) } else { until };
+        if !ev.limits.is_empty() {
+            until = Some(until.map_or(ev.next_check, |u| u.min(ev.next_check)));
+        }
+        if ev.wake.wait(&procs, until) && self.stop_requested() {
+            return Some(End::Stop);
+        }
+        if !ev.limits.is_empty() && Instant::now() >= ev.next_check {
+            ev.next_check = Instant::now() + eviction::CHECK_EVERY;
+            if let Some(message) = eviction::exceeded(&ev.limits) {
+                return Some(End::Evict(message));
+            }
+        }
+        None
+    }
+
+    fn end(&mut self, end: End) -> Result<()> {
+        match end {
+            End::Stop => self.finish_stop(),
+            End::Evict(message) => self.evict(message),
+        }
+    }
+
+    /// When the main loop must look again with no event: the next probe
+    /// due, the next restart.
+    fn next_timer(&self, tracked: &[Tracked]) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        for (idx, t) in tracked.iter().enumerate().filter(|(_, t)| !t.init) {
+            let at = match self.rec.containers[idx].state {
+                ContainerState::Running if t.stopping.is_none() => t.probes.as_ref().and_then(|p| p.next_due()),
+                ContainerState::Waiting => t.restart_at,
+                _ => None,
+            };
+            next = match (next, at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        next
     }
 
     /// Create and start the current attempt of container `idx`. The id is
@@ -212,6 +287,15 @@ impl Supervisor<'_> {
     /// Run the pod to its end (or until stopped).
     pub fn run(&mut self) -> Result<()> {
         let mut tracked = self.tracked();
+        // Listening before the request is read: a stop asked from here on
+        // wakes the loop, one asked before is read just below.
+        let wake = Wakeups::open(&self.dir.stop_fifo(), &self.rt.exits_dir())?;
+        if self.stop_requested() {
+            return self.finish_stop();
+        }
+        let volumes = self.rec.manifest.spec.as_ref().and_then(|s| s.volumes.clone()).unwrap_or_default();
+        let limits = eviction::limits_of(&super::rec_volumes_dir(&self.rec), &volumes);
+        let mut ev = Events { wake, limits, next_check: Instant::now() + eviction::CHECK_EVERY };
         // A supervisor that takes over from a dead one finds containers
         // already done or running in the record: it adopts them.
         let init_done = |s: &Self, idx: usize| {
@@ -230,9 +314,6 @@ impl Supervisor<'_> {
                 continue;
             }
             loop {
-                if self.stop_requested() {
-                    return self.finish_stop();
-                }
                 let adopted = self.rec.containers[idx].state == ContainerState::Running;
                 if !adopted {
                     if let Err(e) = self.start(idx, &tracked[idx]) {
@@ -244,11 +325,9 @@ impl Supervisor<'_> {
                 }
                 self.save();
                 while self.exit_of(idx).is_none() {
-                    if self.stop_requested() {
-                        return self.finish_stop();
+                    if let Some(end) = self.wait_event(&mut ev, None) {
+                        return self.end(end);
                     }
-                    self.reap_monitors();
-                    std::thread::sleep(Duration::from_millis(50));
                 }
                 self.note_exit(idx);
                 let code = self.rec.containers[idx].last_exit.as_ref().map_or(1, |e| e.exit_code);
@@ -263,13 +342,12 @@ impl Supervisor<'_> {
                     return Ok(());
                 }
                 self.bump_attempt(idx);
-                // The back-off in slices: a `pod stop` meanwhile is not held up.
+                // A `pod stop` during the back-off wakes the wait.
                 let until = Instant::now() + tracked[idx].backoff.restart_delay(Instant::now());
                 while Instant::now() < until {
-                    if self.stop_requested() {
-                        return self.finish_stop();
+                    if let Some(end) = self.wait_event(&mut ev, Some(until)) {
+                        return self.end(end);
                     }
-                    std::thread::sleep(until.saturating_duration_since(Instant::now()).min(Duration::from_millis(50)));
                 }
             }
         }
@@ -298,13 +376,9 @@ impl Supervisor<'_> {
         }
         self.rec.phase = "Running".into();
         self.save();
-        // From here on the supervisor mostly sleeps and polls.
+        // From here on the supervisor mostly sleeps on events.
         crate::linux::syscall::trim_resident_code();
         loop {
-            if self.stop_requested() {
-                return self.finish_stop();
-            }
-            self.reap_monitors();
             let mut changed = false;
             let mut active = false;
             // idx indexes both `tracked` and the record's containers.
@@ -368,7 +442,12 @@ impl Supervisor<'_> {
             if changed {
                 self.save();
             }
-            std::thread::sleep(Duration::from_millis(100));
+            // A change (an exit noted, a restart) is looked at again at
+            // once: it may have ended the pod or armed a timer.
+            let next = if changed { Some(Instant::now()) } else { self.next_timer(&tracked) };
+            if let Some(end) = self.wait_event(&mut ev, next) {
+                return self.end(end);
+            }
         }
     }
 
@@ -459,7 +538,25 @@ impl Supervisor<'_> {
     /// Stop every container (one shared grace period), give the network
     /// back and stop the holder: the runtime's sandbox stop.
     fn finish_stop(&mut self) -> Result<()> {
-        let grace = self.grace();
+        self.stop_all(self.grace(), "Stopped")
+    }
+
+    /// A volume over its limit: the kubelet's local storage eviction. The
+    /// containers are killed at once (the kubelet evicts for local storage
+    /// with no grace period), the network given back, and the pod is
+    /// Failed with reason Evicted and the message.
+    fn evict(&mut self, message: String) -> Result<()> {
+        log::warn!("pod {}: evicted: {message}", self.rec.name);
+        // Recorded first: a supervisor that dies here leaves an evicted pod.
+        self.rec.reason = "Evicted".into();
+        self.rec.message = message;
+        self.save();
+        self.stop_all(Duration::ZERO, "Failed")
+    }
+
+    /// The sandbox stopped with `grace`, the containers' exits noted, the
+    /// pod in `phase`.
+    fn stop_all(&mut self, grace: Duration, phase: &str) -> Result<()> {
         if let Err(e) = self.rt.stop_sandbox(&self.sandbox, grace) {
             log::error!("pod {}: stop: {e}", self.rec.name);
         }
@@ -468,7 +565,7 @@ impl Supervisor<'_> {
                 self.note_exit(idx);
             }
         }
-        self.rec.phase = "Stopped".into();
+        self.rec.phase = phase.into();
         self.save();
         Ok(())
     }

@@ -1,6 +1,9 @@
 //! Pod volumes, made on the host as the kubelet's volume manager makes
-//! them: emptyDir (a directory in the pod's directory, or a tmpfs for
-//! `medium: Memory`) and hostPath with Kubernetes' type checks. The
+//! them: emptyDir (a directory on disk under the state directory,
+//! `<state dir>/pods/<uid>/volumes/<name>` as the kubelet's
+//! `/var/lib/kubelet/pods/<uid>/volumes`, or a tmpfs for `medium: Memory`)
+//! and hostPath with Kubernetes' type checks. A disk emptyDir's sizeLimit
+//! is enforced by eviction ([`super::eviction`]), not by the filesystem. The
 //! containers' volumeMounts become runtime mounts (`translate::mount`),
 //! whose sources (and subPaths) the runtime layer resolves once and mounts
 //! from an fd.
@@ -10,24 +13,50 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::Volume;
 use nix::sys::stat::Mode;
 
-use super::store::PodDir;
 pub use super::translate::HostVolume;
 use super::validate::parse_quantity;
 use crate::error::{Error, Result, SysContext};
 
-/// Where a volume is on the host (emptyDir: under the pod's directory).
-pub fn host_path(dir: &PodDir, v: &Volume) -> PathBuf {
+/// Where a volume is on the host (emptyDir: in the pod's volumes
+/// directory, `volumes_dir`).
+pub fn host_path(volumes_dir: &Path, v: &Volume) -> PathBuf {
     match &v.host_path {
         Some(hp) => PathBuf::from(&hp.path),
-        None => dir.volume(&v.name),
+        None => volumes_dir.join(&v.name),
     }
 }
 
+/// The pod's directory under the state directory, whose `volumes/` holds
+/// its emptyDirs.
+pub fn pod_state_dir(state_dir: &Path, uid: &str) -> PathBuf {
+    state_dir.join("pods").join(uid)
+}
+
+/// The emptyDirs' directory in a pod's state directory.
+pub fn volumes_dir(pod_state: &Path) -> PathBuf {
+    pod_state.join("volumes")
+}
+
+/// A pod uid names a directory: a Kubernetes UID (a UUID) or another
+/// name of letters, digits, `-`, `_` and `.`, at most 128 bytes.
+pub fn check_uid(uid: &str) -> Result<()> {
+    let ok = !uid.is_empty()
+        && uid.len() <= 128
+        && uid != "."
+        && uid != ".."
+        && uid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if !ok {
+        let shown: String = uid.chars().take(64).collect();
+        return Err(Error::InvalidArgument(format!("metadata.uid {shown:?}: at most 128 letters, digits, '-', '_' or '.'")));
+    }
+    Ok(())
+}
+
 /// The host volumes of a pod whose volumes `prepare` already made.
-pub fn existing(dir: &PodDir, volumes: &[Volume]) -> Vec<HostVolume> {
+pub fn existing(volumes_dir: &Path, volumes: &[Volume]) -> Vec<HostVolume> {
     volumes
         .iter()
-        .map(|v| HostVolume { name: v.name.clone(), path: host_path(dir, v), host_type: host_type(v) })
+        .map(|v| HostVolume { name: v.name.clone(), path: host_path(volumes_dir, v), host_type: host_type(v) })
         .collect()
 }
 
@@ -35,16 +64,30 @@ fn host_type(v: &Volume) -> Option<String> {
     v.host_path.as_ref().map(|hp| hp.type_.clone().unwrap_or_default())
 }
 
-/// Create or check every volume of the pod. On error, what was mounted is
-/// returned in the error path's cleanup list by the caller via `host_mounts`.
-pub fn prepare(dir: &PodDir, volumes: &[Volume], host_mounts: &mut Vec<PathBuf>) -> Result<Vec<HostVolume>> {
+/// Create or check every volume of the pod. The pod's state directory
+/// `pod_state` is made (only if it has an emptyDir) and, once made, set in
+/// `made_state` for the caller to record and remove; tmpfs mounts are
+/// listed in `host_mounts` before they are made. On error the caller
+/// undoes both.
+pub fn prepare(
+    pod_state: &Path,
+    volumes: &[Volume],
+    made_state: &mut Option<PathBuf>,
+    host_mounts: &mut Vec<PathBuf>,
+) -> Result<Vec<HostVolume>> {
     let mut out = Vec::new();
+    let vdir = volumes_dir(pod_state);
     for (i, v) in volumes.iter().enumerate() {
         let field = format!("spec.volumes[{i}] ({})", v.name);
         crate::oci::state::validate_id(&v.name).map_err(|_| Error::InvalidArgument(format!("{field}: invalid volume name")))?;
         if let Some(ed) = &v.empty_dir {
-            let path = host_path(dir, v);
-            std::fs::create_dir_all(&path).sys_context(|| format!("create emptyDir {}", path.display()))?;
+            if made_state.is_none() {
+                make_pod_state(pod_state)?;
+                *made_state = Some(pod_state.to_path_buf());
+                std::fs::create_dir(&vdir).sys_context(|| format!("create {}", vdir.display()))?;
+            }
+            let path = host_path(&vdir, v);
+            std::fs::create_dir(&path).sys_context(|| format!("create emptyDir {}", path.display()))?;
             let size = ed
                 .size_limit
                 .as_ref()
@@ -55,15 +98,15 @@ pub fn prepare(dir: &PodDir, volumes: &[Volume], host_mounts: &mut Vec<PathBuf>)
                 "Memory" => true,
                 other => return Err(Error::unsupported(format!("{field}.emptyDir.medium {other:?}"), "only \"\" and \"Memory\"")),
             };
-            // A size limit is enforced by the kernel: the volume is a tmpfs
-            // of that size (for the default medium too, where kubelet would
-            // evict the pod instead: hull refuses writes past the limit).
-            if memory || size.is_some() {
+            if size.is_some_and(|bytes| bytes < 1.0) {
+                return Err(Error::InvalidArgument(format!("{field}.emptyDir.sizeLimit: must be at least 1 byte")));
+            }
+            // Memory: a tmpfs of the limit's size (the kernel enforces it).
+            // On disk: a plain directory; the supervisor measures it and
+            // evicts the pod past its sizeLimit, as the kubelet does.
+            if memory {
                 let data = match size {
                     // size=0 would be a tmpfs without a limit.
-                    Some(bytes) if bytes < 1.0 => {
-                        return Err(Error::InvalidArgument(format!("{field}.emptyDir.sizeLimit: must be at least 1 byte")))
-                    }
                     Some(bytes) => format!("size={},mode=0777", bytes.ceil() as u64),
                     None => "mode=0777".to_string(),
                 };
@@ -86,7 +129,7 @@ pub fn prepare(dir: &PodDir, volumes: &[Volume], host_mounts: &mut Vec<PathBuf>)
             }
             out.push(HostVolume { name: v.name.clone(), path, host_type: None });
         } else if let Some(hp) = &v.host_path {
-            let path = host_path(dir, v);
+            let path = host_path(&vdir, v);
             if !path.is_absolute() {
                 return Err(Error::InvalidArgument(format!("{field}.hostPath.path: {} is not absolute", hp.path)));
             }
@@ -98,6 +141,30 @@ pub fn prepare(dir: &PodDir, volumes: &[Volume], host_mounts: &mut Vec<PathBuf>)
         }
     }
     Ok(out)
+}
+
+/// The pod's state directory, new (a uid in use by another pod is an
+/// error, and that pod's directory is left alone).
+fn make_pod_state(pod_state: &Path) -> Result<()> {
+    if let Some(parent) = pod_state.parent() {
+        std::fs::create_dir_all(parent).sys_context(|| format!("create {}", parent.display()))?;
+    }
+    match std::fs::create_dir(pod_state) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(Error::AlreadyExists(format!("pod state directory {} exists: another pod has this metadata.uid", pod_state.display())))
+        }
+        Err(e) => Err(Error::sys(format!("create {}", pod_state.display()), e)),
+    }
+}
+
+/// Remove a pod's state directory (its emptyDirs; tmpfs ones unmounted
+/// first by the caller). Gone already is fine.
+pub fn remove_pod_state(pod_state: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(pod_state) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::sys(format!("remove {}", pod_state.display()), e)),
+        _ => Ok(()),
+    }
 }
 
 /// Kubernetes' hostPath types, with the messages kubelet gives.

@@ -574,6 +574,27 @@ impl Runtime {
         self.save_container(&rec)
     }
 
+    /// Pidfds of the container's monitor and init, those of them that
+    /// still run (each checked, once open, to be the recorded process): a
+    /// caller polls them to learn at once that a container ended, even one
+    /// whose monitor died and so writes no exit record. Empty when neither
+    /// runs (or the kernel has no pidfds).
+    pub fn container_pidfds(&self, id: &ContainerId) -> Result<Vec<std::os::fd::OwnedFd>> {
+        let rec = self.load_container(id)?;
+        let mut fds = Vec::new();
+        for (pid, start) in [(rec.monitor_pid, rec.monitor_start_time), (rec.pid, rec.pid_start_time)] {
+            let (Some(pid), Some(start)) = (pid, start) else { continue };
+            if let Some(fd) = crate::linux::syscall::pidfd_open(pid) {
+                // Opened first, checked after: a pid reused before the open
+                // shows another start time, and the fd is dropped.
+                if crate::oci::state::process_start_time(pid) == Some(start) {
+                    fds.push(fd);
+                }
+            }
+        }
+        Ok(fds)
+    }
+
     /// Make the monitor reopen the container's log file (after rotation).
     pub fn reopen_log(&self, id: &ContainerId) -> Result<()> {
         let rec = self.live_container(id)?;

@@ -60,6 +60,12 @@ fn inotify_on(dir: &Path) -> Result<Inotify> {
     Ok(ino)
 }
 
+/// An inotify watch on the exit records' directory, for a caller that
+/// waits on it together with other things (a pod supervisor's poll).
+pub fn exit_watch(exits_dir: &Path) -> Result<Inotify> {
+    inotify_on(exits_dir)
+}
+
 /// Wait until the container's exit record exists or `limit` passes.
 pub fn wait_exit(exits_dir: &Path, id: &ContainerId, limit: Duration) -> Result<Option<ExitRecord>> {
     let path = exit_path(exits_dir, id);

@@ -33,6 +33,10 @@ pub struct HolderSpec {
     pub uid: Option<i64>,
     pub gid: Option<i64>,
     pub groups: Vec<i64>,
+    /// The cgroup directories (one per v1 hierarchy, or the v2 one) the
+    /// holder joins before it makes anything, so that it and its
+    /// namespaces' set-up are the pod's from the start.
+    pub cgroups: Vec<std::path::PathBuf>,
 }
 
 impl HolderSpec {
@@ -64,6 +68,10 @@ impl HolderSpec {
         for g in &self.groups {
             a.push("--group".into());
             a.push(g.to_string());
+        }
+        for c in &self.cgroups {
+            a.push("--cgroup".into());
+            a.push(c.to_string_lossy().into_owned());
         }
         a
     }
@@ -97,6 +105,7 @@ impl HolderSpec {
                 "--uid" => spec.uid = Some(number(value()?)?),
                 "--gid" => spec.gid = Some(number(value()?)?),
                 "--group" => spec.groups.push(number(value()?)?),
+                "--cgroup" => spec.cgroups.push(value()?.into()),
                 other => return Err(format!("unknown argument {other:?}")),
             }
         }
@@ -175,6 +184,12 @@ pub fn main(spec: &HolderSpec, ready: OwnedFd) -> i32 {
 }
 
 fn set_up(spec: &HolderSpec) -> crate::Result<()> {
+    // Into the pod's cgroup first: the holder forked below inherits it,
+    // and what this process allocates is charged there.
+    let me = std::process::id().to_string();
+    for dir in &spec.cgroups {
+        std::fs::write(dir.join("cgroup.procs"), &me).sys_context(|| format!("join cgroup {}", dir.display()))?;
+    }
     let mut flags = CloneFlags::empty();
     for (on, f) in [
         (spec.network, CloneFlags::CLONE_NEWNET),
@@ -265,6 +280,7 @@ mod tests {
             uid: Some(-1),
             gid: Some(1000),
             groups: vec![5, 6],
+            cgroups: vec!["/sys/fs/cgroup/memory/hull/pod-x/sandbox".into()],
             sysctls: vec![("kernel.shmmax".into(), "a=b".into())],
             ..Default::default()
         };

@@ -187,6 +187,12 @@ pub struct SandboxRecord {
     /// ones this layer created are removed with the sandbox).
     pub cgroup_parent: String,
     pub cgroup: Option<crate::cgroups::Cgroup>,
+    /// The holder's own leaf below the pod cgroup (as containerd puts the
+    /// pause container at `<pod cgroup>/<sandbox id>`): on cgroup v2 the
+    /// pod cgroup, parent of the containers' cgroups, may hold no process.
+    /// Removed when the holder is stopped.
+    #[serde(default)]
+    pub holder_cgroup: Option<crate::cgroups::Cgroup>,
     pub log_directory: PathBuf,
     /// Its containers, by id: teardown acts on these and nothing else.
     pub containers: Vec<ContainerId>,
@@ -281,6 +287,7 @@ mod tests {
             ips: vec!["10.0.0.2".into()],
             cgroup_parent: "/hull/pod-x".into(),
             cgroup: None,
+            holder_cgroup: None,
             log_directory: "/var/log/x".into(),
             containers: vec![ContainerId::generate().unwrap()],
         };

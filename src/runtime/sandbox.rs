@@ -69,6 +69,7 @@ pub fn validate(c: &SandboxConfig) -> Result<HolderSpec> {
         uid: c.security_context.run_as_user,
         gid: c.security_context.run_as_group,
         groups: c.security_context.supplemental_groups.clone(),
+        cgroups: Vec::new(),
     };
     for (k, v) in &c.sysctls {
         if v.contains('\0') || v.contains('\n') {
@@ -210,6 +211,7 @@ impl Runtime {
             ips: Vec::new(),
             cgroup_parent: config.cgroup_parent.clone().unwrap_or_else(|| format!("{DEFAULT_CGROUP_PARENT}pod-{}", id.short())),
             cgroup: None,
+            holder_cgroup: None,
             log_directory: config.log_directory.clone().unwrap_or_else(|| dir.join("logs")),
             containers: Vec::new(),
         };
@@ -254,17 +256,22 @@ impl Runtime {
         // The pod cgroup, recorded before anything can be placed in it.
         let parent = Path::new(&rec.cgroup_parent);
         let leaf = parent.file_name().and_then(|n| n.to_str()).unwrap_or("pod").to_string();
-        let cg = {
-            let _l = cgroup_parent_lock(nix::fcntl::FlockArg::LockShared);
-            crate::cgroups::Cgroup::create(Some(parent), &leaf)?
-        };
+        let parent_lock = cgroup_parent_lock(nix::fcntl::FlockArg::LockShared);
+        let cg = crate::cgroups::Cgroup::create(Some(parent), &leaf)?;
         rec.cgroup = Some(cg.clone());
         self.save_sandbox(rec)?;
+        // The holder's leaf, named by the sandbox id as containerd names
+        // the pause container's, next to the containers' cgroups.
+        let holder_cg = crate::cgroups::Cgroup::create(Some(&parent.join(rec.id.as_str())), rec.id.as_str())?;
+        rec.holder_cgroup = Some(holder_cg.clone());
+        self.save_sandbox(rec)?;
+        drop(parent_lock);
         if let Some(r) = &rec.config.resources {
             let res = super::spec::oci_resources(r, oci_spec::runtime::LinuxResources::default()).map_err(|e| e.context("resources"))?;
             cg.apply_resources(&res).map_err(|e| RuntimeError::from(e).context("resources"))?;
         }
-        let h = holder::spawn(&self.opts.hull, hspec)?;
+        let hspec = HolderSpec { cgroups: holder_cg.dirs.values().cloned().collect(), ..hspec.clone() };
+        let h = holder::spawn(&self.opts.hull, &hspec)?;
         rec.holder = Some(h);
         self.save_sandbox(rec)?;
         if hspec.network {
@@ -353,6 +360,11 @@ impl Runtime {
         }
         if let Some(h) = rec.holder.take() {
             holder::stop(&h);
+        }
+        if let Some(cg) = rec.holder_cgroup.take() {
+            if let Err(e) = cg.remove() {
+                log::warn!("sandbox {}: holder cgroup: {e}", rec.id);
+            }
         }
         rec.ips.clear();
         if remove_cgroup_too {
