@@ -1004,6 +1004,24 @@ async fn systemd_cgroup_driver_places_pods_in_slices() {
     assert!(line.ends_with(&want), "container in {line}, not {want}:\n{cgroups}");
     let hierarchy = if memory.is_some() { "/sys/fs/cgroup/memory" } else { "/sys/fs/cgroup" };
     assert!(std::path::Path::new(hierarchy).join(&slices[2]).is_dir());
+    // The sandbox holder (the pause of containerd) in a scope of its own
+    // in the pod slice too: no process sits in a slice itself.
+    let sb = rt
+        .pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: pod.clone(), verbose: true })
+        .await
+        .unwrap()
+        .into_inner();
+    let holder = serde_json::from_str::<serde_json::Value>(&sb.info["info"]).unwrap()["pid"]
+        .as_i64()
+        .expect("holder pid");
+    let hcg = std::fs::read_to_string(format!("/proc/{holder}/cgroup")).unwrap();
+    let hwant = format!("/{}/hull-{pod}.scope", slices[2]);
+    let hline = hcg
+        .lines()
+        .find(|l| l.split(':').nth(1).is_some_and(|c| c.split(',').any(|c| c == "memory")))
+        .or_else(|| hcg.lines().find(|l| l.starts_with("0::")))
+        .expect("a memory or unified cgroup line");
+    assert!(hline.ends_with(&hwant), "holder in {hline}, not {hwant}:\n{hcg}");
     // Its stats come from that scope.
     let stats = container_stats(&mut rt, &id).await;
     assert!(stats.memory.as_ref().unwrap().working_set_bytes.as_ref().unwrap().value > 0, "{stats:?}");

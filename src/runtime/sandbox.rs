@@ -261,8 +261,10 @@ impl Runtime {
         rec.cgroup = Some(cg.clone());
         self.save_sandbox(rec)?;
         // The holder's leaf, named by the sandbox id as containerd names
-        // the pause container's, next to the containers' cgroups.
-        let holder_cg = crate::cgroups::Cgroup::create(Some(&parent.join(rec.id.as_str())), rec.id.as_str())?;
+        // the pause container's, next to the containers' cgroups (a scope
+        // under a systemd slice, as theirs).
+        let holder_path = crate::cgroups::systemd::child_path(&rec.cgroup_parent, rec.id.as_str());
+        let holder_cg = crate::cgroups::Cgroup::create(Some(Path::new(&holder_path)), rec.id.as_str())?;
         rec.holder_cgroup = Some(holder_cg.clone());
         self.save_sandbox(rec)?;
         drop(parent_lock);
