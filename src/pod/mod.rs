@@ -88,7 +88,20 @@ fn teardown(rt: &Runtime, store: &PodStore, rec: &PodRecord) -> Result<()> {
         rt.remove_sandbox(&id)?;
     }
     volumes::unmount_all(&rec.volume_mounts);
-    let dir = store.dir(&rec.key()).path;
+    let pod_dir = store.dir(&rec.key());
+    // A tmpfs mounted by a `pod run` killed before it recorded the mount:
+    // every emptyDir of the manifest is unmounted (not mounted: no-op),
+    // never deleted into.
+    let spec = rec.manifest.spec.as_ref();
+    let empty_dirs: Vec<PathBuf> = spec
+        .and_then(|s| s.volumes.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|v| v.empty_dir.is_some())
+        .map(|v| pod_dir.volume(&v.name))
+        .collect();
+    volumes::unmount_all(&empty_dirs);
+    let dir = pod_dir.path;
     std::fs::remove_dir_all(&dir)
         .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
         .sys_context(|| format!("remove {}", dir.display()))
@@ -114,6 +127,7 @@ pub fn run(root: &StateRoot, rt: &Runtime, opts: &RunOptions) -> Result<PodRecor
     let key = store::pod_key(&namespace, &name);
     let store = PodStore::new(&root.path);
     let lock = store.lock(&key)?;
+    clear_interrupted(rt, &store, &key)?;
     let dir = store.claim(&key)?;
     let uid = pod.metadata.uid.clone().unwrap_or_else(new_uid);
     let mut rec = PodRecord {
@@ -140,6 +154,46 @@ pub fn run(root: &StateRoot, rt: &Runtime, opts: &RunOptions) -> Result<PodRecor
     }
     drop(lock);
     wait_started(&store, &key, opts.wait)
+}
+
+/// Undo what a `pod run` killed half-way left under this name, so that
+/// this run can go on: a directory without a record, or a record whose
+/// supervisor never started. A run holds the pod's lock (the caller has it
+/// now) until its supervisor is spawned, and a supervisor holds the
+/// supervisor lock from its spawn on, so with both free nobody is working
+/// on such a pod any more.
+fn clear_interrupted(rt: &Runtime, store: &PodStore, key: &str) -> Result<()> {
+    let dir = store.dir(key);
+    if !dir.path.exists() {
+        return Ok(());
+    }
+    match store.load(key) {
+        Err(Error::Runtime(e)) if e.kind() == crate::runtime::ErrorKind::NotFound => {
+            log::warn!("pod {}: removing what an interrupted `pod run` left", store::shown(key));
+            remove_unrecorded(rt, store, key)
+        }
+        Ok(rec) if rec.supervisor_pid == 0 && !rec.is_final() => {
+            let Some(_sup) = try_supervisor_lock(&dir)? else { return Ok(()) };
+            log::warn!("pod {}: removing what an interrupted `pod run` left", store::shown(key));
+            teardown(rt, store, &rec)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The supervisor lock, if no supervisor holds it.
+fn try_supervisor_lock(dir: &PodDir) -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
+    let f = match std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.supervisor_lock()) {
+        Ok(f) => f,
+        // The pod's directory is gone: so is its supervisor.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::sys("open the supervisor lock", e)),
+    };
+    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(l) => Ok(Some(l)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(Error::sys("lock the supervisor lock", e)),
+    }
 }
 
 fn set_up(root: &StateRoot, rt: &Runtime, store: &PodStore, dir: &PodDir, rec: &mut PodRecord, opts: &RunOptions) -> Result<()> {
@@ -188,7 +242,14 @@ fn check_container(
     Ok(())
 }
 
+/// Start the pod's supervisor, unless one runs. Its lock is taken here and
+/// handed to it (fd 3): from before it exists until it ends, a supervisor
+/// of this pod is seen by its lock, even one whose pid was never recorded.
 fn spawn_supervisor(root: &StateRoot, dir: &PodDir, name: &str, backoff: Duration, image_root: &Path) -> Result<()> {
+    let Some(lock) = try_supervisor_lock(dir)? else {
+        return Ok(());
+    };
+    let lock_fd = std::os::fd::AsRawFd::as_raw_fd(&*lock);
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -207,14 +268,26 @@ fn spawn_supervisor(root: &StateRoot, dir: &PodDir, name: &str, backoff: Duratio
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone().sys_context(|| "dup log".into())?)
         .stderr(log);
-    // SAFETY: setsid is async-signal-safe.
+    // SAFETY: setsid and dup2 are async-signal-safe; dup2 leaves the new
+    // fd 3 without FD_CLOEXEC, so the locked file description reaches the
+    // supervisor.
     unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
             libc::setsid();
+            // dup2 onto itself would keep FD_CLOEXEC: clear it instead.
+            let r = if lock_fd == SUPERVISOR_LOCK_FD {
+                libc::fcntl(lock_fd, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(lock_fd, SUPERVISOR_LOCK_FD)
+            };
+            if r < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             Ok(())
         });
     }
     cmd.spawn().sys_context(|| "start pod supervisor".into())?;
+    drop(lock);
     Ok(())
 }
 
@@ -238,6 +311,36 @@ pub fn start_failed(c: &store::ContainerStatus) -> bool {
     matches!(c.reason.as_str(), "CreateContainerError" | "RunContainerError")
 }
 
+/// The fd a supervisor gets its lock on.
+const SUPERVISOR_LOCK_FD: i32 = 3;
+
+/// The supervisor lock as handed over by [`spawn_supervisor`] (fd 3, the
+/// same file), else taken here; None when another supervisor holds it.
+fn own_supervisor_lock(dir: &PodDir) -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
+    use std::os::unix::fs::MetadataExt;
+    let path = std::fs::metadata(dir.supervisor_lock()).ok();
+    // SAFETY: fstat only writes the struct; fd 3 may be closed (EBADF).
+    let inherited = unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        (libc::fstat(SUPERVISOR_LOCK_FD, &mut st) == 0).then_some(st)
+    };
+    if let (Some(p), Some(fd)) = (path, inherited) {
+        if p.dev() == fd.st_dev && p.ino() == fd.st_ino {
+            // SAFETY: fd 3 is the lock file our spawner dup'ed for us, open
+            // and owned by nothing else in this process.
+            let f = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(SUPERVISOR_LOCK_FD) };
+            // Already locked through this very file description: flock
+            // on it again succeeds.
+            return match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+                Ok(l) => Ok(Some(l)),
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+                Err((_, e)) => Err(Error::sys("lock the supervisor lock", e)),
+            };
+        }
+    }
+    try_supervisor_lock(dir)
+}
+
 /// Entry point of the detached supervisor process.
 pub fn supervise(root: &StateRoot, rt: Runtime, name: &str, backoff_base: Duration) -> Result<()> {
     nix::sys::prctl::set_child_subreaper(false).ok();
@@ -245,16 +348,8 @@ pub fn supervise(root: &StateRoot, rt: Runtime, name: &str, backoff_base: Durati
     let dir = store.dir(name);
     // One supervisor per pod: a second one (two commands that both found
     // the first dead) leaves at once.
-    let lock_file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.supervisor_lock())
-        .sys_context(|| "open supervisor lock".into())?;
-    let _lock = match nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-        Ok(l) => l,
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(()),
-        Err((_, e)) => return Err(Error::sys("lock the supervisor lock", e)),
+    let Some(_lock) = own_supervisor_lock(&dir)? else {
+        return Ok(());
     };
     let mut rec = store.load(name)?;
     rec.supervisor_pid = std::process::id() as i32;
@@ -344,20 +439,18 @@ pub fn supervisor_alive(rec: &PodRecord) -> bool {
 /// the network back, as kubelet's StopPodSandbox does.
 pub fn stop(root: &StateRoot, rt: &Runtime, name: &str) -> Result<()> {
     let _lock = PodStore::new(&root.path).lock(name)?;
-    stop_locked(root, rt, name)
+    stop_locked(root, rt, name).map(drop)
 }
 
-/// [`stop`], by a caller that holds the pod's lock.
-fn stop_locked(root: &StateRoot, rt: &Runtime, name: &str) -> Result<()> {
+/// [`stop`], by a caller that holds the pod's lock. Returns the supervisor
+/// lock, which keeps a new supervisor from starting while it is held.
+fn stop_locked(root: &StateRoot, rt: &Runtime, name: &str) -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
     let store = PodStore::new(&root.path);
     let rec = store.load(name)?;
     let dir = store.dir(name);
     std::fs::write(dir.stop_request(), b"").sys_context(|| "request stop".into())?;
     let grace = validate::grace_period(rec.manifest.spec.as_ref().and_then(|s| s.termination_grace_period_seconds));
-    let deadline = Instant::now().checked_add(grace + Duration::from_secs(15));
-    while supervisor_alive(&store.load(name)?) && deadline.is_none_or(|d| Instant::now() < d) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let sup_lock = wait_supervisor_gone(&store, name, grace + Duration::from_secs(15))?;
     let rec = store.load(name)?;
     if let Some(id) = sandbox_of(rt, &rec) {
         rt.stop_sandbox(&id, grace)?;
@@ -368,7 +461,33 @@ fn stop_locked(root: &StateRoot, rt: &Runtime, name: &str) -> Result<()> {
         rec.phase = "Stopped".into();
         store.save(&rec)?;
     }
-    Ok(())
+    Ok(sup_lock)
+}
+
+/// Wait (bounded) for the supervisor to act on a stop request and end,
+/// then SIGKILL it; returns its lock once free (None: still held after
+/// that, by a supervisor whose pid was never recorded).
+fn wait_supervisor_gone(store: &PodStore, name: &str, limit: Duration) -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
+    let dir = store.dir(name);
+    let deadline = Instant::now().checked_add(limit);
+    let mut killed = false;
+    loop {
+        if let Some(l) = try_supervisor_lock(&dir)? {
+            return Ok(Some(l));
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            if killed {
+                return Ok(None);
+            }
+            let rec = store.load(name)?;
+            if supervisor_alive(&rec) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.supervisor_pid), nix::sys::signal::Signal::SIGKILL);
+                crate::oci::wait::wait_gone(rec.supervisor_pid, Duration::from_secs(5));
+            }
+            killed = true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Stop (if needed) and remove everything of the pod. Concurrent
@@ -385,12 +504,10 @@ pub fn remove(root: &StateRoot, rt: &Runtime, name: &str) -> Result<()> {
         }
         Err(e) => return Err(e),
     };
-    stop_locked(root, rt, name)?;
+    // The supervisor lock is held to the end: no supervisor starts anew
+    // under a pod being removed.
+    let _sup = stop_locked(root, rt, name)?;
     let rec = store.load(name).unwrap_or(rec);
-    if supervisor_alive(&rec) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.supervisor_pid), nix::sys::signal::Signal::SIGKILL);
-        crate::oci::wait::wait_gone(rec.supervisor_pid, Duration::from_secs(5));
-    }
     teardown(rt, &store, &rec)
 }
 

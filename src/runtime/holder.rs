@@ -33,6 +33,10 @@ pub struct HolderSpec {
     pub uid: Option<i64>,
     pub gid: Option<i64>,
     pub groups: Vec<i64>,
+    /// The pod cgroup's directories (one per hierarchy), which the holder
+    /// is born in: a holder whose creator died before recording its pid is
+    /// still found (and killed) by the removal of that cgroup.
+    pub cgroup: Vec<std::path::PathBuf>,
 }
 
 impl HolderSpec {
@@ -64,6 +68,10 @@ impl HolderSpec {
         for g in &self.groups {
             a.push("--group".into());
             a.push(g.to_string());
+        }
+        for d in &self.cgroup {
+            a.push("--cgroup".into());
+            a.push(d.display().to_string());
         }
         a
     }
@@ -97,6 +105,7 @@ impl HolderSpec {
                 "--uid" => spec.uid = Some(number(value()?)?),
                 "--gid" => spec.gid = Some(number(value()?)?),
                 "--group" => spec.groups.push(number(value()?)?),
+                "--cgroup" => spec.cgroup.push(value()?.into()),
                 other => return Err(format!("unknown argument {other:?}")),
             }
         }
@@ -175,6 +184,12 @@ pub fn main(spec: &HolderSpec, ready: OwnedFd) -> i32 {
 }
 
 fn set_up(spec: &HolderSpec) -> crate::Result<()> {
+    // Into the pod cgroup first, so that the holder forked below starts
+    // in it (cgroup membership is inherited at fork).
+    let me = std::process::id().to_string();
+    for dir in &spec.cgroup {
+        std::fs::write(dir.join("cgroup.procs"), &me).sys_context(|| format!("join the pod cgroup {}", dir.display()))?;
+    }
     let mut flags = CloneFlags::empty();
     for (on, f) in [
         (spec.network, CloneFlags::CLONE_NEWNET),
@@ -265,6 +280,7 @@ mod tests {
             uid: Some(-1),
             gid: Some(1000),
             groups: vec![5, 6],
+            cgroup: vec!["/sys/fs/cgroup/memory/hull-pod-x".into()],
             sysctls: vec![("kernel.shmmax".into(), "a=b".into())],
             ..Default::default()
         };

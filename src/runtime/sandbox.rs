@@ -69,6 +69,7 @@ pub fn validate(c: &SandboxConfig) -> Result<HolderSpec> {
         uid: c.security_context.run_as_user,
         gid: c.security_context.run_as_group,
         groups: c.security_context.supplemental_groups.clone(),
+        cgroup: Vec::new(),
     };
     for (k, v) in &c.sysctls {
         if v.contains('\0') || v.contains('\n') {
@@ -130,6 +131,10 @@ pub fn etc_files(c: &SandboxConfig, ips: &[String], host_network: bool) -> [(&'s
 /// Remove a cgroup path's leaf and the parents below the hierarchy roots
 /// that are empty, in every hierarchy (what the pod cgroup made).
 fn remove_cgroup(cg: &crate::cgroups::Cgroup, parent: &str) {
+    // Whatever is still in the pod cgroup itself once its containers are
+    // gone is the sandbox's: its holder, also one whose creator died
+    // before recording it.
+    let _ = cg.signal_all(nix::sys::signal::Signal::SIGKILL);
     if let Err(e) = cg.remove() {
         log::warn!("{e}");
     }
@@ -196,8 +201,13 @@ impl Runtime {
         let id = SandboxId::generate()?;
         let dir = self.sandbox_dir(&id);
         let run = self.sandbox_run_dir(&id);
-        for d in [&dir, &run] {
-            std::fs::create_dir_all(d).map_err(|e| io_err(format!("create {}", d.display()), e))?;
+        // Locked from before the first record: while a creator lives, its
+        // Creating record (or its directory without one yet) is not taken
+        // for a crash's leftovers (recover).
+        let lock = record::create_object_dir(&dir, &what)?;
+        if let Err(e) = std::fs::create_dir_all(&run) {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(io_err(format!("create {}", run.display()), e));
         }
         let rec = SandboxRecord {
             id: id.clone(),
@@ -213,9 +223,6 @@ impl Runtime {
             log_directory: config.log_directory.clone().unwrap_or_else(|| dir.join("logs")),
             containers: Vec::new(),
         };
-        // Locked from before the first record: while a creator lives, its
-        // Creating record is not taken for a crash's leftovers (recover).
-        let lock = record::create_lock(&dir, &what)?;
         // The record first, then the name: a name always points at a record.
         let key = sandbox_key(&m.namespace, &m.name, m.attempt);
         let reserved = self
@@ -256,7 +263,16 @@ impl Runtime {
         let leaf = parent.file_name().and_then(|n| n.to_str()).unwrap_or("pod").to_string();
         let cg = {
             let _l = cgroup_parent_lock(nix::fcntl::FlockArg::LockShared);
-            crate::cgroups::Cgroup::create(Some(parent), &leaf)?
+            // Planned and recorded before a directory is made: a crash
+            // half-way through the hierarchies leaves a record of them all.
+            let mut cg = crate::cgroups::Cgroup::plan(Some(parent), &leaf)?;
+            rec.cgroup = Some(cg.clone());
+            self.save_sandbox(rec)?;
+            if let Err(e) = cg.make() {
+                rec.cgroup = None;
+                return Err(e.into());
+            }
+            cg
         };
         rec.cgroup = Some(cg.clone());
         self.save_sandbox(rec)?;
@@ -264,7 +280,13 @@ impl Runtime {
             let res = super::spec::oci_resources(r, oci_spec::runtime::LinuxResources::default()).map_err(|e| e.context("resources"))?;
             cg.apply_resources(&res).map_err(|e| RuntimeError::from(e).context("resources"))?;
         }
-        let h = holder::spawn(&self.opts.hull, hspec)?;
+        // The holder is born in the pod cgroup (v1), as containerd's pause
+        // is in the pod's. Not on v2, whose no-internal-process rule would
+        // then keep the containers' controllers from being enabled below
+        // it (there the holder would need a cgroup of its own).
+        let joined = if cg.layout == crate::cgroups::Layout::V1 { cg.dirs.values().cloned().collect() } else { Vec::new() };
+        let hspec = HolderSpec { cgroup: joined, ..hspec.clone() };
+        let h = holder::spawn(&self.opts.hull, &hspec)?;
         rec.holder = Some(h);
         self.save_sandbox(rec)?;
         if hspec.network {
@@ -369,7 +391,8 @@ impl Runtime {
         let Ok(Some(lock)) = record::try_lock(&dir, "sandbox") else {
             return;
         };
-        let Ok(mut rec) = self.load_sandbox(id) else {
+        let what = format!("sandbox {id}");
+        let Some(mut rec) = record::record_or_remove(self.load_sandbox(id), &dir, &self.sandbox_run_dir(id), &what) else {
             return;
         };
         if rec.phase != SandboxPhase::Creating {

@@ -526,6 +526,15 @@ fn find_dirs_named(dir: &Path, name: &str, depth: usize) -> Vec<PathBuf> {
     found
 }
 
+/// The host's mounts whose line in mountinfo names `path`.
+pub fn mounts_under(path: &str) -> Vec<String> {
+    read_all(Path::new("/proc/self/mountinfo"))
+        .lines()
+        .filter(|l| l.contains(path))
+        .map(|l| format!("mount: {l}"))
+        .collect()
+}
+
 /// Read a file until EOF, ignoring errors.
 pub fn read_all(p: &Path) -> String {
     let mut s = String::new();
