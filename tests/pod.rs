@@ -1004,3 +1004,54 @@ fn a_container_that_died_with_its_monitor_is_seen_and_restarted() {
     wait_for("the new attempt running", Duration::from_secs(20), || env.record()["containers"][0]["state"] == "Running");
     env.remove_and_check();
 }
+
+/// A pod whose supervisor was killed and whose containers then all ended
+/// is not shown `Running` from the last record: from the first look on,
+/// its phase is the one its containers and restart policy give (Never,
+/// one exit 3: Failed). And `pod ps` into a pipe its reader closed
+/// (`| head -1`) ends quietly.
+#[test]
+fn a_pod_whose_supervisor_died_gets_its_phase_from_its_containers() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let env = PodEnv::new("deadsup");
+    assert_ok(&env.run(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: NAME}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: ok, image: ROOTFS, command: [sh, -c, 'sleep 2; exit 0']}
+  - {name: bad, image: ROOTFS, command: [sh, -c, 'sleep 2; exit 3']}
+"#,
+    ));
+    let sup = env.record()["supervisorPid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(sup), nix::sys::signal::Signal::SIGKILL).unwrap();
+    wait_for("the supervisor gone", Duration::from_secs(10), || !Path::new(&format!("/proc/{sup}/cmdline")).exists());
+    assert_eq!(env.record()["phase"], "Running", "the dead supervisor's last word");
+    // Both end; asked of the OCI state directly (a `hull pod` command
+    // would start a new supervisor).
+    let ids: Vec<String> = (0..2)
+        .map(|i| env.record()["containers"][i]["containerId"].as_str().unwrap_or("").to_string())
+        .collect();
+    for id in &ids {
+        wait_for("the container stopped", Duration::from_secs(30), || s(&env.oci(&["state", id]).stdout).contains("\"stopped\""));
+    }
+    let ps = env.hull(&["pod", "ps", &env.name]);
+    assert_ok(&ps);
+    let first = s(&ps.stdout).lines().next().unwrap_or("").to_string();
+    assert!(first.contains(" Failed") && !first.contains("Running"), "{}", show(&ps));
+    let ls = s(&env.hull(&["pod", "ls"]).stdout);
+    assert!(ls.lines().any(|l| l.starts_with(&env.name) && l.contains("Failed")), "{ls}");
+    assert_quiet_on_a_closed_pipe(
+        std::process::Command::new(runtime())
+            .arg("--root")
+            .arg(env.root.path())
+            .args(["pod", "ps", &env.name]),
+    );
+    env.remove_and_check();
+}

@@ -381,7 +381,8 @@ pub fn status(root: &StateRoot, rt: &Runtime, name: &str) -> Result<PodRecord> {
     let store = PodStore::new(&root.path);
     let mut rec = store.load(name)?;
     let dir = store.dir(name);
-    if rec.supervisor_pid > 0 && !rec.is_final() && !supervisor_alive(&rec) && !dir.stop_request().exists() {
+    let supervised = supervisor_alive(&rec);
+    if rec.supervisor_pid > 0 && !rec.is_final() && !supervised && !dir.stop_request().exists() {
         log::warn!("pod {name}: its supervisor is gone; starting a new one");
         spawn_supervisor(root, &dir, name, Duration::from_millis(rec.backoff_base_ms), &rec.image_root)?;
     }
@@ -401,6 +402,12 @@ pub fn status(root: &StateRoot, rt: &Runtime, name: &str) -> Result<PodRecord> {
         c.reason = exit.reason.clone();
         c.ready = false;
         c.last_exit = Some(exit);
+    }
+    // Without a supervisor, what the last one wrote may be stale: the
+    // phase is the one the containers give (a new supervisor, if one was
+    // just started, writes the same once it has looked).
+    if !supervised {
+        rec.phase = rec.derived_phase();
     }
     Ok(rec)
 }
