@@ -534,20 +534,14 @@ spec:
     assert!(!rules.contains(&format!("--dport {host_port} ")) && !rules.contains(&format!("--dports {host_port}")), "portmap rule left");
 }
 
-/// `image:` names an image in hull's store: its rootfs is an overlay of the
-/// image's snapshots, its config gives the working directory and command
-/// defaults, and removal unmounts it and drops the store lease.
-#[test]
-fn pod_runs_an_image_from_the_store() {
-    if !require_root() || is_runc() {
-        return;
-    }
+/// The fixture image (`hull-test:latest`) imported into a store of the
+/// env's own; None (said skipped) when the fixture is missing.
+fn imported_image(env: &PodEnv) -> Option<PathBuf> {
     let layout = rootfs().parent().unwrap().join("image-layout");
     if !layout.join("index.json").exists() {
         eprintln!("skipped: {} missing (make fixtures builds it)", layout.display());
-        return;
+        return None;
     }
-    let env = PodEnv::new("image");
     let image_root = env.root.path().join("images");
     let imp = std::process::Command::new(runtime())
         .arg("--image-root")
@@ -557,6 +551,19 @@ fn pod_runs_an_image_from_the_store() {
         .output()
         .unwrap();
     assert_ok(&imp);
+    Some(image_root)
+}
+
+/// `image:` names an image in hull's store: its rootfs is an overlay of the
+/// image's snapshots, its config gives the working directory and command
+/// defaults, and removal unmounts it and drops the store lease.
+#[test]
+fn pod_runs_an_image_from_the_store() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let env = PodEnv::new("image");
+    let Some(image_root) = imported_image(&env) else { return };
     let text = r#"
 apiVersion: v1
 kind: Pod
@@ -1054,4 +1061,42 @@ spec:
             .args(["pod", "ps", &env.name]),
     );
     env.remove_and_check();
+}
+
+/// An image a pod uses stays while the pod exists: every restart needs it
+/// again, so `hull image rm` is refused naming the image and the pod (also
+/// between two attempts, when no container of it exists), and succeeds
+/// once the pod is removed.
+#[test]
+fn image_rm_of_an_image_a_pod_uses_is_refused_until_pod_rm() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let env = PodEnv::new("imgrm");
+    let Some(image_root) = imported_image(&env) else { return };
+    let image = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(runtime());
+        cmd.arg("--root").arg(env.root.path()).arg("--image-root").arg(&image_root).args(args);
+        run_cmd(&mut cmd, Duration::from_secs(60))
+    };
+    let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  restartPolicy: Always\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: c, image: \"hull-test:latest\", command: [sh, -c, 'sleep 0.3; exit 1']}\n"
+        .replace("NAME", &env.name);
+    let path = env.root.path().join("pod.yaml");
+    std::fs::write(&path, text).unwrap();
+    let no_cni = env.root.path().join("no-cni");
+    std::fs::create_dir_all(&no_cni).unwrap();
+    assert_ok(&image(&["pod", "run", "--backoff-base-ms", "100", "--cni-conf-dir", no_cni.to_str().unwrap(), path.to_str().unwrap()]));
+    for _ in 0..5 {
+        let o = image(&["image", "rm", "hull-test:latest"]);
+        assert_fails_mentioning(&o, &["in use"]);
+        let err = s(&o.stderr);
+        assert!(err.contains("hull-test") && err.contains(&env.name), "{err}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(s(&image(&["image", "ls", "-q"]).stdout).contains("hull-test"), "the image is still there");
+    wait_for("a restart", Duration::from_secs(30), || env.record()["containers"][0]["restartCount"].as_u64().unwrap_or(0) >= 1);
+    env.remove_and_check();
+    assert_ok(&image(&["image", "rm", "hull-test:latest"]));
+    let leases = std::fs::read_dir(image_root.join("leases")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(leases, 0, "a lease left after pod rm");
 }

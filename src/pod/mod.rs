@@ -101,6 +101,7 @@ fn teardown(rt: &Runtime, store: &PodStore, rec: &PodRecord) -> Result<()> {
         .map(|v| pod_dir.volume(&v.name))
         .collect();
     volumes::unmount_all(&empty_dirs);
+    drop_image_lease(store, rec)?;
     let dir = pod_dir.path;
     std::fs::remove_dir_all(&dir)
         .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
@@ -203,11 +204,18 @@ fn set_up(root: &StateRoot, rt: &Runtime, store: &PodStore, dir: &PodDir, rec: &
     let vols = vols?;
     // Translate and check every container now, so that a bad manifest
     // fails here rather than in the supervisor.
+    let mut images = Vec::new();
     for (kind, list) in [("initContainers", spec.init_containers.clone().unwrap_or_default()), ("containers", spec.containers.clone())] {
         for (i, c) in list.iter().enumerate() {
             let field = format!("spec.{kind}[{i}]");
-            check_container(rt, &rec.manifest, c, &field, &vols)?;
+            images.extend(check_container(rt, &rec.manifest, c, &field, &vols)?);
         }
+    }
+    // The store's images are the pod's for its whole life (every restart
+    // needs them again): an `image rm` of one is refused until `pod rm`.
+    if !images.is_empty() {
+        let owner = format!("pod {} (hull --root {})", store::shown(&rec.key()), root.path.display());
+        crate::image::Store::open(&rec.image_root)?.put_lease(&image_lease(store, &rec.key()), &owner, &images)?;
     }
     let config = translate::sandbox_config(&rec.manifest, &rec.namespace, &rec.uid, &dir.logs())?;
     let id = rt.create_sandbox(&config).map_err(|e| e.context("pod sandbox"))?;
@@ -217,15 +225,32 @@ fn set_up(root: &StateRoot, rt: &Runtime, store: &PodStore, dir: &PodDir, rec: &
     Ok(())
 }
 
+/// The name of a pod's lease in the image store: one per pod and root.
+fn image_lease(store: &PodStore, key: &str) -> String {
+    use sha2::Digest as _;
+    let id = format!("{}\0{key}", store.path.display());
+    format!("pod-{:x}", sha2::Sha256::digest(id.as_bytes()))
+}
+
+/// Give the pod's lease on its images back (none taken: nothing to do).
+fn drop_image_lease(store: &PodStore, rec: &PodRecord) -> Result<()> {
+    if !rec.image_root.join("leases").is_dir() {
+        return Ok(());
+    }
+    crate::image::Store::open(&rec.image_root)?.drop_lease(&image_lease(store, &rec.key()))?;
+    Ok(())
+}
+
 /// A container's probes, translation, image, command and volume sources,
-/// each error naming the manifest field.
+/// each error naming the manifest field. Returns the container's image
+/// when it is one of the store's.
 fn check_container(
     rt: &Runtime,
     pod: &k8s_openapi::api::core::v1::Pod,
     c: &k8s_openapi::api::core::v1::Container,
     field: &str,
     vols: &[translate::HostVolume],
-) -> Result<()> {
+) -> Result<Option<crate::image::store::ImageRecord>> {
     probe::specs_of(c).map_err(|e| Error::InvalidArgument(format!("{field}: {e}")))?;
     let config = translate::container_config(pod, c, field, vols, 0)?;
     let image = crate::runtime::rootfs::resolve(&config.image.image, &format!("{field}.image"), &rt.options().image_root)?;
@@ -239,7 +264,10 @@ fn check_container(
             Error::InvalidArgument(if m.sub_path.is_empty() { format!("{vm}: {why}") } else { format!("{vm}.subPath: {why}") })
         })?;
     }
-    Ok(())
+    Ok(match image {
+        crate::runtime::rootfs::Source::Store(i) => Some(i.record),
+        crate::runtime::rootfs::Source::Dir(_) => None,
+    })
 }
 
 /// Start the pod's supervisor, unless one runs. Its lock is taken here and
