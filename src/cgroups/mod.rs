@@ -120,7 +120,18 @@ pub struct Cgroup {
 
 /// Where the container's cgroup goes, relative to each hierarchy's root:
 /// absolute cgroupsPath as given, a relative one under hull's own cgroup,
-/// none → "/<id>" (runc's default).
+/// none → "/<id>".
+///
+/// runc (1.1) puts a container without cgroupsPath at `<id>` below its
+/// caller's own cgroup, which is `/<id>` for a caller in the root cgroup;
+/// hull always takes `/<id>`, where tools look for it. Neither default
+/// tells two `--root` directories apart, and a default that did (say
+/// `/hull/<root hash>/<id>`) would move every container away from where
+/// runc users find it, for a case no OCI caller of note meets (containerd,
+/// CRI-O and podman all set cgroupsPath). So the clash is refused instead
+/// (see `oci::create`): a cgroup that has processes, as runc 1.2 refuses
+/// (1.1 only warns, then shares it), and an existing `/<id>` hull did not
+/// make now, which only another container of that id owns.
 pub fn relative_path(cgroups_path: Option<&Path>, id: &str, own: Option<&str>) -> Result<PathBuf> {
     let p = match cgroups_path {
         None => PathBuf::from("/").join(id),
