@@ -357,6 +357,10 @@ fn own_supervisor_lock(dir: &PodDir) -> Result<Option<nix::fcntl::Flock<std::fs:
             // SAFETY: fd 3 is the lock file our spawner dup'ed for us, open
             // and owned by nothing else in this process.
             let f = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(SUPERVISOR_LOCK_FD) };
+            // Not to be inherited by the monitors and probes this process
+            // starts: the lock must end with the supervisor.
+            nix::fcntl::fcntl(&f, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
+                .map_err(|e| Error::sys("set FD_CLOEXEC on the supervisor lock", e))?;
             // Already locked through this very file description: flock
             // on it again succeeds.
             return match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
