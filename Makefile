@@ -48,7 +48,7 @@ V2VM_LIBS := libaio1 libbpf1 libcapstone4 libfdt1 libfuse3-3 libglib2.0-0 libgmp
 #  pushes and fixture image; containerd: `ctr image pull` in the bench.)
 DEB_PACKAGES := busybox-static runc crun jq libseccomp-dev protobuf-compiler \
 	iproute2 util-linux python3 gcc pkg-config containernetworking-plugins iptables \
-	docker-registry skopeo umoci zstd containerd $(V2VM_LIBS)
+	docker-registry skopeo umoci zstd containerd strace $(V2VM_LIBS)
 
 # Pod networking: if the CNI config dir holds no network config, setup
 # installs hull's default (bridge hull0 + host-local 10.88.0.0/16 + portmap;

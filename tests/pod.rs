@@ -548,20 +548,14 @@ spec:
     assert!(!rules.contains(&format!("--dport {host_port} ")) && !rules.contains(&format!("--dports {host_port}")), "portmap rule left");
 }
 
-/// `image:` names an image in hull's store: its rootfs is an overlay of the
-/// image's snapshots, its config gives the working directory and command
-/// defaults, and removal unmounts it and drops the store lease.
-#[test]
-fn pod_runs_an_image_from_the_store() {
-    if !require_root() || is_runc() {
-        return;
-    }
+/// The fixture image (`hull-test:latest`) imported into a store of the
+/// env's own; None (said skipped) when the fixture is missing.
+fn imported_image(env: &PodEnv) -> Option<PathBuf> {
     let layout = rootfs().parent().unwrap().join("image-layout");
     if !layout.join("index.json").exists() {
         eprintln!("skipped: {} missing (make fixtures builds it)", layout.display());
-        return;
+        return None;
     }
-    let env = PodEnv::new("image");
     let image_root = env.root.path().join("images");
     let imp = std::process::Command::new(runtime())
         .arg("--image-root")
@@ -571,6 +565,19 @@ fn pod_runs_an_image_from_the_store() {
         .output()
         .unwrap();
     assert_ok(&imp);
+    Some(image_root)
+}
+
+/// `image:` names an image in hull's store: its rootfs is an overlay of the
+/// image's snapshots, its config gives the working directory and command
+/// defaults, and removal unmounts it and drops the store lease.
+#[test]
+fn pod_runs_an_image_from_the_store() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let env = PodEnv::new("image");
+    let Some(image_root) = imported_image(&env) else { return };
     let text = r#"
 apiVersion: v1
 kind: Pod
@@ -1073,7 +1080,7 @@ spec:
 
 /// Concurrent `pod rm` of one pod take turns and all succeed; a pod
 /// directory that a `pod run` cut short left without a record is removed
-/// by `pod rm` rather than blocking the name for good.
+/// by `pod rm` or the next `pod run` rather than blocking the name for good.
 #[test]
 fn concurrent_removals_all_succeed_and_a_bare_pod_directory_is_removable() {
     if !require_root() || is_runc() {
@@ -1095,14 +1102,16 @@ fn concurrent_removals_all_succeed_and_a_bare_pod_directory_is_removable() {
     let root = env.root.path().to_str().unwrap().to_string();
     wait_for("pod resources gone", Duration::from_secs(10), || pod_leftovers(&root, &uid, holder).is_empty());
     assert!(!env.root.path().join("pods").join(&env.name).exists(), "pod dir left");
-    // A claimed directory without a record (a run killed right after it).
+    // A claimed directory without a record (a run killed right after it):
+    // `pod rm` removes it, and so does the next `pod run`, which goes on.
     std::fs::create_dir_all(env.root.path().join("pods").join(&env.name)).unwrap();
-    assert_fails_mentioning(
-        &env.run("apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  containers: [{name: c, image: ROOTFS, command: ['true']}]\n"),
-        &["already exists"],
-    );
     assert_ok(&env.hull(&["pod", "rm", &env.name]));
     assert!(!env.root.path().join("pods").join(&env.name).exists(), "bare pod dir left");
+    std::fs::create_dir_all(env.root.path().join("pods").join(&env.name)).unwrap();
+    assert_ok(&env.run(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers: [{name: c, image: ROOTFS, command: [sleep, '100']}]\n",
+    ));
+    env.remove_and_check();
 }
 
 /// A container whose monitor was killed (so no exit record will come) is
@@ -1139,4 +1148,93 @@ fn a_container_that_died_with_its_monitor_is_seen_and_restarted() {
     assert_eq!(env.record()["containers"][0]["lastExit"]["reason"], "Unknown", "{}", env.record()["containers"][0]);
     wait_for("the new attempt running", Duration::from_secs(20), || env.record()["containers"][0]["state"] == "Running");
     env.remove_and_check();
+}
+
+/// A pod whose supervisor was killed and whose containers then all ended
+/// is not shown `Running` from the last record: from the first look on,
+/// its phase is the one its containers and restart policy give (Never,
+/// one exit 3: Failed). And `pod ps` into a pipe its reader closed
+/// (`| head -1`) ends quietly.
+#[test]
+fn a_pod_whose_supervisor_died_gets_its_phase_from_its_containers() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let env = PodEnv::new("deadsup");
+    assert_ok(&env.run(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: NAME}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: ok, image: ROOTFS, command: [sh, -c, 'sleep 2; exit 0']}
+  - {name: bad, image: ROOTFS, command: [sh, -c, 'sleep 2; exit 3']}
+"#,
+    ));
+    let sup = env.record()["supervisorPid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(sup), nix::sys::signal::Signal::SIGKILL).unwrap();
+    wait_for("the supervisor gone", Duration::from_secs(10), || !Path::new(&format!("/proc/{sup}/cmdline")).exists());
+    assert_eq!(env.record()["phase"], "Running", "the dead supervisor's last word");
+    // Both end; asked of the OCI state directly (a `hull pod` command
+    // would start a new supervisor).
+    let ids: Vec<String> = (0..2)
+        .map(|i| env.record()["containers"][i]["containerId"].as_str().unwrap_or("").to_string())
+        .collect();
+    for id in &ids {
+        wait_for("the container stopped", Duration::from_secs(30), || s(&env.oci(&["state", id]).stdout).contains("\"stopped\""));
+    }
+    let ps = env.hull(&["pod", "ps", &env.name]);
+    assert_ok(&ps);
+    let first = s(&ps.stdout).lines().next().unwrap_or("").to_string();
+    assert!(first.contains(" Failed") && !first.contains("Running"), "{}", show(&ps));
+    let ls = s(&env.hull(&["pod", "ls"]).stdout);
+    assert!(ls.lines().any(|l| l.starts_with(&env.name) && l.contains("Failed")), "{ls}");
+    assert_quiet_on_a_closed_pipe(
+        std::process::Command::new(runtime())
+            .arg("--root")
+            .arg(env.root.path())
+            .args(["pod", "ps", &env.name]),
+    );
+    env.remove_and_check();
+}
+
+/// An image a pod uses stays while the pod exists: every restart needs it
+/// again, so `hull image rm` is refused naming the image and the pod (also
+/// between two attempts, when no container of it exists), and succeeds
+/// once the pod is removed.
+#[test]
+fn image_rm_of_an_image_a_pod_uses_is_refused_until_pod_rm() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let env = PodEnv::new("imgrm");
+    let Some(image_root) = imported_image(&env) else { return };
+    let image = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(runtime());
+        cmd.arg("--root").arg(env.root.path()).arg("--image-root").arg(&image_root).args(args);
+        run_cmd(&mut cmd, Duration::from_secs(60))
+    };
+    let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  restartPolicy: Always\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: c, image: \"hull-test:latest\", command: [sh, -c, 'sleep 0.3; exit 1']}\n"
+        .replace("NAME", &env.name);
+    let path = env.root.path().join("pod.yaml");
+    std::fs::write(&path, text).unwrap();
+    let no_cni = env.root.path().join("no-cni");
+    std::fs::create_dir_all(&no_cni).unwrap();
+    assert_ok(&image(&["pod", "run", "--backoff-base-ms", "100", "--cni-conf-dir", no_cni.to_str().unwrap(), path.to_str().unwrap()]));
+    for _ in 0..5 {
+        let o = image(&["image", "rm", "hull-test:latest"]);
+        assert_fails_mentioning(&o, &["in use"]);
+        let err = s(&o.stderr);
+        assert!(err.contains("hull-test") && err.contains(&env.name), "{err}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(s(&image(&["image", "ls", "-q"]).stdout).contains("hull-test"), "the image is still there");
+    wait_for("a restart", Duration::from_secs(30), || env.record()["containers"][0]["restartCount"].as_u64().unwrap_or(0) >= 1);
+    env.remove_and_check();
+    assert_ok(&image(&["image", "rm", "hull-test:latest"]));
+    let leases = std::fs::read_dir(image_root.join("leases")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(leases, 0, "a lease left after pod rm");
 }

@@ -120,7 +120,18 @@ pub struct Cgroup {
 
 /// Where the container's cgroup goes, relative to each hierarchy's root:
 /// absolute cgroupsPath as given, a relative one under hull's own cgroup,
-/// none → "/<id>" (runc's default).
+/// none → "/<id>".
+///
+/// runc (1.1) puts a container without cgroupsPath at `<id>` below its
+/// caller's own cgroup, which is `/<id>` for a caller in the root cgroup;
+/// hull always takes `/<id>`, where tools look for it. Neither default
+/// tells two `--root` directories apart, and a default that did (say
+/// `/hull/<root hash>/<id>`) would move every container away from where
+/// runc users find it, for a case no OCI caller of note meets (containerd,
+/// CRI-O and podman all set cgroupsPath). So the clash is refused instead
+/// (see `oci::create`): a cgroup that has processes, as runc 1.2 refuses
+/// (1.1 only warns, then shares it), and an existing `/<id>` hull did not
+/// make now, which only another container of that id owns.
 pub fn relative_path(cgroups_path: Option<&Path>, id: &str, own: Option<&str>) -> Result<PathBuf> {
     let p = match cgroups_path {
         None => PathBuf::from("/").join(id),
@@ -146,17 +157,49 @@ impl Cgroup {
     /// Create the container's cgroup directories. On error, whatever was
     /// created is removed again.
     pub fn create(cgroups_path: Option<&Path>, id: &str) -> Result<Cgroup> {
+        let mut cg = Cgroup::plan(cgroups_path, id)?;
+        cg.make()?;
+        Ok(cg)
+    }
+
+    /// The cgroup `create` would make, made of nothing yet: its `created`
+    /// lists the directories missing now. A caller that must undo a
+    /// creation cut short records this first; `remove` of it removes what
+    /// exists of those.
+    pub fn plan(cgroups_path: Option<&Path>, id: &str) -> Result<Cgroup> {
         let layout = detect_layout();
         let mut cg = Cgroup { layout, dirs: BTreeMap::new(), created: Vec::new() };
-        let result = match layout {
-            Layout::V1 => v1::create(&mut cg, cgroups_path, id),
-            Layout::V2 => v2::create(&mut cg, cgroups_path, id),
-        };
-        if let Err(e) = result {
-            let _ = cg.remove();
-            return Err(e);
+        match layout {
+            Layout::V1 => v1::plan(&mut cg, cgroups_path, id)?,
+            Layout::V2 => v2::plan(&mut cg, cgroups_path, id)?,
         }
         Ok(cg)
+    }
+
+    /// Make the directories of a [`Cgroup::plan`]; `created` becomes those
+    /// this call made. On error, they are removed again.
+    pub fn make(&mut self) -> Result<()> {
+        let planned = std::mem::take(&mut self.created);
+        let mut result = Ok(());
+        for d in planned {
+            match std::fs::create_dir(&d) {
+                Ok(()) => self.created.push(d),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    result = Err(Error::Cgroup(format!("create {}: {e}", d.display())));
+                    break;
+                }
+            }
+        }
+        let result = result.and_then(|()| match self.layout {
+            Layout::V1 => v1::init(self),
+            Layout::V2 => v2::init(self),
+        });
+        if let Err(e) = result {
+            let _ = self.remove();
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Move a process into every hierarchy of this cgroup.
@@ -315,25 +358,19 @@ fn rmdir_retrying(dir: &Path, limit: Duration) -> std::io::Result<()> {
     }
 }
 
-/// mkdir -p that records which directories it made (outermost first).
-fn mkdir_recording(dir: &Path, created: &mut Vec<PathBuf>) -> Result<()> {
-    let mut missing = Vec::new();
+/// The directories `mkdir -p dir` would make, outermost first, added to
+/// `missing`.
+fn missing_dirs(dir: &Path, missing: &mut Vec<PathBuf>) {
+    let mut these = Vec::new();
     let mut cur = dir;
     while !cur.exists() {
-        missing.push(cur.to_path_buf());
+        these.push(cur.to_path_buf());
         match cur.parent() {
             Some(p) => cur = p,
             None => break,
         }
     }
-    for d in missing.into_iter().rev() {
-        match std::fs::create_dir(&d) {
-            Ok(()) => created.push(d),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(Error::Cgroup(format!("create {}: {e}", d.display()))),
-        }
-    }
-    Ok(())
+    missing.extend(these.into_iter().rev());
 }
 
 #[cfg(test)]

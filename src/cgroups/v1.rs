@@ -15,7 +15,7 @@ use oci_spec::runtime::LinuxResources;
 
 use super::controller::Controller;
 use super::stats::Stats;
-use super::{devices::Rule, mkdir_recording, mountinfo, relative_path, Cgroup};
+use super::{devices::Rule, missing_dirs, mountinfo, relative_path, Cgroup};
 use crate::error::{Error, Result};
 
 /// The container's directory in the hierarchy that has controller `name`.
@@ -63,22 +63,27 @@ pub(super) fn stats(cg: &Cgroup) -> Stats {
     s
 }
 
-pub(super) fn create(cg: &mut Cgroup, cgroups_path: Option<&Path>, id: &str) -> Result<()> {
+pub(super) fn plan(cg: &mut Cgroup, cgroups_path: Option<&Path>, id: &str) -> Result<()> {
     let mi = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| Error::Cgroup(format!("read mountinfo: {e}")))?;
     let own = mountinfo::own_cgroups(&std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default());
     for h in mountinfo::v1_hierarchies(&mi) {
         let rel = relative_path(cgroups_path, id, own.get(&h.name).map(String::as_str))?;
         let dir = dir_in_hierarchy(&h, &rel);
-        mkdir_recording(&dir, &mut cg.created)?;
-        if h.name.split(',').any(|c| c == "cpuset") {
-            init_cpuset(&dir)?;
-        }
+        missing_dirs(&dir, &mut cg.created);
         cg.dirs.insert(h.name, dir);
     }
     if cg.dirs.is_empty() {
         return Err(Error::Cgroup("no cgroup v1 hierarchy is mounted".into()));
     }
     Ok(())
+}
+
+/// What a made cgroup needs before a task can join it.
+pub(super) fn init(cg: &Cgroup) -> Result<()> {
+    match cg.dirs.iter().find(|(name, _)| name.split(',').any(|c| c == "cpuset")) {
+        Some((_, dir)) => init_cpuset(dir),
+        None => Ok(()),
+    }
 }
 
 /// The directory for a hierarchy path, accounting for a mount that shows

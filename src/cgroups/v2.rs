@@ -15,20 +15,28 @@ use oci_spec::runtime::LinuxResources;
 use super::controller::Controller;
 use super::stats::Stats;
 use super::v1::{cpuset::CpuSet, pids::Pids};
-use super::{mkdir_recording, mountinfo, relative_path, Cgroup};
+use super::{missing_dirs, mountinfo, relative_path, Cgroup};
 use crate::error::{Error, Result};
 
 /// Controllers hull enables for its containers' subtrees.
 const CONTROLLERS: [&str; 6] = ["cpuset", "cpu", "io", "memory", "pids", "hugetlb"];
 
-pub(super) fn create(cg: &mut Cgroup, cgroups_path: Option<&Path>, id: &str) -> Result<()> {
+pub(super) fn plan(cg: &mut Cgroup, cgroups_path: Option<&Path>, id: &str) -> Result<()> {
     let own = mountinfo::own_cgroups(&std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default());
     let rel = relative_path(cgroups_path, id, own.get("").map(String::as_str))?;
-    let root = Path::new("/sys/fs/cgroup");
-    let dir = root.join(rel.strip_prefix("/").unwrap_or(&rel));
-    mkdir_recording(&dir, &mut cg.created)?;
-    enable_controllers(root, &dir);
+    let dir = Path::new(ROOT).join(rel.strip_prefix("/").unwrap_or(&rel));
+    missing_dirs(&dir, &mut cg.created);
     cg.dirs.insert(String::new(), dir);
+    Ok(())
+}
+
+const ROOT: &str = "/sys/fs/cgroup";
+
+/// Enable the controllers down to the made cgroup.
+pub(super) fn init(cg: &Cgroup) -> Result<()> {
+    if let Some(dir) = cg.dirs.get("") {
+        enable_controllers(Path::new(ROOT), dir);
+    }
     Ok(())
 }
 

@@ -243,7 +243,11 @@ impl Images {
             if names.is_empty() {
                 return Ok(cri::RemoveImageResponse {});
             }
-            let deleted = self.store.remove_names(&names).map_err(from_crate)?;
+            // As containerd's CRI: the image record goes even while a
+            // container uses it (the kubelet removes only images no
+            // container uses); the content in use stays, kept by the
+            // containers' rootfs leases, until they are removed.
+            let deleted = self.store.remove_names(&names, false).map_err(from_crate)?;
             info!(names = ?names, deleted = ?deleted.iter().map(|d| d.to_string()).collect::<Vec<_>>(), "removed");
             Ok(cri::RemoveImageResponse {})
         })

@@ -68,12 +68,14 @@ pub enum ImageSub {
         /// Image name or id
         image: String,
     },
-    /// Remove image names; an image whose last name goes is deleted
+    /// Remove image names; an image whose last name goes is deleted. An
+    /// image a pod or a mounted rootfs uses is refused (unless --force)
     #[command(alias = "remove")]
     Rm {
         /// Image names or ids
         images: Vec<String>,
-        /// Remove an image by id even if several names refer to it
+        /// Remove an image by id even if several names refer to it, and
+        /// even while it is in use (its content in use stays until then)
         #[arg(short, long)]
         force: bool,
     },
@@ -299,7 +301,8 @@ fn inspect(store: &Store, key: &str) -> Result<()> {
 
 /// Untag by name; by id, remove every name (with --force when there are
 /// several). When no name is left for an image, its blobs and snapshots
-/// are garbage-collected (as `docker rmi` deletes the image).
+/// are garbage-collected (as `docker rmi` deletes the image). An image in
+/// use is refused, unless forced.
 fn rm(store: &Store, key: &str, force: bool) -> Result<()> {
     let by_name = {
         let recs = store.records()?;
@@ -319,7 +322,7 @@ fn rm(store: &Store, key: &str, force: bool) -> Result<()> {
         found
     };
     let names: Vec<String> = by_name.iter().map(|r| r.name.clone()).collect();
-    let deleted = store.remove_names(&names)?;
+    let deleted = store.remove_names(&names, !force)?;
     for n in &names {
         println!("Untagged: {n}");
     }

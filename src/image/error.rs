@@ -28,6 +28,9 @@ pub enum ImageError {
     Unsupported(String),
     #[error("{0}")]
     InvalidArgument(String),
+    /// A removal of an image something still uses.
+    #[error("{0}")]
+    InUse(String),
     #[error("{what}: {source}")]
     Io {
         what: String,

@@ -4,7 +4,7 @@
 //! - [`reference`]: `busybox` → `docker.io/library/busybox:latest`.
 //! - [`digest`]: `sha256:` content addresses, hashing while streaming.
 //! - [`manifest`]: manifests, indexes, image configs (OCI and Docker schema2).
-//! - [`store`]: blobs, image records, snapshots, prune, disk usage.
+//! - [`store`]: blobs, image records, snapshots, prune, disk usage; [`lease`]: who uses what.
 //! - [`unpack`]: layers into snapshots, safely (hostile layers refused).
 //! - [`ingest`]: fetch what is missing, unpack, record (shared by pull and import).
 //! - [`registry`]: pulls (OCI distribution / Docker v2 API), [`progress`] bars.
@@ -19,6 +19,7 @@ pub mod error;
 pub mod hosts;
 pub mod ingest;
 pub mod layout;
+pub mod lease;
 pub mod manifest;
 pub mod progress;
 pub mod reference;

@@ -55,13 +55,11 @@ pub fn mount_rootfs(store: &Store, rec: &ImageRecord, target: &Path, rw_dir: &Pa
     }
     let data = overlay_options(&lowers, &upper, &work)?;
     // The lease first: a prune between mount and lease must not find the
-    // snapshots unreferenced.
-    let chain = store.chain_ids(rec)?;
-    let lease = store.leases_dir().join(lease_name(target));
-    let text: String = chain.iter().map(|c| format!("{}\n", c.hex())).collect();
-    std::fs::write(&lease, text).ctx(|| format!("write {}", lease.display()))?;
+    // snapshots unreferenced, nor an `image rm` the image unused.
+    let lease = lease_name(target);
+    store.put_lease(&lease, &format!("the rootfs mounted at {}", target.display()), std::slice::from_ref(rec))?;
     if let Err(e) = mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(data.as_str())) {
-        let _ = std::fs::remove_file(&lease);
+        let _ = store.drop_lease(&lease);
         return Err(ImageError::io(format!("mount overlay of {} at {}", rec.name, target.display()), e));
     }
     Ok(())
@@ -74,12 +72,7 @@ pub fn unmount_rootfs(store: &Store, target: &Path) -> Result<()> {
         Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
         Err(e) => return Err(ImageError::io(format!("unmount {}", target.display()), e)),
     }
-    let lease = store.leases_dir().join(lease_name(target));
-    match std::fs::remove_file(&lease) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(ImageError::io(format!("remove {}", lease.display()), e)),
-    }
+    store.drop_lease(&lease_name(target))
 }
 
 #[cfg(test)]

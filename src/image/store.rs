@@ -4,7 +4,7 @@
 //! blobs/sha256/<hex>      manifests, configs, layers: named by their digest
 //! ingest/                 blobs being written (temp files, renamed when verified)
 //! snapshots/<chain hex>/  one unpacked layer each, keyed by chain id
-//! leases/<name>           snapshots in use by a mounted rootfs (kept by prune)
+//! leases/<name>           who uses which images and snapshots (see lease.rs)
 //! images.json             image records: name -> manifest, config
 //! lock                    flock held while records change or prune runs
 //! ```
@@ -425,9 +425,18 @@ impl Store {
 
     /// Remove image names. When no name is left for an image, its blobs
     /// and snapshots are garbage-collected (as `docker rmi` deletes the
-    /// image); returns the ids of the images so deleted.
-    pub fn remove_names(&self, names: &[String]) -> Result<Vec<Digest>> {
+    /// image); returns the ids of the images so deleted. With
+    /// `refuse_in_use`, taking away an image a lease uses (a pod's, a
+    /// mounted rootfs's) is refused naming both, and nothing is removed.
+    pub fn remove_names(&self, names: &[String], refuse_in_use: bool) -> Result<Vec<Digest>> {
         let (removed, remaining) = self.update_records(|recs| {
+            if refuse_in_use {
+                let leases = self.leases()?;
+                if let Some((image, owners)) = super::lease::in_use(&leases, recs, names) {
+                    let owners = owners.join(", ");
+                    return Err(ImageError::InUse(format!("image {image} is in use by {owners}: remove them first")));
+                }
+            }
             let removed: Vec<ImageRecord> = names.iter().filter_map(|n| recs.images.remove(n)).collect();
             Ok((removed, recs.images.values().map(|r| r.config.clone()).collect::<BTreeSet<_>>()))
         })?;
@@ -464,10 +473,8 @@ impl Store {
                 keep_snaps.extend(chain.iter().map(|c| c.hex().to_string()));
             }
         }
-        for lease in read_dir_names(&self.leases_dir())? {
-            if let Ok(text) = fs::read_to_string(self.leases_dir().join(&lease)) {
-                keep_snaps.extend(text.lines().map(str::to_string));
-            }
+        for (_, lease) in self.leases()? {
+            keep_snaps.extend(lease.snapshots);
         }
         let mut report = PruneReport::default();
         for name in read_dir_names(&self.root.join("blobs/sha256"))? {

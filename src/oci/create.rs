@@ -212,11 +212,13 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
 }
 
 /// A container's cgroup is its own: one that already has processes is
-/// refused (as runc does), and so is an existing one at the default path
-/// `/<id>`, which only a container of the same id under another `--root`
-/// makes (sharing it would let one change the other's limits, and a
-/// `delete --force` of one kill the other). Only hull's own new directories
-/// are removed again when this refuses.
+/// refused (as runc 1.2 does; 1.1 warns and shares it), and so is an
+/// existing one at the default path `/<id>`, which only a container of the
+/// same id under another `--root` makes, running or stopped (sharing it
+/// would let one change the other's limits, and a `delete --force` of one
+/// kill the other). The default path itself is runc's and the same for
+/// every root (see `cgroups::relative_path` for why). Only hull's own new
+/// directories are removed again when this refuses.
 fn check_cgroup_unused(cgroup: &Cgroup, id: &str, default_path: bool) -> Result<()> {
     for dir in cgroup.dirs.values() {
         let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();

@@ -94,8 +94,22 @@ fn teardown(rt: &Runtime, store: &PodStore, rec: &PodRecord) -> Result<()> {
     }
     volumes::unmount_all(&rec.volume_mounts);
     if let Some(state) = &rec.state_dir {
+        // A tmpfs mounted by a `pod run` killed before it recorded the
+        // mount: every emptyDir of the manifest is unmounted (not mounted:
+        // a no-op) before the state directory is deleted.
+        let vdir = volumes::volumes_dir(state);
+        let spec = rec.manifest.spec.as_ref();
+        let empty_dirs: Vec<PathBuf> = spec
+            .and_then(|s| s.volumes.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|v| v.empty_dir.is_some())
+            .map(|v| volumes::host_path(&vdir, v))
+            .collect();
+        volumes::unmount_all(&empty_dirs);
         volumes::remove_pod_state(state)?;
     }
+    drop_image_lease(store, rec)?;
     let dir = store.dir(&rec.key()).path;
     std::fs::remove_dir_all(&dir)
         .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
@@ -124,6 +138,7 @@ pub fn run(root: &StateRoot, rt: &Runtime, opts: &RunOptions) -> Result<PodRecor
     let uid = pod.metadata.uid.clone().unwrap_or_else(new_uid);
     volumes::check_uid(&uid)?;
     let lock = store.lock(&key)?;
+    clear_interrupted(rt, &store, &key)?;
     let dir = store.claim(&key)?;
     let mut rec = PodRecord {
         name: name.clone(),
@@ -154,19 +169,88 @@ pub fn run(root: &StateRoot, rt: &Runtime, opts: &RunOptions) -> Result<PodRecor
     wait_started(&store, &key, opts.wait)
 }
 
+/// Undo what a `pod run` killed half-way left under this name, so that
+/// this run can go on: a directory without a record, or a record whose
+/// supervisor never started. A run holds the pod's lock (the caller has it
+/// now) until its supervisor is spawned, and a supervisor holds the
+/// supervisor lock from its spawn on, so with both free nobody is working
+/// on such a pod any more.
+fn clear_interrupted(rt: &Runtime, store: &PodStore, key: &str) -> Result<()> {
+    let dir = store.dir(key);
+    if !dir.path.exists() {
+        return Ok(());
+    }
+    match store.load(key) {
+        Err(Error::Runtime(e)) if e.kind() == crate::runtime::ErrorKind::NotFound => {
+            log::warn!("pod {}: removing what an interrupted `pod run` left", store::shown(key));
+            remove_unrecorded(rt, store, key)
+        }
+        Ok(rec) if rec.supervisor_pid == 0 && !rec.is_final() => {
+            let Some(_sup) = try_supervisor_lock(&dir)? else { return Ok(()) };
+            log::warn!("pod {}: removing what an interrupted `pod run` left", store::shown(key));
+            teardown(rt, store, &rec)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The supervisor lock, if no supervisor holds it.
+fn try_supervisor_lock(dir: &PodDir) -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
+    let f = match std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.supervisor_lock()) {
+        Ok(f) => f,
+        // The pod's directory is gone: so is its supervisor.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::sys("open the supervisor lock", e)),
+    };
+    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(l) => Ok(Some(l)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(Error::sys("lock the supervisor lock", e)),
+    }
+}
+
+/// Make the pod's state directory, named in its record before it is made
+/// (a `pod run` killed right after the mkdir leaves a record that lists
+/// it). One that exists already is another pod's (the same metadata.uid):
+/// refused before anything is recorded, and unrecorded again if another
+/// pod made it meanwhile.
+fn claim_pod_state(store: &PodStore, rec: &mut PodRecord, pod_state: &Path) -> Result<()> {
+    if pod_state.exists() {
+        return volumes::make_pod_state(pod_state);
+    }
+    rec.state_dir = Some(pod_state.to_path_buf());
+    store.save(rec)?;
+    if let Err(e) = volumes::make_pod_state(pod_state) {
+        rec.state_dir = None;
+        store.save(rec)?;
+        return Err(e);
+    }
+    Ok(())
+}
+
 fn set_up(root: &StateRoot, rt: &Runtime, store: &PodStore, dir: &PodDir, rec: &mut PodRecord, opts: &RunOptions) -> Result<()> {
     let spec = rec.manifest.spec.clone().expect("validated");
     let pod_state = volumes::pod_state_dir(&opts.state_dir, &rec.uid);
+    if spec.volumes.iter().flatten().any(|v| v.empty_dir.is_some()) && rec.state_dir.is_none() {
+        claim_pod_state(store, rec, &pod_state)?;
+    }
     let vols = volumes::prepare(&pod_state, spec.volumes.as_deref().unwrap_or(&[]), &mut rec.state_dir, &mut rec.volume_mounts);
     store.save(rec)?;
     let vols = vols?;
     // Translate and check every container now, so that a bad manifest
     // fails here rather than in the supervisor.
+    let mut images = Vec::new();
     for (kind, list) in [("initContainers", spec.init_containers.clone().unwrap_or_default()), ("containers", spec.containers.clone())] {
         for (i, c) in list.iter().enumerate() {
             let field = format!("spec.{kind}[{i}]");
-            check_container(rt, &rec.manifest, c, &field, &vols)?;
+            images.extend(check_container(rt, &rec.manifest, c, &field, &vols)?);
         }
+    }
+    // The store's images are the pod's for its whole life (every restart
+    // needs them again): an `image rm` of one is refused until `pod rm`.
+    if !images.is_empty() {
+        let owner = format!("pod {} (hull --root {})", store::shown(&rec.key()), root.path.display());
+        crate::image::Store::open(&rec.image_root)?.put_lease(&image_lease(store, &rec.key()), &owner, &images)?;
     }
     let config = translate::sandbox_config(&rec.manifest, &rec.namespace, &rec.uid, &dir.logs())?;
     let id = rt.create_sandbox(&config).map_err(|e| e.context("pod sandbox"))?;
@@ -176,15 +260,35 @@ fn set_up(root: &StateRoot, rt: &Runtime, store: &PodStore, dir: &PodDir, rec: &
     Ok(())
 }
 
+/// The name of a pod's lease in the image store: one per pod and root.
+fn image_lease(store: &PodStore, key: &str) -> String {
+    use sha2::Digest as _;
+    let id = format!("{}\0{key}", store.path.display());
+    format!("pod-{:x}", sha2::Sha256::digest(id.as_bytes()))
+}
+
+/// Give the pod's lease on its images back (none taken, as for a pod of
+/// directory images: nothing to do, nothing written, so a read-only store
+/// does not stop the removal).
+fn drop_image_lease(store: &PodStore, rec: &PodRecord) -> Result<()> {
+    let name = image_lease(store, &rec.key());
+    if std::fs::symlink_metadata(rec.image_root.join("leases").join(&name)).is_err() {
+        return Ok(());
+    }
+    crate::image::Store::open(&rec.image_root)?.drop_lease(&name)?;
+    Ok(())
+}
+
 /// A container's probes, translation, image, command and volume sources,
-/// each error naming the manifest field.
+/// each error naming the manifest field. Returns the container's image
+/// when it is one of the store's.
 fn check_container(
     rt: &Runtime,
     pod: &k8s_openapi::api::core::v1::Pod,
     c: &k8s_openapi::api::core::v1::Container,
     field: &str,
     vols: &[translate::HostVolume],
-) -> Result<()> {
+) -> Result<Option<crate::image::store::ImageRecord>> {
     probe::specs_of(c).map_err(|e| Error::InvalidArgument(format!("{field}: {e}")))?;
     let config = translate::container_config(pod, c, field, vols, 0)?;
     let image = crate::runtime::rootfs::resolve(&config.image.image, &format!("{field}.image"), &rt.options().image_root)?;
@@ -198,10 +302,20 @@ fn check_container(
             Error::InvalidArgument(if m.sub_path.is_empty() { format!("{vm}: {why}") } else { format!("{vm}.subPath: {why}") })
         })?;
     }
-    Ok(())
+    Ok(match image {
+        crate::runtime::rootfs::Source::Store(i) => Some(i.record),
+        crate::runtime::rootfs::Source::Dir(_) => None,
+    })
 }
 
+/// Start the pod's supervisor, unless one runs. Its lock is taken here and
+/// handed to it (fd 3): from before it exists until it ends, a supervisor
+/// of this pod is seen by its lock, even one whose pid was never recorded.
 fn spawn_supervisor(root: &StateRoot, dir: &PodDir, name: &str, backoff: Duration, image_root: &Path) -> Result<()> {
+    let Some(lock) = try_supervisor_lock(dir)? else {
+        return Ok(());
+    };
+    let lock_fd = std::os::fd::AsRawFd::as_raw_fd(&*lock);
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -220,14 +334,26 @@ fn spawn_supervisor(root: &StateRoot, dir: &PodDir, name: &str, backoff: Duratio
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone().sys_context(|| "dup log".into())?)
         .stderr(log);
-    // SAFETY: setsid is async-signal-safe.
+    // SAFETY: setsid and dup2 are async-signal-safe; dup2 leaves the new
+    // fd 3 without FD_CLOEXEC, so the locked file description reaches the
+    // supervisor.
     unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
             libc::setsid();
+            // dup2 onto itself would keep FD_CLOEXEC: clear it instead.
+            let r = if lock_fd == SUPERVISOR_LOCK_FD {
+                libc::fcntl(lock_fd, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(lock_fd, SUPERVISOR_LOCK_FD)
+            };
+            if r < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             Ok(())
         });
     }
     cmd.spawn().sys_context(|| "start pod supervisor".into())?;
+    drop(lock);
     Ok(())
 }
 
@@ -251,6 +377,40 @@ pub fn start_failed(c: &store::ContainerStatus) -> bool {
     matches!(c.reason.as_str(), "CreateContainerError" | "RunContainerError")
 }
 
+/// The fd a supervisor gets its lock on.
+const SUPERVISOR_LOCK_FD: i32 = 3;
+
+/// The supervisor lock as handed over by [`spawn_supervisor`] (fd 3, the
+/// same file), else taken here; None when another supervisor holds it.
+fn own_supervisor_lock(dir: &PodDir) -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
+    use std::os::unix::fs::MetadataExt;
+    let path = std::fs::metadata(dir.supervisor_lock()).ok();
+    // SAFETY: fstat only writes the struct; fd 3 may be closed (EBADF).
+    let inherited = unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        (libc::fstat(SUPERVISOR_LOCK_FD, &mut st) == 0).then_some(st)
+    };
+    if let (Some(p), Some(fd)) = (path, inherited) {
+        if p.dev() == fd.st_dev && p.ino() == fd.st_ino {
+            // SAFETY: fd 3 is the lock file our spawner dup'ed for us, open
+            // and owned by nothing else in this process.
+            let f = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(SUPERVISOR_LOCK_FD) };
+            // Not to be inherited by the monitors and probes this process
+            // starts: the lock must end with the supervisor.
+            nix::fcntl::fcntl(&f, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
+                .map_err(|e| Error::sys("set FD_CLOEXEC on the supervisor lock", e))?;
+            // Already locked through this very file description: flock
+            // on it again succeeds.
+            return match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+                Ok(l) => Ok(Some(l)),
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+                Err((_, e)) => Err(Error::sys("lock the supervisor lock", e)),
+            };
+        }
+    }
+    try_supervisor_lock(dir)
+}
+
 /// Entry point of the detached supervisor process.
 pub fn supervise(root: &StateRoot, rt: Runtime, name: &str, backoff_base: Duration) -> Result<()> {
     nix::sys::prctl::set_child_subreaper(false).ok();
@@ -258,16 +418,8 @@ pub fn supervise(root: &StateRoot, rt: Runtime, name: &str, backoff_base: Durati
     let dir = store.dir(name);
     // One supervisor per pod: a second one (two commands that both found
     // the first dead) leaves at once.
-    let lock_file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.supervisor_lock())
-        .sys_context(|| "open supervisor lock".into())?;
-    let _lock = match nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-        Ok(l) => l,
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(()),
-        Err((_, e)) => return Err(Error::sys("lock the supervisor lock", e)),
+    let Some(_lock) = own_supervisor_lock(&dir)? else {
+        return Ok(());
     };
     let mut rec = store.load(name)?;
     rec.supervisor_pid = std::process::id() as i32;
@@ -304,7 +456,8 @@ pub fn status(root: &StateRoot, rt: &Runtime, name: &str) -> Result<PodRecord> {
     let store = PodStore::new(&root.path);
     let mut rec = store.load(name)?;
     let dir = store.dir(name);
-    if rec.supervisor_pid > 0 && !rec.is_final() && !supervisor_alive(&rec) && !dir.stop_request().exists() {
+    let supervised = supervisor_alive(&rec);
+    if rec.supervisor_pid > 0 && !rec.is_final() && !supervised && !dir.stop_request().exists() {
         log::warn!("pod {name}: its supervisor is gone; starting a new one");
         spawn_supervisor(root, &dir, name, Duration::from_millis(rec.backoff_base_ms), &rec.image_root)?;
     }
@@ -324,6 +477,12 @@ pub fn status(root: &StateRoot, rt: &Runtime, name: &str) -> Result<PodRecord> {
         c.reason = exit.reason.clone();
         c.ready = false;
         c.last_exit = Some(exit);
+    }
+    // Without a supervisor, what the last one wrote may be stale: the
+    // phase is the one the containers give (a new supervisor, if one was
+    // just started, writes the same once it has looked).
+    if !supervised {
+        rec.phase = rec.derived_phase();
     }
     Ok(rec)
 }
@@ -362,11 +521,12 @@ pub fn supervisor_alive(rec: &PodRecord) -> bool {
 /// the network back, as kubelet's StopPodSandbox does.
 pub fn stop(root: &StateRoot, rt: &Runtime, name: &str) -> Result<()> {
     let _lock = PodStore::new(&root.path).lock(name)?;
-    stop_locked(root, rt, name)
+    stop_locked(root, rt, name).map(drop)
 }
 
-/// [`stop`], by a caller that holds the pod's lock.
-fn stop_locked(root: &StateRoot, rt: &Runtime, name: &str) -> Result<()> {
+/// [`stop`], by a caller that holds the pod's lock. Returns the supervisor
+/// lock, which keeps a new supervisor from starting while it is held.
+fn stop_locked(root: &StateRoot, rt: &Runtime, name: &str) -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
     let store = PodStore::new(&root.path);
     let rec = store.load(name)?;
     let dir = store.dir(name);
@@ -375,10 +535,15 @@ fn stop_locked(root: &StateRoot, rt: &Runtime, name: &str) -> Result<()> {
     std::fs::write(dir.stop_request(), b"").sys_context(|| "request stop".into())?;
     wake::call_stop(&dir.stop_fifo())?;
     let grace = validate::grace_period(rec.manifest.spec.as_ref().and_then(|s| s.termination_grace_period_seconds));
+    // The running supervisor is waited for on its pidfd; the lock then
+    // tells that no supervisor (also one not yet recorded) is left.
+    let limit = grace.saturating_add(Duration::from_secs(15));
+    let started = Instant::now();
     let rec = store.load(name)?;
     if supervisor_alive(&rec) {
-        wake::wait_process_gone(rec.supervisor_pid, grace.saturating_add(Duration::from_secs(15)));
+        wake::wait_process_gone(rec.supervisor_pid, limit);
     }
+    let sup_lock = wait_supervisor_gone(&store, name, limit.saturating_sub(started.elapsed()))?;
     let rec = store.load(name)?;
     if let Some(id) = sandbox_of(rt, &rec) {
         rt.stop_sandbox(&id, grace)?;
@@ -389,7 +554,33 @@ fn stop_locked(root: &StateRoot, rt: &Runtime, name: &str) -> Result<()> {
         rec.phase = "Stopped".into();
         store.save(&rec)?;
     }
-    Ok(())
+    Ok(sup_lock)
+}
+
+/// Wait (bounded) for the supervisor to act on a stop request and end,
+/// then SIGKILL it; returns its lock once free (None: still held after
+/// that, by a supervisor whose pid was never recorded).
+fn wait_supervisor_gone(store: &PodStore, name: &str, limit: Duration) -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
+    let dir = store.dir(name);
+    let deadline = Instant::now().checked_add(limit);
+    let mut killed = false;
+    loop {
+        if let Some(l) = try_supervisor_lock(&dir)? {
+            return Ok(Some(l));
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            if killed {
+                return Ok(None);
+            }
+            let rec = store.load(name)?;
+            if supervisor_alive(&rec) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.supervisor_pid), nix::sys::signal::Signal::SIGKILL);
+                crate::oci::wait::wait_gone(rec.supervisor_pid, Duration::from_secs(5));
+            }
+            killed = true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Stop (if needed) and remove everything of the pod. Concurrent
@@ -406,12 +597,10 @@ pub fn remove(root: &StateRoot, rt: &Runtime, name: &str) -> Result<()> {
         }
         Err(e) => return Err(e),
     };
-    stop_locked(root, rt, name)?;
+    // The supervisor lock is held to the end: no supervisor starts anew
+    // under a pod being removed.
+    let _sup = stop_locked(root, rt, name)?;
     let rec = store.load(name).unwrap_or(rec);
-    if supervisor_alive(&rec) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.supervisor_pid), nix::sys::signal::Signal::SIGKILL);
-        crate::oci::wait::wait_gone(rec.supervisor_pid, Duration::from_secs(5));
-    }
     teardown(rt, &store, &rec)
 }
 

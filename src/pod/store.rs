@@ -132,6 +132,34 @@ impl PodRecord {
     pub fn is_final(&self) -> bool {
         matches!(self.phase.as_str(), "Succeeded" | "Failed" | "Stopped")
     }
+
+    /// The phase of a pod whose supervisor is not running, from its
+    /// containers (as the runtime last reported them) and its restart
+    /// policy, by Kubernetes' rules: once every app container has ended
+    /// and the policy restarts none of them (or an init container failed
+    /// under `Never`), the pod is Succeeded (all exited 0) or Failed,
+    /// whatever the dead supervisor last wrote. Otherwise the recorded
+    /// phase stands (a supervisor started anew carries on from it).
+    pub fn derived_phase(&self) -> String {
+        use super::backoff::{should_restart, RestartPolicy};
+        if self.is_final() {
+            return self.phase.clone();
+        }
+        let policy = RestartPolicy::from_pod_spec(self.manifest.spec.as_ref().and_then(|s| s.restart_policy.as_deref()))
+            .unwrap_or(RestartPolicy::Always);
+        let code = |c: &ContainerStatus| (c.state == ContainerState::Terminated).then(|| c.last_exit.as_ref().map_or(1, |e| e.exit_code));
+        let init_failed = self.containers.iter().filter(|c| c.init).any(|c| code(c).is_some_and(|x| x != 0));
+        if init_failed && policy == RestartPolicy::Never {
+            return "Failed".into();
+        }
+        let app: Vec<Option<i32>> = self.containers.iter().filter(|c| !c.init).map(code).collect();
+        let ended = !app.is_empty() && app.iter().all(|c| c.is_some_and(|x| !should_restart(policy, x)));
+        match ended {
+            true if app.iter().all(|c| *c == Some(0)) => "Succeeded".into(),
+            true => "Failed".into(),
+            false => self.phase.clone(),
+        }
+    }
 }
 
 /// All pods under one hull root.
@@ -208,5 +236,71 @@ impl PodStore {
             .collect();
         names.sort();
         names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(policy: &str, codes: &[Option<i32>]) -> PodRecord {
+        let names: Vec<_> = (0..codes.len()).map(|i| serde_json::json!({"name": format!("c{i}")})).collect();
+        let manifest: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {"restartPolicy": policy, "containers": names}
+        }))
+        .unwrap();
+        let mut containers = super::super::supervisor::initial_statuses(&manifest);
+        for (c, code) in containers.iter_mut().zip(codes) {
+            c.state = if code.is_some() { ContainerState::Terminated } else { ContainerState::Running };
+            c.last_exit = code.map(|exit_code| ExitRecord {
+                exit_code,
+                signal: None,
+                started_at: String::new(),
+                finished_at: String::new(),
+                oom_killed: false,
+                reason: String::new(),
+            });
+        }
+        PodRecord {
+            name: "p".into(),
+            namespace: "default".into(),
+            uid: "u".into(),
+            created: String::new(),
+            phase: "Running".into(),
+            manifest,
+            sandbox_id: None,
+            supervisor_pid: 1,
+            backoff_base_ms: 100,
+            volume_mounts: Vec::new(),
+            image_root: PathBuf::new(),
+            containers,
+            state_dir: None,
+            reason: String::new(),
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_pod_without_supervisor_gets_its_phase_from_its_containers() {
+        for (policy, codes, want) in [
+            ("Never", &[Some(0), Some(0)][..], "Succeeded"),
+            ("Never", &[Some(0), Some(3)], "Failed"),
+            ("Never", &[Some(0), None], "Running"),
+            ("OnFailure", &[Some(0), Some(0)], "Succeeded"),
+            // OnFailure restarts the failed one: not over.
+            ("OnFailure", &[Some(0), Some(3)], "Running"),
+            ("Always", &[Some(0), Some(0)], "Running"),
+        ] {
+            assert_eq!(pod(policy, codes).derived_phase(), want, "{policy} {codes:?}");
+        }
+        let mut init_failed = pod("Never", &[None]);
+        init_failed.containers[0].state = ContainerState::Waiting;
+        init_failed.containers.insert(0, pod("Never", &[Some(1)]).containers.remove(0));
+        init_failed.containers[0].init = true;
+        assert_eq!(init_failed.derived_phase(), "Failed");
+        let mut stopped = pod("Never", &[Some(0)]);
+        stopped.phase = "Stopped".into();
+        assert_eq!(stopped.derived_phase(), "Stopped");
     }
 }

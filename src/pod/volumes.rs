@@ -84,7 +84,12 @@ pub fn prepare(
             if made_state.is_none() {
                 make_pod_state(pod_state)?;
                 *made_state = Some(pod_state.to_path_buf());
-                std::fs::create_dir(&vdir).sys_context(|| format!("create {}", vdir.display()))?;
+            }
+            match std::fs::create_dir(&vdir) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                    return Err(Error::sys(format!("create {}", vdir.display()), e));
+                }
+                _ => {}
             }
             let path = host_path(&vdir, v);
             std::fs::create_dir(&path).sys_context(|| format!("create emptyDir {}", path.display()))?;
@@ -145,7 +150,7 @@ pub fn prepare(
 
 /// The pod's state directory, new (a uid in use by another pod is an
 /// error, and that pod's directory is left alone).
-fn make_pod_state(pod_state: &Path) -> Result<()> {
+pub fn make_pod_state(pod_state: &Path) -> Result<()> {
     if let Some(parent) = pod_state.parent() {
         std::fs::create_dir_all(parent).sys_context(|| format!("create {}", parent.display()))?;
     }

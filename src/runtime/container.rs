@@ -155,8 +155,11 @@ impl Runtime {
     fn create_listed(&self, sbox: &super::record::SandboxRecord, id: &ContainerId, config: &ContainerConfig) -> Result<()> {
         let dir = self.container_dir(id);
         let run = self.container_run_dir(id);
-        for d in [&dir, &run] {
-            std::fs::create_dir_all(d).map_err(|e| io_err(format!("create {}", d.display()), e))?;
+        // Locked before the first record (see `create_sandbox`).
+        let lock = record::create_object_dir(&dir, &format!("container {id}"))?;
+        if let Err(e) = std::fs::create_dir_all(&run) {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(io_err(format!("create {}", run.display()), e));
         }
         let log_rel = if config.log_path.is_empty() {
             format!("{}/{}.log", config.metadata.name, config.metadata.attempt)
@@ -184,8 +187,6 @@ impl Runtime {
             staged_mounts: Vec::new(),
         };
         let key = container_key(sbox.id.as_str(), &config.metadata.name, config.metadata.attempt);
-        // Locked before the first record (see `create_sandbox`).
-        let lock = record::create_lock(&dir, &format!("container {id}"))?;
         let reserved = self
             .save_container(&rec)
             .and_then(|()| self.names.reserve(Kind::Container, &key, id.as_str(), |h| self.container_exists(h)));
@@ -350,7 +351,10 @@ impl Runtime {
         let Ok(Some(lock)) = record::try_lock(&dir, "container") else {
             return;
         };
-        let Ok(rec) = self.load_container(id) else {
+        // Without a record yet, the sandbox's list (which names it first)
+        // is mended by the sandbox's removal.
+        let what = format!("container {id}");
+        let Some(rec) = record::record_or_remove(self.load_container(id), &dir, &self.container_run_dir(id), &what) else {
             return;
         };
         if rec.phase != ContainerPhase::Creating {

@@ -157,6 +157,7 @@ pub fn kind_of(e: &crate::Error) -> ErrorKind {
         E::Seccomp(crate::seccomp::SeccompError::Invalid { .. }) => ErrorKind::InvalidArgument,
         E::Network(crate::network::NetworkError::InvalidRequest(_)) => ErrorKind::InvalidArgument,
         E::Image(crate::image::ImageError::NotFound(_) | crate::image::ImageError::NoPlatform { .. }) => ErrorKind::NotFound,
+        E::Image(crate::image::ImageError::InUse(_)) => ErrorKind::FailedPrecondition,
         E::Image(
             crate::image::ImageError::InvalidReference { .. }
             | crate::image::ImageError::InvalidDigest(_)

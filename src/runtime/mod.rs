@@ -161,6 +161,9 @@ impl Runtime {
         for id in record::ids_in(&self.opts.state_dir.join("sandboxes"), SandboxId::parse) {
             self.recover_sandbox(&id);
         }
+        let has_dir = |kind: &str, id: &str| !id.is_empty() && self.opts.state_dir.join(kind).join(id).exists();
+        self.names.sweep_temps(names::Kind::Sandbox, |id| has_dir("sandboxes", id));
+        self.names.sweep_temps(names::Kind::Container, |id| has_dir("containers", id));
     }
 
     pub fn options(&self) -> &RuntimeOptions {

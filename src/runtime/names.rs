@@ -110,6 +110,23 @@ impl NameIndex {
         self.holder_at(&self.path(kind, key))
     }
 
+    /// Remove the temp files of reservations whose creator died before
+    /// finishing them (`.ID.tmp` and its own write's temp files): those of
+    /// an id `alive` says has no object any more. A live creator's id has
+    /// its object directory from before it reserves.
+    pub fn sweep_temps(&self, kind: Kind, alive: impl Fn(&str) -> bool) {
+        for e in std::fs::read_dir(self.dir.join(kind.dir())).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if !name.starts_with('.') {
+                continue;
+            }
+            let id = name.trim_start_matches('.').split('.').next().unwrap_or("");
+            if !id.is_empty() && !alive(id) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
     /// Give a name back, only if `id` holds it.
     pub fn release(&self, kind: Kind, key: &str, id: &str) {
         let path = self.path(kind, key);
@@ -153,6 +170,27 @@ mod tests {
         idx.reserve(Kind::Sandbox, "ns/x/0", "dead", |_| true).unwrap();
         idx.reserve(Kind::Sandbox, "ns/x/0", "new", |h| h != "dead").unwrap();
         assert_eq!(idx.lookup(Kind::Sandbox, "ns/x/0").as_deref(), Some("new"));
+    }
+
+    #[test]
+    fn temp_files_of_dead_creators_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = NameIndex::new(dir.path());
+        idx.reserve(Kind::Sandbox, "ns/x/0", "live", |_| true).unwrap();
+        let names = dir.path().join("names/sandboxes");
+        for f in [".dead.tmp", "..dead.tmp.77-0.tmp", ".live.tmp", "..live.tmp.78-1.tmp"] {
+            std::fs::write(names.join(f), "").unwrap();
+        }
+        idx.sweep_temps(Kind::Sandbox, |id| id == "live");
+        let mut left: Vec<String> = std::fs::read_dir(&names)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect();
+        left.sort();
+        assert_eq!(left.len(), 3, "{left:?}");
+        assert!(left.iter().all(|n| !n.contains("dead")), "{left:?}");
+        assert_eq!(idx.lookup(Kind::Sandbox, "ns/x/0").as_deref(), Some("live"));
     }
 
     #[test]

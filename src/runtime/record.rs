@@ -98,6 +98,28 @@ pub fn create_lock(dir: &Path, what: &str) -> Result<ObjectLock> {
     lock_with(dir, what, FlockArg::LockExclusive, true)
 }
 
+/// Make an object's directory `dir` with its lock file, locked by the
+/// caller: made under a temporary name and renamed into place, so that an
+/// object's directory never lacks its lock, and one without a record is
+/// known to be a dead creator's once its lock is free (see `recover`). A
+/// crash before the rename leaves a `.new-*` directory, swept on open.
+pub fn create_object_dir(dir: &Path, what: &str) -> Result<ObjectLock> {
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+        return Err(RuntimeError::internal(format!("{what}: no directory name")));
+    };
+    let tmp = parent.join(format!(".new-{}", name.to_string_lossy()));
+    let io = |what: String| move |e| RuntimeError::with_source(ErrorKind::Internal, what, e);
+    std::fs::create_dir(&tmp).map_err(io(format!("create {}", tmp.display())))?;
+    let lock = create_lock(&tmp, what).and_then(|l| {
+        std::fs::rename(&tmp, dir).map_err(io(format!("rename {} into place", tmp.display())))?;
+        Ok(l)
+    });
+    if lock.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    lock
+}
+
 /// The object's lock if nobody holds it now (None when someone does).
 pub fn try_lock(dir: &Path, what: &str) -> Result<Option<ObjectLock>> {
     match lock_with(dir, what, FlockArg::LockExclusiveNonblock, false) {
@@ -140,11 +162,43 @@ pub fn remove_object_dir(dir: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Delete what removals cut short (by a crash) left renamed aside in `parent`.
+/// The record of an object being recovered; None when there is nothing
+/// more to do with it. An object directory without a record (its creator
+/// died before writing the first; nothing else of it was made) is removed
+/// here, with its run directory.
+pub fn record_or_remove<T>(loaded: Result<T>, dir: &Path, run: &Path, what: &str) -> Option<T> {
+    match loaded {
+        Ok(rec) => Some(rec),
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            log::warn!("{what}: its creation was interrupted before its record; removing its directory");
+            let _ = remove_object_dir(run);
+            let _ = remove_object_dir(dir);
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// Delete what removals cut short (by a crash) left renamed aside in
+/// `parent`, and the directories of creations that died before they were
+/// moved into place (lock free, or never made and a minute old).
 pub fn sweep_removed(parent: &Path) {
     for e in std::fs::read_dir(parent).into_iter().flatten().flatten() {
-        if e.file_name().to_string_lossy().starts_with(".gone-") {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.starts_with(".gone-") {
             let _ = std::fs::remove_dir_all(e.path());
+        } else if name.starts_with(".new-") {
+            let path = e.path();
+            let dead = match try_lock(&path, "a new object") {
+                Ok(Some(_)) => true,
+                Ok(None) => false,
+                Err(_) => std::fs::metadata(&path)
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > std::time::Duration::from_secs(60))),
+            };
+            if dead {
+                let _ = std::fs::remove_dir_all(&path);
+            }
         }
     }
 }

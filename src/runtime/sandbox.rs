@@ -131,6 +131,10 @@ pub fn etc_files(c: &SandboxConfig, ips: &[String], host_network: bool) -> [(&'s
 /// Remove a cgroup path's leaf and the parents below the hierarchy roots
 /// that are empty, in every hierarchy (what the pod cgroup made).
 fn remove_cgroup(cg: &crate::cgroups::Cgroup, parent: &str) {
+    // Whatever is still in the pod cgroup itself once its containers are
+    // gone is the sandbox's: its holder, also one whose creator died
+    // before recording it.
+    let _ = cg.signal_all(nix::sys::signal::Signal::SIGKILL);
     if let Err(e) = cg.remove() {
         log::warn!("{e}");
     }
@@ -197,8 +201,13 @@ impl Runtime {
         let id = SandboxId::generate()?;
         let dir = self.sandbox_dir(&id);
         let run = self.sandbox_run_dir(&id);
-        for d in [&dir, &run] {
-            std::fs::create_dir_all(d).map_err(|e| io_err(format!("create {}", d.display()), e))?;
+        // Locked from before the first record: while a creator lives, its
+        // Creating record (or its directory without one yet) is not taken
+        // for a crash's leftovers (recover).
+        let lock = record::create_object_dir(&dir, &what)?;
+        if let Err(e) = std::fs::create_dir_all(&run) {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(io_err(format!("create {}", run.display()), e));
         }
         let rec = SandboxRecord {
             id: id.clone(),
@@ -215,9 +224,6 @@ impl Runtime {
             log_directory: config.log_directory.clone().unwrap_or_else(|| dir.join("logs")),
             containers: Vec::new(),
         };
-        // Locked from before the first record: while a creator lives, its
-        // Creating record is not taken for a crash's leftovers (recover).
-        let lock = record::create_lock(&dir, &what)?;
         // The record first, then the name: a name always points at a record.
         let key = sandbox_key(&m.namespace, &m.name, m.attempt);
         let reserved = self
@@ -256,22 +262,41 @@ impl Runtime {
         // The pod cgroup, recorded before anything can be placed in it.
         let parent = Path::new(&rec.cgroup_parent);
         let leaf = parent.file_name().and_then(|n| n.to_str()).unwrap_or("pod").to_string();
-        let parent_lock = cgroup_parent_lock(nix::fcntl::FlockArg::LockShared);
-        let cg = crate::cgroups::Cgroup::create(Some(parent), &leaf)?;
+        let cg = {
+            let _l = cgroup_parent_lock(nix::fcntl::FlockArg::LockShared);
+            // Planned and recorded before a directory is made: a crash
+            // half-way through the hierarchies leaves a record of them all.
+            let mut cg = crate::cgroups::Cgroup::plan(Some(parent), &leaf)?;
+            rec.cgroup = Some(cg.clone());
+            self.save_sandbox(rec)?;
+            if let Err(e) = cg.make() {
+                rec.cgroup = None;
+                return Err(e.into());
+            }
+            cg
+        };
         rec.cgroup = Some(cg.clone());
         self.save_sandbox(rec)?;
         // The holder's leaf, named by the sandbox id as containerd names
         // the pause container's, next to the containers' cgroups (a scope
         // under a systemd slice, as theirs).
         let holder_path = crate::cgroups::systemd::child_path(&rec.cgroup_parent, rec.id.as_str());
-        let holder_cg = crate::cgroups::Cgroup::create(Some(Path::new(&holder_path)), rec.id.as_str())?;
+        // Recorded before it is made, and before the holder joins it: a
+        // holder whose creator died before recording its pid is found (and
+        // killed) there by the removal.
+        let mut holder_cg = crate::cgroups::Cgroup::plan(Some(Path::new(&holder_path)), rec.id.as_str())?;
         rec.holder_cgroup = Some(holder_cg.clone());
         self.save_sandbox(rec)?;
-        drop(parent_lock);
+        holder_cg.make()?;
+        rec.holder_cgroup = Some(holder_cg.clone());
+        self.save_sandbox(rec)?;
         if let Some(r) = &rec.config.resources {
             let res = super::spec::oci_resources(r, oci_spec::runtime::LinuxResources::default()).map_err(|e| e.context("resources"))?;
             cg.apply_resources(&res).map_err(|e| RuntimeError::from(e).context("resources"))?;
         }
+        // The holder joins its leaf before it makes anything (containerd's
+        // pause is in the pod's cgroup too); on v2 the pod cgroup itself
+        // holds no process, the containers' controllers are enabled below it.
         let hspec = HolderSpec { cgroups: holder_cg.dirs.values().cloned().collect(), ..hspec.clone() };
         let h = holder::spawn(&self.opts.hull, &hspec)?;
         rec.holder = Some(h);
@@ -364,6 +389,8 @@ impl Runtime {
             holder::stop(&h);
         }
         if let Some(cg) = rec.holder_cgroup.take() {
+            // Also a holder whose pid was never recorded.
+            let _ = cg.signal_all(nix::sys::signal::Signal::SIGKILL);
             if let Err(e) = cg.remove() {
                 log::warn!("sandbox {}: holder cgroup: {e}", rec.id);
             }
@@ -383,7 +410,8 @@ impl Runtime {
         let Ok(Some(lock)) = record::try_lock(&dir, "sandbox") else {
             return;
         };
-        let Ok(mut rec) = self.load_sandbox(id) else {
+        let what = format!("sandbox {id}");
+        let Some(mut rec) = record::record_or_remove(self.load_sandbox(id), &dir, &self.sandbox_run_dir(id), &what) else {
             return;
         };
         if rec.phase != SandboxPhase::Creating {

@@ -526,6 +526,29 @@ fn find_dirs_named(dir: &Path, name: &str, depth: usize) -> Vec<PathBuf> {
     found
 }
 
+/// Run `cmd` with its stdout a pipe whose reader is gone (`cmd | head -1`
+/// once head has left): it must end quietly, killed by SIGPIPE like any
+/// Unix tool or successfully, never with a panic.
+#[track_caller]
+pub fn assert_quiet_on_a_closed_pipe(cmd: &mut Command) {
+    use std::os::unix::process::ExitStatusExt;
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let o = cmd.stdout(writer).stderr(Stdio::piped()).output().unwrap();
+    let err = s(&o.stderr);
+    assert!(!err.contains("panicked") && o.status.code() != Some(101), "{cmd:?}: {:?}\n{err}", o.status);
+    assert!(o.status.success() || o.status.signal() == Some(libc::SIGPIPE), "{cmd:?}: {:?}\n{err}", o.status);
+}
+
+/// The host's mounts whose line in mountinfo names `path`.
+pub fn mounts_under(path: &str) -> Vec<String> {
+    read_all(Path::new("/proc/self/mountinfo"))
+        .lines()
+        .filter(|l| l.contains(path))
+        .map(|l| format!("mount: {l}"))
+        .collect()
+}
+
 /// Read a file until EOF, ignoring errors.
 pub fn read_all(p: &Path) -> String {
     let mut s = String::new();

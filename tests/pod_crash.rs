@@ -1,0 +1,247 @@
+//! `hull pod run` killed at every step. The points are deterministic: a
+//! first run is traced to list the state-changing system calls its main
+//! thread makes (mkdir, mount, rename, link, fsync, flock, clone, wait4...),
+//! then for each of them a fresh run is SIGKILLed as it enters that call
+//! (strace's syscall injection, no hook in hull). After every kill,
+//! `hull pod rm` (or, every other time, a new `hull pod run` of the same
+//! name and then `pod rm`) must finish or undo the work, and nothing of the
+//! pod may be left: no process, mount, cgroup, runtime record, pod
+//! directory or name.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// The system calls a kill is tried at (each invocation of each).
+const POINTS: &str = "mkdir,rename,mount,umount2,linkat,unlink,fsync,flock,clone,clone3,wait4,kill";
+/// At most this many kill points (spread evenly over the run).
+const MAX_POINTS: usize = 90;
+/// The sweep stops starting new points after this long (a loaded machine
+/// covers fewer; the count is printed).
+const BUDGET: Duration = Duration::from_secs(300);
+
+fn have_strace() -> bool {
+    Command::new("strace").arg("-V").output().is_ok_and(|o| o.status.success())
+}
+
+struct Crash {
+    root: tempfile::TempDir,
+    name: String,
+    /// Put in the environment of every `pod run`, so every process it
+    /// starts (holder, supervisor, monitors) can be found again.
+    marker: String,
+}
+
+impl Crash {
+    fn hull(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(runtime());
+        cmd.arg("--root").arg(self.root.path()).args(args);
+        cmd
+    }
+
+    fn manifest(&self, uid: &str) -> PathBuf {
+        let text = format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, uid: {uid}}}
+spec:
+  restartPolicy: Always
+  terminationGracePeriodSeconds: 1
+  volumes: [{{name: m, emptyDir: {{medium: Memory}}}}, {{name: d, emptyDir: {{}}}}]
+  containers:
+  - {{name: c, image: {rootfs}, command: [sleep, '1000'], volumeMounts: [{{name: m, mountPath: /m}}, {{name: d, mountPath: /d}}]}}
+"#,
+            name = self.name,
+            rootfs = rootfs().display()
+        );
+        let path = self.root.path().join(format!("{uid}.yaml"));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn run_args(&self, manifest: &Path) -> Vec<String> {
+        let no_cni = self.root.path().join("no-cni");
+        std::fs::create_dir_all(&no_cni).unwrap();
+        let state = self.root.path().join("state");
+        ["pod", "run", "--wait", "10", "--backoff-base-ms", "100", "--cni-conf-dir"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([no_cni.display().to_string(), "--state-dir".into(), state.display().to_string()])
+            .chain([manifest.display().to_string()])
+            .collect()
+    }
+
+    /// `pod run` under strace: traced only (`inject` None) or killed at
+    /// the `n`th call of `syscall`.
+    fn traced_run(&self, manifest: &Path, trace: &Path, inject: Option<(&str, usize)>) -> Output {
+        let mut cmd = Command::new("strace");
+        cmd.args(["-qq", "-o"]).arg(trace);
+        match inject {
+            None => cmd.arg("-e").arg(format!("trace={POINTS}")),
+            Some((sys, n)) => cmd
+                .arg("-e")
+                .arg(format!("trace={sys}"))
+                .arg("-e")
+                .arg(format!("inject={sys}:signal=KILL:when={n}")),
+        };
+        cmd.arg(runtime()).arg("--root").arg(self.root.path()).args(self.run_args(manifest));
+        cmd.env("HULL_CRASH_TEST", &self.marker);
+        run_cmd(&mut cmd, Duration::from_secs(90))
+    }
+
+    fn rm(&self) -> Output {
+        run_cmd(&mut self.hull(&["pod", "rm", &self.name]), Duration::from_secs(90))
+    }
+
+    /// Everything of the pod still on the host.
+    fn leftovers(&self, uid: &str) -> Vec<String> {
+        let root = self.root.path().to_str().unwrap();
+        let mut out = mounts_under(root);
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
+            let marked = env.split(|b| *b == 0).any(|v| v == format!("HULL_CRASH_TEST={}", self.marker).as_bytes());
+            let cgroup = read_all(&e.path().join("cgroup"));
+            let stat = read_all(&e.path().join("stat"));
+            let zombie = stat.rsplit(") ").next().is_some_and(|r| r.starts_with('Z'));
+            if (marked || cgroup.contains(&format!("hull-pod-{uid}"))) && !zombie {
+                let cmd = s(&std::fs::read(e.path().join("cmdline")).unwrap_or_default()).replace('\0', " ");
+                out.push(format!("process {pid}: {cmd}"));
+            }
+        }
+        for base in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            let p = base.path().join(format!("hull-pod-{uid}"));
+            if p.exists() {
+                out.push(format!("cgroup: {}", p.display()));
+            }
+        }
+        // Records, names and runtime files (the pods' lock files stay, by design).
+        for sub in [
+            "pods",
+            "state/pods",
+            "pod-runtime/sandboxes",
+            "pod-runtime/containers",
+            "pod-runtime/names/sandboxes",
+            "pod-runtime/names/containers",
+            "pod-runtime/run/sandboxes",
+            "pod-runtime/run/containers",
+            "pod-runtime/run/exits",
+            "pod-runtime/run/oci",
+        ] {
+            for e in std::fs::read_dir(self.root.path().join(sub)).into_iter().flatten().flatten() {
+                out.push(format!("file: {}", e.path().display()));
+            }
+        }
+        out
+    }
+
+    fn assert_clean(&self, uid: &str, what: &str) {
+        let start = Instant::now();
+        let mut left = self.leftovers(uid);
+        while !left.is_empty() && start.elapsed() < Duration::from_secs(15) {
+            std::thread::sleep(Duration::from_millis(100));
+            left = self.leftovers(uid);
+        }
+        assert!(left.is_empty(), "{what}: left behind:\n{}", left.join("\n"));
+    }
+}
+
+impl Drop for Crash {
+    fn drop(&mut self) {
+        let _ = self.rm();
+    }
+}
+
+/// The kill points of a traced run: (syscall, invocation number), in the
+/// order the run made them.
+fn kill_points(trace: &str) -> Vec<(String, usize)> {
+    let wanted: Vec<&str> = POINTS.split(',').collect();
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    let mut points = Vec::new();
+    for line in trace.lines() {
+        let Some((name, _)) = line.split_once('(') else { continue };
+        if !wanted.contains(&name) {
+            continue;
+        }
+        let n = seen.entry(name.to_string()).or_default();
+        *n += 1;
+        points.push((name.to_string(), *n));
+    }
+    if points.len() > MAX_POINTS {
+        let step = points.len() as f64 / MAX_POINTS as f64;
+        points = (0..MAX_POINTS).map(|i| points[(i as f64 * step) as usize].clone()).collect();
+    }
+    points
+}
+
+#[test]
+fn a_pod_run_killed_at_any_step_is_undone_by_rm_or_the_next_run() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    if !have_strace() {
+        eprintln!("skipped a_pod_run_killed_at_any_step_is_undone_by_rm_or_the_next_run: strace is not installed");
+        return;
+    }
+    let root = tempfile::Builder::new().prefix("hull-crash-t").tempdir_in("/tmp").unwrap();
+    let name = unique_id("crash").replace('_', "-").to_lowercase();
+    let crash = Crash { marker: name.clone(), root, name };
+
+    // A first run makes the root's directories; the reference run after
+    // it passes every point the runs below pass.
+    let trace = crash.root.path().join("trace");
+    let uid = format!("{}-first", crash.name);
+    assert_ok(&crash.traced_run(&crash.manifest(&uid), &trace, None));
+    assert_ok(&crash.rm());
+    crash.assert_clean(&uid, "the first run");
+    let uid = format!("{}-ref", crash.name);
+    let o = crash.traced_run(&crash.manifest(&uid), &trace, None);
+    assert_ok(&o);
+    let points = kill_points(&read_all(&trace));
+    assert_ok(&crash.rm());
+    crash.assert_clean(&uid, "the reference run");
+    assert!(points.len() > 20, "too few kill points traced: {points:?}");
+
+    let start = Instant::now();
+    let mut done = 0;
+    let mut killed = 0;
+    for (i, (sys, n)) in points.iter().enumerate() {
+        if start.elapsed() > BUDGET {
+            break;
+        }
+        let what = format!("killed at {sys} #{n} (point {i})");
+        let uid = format!("{}-{i}", crash.name);
+        let manifest = crash.manifest(&uid);
+        let o = crash.traced_run(&manifest, &trace, Some((sys, *n)));
+        // A run may make a call fewer than the reference (a wait that
+        // ended sooner): then it completed, and is removed as any pod.
+        killed += usize::from(!o.status.success());
+        // Listing never fails on what the kill left.
+        assert_ok(&run_cmd(&mut crash.hull(&["pod", "ls"]), Duration::from_secs(60)));
+        if i % 2 == 1 {
+            // The next run of the same name finishes or undoes the old one
+            // (a pod whose run got as far as its supervisor exists; any
+            // other is cleared away for the new run).
+            let mut cmd = crash.hull(&[]);
+            cmd.args(crash.run_args(&manifest)).env("HULL_CRASH_TEST", &crash.marker);
+            let again = run_cmd(&mut cmd, Duration::from_secs(90));
+            let exists = s(&again.stderr).contains("already exists");
+            assert!(again.status.success() || exists, "{what}: the next run:\n{}", show(&again));
+        }
+        let rm = crash.rm();
+        let nothing = s(&rm.stderr).contains("does not exist") && !crash.root.path().join("pods").join(&crash.name).exists();
+        assert!(rm.status.success() || nothing, "{what}: pod rm:\n{}", show(&rm));
+        crash.assert_clean(&uid, &what);
+        done += 1;
+    }
+    eprintln!(
+        "a_pod_run_killed_at_any_step: {done} of {} kill points checked ({killed} runs killed) in {:?}",
+        points.len(),
+        start.elapsed()
+    );
+    assert!(done >= 10, "only {done} kill points checked within {BUDGET:?}");
+    assert!(killed * 10 >= done * 9, "only {killed} of {done} runs were killed: the points do not match the runs");
+}
