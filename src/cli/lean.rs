@@ -9,7 +9,7 @@
 //!   sandbox holder), which then stay resident with as little of hull as
 //!   their job needs;
 //! - the runc-compatible commands a container manager runs for every
-//!   container (create, start, state, kill, delete, run, exec --process)
+//!   container (create, start, state, kill, delete, run, exec)
 //!   and the per-container monitor, as a [`Cli`] that the usual dispatch
 //!   runs. Only a command line made of nothing but what this parser knows,
 //!   each flag at most once, is taken: anything else (`--help`,
@@ -90,6 +90,7 @@ const RUN_ONLY: &[Flag] = &[flag("detach", Some('d'), false), flag("keep", None,
 const EXEC: &[Flag] = &[
     flag("process", Some('p'), true),
     flag("detach", Some('d'), false),
+    flag("tty", Some('t'), false),
     flag("pid-file", None, true),
     flag("console-socket", None, true),
     flag("preserve-fds", None, true),
@@ -115,6 +116,8 @@ const MONITOR: &[Flag] = &[
 struct Given<'a> {
     flags: Vec<(&'static str, &'a str)>,
     positionals: Vec<&'a str>,
+    /// exec's command words: everything after its first word, as given.
+    trailing: Vec<&'a str>,
 }
 
 impl<'a> Given<'a> {
@@ -160,9 +163,19 @@ pub fn runtime_command(args: &[OsString]) -> Option<Cli> {
                     let (own, extra) = command_flags(arg)?;
                     command = Some((arg, own, extra));
                 }
+                // `exec ID CMD ARGS...`: clap takes the words from CMD on
+                // as they are (a trailing list that accepts hyphens); here
+                // only when every flag came before ID.
+                Some(("exec", _, _)) if !given.positionals.is_empty() => {
+                    given.trailing.push(arg);
+                    given.trailing.extend(rest.by_ref());
+                }
                 Some(_) => given.positionals.push(arg),
             }
             continue;
+        }
+        if matches!(command, Some(("exec", _, _))) && !given.positionals.is_empty() {
+            return None;
         }
         let (own, extra) = command.map_or((&[][..], &[][..]), |(_, own, extra)| (own, extra));
         let (f, inline) = find_flag(arg, [GLOBAL, own, extra])?;
@@ -260,19 +273,18 @@ fn build_command(name: &str, g: &Given) -> Option<Command> {
             let signal = g.positionals.get(1).map(|s| s.to_string());
             Command::Kill { id: id(1).or_else(|| id(2))?, signal, all: g.on("all") }
         }
-        // exec's command words are clap's (a trailing list that takes
-        // hyphens); here only the --process form containerd uses.
-        "exec" => Command::Exec(ExecCmd {
+        // --process (as containerd calls it) or command words, not both.
+        "exec" if g.trailing.is_empty() == g.on("process") => Command::Exec(ExecCmd {
             id: id(1)?,
-            command: Vec::new(),
-            process: Some(g.path("process")?),
+            command: g.trailing.iter().map(|s| s.to_string()).collect(),
+            process: g.path("process"),
             detach: g.on("detach"),
             pid_file: g.path("pid-file"),
             cwd: None,
             env: Vec::new(),
             user: None,
             additional_gids: Vec::new(),
-            tty: false,
+            tty: g.on("tty"),
             console_socket: g.path("console-socket"),
             cap: Vec::new(),
             no_new_privs: false,
@@ -335,6 +347,10 @@ mod tests {
             &["kill", "-a", "c4", "SIGTERM"],
             &["exec", "--process", "/p.json", "c5"],
             &["exec", "-d", "--pid-file", "/pid", "--console-socket", "/s", "-p", "/p.json", "--preserve-fds", "2", "c5"],
+            &["exec", "c5", "/bin/true"],
+            &["exec", "-t", "-d", "c5", "sh", "-c", "echo --tty -d", "--", "-x"],
+            &["exec", "c5", "sh", "-c", "ls -l", "--root", "/r"],
+            &["--root", "/r", "exec", "--console-socket", "/s", "-t", "c5", "sh", "-c", "ls -l --root /r"],
             &["monitor", "c6", "--bundle", "/b", "--log-path", "/l", "--exit-file", "/e", "--ready-fd", "5"],
             &["--root", "/r", "monitor", "c6", "--bundle", "/b", "--log-path", "/l", "--exit-file", "/e", "--ready-fd", "5", "--tty"],
             &["monitor", "c6", "--bundle=/b", "--log-path=/l", "--exit-file=/e", "--ready-fd=5", "--hold-created", "--stdin"],
@@ -392,9 +408,12 @@ mod tests {
             &["--log-format", "xml", "state", "c"],
             &["kill", "c", "-9"],
             &["kill", "c", "TERM", "extra"],
-            &["exec", "c", "sh"],
             &["exec", "c"],
-            &["exec", "-t", "-p", "/p", "c"],
+            &["exec", "-p", "/p", "c", "sh"],
+            &["exec", "c", "-t", "sh"],
+            &["exec", "c", "--root", "/r", "sh"],
+            &["exec", "-e", "A=1", "c", "sh"],
+            &["exec", "c", "sh", ""],
             &["list"],
             &["pod", "ls"],
             &["image", "ls"],
