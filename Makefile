@@ -16,6 +16,9 @@
 #                  (phases under strace, kernel floor, syscalls), peak RSS
 #                  of each command and callgrind instruction counts: hull
 #                  vs crun (tests/bench/profile.sh; PROFILE_ITERS=20)
+#   make hot-symbols  regenerate link/hot-symbols.txt, the functions the
+#                  runtime commands and a monitor run, which the linker puts
+#                  together (tests/bench/hot_symbols.sh; see build.rs)
 #   make fuzz      run every fuzz target in fuzz/ for FUZZ_SECONDS (60) each;
 #                  fails on a crash (not part of make test)
 #   make demo      run the example pod (examples/pod.yaml) with target/release/hull
@@ -65,7 +68,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := oci_config pod_manifest image_json layer_unpack hosts_toml cni_result cri_log_line
 FUZZ_SCRATCH := $(CURDIR)/target/fuzz-corpus
 
-.PHONY: all setup build fixtures test test-v2 bench profile demo clean fuzz
+.PHONY: all setup build fixtures test test-v2 bench profile hot-symbols demo clean fuzz
 
 all: build
 
@@ -123,6 +126,9 @@ bench: setup fixtures build
 
 profile: setup fixtures build
 	HULL=$(HULL) tests/bench/profile.sh
+
+hot-symbols: setup fixtures
+	HULL_TEST_ROOTFS=$(ROOTFS) tests/bench/hot_symbols.sh
 
 demo: setup fixtures build
 	HULL=$(HULL) HULL_TEST_ROOTFS=$(ROOTFS) examples/demo.sh

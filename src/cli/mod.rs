@@ -26,20 +26,28 @@ pub fn main() -> i32 {
     if let Some(code) = lean::dispatch(&args) {
         return code;
     }
+    if let Some(cli) = lean::runtime_command(&args) {
+        return run(&cli);
+    }
     let matches = Cli::command().get_matches_from(args);
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if let Command::Daemon(d) = &cli.command {
         // The daemon logs with tracing (it takes over the `log` records too).
         return daemon::run(&cli, d, &matches);
     }
-    if let Err(e) = logging::init(cli.log.as_deref(), log_format(&cli), cli.debug) {
+    run(&cli)
+}
+
+/// Run a parsed command line (but the daemon's).
+fn run(cli: &Cli) -> i32 {
+    if let Err(e) = logging::init(cli.log.as_deref(), log_format(cli), cli.debug) {
         eprintln!("hull: cannot open log file: {e}");
         return 1;
     }
     if cli.command.runs_container_processes() && !crate::linux::syscall::running_from_protected_binary() {
         // Only returns on failure; see linux::syscall for why.
         let Err(e) = crate::linux::syscall::reexec_protected();
-        return report(&cli, &e);
+        return report(cli, &e);
     }
     if !cli.command.is_daemon() {
         // A reader that went away (`hull pod ps | head -1`) ends the
@@ -47,9 +55,9 @@ pub fn main() -> i32 {
         // println! (Rust ignores SIGPIPE, so the write would fail with EPIPE).
         crate::linux::syscall::default_sigpipe();
     }
-    match dispatch(&cli) {
+    match dispatch(cli) {
         Ok(code) => code,
-        Err(e) => report(&cli, &e),
+        Err(e) => report(cli, &e),
     }
 }
 

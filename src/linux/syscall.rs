@@ -173,10 +173,11 @@ pub fn set_loopback_up() -> Result<()> {
 }
 
 /// What a long-lived helper (a container's monitor, a sandbox holder)
-/// calls once it is set up: drop the code pages it no longer runs
+/// calls once it is set up, just before it first blocks: drop the code
+/// pages it no longer runs and the stack set-up used
 /// ([`trim_resident_code`]), then hand the heap's free pages back to the
 /// kernel (set-up parsed configs and specs; glibc keeps freed memory for
-/// reuse unless asked, and the smaps read above is one more such block).
+/// reuse unless asked, and the smaps read is one more such block).
 pub fn shrink_resident() {
     trim_resident_code();
     // SAFETY: malloc_trim only releases free memory of malloc's own heap.
@@ -192,37 +193,140 @@ pub fn single_malloc_arena() {
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
 }
 
-/// Drop this process's resident read-only file pages (hull's and the
-/// shared libraries' code and constants): a long-lived helper (the
-/// container monitor) ran a lot of code once to set up and then loops in a
-/// little; what it needs again faults back in from the page cache. Only
-/// private read-only file mappings with no anonymous (copied-on-write)
-/// pages are touched, so their pages are always identical to the file and
-/// nothing can be lost.
-pub fn trim_resident_code() {
-    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else { return };
-    let mut current: Option<(usize, usize)> = None;
+/// A mapping of ours, as /proc/self/smaps lists it.
+struct Mapping {
+    start: usize,
+    end: usize,
+    /// A private read-only file mapping (hull's or a library's code and
+    /// constants, or relocated data made read-only).
+    readonly_file: bool,
+    stack: bool,
+    /// KiB of copied-on-write (anonymous) pages in it.
+    anonymous_kib: u64,
+}
+
+fn own_mappings() -> Vec<Mapping> {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else { return Vec::new() };
+    let mut out: Vec<Mapping> = Vec::new();
     for line in smaps.lines() {
         let mut f = line.split_whitespace();
         let first = f.next().unwrap_or("");
         if let Some((a, b)) = first.split_once('-').filter(|_| !first.ends_with(':')) {
             let perms = f.next().unwrap_or("");
             let path = line.split_whitespace().nth(5).unwrap_or("");
-            let file_backed = !path.is_empty() && !path.starts_with('[');
-            current = match (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
-                (Ok(s), Ok(e)) if file_backed && (perms == "r-xp" || perms == "r--p") => Some((s, e)),
-                _ => None,
-            };
+            if let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
+                let file_backed = !path.is_empty() && !path.starts_with('[');
+                out.push(Mapping {
+                    start,
+                    end,
+                    readonly_file: file_backed && (perms == "r-xp" || perms == "r--p"),
+                    stack: path == "[stack]",
+                    anonymous_kib: 0,
+                });
+            }
             continue;
         }
         if first == "Anonymous:" {
-            if let (Some((start, end)), Some("0")) = (current.take(), f.next()) {
-                // SAFETY: a private, read-only file mapping of ours without
-                // copied-on-write pages: MADV_DONTNEED only unmaps pages
-                // that refault unchanged from the file.
-                unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+            if let (Some(m), Some(kib)) = (out.last_mut(), f.next().and_then(|v| v.parse().ok())) {
+                m.anonymous_kib = kib;
             }
         }
+    }
+    out
+}
+
+/// Drop this process's resident read-only file pages (hull's and the
+/// shared libraries' code and constants) and the stack below the caller: a
+/// long-lived helper (the container monitor) ran a lot of code once to set
+/// up and then loops in a little; what it needs again faults back in from
+/// the page cache (file pages) or as zero pages (stack it grows into
+/// again). Of a private read-only file mapping only the pages that are
+/// still the file's are dropped, never a copied-on-write one (relocated
+/// data, the GOT), so nothing can be lost.
+pub fn trim_resident_code() {
+    let maps = own_mappings();
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
+    for m in &maps {
+        if m.readonly_file && m.anonymous_kib == 0 {
+            ranges.push((m.start, m.end));
+        } else if m.readonly_file {
+            file_page_runs(m.start, m.end, &mut ranges);
+        }
+    }
+    for (start, end) in ranges {
+        // SAFETY: a range of a private, read-only file mapping of ours
+        // holding no copied-on-write page: MADV_DONTNEED only unmaps pages
+        // that refault unchanged from the file. Read-only, so no page can
+        // become copied-on-write in between.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+    }
+    if let Some(stack) = maps.iter().find(|m| m.stack) {
+        drop_stack_below_caller(stack.start, stack.end);
+    }
+}
+
+/// The runs of pages of [start, end) that are resident and still the
+/// file's (not copied-on-write), from /proc/self/pagemap: one u64 per
+/// page, bit 63 present, bit 61 a file page (or shared anonymous).
+fn file_page_runs(start: usize, end: usize, out: &mut Vec<(usize, usize)>) {
+    const PRESENT: u64 = 1 << 63;
+    const FILE: u64 = 1 << 61;
+    let page = page_size();
+    let Ok(f) = File::open("/proc/self/pagemap") else { return };
+    let pages = (end - start) / page;
+    let mut raw = vec![0u8; pages * 8];
+    if std::os::unix::fs::FileExt::read_exact_at(&f, &mut raw, (start / page * 8) as u64).is_err() {
+        return;
+    }
+    let mut run: Option<usize> = None;
+    for (i, e) in raw.chunks_exact(8).enumerate() {
+        let entry = u64::from_le_bytes(e.try_into().unwrap_or([0; 8]));
+        let addr = start + i * page;
+        let droppable = entry & PRESENT != 0 && entry & FILE != 0;
+        match (droppable, run) {
+            (true, None) => run = Some(addr),
+            (false, Some(s)) => {
+                out.push((s, addr));
+                run = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = run {
+        out.push((s, end));
+    }
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf takes a constant and touches no memory.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 {
+        p as usize
+    } else {
+        4096
+    }
+}
+
+/// Drop the pages of the main stack more than 16 KiB below this frame:
+/// set-up ran deep (config parsing, the container's create) and left them
+/// resident; no live frame is there (the stack grows down, and the x86-64
+/// red zone is 128 bytes), and what the loop grows into again comes back
+/// as zero pages. Nothing is done on another thread's stack.
+#[inline(never)]
+fn drop_stack_below_caller(stack_start: usize, stack_end: usize) {
+    let marker = 0u8;
+    let here = std::hint::black_box(&marker) as *const u8 as usize;
+    if !(stack_start..stack_end).contains(&here) {
+        return;
+    }
+    let page = page_size();
+    let end = (here & !(page - 1)).saturating_sub(16 * 1024);
+    if end > stack_start {
+        // SAFETY: [stack_start, end) is the unused part of our own stack
+        // (below every live frame, with a 16 KiB margin for the madvise
+        // call itself); its pages are private anonymous memory that no one
+        // reads before writing it again.
+        unsafe { libc::madvise(stack_start as *mut libc::c_void, end - stack_start, libc::MADV_DONTNEED) };
     }
 }
 

@@ -168,8 +168,6 @@ pub fn run(root: &StateRoot, spec: &MonitorSpec, stdio: &attach::Stdio, ready: O
             // this pipe until it execs, so the reader cannot wait for EOF.
             let _ = writeln!(ready, "ok {} {}", running.pid, std::process::id());
             drop(ready);
-            // Setting up ran most of hull; waiting needs little of it.
-            crate::linux::syscall::shrink_resident();
             supervise(root, spec, running);
             0
         }
@@ -281,6 +279,7 @@ fn supervise(root: &StateRoot, spec: &MonitorSpec, r: Running) {
     let mut status: Option<WaitStatus> = None;
     let mut drain_deadline: Option<Instant> = None;
     let mut buf = vec![0u8; 32 * 1024];
+    let mut trimmed = false;
     loop {
         let open: Vec<usize> = (0..2).filter(|i| streams[*i].0.is_some()).collect();
         if status.is_some() && (open.is_empty() || drain_deadline.is_some_and(|d| Instant::now() >= d)) {
@@ -293,6 +292,13 @@ fn supervise(root: &StateRoot, spec: &MonitorSpec, r: Running) {
         fds.push(PollFd::new(r.signals.as_fd(), PollFlags::POLLIN));
         fds.extend(hub.poll_fds().into_iter().map(|i| PollFd::new(i.fd, i.flags)));
         let timeout = if status.is_some() { PollTimeout::from(100u16) } else { PollTimeout::NONE };
+        if !trimmed {
+            // Setting up ran most of hull; waiting needs little of it.
+            // Trimmed just before the first wait, so that only the loop's
+            // own code faults back in.
+            crate::linux::syscall::shrink_resident();
+            trimmed = true;
+        }
         match poll(&mut fds, timeout) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(_) => break,

@@ -28,6 +28,12 @@ Normally driven by tests/bench/bench.sh. Subcommands:
 
   bench.py report FILE.json... [--json-out FILE]
       Print the comparison table.
+
+  bench.py shell-report FILE
+      Print the plain shell loops' table (lines of tests/bench/shell_loop.sh:
+      LOOP RUNTIME ITERS TOTAL_NS FAILED, one per round, loop and runtime):
+      per loop and runtime the median over rounds of the mean per iteration,
+      and hull's ratios to crun and runc.
 """
 
 import argparse
@@ -673,6 +679,67 @@ def cmd_report(a):
     return 0
 
 
+SHELL_LOOPS = (
+    ("run", "run /bin/true"),
+    ("rundel", "run + delete"),
+    ("lifecycle", "create/start/wait/delete"),
+    ("limits", "... with limits"),
+)
+
+
+def cmd_shell_report(a):
+    per = {}  # (loop, runtime) -> [ms per iteration], one per round
+    failed = set()
+    order = []
+    with open(a.file) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) != 5:
+                continue
+            loop, rt, iters, total_ns, bad = parts[0], parts[1], int(parts[2]), int(parts[3]), parts[4]
+            if rt not in order:
+                order.append(rt)
+            if bad != "0":
+                failed.add((loop, rt))
+                continue
+            per.setdefault((loop, rt), []).append(total_ns / 1e6 / max(iters, 1))
+
+    def med(loop, rt):
+        v = per.get((loop, rt))
+        return statistics.median(v) if v else None
+
+    print()
+    print("Plain shell loops: bash forks and execs every runtime command (stdio on")
+    print("  /dev/null), as containerd and podman start a runtime; each figure is")
+    print("  the loop's wall time ($EPOCHREALTIME around it) / iterations, the median")
+    print("  over the rounds; runtimes interleaved round by round. The wait of")
+    print("  create/start/wait/delete spins on `kill -0 PID` in the shell (a child")
+    print("  subreaper, so it reaps the init) until the init is gone.")
+    print()
+    print("%-26s" % "ms per iteration" + "".join("%10s" % rt for rt in order)
+          + "".join("%12s" % ("hull/" + o) for o in order if o != "hull"))
+    for loop, label in SHELL_LOOPS:
+        row = "%-26s" % label
+        for rt in order:
+            m = med(loop, rt)
+            row += "%10s" % ("FAILED" if (loop, rt) in failed and m is None
+                             else fmt_ms(m))
+        h = med(loop, "hull")
+        for o in order:
+            if o == "hull":
+                continue
+            x = med(loop, o)
+            row += "%12s" % ("%.2f" % (h / x) if h and x else "n/a")
+        print(row)
+    if failed:
+        print("  failed (some command exited non-zero): "
+              + ", ".join("%s %s" % k for k in sorted(failed)))
+    rounds = max((len(v) for v in per.values()), default=0)
+    print("  (%d rounds)" % rounds)
+    print()
+    return 0
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -702,8 +769,12 @@ def main():
     pt.add_argument("files", nargs="+")
     pt.add_argument("--json-out")
 
+    ps = sp.add_parser("shell-report")
+    ps.add_argument("file")
+
     a = p.parse_args()
-    return {"prepare": cmd_prepare, "run": cmd_run, "report": cmd_report}[a.cmd](a)
+    return {"prepare": cmd_prepare, "run": cmd_run, "report": cmd_report,
+            "shell-report": cmd_shell_report}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -128,6 +128,41 @@ done
 
 "$PYTHON" "$BENCH_PY" report --json-out "$OUT/results.json" "${results[@]}"
 
+# The same workloads as plain shell loops (tests/bench/shell_loop.sh): each
+# runtime command a process that bash forks and execs, as containerd and
+# podman start a runtime. BENCH_SHELL_ROUNDS rounds, each loop of each
+# runtime BENCH_SHELL_ITERS iterations, interleaved (round by round, runtime
+# after runtime), so a change in the machine's load hits all of them alike.
+SHELL_ITERS=${BENCH_SHELL_ITERS:-20}
+SHELL_ROUNDS=${BENCH_SHELL_ROUNDS:-3}
+SHELL_OUT=$OUT/shell-loops.txt
+: >"$SHELL_OUT"
+echo
+echo "bench: plain shell loops ($SHELL_ROUNDS rounds x $SHELL_ITERS iterations per loop and runtime)"
+# bash as a child subreaper (kept across exec), so it reaps the container
+# inits that `create` leaves behind.
+SUBREAPER=("$PYTHON" -c 'import ctypes, os, sys
+if ctypes.CDLL(None).prctl(36, 1, 0, 0, 0) != 0: sys.exit("prctl(PR_SET_CHILD_SUBREAPER) failed")
+os.execv("/bin/bash", ["bash"] + sys.argv[1:])')
+for loop in run rundel lifecycle limits; do
+    for round in $(seq "$SHELL_ROUNDS"); do
+        for rt in $RUNTIMES; do
+            bin=$(binary_for "$rt")
+            [ -x "$bin" ] || continue
+            wrap=()
+            if [[ " $UNHYBRID " == *" $rt "* ]] && is_hybrid; then
+                wrap=(unshare -m sh -c 'umount /sys/fs/cgroup/unified && exec "$@"' sh)
+            fi
+            timeout --kill-after=10 $((60 + SHELL_ITERS * TIMEOUT / 5)) \
+                "${wrap[@]}" "${SUBREAPER[@]}" "$REPO/tests/bench/shell_loop.sh" "$loop" "$rt" "$bin" \
+                "$WORK/state-$rt" "$WORK/bundle" "$WORK/bundle-limits" "$SHELL_ITERS" \
+                "hullbench-sh-$rt-$round-" >>"$SHELL_OUT" </dev/null ||
+                echo "bench: shell loop $loop of $rt failed (round $round)" >&2
+        done
+    done
+done
+"$PYTHON" "$BENCH_PY" shell-report "$SHELL_OUT"
+
 # Pods: `hull pod run` / `pod rm` latency (no CNI and a CNI bridge of its
 # own) and the memory of a running pod (holder, monitors, supervisor).
 # BENCH_POD_ITERS (default 20) timed iterations per mode; pod_bench.py bounds
