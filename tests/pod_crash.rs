@@ -29,6 +29,10 @@ fn have_strace() -> bool {
 
 struct Crash {
     root: tempfile::TempDir,
+    /// The CNI config dir `pod run` is given (an empty one: loopback only).
+    cni: PathBuf,
+    /// The system calls traced and killed at (a subset of [`POINTS`]).
+    points: &'static str,
     name: String,
     /// Put in the environment of every `pod run`, so every process it
     /// starts (holder, supervisor, monitors) can be found again.
@@ -63,13 +67,11 @@ spec:
     }
 
     fn run_args(&self, manifest: &Path) -> Vec<String> {
-        let no_cni = self.root.path().join("no-cni");
-        std::fs::create_dir_all(&no_cni).unwrap();
         let state = self.root.path().join("state");
         ["pod", "run", "--wait", "10", "--backoff-base-ms", "100", "--cni-conf-dir"]
             .iter()
             .map(|s| s.to_string())
-            .chain([no_cni.display().to_string(), "--state-dir".into(), state.display().to_string()])
+            .chain([self.cni.display().to_string(), "--state-dir".into(), state.display().to_string()])
             .chain([manifest.display().to_string()])
             .collect()
     }
@@ -80,7 +82,7 @@ spec:
         let mut cmd = Command::new("strace");
         cmd.args(["-qq", "-o"]).arg(trace);
         match inject {
-            None => cmd.arg("-e").arg(format!("trace={POINTS}")),
+            None => cmd.arg("-e").arg(format!("trace={}", self.points)),
             Some((sys, n)) => cmd
                 .arg("-e")
                 .arg(format!("trace={sys}"))
@@ -157,8 +159,8 @@ impl Drop for Crash {
 
 /// The kill points of a traced run: (syscall, invocation number), in the
 /// order the run made them.
-fn kill_points(trace: &str) -> Vec<(String, usize)> {
-    let wanted: Vec<&str> = POINTS.split(',').collect();
+fn kill_points(trace: &str, points: &str, max: usize) -> Vec<(String, usize)> {
+    let wanted: Vec<&str> = points.split(',').collect();
     let mut seen = std::collections::HashMap::<String, usize>::new();
     let mut points = Vec::new();
     for line in trace.lines() {
@@ -170,9 +172,9 @@ fn kill_points(trace: &str) -> Vec<(String, usize)> {
         *n += 1;
         points.push((name.to_string(), *n));
     }
-    if points.len() > MAX_POINTS {
-        let step = points.len() as f64 / MAX_POINTS as f64;
-        points = (0..MAX_POINTS).map(|i| points[(i as f64 * step) as usize].clone()).collect();
+    if points.len() > max {
+        let step = points.len() as f64 / max as f64;
+        points = (0..max).map(|i| points[(i as f64 * step) as usize].clone()).collect();
     }
     points
 }
@@ -186,10 +188,70 @@ fn a_pod_run_killed_at_any_step_is_undone_by_rm_or_the_next_run() {
         eprintln!("skipped a_pod_run_killed_at_any_step_is_undone_by_rm_or_the_next_run: strace is not installed");
         return;
     }
-    let root = tempfile::Builder::new().prefix("hull-crash-t").tempdir_in("/tmp").unwrap();
-    let name = unique_id("crash").replace('_', "-").to_lowercase();
-    let crash = Crash { marker: name.clone(), root, name };
+    let crash = Crash::new("crash", POINTS);
+    std::fs::create_dir_all(&crash.cni).unwrap();
+    sweep(&crash, MAX_POINTS, 20);
+}
 
+/// With a CNI network (a bridge of the test's own): killed at mounts (the
+/// tmpfs, the netns pin), record renames and plugin runs, the network is
+/// given back too (no veth on the bridge, no address lease).
+#[test]
+fn a_cni_pod_run_killed_at_its_mounts_is_undone() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    if !have_strace() || !Path::new("/usr/lib/cni/bridge").exists() {
+        eprintln!("skipped a_cni_pod_run_killed_at_its_mounts_is_undone: strace or the CNI plugins are not installed");
+        return;
+    }
+    let crash = Crash::new("crashcni", "mount,rename,clone,wait4");
+    let pid = std::process::id();
+    let bridge = format!("hcr{}", pid % 100000);
+    let forward_before = read_all(Path::new("/proc/sys/net/ipv4/ip_forward"));
+    let ipam = crash.root.path().join("ipam");
+    let conf = serde_json::json!({
+        "cniVersion": "1.0.0", "name": format!("hullcrash{pid}"),
+        "plugins": [{"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": false,
+                     "ipam": {"type": "host-local", "dataDir": ipam,
+                              "ranges": [[{"subnet": format!("172.30.{}.0/24", 100 + pid % 50)}]]}}]
+    });
+    std::fs::create_dir_all(&crash.cni).unwrap();
+    std::fs::write(crash.cni.join("10-crash.conflist"), conf.to_string()).unwrap();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        sweep(&crash, 16, 3);
+        let veths = s(&Command::new("ip").args(["-o", "link", "show", "master", &bridge]).output().unwrap().stdout);
+        assert!(veths.trim().is_empty(), "veths left on the bridge:\n{veths}");
+        let mut leases = Vec::new();
+        for net in std::fs::read_dir(&ipam).into_iter().flatten().flatten() {
+            for f in std::fs::read_dir(net.path()).into_iter().flatten().flatten() {
+                let n = f.file_name().to_string_lossy().to_string();
+                if n.parse::<std::net::IpAddr>().is_ok() {
+                    leases.push(n);
+                }
+            }
+        }
+        assert!(leases.is_empty(), "address leases left: {leases:?}");
+    }));
+    let _ = Command::new("ip").args(["link", "del", &bridge]).status();
+    let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", &forward_before);
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
+
+impl Crash {
+    fn new(prefix: &str, points: &'static str) -> Crash {
+        let root = tempfile::Builder::new().prefix("hull-crash-t").tempdir_in("/tmp").unwrap();
+        let name = unique_id(prefix).replace('_', "-").to_lowercase();
+        let cni = root.path().join("cni");
+        Crash { marker: name.clone(), root, name, cni, points }
+    }
+}
+
+/// Kill a run at each traced point (at most `max`, at least `min` of them
+/// checked within the budget) and check what rm or the next run leaves.
+fn sweep(crash: &Crash, max: usize, min: usize) {
     // A first run makes the root's directories; the reference run after
     // it passes every point the runs below pass.
     let trace = crash.root.path().join("trace");
@@ -200,10 +262,10 @@ fn a_pod_run_killed_at_any_step_is_undone_by_rm_or_the_next_run() {
     let uid = format!("{}-ref", crash.name);
     let o = crash.traced_run(&crash.manifest(&uid), &trace, None);
     assert_ok(&o);
-    let points = kill_points(&read_all(&trace));
+    let points = kill_points(&read_all(&trace), crash.points, max);
     assert_ok(&crash.rm());
     crash.assert_clean(&uid, "the reference run");
-    assert!(points.len() > 20, "too few kill points traced: {points:?}");
+    assert!(points.len() >= min, "too few kill points traced: {points:?}");
 
     let start = Instant::now();
     let mut done = 0;
@@ -237,11 +299,7 @@ fn a_pod_run_killed_at_any_step_is_undone_by_rm_or_the_next_run() {
         crash.assert_clean(&uid, &what);
         done += 1;
     }
-    eprintln!(
-        "a_pod_run_killed_at_any_step: {done} of {} kill points checked ({killed} runs killed) in {:?}",
-        points.len(),
-        start.elapsed()
-    );
-    assert!(done >= 10, "only {done} kill points checked within {BUDGET:?}");
+    eprintln!("{}: {done} of {} kill points checked ({killed} runs killed) in {:?}", crash.points, points.len(), start.elapsed());
+    assert!(done >= min.min(10), "only {done} kill points checked within {BUDGET:?}");
     assert!(killed * 10 >= done * 9, "only {killed} of {done} runs were killed: the points do not match the runs");
 }

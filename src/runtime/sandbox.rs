@@ -151,6 +151,9 @@ fn remove_cgroup(cg: &crate::cgroups::Cgroup, parent: &str) {
     }
 }
 
+/// The sandbox's pinned netns, in its run directory.
+const NETNS_PIN: &str = "netns";
+
 /// Where sandboxes' cgroups go when the config names no parent.
 const DEFAULT_CGROUP_PARENT: &str = "/hull/";
 
@@ -342,7 +345,11 @@ impl Runtime {
         // holder die and its pid be reused, a DEL must not reach someone
         // else's netns.
         let run = self.sandbox_run_dir(&rec.id);
-        let netns = crate::network::netns::pin_netns(Path::new(&holder::ns_path(h, "net")), &run, "netns")
+        // Named in the record before the bind: a crash right after it
+        // still leaves the pin listed for removal (which is idempotent).
+        rec.netns = Some(run.join(NETNS_PIN));
+        self.save_sandbox(rec)?;
+        let netns = crate::network::netns::pin_netns(Path::new(&holder::ns_path(h, "net")), &run, NETNS_PIN)
             .map_err(|e| RuntimeError::from(e).context("network"))?;
         rec.netns = Some(netns.clone());
         let mut att = config.attachment(rec.id.as_str(), &netns, "eth0");
