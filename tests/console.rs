@@ -235,6 +235,9 @@ fn interactive_exec_follows_resizes_and_restores_the_terminal() {
         eprintln!("note: exec -t start {tries} printed {first:?}; retrying");
         let _ = child.kill();
         let _ = child.wait();
+        // A SIGKILLed hull cannot give the terminal back: the next one
+        // must start from the user's mode, which it then restores.
+        nix::sys::termios::tcsetattr(&pty.slave, nix::sys::termios::SetArg::TCSANOW, &before).unwrap();
     };
     // The user's terminal grows: the kernel signals hull (its foreground
     // process), which resizes the container's terminal.
