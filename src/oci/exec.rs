@@ -230,6 +230,20 @@ pub fn exec(root: &StateRoot, opts: &ExecOptions) -> Result<i32> {
         }
         false => (None, None),
     };
+    // The container's pty gets the user's window size when it is made,
+    // not when the proxy starts: the process may ask for it (`stty size`)
+    // before the proxy has the master.
+    let sized;
+    let opts = match proxy_console.then(|| super::tty_proxy::window_size(0)).flatten() {
+        Some((rows, cols)) if rows > 0 && opts.process.console_size().is_none() => {
+            let mut process = opts.process.clone();
+            let size = oci_spec::runtime::BoxBuilder::default().height(u64::from(rows)).width(u64::from(cols)).build();
+            process.set_console_size(size.ok());
+            sized = ExecOptions { process, ..opts.clone() };
+            &sized
+        }
+        _ => opts,
+    };
     let pid = spawn(root, opts, console)?;
     if opts.detach {
         return Ok(0);
