@@ -301,5 +301,8 @@ fn sweep(crash: &Crash, max: usize, min: usize) {
     }
     eprintln!("{}: {done} of {} kill points checked ({killed} runs killed) in {:?}", crash.points, points.len(), start.elapsed());
     assert!(done >= min.min(10), "only {done} kill points checked within {BUDGET:?}");
-    assert!(killed * 10 >= done * 9, "only {killed} of {done} runs were killed: the points do not match the runs");
+    // A run may make fewer calls than the reference (waits and plugin runs
+    // that end sooner or later): a few runs complete instead of dying.
+    let spared = done - killed;
+    assert!(spared <= (done / 10).max(3), "only {killed} of {done} runs were killed: the points do not match the runs");
 }
