@@ -1297,3 +1297,156 @@ async fn attach_to_a_shell_with_stdin_and_tty() {
     remove_pod(&mut rt, &pod).await;
     assert!(mounts_under(&d).is_empty());
 }
+
+/// The sandbox holder's `/proc/<pid>/status` (None once it is gone or a
+/// zombie).
+fn holder_status(pid: i64) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).ok().filter(|s| !s.contains("State:\tZ"))
+}
+
+async fn holder_pid(rt: &mut Rt, pod: &str) -> i64 {
+    let sb = rt
+        .pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: pod.into(), verbose: true })
+        .await
+        .unwrap()
+        .into_inner();
+    serde_json::from_str::<serde_json::Value>(&sb.info["info"]).unwrap()["pid"]
+        .as_i64()
+        .expect("holder pid")
+}
+
+fn status_field<'a>(status: &'a str, field: &str) -> &'a str {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .unwrap_or_else(|| panic!("no {field} in {status}"))
+        .trim()
+}
+
+/// The sandbox-level security context as the holder gets it: a Localhost
+/// seccomp profile read from its file (its rules, not the default's, are
+/// what the holder runs under), RuntimeDefault, a privileged sandbox
+/// unconfined and the only kind that takes privileged containers,
+/// run_as_user/group and supplemental groups, readonly_rootfs accepted;
+/// bad profile files refused naming the field, leaving nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn sandbox_security_context_reaches_the_holder() {
+    let Some(d) = daemon() else { return };
+    let mut rt = d.runtime().await;
+    let profiles = d.path("seccomp");
+    std::fs::create_dir_all(&profiles).unwrap();
+    // Everything allowed but the holder's reaping: a SIGCHLD then kills it.
+    let kill_on_wait = profiles.join("kill-on-wait.json");
+    std::fs::write(
+        &kill_on_wait,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["wait4","waitid"],"action":"SCMP_ACT_KILL_PROCESS"}]}"#,
+    )
+    .unwrap();
+    let with = |name: &str, f: &dyn Fn(&mut cri::LinuxSandboxSecurityContext)| {
+        let mut cfg = pod_config(name, &d);
+        f(cfg.linux.as_mut().unwrap().security_context.as_mut().unwrap());
+        cfg
+    };
+    let profile = |t: cri::security_profile::ProfileType, path: &std::path::Path| {
+        Some(cri::SecurityProfile { profile_type: t as i32, localhost_ref: path.to_str().unwrap().into() })
+    };
+    use cri::security_profile::ProfileType;
+
+    let local = with("sb-local", &|sc| {
+        sc.seccomp = profile(ProfileType::Localhost, &kill_on_wait);
+        sc.run_as_user = Some(cri::Int64Value { value: 1234 });
+        sc.run_as_group = Some(cri::Int64Value { value: 2345 });
+        sc.supplemental_groups = vec![3456];
+        sc.readonly_rootfs = true;
+    });
+    let local_pod = run_pod(&mut rt, local.clone()).await;
+    let default = with("sb-default", &|sc| sc.seccomp = profile(ProfileType::RuntimeDefault, std::path::Path::new("")));
+    let default_pod = run_pod(&mut rt, default.clone()).await;
+    let privileged = with("sb-priv", &|sc| {
+        sc.seccomp = profile(ProfileType::RuntimeDefault, std::path::Path::new(""));
+        sc.privileged = true;
+    });
+    let privileged_pod = run_pod(&mut rt, privileged.clone()).await;
+
+    let lpid = holder_pid(&mut rt, &local_pod).await;
+    let st = holder_status(lpid).expect("holder running");
+    assert_eq!(status_field(&st, "Seccomp:"), "2", "{st}");
+    assert_eq!(status_field(&st, "Uid:").split_whitespace().next(), Some("1234"), "{st}");
+    assert_eq!(status_field(&st, "Gid:").split_whitespace().next(), Some("2345"), "{st}");
+    assert_eq!(status_field(&st, "Groups:"), "3456", "{st}");
+    let dpid = holder_pid(&mut rt, &default_pod).await;
+    assert_eq!(status_field(&holder_status(dpid).unwrap(), "Seccomp:"), "2");
+    let ppid = holder_pid(&mut rt, &privileged_pod).await;
+    assert_eq!(status_field(&holder_status(ppid).unwrap(), "Seccomp:"), "0", "a privileged sandbox runs unconfined");
+    // The profile file's rule is the holder's: reaping on SIGCHLD kills
+    // it; under the default profile the holder reaps and stays.
+    for pid in [lpid, dpid] {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGCHLD).unwrap();
+    }
+    wait_for("the Localhost profile's holder to die of its rule", Duration::from_secs(30), || holder_status(lpid).is_none());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(holder_status(dpid).is_some(), "the default profile allows wait4");
+
+    // Privileged containers only in a privileged sandbox (containerd's
+    // and CRI-O's rule).
+    let mut c = container_config("priv", &["sleep", "1000"]);
+    c.linux.as_mut().unwrap().security_context.as_mut().unwrap().privileged = true;
+    let e = err(rt
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: default_pod.clone(),
+            config: Some(c.clone()),
+            sandbox_config: Some(default.clone()),
+        })
+        .await);
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("security_context.privileged") && e.message().contains("not privileged"), "{}", e.message());
+    let id = start_container(&mut rt, &privileged_pod, c, &privileged).await;
+    let caps = sh(&mut rt, &id, "cat /proc/self/status").await;
+    let daemon = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap();
+    assert_eq!(status_field(&caps, "CapEff:"), status_field(&daemon, "CapBnd:"), "every capability the daemon may give");
+
+    // Bad profile files: InvalidArgument naming the field, nothing made.
+    let fifo = profiles.join("fifo.json");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let big = profiles.join("big.json");
+    std::fs::write(&big, format!("{{\"defaultAction\":\"SCMP_ACT_ALLOW\"{}}}", " ".repeat(1 << 20))).unwrap();
+    let junk = profiles.join("junk.json");
+    std::fs::write(&junk, "{\"defaultAction\": 5}").unwrap();
+    let notify = profiles.join("notify.json");
+    std::fs::write(&notify, r#"{"defaultAction":"SCMP_ACT_NOTIFY","listenerPath":"/run/agent.sock"}"#).unwrap();
+    let before = list_pods(&mut rt).await;
+    for (path, needle) in [
+        (profiles.join("missing.json"), "No such file"),
+        (profiles.clone(), "not a regular file"),
+        (fifo, "not a regular file"),
+        (big, "larger than"),
+        (junk, "not an OCI seccomp profile"),
+        (notify, "SCMP_ACT_NOTIFY"),
+    ] {
+        let cfg = with("sb-bad", &|sc| sc.seccomp = profile(ProfileType::Localhost, &path));
+        let e = err(rt
+            .run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(cfg), runtime_handler: String::new() })
+            .await);
+        assert_eq!(e.code(), Code::InvalidArgument, "{}: {e:?}", path.display());
+        assert!(e.message().contains("security_context.seccomp") && e.message().contains(needle), "{}", e.message());
+    }
+    assert_eq!(list_pods(&mut rt).await, before, "no sandbox left by a refused one");
+    for pod in [local_pod, default_pod, privileged_pod] {
+        remove_pod(&mut rt, &pod).await;
+    }
+    assert!(mounts_under(&d).is_empty());
+}
+
+async fn list_pods(rt: &mut Rt) -> Vec<String> {
+    let mut ids: Vec<String> = rt
+        .list_pod_sandbox(cri::ListPodSandboxRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .items
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    ids.sort();
+    ids
+}

@@ -132,7 +132,17 @@ pub fn sandbox_config(pod: &Pod, namespace: &str, uid: &str, log_dir: &Path) -> 
         cgroup_parent: Some(format!("/hull-pod-{uid}")),
         resources: pod_resources(pod)?,
         sysctls,
-        security_context: SandboxSecurityContext { namespace_options: namespace_options(pod), ..Default::default() },
+        security_context: SandboxSecurityContext {
+            namespace_options: namespace_options(pod),
+            // As the kubelet: the sandbox is privileged when a container
+            // (an init container too) is, which is what lets it be.
+            privileged: s
+                .containers
+                .iter()
+                .chain(s.init_containers.iter().flatten())
+                .any(|c| c.security_context.as_ref().and_then(|sc| sc.privileged).unwrap_or(false)),
+            ..Default::default()
+        },
     })
 }
 
@@ -353,6 +363,17 @@ spec:
             HostVolume { name: "data".into(), path: "/pods/web/volumes/data".into(), host_type: None },
             HostVolume { name: "host".into(), path: "/srv".into(), host_type: Some("Directory".into()) },
         ]
+    }
+
+    #[test]
+    fn a_privileged_container_makes_the_sandbox_privileged() {
+        let logs = Path::new("/pods/web/logs");
+        assert!(!sandbox_config(&pod(POD), "team", "u-1", logs).unwrap().security_context.privileged);
+        let init = POD.replace(
+            "  containers:\n",
+            "  initContainers:\n  - {name: i, image: /srv/rootfs, securityContext: {privileged: true}}\n  containers:\n",
+        );
+        assert!(sandbox_config(&pod(&init), "team", "u-1", logs).unwrap().security_context.privileged);
     }
 
     #[test]

@@ -134,6 +134,15 @@ impl Runtime {
             if s.phase != SandboxPhase::Ready || !s.holder.is_some_and(|h| h.alive()) {
                 return Err(RuntimeError::precondition(format!("sandbox {sandbox} is not ready")).context(&what));
             }
+            // The kubelet marks a sandbox privileged when one of its
+            // containers is; containerd and CRI-O refuse a privileged
+            // container in any other sandbox.
+            if config.security_context.privileged && !s.config.security_context.privileged {
+                return Err(RuntimeError::invalid(format!(
+                    "security_context.privileged: sandbox {sandbox} is not privileged (its security_context.privileged is false)"
+                ))
+                .context(&what));
+            }
             s.containers.push(id.clone());
             self.save_sandbox(&s)?;
             s

@@ -29,6 +29,9 @@ pub struct HolderSpec {
     pub sysctls: Vec<(String, String)>,
     /// Load hull's default seccomp profile into the holder.
     pub seccomp_default: bool,
+    /// Or load this OCI seccomp profile (a copy the runtime layer wrote
+    /// from the sandbox's Localhost profile, already checked to compile).
+    pub seccomp_file: Option<std::path::PathBuf>,
     /// Who the holder runs as once the namespaces are made.
     pub uid: Option<i64>,
     pub gid: Option<i64>,
@@ -58,6 +61,10 @@ impl HolderSpec {
         }
         if self.seccomp_default {
             a.push("--seccomp-default".into());
+        }
+        if let Some(f) = &self.seccomp_file {
+            a.push("--seccomp-file".into());
+            a.push(f.to_string_lossy().into_owned());
         }
         for (flag, v) in [("--uid", self.uid), ("--gid", self.gid)] {
             if let Some(v) = v {
@@ -97,6 +104,7 @@ impl HolderSpec {
                 "--pid" => spec.pid = true,
                 "--seccomp-default" => spec.seccomp_default = true,
                 "--hostname" => spec.hostname = Some(value()?.clone()),
+                "--seccomp-file" => spec.seccomp_file = Some(value()?.into()),
                 "--sysctl" => {
                     let kv = value()?;
                     let (k, v) = kv.split_once('=').ok_or_else(|| format!("--sysctl {kv:?}: expected KEY=VALUE"))?;
@@ -157,23 +165,45 @@ pub fn ns_path(h: &HolderRecord, typ: &str) -> String {
 /// the namespaces, fork the holder, report its pid on `ready`, exit.
 pub fn main(spec: &HolderSpec, ready: OwnedFd) -> i32 {
     let mut ready = std::fs::File::from(ready);
-    match set_up(spec) {
-        Ok(()) => {}
+    // The filter is compiled while this process still has its privileges
+    // (the profile file may be root's only) and loaded by the holder last.
+    let filter = match seccomp_filter(spec).and_then(|f| set_up(spec).map(|()| f)) {
+        Ok(f) => f,
         Err(e) => {
             let _ = write!(ready, "err {e}");
             return 1;
         }
-    }
+    };
+    // The holder says on `confined` whether it could take its user and
+    // filter (nothing: it could); only then is it reported ready.
+    let (mut confined_r, confined_w) = match std::io::pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = write!(ready, "err pipe: {e}");
+            return 1;
+        }
+    };
     match fork() {
         Ok(Forked::Parent(pid)) => {
-            let _ = writeln!(ready, "ok {pid}");
-            0
+            drop(confined_w);
+            let mut why = String::new();
+            let _ = std::io::Read::read_to_string(&mut confined_r, &mut why);
+            if why.is_empty() {
+                let _ = writeln!(ready, "ok {pid}");
+                0
+            } else {
+                let _ = write!(ready, "err {why}");
+                1
+            }
         }
         Ok(Forked::Child) => {
-            if let Err(e) = confine(spec) {
-                let _ = write!(ready, "err {e}");
+            drop(confined_r);
+            let mut confined_w = confined_w;
+            if let Err(e) = confine(spec, filter.as_ref()) {
+                let _ = write!(confined_w, "{e}");
                 crate::linux::syscall::exit_now(1);
             }
+            drop(confined_w);
             holder_loop(ready.as_raw_fd())
         }
         Err(e) => {
@@ -218,9 +248,21 @@ fn set_up(spec: &HolderSpec) -> crate::Result<()> {
     Ok(())
 }
 
+/// The holder's seccomp filter: a profile file's, hull's default, or none.
+fn seccomp_filter(spec: &HolderSpec) -> crate::Result<Option<crate::seccomp::Filter>> {
+    let profile = if let Some(f) = &spec.seccomp_file {
+        super::spec::read_seccomp_profile(f).map_err(Error::InvalidArgument)?
+    } else if spec.seccomp_default {
+        crate::seccomp::runtime_default(&Default::default())
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(crate::seccomp::compile(&profile)?))
+}
+
 /// In the holder: its user and seccomp filter. The namespaces it owns are
 /// made; it needs no privilege from here on.
-fn confine(spec: &HolderSpec) -> crate::Result<()> {
+fn confine(spec: &HolderSpec, filter: Option<&crate::seccomp::Filter>) -> crate::Result<()> {
     let id = |v: i64| u32::try_from(v).map_err(|_| Error::InvalidArgument(format!("id {v} out of range")));
     if spec.uid.is_some() || spec.gid.is_some() || !spec.groups.is_empty() {
         let groups: Vec<nix::unistd::Gid> =
@@ -231,10 +273,12 @@ fn confine(spec: &HolderSpec) -> crate::Result<()> {
         let uid = nix::unistd::Uid::from_raw(id(spec.uid.unwrap_or(0))?);
         nix::unistd::setresuid(uid, uid, uid).sys_context(|| format!("setresuid {uid}"))?;
     }
-    if spec.seccomp_default {
-        let caps: oci_spec::runtime::Capabilities = Default::default();
-        let profile = crate::seccomp::runtime_default(&caps);
-        crate::seccomp::compile(&profile)?.load()?;
+    if let Some(f) = filter {
+        // hull's filters leave no_new_privs to the caller; without it (or
+        // CAP_SYS_ADMIN, gone with a non-root uid) the kernel refuses the
+        // filter. The holder never execs, so it gives up nothing.
+        nix::sys::prctl::set_no_new_privs().sys_context(|| "PR_SET_NO_NEW_PRIVS".into())?;
+        f.load()?;
     }
     Ok(())
 }
@@ -277,6 +321,7 @@ mod tests {
         let spec = HolderSpec {
             pid: true,
             seccomp_default: true,
+            seccomp_file: Some("/run/hull/sandboxes/x/holder-seccomp.json".into()),
             uid: Some(-1),
             gid: Some(1000),
             groups: vec![5, 6],

@@ -48,12 +48,12 @@ pub fn validate(c: &SandboxConfig) -> Result<HolderSpec> {
     if !network && !c.port_mappings.is_empty() {
         return Err(RuntimeError::invalid("port_mappings: a host-network sandbox has no ports to map"));
     }
-    if let SecurityProfile::Localhost(p) = &c.security_context.seccomp {
-        return Err(RuntimeError::unimplemented(
-            format!("security_context.seccomp Localhost {}", p.display()),
-            "the sandbox holder takes no profile file",
-        ));
-    }
+    // `readonly_rootfs` is accepted and has nothing to act on: containerd
+    // and CRI-O make the pause container's image rootfs read-only, and
+    // hull's holder has no rootfs of its own (it is hull's code, in the
+    // host's mount namespace, and writes no file once it has reported).
+    // The containers' own rootfs follow their own `readonly_rootfs`, which
+    // the kubelet sets per container.
     let hostname = if c.hostname.is_empty() { c.metadata.name.clone() } else { c.hostname.clone() };
     if network && (hostname.len() > 64 || hostname.contains('\0')) {
         return Err(RuntimeError::invalid(format!("hostname {hostname:?}: at most 64 bytes")));
@@ -65,7 +65,10 @@ pub fn validate(c: &SandboxConfig) -> Result<HolderSpec> {
         pid,
         hostname: network.then_some(hostname),
         sysctls: c.sysctls.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        seccomp_default: c.security_context.seccomp == SecurityProfile::RuntimeDefault,
+        // As for a container (`spec::seccomp`): a privileged sandbox runs
+        // unconfined unless a profile file is named.
+        seccomp_default: c.security_context.seccomp == SecurityProfile::RuntimeDefault && !c.security_context.privileged,
+        seccomp_file: None,
         uid: c.security_context.run_as_user,
         gid: c.security_context.run_as_group,
         groups: c.security_context.supplemental_groups.clone(),
@@ -91,6 +94,25 @@ pub fn validate(c: &SandboxConfig) -> Result<HolderSpec> {
         }
     }
     Ok(spec)
+}
+
+/// The sandbox's Localhost seccomp profile, read (bounded) and checked to
+/// compile before anything is made; the holder loads a copy of it.
+pub fn holder_seccomp(c: &SandboxConfig) -> Result<Option<oci_spec::runtime::LinuxSeccomp>> {
+    let SecurityProfile::Localhost(path) = &c.security_context.seccomp else {
+        return Ok(None);
+    };
+    let field = "security_context.seccomp Localhost";
+    let profile = super::spec::read_seccomp_profile(path).map_err(|e| RuntimeError::invalid(format!("{field}: {e}")))?;
+    use oci_spec::runtime::LinuxSeccompAction::ScmpActNotify;
+    if profile.default_action() == ScmpActNotify || profile.syscalls().iter().flatten().any(|r| r.action() == ScmpActNotify) {
+        return Err(RuntimeError::invalid(format!(
+            "{field}: {}: SCMP_ACT_NOTIFY: the sandbox holder has no seccomp agent",
+            path.display()
+        )));
+    }
+    crate::seccomp::compile(&profile).map_err(|e| RuntimeError::invalid(format!("{field}: {}: {e}", path.display())))?;
+    Ok(Some(profile))
 }
 
 /// `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf` of the sandbox.
@@ -201,6 +223,7 @@ impl Runtime {
         let m = &config.metadata;
         let what = format!("sandbox {}/{}", m.namespace, m.name);
         let hspec = validate(config).map_err(|e| e.context(&what))?;
+        let profile = holder_seccomp(config).map_err(|e| e.context(&what))?;
         let id = SandboxId::generate()?;
         let dir = self.sandbox_dir(&id);
         let run = self.sandbox_run_dir(&id);
@@ -238,7 +261,7 @@ impl Runtime {
             return Err(e.context(&what));
         }
         let mut rec = rec;
-        match self.set_up_sandbox(&mut rec, &hspec) {
+        match self.set_up_sandbox(&mut rec, &hspec, profile.as_ref()) {
             Ok(()) => {
                 rec.phase = SandboxPhase::Ready;
                 self.save_sandbox(&rec)?;
@@ -258,7 +281,7 @@ impl Runtime {
         }
     }
 
-    fn set_up_sandbox(&self, rec: &mut SandboxRecord, hspec: &HolderSpec) -> Result<()> {
+    fn set_up_sandbox(&self, rec: &mut SandboxRecord, hspec: &HolderSpec, profile: Option<&oci_spec::runtime::LinuxSeccomp>) -> Result<()> {
         let run = self.sandbox_run_dir(&rec.id);
         std::fs::create_dir_all(&rec.log_directory)
             .map_err(|e| io_err(format!("create log directory {}", rec.log_directory.display()), e))?;
@@ -300,7 +323,15 @@ impl Runtime {
         // The holder joins its leaf before it makes anything (containerd's
         // pause is in the pod's cgroup too); on v2 the pod cgroup itself
         // holds no process, the containers' controllers are enabled below it.
-        let hspec = HolderSpec { cgroups: holder_cg.dirs.values().cloned().collect(), ..hspec.clone() };
+        let mut hspec = HolderSpec { cgroups: holder_cg.dirs.values().cloned().collect(), ..hspec.clone() };
+        if let Some(p) = profile {
+            // The holder reads hull's own copy, not the path again (which
+            // may have changed since it was checked).
+            let file = run.join("holder-seccomp.json");
+            let text = serde_json::to_vec(p).map_err(|e| RuntimeError::internal(format!("encode the seccomp profile: {e}")))?;
+            record::write_bytes_atomic(&file, &text)?;
+            hspec.seccomp_file = Some(file);
+        }
         let h = holder::spawn(&self.opts.hull, &hspec)?;
         rec.holder = Some(h);
         self.save_sandbox(rec)?;

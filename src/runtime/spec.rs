@@ -180,8 +180,17 @@ fn cap_name(s: &str) -> String {
 
 /// The capability set: containerd's defaults with `drop` then `add`
 /// applied ("ALL" allowed in both), or every capability when privileged.
+/// "Every" is what this process may hand on, its bounding set, as
+/// containerd's `cap.Current()`: a daemon without one (CAP_SYS_RESOURCE in
+/// some VMs) could not start a privileged container at all otherwise.
 pub fn capabilities(spec: &mut Spec, caps: &Capabilities, privileged: bool) -> Result<()> {
-    let all = || caps::all().into_iter().map(|c| c.to_string()).collect::<Vec<_>>();
+    let all = || {
+        caps::read(None, caps::CapSet::Bounding)
+            .unwrap_or_else(|_| caps::all())
+            .into_iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+    };
     let mut set: Vec<String> = if privileged { all() } else { DEFAULT_CAPS.iter().map(|s| s.to_string()).collect() };
     if !privileged {
         for d in &caps.drop {
@@ -541,15 +550,44 @@ pub fn seccomp(spec: &mut Spec, profile: &SecurityProfile, privileged: bool) -> 
                 .unwrap_or_default();
             Some(crate::seccomp::runtime_default(&caps))
         }
-        SecurityProfile::Localhost(path) => {
-            let text = std::fs::read(path).map_err(|e| invalid("security_context.seccomp", format!("{}: {e}", path.display())))?;
-            Some(serde_json::from_slice(&text).map_err(|e| invalid("security_context.seccomp", format!("{}: {e}", path.display())))?)
-        }
+        SecurityProfile::Localhost(path) => Some(read_seccomp_profile(path).map_err(|e| invalid("security_context.seccomp", e))?),
     };
     let mut linux = spec.linux().clone().unwrap_or_default();
     linux.set_seccomp(filter);
     spec.set_linux(Some(linux));
     Ok(())
+}
+
+/// The most a Localhost seccomp profile file may hold (Docker's default
+/// profile is under 30 KiB of JSON).
+pub const SECCOMP_PROFILE_MAX: u64 = 1 << 20;
+
+/// A Localhost seccomp profile: an OCI `LinuxSeccomp` JSON file on the
+/// host, named by the kubelet but written by whoever can write there, so
+/// read once, as a regular file (a FIFO or device would block or never
+/// end), at most [`SECCOMP_PROFILE_MAX`] bytes.
+pub fn read_seccomp_profile(path: &Path) -> std::result::Result<oci_spec::runtime::LinuxSeccomp, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let shown = path.display();
+    if !path.is_absolute() {
+        return Err(format!("{shown}: a Localhost profile is an absolute path"));
+    }
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| format!("{shown}: {e}"))?;
+    let meta = f.metadata().map_err(|e| format!("{shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{shown}: not a regular file"));
+    }
+    let mut text = Vec::new();
+    f.take(SECCOMP_PROFILE_MAX + 1).read_to_end(&mut text).map_err(|e| format!("{shown}: {e}"))?;
+    if text.len() as u64 > SECCOMP_PROFILE_MAX {
+        return Err(format!("{shown}: larger than {SECCOMP_PROFILE_MAX} bytes"));
+    }
+    serde_json::from_slice(&text).map_err(|e| format!("{shown}: not an OCI seccomp profile: {e}"))
 }
 
 pub fn root(spec: &mut Spec, rootfs: &Path, readonly: bool) {
