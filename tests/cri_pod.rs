@@ -968,8 +968,8 @@ impl Drop for CgroupCleanup {
 /// The systemd cgroup driver (as kubeadm sets kubelets up): RuntimeConfig
 /// says so, a pod's slice, in the kubelet's expanded form, lands where
 /// systemd nests it with its containers as scopes inside; the slices hull
-/// made go with the pod. A cgroupfs path is refused under it, and a slice
-/// under the cgroupfs driver.
+/// made go with the pod. A cgroupfs path is refused under it, and a bare
+/// slice name under the cgroupfs driver.
 #[tokio::test(flavor = "multi_thread")]
 async fn systemd_cgroup_driver_places_pods_in_slices() {
     let Some(d) = daemon_with(&["--cgroup-driver", "systemd"]) else { return };
@@ -1050,6 +1050,45 @@ async fn systemd_cgroup_driver_places_pods_in_slices() {
     assert_eq!(e.code(), Code::InvalidArgument);
     assert!(e.message().contains("config.linux.cgroup_parent") && e.message().contains("cgroup_driver is cgroupfs"), "{}", e.message());
     assert!(!std::path::Path::new(hierarchy).join(&slices[0]).exists(), "nothing made");
+}
+
+/// Under the cgroupfs driver the expanded form of a slice is a plain path
+/// (containerd joins it with the id): the pod lands there and what hull
+/// made of it goes with the pod. A bare slice name stays refused (see
+/// above): cgroupfs has no place for a relative name.
+#[tokio::test(flavor = "multi_thread")]
+async fn cgroupfs_driver_takes_an_expanded_slice_as_a_path() {
+    let Some(d) = daemon() else { return };
+    let mut rt = d.runtime().await;
+    let top = format!("hullfs{}", std::process::id());
+    let slices = [
+        format!("{top}.slice"),
+        format!("{top}.slice/{top}-burstable.slice"),
+        format!("{top}.slice/{top}-burstable.slice/{top}-burstable-podu1.slice"),
+    ];
+    let _cleanup = CgroupCleanup(slices.to_vec());
+    let mut cfg = pod_config("fs-slice", &d);
+    cfg.linux.as_mut().unwrap().cgroup_parent = format!("/{}", slices[2]);
+    let pod = run_pod(&mut rt, cfg.clone()).await;
+    let id = start_container(&mut rt, &pod, container_config("c", &["sleep", "1000"]), &cfg).await;
+    wait_state(&mut rt, &id, cri::ContainerState::ContainerRunning, Duration::from_secs(20)).await;
+    let info = rt
+        .container_status(cri::ContainerStatusRequest { container_id: id.clone(), verbose: true })
+        .await
+        .unwrap()
+        .into_inner();
+    let pid = serde_json::from_str::<serde_json::Value>(&info.info["info"]).unwrap()["pid"].as_i64().expect("pid");
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let memory = cgroups.lines().find(|l| l.split(':').nth(1).is_some_and(|c| c.split(',').any(|c| c == "memory")));
+    let line = memory
+        .or_else(|| cgroups.lines().find(|l| l.starts_with("0::")))
+        .expect("a memory or unified cgroup line");
+    assert!(line.contains(&format!(":/{}/", slices[2])), "container below the given path: {line}");
+    let hierarchy = if memory.is_some() { "/sys/fs/cgroup/memory" } else { "/sys/fs/cgroup" };
+    assert!(std::path::Path::new(hierarchy).join(&slices[2]).is_dir());
+    stop_pod(&mut rt, &pod).await;
+    remove_pod(&mut rt, &pod).await;
+    assert!(!std::path::Path::new(hierarchy).join(&slices[0]).exists(), "the directories hull made go with the pod");
 }
 
 /// The pod cgroup is the kubelet's: it sizes it before RunPodSandbox

@@ -136,8 +136,11 @@ pub fn sandbox_config(cri: &Cri, c: cri::PodSandboxConfig, runtime_handler: &str
 /// path with the cgroupfs driver (`/kubepods/burstable/pod<uid>`), a slice
 /// with the systemd driver (`kubepods-burstable-pod<uid>.slice`, or the
 /// kubelet's expanded `/kubepods.slice/kubepods-burstable.slice/...`),
-/// placed where systemd nests it. A name of the other driver is refused:
-/// the kubelet and the daemon disagree on the driver.
+/// placed where systemd nests it. Under cgroupfs an absolute path is a
+/// path whatever its names (containerd joins it with the id too), also
+/// the expanded form of a slice; a bare slice name is refused there, as
+/// is a cgroupfs path under systemd: the kubelet and the daemon disagree
+/// on the driver, and a relative name has no place in cgroupfs.
 fn cgroup_parent(driver: CgroupDriver, parent: &str) -> Result<Option<String>, Status> {
     const FIELD: &str = "config.linux.cgroup_parent";
     if parent.is_empty() {
@@ -146,7 +149,7 @@ fn cgroup_parent(driver: CgroupDriver, parent: &str) -> Result<Option<String>, S
     let base = parent.rsplit('/').next().unwrap_or(parent);
     let slice = base.ends_with(".slice");
     match driver {
-        CgroupDriver::Cgroupfs if slice => Err(invalid(
+        CgroupDriver::Cgroupfs if slice && !parent.starts_with('/') => Err(invalid(
             FIELD,
             format!("{parent:?} is a systemd slice, and the daemon's cgroup_driver is cgroupfs (cgroup_driver = \"systemd\" takes slices)"),
         )),
@@ -329,9 +332,10 @@ mod tests {
         let want = "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1_2.slice";
         assert_eq!(sd("kubepods-besteffort-pod1_2.slice").unwrap().as_deref(), Some(want));
         assert_eq!(sd(want).unwrap().as_deref(), Some(want), "the kubelet's expanded form");
+        assert_eq!(fs(want).unwrap().as_deref(), Some(want), "under cgroupfs a plain path");
+        assert_eq!(fs("/a.slice/b").unwrap().as_deref(), Some("/a.slice/b"));
         for (r, needle) in [
             (fs("kubepods-besteffort-pod1.slice"), "cgroup_driver is cgroupfs"),
-            (fs("/kubepods.slice/kubepods-pod1.slice"), "cgroup_driver is cgroupfs"),
             (sd("/kubepods/besteffort/pod1"), "cgroup_driver is systemd"),
             (sd("/a.slice/kubepods-pod1.slice"), "systemd nests kubepods-pod1.slice at /kubepods.slice/kubepods-pod1.slice"),
             (sd("-.slice"), "root slice"),
