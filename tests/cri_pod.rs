@@ -1489,3 +1489,115 @@ async fn list_pods(rt: &mut Rt) -> Vec<String> {
     ids.sort();
     ids
 }
+
+/// CDI devices, by the CRI field and by the kubelet's `cdi.k8s.io/`
+/// annotation, from JSON and YAML spec files in the daemon's
+/// `--cdi-spec-dir`: device nodes (one with its numbers from a host node,
+/// one with them given), the spec's and the device's env, a read-only bind
+/// mount and a poststart hook, checked from inside the container and on
+/// the host. An unknown device and an edit hull does not make are
+/// InvalidArgument naming them, and leave no container.
+#[tokio::test(flavor = "multi_thread")]
+async fn cdi_devices_reach_the_container() {
+    if !require_root() {
+        return;
+    }
+    let cdi = tempfile::Builder::new().prefix("hull-cdi-").tempdir_in("/tmp").unwrap();
+    let dir = cdi.path();
+    let node = dir.join("nullish");
+    nix::sys::stat::mknod(
+        &node,
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o666),
+        nix::sys::stat::makedev(1, 3),
+    )
+    .unwrap();
+    std::fs::set_permissions(&node, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    std::fs::create_dir(dir.join("share")).unwrap();
+    std::fs::write(dir.join("share/hello"), "from the host\n").unwrap();
+    let hook_out = dir.join("hook-ran");
+    let spec = serde_json::json!({
+        "cdiVersion": "0.6.0",
+        "kind": "example.com/test",
+        "containerEdits": {"env": ["HULL_CDI_SPEC=1"]},
+        "devices": [{
+            "name": "a",
+            "containerEdits": {
+                "env": ["HULL_CDI_DEV=a"],
+                "deviceNodes": [
+                    {"path": "/dev/hull-null", "hostPath": node},
+                    {"path": "/dev/hull-zero", "type": "c", "major": 1, "minor": 5, "permissions": "rw", "fileMode": 0o640}
+                ],
+                "mounts": [{"hostPath": dir.join("share"), "containerPath": "/opt/cdi-share", "options": ["ro", "nosuid", "nodev", "bind"]}],
+                "hooks": [{"hookName": "poststart", "path": "/bin/sh", "args": ["sh", "-c", format!("echo ran > {}", hook_out.display())]}]
+            }
+        }, {
+            "name": "rdt",
+            "containerEdits": {"intelRdt": {"closID": "x"}}
+        }]
+    });
+    std::fs::write(dir.join("test.json"), serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("other.yaml"),
+        "cdiVersion: 0.6.0\nkind: example.com/yaml\ndevices:\n- name: y\n  containerEdits:\n    env: [HULL_CDI_YAML=yes]\n",
+    )
+    .unwrap();
+    let Some(d) = daemon_with(&["--cdi-spec-dir", dir.to_str().unwrap()]) else { return };
+    let mut rt = d.runtime().await;
+    let cfg = pod_config("cdi", &d);
+    let pod = run_pod(&mut rt, cfg.clone()).await;
+    let mut c = container_config("dev", &["sh", "-c", "env > /tmp/env; exec sleep 1000"]);
+    c.cdi_devices = vec![cri::CdiDevice { name: "example.com/test=a".into() }];
+    c.annotations = HashMap::from([("cdi.k8s.io/test-plugin".to_string(), "example.com/yaml=y".to_string())]);
+    let id = start_container(&mut rt, &pod, c.clone(), &cfg).await;
+    let env = {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = sh(&mut rt, &id, "cat /tmp/env 2>/dev/null || true").await;
+            if out.contains("HULL_CDI") || Instant::now() > deadline {
+                break out;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    for v in ["HULL_CDI_SPEC=1", "HULL_CDI_DEV=a", "HULL_CDI_YAML=yes"] {
+        assert!(env.lines().any(|l| l == v), "{v} in the container's env:\n{env}");
+    }
+    let nodes = sh(&mut rt, &id, "stat -c '%n %t:%T %a' /dev/hull-null /dev/hull-zero").await;
+    assert_eq!(nodes.lines().collect::<Vec<_>>(), ["/dev/hull-null 1:3 666", "/dev/hull-zero 1:5 640"], "{nodes}");
+    assert_eq!(sh(&mut rt, &id, "echo gone > /dev/hull-null; head -c 3 /dev/hull-zero | od -An -tx1").await.trim(), "00 00 00");
+    assert_eq!(sh(&mut rt, &id, "cat /opt/cdi-share/hello").await, "from the host\n");
+    let w = exec(&mut rt, &id, &["sh", "-c", "touch /opt/cdi-share/x"], 10).await.unwrap();
+    assert_ne!(w.exit_code, 0, "the CDI mount is read-only");
+    wait_for("the poststart hook", Duration::from_secs(30), || hook_out.exists());
+
+    let before = container_count(&mut rt).await;
+    for (name, needle) in
+        [("example.com/test=nope", "\"example.com/test=nope\""), ("example.com/test=rdt", "intelRdt"), ("junk", "not a CDI device name")]
+    {
+        let mut bad = container_config(&format!("bad{}", name.len()), &["true"]);
+        bad.cdi_devices = vec![cri::CdiDevice { name: name.into() }];
+        let e = err(rt
+            .create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(bad),
+                sandbox_config: Some(cfg.clone()),
+            })
+            .await);
+        assert_eq!(e.code(), Code::InvalidArgument, "{name}: {e:?}");
+        assert!(e.message().contains("cdi_devices") && e.message().contains(needle), "{}", e.message());
+    }
+    let after = container_count(&mut rt).await;
+    assert_eq!(before, after, "a refused container leaves nothing");
+    remove_pod(&mut rt, &pod).await;
+    assert!(mounts_under(&d).is_empty());
+}
+
+async fn container_count(rt: &mut Rt) -> usize {
+    rt.list_containers(cri::ListContainersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .containers
+        .len()
+}

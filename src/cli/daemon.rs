@@ -19,7 +19,7 @@ SIGTERM or SIGINT: stop serving, finish the RPCs in flight, exit 0; containers k
 )]
 pub struct DaemonCmd {
     /// TOML config file (socket, state_dir, run_dir, image_root, hosts_dir, cni_conf_dir,
-    /// cni_bin_dirs, cni_conf_template, cgroup_driver, seccomp_profile, stream_address,
+    /// cni_bin_dirs, cni_conf_template, cgroup_driver, seccomp_profile, cdi_spec_dirs, stream_address,
     /// stream_tls_cert, stream_tls_key, log_level, log_format, ...)
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -52,6 +52,10 @@ pub struct DaemonCmd {
     /// placed where systemd would put it) [default: cgroupfs]
     #[arg(long = "cgroup-driver", value_parser = ["cgroupfs", "systemd"])]
     pub cgroup_driver: Option<String>,
+    /// A directory of CDI spec files, JSON or YAML (repeat for several; a device in a
+    /// later one wins) [default: /etc/cdi, /var/run/cdi]
+    #[arg(long = "cdi-spec-dir")]
+    pub cdi_spec_dirs: Vec<PathBuf>,
     /// Where the streaming server (the Exec and PortForward URLs) listens, IP:PORT
     /// [default: 127.0.0.1:0, loopback and any port]
     #[arg(long = "stream-address")]
@@ -86,6 +90,7 @@ pub fn run(cli: &Cli, cmd: &DaemonCmd, matches: &ArgMatches) -> i32 {
         cni_bin_dirs: cmd.cni_bin_dirs.clone(),
         cni_conf_template: cmd.cni_conf_template.clone(),
         cgroup_driver: cmd.cgroup_driver.as_deref().and_then(|d| d.parse().ok()),
+        cdi_spec_dirs: cmd.cdi_spec_dirs.clone(),
         stream_address: cmd.stream_address.clone(),
         stream_tls_cert: cmd.stream_tls_cert.clone(),
         stream_tls_key: cmd.stream_tls_key.clone(),

@@ -15,6 +15,7 @@
 //! cni_conf_template = ""                # optional: rendered with the pod CIDR when no CNI config exists
 //! cgroup_driver = "cgroupfs"            # or systemd: pod cgroup parents are slices
 //! seccomp_profile = ""                  # RuntimeDefault: this OCI seccomp JSON; empty: hull's built-in
+//! cdi_spec_dirs = ["/etc/cdi", "/var/run/cdi"]  # CDI spec files; a later dir's device wins
 //! log_level = "info"                    # error, warn, info, debug, trace
 //! log_format = "text"                   # or json
 //! shutdown_timeout_seconds = 10         # how long SIGTERM waits for RPCs in flight
@@ -69,6 +70,9 @@ pub struct DaemonConfig {
     /// The profile a RuntimeDefault seccomp request gets; None: hull's
     /// built-in default profile.
     pub seccomp_profile: Option<PathBuf>,
+    /// Where CDI spec files are (a device in a later directory replaces
+    /// one of the same name in an earlier one).
+    pub cdi_spec_dirs: Vec<PathBuf>,
     pub stream_address: Option<String>,
     /// The streaming server's certificate chain and key (PEM); both or
     /// neither: with them it serves TLS.
@@ -95,6 +99,7 @@ impl Default for DaemonConfig {
             cni_conf_template: None,
             cgroup_driver: CgroupDriver::Cgroupfs,
             seccomp_profile: None,
+            cdi_spec_dirs: crate::runtime::cdi::DEFAULT_SPEC_DIRS.iter().map(PathBuf::from).collect(),
             stream_address: None,
             stream_tls_cert: None,
             stream_tls_key: None,
@@ -141,6 +146,8 @@ pub struct Overrides {
     pub cni_bin_dirs: Vec<PathBuf>,
     pub cni_conf_template: Option<PathBuf>,
     pub cgroup_driver: Option<CgroupDriver>,
+    /// Empty: not given.
+    pub cdi_spec_dirs: Vec<PathBuf>,
     pub stream_address: Option<String>,
     pub stream_tls_cert: Option<PathBuf>,
     pub stream_tls_key: Option<PathBuf>,
@@ -219,6 +226,9 @@ impl DaemonConfig {
         if !f.cni_bin_dirs.is_empty() {
             self.cni_bin_dirs = f.cni_bin_dirs.clone();
         }
+        if !f.cdi_spec_dirs.is_empty() {
+            self.cdi_spec_dirs = f.cdi_spec_dirs.clone();
+        }
         if let Some(l) = &f.log_level {
             self.log_level = l.clone();
         }
@@ -252,6 +262,9 @@ impl DaemonConfig {
         }
         if self.cni_bin_dirs.iter().any(|d| !d.is_absolute()) {
             return Err(invalid("cni_bin_dirs", "every directory must be an absolute path"));
+        }
+        if self.cdi_spec_dirs.iter().any(|d| !d.is_absolute()) {
+            return Err(invalid("cdi_spec_dirs", "every directory must be an absolute path"));
         }
         if let Some(g) = &self.socket_group {
             if g.is_empty() {
@@ -376,6 +389,9 @@ mod tests {
         let rel = DaemonConfig { stream_tls_cert: Some("c.pem".into()), stream_tls_key: Some("/k.pem".into()), ..Default::default() };
         check(rel, "stream_tls_cert");
         check(DaemonConfig { cni_conf_template: Some("t.json".into()), ..Default::default() }, "cni_conf_template");
+        check(DaemonConfig { cdi_spec_dirs: vec!["cdi".into()], ..Default::default() }, "cdi_spec_dirs");
+        assert_eq!(DaemonConfig::default().cdi_spec_dirs, [PathBuf::from("/etc/cdi"), PathBuf::from("/var/run/cdi")]);
+        assert_eq!(DaemonConfig::parse("cdi_spec_dirs = [\"/x\"]\n").unwrap().cdi_spec_dirs, [PathBuf::from("/x")]);
         let err = DaemonConfig::parse("cgroup_driver = \"systemd-ish\"").unwrap_err();
         assert!(err.contains("cgroup_driver"), "{err}");
     }

@@ -103,9 +103,12 @@ pub fn container_config(cri: &Cri, c: cri::ContainerConfig, image: String) -> Re
     if c.windows.is_some() {
         return Err(invalid("config.windows", "hull runs Linux containers"));
     }
-    if !c.cdi_devices.is_empty() {
-        return Err(super::errors::unimplemented("config.cdi_devices: CDI devices are not supported"));
-    }
+    // CDI devices by the CRI field and by the kubelet's device-plugin
+    // annotations (`cdi.k8s.io/<key>: vendor.com/class=name,...`), as
+    // containerd takes both; resolved now, so the record keeps the edits.
+    let mut cdi_names: Vec<String> = c.cdi_devices.iter().map(|d| d.name.clone()).collect();
+    cdi_names.extend(rt::cdi::annotation_devices(&btree(c.annotations.clone())));
+    let cdi = rt::cdi::resolve(&cri.config.cdi_spec_dirs, &cdi_names).map_err(|e| invalid("config", e.to_string()))?;
     let mut envs = Vec::with_capacity(c.envs.len());
     for (i, kv) in c.envs.into_iter().enumerate() {
         if kv.key.is_empty() || kv.key.contains('=') || kv.key.contains('\0') || kv.value.contains('\0') {
@@ -165,6 +168,7 @@ pub fn container_config(cri: &Cri, c: cri::ContainerConfig, image: String) -> Re
         envs,
         mounts,
         devices,
+        cdi,
         labels: btree(c.labels),
         annotations: btree(c.annotations),
         log_path,

@@ -292,6 +292,10 @@ pub struct ContainerConfig {
     pub envs: Vec<(String, String)>,
     pub mounts: Vec<Mount>,
     pub devices: Vec<Device>,
+    /// The edits of the container's CDI devices, resolved from the spec
+    /// files when it was created (a record keeps them as they were then).
+    #[serde(default)]
+    pub cdi: super::cdi::CdiEdits,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
     /// Relative to the sandbox's log directory. Empty:

@@ -42,6 +42,7 @@
 //! Every method returns [`RuntimeError`], whose [`ErrorKind`] maps onto a
 //! gRPC code with the one function [`grpc_code`].
 pub mod attach;
+pub mod cdi;
 mod child;
 pub mod config;
 mod container;

@@ -486,6 +486,109 @@ pub fn resources(spec: &mut Spec, r: &LinuxResources) -> Result<()> {
     Ok(())
 }
 
+/// A container's CDI edits (resolved and checked by `cdi::resolve`): env
+/// (a name given again replaces the container's own, as the CDI's
+/// library does), device nodes made and allowed in the device cgroup,
+/// bind mounts (replacing one at the same destination), hooks, additional
+/// groups.
+pub fn cdi(spec: &mut Spec, e: &super::cdi::CdiEdits) -> Result<()> {
+    use oci_spec::runtime::{Hook, Hooks};
+    if e.devices.is_empty() {
+        return Ok(());
+    }
+    let mut p = spec.process().clone().unwrap_or_default();
+    let mut env = p.env().clone().unwrap_or_default();
+    for kv in &e.env {
+        let name = kv.split('=').next().unwrap_or_default();
+        env.retain(|old| old.split('=').next() != Some(name));
+        env.push(kv.clone());
+    }
+    p.set_env(Some(env));
+    if !e.additional_gids.is_empty() {
+        let mut user = p.user().clone();
+        let mut gids = user.additional_gids().clone().unwrap_or_default();
+        for g in &e.additional_gids {
+            if !gids.contains(g) {
+                gids.push(*g);
+            }
+        }
+        user.set_additional_gids(Some(gids));
+        p.set_user(user);
+    }
+    spec.set_process(Some(p));
+
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    let mut devs = linux.devices().clone().unwrap_or_default();
+    let mut res = linux.resources().clone().unwrap_or_default();
+    let mut rules = res.devices().clone().unwrap_or_default();
+    for n in &e.device_nodes {
+        let typ = if n.typ == 'b' { LinuxDeviceType::B } else { LinuxDeviceType::C };
+        let mut dev = LinuxDevice::default();
+        dev.set_path(PathBuf::from(&n.path));
+        dev.set_typ(typ);
+        dev.set_major(n.major);
+        dev.set_minor(n.minor);
+        dev.set_file_mode(n.file_mode);
+        dev.set_uid(n.uid.or(Some(0)));
+        dev.set_gid(n.gid.or(Some(0)));
+        devs.retain(|d| d.path() != dev.path());
+        devs.push(dev);
+        let mut rule = LinuxDeviceCgroup::default();
+        rule.set_allow(true);
+        rule.set_typ(Some(typ));
+        rule.set_major(Some(n.major));
+        rule.set_minor(Some(n.minor));
+        rule.set_access(Some(n.permissions.clone()));
+        rules.push(rule);
+    }
+    res.set_devices(Some(rules));
+    linux.set_resources(Some(res));
+    linux.set_devices(if devs.is_empty() { None } else { Some(devs) });
+    spec.set_linux(Some(linux));
+
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    for m in &e.mounts {
+        let opts: Vec<&str> = m.options.iter().map(String::as_str).collect();
+        push_mount(&mut mounts, bind(&m.container_path, &m.host_path, &opts));
+    }
+    spec.set_mounts(Some(mounts));
+
+    if !e.hooks.is_empty() {
+        let mut hooks: Hooks = spec.hooks().clone().unwrap_or_default();
+        // In the order of `cdi::HOOK_NAMES`.
+        #[allow(deprecated)]
+        let mut lists = [
+            hooks.prestart().clone(),
+            hooks.create_runtime().clone(),
+            hooks.create_container().clone(),
+            hooks.start_container().clone(),
+            hooks.poststart().clone(),
+            hooks.poststop().clone(),
+        ];
+        for h in &e.hooks {
+            let Some(at) = super::cdi::HOOK_NAMES.iter().position(|n| *n == h.hook_name) else {
+                return Err(invalid("cdi hooks", format!("{:?} is not an OCI hook", h.hook_name)));
+            };
+            let mut hook = Hook::default();
+            hook.set_path(h.path.clone());
+            hook.set_args(Some(h.args.clone()).filter(|a| !a.is_empty()));
+            hook.set_env(Some(h.env.clone()).filter(|e| !e.is_empty()));
+            hook.set_timeout(h.timeout);
+            lists[at].get_or_insert_with(Vec::new).push(hook);
+        }
+        let [prestart, create_runtime, create_container, start_container, poststart, poststop] = lists;
+        #[allow(deprecated)]
+        hooks.set_prestart(prestart);
+        hooks.set_create_runtime(create_runtime);
+        hooks.set_create_container(create_container);
+        hooks.set_start_container(start_container);
+        hooks.set_poststart(poststart);
+        hooks.set_poststop(poststop);
+        spec.set_hooks(Some(hooks));
+    }
+    Ok(())
+}
+
 /// Masked and read-only paths: given lists replace the defaults; a
 /// privileged container has none.
 pub fn paths(spec: &mut Spec, masked: Option<&[String]>, readonly: Option<&[String]>, privileged: bool) -> Result<()> {
@@ -625,6 +728,7 @@ pub fn build(inp: &SpecInputs) -> Result<Spec> {
         privileged(&mut spec);
     }
     devices(&mut spec, &c.devices)?;
+    cdi(&mut spec, &c.cdi)?;
     if let Some(r) = &c.resources {
         resources(&mut spec, r)?;
     }

@@ -309,3 +309,40 @@ fn build_validates_the_whole_spec() {
     let spec = build(&SpecInputs { config: &tty, ..inp }).unwrap();
     assert_eq!(spec.process().as_ref().unwrap().terminal(), Some(true));
 }
+
+#[test]
+fn cdi_edits_reach_the_spec() {
+    use crate::runtime::cdi::{CdiEdits, CdiHook, CdiMount, DeviceNode};
+    let mut spec = base();
+    process(&mut spec, &ContainerConfig { envs: vec![("A".into(), "container".into())], ..cfg(&["true"]) }, None).unwrap();
+    let none = spec.clone();
+    cdi(&mut spec, &CdiEdits::default()).unwrap();
+    assert_eq!(spec, none, "no devices, no edits");
+    let e = CdiEdits {
+        devices: vec!["v.com/c=a".into()],
+        env: vec!["A=cdi".into(), "B=1".into()],
+        device_nodes: vec![DeviceNode {
+            path: "/dev/x".into(),
+            typ: 'c',
+            major: 1,
+            minor: 3,
+            permissions: "rw".into(),
+            ..Default::default()
+        }],
+        mounts: vec![CdiMount { host_path: "/srv/lib".into(), container_path: "/lib/x".into(), options: vec!["ro".into(), "bind".into()] }],
+        hooks: vec![CdiHook { hook_name: "createContainer".into(), path: "/bin/hook".into(), ..Default::default() }],
+        additional_gids: vec![44],
+    };
+    cdi(&mut spec, &e).unwrap();
+    let p = spec.process().as_ref().unwrap();
+    let env = p.env().clone().unwrap();
+    assert!(env.contains(&"A=cdi".to_string()) && !env.contains(&"A=container".to_string()) && env.contains(&"B=1".to_string()), "{env:?}");
+    assert_eq!(p.user().additional_gids().clone().unwrap(), [44]);
+    let linux = spec.linux().as_ref().unwrap();
+    assert_eq!(linux.devices().as_ref().unwrap()[0].path(), Path::new("/dev/x"));
+    let rule = linux.resources().as_ref().unwrap().devices().as_ref().unwrap().last().unwrap().clone();
+    assert_eq!((rule.major(), rule.minor(), rule.access().clone()), (Some(1), Some(3), Some("rw".to_string())));
+    let m = spec.mounts().as_ref().unwrap().iter().find(|m| m.destination() == Path::new("/lib/x")).unwrap();
+    assert_eq!(m.options().clone().unwrap(), ["ro", "bind"]);
+    assert_eq!(spec.hooks().as_ref().unwrap().create_container().as_ref().unwrap()[0].path(), Path::new("/bin/hook"));
+}
