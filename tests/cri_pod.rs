@@ -1601,3 +1601,46 @@ async fn container_count(rt: &mut Rt) -> usize {
         .containers
         .len()
 }
+
+/// Image volumes (Kubernetes ImageVolume): an image of the store mounted
+/// read-only at the mount's container path; an image not in the store is
+/// NotFound; nothing of it is left once the container is removed.
+#[tokio::test(flavor = "multi_thread")]
+async fn image_volumes_mount_an_image_read_only() {
+    let Some(d) = daemon() else { return };
+    let mut rt = d.runtime().await;
+    let cfg = pod_config("imgvol", &d);
+    let pod = run_pod(&mut rt, cfg.clone()).await;
+    let image_mount = |image: &str| cri::Mount {
+        container_path: "/mnt/image".into(),
+        image: Some(cri::ImageSpec { image: image.into(), ..Default::default() }),
+        ..Default::default()
+    };
+    let mut c = container_config("vol", &["sleep", "1000"]);
+    c.mounts = vec![image_mount(IMAGE)];
+    let id = start_container(&mut rt, &pod, c, &cfg).await;
+    let ls = sh(&mut rt, &id, "ls /mnt/image/bin/busybox && cat /proc/self/mountinfo | grep ' /mnt/image '").await;
+    assert!(ls.starts_with("/mnt/image/bin/busybox\n"), "{ls}");
+    assert!(
+        ls.lines()
+            .nth(1)
+            .is_some_and(|l| l.split_whitespace().nth(5).is_some_and(|o| o.split(',').any(|o| o == "ro"))),
+        "{ls}"
+    );
+    let w = exec(&mut rt, &id, &["sh", "-c", "touch /mnt/image/x"], 10).await.unwrap();
+    assert_ne!(w.exit_code, 0, "the image volume is read-only");
+    assert!(mounts_under(&d).iter().any(|m| m.contains("image-volumes")), "the image is mounted under the daemon's state");
+
+    let mut bad = container_config("vol-missing", &["true"]);
+    bad.mounts = vec![image_mount("not-pulled:latest")];
+    let e = err(rt
+        .create_container(cri::CreateContainerRequest { pod_sandbox_id: pod.clone(), config: Some(bad), sandbox_config: Some(cfg.clone()) })
+        .await);
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    assert!(e.message().contains("config.mounts[0].image") && e.message().contains("not-pulled"), "{}", e.message());
+
+    stop_container(&mut rt, &id, 0).await;
+    remove_container(&mut rt, &id).await;
+    assert!(mounts_under(&d).is_empty(), "{:?}", mounts_under(&d));
+    remove_pod(&mut rt, &pod).await;
+}

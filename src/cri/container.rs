@@ -37,9 +37,6 @@ fn container_path(field: &str, p: &str) -> Result<(), Status> {
 
 fn mount(i: usize, m: cri::Mount) -> Result<rt::Mount, Status> {
     let field = format!("config.mounts[{i}]");
-    if m.image.is_some() {
-        return Err(super::errors::unimplemented(format!("{field}.image: image volumes are not supported")));
-    }
     if m.selinux_relabel {
         super::convert::selinux(
             &format!("{field}.selinux_relabel"),
@@ -55,6 +52,17 @@ fn mount(i: usize, m: cri::Mount) -> Result<rt::Mount, Status> {
         )));
     }
     container_path(&format!("{field}.container_path"), &m.container_path)?;
+    if let Some(image) = m.image {
+        // An image volume (Kubernetes ImageVolume): the image, which the
+        // kubelet pulled first, mounted read-only; there is no host path.
+        if image.image.is_empty() {
+            return Err(invalid(&format!("{field}.image.image"), "empty"));
+        }
+        if !m.host_path.is_empty() {
+            return Err(invalid(&format!("{field}.host_path"), "an image volume has no host path"));
+        }
+        return Ok(rt::Mount { container_path: m.container_path, readonly: true, image: Some(image.image), ..Default::default() });
+    }
     if !Path::new(&m.host_path).is_absolute() || m.host_path.contains('\0') {
         return Err(invalid(&format!("{field}.host_path"), format!("{:?} is not an absolute path", m.host_path)));
     }
@@ -196,8 +204,17 @@ pub async fn create(cri: &Cri, req: cri::CreateContainerRequest) -> Result<cri::
             .images
             .resolve_id(&image)?
             .ok_or_else(|| not_found(format!("image {image:?} not found: pull it first")))?;
-        let config = container_config(&cri2, config, id.to_string())?;
-        for m in &config.mounts {
+        let mut config = container_config(&cri2, config, id.to_string())?;
+        for (i, m) in config.mounts.iter_mut().enumerate() {
+            if let Some(image) = &m.image {
+                let id = cri2
+                    .images
+                    .resolve_id(image)?
+                    .ok_or_else(|| not_found(format!("config.mounts[{i}].image {image:?} not found: pull it first")))?;
+                m.image = Some(id.to_string());
+            }
+        }
+        for m in config.mounts.iter().filter(|m| m.image.is_none()) {
             if std::fs::symlink_metadata(&m.host_path).is_err() {
                 return Err(invalid("config.mounts.host_path", format!("{} does not exist", m.host_path.display())));
             }
@@ -433,8 +450,11 @@ mod tests {
             .message()
             .starts_with("config.mounts[1].container_path"));
         assert!(mount(0, m("/data", "tmp")).unwrap_err().message().starts_with("config.mounts[0].host_path"));
-        let img = cri::Mount { image: Some(cri::ImageSpec::default()), ..m("/data", "") };
-        assert_eq!(mount(0, img).unwrap_err().code(), tonic::Code::Unimplemented);
+        let img = |i: &str, h: &str| cri::Mount { image: Some(cri::ImageSpec { image: i.into(), ..Default::default() }), ..m("/data", h) };
+        assert!(mount(0, img("", "")).unwrap_err().message().starts_with("config.mounts[0].image.image: empty"));
+        assert!(mount(0, img("busybox", "/tmp")).unwrap_err().message().starts_with("config.mounts[0].host_path"));
+        let ok = mount(0, img("busybox", "")).unwrap();
+        assert_eq!((ok.image.as_deref(), ok.readonly, ok.container_path.as_str()), (Some("busybox"), true, "/data"));
         let bad = cri::Mount { propagation: 7, ..m("/d", "/tmp") };
         assert!(mount(0, bad).is_err());
         let ids = vec![cri::IdMapping { host_id: 1000, container_id: 0, length: 1 }];

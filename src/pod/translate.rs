@@ -259,6 +259,7 @@ pub fn mount(vm: &VolumeMount, volumes: &[HostVolume], field: &str) -> Result<Mo
         recursive_readonly: false,
         sub_path,
         source_type: source_type(vol.host_type.as_deref()).map_err(|e| Error::InvalidArgument(format!("{field}: {e}")))?,
+        image: None,
     })
 }
 

@@ -199,6 +199,10 @@ pub struct Mount {
     /// `recursive_read_only`; `readonly` is set too).
     #[serde(default)]
     pub recursive_readonly: bool,
+    /// An image of the store (id or reference) mounted read-only instead
+    /// of `host_path` (Kubernetes image volumes).
+    #[serde(default)]
+    pub image: Option<String>,
 }
 
 /// The kind of file a bind source must be.

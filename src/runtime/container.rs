@@ -12,7 +12,7 @@ use super::error::{ErrorKind, Result, RuntimeError};
 use super::events::{exit_path, wait_exit};
 use super::id::{ContainerId, SandboxId};
 use super::names::{container_key, Kind};
-use super::record::{self, ContainerPhase, ContainerRecord, SandboxPhase};
+use super::record::{self, ContainerPhase, ContainerRecord, RootfsRecord, SandboxPhase};
 use super::status::{ContainerFilter, ContainerState, ContainerStats, ContainerStatus, EventKind};
 use super::{holder, rootfs, spec, Runtime};
 use crate::monitor::exit::ExitRecord;
@@ -194,6 +194,7 @@ impl Runtime {
             stop_signal: "SIGTERM".into(),
             resources: config.resources.clone(),
             staged_mounts: Vec::new(),
+            image_volumes: Vec::new(),
         };
         let key = container_key(sbox.id.as_str(), &config.metadata.name, config.metadata.attempt);
         let reserved = self
@@ -235,6 +236,8 @@ impl Runtime {
         rec.rootfs = Some(rfs.clone());
         self.save_container(rec)?;
         let root_path = rootfs::path(&rfs).to_path_buf();
+        let mut c = c;
+        self.mount_image_volumes(rec, &mut c.mounts)?;
         // Bind sources resolved once and held by hull's own mounts; the
         // paths are recorded before anything is mounted there.
         let staged_dir = self.container_run_dir(&rec.id).join("mounts");
@@ -330,6 +333,29 @@ impl Runtime {
     }
 
     /// Kill what runs, delete the OCI container, unmount, remove the files.
+    /// Image volumes: each mount naming an image gets that image of the
+    /// store mounted (an overlay over its layers, with the store's lease)
+    /// in the container's state directory, recorded before it is mounted;
+    /// the mount then binds it read-only like any host path.
+    fn mount_image_volumes(&self, rec: &mut ContainerRecord, mounts: &mut [super::config::Mount]) -> Result<()> {
+        for (i, m) in mounts.iter_mut().enumerate() {
+            let Some(image) = m.image.clone() else { continue };
+            let field = format!("mounts[{i}].image");
+            let rootfs::Source::Store(src) = rootfs::resolve(&image, &field, &self.opts.image_root)? else {
+                return Err(RuntimeError::invalid(format!("{field} {image:?}: an image of the store, not a directory")));
+            };
+            let dir = self.container_dir(&rec.id).join("image-volumes").join(i.to_string());
+            let mountpoint = dir.join("rootfs");
+            rec.image_volumes
+                .push(RootfsRecord::Image { mountpoint: mountpoint.clone(), image_root: self.opts.image_root.clone() });
+            self.save_container(rec)?;
+            rootfs::mount(&rootfs::Source::Store(src), &dir, &self.opts.image_root, false)?;
+            m.host_path = mountpoint;
+            m.readonly = true;
+        }
+        Ok(())
+    }
+
     fn tear_down_container(&self, rec: &ContainerRecord) {
         let oci = self.oci_root();
         let id = rec.id.as_str();
@@ -345,6 +371,9 @@ impl Runtime {
             }
         }
         super::mounts::unstage(&rec.staged_mounts);
+        for v in &rec.image_volumes {
+            rootfs::unmount(v);
+        }
         if let Some(r) = &rec.rootfs {
             rootfs::unmount(r);
         }

@@ -298,6 +298,10 @@ pub struct ContainerRecord {
     /// directory (see `mounts`), unmounted on removal.
     #[serde(default)]
     pub staged_mounts: Vec<PathBuf>,
+    /// The images mounted for the container's image volumes (recorded
+    /// before each is mounted), unmounted on removal.
+    #[serde(default)]
+    pub image_volumes: Vec<RootfsRecord>,
 }
 
 #[cfg(test)]
