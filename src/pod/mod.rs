@@ -155,15 +155,17 @@ pub fn run(roots: &PodRoots, rt: &Runtime, opts: &RunOptions) -> Result<PodRecor
         containers: supervisor::initial_statuses(&pod),
     };
     // The record first: from here on `pod rm` finds what was made.
-    let made = store.save(&rec).and_then(|()| set_up(roots, rt, &store, &dir, &mut rec, opts));
-    if let Err(e) = made {
-        if let Err(te) = teardown(rt, &store, &rec) {
-            log::warn!("pod {}: undo a failed run: {te}", store::shown(&key));
+    let supervisor = match store.save(&rec).and_then(|()| set_up(roots, rt, &store, &dir, &mut rec, opts)) {
+        Ok(pid) => pid,
+        Err(e) => {
+            if let Err(te) = teardown(rt, &store, &rec) {
+                log::warn!("pod {}: undo a failed run: {te}", store::shown(&key));
+            }
+            return Err(e);
         }
-        return Err(e);
-    }
+    };
     drop(lock);
-    wait_started(&store, &key, opts.wait)
+    wait_started(&store, &key, opts.wait, supervisor)
 }
 
 /// Undo what a `pod run` killed half-way left under this name, so that
@@ -228,7 +230,8 @@ fn claim_pod_state(store: &PodStore, rec: &mut PodRecord, pod_state: &Path) -> R
     Ok(())
 }
 
-fn set_up(roots: &PodRoots, rt: &Runtime, store: &PodStore, dir: &PodDir, rec: &mut PodRecord, opts: &RunOptions) -> Result<()> {
+/// Returns the pid of the supervisor it started.
+fn set_up(roots: &PodRoots, rt: &Runtime, store: &PodStore, dir: &PodDir, rec: &mut PodRecord, opts: &RunOptions) -> Result<Option<i32>> {
     let spec = rec.manifest.spec.clone().expect("validated");
     let pod_state = volumes::pod_state_dir(&roots.state_dir, &rec.uid);
     if spec.volumes.iter().flatten().any(|v| v.empty_dir.is_some()) && rec.state_dir.is_none() {
@@ -261,8 +264,7 @@ fn set_up(roots: &PodRoots, rt: &Runtime, store: &PodStore, dir: &PodDir, rec: &
     let id = rt.create_sandbox(&config).map_err(|e| e.context("pod sandbox"))?;
     rec.sandbox_id = Some(id);
     store.save(rec)?;
-    spawn_supervisor(roots, dir, &rec.key(), opts.backoff_base, &rec.image_root)?;
-    Ok(())
+    spawn_supervisor(roots, dir, &rec.key(), opts.backoff_base, &rec.image_root)
 }
 
 /// The name of a pod's lease in the image store: one per pod and root.
@@ -316,9 +318,10 @@ fn check_container(
 /// Start the pod's supervisor, unless one runs. Its lock is taken here and
 /// handed to it (fd 3): from before it exists until it ends, a supervisor
 /// of this pod is seen by its lock, even one whose pid was never recorded.
-fn spawn_supervisor(roots: &PodRoots, dir: &PodDir, name: &str, backoff: Duration, image_root: &Path) -> Result<()> {
+/// Returns the pid of the one started (None: one runs already).
+fn spawn_supervisor(roots: &PodRoots, dir: &PodDir, name: &str, backoff: Duration, image_root: &Path) -> Result<Option<i32>> {
     let Some(lock) = try_supervisor_lock(dir)? else {
-        return Ok(());
+        return Ok(None);
     };
     let lock_fd = std::os::fd::AsRawFd::as_raw_fd(&*lock);
     let log = std::fs::OpenOptions::new()
@@ -359,23 +362,41 @@ fn spawn_supervisor(roots: &PodRoots, dir: &PodDir, name: &str, backoff: Duratio
             Ok(())
         });
     }
-    cmd.spawn().sys_context(|| "start pod supervisor".into())?;
+    // The child is not waited for: it outlives this command (a zombie
+    // until then, so its pid stays ours to open a pidfd on).
+    let child = cmd.spawn().sys_context(|| "start pod supervisor".into())?;
     drop(lock);
-    Ok(())
+    Ok(i32::try_from(child.id()).ok())
 }
 
 /// Wait (bounded) until every app container runs, or the pod ended, or a
-/// container could not be created or started.
-fn wait_started(store: &PodStore, name: &str, limit: Duration) -> Result<PodRecord> {
-    let start = Instant::now();
+/// container could not be created or started, or the supervisor (pid
+/// `supervisor`, when this command started it) is gone. Woken by the
+/// supervisor's writes of the record (renamed into its directory, seen
+/// with inotify) and by the supervisor's end (its pidfd), never by a timer
+/// but the limit.
+fn wait_started(store: &PodStore, name: &str, limit: Duration, supervisor: Option<i32>) -> Result<PodRecord> {
+    let deadline = Instant::now() + limit;
+    // Watch first, then look: a write between the two still wakes us.
+    let mut wake = match wake::RecordWatch::open(&store.dir(name).path, supervisor) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            log::warn!("pod {}: not waiting for its containers: {e}", store::shown(name));
+            None
+        }
+    };
     loop {
         let rec = store.load(name)?;
         let app = rec.containers.iter().filter(|c| !c.init);
         let all_running = app.clone().all(|c| c.state == ContainerState::Running);
-        if all_running || rec.containers.iter().any(start_failed) || rec.is_final() || start.elapsed() > limit {
+        if all_running || rec.containers.iter().any(start_failed) || rec.is_final() {
             return Ok(rec);
         }
-        std::thread::sleep(Duration::from_millis(20));
+        match wake.as_mut() {
+            // Once the supervisor is gone, nothing changes the record.
+            Some(w) if !w.process_gone() && Instant::now() < deadline => w.wait(deadline),
+            _ => return Ok(rec),
+        }
     }
 }
 
@@ -466,7 +487,7 @@ pub fn status(roots: &PodRoots, rt: &Runtime, name: &str) -> Result<PodRecord> {
     let supervised = supervisor_alive(&rec);
     if rec.supervisor_pid > 0 && !rec.is_final() && !supervised && !dir.stop_request().exists() {
         log::warn!("pod {name}: its supervisor is gone; starting a new one");
-        spawn_supervisor(roots, &dir, name, Duration::from_millis(rec.backoff_base_ms), &rec.image_root)?;
+        spawn_supervisor(roots, &dir, name, Duration::from_millis(rec.backoff_base_ms), &rec.image_root).map(drop)?;
     }
     for c in &mut rec.containers {
         if c.state != ContainerState::Running {
@@ -568,27 +589,49 @@ fn stop_locked(roots: &PodRoots, rt: &Runtime, name: &str) -> Result<Option<nix:
 /// Wait (bounded) for the supervisor to act on a stop request and end,
 /// then SIGKILL it; returns its lock once free (None: still held after
 /// that, by a supervisor whose pid was never recorded).
+///
+/// The lock is taken with a blocking flock on a helper thread (flock has
+/// no timeout), which hands it over on a channel waited on with one: the
+/// lock is ours the moment the last supervisor's fd closes. A thread still
+/// blocked when we give up ends with this short-lived command, and a lock
+/// it takes after that is dropped with the closed channel.
 fn wait_supervisor_gone(store: &PodStore, name: &str, limit: Duration) -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
     let dir = store.dir(name);
-    let deadline = Instant::now().checked_add(limit);
-    let mut killed = false;
-    loop {
-        if let Some(l) = try_supervisor_lock(&dir)? {
-            return Ok(Some(l));
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            if killed {
-                return Ok(None);
-            }
+    if let Some(l) = try_supervisor_lock(&dir)? {
+        return Ok(Some(l));
+    }
+    let f = match std::fs::OpenOptions::new().write(true).open(dir.supervisor_lock()) {
+        Ok(f) => f,
+        // The pod's run directory is gone: so is its supervisor.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::sys("open the supervisor lock", e)),
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let locker = std::thread::Builder::new()
+        .name("supervisor-lock".into())
+        .spawn(move || {
+            let _ = tx.send(nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| e));
+        })
+        .sys_context(|| "start a thread".into())?;
+    let got = |r: std::result::Result<nix::fcntl::Flock<std::fs::File>, nix::errno::Errno>| {
+        // It has sent: it ends now.
+        let _ = locker.join();
+        r.map(Some).map_err(|e| Error::sys("lock the supervisor lock", e))
+    };
+    let r = match rx.recv_timeout(limit) {
+        Ok(r) => r,
+        Err(_) => {
             let rec = store.load(name)?;
             if supervisor_alive(&rec) {
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.supervisor_pid), nix::sys::signal::Signal::SIGKILL);
-                crate::oci::wait::wait_gone(rec.supervisor_pid, Duration::from_secs(5));
             }
-            killed = true;
+            match rx.recv_timeout(Duration::from_secs(5)) {
+                Ok(r) => r,
+                Err(_) => return Ok(None),
+            }
         }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    };
+    got(r)
 }
 
 /// Stop (if needed) and remove everything of the pod. Concurrent
