@@ -89,7 +89,7 @@ impl PodEnv {
 
     fn wait_phase(&self, phases: &[&str]) -> String {
         let mut phase = String::new();
-        wait_for(&format!("pod phase in {phases:?}"), Duration::from_secs(20), || {
+        wait_for(&format!("pod phase in {phases:?}"), Duration::from_secs(60), || {
             phase = self.record()["phase"].as_str().unwrap_or("").to_string();
             phases.contains(&phase.as_str())
         });
@@ -239,15 +239,18 @@ metadata: {name: NAME}
 spec:
   shareProcessNamespace: true
   restartPolicy: Never
+  terminationGracePeriodSeconds: 1
   containers:
-  - {name: a, image: ROOTFS, command: [sleep, "3"]}
+  - {name: a, image: ROOTFS, command: [sleep, "300"]}
   - name: b
     image: ROOTFS
-    command: [sh, -c, 'sleep 0.5; ps -o pid,args | grep -c "[s]leep 3"; echo pid1 $(cat /proc/1/comm)']
+    command: [sh, -c, 'i=0; until ps -o args | grep -q "[s]leep 300" || [ $i -ge 1200 ]; do i=$((i+1)); sleep 0.1; done; ps -o pid,args | grep -c "[s]leep 300"; echo pid1 $(cat /proc/1/comm)']
 "#,
     );
     assert_ok(&o);
-    env.wait_phase(&["Succeeded", "Failed"]);
+    // b looks for a's process for up to 2 minutes (the two start in
+    // either order), then ends; a sleeps on until the removal.
+    wait_for("b's end", Duration::from_secs(180), || env.record()["containers"][1]["state"] == "Terminated");
     let b = env.logs("b");
     assert!(b.starts_with("1\n"), "b should see a's sleep: {b}");
     assert!(b.contains("pid1 hull-pause"), "the holder is pid 1: {b}");
@@ -701,6 +704,9 @@ spec:
     let ls = s(&env.hull(&["pod", "ls"]).stdout);
     let row = ls.lines().find(|l| l.starts_with(&env.name)).unwrap_or("");
     assert!(row.contains("Running") && row.contains("1/1"), "pod ls:\n{ls}");
+    // Running says the app started, not that it wrote its line yet: its
+    // first tick comes after it did.
+    wait_for("the app's first tick", Duration::from_secs(120), || env.logs("app").contains("tick 0"));
     let o = env.hull(&["pod", "exec", &env.name, "-c", "app", "--", "cat", "/w/order"]);
     assert_ok(&o);
     assert_eq!(s(&o.stdout), "first\nsecond\napp\n", "{}", show(&o));
@@ -710,11 +716,11 @@ spec:
     let mut follow = env.cmd(&["pod", "logs", "-f", &env.name]);
     follow.stdout(std::process::Stdio::piped());
     let child = follow.spawn().unwrap();
-    wait_for("three ticks", Duration::from_secs(10), || env.logs("app").contains("tick 2"));
+    wait_for("three ticks", Duration::from_secs(120), || env.logs("app").contains("tick 2"));
     assert_ok(&env.hull(&["pod", "stop", &env.name]));
     // Bounded: a follower that does not end is killed (and the test fails).
     let mut child = child;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
