@@ -1295,3 +1295,69 @@ fn records_under_the_state_dir_and_old_records_refused() {
     std::fs::remove_dir_all(root.join("pods")).unwrap();
     env.remove_and_check();
 }
+
+/// `pod logs -f` sleeps on events (the log's writes, the record's, the
+/// supervisor's end), not a timer: it prints lines as they come and ends
+/// once the container has ended.
+#[test]
+fn logs_follow_prints_as_lines_come_and_ends_with_the_container() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let env = PodEnv::new("follow");
+    assert_ok(&env.run(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: NAME}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  volumes: [{name: w, emptyDir: {}}]
+  containers:
+  - name: c
+    image: ROOTFS
+    command: [sh, -c, 'echo one; while [ ! -e /w/go ]; do sleep 0.1; done; echo two']
+    volumeMounts: [{name: w, mountPath: /w}]
+"#,
+    ));
+    let mut follow = env.cmd(&["pod", "logs", "-f", &env.name]);
+    follow.stdout(std::process::Stdio::piped());
+    let mut child = follow.spawn().unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    // Lines as the follower prints them, read on a thread: every wait on
+    // them is bounded.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in std::io::BufRead::lines(stdout) {
+            let Ok(l) = l else { break };
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    // A line written before the follow began, then one after.
+    assert_eq!(rx.recv_timeout(Duration::from_secs(120)).ok().as_deref(), Some("one"));
+    assert_ok(&env.hull(&["pod", "exec", &env.name, "--", "touch", "/w/go"]));
+    // Not woken (or woken only by a timer of an hour): fails here.
+    assert_eq!(rx.recv_timeout(Duration::from_secs(120)).ok().as_deref(), Some("two"));
+    let ended = wait_until(Duration::from_secs(120), || child.try_wait().unwrap().is_some());
+    if !ended {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+    assert!(ended, "pod logs -f did not end after the container did");
+    env.remove_and_check();
+}
+
+/// Whether `cond` came true within `limit` (looked at every 50 ms).
+fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cond()
+}

@@ -121,7 +121,24 @@ fn logs(roots: &PodRoots, rt: &crate::runtime::Runtime, name: &str, container: O
     let mut path = pod::log_path(roots, rt, name, container)?;
     let mut offset = 0u64;
     let mut out = std::io::stdout();
+    // A follower sleeps until the record is written, the log grows, an
+    // exit record comes (a container ending while no supervisor runs) or
+    // the supervisor ends; each watch is in place before what it guards
+    // is looked at.
+    let mut watch = match follow {
+        true => Some(pod::wake::RecordWatch::open(&pod::store::PodStore::new(roots).dir(name).path, None)?),
+        false => None,
+    };
+    if let Some(w) = watch.as_mut() {
+        w.add_dir(&rt.exits_dir());
+    }
+    let (mut log_dir_watched, mut supervisor_watched) = (None, 0);
     loop {
+        if let (Some(w), Some(d)) = (watch.as_mut(), path.parent()) {
+            if log_dir_watched.as_deref() != Some(d) && w.add_dir(d) {
+                log_dir_watched = Some(d.to_path_buf());
+            }
+        }
         offset = pod::print_log(&path, offset, &mut out);
         let _ = out.flush();
         if !follow {
@@ -154,6 +171,16 @@ fn logs(roots: &PodRoots, rt: &crate::runtime::Runtime, name: &str, container: O
             pod::print_log(&path, offset, &mut out);
             return Ok(0);
         }
-        std::thread::sleep(Duration::from_millis(200));
+        let Some(w) = watch.as_mut() else { return Ok(0) };
+        if rec.supervisor_pid != supervisor_watched || w.process_gone() {
+            // A supervisor that ends while the container has ended too
+            // ends the follow; one started anew is watched in its place.
+            // Looked at again once it is watched: an end just before
+            // is not missed.
+            w.watch_process(Some(rec.supervisor_pid).filter(|_| pod::supervisor_alive(&rec)));
+            supervisor_watched = rec.supervisor_pid;
+            continue;
+        }
+        w.wait(std::time::Instant::now() + Duration::from_secs(3600));
     }
 }

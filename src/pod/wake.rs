@@ -119,7 +119,8 @@ pub fn call_stop(fifo: &Path) -> Result<()> {
 /// A pod record's directory watched for the record's writes (each a
 /// rename into it), and optionally a process whose end matters too: what
 /// `pod run` sleeps on while it waits for the supervisor to start the
-/// containers.
+/// containers, and (with the log's and the exit records' directories
+/// added) what `pod logs -f` sleeps on.
 pub struct RecordWatch {
     dir: Inotify,
     process: Option<OwnedFd>,
@@ -132,6 +133,19 @@ impl RecordWatch {
     pub fn open(dir: &Path, pid: Option<i32>) -> Result<RecordWatch> {
         let ino = crate::runtime::events::exit_watch(dir).map_err(Error::from)?;
         Ok(RecordWatch { dir: ino, process: pid.and_then(crate::linux::syscall::pidfd_open), gone: false })
+    }
+
+    /// Also wake on files made, written or renamed in `dir`. False when
+    /// it cannot be watched (it does not exist yet).
+    pub fn add_dir(&mut self, dir: &Path) -> bool {
+        use nix::sys::inotify::AddWatchFlags as F;
+        self.dir.add_watch(dir, F::IN_MOVED_TO | F::IN_CLOSE_WRITE | F::IN_MODIFY | F::IN_CREATE).is_ok()
+    }
+
+    /// Watch process `pid` instead of the one watched so far (None: none).
+    pub fn watch_process(&mut self, pid: Option<i32>) {
+        self.process = pid.and_then(crate::linux::syscall::pidfd_open);
+        self.gone = false;
     }
 
     /// Whether the process was seen to end.
@@ -230,6 +244,18 @@ mod tests {
         w.wait(far);
         writer.join().unwrap();
         assert!(!w.process_gone());
+        // An added directory: a write into it wakes the watch too.
+        let logs = dir.path().join("logs");
+        assert!(!w.add_dir(&logs), "not there yet");
+        std::fs::create_dir(&logs).unwrap();
+        assert!(w.add_dir(&logs));
+        let l = logs.clone();
+        let appender = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            std::fs::write(l.join("0.log"), b"line\n").unwrap();
+        });
+        w.wait(far);
+        appender.join().unwrap();
         if w.process.is_none() {
             eprintln!("skipped the process part: no pidfd_open");
         } else {
