@@ -506,12 +506,11 @@ pub fn status(roots: &PodRoots, rt: &Runtime, name: &str) -> Result<PodRecord> {
         c.ready = false;
         c.last_exit = Some(exit);
     }
-    // Without a supervisor, what the last one wrote may be stale: the
-    // phase is the one the containers give (a new supervisor, if one was
-    // just started, writes the same once it has looked).
-    if !supervised {
-        rec.phase = rec.derived_phase();
-    }
+    // What the last supervisor wrote may be stale (it died, or the one
+    // taking over from it has recorded itself but not yet looked): once
+    // the containers settle the phase, theirs is shown (the supervisor
+    // writes the same when it gets there).
+    rec.phase = rec.derived_phase();
     Ok(rec)
 }
 

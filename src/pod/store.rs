@@ -142,13 +142,13 @@ impl PodRecord {
         matches!(self.phase.as_str(), "Succeeded" | "Failed" | "Stopped")
     }
 
-    /// The phase of a pod whose supervisor is not running, from its
-    /// containers (as the runtime last reported them) and its restart
-    /// policy, by Kubernetes' rules: once every app container has ended
-    /// and the policy restarts none of them (or an init container failed
-    /// under `Never`), the pod is Succeeded (all exited 0) or Failed,
-    /// whatever the dead supervisor last wrote. Otherwise the recorded
-    /// phase stands (a supervisor started anew carries on from it).
+    /// The phase of a pod from its containers (as the runtime last
+    /// reported them) and its restart policy, by Kubernetes' rules: once
+    /// every app container has ended and the policy restarts none of them
+    /// (or an init container failed under `Never`), the pod is Succeeded
+    /// (all exited 0) or Failed, whatever a supervisor last wrote (one that
+    /// died, or one taking over that has not looked yet). Otherwise the
+    /// recorded phase stands (a supervisor started anew carries on from it).
     pub fn derived_phase(&self) -> String {
         use super::backoff::{should_restart, RestartPolicy};
         if self.is_final() {
