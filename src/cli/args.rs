@@ -214,6 +214,11 @@ pub enum Command {
     /// Change a running container's resource limits
     Update(UpdateCmd),
     /// Run Kubernetes Pod manifests without a kubelet
+    #[command(long_about = "Run Kubernetes Pod manifests without a kubelet.\n\n\
+Pods' records, logs and emptyDirs are kept under the state directory (--state-dir),\n\
+their runtime files (OCI state, exit records, locks, FIFOs, netns pins) under --root.\n\
+A root remembers the state directory it was first used with, so later commands\n\
+need not repeat it; a command that pairs either with another one is refused.")]
     Pod(PodArgs),
     /// Internal: the per-container monitor (started by the pod layer)
     #[command(hide = true)]
@@ -263,11 +268,6 @@ pub enum Command {
 }
 
 #[derive(Args, Debug)]
-#[command(long_about = "Run Kubernetes Pod manifests without a kubelet.\n\n\
-Pods' records, logs and emptyDirs are kept under the state directory (--state-dir),\n\
-their runtime files (OCI state, exit records, locks, FIFOs, netns pins) under --root.\n\
-A root remembers the state directory it was first used with, so later commands\n\
-need not repeat it; a command that pairs either with another one is refused.")]
 pub struct PodArgs {
     /// Where pods' records, logs and emptyDirs are kept [default: the one --root was
     /// used with, else /var/lib/hull]
