@@ -628,11 +628,11 @@ fn pod_limits_on_v2() {
     let name = unique_id("v2pod").to_lowercase();
     let hull = |args: &[&str]| {
         let mut cmd = std::process::Command::new(runtime());
-        cmd.arg("--root").arg(root.path()).args(args);
+        cmd.arg("--root").arg(root.path()).env("HULL_STATE_DIR", root.path().join("state")).args(args);
         run_cmd(&mut cmd, Duration::from_secs(60))
     };
-    let record =
-        || -> Value { serde_json::from_str(&read_all(&root.path().join("pods").join(&name).join("pod.json"))).unwrap_or(Value::Null) };
+    let pod_rec_dir = root.path().join("state/pod-records").join(&name);
+    let record = || -> Value { serde_json::from_str(&read_all(&pod_rec_dir.join("pod.json"))).unwrap_or(Value::Null) };
     let manifest = format!(
         r#"
 apiVersion: v1
@@ -690,5 +690,5 @@ spec:
     assert_eq!(s(&logs.stdout).split_whitespace().collect::<Vec<_>>(), [(64 * MIB).to_string().as_str(), "50000", "100000"]);
     assert_ok(&removed);
     assert!(!pod_dir.exists(), "pod cgroup {} left", pod_dir.display());
-    assert!(!root.path().join("pods").join(&name).exists(), "pod dir left");
+    assert!(!pod_rec_dir.exists(), "pod dir left");
 }

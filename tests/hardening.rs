@@ -23,8 +23,16 @@ impl Pods {
 
     fn hull(&self, args: &[&str]) -> Output {
         let mut cmd = std::process::Command::new(runtime());
-        cmd.arg("--root").arg(self.root.path()).args(args);
+        cmd.arg("--root")
+            .arg(self.root.path())
+            .env("HULL_STATE_DIR", self.root.path().join("state"))
+            .args(args);
         run_cmd(&mut cmd, Duration::from_secs(60))
+    }
+
+    /// A pod's directory under the state directory (its record, logs).
+    fn pod_dir(&self, name: &str) -> std::path::PathBuf {
+        self.root.path().join("state/pod-records").join(name)
     }
 
     /// `pod run` the manifest (ROOTFS and NAME substituted) without a CNI
@@ -56,7 +64,7 @@ impl Pods {
     }
 
     fn phase(&self, name: &str) -> String {
-        let p = self.root.path().join("pods").join(name).join("pod.json");
+        let p = self.pod_dir(name).join("pod.json");
         let v: serde_json::Value = serde_json::from_str(&read_all(&p)).unwrap_or_default();
         v["phase"].as_str().unwrap_or("").to_string()
     }
@@ -196,7 +204,7 @@ fn subpath_swapped_for_a_symlink_never_mounts_a_host_path() {
         if !err.is_empty() && !o.status.success() {
             assert!(err.contains("outside the volume"), "start {i}: {err}");
         }
-        if pods.names.borrow().contains(&name) && pods.root.path().join("pods").join(&name).exists() {
+        if pods.names.borrow().contains(&name) && pods.pod_dir(&name).exists() {
             pods.rm(&name);
         }
     }
@@ -258,7 +266,7 @@ fn leftovers(root: &Path) -> Vec<String> {
             out.push(format!("process: {cmd}"));
         }
     }
-    if std::fs::read_dir(Path::new(root).join("pods")).is_ok_and(|mut d| d.next().is_some()) {
+    if std::fs::read_dir(Path::new(root).join("state/pod-records")).is_ok_and(|mut d| d.next().is_some()) {
         out.push("a pod directory".into());
     }
     out
@@ -379,6 +387,7 @@ fn commands_exit_quietly_on_a_broken_pipe() {
             std::process::Command::new(runtime())
                 .arg("--root")
                 .arg(root.path())
+                .env("HULL_STATE_DIR", root.path().join("state"))
                 .args(args)
                 .current_dir(cwd.path()),
         );

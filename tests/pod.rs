@@ -20,9 +20,14 @@ impl PodEnv {
     }
 
     fn hull(&self, args: &[&str]) -> Output {
+        run_cmd(&mut self.cmd(args), Duration::from_secs(60))
+    }
+
+    /// `hull --root ROOT ARGS` with this env's state directory.
+    fn cmd(&self, args: &[&str]) -> std::process::Command {
         let mut cmd = std::process::Command::new(runtime());
-        cmd.arg("--root").arg(self.root.path()).args(args);
-        run_cmd(&mut cmd, Duration::from_secs(60))
+        cmd.arg("--root").arg(self.root.path()).env("HULL_STATE_DIR", self.state_dir()).args(args);
+        cmd
     }
 
     /// Write the manifest (ROOTFS and NAME substituted) and `pod run` it,
@@ -48,13 +53,23 @@ impl PodEnv {
         self.hull(&args)
     }
 
-    /// This env's `--state-dir` (emptyDirs on disk).
+    /// This env's `--state-dir` (pod records, logs, emptyDirs on disk).
     fn state_dir(&self) -> PathBuf {
         self.root.path().join("state")
     }
 
+    /// The pod's directory under the state directory (record, logs).
+    fn pod_dir(&self) -> PathBuf {
+        self.state_dir().join("pod-records").join(&self.name)
+    }
+
+    /// The pod's runtime files under the root (lock, FIFO).
+    fn pod_run_dir(&self) -> PathBuf {
+        self.root.path().join("pod-run/pods").join(&self.name)
+    }
+
     fn record(&self) -> serde_json::Value {
-        let p = self.root.path().join("pods").join(&self.name).join("pod.json");
+        let p = self.pod_dir().join("pod.json");
         serde_json::from_str(&read_all(&p)).unwrap_or(serde_json::Value::Null)
     }
 
@@ -68,13 +83,13 @@ impl PodEnv {
     /// hull on the OCI state of the pods' runtime layer (their containers).
     fn oci(&self, args: &[&str]) -> Output {
         let mut cmd = std::process::Command::new(runtime());
-        cmd.arg("--root").arg(self.root.path().join("pod-runtime/run/oci")).args(args);
+        cmd.arg("--root").arg(self.root.path().join("pod-run/oci")).args(args);
         run_cmd(&mut cmd, Duration::from_secs(60))
     }
 
     fn wait_phase(&self, phases: &[&str]) -> String {
         let mut phase = String::new();
-        wait_for(&format!("pod phase in {phases:?}"), Duration::from_secs(20), || {
+        wait_for(&format!("pod phase in {phases:?}"), Duration::from_secs(60), || {
             phase = self.record()["phase"].as_str().unwrap_or("").to_string();
             phases.contains(&phase.as_str())
         });
@@ -98,7 +113,7 @@ impl PodEnv {
         assert_ok(&self.hull(&["pod", "rm", &self.name]));
         let root = self.root.path().to_str().unwrap().to_string();
         wait_for("pod resources gone", Duration::from_secs(5), || pod_leftovers(&root, &uid, holder).is_empty());
-        assert!(!self.root.path().join("pods").join(&self.name).exists(), "pod dir left");
+        assert!(!self.pod_dir().exists() && !self.pod_run_dir().exists(), "pod dir left");
         assert!(!self.state_dir().join("pods").join(&uid).exists(), "pod state dir (emptyDirs) left");
     }
 }
@@ -109,7 +124,7 @@ impl Drop for PodEnv {
     /// directory is `NS_NAME`.
     fn drop(&mut self) {
         let _ = self.hull(&["pod", "rm", &self.name]);
-        let dirs = std::fs::read_dir(self.root.path().join("pods")).into_iter().flatten().flatten();
+        let dirs = std::fs::read_dir(self.state_dir().join("pod-records")).into_iter().flatten().flatten();
         for d in dirs {
             let key = d.file_name().to_string_lossy().to_string();
             let _ = match key.split_once('_') {
@@ -224,15 +239,18 @@ metadata: {name: NAME}
 spec:
   shareProcessNamespace: true
   restartPolicy: Never
+  terminationGracePeriodSeconds: 1
   containers:
-  - {name: a, image: ROOTFS, command: [sleep, "3"]}
+  - {name: a, image: ROOTFS, command: [sleep, "300"]}
   - name: b
     image: ROOTFS
-    command: [sh, -c, 'sleep 0.5; ps -o pid,args | grep -c "[s]leep 3"; echo pid1 $(cat /proc/1/comm)']
+    command: [sh, -c, 'i=0; until ps -o args | grep -q "[s]leep 300" || [ $i -ge 1200 ]; do i=$((i+1)); sleep 0.1; done; ps -o pid,args | grep -c "[s]leep 300"; echo pid1 $(cat /proc/1/comm)']
 "#,
     );
     assert_ok(&o);
-    env.wait_phase(&["Succeeded", "Failed"]);
+    // b looks for a's process for up to 2 minutes (the two start in
+    // either order), then ends; a sleeps on until the removal.
+    wait_for("b's end", Duration::from_secs(180), || env.record()["containers"][1]["state"] == "Terminated");
     let b = env.logs("b");
     assert!(b.starts_with("1\n"), "b should see a's sleep: {b}");
     assert!(b.contains("pid1 hull-pause"), "the holder is pid 1: {b}");
@@ -296,7 +314,7 @@ spec:
     .replace("HOST", host.path().to_str().unwrap());
     let o = env.run(&base.replace("TYPE", "Directory"));
     assert_fails_mentioning(&o, &["subPath", "outside"]);
-    assert!(!env.root.path().join("pods").join(&env.name).exists());
+    assert!(!env.pod_dir().exists());
     let o = env.run(&base.replace("TYPE", "File"));
     assert_fails_mentioning(&o, &["is not a file"]);
     assert!(pod_leftovers(env.root.path().to_str().unwrap(), "none", None).is_empty());
@@ -322,7 +340,7 @@ spec:
 "#,
     );
     assert_fails_mentioning(&o, &["spec.containers[0].lifecycle"]);
-    assert!(!env.root.path().join("pods").join(&env.name).exists());
+    assert!(!env.pod_dir().exists());
     let o = env.run("apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  nodeName: x\n  restartPolicy: Never\n  containers: [{name: c, image: ROOTFS, command: ['true']}]\n");
     assert_ok(&o);
     assert!(s(&o.stderr).contains("spec.nodeName is ignored"), "{}", show(&o));
@@ -349,7 +367,7 @@ spec:
     wait_for("two restarts", Duration::from_secs(20), || env.record()["containers"][0]["restartCount"].as_u64().unwrap_or(0) >= 2);
     let ps = s(&env.hull(&["pod", "ps", &env.name]).stdout);
     assert!(ps.contains(" 3 "), "exit code 3 in ps: {ps}");
-    let log = read_all(&env.root.path().join("pods").join(&env.name).join("logs/c/0.log"));
+    let log = read_all(&env.pod_dir().join("logs/c/0.log"));
     let re_ok = log.lines().all(|l| {
         let parts: Vec<&str> = l.splitn(4, ' ').collect();
         parts.len() == 4
@@ -455,7 +473,7 @@ spec:
 "#,
     );
     assert_fails_mentioning(&o, &["livenessProbe", "port"]);
-    assert!(!env.root.path().join("pods").join(&env.name).exists());
+    assert!(!env.pod_dir().exists());
 }
 
 /// The pod on a CNI bridge of the test's own (own bridge name, subnet and
@@ -593,9 +611,8 @@ spec:
     std::fs::write(&path, text).unwrap();
     let empty = env.root.path().join("no-cni");
     std::fs::create_dir_all(&empty).unwrap();
-    let o = std::process::Command::new(runtime())
-        .arg("--root")
-        .arg(env.root.path())
+    let o = env
+        .cmd(&[])
         .arg("--image-root")
         .arg(&image_root)
         .args(["pod", "run", "--cni-conf-dir", empty.to_str().unwrap(), path.to_str().unwrap()])
@@ -687,21 +704,23 @@ spec:
     let ls = s(&env.hull(&["pod", "ls"]).stdout);
     let row = ls.lines().find(|l| l.starts_with(&env.name)).unwrap_or("");
     assert!(row.contains("Running") && row.contains("1/1"), "pod ls:\n{ls}");
+    // Running says the app started, not that it wrote its line yet: its
+    // first tick comes after it did.
+    wait_for("the app's first tick", Duration::from_secs(120), || env.logs("app").contains("tick 0"));
     let o = env.hull(&["pod", "exec", &env.name, "-c", "app", "--", "cat", "/w/order"]);
     assert_ok(&o);
     assert_eq!(s(&o.stdout), "first\nsecond\napp\n", "{}", show(&o));
     let o = env.hull(&["pod", "exec", &env.name, "--", "sh", "-c", "exit 5"]);
     assert_eq!(o.status.code(), Some(5), "{}", show(&o));
     // logs -f: returns once the container ends (stopped below).
-    let mut follow = std::process::Command::new(runtime());
-    follow.arg("--root").arg(env.root.path()).args(["pod", "logs", "-f", &env.name]);
+    let mut follow = env.cmd(&["pod", "logs", "-f", &env.name]);
     follow.stdout(std::process::Stdio::piped());
     let child = follow.spawn().unwrap();
-    wait_for("three ticks", Duration::from_secs(10), || env.logs("app").contains("tick 2"));
+    wait_for("three ticks", Duration::from_secs(120), || env.logs("app").contains("tick 2"));
     assert_ok(&env.hull(&["pod", "stop", &env.name]));
     // Bounded: a follower that does not end is killed (and the test fails).
     let mut child = child;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -731,7 +750,7 @@ fn names_are_validated_and_errors_say_pod_or_container() {
     let o = env
         .run("apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  containers: [{name: C_1, image: ROOTFS, command: ['true']}]\n");
     assert_fails_mentioning(&o, &["container name", "C_1", "DNS-1123"]);
-    assert!(!env.root.path().join("pods").join(&env.name).exists());
+    assert!(!env.pod_dir().exists());
     assert_fails_mentioning(&env.hull(&["--systemd-cgroup", "pod", "ls"]), &["--systemd-cgroup is not supported by hull pod"]);
     for cmd in [&["pod", "ps", "nosuch"][..], &["pod", "logs", "nosuch"], &["pod", "stop", "nosuch"]] {
         let o = env.hull(cmd);
@@ -996,7 +1015,7 @@ fn pod_uids_are_checked_and_not_shared() {
     wait_for("the first pod's file", Duration::from_secs(10), || f.exists());
     let o = env.run(&manifest.replace("NAME", "NAME-b").replace("UID", &uid));
     assert_fails_mentioning(&o, &["metadata.uid"]);
-    assert!(!env.root.path().join("pods").join(format!("{}-b", env.name)).exists(), "the refused pod left its directory");
+    assert!(!env.state_dir().join("pod-records").join(format!("{}-b", env.name)).exists(), "the refused pod left its directory");
     assert_eq!(read_all(&f), "kept\n", "the refused pod touched the first's volume");
     env.remove_and_check();
 }
@@ -1101,13 +1120,13 @@ fn concurrent_removals_all_succeed_and_a_bare_pod_directory_is_removable() {
     }
     let root = env.root.path().to_str().unwrap().to_string();
     wait_for("pod resources gone", Duration::from_secs(10), || pod_leftovers(&root, &uid, holder).is_empty());
-    assert!(!env.root.path().join("pods").join(&env.name).exists(), "pod dir left");
+    assert!(!env.pod_dir().exists() && !env.pod_run_dir().exists(), "pod dir left");
     // A claimed directory without a record (a run killed right after it):
     // `pod rm` removes it, and so does the next `pod run`, which goes on.
-    std::fs::create_dir_all(env.root.path().join("pods").join(&env.name)).unwrap();
+    std::fs::create_dir_all(env.pod_dir()).unwrap();
     assert_ok(&env.hull(&["pod", "rm", &env.name]));
-    assert!(!env.root.path().join("pods").join(&env.name).exists(), "bare pod dir left");
-    std::fs::create_dir_all(env.root.path().join("pods").join(&env.name)).unwrap();
+    assert!(!env.pod_dir().exists(), "bare pod dir left");
+    std::fs::create_dir_all(env.pod_dir()).unwrap();
     assert_ok(&env.run(
         "apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers: [{name: c, image: ROOTFS, command: [sleep, '100']}]\n",
     ));
@@ -1192,12 +1211,7 @@ spec:
     assert!(first.contains(" Failed") && !first.contains("Running"), "{}", show(&ps));
     let ls = s(&env.hull(&["pod", "ls"]).stdout);
     assert!(ls.lines().any(|l| l.starts_with(&env.name) && l.contains("Failed")), "{ls}");
-    assert_quiet_on_a_closed_pipe(
-        std::process::Command::new(runtime())
-            .arg("--root")
-            .arg(env.root.path())
-            .args(["pod", "ps", &env.name]),
-    );
+    assert_quiet_on_a_closed_pipe(&mut env.cmd(&["pod", "ps", &env.name]));
     env.remove_and_check();
 }
 
@@ -1212,11 +1226,7 @@ fn image_rm_of_an_image_a_pod_uses_is_refused_until_pod_rm() {
     }
     let env = PodEnv::new("imgrm");
     let Some(image_root) = imported_image(&env) else { return };
-    let image = |args: &[&str]| {
-        let mut cmd = std::process::Command::new(runtime());
-        cmd.arg("--root").arg(env.root.path()).arg("--image-root").arg(&image_root).args(args);
-        run_cmd(&mut cmd, Duration::from_secs(60))
-    };
+    let image = |args: &[&str]| run_cmd(env.cmd(&["--image-root", image_root.to_str().unwrap()]).args(args), Duration::from_secs(60));
     let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  restartPolicy: Always\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: c, image: \"hull-test:latest\", command: [sh, -c, 'sleep 0.3; exit 1']}\n"
         .replace("NAME", &env.name);
     let path = env.root.path().join("pod.yaml");
@@ -1237,4 +1247,117 @@ fn image_rm_of_an_image_a_pod_uses_is_refused_until_pod_rm() {
     assert_ok(&image(&["image", "rm", "hull-test:latest"]));
     let leases = std::fs::read_dir(image_root.join("leases")).map(|d| d.count()).unwrap_or(0);
     assert_eq!(leases, 0, "a lease left after pod rm");
+}
+
+/// Records under the state directory, runtime files under the root (as
+/// the daemon splits them); a root remembers its state directory and
+/// refuses another; a record an older hull left under the root is refused
+/// by name, never read as a missing or corrupt pod.
+#[test]
+fn records_under_the_state_dir_and_old_records_refused() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let env = PodEnv::new("layout");
+    assert_ok(&env.run(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers: [{name: c, image: ROOTFS, command: [sh, -c, 'echo hi; sleep 100']}]\n",
+    ));
+    let (state, root) = (env.state_dir(), env.root.path().to_path_buf());
+    assert!(env.pod_dir().join("pod.json").exists(), "record under the state dir");
+    wait_for("the log", Duration::from_secs(20), || read_all(&env.pod_dir().join("logs/c/0.log")).contains("hi"));
+    assert!(env.pod_run_dir().join("supervisor.lock").exists() && env.pod_run_dir().join("stop.fifo").exists());
+    let listed = |d: &Path| std::fs::read_dir(d).map(|r| r.count()).unwrap_or(0);
+    assert_eq!(listed(&state.join("pod-runtime/sandboxes")), 1, "sandbox record under the state dir");
+    assert_eq!(listed(&state.join("pod-runtime/containers")), 1, "container record under the state dir");
+    assert!(listed(&root.join("pod-run/oci")) == 1 && listed(&root.join("pod-run/sandboxes")) == 1, "runtime files under the root");
+    assert!(!root.join("pods").exists() && !root.join("pod-runtime").exists(), "nothing in the old places");
+    // No --state-dir: the root's own.
+    let bare = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(runtime());
+        cmd.arg("--root").arg(&root).env_remove("HULL_STATE_DIR").args(args);
+        run_cmd(&mut cmd, Duration::from_secs(60))
+    };
+    let ps = bare(&["pod", "ps", &env.name]);
+    assert_ok(&ps);
+    assert!(s(&ps.stdout).contains("Running"), "{}", show(&ps));
+    let other = root.join("other-state");
+    assert_fails_mentioning(&bare(&["pod", "ls", "--state-dir", other.to_str().unwrap()]), &["pass --state-dir", state.to_str().unwrap()]);
+    assert!(!other.exists(), "a refused state dir is not made");
+    // What an older hull kept under the root.
+    let old = root.join("pods").join(&env.name).join("pod.json");
+    std::fs::create_dir_all(old.parent().unwrap()).unwrap();
+    std::fs::write(&old, b"{\"name\": \"old\"}").unwrap();
+    for args in [&["pod", "ls"][..], &["pod", "ps", &env.name], &["pod", "rm", &env.name]] {
+        assert_fails_mentioning(&env.hull(args), &[old.to_str().unwrap(), "older hull", "pod rm"]);
+    }
+    assert_eq!(read_all(&old), "{\"name\": \"old\"}", "the old record is left as it was");
+    assert!(env.pod_dir().join("pod.json").exists(), "a refused command touched nothing");
+    std::fs::remove_dir_all(root.join("pods")).unwrap();
+    env.remove_and_check();
+}
+
+/// `pod logs -f` sleeps on events (the log's writes, the record's, the
+/// supervisor's end), not a timer: it prints lines as they come and ends
+/// once the container has ended.
+#[test]
+fn logs_follow_prints_as_lines_come_and_ends_with_the_container() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let env = PodEnv::new("follow");
+    assert_ok(&env.run(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: NAME}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  volumes: [{name: w, emptyDir: {}}]
+  containers:
+  - name: c
+    image: ROOTFS
+    command: [sh, -c, 'echo one; while [ ! -e /w/go ]; do sleep 0.1; done; echo two']
+    volumeMounts: [{name: w, mountPath: /w}]
+"#,
+    ));
+    let mut follow = env.cmd(&["pod", "logs", "-f", &env.name]);
+    follow.stdout(std::process::Stdio::piped());
+    let mut child = follow.spawn().unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    // Lines as the follower prints them, read on a thread: every wait on
+    // them is bounded.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in std::io::BufRead::lines(stdout) {
+            let Ok(l) = l else { break };
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    // A line written before the follow began, then one after.
+    assert_eq!(rx.recv_timeout(Duration::from_secs(120)).ok().as_deref(), Some("one"));
+    assert_ok(&env.hull(&["pod", "exec", &env.name, "--", "touch", "/w/go"]));
+    // Not woken (or woken only by a timer of an hour): fails here.
+    assert_eq!(rx.recv_timeout(Duration::from_secs(120)).ok().as_deref(), Some("two"));
+    let ended = wait_until(Duration::from_secs(120), || child.try_wait().unwrap().is_some());
+    if !ended {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+    assert!(ended, "pod logs -f did not end after the container did");
+    env.remove_and_check();
+}
+
+/// Whether `cond` came true within `limit` (looked at every 50 ms).
+fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cond()
 }

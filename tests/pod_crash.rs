@@ -42,7 +42,10 @@ struct Crash {
 impl Crash {
     fn hull(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(runtime());
-        cmd.arg("--root").arg(self.root.path()).args(args);
+        cmd.arg("--root")
+            .arg(self.root.path())
+            .env("HULL_STATE_DIR", self.root.path().join("state"))
+            .args(args);
         cmd
     }
 
@@ -122,16 +125,17 @@ spec:
         }
         // Records, names and runtime files (the pods' lock files stay, by design).
         for sub in [
-            "pods",
+            "state/pod-records",
             "state/pods",
-            "pod-runtime/sandboxes",
-            "pod-runtime/containers",
-            "pod-runtime/names/sandboxes",
-            "pod-runtime/names/containers",
-            "pod-runtime/run/sandboxes",
-            "pod-runtime/run/containers",
-            "pod-runtime/run/exits",
-            "pod-runtime/run/oci",
+            "state/pod-runtime/sandboxes",
+            "state/pod-runtime/containers",
+            "state/pod-runtime/names/sandboxes",
+            "state/pod-runtime/names/containers",
+            "pod-run/pods",
+            "pod-run/sandboxes",
+            "pod-run/containers",
+            "pod-run/exits",
+            "pod-run/oci",
         ] {
             for e in std::fs::read_dir(self.root.path().join(sub)).into_iter().flatten().flatten() {
                 out.push(format!("file: {}", e.path().display()));
@@ -294,7 +298,7 @@ fn sweep(crash: &Crash, max: usize, min: usize) {
             assert!(again.status.success() || exists, "{what}: the next run:\n{}", show(&again));
         }
         let rm = crash.rm();
-        let nothing = s(&rm.stderr).contains("does not exist") && !crash.root.path().join("pods").join(&crash.name).exists();
+        let nothing = s(&rm.stderr).contains("does not exist") && !crash.root.path().join("state/pod-records").join(&crash.name).exists();
         assert!(rm.status.success() || nothing, "{what}: pod rm:\n{}", show(&rm));
         crash.assert_clean(&uid, &what);
         done += 1;

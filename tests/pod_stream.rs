@@ -46,7 +46,10 @@ impl Pod {
 
     fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(runtime());
-        cmd.arg("--root").arg(self.root.path()).args(args);
+        cmd.arg("--root")
+            .arg(self.root.path())
+            .env("HULL_STATE_DIR", self.root.path().join("state"))
+            .args(args);
         cmd
     }
 

@@ -157,7 +157,7 @@ impl Cgroup {
     /// Create the container's cgroup directories. On error, whatever was
     /// created is removed again.
     pub fn create(cgroups_path: Option<&Path>, id: &str) -> Result<Cgroup> {
-        let mut cg = Cgroup::plan(cgroups_path, id)?;
+        let cg = Cgroup::plan(cgroups_path, id)?;
         cg.make()?;
         Ok(cg)
     }
@@ -176,14 +176,22 @@ impl Cgroup {
         Ok(cg)
     }
 
-    /// Make the directories of a [`Cgroup::plan`]; `created` becomes those
-    /// this call made. On error, they are removed again.
-    pub fn make(&mut self) -> Result<()> {
-        let planned = std::mem::take(&mut self.created);
+    /// Make the directories of a [`Cgroup::plan`]. `created` stays as
+    /// planned, so that a plan recorded before the call is the record of
+    /// what it made: a parent made meanwhile by someone else is listed too
+    /// (harmless: a parent is removed only when empty), and a leaf made
+    /// meanwhile is refused (it belongs to another container: two creators
+    /// raced for one cgroup). On error, what this call made is removed.
+    pub fn make(&self) -> Result<()> {
+        let mut made = Vec::new();
         let mut result = Ok(());
-        for d in planned {
-            match std::fs::create_dir(&d) {
-                Ok(()) => self.created.push(d),
+        for d in &self.created {
+            match std::fs::create_dir(d) {
+                Ok(()) => made.push(d.clone()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && self.dirs.values().any(|l| l == d) => {
+                    result = Err(Error::Cgroup(format!("{} was made by another meanwhile: it belongs to another container", d.display())));
+                    break;
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => {
                     result = Err(Error::Cgroup(format!("create {}: {e}", d.display())));
@@ -196,7 +204,7 @@ impl Cgroup {
             Layout::V2 => v2::init(self),
         });
         if let Err(e) = result {
-            let _ = self.remove();
+            let _ = Cgroup { created: made, ..self.clone() }.remove();
             return Err(e);
         }
         Ok(())
@@ -439,5 +447,36 @@ mod tests {
     fn dotdot_is_refused() {
         assert!(relative_path(Some(Path::new("/a/../../etc")), "x", None).is_err());
         assert!(relative_path(Some(Path::new("/")), "x", None).is_err());
+    }
+
+    /// `make` leaves `created` as planned (the plan recorded before it is
+    /// the record of what it made); a leaf made by someone else between
+    /// plan and make is refused and left alone, a parent is shared.
+    #[test]
+    fn make_keeps_the_plan_and_refuses_a_leaf_made_meanwhile() {
+        let t = tempfile::tempdir().unwrap();
+        // Outside the cgroup2 root: make's controller set-up does nothing.
+        let plan = |name: &str| {
+            let leaf = t.path().join(name).join("leaf");
+            Cgroup { layout: Layout::V2, dirs: BTreeMap::from([(String::new(), leaf.clone())]), created: vec![t.path().join(name), leaf] }
+        };
+        let cg = plan("a");
+        let before = cg.created.clone();
+        cg.make().unwrap();
+        assert_eq!(cg.created, before);
+        assert!(t.path().join("a/leaf").is_dir());
+        cg.remove().unwrap();
+        assert!(!t.path().join("a").exists(), "an empty parent it made goes too");
+        // A parent made by another meanwhile: shared.
+        let cg = plan("b");
+        std::fs::create_dir(t.path().join("b")).unwrap();
+        cg.make().unwrap();
+        assert!(t.path().join("b/leaf").is_dir());
+        // The leaf made by another meanwhile: refused, and left to it.
+        let cg = plan("c");
+        std::fs::create_dir_all(t.path().join("c/leaf")).unwrap();
+        let e = cg.make().unwrap_err().to_string();
+        assert!(e.contains("another container"), "{e}");
+        assert!(t.path().join("c/leaf").is_dir());
     }
 }

@@ -214,8 +214,12 @@ pub enum Command {
     /// Change a running container's resource limits
     Update(UpdateCmd),
     /// Run Kubernetes Pod manifests without a kubelet
-    #[command(subcommand)]
-    Pod(PodCmd),
+    #[command(long_about = "Run Kubernetes Pod manifests without a kubelet.\n\n\
+Pods' records, logs and emptyDirs are kept under the state directory (--state-dir),\n\
+their runtime files (OCI state, exit records, locks, FIFOs, netns pins) under --root.\n\
+A root remembers the state directory it was first used with, so later commands\n\
+need not repeat it; a command that pairs either with another one is refused.")]
+    Pod(PodArgs),
     /// Internal: the per-container monitor (started by the pod layer)
     #[command(hide = true)]
     Monitor {
@@ -263,6 +267,16 @@ pub enum Command {
     },
 }
 
+#[derive(Args, Debug)]
+pub struct PodArgs {
+    /// Where pods' records, logs and emptyDirs are kept [default: the one --root was
+    /// used with, else /var/lib/hull]
+    #[arg(long = "state-dir", global = true, env = "HULL_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub cmd: PodCmd,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum PodCmd {
     /// Run a Pod manifest (YAML or JSON file, or - for stdin); `image:` is an
@@ -279,9 +293,6 @@ pub enum PodCmd {
         /// How long to wait for the containers to start (seconds)
         #[arg(long, default_value_t = 60)]
         wait: u64,
-        /// Where the pod's persistent files go: emptyDirs on disk in <DIR>/pods/<uid>/volumes
-        #[arg(long = "state-dir", default_value = "/var/lib/hull")]
-        state_dir: PathBuf,
         /// CNI network config directory (the first config in it is used)
         #[arg(long = "cni-conf-dir", default_value = "/etc/cni/net.d")]
         cni_conf_dir: PathBuf,
@@ -402,7 +413,7 @@ impl Command {
     /// hull's own long-lived processes (a container's monitor, a pod's
     /// supervisor), which must outlive whoever reads their output.
     pub fn is_daemon(&self) -> bool {
-        matches!(self, Command::Monitor { .. } | Command::Pod(PodCmd::Supervise { .. }))
+        matches!(self, Command::Monitor { .. } | Command::Pod(PodArgs { cmd: PodCmd::Supervise { .. }, .. }))
     }
 }
 

@@ -132,7 +132,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             "--systemd-cgroup is not supported by hull pod: its pod cgroups are cgroupfs paths (/hull-pod-<uid>), not systemd slices"
                 .into(),
         )),
-        Command::Pod(p) => pod::dispatch(&root, &cli.image_root, p),
+        Command::Pod(p) => pod::dispatch(&root.path, p.state_dir.as_deref(), &cli.image_root, &p.cmd),
         Command::Monitor { id, bundle, log_path, exit_file, ready_fd, hold_created, stdin, stdin_once, tty, attach_socket } => {
             let ready = crate::monitor::ready_fd(*ready_fd)?;
             let spec = crate::monitor::MonitorSpec {

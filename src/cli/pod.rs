@@ -4,37 +4,32 @@ use std::time::Duration;
 
 use super::args::PodCmd;
 use crate::error::{Error, Result};
-use crate::oci::state::StateRoot;
 use crate::pod::{
     self,
     store::{ContainerState, PodRecord},
+    PodRoots,
 };
+use std::path::Path;
 
-pub fn dispatch(root: &StateRoot, image_root: &std::path::Path, cmd: &PodCmd) -> Result<i32> {
+pub fn dispatch(root: &Path, state_dir: Option<&Path>, image_root: &Path, cmd: &PodCmd) -> Result<i32> {
+    let roots = &PodRoots::open(root, state_dir)?;
     let cni = match cmd {
         PodCmd::Run { cni_conf_dir, cni_bin_dirs, .. } => {
             crate::network::CniOptions { conf_dir: cni_conf_dir.clone(), plugin_dirs: cni_bin_dirs.clone(), ..Default::default() }
         }
         _ => Default::default(),
     };
-    let rt = pod::open_runtime(root, image_root, cni)?;
+    let rt = pod::open_runtime(roots, image_root, cni)?;
     match cmd {
-        PodCmd::Run { file, namespace, backoff_base_ms, wait, state_dir, .. } => {
-            // Recorded in the pod record: the same for every later command.
-            let state_dir = if state_dir.is_absolute() {
-                state_dir.clone()
-            } else {
-                std::env::current_dir().map_err(|e| Error::sys("current directory", e))?.join(state_dir)
-            };
+        PodCmd::Run { file, namespace, backoff_base_ms, wait, .. } => {
             let rec = pod::run(
-                root,
+                roots,
                 &rt,
                 &pod::RunOptions {
                     manifest: file.clone(),
                     backoff_base: Duration::from_millis(*backoff_base_ms),
                     wait: Duration::from_secs(*wait),
                     namespace: namespace.clone(),
-                    state_dir,
                 },
             )?;
             let view = pod::view(&rt, rec);
@@ -49,7 +44,7 @@ pub fn dispatch(root: &StateRoot, image_root: &std::path::Path, cmd: &PodCmd) ->
             Ok(if failed.is_empty() { 0 } else { 1 })
         }
         PodCmd::Ls { namespace } => {
-            let pods = pod::list(root, &rt, namespace);
+            let pods = pod::list(roots, &rt, namespace);
             println!("{:<24} {:<10} {:<7} {:<9} CREATED", "NAME", "PHASE", "READY", "RESTARTS");
             for p in pods {
                 let app: Vec<_> = p.containers.iter().filter(|c| !c.init).collect();
@@ -64,7 +59,7 @@ pub fn dispatch(root: &StateRoot, image_root: &std::path::Path, cmd: &PodCmd) ->
             Ok(0)
         }
         PodCmd::Ps { name, namespace, output } => {
-            let rec = pod::status(root, &rt, &key(namespace, name)?)?;
+            let rec = pod::status(roots, &rt, &key(namespace, name)?)?;
             if output == "json" {
                 let view = pod::view(&rt, rec);
                 println!("{}", serde_json::to_string_pretty(&view).map_err(|e| Error::InvalidState(e.to_string()))?);
@@ -80,15 +75,15 @@ pub fn dispatch(root: &StateRoot, image_root: &std::path::Path, cmd: &PodCmd) ->
             print_containers(&rec);
             Ok(0)
         }
-        PodCmd::Logs { name, namespace, container, follow } => logs(root, &rt, &key(namespace, name)?, container.as_deref(), *follow),
+        PodCmd::Logs { name, namespace, container, follow } => logs(roots, &rt, &key(namespace, name)?, container.as_deref(), *follow),
         PodCmd::Exec { name, namespace, container, command, stdin, tty } => {
-            super::pod_stream::exec(root, rt, &key(namespace, name)?, container.as_deref(), command, *tty, *stdin)
+            super::pod_stream::exec(roots, rt, &key(namespace, name)?, container.as_deref(), command, *tty, *stdin)
         }
-        PodCmd::Attach { name, namespace, container } => super::pod_stream::attach(root, rt, &key(namespace, name)?, container.as_deref()),
-        PodCmd::PortForward { name, namespace, ports } => super::pod_stream::port_forward(root, rt, &key(namespace, name)?, ports),
-        PodCmd::Stop { name, namespace } => pod::stop(root, &rt, &key(namespace, name)?).map(|_| 0),
-        PodCmd::Rm { name, namespace } => pod::remove(root, &rt, &key(namespace, name)?).map(|_| 0),
-        PodCmd::Supervise { name, backoff_base_ms } => pod::supervise(root, rt, name, Duration::from_millis(*backoff_base_ms)).map(|_| 0),
+        PodCmd::Attach { name, namespace, container } => super::pod_stream::attach(roots, rt, &key(namespace, name)?, container.as_deref()),
+        PodCmd::PortForward { name, namespace, ports } => super::pod_stream::port_forward(roots, rt, &key(namespace, name)?, ports),
+        PodCmd::Stop { name, namespace } => pod::stop(roots, &rt, &key(namespace, name)?).map(|_| 0),
+        PodCmd::Rm { name, namespace } => pod::remove(roots, &rt, &key(namespace, name)?).map(|_| 0),
+        PodCmd::Supervise { name, backoff_base_ms } => pod::supervise(roots, rt, name, Duration::from_millis(*backoff_base_ms)).map(|_| 0),
     }
 }
 
@@ -122,18 +117,35 @@ fn print_containers(rec: &PodRecord) {
     }
 }
 
-fn logs(root: &StateRoot, rt: &crate::runtime::Runtime, name: &str, container: Option<&str>, follow: bool) -> Result<i32> {
-    let mut path = pod::log_path(root, rt, name, container)?;
+fn logs(roots: &PodRoots, rt: &crate::runtime::Runtime, name: &str, container: Option<&str>, follow: bool) -> Result<i32> {
+    let mut path = pod::log_path(roots, rt, name, container)?;
     let mut offset = 0u64;
     let mut out = std::io::stdout();
+    // A follower sleeps until the record is written, the log grows, an
+    // exit record comes (a container ending while no supervisor runs) or
+    // the supervisor ends; each watch is in place before what it guards
+    // is looked at.
+    let mut watch = match follow {
+        true => Some(pod::wake::RecordWatch::open(&pod::store::PodStore::new(roots).dir(name).path, None)?),
+        false => None,
+    };
+    if let Some(w) = watch.as_mut() {
+        w.add_dir(&rt.exits_dir());
+    }
+    let (mut log_dir_watched, mut supervisor_watched) = (None, 0);
     loop {
+        if let (Some(w), Some(d)) = (watch.as_mut(), path.parent()) {
+            if log_dir_watched.as_deref() != Some(d) && w.add_dir(d) {
+                log_dir_watched = Some(d.to_path_buf());
+            }
+        }
         offset = pod::print_log(&path, offset, &mut out);
         let _ = out.flush();
         if !follow {
             return Ok(0);
         }
-        let rec = pod::status(root, rt, name)?;
-        let current = pod::log_path(root, rt, name, container)?;
+        let rec = pod::status(roots, rt, name)?;
+        let current = pod::log_path(roots, rt, name, container)?;
         if current != path {
             // A restart began a new log: finish the old one, go on with it.
             pod::print_log(&path, offset, &mut out);
@@ -159,6 +171,16 @@ fn logs(root: &StateRoot, rt: &crate::runtime::Runtime, name: &str, container: O
             pod::print_log(&path, offset, &mut out);
             return Ok(0);
         }
-        std::thread::sleep(Duration::from_millis(200));
+        let Some(w) = watch.as_mut() else { return Ok(0) };
+        if rec.supervisor_pid != supervisor_watched || w.process_gone() {
+            // A supervisor that ends while the container has ended too
+            // ends the follow; one started anew is watched in its place.
+            // Looked at again once it is watched: an end just before
+            // is not missed.
+            w.watch_process(Some(rec.supervisor_pid).filter(|_| pod::supervisor_alive(&rec)));
+            supervisor_watched = rec.supervisor_pid;
+            continue;
+        }
+        w.wait(std::time::Instant::now() + Duration::from_secs(3600));
     }
 }

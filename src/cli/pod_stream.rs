@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::oci::state::StateRoot;
-use crate::pod;
+use crate::pod::{self, PodRoots};
 use crate::runtime::Runtime;
 
 /// Connections forwarded at once; more wait in the listen queue.
@@ -20,16 +20,16 @@ const MAX_CONNECTIONS: usize = 256;
 
 /// The OCI id of the pod's running container `container` (default: its
 /// first app container), and the runtime's OCI state root.
-fn container_id(root: &StateRoot, rt: &Runtime, key: &str, container: Option<&str>) -> Result<(String, StateRoot)> {
-    let id = pod::running_container(root, rt, key, container)?;
+fn container_id(roots: &PodRoots, rt: &Runtime, key: &str, container: Option<&str>) -> Result<(String, StateRoot)> {
+    let id = pod::running_container(roots, rt, key, container)?;
     Ok((id.to_string(), rt.oci_root()))
 }
 
 /// The pod's network namespace, held open: the holder's, checked to be
 /// the sandbox's live holder again after opening (its pid cannot have
 /// been reused in between).
-fn pod_netns(root: &StateRoot, rt: &Runtime, key: &str) -> Result<File> {
-    let rec = pod::status(root, rt, key)?;
+fn pod_netns(roots: &PodRoots, rt: &Runtime, key: &str) -> Result<File> {
+    let rec = pod::status(roots, rt, key)?;
     let not_running = || Error::InvalidState(format!("the sandbox of pod {key} is not running"));
     let holder = pod::view(rt, rec.clone()).holder_pid.ok_or_else(not_running)?;
     let ns = File::open(format!("/proc/{holder}/ns/net")).map_err(|_| not_running())?;
@@ -41,8 +41,8 @@ fn pod_netns(root: &StateRoot, rt: &Runtime, key: &str) -> Result<File> {
 
 /// `hull pod exec [-i] [-t]`: the command in the container, in the
 /// foreground. Without `-i` its stdin is /dev/null (as kubectl's).
-pub fn exec(root: &StateRoot, rt: Runtime, key: &str, container: Option<&str>, command: &[String], tty: bool, stdin: bool) -> Result<i32> {
-    let (id, oci) = container_id(root, &rt, key, container)?;
+pub fn exec(roots: &PodRoots, rt: Runtime, key: &str, container: Option<&str>, command: &[String], tty: bool, stdin: bool) -> Result<i32> {
+    let (id, oci) = container_id(roots, &rt, key, container)?;
     // The runtime's exit watcher is a thread, and the OCI exec forks:
     // this process is single-threaded again once the runtime is gone.
     drop(rt);
@@ -65,9 +65,9 @@ pub fn exec(root: &StateRoot, rt: Runtime, key: &str, container: Option<&str>, c
 /// its output to ours, until its output ends or our input does. With a
 /// tty: our terminal raw meanwhile, and its size (now and on SIGWINCH)
 /// given to the container's.
-pub fn attach(root: &StateRoot, rt: Runtime, key: &str, container: Option<&str>) -> Result<i32> {
+pub fn attach(roots: &PodRoots, rt: Runtime, key: &str, container: Option<&str>) -> Result<i32> {
     use crate::runtime::attach::Output;
-    let id = pod::running_container(root, &rt, key, container)?;
+    let id = pod::running_container(roots, &rt, key, container)?;
     let point = rt.attach(&id).map_err(Error::Runtime)?;
     drop(rt);
     let io = |what: &str, e: std::io::Error| Error::InvalidState(format!("attach to container {}: {what}: {e}", point.container.short()));
@@ -163,9 +163,9 @@ pub fn parse_ports(spec: &str) -> Result<(u16, u16)> {
 }
 
 /// `hull pod port-forward POD LOCAL:REMOTE`: runs until interrupted.
-pub fn port_forward(root: &StateRoot, rt: Runtime, key: &str, spec: &str) -> Result<i32> {
+pub fn port_forward(roots: &PodRoots, rt: Runtime, key: &str, spec: &str) -> Result<i32> {
     let (local, remote) = parse_ports(spec)?;
-    let ns = pod_netns(root, &rt, key)?;
+    let ns = pod_netns(roots, &rt, key)?;
     drop(rt);
     let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, local)))
         .map_err(|e| Error::InvalidArgument(format!("listen on 127.0.0.1:{local}: {e}")))?;

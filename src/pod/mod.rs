@@ -9,6 +9,7 @@
 //! only what the runtime layer does not.
 pub mod backoff;
 pub mod eviction;
+pub mod layout;
 pub mod manifest;
 pub mod names;
 pub mod probe;
@@ -25,7 +26,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result, SysContext};
-use crate::oci::state::StateRoot;
+pub use layout::PodRoots;
+
 use crate::runtime::{Runtime, RuntimeOptions, SandboxId};
 use store::{ContainerState, PodDir, PodRecord, PodStore};
 
@@ -39,17 +41,15 @@ pub struct RunOptions {
     /// `-n/--namespace`; None: the manifest's `metadata.namespace`, else
     /// `default`.
     pub namespace: Option<String>,
-    /// Where pods' persistent files go (emptyDirs on disk):
-    /// `<state_dir>/pods/<uid>`; `/var/lib/hull` by default.
-    pub state_dir: PathBuf,
 }
 
-/// The runtime layer `hull pod` stands on under a hull root: its records
-/// in `<root>/pod-runtime`, its runtime files (OCI state, exit records,
-/// netns pins) in `<root>/pod-runtime/run`.
-pub fn open_runtime(root: &StateRoot, image_root: &Path, cni: crate::network::CniOptions) -> Result<Runtime> {
-    let base = root.path.join("pod-runtime");
-    let mut opts = RuntimeOptions::new(&base, base.join("run"));
+/// The runtime layer `hull pod` stands on, opened as the CRI daemon opens
+/// its own, on a state directory and a run directory of its own (so that
+/// neither sees the other's sandboxes): its records in
+/// `<state dir>/pod-runtime`, its runtime files (OCI state, exit records,
+/// netns pins) in `<root>/pod-run`.
+pub fn open_runtime(roots: &PodRoots, image_root: &Path, cni: crate::network::CniOptions) -> Result<Runtime> {
+    let mut opts = RuntimeOptions::new(roots.runtime_state(), roots.run());
     opts.image_root = image_root.to_path_buf();
     opts.cni = cni;
     // This process may run from a sealed copy of the binary (see main),
@@ -110,13 +110,10 @@ fn teardown(rt: &Runtime, store: &PodStore, rec: &PodRecord) -> Result<()> {
         volumes::remove_pod_state(state)?;
     }
     drop_image_lease(store, rec)?;
-    let dir = store.dir(&rec.key()).path;
-    std::fs::remove_dir_all(&dir)
-        .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
-        .sys_context(|| format!("remove {}", dir.display()))
+    store.remove_dirs(&rec.key())
 }
 
-pub fn run(root: &StateRoot, rt: &Runtime, opts: &RunOptions) -> Result<PodRecord> {
+pub fn run(roots: &PodRoots, rt: &Runtime, opts: &RunOptions) -> Result<PodRecord> {
     let text = read_manifest(&opts.manifest)?;
     let m = manifest::parse(&text)?;
     for w in &m.warnings {
@@ -134,7 +131,7 @@ pub fn run(root: &StateRoot, rt: &Runtime, opts: &RunOptions) -> Result<PodRecor
     };
     names::check_label("namespace", &namespace)?;
     let key = store::pod_key(&namespace, &name);
-    let store = PodStore::new(&root.path);
+    let store = PodStore::new(roots);
     let uid = pod.metadata.uid.clone().unwrap_or_else(new_uid);
     volumes::check_uid(&uid)?;
     let lock = store.lock(&key)?;
@@ -158,15 +155,17 @@ pub fn run(root: &StateRoot, rt: &Runtime, opts: &RunOptions) -> Result<PodRecor
         containers: supervisor::initial_statuses(&pod),
     };
     // The record first: from here on `pod rm` finds what was made.
-    let made = store.save(&rec).and_then(|()| set_up(root, rt, &store, &dir, &mut rec, opts));
-    if let Err(e) = made {
-        if let Err(te) = teardown(rt, &store, &rec) {
-            log::warn!("pod {}: undo a failed run: {te}", store::shown(&key));
+    let supervisor = match store.save(&rec).and_then(|()| set_up(roots, rt, &store, &dir, &mut rec, opts)) {
+        Ok(pid) => pid,
+        Err(e) => {
+            if let Err(te) = teardown(rt, &store, &rec) {
+                log::warn!("pod {}: undo a failed run: {te}", store::shown(&key));
+            }
+            return Err(e);
         }
-        return Err(e);
-    }
+    };
     drop(lock);
-    wait_started(&store, &key, opts.wait)
+    wait_started(&store, &key, opts.wait, supervisor)
 }
 
 /// Undo what a `pod run` killed half-way left under this name, so that
@@ -180,6 +179,9 @@ fn clear_interrupted(rt: &Runtime, store: &PodStore, key: &str) -> Result<()> {
     if !dir.path.exists() {
         return Ok(());
     }
+    // A record whose run directory is gone (a reboot emptied the root, or
+    // a removal stopped between the two): the lock file has a place again.
+    store.make_run_dir(&dir)?;
     match store.load(key) {
         Err(Error::Runtime(e)) if e.kind() == crate::runtime::ErrorKind::NotFound => {
             log::warn!("pod {}: removing what an interrupted `pod run` left", store::shown(key));
@@ -228,9 +230,10 @@ fn claim_pod_state(store: &PodStore, rec: &mut PodRecord, pod_state: &Path) -> R
     Ok(())
 }
 
-fn set_up(root: &StateRoot, rt: &Runtime, store: &PodStore, dir: &PodDir, rec: &mut PodRecord, opts: &RunOptions) -> Result<()> {
+/// Returns the pid of the supervisor it started.
+fn set_up(roots: &PodRoots, rt: &Runtime, store: &PodStore, dir: &PodDir, rec: &mut PodRecord, opts: &RunOptions) -> Result<Option<i32>> {
     let spec = rec.manifest.spec.clone().expect("validated");
-    let pod_state = volumes::pod_state_dir(&opts.state_dir, &rec.uid);
+    let pod_state = volumes::pod_state_dir(&roots.state_dir, &rec.uid);
     if spec.volumes.iter().flatten().any(|v| v.empty_dir.is_some()) && rec.state_dir.is_none() {
         claim_pod_state(store, rec, &pod_state)?;
     }
@@ -249,15 +252,19 @@ fn set_up(root: &StateRoot, rt: &Runtime, store: &PodStore, dir: &PodDir, rec: &
     // The store's images are the pod's for its whole life (every restart
     // needs them again): an `image rm` of one is refused until `pod rm`.
     if !images.is_empty() {
-        let owner = format!("pod {} (hull --root {})", store::shown(&rec.key()), root.path.display());
+        let owner = format!(
+            "pod {} (hull --root {} pod --state-dir {})",
+            store::shown(&rec.key()),
+            roots.root.display(),
+            roots.state_dir.display()
+        );
         crate::image::Store::open(&rec.image_root)?.put_lease(&image_lease(store, &rec.key()), &owner, &images)?;
     }
     let config = translate::sandbox_config(&rec.manifest, &rec.namespace, &rec.uid, &dir.logs())?;
     let id = rt.create_sandbox(&config).map_err(|e| e.context("pod sandbox"))?;
     rec.sandbox_id = Some(id);
     store.save(rec)?;
-    spawn_supervisor(root, dir, &rec.key(), opts.backoff_base, &rec.image_root)?;
-    Ok(())
+    spawn_supervisor(roots, dir, &rec.key(), opts.backoff_base, &rec.image_root)
 }
 
 /// The name of a pod's lease in the image store: one per pod and root.
@@ -311,24 +318,27 @@ fn check_container(
 /// Start the pod's supervisor, unless one runs. Its lock is taken here and
 /// handed to it (fd 3): from before it exists until it ends, a supervisor
 /// of this pod is seen by its lock, even one whose pid was never recorded.
-fn spawn_supervisor(root: &StateRoot, dir: &PodDir, name: &str, backoff: Duration, image_root: &Path) -> Result<()> {
+/// Returns the pid of the one started (None: one runs already).
+fn spawn_supervisor(roots: &PodRoots, dir: &PodDir, name: &str, backoff: Duration, image_root: &Path) -> Result<Option<i32>> {
     let Some(lock) = try_supervisor_lock(dir)? else {
-        return Ok(());
+        return Ok(None);
     };
     let lock_fd = std::os::fd::AsRawFd::as_raw_fd(&*lock);
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(dir.path.join("supervisor.log"))
+        .open(dir.supervisor_log())
         .sys_context(|| "open supervisor log".into())?;
     let mut cmd = std::process::Command::new("/proc/self/exe");
     cmd.arg("--root")
-        .arg(&root.path)
+        .arg(&roots.root)
         .arg("--image-root")
         .arg(image_root)
         .arg("--log")
-        .arg(dir.path.join("supervisor.log"))
-        .args(["pod", "supervise", "--backoff-base-ms"])
+        .arg(dir.supervisor_log())
+        .args(["pod", "--state-dir"])
+        .arg(&roots.state_dir)
+        .args(["supervise", "--backoff-base-ms"])
         .arg(backoff.as_millis().to_string())
         .arg(name)
         .stdin(std::process::Stdio::null())
@@ -352,23 +362,41 @@ fn spawn_supervisor(root: &StateRoot, dir: &PodDir, name: &str, backoff: Duratio
             Ok(())
         });
     }
-    cmd.spawn().sys_context(|| "start pod supervisor".into())?;
+    // The child is not waited for: it outlives this command (a zombie
+    // until then, so its pid stays ours to open a pidfd on).
+    let child = cmd.spawn().sys_context(|| "start pod supervisor".into())?;
     drop(lock);
-    Ok(())
+    Ok(i32::try_from(child.id()).ok())
 }
 
 /// Wait (bounded) until every app container runs, or the pod ended, or a
-/// container could not be created or started.
-fn wait_started(store: &PodStore, name: &str, limit: Duration) -> Result<PodRecord> {
-    let start = Instant::now();
+/// container could not be created or started, or the supervisor (pid
+/// `supervisor`, when this command started it) is gone. Woken by the
+/// supervisor's writes of the record (renamed into its directory, seen
+/// with inotify) and by the supervisor's end (its pidfd), never by a timer
+/// but the limit.
+fn wait_started(store: &PodStore, name: &str, limit: Duration, supervisor: Option<i32>) -> Result<PodRecord> {
+    let deadline = Instant::now() + limit;
+    // Watch first, then look: a write between the two still wakes us.
+    let mut wake = match wake::RecordWatch::open(&store.dir(name).path, supervisor) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            log::warn!("pod {}: not waiting for its containers: {e}", store::shown(name));
+            None
+        }
+    };
     loop {
         let rec = store.load(name)?;
         let app = rec.containers.iter().filter(|c| !c.init);
         let all_running = app.clone().all(|c| c.state == ContainerState::Running);
-        if all_running || rec.containers.iter().any(start_failed) || rec.is_final() || start.elapsed() > limit {
+        if all_running || rec.containers.iter().any(start_failed) || rec.is_final() {
             return Ok(rec);
         }
-        std::thread::sleep(Duration::from_millis(20));
+        match wake.as_mut() {
+            // Once the supervisor is gone, nothing changes the record.
+            Some(w) if !w.process_gone() && Instant::now() < deadline => w.wait(deadline),
+            _ => return Ok(rec),
+        }
     }
 }
 
@@ -412,9 +440,9 @@ fn own_supervisor_lock(dir: &PodDir) -> Result<Option<nix::fcntl::Flock<std::fs:
 }
 
 /// Entry point of the detached supervisor process.
-pub fn supervise(root: &StateRoot, rt: Runtime, name: &str, backoff_base: Duration) -> Result<()> {
+pub fn supervise(roots: &PodRoots, rt: Runtime, name: &str, backoff_base: Duration) -> Result<()> {
     nix::sys::prctl::set_child_subreaper(false).ok();
-    let store = PodStore::new(&root.path);
+    let store = PodStore::new(roots);
     let dir = store.dir(name);
     // One supervisor per pod: a second one (two commands that both found
     // the first dead) leaves at once.
@@ -452,14 +480,14 @@ pub fn rec_volumes_dir(rec: &PodRecord) -> PathBuf {
 /// runtime (right even if the supervisor died). A pod whose supervisor
 /// died before the pod ended gets a new one, which takes over from the
 /// record (running containers are adopted, restarts and probes resume).
-pub fn status(root: &StateRoot, rt: &Runtime, name: &str) -> Result<PodRecord> {
-    let store = PodStore::new(&root.path);
+pub fn status(roots: &PodRoots, rt: &Runtime, name: &str) -> Result<PodRecord> {
+    let store = PodStore::new(roots);
     let mut rec = store.load(name)?;
     let dir = store.dir(name);
     let supervised = supervisor_alive(&rec);
     if rec.supervisor_pid > 0 && !rec.is_final() && !supervised && !dir.stop_request().exists() {
         log::warn!("pod {name}: its supervisor is gone; starting a new one");
-        spawn_supervisor(root, &dir, name, Duration::from_millis(rec.backoff_base_ms), &rec.image_root)?;
+        spawn_supervisor(roots, &dir, name, Duration::from_millis(rec.backoff_base_ms), &rec.image_root).map(drop)?;
     }
     for c in &mut rec.containers {
         if c.state != ContainerState::Running {
@@ -478,12 +506,11 @@ pub fn status(root: &StateRoot, rt: &Runtime, name: &str) -> Result<PodRecord> {
         c.ready = false;
         c.last_exit = Some(exit);
     }
-    // Without a supervisor, what the last one wrote may be stale: the
-    // phase is the one the containers give (a new supervisor, if one was
-    // just started, writes the same once it has looked).
-    if !supervised {
-        rec.phase = rec.derived_phase();
-    }
+    // What the last supervisor wrote may be stale (it died, or the one
+    // taking over from it has recorded itself but not yet looked): once
+    // the containers settle the phase, theirs is shown (the supervisor
+    // writes the same when it gets there).
+    rec.phase = rec.derived_phase();
     Ok(rec)
 }
 
@@ -519,17 +546,18 @@ pub fn supervisor_alive(rec: &PodRecord) -> bool {
 /// stop the sandbox through the runtime (idempotent: whatever the
 /// supervisor did not do, e.g. because it died, is done here), which gives
 /// the network back, as kubelet's StopPodSandbox does.
-pub fn stop(root: &StateRoot, rt: &Runtime, name: &str) -> Result<()> {
-    let _lock = PodStore::new(&root.path).lock(name)?;
-    stop_locked(root, rt, name).map(drop)
+pub fn stop(roots: &PodRoots, rt: &Runtime, name: &str) -> Result<()> {
+    let _lock = PodStore::new(roots).lock(name)?;
+    stop_locked(roots, rt, name).map(drop)
 }
 
 /// [`stop`], by a caller that holds the pod's lock. Returns the supervisor
 /// lock, which keeps a new supervisor from starting while it is held.
-fn stop_locked(root: &StateRoot, rt: &Runtime, name: &str) -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
-    let store = PodStore::new(&root.path);
+fn stop_locked(roots: &PodRoots, rt: &Runtime, name: &str) -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
+    let store = PodStore::new(roots);
     let rec = store.load(name)?;
     let dir = store.dir(name);
+    store.make_run_dir(&dir)?;
     // The durable request first (a supervisor started later reads it),
     // then the call that wakes the running one.
     std::fs::write(dir.stop_request(), b"").sys_context(|| "request stop".into())?;
@@ -549,7 +577,7 @@ fn stop_locked(root: &StateRoot, rt: &Runtime, name: &str) -> Result<Option<nix:
         rt.stop_sandbox(&id, grace)?;
     }
     // A pod whose supervisor was gone: its phase says so now.
-    let mut rec = status(root, rt, name)?;
+    let mut rec = status(roots, rt, name)?;
     if !rec.is_final() {
         rec.phase = "Stopped".into();
         store.save(&rec)?;
@@ -560,35 +588,57 @@ fn stop_locked(root: &StateRoot, rt: &Runtime, name: &str) -> Result<Option<nix:
 /// Wait (bounded) for the supervisor to act on a stop request and end,
 /// then SIGKILL it; returns its lock once free (None: still held after
 /// that, by a supervisor whose pid was never recorded).
+///
+/// The lock is taken with a blocking flock on a helper thread (flock has
+/// no timeout), which hands it over on a channel waited on with one: the
+/// lock is ours the moment the last supervisor's fd closes. A thread still
+/// blocked when we give up ends with this short-lived command, and a lock
+/// it takes after that is dropped with the closed channel.
 fn wait_supervisor_gone(store: &PodStore, name: &str, limit: Duration) -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
     let dir = store.dir(name);
-    let deadline = Instant::now().checked_add(limit);
-    let mut killed = false;
-    loop {
-        if let Some(l) = try_supervisor_lock(&dir)? {
-            return Ok(Some(l));
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            if killed {
-                return Ok(None);
-            }
+    if let Some(l) = try_supervisor_lock(&dir)? {
+        return Ok(Some(l));
+    }
+    let f = match std::fs::OpenOptions::new().write(true).open(dir.supervisor_lock()) {
+        Ok(f) => f,
+        // The pod's run directory is gone: so is its supervisor.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::sys("open the supervisor lock", e)),
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let locker = std::thread::Builder::new()
+        .name("supervisor-lock".into())
+        .spawn(move || {
+            let _ = tx.send(nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| e));
+        })
+        .sys_context(|| "start a thread".into())?;
+    let got = |r: std::result::Result<nix::fcntl::Flock<std::fs::File>, nix::errno::Errno>| {
+        // It has sent: it ends now.
+        let _ = locker.join();
+        r.map(Some).map_err(|e| Error::sys("lock the supervisor lock", e))
+    };
+    let r = match rx.recv_timeout(limit) {
+        Ok(r) => r,
+        Err(_) => {
             let rec = store.load(name)?;
             if supervisor_alive(&rec) {
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.supervisor_pid), nix::sys::signal::Signal::SIGKILL);
-                crate::oci::wait::wait_gone(rec.supervisor_pid, Duration::from_secs(5));
             }
-            killed = true;
+            match rx.recv_timeout(Duration::from_secs(5)) {
+                Ok(r) => r,
+                Err(_) => return Ok(None),
+            }
         }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    };
+    got(r)
 }
 
 /// Stop (if needed) and remove everything of the pod. Concurrent
 /// removals of one pod take turns and all succeed; a directory that a
 /// `pod run` cut short left without a record is removed too.
-pub fn remove(root: &StateRoot, rt: &Runtime, name: &str) -> Result<()> {
-    let store = PodStore::new(&root.path);
-    let existed = store.dir(name).path.exists();
+pub fn remove(roots: &PodRoots, rt: &Runtime, name: &str) -> Result<()> {
+    let store = PodStore::new(roots);
+    let existed = store.dir(name).path.exists() || store.dir(name).run.exists();
     let _lock = store.lock(name)?;
     let rec = match store.load(name) {
         Ok(rec) => rec,
@@ -599,7 +649,7 @@ pub fn remove(root: &StateRoot, rt: &Runtime, name: &str) -> Result<()> {
     };
     // The supervisor lock is held to the end: no supervisor starts anew
     // under a pod being removed.
-    let _sup = stop_locked(root, rt, name)?;
+    let _sup = stop_locked(roots, rt, name)?;
     let rec = store.load(name).unwrap_or(rec);
     teardown(rt, &store, &rec)
 }
@@ -612,20 +662,16 @@ fn remove_unrecorded(rt: &Runtime, store: &PodStore, key: &str) -> Result<()> {
     if let Some(id) = rt.find_sandbox(namespace, name, 0)? {
         rt.remove_sandbox(&id)?;
     }
-    let dir = store.dir(key).path;
-    match std::fs::remove_dir_all(&dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::sys(format!("remove {}", dir.display()), e)),
-        _ => Ok(()),
-    }
+    store.remove_dirs(key)
 }
 
 /// The pods of one namespace.
-pub fn list(root: &StateRoot, rt: &Runtime, namespace: &str) -> Vec<PodRecord> {
-    let store = PodStore::new(&root.path);
+pub fn list(roots: &PodRoots, rt: &Runtime, namespace: &str) -> Vec<PodRecord> {
+    let store = PodStore::new(roots);
     store
         .names()
         .iter()
-        .filter_map(|n| status(root, rt, n).ok())
+        .filter_map(|n| status(roots, rt, n).ok())
         .filter(|p| p.namespace == namespace)
         .collect()
 }
@@ -648,15 +694,15 @@ fn find_container<'a>(rec: &'a PodRecord, name: &str, container: Option<&str>) -
 }
 
 /// The log file of a container's current attempt.
-pub fn log_path(root: &StateRoot, rt: &Runtime, name: &str, container: Option<&str>) -> Result<PathBuf> {
-    let rec = status(root, rt, name)?;
+pub fn log_path(roots: &PodRoots, rt: &Runtime, name: &str, container: Option<&str>) -> Result<PathBuf> {
+    let rec = status(roots, rt, name)?;
     let c = find_container(&rec, name, container)?;
-    Ok(PodStore::new(&root.path).dir(name).log(&c.name, c.attempt))
+    Ok(PodStore::new(roots).dir(name).log(&c.name, c.attempt))
 }
 
 /// The runtime id of a container's current attempt, if it is running.
-pub fn running_container(root: &StateRoot, rt: &Runtime, name: &str, container: Option<&str>) -> Result<crate::runtime::ContainerId> {
-    let rec = status(root, rt, name)?;
+pub fn running_container(roots: &PodRoots, rt: &Runtime, name: &str, container: Option<&str>) -> Result<crate::runtime::ContainerId> {
+    let rec = status(roots, rt, name)?;
     let c = find_container(&rec, name, container)?;
     if c.state != ContainerState::Running {
         return Err(Error::InvalidState(format!("container {} of pod {} is not running", c.name, store::shown(name))));

@@ -1,10 +1,11 @@
-//! Where a pod lives on disk (`<root>/pods/<key>/`) and the record its
-//! supervisor keeps there: only what the runtime layer does not keep (the
+//! Where a pod lives on disk (its record in `<state dir>/pod-records/<key>/`,
+//! its runtime files in `<root>/pod-run/pods/<key>/`: see [`super::layout`])
+//! and the record its supervisor keeps: only what the runtime layer does not keep (the
 //! manifest, the sandbox id, the supervisor, the volumes made on the host,
 //! and per container the attempt, restarts, readiness and last exit the
 //! kubelet would keep). The sandbox and the containers themselves (holder,
 //! network, cgroups, rootfs, processes) are the runtime layer's records.
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use k8s_openapi::api::core::v1::Pod;
 use serde::{Deserialize, Serialize};
@@ -13,10 +14,13 @@ use crate::error::{Error, Result, SysContext};
 use crate::monitor::exit::ExitRecord;
 use crate::runtime::{ContainerId, ErrorKind, RuntimeError, SandboxId};
 
-/// A pod's directory and the files in it.
+/// A pod's directories and the files in them: `path` (under the state
+/// directory) for its record, stop request and logs, `run` (under the
+/// root) for its lock and FIFO.
 #[derive(Debug, Clone)]
 pub struct PodDir {
     pub path: PathBuf,
+    pub run: PathBuf,
 }
 
 impl PodDir {
@@ -33,14 +37,19 @@ impl PodDir {
     }
     /// Held (flock) by the pod's supervisor while it runs: at most one.
     pub fn supervisor_lock(&self) -> PathBuf {
-        self.path.join("supervisor.lock")
+        self.run.join("supervisor.lock")
     }
+    /// The durable stop request (a supervisor started later reads it).
     pub fn stop_request(&self) -> PathBuf {
         self.path.join("stop")
     }
+    /// The supervisor's own log.
+    pub fn supervisor_log(&self) -> PathBuf {
+        self.path.join("supervisor.log")
+    }
     /// The FIFO a running supervisor listens on for stop calls.
     pub fn stop_fifo(&self) -> PathBuf {
-        self.path.join("stop.fifo")
+        self.run.join("stop.fifo")
     }
 }
 
@@ -133,13 +142,13 @@ impl PodRecord {
         matches!(self.phase.as_str(), "Succeeded" | "Failed" | "Stopped")
     }
 
-    /// The phase of a pod whose supervisor is not running, from its
-    /// containers (as the runtime last reported them) and its restart
-    /// policy, by Kubernetes' rules: once every app container has ended
-    /// and the policy restarts none of them (or an init container failed
-    /// under `Never`), the pod is Succeeded (all exited 0) or Failed,
-    /// whatever the dead supervisor last wrote. Otherwise the recorded
-    /// phase stands (a supervisor started anew carries on from it).
+    /// The phase of a pod from its containers (as the runtime last
+    /// reported them) and its restart policy, by Kubernetes' rules: once
+    /// every app container has ended and the policy restarts none of them
+    /// (or an init container failed under `Never`), the pod is Succeeded
+    /// (all exited 0) or Failed, whatever a supervisor last wrote (one that
+    /// died, or one taking over that has not looked yet). Otherwise the
+    /// recorded phase stands (a supervisor started anew carries on from it).
     pub fn derived_phase(&self) -> String {
         use super::backoff::{should_restart, RestartPolicy};
         if self.is_final() {
@@ -162,19 +171,22 @@ impl PodRecord {
     }
 }
 
-/// All pods under one hull root.
+/// All pods of one state directory and root.
 #[derive(Debug, Clone)]
 pub struct PodStore {
+    /// The records: `<state dir>/pod-records`.
     pub path: PathBuf,
+    /// The runtime files: `<root>/pod-run`.
+    pub run: PathBuf,
 }
 
 impl PodStore {
-    pub fn new(root: &Path) -> PodStore {
-        PodStore { path: root.join("pods") }
+    pub fn new(roots: &super::layout::PodRoots) -> PodStore {
+        PodStore { path: roots.records(), run: roots.run() }
     }
 
     pub fn dir(&self, name: &str) -> PodDir {
-        PodDir { path: self.path.join(name) }
+        PodDir { path: self.path.join(name), run: self.run.join("pods").join(name) }
     }
 
     /// Serialise the commands that change a pod (run, stop, rm): an
@@ -182,7 +194,7 @@ impl PodStore {
     /// removes), kept for the next command.
     pub fn lock(&self, name: &str) -> Result<nix::fcntl::Flock<std::fs::File>> {
         crate::oci::state::validate_id(name)?;
-        let dir = self.path.with_file_name("pod-runtime").join("pod-locks");
+        let dir = self.run.join("pod-locks");
         std::fs::create_dir_all(&dir).sys_context(|| format!("create {}", dir.display()))?;
         let f = std::fs::OpenOptions::new()
             .create(true)
@@ -193,12 +205,15 @@ impl PodStore {
         nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| Error::sys("lock the pod", e))
     }
 
-    /// Make the pod's directory; the mkdir is the lock against a second pod
-    /// of the same name.
+    /// Make the pod's directories; the mkdir of the record's is the lock
+    /// against a second pod of the same name. The run directory is made
+    /// first (a `pod run` killed between the two leaves only an empty one,
+    /// which the next run of the name reuses and `pod rm` removes).
     pub fn claim(&self, name: &str) -> Result<PodDir> {
         crate::oci::state::validate_id(name)?;
         std::fs::create_dir_all(&self.path).sys_context(|| format!("create {}", self.path.display()))?;
         let dir = self.dir(name);
+        std::fs::create_dir_all(&dir.run).sys_context(|| format!("create {}", dir.run.display()))?;
         match std::fs::create_dir(&dir.path) {
             Ok(()) => Ok(dir),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -206,6 +221,26 @@ impl PodStore {
             }
             Err(e) => Err(Error::sys(format!("create {}", dir.path.display()), e)),
         }
+    }
+
+    /// Make the pod's run directory again for a record that has lost it;
+    /// only by a caller holding the pod's lock (so not after a removal).
+    pub fn make_run_dir(&self, dir: &PodDir) -> Result<()> {
+        std::fs::create_dir_all(&dir.run).sys_context(|| format!("create {}", dir.run.display()))
+    }
+
+    /// Remove the pod's directories: the record's first (a removal cut
+    /// short between the two leaves a run directory without a record,
+    /// which `pod rm` and the next `pod run` of the name take as one).
+    pub fn remove_dirs(&self, name: &str) -> Result<()> {
+        let dir = self.dir(name);
+        for d in [&dir.path, &dir.run] {
+            match std::fs::remove_dir_all(d) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::sys(format!("remove {}", d.display()), e)),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     pub fn load(&self, name: &str) -> Result<PodRecord> {

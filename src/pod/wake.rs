@@ -116,6 +116,61 @@ pub fn call_stop(fifo: &Path) -> Result<()> {
     }
 }
 
+/// A pod record's directory watched for the record's writes (each a
+/// rename into it), and optionally a process whose end matters too: what
+/// `pod run` sleeps on while it waits for the supervisor to start the
+/// containers, and (with the log's and the exit records' directories
+/// added) what `pod logs -f` sleeps on.
+pub struct RecordWatch {
+    dir: Inotify,
+    process: Option<OwnedFd>,
+    gone: bool,
+}
+
+impl RecordWatch {
+    /// Watch `dir` (and process `pid`, which must be the caller's child or
+    /// otherwise known to be the process meant).
+    pub fn open(dir: &Path, pid: Option<i32>) -> Result<RecordWatch> {
+        let ino = crate::runtime::events::exit_watch(dir).map_err(Error::from)?;
+        Ok(RecordWatch { dir: ino, process: pid.and_then(crate::linux::syscall::pidfd_open), gone: false })
+    }
+
+    /// Also wake on files made, written or renamed in `dir`. False when
+    /// it cannot be watched (it does not exist yet).
+    pub fn add_dir(&mut self, dir: &Path) -> bool {
+        use nix::sys::inotify::AddWatchFlags as F;
+        self.dir.add_watch(dir, F::IN_MOVED_TO | F::IN_CLOSE_WRITE | F::IN_MODIFY | F::IN_CREATE).is_ok()
+    }
+
+    /// Watch process `pid` instead of the one watched so far (None: none).
+    pub fn watch_process(&mut self, pid: Option<i32>) {
+        self.process = pid.and_then(crate::linux::syscall::pidfd_open);
+        self.gone = false;
+    }
+
+    /// Whether the process was seen to end.
+    pub fn process_gone(&self) -> bool {
+        self.gone
+    }
+
+    /// Sleep until a file is renamed or written into the directory, the
+    /// process ends, or `deadline`.
+    pub fn wait(&mut self, deadline: Instant) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let timeout = PollTimeout::try_from(left + Duration::from_micros(999)).unwrap_or(PollTimeout::MAX);
+        let mut fds = vec![PollFd::new(self.dir.as_fd(), PollFlags::POLLIN)];
+        fds.extend(self.process.iter().map(|p| PollFd::new(p.as_fd(), PollFlags::POLLIN)));
+        // EINTR and errors: return, the caller looks at the record anyway.
+        let _ = poll(&mut fds, timeout);
+        self.gone |= fds.get(1).and_then(|f| f.revents()).is_some_and(|r| !r.is_empty());
+        while let Ok(evs) = self.dir.read_events() {
+            if evs.is_empty() {
+                break;
+            }
+        }
+    }
+}
+
 /// Wait (bounded) until process `pid` has ended, with a pidfd where the
 /// kernel has them. The caller has checked that `pid` is the process it
 /// means.
@@ -172,6 +227,45 @@ mod tests {
         });
         assert!(!w.wait(&[], None));
         writer.join().unwrap();
+    }
+
+    #[test]
+    fn a_record_write_and_a_process_end_wake_the_record_watch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("sleep").arg("1000").spawn().unwrap();
+        let mut w = RecordWatch::open(dir.path(), Some(child.id() as i32)).unwrap();
+        let far = Instant::now() + Duration::from_secs(600);
+        let d = dir.path().to_path_buf();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            crate::runtime::record::write_bytes_atomic(&d.join("pod.json"), b"{}").unwrap();
+        });
+        // Woken by the write (the 600 s deadline would fail the test run).
+        w.wait(far);
+        writer.join().unwrap();
+        assert!(!w.process_gone());
+        // An added directory: a write into it wakes the watch too.
+        let logs = dir.path().join("logs");
+        assert!(!w.add_dir(&logs), "not there yet");
+        std::fs::create_dir(&logs).unwrap();
+        assert!(w.add_dir(&logs));
+        let l = logs.clone();
+        let appender = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            std::fs::write(l.join("0.log"), b"line\n").unwrap();
+        });
+        w.wait(far);
+        appender.join().unwrap();
+        if w.process.is_none() {
+            eprintln!("skipped the process part: no pidfd_open");
+        } else {
+            child.kill().unwrap();
+            while !w.process_gone() {
+                w.wait(far);
+            }
+        }
+        let _ = child.kill();
+        child.wait().unwrap();
     }
 
     #[test]

@@ -3,11 +3,10 @@
 //! sees them with inotify, brings the container's record up to date and
 //! publishes a Stopped event. Waiting for one exit ([`wait_exit`]) uses its
 //! own inotify watch, so no one polls.
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -96,13 +95,15 @@ pub fn wait_exit(exits_dir: &Path, id: &ContainerId, limit: Duration) -> Result<
 
 /// The watcher thread's handle: stops the thread when dropped.
 pub struct Watcher {
-    stop: Arc<AtomicBool>,
+    /// The write end of the thread's stop pipe: closing it wakes the
+    /// thread's poll (POLLHUP on the read end), which then ends.
+    stop: Option<OwnedFd>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Watcher {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        drop(self.stop.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -113,30 +114,37 @@ impl Drop for Watcher {
 /// record appears.
 pub fn watch(exits_dir: &Path, on_exit: impl Fn(ContainerId) + Send + 'static) -> Result<Watcher> {
     let ino = inotify_on(exits_dir)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
+    let (stop_rx, stop_tx) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| RuntimeError::with_source(ErrorKind::Internal, "make the exit watcher's stop pipe", std::io::Error::from(e)))?;
     let thread = std::thread::Builder::new()
         .name("hull-exits".into())
-        .spawn(move || {
-            while !flag.load(Ordering::SeqCst) {
-                let mut fds = [PollFd::new(ino.as_fd(), PollFlags::POLLIN)];
-                // Bounded so that a dropped runtime ends the thread soon.
-                let _ = poll(&mut fds, PollTimeout::from(200u16));
-                while let Ok(evs) = ino.read_events() {
-                    if evs.is_empty() {
-                        break;
-                    }
-                    for ev in evs {
-                        let name = ev.name.as_ref().and_then(|n| n.to_str()).unwrap_or("");
-                        if let Some(id) = name.strip_suffix(".json").and_then(|s| ContainerId::parse(s).ok()) {
-                            on_exit(id);
-                        }
+        .spawn(move || loop {
+            let mut fds = [PollFd::new(ino.as_fd(), PollFlags::POLLIN), PollFd::new(stop_rx.as_fd(), PollFlags::POLLIN)];
+            // No timeout: an exit record or the stop pipe's closing wakes it.
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => {
+                    log::warn!("the exit watcher stops: poll: {e}");
+                    return;
+                }
+            }
+            if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+                return;
+            }
+            while let Ok(evs) = ino.read_events() {
+                if evs.is_empty() {
+                    break;
+                }
+                for ev in evs {
+                    let name = ev.name.as_ref().and_then(|n| n.to_str()).unwrap_or("");
+                    if let Some(id) = name.strip_suffix(".json").and_then(|s| ContainerId::parse(s).ok()) {
+                        on_exit(id);
                     }
                 }
             }
         })
         .map_err(|e| RuntimeError::with_source(ErrorKind::Internal, "start the exit watcher", e))?;
-    Ok(Watcher { stop, thread: Some(thread) })
+    Ok(Watcher { stop: Some(stop_tx), thread: Some(thread) })
 }
 
 #[cfg(test)]
@@ -160,6 +168,23 @@ mod tests {
         assert_eq!(exit.exit_code, 3);
         writer.join().unwrap();
         assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), id);
+    }
+
+    #[test]
+    fn a_dropped_watcher_ends_its_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<ContainerId>();
+        let w = watch(dir.path(), move |id| tx.send(id).unwrap()).unwrap();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        // Dropped on a thread of its own: a thread that never woke would
+        // hang the drop (its join), not this test.
+        std::thread::spawn(move || {
+            drop(w);
+            done_tx.send(()).unwrap();
+        });
+        done_rx.recv_timeout(Duration::from_secs(60)).expect("the watcher's thread ended");
+        // The thread's closure (and so its sender) went with it.
+        assert!(matches!(rx.recv_timeout(Duration::from_secs(10)), Err(std::sync::mpsc::RecvTimeoutError::Disconnected)));
     }
 
     #[test]

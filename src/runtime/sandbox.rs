@@ -292,7 +292,8 @@ impl Runtime {
             let _l = cgroup_parent_lock(nix::fcntl::FlockArg::LockShared);
             // Planned and recorded before a directory is made: a crash
             // half-way through the hierarchies leaves a record of them all.
-            let mut cg = crate::cgroups::Cgroup::plan(Some(parent), &leaf)?;
+            // The plan is the record of what `make` makes: one save.
+            let cg = crate::cgroups::Cgroup::plan(Some(parent), &leaf)?;
             rec.cgroup = Some(cg.clone());
             self.save_sandbox(rec)?;
             if let Err(e) = cg.make() {
@@ -301,8 +302,6 @@ impl Runtime {
             }
             cg
         };
-        rec.cgroup = Some(cg.clone());
-        self.save_sandbox(rec)?;
         // The holder's leaf, named by the sandbox id as containerd names
         // the pause container's, next to the containers' cgroups (a scope
         // under a systemd slice, as theirs).
@@ -310,12 +309,10 @@ impl Runtime {
         // Recorded before it is made, and before the holder joins it: a
         // holder whose creator died before recording its pid is found (and
         // killed) there by the removal.
-        let mut holder_cg = crate::cgroups::Cgroup::plan(Some(Path::new(&holder_path)), rec.id.as_str())?;
+        let holder_cg = crate::cgroups::Cgroup::plan(Some(Path::new(&holder_path)), rec.id.as_str())?;
         rec.holder_cgroup = Some(holder_cg.clone());
         self.save_sandbox(rec)?;
         holder_cg.make()?;
-        rec.holder_cgroup = Some(holder_cg.clone());
-        self.save_sandbox(rec)?;
         if let Some(r) = &rec.config.resources {
             let res = super::spec::oci_resources(r, oci_spec::runtime::LinuxResources::default()).map_err(|e| e.context("resources"))?;
             cg.apply_resources(&res).map_err(|e| RuntimeError::from(e).context("resources"))?;

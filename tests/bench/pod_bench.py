@@ -91,10 +91,12 @@ class Bench:
     def hull(self, root, *args, timeout=TIMEOUT):
         """Run hull; returns (rc, seconds, output). rc None on timeout."""
         cmd = [HULL, "--root", root, *args]
+        # Each root with a state directory of its own (pod records, logs).
+        env = dict(os.environ, HULL_STATE_DIR=os.path.join(root, "state"))
         t0 = time.monotonic()
         try:
             p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, timeout=timeout)
+                               stderr=subprocess.STDOUT, timeout=timeout, env=env)
         except subprocess.TimeoutExpired as e:
             out = (e.output or b"").decode(errors="replace")
             return None, time.monotonic() - t0, out + f"\n(timed out after {timeout}s)"
@@ -134,7 +136,7 @@ class Bench:
         rc, secs, out = self.hull(root, "pod", "rm", name)
         if rc != 0:
             raise RuntimeError(f"pod rm {name}: exit {rc}\n{out.strip()}")
-        if os.path.exists(os.path.join(root, "pods", name)):
+        if os.path.exists(os.path.join(root, "state", "pod-records", name)):
             raise RuntimeError(f"pod rm {name}: pod directory still there")
         self.live.remove((root, name))
         return secs
@@ -223,7 +225,7 @@ class Bench:
             if not e.isdigit():
                 continue
             a = self.argv(int(e))
-            # The runtime layer's monitors run under <root>/pod-runtime.
+            # The runtime layer's monitors run under <root>/pod-run.
             if "monitor" in a and cid in a and any(x == root or x.startswith(root + "/") for x in a):
                 return int(e)
         return None
@@ -281,7 +283,7 @@ class Bench:
         for root, name in list(self.live):
             rec = self.record(root, name)
             rc, _, out = self.hull(root, "pod", "rm", name, timeout=40)
-            if rc != 0 and os.path.exists(os.path.join(root, "pods", name)):
+            if rc != 0 and os.path.exists(os.path.join(root, "state", "pod-records", name)):
                 self.leftovers.append(f"pod rm {name} failed: {out.strip()[-300:]}")
                 # Last resort: our own pod's processes, by pid.
                 for pid in [rec and rec.get("supervisorPid"), rec and (rec.get("holderPid") or (rec.get("holder") or {}).get("pid"))]:
