@@ -11,6 +11,7 @@ use std::process::Command;
 
 use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, Signal};
+#[cfg(not(target_arch = "x86_64"))]
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 
 use super::error::{Result, RuntimeError};
@@ -283,7 +284,9 @@ fn confine(spec: &HolderSpec, filter: Option<&crate::seccomp::Filter>) -> crate:
     Ok(())
 }
 
-/// The holder: sleeps, reaps orphans, exits on SIGTERM/SIGINT.
+/// The holder: sleeps, reaps orphans, exits on SIGTERM/SIGINT. On x86_64
+/// it does so on raw system calls with hull's relocated data unmapped
+/// (`linux::idle`): most of what it kept resident.
 fn holder_loop(keep: i32) -> ! {
     let _ = nix::sys::prctl::set_name(c"hull-pause");
     let _ = nix::unistd::close(keep);
@@ -298,6 +301,14 @@ fn holder_loop(keep: i32) -> ! {
     }
     let _ = set.thread_block();
     crate::linux::syscall::shrink_resident();
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mask = crate::linux::idle::signal_mask(&[libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP]);
+        // SAFETY: the holder is single-threaded (forked from the single
+        // thread of `hull sandbox-holder`) and this never returns.
+        unsafe { crate::linux::idle::release_relocated_data_and_idle(mask) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
     loop {
         match set.wait() {
             Ok(Signal::SIGCHLD) => loop {

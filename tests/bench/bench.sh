@@ -44,39 +44,11 @@ if [ ! -f "$ROOTFS/.complete" ]; then
 fi
 ROOTFS=$(readlink -f "$ROOTFS")
 
-binary_for() {
-    local b
-    case "$1" in
-        hull) echo "${HULL:-$REPO/target/release/hull}"; return ;;
-        runc) b=${RUNC:-runc} ;;
-        crun) b=${CRUN:-crun} ;;
-        *)    b=$1 ;;
-    esac
-    command -v "$b" 2>/dev/null || echo "$b"
-}
-
-# cgroup "hybrid" layout: v1 controllers plus a controller-less cgroup2 mount.
-is_hybrid() {
-    [ "$(stat -f -c %T /sys/fs/cgroup 2>/dev/null)" != cgroup2fs ] &&
-        mountpoint -q /sys/fs/cgroup/unified 2>/dev/null
-}
+# bench_binary, is_hybrid, bench_wrap, bench_cleanup.
+. "$REPO/tests/bench/common.sh"
 
 WORK=$(mktemp -d /tmp/hull-bench.XXXXXX)
-cleanup() {
-    local rt bin id
-    for rt in $RUNTIMES; do
-        [ -d "$WORK/state-$rt" ] || continue
-        bin=$(binary_for "$rt")
-        [ -x "$bin" ] || continue
-        for id in $(timeout 10 "$bin" --root "$WORK/state-$rt" list -q 2>/dev/null || true); do
-            timeout 10 "$bin" --root "$WORK/state-$rt" delete --force "$id" >/dev/null 2>&1 || true
-        done
-    done
-    # Empty cgroups left behind by a runtime that failed half-way.
-    find /sys/fs/cgroup -mindepth 1 -maxdepth 3 -type d -name 'hullbench-*' \
-        -exec rmdir {} + 2>/dev/null || true
-    rm -rf "$WORK"
-}
+cleanup() { bench_cleanup "$WORK" hullbench- $RUNTIMES; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -86,7 +58,7 @@ rm -f "$OUT"/*.json "$OUT"/*.log
 # Bundle: `runc spec` (or crun/hull spec if runc is missing), edited by bench.py.
 SPEC_FROM=""
 for rt in runc crun hull; do
-    b=$(binary_for "$rt")
+    b=$(bench_binary "$rt")
     if [ -x "$b" ] && (cd "$WORK/bundle" && timeout 30 "$b" spec </dev/null >/dev/null 2>&1); then
         SPEC_FROM=$b
         break
@@ -104,18 +76,15 @@ echo "bench: kernel $(uname -r), cgroups: $(is_hybrid && echo 'v1 hybrid' || sta
 
 results=()
 for rt in $RUNTIMES; do
-    bin=$(binary_for "$rt")
+    bin=$(bench_binary "$rt")
     json="$OUT/$rt.json"
     results+=("$json")
     args=(run --runtime "$rt" --binary "$bin" --bundle "$WORK/bundle"
           --state "$WORK/state-$rt" --out "$json"
           --iters "$ITERS" --warmup "$WARMUP" --timeout "$TIMEOUT" --budget "$BUDGET")
     echo "bench: $rt ($bin)"
-    wrap=()
-    if [[ " $UNHYBRID " == *" $rt "* ]] && is_hybrid; then
-        # Private mount namespace (unshare -m defaults to private propagation),
-        # so the umount does not affect the host.
-        wrap=(unshare -m sh -c 'umount /sys/fs/cgroup/unified && exec "$@"' sh)
+    bench_wrap "$rt" "$UNHYBRID"
+    if [ ${#wrap[@]} -gt 0 ]; then
         echo "bench:   (in a private mount namespace without /sys/fs/cgroup/unified)"
     fi
     rc=0
@@ -147,12 +116,9 @@ os.execv("/bin/bash", ["bash"] + sys.argv[1:])')
 for loop in run rundel lifecycle limits; do
     for round in $(seq "$SHELL_ROUNDS"); do
         for rt in $RUNTIMES; do
-            bin=$(binary_for "$rt")
+            bin=$(bench_binary "$rt")
             [ -x "$bin" ] || continue
-            wrap=()
-            if [[ " $UNHYBRID " == *" $rt "* ]] && is_hybrid; then
-                wrap=(unshare -m sh -c 'umount /sys/fs/cgroup/unified && exec "$@"' sh)
-            fi
+            bench_wrap "$rt" "$UNHYBRID"
             timeout --kill-after=10 $((60 + SHELL_ITERS * TIMEOUT / 5)) \
                 "${wrap[@]}" "${SUBREAPER[@]}" "$REPO/tests/bench/shell_loop.sh" "$loop" "$rt" "$bin" \
                 "$WORK/state-$rt" "$WORK/bundle" "$WORK/bundle-limits" "$SHELL_ITERS" \
@@ -171,7 +137,7 @@ POD_ITERS=${BENCH_POD_ITERS:-20}
 echo
 echo "bench: pods ($POD_ITERS iterations per mode)"
 rc=0
-HULL=$(binary_for hull) HULL_TEST_ROOTFS=$ROOTFS BENCH_POD_ITERS=$POD_ITERS \
+HULL=$(bench_binary hull) HULL_TEST_ROOTFS=$ROOTFS BENCH_POD_ITERS=$POD_ITERS \
     timeout --foreground --kill-after=30 $((180 + 10 * POD_ITERS)) \
     "$PYTHON" "$REPO/tests/bench/pod_bench.py" </dev/null || rc=$?
 if [ "$rc" -ne 0 ]; then

@@ -19,7 +19,7 @@
 #    every page of it that the command touches is read alone and nothing
 #    else is: mincore(2) on the file then lists exactly the pages touched
 #    (create, run, start, state, exec, kill, delete, a monitor's set-up and
-#    its idle loop, a sandbox holder);
+#    its idle loop, a sandbox holder's set-up and its idle loop);
 # 3. tests/bench/hot_symbols.py maps the touched .text pages to the
 #    functions on them and orders them: the monitor's and holder's idle
 #    loops first, then by how many commands use them.
@@ -117,5 +117,18 @@ sleep 2
 pages monitor-idle
 "$H" --root "$state" delete --force hot3 >/dev/null 2>&1 || true
 
+# A sandbox holder, the same way: its set-up, then what its idle loop keeps.
+drop
+rm -f "$WORK/holder-ready"
+"$H" sandbox-holder --ready-fd 3 --net --ipc --uts </dev/null >/dev/null 2>&1 3>"$WORK/holder-ready" ||
+    echo "hot-symbols: the sandbox holder failed to start" >&2
+sleep 1
+pages holder-setup
+drop
+sleep 2
+pages holder-idle
+holder=$(sed -n 's/^ok \([0-9]*\)$/\1/p' "$WORK/holder-ready")
+[ -n "$holder" ] && kill -KILL "$holder" 2>/dev/null || true
+
 "$PYTHON" "$HOT_PY" order "$WORK/hull-unstripped" "$REPO/link/hot-symbols.txt" \
-    --first monitor-idle "$WORK"/pages/*
+    --first monitor-idle --first holder-idle "$WORK"/pages/*

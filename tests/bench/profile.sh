@@ -45,14 +45,8 @@ if [ ! -f "$ROOTFS/.complete" ]; then
 fi
 ROOTFS=$(readlink -f "$ROOTFS")
 
-binary_for() {
-    case "$1" in
-        hull) echo "${HULL:-$REPO/target/release/hull}" ;;
-        crun) command -v "${CRUN:-crun}" ;;
-        runc) command -v "${RUNC:-runc}" ;;
-        *) command -v "$1" ;;
-    esac
-}
+# bench_binary, is_hybrid, bench_wrap, bench_cleanup.
+. "$REPO/tests/bench/common.sh"
 state_file_for() {
     case "$1" in
         hull) echo state.json ;;
@@ -60,30 +54,16 @@ state_file_for() {
         *) echo state.json ;;
     esac
 }
-is_hybrid() {
-    [ "$(stat -f -c %T /sys/fs/cgroup 2>/dev/null)" != cgroup2fs ] &&
-        mountpoint -q /sys/fs/cgroup/unified 2>/dev/null
-}
 
 WORK=$(mktemp -d /tmp/hull-profile.XXXXXX)
-cleanup() {
-    local rt bin id
-    for rt in $RUNTIMES; do
-        bin=$(binary_for "$rt") || continue
-        [ -d "$WORK/state-$rt" ] || continue
-        for id in $(timeout 10 "$bin" --root "$WORK/state-$rt" list -q 2>/dev/null || true); do
-            timeout 10 "$bin" --root "$WORK/state-$rt" delete --force "$id" >/dev/null 2>&1 || true
-        done
-    done
-    find /sys/fs/cgroup -mindepth 1 -maxdepth 3 -type d -name 'prof-*' -exec rmdir {} + 2>/dev/null || true
-    rm -rf "$WORK"
-}
+cleanup() { bench_cleanup "$WORK" prof- $RUNTIMES; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 mkdir -p "$OUT" "$WORK/bundle"
 rm -f "$OUT"/*.json
 
-spec_from=$(binary_for runc || binary_for hull)
+spec_from=$(bench_binary runc)
+[ -x "$spec_from" ] || spec_from=$(bench_binary hull)
 (cd "$WORK/bundle" && timeout 30 "$spec_from" spec </dev/null)
 timeout 60 "$PYTHON" "$REPO/tests/bench/bench.py" prepare --rootfs "$ROOTFS" --bundle "$WORK/bundle" \
     --spec-from "$spec_from" >/dev/null
@@ -91,12 +71,10 @@ timeout 60 "$PYTHON" "$REPO/tests/bench/bench.py" prepare --rootfs "$ROOTFS" --b
 echo "profile: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), kernel $(uname -r)"
 results=()
 for rt in $RUNTIMES; do
-    bin=$(binary_for "$rt") || { echo "profile: $rt not found, skipped" >&2; continue; }
+    bin=$(bench_binary "$rt")
+    [ -x "$bin" ] || { echo "profile: $rt not found, skipped" >&2; continue; }
     json="$OUT/$rt.json"
-    wrap=()
-    if [ "$rt" = crun ] && is_hybrid; then
-        wrap=(unshare -m sh -c 'umount /sys/fs/cgroup/unified && exec "$@"' sh)
-    fi
+    bench_wrap "$rt" crun
     echo "profile: $rt ($bin)"
     timeout --kill-after=20 $((600 + 10 * ITERS)) "${wrap[@]}" "$PYTHON" "$REPO/tests/bench/profile.py" measure \
         --runtime "$rt" --binary "$bin" --bundle "$WORK/bundle" --state "$WORK/state-$rt" \
