@@ -44,7 +44,11 @@ fn v2_host(test: &str) -> bool {
 }
 
 fn cg_dir(env: &TestEnv) -> PathBuf {
-    Path::new("/sys/fs/cgroup").join(&env.id)
+    let rel = env.config["linux"]["cgroupsPath"]
+        .as_str()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| default_cgroup(env));
+    Path::new("/sys/fs/cgroup").join(rel.strip_prefix("/").unwrap())
 }
 
 #[track_caller]
@@ -255,8 +259,12 @@ fn cpu_weights_split_a_shared_cpu_proportionally() {
     if !v2_host("cpu_weights_split_a_shared_cpu_proportionally") {
         return;
     }
+    // Weights weigh siblings: the two containers (of two roots) are put
+    // side by side. Without cgroupsPath each would be below its own root's
+    // directory, and those two would share the CPU equally.
     let mk = |name: &str, shares: u64| {
         let mut env = TestEnv::new(name);
+        env.config["linux"]["cgroupsPath"] = json!(format!("/{}", env.id));
         set_resources(&mut env, json!({"cpu": {"shares": shares, "cpus": "0"}}));
         env.sh("while :; do :; done");
         env
@@ -590,7 +598,7 @@ fn cgroup_namespace_hides_the_path() {
     set_resources(&mut env, json!({"pids": {"limit": 8}}));
     env.sh("cat /proc/self/cgroup /sys/fs/cgroup/pids.max");
     let out = env.output_ok();
-    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), [format!("0::/{}", env.id).as_str(), "8"], "{out}");
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), [format!("0::{}", default_cgroup(&env).display()).as_str(), "8"], "{out}");
     assert_no_leftovers(&env);
 }
 
