@@ -469,7 +469,7 @@ fn v2_limits_apply_on_a_v2_host() {
     set_resources(&mut env, json!({"memory": {"limit": 64 * MIB}, "cpu": {"shares": 1024, "quota": 50000}, "pids": {"limit": 10}}));
     env.sh("cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.weight /sys/fs/cgroup/cpu.max /sys/fs/cgroup/pids.max");
     let out = env.output_ok();
-    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["67108864", "39", "50000", "100000", "10"]);
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["67108864", "100", "50000", "100000", "10"]);
     assert_no_leftovers(&env);
 }
 

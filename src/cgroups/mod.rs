@@ -460,7 +460,7 @@ mod tests {
         assert_eq!(read("memory.max"), "1048576");
         assert_eq!(read("memory.swap.max"), "1048576");
         assert_eq!(read("pids.max"), "5");
-        assert_eq!(read("cpu.weight"), "79");
+        assert_eq!(read("cpu.weight"), "174");
         let stats = cg.stats();
         assert_eq!(stats.memory.usage.usage, 8192);
         assert_eq!(stats.memory.usage.limit, 1048576);
