@@ -47,6 +47,11 @@ impl Crash {
     }
 
     fn manifest(&self, uid: &str) -> PathBuf {
+        self.manifest_of(&self.name, uid)
+    }
+
+    /// The test's manifest for a pod `name` (one the test's own, or another).
+    fn manifest_of(&self, name: &str, uid: &str) -> PathBuf {
         let text = format!(
             r#"apiVersion: v1
 kind: Pod
@@ -58,10 +63,9 @@ spec:
   containers:
   - {{name: c, image: {rootfs}, command: [sleep, '1000'], volumeMounts: [{{name: m, mountPath: /m}}, {{name: d, mountPath: /d}}]}}
 "#,
-            name = self.name,
             rootfs = rootfs().display()
         );
-        let path = self.root.path().join(format!("{uid}.yaml"));
+        let path = self.root.path().join(format!("{name}-{uid}.yaml"));
         std::fs::write(&path, text).unwrap();
         path
     }
@@ -86,7 +90,11 @@ spec:
     }
 
     fn rm(&self) -> Output {
-        run_cmd(&mut self.hull(&["pod", "rm", &self.name]), Duration::from_secs(90))
+        self.rm_pod(&self.name)
+    }
+
+    fn rm_pod(&self, name: &str) -> Output {
+        run_cmd(&mut self.hull(&["pod", "rm", name]), Duration::from_secs(90))
     }
 
     /// Everything of the pod still on the host.
@@ -561,4 +569,63 @@ fn a_pod_rm_killed_at_any_step_is_finished_by_the_next_rm() {
         !o.status.success()
     };
     short_sweep("a_pod_rm_killed_at_any_step_is_finished_by_the_next_rm", "crashrm", MAX_RM_POINTS, reference, point);
+}
+
+/// Two pods of one metadata.uid share a state directory name. A `pod run`
+/// of the first killed after its record names the directory and before it
+/// is made; the second pod then makes it (and mounts its emptyDirs there):
+/// `pod rm` of the first leaves the second's directory and mounts alone.
+#[test]
+fn a_killed_run_leaves_the_state_dir_of_another_pod_of_its_uid_alone() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    if !have_strace() {
+        eprintln!("skipped a_killed_run_leaves_the_state_dir_of_another_pod_of_its_uid_alone: strace is not installed");
+        return;
+    }
+    let crash = Crash::new("uidrace", "mkdir");
+    std::fs::create_dir_all(&crash.cni).unwrap();
+    let uid = format!("{}-shared", crash.name);
+    let state_pods = crash.root.path().join("state/pods");
+    let trace = crash.root.path().join("trace");
+    // The mkdir that makes the pod's state directory (or the one it is
+    // made in), in a reference run after a first one that made the root's
+    // directories.
+    crash.run_ok(&uid);
+    assert_ok(&crash.rm());
+    assert_ok(&crash.traced_run(&crash.manifest(&uid), &trace, None));
+    assert_ok(&crash.rm());
+    let at = read_all(&trace)
+        .lines()
+        .filter(|l| l.starts_with("mkdir("))
+        .position(|l| l.contains(&format!("{}/", state_pods.display())) && l.contains(&uid))
+        .expect("a mkdir of the pod's state directory")
+        + 1;
+    let o = crash.traced_run(&crash.manifest(&uid), &trace, Some(("mkdir", at)));
+    assert!(!o.status.success(), "the run was not killed at its state directory's mkdir");
+    let pod_state = state_pods.join(&uid);
+    assert!(!pod_state.exists());
+
+    let other = format!("{}-b", crash.name);
+    struct Remove<'a>(&'a Crash, &'a str);
+    impl Drop for Remove<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.rm_pod(self.1);
+        }
+    }
+    let _other_guard = Remove(&crash, &other);
+    let mut cmd = crash.hull(&[]);
+    cmd.args(crash.run_args(&crash.manifest_of(&other, &uid))).env("HULL_CRASH_TEST", &crash.marker);
+    assert_ok(&run_cmd(&mut cmd, Duration::from_secs(90)));
+    assert!(pod_state.is_dir());
+    let mounted = || read_all(Path::new("/proc/self/mountinfo")).contains(&format!("{}/", pod_state.display()));
+    assert!(mounted(), "the other pod's tmpfs emptyDir is not mounted");
+
+    assert_ok(&crash.rm());
+    assert!(pod_state.is_dir(), "pod rm of the killed run removed the other pod's state directory");
+    assert!(mounted(), "pod rm of the killed run unmounted the other pod's emptyDir");
+    assert_ok(&crash.rm_pod(&other));
+    assert!(!pod_state.exists(), "the other pod's state directory is left");
+    crash.assert_clean(&uid, "both pods removed");
 }
