@@ -321,8 +321,10 @@ fn sweep(crash: &Crash, max: usize, min: usize) {
 /// (evenly over the traced run): each sweep adds ~3 s a point.
 const MAX_SUPERVISOR_POINTS: usize = 14;
 const MAX_RM_POINTS: usize = 12;
-/// Each of these sweeps stops starting new points after this long.
+/// Each of these sweeps stops starting new points after this long, once
+/// it has checked this many.
 const SHORT_BUDGET: Duration = Duration::from_secs(45);
+const SHORT_MIN_POINTS: usize = 4;
 
 impl Crash {
     /// A plain `pod run` of a fresh uid, which must succeed.
@@ -500,7 +502,8 @@ fn short_sweep(
     let start = Instant::now();
     let (mut done, mut killed) = (0, 0);
     for i in spread_order(points.len()) {
-        if start.elapsed() > SHORT_BUDGET {
+        // The first few are checked however loaded the machine is.
+        if start.elapsed() > SHORT_BUDGET && done >= SHORT_MIN_POINTS {
             break;
         }
         let (sys, n) = &points[i];
@@ -512,7 +515,6 @@ fn short_sweep(
         done += 1;
     }
     eprintln!("{prefix}: {done} of {} kill points checked ({killed} killed) in {:?}", points.len(), start.elapsed());
-    assert!(done >= 4, "only {done} kill points checked within {SHORT_BUDGET:?}");
     assert!(done - killed <= (done / 10).max(2), "only {killed} of {done} were killed: the points do not match the runs");
 }
 
