@@ -330,50 +330,130 @@ fn hostile_manifest_values_are_refused_naming_the_field() {
     }
 }
 
-/// The same container id under two `--root` directories would share the
-/// default cgroup `/<id>` (runc's default too, see cgroups::relative_path):
-/// the second create is refused while the first exists, running or
-/// stopped, the first keeps its limit, deleting the second touches
-/// nothing, and once the first is deleted the id is free.
-#[test]
-fn same_id_under_two_roots_does_not_share_a_cgroup() {
-    if !require_root() || is_runc() {
-        return;
+/// The memory cgroup directory of a container without cgroupsPath.
+fn default_memory_cgroup(env: &TestEnv) -> std::path::PathBuf {
+    Path::new("/sys/fs/cgroup/memory").join(default_cgroup(env).strip_prefix("/").unwrap())
+}
+
+fn memory_limit(dir: &Path) -> String {
+    read_all(&dir.join("memory.limit_in_bytes")).trim().to_string()
+}
+
+/// True on a cgroup v1 host (these tests read the v1 memory hierarchy).
+fn v1_memory(test: &str) -> bool {
+    if Path::new("/sys/fs/cgroup/memory/cgroup.procs").exists() {
+        return true;
     }
-    let mem = Path::new("/sys/fs/cgroup/memory");
-    if !mem.join("cgroup.procs").exists() {
-        eprintln!("skipped same_id_under_two_roots_does_not_share_a_cgroup: the host is not cgroup v1");
+    eprintln!("skipped {test}: the host is not cgroup v1");
+    false
+}
+
+/// The same container id under two `--root` directories, neither config
+/// setting linux.cgroupsPath: a root other than the default puts its
+/// containers below a cgroup of its own (`/hull-<root hash>/<id>`), so
+/// both run with their own limits, and `delete --force` in one root leaves
+/// the other's container running. A root's directory is shared by its
+/// containers and goes with the last of them.
+#[test]
+fn same_id_under_two_roots_gets_two_cgroups() {
+    if !require_root() || is_runc() || !v1_memory("same_id_under_two_roots_gets_two_cgroups") {
         return;
     }
     let mut a = TestEnv::new("tworoots");
-    a.args(&["sleep", "30"]);
+    a.args(&["sleep", "60"]);
     a.config["linux"]["resources"] = serde_json::json!({"memory": {"limit": 64 << 20}});
     a.create_ok();
+    assert_ok(&a.start());
     let mut b = TestEnv::new("tworoots");
     b.id = a.id.clone();
-    b.args(&["sleep", "30"]);
+    b.args(&["sleep", "60"]);
     b.config["linux"]["resources"] = serde_json::json!({"memory": {"limit": 32 << 20}});
-    let o = b.create();
-    assert_fails_mentioning(&o, &["already exists", "already has"]);
-    let limit = read_all(&mem.join(&a.id).join("memory.limit_in_bytes"));
-    assert_eq!(limit.trim(), (64u64 << 20).to_string());
-    let _ = b.run(&["delete", "--force", &b.id]);
-    assert_eq!(a.status().as_deref(), Some("created"), "the other root's container was touched");
-    // Stopped, the first one's cgroup is empty (runc would take it then):
-    // it is still its own until it is deleted.
-    assert_ok(&a.run(&["start", &a.id]));
-    assert_ok(&a.run(&["kill", &a.id, "KILL"]));
-    wait_for("the first container stopped", Duration::from_secs(10), || a.status().as_deref() == Some("stopped"));
-    assert_fails_mentioning(&b.create(), &["already exists"]);
-    let _ = b.run(&["delete", "--force", &b.id]);
-    let limit = read_all(&mem.join(&a.id).join("memory.limit_in_bytes"));
-    assert_eq!(limit.trim(), (64u64 << 20).to_string());
-    assert_ok(&a.run(&["delete", "--force", &a.id]));
-    assert_no_leftovers(&a);
-    // Once it is deleted the id is free under the other root.
-    assert_ok(&b.create());
+    b.create_ok();
+    assert_ok(&b.start());
+    assert_ne!(default_cgroup(&a), default_cgroup(&b));
+    for (env, limit) in [(&a, 64u64 << 20), (&b, 32 << 20)] {
+        let want = default_cgroup(env);
+        let lines = read_all(Path::new(&format!("/proc/{}/cgroup", env.pid())));
+        let memory = lines.lines().find_map(|l| {
+            let mut f = l.splitn(3, ':').skip(1);
+            (f.next() == Some("memory")).then(|| f.next()).flatten()
+        });
+        assert_eq!(memory.map(Path::new), Some(want.as_path()), "{lines}");
+        assert_eq!(memory_limit(&default_memory_cgroup(env)), limit.to_string());
+    }
+    // A second container of a's root, in the same parent directory.
+    let a2 = unique_id("tworoots-2");
+    let b_path = a.bundle_path();
+    assert_ok(&a.run_keep_io(&["create", "--bundle", b_path.to_str().unwrap(), &a2]));
+    struct Delete<'a>(&'a TestEnv, &'a str);
+    impl Drop for Delete<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.run(&["delete", "--force", self.1]);
+        }
+    }
+    let a2_guard = Delete(&a, &a2);
+    let a_parent = default_memory_cgroup(&a).parent().unwrap().to_path_buf();
+    assert!(a_parent.join(&a2).is_dir(), "{}", a_parent.display());
+
     assert_ok(&b.run(&["delete", "--force", &b.id]));
+    assert_eq!(a.status().as_deref(), Some("running"), "the other root's container was touched");
+    assert_eq!(memory_limit(&default_memory_cgroup(&a)), (64u64 << 20).to_string());
+    let b_tag = root_cgroup_tag(b.root.path()).unwrap();
+    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        assert!(!h.path().join(&b_tag).exists(), "{} is left", h.path().join(&b_tag).display());
+    }
+    assert!(!b.state_dir().exists());
+
+    // The root's directory stays while a container of the root uses it.
+    assert_ok(&a.run(&["delete", "--force", &a.id]));
+    assert!(a_parent.join(&a2).is_dir(), "{}", a_parent.display());
+    assert_ok(&a.run(&["delete", "--force", &a2]));
+    drop(a2_guard);
+    assert_no_leftovers(&a);
     assert_no_leftovers(&b);
+}
+
+/// A container's cgroup is its own: one with another container's
+/// processes in it (the same cgroupsPath under two roots) is refused, and
+/// so is an existing directory at a default path, which someone else made;
+/// the other container keeps its limit and nothing of the refused one is
+/// left.
+#[test]
+fn a_cgroup_owned_by_another_container_is_refused() {
+    if !require_root() || is_runc() || !v1_memory("a_cgroup_owned_by_another_container_is_refused") {
+        return;
+    }
+    let mut a = TestEnv::new("owned");
+    let path = format!("/{}-explicit", a.id);
+    a.args(&["sleep", "60"]);
+    a.config["linux"]["cgroupsPath"] = serde_json::json!(path);
+    a.config["linux"]["resources"] = serde_json::json!({"memory": {"limit": 64 << 20}});
+    a.create_ok();
+    let mut b = TestEnv::new("owned");
+    b.id = a.id.clone();
+    b.args(&["sleep", "60"]);
+    b.config["linux"]["cgroupsPath"] = serde_json::json!(path);
+    b.config["linux"]["resources"] = serde_json::json!({"memory": {"limit": 32 << 20}});
+    assert_fails_mentioning(&b.create(), &["already has 1 process"]);
+    let dir = Path::new("/sys/fs/cgroup/memory").join(&path[1..]);
+    assert_eq!(memory_limit(&dir), (64u64 << 20).to_string());
+    assert_eq!(a.status().as_deref(), Some("created"), "the other root's container was touched");
+    assert_ok(&a.run(&["delete", "--force", &a.id]));
+    assert!(!dir.exists());
+
+    // Its default directory made by someone else: refused, and left to
+    // whoever made it.
+    let mut c = TestEnv::new("owned-default");
+    c.args(&["true"]);
+    let theirs = default_memory_cgroup(&c);
+    std::fs::create_dir_all(&theirs).unwrap();
+    let o = c.create();
+    let _ = std::fs::remove_dir(&theirs);
+    let _ = std::fs::remove_dir(theirs.parent().unwrap());
+    assert_fails_mentioning(&o, &["already exists"]);
+    assert_no_leftovers(&a);
+    assert_no_leftovers(&b);
+    assert_no_leftovers(&c);
 }
 
 /// A reader that has gone (`hull pod ps X | head -1`) ends a command

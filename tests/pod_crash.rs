@@ -50,6 +50,11 @@ impl Crash {
     }
 
     fn manifest(&self, uid: &str) -> PathBuf {
+        self.manifest_of(&self.name, uid)
+    }
+
+    /// The test's manifest for a pod `name` (one the test's own, or another).
+    fn manifest_of(&self, name: &str, uid: &str) -> PathBuf {
         let text = format!(
             r#"apiVersion: v1
 kind: Pod
@@ -61,10 +66,9 @@ spec:
   containers:
   - {{name: c, image: {rootfs}, command: [sleep, '1000'], volumeMounts: [{{name: m, mountPath: /m}}, {{name: d, mountPath: /d}}]}}
 "#,
-            name = self.name,
             rootfs = rootfs().display()
         );
-        let path = self.root.path().join(format!("{uid}.yaml"));
+        let path = self.root.path().join(format!("{name}-{uid}.yaml"));
         std::fs::write(&path, text).unwrap();
         path
     }
@@ -82,23 +86,18 @@ spec:
     /// `pod run` under strace: traced only (`inject` None) or killed at
     /// the `n`th call of `syscall`.
     fn traced_run(&self, manifest: &Path, trace: &Path, inject: Option<(&str, usize)>) -> Output {
-        let mut cmd = Command::new("strace");
-        cmd.args(["-qq", "-o"]).arg(trace);
-        match inject {
-            None => cmd.arg("-e").arg(format!("trace={}", self.points)),
-            Some((sys, n)) => cmd
-                .arg("-e")
-                .arg(format!("trace={sys}"))
-                .arg("-e")
-                .arg(format!("inject={sys}:signal=KILL:when={n}")),
-        };
+        let mut cmd = strace(trace, self.points, inject);
         cmd.arg(runtime()).arg("--root").arg(self.root.path()).args(self.run_args(manifest));
         cmd.env("HULL_CRASH_TEST", &self.marker);
         run_cmd(&mut cmd, Duration::from_secs(90))
     }
 
     fn rm(&self) -> Output {
-        run_cmd(&mut self.hull(&["pod", "rm", &self.name]), Duration::from_secs(90))
+        self.rm_pod(&self.name)
+    }
+
+    fn rm_pod(&self, name: &str) -> Output {
+        run_cmd(&mut self.hull(&["pod", "rm", name]), Duration::from_secs(90))
     }
 
     /// Everything of the pod still on the host.
@@ -181,6 +180,17 @@ fn kill_points(trace: &str, points: &str, max: usize) -> Vec<(String, usize)> {
         points = (0..max).map(|i| points[(i as f64 * step) as usize].clone()).collect();
     }
     points
+}
+
+#[test]
+fn spread_order_visits_every_point_once_spread_out() {
+    assert_eq!(spread_order(0), Vec::<usize>::new());
+    assert_eq!(spread_order(1), [0]);
+    assert_eq!(spread_order(5), [0, 4, 2, 1, 3]);
+    assert_eq!(spread_order(8), [0, 4, 2, 6, 1, 5, 3, 7]);
+    let mut all = spread_order(14);
+    all.sort();
+    assert_eq!(all, (0..14).collect::<Vec<_>>());
 }
 
 #[test]
@@ -309,4 +319,319 @@ fn sweep(crash: &Crash, max: usize, min: usize) {
     // that end sooner or later): a few runs complete instead of dying.
     let spared = done - killed;
     assert!(spared <= (done / 10).max(3), "only {killed} of {done} runs were killed: the points do not match the runs");
+}
+
+/// Kill points of the supervisor and of `hull pod rm` sampled at most
+/// (evenly over the traced run): each sweep adds ~3 s a point.
+const MAX_SUPERVISOR_POINTS: usize = 14;
+const MAX_RM_POINTS: usize = 12;
+/// Each of these sweeps stops starting new points after this long, once
+/// it has checked this many.
+const SHORT_BUDGET: Duration = Duration::from_secs(45);
+const SHORT_MIN_POINTS: usize = 4;
+
+impl Crash {
+    /// A plain `pod run` of a fresh uid, which must succeed.
+    fn run_ok(&self, uid: &str) {
+        let mut cmd = self.hull(&[]);
+        cmd.args(self.run_args(&self.manifest(uid))).env("HULL_CRASH_TEST", &self.marker);
+        assert_ok(&run_cmd(&mut cmd, Duration::from_secs(90)));
+    }
+
+    fn record(&self) -> Option<serde_json::Value> {
+        let text = std::fs::read_to_string(self.root.path().join("pods").join(&self.name).join("pod.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// `hull pod rm` under strace: traced only, or killed at the `n`th
+    /// call of `syscall`.
+    fn traced_rm(&self, trace: &Path, inject: Option<(&str, usize)>) -> Output {
+        let mut cmd = strace(trace, self.points, inject);
+        cmd.arg(runtime()).arg("--root").arg(self.root.path()).args(["pod", "rm", &self.name]);
+        run_cmd(&mut cmd, Duration::from_secs(90))
+    }
+
+    /// Take the supervisor over as a pod whose supervisor died would be:
+    /// the running one is SIGKILLed, and so is the app's process (a new
+    /// supervisor then has a container to restart, not just to adopt);
+    /// a new one is started under strace (traced only, or killed at the
+    /// `n`th call of `syscall`).
+    fn traced_supervisor(&self, trace: &Path, inject: Option<(&str, usize)>) -> std::process::Child {
+        let rec = self.record().expect("the pod's record");
+        let pid = rec["supervisorPid"].as_i64().expect("a supervisor pid") as i32;
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        // Gone, or a zombie left to whoever reaps it.
+        let gone = || {
+            read_all(Path::new(&format!("/proc/{pid}/stat")))
+                .rsplit(") ")
+                .next()
+                .is_none_or(|r| r.is_empty() || r.starts_with('Z'))
+        };
+        wait_for("the supervisor to die", Duration::from_secs(30), gone);
+        let uid = rec["uid"].as_str().unwrap().to_string();
+        for p in self.pod_processes(&uid) {
+            if s(&std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default()).starts_with("sleep\0") {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+        let log = self.root.path().join("supervisor-test.log");
+        let mut cmd = strace(trace, self.points, inject);
+        cmd.arg(runtime()).arg("--root").arg(self.root.path()).arg("--log").arg(&log);
+        if let Some(images) = rec["imageRoot"].as_str().filter(|p| !p.is_empty()) {
+            cmd.arg("--image-root").arg(images);
+        }
+        cmd.args(["pod", "supervise", "--backoff-base-ms", "100", &self.name]);
+        cmd.env("HULL_CRASH_TEST", &self.marker).stdin(std::process::Stdio::null());
+        cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        cmd.spawn().expect("start strace")
+    }
+
+    /// The processes in the pod's cgroups.
+    fn pod_processes(&self, uid: &str) -> Vec<i32> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            if read_all(&e.path().join("cgroup")).contains(&format!("hull-pod-{uid}")) {
+                out.push(pid);
+            }
+        }
+        out
+    }
+
+    /// Whether the app container runs again after a restart.
+    fn restarted(&self) -> bool {
+        let Some(rec) = self.record() else { return false };
+        let c = &rec["containers"][0];
+        c["restartCount"].as_u64().is_some_and(|n| n >= 1) && c["state"] == "Running"
+    }
+}
+
+/// The order a budget-bound sweep visits `n` points in: each prefix
+/// spread over the whole run (0, n/2, n/4, 3n/4, ...: bit-reversed
+/// indices), so a loaded machine that checks only a few still checks the
+/// start, the middle and the end.
+fn spread_order(n: usize) -> Vec<usize> {
+    let bits = usize::BITS - n.saturating_sub(1).leading_zeros();
+    let rev = |i: usize| if bits == 0 { 0 } else { i.reverse_bits() >> (usize::BITS - bits) };
+    (0..1usize << bits).map(rev).filter(|&i| i < n).collect()
+}
+
+/// strace for one command: trace `points`, or only `inject`'s call and
+/// SIGKILL the command as it enters its `n`th invocation.
+fn strace(trace: &Path, points: &str, inject: Option<(&str, usize)>) -> Command {
+    let mut cmd = Command::new("strace");
+    cmd.args(["-qq", "-o"]).arg(trace);
+    match inject {
+        None => cmd.arg("-e").arg(format!("trace={points}")),
+        Some((sys, n)) => cmd
+            .arg("-e")
+            .arg(format!("trace={sys}"))
+            .arg("-e")
+            .arg(format!("inject={sys}:signal=KILL:when={n}")),
+    };
+    cmd
+}
+
+/// A traced command running on its own; killed if a failed check leaves
+/// it running.
+struct Reap(Option<std::process::Child>, Option<std::process::ExitStatus>);
+
+impl Reap {
+    fn new(child: std::process::Child) -> Reap {
+        Reap(Some(child), None)
+    }
+
+    /// Whether it has ended (its status is kept).
+    fn ended(&mut self) -> bool {
+        if let Some(Ok(Some(st))) = self.0.as_mut().map(|c| c.try_wait()) {
+            self.0 = None;
+            self.1 = Some(st);
+        }
+        self.0.is_none()
+    }
+
+    /// Wait (bounded) for it to end.
+    fn finish(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while !self.ended() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.ended()
+    }
+
+    /// Whether it ended by SIGKILL (strace ends with its tracee's signal).
+    fn killed(&self) -> bool {
+        self.1
+            .is_some_and(|st| std::os::unix::process::ExitStatusExt::signal(&st) == Some(9) || st.code() == Some(137))
+    }
+}
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The frame of the sweeps below: skipped without strace; a reference
+/// traced by `reference` (given the root's trace file); then, for each kill
+/// point (spread over the run, within the budget), `point` with a fresh
+/// uid, which returns whether its command was killed; then what is left
+/// of the pod is checked.
+fn short_sweep(
+    test: &str,
+    prefix: &str,
+    max: usize,
+    reference: impl FnOnce(&Crash, &Path, &str),
+    mut point: impl FnMut(&Crash, &Path, (&str, usize), &str, usize) -> bool,
+) {
+    if !require_root() || is_runc() {
+        return;
+    }
+    if !have_strace() {
+        eprintln!("skipped {test}: strace is not installed");
+        return;
+    }
+    let crash = Crash::new(prefix, POINTS);
+    std::fs::create_dir_all(&crash.cni).unwrap();
+    let trace = crash.root.path().join("trace");
+    let uid = format!("{}-ref", crash.name);
+    crash.run_ok(&uid);
+    reference(&crash, &trace, "the reference");
+    crash.assert_clean(&uid, "the reference");
+    let points = kill_points(&read_all(&trace), crash.points, max);
+    assert!(points.len() >= 6, "too few kill points traced: {points:?}");
+    let start = Instant::now();
+    let (mut done, mut killed) = (0, 0);
+    for i in spread_order(points.len()) {
+        // The first few are checked however loaded the machine is.
+        if start.elapsed() > SHORT_BUDGET && done >= SHORT_MIN_POINTS {
+            break;
+        }
+        let (sys, n) = &points[i];
+        let what = format!("{prefix}: killed at {sys} #{n} (point {i})");
+        let uid = format!("{}-{i}", crash.name);
+        crash.run_ok(&uid);
+        killed += usize::from(point(&crash, &trace, (sys, *n), &what, done));
+        crash.assert_clean(&uid, &what);
+        done += 1;
+    }
+    eprintln!("{prefix}: {done} of {} kill points checked ({killed} killed) in {:?}", points.len(), start.elapsed());
+    assert!(done - killed <= (done / 10).max(2), "only {killed} of {done} were killed: the points do not match the runs");
+}
+
+/// The pod's supervisor killed at each step of its work (taking over from
+/// a dead one, restarting the app's container, stopping the pod for
+/// `pod rm`): after each kill, `pod rm` (or, every other time, a new
+/// supervisor started by `pod ps` and then `pod rm`) leaves nothing.
+#[test]
+fn a_supervisor_killed_at_any_step_is_undone_by_rm_or_the_next_supervisor() {
+    // The reference: a supervisor that takes over, restarts the app and
+    // stops the pod, traced from start to end.
+    let reference = |crash: &Crash, trace: &Path, what: &str| {
+        let mut sup = Reap::new(crash.traced_supervisor(trace, None));
+        wait_for("the new supervisor to restart the app", Duration::from_secs(60), || crash.restarted());
+        assert_ok(&crash.rm());
+        assert!(sup.finish(Duration::from_secs(60)), "{what}: the traced supervisor did not end after pod rm");
+    };
+    let point = |crash: &Crash, trace: &Path, at: (&str, usize), what: &str, done: usize| {
+        let mut sup = Reap::new(crash.traced_supervisor(trace, Some(at)));
+        // Until it is killed, or has done its work up to the stop.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !sup.ended() && !crash.restarted() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if done % 2 == 1 && sup.ended() {
+            // A supervisor started anew (by `pod ps`) takes over.
+            assert_ok(&run_cmd(&mut crash.hull(&["pod", "ps", &crash.name]), Duration::from_secs(60)));
+        }
+        let rm = crash.rm();
+        assert!(rm.status.success(), "{what}: pod rm:\n{}", show(&rm));
+        assert!(sup.finish(Duration::from_secs(60)), "{what}: the traced supervisor did not end after pod rm");
+        sup.killed()
+    };
+    short_sweep(
+        "a_supervisor_killed_at_any_step_is_undone_by_rm_or_the_next_supervisor",
+        "crashsup",
+        MAX_SUPERVISOR_POINTS,
+        reference,
+        point,
+    );
+}
+
+/// `hull pod rm` killed at each step: a following `pod rm` finishes the
+/// removal and leaves nothing.
+#[test]
+fn a_pod_rm_killed_at_any_step_is_finished_by_the_next_rm() {
+    let reference = |crash: &Crash, trace: &Path, _: &str| assert_ok(&crash.traced_rm(trace, None));
+    let point = |crash: &Crash, trace: &Path, at: (&str, usize), what: &str, _: usize| {
+        let o = crash.traced_rm(trace, Some(at));
+        assert_ok(&run_cmd(&mut crash.hull(&["pod", "ls"]), Duration::from_secs(60)));
+        let rm = crash.rm();
+        let nothing = s(&rm.stderr).contains("does not exist") && !crash.root.path().join("pods").join(&crash.name).exists();
+        assert!(rm.status.success() || nothing, "{what}: the next pod rm:\n{}", show(&rm));
+        !o.status.success()
+    };
+    short_sweep("a_pod_rm_killed_at_any_step_is_finished_by_the_next_rm", "crashrm", MAX_RM_POINTS, reference, point);
+}
+
+/// Two pods of one metadata.uid share a state directory name. A `pod run`
+/// of the first killed after its record names the directory and before it
+/// is made; the second pod then makes it (and mounts its emptyDirs there):
+/// `pod rm` of the first leaves the second's directory and mounts alone.
+#[test]
+fn a_killed_run_leaves_the_state_dir_of_another_pod_of_its_uid_alone() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    if !have_strace() {
+        eprintln!("skipped a_killed_run_leaves_the_state_dir_of_another_pod_of_its_uid_alone: strace is not installed");
+        return;
+    }
+    let crash = Crash::new("uidrace", "mkdir");
+    std::fs::create_dir_all(&crash.cni).unwrap();
+    let uid = format!("{}-shared", crash.name);
+    let state_pods = crash.root.path().join("state/pods");
+    let trace = crash.root.path().join("trace");
+    // The mkdir that makes the pod's state directory (or the one it is
+    // made in), in a reference run after a first one that made the root's
+    // directories.
+    crash.run_ok(&uid);
+    assert_ok(&crash.rm());
+    assert_ok(&crash.traced_run(&crash.manifest(&uid), &trace, None));
+    assert_ok(&crash.rm());
+    let at = read_all(&trace)
+        .lines()
+        .filter(|l| l.starts_with("mkdir("))
+        .position(|l| l.contains(&format!("{}/", state_pods.display())) && l.contains(&uid))
+        .expect("a mkdir of the pod's state directory")
+        + 1;
+    let o = crash.traced_run(&crash.manifest(&uid), &trace, Some(("mkdir", at)));
+    assert!(!o.status.success(), "the run was not killed at its state directory's mkdir");
+    let pod_state = state_pods.join(&uid);
+    assert!(!pod_state.exists());
+
+    let other = format!("{}-b", crash.name);
+    struct Remove<'a>(&'a Crash, &'a str);
+    impl Drop for Remove<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.rm_pod(self.1);
+        }
+    }
+    let _other_guard = Remove(&crash, &other);
+    let mut cmd = crash.hull(&[]);
+    cmd.args(crash.run_args(&crash.manifest_of(&other, &uid))).env("HULL_CRASH_TEST", &crash.marker);
+    assert_ok(&run_cmd(&mut cmd, Duration::from_secs(90)));
+    assert!(pod_state.is_dir());
+    let mounted = || read_all(Path::new("/proc/self/mountinfo")).contains(&format!("{}/", pod_state.display()));
+    assert!(mounted(), "the other pod's tmpfs emptyDir is not mounted");
+
+    assert_ok(&crash.rm());
+    assert!(pod_state.is_dir(), "pod rm of the killed run removed the other pod's state directory");
+    assert!(mounted(), "pod rm of the killed run unmounted the other pod's emptyDir");
+    assert_ok(&crash.rm_pod(&other));
+    assert!(!pod_state.exists(), "the other pod's state directory is left");
+    crash.assert_clean(&uid, "both pods removed");
 }

@@ -30,7 +30,11 @@ fn v1_host(test: &str) -> bool {
 }
 
 fn cg_path(env: &TestEnv, controller: &str, file: &str) -> PathBuf {
-    Path::new("/sys/fs/cgroup").join(controller).join(&env.id).join(file)
+    let rel = env.config["linux"]["cgroupsPath"]
+        .as_str()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| default_cgroup(env));
+    Path::new("/sys/fs/cgroup").join(controller).join(rel.strip_prefix("/").unwrap()).join(file)
 }
 
 fn cg_read(env: &TestEnv, controller: &str, file: &str) -> String {
@@ -182,8 +186,12 @@ fn cpu_shares_split_a_shared_cpu_proportionally() {
     if !require_root() || !v1_host("cpu_shares_split_a_shared_cpu_proportionally") {
         return;
     }
+    // Shares weigh siblings: the two containers (of two roots) are put
+    // side by side. Without cgroupsPath each would be below its own root's
+    // directory, and those two would share the CPU equally.
     let mk = |name: &str, shares: u64| {
         let mut env = TestEnv::new(name);
+        env.config["linux"]["cgroupsPath"] = json!(format!("/{}", env.id));
         set_resources(&mut env, json!({"cpu": {"shares": shares, "cpus": "0"}}));
         env.sh(BUSY_LOOP);
         env
@@ -461,7 +469,7 @@ fn v2_limits_apply_on_a_v2_host() {
     set_resources(&mut env, json!({"memory": {"limit": 64 * MIB}, "cpu": {"shares": 1024, "quota": 50000}, "pids": {"limit": 10}}));
     env.sh("cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.weight /sys/fs/cgroup/cpu.max /sys/fs/cgroup/pids.max");
     let out = env.output_ok();
-    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["67108864", "39", "50000", "100000", "10"]);
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["67108864", "100", "50000", "100000", "10"]);
     assert_no_leftovers(&env);
 }
 

@@ -116,22 +116,24 @@ pub struct Cgroup {
     pub dirs: BTreeMap<String, PathBuf>,
     /// Directories hull created (deepest last), removed again on delete.
     pub created: Vec<PathBuf>,
+    /// Parent directories shared with other containers (the per-root
+    /// parent of default paths): made when missing, and removed on delete
+    /// when empty, whichever container made them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared: Vec<PathBuf>,
 }
 
 /// Where the container's cgroup goes, relative to each hierarchy's root:
 /// absolute cgroupsPath as given, a relative one under hull's own cgroup,
 /// none → "/<id>".
 ///
-/// runc (1.1) puts a container without cgroupsPath at `<id>` below its
-/// caller's own cgroup, which is `/<id>` for a caller in the root cgroup;
-/// hull always takes `/<id>`, where tools look for it. Neither default
-/// tells two `--root` directories apart, and a default that did (say
-/// `/hull/<root hash>/<id>`) would move every container away from where
-/// runc users find it, for a case no OCI caller of note meets (containerd,
-/// CRI-O and podman all set cgroupsPath). So the clash is refused instead
-/// (see `oci::create`): a cgroup that has processes, as runc 1.2 refuses
-/// (1.1 only warns, then shares it), and an existing `/<id>` hull did not
-/// make now, which only another container of that id owns.
+/// The last is the default of hull's default `--root` only: runc (1.1)
+/// puts a container without cgroupsPath at `<id>` below its caller's own
+/// cgroup (`/<id>` for a caller in the root cgroup), and crun (1.8) at
+/// `/<id>`, neither telling two `--root` directories apart (crun puts two
+/// containers of one id in one cgroup without a word). `oci::create` gives
+/// a container of any other root the absolute `/hull-<root hash>/<id>`
+/// instead, so the same id under two roots gets two cgroups.
 pub fn relative_path(cgroups_path: Option<&Path>, id: &str, own: Option<&str>) -> Result<PathBuf> {
     let p = match cgroups_path {
         None => PathBuf::from("/").join(id),
@@ -162,13 +164,25 @@ impl Cgroup {
         Ok(cg)
     }
 
+    /// [`Cgroup::create`] where the directory above the container's, in
+    /// every hierarchy, is shared with other containers (see `shared`).
+    pub fn create_in_shared_parent(cgroups_path: &Path, id: &str) -> Result<Cgroup> {
+        let mut cg = Cgroup::plan(Some(cgroups_path), id)?;
+        let mut shared: Vec<PathBuf> = cg.dirs.values().filter_map(|d| d.parent()).map(Path::to_path_buf).collect();
+        shared.dedup();
+        cg.created.retain(|d| !shared.contains(d));
+        cg.shared = shared;
+        cg.make()?;
+        Ok(cg)
+    }
+
     /// The cgroup `create` would make, made of nothing yet: its `created`
     /// lists the directories missing now. A caller that must undo a
     /// creation cut short records this first; `remove` of it removes what
     /// exists of those.
     pub fn plan(cgroups_path: Option<&Path>, id: &str) -> Result<Cgroup> {
         let layout = detect_layout();
-        let mut cg = Cgroup { layout, dirs: BTreeMap::new(), created: Vec::new() };
+        let mut cg = Cgroup { layout, dirs: BTreeMap::new(), created: Vec::new(), shared: Vec::new() };
         match layout {
             Layout::V1 => v1::plan(&mut cg, cgroups_path, id)?,
             Layout::V2 => v2::plan(&mut cg, cgroups_path, id)?,
@@ -176,16 +190,24 @@ impl Cgroup {
         Ok(cg)
     }
 
-    /// Make the directories of a [`Cgroup::plan`]. `created` stays as
-    /// planned, so that a plan recorded before the call is the record of
-    /// what it made: a parent made meanwhile by someone else is listed too
-    /// (harmless: a parent is removed only when empty), and a leaf made
-    /// meanwhile is refused (it belongs to another container: two creators
-    /// raced for one cgroup). On error, what this call made is removed.
+    /// Make the directories of a [`Cgroup::plan`] (and its shared parents).
+    /// `created` stays as planned, so that a plan recorded before the call
+    /// is the record of what it made: a parent made meanwhile by someone
+    /// else is listed too (harmless: a parent is removed only when empty),
+    /// and a leaf made meanwhile is refused (it belongs to another
+    /// container: two creators raced for one cgroup). On error, what this
+    /// call made is removed.
     pub fn make(&self) -> Result<()> {
         let mut made = Vec::new();
-        let mut result = Ok(());
-        for d in &self.created {
+        let mut result = self.make_shared();
+        // A delete of another container of the same root removes a shared
+        // parent it finds empty, which it may be for a moment between our
+        // mkdir of it and of the container's directory below: that mkdir
+        // then fails with ENOENT, and the parent is made again.
+        let mut retries = 100;
+        let mut todo = self.created.iter();
+        let mut next = if result.is_ok() { todo.next() } else { None };
+        while let Some(d) = next {
             match std::fs::create_dir(d) {
                 Ok(()) => made.push(d.clone()),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && self.dirs.values().any(|l| l == d) => {
@@ -193,11 +215,20 @@ impl Cgroup {
                     break;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !self.shared.is_empty() && retries > 0 => {
+                    retries -= 1;
+                    result = self.make_shared();
+                    if result.is_ok() {
+                        continue;
+                    }
+                    break;
+                }
                 Err(e) => {
                     result = Err(Error::Cgroup(format!("create {}: {e}", d.display())));
                     break;
                 }
             }
+            next = todo.next();
         }
         let result = result.and_then(|()| match self.layout {
             Layout::V1 => v1::init(self),
@@ -206,6 +237,17 @@ impl Cgroup {
         if let Err(e) = result {
             let _ = Cgroup { created: made, ..self.clone() }.remove();
             return Err(e);
+        }
+        Ok(())
+    }
+
+    fn make_shared(&self) -> Result<()> {
+        for d in &self.shared {
+            match std::fs::create_dir(d) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::Cgroup(format!("create {}: {e}", d.display()))),
+            }
         }
         Ok(())
     }
@@ -346,6 +388,15 @@ impl Cgroup {
                 let _ = std::fs::remove_dir(dir);
             }
         }
+        // The kernel refuses to remove a cgroup with children (EBUSY): a
+        // shared parent goes only with its last container.
+        for dir in &self.shared {
+            if std::fs::remove_dir(dir).is_err() && self.layout == Layout::V1 {
+                // Still used: hand back the real-time runtime a removed
+                // child held (see `v1::cpu::reserve_rt_in_parent`).
+                v1::cpu::fit_rt_parent(dir, None);
+            }
+        }
         first_error.map_or(Ok(()), Err)
     }
 }
@@ -403,7 +454,12 @@ mod tests {
         std::fs::write(t.path().join("memory.current"), "8192").unwrap();
         std::fs::write(t.path().join("memory.events"), "oom 1\noom_kill 1\n").unwrap();
         std::fs::write(t.path().join("pids.current"), "3").unwrap();
-        let cg = Cgroup { layout: Layout::V2, dirs: BTreeMap::from([(String::new(), t.path().to_path_buf())]), created: Vec::new() };
+        let cg = Cgroup {
+            layout: Layout::V2,
+            dirs: BTreeMap::from([(String::new(), t.path().to_path_buf())]),
+            created: Vec::new(),
+            shared: Vec::new(),
+        };
         let r: LinuxResources =
             serde_json::from_str(r#"{"memory": {"limit": 1048576, "swap": 2097152}, "pids": {"limit": 5}, "cpu": {"shares": 2048}}"#)
                 .unwrap();
@@ -413,7 +469,7 @@ mod tests {
         assert_eq!(read("memory.max"), "1048576");
         assert_eq!(read("memory.swap.max"), "1048576");
         assert_eq!(read("pids.max"), "5");
-        assert_eq!(read("cpu.weight"), "79");
+        assert_eq!(read("cpu.weight"), "174");
         let stats = cg.stats();
         assert_eq!(stats.memory.usage.usage, 8192);
         assert_eq!(stats.memory.usage.limit, 1048576);
@@ -458,7 +514,12 @@ mod tests {
         // Outside the cgroup2 root: make's controller set-up does nothing.
         let plan = |name: &str| {
             let leaf = t.path().join(name).join("leaf");
-            Cgroup { layout: Layout::V2, dirs: BTreeMap::from([(String::new(), leaf.clone())]), created: vec![t.path().join(name), leaf] }
+            Cgroup {
+                layout: Layout::V2,
+                dirs: BTreeMap::from([(String::new(), leaf.clone())]),
+                created: vec![t.path().join(name), leaf],
+                shared: Vec::new(),
+            }
         };
         let cg = plan("a");
         let before = cg.created.clone();

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 
-/// The default when the config has no cgroupsPath.
-pub fn default_path(id: &str) -> String {
-    format!("system.slice:hull:{id}")
+/// The default when the config has no cgroupsPath: `prefix` is `hull`
+/// for hull's default root, its tag for any other (see `oci::create`).
+pub fn default_path(prefix: &str, id: &str) -> String {
+    format!("system.slice:{prefix}:{id}")
 }
 
 /// `slice:prefix:name` → the cgroupfs path (absolute within each hierarchy).
@@ -102,7 +103,7 @@ mod tests {
         assert_eq!(to_cgroupfs(":hull:x").unwrap(), PathBuf::from("/system.slice/hull-x.scope"));
         assert_eq!(to_cgroupfs("system.slice::x").unwrap(), PathBuf::from("/system.slice/x.scope"));
         assert_eq!(to_cgroupfs("-.slice:p:sub.slice").unwrap(), PathBuf::from("/sub.slice"));
-        assert_eq!(to_cgroupfs(&default_path("id1")).unwrap(), PathBuf::from("/system.slice/hull-id1.scope"));
+        assert_eq!(to_cgroupfs(&default_path("hull", "id1")).unwrap(), PathBuf::from("/system.slice/hull-id1.scope"));
         for bad in ["/a/b", "a:b", "a.slice:p:", "a.slice:p:../x", "a:b:c:d", "notaslice:p:n"] {
             assert!(to_cgroupfs(bad).is_err(), "{bad}");
         }

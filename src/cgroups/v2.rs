@@ -155,7 +155,7 @@ mod tests {
             .unwrap();
         apply_dir(t.path(), &r).unwrap();
         let r = |f: &str| std::fs::read_to_string(t.path().join(f)).unwrap();
-        assert_eq!(r("cpu.weight"), "20");
+        assert_eq!(r("cpu.weight"), "59");
         assert_eq!(r("cpu.max"), "20000 100000");
         assert_eq!(r("cpuset.cpus"), "0");
         assert_eq!(r("memory.max"), "67108864");

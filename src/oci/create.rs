@@ -86,10 +86,13 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
     let mut rollback = Rollback { dir: dir.clone(), cgroup: None, pids: Vec::new(), net_devices: Vec::new(), armed: true };
 
     let linux = spec.linux().as_ref();
-    let cgroups_path = cgroups_path(linux.and_then(|l| l.cgroups_path().as_deref()), &opts.id, opts.systemd_cgroup)?;
-    let cgroup = Cgroup::create(cgroups_path.as_deref(), &opts.id)?;
+    let given = linux.and_then(|l| l.cgroups_path().as_deref());
+    let cgroup = match cgroups_path(given, &opts.id, opts.systemd_cgroup, root)? {
+        CgroupsPath::Given(p) => Cgroup::create(p.as_deref(), &opts.id)?,
+        CgroupsPath::UnderRootParent(p) => Cgroup::create_in_shared_parent(&p, &opts.id)?,
+    };
     rollback.cgroup = Some(cgroup.clone());
-    check_cgroup_unused(&cgroup, &opts.id, linux.and_then(|l| l.cgroups_path().as_ref()).is_none())?;
+    check_cgroup_unused(&cgroup, &opts.id, given.is_none())?;
     // Limits hold before any process of the container exists: the
     // bootstrap child is forked (and moved into the cgroup) after this.
     if let Some(resources) = linux.and_then(|l| l.resources().as_ref()) {
@@ -213,11 +216,10 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
 
 /// A container's cgroup is its own: one that already has processes is
 /// refused (as runc 1.2 does; 1.1 warns and shares it), and so is an
-/// existing one at the default path `/<id>`, which only a container of the
-/// same id under another `--root` makes, running or stopped (sharing it
-/// would let one change the other's limits, and a `delete --force` of one
-/// kill the other). The default path itself is runc's and the same for
-/// every root (see `cgroups::relative_path` for why). Only hull's own new
+/// existing one at a default path, which another container made (of the
+/// same id under the default root, or a runc or crun container at `/<id>`),
+/// running or stopped: sharing it would let one change the other's limits,
+/// and a `delete --force` of one kill the other. Only hull's own new
 /// directories are removed again when this refuses.
 fn check_cgroup_unused(cgroup: &Cgroup, id: &str, default_path: bool) -> Result<()> {
     for dir in cgroup.dirs.values() {
@@ -255,17 +257,38 @@ fn init_died(spec: &oci_spec::runtime::Spec, cgroup: &Cgroup) -> Error {
     Error::Init("container init exited during setup".into())
 }
 
-/// The cgroup path to create: the config's, or with `--systemd-cgroup` its
-/// `slice:prefix:name` mapped onto cgroupfs.
-fn cgroups_path(path: Option<&Path>, id: &str, systemd: bool) -> Result<Option<PathBuf>> {
-    if !systemd {
-        return Ok(path.map(Path::to_path_buf));
+/// The cgroup path to create.
+enum CgroupsPath {
+    /// The config's (None: `/<id>`, see `cgroups::relative_path`), or with
+    /// `--systemd-cgroup` its `slice:prefix:name` mapped onto cgroupfs.
+    Given(Option<PathBuf>),
+    /// The default `/hull-<root hash>/<id>` of a container of a root other
+    /// than the default, below a parent its root's containers share.
+    UnderRootParent(PathBuf),
+}
+
+/// Without a cgroupsPath, the default root keeps runc's `/<id>` (where
+/// runc users look) and any other root gets `/<its tag>/<id>`, so the same
+/// id under two roots gets two cgroups; with `--systemd-cgroup` the tag is
+/// the unit prefix (`system.slice:<tag>:<id>`, `hull` for the default
+/// root). The root's tag is only worked out when it is needed.
+fn cgroups_path(path: Option<&Path>, id: &str, systemd: bool, root: &StateRoot) -> Result<CgroupsPath> {
+    match (path, systemd) {
+        (Some(p), false) => Ok(CgroupsPath::Given(Some(p.to_path_buf()))),
+        (Some(p), true) => {
+            let text = p.to_str().ok_or_else(|| Error::Config("linux.cgroupsPath: not valid UTF-8".into()))?;
+            crate::cgroups::systemd::to_cgroupfs(text).map(|p| CgroupsPath::Given(Some(p)))
+        }
+        (None, false) => match root.cgroup_tag()? {
+            None => Ok(CgroupsPath::Given(None)),
+            Some(tag) => Ok(CgroupsPath::UnderRootParent(Path::new("/").join(tag).join(id))),
+        },
+        (None, true) => {
+            let tag = root.cgroup_tag()?;
+            let text = crate::cgroups::systemd::default_path(tag.as_deref().unwrap_or("hull"), id);
+            crate::cgroups::systemd::to_cgroupfs(&text).map(|p| CgroupsPath::Given(Some(p)))
+        }
     }
-    let text = match path {
-        Some(p) => p.to_str().ok_or_else(|| Error::Config("linux.cgroupsPath: not valid UTF-8".into()))?.to_string(),
-        None => crate::cgroups::systemd::default_path(id),
-    };
-    crate::cgroups::systemd::to_cgroupfs(&text).map(Some)
 }
 
 /// The bootstrap child: enters/creates the namespaces, forks the init

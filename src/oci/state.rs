@@ -17,6 +17,9 @@ pub const OCI_VERSION: &str = "1.2.1";
 pub const EXEC_FIFO: &str = "exec.fifo";
 const STATE_FILE: &str = "state.json";
 
+/// The `--root` used when none is given (runc's is /run/runc).
+pub const DEFAULT_ROOT: &str = "/run/hull";
+
 /// Lifecycle status, as the runtime-spec names it (plus runc's "paused").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -112,6 +115,22 @@ impl StateRoot {
 
     pub fn container_dir(&self, id: &str) -> PathBuf {
         self.path.join(id)
+    }
+
+    /// The tag that sets this root's containers apart in default cgroup
+    /// paths: None for the default root, else `hull-<12 hex>` from a
+    /// SHA-256 of the canonical root path (the same root however it is
+    /// spelled; two roots colliding in 48 bits is not a case to design
+    /// for). The root must exist.
+    pub fn cgroup_tag(&self) -> Result<Option<String>> {
+        use sha2::Digest as _;
+        let canonical = std::fs::canonicalize(&self.path).sys_context(|| format!("resolve state root {}", self.path.display()))?;
+        let default = std::fs::canonicalize(DEFAULT_ROOT).unwrap_or_else(|_| PathBuf::from(DEFAULT_ROOT));
+        if canonical == default {
+            return Ok(None);
+        }
+        let digest = sha2::Sha256::digest(std::os::unix::ffi::OsStrExt::as_bytes(canonical.as_os_str()));
+        Ok(Some(format!("hull-{}", &format!("{digest:x}")[..12])))
     }
 
     /// Make `<root>/<id>`, failing if the id is taken (the mkdir is the lock).
@@ -272,6 +291,28 @@ mod tests {
             assert!(validate_id(bad).is_err(), "{bad:?}");
         }
         validate_id("abc-1_2.3").unwrap();
+    }
+
+    /// A root's cgroup tag depends on the root itself, not on how its path
+    /// is spelled; the default root has none (its containers keep `/<id>`).
+    #[test]
+    fn cgroup_tags_tell_roots_apart() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b) = (t.path().join("a"), t.path().join("b"));
+        std::fs::create_dir(&a).unwrap();
+        std::fs::create_dir(&b).unwrap();
+        std::os::unix::fs::symlink(&a, t.path().join("link")).unwrap();
+        let tag = |p: PathBuf| StateRoot::new(p).cgroup_tag().unwrap().unwrap();
+        let ta = tag(a.clone());
+        assert_eq!(ta.len(), "hull-".len() + 12);
+        assert!(ta.starts_with("hull-") && ta[5..].bytes().all(|c| c.is_ascii_hexdigit()), "{ta}");
+        assert_ne!(ta, tag(b));
+        assert_eq!(ta, tag(t.path().join("link")));
+        assert_eq!(ta, tag(t.path().join("b/../a")));
+        if Path::new(DEFAULT_ROOT).is_dir() {
+            assert_eq!(StateRoot::new(DEFAULT_ROOT).cgroup_tag().unwrap(), None);
+        }
+        assert!(StateRoot::new(t.path().join("missing")).cgroup_tag().is_err());
     }
 
     #[test]

@@ -92,22 +92,32 @@ fn teardown(rt: &Runtime, store: &PodStore, rec: &PodRecord) -> Result<()> {
     if let Some(id) = sandbox_of(rt, rec) {
         rt.remove_sandbox(&id)?;
     }
-    volumes::unmount_all(&rec.volume_mounts);
-    if let Some(state) = &rec.state_dir {
-        // A tmpfs mounted by a `pod run` killed before it recorded the
-        // mount: every emptyDir of the manifest is unmounted (not mounted:
-        // a no-op) before the state directory is deleted.
-        let vdir = volumes::volumes_dir(state);
-        let spec = rec.manifest.spec.as_ref();
-        let empty_dirs: Vec<PathBuf> = spec
-            .and_then(|s| s.volumes.as_ref())
-            .into_iter()
-            .flatten()
-            .filter(|v| v.empty_dir.is_some())
-            .map(|v| volumes::host_path(&vdir, v))
-            .collect();
-        volumes::unmount_all(&empty_dirs);
-        volumes::remove_pod_state(state)?;
+    let owner = state_owner(rec);
+    match &rec.state_dir {
+        Some(state) if !volumes::owns_pod_state(state, &owner) => {
+            // Another pod's (of the same metadata.uid), made after this
+            // run recorded it and was cut short: it and its mounts stay.
+            log::warn!("pod {}: {} belongs to another pod: left alone", store::shown(&rec.key()), state.display());
+            volumes::remove_pod_state_in_making(state, &owner)?;
+        }
+        Some(state) => {
+            volumes::unmount_all(&rec.volume_mounts);
+            // A tmpfs mounted by a `pod run` killed before it recorded the
+            // mount: every emptyDir of the manifest is unmounted (not
+            // mounted: a no-op) before the state directory is deleted.
+            let vdir = volumes::volumes_dir(state);
+            let spec = rec.manifest.spec.as_ref();
+            let empty_dirs: Vec<PathBuf> = spec
+                .and_then(|s| s.volumes.as_ref())
+                .into_iter()
+                .flatten()
+                .filter(|v| v.empty_dir.is_some())
+                .map(|v| volumes::host_path(&vdir, v))
+                .collect();
+            volumes::unmount_all(&empty_dirs);
+            volumes::remove_pod_state(state, &owner)?;
+        }
+        None => volumes::unmount_all(&rec.volume_mounts),
     }
     drop_image_lease(store, rec)?;
     store.remove_dirs(&rec.key())
@@ -211,18 +221,26 @@ fn try_supervisor_lock(dir: &PodDir) -> Result<Option<nix::fcntl::Flock<std::fs:
     }
 }
 
+/// Who a pod's state directory belongs to: this run of this pod (its key
+/// and creation time), written in the directory (see
+/// `volumes::make_pod_state`).
+fn state_owner(rec: &PodRecord) -> String {
+    format!("{} {}", rec.key(), rec.created)
+}
+
 /// Make the pod's state directory, named in its record before it is made
 /// (a `pod run` killed right after the mkdir leaves a record that lists
 /// it). One that exists already is another pod's (the same metadata.uid):
 /// refused before anything is recorded, and unrecorded again if another
 /// pod made it meanwhile.
 fn claim_pod_state(store: &PodStore, rec: &mut PodRecord, pod_state: &Path) -> Result<()> {
+    let owner = state_owner(rec);
     if pod_state.exists() {
-        return volumes::make_pod_state(pod_state);
+        return volumes::make_pod_state(pod_state, &owner);
     }
     rec.state_dir = Some(pod_state.to_path_buf());
     store.save(rec)?;
-    if let Err(e) = volumes::make_pod_state(pod_state) {
+    if let Err(e) = volumes::make_pod_state(pod_state, &owner) {
         rec.state_dir = None;
         store.save(rec)?;
         return Err(e);
@@ -237,7 +255,8 @@ fn set_up(roots: &PodRoots, rt: &Runtime, store: &PodStore, dir: &PodDir, rec: &
     if spec.volumes.iter().flatten().any(|v| v.empty_dir.is_some()) && rec.state_dir.is_none() {
         claim_pod_state(store, rec, &pod_state)?;
     }
-    let vols = volumes::prepare(&pod_state, spec.volumes.as_deref().unwrap_or(&[]), &mut rec.state_dir, &mut rec.volume_mounts);
+    let owner = state_owner(rec);
+    let vols = volumes::prepare(&pod_state, spec.volumes.as_deref().unwrap_or(&[]), &mut rec.state_dir, &mut rec.volume_mounts, &owner);
     store.save(rec)?;
     let vols = vols?;
     // Translate and check every container now, so that a bad manifest

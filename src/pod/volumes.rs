@@ -74,6 +74,7 @@ pub fn prepare(
     volumes: &[Volume],
     made_state: &mut Option<PathBuf>,
     host_mounts: &mut Vec<PathBuf>,
+    owner: &str,
 ) -> Result<Vec<HostVolume>> {
     let mut out = Vec::new();
     let vdir = volumes_dir(pod_state);
@@ -82,7 +83,7 @@ pub fn prepare(
         crate::oci::state::validate_id(&v.name).map_err(|_| Error::InvalidArgument(format!("{field}: invalid volume name")))?;
         if let Some(ed) = &v.empty_dir {
             if made_state.is_none() {
-                make_pod_state(pod_state)?;
+                make_pod_state(pod_state, owner)?;
                 *made_state = Some(pod_state.to_path_buf());
             }
             match std::fs::create_dir(&vdir) {
@@ -150,24 +151,74 @@ pub fn prepare(
 
 /// The pod's state directory, new (a uid in use by another pod is an
 /// error, and that pod's directory is left alone).
-pub fn make_pod_state(pod_state: &Path) -> Result<()> {
+pub fn make_pod_state(pod_state: &Path, owner: &str) -> Result<()> {
+    let exists = || Error::AlreadyExists(format!("pod state directory {} exists: another pod has this metadata.uid", pod_state.display()));
     if let Some(parent) = pod_state.parent() {
         std::fs::create_dir_all(parent).sys_context(|| format!("create {}", parent.display()))?;
     }
-    match std::fs::create_dir(pod_state) {
+    if pod_state.exists() {
+        return Err(exists());
+    }
+    // Made whole under a name of this owner's, then renamed in: the
+    // directory at the uid's name is never without its owner, and a rename
+    // onto one another pod made (not empty) fails.
+    let new = pod_state_in_making(pod_state, owner);
+    match std::fs::create_dir(&new) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(Error::sys(format!("create {}", new.display()), e)),
+        _ => {}
+    }
+    crate::runtime::record::write_bytes_atomic(&new.join(OWNER_FILE), owner.as_bytes())?;
+    match std::fs::rename(&new, pod_state) {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            Err(Error::AlreadyExists(format!("pod state directory {} exists: another pod has this metadata.uid", pod_state.display())))
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&new);
+            match e.raw_os_error() {
+                Some(libc::EEXIST) | Some(libc::ENOTEMPTY) => Err(exists()),
+                _ => Err(Error::sys(format!("rename {} to {}", new.display(), pod_state.display()), e)),
+            }
         }
-        Err(e) => Err(Error::sys(format!("create {}", pod_state.display()), e)),
+    }
+}
+
+/// The file in a pod's state directory that names the pod it belongs to.
+const OWNER_FILE: &str = "owner";
+
+/// Where [`make_pod_state`] makes an owner's state directory before it is
+/// renamed in: a name of its own (a hash of the owner), beside it.
+fn pod_state_in_making(pod_state: &Path, owner: &str) -> PathBuf {
+    use sha2::Digest as _;
+    let uid = pod_state.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let hash = format!("{:x}", sha2::Sha256::digest(owner.as_bytes()));
+    pod_state.with_file_name(format!(".{uid}.new-{}", &hash[..16]))
+}
+
+/// Whether the state directory at `pod_state` is `owner`'s. Two pods of one
+/// metadata.uid both record the directory before either makes it (a run
+/// killed in between keeps the record): the other's is not touched. One
+/// without an owner file was made before hull wrote them: the record's.
+pub fn owns_pod_state(pod_state: &Path, owner: &str) -> bool {
+    match std::fs::read(pod_state.join(OWNER_FILE)) {
+        Ok(text) => text == owner.as_bytes(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
     }
 }
 
 /// Remove a pod's state directory (its emptyDirs; tmpfs ones unmounted
-/// first by the caller). Gone already is fine.
-pub fn remove_pod_state(pod_state: &Path) -> Result<()> {
-    match std::fs::remove_dir_all(pod_state) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::sys(format!("remove {}", pod_state.display()), e)),
+/// first by the caller), and one `owner` was making. Gone already is fine.
+pub fn remove_pod_state(pod_state: &Path, owner: &str) -> Result<()> {
+    remove_pod_state_in_making(pod_state, owner)?;
+    remove_dir_if_there(pod_state)
+}
+
+/// Remove the directory `owner` was making for `pod_state` (a run killed
+/// before its rename), if there is one.
+pub fn remove_pod_state_in_making(pod_state: &Path, owner: &str) -> Result<()> {
+    remove_dir_if_there(&pod_state_in_making(pod_state, owner))
+}
+
+fn remove_dir_if_there(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::sys(format!("remove {}", dir.display()), e)),
         _ => Ok(()),
     }
 }

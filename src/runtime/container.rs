@@ -212,7 +212,6 @@ impl Runtime {
             }
             Err(e) => {
                 self.tear_down_container(&rec);
-                self.names.release(Kind::Container, &key, id.as_str());
                 drop(lock);
                 Err(e)
             }
@@ -378,6 +377,12 @@ impl Runtime {
             rootfs::unmount(r);
         }
         let _ = std::fs::remove_file(exit_path(&self.exits_dir(), &rec.id));
+        // The name before the record: a removal killed in between leaves a
+        // record that the next one finds (a name without a record would be
+        // left for good; a record without a name is still removed).
+        let m = &rec.config.metadata;
+        self.names
+            .release(Kind::Container, &container_key(rec.sandbox_id.as_str(), &m.name, m.attempt), rec.id.as_str());
         let _ = record::remove_object_dir(&self.container_run_dir(&rec.id));
         let _ = record::remove_object_dir(&self.container_dir(&rec.id));
     }
@@ -400,9 +405,6 @@ impl Runtime {
         }
         log::warn!("container {id}: its creation was interrupted; removing what it made");
         self.tear_down_container(&rec);
-        let m = &rec.config.metadata;
-        self.names
-            .release(Kind::Container, &container_key(rec.sandbox_id.as_str(), &m.name, m.attempt), id.as_str());
         drop(lock);
         if let Ok(_l) = record::lock(&self.sandbox_dir(&rec.sandbox_id), "sandbox") {
             if let Ok(mut s) = self.load_sandbox(&rec.sandbox_id) {
@@ -507,9 +509,6 @@ impl Runtime {
             return Ok(());
         };
         self.tear_down_container(&rec);
-        let m = &rec.config.metadata;
-        self.names
-            .release(Kind::Container, &container_key(rec.sandbox_id.as_str(), &m.name, m.attempt), id.as_str());
         drop(lock);
         self.bus.publish(EventKind::Deleted, &rec.sandbox_id, Some(id));
         Ok(())

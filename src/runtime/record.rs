@@ -156,10 +156,30 @@ pub fn remove_object_dir(dir: &Path) -> std::io::Result<()> {
     };
     let aside = parent.join(format!(".gone-{}", name.to_string_lossy()));
     match std::fs::rename(dir, &aside) {
-        Ok(()) => std::fs::remove_dir_all(&aside),
+        Ok(()) => remove_unmounted(&aside),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(_) => std::fs::remove_dir_all(dir),
+        Err(_) => remove_unmounted(dir),
     }
+}
+
+/// Delete a directory tree after detaching every mount in it, deepest
+/// first. A crash can leave a mount its record never named (a container's
+/// rootfs mounted before the record that lists it was written), and
+/// remove_dir_all crosses mount points: it would empty a bind-mounted host
+/// directory, then stop at the busy mount point.
+fn remove_unmounted(dir: &Path) -> std::io::Result<()> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(crate::cgroups::mountinfo::unescape(p)))
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in points {
+        let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
+    }
+    std::fs::remove_dir_all(dir)
 }
 
 /// The record of an object being recovered; None when there is nothing
@@ -186,7 +206,7 @@ pub fn sweep_removed(parent: &Path) {
     for e in std::fs::read_dir(parent).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().to_string();
         if name.starts_with(".gone-") {
-            let _ = std::fs::remove_dir_all(e.path());
+            let _ = remove_unmounted(&e.path());
         } else if name.starts_with(".new-") {
             let path = e.path();
             let dead = match try_lock(&path, "a new object") {
@@ -197,7 +217,7 @@ pub fn sweep_removed(parent: &Path) {
                     .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > std::time::Duration::from_secs(60))),
             };
             if dead {
-                let _ = std::fs::remove_dir_all(&path);
+                let _ = remove_unmounted(&path);
             }
         }
     }
@@ -307,6 +327,34 @@ pub struct ContainerRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An object directory with a mount in it (a crash before the record
+    /// named it) is removed whole: the mount detached first, nothing
+    /// deleted through it.
+    #[test]
+    fn removing_an_object_dir_detaches_mounts_in_it() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped removing_an_object_dir_detaches_mounts_in_it: needs root to mount");
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let host = t.path().join("host");
+        std::fs::create_dir(&host).unwrap();
+        std::fs::write(host.join("keep"), "x").unwrap();
+        let obj = t.path().join("obj");
+        std::fs::create_dir_all(obj.join("rootfs")).unwrap();
+        let bind = nix::mount::MsFlags::MS_BIND;
+        nix::mount::mount(Some(&host), &obj.join("rootfs"), None::<&str>, bind, None::<&str>).unwrap();
+        let result = remove_object_dir(&obj);
+        let still = std::fs::read_to_string("/proc/self/mountinfo").unwrap().contains(t.path().to_str().unwrap());
+        if still {
+            let _ = nix::mount::umount2(&t.path().join(".gone-obj/rootfs"), nix::mount::MntFlags::MNT_DETACH);
+        }
+        result.unwrap();
+        assert!(!still, "a mount is left");
+        assert!(!obj.exists() && !t.path().join(".gone-obj").exists());
+        assert!(host.join("keep").exists(), "a file was deleted through the mount");
+    }
 
     #[test]
     fn a_locker_after_removal_finds_nothing_and_makes_nothing() {

@@ -476,6 +476,11 @@ pub fn leftovers(env: &TestEnv) -> Vec<String> {
     for d in find_dirs_named(Path::new("/sys/fs/cgroup"), &env.id, 4) {
         problems.push(format!("cgroup left: {}", d.display()));
     }
+    if let Some(tag) = root_cgroup_tag(env.root.path()) {
+        for d in find_dirs_named(Path::new("/sys/fs/cgroup"), &tag, 3) {
+            problems.push(format!("cgroup of the root left: {}", d.display()));
+        }
+    }
     let me = std::process::id().to_string();
     if let Ok(rd) = fs::read_dir("/proc") {
         for e in rd.flatten() {
@@ -500,6 +505,29 @@ pub fn leftovers(env: &TestEnv) -> Vec<String> {
         problems.push(format!("state dir left: {}", env.state_dir().display()));
     }
     problems
+}
+
+/// The cgroup, relative to each hierarchy's root, of `env`'s container
+/// when its config has no linux.cgroupsPath: runc's `/<id>`, and hull's
+/// `/<root tag>/<id>` (every test root is another than hull's default).
+pub fn default_cgroup(env: &TestEnv) -> PathBuf {
+    match root_cgroup_tag(env.root.path()) {
+        Some(tag) => Path::new("/").join(tag).join(&env.id),
+        None => Path::new("/").join(&env.id),
+    }
+}
+
+/// hull's cgroup directory for the containers of a non-default root
+/// without cgroupsPath: `hull-` and 12 hex digits of the SHA-256 of the
+/// canonical root path (None under runc, which has no such directory).
+pub fn root_cgroup_tag(root: &Path) -> Option<String> {
+    use sha2::Digest as _;
+    if is_runc() {
+        return None;
+    }
+    let canonical = fs::canonicalize(root).ok()?;
+    let digest = sha2::Sha256::digest(canonical.to_str()?.as_bytes());
+    Some(format!("hull-{}", &format!("{digest:x}")[..12]))
 }
 
 fn find_dirs_named(dir: &Path, name: &str, depth: usize) -> Vec<PathBuf> {

@@ -10,14 +10,24 @@ use crate::error::{Error, Result};
 
 pub struct Cpu;
 
-/// OCI (v1) cpu shares [2, 262144] → cgroup v2 cpu.weight [1, 10000],
-/// exactly as runc converts (0 means unset).
+/// OCI (v1) cpu shares [2, 262144] → cgroup v2 cpu.weight [1, 10000]
+/// (0 means unset). The conversion runc (1.3.2 on) and crun (1.23 on) use:
+/// a quadratic in log space through (2, 1), (1024, 100) and (262144,
+/// 10000), so v1's default shares become v2's default weight; the linear
+/// one they used before (and hull until they moved) gave 1024 → 39, well
+/// below the 100 of everything that sets no weight (Kubernetes issue
+/// 131216). Out-of-range shares are clamped, as theirs are.
 pub fn shares_to_weight(shares: u64) -> u64 {
-    if shares == 0 {
-        return 0;
+    match shares {
+        0 => 0,
+        1..=2 => 1,
+        262_144.. => 10_000,
+        _ => {
+            let l = (shares as f64).log2();
+            let exponent = (l * l + 125.0 * l) / 612.0 - 7.0 / 34.0;
+            (10f64.powf(exponent).ceil() as u64).clamp(1, 10_000)
+        }
     }
-    let shares = shares.clamp(2, 262144);
-    1 + ((shares - 2) * 9999) / 262142
 }
 
 /// The cpu.max line for a quota and period (runc's conversion); None when
@@ -97,13 +107,32 @@ mod tests {
     use crate::cgroups::controller::fake_cgroup;
     use oci_spec::runtime::{LinuxCpuBuilder, LinuxResourcesBuilder};
 
+    /// The boundaries and the points the conversion is made through, and a
+    /// few values between (as runc's and crun's tables have them).
     #[test]
-    fn shares_convert_as_runc() {
-        assert_eq!(shares_to_weight(0), 0);
-        assert_eq!(shares_to_weight(2), 1);
-        assert_eq!(shares_to_weight(1024), 39);
-        assert_eq!(shares_to_weight(512), 20);
-        assert_eq!(shares_to_weight(262144), 10000);
+    fn shares_convert_as_runc_and_crun() {
+        let table = [
+            (0, 0),
+            (1, 1),
+            (2, 1),
+            (3, 2),
+            (512, 59),
+            (1024, 100),
+            (2048, 174),
+            (262_143, 10_000),
+            (262_144, 10_000),
+            (262_145, 10_000),
+            (u64::MAX, 10_000),
+        ];
+        for (shares, weight) in table {
+            assert_eq!(shares_to_weight(shares), weight, "shares {shares}");
+        }
+        let mut last = 0;
+        for shares in 1..=262_144u64 {
+            let w = shares_to_weight(shares);
+            assert!((last..=10_000).contains(&w), "not monotonic at {shares}: {last} then {w}");
+            last = w;
+        }
     }
 
     #[test]
@@ -123,7 +152,7 @@ mod tests {
             .build()
             .unwrap();
         Cpu::apply(t.path(), &r).unwrap();
-        assert_eq!(std::fs::read_to_string(t.path().join("cpu.weight")).unwrap(), "39");
+        assert_eq!(std::fs::read_to_string(t.path().join("cpu.weight")).unwrap(), "100");
         assert_eq!(std::fs::read_to_string(t.path().join("cpu.max")).unwrap(), "50000 100000");
         assert_eq!(std::fs::read_to_string(t.path().join("cpu.idle")).unwrap(), "", "idle is not set");
     }
