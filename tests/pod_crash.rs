@@ -339,7 +339,7 @@ impl Crash {
     }
 
     fn record(&self) -> Option<serde_json::Value> {
-        let text = std::fs::read_to_string(self.root.path().join("pods").join(&self.name).join("pod.json")).ok()?;
+        let text = std::fs::read_to_string(self.root.path().join("state/pod-records").join(&self.name).join("pod.json")).ok()?;
         serde_json::from_str(&text).ok()
     }
 
@@ -570,7 +570,7 @@ fn a_pod_rm_killed_at_any_step_is_finished_by_the_next_rm() {
         let o = crash.traced_rm(trace, Some(at));
         assert_ok(&run_cmd(&mut crash.hull(&["pod", "ls"]), Duration::from_secs(60)));
         let rm = crash.rm();
-        let nothing = s(&rm.stderr).contains("does not exist") && !crash.root.path().join("pods").join(&crash.name).exists();
+        let nothing = s(&rm.stderr).contains("does not exist") && !crash.root.path().join("state/pod-records").join(&crash.name).exists();
         assert!(rm.status.success() || nothing, "{what}: the next pod rm:\n{}", show(&rm));
         !o.status.success()
     };
