@@ -46,6 +46,14 @@ pub fn start(root: &StateRoot, id: &str) -> Result<ContainerRecord> {
         match file.read(&mut buf) {
             Ok(1) => break,
             Ok(_) | Err(_) if !rec.init_alive() => {
+                // The read and the look at the init are two steps: between
+                // them a quick program's init can open its end, write its
+                // byte, exec, run and exit (a zombie counts as gone). Its
+                // byte then still waits in the fifo, so one more read says
+                // whether it got as far as the program.
+                if matches!(file.read(&mut buf), Ok(1)) {
+                    break;
+                }
                 let _ = std::fs::remove_file(&fifo_path);
                 return Err(Error::InvalidState("container init exited before start".into()));
             }
