@@ -952,6 +952,29 @@ async fn pod_cidr_renders_the_cni_conf_template() {
 /// test ends, also on failure.
 struct CgroupCleanup(Vec<String>);
 
+/// The kubelet's expanded slice chain for a pod of QoS `class` below a
+/// test's own top slice `top`: the top, the class, the pod.
+fn kubelet_slices(top: &str, class: &str) -> [String; 3] {
+    [
+        format!("{top}.slice"),
+        format!("{top}.slice/{top}-{class}.slice"),
+        format!("{top}.slice/{top}-{class}.slice/{top}-{class}-podu1.slice"),
+    ]
+}
+
+/// A process's memory cgroup line (v1) or its unified one (v2), the
+/// hierarchy that line is in, and the whole /proc/PID/cgroup text.
+fn memory_cgroup(pid: i64) -> (String, &'static str, String) {
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let memory = cgroups.lines().find(|l| l.split(':').nth(1).is_some_and(|c| c.split(',').any(|c| c == "memory")));
+    let hierarchy = if memory.is_some() { "/sys/fs/cgroup/memory" } else { "/sys/fs/cgroup" };
+    let line = memory
+        .or_else(|| cgroups.lines().find(|l| l.starts_with("0::")))
+        .expect("a memory or unified cgroup line")
+        .to_string();
+    (line, hierarchy, cgroups)
+}
+
 impl Drop for CgroupCleanup {
     fn drop(&mut self) {
         let roots = std::fs::read_dir("/sys/fs/cgroup")
@@ -978,11 +1001,7 @@ async fn systemd_cgroup_driver_places_pods_in_slices() {
     assert_eq!(rc.linux.unwrap().cgroup_driver, cri::CgroupDriver::Systemd as i32);
 
     let top = format!("hullt{}", std::process::id());
-    let slices = [
-        format!("{top}.slice"),
-        format!("{top}.slice/{top}-besteffort.slice"),
-        format!("{top}.slice/{top}-besteffort.slice/{top}-besteffort-podu1.slice"),
-    ];
+    let slices = kubelet_slices(&top, "besteffort");
     let _cleanup = CgroupCleanup(slices.to_vec());
     let mut cfg = pod_config("sd", &d);
     cfg.linux.as_mut().unwrap().cgroup_parent = format!("/{}", slices[2]);
@@ -995,14 +1014,9 @@ async fn systemd_cgroup_driver_places_pods_in_slices() {
         .unwrap()
         .into_inner();
     let pid = serde_json::from_str::<serde_json::Value>(&info.info["info"]).unwrap()["pid"].as_i64().expect("pid");
-    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     let want = format!("/{}/hull-{id}.scope", slices[2]);
-    let memory = cgroups.lines().find(|l| l.split(':').nth(1).is_some_and(|c| c.split(',').any(|c| c == "memory")));
-    let line = memory
-        .or_else(|| cgroups.lines().find(|l| l.starts_with("0::")))
-        .expect("a memory or unified cgroup line");
+    let (line, hierarchy, cgroups) = memory_cgroup(pid);
     assert!(line.ends_with(&want), "container in {line}, not {want}:\n{cgroups}");
-    let hierarchy = if memory.is_some() { "/sys/fs/cgroup/memory" } else { "/sys/fs/cgroup" };
     assert!(std::path::Path::new(hierarchy).join(&slices[2]).is_dir());
     // The sandbox holder (the pause of containerd) in a scope of its own
     // in the pod slice too: no process sits in a slice itself.
@@ -1014,13 +1028,8 @@ async fn systemd_cgroup_driver_places_pods_in_slices() {
     let holder = serde_json::from_str::<serde_json::Value>(&sb.info["info"]).unwrap()["pid"]
         .as_i64()
         .expect("holder pid");
-    let hcg = std::fs::read_to_string(format!("/proc/{holder}/cgroup")).unwrap();
     let hwant = format!("/{}/hull-{pod}.scope", slices[2]);
-    let hline = hcg
-        .lines()
-        .find(|l| l.split(':').nth(1).is_some_and(|c| c.split(',').any(|c| c == "memory")))
-        .or_else(|| hcg.lines().find(|l| l.starts_with("0::")))
-        .expect("a memory or unified cgroup line");
+    let (hline, _, hcg) = memory_cgroup(holder);
     assert!(hline.ends_with(&hwant), "holder in {hline}, not {hwant}:\n{hcg}");
     // Its stats come from that scope.
     let stats = container_stats(&mut rt, &id).await;
@@ -1061,11 +1070,7 @@ async fn cgroupfs_driver_takes_an_expanded_slice_as_a_path() {
     let Some(d) = daemon() else { return };
     let mut rt = d.runtime().await;
     let top = format!("hullfs{}", std::process::id());
-    let slices = [
-        format!("{top}.slice"),
-        format!("{top}.slice/{top}-burstable.slice"),
-        format!("{top}.slice/{top}-burstable.slice/{top}-burstable-podu1.slice"),
-    ];
+    let slices = kubelet_slices(&top, "burstable");
     let _cleanup = CgroupCleanup(slices.to_vec());
     let mut cfg = pod_config("fs-slice", &d);
     cfg.linux.as_mut().unwrap().cgroup_parent = format!("/{}", slices[2]);
@@ -1078,13 +1083,8 @@ async fn cgroupfs_driver_takes_an_expanded_slice_as_a_path() {
         .unwrap()
         .into_inner();
     let pid = serde_json::from_str::<serde_json::Value>(&info.info["info"]).unwrap()["pid"].as_i64().expect("pid");
-    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    let memory = cgroups.lines().find(|l| l.split(':').nth(1).is_some_and(|c| c.split(',').any(|c| c == "memory")));
-    let line = memory
-        .or_else(|| cgroups.lines().find(|l| l.starts_with("0::")))
-        .expect("a memory or unified cgroup line");
+    let (line, hierarchy, _) = memory_cgroup(pid);
     assert!(line.contains(&format!(":/{}/", slices[2])), "container below the given path: {line}");
-    let hierarchy = if memory.is_some() { "/sys/fs/cgroup/memory" } else { "/sys/fs/cgroup" };
     assert!(std::path::Path::new(hierarchy).join(&slices[2]).is_dir());
     stop_pod(&mut rt, &pod).await;
     remove_pod(&mut rt, &pod).await;
