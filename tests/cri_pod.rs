@@ -1603,7 +1603,7 @@ async fn container_count(rt: &mut Rt) -> usize {
 }
 
 /// Image volumes (Kubernetes ImageVolume): an image of the store mounted
-/// read-only at the mount's container path; an image not in the store is
+/// read-only and noexec (KEP-4639) at the mount's container path; an image not in the store is
 /// NotFound; nothing of it is left once the container is removed.
 #[tokio::test(flavor = "multi_thread")]
 async fn image_volumes_mount_an_image_read_only() {
@@ -1621,14 +1621,23 @@ async fn image_volumes_mount_an_image_read_only() {
     let id = start_container(&mut rt, &pod, c, &cfg).await;
     let ls = sh(&mut rt, &id, "ls /mnt/image/bin/busybox && cat /proc/self/mountinfo | grep ' /mnt/image '").await;
     assert!(ls.starts_with("/mnt/image/bin/busybox\n"), "{ls}");
-    assert!(
+    // The mount's per-mount options (mountinfo's sixth field).
+    let has_opt = |opt: &str| {
         ls.lines()
             .nth(1)
-            .is_some_and(|l| l.split_whitespace().nth(5).is_some_and(|o| o.split(',').any(|o| o == "ro"))),
-        "{ls}"
-    );
+            .is_some_and(|l| l.split_whitespace().nth(5).is_some_and(|o| o.split(',').any(|o| o == opt)))
+    };
+    assert!(has_opt("ro"), "{ls}");
     let w = exec(&mut rt, &id, &["sh", "-c", "touch /mnt/image/x"], 10).await.unwrap();
     assert_ne!(w.exit_code, 0, "the image volume is read-only");
+    // noexec (KEP-4639): its files are read, never executed.
+    assert!(has_opt("noexec"), "{ls}");
+    let read = sh(&mut rt, &id, "head -c 4 /mnt/image/bin/busybox | od -An -c | tr -d ' '").await;
+    assert!(read.starts_with("177ELF"), "the image volume's files are readable: {read:?}");
+    let x = exec(&mut rt, &id, &["sh", "-c", "/mnt/image/bin/busybox true"], 10).await.unwrap();
+    assert_ne!(x.exit_code, 0, "a binary of the image volume is not executed");
+    let msg = String::from_utf8_lossy(&x.stderr);
+    assert!(msg.to_lowercase().contains("permission denied"), "exit {}: {msg}", x.exit_code);
     assert!(mounts_under(&d).iter().any(|m| m.contains("image-volumes")), "the image is mounted under the daemon's state");
 
     let mut bad = container_config("vol-missing", &["true"]);

@@ -335,7 +335,7 @@ impl Runtime {
     /// Image volumes: each mount naming an image gets that image of the
     /// store mounted (an overlay over its layers, with the store's lease)
     /// in the container's state directory, recorded before it is mounted;
-    /// the mount then binds it read-only like any host path.
+    /// the mount then binds it read-only (and noexec) like any host path.
     fn mount_image_volumes(&self, rec: &mut ContainerRecord, mounts: &mut [super::config::Mount]) -> Result<()> {
         for (i, m) in mounts.iter_mut().enumerate() {
             let Some(image) = m.image.clone() else { continue };

@@ -358,6 +358,10 @@ pub fn mounts(spec: &mut Spec, list: &[Mount]) -> Result<()> {
             // mount_setattr(AT_RECURSIVE) on the whole bound tree.
             opts.push("rro");
         }
+        if m.image.is_some() {
+            // KEP-4639: an image volume is read-only and noexec.
+            opts.push("noexec");
+        }
         push_mount(&mut mounts, bind(&m.container_path, &m.host_path, &opts));
     }
     spec.set_mounts(Some(mounts));
