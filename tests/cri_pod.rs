@@ -1007,27 +1007,14 @@ async fn systemd_cgroup_driver_places_pods_in_slices() {
     cfg.linux.as_mut().unwrap().cgroup_parent = format!("/{}", slices[2]);
     let pod = run_pod(&mut rt, cfg.clone()).await;
     let id = start_container(&mut rt, &pod, container_config("c", &["sleep", "1000"]), &cfg).await;
-    wait_state(&mut rt, &id, cri::ContainerState::ContainerRunning, Duration::from_secs(20)).await;
-    let info = rt
-        .container_status(cri::ContainerStatusRequest { container_id: id.clone(), verbose: true })
-        .await
-        .unwrap()
-        .into_inner();
-    let pid = serde_json::from_str::<serde_json::Value>(&info.info["info"]).unwrap()["pid"].as_i64().expect("pid");
+    let pid = container_pid(&mut rt, &id).await;
     let want = format!("/{}/hull-{id}.scope", slices[2]);
     let (line, hierarchy, cgroups) = memory_cgroup(pid);
     assert!(line.ends_with(&want), "container in {line}, not {want}:\n{cgroups}");
     assert!(std::path::Path::new(hierarchy).join(&slices[2]).is_dir());
     // The sandbox holder (the pause of containerd) in a scope of its own
     // in the pod slice too: no process sits in a slice itself.
-    let sb = rt
-        .pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: pod.clone(), verbose: true })
-        .await
-        .unwrap()
-        .into_inner();
-    let holder = serde_json::from_str::<serde_json::Value>(&sb.info["info"]).unwrap()["pid"]
-        .as_i64()
-        .expect("holder pid");
+    let holder = holder_pid(&mut rt, &pod).await;
     let hwant = format!("/{}/hull-{pod}.scope", slices[2]);
     let (hline, _, hcg) = memory_cgroup(holder);
     assert!(hline.ends_with(&hwant), "holder in {hline}, not {hwant}:\n{hcg}");
@@ -1061,34 +1048,42 @@ async fn systemd_cgroup_driver_places_pods_in_slices() {
     assert!(!std::path::Path::new(hierarchy).join(&slices[0]).exists(), "nothing made");
 }
 
-/// Under the cgroupfs driver the expanded form of a slice is a plain path
-/// (containerd joins it with the id): the pod lands there and what hull
-/// made of it goes with the pod. A bare slice name stays refused (see
-/// above): cgroupfs has no place for a relative name.
+/// Under the cgroupfs driver the expanded form of a slice is a plain path:
+/// as containerd's cgroupfs driver, the container and the sandbox holder
+/// are `<parent>/<id>` (no systemd scope), and what hull made of it goes
+/// with the pod. The kubelet's own cgroupfs names
+/// (`/kubepods/burstable/pod<uid>`) are placed the same way. A bare slice
+/// name stays refused (see above): cgroupfs has no place for a relative
+/// name.
 #[tokio::test(flavor = "multi_thread")]
 async fn cgroupfs_driver_takes_an_expanded_slice_as_a_path() {
     let Some(d) = daemon() else { return };
     let mut rt = d.runtime().await;
     let top = format!("hullfs{}", std::process::id());
     let slices = kubelet_slices(&top, "burstable");
-    let _cleanup = CgroupCleanup(slices.to_vec());
-    let mut cfg = pod_config("fs-slice", &d);
-    cfg.linux.as_mut().unwrap().cgroup_parent = format!("/{}", slices[2]);
-    let pod = run_pod(&mut rt, cfg.clone()).await;
-    let id = start_container(&mut rt, &pod, container_config("c", &["sleep", "1000"]), &cfg).await;
-    wait_state(&mut rt, &id, cri::ContainerState::ContainerRunning, Duration::from_secs(20)).await;
-    let info = rt
-        .container_status(cri::ContainerStatusRequest { container_id: id.clone(), verbose: true })
-        .await
-        .unwrap()
-        .into_inner();
-    let pid = serde_json::from_str::<serde_json::Value>(&info.info["info"]).unwrap()["pid"].as_i64().expect("pid");
-    let (line, hierarchy, _) = memory_cgroup(pid);
-    assert!(line.contains(&format!(":/{}/", slices[2])), "container below the given path: {line}");
-    assert!(std::path::Path::new(hierarchy).join(&slices[2]).is_dir());
-    stop_pod(&mut rt, &pod).await;
-    remove_pod(&mut rt, &pod).await;
-    assert!(!std::path::Path::new(hierarchy).join(&slices[0]).exists(), "the directories hull made go with the pod");
+    let kube = format!("hullfk{}", std::process::id());
+    let kube_dirs = vec![kube.clone(), format!("{kube}/burstable"), format!("{kube}/burstable/podu2")];
+    let _cleanup = CgroupCleanup(slices.iter().cloned().chain(kube_dirs.iter().cloned()).collect());
+    let mut hierarchy = "";
+    for (name, parent) in [("fs-slice", &slices[2]), ("fs-kube", &kube_dirs[2])] {
+        let mut cfg = pod_config(name, &d);
+        cfg.linux.as_mut().unwrap().cgroup_parent = format!("/{parent}");
+        let pod = run_pod(&mut rt, cfg.clone()).await;
+        let id = start_container(&mut rt, &pod, container_config("c", &["sleep", "1000"]), &cfg).await;
+        for (what, pid, leaf) in [("container", container_pid(&mut rt, &id).await, &id), ("holder", holder_pid(&mut rt, &pod).await, &pod)]
+        {
+            let want = format!("/{parent}/{leaf}");
+            let (line, h, cgroups) = memory_cgroup(pid);
+            assert!(line.ends_with(&format!(":{want}")), "{what} in {line}, not {want}:\n{cgroups}");
+            hierarchy = h;
+        }
+        assert!(std::path::Path::new(hierarchy).join(parent).is_dir());
+        stop_pod(&mut rt, &pod).await;
+        remove_pod(&mut rt, &pod).await;
+    }
+    for made in [&slices[0], &kube_dirs[0]] {
+        assert!(!std::path::Path::new(hierarchy).join(made).exists(), "the directories hull made go with the pod: {made}");
+    }
 }
 
 /// The pod cgroup is the kubelet's: it sizes it before RunPodSandbox
@@ -1341,6 +1336,17 @@ async fn attach_to_a_shell_with_stdin_and_tty() {
 /// zombie).
 fn holder_status(pid: i64) -> Option<String> {
     std::fs::read_to_string(format!("/proc/{pid}/status")).ok().filter(|s| !s.contains("State:\tZ"))
+}
+
+/// A running container's init pid (from its verbose status).
+async fn container_pid(rt: &mut Rt, id: &str) -> i64 {
+    wait_state(rt, id, cri::ContainerState::ContainerRunning, Duration::from_secs(20)).await;
+    let info = rt
+        .container_status(cri::ContainerStatusRequest { container_id: id.into(), verbose: true })
+        .await
+        .unwrap()
+        .into_inner();
+    serde_json::from_str::<serde_json::Value>(&info.info["info"]).unwrap()["pid"].as_i64().expect("pid")
 }
 
 async fn holder_pid(rt: &mut Rt, pod: &str) -> i64 {

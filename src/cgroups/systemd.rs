@@ -41,12 +41,14 @@ pub fn to_cgroupfs(path: &str) -> Result<PathBuf> {
     Ok(out)
 }
 
-/// The cgroupfs path of a container below a pod cgroup: under a slice, a
-/// scope `hull-<id>.scope` (what systemd would call a unit there, as
-/// containerd's `cri-containerd-<id>.scope`); under any other path, `<id>`.
-pub fn child_path(parent: &str, id: &str) -> String {
+/// The cgroupfs path of a container below a pod cgroup: with `scopes`
+/// (the systemd driver) and under a slice, a scope `hull-<id>.scope` (what
+/// systemd would call a unit there, as containerd's
+/// `cri-containerd-<id>.scope`); else `<id>`, whatever the parent's name
+/// (containerd's cgroupfs rule: the parent joined with the id).
+pub fn child_path(parent: &str, id: &str, scopes: bool) -> String {
     let parent = parent.trim_end_matches('/');
-    if parent.ends_with(".slice") {
+    if scopes && parent.ends_with(".slice") {
         format!("{parent}/hull-{id}.scope")
     } else {
         format!("{parent}/{id}")
@@ -93,8 +95,11 @@ mod tests {
 
     #[test]
     fn children_of_slices_are_scopes() {
-        assert_eq!(child_path("/a.slice/a-b.slice", "c1"), "/a.slice/a-b.slice/hull-c1.scope");
-        assert_eq!(child_path("/kubepods/besteffort/pod1/", "c1"), "/kubepods/besteffort/pod1/c1");
+        assert_eq!(child_path("/a.slice/a-b.slice", "c1", true), "/a.slice/a-b.slice/hull-c1.scope");
+        assert_eq!(child_path("/kubepods/besteffort/pod1/", "c1", true), "/kubepods/besteffort/pod1/c1");
+        // cgroupfs: a slice-named directory is a directory like any other.
+        assert_eq!(child_path("/a.slice/a-b.slice", "c1", false), "/a.slice/a-b.slice/c1");
+        assert_eq!(child_path("/kubepods/besteffort/pod1", "c1", false), "/kubepods/besteffort/pod1/c1");
     }
 
     #[test]

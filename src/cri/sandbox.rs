@@ -116,6 +116,7 @@ pub fn sandbox_config(cri: &Cri, c: cri::PodSandboxConfig, runtime_handler: &str
         labels: btree(c.labels),
         annotations: btree(c.annotations),
         cgroup_parent: cgroup_parent(cri.config.cgroup_driver, &linux.cgroup_parent)?,
+        cgroup_scopes: cri.config.cgroup_driver == CgroupDriver::Systemd,
         // The sum of the containers' resources and the RuntimeClass
         // overhead are the sandbox's size for runtimes that need one (VMs).
         // The pod cgroup is the kubelet's to size (limits only where every

@@ -130,6 +130,7 @@ pub fn sandbox_config(pod: &Pod, namespace: &str, uid: &str, log_dir: &Path) -> 
         labels: pod.metadata.labels.clone().unwrap_or_default(),
         annotations: pod.metadata.annotations.clone().unwrap_or_default(),
         cgroup_parent: Some(format!("/hull-pod-{uid}")),
+        cgroup_scopes: false,
         resources: pod_resources(pod)?,
         sysctls,
         security_context: SandboxSecurityContext {

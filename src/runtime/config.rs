@@ -148,6 +148,12 @@ pub struct SandboxConfig {
     /// The pod cgroup (cgroupfs path). None: `/hull/pod-<short id>`, made
     /// and removed by the runtime layer.
     pub cgroup_parent: Option<String>,
+    /// The pod cgroup is a systemd slice (the systemd cgroup driver): the
+    /// holder and the containers get `hull-<id>.scope` below it, as
+    /// systemd would name their units. Else (cgroupfs, whatever the
+    /// parent's name) `<parent>/<id>`, as containerd's cgroupfs driver.
+    #[serde(default)]
+    pub cgroup_scopes: bool,
     /// Pod-level limits set on the pod cgroup.
     pub resources: Option<LinuxResources>,
     /// Sysctls of the pod's namespaces (`net.*` needs a pod network

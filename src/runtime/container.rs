@@ -297,7 +297,7 @@ impl Runtime {
             holder_ns: &holder_ns,
             target_pid_ns,
             etc_dir: (!c.no_etc_files).then_some(etc.as_path()),
-            cgroups_path: crate::cgroups::systemd::child_path(&sbox.cgroup_parent, rec.id.as_str()),
+            cgroups_path: crate::cgroups::systemd::child_path(&sbox.cgroup_parent, rec.id.as_str(), sbox.config.cgroup_scopes),
             pod_user: (None, None, &[]),
             annotations,
         };

@@ -304,8 +304,8 @@ impl Runtime {
         };
         // The holder's leaf, named by the sandbox id as containerd names
         // the pause container's, next to the containers' cgroups (a scope
-        // under a systemd slice, as theirs).
-        let holder_path = crate::cgroups::systemd::child_path(&rec.cgroup_parent, rec.id.as_str());
+        // under a systemd slice with the systemd driver, as theirs).
+        let holder_path = crate::cgroups::systemd::child_path(&rec.cgroup_parent, rec.id.as_str(), rec.config.cgroup_scopes);
         // Recorded before it is made, and before the holder joins it: a
         // holder whose creator died before recording its pid is found (and
         // killed) there by the removal.
