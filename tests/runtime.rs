@@ -524,3 +524,61 @@ fn a_pod_network_container_of_a_host_network_sandbox_shares_the_node_network() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), host.to_str().unwrap());
     rt.remove_sandbox(&sb).unwrap();
 }
+
+/// CDI bind mounts are staged as the config's mounts are: the spec file's
+/// host path is opened once at CreateContainer (a symlink followed then)
+/// and the OCI spec names hull's staged copy, so swapping the symlink
+/// afterwards redirects nothing; a missing host path is refused by name
+/// with nothing left behind.
+#[test]
+fn cdi_mounts_are_bound_from_the_path_resolved_at_create() {
+    if !require_root() {
+        return;
+    }
+    let env = Rt::new();
+    let rt = &env.rt;
+    let host = env.root().join("cdi-host");
+    for (d, text) in [("a", "from-a"), ("b", "from-b")] {
+        std::fs::create_dir_all(host.join(d)).unwrap();
+        std::fs::write(host.join(d).join("f"), text).unwrap();
+    }
+    let link = host.join("link");
+    std::os::unix::fs::symlink(host.join("a"), &link).unwrap();
+    let cdi_mount = |p: &Path| cdi::CdiEdits {
+        devices: vec!["example.com/dev=x".into()],
+        mounts: vec![cdi::CdiMount { host_path: p.into(), container_path: "/opt/cdi".into(), options: vec!["ro".into(), "bind".into()] }],
+        ..Default::default()
+    };
+    let sb = rt.create_sandbox(&sandbox_config("cdi")).unwrap();
+    let mut c = container_config("c", "cat /opt/cdi/f");
+    c.cdi = cdi_mount(&link);
+    let id = rt.create_container(&sb, &c).unwrap();
+    let spec = std::fs::read_to_string(env.opts.run_dir.join("containers").join(id.as_str()).join("bundle/config.json")).unwrap();
+    let spec: serde_json::Value = serde_json::from_str(&spec).unwrap();
+    let m = spec["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["destination"] == "/opt/cdi")
+        .expect("the CDI mount")
+        .clone();
+    let source = m["source"].as_str().unwrap();
+    assert!(source.starts_with(env.opts.run_dir.to_str().unwrap()) && !source.contains("link"), "staged, not the spec's path: {m}");
+    // The symlink swapped after the check: the mount stays a's.
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink(host.join("b"), &link).unwrap();
+    rt.start_container(&id).unwrap();
+    wait_for("exit", Duration::from_secs(20), || rt.container_status(&id).unwrap().state == ContainerState::Exited);
+    let st = rt.container_status(&id).unwrap();
+    assert_eq!((st.exit_code, log_text(&st).as_str()), (Some(0), "from-a"), "{st:?}");
+    rt.remove_container(&id).unwrap();
+
+    let mut bad = container_config("missing", "true");
+    bad.cdi = cdi_mount(&host.join("nope"));
+    let e = rt.create_container(&sb, &bad).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert!(e.to_string().contains("cdi mounts[0] (/opt/cdi)") && e.to_string().contains("does not exist"), "{e}");
+    assert!(rt.list_containers(&ContainerFilter::default()).unwrap().is_empty());
+    rt.remove_sandbox(&sb).unwrap();
+    assert!(leftovers(env.root(), &[], &[]).is_empty(), "{:?}", leftovers(env.root(), &[], &[]));
+}

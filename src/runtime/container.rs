@@ -240,12 +240,9 @@ impl Runtime {
         // Bind sources resolved once and held by hull's own mounts; the
         // paths are recorded before anything is mounted there.
         let staged_dir = self.container_run_dir(&rec.id).join("mounts");
-        rec.staged_mounts = (0..c.mounts.len())
-            .filter(|i| !c.mounts[*i].tmpfs)
-            .map(|i| staged_dir.join(i.to_string()))
-            .collect();
+        rec.staged_mounts = super::mounts::staged_paths(&c, &staged_dir);
         self.save_container(rec)?;
-        let c = ContainerConfig { mounts: super::mounts::stage(&c.mounts, &staged_dir, &mut Vec::new())?, ..c };
+        let c = super::mounts::stage_config(c, &staged_dir)?;
 
         let h = sbox
             .holder

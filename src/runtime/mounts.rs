@@ -4,14 +4,15 @@
 //! path under the container's run directory that only hull can change; the
 //! OCI spec then names that path. A source in a tree a container can
 //! rewrite (a pod volume, a subPath in it) cannot be swapped for a symlink
-//! between the check and the mount.
+//! between the check and the mount. The host paths of CDI bind mounts
+//! (from the spec files) are staged the same way.
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
-use super::config::{Mount, SourceType};
+use super::config::{ContainerConfig, Mount, SourceType};
 use super::error::{Result, RuntimeError};
 use crate::linux::bind;
 
@@ -70,14 +71,40 @@ pub fn stage(mounts: &[Mount], dir: &Path, staged: &mut Vec<PathBuf>) -> Result<
             out.push(m.clone());
             continue;
         }
-        let field = format!("mounts[{i}]");
-        let fd = open_source(m, &field)?;
-        let target = dir.join(i.to_string());
-        bind::stage(&fd, &target).map_err(|e| RuntimeError::from(e).context(format!("container {field}")))?;
-        staged.push(target.clone());
+        let target = stage_one(m, &format!("mounts[{i}]"), dir.join(i.to_string()), staged)?;
         out.push(Mount { host_path: target, sub_path: String::new(), source_type: SourceType::Any, ..m.clone() });
     }
     Ok(out)
+}
+
+/// Open `m`'s source and bind it from that fd onto `target`.
+fn stage_one(m: &Mount, field: &str, target: PathBuf, staged: &mut Vec<PathBuf>) -> Result<PathBuf> {
+    let fd = open_source(m, field)?;
+    bind::stage(&fd, &target).map_err(|e| RuntimeError::from(e).context(format!("container {field}")))?;
+    staged.push(target.clone());
+    Ok(target)
+}
+
+/// Where [`stage_config`] stages `c`'s sources, in its order: `dir/<i>`
+/// for each bind of `mounts`, `dir/cdi-<i>` for each CDI mount (recorded
+/// before anything is mounted there).
+pub fn staged_paths(c: &ContainerConfig, dir: &Path) -> Vec<PathBuf> {
+    let binds = (0..c.mounts.len()).filter(|i| !c.mounts[*i].tmpfs).map(|i| dir.join(i.to_string()));
+    binds.chain((0..c.cdi.mounts.len()).map(|i| dir.join(format!("cdi-{i}")))).collect()
+}
+
+/// `c` with every bind source staged under `dir`: its mounts' (see
+/// [`stage`]) and its CDI mounts' host paths (the spec file's path opened
+/// once, its symlinks followed then, as a `host_path` is).
+pub fn stage_config(c: ContainerConfig, dir: &Path) -> Result<ContainerConfig> {
+    let staged = &mut Vec::new();
+    let mounts = stage(&c.mounts, dir, staged)?;
+    let mut cdi = c.cdi.clone();
+    for (i, m) in cdi.mounts.iter_mut().enumerate() {
+        let src = Mount { host_path: m.host_path.clone(), ..Default::default() };
+        m.host_path = stage_one(&src, &format!("cdi mounts[{i}] ({})", m.container_path), dir.join(format!("cdi-{i}")), staged)?;
+    }
+    Ok(ContainerConfig { mounts, cdi, ..c })
 }
 
 /// Unmount staged sources (lazily: a container still holding one keeps

@@ -493,8 +493,9 @@ pub fn resources(spec: &mut Spec, r: &LinuxResources) -> Result<()> {
 /// A container's CDI edits (resolved and checked by `cdi::resolve`): env
 /// (a name given again replaces the container's own, as the CDI's
 /// library does), device nodes made and allowed in the device cgroup,
-/// bind mounts (replacing one at the same destination), hooks, additional
-/// groups.
+/// bind mounts (replacing one at the same destination; their host paths
+/// are hull's staged copies, see `mounts::stage_config`), hooks,
+/// additional groups.
 pub fn cdi(spec: &mut Spec, e: &super::cdi::CdiEdits) -> Result<()> {
     use oci_spec::runtime::{Hook, Hooks};
     if e.devices.is_empty() {
