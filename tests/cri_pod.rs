@@ -1062,7 +1062,7 @@ async fn cgroupfs_driver_takes_an_expanded_slice_as_a_path() {
     let top = format!("hullfs{}", std::process::id());
     let slices = kubelet_slices(&top, "burstable");
     let kube = format!("hullfk{}", std::process::id());
-    let kube_dirs = vec![kube.clone(), format!("{kube}/burstable"), format!("{kube}/burstable/podu2")];
+    let kube_dirs = [kube.clone(), format!("{kube}/burstable"), format!("{kube}/burstable/podu2")];
     let _cleanup = CgroupCleanup(slices.iter().cloned().chain(kube_dirs.iter().cloned()).collect());
     let mut hierarchy = "";
     for (name, parent) in [("fs-slice", &slices[2]), ("fs-kube", &kube_dirs[2])] {
