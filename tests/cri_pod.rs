@@ -43,6 +43,15 @@ fn pod_config(name: &str, d: &Daemon) -> cri::PodSandboxConfig {
     }
 }
 
+/// `c` with the deprecated profile strings of its security context set.
+#[allow(deprecated)]
+fn with_deprecated_profiles(mut c: cri::ContainerConfig, seccomp_path: &str, apparmor: &str) -> cri::ContainerConfig {
+    let sc = c.linux.get_or_insert_with(Default::default).security_context.get_or_insert_with(Default::default);
+    sc.seccomp_profile_path = seccomp_path.into();
+    sc.apparmor_profile = apparmor.into();
+    c
+}
+
 fn container_config(name: &str, cmd: &[&str]) -> cri::ContainerConfig {
     cri::ContainerConfig {
         metadata: Some(cri::ContainerMetadata { name: name.into(), attempt: 0 }),
@@ -529,6 +538,17 @@ async fn bad_requests_get_the_right_codes_and_leave_nothing() {
     let mut c = container_config("dir", &["true"]);
     c.image = Some(cri::ImageSpec { image: rootfs().to_str().unwrap().into(), ..Default::default() });
     assert_eq!(code(rt.create_container(create(c)).await), Code::NotFound, "a host directory is not an image");
+    // The deprecated profile strings are read, not dropped: a seccomp path
+    // is refused by name, an AppArmor profile is taken as `apparmor` is
+    // (refused here by name: no AppArmor on this host, or not supported).
+    for (name, seccomp_path, apparmor, want) in [
+        ("seccomp-path", "localhost//x.json", "", "config.linux.security_context.seccomp_profile_path"),
+        ("aa-profile", "", "localhost/hull-none", "config.linux.security_context.apparmor_profile"),
+    ] {
+        let c = with_deprecated_profiles(container_config(name, &["true"]), seccomp_path, apparmor);
+        let e = err(rt.create_container(create(c)).await);
+        assert!(matches!(e.code(), Code::InvalidArgument | Code::Unimplemented) && e.message().starts_with(want), "{e:?}");
+    }
     let mut c = container_config("meta", &["true"]);
     c.metadata = None;
     assert!(err(rt.create_container(create(c)).await).message().starts_with("config.metadata"));

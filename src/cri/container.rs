@@ -101,6 +101,13 @@ fn log_path(p: &str) -> Result<String, Status> {
     Ok(p.to_string())
 }
 
+/// The deprecated string forms of the seccomp and AppArmor profiles
+/// (the generated code marks them so).
+#[allow(deprecated)]
+fn deprecated_profiles(sc: &cri::LinuxContainerSecurityContext) -> (&str, &str) {
+    (&sc.seccomp_profile_path, &sc.apparmor_profile)
+}
+
 /// The CRI container config as hull's; `image` is what the store resolved
 /// the request's image to.
 pub fn container_config(cri: &Cri, c: cri::ContainerConfig, image: String) -> Result<rt::ContainerConfig, Status> {
@@ -141,7 +148,14 @@ pub fn container_config(cri: &Cri, c: cri::ContainerConfig, image: String) -> Re
     let sc = linux.security_context.unwrap_or_default();
     let f = "config.linux.security_context";
     super::convert::selinux(&format!("{f}.selinux_options"), &sc.selinux_options)?;
-    super::convert::apparmor(&format!("{f}.apparmor"), &sc.apparmor, "")?;
+    let (seccomp_path, apparmor_profile) = deprecated_profiles(&sc);
+    if !seccomp_path.is_empty() {
+        return Err(invalid(&format!("{f}.seccomp_profile_path"), "deprecated; use seccomp"));
+    }
+    // The deprecated AppArmor string counts when `apparmor` is unset (the
+    // kubelet sends both, alike).
+    let aa_field = if sc.apparmor.is_none() && !apparmor_profile.is_empty() { "apparmor_profile" } else { "apparmor" };
+    super::convert::apparmor(&format!("{f}.{aa_field}"), &sc.apparmor, apparmor_profile)?;
     if sc.supplemental_groups_policy != 0 {
         return Err(super::errors::unimplemented(format!("{f}.supplemental_groups_policy: only Merge is supported")));
     }
