@@ -152,7 +152,10 @@ pub struct SandboxConfig {
     /// holder and the containers get `hull-<id>.scope` below it, as
     /// systemd would name their units. Else (cgroupfs, whatever the
     /// parent's name) `<parent>/<id>`, as containerd's cgroupfs driver.
-    #[serde(default)]
+    /// A record written before this field existed placed children under
+    /// a slice as scopes whatever the driver, so a missing field reads as
+    /// true: an existing pod's new containers land where its holder is.
+    #[serde(default = "scopes_of_older_records")]
     pub cgroup_scopes: bool,
     /// Pod-level limits set on the pod cgroup.
     pub resources: Option<LinuxResources>,
@@ -160,6 +163,10 @@ pub struct SandboxConfig {
     /// namespace, IPC ones a pod IPC namespace).
     pub sysctls: BTreeMap<String, String>,
     pub security_context: SandboxSecurityContext,
+}
+
+fn scopes_of_older_records() -> bool {
+    true
 }
 
 /// Which image a container runs.
@@ -322,4 +329,19 @@ pub struct ContainerConfig {
     /// Do not bind the sandbox's /etc/hosts, /etc/hostname and
     /// /etc/resolv.conf (the caller mounts its own).
     pub no_etc_files: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SandboxConfig;
+
+    #[test]
+    fn a_record_without_cgroup_scopes_keeps_the_older_placement() {
+        let mut v = serde_json::to_value(SandboxConfig::default()).unwrap();
+        v.as_object_mut().unwrap().remove("cgroup_scopes");
+        let old: SandboxConfig = serde_json::from_value(v).unwrap();
+        assert!(old.cgroup_scopes);
+        let new: SandboxConfig = serde_json::from_value(serde_json::to_value(SandboxConfig::default()).unwrap()).unwrap();
+        assert!(!new.cgroup_scopes);
+    }
 }
