@@ -241,7 +241,11 @@ impl Runtime {
         // paths are recorded before anything is mounted there.
         let staged_dir = self.container_run_dir(&rec.id).join("mounts");
         rec.staged_mounts = super::mounts::staged_paths(&c, &staged_dir);
-        self.save_container(rec)?;
+        // Nothing to stage, nothing new to record (an fsync'd write less on
+        // the CreateContainer path).
+        if !rec.staged_mounts.is_empty() {
+            self.save_container(rec)?;
+        }
         let c = super::mounts::stage_config(c, &staged_dir)?;
 
         let h = sbox
