@@ -54,6 +54,13 @@ fn init_alive(rec: &ContainerRecord) -> bool {
         .is_some_and(|(p, t)| crate::oci::state::process_start_time(p) == Some(t))
 }
 
+/// Whether a container's monitor still runs.
+fn monitor_alive(rec: &ContainerRecord) -> bool {
+    rec.monitor_pid
+        .zip(rec.monitor_start_time)
+        .is_some_and(|(p, t)| crate::oci::state::process_start_time(p) == Some(t))
+}
+
 /// A relative log path without `..` (it is joined to the log directory).
 fn check_log_path(p: &str) -> Result<()> {
     if p.starts_with('/') || p.split('/').any(|c| c == ".." || c.is_empty()) || p.contains('\0') {
@@ -515,15 +522,20 @@ impl Runtime {
         Ok(())
     }
 
-    fn status_of_container(&self, mut rec: ContainerRecord) -> ContainerStatus {
-        self.refresh(&mut rec);
-        let alive = init_alive(&rec);
+    fn status_of_container(&self, rec: ContainerRecord) -> ContainerStatus {
+        self.observe_container(rec, |rec| (init_alive(rec), monitor_alive(rec)))
+    }
+
+    /// A record's status, from `liveness` (init, monitor) and then its exit
+    /// record. In that order: a monitor writes the exit record before it
+    /// exits, so one found gone has left it for the refresh after. (Read
+    /// the other way round, a container ending between the two looked
+    /// Unknown, its monitor "gone without an exit record".)
+    fn observe_container(&self, mut rec: ContainerRecord, liveness: impl FnOnce(&ContainerRecord) -> (bool, bool)) -> ContainerStatus {
         // An init that has just ended while its monitor lives: the exit
         // record is being written; the container is not Unknown.
-        let monitor = rec
-            .monitor_pid
-            .zip(rec.monitor_start_time)
-            .is_some_and(|(p, t)| crate::oci::state::process_start_time(p) == Some(t));
+        let (alive, monitor) = liveness(&rec);
+        self.refresh(&mut rec);
         let state = match rec.phase {
             ContainerPhase::Creating => ContainerState::Unknown,
             ContainerPhase::Created if alive || monitor => ContainerState::Created,
@@ -672,7 +684,58 @@ impl Runtime {
 
 #[cfg(test)]
 mod tests {
+    use super::super::RuntimeOptions;
     use super::*;
+
+    fn running_record(rt: &Runtime) -> ContainerRecord {
+        ContainerRecord {
+            id: ContainerId::generate().unwrap(),
+            sandbox_id: SandboxId::generate().unwrap(),
+            config: ContainerConfig::default(),
+            phase: ContainerPhase::Running,
+            created_at: SystemTime::now(),
+            started_at: Some(SystemTime::now()),
+            exit: None,
+            finished_at: None,
+            image_ref: String::new(),
+            rootfs: None,
+            log_path: rt.opts.run_dir.join("c.log"),
+            pid: Some(i32::MAX),
+            pid_start_time: Some(1),
+            monitor_pid: Some(i32::MAX),
+            monitor_start_time: Some(1),
+            stop_signal: "SIGTERM".into(),
+            resources: None,
+            staged_mounts: Vec::new(),
+            image_volumes: Vec::new(),
+        }
+    }
+
+    /// A container whose monitor writes its exit record and exits while
+    /// its status is being taken is Exited with that record, not Unknown.
+    #[test]
+    fn an_exit_while_the_status_is_taken_is_exited_not_unknown() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rt = Runtime::open(RuntimeOptions::new(tmp.path().join("state"), tmp.path().join("run"))).unwrap();
+        let rec = running_record(&rt);
+        let exits = rt.exits_dir();
+        let st = rt.observe_container(rec.clone(), |r| {
+            let exit = ExitRecord::from_status(nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(1), 3), String::new(), false);
+            exit.save(&exit_path(&exits, &r.id)).unwrap();
+            (false, false)
+        });
+        assert_eq!(st.state, ContainerState::Exited, "{st:?}");
+        assert_eq!(st.exit_code, Some(3));
+        assert!(st.message.is_empty(), "{st:?}");
+        // With neither a process nor an exit record it is Unknown, and says why.
+        let other = running_record(&rt);
+        let st = rt.observe_container(other, |_| (false, false));
+        assert_eq!(st.state, ContainerState::Unknown);
+        assert!(st.message.contains("monitor is gone"), "{st:?}");
+        // A live monitor whose init has just ended: still Running.
+        let st = rt.observe_container(running_record(&rt), |_| (false, true));
+        assert_eq!(st.state, ContainerState::Running);
+    }
 
     #[test]
     fn log_paths_stay_in_the_log_directory() {
