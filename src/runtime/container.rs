@@ -203,6 +203,17 @@ impl Runtime {
             staged_mounts: Vec::new(),
             image_volumes: Vec::new(),
         };
+        // The image is resolved before the first record, which names the
+        // rootfs it is about to mount (one record write less).
+        let source = match rootfs::resolve(&config.image.image, "image", &self.opts.image_root) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                let _ = std::fs::remove_dir_all(&run);
+                return Err(e);
+            }
+        };
+        rec.rootfs = Some(rootfs::plan(&source, &dir, &self.opts.image_root, config.security_context.readonly_rootfs));
         let key = container_key(sbox.id.as_str(), &config.metadata.name, config.metadata.attempt);
         let reserved = self
             .save_container(&rec)
@@ -212,7 +223,7 @@ impl Runtime {
             let _ = std::fs::remove_dir_all(&run);
             return Err(e);
         }
-        match self.set_up_container(sbox, &mut rec) {
+        match self.set_up_container(sbox, &source, &mut rec) {
             Ok(()) => {
                 drop(lock);
                 Ok(())
@@ -225,9 +236,8 @@ impl Runtime {
         }
     }
 
-    fn set_up_container(&self, sbox: &super::record::SandboxRecord, rec: &mut ContainerRecord) -> Result<()> {
+    fn set_up_container(&self, sbox: &super::record::SandboxRecord, source: &rootfs::Source, rec: &mut ContainerRecord) -> Result<()> {
         let c = rec.config.clone();
-        let source = rootfs::resolve(&c.image.image, "image", &self.opts.image_root)?;
         rec.image_ref = source.image_ref();
         let signal = c
             .stop_signal
@@ -238,9 +248,9 @@ impl Runtime {
         rec.stop_signal = signal;
         let dir = self.container_dir(&rec.id);
         let ro = c.security_context.readonly_rootfs;
-        let rfs = rootfs::mount(&source, &dir, &self.opts.image_root, ro)?;
-        rec.rootfs = Some(rfs.clone());
-        self.save_container(rec)?;
+        // Already recorded (as planned) by the first record.
+        let rfs = rootfs::mount(source, &dir, &self.opts.image_root, ro)?;
+        debug_assert_eq!(rec.rootfs.as_ref(), Some(&rfs));
         let root_path = rootfs::path(&rfs).to_path_buf();
         let mut c = c;
         self.mount_image_volumes(rec, &mut c.mounts)?;
@@ -312,7 +322,7 @@ impl Runtime {
         let oci = spec::build(&inputs)?;
         let bundle = self.container_run_dir(&rec.id).join("bundle");
         std::fs::create_dir_all(&bundle).map_err(|e| io_err(format!("create {}", bundle.display()), e))?;
-        record::write_atomic(&bundle.join("config.json"), &oci)?;
+        record::write_run_file(&bundle.join("config.json"), &oci)?;
         if let Some(parent) = rec.log_path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| io_err(format!("create {}", parent.display()), e))?;
         }

@@ -25,6 +25,10 @@ pub fn write_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 
 /// Write a file whole or not at all: a temp file beside it, synced, renamed.
 pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_renamed(path, bytes, true)
+}
+
+fn write_renamed(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
     let dir = path.parent().ok_or_else(|| RuntimeError::internal(format!("{} has no parent", path.display())))?;
     // A name of this writer's own: two processes writing one record (a
     // pod's supervisor and a `hull pod` command) never share a temp file.
@@ -35,14 +39,32 @@ pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let io = |what: &str, e: std::io::Error| RuntimeError::with_source(ErrorKind::Internal, format!("{what} {}", tmp.display()), e);
     let mut f = File::create(&tmp).map_err(|e| io("create", e))?;
     f.write_all(bytes).map_err(|e| io("write", e))?;
-    f.sync_all().map_err(|e| io("fsync", e))?;
+    if durable {
+        f.sync_all().map_err(|e| io("fsync", e))?;
+    }
     drop(f);
     std::fs::rename(&tmp, path).map_err(|e| io("rename", e))?;
     // The rename is durable once the directory is.
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
+    if durable {
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
     }
     Ok(())
+}
+
+/// A file of the run dir (`/run/hull`, a tmpfs on a node): written whole
+/// or not at all (a temp file renamed), but not synced. What is there
+/// does not outlive a reboot, so durability across a power loss means
+/// nothing for it, and atomicity is all a SIGKILLed writer needs.
+pub fn write_run_file<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let bytes = serde_json::to_vec(value).map_err(|e| RuntimeError::internal(format!("encode {}: {e}", path.display())))?;
+    write_run_bytes(path, &bytes)
+}
+
+/// [`write_run_file`] of bytes.
+pub fn write_run_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_renamed(path, bytes, false)
 }
 
 /// Read a JSON record; NotFound when the file is missing.
@@ -327,6 +349,20 @@ pub struct ContainerRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run-dir file is written whole through a temp file, which is gone
+    /// after, and replaces what was there.
+    #[test]
+    fn run_files_are_renamed_into_place() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("config.json");
+        write_run_file(&f, &serde_json::json!({"a": 1})).unwrap();
+        write_run_file(&f, &serde_json::json!({"a": 2})).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+        assert_eq!(v["a"], 2);
+        let names: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("config.json")]);
+    }
 
     /// An object directory with a mount in it (a crash before the record
     /// named it) is removed whole: the mount detached first, nothing

@@ -68,21 +68,29 @@ pub fn resolve(image: &str, field: &str, image_root: &Path) -> Result<Source> {
     Ok(Source::Store(Box::new(StoreImage { store, record, config })))
 }
 
-/// Make the rootfs at `rw_dir/rootfs` (its writable layer in `rw_dir`).
-pub fn mount(source: &Source, rw_dir: &Path, image_root: &Path, readonly: bool) -> Result<RootfsRecord> {
+/// What [`mount`] will make of `source` at `rw_dir/rootfs`: recorded
+/// before it is mounted ([`unmount`] of what was never mounted is a no-op).
+pub fn plan(source: &Source, rw_dir: &Path, image_root: &Path, readonly: bool) -> RootfsRecord {
     let target = rw_dir.join("rootfs");
     match source {
-        Source::Dir(dir) if readonly => Ok(RootfsRecord::Direct(dir.clone())),
-        Source::Dir(dir) => {
-            mount_overlay(dir, rw_dir, &target)?;
-            Ok(RootfsRecord::Overlay(target))
-        }
-        Source::Store(i) => {
-            crate::image::rootfs::mount_rootfs(&i.store, &i.record, &target, rw_dir)
-                .map_err(|e| RuntimeError::from(crate::Error::from(e)))?;
-            Ok(RootfsRecord::Image { mountpoint: target, image_root: image_root.to_path_buf() })
-        }
+        Source::Dir(dir) if readonly => RootfsRecord::Direct(dir.clone()),
+        Source::Dir(_) => RootfsRecord::Overlay(target),
+        Source::Store(_) => RootfsRecord::Image { mountpoint: target, image_root: image_root.to_path_buf() },
     }
+}
+
+/// Make the rootfs at `rw_dir/rootfs` (its writable layer in `rw_dir`).
+pub fn mount(source: &Source, rw_dir: &Path, image_root: &Path, readonly: bool) -> Result<RootfsRecord> {
+    let planned = plan(source, rw_dir, image_root, readonly);
+    match (source, &planned) {
+        (Source::Dir(dir), RootfsRecord::Overlay(target)) => mount_overlay(dir, rw_dir, target)?,
+        (Source::Store(i), RootfsRecord::Image { mountpoint, .. }) => {
+            crate::image::rootfs::mount_rootfs(&i.store, &i.record, mountpoint, rw_dir)
+                .map_err(|e| RuntimeError::from(crate::Error::from(e)))?
+        }
+        _ => {}
+    }
+    Ok(planned)
 }
 
 /// The directory the container's root is.
@@ -129,5 +137,25 @@ pub fn unmount(r: &RootfsRecord) {
                 let _ = nix::mount::umount2(mountpoint.as_path(), nix::mount::MntFlags::MNT_DETACH);
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The record written before the mount is the one the mount returns.
+    #[test]
+    fn the_planned_rootfs_is_the_mounted_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let lower = tmp.path().join("lower");
+        std::fs::create_dir(&lower).unwrap();
+        let src = Source::Dir(lower.clone());
+        let rw = tmp.path().join("c");
+        // Read-only: the directory itself, nothing mounted.
+        let ro = plan(&src, &rw, Path::new("/nonexistent"), true);
+        assert_eq!(ro, RootfsRecord::Direct(lower));
+        assert_eq!(mount(&src, &rw, Path::new("/nonexistent"), true).unwrap(), ro);
+        assert_eq!(plan(&src, &rw, Path::new("/i"), false), RootfsRecord::Overlay(rw.join("rootfs")));
     }
 }

@@ -326,7 +326,7 @@ impl Runtime {
             // may have changed since it was checked).
             let file = run.join("holder-seccomp.json");
             let text = serde_json::to_vec(p).map_err(|e| RuntimeError::internal(format!("encode the seccomp profile: {e}")))?;
-            record::write_bytes_atomic(&file, &text)?;
+            record::write_run_bytes(&file, &text)?;
             hspec.seccomp_file = Some(file);
         }
         let h = holder::spawn(&self.opts.hull, &hspec)?;
