@@ -49,16 +49,17 @@ pub fn stats_of(id: &str, cg: &crate::cgroups::Cgroup) -> ContainerStats {
 /// Whether a container's init still runs (its recorded pid, not recycled,
 /// not a zombie).
 fn init_alive(rec: &ContainerRecord) -> bool {
-    rec.pid
-        .zip(rec.pid_start_time)
-        .is_some_and(|(p, t)| crate::oci::state::process_start_time(p) == Some(t))
+    process_alive(rec.pid, rec.pid_start_time)
 }
 
 /// Whether a container's monitor still runs.
 fn monitor_alive(rec: &ContainerRecord) -> bool {
-    rec.monitor_pid
-        .zip(rec.monitor_start_time)
-        .is_some_and(|(p, t)| crate::oci::state::process_start_time(p) == Some(t))
+    process_alive(rec.monitor_pid, rec.monitor_start_time)
+}
+
+/// A recorded process still runs: its pid shows the recorded start time.
+fn process_alive(pid: Option<i32>, start: Option<u64>) -> bool {
+    pid.zip(start).is_some_and(|(p, t)| crate::oci::state::process_start_time(p) == Some(t))
 }
 
 /// A relative log path without `..` (it is joined to the log directory).
@@ -203,26 +204,23 @@ impl Runtime {
             staged_mounts: Vec::new(),
             image_volumes: Vec::new(),
         };
+        let key = container_key(sbox.id.as_str(), &config.metadata.name, config.metadata.attempt);
         // The image is resolved before the first record, which names the
         // rootfs it is about to mount (one record write less).
-        let source = match rootfs::resolve(&config.image.image, "image", &self.opts.image_root) {
-            Ok(s) => s,
+        let reserved = rootfs::resolve(&config.image.image, "image", &self.opts.image_root).and_then(|source| {
+            rec.rootfs = Some(rootfs::plan(&source, &dir, &self.opts.image_root, config.security_context.readonly_rootfs));
+            self.save_container(&rec)?;
+            self.names.reserve(Kind::Container, &key, id.as_str(), |h| self.container_exists(h))?;
+            Ok(source)
+        });
+        let source = match reserved {
+            Ok(source) => source,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);
                 let _ = std::fs::remove_dir_all(&run);
                 return Err(e);
             }
         };
-        rec.rootfs = Some(rootfs::plan(&source, &dir, &self.opts.image_root, config.security_context.readonly_rootfs));
-        let key = container_key(sbox.id.as_str(), &config.metadata.name, config.metadata.attempt);
-        let reserved = self
-            .save_container(&rec)
-            .and_then(|()| self.names.reserve(Kind::Container, &key, id.as_str(), |h| self.container_exists(h)));
-        if let Err(e) = reserved {
-            let _ = std::fs::remove_dir_all(&dir);
-            let _ = std::fs::remove_dir_all(&run);
-            return Err(e);
-        }
         match self.set_up_container(sbox, &source, &mut rec) {
             Ok(()) => {
                 drop(lock);
@@ -662,10 +660,10 @@ impl Runtime {
     /// Make the monitor reopen the container's log file (after rotation).
     pub fn reopen_log(&self, id: &ContainerId) -> Result<()> {
         let rec = self.live_container(id)?;
-        let (Some(pid), Some(start)) = (rec.monitor_pid, rec.monitor_start_time) else {
+        let Some(pid) = rec.monitor_pid else {
             return Err(RuntimeError::precondition(format!("container {id} has no monitor")));
         };
-        if crate::oci::state::process_start_time(pid) != Some(start) {
+        if !monitor_alive(&rec) {
             return Err(RuntimeError::precondition(format!("the monitor of container {id} is gone")));
         }
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGUSR1)
