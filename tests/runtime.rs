@@ -183,6 +183,75 @@ fn sandbox_with_two_containers_created_then_started() {
     assert!(rt.list_containers(&ContainerFilter::default()).unwrap().is_empty());
 }
 
+/// The memory cgroup directory a process is in.
+fn memory_cgroup_dir(pid: i32) -> std::path::PathBuf {
+    let lines = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let line = lines
+        .lines()
+        .find(|l| if v2 { l.starts_with("0::") } else { l.split(':').nth(1).is_some_and(|c| c.split(',').any(|c| c == "memory")) })
+        .unwrap_or_else(|| panic!("no memory cgroup in {lines}"));
+    let path = line.splitn(3, ':').nth(2).unwrap().trim_start_matches('/');
+    Path::new(if v2 { "/sys/fs/cgroup" } else { "/sys/fs/cgroup/memory" }).join(path)
+}
+
+#[test]
+fn an_exited_container_gives_back_its_mounts_and_cgroup_at_exit() {
+    if !require_root() {
+        return;
+    }
+    let env = Rt::new();
+    let rt = &env.rt;
+    let sb = rt.create_sandbox(&sandbox_config("exit")).unwrap();
+    let host = tempfile::tempdir_in(env.root()).unwrap();
+    let mut cfg = with_dir_mount(
+        container_config("brief", "until [ -e /in/go ]; do sleep 1; done; echo bye > /data/f; echo layer > /written; exit 4"),
+        host.path(),
+        "/in",
+    );
+    cfg.security_context.readonly_rootfs = false;
+    cfg.mounts
+        .push(Mount { container_path: "/data".into(), host_path: host.path().into(), ..Default::default() });
+    let c = rt.create_container(&sb, &cfg).unwrap();
+    rt.start_container(&c).unwrap();
+    let pid = rt.container_status(&c).unwrap().pid.unwrap();
+    let cg = memory_cgroup_dir(pid);
+    assert!(cg.is_dir(), "{}", cg.display());
+    let cdir = env.opts.state_dir.join("containers").join(c.as_str());
+    let mounted = || {
+        let m = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        m.lines().filter(|l| l.contains(c.as_str())).map(String::from).collect::<Vec<_>>()
+    };
+    assert!(!mounted().is_empty(), "the running container's rootfs is mounted");
+    std::fs::write(host.path().join("go"), "go\n").unwrap();
+    // Its exit alone (no stop, no remove) gives back the mounts, the
+    // cgroup and the OCI state; the record, the log and the writable
+    // layer stay.
+    wait_for("exit recorded", Duration::from_secs(10), || rt.container_status(&c).unwrap().state == ContainerState::Exited);
+    wait_for("mounts and cgroup given back", Duration::from_secs(10), || mounted().is_empty() && !cg.exists());
+    assert!(!env.opts.run_dir.join("oci").join(c.as_str()).exists());
+    let st = rt.container_status(&c).unwrap();
+    assert_eq!((st.state, st.exit_code), (ContainerState::Exited, Some(4)), "{st:?}");
+    assert!(cdir.join("container.json").exists());
+    assert!(rt.container_spec(&c).is_some_and(|s| s["process"]["args"][0] == "sh"));
+    let (_, usage) = rt.writable_layer_usage(&c).expect("the writable layer stays");
+    assert!(usage.bytes > 0 || usage.inodes > 0, "{usage:?}");
+    assert_eq!(rt.container_stats(&c).unwrap_err().kind(), ErrorKind::FailedPrecondition);
+    assert_eq!(std::fs::read_to_string(host.path().join("f")).unwrap(), "bye\n");
+    // Removal (twice) still works, and the sandbox forgets the container
+    // at its next save.
+    rt.remove_container(&c).unwrap();
+    rt.remove_container(&c).unwrap();
+    assert!(!cdir.exists());
+    let again = rt.create_container(&sb, &container_config("brief", "exit 0")).unwrap();
+    let sbox: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.opts.state_dir.join("sandboxes").join(sb.as_str()).join("sandbox.json")).unwrap())
+            .unwrap();
+    assert_eq!(sbox["containers"], serde_json::json!([again.as_str()]), "{sbox}");
+    rt.remove_sandbox(&sb).unwrap();
+    assert!(leftovers(env.root(), &[pid], &[]).is_empty());
+}
+
 #[test]
 fn stop_escalates_to_sigkill_after_the_timeout() {
     if !require_root() {

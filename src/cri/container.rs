@@ -324,17 +324,6 @@ pub fn status_message(s: &rt::ContainerStatus) -> cri::ContainerStatus {
     }
 }
 
-/// The OCI spec the container runs with (its bundle's config.json), for
-/// ContainerStatus verbose; None once its OCI state is gone.
-fn runtime_spec(runtime: &rt::Runtime, id: &str) -> Option<serde_json::Value> {
-    use std::io::Read;
-    let st = crate::oci::lifecycle::state(&runtime.oci_root(), id).ok()?;
-    let f = std::fs::File::open(st.bundle.join("config.json")).ok()?;
-    let mut data = Vec::new();
-    f.take(16 << 20).read_to_end(&mut data).ok()?;
-    serde_json::from_slice(&data).ok()
-}
-
 pub async fn status(cri: &Cri, req: cri::ContainerStatusRequest) -> Result<cri::ContainerStatusResponse, Status> {
     let id = container_id("container_id", &req.container_id)?;
     let runtime = cri.runtime.clone();
@@ -355,7 +344,7 @@ pub async fn status(cri: &Cri, req: cri::ContainerStatusRequest) -> Result<cri::
                 "image": s.image,
                 "imageRef": s.image_ref,
                 "logPath": s.log_path,
-                "runtimeSpec": runtime_spec(&runtime, id.as_str()),
+                "runtimeSpec": runtime.container_spec(&id),
             });
             info.insert("info".to_string(), v.to_string());
         }

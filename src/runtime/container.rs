@@ -120,7 +120,31 @@ impl Runtime {
             return;
         };
         if self.refresh(&mut rec) && self.save_container(&rec).is_ok() {
+            self.release_exited(&rec);
             self.bus.publish(EventKind::Stopped, &rec.sandbox_id, Some(id));
+        }
+    }
+
+    /// Give back what an exited container holds on the node, as soon as
+    /// its exit is recorded (containerd deletes a task when it exits, so
+    /// RemoveContainer has little left to do): its OCI state and cgroup
+    /// (the OOM counter read first), staged bind mounts, image volumes and
+    /// rootfs mount. Its records, name, log and writable layer (the
+    /// overlay's upper dir, which the stats read) stay until removal,
+    /// which does all of this again for an exit nobody saw (each step is a
+    /// no-op when done).
+    fn release_exited(&self, rec: &ContainerRecord) {
+        let id = rec.id.as_str();
+        match lifecycle::delete(&self.oci_root(), id, true) {
+            Ok(()) | Err(crate::Error::NotFound(_)) => {}
+            Err(e) => log::warn!("container {id}: delete: {e}"),
+        }
+        super::mounts::unstage(&rec.staged_mounts);
+        for v in &rec.image_volumes {
+            rootfs::unmount(v);
+        }
+        if let Some(r) = &rec.rootfs {
+            rootfs::unmount(r);
         }
     }
 
@@ -133,10 +157,12 @@ impl Runtime {
             check_log_path(&config.log_path).map_err(|e| e.context(&what))?;
         }
         let id = ContainerId::generate()?;
-        // Listed in the sandbox first (under its lock): a sandbox stop or
-        // removal from now on knows about this container.
+        // Its directory made and listed in the sandbox under the sandbox's
+        // lock: a sandbox stop or removal from now on knows about this
+        // container, and a listed id without a directory is one removed
+        // (see `prune_containers`).
         let sdir = self.sandbox_dir(sandbox);
-        let sbox = {
+        let (sbox, lock) = {
             let _l = record::lock(&sdir, &format!("sandbox {sandbox}"))?;
             let mut s = self.load_sandbox(sandbox)?;
             if s.phase != SandboxPhase::Ready || !s.holder.is_some_and(|h| h.alive()) {
@@ -151,11 +177,19 @@ impl Runtime {
                 ))
                 .context(&what));
             }
+            // Locked before the first record (see `create_sandbox`).
+            let dir = self.container_dir(&id);
+            let lock = record::create_object_dir(&dir, &format!("container {id}")).map_err(|e| e.context(&what))?;
+            self.prune_containers(&mut s);
             s.containers.push(id.clone());
-            self.save_sandbox(&s)?;
-            s
+            if let Err(e) = self.save_sandbox(&s) {
+                drop(lock);
+                let _ = record::remove_object_dirs(&[dir]);
+                return Err(e.context(&what));
+            }
+            (s, lock)
         };
-        let result = self.create_listed(&sbox, &id, config);
+        let result = self.create_listed(&sbox, &id, config, lock);
         if let Err(e) = result {
             if let Ok(_l) = record::lock(&sdir, "sandbox") {
                 if let Ok(mut s) = self.load_sandbox(sandbox) {
@@ -169,11 +203,24 @@ impl Runtime {
         Ok(id)
     }
 
-    fn create_listed(&self, sbox: &super::record::SandboxRecord, id: &ContainerId, config: &ContainerConfig) -> Result<()> {
+    /// Drop from a sandbox's list (under its lock) the containers removed
+    /// since: their directories are gone (a removal renames it aside
+    /// first; a creation makes it under the sandbox's lock, before the id
+    /// is listed). RemoveContainer leaves the list alone, one synced
+    /// write less.
+    pub(super) fn prune_containers(&self, s: &mut super::record::SandboxRecord) {
+        s.containers.retain(|c| self.container_dir(c).is_dir());
+    }
+
+    fn create_listed(
+        &self,
+        sbox: &super::record::SandboxRecord,
+        id: &ContainerId,
+        config: &ContainerConfig,
+        lock: record::ObjectLock,
+    ) -> Result<()> {
         let dir = self.container_dir(id);
         let run = self.container_run_dir(id);
-        // Locked before the first record (see `create_sandbox`).
-        let lock = record::create_object_dir(&dir, &format!("container {id}"))?;
         if let Err(e) = std::fs::create_dir_all(&run) {
             let _ = std::fs::remove_dir_all(&dir);
             return Err(io_err(format!("create {}", run.display()), e));
@@ -374,24 +421,11 @@ impl Runtime {
     fn tear_down_container(&self, rec: &ContainerRecord) {
         let oci = self.oci_root();
         let id = rec.id.as_str();
-        if oci.load(id).is_ok() {
+        if init_alive(rec) && oci.load(id).is_ok() {
             let _ = lifecycle::kill(&oci, id, Signal::SIGKILL, true);
-            if init_alive(rec) {
-                let _ = wait_exit(&self.exits_dir(), &rec.id, KILL_GRACE);
-            }
-            if let Err(e) = lifecycle::delete(&oci, id, true) {
-                if !matches!(e, crate::Error::NotFound(_)) {
-                    log::warn!("container {id}: delete: {e}");
-                }
-            }
+            let _ = wait_exit(&self.exits_dir(), &rec.id, KILL_GRACE);
         }
-        super::mounts::unstage(&rec.staged_mounts);
-        for v in &rec.image_volumes {
-            rootfs::unmount(v);
-        }
-        if let Some(r) = &rec.rootfs {
-            rootfs::unmount(r);
-        }
+        self.release_exited(rec);
         let _ = std::fs::remove_file(exit_path(&self.exits_dir(), &rec.id));
         // The name before the record: a removal killed in between leaves a
         // record that the next one finds (a name without a record would be
@@ -399,8 +433,7 @@ impl Runtime {
         let m = &rec.config.metadata;
         self.names
             .release(Kind::Container, &container_key(rec.sandbox_id.as_str(), &m.name, m.attempt), rec.id.as_str());
-        let _ = record::remove_object_dir(&self.container_run_dir(&rec.id));
-        let _ = record::remove_object_dir(&self.container_dir(&rec.id));
+        let _ = record::remove_object_dirs(&[self.container_run_dir(&rec.id), self.container_dir(&rec.id)]);
     }
 
     /// After a crash: undo a container whose creator died before it was
@@ -500,22 +533,13 @@ impl Runtime {
     }
 
     /// Remove a container (killed first if it runs) with its rootfs and
-    /// records. Idempotent.
+    /// records. Idempotent. The sandbox's list keeps the id until its
+    /// next save prunes it (see `prune_containers`).
     pub fn remove_container(&self, id: &ContainerId) -> Result<()> {
-        let Some(sandbox) = record::unless_gone(self.load_container(id))?.map(|r| r.sandbox_id) else {
-            return Ok(());
-        };
-        self.remove_container_locked(id)?;
-        if let Ok(_l) = record::lock(&self.sandbox_dir(&sandbox), "sandbox") {
-            if let Ok(mut s) = self.load_sandbox(&sandbox) {
-                s.containers.retain(|c| c != id);
-                self.save_sandbox(&s)?;
-            }
-        }
-        Ok(())
+        self.remove_container_locked(id)
     }
 
-    /// The removal itself; the caller updates (or holds) the sandbox record.
+    /// The removal itself; the sandbox's lock may be held by the caller.
     pub(super) fn remove_container_locked(&self, id: &ContainerId) -> Result<()> {
         self.stop_containers(std::slice::from_ref(id), Duration::ZERO)?;
         let Some(lock) = record::unless_gone(record::lock(&self.container_dir(id), &format!("container {id}")))? else {
@@ -657,6 +681,16 @@ impl Runtime {
         Ok(fds)
     }
 
+    /// The OCI spec a container was created with (its bundle's
+    /// config.json, kept until removal); None when it has none.
+    pub fn container_spec(&self, id: &ContainerId) -> Option<serde_json::Value> {
+        use std::io::Read;
+        let f = std::fs::File::open(self.container_run_dir(id).join("bundle").join("config.json")).ok()?;
+        let mut data = Vec::new();
+        f.take(16 << 20).read_to_end(&mut data).ok()?;
+        serde_json::from_slice(&data).ok()
+    }
+
     /// Make the monitor reopen the container's log file (after rotation).
     pub fn reopen_log(&self, id: &ContainerId) -> Result<()> {
         let rec = self.live_container(id)?;
@@ -672,10 +706,11 @@ impl Runtime {
 
     pub fn container_stats(&self, id: &ContainerId) -> Result<ContainerStats> {
         let _ = self.load_container(id)?;
-        let oci = self
-            .oci_root()
-            .load(id.as_str())
-            .map_err(|e| RuntimeError::from(e).context(format!("container {id}")))?;
+        // An exited container's cgroup went with its exit (`release_exited`).
+        let oci = self.oci_root().load(id.as_str()).map_err(|e| match e {
+            crate::Error::NotFound(_) => RuntimeError::precondition(format!("container {id} is not running: it has no cgroup")),
+            e => RuntimeError::from(e).context(format!("container {id}")),
+        })?;
         let cg = oci.cgroup.ok_or_else(|| RuntimeError::precondition(format!("container {id} has no cgroup")))?;
         Ok(stats_of(id.as_str(), &cg))
     }

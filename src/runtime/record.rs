@@ -173,29 +173,53 @@ fn lock_with(dir: &Path, what: &str, how: FlockArg, create: bool) -> Result<Obje
 /// of a removal cut short are named `.gone-*` and swept by
 /// [`sweep_removed`].
 pub fn remove_object_dir(dir: &Path) -> std::io::Result<()> {
-    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
-        return Ok(());
-    };
-    let aside = parent.join(format!(".gone-{}", name.to_string_lossy()));
-    match std::fs::rename(dir, &aside) {
-        Ok(()) => remove_unmounted(&aside),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(_) => remove_unmounted(dir),
-    }
+    remove_object_dirs(&[dir.to_path_buf()])
 }
 
-/// Delete a directory tree after detaching every mount in it, deepest
+/// [`remove_object_dir`] of several directories, with one read of the
+/// mount table; the first error is returned, after every one was tried.
+pub fn remove_object_dirs(dirs: &[PathBuf]) -> std::io::Result<()> {
+    let mut mounts = None;
+    let mut result = Ok(());
+    for dir in dirs {
+        let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+            continue;
+        };
+        let aside = parent.join(format!(".gone-{}", name.to_string_lossy()));
+        let doomed = match std::fs::rename(dir, &aside) {
+            Ok(()) => aside,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(_) => dir.clone(),
+        };
+        let points = mounts.get_or_insert_with(mount_points);
+        let r = remove_unmounted(&doomed, dir, points);
+        if result.is_ok() {
+            result = r;
+        }
+    }
+    result
+}
+
+/// Every mount point of this process's mount namespace.
+fn mount_points() -> Vec<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(crate::cgroups::mountinfo::unescape(p)))
+        .collect()
+}
+
+/// Delete a directory tree (`dir`, once `was`: the mount table names the
+/// mounts in it by either) after detaching every mount in it, deepest
 /// first. A crash can leave a mount its record never named (a container's
 /// rootfs mounted before the record that lists it was written), and
 /// remove_dir_all crosses mount points: it would empty a bind-mounted host
 /// directory, then stop at the busy mount point.
-fn remove_unmounted(dir: &Path) -> std::io::Result<()> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut points: Vec<PathBuf> = mountinfo
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| PathBuf::from(crate::cgroups::mountinfo::unescape(p)))
-        .filter(|p| p.starts_with(dir))
+fn remove_unmounted(dir: &Path, was: &Path, mounts: &[PathBuf]) -> std::io::Result<()> {
+    let mut points: Vec<PathBuf> = mounts
+        .iter()
+        .filter_map(|p| if p.starts_with(dir) { Some(p.clone()) } else { p.strip_prefix(was).ok().map(|rest| dir.join(rest)) })
         .collect();
     points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     for p in points {
@@ -225,10 +249,12 @@ pub fn record_or_remove<T>(loaded: Result<T>, dir: &Path, run: &Path, what: &str
 /// `parent`, and the directories of creations that died before they were
 /// moved into place (lock free, or never made and a minute old).
 pub fn sweep_removed(parent: &Path) {
+    let mut mounts = None;
     for e in std::fs::read_dir(parent).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().to_string();
         if name.starts_with(".gone-") {
-            let _ = remove_unmounted(&e.path());
+            let p = e.path();
+            let _ = remove_unmounted(&p, &p, mounts.get_or_insert_with(mount_points));
         } else if name.starts_with(".new-") {
             let path = e.path();
             let dead = match try_lock(&path, "a new object") {
@@ -239,7 +265,7 @@ pub fn sweep_removed(parent: &Path) {
                     .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > std::time::Duration::from_secs(60))),
             };
             if dead {
-                let _ = remove_unmounted(&path);
+                let _ = remove_unmounted(&path, &path, mounts.get_or_insert_with(mount_points));
             }
         }
     }

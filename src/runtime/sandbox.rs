@@ -474,10 +474,16 @@ impl Runtime {
         };
         self.stop_containers(&rec.containers, timeout)?;
         let was_stopped = rec.phase == SandboxPhase::Stopped;
+        let before = serde_json::to_vec(&rec).ok();
         // The pod cgroup stays until removal (its containers' records do).
         self.release_sandbox(&mut rec, false);
         rec.phase = SandboxPhase::Stopped;
-        self.save_sandbox(&rec)?;
+        self.prune_containers(&mut rec);
+        // A second stop (RemovePodSandbox stops first) that changed
+        // nothing writes nothing: a synced write less.
+        if before.is_none() || serde_json::to_vec(&rec).ok() != before {
+            self.save_sandbox(&rec)?;
+        }
         if !was_stopped {
             self.bus.publish(EventKind::Stopped, id, None);
         }
