@@ -982,19 +982,6 @@ fn kubelet_slices(top: &str, class: &str) -> [String; 3] {
     ]
 }
 
-/// A process's memory cgroup line (v1) or its unified one (v2), the
-/// hierarchy that line is in, and the whole /proc/PID/cgroup text.
-fn memory_cgroup(pid: i64) -> (String, &'static str, String) {
-    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    let memory = cgroups.lines().find(|l| l.split(':').nth(1).is_some_and(|c| c.split(',').any(|c| c == "memory")));
-    let hierarchy = if memory.is_some() { "/sys/fs/cgroup/memory" } else { "/sys/fs/cgroup" };
-    let line = memory
-        .or_else(|| cgroups.lines().find(|l| l.starts_with("0::")))
-        .expect("a memory or unified cgroup line")
-        .to_string();
-    (line, hierarchy, cgroups)
-}
-
 impl Drop for CgroupCleanup {
     fn drop(&mut self) {
         let roots = std::fs::read_dir("/sys/fs/cgroup")

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{open_fds, parent_pid, require_root, rootfs, settled_fds, unique_id, wait_for};
+use common::{memory_cgroup, open_fds, parent_pid, require_root, rootfs, settled_fds, unique_id, wait_for};
 use hull::runtime::*;
 use std::path::Path;
 use std::sync::Arc;
@@ -183,18 +183,6 @@ fn sandbox_with_two_containers_created_then_started() {
     assert!(rt.list_containers(&ContainerFilter::default()).unwrap().is_empty());
 }
 
-/// The memory cgroup directory a process is in.
-fn memory_cgroup_dir(pid: i32) -> std::path::PathBuf {
-    let lines = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
-    let line = lines
-        .lines()
-        .find(|l| if v2 { l.starts_with("0::") } else { l.split(':').nth(1).is_some_and(|c| c.split(',').any(|c| c == "memory")) })
-        .unwrap_or_else(|| panic!("no memory cgroup in {lines}"));
-    let path = line.splitn(3, ':').nth(2).unwrap().trim_start_matches('/');
-    Path::new(if v2 { "/sys/fs/cgroup" } else { "/sys/fs/cgroup/memory" }).join(path)
-}
-
 #[test]
 fn an_exited_container_gives_back_its_mounts_and_cgroup_at_exit() {
     if !require_root() {
@@ -215,7 +203,8 @@ fn an_exited_container_gives_back_its_mounts_and_cgroup_at_exit() {
     let c = rt.create_container(&sb, &cfg).unwrap();
     rt.start_container(&c).unwrap();
     let pid = rt.container_status(&c).unwrap().pid.unwrap();
-    let cg = memory_cgroup_dir(pid);
+    let (line, hierarchy, _) = memory_cgroup(pid.into());
+    let cg = Path::new(hierarchy).join(line.splitn(3, ':').nth(2).unwrap().trim_start_matches('/'));
     assert!(cg.is_dir(), "{}", cg.display());
     let cdir = env.opts.state_dir.join("containers").join(c.as_str());
     let mounted = || {
