@@ -241,6 +241,32 @@ fn an_exited_container_gives_back_its_mounts_and_cgroup_at_exit() {
     assert!(leftovers(env.root(), &[pid], &[]).is_empty());
 }
 
+/// CVE-2019-5736 on the runtime layer's path: a created container's init
+/// (a fork of its monitor, still hull until it execs the program) runs
+/// from a read-only copy of hull, and the runtime exec'd the monitor from
+/// that copy itself (its argv[0] is the copy's /proc/self/fd path), not
+/// through a re-exec.
+#[test]
+fn a_created_containers_init_runs_from_a_read_only_hull() {
+    if !require_root() {
+        return;
+    }
+    let env = Rt::new();
+    let rt = &env.rt;
+    let sb = rt.create_sandbox(&sandbox_config("guard")).unwrap();
+    let c = rt.create_container(&sb, &container_config("held", "exit 0")).unwrap();
+    let st = rt.container_status(&c).unwrap();
+    assert_eq!(st.state, ContainerState::Created);
+    let pid = st.pid.expect("a created container has its init");
+    let exe = format!("/proc/{pid}/exe");
+    let flags = nix::sys::statvfs::statvfs(exe.as_str()).unwrap().flags();
+    assert!(flags.contains(nix::sys::statvfs::FsFlags::ST_RDONLY), "{exe} is on a writable mount ({flags:?})");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let argv0 = String::from_utf8_lossy(cmdline.split(|b| *b == 0).next().unwrap()).into_owned();
+    assert!(argv0.starts_with("/proc/self/fd/"), "monitor exec'd as {argv0:?}");
+    rt.remove_sandbox(&sb).unwrap();
+}
+
 #[test]
 fn stop_escalates_to_sigkill_after_the_timeout() {
     if !require_root() {

@@ -3,6 +3,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
 
 use crate::error::{Result, SysContext};
 
@@ -406,7 +407,7 @@ pub fn running_from_protected_binary() -> bool {
 /// Re-execute the current command from a copy of hull that cannot be
 /// written. Returns only on failure.
 pub fn reexec_protected() -> Result<std::convert::Infallible> {
-    let exe = match readonly_detached_binary() {
+    let exe = match readonly_detached_binary(Path::new("/proc/self/exe")) {
         Ok(fd) => fd,
         Err(e) => {
             log::debug!("read-only bind of hull unavailable ({e}); using a sealed memfd copy");
@@ -437,13 +438,18 @@ struct MountAttr {
     userns_fd: u64,
 }
 
-fn readonly_detached_binary() -> std::io::Result<OwnedFd> {
+/// A detached, read-only bind mount of the binary at `path` (see above),
+/// as an fd that `execve("/proc/self/fd/N")` runs: a long-lived process
+/// that starts container-facing hull commands makes it once, and they
+/// start already protected (one exec of hull less each).
+pub fn readonly_detached_binary(path: &Path) -> std::io::Result<OwnedFd> {
     const OPEN_TREE_CLONE: libc::c_uint = 1;
     const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    let path = CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
     // SAFETY: open_tree reads a NUL-terminated path; returns a new fd or -1.
-    let fd = unsafe {
-        libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c"/proc/self/exe".as_ptr(), OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint)
-    };
+    let fd =
+        unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint) };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }

@@ -119,12 +119,40 @@ pub struct Runtime {
     bus: std::sync::Arc<events::EventBus>,
     /// Sees the monitors' exit records; stopped when the runtime drops.
     _watcher: Option<events::Watcher>,
+    /// The protected copy of hull that `opts.hull` names as
+    /// `/proc/self/fd/N`, when one could be made (see [`protect_hull`]).
+    _exe: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
+}
+
+/// Exec hull's children from a read-only detached bind of the binary, made
+/// once: a monitor or an exec (container-facing commands, see
+/// `linux::syscall` on CVE-2019-5736) then starts already protected
+/// instead of re-executing itself, one exec of hull less on every
+/// CreateContainer and ExecSync. Without it (no open_tree, kernels before
+/// 5.12) the children protect themselves as before.
+fn protect_hull(opts: &mut RuntimeOptions) -> Option<std::sync::Arc<std::os::fd::OwnedFd>> {
+    use std::os::fd::AsRawFd;
+    // Above the low numbers a child's setup dup2()s onto (stdio, a report
+    // pipe at 3) before it execs this fd's path.
+    let high = |fd: std::os::fd::OwnedFd| nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(64)).map_err(std::io::Error::from);
+    match crate::linux::syscall::readonly_detached_binary(&opts.hull).and_then(high) {
+        Ok(fd) => {
+            // SAFETY: F_DUPFD_CLOEXEC returned a new fd that nothing else owns.
+            let fd = unsafe { crate::linux::syscall::owned_fd(fd) };
+            opts.hull = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+            Some(std::sync::Arc::new(fd))
+        }
+        Err(e) => {
+            log::debug!("no read-only bind of {} ({e}); its children re-exec themselves", opts.hull.display());
+            None
+        }
+    }
 }
 
 impl Runtime {
     /// Open the runtime on its directories (made if missing), and start
     /// watching for container exits.
-    pub fn open(opts: RuntimeOptions) -> Result<Runtime> {
+    pub fn open(mut opts: RuntimeOptions) -> Result<Runtime> {
         for d in [
             opts.state_dir.join("sandboxes"),
             opts.state_dir.join("containers"),
@@ -138,15 +166,22 @@ impl Runtime {
                 .map_err(|e| RuntimeError::with_source(ErrorKind::Internal, format!("create {}", d.display()), e))?;
             record::sweep_removed(&d);
         }
+        let exe = protect_hull(&mut opts);
         let bus: std::sync::Arc<events::EventBus> = Default::default();
         // The watcher thread works on a second handle on the same
         // directories and event bus (a handle without a watcher).
-        let view = Runtime { names: names::NameIndex::new(&opts.state_dir), opts: opts.clone(), bus: bus.clone(), _watcher: None };
+        let view = Runtime {
+            names: names::NameIndex::new(&opts.state_dir),
+            opts: opts.clone(),
+            bus: bus.clone(),
+            _watcher: None,
+            _exe: exe.clone(),
+        };
         let watcher = events::watch(&opts.run_dir.join("exits"), move |id| view.note_exit(&id));
         if let Err(e) = &watcher {
             log::warn!("container exits will be seen only when asked: {e}");
         }
-        let rt = Runtime { names: names::NameIndex::new(&opts.state_dir), opts, bus, _watcher: watcher.ok() };
+        let rt = Runtime { names: names::NameIndex::new(&opts.state_dir), opts, bus, _watcher: watcher.ok(), _exe: exe };
         rt.recover();
         Ok(rt)
     }
