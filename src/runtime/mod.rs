@@ -88,6 +88,9 @@ pub struct RuntimeOptions {
     /// CNI network config and plugin directories.
     pub cni: crate::network::CniOptions,
     /// The hull binary exec'd for holders, monitors and execs.
+    /// [`Runtime::open`] replaces it, in the options it keeps, by the
+    /// `/proc/self/fd/N` of its read-only copy: a path of this process
+    /// only, to exec here, never to hand to another process.
     pub hull: PathBuf,
 }
 
