@@ -410,9 +410,12 @@ fn twenty_sandboxes_from_threads_leave_nothing() {
     wait_for("nothing left", Duration::from_secs(10), || leftovers(env.root(), &pids, &cgroups).is_empty());
     assert!(env.rt.list_sandboxes(&SandboxFilter::default()).unwrap().is_empty());
     assert!(env.rt.list_containers(&ContainerFilter::default()).unwrap().is_empty());
+    // Removals delete their directories behind the caller (renamed aside
+    // at once, deleted by the runtime's reaper thread).
     let state = env.root().join("state");
     for d in ["sandboxes", "containers"] {
-        assert_eq!(std::fs::read_dir(state.join(d)).unwrap().count(), 0, "{d} left");
+        let count = || std::fs::read_dir(state.join(d)).unwrap().count();
+        wait_for(&format!("state/{d} emptied"), Duration::from_secs(10), || count() == 0);
     }
     for d in ["names/sandboxes", "names/containers"] {
         let n = std::fs::read_dir(state.join(d)).map(|r| r.count()).unwrap_or(0);

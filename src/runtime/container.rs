@@ -426,14 +426,16 @@ impl Runtime {
             let _ = wait_exit(&self.exits_dir(), &rec.id, KILL_GRACE);
         }
         self.release_exited(rec);
-        let _ = std::fs::remove_file(exit_path(&self.exits_dir(), &rec.id));
         // The name before the record: a removal killed in between leaves a
         // record that the next one finds (a name without a record would be
         // left for good; a record without a name is still removed).
         let m = &rec.config.metadata;
         self.names
             .release(Kind::Container, &container_key(rec.sandbox_id.as_str(), &m.name, m.attempt), rec.id.as_str());
-        let _ = record::remove_object_dirs(&[self.container_run_dir(&rec.id), self.container_dir(&rec.id)]);
+        // The exit record after the directories: removed before them, a
+        // crash in between would leave a record whose exit looks lost.
+        let dirs = [self.container_run_dir(&rec.id), self.container_dir(&rec.id)];
+        self.reaper.remove(&dirs, &[exit_path(&self.exits_dir(), &rec.id)]);
     }
 
     /// After a crash: undo a container whose creator died before it was

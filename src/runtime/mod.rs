@@ -125,6 +125,9 @@ pub struct Runtime {
     /// The protected copy of hull that `opts.hull` names as
     /// `/proc/self/fd/N`, when one could be made (see [`protect_hull`]).
     _exe: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
+    /// Deletes what removals set aside (see [`record::Reaper`]); the last
+    /// handle dropped waits for it.
+    reaper: std::sync::Arc<record::Reaper>,
 }
 
 /// Exec hull's children from a read-only detached bind of the binary, made
@@ -169,8 +172,10 @@ impl Runtime {
                 .map_err(|e| RuntimeError::with_source(ErrorKind::Internal, format!("create {}", d.display()), e))?;
             record::sweep_removed(&d);
         }
+        record::sweep_orphan_files(&opts.run_dir.join("exits"), ".json", &opts.state_dir.join("containers"));
         let exe = protect_hull(&mut opts);
         let bus: std::sync::Arc<events::EventBus> = Default::default();
+        let reaper = std::sync::Arc::new(record::Reaper::start());
         // The watcher thread works on a second handle on the same
         // directories and event bus (a handle without a watcher).
         let view = Runtime {
@@ -179,12 +184,13 @@ impl Runtime {
             bus: bus.clone(),
             _watcher: None,
             _exe: exe.clone(),
+            reaper: reaper.clone(),
         };
         let watcher = events::watch(&opts.run_dir.join("exits"), move |id| view.note_exit(&id));
         if let Err(e) = &watcher {
             log::warn!("container exits will be seen only when asked: {e}");
         }
-        let rt = Runtime { names: names::NameIndex::new(&opts.state_dir), opts, bus, _watcher: watcher.ok(), _exe: exe };
+        let rt = Runtime { names: names::NameIndex::new(&opts.state_dir), opts, bus, _watcher: watcher.ok(), _exe: exe, reaper };
         rt.recover();
         Ok(rt)
     }

@@ -181,23 +181,131 @@ pub fn remove_object_dir(dir: &Path) -> std::io::Result<()> {
 pub fn remove_object_dirs(dirs: &[PathBuf]) -> std::io::Result<()> {
     let mut mounts = None;
     let mut result = Ok(());
-    for dir in dirs {
-        let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
-            continue;
-        };
-        let aside = parent.join(format!(".gone-{}", name.to_string_lossy()));
-        let doomed = match std::fs::rename(dir, &aside) {
-            Ok(()) => aside,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(_) => dir.clone(),
-        };
-        let points = mounts.get_or_insert_with(mount_points);
-        let r = remove_unmounted(&doomed, dir, points);
+    for (doomed, was) in set_aside(dirs) {
+        let r = remove_unmounted(&doomed, &was, mounts.get_or_insert_with(mount_points));
         if result.is_ok() {
             result = r;
         }
     }
     result
+}
+
+/// The first step of a removal: each directory renamed aside in one step
+/// (or left where it is when the rename fails); returned with the path it
+/// had, by which the mount table may still name mounts in it.
+fn set_aside(dirs: &[PathBuf]) -> Vec<(PathBuf, PathBuf)> {
+    let mut out = Vec::new();
+    for dir in dirs {
+        let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+            continue;
+        };
+        let aside = parent.join(format!(".gone-{}", name.to_string_lossy()));
+        match std::fs::rename(dir, &aside) {
+            Ok(()) => out.push((aside, dir.clone())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(_) => out.push((dir.clone(), dir.clone())),
+        }
+    }
+    out
+}
+
+/// Finishes removals on a thread of its own: a removal returns once its
+/// directories are renamed aside (a locker finds nothing from then on),
+/// and the thread detaches what may still be mounted in them (normally
+/// nothing: a container's and a sandbox's mounts go when they stop) and
+/// deletes them, and the files queued with them; their unlinks, a journal
+/// update each on a disk, are off the caller's time. Dropping it waits
+/// for what is queued. A crash before a tree is deleted leaves a
+/// `.gone-*` that [`sweep_removed`] deletes at the next open (and an exit
+/// record without its container, see [`sweep_orphan_files`]).
+pub struct Reaper {
+    queue: Option<std::sync::mpsc::Sender<Doomed>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+enum Doomed {
+    /// A tree set aside, and the path it had.
+    Tree(PathBuf, PathBuf),
+    File(PathBuf),
+}
+
+impl Doomed {
+    fn delete(self) {
+        let r = match &self {
+            Doomed::Tree(dir, was) => remove_unmounted(dir, was, &mount_points()),
+            Doomed::File(f) => std::fs::remove_file(f),
+        };
+        if let Err(e) = r.or_else(ignore_missing) {
+            let (Doomed::Tree(p, _) | Doomed::File(p)) = &self;
+            log::warn!("delete {}: {e}", p.display());
+        }
+    }
+}
+
+fn ignore_missing(e: std::io::Error) -> std::io::Result<()> {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+impl Reaper {
+    pub fn start() -> Reaper {
+        let (tx, rx) = std::sync::mpsc::channel::<Doomed>();
+        let thread = std::thread::Builder::new().name("hull-reaper".into()).spawn(move || {
+            for doomed in rx {
+                doomed.delete();
+            }
+        });
+        match thread {
+            Ok(t) => Reaper { queue: Some(tx), thread: Some(t) },
+            Err(e) => {
+                log::warn!("removals delete their files inline: no thread for it: {e}");
+                Reaper { queue: None, thread: None }
+            }
+        }
+    }
+
+    /// [`remove_object_dirs`], all but the renames left to the thread
+    /// (done inline when it could not be started), and then `files`.
+    pub fn remove(&self, dirs: &[PathBuf], files: &[PathBuf]) {
+        let trees = set_aside(dirs).into_iter().map(|(d, was)| Doomed::Tree(d, was));
+        for doomed in trees.chain(files.iter().cloned().map(Doomed::File)) {
+            match &self.queue {
+                Some(q) => {
+                    if let Err(std::sync::mpsc::SendError(doomed)) = q.send(doomed) {
+                        doomed.delete();
+                    }
+                }
+                None => doomed.delete(),
+            }
+        }
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        drop(self.queue.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Delete the files in `dir` named `<id><suffix>` whose object has no
+/// directory in `objects` any more: what a removal cut short by a crash
+/// left of it after its directory went.
+pub fn sweep_orphan_files(dir: &Path, suffix: &str, objects: &Path) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(id) = name.strip_suffix(suffix).filter(|id| !id.is_empty() && !id.starts_with('.')) else {
+            continue;
+        };
+        if !objects.join(id).exists() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// Every mount point of this process's mount namespace.
@@ -210,13 +318,20 @@ fn mount_points() -> Vec<PathBuf> {
         .collect()
 }
 
-/// Delete a directory tree (`dir`, once `was`: the mount table names the
-/// mounts in it by either) after detaching every mount in it, deepest
-/// first. A crash can leave a mount its record never named (a container's
-/// rootfs mounted before the record that lists it was written), and
-/// remove_dir_all crosses mount points: it would empty a bind-mounted host
-/// directory, then stop at the busy mount point.
+/// Delete a directory tree (`dir`, once `was`) after
+/// [`detach_mounts_in`] it.
 fn remove_unmounted(dir: &Path, was: &Path, mounts: &[PathBuf]) -> std::io::Result<()> {
+    detach_mounts_in(dir, was, mounts);
+    std::fs::remove_dir_all(dir)
+}
+
+/// Detach every mount in a directory tree (`dir`, once `was`: the mount
+/// table names the mounts in it by either), deepest first. A crash can
+/// leave a mount its record never named (a container's rootfs mounted
+/// before the record that lists it was written), and remove_dir_all
+/// crosses mount points: it would empty a bind-mounted host directory,
+/// then stop at the busy mount point.
+fn detach_mounts_in(dir: &Path, was: &Path, mounts: &[PathBuf]) {
     let mut points: Vec<PathBuf> = mounts
         .iter()
         .filter_map(|p| if p.starts_with(dir) { Some(p.clone()) } else { p.strip_prefix(was).ok().map(|rest| dir.join(rest)) })
@@ -225,7 +340,6 @@ fn remove_unmounted(dir: &Path, was: &Path, mounts: &[PathBuf]) -> std::io::Resu
     for p in points {
         let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
     }
-    std::fs::remove_dir_all(dir)
 }
 
 /// The record of an object being recovered; None when there is nothing
@@ -390,14 +504,12 @@ mod tests {
         assert_eq!(names, vec![std::ffi::OsString::from("config.json")]);
     }
 
-    /// An object directory with a mount in it (a crash before the record
-    /// named it) is removed whole: the mount detached first, nothing
-    /// deleted through it.
-    #[test]
-    fn removing_an_object_dir_detaches_mounts_in_it() {
+    /// A temp dir with `obj/rootfs` bind-mounted from `host` (which holds
+    /// a file `keep`); None without root.
+    fn object_with_a_mount(test: &str) -> Option<(tempfile::TempDir, PathBuf)> {
         if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipped removing_an_object_dir_detaches_mounts_in_it: needs root to mount");
-            return;
+            eprintln!("skipped {test}: needs root to mount");
+            return None;
         }
         let t = tempfile::tempdir().unwrap();
         let host = t.path().join("host");
@@ -407,15 +519,66 @@ mod tests {
         std::fs::create_dir_all(obj.join("rootfs")).unwrap();
         let bind = nix::mount::MsFlags::MS_BIND;
         nix::mount::mount(Some(&host), &obj.join("rootfs"), None::<&str>, bind, None::<&str>).unwrap();
-        let result = remove_object_dir(&obj);
+        Some((t, obj))
+    }
+
+    /// After a removal of [`object_with_a_mount`]: nothing mounted is
+    /// left, the tree is gone, and nothing was deleted through the mount.
+    fn assert_removed_whole(t: &tempfile::TempDir, obj: &Path) {
         let still = std::fs::read_to_string("/proc/self/mountinfo").unwrap().contains(t.path().to_str().unwrap());
         if still {
             let _ = nix::mount::umount2(&t.path().join(".gone-obj/rootfs"), nix::mount::MntFlags::MNT_DETACH);
         }
-        result.unwrap();
         assert!(!still, "a mount is left");
         assert!(!obj.exists() && !t.path().join(".gone-obj").exists());
-        assert!(host.join("keep").exists(), "a file was deleted through the mount");
+        assert!(t.path().join("host/keep").exists(), "a file was deleted through the mount");
+    }
+
+    /// An object directory with a mount in it (a crash before the record
+    /// named it) is removed whole: the mount detached first, nothing
+    /// deleted through it.
+    #[test]
+    fn removing_an_object_dir_detaches_mounts_in_it() {
+        let Some((t, obj)) = object_with_a_mount("removing_an_object_dir_detaches_mounts_in_it") else {
+            return;
+        };
+        let result = remove_object_dir(&obj);
+        assert_removed_whole(&t, &obj);
+        result.unwrap();
+    }
+
+    /// The reaper's removal: the directory is gone from its path when the
+    /// call returns; the tree (with a mount in it) and the queued file are
+    /// deleted by the thread, the mount detached first, nothing deleted
+    /// through it.
+    #[test]
+    fn the_reaper_finishes_removals_behind_the_caller() {
+        let Some((t, obj)) = object_with_a_mount("the_reaper_finishes_removals_behind_the_caller") else {
+            return;
+        };
+        let file = t.path().join("obj.json");
+        std::fs::write(&file, "{}").unwrap();
+        let reaper = Reaper::start();
+        reaper.remove(&[obj.clone(), t.path().join("never-made")], std::slice::from_ref(&file));
+        assert!(!obj.exists(), "a locker must find nothing once remove returns");
+        drop(reaper);
+        assert_removed_whole(&t, &obj);
+        assert!(!file.exists());
+    }
+
+    #[test]
+    fn files_of_objects_without_a_directory_are_swept() {
+        let t = tempfile::tempdir().unwrap();
+        let (objects, files) = (t.path().join("objects"), t.path().join("exits"));
+        std::fs::create_dir_all(objects.join("a")).unwrap();
+        std::fs::create_dir(&files).unwrap();
+        for f in ["a.json", "b.json", "b.other", ".json.tmp"] {
+            std::fs::write(files.join(f), "{}").unwrap();
+        }
+        sweep_orphan_files(&files, ".json", &objects);
+        let mut left: Vec<_> = std::fs::read_dir(&files).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        assert_eq!(left, [".json.tmp", "a.json", "b.other"]);
     }
 
     #[test]

@@ -157,16 +157,22 @@ fn remove_cgroup(cg: &crate::cgroups::Cgroup, parent: &str) {
     // gone is the sandbox's: its holder, also one whose creator died
     // before recording it.
     let _ = cg.signal_all(nix::sys::signal::Signal::SIGKILL);
+    // The default parent is shared by every sandbox: the last one out
+    // removes it, under the lock creators hold while they make their pod
+    // cgroup below it (rmdir of a parent in use fails, and is left). Also
+    // the removal itself runs under it, as it removes the parents this
+    // sandbox made: a creator that found the parent there must not see
+    // it go before its pod cgroup is in it.
+    let default_parent = parent.starts_with(DEFAULT_CGROUP_PARENT);
+    let _l = default_parent.then(|| cgroup_parent_lock(nix::fcntl::FlockArg::LockExclusive));
     if let Err(e) = cg.remove() {
         log::warn!("{e}");
     }
-    // The default parent is shared by every sandbox: the last one out
-    // removes it, under the lock creators hold while they make their pod
-    // cgroup below it (rmdir of a parent in use fails, and is left).
-    if parent.starts_with(DEFAULT_CGROUP_PARENT) {
-        let _l = cgroup_parent_lock(nix::fcntl::FlockArg::LockExclusive);
+    if default_parent {
         for dir in cg.dirs.values() {
-            if let Some(p) = dir.parent().filter(|p| p.ends_with(DEFAULT_CGROUP_PARENT.trim_matches('/'))) {
+            // (One this sandbox made, remove() has tried already.)
+            let made = |p: &Path| cg.created.iter().any(|c| c == p);
+            if let Some(p) = dir.parent().filter(|p| p.ends_with(DEFAULT_CGROUP_PARENT.trim_matches('/')) && !made(p)) {
                 let _ = std::fs::remove_dir(p);
             }
         }
@@ -515,13 +521,7 @@ impl Runtime {
         self.release_sandbox(&mut rec, true);
         let m = &rec.config.metadata;
         self.names.release(Kind::Sandbox, &sandbox_key(&m.namespace, &m.name, m.attempt), id.as_str());
-        let run = self.sandbox_run_dir(id);
-        record::remove_object_dir(&run)
-            .or_else(ignore_missing)
-            .map_err(|e| io_err(format!("remove {}", run.display()), e))?;
-        record::remove_object_dir(&dir)
-            .or_else(ignore_missing)
-            .map_err(|e| io_err(format!("remove {}", dir.display()), e))?;
+        self.reaper.remove(&[self.sandbox_run_dir(id), dir], &[]);
         drop(lock);
         self.bus.publish(EventKind::Deleted, id, None);
         Ok(())
@@ -583,14 +583,6 @@ impl Runtime {
         let rec = self.load_sandbox(id)?;
         let cg = rec.cgroup.ok_or_else(|| RuntimeError::precondition(format!("sandbox {id} has no cgroup")))?;
         Ok(super::container::stats_of(id.as_str(), &cg))
-    }
-}
-
-fn ignore_missing(e: std::io::Error) -> std::io::Result<()> {
-    if e.kind() == std::io::ErrorKind::NotFound {
-        Ok(())
-    } else {
-        Err(e)
     }
 }
 
