@@ -102,17 +102,12 @@ fn daemon_with(flags: &[&str]) -> Option<Daemon> {
     Some(d)
 }
 
+fn create_request(pod: &str, sandbox: &cri::PodSandboxConfig, config: cri::ContainerConfig) -> cri::CreateContainerRequest {
+    cri::CreateContainerRequest { pod_sandbox_id: pod.into(), config: Some(config), sandbox_config: Some(sandbox.clone()) }
+}
+
 async fn start_container(rt: &mut Rt, pod: &str, config: cri::ContainerConfig, sandbox: &cri::PodSandboxConfig) -> String {
-    let id = rt
-        .create_container(cri::CreateContainerRequest {
-            pod_sandbox_id: pod.into(),
-            config: Some(config),
-            sandbox_config: Some(sandbox.clone()),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .container_id;
+    let id = rt.create_container(create_request(pod, sandbox, config)).await.unwrap().into_inner().container_id;
     rt.start_container(cri::StartContainerRequest { container_id: id.clone() }).await.unwrap();
     id
 }
@@ -511,11 +506,7 @@ async fn bad_requests_get_the_right_codes_and_leave_nothing() {
     d.import_fixture();
     let cfg = pod_config("bad", &d);
     let pod = run_pod(&mut rt, cfg.clone()).await;
-    let create = |c: cri::ContainerConfig| cri::CreateContainerRequest {
-        pod_sandbox_id: pod.clone(),
-        config: Some(c),
-        sandbox_config: Some(cfg.clone()),
-    };
+    let create = |c: cri::ContainerConfig| create_request(&pod, &cfg, c);
     let mut c = container_config("esc", &["true"]);
     c.log_path = "../../escape.log".into();
     let e = err(rt.create_container(create(c)).await);
@@ -1665,4 +1656,43 @@ async fn image_volumes_mount_an_image_read_only() {
     remove_container(&mut rt, &id).await;
     assert!(mounts_under(&d).is_empty(), "{:?}", mounts_under(&d));
     remove_pod(&mut rt, &pod).await;
+}
+
+/// CreateContainer returns while the OCI create runs on (as containerd
+/// leaves runc's create to StartContainer): a create the kernel refuses
+/// (a cpuset of a CPU this machine lacks) fails StartContainer, and the
+/// container is EXITED with exit code 128 and the reason StartError,
+/// saying why; a container created and removed unstarted is undone too.
+/// Nothing is left behind either way.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_oci_create_is_the_starts_error() {
+    let Some(d) = daemon() else { return };
+    let mut rt = d.runtime().await;
+    let cfg = pod_config("starterr", &d);
+    let pod = run_pod(&mut rt, cfg.clone()).await;
+    let create = |c: cri::ContainerConfig| create_request(&pod, &cfg, c);
+    let mut bad = container_config("bad", &["true"]);
+    bad.linux.as_mut().unwrap().resources = Some(cri::LinuxContainerResources { cpuset_cpus: "1000".into(), ..Default::default() });
+    let id = rt.create_container(create(bad)).await.expect("CreateContainer").into_inner().container_id;
+    let e = rt.start_container(cri::StartContainerRequest { container_id: id.clone() }).await.unwrap_err();
+    assert!(e.message().contains("cpuset"), "{e:?}");
+    let st = status(&mut rt, &id).await;
+    assert_eq!(st.state(), cri::ContainerState::ContainerExited, "{st:?}");
+    assert_eq!((st.exit_code, st.reason.as_str()), (128, "StartError"), "{st:?}");
+    assert!(st.message.contains("cpuset") && st.finished_at > 0, "{st:?}");
+    let again = rt.start_container(cri::StartContainerRequest { container_id: id.clone() }).await.unwrap_err();
+    assert_eq!(again.code(), Code::FailedPrecondition, "{again:?}");
+    remove_container(&mut rt, &id).await;
+    // Created and removed without a start: its monitor's report is read
+    // by the removal, which kills what was made.
+    let unstarted = rt
+        .create_container(create(container_config("unstarted", &["sleep", "100"])))
+        .await
+        .unwrap()
+        .into_inner()
+        .container_id;
+    assert_eq!(status(&mut rt, &unstarted).await.state(), cri::ContainerState::ContainerCreated);
+    remove_container(&mut rt, &unstarted).await;
+    remove_pod(&mut rt, &pod).await;
+    assert!(mounts_under(&d).is_empty(), "{:?}", mounts_under(&d));
 }

@@ -45,7 +45,7 @@ fn sandbox_holder(args: &[OsString]) -> i32 {
             return 2;
         }
     };
-    match crate::monitor::ready_fd(fd) {
+    match crate::monitor::take_ready_fd(fd) {
         Ok(ready) => crate::runtime::holder::main(&spec, ready),
         Err(e) => {
             eprintln!("hull sandbox-holder: {e}");

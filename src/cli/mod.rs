@@ -134,7 +134,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         )),
         Command::Pod(p) => pod::dispatch(&root.path, p.state_dir.as_deref(), &cli.image_root, &p.cmd),
         Command::Monitor { id, bundle, log_path, exit_file, ready_fd, hold_created, stdin, stdin_once, tty, attach_socket } => {
-            let ready = crate::monitor::ready_fd(*ready_fd)?;
+            let ready = crate::monitor::take_ready_fd(*ready_fd)?;
             let spec = crate::monitor::MonitorSpec {
                 state_root: cli.root.clone(),
                 id: id.clone(),

@@ -233,7 +233,10 @@ pub async fn create(cri: &Cri, req: cri::CreateContainerRequest) -> Result<cri::
                 return Err(invalid("config.mounts.host_path", format!("{} does not exist", m.host_path.display())));
             }
         }
-        let cid = cri2.runtime.create_container(&sandbox, &config).map_err(to_status)?;
+        // The OCI create runs on while this returns, as containerd's runc
+        // create runs in StartContainer: its failure is StartContainer's
+        // error and the container's StartError (exit code 128).
+        let cid = cri2.runtime.launch_container(&sandbox, &config).map_err(to_status)?;
         tracing::info!(container = %cid, "container created");
         Ok(cri::CreateContainerResponse { container_id: cid.to_string() })
     })

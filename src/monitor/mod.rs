@@ -70,7 +70,25 @@ pub fn spawn_monitor(spec: &MonitorSpec, hull: &Path) -> Result<Spawned> {
 /// [`spawn_monitor`] for a container whose stdio the monitor holds for
 /// attaching (stdin pipe, terminal, attach socket).
 pub fn spawn_monitor_io(spec: &MonitorSpec, stdio: &attach::Stdio, hull: &Path) -> Result<Spawned> {
-    let (mut ready_r, ready_w) = std::io::pipe().sys_context(|| "monitor ready pipe".into())?;
+    launch_monitor_io(spec, stdio, hull)?.wait()
+}
+
+/// A monitor started and making its container, its report not read yet
+/// (see [`launch_monitor_io`]).
+#[derive(Debug)]
+pub struct Launch {
+    /// `hull monitor`, which exits once it reported (the monitor proper is
+    /// its child): reaped by [`Launch::wait`].
+    child: std::process::Child,
+    report: std::io::PipeReader,
+}
+
+/// Start [`spawn_monitor_io`]'s monitor and return at once, while it makes
+/// the container; [`Launch::wait`] reads how that went. Dropped unread,
+/// the monitor's report goes nowhere and its first child stays a zombie
+/// of this process until it exits.
+pub fn launch_monitor_io(spec: &MonitorSpec, stdio: &attach::Stdio, hull: &Path) -> Result<Launch> {
+    let (ready_r, ready_w) = std::io::pipe().sys_context(|| "monitor ready pipe".into())?;
     let ready_fd: OwnedFd = ready_w.into();
     let mut cmd = Command::new(hull);
     cmd.arg("--root")
@@ -83,7 +101,7 @@ pub fn spawn_monitor_io(spec: &MonitorSpec, stdio: &attach::Stdio, hull: &Path) 
         .arg("--exit-file")
         .arg(&spec.exit_file)
         .arg("--ready-fd")
-        .arg("3")
+        .arg("1")
         .args(spec.hold_created.then_some("--hold-created"))
         .args(stdio.stdin.then_some("--stdin"))
         .args(stdio.stdin_once.then_some("--stdin-once"))
@@ -91,39 +109,30 @@ pub fn spawn_monitor_io(spec: &MonitorSpec, stdio: &attach::Stdio, hull: &Path) 
     if let Some(sock) = &stdio.attach_socket {
         cmd.arg("--attach-socket").arg(sock);
     }
-    cmd.arg(&spec.id).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-    let raw = ready_fd.as_raw_fd();
-    // SAFETY: between fork and exec the closure only calls dup2/setsid,
-    // which are async-signal-safe.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-            if libc::dup2(raw, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            libc::setsid();
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().sys_context(|| "start container monitor".into())?;
-    drop(ready_fd);
+    // The report pipe is the monitor's stdout (see [`take_ready_fd`]).
+    cmd.arg(&spec.id).stdin(Stdio::null()).stdout(Stdio::from(ready_fd)).stderr(Stdio::null());
+    let child = cmd.spawn().sys_context(|| "start container monitor".into())?;
+    // With it our copy of the write end goes: EOF means the monitor is done.
     drop(cmd);
-    let answer = read_report(&mut ready_r);
-    match answer.split_once(' ') {
-        Some(("ok", pids)) => {
-            let _ = child.wait();
-            let mut it = pids.split_whitespace().map(str::parse::<i32>);
-            match (it.next(), it.next()) {
-                (Some(Ok(init_pid)), Some(Ok(monitor_pid))) => Ok(Spawned { init_pid, monitor_pid }),
-                _ => Err(Error::Init(format!("monitor said {answer:?}"))),
+    Ok(Launch { child, report: ready_r })
+}
+
+impl Launch {
+    /// Wait until the monitor reports: the container exists (created, or
+    /// running when the monitor was not asked to hold it), or why not.
+    pub fn wait(mut self) -> Result<Spawned> {
+        let answer = read_report(&mut self.report);
+        let _ = self.child.wait();
+        match answer.split_once(' ') {
+            Some(("ok", pids)) => {
+                let mut it = pids.split_whitespace().map(str::parse::<i32>);
+                match (it.next(), it.next()) {
+                    (Some(Ok(init_pid)), Some(Ok(monitor_pid))) => Ok(Spawned { init_pid, monitor_pid }),
+                    _ => Err(Error::Init(format!("monitor said {answer:?}"))),
+                }
             }
-        }
-        Some(("err", msg)) => {
-            let _ = child.wait();
-            Err(Error::Init(msg.to_string()))
-        }
-        _ => {
-            let _ = child.wait();
-            Err(Error::Init(format!("container monitor exited without a result ({answer:?})")))
+            Some(("err", msg)) => Err(Error::Init(msg.to_string())),
+            _ => Err(Error::Init(format!("container monitor exited without a result ({answer:?})"))),
         }
     }
 }
@@ -402,6 +411,35 @@ pub fn oom_killed(root: &StateRoot, id: &str) -> bool {
 }
 
 /// Take ownership of the --ready-fd.
+/// A helper's end of its report pipe (`--ready-fd`), in a session of its
+/// own (it must not get its spawner's terminal signals). Spawners pass the
+/// pipe as the helper's stdout: with no code to run between fork and exec
+/// (no dup2 onto another fd, no setsid there), std starts the helper with
+/// posix_spawn, a vfork that does not copy the spawner's address space (a
+/// fork of the daemon costs ~1 ms more per CreateContainer here). A pipe
+/// on a standard stream is moved to an fd of its own and /dev/null takes
+/// its place, so nothing the helper prints reaches the reader.
+pub fn take_ready_fd(fd: RawFd) -> Result<OwnedFd> {
+    let _ = nix::unistd::setsid();
+    let ready = ready_fd(fd)?;
+    if fd > 2 {
+        return Ok(ready);
+    }
+    let moved = nix::fcntl::fcntl(&ready, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3)).sys_context(|| format!("move --ready-fd {fd}"))?;
+    // SAFETY: F_DUPFD_CLOEXEC returned a new fd that nothing else owns.
+    let moved = unsafe { OwnedFd::from_raw_fd(moved) };
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .sys_context(|| "open /dev/null".into())?;
+    // Onto the stream's number, which `ready` owned: it is /dev/null now
+    // and stays open.
+    crate::linux::syscall::dup2_raw(null.as_raw_fd(), std::os::fd::IntoRawFd::into_raw_fd(ready))?;
+    Ok(moved)
+}
+
+/// The fd a helper was passed to report on (`--ready-fd`), checked open.
 pub fn ready_fd(fd: RawFd) -> Result<OwnedFd> {
     if nix::fcntl::fcntl(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }, nix::fcntl::FcntlArg::F_GETFD).is_err() {
         return Err(Error::InvalidArgument(format!("--ready-fd {fd} is not open")));

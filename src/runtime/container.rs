@@ -151,6 +151,27 @@ impl Runtime {
     /// Make a container in a Ready sandbox; its process waits in state
     /// Created until [`Runtime::start_container`].
     pub fn create_container(&self, sandbox: &SandboxId, config: &ContainerConfig) -> Result<ContainerId> {
+        self.create(sandbox, config, true)
+    }
+
+    /// [`Runtime::create_container`] that returns once the container's
+    /// monitor is started, before the monitor has made the OCI container
+    /// (its namespaces, cgroup and mounts: most of a create's time), and
+    /// without a record write more. The container is Created from the
+    /// caller's view at once (its record still says Creating, and this
+    /// runtime holds the monitor's report); the next start, stop, removal
+    /// or resource update of it reads the report, and a failure to make
+    /// it shows there: start fails with it, and the container is Exited
+    /// with exit code 128 and the reason StartError, as containerd's
+    /// CreateContainer leaves runc's create to StartContainer. Every
+    /// check of the config is still made here. A crash of the launching
+    /// process before then leaves a Creating record, undone at the next
+    /// open.
+    pub fn launch_container(&self, sandbox: &SandboxId, config: &ContainerConfig) -> Result<ContainerId> {
+        self.create(sandbox, config, false)
+    }
+
+    fn create(&self, sandbox: &SandboxId, config: &ContainerConfig, wait: bool) -> Result<ContainerId> {
         let what = format!("container {:?} in sandbox {}", config.metadata.name, sandbox.short());
         super::sandbox::check_name("container metadata.name", &config.metadata.name).map_err(|e| e.context(&what))?;
         if !config.log_path.is_empty() {
@@ -189,7 +210,7 @@ impl Runtime {
             }
             (s, lock)
         };
-        let result = self.create_listed(&sbox, &id, config, lock);
+        let result = self.create_listed(&sbox, &id, config, lock, wait);
         if let Err(e) = result {
             if let Ok(_l) = record::lock(&sdir, "sandbox") {
                 if let Ok(mut s) = self.load_sandbox(sandbox) {
@@ -218,6 +239,7 @@ impl Runtime {
         id: &ContainerId,
         config: &ContainerConfig,
         lock: record::ObjectLock,
+        wait: bool,
     ) -> Result<()> {
         let dir = self.container_dir(id);
         let run = self.container_run_dir(id);
@@ -250,6 +272,7 @@ impl Runtime {
             resources: config.resources.clone(),
             staged_mounts: Vec::new(),
             image_volumes: Vec::new(),
+            start_error: None,
         };
         let key = container_key(sbox.id.as_str(), &config.metadata.name, config.metadata.attempt);
         // The image is resolved before the first record, which names the
@@ -268,7 +291,15 @@ impl Runtime {
                 return Err(e);
             }
         };
-        match self.set_up_container(sbox, &source, &mut rec) {
+        let made = self.set_up_container(sbox, &source, &mut rec).and_then(|launch| {
+            if wait {
+                self.note_created(&mut rec, launch.wait())
+            } else {
+                self.keep_launch(&rec, launch);
+                Ok(())
+            }
+        });
+        match made {
             Ok(()) => {
                 drop(lock);
                 Ok(())
@@ -281,7 +312,13 @@ impl Runtime {
         }
     }
 
-    fn set_up_container(&self, sbox: &super::record::SandboxRecord, source: &rootfs::Source, rec: &mut ContainerRecord) -> Result<()> {
+    /// Everything of a creation up to its monitor's start.
+    fn set_up_container(
+        &self,
+        sbox: &super::record::SandboxRecord,
+        source: &rootfs::Source,
+        rec: &mut ContainerRecord,
+    ) -> Result<crate::monitor::Launch> {
         let c = rec.config.clone();
         rec.image_ref = source.image_ref();
         let signal = c
@@ -385,13 +422,78 @@ impl Runtime {
             tty: c.tty,
             attach_socket: Some(self.attach_socket(&rec.id)),
         };
-        let spawned = crate::monitor::spawn_monitor_io(&mspec, &stdio, &self.opts.hull)?;
+        Ok(crate::monitor::launch_monitor_io(&mspec, &stdio, &self.opts.hull)?)
+    }
+
+    /// Record what a monitor reported: the container is Created.
+    fn note_created(&self, rec: &mut ContainerRecord, report: crate::Result<crate::monitor::Spawned>) -> Result<()> {
+        let spawned = report?;
         rec.pid = Some(spawned.init_pid);
         rec.pid_start_time = crate::oci::state::process_start_time(spawned.init_pid);
         rec.monitor_pid = Some(spawned.monitor_pid);
         rec.monitor_start_time = crate::oci::state::process_start_time(spawned.monitor_pid);
         rec.phase = ContainerPhase::Created;
         self.save_container(rec)
+    }
+
+    /// A launch left running (see [`Runtime::launch_container`]): its
+    /// report kept for [`Self::settle_launch`].
+    fn keep_launch(&self, rec: &ContainerRecord, launch: crate::monitor::Launch) {
+        self.launch_table().insert(rec.id.clone(), launch);
+    }
+
+    fn launch_table(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<ContainerId, crate::monitor::Launch>> {
+        self.launches.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Launched and its report not read yet.
+    fn launched(&self, rec: &ContainerRecord) -> bool {
+        rec.phase == ContainerPhase::Creating && self.launch_table().contains_key(&rec.id)
+    }
+
+    /// Finish a launched container's creation (the caller holds its
+    /// lock): its monitor's report read, the record says Created, or
+    /// Exited (exit code 128, StartError) with what failed, which is also
+    /// returned, and what the container held is given back. Anything
+    /// else: nothing to do.
+    fn settle_launch(&self, rec: &mut ContainerRecord) -> Result<()> {
+        if rec.phase != ContainerPhase::Creating {
+            return Ok(());
+        }
+        let Some(launch) = self.launch_table().remove(&rec.id) else {
+            return Ok(());
+        };
+        let Err(e) = self.note_created(rec, launch.wait()) else {
+            return Ok(());
+        };
+        let now = SystemTime::now();
+        rec.phase = ContainerPhase::Exited;
+        rec.pid = None;
+        rec.finished_at = Some(now);
+        rec.exit = Some(ExitRecord {
+            exit_code: 128,
+            signal: None,
+            started_at: String::new(),
+            finished_at: humantime::format_rfc3339_nanos(now).to_string(),
+            oom_killed: false,
+            reason: "StartError".into(),
+        });
+        rec.start_error = Some(e.to_string());
+        let _ = self.save_container(rec);
+        self.release_exited(rec);
+        self.bus.publish(EventKind::Stopped, &rec.sandbox_id, Some(&rec.id));
+        Err(e)
+    }
+
+    /// [`Self::settle_launch`] under the container's lock, for callers
+    /// that do not hold it; its failure is in the record.
+    fn settle_launch_of(&self, id: &ContainerId) {
+        let Ok(Some(_lock)) = record::unless_gone(record::lock(&self.container_dir(id), &format!("container {id}"))) else {
+            return;
+        };
+        if let Ok(mut rec) = self.load_container(id) {
+            let _ = self.settle_launch(&mut rec);
+        }
     }
 
     /// Kill what runs, delete the OCI container, unmount, remove the files.
@@ -469,6 +571,7 @@ impl Runtime {
         let what = format!("container {id}");
         let _lock = record::lock(&self.container_dir(id), &what)?;
         let mut rec = self.load_container(id)?;
+        self.settle_launch(&mut rec).map_err(|e| e.context(&what))?;
         self.refresh(&mut rec);
         if rec.phase != ContainerPhase::Created {
             return Err(RuntimeError::precondition(format!("{what} is {:?}, not created", rec.phase)));
@@ -497,6 +600,13 @@ impl Runtime {
             let Some(mut rec) = record::unless_gone(self.load_container(id))? else {
                 continue;
             };
+            if self.launched(&rec) {
+                self.settle_launch_of(id);
+                let Some(settled) = record::unless_gone(self.load_container(id))? else {
+                    continue;
+                };
+                rec = settled;
+            }
             self.refresh(&mut rec);
             match rec.phase {
                 ContainerPhase::Exited => continue,
@@ -569,8 +679,11 @@ impl Runtime {
         // An init that has just ended while its monitor lives: the exit
         // record is being written; the container is not Unknown.
         let (alive, monitor) = liveness(&rec);
+        let launched = self.launched(&rec);
         self.refresh(&mut rec);
         let state = match rec.phase {
+            // Its monitor's report not read yet (see `launch_container`).
+            ContainerPhase::Creating if launched => ContainerState::Created,
             ContainerPhase::Creating => ContainerState::Unknown,
             ContainerPhase::Created if alive || monitor => ContainerState::Created,
             ContainerPhase::Running if alive || monitor => ContainerState::Running,
@@ -589,7 +702,9 @@ impl Runtime {
             finished_at: rec.finished_at,
             exit_code: exit.map(|e| e.exit_code),
             reason: exit.map(|e| e.reason.clone()).unwrap_or_default(),
-            message: if state == ContainerState::Unknown && rec.phase != ContainerPhase::Creating {
+            message: if let Some(e) = &rec.start_error {
+                e.clone()
+            } else if state == ContainerState::Unknown && rec.phase != ContainerPhase::Creating {
                 "the container's monitor is gone without an exit record".into()
             } else {
                 String::new()
@@ -655,6 +770,7 @@ impl Runtime {
     pub fn update_resources(&self, id: &ContainerId, resources: &LinuxResources) -> Result<()> {
         let what = format!("container {id}");
         let _lock = record::lock(&self.container_dir(id), &what)?;
+        self.settle_launch(&mut self.load_container(id)?).map_err(|e| e.context(&what))?;
         let mut rec = self.live_container(id)?;
         let patch = spec::oci_resources(resources, oci_spec::runtime::LinuxResources::default())?;
         crate::oci::update::update(&self.oci_root(), id.as_str(), &patch).map_err(|e| RuntimeError::from(e).context(&what))?;
@@ -753,6 +869,7 @@ mod tests {
             resources: None,
             staged_mounts: Vec::new(),
             image_volumes: Vec::new(),
+            start_error: None,
         }
     }
 
@@ -780,6 +897,41 @@ mod tests {
         // A live monitor whose init has just ended: still Running.
         let st = rt.observe_container(running_record(&rt), |_| (false, true));
         assert_eq!(st.state, ContainerState::Running);
+    }
+
+    /// A launched container is Created to its callers until its monitor
+    /// reports; a monitor that fails (here one that exits at once without
+    /// a word) fails the start, and the container ends Exited with exit
+    /// code 128 and the reason StartError, saying why; a stop after
+    /// succeeds (nothing runs) and a second start is refused.
+    #[test]
+    fn a_failed_launch_is_the_starts_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rt = Runtime::open(RuntimeOptions::new(tmp.path().join("state"), tmp.path().join("run"))).unwrap();
+        let mut rec = running_record(&rt);
+        (rec.phase, rec.pid, rec.started_at) = (ContainerPhase::Creating, None, None);
+        drop(record::create_object_dir(&rt.container_dir(&rec.id), "container").unwrap());
+        rt.save_container(&rec).unwrap();
+        assert_eq!(rt.container_status(&rec.id).unwrap().state, ContainerState::Unknown, "a creation nobody launched");
+        let spec = crate::monitor::MonitorSpec {
+            state_root: tmp.path().join("oci"),
+            id: rec.id.to_string(),
+            bundle: tmp.path().join("bundle"),
+            log_path: rec.log_path.clone(),
+            exit_file: exit_path(&rt.exits_dir(), &rec.id),
+            hold_created: true,
+        };
+        let launch = crate::monitor::launch_monitor_io(&spec, &Default::default(), std::path::Path::new("/bin/true")).unwrap();
+        rt.keep_launch(&rec, launch);
+        let st = rt.container_status(&rec.id).unwrap();
+        assert_eq!(st.state, ContainerState::Created, "{st:?}");
+        let e = rt.start_container(&rec.id).unwrap_err();
+        assert!(e.to_string().contains("without a result"), "{e}");
+        let st = rt.container_status(&rec.id).unwrap();
+        assert_eq!((st.state, st.exit_code, st.reason.as_str()), (ContainerState::Exited, Some(128), "StartError"), "{st:?}");
+        assert!(st.message.contains("without a result") && st.finished_at.is_some(), "{st:?}");
+        rt.stop_container(&rec.id, Duration::ZERO).unwrap();
+        assert_eq!(rt.start_container(&rec.id).unwrap_err().kind(), ErrorKind::FailedPrecondition);
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub struct HolderSpec {
 impl HolderSpec {
     /// The `hull sandbox-holder` arguments.
     pub fn args(&self) -> Vec<String> {
-        let mut a = vec!["sandbox-holder".to_string(), "--ready-fd".into(), "3".into()];
+        let mut a = vec!["sandbox-holder".to_string(), "--ready-fd".into(), "1".into()];
         for (on, flag) in [(self.network, "--net"), (self.ipc, "--ipc"), (self.uts, "--uts"), (self.pid, "--pid")] {
             if on {
                 a.push(flag.into());
@@ -340,7 +340,7 @@ mod tests {
             sysctls: vec![("kernel.shmmax".into(), "a=b".into())],
             ..Default::default()
         };
-        assert_eq!(HolderSpec::parse_args(&spec.args()[1..]).unwrap(), (spec, 3));
+        assert_eq!(HolderSpec::parse_args(&spec.args()[1..]).unwrap(), (spec, 1));
         let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
         assert!(HolderSpec::parse_args(&s(&["--net"])).unwrap_err().contains("--ready-fd"));
         assert!(HolderSpec::parse_args(&s(&["--ready-fd", "3", "--bogus"])).unwrap_err().contains("--bogus"));
@@ -361,13 +361,13 @@ mod tests {
         };
         assert_eq!(
             spec.args(),
-            ["sandbox-holder", "--ready-fd", "3", "--net", "--ipc", "--uts", "--hostname", "h", "--sysctl", "net.ipv4.ip_forward=1"]
+            ["sandbox-holder", "--ready-fd", "1", "--net", "--ipc", "--uts", "--hostname", "h", "--sysctl", "net.ipv4.ip_forward=1"]
         );
         assert!(spec.check_sysctl("net.ipv4.ip_forward").is_ok());
         assert!(spec.check_sysctl("kernel.shmmax").is_ok());
         assert!(spec.check_sysctl("kernel.panic").is_err());
         let (back, fd) = HolderSpec::parse_args(&spec.args()[1..]).unwrap();
-        assert_eq!((back, fd), (spec.clone(), 3));
+        assert_eq!((back, fd), (spec.clone(), 1));
         let host_net = HolderSpec { network: false, ..spec };
         assert!(host_net.check_sysctl("net.ipv4.ip_forward").unwrap_err().contains("network"));
     }

@@ -128,7 +128,12 @@ pub struct Runtime {
     /// Deletes what removals set aside (see [`record::Reaper`]); the last
     /// handle dropped waits for it.
     reaper: std::sync::Arc<record::Reaper>,
+    /// The monitors of launched containers whose report is not read yet
+    /// (see [`Runtime::launch_container`]).
+    launches: Launches,
 }
+
+type Launches = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<ContainerId, crate::monitor::Launch>>>;
 
 /// Exec hull's children from a read-only detached bind of the binary, made
 /// once: a monitor or an exec (container-facing commands, see
@@ -138,8 +143,8 @@ pub struct Runtime {
 /// 5.12) the children protect themselves as before.
 fn protect_hull(opts: &mut RuntimeOptions) -> Option<std::sync::Arc<std::os::fd::OwnedFd>> {
     use std::os::fd::AsRawFd;
-    // Above the low numbers a child's setup dup2()s onto (stdio, a report
-    // pipe at 3) before it execs this fd's path.
+    // Above stdio and the low numbers a child's setup may dup2() onto
+    // before it execs this fd's path.
     let high = |fd: std::os::fd::OwnedFd| nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(64)).map_err(std::io::Error::from);
     match crate::linux::syscall::readonly_detached_binary(&opts.hull).and_then(high) {
         Ok(fd) => {
@@ -176,6 +181,7 @@ impl Runtime {
         let exe = protect_hull(&mut opts);
         let bus: std::sync::Arc<events::EventBus> = Default::default();
         let reaper = std::sync::Arc::new(record::Reaper::start());
+        let launches = Launches::default();
         // The watcher thread works on a second handle on the same
         // directories and event bus (a handle without a watcher).
         let view = Runtime {
@@ -185,12 +191,13 @@ impl Runtime {
             _watcher: None,
             _exe: exe.clone(),
             reaper: reaper.clone(),
+            launches: launches.clone(),
         };
         let watcher = events::watch(&opts.run_dir.join("exits"), move |id| view.note_exit(&id));
         if let Err(e) = &watcher {
             log::warn!("container exits will be seen only when asked: {e}");
         }
-        let rt = Runtime { names: names::NameIndex::new(&opts.state_dir), opts, bus, _watcher: watcher.ok(), _exe: exe, reaper };
+        let rt = Runtime { names: names::NameIndex::new(&opts.state_dir), opts, bus, _watcher: watcher.ok(), _exe: exe, reaper, launches };
         rt.recover();
         Ok(rt)
     }

@@ -437,6 +437,10 @@ pub struct SandboxRecord {
 /// The life of a container as its record says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ContainerPhase {
+    /// Being made; also a container launched (see
+    /// `Runtime::launch_container`) until its monitor's report is read,
+    /// which only the launching process can do: after a crash either is
+    /// undone from what the record lists.
     Creating,
     Created,
     Running,
@@ -484,6 +488,10 @@ pub struct ContainerRecord {
     /// before each is mounted), unmounted on removal.
     #[serde(default)]
     pub image_volumes: Vec<RootfsRecord>,
+    /// Why a launched container could not be made (its exit reason is
+    /// StartError).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_error: Option<String>,
 }
 
 #[cfg(test)]
