@@ -1141,6 +1141,14 @@ async fn sigterm_finishes_rpcs_in_flight_and_leaves_containers() {
         .unwrap()
         .into_inner();
     let pid = serde_json::from_str::<serde_json::Value>(&info.info["info"]).unwrap()["pid"].as_i64().expect("pid") as i32;
+    // Created, not started: the daemon reads its monitor's report before
+    // it exits, so it is still there to start after the restart.
+    let unstarted = rt
+        .create_container(create_request(&pod, &cfg, container_config("later", &["sleep", "1000"])))
+        .await
+        .unwrap()
+        .into_inner()
+        .container_id;
     let mut c = rt.clone();
     let id2 = id.clone();
     let in_flight = tokio::spawn(async move { exec(&mut c, &id2, &["sh", "-c", "sleep 2; echo finished"], 20).await });
@@ -1153,6 +1161,11 @@ async fn sigterm_finishes_rpcs_in_flight_and_leaves_containers() {
     d.restart();
     let mut rt = d.runtime().await;
     assert_eq!(status(&mut rt, &id).await.state, cri::ContainerState::ContainerRunning as i32);
+    assert_eq!(status(&mut rt, &unstarted).await.state(), cri::ContainerState::ContainerCreated);
+    rt.start_container(cri::StartContainerRequest { container_id: unstarted.clone() })
+        .await
+        .expect("start after the restart");
+    assert_eq!(status(&mut rt, &unstarted).await.state(), cri::ContainerState::ContainerRunning);
     remove_pod(&mut rt, &pod).await;
 }
 

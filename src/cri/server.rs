@@ -206,6 +206,8 @@ pub fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
 fn serve(cfg: DaemonConfig, listener: std::os::unix::net::UnixListener, tls: Option<Arc<rustls::ServerConfig>>) -> Result<(), DaemonError> {
     let images = Images::open(&cfg).map_err(|e| DaemonError::Setup(format!("image store {}: {e}", cfg.image_root().display())))?;
     let runtime = super::service::open_runtime(&cfg).map_err(|e| DaemonError::Setup(format!("runtime: {}", super::errors::message(&e))))?;
+    let runtime = Arc::new(runtime);
+    let last = runtime.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("hull-cri")
@@ -225,7 +227,7 @@ fn serve(cfg: DaemonConfig, listener: std::os::unix::net::UnixListener, tls: Opt
             .await
             .map_err(|e| io(format!("start the streaming server on {}", cfg.stream_addr()), e))?;
         tracing::info!(url = streams.base_url(), "streaming server");
-        let cri = Cri::new(Arc::new(runtime), Arc::new(images), Arc::new(cfg), stop_rx.clone(), streams);
+        let cri = Cri::new(runtime.clone(), Arc::new(images), Arc::new(cfg), stop_rx.clone(), streams);
         let mut stop = stop_rx;
         let server = tonic::transport::Server::builder()
             .add_service(
@@ -265,5 +267,7 @@ fn serve(cfg: DaemonConfig, listener: std::os::unix::net::UnixListener, tls: Opt
     // Blocking work still running (a slow CNI plugin, a pull) is abandoned
     // here: the runtime layer's records make that the same as a crash.
     rt.shutdown_timeout(Duration::from_millis(500));
+    // Containers created and not started yet stay created.
+    last.settle_launches();
     done
 }

@@ -203,7 +203,9 @@ impl Runtime {
             let lock = record::create_object_dir(&dir, &format!("container {id}")).map_err(|e| e.context(&what))?;
             self.prune_containers(&mut s);
             s.containers.push(id.clone());
-            if let Err(e) = self.save_sandbox(&s) {
+            // Without the directory's sync: a listing a power loss takes
+            // is made again at the next open (`relist_containers`).
+            if let Err(e) = record::write_atomic_unlisted(&self.sandbox_dir(sandbox).join("sandbox.json"), &s) {
                 drop(lock);
                 let _ = record::remove_object_dirs(&[dir]);
                 return Err(e.context(&what));
@@ -279,7 +281,10 @@ impl Runtime {
         // rootfs it is about to mount (one record write less).
         let reserved = rootfs::resolve(&config.image.image, "image", &self.opts.image_root).and_then(|source| {
             rec.rootfs = Some(rootfs::plan(&source, &dir, &self.opts.image_root, config.security_context.readonly_rootfs));
-            self.save_container(&rec)?;
+            // Without the directory's sync: a power loss that takes this
+            // first record takes whatever it lists too (mounts, processes),
+            // and a directory without a record is removed at the next open.
+            record::write_atomic_unlisted(&self.container_dir(id).join("container.json"), &rec)?;
             self.names.reserve(Kind::Container, &key, id.as_str(), |h| self.container_exists(h))?;
             Ok(source)
         });
@@ -485,6 +490,18 @@ impl Runtime {
         Err(e)
     }
 
+    /// Read every launched container's report (see
+    /// [`Runtime::launch_container`]), so that they stay Created (or say
+    /// why not) for whoever opens the state directory next: for a
+    /// process that is about to exit, which holds the only copy of those
+    /// reports (a launch it leaves unread is undone at the next open).
+    pub fn settle_launches(&self) {
+        let ids: Vec<ContainerId> = self.launch_table().keys().cloned().collect();
+        for id in ids {
+            self.settle_launch_of(&id);
+        }
+    }
+
     /// [`Self::settle_launch`] under the container's lock, for callers
     /// that do not hold it; its failure is in the record.
     fn settle_launch_of(&self, id: &ContainerId) {
@@ -538,6 +555,33 @@ impl Runtime {
         // crash in between would leave a record whose exit looks lost.
         let dirs = [self.container_run_dir(&rec.id), self.container_dir(&rec.id)];
         self.reaper.remove(&dirs, &[exit_path(&self.exits_dir(), &rec.id)]);
+    }
+
+    /// After a power loss: list again in its sandbox every container whose
+    /// record names it and the sandbox's list does not (the listing is
+    /// saved without a directory sync). Called by [`Runtime::open`].
+    pub(super) fn relist_containers(&self) {
+        let mut by_sandbox: HashMap<SandboxId, Vec<ContainerId>> = HashMap::new();
+        for id in record::ids_in(&self.opts.state_dir.join("containers"), ContainerId::parse) {
+            if let Ok(rec) = self.load_container(&id) {
+                by_sandbox.entry(rec.sandbox_id).or_default().push(id);
+            }
+        }
+        for (sandbox, ids) in by_sandbox {
+            let Ok(Some(_lock)) = record::try_lock(&self.sandbox_dir(&sandbox), "sandbox") else {
+                continue;
+            };
+            let Ok(mut s) = self.load_sandbox(&sandbox) else {
+                continue;
+            };
+            let unlisted: Vec<ContainerId> = ids.into_iter().filter(|c| !s.containers.contains(c)).collect();
+            if unlisted.is_empty() {
+                continue;
+            }
+            log::warn!("sandbox {sandbox}: its record had lost {} of its containers; listed again", unlisted.len());
+            s.containers.extend(unlisted);
+            let _ = self.save_sandbox(&s);
+        }
     }
 
     /// After a crash: undo a container whose creator died before it was
@@ -932,6 +976,41 @@ mod tests {
         assert!(st.message.contains("without a result") && st.finished_at.is_some(), "{st:?}");
         rt.stop_container(&rec.id, Duration::ZERO).unwrap();
         assert_eq!(rt.start_container(&rec.id).unwrap_err().kind(), ErrorKind::FailedPrecondition);
+    }
+
+    /// A sandbox record that lost the listing of a container (saved
+    /// without a directory sync, then a power loss) lists it again once
+    /// the runtime opens.
+    #[test]
+    fn containers_a_sandbox_lost_are_listed_again_at_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        let opts = RuntimeOptions::new(tmp.path().join("state"), tmp.path().join("run"));
+        let rt = Runtime::open(opts.clone()).unwrap();
+        let mut rec = running_record(&rt);
+        (rec.phase, rec.pid, rec.monitor_pid) = (ContainerPhase::Exited, None, None);
+        let sandbox = super::super::record::SandboxRecord {
+            id: rec.sandbox_id.clone(),
+            config: Default::default(),
+            phase: SandboxPhase::Stopped,
+            created_at: SystemTime::now(),
+            holder: None,
+            netns: None,
+            network: None,
+            ips: Vec::new(),
+            cgroup_parent: String::new(),
+            cgroup: None,
+            holder_cgroup: None,
+            log_directory: tmp.path().join("logs"),
+            containers: Vec::new(),
+        };
+        drop(record::create_object_dir(&rt.sandbox_dir(&sandbox.id), "sandbox").unwrap());
+        rt.save_sandbox(&sandbox).unwrap();
+        drop(record::create_object_dir(&rt.container_dir(&rec.id), "container").unwrap());
+        rt.save_container(&rec).unwrap();
+        drop(rt);
+        let rt = Runtime::open(opts).unwrap();
+        assert_eq!(rt.load_sandbox(&sandbox.id).unwrap().containers, [rec.id.clone()]);
+        assert_eq!(rt.container_status(&rec.id).unwrap().state, ContainerState::Exited);
     }
 
     #[test]

@@ -210,6 +210,7 @@ impl Runtime {
         for id in record::ids_in(&self.opts.state_dir.join("containers"), ContainerId::parse) {
             self.recover_container(&id);
         }
+        self.relist_containers();
         for id in record::ids_in(&self.opts.state_dir.join("sandboxes"), SandboxId::parse) {
             self.recover_sandbox(&id);
         }
