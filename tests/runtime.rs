@@ -227,15 +227,23 @@ fn an_exited_container_gives_back_its_mounts_and_cgroup_at_exit() {
     assert!(usage.bytes > 0 || usage.inodes > 0, "{usage:?}");
     assert_eq!(rt.container_stats(&c).unwrap_err().kind(), ErrorKind::FailedPrecondition);
     assert_eq!(std::fs::read_to_string(host.path().join("f")).unwrap(), "bye\n");
-    // Removal (twice) still works, and the sandbox forgets the container
-    // at its next save.
+    // Removal (twice) still works, and the sandbox forgets the container:
+    // its listing file goes (behind the caller), the record's list at its
+    // next save.
     rt.remove_container(&c).unwrap();
     rt.remove_container(&c).unwrap();
     assert!(!cdir.exists());
     let again = rt.create_container(&sb, &container_config("brief", "exit 0")).unwrap();
-    let sbox: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(env.opts.state_dir.join("sandboxes").join(sb.as_str()).join("sandbox.json")).unwrap())
-            .unwrap();
+    let sdir = env.opts.state_dir.join("sandboxes").join(sb.as_str());
+    let listed = || -> Vec<String> {
+        std::fs::read_dir(sdir.join("listed"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect()
+    };
+    wait_for("the removed container's listing gone", Duration::from_secs(10), || listed() == [again.as_str()]);
+    rt.stop_sandbox(&sb, Duration::ZERO).unwrap();
+    let sbox: serde_json::Value = serde_json::from_slice(&std::fs::read(sdir.join("sandbox.json")).unwrap()).unwrap();
     assert_eq!(sbox["containers"], serde_json::json!([again.as_str()]), "{sbox}");
     rt.remove_sandbox(&sb).unwrap();
     assert!(leftovers(env.root(), &[pid], &[]).is_empty());

@@ -201,11 +201,8 @@ impl Runtime {
             // Locked before the first record (see `create_sandbox`).
             let dir = self.container_dir(&id);
             let lock = record::create_object_dir(&dir, &format!("container {id}")).map_err(|e| e.context(&what))?;
-            self.prune_containers(&mut s);
             s.containers.push(id.clone());
-            // Without the directory's sync: a listing a power loss takes
-            // is made again at the next open (`relist_containers`).
-            if let Err(e) = record::write_atomic_unlisted(&self.sandbox_dir(sandbox).join("sandbox.json"), &s) {
+            if let Err(e) = self.list_in_sandbox(sandbox, &id) {
                 drop(lock);
                 let _ = record::remove_object_dirs(&[dir]);
                 return Err(e.context(&what));
@@ -553,8 +550,11 @@ impl Runtime {
             .release(Kind::Container, &container_key(rec.sandbox_id.as_str(), &m.name, m.attempt), rec.id.as_str());
         // The exit record after the directories: removed before them, a
         // crash in between would leave a record whose exit looks lost.
+        // Its listing in the sandbox last: a listed id without a directory
+        // is one removed (see `prune_containers`).
         let dirs = [self.container_run_dir(&rec.id), self.container_dir(&rec.id)];
-        self.reaper.remove(&dirs, &[exit_path(&self.exits_dir(), &rec.id)]);
+        let listing = self.listed_dir(&rec.sandbox_id).join(rec.id.as_str());
+        self.reaper.remove(&dirs, &[exit_path(&self.exits_dir(), &rec.id), listing]);
     }
 
     /// After a power loss: list again in its sandbox every container whose

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use super::config::{NamespaceMode, SandboxConfig, SecurityProfile};
 use super::error::{ErrorKind, Result, RuntimeError};
 use super::holder::{self, HolderSpec};
-use super::id::SandboxId;
+use super::id::{ContainerId, SandboxId};
 use super::names::{sandbox_key, Kind};
 use super::record::{self, SandboxPhase, SandboxRecord};
 use super::status::{EventKind, SandboxFilter, SandboxState, SandboxStatus};
@@ -203,12 +203,47 @@ impl Runtime {
         self.opts.run_dir.join("sandboxes").join(id.as_str())
     }
 
+    /// The sandbox's record, its container list with the containers
+    /// listed since it was saved (see [`Runtime::list_in_sandbox`]).
     pub(super) fn load_sandbox(&self, id: &SandboxId) -> Result<SandboxRecord> {
-        record::read(&self.sandbox_dir(id).join("sandbox.json"), &format!("sandbox {id}"))
+        let mut rec: SandboxRecord = record::read(&self.sandbox_dir(id).join("sandbox.json"), &format!("sandbox {id}"))?;
+        for c in record::ids_in(&self.listed_dir(id), ContainerId::parse) {
+            if !rec.containers.contains(&c) {
+                rec.containers.push(c);
+            }
+        }
+        Ok(rec)
     }
 
+    /// Save the record; the listing files of containers it no longer
+    /// lists go.
     pub(super) fn save_sandbox(&self, rec: &SandboxRecord) -> Result<()> {
-        record::write_atomic(&self.sandbox_dir(&rec.id).join("sandbox.json"), rec)
+        record::write_atomic(&self.sandbox_dir(&rec.id).join("sandbox.json"), rec)?;
+        for c in record::ids_in(&self.listed_dir(&rec.id), ContainerId::parse) {
+            if !rec.containers.contains(&c) {
+                let _ = std::fs::remove_file(self.listed_dir(&rec.id).join(c.as_str()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Where a sandbox's containers are listed between saves of its
+    /// record: one empty file per container.
+    pub(super) fn listed_dir(&self, id: &SandboxId) -> PathBuf {
+        self.sandbox_dir(id).join("listed")
+    }
+
+    /// List a new container in its sandbox (the caller holds the
+    /// sandbox's lock): an empty file made, not the record rewritten and
+    /// synced. A power loss may take the file; the next open lists the
+    /// container again from its own record (`relist_containers`), and
+    /// an empty file cannot be torn.
+    pub(super) fn list_in_sandbox(&self, sandbox: &SandboxId, id: &ContainerId) -> Result<()> {
+        let dir = self.listed_dir(sandbox);
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::File::create(dir.join(id.as_str())))
+            .map(drop)
+            .map_err(|e| io_err(format!("list container {id} in {}", dir.display()), e))
     }
 
     /// The sandbox's lock and record; None when it is gone.
