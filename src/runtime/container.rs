@@ -558,8 +558,9 @@ impl Runtime {
     }
 
     /// After a power loss: list again in its sandbox every container whose
-    /// record names it and the sandbox's list does not (the listing is
-    /// saved without a directory sync). Called by [`Runtime::open`].
+    /// record names it and the sandbox's list does not (a new container's
+    /// listing is an empty file, not synced; see `list_in_sandbox`).
+    /// Called by [`Runtime::open`].
     pub(super) fn relist_containers(&self) {
         let mut by_sandbox: HashMap<SandboxId, Vec<ContainerId>> = HashMap::new();
         for id in record::ids_in(&self.opts.state_dir.join("containers"), ContainerId::parse) {
