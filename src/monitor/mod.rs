@@ -410,7 +410,6 @@ pub fn oom_killed(root: &StateRoot, id: &str) -> bool {
     false
 }
 
-/// Take ownership of the --ready-fd.
 /// A helper's end of its report pipe (`--ready-fd`), in a session of its
 /// own (it must not get its spawner's terminal signals). Spawners pass the
 /// pipe as the helper's stdout: with no code to run between fork and exec

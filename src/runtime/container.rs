@@ -281,7 +281,7 @@ impl Runtime {
             // Without the directory's sync: a power loss that takes this
             // first record takes whatever it lists too (mounts, processes),
             // and a directory without a record is removed at the next open.
-            record::write_atomic_unlisted(&self.container_dir(id).join("container.json"), &rec)?;
+            record::write_atomic_no_dir_sync(&self.container_dir(id).join("container.json"), &rec)?;
             self.names.reserve(Kind::Container, &key, id.as_str(), |h| self.container_exists(h))?;
             Ok(source)
         });
@@ -560,15 +560,10 @@ impl Runtime {
     /// After a power loss: list again in its sandbox every container whose
     /// record names it and the sandbox's list does not (a new container's
     /// listing is an empty file, not synced; see `list_in_sandbox`).
-    /// Called by [`Runtime::open`].
-    pub(super) fn relist_containers(&self) {
-        let mut by_sandbox: HashMap<SandboxId, Vec<ContainerId>> = HashMap::new();
-        for id in record::ids_in(&self.opts.state_dir.join("containers"), ContainerId::parse) {
-            if let Ok(rec) = self.load_container(&id) {
-                by_sandbox.entry(rec.sandbox_id).or_default().push(id);
-            }
-        }
-        for (sandbox, ids) in by_sandbox {
+    /// `kept` is what [`Self::recover_container`] left in place. Called by
+    /// [`Runtime::open`].
+    pub(super) fn relist_containers(&self, kept: HashMap<SandboxId, Vec<ContainerId>>) {
+        for (sandbox, ids) in kept {
             let Ok(Some(_lock)) = record::try_lock(&self.sandbox_dir(&sandbox), "sandbox") else {
                 continue;
             };
@@ -586,20 +581,19 @@ impl Runtime {
     }
 
     /// After a crash: undo a container whose creator died before it was
-    /// Created. Called by [`Runtime::open`].
-    pub(super) fn recover_container(&self, id: &ContainerId) {
+    /// Created. Called by [`Runtime::open`]; the sandbox of a container
+    /// left in place is returned.
+    pub(super) fn recover_container(&self, id: &ContainerId) -> Option<SandboxId> {
         let dir = self.container_dir(id);
         let Ok(Some(lock)) = record::try_lock(&dir, "container") else {
-            return;
+            return None;
         };
         // Without a record yet, the sandbox's list (which names it first)
         // is mended by the sandbox's removal.
         let what = format!("container {id}");
-        let Some(rec) = record::record_or_remove(self.load_container(id), &dir, &self.container_run_dir(id), &what) else {
-            return;
-        };
+        let rec = record::record_or_remove(self.load_container(id), &dir, &self.container_run_dir(id), &what)?;
         if rec.phase != ContainerPhase::Creating {
-            return;
+            return Some(rec.sandbox_id);
         }
         log::warn!("container {id}: its creation was interrupted; removing what it made");
         self.tear_down_container(&rec);
@@ -610,6 +604,7 @@ impl Runtime {
                 let _ = self.save_sandbox(&s);
             }
         }
+        None
     }
 
     pub fn start_container(&self, id: &ContainerId) -> Result<()> {

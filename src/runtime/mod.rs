@@ -207,10 +207,13 @@ impl Runtime {
     /// what their records list. Everything else is read from the records
     /// (and the monitors' exit records) as it is asked for.
     fn recover(&self) {
+        let mut kept: std::collections::HashMap<SandboxId, Vec<ContainerId>> = Default::default();
         for id in record::ids_in(&self.opts.state_dir.join("containers"), ContainerId::parse) {
-            self.recover_container(&id);
+            if let Some(sandbox) = self.recover_container(&id) {
+                kept.entry(sandbox).or_default().push(id);
+            }
         }
-        self.relist_containers();
+        self.relist_containers(kept);
         for id in record::ids_in(&self.opts.state_dir.join("sandboxes"), SandboxId::parse) {
             self.recover_sandbox(&id);
         }

@@ -26,7 +26,7 @@ pub fn write_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 /// [`write_atomic`] without the directory's sync: what is there after a
 /// power loss is whole, this version or the one before (or nothing, for a
 /// new file). For records whose loss the next open mends, one fsync less.
-pub fn write_atomic_unlisted<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+pub fn write_atomic_no_dir_sync<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(value).map_err(|e| RuntimeError::internal(format!("encode {}: {e}", path.display())))?;
     write_renamed(path, &bytes, Sync::File)
 }
@@ -197,15 +197,7 @@ pub fn remove_object_dir(dir: &Path) -> std::io::Result<()> {
 /// [`remove_object_dir`] of several directories, with one read of the
 /// mount table; the first error is returned, after every one was tried.
 pub fn remove_object_dirs(dirs: &[PathBuf]) -> std::io::Result<()> {
-    let mut mounts = None;
-    let mut result = Ok(());
-    for (doomed, was) in set_aside(dirs) {
-        let r = remove_unmounted(&doomed, &was, mounts.get_or_insert_with(mount_points));
-        if result.is_ok() {
-            result = r;
-        }
-    }
-    result
+    delete_all(set_aside(dirs).into_iter().map(|(d, was)| Doomed::Tree(d, was)).collect())
 }
 
 /// The first step of a removal: each directory renamed aside in one step
@@ -237,7 +229,8 @@ fn set_aside(dirs: &[PathBuf]) -> Vec<(PathBuf, PathBuf)> {
 /// `.gone-*` that [`sweep_removed`] deletes at the next open (and an exit
 /// record without its container, see [`sweep_orphan_files`]).
 pub struct Reaper {
-    queue: Option<std::sync::mpsc::Sender<Doomed>>,
+    /// One removal's trees and files a message.
+    queue: Option<std::sync::mpsc::Sender<Vec<Doomed>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -247,16 +240,31 @@ enum Doomed {
     File(PathBuf),
 }
 
-impl Doomed {
-    fn delete(self) {
-        let r = match &self {
-            Doomed::Tree(dir, was) => remove_unmounted(dir, was, &mount_points()),
+/// Delete one removal's trees and files, with one read of the mount
+/// table (when there is a tree); the first error, naming its path, after
+/// every one was tried (what is missing already is no error).
+fn delete_all(doomed: Vec<Doomed>) -> std::io::Result<()> {
+    let mut mounts = None;
+    let mut result = Ok(());
+    for d in doomed {
+        let r = match &d {
+            Doomed::Tree(dir, was) => remove_unmounted(dir, was, mounts.get_or_insert_with(mount_points)),
             Doomed::File(f) => std::fs::remove_file(f),
         };
         if let Err(e) = r.or_else(ignore_missing) {
-            let (Doomed::Tree(p, _) | Doomed::File(p)) = &self;
-            log::warn!("delete {}: {e}", p.display());
+            let (Doomed::Tree(p, _) | Doomed::File(p)) = &d;
+            if result.is_ok() {
+                result = Err(std::io::Error::new(e.kind(), format!("delete {}: {e}", p.display())));
+            }
         }
+    }
+    result
+}
+
+/// [`delete_all`] for the reaper, which has nobody to return an error to.
+fn delete_logged(doomed: Vec<Doomed>) {
+    if let Err(e) = delete_all(doomed) {
+        log::warn!("{e}");
     }
 }
 
@@ -270,10 +278,10 @@ fn ignore_missing(e: std::io::Error) -> std::io::Result<()> {
 
 impl Reaper {
     pub fn start() -> Reaper {
-        let (tx, rx) = std::sync::mpsc::channel::<Doomed>();
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<Doomed>>();
         let thread = std::thread::Builder::new().name("hull-reaper".into()).spawn(move || {
             for doomed in rx {
-                doomed.delete();
+                delete_logged(doomed);
             }
         });
         match thread {
@@ -289,15 +297,14 @@ impl Reaper {
     /// (done inline when it could not be started), and then `files`.
     pub fn remove(&self, dirs: &[PathBuf], files: &[PathBuf]) {
         let trees = set_aside(dirs).into_iter().map(|(d, was)| Doomed::Tree(d, was));
-        for doomed in trees.chain(files.iter().cloned().map(Doomed::File)) {
-            match &self.queue {
-                Some(q) => {
-                    if let Err(std::sync::mpsc::SendError(doomed)) = q.send(doomed) {
-                        doomed.delete();
-                    }
+        let doomed: Vec<Doomed> = trees.chain(files.iter().cloned().map(Doomed::File)).collect();
+        match &self.queue {
+            Some(q) => {
+                if let Err(std::sync::mpsc::SendError(doomed)) = q.send(doomed) {
+                    delete_logged(doomed);
                 }
-                None => doomed.delete(),
             }
+            None => delete_logged(doomed),
         }
     }
 }

@@ -169,9 +169,9 @@ fn remove_cgroup(cg: &crate::cgroups::Cgroup, parent: &str) {
         log::warn!("{e}");
     }
     if default_parent {
+        // (One this sandbox made, remove() has tried already.)
+        let made = |p: &Path| cg.created.iter().any(|c| c == p);
         for dir in cg.dirs.values() {
-            // (One this sandbox made, remove() has tried already.)
-            let made = |p: &Path| cg.created.iter().any(|c| c == p);
             if let Some(p) = dir.parent().filter(|p| p.ends_with(DEFAULT_CGROUP_PARENT.trim_matches('/')) && !made(p)) {
                 let _ = std::fs::remove_dir(p);
             }
