@@ -20,7 +20,17 @@ pub enum Forked {
 /// runtime layer's users) start a hull binary instead, which forks from its
 /// own single thread.
 pub fn fork() -> Result<Forked> {
-    let threads = thread_count()?;
+    let mut threads = thread_count()?;
+    // A thread that was just joined (a dropped Runtime's watcher or
+    // reaper) is counted until the kernel has released it, a little after
+    // the join returned: give it a few ms (bounded) before refusing.
+    for _ in 0..50 {
+        if threads == 1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        threads = thread_count()?;
+    }
     if threads != 1 {
         return Err(crate::error::Error::InvalidState(format!(
             "refusing to fork: this process has {threads} threads (a forked child could deadlock); run a hull subcommand instead"
