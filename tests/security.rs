@@ -66,6 +66,33 @@ fn the_binary_cannot_be_overwritten_from_the_container() {
     assert_no_leftovers(&env);
 }
 
+/// CVE-2019-5736 as its exploit did it: the container's program is a
+/// script `#!/proc/self/exe`, so the kernel runs the exec'ing process's own
+/// executable as the interpreter. A plain container's init (new PID
+/// namespace, no hooks in the container) execs through hull's sealed
+/// trampoline instead of re-executing hull protected: what the script
+/// reaches is the trampoline, which refuses to run without a program
+/// (status 127), not hull, and the host binary is unchanged.
+#[test]
+fn a_script_interpreted_by_proc_self_exe_reaches_the_trampoline() {
+    if !require_root() || is_runc() {
+        return;
+    }
+    let before = std::fs::read(runtime()).unwrap();
+    let dir = host_tempdir("hull-exe-sh");
+    let script = dir.path().join("evil");
+    std::fs::write(&script, "#!/proc/self/exe\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut env = TestEnv::new("exe-shebang");
+    env.bind(dir.path(), "/evil-dir");
+    env.args(&["/evil-dir/evil"]);
+    let o = env.run_fg();
+    assert_eq!(o.status.code(), Some(127), "{}", show(&o));
+    assert!(s(&o.stderr).contains("container init: exec of the program failed"), "{}", show(&o));
+    assert_eq!(std::fs::read(runtime()).unwrap(), before, "host binary changed");
+    assert_no_leftovers(&env);
+}
+
 /// CVE-2024-21626: no host fd is open in the container's process, and the
 /// cwd is inside the container's root.
 #[test]

@@ -44,7 +44,7 @@ fn run(cli: &Cli) -> i32 {
         eprintln!("hull: cannot open log file: {e}");
         return 1;
     }
-    if cli.command.runs_container_processes() && !crate::linux::syscall::running_from_protected_binary() {
+    if cli.command.runs_container_processes() && !crate::linux::syscall::running_from_protected_binary() && !init_trampoline(cli) {
         // Only returns on failure; see linux::syscall for why.
         let Err(e) = crate::linux::syscall::reexec_protected();
         return report(cli, &e);
@@ -58,6 +58,16 @@ fn run(cli: &Cli) -> i32 {
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => report(cli, &e),
+    }
+}
+
+/// A `create` or `run` whose init can exec through the trampoline of
+/// linux::dmz, which then needs no protected re-exec of hull.
+fn init_trampoline(cli: &Cli) -> bool {
+    match &cli.command {
+        Command::Create(c) => crate::linux::dmz::arm(&c.common.bundle, c.common.preserve_fds),
+        Command::Run(c) => crate::linux::dmz::arm(&c.common.bundle, c.common.preserve_fds),
+        _ => false,
     }
 }
 

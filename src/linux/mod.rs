@@ -3,6 +3,7 @@ pub mod attrs;
 pub mod bind;
 pub mod channel;
 pub mod console;
+pub mod dmz;
 pub mod idle;
 pub mod idmap;
 pub mod init;

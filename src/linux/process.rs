@@ -250,6 +250,13 @@ pub fn exec(program: &Path, args: &[String], env: &[String]) -> Error {
     let path = CString::new(program.as_os_str().as_bytes()).unwrap_or_default();
     let argv: Vec<CString> = args.iter().map(|a| to_c(a)).collect();
     let envp: Vec<CString> = env.iter().map(|e| to_c(e)).collect();
+    if let Some(trampoline) = super::dmz::armed() {
+        // This process is a `create`'s init that did not re-exec hull
+        // protected: its program is exec'd through the trampoline (see
+        // linux::dmz).
+        let err = super::dmz::exec(trampoline, &path, &argv, &envp);
+        return Error::sys(format!("exec {} through the init trampoline", program.display()), err);
+    }
     let err = nix::unistd::execve(&path, &argv, &envp).unwrap_err();
     Error::sys(format!("exec {}", program.display()), err)
 }
