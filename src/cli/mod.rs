@@ -44,10 +44,14 @@ fn run(cli: &Cli) -> i32 {
         eprintln!("hull: cannot open log file: {e}");
         return 1;
     }
-    if cli.command.runs_container_processes() && !crate::linux::syscall::running_from_protected_binary() && !init_trampoline(cli) {
-        // Only returns on failure; see linux::syscall for why.
-        let Err(e) = crate::linux::syscall::reexec_protected();
-        return report(cli, &e);
+    let mut preloaded = None;
+    if cli.command.runs_container_processes() && !crate::linux::syscall::running_from_protected_binary() {
+        preloaded = init_trampoline(cli);
+        if preloaded.is_none() {
+            // Only returns on failure; see linux::syscall for why.
+            let Err(e) = crate::linux::syscall::reexec_protected();
+            return report(cli, &e);
+        }
     }
     if !cli.command.is_daemon() {
         // A reader that went away (`hull pod ps | head -1`) ends the
@@ -55,19 +59,20 @@ fn run(cli: &Cli) -> i32 {
         // println! (Rust ignores SIGPIPE, so the write would fail with EPIPE).
         crate::linux::syscall::default_sigpipe();
     }
-    match dispatch(cli) {
+    match dispatch(cli, preloaded) {
         Ok(code) => code,
         Err(e) => report(cli, &e),
     }
 }
 
-/// A `create` or `run` whose init can exec through the trampoline of
-/// linux::dmz, which then needs no protected re-exec of hull.
-fn init_trampoline(cli: &Cli) -> bool {
+/// The bundle of a `create` or `run` whose init can exec through the
+/// trampoline of linux::dmz, which then needs no protected re-exec of hull.
+fn init_trampoline(cli: &Cli) -> Option<oci::config::Bundle> {
     match &cli.command {
-        Command::Create(c) => crate::linux::dmz::arm(&c.common.bundle, c.common.preserve_fds),
-        Command::Run(c) => crate::linux::dmz::arm(&c.common.bundle, c.common.preserve_fds),
-        _ => false,
+        Command::Create(args::CreateCmd { common, .. }) | Command::Run(args::RunCmd { common, .. }) => {
+            crate::linux::dmz::arm(&common.bundle, common.preserve_fds)
+        }
+        _ => None,
     }
 }
 
@@ -94,18 +99,19 @@ fn log_format(cli: &Cli) -> LogFormat {
     }
 }
 
-fn dispatch(cli: &Cli) -> Result<i32> {
+/// `preloaded`: the bundle of a `create` or `run`, when already loaded.
+fn dispatch(cli: &Cli, preloaded: Option<oci::config::Bundle>) -> Result<i32> {
     let root = StateRoot::new(&cli.root);
     match &cli.command {
         Command::Create(c) => {
-            oci::create::create(&root, &create_options(cli, &c.id, &c.common), None)?;
+            oci::create::create(&root, &create_options(cli, &c.id, &c.common, preloaded), None)?;
             Ok(0)
         }
         Command::Run(c) => {
             if c.keep {
                 return Err(Error::InvalidArgument("--keep is not supported yet".into()));
             }
-            oci::run(&root, &create_options(cli, &c.id, &c.common), c.detach)
+            oci::run(&root, &create_options(cli, &c.id, &c.common, preloaded), c.detach)
         }
         Command::Start { id } => lifecycle::start(&root, id).map(|_| 0),
         Command::State { id } => {
@@ -171,8 +177,9 @@ fn dispatch(cli: &Cli) -> Result<i32> {
     }
 }
 
-fn create_options(cli: &Cli, id: &str, c: &args::CreateArgs) -> CreateOptions {
+fn create_options(cli: &Cli, id: &str, c: &args::CreateArgs, loaded: Option<oci::config::Bundle>) -> CreateOptions {
     CreateOptions {
+        loaded,
         id: id.to_string(),
         bundle: c.bundle.clone(),
         pid_file: c.pid_file.clone(),

@@ -25,6 +25,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::OnceLock;
 
+use crate::oci::config::Bundle;
 use oci_spec::runtime::{LinuxNamespaceType, LinuxSeccomp, LinuxSeccompAction, Spec};
 
 /// What the init of a `create` made by this process execs through.
@@ -95,26 +96,21 @@ pub fn image() -> Vec<u8> {
     f
 }
 
-/// Decide how this `create` or `run` guards the host binary: true when
-/// its init will exec through the trampoline (armed, see the module
-/// comment), false when the command must re-execute itself protected. A
-/// bundle that does not load is the full create's to report, after that
-/// re-exec.
-pub fn arm(bundle: &Path, preserve_fds: i32) -> bool {
+/// Decide how this `create` or `run` guards the host binary: its loaded
+/// bundle (for the create to use) when its init will exec through the
+/// trampoline (armed, see the module comment), None when the command must
+/// re-execute itself protected. A bundle that does not load is the full
+/// create's to report, after that re-exec.
+pub fn arm(bundle: &Path, preserve_fds: i32) -> Option<Bundle> {
     if !cfg!(target_arch = "x86_64") {
-        return false;
+        return None;
     }
-    let Ok(bundle) = crate::oci::config::Bundle::load(bundle) else {
-        return false;
-    };
-    if !fits(&bundle.spec) {
-        return false;
-    }
+    let bundle = Bundle::load(bundle).ok().filter(|b| fits(&b.spec))?;
     match sealed_trampoline(preserve_fds) {
-        Ok(fd) => TRAMPOLINE.set(fd).is_ok(),
+        Ok(fd) => TRAMPOLINE.set(fd).is_ok().then_some(bundle),
         Err(e) => {
             log::debug!("no trampoline memfd ({e}): re-executing protected");
-            false
+            None
         }
     }
 }
@@ -151,26 +147,7 @@ fn allows_execveat(profile: &LinuxSeccomp) -> bool {
 /// The trampoline in a sealed, close-on-exec memfd, at an fd number
 /// above the ones `--preserve-fds` passes on.
 fn sealed_trampoline(preserve_fds: i32) -> std::io::Result<OwnedFd> {
-    const MFD_EXEC: libc::c_uint = 0x10;
-    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
-    // SAFETY: memfd_create reads a NUL-terminated name; returns a new fd or -1.
-    let mut fd = unsafe { libc::memfd_create(c"hull-init".as_ptr(), flags | MFD_EXEC) };
-    if fd < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
-        // Before Linux 6.3 there is no MFD_EXEC: memfds are executable.
-        // SAFETY: as above.
-        fd = unsafe { libc::memfd_create(c"hull-init".as_ptr(), flags) };
-    }
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: the kernel returned a fresh fd that nothing else owns.
-    let memfd = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    std::io::Write::write_all(&mut &memfd, &image())?;
-    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
-    // SAFETY: F_ADD_SEALS with an int argument on our own memfd.
-    if unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    let memfd = crate::linux::syscall::sealed_memfd(c"hull-init", &mut &image()[..])?;
     let above = 64.max(preserve_fds.saturating_add(3));
     let high = nix::fcntl::fcntl(&memfd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(above)).map_err(std::io::Error::from)?;
     // SAFETY: F_DUPFD_CLOEXEC returned a new fd that nothing else owns.

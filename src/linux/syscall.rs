@@ -485,16 +485,33 @@ pub fn readonly_detached_binary(path: &Path) -> std::io::Result<OwnedFd> {
 
 fn sealed_memfd_copy() -> Result<OwnedFd> {
     let mut exe = File::open("/proc/self/exe").sys_context(|| "open /proc/self/exe".into())?;
-    let memfd =
-        nix::sys::memfd::memfd_create(c"hull", nix::sys::memfd::MFdFlags::MFD_CLOEXEC | nix::sys::memfd::MFdFlags::MFD_ALLOW_SEALING)
-            .sys_context(|| "memfd_create".into())?;
-    let mut copy = File::from(memfd);
-    std::io::copy(&mut exe, &mut copy).sys_context(|| "copy hull binary into memfd".into())?;
-    // SAFETY: F_ADD_SEALS with an int argument on our own memfd.
-    if unsafe { libc::fcntl(copy.as_raw_fd(), libc::F_ADD_SEALS, SEALED_MARKER_SEALS) } < 0 {
-        return Err(std::io::Error::last_os_error()).sys_context(|| "seal memfd".into());
+    sealed_memfd(c"hull", &mut exe).sys_context(|| "sealed memfd copy of hull".into())
+}
+
+/// An executable, close-on-exec memfd named `name` holding what `contents`
+/// reads, sealed against any change (the seals that
+/// [`running_from_protected_binary`] looks for).
+pub fn sealed_memfd(name: &std::ffi::CStr, contents: &mut dyn std::io::Read) -> std::io::Result<OwnedFd> {
+    const MFD_EXEC: libc::c_uint = 0x10;
+    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+    // SAFETY: memfd_create reads a NUL-terminated name; returns a new fd or -1.
+    let mut fd = unsafe { libc::memfd_create(name.as_ptr(), flags | MFD_EXEC) };
+    if fd < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+        // Before Linux 6.3 there is no MFD_EXEC: memfds are executable.
+        // SAFETY: as above.
+        fd = unsafe { libc::memfd_create(name.as_ptr(), flags) };
     }
-    Ok(OwnedFd::from(copy))
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a fresh fd that nothing else owns.
+    let mut memfd = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    std::io::copy(contents, &mut memfd)?;
+    // SAFETY: F_ADD_SEALS with an int argument on our own memfd.
+    if unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, SEALED_MARKER_SEALS) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(OwnedFd::from(memfd))
 }
 
 /// _exit(2): end a forked child at once, without running the parent's

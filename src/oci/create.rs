@@ -29,6 +29,9 @@ pub struct CreateOptions {
     /// `--systemd-cgroup`: linux.cgroupsPath is `slice:prefix:name`,
     /// mapped onto cgroupfs (see [`crate::cgroups::systemd`]).
     pub systemd_cgroup: bool,
+    /// The bundle, when the caller has loaded it already (the CLI does, to
+    /// decide how to guard the host binary: see linux::dmz).
+    pub loaded: Option<Bundle>,
 }
 
 /// Undoes a half-made container when create fails: kills what was forked,
@@ -66,7 +69,14 @@ impl Drop for Rollback {
 /// Create the container. `console` is an already connected console socket
 /// (from --console-socket, or `run`'s own for a foreground terminal).
 pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) -> Result<ContainerRecord> {
-    let bundle = Bundle::load(&opts.bundle)?;
+    let loaded;
+    let bundle = match &opts.loaded {
+        Some(b) => b,
+        None => {
+            loaded = Bundle::load(&opts.bundle)?;
+            &loaded
+        }
+    };
     let spec = &bundle.spec;
     let process = spec.process().as_ref().expect("validated");
     let terminal = process.terminal().unwrap_or(false);

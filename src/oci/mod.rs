@@ -38,7 +38,11 @@ pub fn run(root: &StateRoot, opts: &CreateOptions, detach: bool) -> Result<i32> 
     }
     // A terminal in the foreground without a console socket: hull holds
     // the pty master and proxies its own stdio (runc does the same).
-    let proxy_console = !detach && opts.console_socket.is_none() && wants_terminal(&opts.bundle);
+    let terminal = match &opts.loaded {
+        Some(b) => b.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false),
+        None => wants_terminal(&opts.bundle),
+    };
+    let proxy_console = !detach && opts.console_socket.is_none() && terminal;
     let (receiver, console) = match proxy_console {
         true => {
             let (r, c) = tty_proxy::console_pair()?;
