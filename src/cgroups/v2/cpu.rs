@@ -136,6 +136,18 @@ mod tests {
     }
 
     #[test]
+    fn the_libm_crate_gives_the_same_weights() {
+        // The hull binary takes log2 and pow from the libm crate (main.rs);
+        // this test, like runc and crun, from the C library.
+        for shares in 3..262_144u64 {
+            let l = libm::log2(shares as f64);
+            let exponent = (l * l + 125.0 * l) / 612.0 - 7.0 / 34.0;
+            let ours = (libm::pow(10.0, exponent).ceil() as u64).clamp(1, 10_000);
+            assert_eq!(ours, shares_to_weight(shares), "shares {shares}");
+        }
+    }
+
+    #[test]
     fn cpu_max_lines() {
         assert_eq!(cpu_max(0, 0), None);
         assert_eq!(cpu_max(50000, 0).as_deref(), Some("50000 100000"));
