@@ -93,6 +93,10 @@ fn an_idle_holder_drops_its_relocated_data_reaps_orphans_and_ends_on_sigterm() {
         }
         readonly > 0 && relocated.is_empty()
     });
+    // hull takes pow and log2 from the libm crate: libm.so, ~0.3 MiB
+    // resident in every hull process, is not loaded.
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    assert!(!maps.contains("/libm.so") && !maps.contains("/libm-"), "the holder maps libm:\n{maps}");
 
     // An orphan of its PID namespace is reaped: sh starts sleep in the
     // background and exits, so sleep's parent becomes the holder.

@@ -1338,6 +1338,9 @@ spec:
     });
     // A line written before the follow began, then one after.
     assert_eq!(rx.recv_timeout(Duration::from_secs(120)).ok().as_deref(), Some("one"));
+    // The line can come before the supervisor records the container
+    // running (a loaded machine), and `pod exec` refuses one that is not.
+    wait_for("the container recorded running", Duration::from_secs(60), || env.record()["containers"][0]["state"] == "Running");
     assert_ok(&env.hull(&["pod", "exec", &env.name, "--", "touch", "/w/go"]));
     // Not woken (or woken only by a timer of an hour): fails here.
     assert_eq!(rx.recv_timeout(Duration::from_secs(120)).ok().as_deref(), Some("two"));
