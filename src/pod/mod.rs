@@ -407,7 +407,10 @@ fn wait_started(store: &PodStore, name: &str, limit: Duration, supervisor: Optio
     loop {
         let rec = store.load(name)?;
         let app = rec.containers.iter().filter(|c| !c.init);
-        let all_running = app.clone().all(|c| c.state == ContainerState::Running);
+        // The phase too: the supervisor records it after the last start,
+        // in a write of its own, and a run that returned in between would
+        // show (and leave, were the supervisor killed then) `Pending`.
+        let all_running = rec.phase == "Running" && app.clone().all(|c| c.state == ContainerState::Running);
         if all_running || rec.containers.iter().any(start_failed) || rec.is_final() {
             return Ok(rec);
         }
