@@ -102,33 +102,50 @@ for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_p
     cp "$f" "$initrd/modules/"
 done
 (cd "$initrd" && find . | "$busybox" cpio -o -H newc 2>/dev/null) >"$share/initrd.cpio"
-truncate -s 64M "$share/scratch.img"
-
 console=$vmdir/console.log
-echo "test-v2: booting $(cat "$vmdir/ready" 2>/dev/null) in qemu (TCG), at most ${timeout_s}s; console in $console"
-start=$(date +%s)
-set +e
-timeout --kill-after=5 "$timeout_s" "$qemu" \
-    -L "$vmdir/root/usr/share/seabios" -L "$vmdir/root/usr/share/qemu" \
-    -accel tcg,thread=multi -cpu max -smp 2 -m 1024 \
-    -nographic -serial stdio -monitor none -nic none -no-reboot \
-    -kernel "$kernel" -initrd "$share/initrd.cpio" \
-    -append "console=ttyS0 cgroup_no_v1=all panic=-1 quiet" \
-    -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
-    -virtfs local,path="$share",mount_tag=share,security_model=passthrough \
-    -drive file="$share/scratch.img",format=raw,if=virtio,cache=unsafe \
-    </dev/null 2>"$share/qemu.err" | tr -d '\r' | tee "$console"
-qemu_rc=${PIPESTATUS[0]}
-set -e
-took=$(($(date +%s) - start))
+# One boot: the guest's rc, or "hang" when it reached /init and reported
+# nothing within the time limit. loglevel=5: a soft lockup's or a stall's
+# stack traces reach the console (quiet would keep only their first line).
+boot() {
+    truncate -s 0 "$share/scratch.img"
+    truncate -s 64M "$share/scratch.img"
+    echo "test-v2: booting $(cat "$vmdir/ready" 2>/dev/null) in qemu (TCG), at most ${timeout_s}s; console in $console"
+    start=$(date +%s)
+    set +e
+    timeout --kill-after=5 "$timeout_s" "$qemu" \
+        -L "$vmdir/root/usr/share/seabios" -L "$vmdir/root/usr/share/qemu" \
+        -accel tcg,thread=multi -cpu max -smp 2 -m 1024 \
+        -nographic -serial stdio -monitor none -nic none -no-reboot \
+        -kernel "$kernel" -initrd "$share/initrd.cpio" \
+        -append "console=ttyS0 cgroup_no_v1=all panic=-1 quiet loglevel=5" \
+        -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
+        -virtfs local,path="$share",mount_tag=share,security_model=passthrough \
+        -drive file="$share/scratch.img",format=raw,if=virtio,cache=unsafe \
+        </dev/null 2>"$share/qemu.err" | tr -d '\r' | tee "$console"
+    qemu_rc=${PIPESTATUS[0]}
+    set -e
+    took=$(($(date +%s) - start))
+    if ! grep -q '^hull-v2vm: init started' "$console"; then
+        [ "$qemu_rc" -ne 124 ] || { echo "test-v2: FAILED: the VM did not reach /init within ${timeout_s}s" >&2; exit 1; }
+        skip "qemu exited ($qemu_rc) before the guest's /init ran: $(tail -3 "$share/qemu.err" | tr '\n' ' ')"
+    fi
+    rc=$(sed -n 's/^hull-v2vm: rc=\([0-9]*\)$/\1/p' "$console" | tail -1)
+    [ -n "$rc" ] || rc=hang
+}
 
-if ! grep -q '^hull-v2vm: init started' "$console"; then
-    [ "$qemu_rc" -ne 124 ] || { echo "test-v2: FAILED: the VM did not reach /init within ${timeout_s}s" >&2; exit 1; }
-    skip "qemu exited ($qemu_rc) before the guest's /init ran: $(tail -3 "$share/qemu.err" | tr '\n' ' ')"
+# A guest that hangs is booted once more (seen about once in 16 boots
+# here: both emulated CPUs in soft lockup with the RCU grace-period thread
+# starved, at the start of the cgroup_v2 tests, which then pass on the next
+# boot); its console is kept beside the next one's, and a second hang
+# fails. A test that fails is never retried.
+boot
+if [ "$rc" = hang ]; then
+    cp "$console" "$console.hang"
+    echo "test-v2: the guest reported no result (qemu exit $qemu_rc after ${took}s; timeout ${timeout_s}s; console kept in $console.hang); booting once more" >&2
+    boot
 fi
-rc=$(sed -n 's/^hull-v2vm: rc=\([0-9]*\)$/\1/p' "$console" | tail -1)
-if [ -z "$rc" ]; then
-    echo "test-v2: FAILED: the guest reported no result (qemu exit $qemu_rc after ${took}s; timeout ${timeout_s}s)" >&2
+if [ "$rc" = hang ]; then
+    echo "test-v2: FAILED: the guest reported no result (qemu exit $qemu_rc after ${took}s; timeout ${timeout_s}s), twice" >&2
     exit 1
 fi
 if [ "$rc" -ne 0 ]; then
