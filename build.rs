@@ -30,12 +30,18 @@
 //! how far it is spread through hull's 11 MiB of text, not by its size.
 //! The list (made by tests/bench/hot_symbols.sh) puts it together. Only
 //! rust-lld (rustc's default linker on x86_64-unknown-linux-gnu since 1.90)
-//! is given the option; names it does not know are skipped.
+//! is given the option; names it does not know are skipped. The names
+//! carry hashes that change with hull's dependency graph and the compiler,
+//! so the list records the Cargo.lock and rustc it was made for (a
+//! fingerprint, [`fingerprint`]) and the build warns when they differ: a
+//! stale list still links, but a list made before one dependency was added
+//! matched 817 of its 1978 names and cost `create` 1.6 MiB of peak RSS.
 use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=link/hot-symbols.txt");
+    println!("cargo:rerun-if-changed=Cargo.lock");
     println!("cargo:rerun-if-env-changed=RUSTFLAGS");
     println!("cargo:rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
     println!("cargo:rerun-if-env-changed=HULL_LINK_NO_PIE");
@@ -49,9 +55,44 @@ fn main() {
     }
     let order = std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default()).join("link/hot-symbols.txt");
     if order.is_file() && links_with_rust_lld(&target) {
+        warn_if_stale(&order);
         println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}", order.display());
         println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
     }
+}
+
+/// A cargo warning when the hot-symbol list was made for another
+/// Cargo.lock or rustc than this build's.
+fn warn_if_stale(list: &std::path::Path) {
+    let text = std::fs::read_to_string(list).unwrap_or_default();
+    let recorded = text.lines().take_while(|l| l.starts_with('#')).find_map(|l| l.strip_prefix("# made for: "));
+    let lock = list.parent().and_then(|d| d.parent()).map(|r| r.join("Cargo.lock"));
+    let Some(current) = lock.and_then(|l| std::fs::read(l).ok()).and_then(|l| rustc_version().map(|v| fingerprint(&l, &v))) else {
+        return;
+    };
+    if recorded.map(str::trim) != Some(current.as_str()) {
+        println!(
+            "cargo:warning=link/hot-symbols.txt was made for another Cargo.lock or rustc ({}, this build {current}): most of its names miss this build and its commands take more memory; run `make hot-symbols`",
+            recorded.unwrap_or("not recorded")
+        );
+    }
+}
+
+/// FNV-1a 64 of Cargo.lock's bytes and `rustc -V`'s line, as
+/// tests/bench/hot_symbols.py writes it into the list.
+fn fingerprint(lock: &[u8], rustc_version: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in lock.iter().chain(rustc_version.as_bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// `rustc -V`'s line ("rustc 1.91.0 (f8297e351 2025-10-28)").
+fn rustc_version() -> Option<String> {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let out = Command::new(rustc).arg("-V").output().ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// Whether the binary is linked by rustc's own rust-lld: the default for
@@ -66,10 +107,7 @@ fn links_with_rust_lld(target: &str) -> bool {
     if flags.contains("link") || std::env::var_os("RUSTC_LINKER").is_some() {
         return false;
     }
-    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let Ok(out) = Command::new(rustc).arg("-V").output() else { return false };
-    // "rustc 1.91.0 (f8297e351 2025-10-28)"
-    let text = String::from_utf8_lossy(&out.stdout);
+    let Some(text) = rustc_version() else { return false };
     let version = text.split_whitespace().nth(1).unwrap_or("");
     let mut parts = version.split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
     (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (1, 90)

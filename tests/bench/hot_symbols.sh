@@ -24,7 +24,11 @@
 #    functions on them and orders them: the monitor's and holder's idle
 #    loops first, then by how many commands use them.
 # A stale list only costs memory (the linker skips names it does not know),
-# never correctness; regenerate it after large changes.
+# never correctness; regenerate it after large changes, and whenever
+# Cargo.lock or the compiler changes: the names' hashes follow hull's
+# dependency graph, so the list records the Cargo.lock and rustc it was
+# made for and the build warns when they differ (build.rs; `make profile`
+# prints the same check, `tests/bench/hot_symbols.py check` alone).
 #
 # Environment: HULL_TEST_ROOTFS (default target/fixtures/rootfs),
 # HOT_WORK (default target/hot-symbols). Must run as root.

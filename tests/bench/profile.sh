@@ -69,6 +69,8 @@ timeout 60 "$PYTHON" "$REPO/tests/bench/bench.py" prepare --rootfs "$ROOTFS" --b
     --spec-from "$spec_from" >/dev/null
 
 echo "profile: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), kernel $(uname -r)"
+# Peak RSS depends on the hot-function list matching the build (build.rs).
+"$PYTHON" "$REPO/tests/bench/hot_symbols.py" check "$REPO/link/hot-symbols.txt" || true
 results=()
 for rt in $RUNTIMES; do
     bin=$(bench_binary "$rt")
