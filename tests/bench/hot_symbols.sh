@@ -22,7 +22,8 @@
 #    its idle loop, a sandbox holder's set-up and its idle loop);
 # 3. tests/bench/hot_symbols.py maps the touched .text pages to the
 #    functions on them and orders them: the monitor's and holder's idle
-#    loops first, then by how many commands use them.
+#    loops first, then grouped by which commands use them, the functions
+#    of run first, within them create's, and so on (hot_symbols.py).
 # A stale list only costs memory (the linker skips names it does not know),
 # never correctness; regenerate it after large changes, and whenever
 # Cargo.lock or the compiler changes: the names' hashes follow hull's
