@@ -9,8 +9,7 @@ use crate::oci::state::StateRoot;
 pub fn build(root: &StateRoot, e: &ExecCmd) -> Result<Process> {
     if let Some(path) = &e.process {
         let text = std::fs::read(path).map_err(|err| Error::InvalidArgument(format!("--process {}: {err}", path.display())))?;
-        let de = &mut serde_json::Deserializer::from_slice(&text);
-        return serde_path_to_error::deserialize(de)
+        return crate::oci::config::from_slice_naming_path(&text)
             .map_err(|err| Error::InvalidArgument(format!("--process {}: field {}: {}", path.display(), err.path(), err.inner())));
     }
     if e.command.is_empty() {

@@ -203,8 +203,7 @@ fn update_resources(u: &args::UpdateCmd) -> Result<oci_spec::runtime::LinuxResou
         } else {
             std::fs::read_to_string(path).map_err(|e| Error::sys(format!("read {path}"), e))?
         };
-        let mut de = serde_json::Deserializer::from_str(&text);
-        return serde_path_to_error::deserialize(&mut de)
+        return oci::config::from_slice_naming_path(text.as_bytes())
             .map_err(|e| Error::InvalidArgument(format!("--resources: field {}: {}", e.path(), e.inner())));
     }
     let bytes = |flag: &str, v: &Option<String>| -> Result<Option<i64>> {
