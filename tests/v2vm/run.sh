@@ -133,11 +133,13 @@ boot() {
     [ -n "$rc" ] || rc=hang
 }
 
-# A guest that hangs is booted once more (seen about once in 16 boots
-# here: both emulated CPUs in soft lockup with the RCU grace-period thread
-# starved, at the start of the cgroup_v2 tests, which then pass on the next
-# boot); its console is kept beside the next one's, and a second hang
-# fails. A test that fails is never retried.
+# A guest that hangs is booted once more (seen twice in about 20 boots
+# here: both emulated CPUs in soft lockup at the same static-key site in
+# kmem_cache_alloc, one in the mkdir of the first memory cgroup, the RCU
+# grace-period thread starved, at the start of the cgroup_v2 tests, which
+# then pass on the next boot; init now makes that first cgroup before
+# anything else runs); its console is kept beside the next one's, and a
+# second hang fails. A test that fails is never retried.
 boot
 if [ "$rc" = hang ]; then
     cp "$console" "$console.hang"
