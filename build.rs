@@ -53,9 +53,11 @@ fn main() {
     } else if target == host && target.ends_with("-linux-gnu") && host_glibc_at_least(2, 36) {
         println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     }
-    let order = std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default()).join("link/hot-symbols.txt");
-    if order.is_file() && links_with_rust_lld(&target) {
-        warn_if_stale(&order);
+    let repo = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
+    let order = repo.join("link/hot-symbols.txt");
+    let rustc = rustc_version();
+    if order.is_file() && links_with_rust_lld(&target, &rustc) {
+        warn_if_stale(&order, &repo.join("Cargo.lock"), &rustc);
         println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}", order.display());
         println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
     }
@@ -63,13 +65,11 @@ fn main() {
 
 /// A cargo warning when the hot-symbol list was made for another
 /// Cargo.lock or rustc than this build's.
-fn warn_if_stale(list: &std::path::Path) {
+fn warn_if_stale(list: &std::path::Path, lock: &std::path::Path, rustc_version: &str) {
     let text = std::fs::read_to_string(list).unwrap_or_default();
     let recorded = text.lines().take_while(|l| l.starts_with('#')).find_map(|l| l.strip_prefix("# made for: "));
-    let lock = list.parent().and_then(|d| d.parent()).map(|r| r.join("Cargo.lock"));
-    let Some(current) = lock.and_then(|l| std::fs::read(l).ok()).and_then(|l| rustc_version().map(|v| fingerprint(&l, &v))) else {
-        return;
-    };
+    let Ok(lock) = std::fs::read(lock) else { return };
+    let current = fingerprint(&lock, rustc_version);
     if recorded.map(str::trim) != Some(current.as_str()) {
         println!(
             "cargo:warning=link/hot-symbols.txt was made for another Cargo.lock or rustc ({}, this build {current}): most of its names miss this build and its commands take more memory; run `make hot-symbols`",
@@ -88,17 +88,21 @@ fn fingerprint(lock: &[u8], rustc_version: &str) -> String {
     format!("{h:016x}")
 }
 
-/// `rustc -V`'s line ("rustc 1.91.0 (f8297e351 2025-10-28)").
-fn rustc_version() -> Option<String> {
+/// `rustc -V`'s line ("rustc 1.91.0 (f8297e351 2025-10-28)"), empty if
+/// rustc cannot be run.
+fn rustc_version() -> String {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let out = Command::new(rustc).arg("-V").output().ok()?;
-    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    Command::new(rustc)
+        .arg("-V")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
 }
 
 /// Whether the binary is linked by rustc's own rust-lld: the default for
 /// x86_64-unknown-linux-gnu from rustc 1.90 on, unless the build chooses
 /// its linker (flags or a target linker setting).
-fn links_with_rust_lld(target: &str) -> bool {
+fn links_with_rust_lld(target: &str, rustc_version: &str) -> bool {
     if target != "x86_64-unknown-linux-gnu" {
         return false;
     }
@@ -107,8 +111,7 @@ fn links_with_rust_lld(target: &str) -> bool {
     if flags.contains("link") || std::env::var_os("RUSTC_LINKER").is_some() {
         return false;
     }
-    let Some(text) = rustc_version() else { return false };
-    let version = text.split_whitespace().nth(1).unwrap_or("");
+    let version = rustc_version.split_whitespace().nth(1).unwrap_or("");
     let mut parts = version.split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
     (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (1, 90)
 }
