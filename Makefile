@@ -21,7 +21,7 @@
 #                  together (tests/bench/hot_symbols.sh; see build.rs)
 #   make fuzz      run every fuzz target in fuzz/ for FUZZ_SECONDS (60) each;
 #                  fails on a crash (not part of make test)
-#   make demo      run the example pod (examples/pod.yaml) with target/release/hull
+#   make demo      run the example pod (examples/pod.yaml) with target/<host>/release/hull
 #   make clean     cargo clean + remove generated fixtures
 
 SHELL := /bin/bash
@@ -32,7 +32,11 @@ CARGO ?= cargo
 FIXTURES_DIR := $(CURDIR)/target/fixtures
 ROOTFS := $(FIXTURES_DIR)/rootfs
 IMAGE_LAYOUT := $(FIXTURES_DIR)/image-layout
-HULL := $(CURDIR)/target/release/hull
+# Binaries are under target/<host triple>/ (.cargo/config.toml: the static
+# link needs an explicit target).
+HOST_TRIPLE := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+RELEASE_DIR := $(CURDIR)/target/$(HOST_TRIPLE)/release
+HULL := $(RELEASE_DIR)/hull
 
 # The cgroup v2 VM (tests/v2vm/): the libraries Debian's qemu-system-x86
 # links against, installed; qemu itself and the 6.1 kernel are only fetched
@@ -119,10 +123,10 @@ test-v2: fixtures
 	CARGO=$(CARGO) HULL_V2VM_DIR=$(V2VM_DIR) HULL_TEST_ROOTFS=$(ROOTFS) tests/v2vm/run.sh
 
 bench: setup fixtures build
-	tests/bench/bench.sh
+	HULL=$(HULL) tests/bench/bench.sh
 	HULL=$(HULL) tests/bench/image_bench.sh
 	$(CARGO) build --release --example cri_bench
-	HULL=$(HULL) tests/bench/cri_bench.sh
+	HULL=$(HULL) CRI_BENCH_CLIENT=$(RELEASE_DIR)/examples/cri_bench tests/bench/cri_bench.sh
 
 profile: setup fixtures build
 	HULL=$(HULL) tests/bench/profile.sh

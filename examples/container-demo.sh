@@ -4,12 +4,12 @@
 #
 #   examples/demo.sh            (or: make demo)
 #
-# Env: HULL (default target/release/hull), HULL_TEST_ROOTFS (default
+# Env: HULL (default target/<host triple>/release/hull), HULL_TEST_ROOTFS (default
 # target/fixtures/rootfs, built by `make fixtures`). Must run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-HULL=${HULL:-$PWD/target/release/hull}
+HULL=${HULL:-$PWD/target/$(rustc -vV | sed -n "s/^host: //p")/release/hull}
 ROOTFS=${HULL_TEST_ROOTFS:-$PWD/target/fixtures/rootfs}
 ID="demo-$$"
 

@@ -5,12 +5,12 @@
 #
 #   make demo      (or: examples/demo.sh after `make build fixtures`)
 #
-# Env: HULL (default target/release/hull), HULL_TEST_ROOTFS (default
+# Env: HULL (default target/<host triple>/release/hull), HULL_TEST_ROOTFS (default
 # target/fixtures/rootfs). Must run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-HULL=${HULL:-$PWD/target/release/hull}
+HULL=${HULL:-$PWD/target/$(rustc -vV | sed -n "s/^host: //p")/release/hull}
 ROOTFS=${HULL_TEST_ROOTFS:-$PWD/target/fixtures/rootfs}
 [ -x "$HULL" ] || { echo "demo: $HULL not found (make build)" >&2; exit 1; }
 [ -f "$ROOTFS/.complete" ] || { echo "demo: $ROOTFS missing (make fixtures)" >&2; exit 1; }

@@ -29,6 +29,9 @@ pub fn main() -> i32 {
     if let Some(cli) = lean::runtime_command(&args) {
         return run(&cli);
     }
+    // The commands past this point may look names up (the daemon's socket
+    // group, a registry's host); none has started a thread yet.
+    crate::linux::nss::builtin_sources_only();
     let matches = Cli::command().get_matches_from(args);
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if let Command::Daemon(d) = &cli.command {

@@ -11,6 +11,7 @@ pub mod lsm;
 pub mod mount_options;
 pub mod namespaces;
 pub mod netdev;
+pub mod nss;
 pub mod process;
 pub mod rootfs;
 pub mod safe_path;

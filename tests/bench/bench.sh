@@ -13,7 +13,7 @@
 #                          /sys/fs/cgroup/unified unmounted (Debian's crun 1.8
 #                          refuses the cgroup v1/v2 "hybrid" layout)
 #   BENCH_OUT=target/bench where results.json and the per-runtime JSON go
-#   HULL, RUNC, CRUN       runtime binaries (default target/release/hull,
+#   HULL, RUNC, CRUN       runtime binaries (default target/<host triple>/release/hull,
 #                          runc and crun from PATH)
 #   HULL_TEST_ROOTFS       rootfs (default target/fixtures/rootfs; built if absent)
 # Must run as root. Every step is bounded in time.

@@ -4,12 +4,12 @@
 # Sourced (bash), with REPO set to the repository's root.
 
 # bench_binary RUNTIME: the binary to run for hull, runc or crun ($HULL,
-# $RUNC, $CRUN, else target/release/hull and PATH); the name itself when it
+# $RUNC, $CRUN, else target/<host triple>/release/hull and PATH); the name itself when it
 # is not found (callers check with [ -x ]).
 bench_binary() {
     local b
     case "$1" in
-        hull) echo "${HULL:-$REPO/target/release/hull}"; return ;;
+        hull) echo "${HULL:-$REPO/target/$(rustc -vV | sed -n "s/^host: //p")/release/hull}"; return ;;
         runc) b=${RUNC:-runc} ;;
         crun) b=${CRUN:-crun} ;;
         *)    b=$1 ;;

@@ -14,14 +14,15 @@
 #
 # Environment: CRI_BENCH_PODS=20 (concurrent pods), CRI_BENCH_ROUNDS=10,
 # CRI_BENCH_EXEC_ITERS=100 (execs of each kind), CRI_BENCH_EXEC_MB=256
-# (stdout of the throughput exec), HULL (default target/release/hull),
-# CRI_BENCH_CLIENT (default target/release/examples/cri_bench), BENCH_OUT
+# (stdout of the throughput exec), HULL (default target/<host triple>/release/hull),
+# CRI_BENCH_CLIENT (default target/<host triple>/release/examples/cri_bench), BENCH_OUT
 # (default target/bench).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
-HULL=${HULL:-$REPO/target/release/hull}
-CLIENT=${CRI_BENCH_CLIENT:-$REPO/target/release/examples/cri_bench}
+RELEASE=$REPO/target/$(rustc -vV | sed -n "s/^host: //p")/release
+HULL=${HULL:-$RELEASE/hull}
+CLIENT=${CRI_BENCH_CLIENT:-$RELEASE/examples/cri_bench}
 PODS=${CRI_BENCH_PODS:-20}
 ROUNDS=${CRI_BENCH_ROUNDS:-10}
 EXEC_ITERS=${CRI_BENCH_EXEC_ITERS:-100}

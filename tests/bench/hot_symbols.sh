@@ -51,7 +51,7 @@ if [ -z "${HOT_IN_NS:-}" ]; then
     # A private mount namespace: the loop mount goes away with it.
     cargo rustc --release --bin hull -- -C strip=none
     mkdir -p "$WORK"
-    cp target/release/hull "$WORK/hull-unstripped"
+    cp "target/$(rustc -vV | sed -n "s/^host: //p")/release/hull" "$WORK/hull-unstripped"
     # The next `cargo build --release` builds the stripped binary again.
     HOT_IN_NS=1 exec unshare -m "$0" "$@"
 fi

@@ -8,7 +8,7 @@
 # Environment:
 #   BENCH_IMAGE_ITERS=3    cold pulls per tool
 #   BENCH_TIMEOUT=120      seconds allowed per pull
-#   HULL                   hull binary (default target/release/hull)
+#   HULL                   hull binary (default target/<host triple>/release/hull)
 #   BENCH_OUT=target/bench image.json is written there
 # Needs root, docker-registry, skopeo, containerd (make setup). Each step is
 # bounded in time; everything runs in a temp dir removed at exit.
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/../.."
 REPO=$PWD
 ITERS=${BENCH_IMAGE_ITERS:-3}
 TIMEOUT=${BENCH_TIMEOUT:-120}
-HULL=${HULL:-$REPO/target/release/hull}
+HULL=${HULL:-$REPO/target/$(rustc -vV | sed -n "s/^host: //p")/release/hull}
 OUT=${BENCH_OUT:-$REPO/target/bench}
 ROOTFS=${HULL_TEST_ROOTFS:-$REPO/target/fixtures/rootfs}
 LAYOUT=$REPO/target/fixtures/bench-image

@@ -18,7 +18,7 @@ Environment:
   BENCH_POD_ITERS=20     timed iterations per mode
   BENCH_POD_TIMEOUT=60   seconds allowed per hull invocation
   BENCH_POD_MODES="nocni cni"
-  HULL                   hull binary (default target/release/hull)
+  HULL                   hull binary (default target/<host triple>/release/hull)
   HULL_TEST_ROOTFS       rootfs used as the pods' image
                          (default target/fixtures/rootfs; `make fixtures`)
 
@@ -44,7 +44,12 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), 
 ITERS = int(os.environ.get("BENCH_POD_ITERS", "20"))
 TIMEOUT = int(os.environ.get("BENCH_POD_TIMEOUT", "60"))
 MODES = os.environ.get("BENCH_POD_MODES", "nocni cni").split()
-HULL = os.path.abspath(os.environ.get("HULL") or os.path.join(REPO, "target/release/hull"))
+def host_triple():
+    out = subprocess.run(["rustc", "-vV"], capture_output=True, text=True, check=True).stdout
+    return next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("host: "))
+
+
+HULL = os.path.abspath(os.environ.get("HULL") or os.path.join(REPO, "target", host_triple(), "release", "hull"))
 ROOTFS = os.path.realpath(os.environ.get("HULL_TEST_ROOTFS") or os.path.join(REPO, "target/fixtures/rootfs"))
 CNI_PLUGIN_DIRS = ["/usr/lib/cni", "/opt/cni/bin"]
 IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"

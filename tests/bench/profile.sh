@@ -13,7 +13,7 @@
 #   PROFILE_ITERS=20        untraced iterations per command (wall time, RSS)
 #   PROFILE_RUNTIMES="hull crun"
 #   PROFILE_OUT=target/profile   where the JSON results go
-#   HULL, CRUN, RUNC        runtime binaries (default target/release/hull, PATH)
+#   HULL, CRUN, RUNC        runtime binaries (default target/<host triple>/release/hull, PATH)
 #   HULL_TEST_ROOTFS        rootfs (default target/fixtures/rootfs; built if absent)
 # Must run as root; installs strace, valgrind and time (Debian) if missing. crun
 # 1.8 refuses the cgroup v1/v2 hybrid layout: on such a host it runs in a
