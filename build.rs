@@ -48,11 +48,22 @@
 //! fingerprint, [`fingerprint`]) and the build warns when they differ: a
 //! stale list still links, but a list made before one dependency was added
 //! matched 817 of its 1978 names and cost `create` 1.6 MiB of peak RSS.
+//!
+//! Hot constants first (`-T link/hot-rodata.ld`, made with the list): the
+//! same holds for .rodata, where a `create` read 75 pages spread over
+//! 1.3 MiB and kept 960 KiB of it resident. rustc's constants have no
+//! symbols (`.L` names), but each has an input section of its own
+//! (`.rodata..Lanon.<hash>.<n>`, `.rodata.<function>` for jump tables), so
+//! the script gathers the touched ones into an output section `.rodata.hot`
+//! placed before .rodata (INSERT keeps lld's default layout for the rest).
+//! Patterns that match nothing, in a build the script was not made for,
+//! only cost memory.
 use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=link/hot-symbols.txt");
+    println!("cargo:rerun-if-changed=link/hot-rodata.ld");
     println!("cargo:rerun-if-changed=Cargo.lock");
     println!("cargo:rerun-if-env-changed=RUSTFLAGS");
     println!("cargo:rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
@@ -78,6 +89,10 @@ fn main() {
         warn_if_stale(&order, &repo.join("Cargo.lock"), &rustc);
         println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}", order.display());
         println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
+        let rodata = repo.join("link/hot-rodata.ld");
+        if rodata.is_file() {
+            println!("cargo:rustc-link-arg-bins=-Wl,-T,{}", rodata.display());
+        }
     }
 }
 

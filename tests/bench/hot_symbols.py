@@ -5,11 +5,12 @@
   hot_symbols.py process CONFIG OUT                its process, for exec --process
   hot_symbols.py drop FILE                         drop FILE's page cache
   hot_symbols.py pages FILE                        FILE's cached pages (mincore)
-  hot_symbols.py order BINARY OUT [--first NAME] PAGEFILE...
+  hot_symbols.py order BINARY OUT [--first NAME] [--map MAP --rodata-out LD] PAGEFILE...
       the functions of BINARY's .text on the pages listed, one symbol a
       line: those of the PAGEFILEs named --first (in address order), then
       the rest grouped by which PAGEFILEs touch them (see PRIORITY). The list's
-      header records what it was made for (see fingerprint()).
+      header records what it was made for (see fingerprint()). With the
+      link map, the same for the constants of .rodata, as a linker script.
   hot_symbols.py check LIST                        whether LIST was made for
       this tree's Cargo.lock and rustc (exit 1 if not)
 """
@@ -70,15 +71,6 @@ def cmd_pages(a):
     finally:
         os.close(fd)
     print(" ".join(str(i) for i in range(n) if vec[i] & 1))
-
-
-def text_section(binary):
-    out = subprocess.run(["readelf", "-SW", binary], capture_output=True, text=True, check=True).stdout
-    for line in out.splitlines():
-        m = re.match(r"\s*\[\s*\d+\]\s+\.text\s+\S+\s+([0-9a-f]+)\s+([0-9a-f]+)\s+([0-9a-f]+)", line)
-        if m:
-            return int(m.group(1), 16), int(m.group(2), 16), int(m.group(3), 16)
-    sys.exit("%s has no .text" % binary)
 
 
 def fingerprint(repo):
@@ -144,8 +136,94 @@ def touched(lo, length, pages):
     return any(p * PAGE >= lo and (p + 1) * PAGE <= hi for p in hit)
 
 
+def section(binary, name):
+    """(address, file offset, size) of BINARY's section NAME."""
+    out = subprocess.run(["readelf", "-SW", binary], capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        m = re.match(r"\s*\[\s*\d+\]\s+(\S+)\s+\S+\s+([0-9a-f]+)\s+([0-9a-f]+)\s+([0-9a-f]+)", line)
+        if m and m.group(1) == name:
+            return int(m.group(2), 16), int(m.group(3), 16), int(m.group(4), 16)
+    sys.exit("%s has no %s" % (binary, name))
+
+
+# Input sections of .rodata the list may name: the ones rustc gives every
+# constant and jump table of its own (-Z function-sections, so data
+# sections too), unique by name. Merged constants and strings (.rodata.cst*,
+# .rodata.str*) and C archives' plain .rodata cannot be moved one by one.
+MOVABLE_RODATA = re.compile(r"^\.rodata\.(\.Lanon\.|\.Lswitch\.table\.|_ZN|_R)[A-Za-z0-9_.$]+$")
+
+
+def rodata_sections(link_map):
+    """(address, size, name) of the movable input sections of .rodata in an
+    lld link map (-Map): lines "VMA LMA Size Align Out In", an input
+    section's In being "file:(name)"."""
+    out, secs = None, []
+    with open(link_map) as f:
+        for line in f:
+            m = re.match(r"\s*([0-9a-f]+)\s+[0-9a-f]+\s+([0-9a-f]+)\s+\d+ (.*)$", line)
+            if not m:
+                continue
+            if not m.group(3).startswith(" "):
+                out = m.group(3).strip()
+                continue
+            s = re.match(r".*:\((.*)\)$", m.group(3).strip())
+            if out == ".rodata" and s and MOVABLE_RODATA.match(s.group(1)):
+                secs.append((int(m.group(1), 16), int(m.group(2), 16), s.group(1)))
+    return secs
+
+
+def grouped(units, pagefiles, first_cmds, vaddr, offset):
+    """The names of UNITS ((address, size, name), in BINARY's section at
+    VADDR / file OFFSET) that the PAGEFILEs show touched: those of the
+    FIRST_CMDS first, in address order, then grouped by which commands
+    touch them, the first command's first, within them the second's, and
+    so on: each command's code or data is then a few long runs (the first
+    ones' one run) instead of being spread over the whole list, and
+    fault-around maps fewer 64 KiB blocks of it. Measured against the
+    order by how many commands use a function (80700f8's list), release
+    build: the text a `create` keeps resident 1.99 -> 1.70 MiB, its peak
+    RSS ~4.9 -> ~4.7 MiB."""
+    users = collections.defaultdict(set)
+    first = set()
+    for path in pagefiles:
+        with open(path) as f:
+            pages = set(int(x) for x in f.read().split())
+        cmd = os.path.basename(path)
+        for addr, length, name in units:
+            if touched(addr - vaddr + offset, length, pages):
+                users[name].add(cmd)
+                if cmd in first_cmds:
+                    first.add(name)
+    where = {name: addr for addr, _, name in units}
+    order = sorted(first, key=lambda n: where[n])
+    cmds = sorted({os.path.basename(p) for p in pagefiles}, key=priority)
+
+    def group(n):
+        return tuple(c not in users[n] for c in cmds)
+    order += sorted((n for n in users if n not in first), key=lambda n: (group(n), where[n]))
+    size = sum(length for _, length, name in units if name in users)
+    return order, size, len(first)
+
+
+def write_rodata_script(link_map, binary, out, pagefiles, first_cmds):
+    """A linker script of the touched constants, in their own output
+    section before .rodata (INSERT keeps the default layout)."""
+    vaddr, offset, _ = section(binary, ".rodata")
+    order, size, _ = grouped(rodata_sections(link_map), pagefiles, first_cmds, vaddr, offset)
+    with open(out + ".tmp", "w") as f:
+        f.write("/* Generated by tests/bench/hot_symbols.sh: the constants hull's hot\n"
+                "   processes read, placed together before .rodata (see build.rs).\n"
+                "   %s%s */\n" % (MADE_FOR, fingerprint(repo_of(out))))
+        f.write("SECTIONS\n{\n  .rodata.hot : {\n")
+        for n in order:
+            f.write("    *(%s)\n" % n)
+        f.write("  }\n}\nINSERT BEFORE .rodata;\n")
+    os.rename(out + ".tmp", out)
+    print("hot-symbols: %d constants (%d KiB) in %s" % (len(order), size // 1024, out))
+
+
 def cmd_order(a):
-    vaddr, offset, size = text_section(a.binary)
+    vaddr, offset, size = section(a.binary, ".text")
     out = subprocess.run(["nm", "-S", "--defined-only", a.binary], capture_output=True, text=True, check=True).stdout
     funcs = []
     for line in out.splitlines():
@@ -157,30 +235,7 @@ def cmd_order(a):
     if not funcs:
         sys.exit("%s has no function symbols (stripped?)" % a.binary)
     funcs.sort()
-    users = collections.defaultdict(set)
-    first = set()
-    for path in a.pagefiles:
-        with open(path) as f:
-            pages = set(int(x) for x in f.read().split())
-        cmd = os.path.basename(path)
-        for addr, length, name in funcs:
-            if touched(addr - vaddr + offset, length, pages):
-                users[name].add(cmd)
-                if cmd in a.first:
-                    first.add(name)
-    where = {name: addr for addr, _, name in funcs}
-    order = sorted(first, key=lambda n: where[n])
-    cmds = sorted({os.path.basename(p) for p in a.pagefiles}, key=priority)
-    # Grouped by which commands run them, the first command's functions
-    # first, within them the second's, and so on: each command's code is
-    # then a few long runs (the first ones' one run) instead of being
-    # spread over the whole list, and fault-around maps fewer 64 KiB
-    # blocks of it. Measured against the order by how many commands use
-    # a function (80700f8's list), release build: the text a `create`
-    # keeps resident 1.99 -> 1.70 MiB, its peak RSS ~4.9 -> ~4.7 MiB.
-    def group(n):
-        return tuple(c not in users[n] for c in cmds)
-    order += sorted((n for n in users if n not in first), key=lambda n: (group(n), where[n]))
+    order, total, nfirst = grouped(funcs, a.pagefiles, a.first, vaddr, offset)
     with open(a.out + ".tmp", "w") as f:
         f.write("# Generated by tests/bench/hot_symbols.sh: the functions hull's hot\n"
                 "# processes run, placed first in .text by the linker (see build.rs).\n"
@@ -188,9 +243,10 @@ def cmd_order(a):
         for n in order:
             f.write(n + "\n")
     os.rename(a.out + ".tmp", a.out)
-    total = sum(length for _, length, name in funcs if name in users)
     print("hot-symbols: %d functions (%d KiB) in %s, %d of them first"
-          % (len(order), total // 1024, a.out, len(first)))
+          % (len(order), total // 1024, a.out, nfirst))
+    if a.map:
+        write_rodata_script(a.map, a.binary, a.rodata_out, a.pagefiles, a.first)
 
 
 def main():
@@ -211,6 +267,8 @@ def main():
     o.add_argument("binary")
     o.add_argument("out")
     o.add_argument("--first", action="append", default=[])
+    o.add_argument("--map", help="BINARY's lld link map: also order its constants")
+    o.add_argument("--rodata-out", help="the linker script of the constants (with --map)")
     o.add_argument("pagefiles", nargs="+")
     c = sp.add_parser("check")
     c.add_argument("list")

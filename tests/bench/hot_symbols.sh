@@ -23,7 +23,10 @@
 # 3. tests/bench/hot_symbols.py maps the touched .text pages to the
 #    functions on them and orders them: the monitor's and holder's idle
 #    loops first, then grouped by which commands use them, the functions
-#    of run first, within them create's, and so on (hot_symbols.py).
+#    of run first, within them create's, and so on (hot_symbols.py);
+#    and the touched .rodata pages, through the link map, to the constants
+#    on them, in the same order, as link/hot-rodata.ld (a linker script:
+#    rustc's constants have no symbols an ordering file could name).
 # A stale list only costs memory (the linker skips names it does not know),
 # never correctness; regenerate it after large changes, and whenever
 # Cargo.lock or the compiler changes: the names' hashes follow hull's
@@ -37,7 +40,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
 ROOTFS=$(readlink -f "${HULL_TEST_ROOTFS:-$REPO/target/fixtures/rootfs}")
-WORK=${HOT_WORK:-$REPO/target/hot-symbols}
+WORK=$(realpath -m "${HOT_WORK:-$REPO/target/hot-symbols}")
 PYTHON=${PYTHON:-/usr/bin/python3}
 HOT_PY=$REPO/tests/bench/hot_symbols.py
 
@@ -49,8 +52,8 @@ fi
 
 if [ -z "${HOT_IN_NS:-}" ]; then
     # A private mount namespace: the loop mount goes away with it.
-    cargo rustc --release --bin hull -- -C strip=none
     mkdir -p "$WORK"
+    cargo rustc --release --bin hull -- -C strip=none -C link-arg=-Wl,-Map="$WORK/hull.map"
     cp "target/$(rustc -vV | sed -n "s/^host: //p")/release/hull" "$WORK/hull-unstripped"
     # The next `cargo build --release` builds the stripped binary again.
     HOT_IN_NS=1 exec unshare -m "$0" "$@"
@@ -136,4 +139,5 @@ holder=$(sed -n 's/^ok \([0-9]*\)$/\1/p' "$WORK/holder-ready")
 [ -n "$holder" ] && kill -KILL "$holder" 2>/dev/null || true
 
 "$PYTHON" "$HOT_PY" order "$WORK/hull-unstripped" "$REPO/link/hot-symbols.txt" \
+    --map "$WORK/hull.map" --rodata-out "$REPO/link/hot-rodata.ld" \
     --first monitor-idle --first holder-idle "$WORK"/pages/*
