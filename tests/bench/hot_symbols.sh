@@ -112,18 +112,37 @@ each delete delete hot1
 each run run --bundle "$WORK/bundle-true" hot2
 each lean-error state no-such-container
 
-# A monitor: its set-up, then what its idle loop keeps mapped (the page
-# cache is dropped once it has trimmed itself; what it maps again, and the
-# pages fault-around maps next to them, stay).
+# A monitor: its set-up, then what it keeps mapped once it has trimmed
+# itself and waits. Exactly: its madvise calls (the trim) are each held
+# for 0.2 s after they return (strace's delay injection) while the page
+# cache is dropped every 50 ms, so what it touches after dropping its
+# pages is read alone and fault-around finds no cached neighbours to map
+# with it (dropping the cache once afterwards would leave those, which it
+# keeps mapped: that made the idle set 70 pages, the region placed first
+# 1100 functions, and a monitor's code 364 KiB resident).
 drop
-"$H" --root "$state" monitor --bundle "$WORK/bundle-sleep" --log-path "$WORK/hot3.log" \
-    --exit-file "$WORK/hot3.exit" --ready-fd 3 hot3 </dev/null >/dev/null 2>&1 3>"$WORK/monitor-ready"
-sleep 1
+rm -f "$WORK/monitor-ready"
+strace -f -qq -o /dev/null -e trace=madvise -e inject=madvise:delay_exit=200000 \
+    "$H" --root "$state" monitor --bundle "$WORK/bundle-sleep" --log-path "$WORK/hot3.log" \
+    --exit-file "$WORK/hot3.exit" --ready-fd 3 hot3 </dev/null >/dev/null 2>&1 3>"$WORK/monitor-ready" &
+tracer=$!
+for _ in $(seq 100); do
+    grep -q '^ok' "$WORK/monitor-ready" 2>/dev/null && break
+    sleep 0.1
+done
 pages monitor-setup
-drop
-sleep 2
+for _ in $(seq 60); do
+    drop
+    sleep 0.05
+done
 pages monitor-idle
 "$H" --root "$state" delete --force hot3 >/dev/null 2>&1 || true
+for _ in $(seq 50); do
+    kill -0 "$tracer" 2>/dev/null || break
+    sleep 0.1
+done
+kill "$tracer" 2>/dev/null || true
+wait "$tracer" 2>/dev/null || true
 
 # A sandbox holder, the same way: its set-up, then what its idle loop keeps.
 drop
