@@ -16,9 +16,10 @@
 #                  (phases under strace, kernel floor, syscalls), peak RSS
 #                  of each command and callgrind instruction counts: hull
 #                  vs crun (tests/bench/profile.sh; PROFILE_ITERS=20)
-#   make hot-symbols  regenerate link/hot-symbols.txt, the functions the
-#                  runtime commands and a monitor run, which the linker puts
-#                  together (tests/bench/hot_symbols.sh; see build.rs)
+#   make hot-symbols  regenerate link/hot-symbols.txt and link/hot-rodata.ld,
+#                  the functions the runtime commands and a monitor run and
+#                  the constants they read, which the linker puts together
+#                  (tests/bench/hot_symbols.sh; see build.rs)
 #   make fuzz      run every fuzz target in fuzz/ for FUZZ_SECONDS (60) each;
 #                  fails on a crash (not part of make test)
 #   make demo      run the example pod (examples/pod.yaml) with target/<host>/release/hull
