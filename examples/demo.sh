@@ -29,7 +29,7 @@ echo "+ hull pod run examples/pod.yaml"
 echo
 echo "+ waiting for the pod to finish"
 for _ in $(seq 1 100); do
-    phase=$(sed -n 's/^  "phase": "\(.*\)",$/\1/p' "$STATE/pods/hull-demo/pod.json")
+    phase=$("$HULL" --root "$STATE" pod ps -o json hull-demo | jq -r .phase)
     case "$phase" in Succeeded|Failed) break ;; esac
     sleep 0.1
 done
