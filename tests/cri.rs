@@ -147,6 +147,34 @@ async fn config_file_flags_and_socket_group() {
     assert!(!d.socket.exists(), "nothing served");
 }
 
+/// `--socket-group` by name: hull is linked statically and looks names up
+/// in glibc's built-in sources only (src/linux/nss.rs); /etc/group's is one.
+#[tokio::test(flavor = "multi_thread")]
+async fn socket_group_by_name_from_etc_group() {
+    if !require_root() {
+        return;
+    }
+    let groups = std::fs::read_to_string("/etc/group").unwrap();
+    let (name, gid) = groups
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            Some((f.first()?.to_string(), f.get(2)?.parse::<u32>().ok()?))
+        })
+        .find(|(n, g)| *g != 0 && !n.is_empty())
+        .expect("a group with a gid other than 0 in /etc/group");
+    let mut d = Daemon::start(&["--socket-group", &name]);
+    let md = std::fs::metadata(&d.socket).unwrap();
+    assert_eq!((md.permissions().mode() & 0o777, md.gid()), (0o660, gid), "--socket-group {name}");
+    assert!(d.terminate().success());
+
+    let unknown = Daemon::dry(&["--socket-group", "hull-no-such-group"]);
+    let out = unknown.command().output().unwrap();
+    assert!(!out.status.success());
+    let log = unknown.log();
+    assert!(log.contains("no group named \"hull-no-such-group\""), "{log}");
+}
+
 fn image_ref(r: &Registry, repo: &str) -> String {
     format!("{}/{repo}", r.host())
 }

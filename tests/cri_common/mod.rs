@@ -35,6 +35,14 @@ impl Daemon {
         d
     }
 
+    /// The same, not started (its [`Daemon::command`] is run by the test).
+    pub fn dry(extra: &[&str]) -> Daemon {
+        let dir = tempfile::Builder::new().prefix("hull-cri-").tempdir_in("/tmp").unwrap();
+        let socket = dir.path().join("hull.sock");
+        std::fs::create_dir_all(dir.path().join("no-cni")).unwrap();
+        Daemon { dir, socket, child: None, extra: extra.iter().map(|s| s.to_string()).collect() }
+    }
+
     pub fn path(&self, sub: &str) -> PathBuf {
         self.dir.path().join(sub)
     }
