@@ -112,50 +112,53 @@ each delete delete hot1
 each run run --bundle "$WORK/bundle-true" hot2
 each lean-error state no-such-container
 
-# A monitor: its set-up, then what it keeps mapped once it has trimmed
-# itself and waits. Exactly: its madvise calls (the trim) are each held
-# for 0.2 s after they return (strace's delay injection) while the page
-# cache is dropped every 50 ms, so what it touches after dropping its
-# pages is read alone and fault-around finds no cached neighbours to map
-# with it (dropping the cache once afterwards would leave those, which it
-# keeps mapped: that made the idle set 70 pages, the region placed first
-# 1100 functions, and a monitor's code 364 KiB resident).
-drop
-rm -f "$WORK/monitor-ready"
-strace -f -qq -o /dev/null -e trace=madvise -e inject=madvise:delay_exit=200000 \
-    "$H" --root "$state" monitor --bundle "$WORK/bundle-sleep" --log-path "$WORK/hot3.log" \
-    --exit-file "$WORK/hot3.exit" --ready-fd 3 hot3 </dev/null >/dev/null 2>&1 3>"$WORK/monitor-ready" &
-tracer=$!
-for _ in $(seq 100); do
-    grep -q '^ok' "$WORK/monitor-ready" 2>/dev/null && break
-    sleep 0.1
-done
-pages monitor-setup
-for _ in $(seq 60); do
+# A monitor and a sandbox holder: each one's set-up, then what it keeps
+# mapped once it has trimmed itself and waits. Exactly: its madvise calls
+# (the trim) are each held for 0.2 s after they return (strace's delay
+# injection) while the page cache is dropped every 50 ms, so what it
+# touches after dropping its pages is read alone and fault-around finds
+# no cached neighbours to map with it (dropping the cache once afterwards
+# would leave those, which it keeps mapped: that made a monitor's idle set
+# 70 pages, the region placed first 1100 functions, and a monitor's code
+# 364 KiB resident). trimmed NAME READY-FILE COMMAND...: the command
+# reports "ok ..." on fd 3 once set up; its tracer's pid is left in $tracer.
+trimmed() {
+    local name=$1 ready=$2
+    shift 2
     drop
-    sleep 0.05
-done
-pages monitor-idle
+    rm -f "$ready"
+    strace -f -qq -o /dev/null -e trace=madvise -e inject=madvise:delay_exit=200000 \
+        "$@" </dev/null >/dev/null 2>&1 3>"$ready" &
+    tracer=$!
+    for _ in $(seq 100); do
+        grep -q '^ok' "$ready" 2>/dev/null && break
+        sleep 0.1
+    done
+    grep -q '^ok' "$ready" 2>/dev/null || echo "hot-symbols: the $name did not report ready" >&2
+    pages "$name-setup"
+    for _ in $(seq 60); do
+        drop
+        sleep 0.05
+    done
+    pages "$name-idle"
+}
+# The tracer ends with its last tracee.
+end_tracer() {
+    for _ in $(seq 50); do
+        kill -0 "$tracer" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill "$tracer" 2>/dev/null || true
+    wait "$tracer" 2>/dev/null || true
+}
+trimmed monitor "$WORK/monitor-ready" "$H" --root "$state" monitor --bundle "$WORK/bundle-sleep" \
+    --log-path "$WORK/hot3.log" --exit-file "$WORK/hot3.exit" --ready-fd 3 hot3
 "$H" --root "$state" delete --force hot3 >/dev/null 2>&1 || true
-for _ in $(seq 50); do
-    kill -0 "$tracer" 2>/dev/null || break
-    sleep 0.1
-done
-kill "$tracer" 2>/dev/null || true
-wait "$tracer" 2>/dev/null || true
-
-# A sandbox holder, the same way: its set-up, then what its idle loop keeps.
-drop
-rm -f "$WORK/holder-ready"
-"$H" sandbox-holder --ready-fd 3 --net --ipc --uts </dev/null >/dev/null 2>&1 3>"$WORK/holder-ready" ||
-    echo "hot-symbols: the sandbox holder failed to start" >&2
-sleep 1
-pages holder-setup
-drop
-sleep 2
-pages holder-idle
+end_tracer
+trimmed holder "$WORK/holder-ready" "$H" sandbox-holder --ready-fd 3 --net --ipc --uts
 holder=$(sed -n 's/^ok \([0-9]*\)$/\1/p' "$WORK/holder-ready")
 [ -n "$holder" ] && kill -KILL "$holder" 2>/dev/null || true
+end_tracer
 
 "$PYTHON" "$HOT_PY" order "$WORK/hull-unstripped" "$REPO/link/hot-symbols.txt" \
     --map "$WORK/hull.map" --rodata-out "$REPO/link/hot-rodata.ld" \
