@@ -349,17 +349,17 @@ async fn exec_sync_timeout_logs_and_reopen() {
     // A zombie that stays is a leak; the talker's own `sleep 0.2` is one
     // for the moment between its exit and sh's wait (seen in the slow v2
     // VM), so look again for up to 3 s before calling one left behind.
+    let has_zombie = |ps: &str| ps.lines().any(|l| l.split_whitespace().nth(1) == Some("Z"));
     let deadline = Instant::now() + Duration::from_secs(3);
     let ps = loop {
         let ps = sh(&mut rt, &id, "ps -o pid,stat,args").await;
-        let zombie = ps.lines().any(|l| l.split_whitespace().nth(1) == Some("Z"));
-        if !(ps.contains("sleep 77") || zombie) || Instant::now() > deadline {
+        if !(ps.contains("sleep 77") || has_zombie(&ps)) || Instant::now() > deadline {
             break ps;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(!ps.contains("sleep 77"), "{ps}");
-    assert!(!ps.lines().any(|l| l.split_whitespace().nth(1) == Some("Z")), "zombie: {ps}");
+    assert!(!has_zombie(&ps), "zombie: {ps}");
     assert_eq!(code(exec(&mut rt, &id, &[], 1).await), Code::InvalidArgument);
 
     // CRI-format log lines; after rotation + ReopenContainerLog the next

@@ -29,7 +29,9 @@ pub fn builtin_sources_only() {
         // it keeps. No other thread exists yet (see above).
         let rc = unsafe { __nss_configure_lookup(db.as_ptr(), sources.as_ptr()) };
         if rc != 0 {
-            log::warn!("name lookups: cannot restrict {db:?} to {sources:?}");
+            // Before logging is set up (the command line is not parsed
+            // yet), so straight to stderr.
+            eprintln!("hull: name lookups: cannot restrict {db:?} to {sources:?}");
         }
     }
 }

@@ -3,13 +3,19 @@
 # namespace crun needs on it, and the clean-up of what a run left behind.
 # Sourced (bash), with REPO set to the repository's root.
 
+# release_dir: where cargo puts the release binaries, target/<host triple>/
+# release (.cargo/config.toml names the target, which the static link needs).
+release_dir() {
+    echo "$REPO/target/$(rustc -vV | sed -n 's/^host: //p')/release"
+}
+
 # bench_binary RUNTIME: the binary to run for hull, runc or crun ($HULL,
 # $RUNC, $CRUN, else target/<host triple>/release/hull and PATH); the name itself when it
 # is not found (callers check with [ -x ]).
 bench_binary() {
     local b
     case "$1" in
-        hull) echo "${HULL:-$REPO/target/$(rustc -vV | sed -n "s/^host: //p")/release/hull}"; return ;;
+        hull) echo "${HULL:-$(release_dir)/hull}"; return ;;
         runc) b=${RUNC:-runc} ;;
         crun) b=${CRUN:-crun} ;;
         *)    b=$1 ;;

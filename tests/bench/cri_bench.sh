@@ -20,7 +20,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
-RELEASE=$REPO/target/$(rustc -vV | sed -n "s/^host: //p")/release
+. "$REPO/tests/bench/common.sh"
+RELEASE=$(release_dir)
 HULL=${HULL:-$RELEASE/hull}
 CLIENT=${CRI_BENCH_CLIENT:-$RELEASE/examples/cri_bench}
 PODS=${CRI_BENCH_PODS:-20}

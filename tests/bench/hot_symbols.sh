@@ -39,6 +39,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
+. "$REPO/tests/bench/common.sh"
 ROOTFS=$(readlink -f "${HULL_TEST_ROOTFS:-$REPO/target/fixtures/rootfs}")
 WORK=$(realpath -m "${HOT_WORK:-$REPO/target/hot-symbols}")
 PYTHON=${PYTHON:-/usr/bin/python3}
@@ -54,7 +55,7 @@ if [ -z "${HOT_IN_NS:-}" ]; then
     # A private mount namespace: the loop mount goes away with it.
     mkdir -p "$WORK"
     cargo rustc --release --bin hull -- -C strip=none -C link-arg=-Wl,-Map="$WORK/hull.map"
-    cp "target/$(rustc -vV | sed -n "s/^host: //p")/release/hull" "$WORK/hull-unstripped"
+    cp "$(release_dir)/hull" "$WORK/hull-unstripped"
     # The next `cargo build --release` builds the stripped binary again.
     HOT_IN_NS=1 exec unshare -m "$0" "$@"
 fi

@@ -15,9 +15,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
+. "$REPO/tests/bench/common.sh"
 ITERS=${BENCH_IMAGE_ITERS:-3}
 TIMEOUT=${BENCH_TIMEOUT:-120}
-HULL=${HULL:-$REPO/target/$(rustc -vV | sed -n "s/^host: //p")/release/hull}
+HULL=${HULL:-$(release_dir)/hull}
 OUT=${BENCH_OUT:-$REPO/target/bench}
 ROOTFS=${HULL_TEST_ROOTFS:-$REPO/target/fixtures/rootfs}
 LAYOUT=$REPO/target/fixtures/bench-image

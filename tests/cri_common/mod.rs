@@ -28,9 +28,7 @@ impl Daemon {
     /// A daemon on a fresh temp dir; `extra` flags are added (and kept for
     /// [`Daemon::restart`]).
     pub fn start(extra: &[&str]) -> Daemon {
-        let dir = tempfile::Builder::new().prefix("hull-cri-").tempdir_in("/tmp").unwrap();
-        let socket = dir.path().join("hull.sock");
-        let mut d = Daemon { dir, socket, child: None, extra: extra.iter().map(|s| s.to_string()).collect() };
+        let mut d = Daemon::dry(extra);
         d.spawn();
         d
     }
@@ -66,7 +64,6 @@ impl Daemon {
     }
 
     fn spawn(&mut self) {
-        std::fs::create_dir_all(self.path("no-cni")).unwrap();
         let child = self.command().spawn().expect("start hull daemon");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
