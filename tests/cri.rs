@@ -166,6 +166,11 @@ async fn socket_group_by_name_from_etc_group() {
     let mut d = Daemon::start(&["--socket-group", &name]);
     let md = std::fs::metadata(&d.socket).unwrap();
     assert_eq!((md.permissions().mode() & 0o777, md.gid()), (0o660, gid), "--socket-group {name}");
+    // Served, and so past its set-up (its SIGTERM handler included), before
+    // it is stopped.
+    let mut rt = d.runtime().await;
+    rt.version(cri::VersionRequest::default()).await.unwrap();
+    drop(rt);
     assert!(d.terminate().success());
 
     let unknown = Daemon::dry(&["--socket-group", "hull-no-such-group"]);
