@@ -217,3 +217,63 @@ fn hook_with_missing_binary_fails_create() {
     assert_fails_mentioning(&o, &["hook"]);
     assert_no_leftovers(&env);
 }
+
+/// The init builds the rootfs while it is being placed in its cgroup (the
+/// plain case, also with a cgroup namespace on v1): by the time it forks
+/// anything (here a createContainer hook) it is in the container's cgroup in
+/// every hierarchy, and the bootstrap that was placed with it is gone.
+#[test]
+fn create_container_hook_runs_in_the_container_cgroup() {
+    if !require_root() {
+        return;
+    }
+    let host = host_tempdir("hull-hooks-cg-");
+    let d = host.path().to_str().unwrap().to_string();
+    let mut env = TestEnv::new("hooks-cgroup");
+    // The hook is in the container's pid and cgroup namespaces, so it
+    // looks for itself in the cgroup.procs of each directory named after
+    // the container (those show pids as the reader's namespace numbers them).
+    let script = format!(
+        "echo $$ > {d}/hook.pid; for c in $(find /sys/fs/cgroup -maxdepth 3 -type d -name {id}); do \
+         echo \"$c $(tr '\\n' ' ' < $c/cgroup.procs)\"; done > {d}/hook.procs",
+        id = env.id
+    );
+    env.config["hooks"] = json!({
+        "createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", script], "env": ["PATH=/usr/bin:/bin"]}]
+    });
+    env.args(&["sleep", "1000"]);
+    env.create_ok();
+    let pid = env.pid();
+    let init = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let ours = fs::read_to_string("/proc/self/cgroup").unwrap();
+    assert_ne!(init, ours, "the init is still in the test's cgroups");
+    let mine: Vec<(String, String)> = init
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
+            path.contains(&env.id).then(|| (controllers.to_string(), path.to_string()))
+        })
+        .collect();
+    assert!(!mine.is_empty(), "the init is not in the container's cgroup: {init}");
+    for (controllers, path) in &mine {
+        let mount = match controllers.as_str() {
+            "" => "/sys/fs/cgroup".to_string(),
+            c => format!("/sys/fs/cgroup/{}", c.split(',').next().unwrap().trim_start_matches("name=")),
+        };
+        let procs = fs::read_to_string(format!("{mount}{path}/cgroup.procs")).unwrap_or_default();
+        assert_eq!(procs.trim(), pid.to_string(), "{mount}{path}: not only the init");
+    }
+    let hook_pid = fs::read_to_string(host.path().join("hook.pid")).expect("the createContainer hook did not run");
+    let seen = fs::read_to_string(host.path().join("hook.procs")).unwrap();
+    let lines: Vec<&str> = seen.lines().collect();
+    assert!(lines.len() >= mine.len(), "the hook found {} of the container's {} cgroups: {seen}", lines.len(), mine.len());
+    for line in lines {
+        let pids: Vec<&str> = line.split_whitespace().skip(1).collect();
+        assert!(pids.contains(&hook_pid.trim()), "the hook is not in {line}");
+        assert!(pids.contains(&"1"), "the init (pid 1) is not in {line}");
+    }
+    env.kill("KILL");
+    env.wait_status("stopped");
+    assert_ok(&env.delete());
+}

@@ -39,6 +39,13 @@ pub struct InitContext<'a> {
     pub seccomp_listener: Option<&'a OwnedFd>,
     /// The idmapped trees, one slot per entry of `mounts` (linux::idmap).
     pub idmapped: &'a [Option<OwnedFd>],
+    /// The init is forked before it is in the container's cgroup and builds
+    /// the rootfs while the parent places it (see `oci::create`): it waits
+    /// for `Start`, sent once it is placed, after the mounts instead of
+    /// before them, and then makes the new cgroup namespace (if any) itself,
+    /// rooted at the cgroup it is now in. Nothing it does before that forks
+    /// or runs container code.
+    pub placed_during_mounts: bool,
 }
 
 /// What is left to do once `start` releases the init.
@@ -68,11 +75,17 @@ pub fn run(ctx: &InitContext) -> ! {
     std::process::exit(127);
 }
 
+/// The parent's go-ahead: the init is in its cgroup, the interfaces are
+/// in its network namespace; with our pid on the host.
+fn await_start(ctx: &InitContext) -> Result<i32> {
+    match ctx.channel.expect::<ParentMessage>("start of init")? {
+        ParentMessage::Start { host_pid } => Ok(host_pid),
+        other => Err(Error::Init(format!("unexpected message {other:?}"))),
+    }
+}
+
 fn prepare(ctx: &InitContext) -> Result<Prepared> {
-    let host_pid = match ctx.channel.expect::<ParentMessage>("start of init")? {
-        ParentMessage::Start { host_pid } => host_pid,
-        other => return Err(Error::Init(format!("unexpected message {other:?}"))),
-    };
+    let early_start = if ctx.placed_during_mounts { None } else { Some(await_start(ctx)?) };
     nix::unistd::setsid().sys_context(|| "setsid".into())?;
     // Other processes in the container must not ptrace us or open our /proc
     // files (and with them hull's fds) before the exec.
@@ -96,6 +109,20 @@ fn prepare(ctx: &InitContext) -> Result<Prepared> {
             idmapped: ctx.idmapped,
         })?;
     }
+    // Placed from here on: hooks fork, and whatever forks must be counted
+    // (pids.max) and limited as the container.
+    let host_pid = match early_start {
+        Some(pid) => pid,
+        None => {
+            let pid = await_start(ctx)?;
+            if ctx.new_cgroup_ns {
+                // Rooted at the cgroup we are in, so only now (the
+                // bootstrap makes it in the other case).
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).sys_context(|| "unshare cgroup namespace".into())?;
+            }
+            pid
+        }
+    };
     ctx.channel.send(&ChildMessage::RunCreateRuntimeHooks)?;
     match ctx.channel.expect::<ParentMessage>("createRuntime hooks")? {
         ParentMessage::CreateRuntimeHooksDone => {}

@@ -67,6 +67,18 @@ pub struct NamespacePlan {
 }
 
 impl NamespacePlan {
+    /// The plain case, in which the init can be forked before the
+    /// container's cgroup holds anything and build the rootfs while it is
+    /// placed: all namespaces new, no user namespace (whose id maps come
+    /// first), none joined. A new cgroup namespace only on cgroup v1: its
+    /// root is the cgroup of the process that makes it, so the init makes it
+    /// itself once placed, and a v1 cgroup mount binds the container's
+    /// directories by their host paths, where a v2 one (a cgroup2 mount made
+    /// in the namespace) needs the namespace first.
+    pub fn init_placed_during_mounts(&self, cgroup_v1: bool) -> bool {
+        !self.new_user && self.joins.is_empty() && (cgroup_v1 || !self.unshare.contains(CloneFlags::CLONE_NEWCGROUP))
+    }
+
     pub fn from_spec(spec: &Spec) -> Result<NamespacePlan> {
         let mut plan = NamespacePlan { unshare: CloneFlags::empty(), new_user: false, joins: Vec::new() };
         let list = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());

@@ -149,23 +149,41 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
         mount_ns: super::config::namespace_types(spec).contains(&LinuxNamespaceType::Mount),
         seccomp_listener: seccomp_listener.as_ref(),
         idmapped: &[],
+        placed_during_mounts: plan.init_placed_during_mounts(cgroup.layout == crate::cgroups::Layout::V1),
     };
     if process.exec_cpu_affinity().is_some() {
         log::warn!("process.execCPUAffinity applies to processes started by exec (runtime-spec), not to the container's init");
     }
+    // With the init placed during its mounts, the bootstrap stays until
+    // this pipe's write end is closed (it cannot wait on the channel, which
+    // the init reads too by then).
+    let hold = match ctx.placed_during_mounts {
+        true => Some(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).sys_context(|| "pipe".into())?),
+        false => None,
+    };
     let bootstrap = match fork()? {
         Forked::Child => {
             drop(ours);
-            bootstrap(&ctx, &plan)
+            let hold = hold.map(|(read, write)| {
+                drop(write);
+                read
+            });
+            bootstrap(&ctx, &plan, hold)
         }
         Forked::Parent(pid) => pid,
     };
+    let mut hold = hold.map(|(_, write)| write);
     drop(theirs);
     drop(console);
     drop(seccomp_listener);
     rollback.pids.push(bootstrap);
+    // The first migration waits out an RCU grace period (see bootstrap):
+    // the bootstrap makes the namespaces meanwhile, and in the plain case
+    // has forked the init, which builds the rootfs.
     cgroup.add_pid(bootstrap.as_raw())?;
-    ours.send(&ParentMessage::Proceed)?;
+    if hold.is_none() {
+        ours.send(&ParentMessage::Proceed)?;
+    }
 
     let mut record = ContainerRecord {
         id: opts.id.clone(),
@@ -189,15 +207,28 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
             }
             ChildMessage::InitForked { pid } => {
                 rollback.pids.push(Pid::from_raw(pid));
-                let _ = nix::sys::wait::waitpid(bootstrap, None);
-                record.pid = pid;
-                record.pid_start_time = process_start_time(pid).ok_or_else(|| Error::Init("container init died at birth".into()))?;
-                // The init is in the container's network namespace already
-                // (the bootstrap unshared it): move the interfaces in before
-                // it sets up, so hooks and the program see them.
-                record.net_devices = crate::linux::netdev::move_in(spec, pid, &dir)?;
-                rollback.net_devices = record.net_devices.clone();
-                ours.send(&ParentMessage::Start { host_pid: pid })?;
+                let started = (|| -> Result<()> {
+                    if hold.is_some() {
+                        // Forked before or after the bootstrap's migration:
+                        // placed now either way (this write is quick, the
+                        // grace period is over), before it may fork or exec.
+                        cgroup.add_pid(pid)?;
+                        drop(hold.take());
+                    }
+                    let _ = nix::sys::wait::waitpid(bootstrap, None);
+                    record.pid = pid;
+                    record.pid_start_time = process_start_time(pid).ok_or_else(|| Error::Init("container init died at birth".into()))?;
+                    // The init is in the container's network namespace
+                    // already (the bootstrap unshared it): move the
+                    // interfaces in before it sets up, so hooks and the
+                    // program see them.
+                    record.net_devices = crate::linux::netdev::move_in(spec, pid, &dir)?;
+                    rollback.net_devices = record.net_devices.clone();
+                    ours.send(&ParentMessage::Start { host_pid: pid })
+                })();
+                if let Err(e) = started {
+                    return Err(init_report_or(&ours, Pid::from_raw(pid), (bootstrap, hold.take()), (spec, &cgroup), e));
+                }
             }
             ChildMessage::RunCreateRuntimeHooks => {
                 // runtime-spec: prestart (deprecated) and createRuntime hooks
@@ -246,6 +277,30 @@ fn check_cgroup_unused(cgroup: &Cgroup, id: &str, default_path: bool) -> Result<
         }
     }
     Ok(())
+}
+
+/// The init forked and could not be started: when it builds the rootfs
+/// before it is started (`hold`), it may have failed on its own already
+/// (a missing mount source), and its report says why better than what its
+/// death did to the parent. Stop it and its bootstrap, then take that
+/// report if there is one.
+fn init_report_or(
+    ours: &Channel,
+    init: Pid,
+    (bootstrap, hold): (Pid, Option<OwnedFd>),
+    (spec, cgroup): (&oci_spec::runtime::Spec, &Cgroup),
+    err: Error,
+) -> Error {
+    let _ = nix::sys::signal::kill(init, nix::sys::signal::Signal::SIGKILL);
+    drop(hold);
+    let _ = nix::sys::wait::waitpid(bootstrap, None);
+    match ours.recv::<ChildMessage>() {
+        Ok(Some(ChildMessage::Failed(r))) => Error::from_remote(r).with_context("container init failed"),
+        // Killed without a word: by the OOM killer, if the memory limit
+        // is what it died of.
+        Ok(None) if cgroup.oom_kill_count().is_some_and(|n| n > 0) => init_died(spec, cgroup),
+        _ => err,
+    }
 }
 
 /// Why the init ended before it was ready, as far as the parent can tell:
@@ -303,7 +358,15 @@ fn cgroups_path(path: Option<&Path>, id: &str, systemd: bool, root: &StateRoot) 
 
 /// The bootstrap child: enters/creates the namespaces, forks the init
 /// (which is then pid 1 of a new pid namespace) and exits.
-fn bootstrap(ctx: &InitContext, plan: &NamespacePlan) -> ! {
+///
+/// `hold` (the plain case, [`NamespacePlan::init_placed_during_mounts`]):
+/// the init is forked at once, before the parent has placed anything, and
+/// builds the rootfs while the parent's first cgroup.procs write waits; the
+/// parent places it once it knows its pid, and the init waits for that
+/// (`Start`) before it forks or runs anything of the container. The
+/// bootstrap then stays until the parent closes `hold`'s other end, so that
+/// the parent's write for it finds it.
+fn bootstrap(ctx: &InitContext, plan: &NamespacePlan, hold: Option<OwnedFd>) -> ! {
     let result = (|| -> Result<()> {
         // Idmapping needs the host's privilege over the source filesystem:
         // clone and map the trees first, before any unshare or setns (the
@@ -327,6 +390,13 @@ fn bootstrap(ctx: &InitContext, plan: &NamespacePlan) -> ! {
         };
         if !early.is_empty() {
             nix::sched::unshare(early).sys_context(|| format!("unshare {early:?}"))?;
+        }
+        if let Some(hold) = hold {
+            // The cgroup namespace (left out of `early`) is the init's to
+            // make, once it is placed (init::prepare).
+            let idmapped = idmapped?;
+            let ctx = &InitContext { idmapped: &idmapped, ..*ctx };
+            return fork_init(ctx).and_then(|()| wait_released(&hold));
         }
         match ctx.channel.expect::<ParentMessage>("cgroup placement")? {
             ParentMessage::Proceed => {}
@@ -354,22 +424,39 @@ fn bootstrap(ctx: &InitContext, plan: &NamespacePlan) -> ! {
         if !late.is_empty() {
             nix::sched::unshare(late).sys_context(|| format!("unshare {late:?}"))?;
         }
-        // A new time namespace takes its clock offsets before any process
-        // is in it: the init forked next is its first member.
-        if let Some(offsets) = crate::linux::attrs::time_offsets(ctx.spec.linux().as_ref())? {
-            std::fs::write("/proc/self/timens_offsets", offsets)
-                .sys_context(|| "linux.timeOffsets: write /proc/self/timens_offsets".into())?;
-        }
-        match fork()? {
-            Forked::Child => init::run(ctx),
-            Forked::Parent(pid) => ctx.channel.send(&ChildMessage::InitForked { pid: pid.as_raw() }),
-        }
+        fork_init(ctx)
     })();
     match result {
         Ok(()) => std::process::exit(0),
         Err(e) => {
             let _ = ctx.channel.send(&ChildMessage::Failed(e.to_remote()));
             std::process::exit(1)
+        }
+    }
+}
+
+/// Fork the init (the first process of a new pid or time namespace) and
+/// tell the parent its pid.
+fn fork_init(ctx: &InitContext) -> Result<()> {
+    // A new time namespace takes its clock offsets before any process is
+    // in it: the init forked next is its first member.
+    if let Some(offsets) = crate::linux::attrs::time_offsets(ctx.spec.linux().as_ref())? {
+        std::fs::write("/proc/self/timens_offsets", offsets).sys_context(|| "linux.timeOffsets: write /proc/self/timens_offsets".into())?;
+    }
+    match fork()? {
+        Forked::Child => init::run(ctx),
+        Forked::Parent(pid) => ctx.channel.send(&ChildMessage::InitForked { pid: pid.as_raw() }),
+    }
+}
+
+/// Block until the parent closes its end of `hold` (or dies).
+fn wait_released(hold: &OwnedFd) -> Result<()> {
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(hold, &mut byte) {
+            Ok(_) => return Ok(()),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e).sys_context(|| "wait for the parent".into()),
         }
     }
 }
