@@ -76,7 +76,13 @@ impl NamespacePlan {
     /// directories by their host paths, where a v2 one (a cgroup2 mount made
     /// in the namespace) needs the namespace first.
     pub fn init_placed_during_mounts(&self, cgroup_v1: bool) -> bool {
-        !self.new_user && self.joins.is_empty() && (cgroup_v1 || !self.unshare.contains(CloneFlags::CLONE_NEWCGROUP))
+        self.plain() && (cgroup_v1 || !self.unshare.contains(CloneFlags::CLONE_NEWCGROUP))
+    }
+
+    /// No user namespace and none joined: the namespaces can be made in any
+    /// order, and before the process is in its cgroup.
+    pub fn plain(&self) -> bool {
+        !self.new_user && self.joins.is_empty()
     }
 
     pub fn from_spec(spec: &Spec) -> Result<NamespacePlan> {

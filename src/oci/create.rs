@@ -157,10 +157,11 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
     // With the init placed during its mounts, the bootstrap stays until
     // this pipe's write end is closed (it cannot wait on the channel, which
     // the init reads too by then).
-    let hold = match ctx.placed_during_mounts {
-        true => Some(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).sys_context(|| "pipe".into())?),
-        false => None,
-    };
+    let hold = ctx
+        .placed_during_mounts
+        .then(|| nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC))
+        .transpose()
+        .sys_context(|| "pipe".into())?;
     let bootstrap = match fork()? {
         Forked::Child => {
             drop(ours);
@@ -227,7 +228,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
                     ours.send(&ParentMessage::Start { host_pid: pid })
                 })();
                 if let Err(e) = started {
-                    return Err(init_report_or(&ours, Pid::from_raw(pid), (bootstrap, hold.take()), (spec, &cgroup), e));
+                    return Err(init_report_or(&ours, Pid::from_raw(pid), bootstrap, hold.take(), e, spec, &cgroup));
                 }
             }
             ChildMessage::RunCreateRuntimeHooks => {
@@ -287,9 +288,11 @@ fn check_cgroup_unused(cgroup: &Cgroup, id: &str, default_path: bool) -> Result<
 fn init_report_or(
     ours: &Channel,
     init: Pid,
-    (bootstrap, hold): (Pid, Option<OwnedFd>),
-    (spec, cgroup): (&oci_spec::runtime::Spec, &Cgroup),
+    bootstrap: Pid,
+    hold: Option<OwnedFd>,
     err: Error,
+    spec: &oci_spec::runtime::Spec,
+    cgroup: &Cgroup,
 ) -> Error {
     let _ = nix::sys::signal::kill(init, nix::sys::signal::Signal::SIGKILL);
     drop(hold);
@@ -381,12 +384,13 @@ fn bootstrap(ctx: &InitContext, plan: &NamespacePlan, hold: Option<OwnedFd>) -> 
         // work. Only the plain case (no user namespace, nothing joined),
         // where the order of unshare and setns cannot matter. Not the
         // cgroup namespace: its root is the cgroup of whoever unshares it,
-        // so that waits until we are in the container's. Nothing of the
-        // container runs before the init, which is forked below, after the
-        // parent said we are in the cgroup, and so starts inside it.
-        let early = match plan.new_user || !plan.joins.is_empty() {
-            true => CloneFlags::empty(),
-            false => plan.unshare - CloneFlags::CLONE_NEWCGROUP,
+        // so that waits until the process is in the container's. Nothing of
+        // the container runs before the init, which starts inside the
+        // cgroup (forked below once the parent says we are in it) or is
+        // placed before it forks or execs (with `hold`).
+        let early = match plan.plain() {
+            true => plan.unshare - CloneFlags::CLONE_NEWCGROUP,
+            false => CloneFlags::empty(),
         };
         if !early.is_empty() {
             nix::sched::unshare(early).sys_context(|| format!("unshare {early:?}"))?;
