@@ -166,11 +166,6 @@ async fn socket_group_by_name_from_etc_group() {
     let mut d = Daemon::start(&["--socket-group", &name]);
     let md = std::fs::metadata(&d.socket).unwrap();
     assert_eq!((md.permissions().mode() & 0o777, md.gid()), (0o660, gid), "--socket-group {name}");
-    // Served, and so past its set-up (its SIGTERM handler included), before
-    // it is stopped.
-    let mut rt = d.runtime().await;
-    rt.version(cri::VersionRequest::default()).await.unwrap();
-    drop(rt);
     assert!(d.terminate().success());
 
     let unknown = Daemon::dry(&["--socket-group", "hull-no-such-group"]);
@@ -178,6 +173,30 @@ async fn socket_group_by_name_from_etc_group() {
     assert!(!out.status.success());
     let log = unknown.log();
     assert!(log.contains("no group named \"hull-no-such-group\""), "{log}");
+}
+
+/// A SIGTERM that comes as soon as the socket is there, while the daemon
+/// is still setting up (image store, runtime, tokio, its handlers), stops
+/// it as cleanly as one later: exit 0, the socket removed.
+#[test]
+fn sigterm_during_start_up_stops_the_daemon_cleanly() {
+    if !require_root() {
+        return;
+    }
+    for round in 0..5 {
+        let d = Daemon::dry(&[]);
+        let mut child = d.command().spawn().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !d.socket.exists() {
+            assert!(child.try_wait().unwrap().is_none(), "round {round}: exited early: {}", d.log());
+            assert!(std::time::Instant::now() < deadline, "round {round}: no socket: {}", d.log());
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+        let st = wait_child(&mut child, std::time::Duration::from_secs(30));
+        assert!(st.success(), "round {round}: {st}: {}", d.log());
+        assert!(!d.socket.exists(), "round {round}: the socket is left behind");
+    }
 }
 
 fn image_ref(r: &Registry, repo: &str) -> String {

@@ -194,6 +194,9 @@ pub fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
     if let Some(t) = &cfg.cni_conf_template {
         super::cni_template::Template::load(t).map_err(|e| DaemonError::Setup(format!("cni_conf_template: {e}")))?;
     }
+    // A SIGTERM from here on, before tokio's handlers are in place, still
+    // stops the daemon cleanly (socket removed) rather than killing it.
+    crate::linux::syscall::note_stop_signals().map_err(|e| DaemonError::Setup(e.to_string()))?;
     let _lock = lock_socket(&cfg.socket)?;
     let listener = bind_socket(&cfg)?;
     let result = serve(cfg.clone(), listener, tls);
@@ -245,16 +248,24 @@ fn serve(cfg: DaemonConfig, listener: std::os::unix::net::UnixListener, tls: Opt
             });
         let mut server = tokio::spawn(server);
         info!(socket = %socket.display(), version = env!("CARGO_PKG_VERSION"), "serving CRI v1");
-        let signal = tokio::select! {
-            r = &mut server => {
-                return match r {
-                    Ok(Ok(())) => Err(DaemonError::Setup("the server stopped on its own".into())),
-                    Ok(Err(e)) => Err(DaemonError::Setup(format!("serve: {e}"))),
-                    Err(e) => Err(DaemonError::Setup(format!("serve: {e}"))),
-                };
+        // tokio's handlers chain to the noting one, so a signal seen before
+        // they were registered is in `noted`, and one after in both.
+        let noted =
+            crate::linux::syscall::noted_stop_signal().map(|s| if s == nix::sys::signal::Signal::SIGINT { "SIGINT" } else { "SIGTERM" });
+        let signal = if let Some(noted) = noted {
+            noted
+        } else {
+            tokio::select! {
+                r = &mut server => {
+                    return match r {
+                        Ok(Ok(())) => Err(DaemonError::Setup("the server stopped on its own".into())),
+                        Ok(Err(e)) => Err(DaemonError::Setup(format!("serve: {e}"))),
+                        Err(e) => Err(DaemonError::Setup(format!("serve: {e}"))),
+                    };
+                }
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
             }
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
         };
         info!(signal, grace_seconds = grace.as_secs(), "stopping: no new connections, waiting for RPCs in flight; containers keep running");
         let _ = stop_tx.send(true);

@@ -538,6 +538,38 @@ pub fn default_signals() -> Result<()> {
     Ok(())
 }
 
+/// The last SIGTERM or SIGINT that [`note_stop_signals`]'s handler saw
+/// (0: none).
+static NOTED_STOP_SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn note_stop_signal(sig: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    NOTED_STOP_SIGNAL.store(sig, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Make SIGTERM and SIGINT be noted instead of killing the process, until
+/// its real handlers are in place: a daemon told to stop while it starts
+/// up then stops as soon as it can, and cleans up after itself. Not a
+/// blocked mask, which threads and children would inherit; a handled
+/// signal is back to its default action in an exec'd child.
+pub fn note_stop_signals() -> Result<()> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let note = SigAction::new(SigHandler::Handler(note_stop_signal), SaFlags::SA_RESTART, SigSet::empty());
+    for sig in [Signal::SIGTERM, Signal::SIGINT] {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe { sigaction(sig, &note) }.sys_context(|| format!("handle {sig}"))?;
+    }
+    Ok(())
+}
+
+/// The stop signal [`note_stop_signals`]'s handler saw, if any.
+pub fn noted_stop_signal() -> Option<nix::sys::signal::Signal> {
+    match NOTED_STOP_SIGNAL.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => None,
+        n => nix::sys::signal::Signal::try_from(n).ok(),
+    }
+}
+
 /// SIGPIPE back to its default action (termination) for this process.
 pub fn default_sigpipe() {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
