@@ -76,10 +76,12 @@ impl Channel {
         let n = loop {
             match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
                 Err(nix::errno::Errno::EINTR) => continue,
-                // A peer that died with a message of ours unread (killed
-                // before it read it: an OOM kill at start-up) resets the
-                // connection: it is gone, as at end-of-file.
-                Err(nix::errno::Errno::ECONNRESET) => return Ok(None),
+                // A peer that closed with a message of ours unread (killed
+                // before it read it, or failed before it looked) resets the
+                // connection. The error is reported once, before what the
+                // peer sent first (its Failed report): read on, to those
+                // messages and then end-of-file.
+                Err(nix::errno::Errno::ECONNRESET) => continue,
                 other => break other.sys_context(|| "receive on init handshake socket".into())?,
             }
         };
@@ -111,7 +113,14 @@ mod tests {
         }
         drop(b);
         assert!(a.recv::<ChildMessage>().unwrap().is_none());
-        // A peer gone with our message unread resets the connection: also None.
+        // A peer gone with our message unread resets the connection: what
+        // it sent before still comes through, then None.
+        let (a, b) = Channel::pair().unwrap();
+        b.send(&ChildMessage::InitReady).unwrap();
+        a.send(&ParentMessage::Proceed).unwrap();
+        drop(b);
+        assert!(matches!(a.recv::<ChildMessage>().unwrap(), Some(ChildMessage::InitReady)));
+        assert!(a.recv::<ChildMessage>().unwrap().is_none());
         let (a, b) = Channel::pair().unwrap();
         a.send(&ParentMessage::Proceed).unwrap();
         drop(b);

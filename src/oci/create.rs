@@ -216,7 +216,8 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
                         cgroup.add_pid(pid)?;
                         drop(hold.take());
                     }
-                    let _ = nix::sys::wait::waitpid(bootstrap, None);
+                    // The bootstrap is reaped once the init is ready, not
+                    // here: its exit (with `hold`, only now) would delay Start.
                     record.pid = pid;
                     record.pid_start_time = process_start_time(pid).ok_or_else(|| Error::Init("container init died at birth".into()))?;
                     // The init is in the container's network namespace
@@ -243,7 +244,12 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
                 hooks::run_all(HookKind::CreateRuntime, h.and_then(|h| h.create_runtime().as_ref()), &state)?;
                 ours.send(&ParentMessage::CreateRuntimeHooksDone)?;
             }
-            ChildMessage::InitReady => break,
+            ChildMessage::InitReady => {
+                // Gone before `create` returns, so that the init's parent is
+                // the caller's subreaper by then.
+                let _ = nix::sys::wait::waitpid(bootstrap, None);
+                break;
+            }
             ChildMessage::Failed(r) => return Err(Error::from_remote(r).with_context("container init failed")),
             ChildMessage::ExecReady => return Err(Error::Init("unexpected exec message".into())),
         }
@@ -265,12 +271,17 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
 /// directories are removed again when this refuses.
 fn check_cgroup_unused(cgroup: &Cgroup, id: &str, default_path: bool) -> Result<()> {
     for dir in cgroup.dirs.values() {
+        // Made just now (`make` refuses a leaf someone made meanwhile):
+        // empty, nothing to read.
+        if cgroup.created.contains(dir) {
+            continue;
+        }
         let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
         let n = procs.lines().filter(|l| !l.trim().is_empty()).count();
         if n > 0 {
             return Err(Error::Cgroup(format!("{} already has {n} process(es): it belongs to another container", dir.display())));
         }
-        if default_path && !cgroup.created.contains(dir) {
+        if default_path {
             return Err(Error::Cgroup(format!(
                 "{} already exists: another container {id:?} (under another --root?) owns it; use another id or set linux.cgroupsPath",
                 dir.display()

@@ -160,7 +160,7 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
     match status {
         Status::Stopped => {
             // The last chance to read the OOM counter: the cgroup goes next.
-            if rec.observe_oom(root) == Some(true) {
+            if rec.observe_oom_unsaved(root) == Some(true) {
                 log::info!("container {id} was OOM-killed");
             }
         }

@@ -72,10 +72,9 @@ pub fn run(root: &StateRoot, opts: &CreateOptions, detach: bool) -> Result<i32> 
     }
     // Read the OOM counter before delete removes the cgroup; an OOM-killed
     // init died of SIGKILL, so the exit code is already 137.
-    if let Ok(mut rec) = root.load(&opts.id) {
-        if rec.observe_oom(root) == Some(true) {
-            log::warn!("container {} was OOM-killed (exit code {code})", opts.id);
-        }
+    let mut rec = rec;
+    if rec.observe_oom_unsaved(root) == Some(true) {
+        log::warn!("container {} was OOM-killed (exit code {code})", opts.id);
     }
     lifecycle::delete(root, &opts.id, true)?;
     Ok(code)

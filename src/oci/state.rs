@@ -268,14 +268,19 @@ impl ContainerRecord {
     /// OOM-killed (the counter lives in its memory cgroup, which goes away
     /// on delete). Returns the value known now.
     pub fn observe_oom(&mut self, root: &StateRoot) -> Option<bool> {
-        if self.oom_killed.is_none() && self.status(root) == Status::Stopped {
-            let count = self.cgroup.as_ref().and_then(|c| c.oom_kill_count());
-            if let Some(n) = count {
-                self.oom_killed = Some(n > 0);
-                if let Err(e) = root.save(self) {
-                    log::warn!("cannot record the OOM state of {}: {e}", self.id);
-                }
+        if self.oom_killed.is_none() && self.observe_oom_unsaved(root).is_some() {
+            if let Err(e) = root.save(self) {
+                log::warn!("cannot record the OOM state of {}: {e}", self.id);
             }
+        }
+        self.oom_killed
+    }
+
+    /// [`Self::observe_oom`] for a record about to be removed (delete):
+    /// not written back, which would only cost a file write.
+    pub fn observe_oom_unsaved(&mut self, root: &StateRoot) -> Option<bool> {
+        if self.oom_killed.is_none() && self.status(root) == Status::Stopped {
+            self.oom_killed = self.cgroup.as_ref().and_then(|c| c.oom_kill_count()).map(|n| n > 0);
         }
         self.oom_killed
     }
