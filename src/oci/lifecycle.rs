@@ -145,29 +145,38 @@ pub fn kill(root: &StateRoot, id: &str, signal: Signal, all: bool) -> Result<()>
 /// error": hull follows the spec. (containerd kills a created task before
 /// deleting it, and force-deletes after a failed create, so it is not
 /// affected.)
-pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
+///
+/// Returns whether a stopped container was OOM-killed, read last thing
+/// before its cgroup goes (None when unknown or killed here).
+pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<Option<bool>> {
     let mut rec = match root.load(id) {
         Ok(r) => r,
         // A state dir without a record is a create that died halfway: with
         // --force, clean it up; otherwise say it does not exist.
         Err(Error::NotFound(_)) if force && root.container_dir(id).exists() => {
             let _ = std::fs::remove_dir_all(root.container_dir(id));
-            return Ok(());
+            return Ok(None);
         }
         Err(e) => return Err(e),
     };
     let status = rec.status(root);
-    match status {
+    let oom_killed = match status {
         Status::Stopped => {
             // The last chance to read the OOM counter: the cgroup goes next.
-            if rec.observe_oom_unsaved(root) == Some(true) {
+            let oom = rec.observe_oom_unsaved(root);
+            if oom == Some(true) {
                 log::info!("container {id} was OOM-killed");
             }
+            oom
         }
-        Status::Created | Status::Running | Status::Paused | Status::Creating if force => kill_and_wait(&rec)?,
+        Status::Created | Status::Running | Status::Paused | Status::Creating if force => {
+            kill_and_wait(&rec)?;
+            None
+        }
         s => return Err(Error::InvalidState(format!("cannot delete container {id} that is not stopped: {s}"))),
-    }
-    destroy(root, &rec)
+    };
+    destroy(root, &rec)?;
+    Ok(oom_killed)
 }
 
 fn kill_and_wait(rec: &ContainerRecord) -> Result<()> {

@@ -70,12 +70,10 @@ pub fn run(root: &StateRoot, opts: &CreateOptions, detach: bool) -> Result<i32> 
     if let Some(p) = proxy {
         p.finish(std::time::Duration::from_secs(1));
     }
-    // Read the OOM counter before delete removes the cgroup; an OOM-killed
-    // init died of SIGKILL, so the exit code is already 137.
-    let mut rec = rec;
-    if rec.observe_oom_unsaved(root) == Some(true) {
+    // delete reads the OOM counter before it removes the cgroup; an
+    // OOM-killed init died of SIGKILL, so the exit code is already 137.
+    if lifecycle::delete(root, &opts.id, true)? == Some(true) {
         log::warn!("container {} was OOM-killed (exit code {code})", opts.id);
     }
-    lifecycle::delete(root, &opts.id, true)?;
     Ok(code)
 }
