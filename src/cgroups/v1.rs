@@ -129,9 +129,19 @@ pub(super) fn apply_devices(cg: &Cgroup, rules: &[Rule]) -> Result<()> {
     let Some(dir) = cg.dirs.get("devices") else {
         return Err(Error::Cgroup("the devices controller is not mounted".into()));
     };
+    // One fd per file for all the rules (a path walk per rule cost ~11 opens
+    // per container); each rule is still its own write(2), which is how the
+    // kernel parses them, in the order given.
+    let mut files: [Option<std::fs::File>; 2] = [None, None];
     for rule in rules {
-        let file = if rule.allow { "devices.allow" } else { "devices.deny" };
-        std::fs::write(dir.join(file), rule.v1_line()).map_err(|e| Error::Cgroup(format!("write {file} {:?}: {e}", rule.v1_line())))?;
+        let (slot, file) = if rule.allow { (0, "devices.allow") } else { (1, "devices.deny") };
+        let line = rule.v1_line();
+        let fail = |e: std::io::Error| Error::Cgroup(format!("write {file} {line:?}: {e}"));
+        let fd = match &mut files[slot] {
+            Some(fd) => fd,
+            empty => empty.insert(std::fs::OpenOptions::new().write(true).open(dir.join(file)).map_err(fail)?),
+        };
+        std::io::Write::write_all(fd, line.as_bytes()).map_err(fail)?;
     }
     Ok(())
 }
