@@ -176,8 +176,14 @@ fn oom_killed_run_exits_137() {
     }
     let mut env = memory_env("v2-oom-run", 32 * MIB);
     env.sh(MEMORY_HOG);
-    let o = env.run_fg();
+    env.write_config();
+    let b = env.bundle_path();
+    // --debug: the info lines too, so a second report of the kill shows.
+    let o = env.run(&["--debug", "run", "--bundle", b.to_str().unwrap(), &env.id]);
     assert_eq!(o.status.code(), Some(137), "an OOM-killed run exits 137:\n{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let said = err.lines().filter(|l| l.contains("was OOM-killed")).count();
+    assert_eq!(said, 1, "run says once that the container was OOM-killed:\n{}", show(&o));
     assert_no_leftovers(&env);
 }
 

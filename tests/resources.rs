@@ -85,8 +85,14 @@ fn oom_killed_run_exits_137() {
     }
     let mut env = memory_env("oom-run", 64 * MIB);
     env.sh(MEMORY_HOG);
-    let o = env.run_fg();
+    env.write_config();
+    let b = env.bundle_path();
+    // --debug: the info lines too, so a second report of the kill shows.
+    let o = env.run(&["--debug", "run", "--bundle", b.to_str().unwrap(), &env.id]);
     assert_eq!(o.status.code(), Some(137), "an OOM-killed run exits 137:\n{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let said = err.lines().filter(|l| l.contains("was OOM-killed")).count();
+    assert_eq!(said, 1, "run says once that the container was OOM-killed:\n{}", show(&o));
     assert_no_leftovers(&env);
 }
 
@@ -135,7 +141,12 @@ fn oom_kill_gives_an_event_and_the_state_flag() {
         let st = env.state_json();
         assert_eq!(st["oomKilled"], json!(true), "state: {st}");
     }
-    assert_ok(&env.delete());
+    let o = env.run(&["--debug", "delete", &env.id]);
+    assert_ok(&o);
+    if !is_runc() {
+        let said = String::from_utf8_lossy(&o.stderr).lines().filter(|l| l.contains("was OOM-killed")).count();
+        assert_eq!(said, 1, "delete says once that the container was OOM-killed:\n{}", show(&o));
+    }
     assert_no_leftovers(&env);
 }
 

@@ -125,7 +125,12 @@ fn dispatch(cli: &Cli, preloaded: Option<oci::config::Bundle>) -> Result<i32> {
             let sig = lifecycle::parse_signal(signal.as_deref().unwrap_or("SIGTERM"))?;
             lifecycle::kill(&root, id, sig, *all).map(|_| 0)
         }
-        Command::Delete { id, force } => lifecycle::delete(&root, id, *force).map(|_| 0),
+        Command::Delete { id, force } => {
+            if lifecycle::delete(&root, id, *force)? == Some(true) {
+                log::info!("container {id} was OOM-killed");
+            }
+            Ok(0)
+        }
         Command::List { format, quiet } => list(&root, format, *quiet),
         Command::Ps { id, format, ps_args } => ps(&root, id, format, ps_args),
         Command::Exec(e) => {

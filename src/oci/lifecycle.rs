@@ -147,7 +147,8 @@ pub fn kill(root: &StateRoot, id: &str, signal: Signal, all: bool) -> Result<()>
 /// affected.)
 ///
 /// Returns whether a stopped container was OOM-killed, read last thing
-/// before its cgroup goes (None when unknown or killed here).
+/// before its cgroup goes (None when unknown or killed here); it logs
+/// nothing about it, the caller does.
 pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<Option<bool>> {
     let mut rec = match root.load(id) {
         Ok(r) => r,
@@ -163,11 +164,8 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<Option<bool>> {
     let oom_killed = match status {
         Status::Stopped => {
             // The last chance to read the OOM counter: the cgroup goes next.
-            let oom = rec.observe_oom_unsaved(root);
-            if oom == Some(true) {
-                log::info!("container {id} was OOM-killed");
-            }
-            oom
+            // The callers say it (once): `delete`, `run`, the pod runtime.
+            rec.observe_oom_unsaved(root)
         }
         Status::Created | Status::Running | Status::Paused | Status::Creating if force => {
             kill_and_wait(&rec)?;

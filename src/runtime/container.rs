@@ -136,6 +136,7 @@ impl Runtime {
     fn release_exited(&self, rec: &ContainerRecord) {
         let id = rec.id.as_str();
         match lifecycle::delete(&self.oci_root(), id, true) {
+            Ok(Some(true)) => log::info!("container {id} was OOM-killed"),
             Ok(_) | Err(crate::Error::NotFound(_)) => {}
             Err(e) => log::warn!("container {id}: delete: {e}"),
         }
