@@ -349,11 +349,12 @@ fn v1_memory(test: &str) -> bool {
 }
 
 /// The same container id under two `--root` directories, neither config
-/// setting linux.cgroupsPath: a root other than the default puts its
-/// containers below a cgroup of its own (`/hull-<root hash>/<id>`), so
-/// both run with their own limits, and `delete --force` in one root leaves
-/// the other's container running. A root's directory is shared by its
-/// containers and goes with the last of them.
+/// setting linux.cgroupsPath: a root other than the default names its
+/// containers' cgroups after itself (`/hull-<root hash>-<id>`, one
+/// directory per hierarchy, no parent per root), so both run with their
+/// own limits, and `delete --force` in one root leaves the other's
+/// container running, and each delete removes its container's directories
+/// only.
 #[test]
 fn same_id_under_two_roots_gets_two_cgroups() {
     if !require_root() || is_runc() || !v1_memory("same_id_under_two_roots_gets_two_cgroups") {
@@ -381,7 +382,7 @@ fn same_id_under_two_roots_gets_two_cgroups() {
         assert_eq!(memory.map(Path::new), Some(want.as_path()), "{lines}");
         assert_eq!(memory_limit(&default_memory_cgroup(env)), limit.to_string());
     }
-    // A second container of a's root, in the same parent directory.
+    // A second container of a's root.
     let a2 = unique_id("tworoots-2");
     let b_path = a.bundle_path();
     assert_ok(&a.run_keep_io(&["create", "--bundle", b_path.to_str().unwrap(), &a2]));
@@ -392,22 +393,26 @@ fn same_id_under_two_roots_gets_two_cgroups() {
         }
     }
     let a2_guard = Delete(&a, &a2);
-    let a_parent = default_memory_cgroup(&a).parent().unwrap().to_path_buf();
-    assert!(a_parent.join(&a2).is_dir(), "{}", a_parent.display());
+    let a2_dir = Path::new("/sys/fs/cgroup/memory").join(format!("{}-{a2}", root_cgroup_tag(a.root.path()).unwrap()));
+    assert!(a2_dir.is_dir(), "{}", a2_dir.display());
+    assert_eq!(default_memory_cgroup(&a).parent(), a2_dir.parent(), "a root's containers get no parent directory");
 
     assert_ok(&b.run(&["delete", "--force", &b.id]));
     assert_eq!(a.status().as_deref(), Some("running"), "the other root's container was touched");
     assert_eq!(memory_limit(&default_memory_cgroup(&a)), (64u64 << 20).to_string());
     let b_tag = root_cgroup_tag(b.root.path()).unwrap();
     for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-        assert!(!h.path().join(&b_tag).exists(), "{} is left", h.path().join(&b_tag).display());
+        let left = h.path().join(format!("{b_tag}-{}", b.id));
+        assert!(!left.exists(), "{} is left", left.display());
     }
     assert!(!b.state_dir().exists());
 
-    // The root's directory stays while a container of the root uses it.
+    // Deleting one container of a root leaves the root's other one alone.
     assert_ok(&a.run(&["delete", "--force", &a.id]));
-    assert!(a_parent.join(&a2).is_dir(), "{}", a_parent.display());
+    assert!(!default_memory_cgroup(&a).exists());
+    assert!(a2_dir.is_dir(), "{}", a2_dir.display());
     assert_ok(&a.run(&["delete", "--force", &a2]));
+    assert!(!a2_dir.exists(), "{}", a2_dir.display());
     drop(a2_guard);
     assert_no_leftovers(&a);
     assert_no_leftovers(&b);
@@ -449,7 +454,6 @@ fn a_cgroup_owned_by_another_container_is_refused() {
     std::fs::create_dir_all(&theirs).unwrap();
     let o = c.create();
     let _ = std::fs::remove_dir(&theirs);
-    let _ = std::fs::remove_dir(theirs.parent().unwrap());
     assert_fails_mentioning(&o, &["already exists"]);
     assert_no_leftovers(&a);
     assert_no_leftovers(&b);

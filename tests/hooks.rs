@@ -232,9 +232,10 @@ fn create_container_hook_runs_in_the_container_cgroup() {
     let mut env = TestEnv::new("hooks-cgroup");
     // The hook is in the container's pid and cgroup namespaces, so it
     // looks for itself in the cgroup.procs of each directory named after
-    // the container (those show pids as the reader's namespace numbers them).
+    // the container (`<root tag>-<id>`; those show pids as the reader's
+    // namespace numbers them).
     let script = format!(
-        "echo $$ > {d}/hook.pid; for c in $(find /sys/fs/cgroup -maxdepth 3 -type d -name {id}); do \
+        "echo $$ > {d}/hook.pid; for c in $(find /sys/fs/cgroup -maxdepth 3 -type d -name \"*{id}\"); do \
          echo \"$c $(tr '\\n' ' ' < $c/cgroup.procs)\"; done > {d}/hook.procs",
         id = env.id
     );

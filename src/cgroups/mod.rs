@@ -116,11 +116,6 @@ pub struct Cgroup {
     pub dirs: BTreeMap<String, PathBuf>,
     /// Directories hull created (deepest last), removed again on delete.
     pub created: Vec<PathBuf>,
-    /// Parent directories shared with other containers (the per-root
-    /// parent of default paths): made when missing, and removed on delete
-    /// when empty, whichever container made them.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub shared: Vec<PathBuf>,
 }
 
 /// Where the container's cgroup goes, relative to each hierarchy's root:
@@ -132,7 +127,7 @@ pub struct Cgroup {
 /// cgroup (`/<id>` for a caller in the root cgroup), and crun (1.8) at
 /// `/<id>`, neither telling two `--root` directories apart (crun puts two
 /// containers of one id in one cgroup without a word). `oci::create` gives
-/// a container of any other root the absolute `/hull-<root hash>/<id>`
+/// a container of any other root the absolute `/hull-<root hash>-<id>`
 /// instead, so the same id under two roots gets two cgroups.
 pub fn relative_path(cgroups_path: Option<&Path>, id: &str, own: Option<&str>) -> Result<PathBuf> {
     let p = match cgroups_path {
@@ -164,25 +159,13 @@ impl Cgroup {
         Ok(cg)
     }
 
-    /// [`Cgroup::create`] where the directory above the container's, in
-    /// every hierarchy, is shared with other containers (see `shared`).
-    pub fn create_in_shared_parent(cgroups_path: &Path, id: &str) -> Result<Cgroup> {
-        let mut cg = Cgroup::plan(Some(cgroups_path), id)?;
-        let mut shared: Vec<PathBuf> = cg.dirs.values().filter_map(|d| d.parent()).map(Path::to_path_buf).collect();
-        shared.dedup();
-        cg.created.retain(|d| !shared.contains(d));
-        cg.shared = shared;
-        cg.make()?;
-        Ok(cg)
-    }
-
     /// The cgroup `create` would make, made of nothing yet: its `created`
     /// lists the directories missing now. A caller that must undo a
     /// creation cut short records this first; `remove` of it removes what
     /// exists of those.
     pub fn plan(cgroups_path: Option<&Path>, id: &str) -> Result<Cgroup> {
         let layout = detect_layout();
-        let mut cg = Cgroup { layout, dirs: BTreeMap::new(), created: Vec::new(), shared: Vec::new() };
+        let mut cg = Cgroup { layout, dirs: BTreeMap::new(), created: Vec::new() };
         match layout {
             Layout::V1 => v1::plan(&mut cg, cgroups_path, id)?,
             Layout::V2 => v2::plan(&mut cg, cgroups_path, id)?,
@@ -190,24 +173,16 @@ impl Cgroup {
         Ok(cg)
     }
 
-    /// Make the directories of a [`Cgroup::plan`] (and its shared parents).
-    /// `created` stays as planned, so that a plan recorded before the call
-    /// is the record of what it made: a parent made meanwhile by someone
-    /// else is listed too (harmless: a parent is removed only when empty),
-    /// and a leaf made meanwhile is refused (it belongs to another
-    /// container: two creators raced for one cgroup). On error, what this
-    /// call made is removed.
+    /// Make the directories of a [`Cgroup::plan`]. `created` stays as
+    /// planned, so that a plan recorded before the call is the record of
+    /// what it made: a parent made meanwhile by someone else is listed too
+    /// (harmless: a parent is removed only when empty), and a leaf made
+    /// meanwhile is refused (it belongs to another container: two creators
+    /// raced for one cgroup). On error, what this call made is removed.
     pub fn make(&self) -> Result<()> {
         let mut made = Vec::new();
-        let mut result = self.make_shared();
-        // A delete of another container of the same root removes a shared
-        // parent it finds empty, which it may be for a moment between our
-        // mkdir of it and of the container's directory below: that mkdir
-        // then fails with ENOENT, and the parent is made again.
-        let mut retries = 100;
-        let mut todo = self.created.iter();
-        let mut next = if result.is_ok() { todo.next() } else { None };
-        while let Some(d) = next {
+        let mut result = Ok(());
+        for d in &self.created {
             match std::fs::create_dir(d) {
                 Ok(()) => made.push(d.clone()),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && self.dirs.values().any(|l| l == d) => {
@@ -215,20 +190,11 @@ impl Cgroup {
                     break;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !self.shared.is_empty() && retries > 0 => {
-                    retries -= 1;
-                    result = self.make_shared();
-                    if result.is_ok() {
-                        continue;
-                    }
-                    break;
-                }
                 Err(e) => {
                     result = Err(Error::Cgroup(format!("create {}: {e}", d.display())));
                     break;
                 }
             }
-            next = todo.next();
         }
         let result = result.and_then(|()| match self.layout {
             Layout::V1 => v1::init(self),
@@ -237,17 +203,6 @@ impl Cgroup {
         if let Err(e) = result {
             let _ = Cgroup { created: made, ..self.clone() }.remove();
             return Err(e);
-        }
-        Ok(())
-    }
-
-    fn make_shared(&self) -> Result<()> {
-        for d in &self.shared {
-            match std::fs::create_dir(d) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(Error::Cgroup(format!("create {}: {e}", d.display()))),
-            }
         }
         Ok(())
     }
@@ -395,15 +350,6 @@ impl Cgroup {
                 let _ = std::fs::remove_dir(dir);
             }
         }
-        // The kernel refuses to remove a cgroup with children (EBUSY): a
-        // shared parent goes only with its last container.
-        for dir in &self.shared {
-            if std::fs::remove_dir(dir).is_err() && self.layout == Layout::V1 {
-                // Still used: hand back the real-time runtime a removed
-                // child held (see `v1::cpu::reserve_rt_in_parent`).
-                v1::cpu::fit_rt_parent(dir, None);
-            }
-        }
         first_error.map_or(Ok(()), Err)
     }
 }
@@ -461,12 +407,7 @@ mod tests {
         std::fs::write(t.path().join("memory.current"), "8192").unwrap();
         std::fs::write(t.path().join("memory.events"), "oom 1\noom_kill 1\n").unwrap();
         std::fs::write(t.path().join("pids.current"), "3").unwrap();
-        let cg = Cgroup {
-            layout: Layout::V2,
-            dirs: BTreeMap::from([(String::new(), t.path().to_path_buf())]),
-            created: Vec::new(),
-            shared: Vec::new(),
-        };
+        let cg = Cgroup { layout: Layout::V2, dirs: BTreeMap::from([(String::new(), t.path().to_path_buf())]), created: Vec::new() };
         let r: LinuxResources =
             serde_json::from_str(r#"{"memory": {"limit": 1048576, "swap": 2097152}, "pids": {"limit": 5}, "cpu": {"shares": 2048}}"#)
                 .unwrap();
@@ -496,12 +437,8 @@ mod tests {
     #[test]
     fn signal_all_freezes_only_a_cgroup_with_processes() {
         let t = tempfile::tempdir().unwrap();
-        let cg = Cgroup {
-            layout: Layout::V1,
-            dirs: BTreeMap::from([("freezer".to_string(), t.path().to_path_buf())]),
-            created: Vec::new(),
-            shared: Vec::new(),
-        };
+        let cg =
+            Cgroup { layout: Layout::V1, dirs: BTreeMap::from([("freezer".to_string(), t.path().to_path_buf())]), created: Vec::new() };
         let state = t.path().join("freezer.state");
         std::fs::write(t.path().join("cgroup.procs"), "").unwrap();
         std::fs::write(&state, "untouched").unwrap();
@@ -538,19 +475,15 @@ mod tests {
 
     /// `make` leaves `created` as planned (the plan recorded before it is
     /// the record of what it made); a leaf made by someone else between
-    /// plan and make is refused and left alone, a parent is shared.
+    /// plan and make is refused and left alone, a parent made meanwhile is
+    /// taken as it is.
     #[test]
     fn make_keeps_the_plan_and_refuses_a_leaf_made_meanwhile() {
         let t = tempfile::tempdir().unwrap();
         // Outside the cgroup2 root: make's controller set-up does nothing.
         let plan = |name: &str| {
             let leaf = t.path().join(name).join("leaf");
-            Cgroup {
-                layout: Layout::V2,
-                dirs: BTreeMap::from([(String::new(), leaf.clone())]),
-                created: vec![t.path().join(name), leaf],
-                shared: Vec::new(),
-            }
+            Cgroup { layout: Layout::V2, dirs: BTreeMap::from([(String::new(), leaf.clone())]), created: vec![t.path().join(name), leaf] }
         };
         let cg = plan("a");
         let before = cg.created.clone();
@@ -559,7 +492,7 @@ mod tests {
         assert!(t.path().join("a/leaf").is_dir());
         cg.remove().unwrap();
         assert!(!t.path().join("a").exists(), "an empty parent it made goes too");
-        // A parent made by another meanwhile: shared.
+        // A parent made by another meanwhile: taken as it is.
         let cg = plan("b");
         std::fs::create_dir(t.path().join("b")).unwrap();
         cg.make().unwrap();

@@ -37,11 +37,6 @@ pub(super) fn apply(cg: &Cgroup, r: &LinuxResources) -> Result<()> {
     }
     apply_one::<cpuset::CpuSet>(cg, r)?;
     apply_one::<memory::Memory>(cg, r)?;
-    if let Some(dir) = dir_of(cg, "cpu") {
-        if let Some(parent) = dir.parent().filter(|p| cg.shared.iter().any(|s| s == p)) {
-            cpu::reserve_rt_in_parent(parent, dir, r)?;
-        }
-    }
     apply_one::<cpu::Cpu>(cg, r)?;
     apply_one::<pids::Pids>(cg, r)?;
     apply_one::<blkio::Blkio>(cg, r)?;

@@ -290,22 +290,44 @@ fn mount_cgroup(ctx: &RootfsContext, root: &OwnedFd, m: &Mount, opts: &MountOpti
         Layout::V1 => {
             mount(Some("tmpfs"), &target, Some("tmpfs"), flags, Some("mode=755")).sys_context(|| "mount tmpfs for cgroups".into())?;
             drop(target_fd);
+            // The tmpfs just mounted is this mount namespace's own and
+            // empty, and nothing of the container runs yet: names made in
+            // it need no resolving in the root, only the tmpfs itself.
+            let base = reopen(root, dest)?;
             for (name, dir) in &cg.dirs {
-                bind_in_root(root, dir, &dest.join(name), Create::Dir, opts.flags)?;
+                bind_hierarchy(&base, name, dir, opts.flags)?;
                 // Co-mounted controllers ("cpu,cpuacct") also get a link per name.
                 if name.contains(',') {
-                    let parent = open_in_root(root, dest, Create::Nothing)?.expect("exists");
                     for single in name.split(',') {
-                        let _ = nix::unistd::symlinkat(name.as_str(), parent.as_fd(), single);
+                        let _ = nix::unistd::symlinkat(name.as_str(), base.as_fd(), single);
                     }
                 }
             }
             if opts.flags.contains(MsFlags::MS_RDONLY) {
-                let fd = open_in_root(root, dest, Create::Nothing)?.expect("exists");
-                mount(NONE, &fd_path(&fd), NONE, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | flags, Some("mode=755"))
+                mount(NONE, &fd_path(&base), NONE, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | flags, Some("mode=755"))
                     .sys_context(|| "remount cgroup tmpfs read-only".into())?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Bind one v1 hierarchy's directory `dir` onto `name` in the fresh tmpfs
+/// `base` (see `mount_cgroup`), then remount it with `flags`.
+fn bind_hierarchy(base: &OwnedFd, name: &str, dir: &Path, flags: MsFlags) -> Result<()> {
+    let at_base = |what: &str| -> Result<OwnedFd> {
+        nix::fcntl::openat(base.as_fd(), name, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+            .sys_context(|| format!("open the cgroup mount point {name} ({what})"))
+    };
+    nix::sys::stat::mkdirat(base.as_fd(), name, Mode::from_bits_truncate(0o755))
+        .sys_context(|| format!("create the cgroup mount point {name}"))?;
+    let target = at_base("to bind")?;
+    let rec = flags & MsFlags::MS_REC;
+    mount(Some(dir), &fd_path(&target), NONE, MsFlags::MS_BIND | rec, NONE).sys_context(|| format!("bind {}", dir.display()))?;
+    drop(target);
+    let extra = flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+    if !extra.is_empty() {
+        remount_bind(&fd_path(&at_base("to remount")?), extra)?;
     }
     Ok(())
 }

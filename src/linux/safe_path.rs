@@ -80,23 +80,28 @@ fn open_scoped(root: &OwnedFd, path: &Path, create: Create, scope: Scope, what: 
         Err(Errno::ENOENT) => return Ok(None),
         Err(e) => return Err(fail(path, e)),
     }
-    // Walk down, creating what is missing. Each parent is itself resolved in
-    // the root, and each name created with *at() relative to it, so a
-    // symlink planted on the way can only lead somewhere inside the root.
+    // Walk down from the deepest component that exists, creating what is
+    // missing. Each parent is itself resolved in the root, and each name
+    // created with *at() relative to it, so a symlink planted on the way
+    // can only lead somewhere inside the root.
     let comps: Vec<&std::ffi::OsStr> = rel.iter().collect();
-    let mut parent = nix::unistd::dup(root).map_err(|e| Error::sys("dup rootfs fd", e))?;
-    let mut sofar = PathBuf::new();
-    for (i, name) in comps.iter().enumerate() {
+    let (start, mut parent) = deepest_existing(root, &comps, scope).map_err(|(p, e)| fail(&p, e))?;
+    let mut sofar: PathBuf = comps[..start].iter().collect();
+    for (i, name) in comps.iter().enumerate().skip(start) {
         sofar.push(name);
         let last = i + 1 == comps.len();
         let want_file = last && create == Create::File;
-        match open_path(root, &sofar, scope) {
-            Ok(fd) => {
-                parent = fd;
-                continue;
+        // The first missing one was just seen missing; one after it may
+        // exist all the same (a ".." step).
+        if i > start {
+            match open_path(root, &sofar, scope) {
+                Ok(fd) => {
+                    parent = fd;
+                    continue;
+                }
+                Err(Errno::ENOENT) => {}
+                Err(e) => return Err(fail(&sofar, e)),
             }
-            Err(Errno::ENOENT) => {}
-            Err(e) => return Err(fail(&sofar, e)),
         }
         let made = if want_file {
             nix::fcntl::openat(
@@ -116,6 +121,22 @@ fn open_scoped(root: &OwnedFd, path: &Path, create: Create, scope: Scope, what: 
         parent = open_path(root, &sofar, scope).map_err(|e| fail(&sofar, e))?;
     }
     Ok(Some(parent))
+}
+
+/// The longest leading part of `comps` (the whole of it is known missing)
+/// that exists, resolved in the root: (its length, its fd). Searched from
+/// the longest down, as a missing destination usually lacks its last
+/// component only.
+fn deepest_existing(root: &OwnedFd, comps: &[&std::ffi::OsStr], scope: Scope) -> std::result::Result<(usize, OwnedFd), (PathBuf, Errno)> {
+    for len in (1..comps.len()).rev() {
+        let prefix: PathBuf = comps[..len].iter().collect();
+        match open_path(root, &prefix, scope) {
+            Ok(fd) => return Ok((len, fd)),
+            Err(Errno::ENOENT) => {}
+            Err(e) => return Err((prefix, e)),
+        }
+    }
+    nix::unistd::dup(root).map(|fd| (0, fd)).map_err(|e| (PathBuf::from("."), e))
 }
 
 /// The path of an fd for calls that take paths (mount targets): the

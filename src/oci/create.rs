@@ -97,10 +97,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, console: Option<OwnedFd>) 
 
     let linux = spec.linux().as_ref();
     let given = linux.and_then(|l| l.cgroups_path().as_deref());
-    let cgroup = match cgroups_path(given, &opts.id, opts.systemd_cgroup, root)? {
-        CgroupsPath::Given(p) => Cgroup::create(p.as_deref(), &opts.id)?,
-        CgroupsPath::UnderRootParent(p) => Cgroup::create_in_shared_parent(&p, &opts.id)?,
-    };
+    let cgroup = Cgroup::create(cgroups_path(given, &opts.id, opts.systemd_cgroup, root)?.as_deref(), &opts.id)?;
     rollback.cgroup = Some(cgroup.clone());
     check_cgroup_unused(&cgroup, &opts.id, given.is_none())?;
     // Limits hold before any process of the container exists: the
@@ -336,36 +333,28 @@ fn init_died(spec: &oci_spec::runtime::Spec, cgroup: &Cgroup) -> Error {
     Error::Init("container init exited during setup".into())
 }
 
-/// The cgroup path to create.
-enum CgroupsPath {
-    /// The config's (None: `/<id>`, see `cgroups::relative_path`), or with
-    /// `--systemd-cgroup` its `slice:prefix:name` mapped onto cgroupfs.
-    Given(Option<PathBuf>),
-    /// The default `/hull-<root hash>/<id>` of a container of a root other
-    /// than the default, below a parent its root's containers share.
-    UnderRootParent(PathBuf),
-}
-
-/// Without a cgroupsPath, the default root keeps runc's `/<id>` (where
-/// runc users look) and any other root gets `/<its tag>/<id>`, so the same
-/// id under two roots gets two cgroups; with `--systemd-cgroup` the tag is
-/// the unit prefix (`system.slice:<tag>:<id>`, `hull` for the default
-/// root). The root's tag is only worked out when it is needed.
-fn cgroups_path(path: Option<&Path>, id: &str, systemd: bool, root: &StateRoot) -> Result<CgroupsPath> {
+/// The cgroup path to create: the config's (None: `/<id>`, see
+/// `cgroups::relative_path`), or with `--systemd-cgroup` its
+/// `slice:prefix:name` mapped onto cgroupfs. Without a cgroupsPath, the
+/// default root keeps runc's `/<id>` (where runc users look) and any other
+/// root gets `/<its tag>-<id>`, so the same id under two roots gets two
+/// cgroups, one directory per hierarchy as runc's and crun's (no parent
+/// per root: it would be two more mkdir and rmdir in every hierarchy for
+/// each container); with `--systemd-cgroup` the tag is the unit prefix
+/// (`system.slice:<tag>:<id>`, `hull` for the default root). The root's
+/// tag is only worked out when it is needed.
+fn cgroups_path(path: Option<&Path>, id: &str, systemd: bool, root: &StateRoot) -> Result<Option<PathBuf>> {
     match (path, systemd) {
-        (Some(p), false) => Ok(CgroupsPath::Given(Some(p.to_path_buf()))),
+        (Some(p), false) => Ok(Some(p.to_path_buf())),
         (Some(p), true) => {
             let text = p.to_str().ok_or_else(|| Error::Config("linux.cgroupsPath: not valid UTF-8".into()))?;
-            crate::cgroups::systemd::to_cgroupfs(text).map(|p| CgroupsPath::Given(Some(p)))
+            crate::cgroups::systemd::to_cgroupfs(text).map(Some)
         }
-        (None, false) => match root.cgroup_tag()? {
-            None => Ok(CgroupsPath::Given(None)),
-            Some(tag) => Ok(CgroupsPath::UnderRootParent(Path::new("/").join(tag).join(id))),
-        },
+        (None, false) => Ok(root.cgroup_tag()?.map(|tag| PathBuf::from(format!("/{tag}-{id}")))),
         (None, true) => {
             let tag = root.cgroup_tag()?;
             let text = crate::cgroups::systemd::default_path(tag.as_deref().unwrap_or("hull"), id);
-            crate::cgroups::systemd::to_cgroupfs(&text).map(|p| CgroupsPath::Given(Some(p)))
+            crate::cgroups::systemd::to_cgroupfs(&text).map(Some)
         }
     }
 }

@@ -509,17 +509,17 @@ pub fn leftovers(env: &TestEnv) -> Vec<String> {
 
 /// The cgroup, relative to each hierarchy's root, of `env`'s container
 /// when its config has no linux.cgroupsPath: runc's `/<id>`, and hull's
-/// `/<root tag>/<id>` (every test root is another than hull's default).
+/// `/<root tag>-<id>` (every test root is another than hull's default).
 pub fn default_cgroup(env: &TestEnv) -> PathBuf {
     match root_cgroup_tag(env.root.path()) {
-        Some(tag) => Path::new("/").join(tag).join(&env.id),
+        Some(tag) => Path::new("/").join(format!("{tag}-{}", env.id)),
         None => Path::new("/").join(&env.id),
     }
 }
 
-/// hull's cgroup directory for the containers of a non-default root
-/// without cgroupsPath: `hull-` and 12 hex digits of the SHA-256 of the
-/// canonical root path (None under runc, which has no such directory).
+/// The prefix of hull's cgroup directories for the containers of a
+/// non-default root without cgroupsPath: `hull-` and 12 hex digits of the
+/// SHA-256 of the canonical root path (None under runc, which has none).
 pub fn root_cgroup_tag(root: &Path) -> Option<String> {
     use sha2::Digest as _;
     if is_runc() {
