@@ -222,12 +222,19 @@ fn reopen(root: &OwnedFd, dest: &Path) -> Result<OwnedFd> {
 /// flags a bind cannot take on its first call.
 fn bind_in_root(root: &OwnedFd, source: &Path, dest: &Path, create: Create, flags: MsFlags) -> Result<()> {
     let target = open_in_root(root, dest, create)?.expect("created");
+    bind_fd(source, target, || reopen(root, dest), flags)
+}
+
+/// Bind `source` onto the resolved `target`; if `flags` asks more than a
+/// bind, remount the new mount, which `reopen` resolves again (`target`
+/// is the directory below it).
+fn bind_fd(source: &Path, target: OwnedFd, reopen: impl FnOnce() -> Result<OwnedFd>, flags: MsFlags) -> Result<()> {
     let rec = flags & MsFlags::MS_REC;
     mount(Some(source), &fd_path(&target), NONE, MsFlags::MS_BIND | rec, NONE).sys_context(|| format!("bind {}", source.display()))?;
     drop(target);
     let extra = flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
     if !extra.is_empty() {
-        remount_bind(&fd_path(&reopen(root, dest)?), extra)?;
+        remount_bind(&fd_path(&reopen()?), extra)?;
     }
     Ok(())
 }
@@ -315,21 +322,13 @@ fn mount_cgroup(ctx: &RootfsContext, root: &OwnedFd, m: &Mount, opts: &MountOpti
 /// Bind one v1 hierarchy's directory `dir` onto `name` in the fresh tmpfs
 /// `base` (see `mount_cgroup`), then remount it with `flags`.
 fn bind_hierarchy(base: &OwnedFd, name: &str, dir: &Path, flags: MsFlags) -> Result<()> {
-    let at_base = |what: &str| -> Result<OwnedFd> {
+    let at_base = || -> Result<OwnedFd> {
         nix::fcntl::openat(base.as_fd(), name, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
-            .sys_context(|| format!("open the cgroup mount point {name} ({what})"))
+            .sys_context(|| format!("open the cgroup mount point {name}"))
     };
     nix::sys::stat::mkdirat(base.as_fd(), name, Mode::from_bits_truncate(0o755))
         .sys_context(|| format!("create the cgroup mount point {name}"))?;
-    let target = at_base("to bind")?;
-    let rec = flags & MsFlags::MS_REC;
-    mount(Some(dir), &fd_path(&target), NONE, MsFlags::MS_BIND | rec, NONE).sys_context(|| format!("bind {}", dir.display()))?;
-    drop(target);
-    let extra = flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
-    if !extra.is_empty() {
-        remount_bind(&fd_path(&at_base("to remount")?), extra)?;
-    }
-    Ok(())
+    bind_fd(dir, at_base()?, at_base, flags)
 }
 
 struct Device {

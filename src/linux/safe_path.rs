@@ -197,6 +197,22 @@ mod tests {
         assert!(root.join("x/file").is_file());
     }
 
+    /// Several missing components, one of them "..": each is made below
+    /// the last one that exists, the ".." step taken as the kernel does.
+    #[test]
+    fn missing_components_are_made_from_the_deepest_existing() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("e")).unwrap();
+        let fd = root_fd(t.path());
+        open_in_root(&fd, Path::new("/e/a/b/../c/f"), Create::File).unwrap().unwrap();
+        assert!(t.path().join("e/a/b").is_dir());
+        assert!(t.path().join("e/a/c/f").is_file());
+        assert!(!t.path().join("e/a/b/c").exists());
+        // Everything missing: made from the root.
+        open_in_root(&fd, Path::new("x/y"), Create::Dir).unwrap().unwrap();
+        assert!(t.path().join("x/y").is_dir());
+    }
+
     #[test]
     fn missing_without_create_is_none() {
         let t = tempfile::tempdir().unwrap();
