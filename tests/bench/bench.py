@@ -691,6 +691,8 @@ def cmd_shell_report(a):
     per = {}  # (loop, runtime) -> [ms per iteration], one per round
     failed = set()
     order = []
+    seen = {}  # (loop, runtime) -> index of its last round
+    by_round = {}  # (loop, runtime, round) -> ms per iteration
     with open(a.file) as f:
         for line in f:
             parts = line.split()
@@ -699,14 +701,24 @@ def cmd_shell_report(a):
             loop, rt, iters, total_ns, bad = parts[0], parts[1], int(parts[2]), int(parts[3]), parts[4]
             if rt not in order:
                 order.append(rt)
+            rnd = seen[(loop, rt)] = seen.get((loop, rt), -1) + 1
             if bad != "0":
                 failed.add((loop, rt))
                 continue
             per.setdefault((loop, rt), []).append(total_ns / 1e6 / max(iters, 1))
+            by_round[(loop, rt, rnd)] = total_ns / 1e6 / max(iters, 1)
 
     def med(loop, rt):
         v = per.get((loop, rt))
         return statistics.median(v) if v else None
+
+    def paired(loop, other):
+        """hull/other round by round (the two loops ran next to each other):
+        median, min and max over the rounds both finished."""
+        rs = [by_round[(loop, "hull", k)] / by_round[(loop, other, k)]
+              for k in range(seen.get((loop, "hull"), -1) + 1)
+              if (loop, "hull", k) in by_round and (loop, other, k) in by_round]
+        return (statistics.median(rs), min(rs), max(rs)) if rs else None
 
     print()
     print("Plain shell loops: bash forks and execs every runtime command (stdio on")
@@ -730,6 +742,20 @@ def cmd_shell_report(a):
                 continue
             x = med(loop, o)
             row += "%12s" % ("%.2f" % (h / x) if h and x else "n/a")
+        print(row)
+    print()
+    print("Paired: hull's loop / the other's loop of the same round (run one")
+    print("  after the other), median over the rounds [min - max]; robust to the")
+    print("  machine's drift from round to round, which the medians above are not.")
+    print()
+    print("%-26s" % "hull/runtime, paired" + "".join("%22s" % ("hull/" + o) for o in order if o != "hull"))
+    for loop, label in SHELL_LOOPS:
+        row = "%-26s" % label
+        for o in order:
+            if o == "hull":
+                continue
+            p = paired(loop, o)
+            row += "%22s" % ("%.2f [%.2f - %.2f]" % p if p else "n/a")
         print(row)
     if failed:
         print("  failed (some command exited non-zero): "

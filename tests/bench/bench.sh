@@ -101,9 +101,10 @@ done
 # runtime command a process that bash forks and execs, as containerd and
 # podman start a runtime. BENCH_SHELL_ROUNDS rounds, each loop of each
 # runtime BENCH_SHELL_ITERS iterations, interleaved (round by round, runtime
-# after runtime), so a change in the machine's load hits all of them alike.
+# after runtime), so a change in the machine's load hits all of them alike;
+# bench.py also prints hull's loop over the other's of the same round.
 SHELL_ITERS=${BENCH_SHELL_ITERS:-20}
-SHELL_ROUNDS=${BENCH_SHELL_ROUNDS:-3}
+SHELL_ROUNDS=${BENCH_SHELL_ROUNDS:-5}
 SHELL_OUT=$OUT/shell-loops.txt
 : >"$SHELL_OUT"
 echo
