@@ -37,6 +37,7 @@ Normally driven by tests/bench/bench.sh. Subcommands:
 """
 
 import argparse
+import collections
 import ctypes
 import json
 import os
@@ -688,7 +689,6 @@ SHELL_LOOPS = (
 
 
 def cmd_shell_report(a):
-    per = {}  # (loop, runtime) -> [ms per iteration], one per round
     failed = set()
     order = []
     seen = {}  # (loop, runtime) -> index of its last round
@@ -705,11 +705,10 @@ def cmd_shell_report(a):
             if bad != "0":
                 failed.add((loop, rt))
                 continue
-            per.setdefault((loop, rt), []).append(total_ns / 1e6 / max(iters, 1))
             by_round[(loop, rt, rnd)] = total_ns / 1e6 / max(iters, 1)
 
     def med(loop, rt):
-        v = per.get((loop, rt))
+        v = [ms for (lp, r, _), ms in by_round.items() if (lp, r) == (loop, rt)]
         return statistics.median(v) if v else None
 
     def paired(loop, other):
@@ -760,7 +759,7 @@ def cmd_shell_report(a):
     if failed:
         print("  failed (some command exited non-zero): "
               + ", ".join("%s %s" % k for k in sorted(failed)))
-    rounds = max((len(v) for v in per.values()), default=0)
+    rounds = max(collections.Counter((lp, r) for lp, r, _ in by_round).values(), default=0)
     print("  (%d rounds)" % rounds)
     print()
     return 0
