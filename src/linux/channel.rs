@@ -71,10 +71,27 @@ impl Channel {
     }
 
     /// Next message, or `None` when the peer closed its end (exited or exec'd).
+    /// The message's length is peeked first, so the buffer is its size
+    /// (zeroing a 64 KiB one cost more than the rest of the call).
     pub fn recv<M: for<'de> Deserialize<'de>>(&self) -> Result<Option<M>> {
-        let mut buf = vec![0u8; MAX_MESSAGE];
-        let n = loop {
-            match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+        let len = self.recv_retrying(&mut [], MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC)?;
+        if len == 0 {
+            return Ok(None);
+        }
+        let mut buf = vec![0u8; len.min(MAX_MESSAGE)];
+        let n = self.recv_retrying(&mut buf, MsgFlags::empty())?;
+        if n == 0 {
+            return Ok(None);
+        }
+        serde_json::from_slice(&buf[..n])
+            .map(Some)
+            .map_err(|e| Error::Init(format!("bad handshake message: {e}")))
+    }
+
+    /// recv(2), again after EINTR and ECONNRESET.
+    fn recv_retrying(&self, buf: &mut [u8], flags: MsgFlags) -> Result<usize> {
+        loop {
+            match recv(self.fd.as_raw_fd(), buf, flags) {
                 Err(nix::errno::Errno::EINTR) => continue,
                 // A peer that closed with a message of ours unread (killed
                 // before it read it, or failed before it looked) resets the
@@ -82,15 +99,9 @@ impl Channel {
                 // peer sent first (its Failed report): read on, to those
                 // messages and then end-of-file.
                 Err(nix::errno::Errno::ECONNRESET) => continue,
-                other => break other.sys_context(|| "receive on init handshake socket".into())?,
+                other => return other.sys_context(|| "receive on init handshake socket".into()),
             }
-        };
-        if n == 0 {
-            return Ok(None);
         }
-        serde_json::from_slice(&buf[..n])
-            .map(Some)
-            .map_err(|e| Error::Init(format!("bad handshake message: {e}")))
     }
 
     /// Receive, treating end-of-file as an error that says what was awaited.
@@ -125,6 +136,17 @@ mod tests {
         a.send(&ParentMessage::Proceed).unwrap();
         drop(b);
         assert!(a.recv::<ChildMessage>().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_long_message_comes_whole_and_in_order() {
+        let (a, b) = Channel::pair().unwrap();
+        let long = "x".repeat(40 * 1024);
+        b.send(&ChildMessage::Failed(Error::Config(long.clone()).to_remote())).unwrap();
+        b.send(&ChildMessage::InitForked { pid: 7 }).unwrap();
+        let Some(ChildMessage::Failed(r)) = a.recv::<ChildMessage>().unwrap() else { panic!("no Failed message") };
+        assert!(Error::from_remote(r).to_string().contains(&long));
+        assert!(matches!(a.recv::<ChildMessage>().unwrap(), Some(ChildMessage::InitForked { pid: 7 })));
     }
 
     #[test]

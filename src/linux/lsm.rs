@@ -62,7 +62,15 @@ pub fn check(process: &Process, mount_label: Option<&String>, host: Host) -> Res
 
 /// Validate the LSM fields of a whole config on this host.
 pub fn check_spec(spec: &Spec, process: &Process) -> Result<()> {
-    check(process, spec.linux().as_ref().and_then(|l| l.mount_label().as_ref()), Host::detect())
+    let mount_label = spec.linux().as_ref().and_then(|l| l.mount_label().as_ref());
+    // Nothing asked of an LSM: the host is not probed (a read of
+    // mountinfo and two lookups on every create).
+    let asks =
+        set(process.apparmor_profile()).is_some() || set(process.selinux_label()).is_some() || mount_label.is_some_and(|l| !l.is_empty());
+    match asks {
+        true => check(process, mount_label, Host::detect()),
+        false => Ok(()),
+    }
 }
 
 /// Arrange for the next execve to run under the configured AppArmor profile

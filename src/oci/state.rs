@@ -202,16 +202,36 @@ pub fn validate_id(id: &str) -> Result<()> {
 }
 
 /// Start time of a process (clock ticks since boot), or None if it is gone.
+/// One read into a stack buffer (the line is well under 1 KiB: 52 numbers
+/// and a 16-byte name), parsed as bytes: the name is the program's first
+/// 15 bytes, which may end inside a UTF-8 sequence.
 pub fn process_start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    use std::io::Read;
+    let mut file = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+    let mut buf = [0u8; 2048];
+    let mut len = 0;
+    // Bounded: each pass fills more of the buffer or ends at EOF.
+    while len < buf.len() && !buf[..len].ends_with(b"\n") {
+        match file.read(&mut buf[len..]).ok()? {
+            0 => break,
+            n => len += n,
+        }
+    }
+    parse_start_time(&buf[..len])
+}
+
+/// The start time (field 22) of a /proc/PID/stat line; None for a zombie
+/// or a dead task.
+fn parse_start_time(stat: &[u8]) -> Option<u64> {
     // The command name may contain spaces and parentheses: skip to the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // fields[0] is the state (field 3); start time is field 22.
-    if fields.first() == Some(&"Z") || fields.first() == Some(&"X") {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(stat.get(close + 1..)?).ok()?;
+    let mut fields = rest.split_ascii_whitespace();
+    // The first field is the state (field 3); the start time is 19 later.
+    if matches!(fields.next()?, "Z" | "X") {
         return None;
     }
-    fields.get(19)?.parse().ok()
+    fields.nth(18)?.parse().ok()
 }
 
 impl ContainerRecord {
@@ -289,6 +309,46 @@ impl ContainerRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn start_time_is_read_past_any_command_name() {
+        let line = |comm: &[u8], state: &str| {
+            let mut l = b"42 (".to_vec();
+            l.extend_from_slice(comm);
+            l.extend_from_slice(format!(") {state} 1 42 42 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 987654 1000 10").as_bytes());
+            l
+        };
+        assert_eq!(parse_start_time(&line(b"sh", "S")), Some(987654));
+        // The first 15 bytes of "\u{43f}\u{440}\u{43e}\u{433}\u{440}\u{430}\u{43c}\u{43c}\u{430}" end
+        // inside a character, and a name may hold ") ".
+        assert_eq!(parse_start_time(&line(b"\xd0\xbf\xd1\x80\xd0", "R")), Some(987654));
+        assert_eq!(parse_start_time(&line(b"a) Z (b", "S")), Some(987654));
+        assert_eq!(parse_start_time(&line(b"sh", "Z")), None);
+        assert_eq!(parse_start_time(&line(b"sh", "X")), None);
+        assert_eq!(parse_start_time(b"42 (sh) S 1 2"), None);
+        assert_eq!(parse_start_time(b""), None);
+    }
+
+    #[test]
+    fn start_time_of_a_live_process_with_a_cut_utf8_name() {
+        // exec names the process after the program's first 15 bytes: here
+        // they end inside the eighth two-byte character.
+        let dir = std::env::temp_dir().join(format!("hull-comm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let program = dir.join("\u{43f}\u{440}\u{43e}\u{433}\u{440}\u{430}\u{43c}\u{43c}\u{430}");
+        std::fs::copy("/bin/sleep", &program).unwrap();
+        let spawned = std::process::Command::new(&program).arg("30").spawn();
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut child = spawned.unwrap();
+        let pid = child.id() as i32;
+        let comm = std::fs::read(format!("/proc/{pid}/comm")).unwrap();
+        let started = process_start_time(pid);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(std::str::from_utf8(&comm).is_err(), "{comm:?}");
+        assert!(started.is_some_and(|t| t > 0));
+        assert_eq!(process_start_time(pid), None);
+    }
 
     #[test]
     fn ids_that_could_escape_are_refused() {

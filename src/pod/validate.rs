@@ -111,7 +111,7 @@ pub fn to_pod(value: Value) -> Result<Pod> {
 /// NUL bytes cannot reach execve, sethostname or a file name intact:
 /// refuse them wherever they are, naming the field.
 pub fn no_nul(value: &Value) -> Result<()> {
-    match crate::oci::config::find_nul(value, "", &[]) {
+    match crate::oci::config::find_nul(value, &[]) {
         Some(path) => Err(bad(path, "contains a NUL byte")),
         None => Ok(()),
     }
