@@ -103,8 +103,10 @@ done
 # runtime BENCH_SHELL_ITERS iterations, interleaved (round by round, runtime
 # after runtime), so a change in the machine's load hits all of them alike;
 # bench.py also prints hull's loop over the other's of the same round.
+# 11 rounds by default (about 45 s on the 2-vCPU VM): with 5, one slow
+# round of the VM moved the median `run` ratio by up to 0.1.
 SHELL_ITERS=${BENCH_SHELL_ITERS:-20}
-SHELL_ROUNDS=${BENCH_SHELL_ROUNDS:-5}
+SHELL_ROUNDS=${BENCH_SHELL_ROUNDS:-11}
 SHELL_OUT=$OUT/shell-loops.txt
 : >"$SHELL_OUT"
 echo
