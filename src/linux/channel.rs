@@ -4,7 +4,7 @@
 //! and a dead peer shows up as end-of-file.
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result, SysContext};
@@ -71,37 +71,25 @@ impl Channel {
     }
 
     /// Next message, or `None` when the peer closed its end (exited or exec'd).
-    /// The message's length is peeked first, so the buffer is its size
-    /// (zeroing a 64 KiB one cost more than the rest of the call).
     pub fn recv<M: for<'de> Deserialize<'de>>(&self) -> Result<Option<M>> {
-        let len = self.recv_retrying(&mut [], MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC)?;
-        if len == 0 {
-            return Ok(None);
-        }
-        let mut buf = vec![0u8; len.min(MAX_MESSAGE)];
-        let n = self.recv_retrying(&mut buf, MsgFlags::empty())?;
-        if n == 0 {
-            return Ok(None);
-        }
-        serde_json::from_slice(&buf[..n])
-            .map(Some)
-            .map_err(|e| Error::Init(format!("bad handshake message: {e}")))
-    }
-
-    /// recv(2), again after EINTR and ECONNRESET.
-    fn recv_retrying(&self, buf: &mut [u8], flags: MsgFlags) -> Result<usize> {
-        loop {
-            match recv(self.fd.as_raw_fd(), buf, flags) {
-                Err(nix::errno::Errno::EINTR) => continue,
+        let buf = loop {
+            match crate::linux::syscall::recv_new(self.fd.as_raw_fd(), MAX_MESSAGE, 0) {
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
                 // A peer that closed with a message of ours unread (killed
                 // before it read it, or failed before it looked) resets the
                 // connection. The error is reported once, before what the
                 // peer sent first (its Failed report): read on, to those
                 // messages and then end-of-file.
-                Err(nix::errno::Errno::ECONNRESET) => continue,
-                other => return other.sys_context(|| "receive on init handshake socket".into()),
+                Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => continue,
+                other => break other.sys_context(|| "receive on init handshake socket".into())?,
             }
+        };
+        if buf.is_empty() {
+            return Ok(None);
         }
+        serde_json::from_slice(&buf)
+            .map(Some)
+            .map_err(|e| Error::Init(format!("bad handshake message: {e}")))
     }
 
     /// Receive, treating end-of-file as an error that says what was awaited.

@@ -44,17 +44,26 @@ fn set(v: &Option<String>) -> Option<&str> {
 
 /// Refuse labels the host cannot apply, with runc's wording, before
 /// anything is created. `mount_label` is `linux.mountLabel` (None for exec).
-pub fn check(process: &Process, mount_label: Option<&String>, host: Host) -> Result<()> {
-    if set(process.apparmor_profile()).is_some() && !host.apparmor {
+/// `host` is called only when a profile or label is asked for: probing
+/// reads mountinfo, which every create paid for nothing.
+pub fn check(process: &Process, mount_label: Option<&String>, host: impl FnOnce() -> Host) -> Result<()> {
+    let profile = set(process.apparmor_profile());
+    let label = set(process.selinux_label());
+    let mount_label = mount_label.filter(|l| !l.is_empty());
+    if profile.is_none() && label.is_none() && mount_label.is_none() {
+        return Ok(());
+    }
+    let host = host();
+    if profile.is_some() && !host.apparmor {
         return Err(Error::Config("process.apparmorProfile: apparmor profile specified but AppArmor is not enabled on the host".into()));
     }
     // Without SELinux a label has no effect at all: crun and youki run the
     // container without it and say so (runc refuses); hull follows them.
     // AppArmor keeps runc's refusal above.
-    if let Some(label) = set(process.selinux_label()).filter(|_| !host.selinux) {
+    if let Some(label) = label.filter(|_| !host.selinux) {
         log::warn!("process.selinuxLabel {label:?} ignored: SELinux is not enabled on this host");
     }
-    if let Some(label) = mount_label.filter(|l| !l.is_empty() && !host.selinux) {
+    if let Some(label) = mount_label.filter(|_| !host.selinux) {
         log::warn!("linux.mountLabel {label:?} ignored: SELinux is not enabled on this host");
     }
     Ok(())
@@ -62,15 +71,7 @@ pub fn check(process: &Process, mount_label: Option<&String>, host: Host) -> Res
 
 /// Validate the LSM fields of a whole config on this host.
 pub fn check_spec(spec: &Spec, process: &Process) -> Result<()> {
-    let mount_label = spec.linux().as_ref().and_then(|l| l.mount_label().as_ref());
-    // Nothing asked of an LSM: the host is not probed (a read of
-    // mountinfo and two lookups on every create).
-    let asks =
-        set(process.apparmor_profile()).is_some() || set(process.selinux_label()).is_some() || mount_label.is_some_and(|l| !l.is_empty());
-    match asks {
-        true => check(process, mount_label, Host::detect()),
-        false => Ok(()),
-    }
+    check(process, spec.linux().as_ref().and_then(|l| l.mount_label().as_ref()), Host::detect)
 }
 
 /// Arrange for the next execve to run under the configured AppArmor profile
@@ -135,18 +136,21 @@ mod tests {
     #[test]
     fn labels_are_refused_by_name_when_the_host_lacks_the_module() {
         let p = process(serde_json::json!({"apparmorProfile": "docker-default"}));
-        let e = check(&p, None, NONE).unwrap_err().to_string();
+        let e = check(&p, None, || NONE).unwrap_err().to_string();
         assert!(e.contains("process.apparmorProfile") && e.contains("AppArmor is not enabled"), "{e}");
-        check(&p, None, BOTH).unwrap();
+        check(&p, None, || BOTH).unwrap();
         // SELinux labels without SELinux: accepted (a warning), as crun does.
         let p = process(serde_json::json!({"selinuxLabel": "system_u:system_r:container_t:s0"}));
-        check(&p, None, NONE).unwrap();
-        check(&p, None, BOTH).unwrap();
+        check(&p, None, || NONE).unwrap();
+        check(&p, None, || BOTH).unwrap();
         let label = "system_u:object_r:container_file_t:s0".to_string();
-        check(&process(serde_json::json!({})), Some(&label), NONE).unwrap();
+        check(&process(serde_json::json!({})), Some(&label), || NONE).unwrap();
         // Empty strings mean "no label".
         let p = process(serde_json::json!({"apparmorProfile": "", "selinuxLabel": ""}));
-        check(&p, Some(&String::new()), NONE).unwrap();
+        check(&p, Some(&String::new()), || NONE).unwrap();
+        // Nothing asked: the host is not probed.
+        check(&p, Some(&String::new()), || panic!("probed the host")).unwrap();
+        check(&process(serde_json::json!({})), None, || panic!("probed the host")).unwrap();
     }
 
     #[test]

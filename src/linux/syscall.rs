@@ -341,6 +341,24 @@ fn drop_stack_below_caller(stack_start: usize, stack_end: usize) {
     }
 }
 
+/// One recv(2) of up to `max` bytes into a fresh buffer that is not zeroed
+/// first (zeroing 64 KiB for a message of a few bytes cost more than the
+/// rest of the receive). One call, so a message is taken whole even when
+/// another process reads the same socket, as the bootstrap and the init do.
+pub fn recv_new(fd: RawFd, max: usize, flags: libc::c_int) -> std::io::Result<Vec<u8>> {
+    let mut buf: Vec<u8> = Vec::with_capacity(max);
+    // SAFETY: recv writes at most `max` bytes to the buffer's spare
+    // capacity, which is at least `max`; set_len covers only the bytes it
+    // reports written.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), max, flags) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the first n bytes were written by recv (n <= max).
+    unsafe { buf.set_len(n as usize) };
+    Ok(buf)
+}
+
 /// A pidfd for `pid` (pidfd_open(2), Linux 5.3): it polls readable once
 /// the process has exited. None on kernels without it. The caller checks
 /// afterwards that the pid still names the process it means (a pid can be

@@ -341,7 +341,14 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let mut child = spawned.unwrap();
         let pid = child.id() as i32;
-        let comm = std::fs::read(format!("/proc/{pid}/comm")).unwrap();
+        // spawn returns once the child has let go of our memory, which
+        // exec does before it renames the process: wait for the new name.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut comm = std::fs::read(format!("/proc/{pid}/comm")).unwrap_or_default();
+        while std::str::from_utf8(&comm).is_ok() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            comm = std::fs::read(format!("/proc/{pid}/comm")).unwrap_or_default();
+        }
         let started = process_start_time(pid);
         child.kill().unwrap();
         child.wait().unwrap();
